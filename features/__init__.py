@@ -1,0 +1,1 @@
+"""Data contract, sources, synthetic generator, point-in-time features, labels and training sets."""

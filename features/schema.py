@@ -1,0 +1,295 @@
+"""The data contract: every warehouse table, its columns, rules, keys and times.
+
+Sources (readers, validation, quarantine), the synthetic generator, feature code and the README all
+read this one module; nothing else defines a column name, dtype, allowed value or key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import pyarrow as pa
+
+
+class UsageCategory(StrEnum):
+    RESIDENTIAL = "residential"
+    GENERAL_COMMERCIAL = "general_commercial"
+    LARGE_INDUSTRIAL = "large_industrial"
+    AGRICULTURAL = "agricultural"
+
+
+class Tariff(StrEnum):
+    SINGLE = "single"
+    TOU = "tou"
+    TWO_PART = "two_part"
+
+
+class PaymentMethod(StrEnum):
+    COUNTER = "counter"
+    BANK_WITHHOLDING = "bank_withholding"
+    ONLINE = "online"
+    PREPAID = "prepaid"
+
+
+class SuspensionKind(StrEnum):
+    """Service changes (变更用电) that move billed capacity; DOMAIN.md §2."""
+
+    SUSPENSION = "suspension"  # 暂停
+    SUSPENSION_RESTORE = "suspension_restore"  # 暂停恢复
+    REDUCTION = "reduction"  # 减容
+    REDUCTION_RESTORE = "reduction_restore"  # 减容恢复
+
+
+class InspectionResult(StrEnum):
+    NORMAL = "normal"
+    THEFT = "theft"  # 窃电
+    VIOLATION = "violation"  # 违约用电
+
+
+class Granularity(StrEnum):
+    DAY = "day"
+    MONTH = "month"
+
+
+# Two-part tariff (两部制) applies from this capacity; DOMAIN.md §1 and DESIGN.md's suspension task.
+TWO_PART_MIN_KVA = 315.0
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its Arrow type, whether it must be present and non-null, and its value rules."""
+
+    name: str
+    dtype: pa.DataType
+    required: bool = True  # column must exist in every export
+    nullable: bool = False  # null values allowed in the column
+    allowed: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    pii: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    column: str
+    table: str
+    ref_column: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A warehouse table: columns, primary key, foreign keys and its times.
+
+    ``key`` identifies the business record; where ``known_at`` is set, several versions of one key
+    may exist (a re-issued bill, 退补) and the primary key is ``key + (known_at,)``.
+    ``event_time`` is the column the point-in-time rule compares with the as-of date.
+    """
+
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    event_time: str | None = None
+    known_at: str | None = None
+    foreign_keys: tuple[ForeignKey, ...] = field(default_factory=tuple)
+    optional: bool = False  # the warehouse may lack this table entirely
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self.key + ((self.known_at,) if self.known_at else ())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name!r} has no column {name!r}")
+
+    def arrow_schema(self, names: list[str] | None = None) -> pa.Schema:
+        cols = [c for c in self.columns if names is None or c.name in names]
+        return pa.schema([pa.field(c.name, c.dtype, nullable=c.nullable) for c in cols])
+
+
+def _values(enum: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(e.value for e in enum)
+
+
+STR = pa.string()
+F64 = pa.float64()
+DATE = pa.date32()
+TS = pa.timestamp("us")
+
+CUSTOMERS = Table(
+    name="customers",
+    doc="客户档案: one row per customer account.",
+    key=("customer_id",),
+    event_time="open_date",
+    columns=(
+        Column("customer_id", STR, doc="户号"),
+        Column("usage_category", STR, allowed=_values(UsageCategory), doc="用电类别"),
+        Column("industry_code", STR, nullable=True, doc="行业分类 (GB/T 4754 section letter + division)"),
+        Column("voltage_kv", F64, min=0.22, max=500.0, doc="供电电压 kV"),
+        Column("contract_capacity_kva", F64, min=0.0, max=1_000_000.0, doc="合同容量 kVA"),
+        Column("tariff", STR, allowed=_values(Tariff), doc="电价类型"),
+        Column("payment_method", STR, allowed=_values(PaymentMethod), doc="缴费方式"),
+        Column("supply_unit", STR, doc="供电单位"),
+        Column("station", STR, doc="供电所"),
+        Column("area_id", STR, doc="台区编号"),
+        Column("group_id", STR, required=False, nullable=True, doc="集团客户编号"),
+        Column("open_date", DATE, doc="立户日期"),
+        Column("close_date", DATE, required=False, nullable=True, doc="销户日期"),
+        Column("name", STR, required=False, nullable=True, pii=True, doc="户名"),
+        Column("phone", STR, required=False, nullable=True, pii=True, doc="联系电话"),
+        Column("address", STR, required=False, nullable=True, pii=True, doc="用电地址"),
+    ),
+    foreign_keys=(ForeignKey("area_id", "areas", "area_id"),),
+)
+
+BILLS = Table(
+    name="bills",
+    doc="电费账单: one row per customer x billing month x version (a re-issued bill is a new version).",
+    key=("customer_id", "period"),
+    event_time="issue_date",
+    known_at="known_at",
+    columns=(
+        Column("customer_id", STR),
+        Column("period", DATE, doc="billing month, first day (电费年月)"),
+        Column("kwh", F64, min=0.0, doc="电量 kWh"),
+        Column("kwh_peak", F64, required=False, nullable=True, min=0.0, doc="峰 kWh (TOU)"),
+        Column("kwh_flat", F64, required=False, nullable=True, min=0.0, doc="平 kWh (TOU)"),
+        Column("kwh_valley", F64, required=False, nullable=True, min=0.0, doc="谷 kWh (TOU)"),
+        Column("max_demand_kw", F64, required=False, nullable=True, min=0.0, doc="最大需量 kW"),
+        Column("power_factor", F64, required=False, nullable=True, min=0.0, max=1.0, doc="功率因数"),
+        Column("energy_charge", F64, required=False, nullable=True, doc="电度电费 元"),
+        Column("basic_charge", F64, required=False, nullable=True, min=0.0, doc="基本电费 元"),
+        Column("pf_adjustment", F64, required=False, nullable=True, doc="力调电费 元 (+ penalty, - credit)"),
+        Column("amount_due", F64, doc="应收电费 元 (negative only for a credit re-issue)"),
+        Column("issue_date", DATE, doc="发行日期"),
+        Column("due_date", DATE, doc="缴费截止日期"),
+        Column("known_at", TS, doc="when this version of the bill entered the system"),
+    ),
+    foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
+)
+
+PAYMENTS = Table(
+    name="payments",
+    doc="缴费记录: one row per payment against a billing month.",
+    key=("payment_id",),
+    event_time="paid_at",
+    columns=(
+        Column("payment_id", STR),
+        Column("customer_id", STR),
+        Column("period", DATE, doc="the billing month paid"),
+        Column("paid_at", TS, doc="缴费时间"),
+        Column("amount", F64, min=0.0, doc="实收金额 元 (incl. late fee)"),
+        Column("late_fee", F64, required=False, nullable=True, min=0.0, doc="违约金 元"),
+        Column("channel", STR, allowed=_values(PaymentMethod), doc="缴费渠道"),
+    ),
+    foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
+)
+
+READINGS = Table(
+    name="readings",
+    doc="日冻结电量: one row per customer x day (optional table).",
+    key=("customer_id", "date"),
+    event_time="date",
+    optional=True,
+    columns=(
+        Column("customer_id", STR),
+        Column("date", DATE),
+        Column("kwh", F64, min=0.0, doc="day's energy; negative values come from meter resets"),
+    ),
+    foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
+)
+
+SUSPENSIONS = Table(
+    name="suspensions",
+    doc="暂停/减容 applications and restorations.",
+    key=("application_id",),
+    event_time="applied_at",
+    columns=(
+        Column("application_id", STR),
+        Column("customer_id", STR),
+        Column("applied_at", TS, doc="申请时间"),
+        Column("start_date", DATE),
+        Column("end_date", DATE, nullable=True, doc="planned end; null for open-ended reductions"),
+        Column("capacity_kva", F64, min=0.0, doc="capacity suspended, reduced or restored"),
+        Column("kind", STR, allowed=_values(SuspensionKind)),
+    ),
+    foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
+)
+
+INSPECTIONS = Table(
+    name="inspections",
+    doc="用电检查: one row per on-site inspection.",
+    key=("inspection_id",),
+    event_time="inspected_at",
+    columns=(
+        Column("inspection_id", STR),
+        Column("customer_id", STR),
+        Column("inspected_at", TS),
+        Column("result", STR, allowed=_values(InspectionResult)),
+        Column("recovered_kwh", F64, min=0.0, doc="追补电量 kWh (0 unless theft/violation)"),
+        Column("recovered_amount", F64, required=False, nullable=True, min=0.0, doc="追补电费+违约使用电费 元"),
+    ),
+    foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
+)
+
+AREAS = Table(
+    name="areas",
+    doc="台区: one row per transformer area.",
+    key=("area_id",),
+    columns=(
+        Column("area_id", STR),
+        Column("station", STR),
+        Column("supply_unit", STR),
+        Column("transformer_kva", F64, min=0.0),
+    ),
+)
+
+AREA_SUPPLY = Table(
+    name="area_supply",
+    doc="台区供电量: energy into each area per day or month; billed kWh of its customers gives line loss.",
+    key=("area_id", "date"),
+    event_time="date",
+    columns=(
+        Column("area_id", STR),
+        Column("date", DATE, doc="the day, or the first day of the month"),
+        Column("granularity", STR, allowed=_values(Granularity)),
+        Column("supplied_kwh", F64, min=0.0),
+    ),
+    foreign_keys=(ForeignKey("area_id", "areas", "area_id"),),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (CUSTOMERS, BILLS, PAYMENTS, READINGS, SUSPENSIONS, INSPECTIONS, AREAS, AREA_SUPPLY)
+}
+
+# Order that respects foreign keys (parents first): ingest validates in this order.
+LOAD_ORDER: tuple[str, ...] = (
+    "areas",
+    "customers",
+    "bills",
+    "payments",
+    "readings",
+    "suspensions",
+    "inspections",
+    "area_supply",
+)
+
+
+def table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; the contract has {sorted(TABLES)}") from None

@@ -1,0 +1,1 @@
+"""The gridrisk CLI commands, one module per stage."""

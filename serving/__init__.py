@@ -1,0 +1,1 @@
+"""The FastAPI scoring service and the packaged-model definition it serves."""

@@ -1,0 +1,260 @@
+"""What a servable gridrisk model is: booster + calibrator + feature spec + reason texts, packaged for MLflow.
+
+`training/` builds a `PackagedModel` and logs it with `log_packaged_model`; `serving/` loads it by alias.
+Feature encoding lives here (`FeatureSpec.matrix`) so training and serving turn frames into the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PACKAGE_FILE = "package.json"
+BOOSTER_FILE = "booster.txt"
+
+
+@dataclass
+class FeatureSpec:
+    """Ordered model inputs; categorical columns carry their levels (codes are positions, unknown -> NaN)."""
+
+    names: list[str]
+    categorical: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, names: list[str]) -> FeatureSpec:
+        """Learn categorical levels from a training frame (object/string/category columns)."""
+        categorical: dict[str, list[str]] = {}
+        for name in names:
+            col = frame[name]
+            if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
+                levels = sorted({str(v) for v in col.dropna().unique()})
+                categorical[name] = levels
+        return cls(names=list(names), categorical=categorical)
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [i for i, n in enumerate(self.names) if n in self.categorical]
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The float64 matrix the booster sees; missing columns are an error, extra columns are ignored."""
+        missing = [n for n in self.names if n not in frame.columns]
+        if missing:
+            raise KeyError(f"missing feature columns: {missing}")
+        out = np.empty((len(frame), len(self.names)), dtype=np.float64)
+        for i, name in enumerate(self.names):
+            col = frame[name]
+            levels = self.categorical.get(name)
+            if levels is not None:
+                codes = pd.Categorical(col.astype("string").astype(object), categories=levels).codes
+                out[:, i] = np.where(codes < 0, np.nan, codes)
+            else:
+                out[:, i] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return out
+
+
+@dataclass
+class Calibrator:
+    """Maps the booster's raw probability to a calibrated one; JSON-serialisable (no pickles)."""
+
+    method: str  # "isotonic" | "platt" | "none"
+    x: list[float] = field(default_factory=list)  # isotonic thresholds
+    y: list[float] = field(default_factory=list)
+    a: float = 1.0  # platt: sigmoid(a * logit(p) + b)
+    b: float = 0.0
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        if self.method == "isotonic":
+            return np.interp(p, self.x, self.y)
+        if self.method == "platt":
+            eps = 1e-12
+            logit = np.log(np.clip(p, eps, 1 - eps) / np.clip(1 - p, eps, 1))
+            return 1.0 / (1.0 + np.exp(-(self.a * logit + self.b)))
+        return p
+
+
+@dataclass
+class ReasonText:
+    """Sentence templates for one feature. Placeholders: {value} {abs_value} {dir_zh} {dir_en}."""
+
+    zh: str
+    en: str
+
+
+@dataclass
+class Reason:
+    feature: str
+    value: float | str | None
+    contribution: float
+    direction: str  # "raises" | "lowers"
+    text: str
+
+
+@dataclass
+class PackagedModel:
+    task: str
+    booster: Any  # lightgbm.Booster
+    spec: FeatureSpec
+    calibrator: Calibrator
+    reasons: dict[str, ReasonText] = field(default_factory=dict)
+    bands: dict[str, float] = field(default_factory=lambda: {"high": 0.5, "medium": 0.2})  # min probability
+    score_quantiles: list[float] = field(default_factory=list)  # 101 quantiles of reference scores
+    metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def raw_margin(self, X: np.ndarray) -> np.ndarray:
+        return self.booster.predict(X, raw_score=True)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        margin = self.raw_margin(X)
+        return self.calibrator.apply(1.0 / (1.0 + np.exp(-margin)))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """TreeSHAP in log-odds from LightGBM itself: shape (n, features + 1), base value last."""
+        return np.asarray(self.booster.predict(X, pred_contrib=True))
+
+    def band(self, p: np.ndarray) -> np.ndarray:
+        names = sorted(self.bands, key=self.bands.get, reverse=True)
+        out = np.full(len(p), "low", dtype=object)
+        for name in reversed(names):
+            out[p >= self.bands[name]] = name
+        return out
+
+    def percentile(self, p: np.ndarray) -> np.ndarray:
+        if not self.score_quantiles:
+            return np.full(len(p), np.nan)
+        q = np.asarray(self.score_quantiles)
+        return np.searchsorted(q, p, side="right") / len(q) * 100.0
+
+    def reason_text(self, feature: str, value: Any, lang: str) -> str:
+        template = self.reasons.get(feature)
+        if template is None:
+            return f"{feature} = {format_value(value)}"
+        text = template.zh if lang == "zh" else template.en
+        numeric = isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
+        try:
+            return text.format(
+                value=value if numeric else format_value(value),
+                abs_value=abs(value) if numeric else format_value(value),
+                dir_zh=("上升" if numeric and value >= 0 else "下降"),
+                dir_en=("up" if numeric and value >= 0 else "down"),
+            )
+        except (ValueError, TypeError):
+            return f"{feature} = {format_value(value)}"
+
+    def decode(self, feature: str, value: float) -> float | str | None:
+        levels = self.spec.categorical.get(feature)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        if levels is not None:
+            return levels[int(value)]
+        return float(value)
+
+    def top_reasons(
+        self, X: np.ndarray, k: int = 5, lang: str = "zh", contrib: np.ndarray | None = None
+    ) -> list[list[Reason]]:
+        """Top-k features by absolute contribution for each row, with a sentence each."""
+        contrib = self.contributions(X) if contrib is None else contrib
+        feats = contrib[:, :-1]
+        k = min(k, feats.shape[1])
+        top = np.argsort(-np.abs(feats), axis=1)[:, :k]
+        out: list[list[Reason]] = []
+        for r in range(len(X)):
+            row = []
+            for j in top[r]:
+                c = float(feats[r, j])
+                name = self.spec.names[j]
+                value = self.decode(name, float(X[r, j]))
+                row.append(
+                    Reason(
+                        feature=name,
+                        value=value,
+                        contribution=c,
+                        direction="raises" if c >= 0 else "lowers",
+                        text=self.reason_text(name, value, lang),
+                    )
+                )
+            out.append(row)
+        return out
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(path / BOOSTER_FILE))
+        doc = {
+            "task": self.task,
+            "spec": asdict(self.spec),
+            "calibrator": asdict(self.calibrator),
+            "reasons": {k: asdict(v) for k, v in self.reasons.items()},
+            "bands": self.bands,
+            "score_quantiles": self.score_quantiles,
+            "metrics": self.metrics,
+            "info": self.info,
+        }
+        (path / PACKAGE_FILE).write_text(json.dumps(doc, ensure_ascii=False, indent=1, default=float))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> PackagedModel:
+        import lightgbm
+
+        path = Path(path)
+        doc = json.loads((path / PACKAGE_FILE).read_text())
+        booster = lightgbm.Booster(model_file=str(path / BOOSTER_FILE))
+        return cls(
+            task=doc["task"],
+            booster=booster,
+            spec=FeatureSpec(**doc["spec"]),
+            calibrator=Calibrator(**doc["calibrator"]),
+            reasons={k: ReasonText(**v) for k, v in doc["reasons"].items()},
+            bands=doc["bands"],
+            score_quantiles=doc["score_quantiles"],
+            metrics=doc["metrics"],
+            info=doc["info"],
+        )
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def pyfunc_class() -> type:
+    """The MLflow pyfunc wrapper, built lazily so importing this module does not import mlflow."""
+    import mlflow.pyfunc
+
+    class GridriskPyfunc(mlflow.pyfunc.PythonModel):
+        """`predict` takes a frame of feature columns and returns calibrated probability and raw margin."""
+
+        def load_context(self, context: Any) -> None:
+            self.package = PackagedModel.load(Path(context.artifacts["package"]))
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+            X = self.package.spec.matrix(model_input)
+            margin = self.package.raw_margin(X)
+            prob = self.package.calibrator.apply(1.0 / (1.0 + np.exp(-margin)))
+            return pd.DataFrame({"probability": prob, "raw_margin": margin})
+
+    return GridriskPyfunc
+
+
+PYFUNC_ARTIFACT_DIR = "model"
+
+
+def load_packaged_model(model_uri: str, dst: Path | None = None) -> PackagedModel:
+    """Load the package behind an MLflow model URI (``models:/gridrisk-arrears@champion``) without pyfunc overhead."""
+    import mlflow.artifacts
+
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst) if dst else None)
+    return PackagedModel.load(Path(local) / "artifacts" / "package")

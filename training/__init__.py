@@ -1,0 +1,1 @@
+"""Task specs, LightGBM fitting with temporal validation, calibration, evaluation and the MLflow registry."""
