@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from gridrisk.commands import data, demo, features, serving, training
+from gridrisk.commands import demo, features, generate, ingest, london, serving, training
 
 app = typer.Typer(
     name="gridrisk",
@@ -30,5 +30,5 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for module in (data, features, training, serving, demo):
+for module in (generate, ingest, features, training, serving, london, demo):
     module.register(app)

@@ -1,4 +1,4 @@
-"""CLI commands for the data stage."""
+"""CLI commands for the ingest stage."""
 
 from __future__ import annotations
 
