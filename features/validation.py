@@ -1,0 +1,549 @@
+"""Row-level validation of one export table against the data contract in `features/schema.py`.
+
+Sits between the readers (`features/ingest.py`) and the warehouse: every row leaves either accepted, with
+contract dtypes, or quarantined with its original values and the first rule it broke.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.schema import Column, Table, table
+
+logger = logging.getLogger(__name__)
+
+
+class ContractError(Exception):
+    """A file-level problem: missing required column, unreadable file, wrong encoding. Nothing is ingested."""
+
+
+class Rule(StrEnum):
+    """Why a row was quarantined; checked in this order, a row records the first it breaks."""
+
+    MALFORMED_ROW = "malformed_row"  # wrong number of fields (truncated file, unquoted delimiter)
+    UNPARSEABLE = "unparseable"
+    NULL = "null"
+    NOT_ALLOWED = "not_allowed"
+    OUT_OF_RANGE = "out_of_range"
+    NOT_MONTH_START = "not_month_start"
+    DATE_ORDER = "date_order"
+    UNKNOWN_REFERENCE = "unknown_reference"
+    AREA_MISMATCH = "area_mismatch"
+    DUPLICATE_KEY = "duplicate_key"  # same primary key, different content, within the export
+    DUPLICATE_ROW = "duplicate_row"  # exact copy of an earlier row of the export
+    WAREHOUSE_CONFLICT = "warehouse_conflict"  # same primary key as a stored row, different content
+
+
+# Metadata columns of a quarantine record; the original values (as strings) come before them.
+QUARANTINE_META = ("_table", "_row", "_column", "_rule", "_message", "_source")
+
+# Date-order rules as data: (later column, earlier column, message); a row breaks it when later < earlier.
+DATE_ORDER_RULES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "customers": (("close_date", "open_date", "close_date is before open_date"),),
+    "bills": (
+        ("issue_date", "period", "issue_date is before the billing period starts"),
+        ("due_date", "issue_date", "due_date is before issue_date"),
+        ("known_at", "issue_date", "known_at is before issue_date"),
+    ),
+    "payments": (("paid_at", "period", "paid_at is before the billing period starts"),),
+    "suspensions": (("end_date", "start_date", "end_date is before start_date"),),
+}
+
+# Columns that hold a billing month: the contract stores its first day.
+MONTH_COLUMNS = frozenset({"period"})
+
+# Exports write nulls in several ways (Oracle/Hive dumps use \N or NULL); all of them mean "no value".
+NULL_TOKENS = frozenset({"", "NULL", "null", "Null", "\\N", "NaN", "nan", "NaT", "None", "-"})
+
+# Excel counts days from 1899-12-30; five-digit serials reach year 2173, so a longer number is not a serial.
+EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+EXCEL_SERIAL_MAX = 100_000
+
+_MESSAGES_RANGE = {
+    ("readings", "kwh"): "negative kWh — meter reset or reversed register?",
+    ("bills", "kwh"): "negative kWh — meter reset or reversed register?",
+}
+
+
+@dataclass
+class ValidationResult:
+    """One validated table: accepted rows in contract dtypes, quarantined rows with their reasons."""
+
+    accepted: pd.DataFrame
+    quarantined: pd.DataFrame
+    extra_columns: list[str] = field(default_factory=list)  # columns the contract does not know; not stored
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.accepted) + len(self.quarantined)
+
+    def counts_by_rule(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.quarantined["_rule"].value_counts().sort_index().items()}
+
+
+@dataclass
+class _Check:
+    column: str
+    rule: Rule
+    message: str | pd.Series
+    mask: np.ndarray
+
+
+def validate(
+    frame: pd.DataFrame,
+    table_name: str,
+    *,
+    source: str = "",
+    reference: dict[str, pd.DataFrame] | None = None,
+) -> ValidationResult:
+    """Split an export of one contract table into accepted and quarantined rows.
+
+    ``frame`` has contract column names (headers already mapped) and any dtypes: strings from CSV,
+    typed columns from Parquet, date cells or Excel serial numbers from XLSX. A ``_row`` column, when
+    present, gives each row's number in the file (1 = first data row); otherwise rows count from 1.
+    ``reference`` holds accepted parent tables; foreign keys are checked only against parents given there.
+    Raises ContractError for file-level problems (missing required column, duplicated column names).
+    """
+    spec = _table_spec(table_name, source)
+    rows = (
+        frame["_row"].to_numpy(dtype="int64")
+        if "_row" in frame.columns
+        else np.arange(1, len(frame) + 1, dtype="int64")
+    )
+    data = frame.drop(columns=["_row"], errors="ignore")
+    _check_columns(data, spec, source)
+    extra = [c for c in data.columns if c not in spec.column_names]
+
+    checks: list[_Check] = []
+    parsed: dict[str, pd.Series] = {}
+    for col in spec.columns:
+        if col.name in data.columns:
+            values, col_checks = _parse_column(data[col.name], col, spec)
+            checks.extend(col_checks)
+        else:
+            values = _empty_column(col, len(data))
+        parsed[col.name] = values.set_axis(data.index)
+    typed = pd.DataFrame(parsed, index=data.index)
+
+    checks.extend(_date_order_checks(typed, spec))
+    if reference:
+        checks.extend(_reference_checks(typed, spec, reference))
+
+    bad = np.zeros(len(typed), dtype=bool)
+    for check in checks:
+        bad |= check.mask
+    duplicates = _duplicate_checks(typed, spec, rows, ~bad)
+    checks.extend(duplicates)
+    for check in duplicates:
+        bad |= check.mask
+
+    quarantined = _quarantine(data, rows, bad, checks, spec.name, source)
+    accepted = _to_contract(typed.loc[~bad], spec)
+    if bad.any():
+        logger.info(
+            "%s%s: %d rows read, %d accepted, %d quarantined",
+            spec.name,
+            f" ({source})" if source else "",
+            len(typed),
+            len(accepted),
+            len(quarantined),
+        )
+    return ValidationResult(accepted=accepted, quarantined=quarantined, extra_columns=extra)
+
+
+def _table_spec(table_name: str, source: str) -> Table:
+    try:
+        return table(table_name)
+    except KeyError as exc:
+        raise ContractError(f"{source or 'export'}: {exc.args[0]}") from None
+
+
+def _check_columns(data: pd.DataFrame, spec: Table, source: str) -> None:
+    where = f"{source} (table {spec.name})" if source else f"table {spec.name}"
+    duplicated = sorted(set(data.columns[data.columns.duplicated()]))
+    if duplicated:
+        raise ContractError(
+            f"{where}: column(s) {duplicated} appear more than once (two headers map to the same contract "
+            "column); drop one from the export or map it elsewhere with --column-map"
+        )
+    missing = [c for c in spec.required_columns if c not in data.columns]
+    if missing:
+        hints = ", ".join(f"{c} ({spec.column(c).doc})" if spec.column(c).doc else c for c in missing)
+        raise ContractError(
+            f"{where}: missing required column(s) {hints}; add them to the export, or map the export's "
+            f'headers in a --column-map TOML ([headers.{spec.name}] "<your header>" = "{missing[0]}")'
+        )
+
+
+def _empty_column(col: Column, n: int) -> pd.Series:
+    return pa.nulls(n, col.dtype).to_pandas(date_as_object=False)
+
+
+# --- parsing -------------------------------------------------------------------------------------------
+
+
+def _map_uniques(values: pd.Series, convert: Callable[[pd.Index], pd.Series | np.ndarray]) -> pd.Series:
+    """Apply ``convert`` to the distinct non-null values only (exports repeat values: the fast path)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    converted = pd.Series(np.asarray(convert(uniques)) if len(uniques) else [], dtype=object)
+    out = converted.reindex(codes).reset_index(drop=True)
+    out.index = values.index
+    return out
+
+
+def to_text(values: pd.Series) -> pd.Series:
+    """Values as stripped strings with nulls (used for string columns and for quarantined originals)."""
+    if isinstance(values.dtype, pd.StringDtype):
+        text = values.str.strip()
+    else:
+        text = _map_uniques(values, lambda u: [_scalar_text(v) for v in u]).astype("str")
+    return text.mask(text.isin(NULL_TOKENS))
+
+
+def _scalar_text(value: object) -> str:
+    # Excel and Parquet store numeric ids as numbers: 10023.0 must read back as "10023", not "10023.0".
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        ts = pd.Timestamp(value)
+        return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat(sep=" ")
+    return str(value).strip()
+
+
+def _parse_column(raw: pd.Series, col: Column, spec: Table) -> tuple[pd.Series, list[_Check]]:
+    raw = raw.reset_index(drop=True)
+    present = raw.notna().to_numpy()
+    checks: list[_Check] = []
+    if col.dtype == pa.string():
+        values = to_text(raw)
+        if col.allowed is not None:
+            values = values.str.lower()
+        unparseable = np.zeros(len(raw), dtype=bool)
+    elif col.dtype == pa.float64():
+        values, unparseable = _parse_number(raw)
+        checks.append(_Check(col.name, Rule.UNPARSEABLE, f"{col.name}: not a number", unparseable))
+    else:
+        kind = "date" if col.dtype == pa.date32() else "time"
+        values, unparseable = _parse_when(raw, date_only=kind == "date")
+        message = (
+            f"{col.name}: not a {kind} (expected YYYY-MM-DD{' HH:MM:SS' if kind == 'time' else ''}, "
+            "YYYYMMDD, YYYYMM or an Excel date)"
+        )
+        if kind == "date":
+            message += "; a date column cannot carry a time of day"
+        checks.append(_Check(col.name, Rule.UNPARSEABLE, message, unparseable))
+
+    missing = values.isna().to_numpy() & ~(present & unparseable)
+    if not col.nullable:
+        checks.append(
+            _Check(col.name, Rule.NULL, f"{col.name}: empty, but the contract requires a value", missing)
+        )
+    if col.allowed is not None:
+        outside = values.notna().to_numpy() & ~values.isin(col.allowed).to_numpy()
+        message = f"{col.name}: not one of {', '.join(col.allowed)} (map export values with --column-map)"
+        checks.append(_Check(col.name, Rule.NOT_ALLOWED, message, outside))
+    if col.min is not None or col.max is not None:
+        low = values.lt(col.min).to_numpy() if col.min is not None else np.zeros(len(raw), dtype=bool)
+        high = values.gt(col.max).to_numpy() if col.max is not None else np.zeros(len(raw), dtype=bool)
+        message = _MESSAGES_RANGE.get((spec.name, col.name)) if col.min == 0 else None
+        bounds = (
+            f"[{col.min if col.min is not None else '-inf'}, {col.max if col.max is not None else 'inf'}]"
+        )
+        if message is None or not low.any():
+            message = f"{col.name}: outside {bounds}"
+        else:
+            message = pd.Series(np.where(low, f"{col.name} < 0: {message}", f"{col.name}: outside {bounds}"))
+        checks.append(_Check(col.name, Rule.OUT_OF_RANGE, message, low | high))
+    if col.name in MONTH_COLUMNS:
+        day = values.dt.day.to_numpy(dtype="float64", na_value=np.nan)
+        checks.append(
+            _Check(
+                col.name,
+                Rule.NOT_MONTH_START,
+                f"{col.name}: a billing month is stored as its first day",
+                day > 1,
+            )
+        )
+    return values, checks
+
+
+def _parse_number(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        raw = raw.astype("object")
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        values = pd.Series(raw.to_numpy(dtype="float64", na_value=np.nan))
+    else:
+        values = _map_uniques(raw, _numbers_from_uniques).astype("float64")
+    finite = np.isfinite(values.to_numpy())
+    values = values.where(finite)
+    present = _present(raw)
+    return values, present & ~finite
+
+
+def _numbers_from_uniques(uniques: pd.Index) -> np.ndarray:
+    text = pd.Series([_scalar_text(v) for v in uniques], dtype="str")
+    # Exports write thousands separators (1,234.50) and stray spaces.
+    cleaned = text.str.replace(r"[,\s]", "", regex=True)
+    cleaned = cleaned.mask(text.isin(NULL_TOKENS))
+    out = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def _present(raw: pd.Series) -> np.ndarray:
+    """Non-null and not a null token: a value that exists and must therefore parse."""
+    if pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        return raw.notna().to_numpy()
+    return to_text(raw).notna().to_numpy()
+
+
+_YMD = re.compile(
+    r"^(?P<year>\d{4})[-/.年](?P<month>\d{1,2})[-/.月](?P<day>\d{1,2})日?"
+    r"(?:[ T](?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<frac>\d{1,6}))?)?)?$"
+)
+_COMPACT = re.compile(
+    r"^(?P<year>\d{4})(?P<month>\d{2})(?:(?P<day>\d{2})(?:(?P<hour>\d{2})(?P<minute>\d{2})(?P<second>\d{2})?)?)?$"
+)
+_YEAR_MONTH = re.compile(r"^(?P<year>\d{4})[-/.年](?P<month>\d{1,2})月?$")
+_SERIAL = re.compile(r"^\d{1,5}(?:\.\d+)?$")
+
+
+def _parse_when(raw: pd.Series, *, date_only: bool) -> tuple[pd.Series, np.ndarray]:
+    """Dates and times from ISO or Chinese text, compact digits (YYYYMMDD[HHMMSS], YYYYMM), Excel serials
+    and real date cells; anything else is unparseable."""
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        values = raw.dt.tz_localize(None) if getattr(raw.dt, "tz", None) is not None else raw
+        values = pd.Series(values.to_numpy(dtype="datetime64[us]"))
+    else:
+        values = pd.to_datetime(_map_uniques(raw, _times_from_uniques), errors="coerce").astype(
+            "datetime64[us]"
+        )
+    present = _present(raw)
+    unparseable = present & values.isna().to_numpy()
+    if date_only:
+        has_time = (values.notna() & (values != values.dt.normalize())).to_numpy()
+        unparseable |= has_time
+        values = values.mask(has_time)
+    return values, unparseable
+
+
+def _times_from_uniques(uniques: pd.Index) -> np.ndarray:
+    out = np.full(len(uniques), np.datetime64("NaT"), dtype="datetime64[us]")
+    items = list(uniques)
+    stamps = [
+        i for i, v in enumerate(items) if isinstance(v, pd.Timestamp | np.datetime64) or hasattr(v, "year")
+    ]
+    numbers = [
+        i for i, v in enumerate(items) if isinstance(v, int | float | np.number) and not isinstance(v, bool)
+    ]
+    for i in stamps:
+        out[i] = pd.Timestamp(items[i]).tz_localize(None).to_datetime64().astype("datetime64[us]")
+    if numbers:
+        out[numbers] = _times_from_numbers(np.array([float(items[i]) for i in numbers]))
+    rest = sorted(set(range(len(items))) - set(stamps) - set(numbers))
+    if rest:
+        text = pd.Series([str(items[i]).strip() for i in rest], dtype="str")
+        out[rest] = _times_from_text(text)
+    return out
+
+
+def _times_from_numbers(numbers: np.ndarray) -> np.ndarray:
+    out = np.full(len(numbers), np.datetime64("NaT"), dtype="datetime64[us]")
+    serial = (numbers >= 1) & (numbers < EXCEL_SERIAL_MAX)
+    out[serial] = _from_serial(numbers[serial])
+    whole = np.isfinite(numbers) & (numbers == np.floor(numbers)) & ~serial
+    if whole.any():
+        digits = pd.Series(numbers[whole].astype("int64").astype(str), dtype="str")
+        out[whole] = _times_from_text(digits)
+    return out
+
+
+def _from_serial(serials: np.ndarray) -> np.ndarray:
+    # Excel stores times as fractions of a day; round away the float noise to the millisecond.
+    stamps = EXCEL_EPOCH + pd.to_timedelta(serials, unit="D")
+    return pd.DatetimeIndex(stamps).round("ms").to_numpy(dtype="datetime64[us]")
+
+
+def _times_from_text(text: pd.Series) -> np.ndarray:
+    out = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
+    todo = np.ones(len(text), dtype=bool)
+    for pattern in (_YMD, _COMPACT, _YEAR_MONTH):
+        if not todo.any():
+            break
+        parts = text[todo].str.extract(pattern)
+        hit = parts["year"].notna().to_numpy()
+        if not hit.any():
+            continue
+        parts = parts[hit]
+        fields = pd.DataFrame(
+            {
+                "year": parts["year"].astype("float64"),
+                "month": parts["month"].astype("float64"),
+                "day": parts["day"].astype("float64").fillna(1) if "day" in parts else 1.0,
+            }
+        )
+        for name in ("hour", "minute", "second"):
+            if name in parts:
+                fields[name] = parts[name].astype("float64").fillna(0)
+        if "frac" in parts:
+            fields["us"] = parts["frac"].fillna("0").str.ljust(6, "0").astype("float64")
+        idx = np.flatnonzero(todo)[hit]
+        out[idx] = pd.to_datetime(fields, errors="coerce").to_numpy(dtype="datetime64[us]")
+        todo[idx] = False
+    serial = todo & text.str.fullmatch(_SERIAL).to_numpy(dtype=bool, na_value=False)
+    if serial.any():
+        out[serial] = _from_serial(text[serial].astype("float64").to_numpy())
+    return out
+
+
+# --- rules across columns and rows -----------------------------------------------------------------
+
+
+def _date_order_checks(typed: pd.DataFrame, spec: Table) -> list[_Check]:
+    checks = []
+    for later, earlier, message in DATE_ORDER_RULES.get(spec.name, ()):
+        broken = (typed[later] < typed[earlier]).to_numpy(dtype=bool, na_value=False)
+        checks.append(_Check(later, Rule.DATE_ORDER, message, broken))
+    return checks
+
+
+def _reference_checks(typed: pd.DataFrame, spec: Table, reference: dict[str, pd.DataFrame]) -> list[_Check]:
+    checks = []
+    for fk in spec.foreign_keys:
+        parent = reference.get(fk.table)
+        if parent is None:
+            continue
+        known = typed[fk.column].isin(parent[fk.ref_column].dropna().unique())
+        broken = (typed[fk.column].notna() & ~known).to_numpy()
+        message = (
+            f"{fk.column}: not found in {fk.table}.{fk.ref_column} (ingest {fk.table} first, or fix the id)"
+        )
+        checks.append(_Check(fk.column, Rule.UNKNOWN_REFERENCE, message, broken))
+    if spec.name == "customers" and "areas" in reference:
+        # A customer's station and supply unit are its area's (台区 → 供电所 → 供电单位): a mismatch is a
+        # wrong station code or a stale archive, and would put the customer in the wrong team's risk list.
+        areas = reference["areas"].drop_duplicates("area_id", keep="last").set_index("area_id")
+        for name in ("station", "supply_unit"):
+            expected = typed["area_id"].map(areas[name])
+            broken = (expected.notna() & typed[name].notna() & (typed[name] != expected)).to_numpy(dtype=bool)
+            message = f"{name}: does not match the {name} of its area in areas (unknown {name} code?)"
+            checks.append(_Check(name, Rule.AREA_MISMATCH, message, broken))
+    return checks
+
+
+def row_hashes(typed: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """A content hash per row over ``columns`` (nulls hash equal), for exact-duplicate detection."""
+    return pd.util.hash_pandas_object(typed[columns], index=False)
+
+
+def _duplicate_checks(typed: pd.DataFrame, spec: Table, rows: np.ndarray, alive: np.ndarray) -> list[_Check]:
+    """Among otherwise valid rows: one key with two contents is ambiguous (all copies out);
+    an exact copy keeps its first occurrence."""
+    n = len(typed)
+    key = list(spec.primary_key)
+    conflict = np.zeros(n, dtype=bool)
+    copy = np.zeros(n, dtype=bool)
+    copy_message = pd.Series([""] * n, dtype="str")
+    live = typed.loc[alive, key].reset_index(drop=True)
+    if len(live):
+        dup = live.duplicated(subset=key, keep=False).to_numpy()
+        if dup.any():
+            frame = live[dup].copy()
+            frame["_hash"] = row_hashes(
+                typed.loc[alive].reset_index(drop=True)[dup], spec.column_names
+            ).to_numpy()
+            frame["_row"] = rows[alive][dup]
+            groups = frame.groupby(key, sort=False, dropna=False)
+            distinct = groups["_hash"].transform("nunique").to_numpy() > 1
+            first_row = groups["_row"].transform("min").to_numpy()
+            is_copy = ~distinct & (frame["_row"].to_numpy() != first_row)
+            where = np.flatnonzero(alive)[np.flatnonzero(dup)]
+            conflict[where[distinct]] = True
+            copy[where[is_copy]] = True
+            copy_message.iloc[where[is_copy]] = [
+                f"exact copy of row {r}, which was kept" for r in first_row[is_copy]
+            ]
+    names = ", ".join(key)
+    return [
+        _Check(
+            key[0],
+            Rule.DUPLICATE_KEY,
+            f"({names}) appears more than once with different content; fix the export so each key is unique",
+            conflict,
+        ),
+        _Check(key[0], Rule.DUPLICATE_ROW, copy_message, copy),
+    ]
+
+
+def quarantine_frame(
+    original: pd.DataFrame,
+    rows: np.ndarray,
+    *,
+    table_name: str,
+    column: str | np.ndarray,
+    rule: str | np.ndarray,
+    message: str | np.ndarray,
+    source: str,
+) -> pd.DataFrame:
+    """Quarantine records: the original values as strings, then the metadata columns."""
+    out = pd.DataFrame({c: to_text(original[c]).to_numpy() for c in original.columns if c != "_row"})
+    n = len(out)
+    out = out.astype("str")
+    meta = pd.DataFrame(
+        {
+            "_table": np.full(n, table_name, dtype=object),
+            "_row": np.asarray(rows, dtype="int64"),
+            "_column": np.broadcast_to(np.asarray(column, dtype=object), (n,)),
+            "_rule": np.broadcast_to(np.asarray(rule, dtype=object), (n,)),
+            "_message": np.broadcast_to(np.asarray(message, dtype=object), (n,)),
+            "_source": np.full(n, source, dtype=object),
+        }
+    )
+    meta = meta.astype({c: "str" for c in QUARANTINE_META if c != "_row"})
+    return pd.concat([out.reset_index(drop=True), meta], axis=1)
+
+
+def _quarantine(
+    data: pd.DataFrame, rows: np.ndarray, bad: np.ndarray, checks: list[_Check], table_name: str, source: str
+) -> pd.DataFrame:
+    idx = np.flatnonzero(bad)
+    column = np.empty(len(idx), dtype=object)
+    rule = np.empty(len(idx), dtype=object)
+    messages = np.full(len(idx), "", dtype=object)
+    first = np.zeros(len(idx), dtype=bool)
+    for check in checks:
+        hit = check.mask[idx]
+        if not hit.any():
+            continue
+        new = hit & ~first
+        column[new] = check.column
+        rule[new] = str(check.rule)
+        first |= hit
+        text = (
+            check.message.to_numpy(dtype=object)[idx]
+            if isinstance(check.message, pd.Series)
+            else np.full(len(idx), check.message, dtype=object)
+        )
+        messages[hit] = np.where(messages[hit] == "", text[hit], messages[hit] + "; " + text[hit])
+    return quarantine_frame(
+        data.iloc[idx],
+        rows[idx],
+        table_name=table_name,
+        column=column,
+        rule=rule,
+        message=messages,
+        source=source,
+    )
+
+
+def _to_contract(typed: pd.DataFrame, spec: Table) -> pd.DataFrame:
+    """Round-trip through the contract's Arrow schema so dtypes match `read_table` exactly."""
+    arrow = pa.Table.from_pandas(typed[spec.column_names], schema=spec.arrow_schema(), preserve_index=False)
+    return arrow.to_pandas(date_as_object=False)

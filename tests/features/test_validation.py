@@ -1,0 +1,329 @@
+"""Row rules of `features.validation.validate`, one test per rule, on hand-built exports of a few rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.schema import TABLES, table
+from features.validation import ContractError, Rule, validate
+
+
+def bills(**overrides: list) -> pd.DataFrame:
+    """Two valid bills as a CSV reader delivers them (all strings); overrides replace whole columns."""
+    base = {
+        "customer_id": ["C1", "C2"],
+        "period": ["2024-01-01", "2024-01-01"],
+        "kwh": ["120.5", "80"],
+        "amount_due": ["70.1", "45"],
+        "issue_date": ["2024-02-03", "2024-02-03"],
+        "due_date": ["2024-02-20", "2024-02-20"],
+        "known_at": ["2024-02-03 08:00:00", "2024-02-03 08:00:00"],
+    }
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def rules(result) -> list[tuple[int, str, str]]:
+    q = result.quarantined
+    return list(zip(q["_row"].tolist(), q["_column"].tolist(), q["_rule"].tolist(), strict=True))
+
+
+def test_valid_rows_come_out_in_contract_dtypes_and_columns():
+    result = validate(bills(), "bills", source="bills.csv")
+    assert len(result.accepted) == 2 and result.quarantined.empty
+    assert list(result.accepted.columns) == table("bills").column_names
+    empty = table("bills").arrow_schema().empty_table().to_pandas(date_as_object=False)
+    assert result.accepted.dtypes.to_dict() == empty.dtypes.to_dict()
+    assert result.accepted["kwh"].tolist() == [120.5, 80.0]
+    assert result.accepted["known_at"].iloc[0] == pd.Timestamp("2024-02-03 08:00")
+    # optional columns absent from the export arrive as nulls, not missing
+    assert result.accepted["kwh_peak"].isna().all()
+
+
+def test_unparseable_number_and_date_are_quarantined_with_original_text():
+    frame = bills(kwh=["12O", "80"], due_date=["2024-02-20", "20th Feb"])  # letter O; free text
+    result = validate(frame, "bills", source="bills.csv")
+    assert rules(result) == [(1, "kwh", "unparseable"), (2, "due_date", "unparseable")]
+    assert result.quarantined["kwh"].tolist() == ["12O", "80"]
+    assert result.quarantined["_source"].unique().tolist() == ["bills.csv"]
+    assert result.accepted.empty
+
+
+def test_null_in_a_non_nullable_column_and_null_tokens():
+    # row 1: empty string; row 2: the \N a Hive dump writes for null
+    result = validate(bills(customer_id=["", "C2"], amount_due=["70", "\\N"]), "bills")
+    assert rules(result) == [(1, "customer_id", "null"), (2, "amount_due", "null")]
+
+
+def test_nullable_optional_column_may_be_empty():
+    result = validate(bills(kwh_peak=["", "NULL"]), "bills")
+    assert len(result.accepted) == 2
+
+
+def test_value_not_in_allowed():
+    frame = pd.DataFrame(
+        {
+            "inspection_id": ["I1", "I2", "I3"],
+            "customer_id": ["C1", "C1", "C1"],
+            "inspected_at": ["2024-03-01 10:00"] * 3,
+            "result": ["theft", "Normal", "stolen"],  # valid; case differs only; not a contract value
+            "recovered_kwh": ["500", "0", "0"],
+        }
+    )
+    result = validate(frame, "inspections")
+    assert rules(result) == [(3, "result", "not_allowed")]
+    assert result.accepted["result"].tolist() == ["theft", "normal"]
+
+
+def test_negative_kwh_names_a_meter_reset():
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C1", "C1"],
+            "date": ["2024-03-01", "2024-03-02", "2024-03-03"],
+            "kwh": ["5.2", "-99812.0", "0"],  # ordinary day; register rolled back; zero is allowed
+        }
+    )
+    result = validate(frame, "readings")
+    assert rules(result) == [(2, "kwh", "out_of_range")]
+    assert "negative kWh — meter reset or reversed register?" in result.quarantined["_message"].iloc[0]
+
+
+def test_above_max_is_out_of_range():
+    result = validate(bills(power_factor=["0.93", "1.7"]), "bills")  # a power factor cannot exceed 1
+    assert rules(result) == [(2, "power_factor", "out_of_range")]
+    assert "outside [0.0, 1.0]" in result.quarantined["_message"].iloc[0]
+
+
+def test_period_must_be_first_day_of_month():
+    result = validate(bills(period=["2024-01-01", "2024-01-15"]), "bills")
+    assert rules(result) == [(2, "period", "not_month_start")]
+
+
+@pytest.mark.parametrize(
+    ("tbl", "frame", "column"),
+    [
+        (
+            "bills",
+            bills(due_date=["2024-02-20", "2024-02-01"]),  # row 2 falls due before it is issued
+            "due_date",
+        ),
+        (
+            "bills",
+            bills(
+                known_at=["2024-02-03 00:00:00", "2024-02-02 23:59:59"]
+            ),  # row 1 on the bound
+            "known_at",
+        ),
+        (
+            "suspensions",
+            pd.DataFrame(
+                {
+                    "application_id": ["A1", "A2"],
+                    "customer_id": ["C1", "C2"],
+                    "applied_at": ["2024-01-02 09:00", "2024-01-02 09:00"],
+                    "start_date": ["2024-01-10", "2024-01-10"],
+                    "end_date": ["2024-04-10", "2024-01-09"],  # ends before it starts
+                    "capacity_kva": ["400", "400"],
+                    "kind": ["suspension", "suspension"],
+                }
+            ),
+            "end_date",
+        ),
+        (
+            "payments",
+            pd.DataFrame(
+                {
+                    "payment_id": ["P1", "P2"],
+                    "customer_id": ["C1", "C2"],
+                    "period": ["2024-01-01", "2024-03-01"],
+                    "paid_at": ["2024-02-10 10:00", "2024-02-10 10:00"],  # paid before March began
+                    "amount": ["70", "45"],
+                    "channel": ["online", "counter"],
+                }
+            ),
+            "paid_at",
+        ),
+    ],
+)
+def test_dates_out_of_order(tbl: str, frame: pd.DataFrame, column: str):
+    result = validate(frame, tbl)
+    assert rules(result) == [(2, column, "date_order")]
+
+
+def test_same_key_different_content_quarantines_every_copy():
+    # rows 1-2: one bill version twice with different amounts: nobody can tell which is right
+    frame = bills(customer_id=["C1", "C1"], amount_due=["70", "75"])
+    result = validate(frame, "bills")
+    assert rules(result) == [(1, "customer_id", "duplicate_key"), (2, "customer_id", "duplicate_key")]
+
+
+def test_exact_copy_keeps_the_first_row():
+    frame = pd.concat([bills(), bills().iloc[[0]]], ignore_index=True)  # row 3 repeats row 1
+    result = validate(frame, "bills")
+    assert len(result.accepted) == 2
+    assert rules(result) == [(3, "customer_id", "duplicate_row")]
+    assert result.quarantined["_message"].iloc[0] == "exact copy of row 1, which was kept"
+
+
+def test_a_reissued_bill_is_a_new_version_not_a_duplicate():
+    # same customer and period, later known_at and a corrected amount (退补): both versions are kept
+    frame = bills(customer_id=["C1", "C1"], known_at=["2024-02-03 08:00", "2024-03-05 08:00"])
+    assert len(validate(frame, "bills").accepted) == 2
+
+
+def test_invalid_rows_do_not_count_as_duplicates():
+    # row 1 is broken (negative kWh), so row 2 with the same key is the only candidate and is kept
+    frame = bills(customer_id=["C1", "C1"], kwh=["-3", "80"])
+    result = validate(frame, "bills")
+    assert rules(result) == [(1, "kwh", "out_of_range")]
+    assert len(result.accepted) == 1
+
+
+def test_foreign_keys_only_against_given_parents():
+    frame = bills(customer_id=["C1", "C9"])  # C9 is not a customer
+    parents = {"customers": pd.DataFrame({"customer_id": ["C1", "C2"]})}
+    assert rules(validate(frame, "bills", reference=parents)) == [(2, "customer_id", "unknown_reference")]
+    assert validate(frame, "bills").quarantined.empty
+
+
+def customers(**overrides: list) -> pd.DataFrame:
+    base = {
+        "customer_id": ["C1", "C2", "C3"],
+        "usage_category": ["residential"] * 3,
+        "industry_code": ["", "", ""],  # required column, but residential customers have no industry
+        "voltage_kv": ["0.22"] * 3,
+        "contract_capacity_kva": ["8"] * 3,
+        "tariff": ["single"] * 3,
+        "payment_method": ["online"] * 3,
+        "supply_unit": ["U1", "U1", "U1"],
+        "station": ["S1", "S1", "S1"],
+        "area_id": ["A1", "A1", "A1"],
+        "open_date": ["2015-06-01"] * 3,
+    }
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def test_customer_area_station_and_supply_unit_must_match_the_area():
+    areas = pd.DataFrame(
+        {"area_id": ["A1"], "station": ["S1"], "supply_unit": ["U1"], "transformer_kva": [400.0]}
+    )
+    frame = customers(
+        area_id=["A1", "A7", "A1"],  # row 2: unknown area
+        station=["S1", "S1", "S9"],  # row 3: a station code its area does not belong to
+    )
+    result = validate(frame, "customers", reference={"areas": areas})
+    assert rules(result) == [(2, "area_id", "unknown_reference"), (3, "station", "area_mismatch")]
+
+
+def test_close_date_before_open_date():
+    result = validate(customers(close_date=["", "2014-01-01", ""]), "customers")
+    assert rules(result) == [(2, "close_date", "date_order")]
+
+
+def test_first_broken_rule_is_recorded_and_every_break_is_described():
+    result = validate(bills(kwh=["-1", "80"], due_date=["2024-01-01", "2024-02-20"]), "bills")
+    assert rules(result) == [(1, "kwh", "out_of_range")]
+    assert result.quarantined["_message"].iloc[0].endswith("due_date is before issue_date")
+
+
+def test_date_forms_from_real_exports():
+    frame = bills(
+        customer_id=["C1", "C2", "C3", "C4", "C5", "C6"],
+        period=["202401", "2024-01", "2024年1月", "45292", "2024/1/1", "20240101"],
+        kwh=["1"] * 6,
+        amount_due=["1"] * 6,
+        issue_date=["2024-02-03"] * 6,
+        due_date=["2024-02-20"] * 6,
+        known_at=[
+            "2024-02-03 08:00:00",
+            "2024/2/3 8:00",
+            "20240203080000",
+            "45325.3333333333",  # Excel serial for 2024-02-03 08:00
+            "2024-02-03T08:00:00.000",
+            "2024年2月3日 08:00",
+        ],
+    )
+    result = validate(frame, "bills")
+    assert result.quarantined.empty, result.quarantined["_message"].tolist()
+    assert (result.accepted["period"] == pd.Timestamp("2024-01-01")).all()
+    assert (result.accepted["known_at"] == pd.Timestamp("2024-02-03 08:00")).all()
+
+
+def test_excel_cells_date_objects_and_serial_numbers():
+    # what openpyxl hands over: real date cells as datetime, serials as float, ids as float
+    frame = bills(
+        customer_id=[10023.0, "C2"],
+        period=[dt.datetime(2024, 1, 1), 45292.0],
+        kwh=[120.5, 80],
+        amount_due=[70.1, 45],
+        issue_date=[dt.datetime(2024, 2, 3), 45325],
+        due_date=[dt.date(2024, 2, 20), 45342],
+        known_at=[dt.datetime(2024, 2, 3, 8), 45325.5],
+    )
+    frame = frame.astype(object)
+    result = validate(frame, "bills")
+    assert result.quarantined.empty
+    assert result.accepted["customer_id"].tolist() == ["10023", "C2"]
+    assert (result.accepted["period"] == pd.Timestamp("2024-01-01")).all()
+    assert result.accepted["due_date"].tolist() == [pd.Timestamp("2024-02-20")] * 2
+    assert result.accepted["known_at"].tolist() == [
+        pd.Timestamp("2024-02-03 08:00"),
+        pd.Timestamp("2024-02-03 12:00"),
+    ]
+
+
+def test_a_date_column_refuses_a_time_of_day():
+    result = validate(bills(due_date=["2024-02-20", "2024-02-20 13:00"]), "bills")
+    assert rules(result) == [(2, "due_date", "unparseable")]
+
+
+def test_typed_parquet_frames_pass_unchanged():
+    accepted = validate(bills(), "bills").accepted
+    again = validate(accepted, "bills")
+    assert again.quarantined.empty
+    pd.testing.assert_frame_equal(again.accepted, accepted)
+
+
+def test_row_numbers_from_the_reader_are_kept():
+    frame = bills(kwh=["1", "-1"]).assign(_row=[7, 9])  # the reader already dropped rows 8 (malformed)
+    assert rules(validate(frame, "bills")) == [(9, "kwh", "out_of_range")]
+
+
+def test_missing_required_column_is_a_contract_error_naming_it():
+    with pytest.raises(ContractError, match=r"bills\.csv.*due_date.*--column-map"):
+        validate(bills().drop(columns=["due_date"]), "bills", source="bills.csv")
+
+
+def test_unknown_table_is_a_contract_error():
+    with pytest.raises(ContractError, match="unknown table 'bill'"):
+        validate(bills(), "bill")
+
+
+def test_accepted_plus_quarantined_equals_read_on_random_noise():
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = bills(
+        customer_id=rng.choice(["C1", "C2", "C3", "", "C4"], n).tolist(),
+        period=rng.choice(["2024-01-01", "2024-02-01", "2024-02-15", "bad"], n).tolist(),
+        kwh=rng.choice(["1", "-2", "x", "", "3.5"], n).tolist(),
+        amount_due=["1"] * n,
+        issue_date=["2024-03-03"] * n,
+        due_date=rng.choice(["2024-03-20", "2024-03-01"], n).tolist(),
+        known_at=["2024-03-03 08:00"] * n,
+    )
+    result = validate(frame, "bills")
+    assert len(result.accepted) + len(result.quarantined) == n
+    assert sorted(result.quarantined["_row"]) == sorted(set(result.quarantined["_row"]))
+    assert set(result.quarantined["_rule"]) <= {str(r) for r in Rule}
+    assert not result.accepted.duplicated(subset=list(table("bills").primary_key)).any()
+
+
+def test_every_contract_table_validates_an_empty_export():
+    for name, spec in TABLES.items():
+        result = validate(pd.DataFrame({c: pd.Series([], dtype="str") for c in spec.required_columns}), name)
+        assert result.accepted.empty and result.quarantined.empty
