@@ -1,0 +1,643 @@
+"""Real London smart-meter curves → contract tables, and the documented theft-injection protocol.
+
+`gridrisk import london` reads the Low Carbon London daily files (never changes them) into a warehouse;
+the London theft benchmark (`training/london_benchmark.py`) injects Jokar attacks into the same curves first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.attacks import apply_attack
+from features.schema import (
+    InspectionResult,
+    PaymentMethod,
+    Tariff,
+    UsageCategory,
+    table,
+)
+from features.sources import write_table
+
+logger = logging.getLogger(__name__)
+
+DAILY_FILE = "daily_kwh.parquet"
+HOUSEHOLDS_FILE = "households.csv.gz"
+DAILY_COLUMNS = (
+    "LCLid",
+    "day",
+    "energy_sum_kwh",
+    "energy_count",
+    "block",
+    "stdorToU",
+    "Acorn",
+    "Acorn_grouped",
+)
+HOUSEHOLD_COLUMNS = ("LCLid", "stdorToU", "Acorn", "Acorn_grouped", "file")
+
+# --- the import's documented defaults (README "Real data: theft on London smart-meter curves") ---
+HALF_HOURS_PER_DAY = 48
+# A day with at least half its half-hours is scaled to a full day (48 / count), as a collection system
+# estimates a day it partly missed (补采); with fewer, the day is quarantined and stays missing.
+MIN_HALF_HOURS = 24
+PRICE_YUAN_PER_KWH = (
+    0.5880  # DOMAIN.md §1 residential tariff (lowest voltage), one flat price for every household
+)
+VOLTAGE_KV = 0.23  # UK single-phase 230 V
+CONTRACT_CAPACITY_KVA = 23.0  # a 100 A single-phase service fuse, the usual UK home supply
+TRANSFORMER_KVA = 200.0  # one synthetic 台区 transformer per ~30 homes
+PAYMENT_METHOD = PaymentMethod.BANK_WITHHOLDING  # most UK homes pay by direct debit
+HOUSEHOLDS_PER_AREA = 30
+BLOCKS_PER_SUPPLY_UNIT = 20  # block numbers 0-19 → SU00, 20-39 → SU01, …
+TECH_LOSS_RANGE = (0.03, 0.06)  # 台区 technical loss as a share of the energy its homes really used
+TECH_LOSS_MONTHLY_SD = 0.2  # month-to-month relative wobble of the technical loss
+ISSUE_DAYS_AFTER_MONTH = 5  # bill issued on the 5th of the next month
+DUE_DAYS_AFTER_ISSUE = 20
+PAID_DAYS_AFTER_ISSUE = 7  # direct debit collects a week after the bill is issued, always in full
+TARIFFS = {"Std": Tariff.SINGLE, "ToU": Tariff.TOU}
+
+
+class LondonError(Exception):
+    """The London source folder is missing, incomplete or breaks the file layout the importer expects."""
+
+
+@dataclass
+class LondonData:
+    """One imported set of households, held as a households × days matrix so attacks stay vectorised.
+
+    ``metered`` is what the meters report (attacked for thieves after injection); ``true_kwh`` is what the
+    homes really used, which only the 台区's supply meter sees. ``truth`` (one row per household) is empty
+    until `inject_theft` fills it.
+    """
+
+    customers: pd.DataFrame
+    areas: pd.DataFrame
+    days: pd.DatetimeIndex
+    metered: np.ndarray
+    true_kwh: np.ndarray
+    tech_loss: pd.Series  # per area_id: technical loss rate
+    quarantine: pd.DataFrame
+    scaled_days: int
+    inspections: pd.DataFrame = field(default_factory=lambda: _empty("inspections"))
+    truth: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def customer_ids(self) -> np.ndarray:
+        return self.customers["customer_id"].to_numpy(dtype=object)
+
+    def subset(self, customer_ids: Sequence[str]) -> LondonData:
+        """The same data restricted to some households (areas that lose all their homes are dropped)."""
+        keep = self.customers["customer_id"].isin(set(customer_ids)).to_numpy()
+        customers = self.customers[keep].reset_index(drop=True)
+        areas = self.areas[self.areas["area_id"].isin(customers["area_id"])].reset_index(drop=True)
+        kept = set(customers["customer_id"])
+        return replace(
+            self,
+            customers=customers,
+            areas=areas,
+            metered=self.metered[keep],
+            true_kwh=self.true_kwh[keep],
+            tech_loss=self.tech_loss[self.tech_loss.index.isin(areas["area_id"])],
+            quarantine=self.quarantine[self.quarantine["LCLid"].isin(kept)].reset_index(drop=True),
+            inspections=self.inspections[self.inspections["customer_id"].isin(kept)].reset_index(drop=True),
+            truth=self.truth[self.truth["customer_id"].isin(kept)].reset_index(drop=True)
+            if len(self.truth)
+            else self.truth,
+        )
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    households: int
+    areas: int
+    stations: int
+    days: int
+    readings: int
+    scaled_partial_days: int
+    quarantined: dict[str, int]
+    bills: int
+    first_day: str
+    last_day: str
+    thieves: int = 0
+    inspections: int = 0
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# --- reading the source folder ---
+
+
+def source_households(src: Path) -> list[str]:
+    """Household ids present in the daily file (sorted)."""
+    path = _daily_path(src)
+    ids = pq.read_table(path, columns=["LCLid"]).column("LCLid").unique().to_pylist()
+    return sorted(str(i) for i in ids)
+
+
+def read_source(src: Path, households: Sequence[str] | None = None) -> pd.DataFrame:
+    """The daily rows of the source (optionally only some households, read with a pyarrow filter)."""
+    path = _daily_path(src)
+    names = set(pq.read_schema(path).names)
+    missing = [c for c in DAILY_COLUMNS if c not in names]
+    if missing:
+        raise LondonError(
+            f"{path} lacks columns {missing}; the importer needs {list(DAILY_COLUMNS)} "
+            "(the layout of shared/data/london-smart-meters)"
+        )
+    filters = [("LCLid", "in", list(households))] if households is not None else None
+    tbl = pq.read_table(path, columns=list(DAILY_COLUMNS), filters=filters)
+    frame = tbl.to_pandas(date_as_object=False)
+    for col in ("LCLid", "stdorToU", "Acorn", "Acorn_grouped"):
+        frame[col] = frame[col].astype(str)
+    frame["day"] = pd.to_datetime(frame["day"])
+    return frame
+
+
+def read_households(src: Path) -> pd.DataFrame:
+    path = Path(src) / HOUSEHOLDS_FILE
+    if not path.exists():
+        raise LondonError(
+            f"{path} is missing; the London source folder needs {DAILY_FILE} and {HOUSEHOLDS_FILE}"
+        )
+    frame = pd.read_csv(path, dtype=str)
+    missing = [c for c in HOUSEHOLD_COLUMNS if c not in frame.columns]
+    if missing:
+        raise LondonError(f"{path} lacks columns {missing}; expected {list(HOUSEHOLD_COLUMNS)}")
+    return frame
+
+
+def source_last_day(src: Path) -> pd.Timestamp:
+    """The last day of the trial in this source: a household whose readings end earlier has left."""
+    days = pq.read_table(_daily_path(src), columns=["day"]).column("day")
+    return pd.Timestamp(days.to_pandas().max())
+
+
+def write_source_subset(src: Path, out: Path, households: Sequence[str]) -> Path:
+    """Copy some households of a source folder into ``out`` with the same file names and columns.
+
+    Gives a small folder for a quick run, or a disjoint household set for `benchmark london-theft --test`.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = list(households)
+    tbl = pq.read_table(_daily_path(src), filters=[("LCLid", "in", wanted)])
+    pq.write_table(tbl, out / DAILY_FILE, compression="zstd")
+    hh = read_households(src)
+    hh[hh["LCLid"].isin(wanted)].to_csv(out / HOUSEHOLDS_FILE, index=False, compression="gzip")
+    return out
+
+
+def _daily_path(src: Path) -> Path:
+    path = Path(src) / DAILY_FILE
+    if not path.exists():
+        raise LondonError(
+            f"{path} is missing; point the importer at a folder laid out like shared/data/london-smart-meters"
+        )
+    return path
+
+
+# --- import ---
+
+
+def import_frames(
+    daily: pd.DataFrame,
+    households: pd.DataFrame,
+    *,
+    seed: int,
+    trial_end: pd.Timestamp | None = None,
+) -> LondonData:
+    """Turn the source's daily rows and household table into `LondonData` (no theft yet).
+
+    Rows with a null energy sum, or fewer than MIN_HALF_HOURS half-hours, go to the quarantine with their
+    rule; other partial days are scaled to 48 half-hours. ``trial_end`` (default: the last day in ``daily``)
+    decides who left early.
+    """
+    if daily.empty:
+        raise LondonError(
+            "the London source has no daily rows for the requested households; nothing to import"
+        )
+    rng = np.random.default_rng(seed)
+    daily = daily.sort_values(["LCLid", "day"], kind="stable").reset_index(drop=True)
+    trial_end = pd.Timestamp(daily["day"].max() if trial_end is None else trial_end)
+
+    null_sum = daily["energy_sum_kwh"].isna().to_numpy()
+    count = daily["energy_count"].to_numpy(dtype=np.float64)
+    too_partial = ~null_sum & (count < MIN_HALF_HOURS)
+    quarantine = _quarantine_rows(daily, null_sum, too_partial)
+    usable = ~(null_sum | too_partial)
+    scale = np.where(count < HALF_HOURS_PER_DAY, HALF_HOURS_PER_DAY / np.maximum(count, 1.0), 1.0)
+    kwh = daily["energy_sum_kwh"].to_numpy(dtype=np.float64) * scale
+    scaled_days = int((usable & (count < HALF_HOURS_PER_DAY)).sum())
+
+    ids, row = np.unique(daily["LCLid"].to_numpy(dtype=str), return_inverse=True)
+    first_day = daily["day"].min()
+    days = pd.date_range(first_day, daily["day"].max(), freq="D")
+    col = ((daily["day"] - first_day).dt.days).to_numpy()
+    matrix = np.full((len(ids), len(days)), np.nan)
+    matrix[row[usable], col[usable]] = kwh[usable]
+
+    span = daily.groupby("LCLid", sort=True)["day"].agg(["min", "max"])
+    info = daily.drop_duplicates("LCLid").set_index("LCLid")
+    hh = households.drop_duplicates("LCLid").set_index("LCLid")
+    customers = pd.DataFrame({"customer_id": ids})
+    for src_col in ("stdorToU", "Acorn_grouped"):
+        # The household table is the archive of record; the daily file's copy fills any household it lacks.
+        customers[src_col] = hh[src_col].reindex(ids).fillna(info[src_col].reindex(ids)).to_numpy()
+    unknown = sorted(set(customers["stdorToU"]) - set(TARIFFS))
+    if unknown:
+        raise LondonError(f"stdorToU values {unknown} are unknown; the importer maps {sorted(TARIFFS)}")
+    block = info["block"].reindex(ids).to_numpy(dtype=np.int64)
+    open_date = span["min"].reindex(ids).to_numpy()
+    last = span["max"].reindex(ids)
+    close = (last + pd.Timedelta(days=1)).where(last < trial_end)
+
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "usage_category": UsageCategory.RESIDENTIAL.value,
+            # Acorn group (Affluent / Comfortable / Adversity / ACORN-U) is the household segment; it sits in
+            # industry_code so industry-peer features compare a home with homes of its own Acorn group.
+            "industry_code": customers["Acorn_grouped"].to_numpy(),
+            "voltage_kv": VOLTAGE_KV,
+            "contract_capacity_kva": CONTRACT_CAPACITY_KVA,
+            "tariff": customers["stdorToU"].map(TARIFFS).map(str).to_numpy(),
+            "payment_method": PAYMENT_METHOD.value,
+            "supply_unit": [f"SU{b // BLOCKS_PER_SUPPLY_UNIT:02d}" for b in block],
+            "station": [f"ST{b:03d}" for b in block],
+            "area_id": "",
+            "open_date": pd.to_datetime(open_date),
+            "close_date": pd.to_datetime(close.to_numpy()),
+        }
+    )
+    customers["area_id"] = _assign_areas(customers["station"], rng)
+    areas = (
+        customers.groupby("area_id", sort=True)
+        .agg(station=("station", "first"), supply_unit=("supply_unit", "first"))
+        .reset_index()
+    )
+    areas["transformer_kva"] = TRANSFORMER_KVA
+    tech_loss = pd.Series(rng.uniform(*TECH_LOSS_RANGE, size=len(areas)), index=areas["area_id"].to_numpy())
+    logger.info(
+        "imported %d households, %d days, %d readings (%d partial days scaled, %d rows quarantined)",
+        len(ids), len(days), int(usable.sum()), scaled_days, len(quarantine),
+    )  # fmt: skip
+    return LondonData(
+        customers=customers,
+        areas=areas,
+        days=days,
+        metered=matrix,
+        true_kwh=matrix.copy(),
+        tech_loss=tech_loss,
+        quarantine=quarantine,
+        scaled_days=scaled_days,
+    )
+
+
+def _assign_areas(station: pd.Series, rng: np.random.Generator) -> np.ndarray:
+    """Each station's homes are dealt at random into ⌈n / 30⌉-ish 台区 of about 30 homes."""
+    n = len(station)
+    order = rng.permutation(n)
+    frame = pd.DataFrame({"station": station.to_numpy()[order], "pos": order})
+    rank = frame.groupby("station").cumcount().to_numpy()
+    size = frame.groupby("station")["station"].transform("size").to_numpy()
+    n_areas = np.maximum(1, np.rint(size / HOUSEHOLDS_PER_AREA)).astype(np.int64)
+    area = np.empty(n, dtype=object)
+    area[frame["pos"].to_numpy()] = [
+        f"{s}-A{k}" for s, k in zip(frame["station"], rank % n_areas, strict=True)
+    ]
+    return area
+
+
+def _quarantine_rows(daily: pd.DataFrame, null_sum: np.ndarray, too_partial: np.ndarray) -> pd.DataFrame:
+    """Source rows kept out of `readings`, as strings with the rule broken (the ingest quarantine layout)."""
+    bad = null_sum | too_partial
+    rows = daily.loc[bad, ["LCLid", "day", "energy_sum_kwh", "energy_count"]].astype(str)
+    rows["_table"] = "readings"
+    rows["_row"] = np.flatnonzero(bad)
+    rows["_column"] = np.where(null_sum[bad], "energy_sum_kwh", "energy_count")
+    rows["_rule"] = np.where(null_sum[bad], "null", "out_of_range")
+    # The day stays missing in `readings` either way; nothing is filled in for it.
+    rows["_message"] = np.where(
+        null_sum[bad],
+        "energy_sum_kwh is null: the day is missing",
+        f"energy_count < {MIN_HALF_HOURS} half-hours: too little of the day to estimate, the day is missing",
+    )
+    rows["_source"] = DAILY_FILE
+    return rows.reset_index(drop=True)
+
+
+# --- contract tables from the matrix ---
+
+
+def readings_table(data: LondonData) -> pd.DataFrame:
+    """`readings`: one row per household × observed day, from the metered (possibly attacked) matrix."""
+    r, c = np.nonzero(~np.isnan(data.metered))
+    return pd.DataFrame(
+        {
+            "customer_id": data.customer_ids[r],
+            "date": data.days[c],
+            "kwh": np.maximum(data.metered[r, c], 0.0),
+        }
+    )
+
+
+def monthly_kwh(data: LondonData, matrix: np.ndarray) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Billed kWh per household × month: observed days scaled to the days the account was open that month.
+
+    A month with open days but no observed day has no bill (NaN): there is nothing to bill from.
+    """
+    days = data.days
+    month_start = days.to_period("M").to_timestamp()
+    periods = pd.DatetimeIndex(month_start.unique())
+    edges = np.flatnonzero(np.r_[True, month_start[1:] != month_start[:-1]])
+    observed = ~np.isnan(matrix)
+    sums = np.add.reduceat(np.where(observed, matrix, 0.0), edges, axis=1)
+    counts = np.add.reduceat(observed.astype(np.float64), edges, axis=1)
+    open_d = data.customers["open_date"].to_numpy(dtype="datetime64[D]")[:, None]
+    close_raw = data.customers["close_date"].to_numpy(dtype="datetime64[D]")
+    close_d = np.where(np.isnat(close_raw), np.datetime64("9999-12-31"), close_raw)[:, None]
+    day_arr = days.to_numpy(dtype="datetime64[D]")[None, :]
+    is_open = (day_arr >= open_d) & (day_arr < close_d)
+    open_days = np.add.reduceat(is_open.astype(np.float64), edges, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kwh = np.where(counts > 0, np.maximum(sums, 0.0) * open_days / counts, np.nan)
+    return periods, kwh
+
+
+def bills_table(data: LondonData) -> pd.DataFrame:
+    """`bills` summed from the metered readings at one flat price; issue on the 5th, due 20 days later."""
+    periods, kwh = monthly_kwh(data, data.metered)
+    r, c = np.nonzero(~np.isnan(kwh))
+    period = periods[c]
+    issue = period + pd.offsets.MonthBegin(1) + pd.Timedelta(days=ISSUE_DAYS_AFTER_MONTH - 1)
+    amount = np.round(kwh[r, c] * PRICE_YUAN_PER_KWH, 2)
+    return pd.DataFrame(
+        {
+            "customer_id": data.customer_ids[r],
+            "period": period,
+            "kwh": np.round(kwh[r, c], 3),
+            "energy_charge": amount,
+            "basic_charge": 0.0,
+            "amount_due": amount,
+            "issue_date": issue,
+            "due_date": issue + pd.Timedelta(days=DUE_DAYS_AFTER_ISSUE),
+            "known_at": issue + pd.Timedelta(hours=8),
+        }
+    )
+
+
+def payments_table(bills: pd.DataFrame) -> pd.DataFrame:
+    """`payments`: the documented default, every bill paid in full by direct debit a week after issue."""
+    return pd.DataFrame(
+        {
+            "payment_id": bills["customer_id"] + "-" + bills["period"].dt.strftime("%Y%m"),
+            "customer_id": bills["customer_id"],
+            "period": bills["period"],
+            "paid_at": bills["issue_date"] + pd.Timedelta(days=PAID_DAYS_AFTER_ISSUE, hours=10),
+            "amount": bills["amount_due"],
+            "late_fee": 0.0,
+            "channel": PAYMENT_METHOD.value,
+        }
+    )
+
+
+def area_supply_table(data: LondonData, seed: int) -> pd.DataFrame:
+    """`area_supply`: what each 台区 really delivered per month — its homes' TRUE use plus technical loss.
+
+    Monthly rows only: the contract keys area_supply by (area_id, date), so daily and monthly rows cannot
+    share a first-of-month date. Computed from the households in ``data`` only, so a split warehouse's line
+    loss sees only its own homes. Theft lowers the billed side but not this one: stolen energy becomes line
+    loss.
+    """
+    rng = np.random.default_rng([seed, 7])
+    area_ids, area_row = np.unique(data.customers["area_id"].to_numpy(dtype=str), return_inverse=True)
+    rate = data.tech_loss.reindex(area_ids).to_numpy()
+    periods, kwh = monthly_kwh(data, data.true_kwh)
+    month = np.zeros((len(area_ids), len(periods)))
+    np.add.at(month, area_row, np.nan_to_num(kwh))
+    has_month = np.zeros_like(month, dtype=bool)
+    np.logical_or.at(has_month, area_row, ~np.isnan(kwh))
+    wobble = np.clip(1.0 + TECH_LOSS_MONTHLY_SD * rng.standard_normal(month.shape), 0.0, None)
+    supplied = month * (1.0 + rate[:, None] * wobble)
+    a, m = np.nonzero(has_month)
+    return pd.DataFrame(
+        {
+            "area_id": area_ids[a],
+            "date": periods[m],
+            "granularity": "month",
+            "supplied_kwh": np.round(supplied[a, m], 3),
+        }
+    )
+
+
+def contract_tables(data: LondonData, seed: int) -> dict[str, pd.DataFrame]:
+    """Every contract table of the warehouse, derived from ``data`` (bills follow the metered readings)."""
+    bills = bills_table(data)
+    return {
+        "areas": data.areas,
+        "customers": data.customers,
+        "bills": bills,
+        "payments": payments_table(bills),
+        "readings": readings_table(data),
+        "suspensions": _empty("suspensions"),
+        "inspections": data.inspections,
+        "area_supply": area_supply_table(data, seed),
+    }
+
+
+def write_warehouse(data: LondonData, out: Path, seed: int) -> dict[str, int]:
+    """Write the contract tables, the quarantine and (after injection) `truth/london_theft.parquet`."""
+    out = Path(out)
+    rows = {}
+    for name, frame in contract_tables(data, seed).items():
+        write_table(out, name, frame)
+        rows[name] = len(frame)
+    (out / "quarantine").mkdir(parents=True, exist_ok=True)
+    data.quarantine.to_parquet(out / "quarantine" / "readings.parquet", index=False)
+    if len(data.truth):
+        (out / "truth").mkdir(parents=True, exist_ok=True)
+        data.truth.to_parquet(out / "truth" / "london_theft.parquet", index=False)
+    return rows
+
+
+def _empty(name: str) -> pd.DataFrame:
+    return table(name).arrow_schema().empty_table().to_pandas(date_as_object=False)
+
+
+def import_london(
+    src: Path,
+    out: Path,
+    *,
+    seed: int = 0,
+    households: Sequence[str] | None = None,
+) -> ImportSummary:
+    """`gridrisk import london`: the source's households → a warehouse in ``out`` (source untouched)."""
+    src, out = Path(src), Path(out)
+    if out.resolve() == src.resolve():
+        raise LondonError(
+            f"--out {out} is the source folder; write the warehouse elsewhere (the real data stays untouched)"
+        )
+    data = import_frames(
+        read_source(src, households), read_households(src), seed=seed, trial_end=source_last_day(src)
+    )
+    rows = write_warehouse(data, out, seed)
+    summary = summarise(data, rows)
+    (out / "import_report.json").write_text(json.dumps(summary.as_dict(), indent=1))
+    return summary
+
+
+def summarise(data: LondonData, rows: dict[str, int]) -> ImportSummary:
+    return ImportSummary(
+        households=len(data.customers),
+        areas=len(data.areas),
+        stations=int(data.customers["station"].nunique()),
+        days=len(data.days),
+        readings=rows["readings"],
+        scaled_partial_days=data.scaled_days,
+        quarantined={str(k): int(v) for k, v in data.quarantine["_rule"].value_counts().sort_index().items()},
+        bills=rows["bills"],
+        first_day=str(data.days[0].date()),
+        last_day=str(data.days[-1].date()),
+        thieves=int(data.truth["is_thief"].sum()) if len(data.truth) else 0,
+        inspections=rows["inspections"],
+    )
+
+
+# --- the injection protocol (experiments/reports/london_theft.md) ---
+
+
+@dataclass(frozen=True)
+class InjectionProtocol:
+    """The fixed theft-injection protocol of the London benchmark; each number is documented in the report."""
+
+    thief_share: float = 0.10  # of households with at least min_history_days observed days
+    min_history_days: int = 365
+    attack_kinds: tuple[str, ...] = ("h1", "h2", "h3", "h4", "h5")  # equal shares
+    factor_range: tuple[float, float] = (0.1, 0.8)  # α (h1) and γ (h3, h4), Jokar et al.
+    min_zero_window_days: int = 30  # h2
+    # A thief is inspected 180–210 days after the onset, so under the theft label (an inspection finding theft
+    # in (T, T+180d]) a thief's monthly as-of dates are positive from about its onset until it is caught.
+    inspection_delay_days: tuple[int, int] = (180, 210)
+    random_inspection_share: float = (
+        0.20  # of all households, at a uniform day in the first half of their history
+    )
+
+
+def inject_theft(data: LondonData, seed: int, protocol: InjectionProtocol | None = None) -> LondonData:
+    """Inject theft into ``data`` by the protocol: attacked metered readings, inspections and per-home truth.
+
+    The true consumption is kept (the 台区 supply meter still sees it); bills derived afterwards follow the
+    attacked readings.
+    """
+    p = protocol or InjectionProtocol()
+    rng = np.random.default_rng([seed, 1])
+    n, n_days = data.metered.shape
+    observed = ~np.isnan(data.true_kwh)
+    n_observed = observed.sum(axis=1)
+    first = np.argmax(observed, axis=1)
+    last = n_days - 1 - np.argmax(observed[:, ::-1], axis=1)
+    eligible = np.flatnonzero(n_observed >= p.min_history_days)
+    n_thieves = round(p.thief_share * len(eligible))
+    thieves = np.sort(rng.choice(eligible, size=n_thieves, replace=False))
+    kinds = np.empty(n, dtype=object)
+    # Equal shares: deal the kinds in turn over the thieves in random order.
+    kinds[rng.permutation(thieves)] = [p.attack_kinds[i % len(p.attack_kinds)] for i in range(n_thieves)]
+
+    length = last - first + 1
+    half = length // 2
+    onset = np.full(n, -1, dtype=np.int64)
+    onset[thieves] = (
+        first[thieves]
+        + half[thieves]
+        + np.floor(rng.random(n_thieves) * (length[thieves] - half[thieves])).astype(np.int64)
+    )
+
+    metered = data.true_kwh.copy()
+    factor = np.full(n, np.nan)
+    zero_days = np.zeros(n, dtype=np.int64)
+    low, high = p.factor_range
+    for kind in p.attack_kinds:
+        rows = np.flatnonzero(kinds == kind)
+        if len(rows) == 0:
+            continue
+        x = data.true_kwh[rows]
+        params: dict = {"onset": onset[rows], "low": low, "high": high}
+        if kind == "h1":
+            params["alpha"] = factor[rows] = rng.uniform(low, high, size=len(rows))
+        elif kind == "h2":
+            # The zero window starts at the onset (the first tampered day) and lasts ≥ 30 days, or to the end.
+            span = n_days - onset[rows]
+            w_len = np.minimum(span, p.min_zero_window_days) + np.floor(
+                rng.random(len(rows)) * (span - np.minimum(span, p.min_zero_window_days) + 1)
+            ).astype(np.int64)
+            params["window"] = (onset[rows], onset[rows] + w_len)
+            zero_days[rows] = w_len
+        metered[rows] = apply_attack(kind, x, rng, **params)
+
+    delay = rng.integers(p.inspection_delay_days[0], p.inspection_delay_days[1] + 1, size=n)
+    inspected_day = data.days[0] + pd.to_timedelta(np.where(onset >= 0, onset + delay, 0), unit="D")
+    stolen = _stolen_kwh(data.true_kwh, metered, onset, onset + delay)
+
+    theft = pd.DataFrame(
+        {
+            "customer_id": data.customer_ids[thieves],
+            "inspected_at": inspected_day[thieves] + pd.Timedelta(hours=10),
+            "result": InspectionResult.THEFT.value,
+            "recovered_kwh": np.round(stolen[thieves], 3),
+        }
+    )
+    # Back-pay plus three times as a penalty (违约使用电费), DOMAIN.md §3.
+    theft["recovered_amount"] = np.round(theft["recovered_kwh"] * PRICE_YUAN_PER_KWH * 4.0, 2)
+
+    n_random = round(p.random_inspection_share * n)
+    picked = np.sort(rng.choice(n, size=n_random, replace=False))
+    # Random inspections fall in the first half of a home's history, before any onset (always in the second
+    # half), so they are blind to theft and always find nothing — thieves and honest homes are picked alike.
+    r_day = first[picked] + np.floor(rng.random(n_random) * np.maximum(half[picked], 1)).astype(np.int64)
+    random_rows = pd.DataFrame(
+        {
+            "customer_id": data.customer_ids[picked],
+            "inspected_at": data.days[r_day] + pd.Timedelta(hours=10),
+            "result": InspectionResult.NORMAL.value,
+            "recovered_kwh": 0.0,
+            "recovered_amount": 0.0,
+        }
+    )
+    inspections = pd.concat([theft, random_rows], ignore_index=True).sort_values(
+        ["inspected_at", "customer_id"], kind="stable"
+    )
+    inspections.insert(0, "inspection_id", [f"INS{seed:04d}-{i:06d}" for i in range(len(inspections))])
+
+    is_thief = np.zeros(n, dtype=bool)
+    is_thief[thieves] = True
+    truth = pd.DataFrame(
+        {
+            "customer_id": data.customer_ids,
+            "is_eligible": n_observed >= p.min_history_days,
+            "is_thief": is_thief,
+            "attack": pd.array(np.where(is_thief, kinds, None), dtype="string"),
+            "onset_date": pd.DatetimeIndex(np.where(is_thief, data.days[np.maximum(onset, 0)], pd.NaT)),
+            "inspected_at": pd.DatetimeIndex(np.where(is_thief, inspected_day, pd.NaT)),
+            "factor": factor,
+            "zero_window_days": np.where(kinds == "h2", zero_days, 0),
+            "stolen_kwh_to_inspection": np.where(is_thief, stolen, 0.0),
+        }
+    )
+    logger.info("injected %d thieves among %d eligible of %d households", n_thieves, len(eligible), n)
+    return replace(data, metered=metered, inspections=inspections.reset_index(drop=True), truth=truth)
+
+
+def _stolen_kwh(true_kwh: np.ndarray, metered: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Energy used but not metered in [start, stop) per home (≥ 0: h5 can move energy without stealing)."""
+    t = np.arange(true_kwh.shape[1])[None, :]
+    inside = (t >= start[:, None]) & (t < stop[:, None]) & (start[:, None] >= 0)
+    diff = np.where(inside, np.nan_to_num(true_kwh) - np.nan_to_num(metered), 0.0)
+    return np.maximum(diff.sum(axis=1), 0.0)
