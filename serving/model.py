@@ -32,7 +32,11 @@ class FeatureSpec:
         categorical: dict[str, list[str]] = {}
         for name in names:
             col = frame[name]
-            if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
+            if (
+                isinstance(col.dtype, pd.CategoricalDtype)
+                or col.dtype == object
+                or pd.api.types.is_string_dtype(col)
+            ):
                 levels = sorted({str(v) for v in col.dropna().unique()})
                 categorical[name] = levels
         return cls(names=list(names), categorical=categorical)
@@ -121,7 +125,7 @@ class PackagedModel:
         return np.asarray(self.booster.predict(X, pred_contrib=True))
 
     def band(self, p: np.ndarray) -> np.ndarray:
-        names = sorted(self.bands, key=self.bands.get, reverse=True)
+        names = sorted(self.bands, key=lambda name: self.bands[name], reverse=True)
         out = np.full(len(p), "low", dtype=object)
         for name in reversed(names):
             out[p >= self.bands[name]] = name
@@ -234,13 +238,15 @@ def pyfunc_class() -> type:
     """The MLflow pyfunc wrapper, built lazily so importing this module does not import mlflow."""
     import mlflow.pyfunc
 
-    class GridriskPyfunc(mlflow.pyfunc.PythonModel):
+    class GridriskPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         """`predict` takes a frame of feature columns and returns calibrated probability and raw margin."""
 
         def load_context(self, context: Any) -> None:
             self.package = PackagedModel.load(Path(context.artifacts["package"]))
 
-        def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        def predict(
+            self, context: Any, model_input: pd.DataFrame, params: dict | None = None
+        ) -> pd.DataFrame:
             X = self.package.spec.matrix(model_input)
             margin = self.package.raw_margin(X)
             prob = self.package.calibrator.apply(1.0 / (1.0 + np.exp(-margin)))
@@ -252,9 +258,19 @@ def pyfunc_class() -> type:
 PYFUNC_ARTIFACT_DIR = "model"
 
 
-def load_packaged_model(model_uri: str, dst: Path | None = None) -> PackagedModel:
-    """Load the package behind an MLflow model URI (``models:/gridrisk-arrears@champion``) without pyfunc overhead."""
+def load_packaged_model(
+    model_uri: str, dst: Path | None = None, tracking_uri: str | None = None
+) -> PackagedModel:
+    """Load the package behind a model URI (``models:/gridrisk-arrears@champion``) without pyfunc overhead.
+
+    ``tracking_uri`` (also used as the registry URI) avoids relying on MLflow's process-global URI.
+    """
     import mlflow.artifacts
 
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst) if dst else None)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=model_uri,
+        dst_path=str(dst) if dst else None,
+        tracking_uri=tracking_uri,
+        registry_uri=tracking_uri,
+    )
     return PackagedModel.load(Path(local) / "artifacts" / "package")

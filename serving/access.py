@@ -1,0 +1,274 @@
+"""Who may call what: hashed API keys with roles and station scope, PII masking, and the audit log.
+
+Keys live in `$GRIDRISK_HOME/keys.json` (or the GRIDRISK_API_KEYS variable) as SHA-256 hashes of high-entropy
+random keys; the plaintext is shown once by `create_key`. Every list pull and score call is written to an
+append-only JSON-lines audit log that never holds names, phones, addresses or feature values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from serving.errors import Forbidden, KeyStoreError, NotAuthenticated
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "grk"
+
+
+class Role(StrEnum):
+    SERVICE = "service"  # other systems: scores
+    COLLECTOR = "collector"  # a station's collection team: its own risk lists, names and phones visible
+    ANALYST = "analyst"  # all lists and scores, PII masked; reads model info
+    ADMIN = "admin"  # everything, PII masked; reloads models
+
+
+class Action(StrEnum):
+    SCORE = "score"
+    RISK_LIST = "risk_list"
+    MODELS = "models"
+    RELOAD = "reload"
+
+
+PERMISSIONS: dict[Action, frozenset[Role]] = {
+    Action.SCORE: frozenset({Role.SERVICE, Role.ANALYST, Role.ADMIN}),
+    Action.RISK_LIST: frozenset({Role.COLLECTOR, Role.ANALYST, Role.ADMIN}),
+    Action.MODELS: frozenset({Role.ANALYST, Role.ADMIN}),
+    Action.RELOAD: frozenset({Role.ADMIN}),
+}
+
+
+@dataclass
+class KeyRecord:
+    """What is stored about a key: never the key itself, only its SHA-256."""
+
+    key_id: str
+    sha256: str
+    role: Role
+    stations: list[str] = field(default_factory=list)
+    supply_units: list[str] = field(default_factory=list)
+    note: str = ""
+    created_at: str = ""
+    revoked_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller behind a verified key."""
+
+    key_id: str
+    role: Role
+    stations: tuple[str, ...] = ()
+    supply_units: tuple[str, ...] = ()
+
+    def require(self, action: Action) -> None:
+        if self.role not in PERMISSIONS[action]:
+            allowed = ", ".join(sorted(PERMISSIONS[action]))
+            raise Forbidden(f"key {self.key_id} has role {self.role}; {action} needs one of: {allowed}")
+
+    @property
+    def sees_pii(self) -> bool:
+        # Only a collector, and only inside its scope (lists are cut to the scope before PII is attached).
+        return self.role == Role.COLLECTOR
+
+    def scope(
+        self, station: str | None, supply_unit: str | None
+    ) -> tuple[list[str] | None, list[str] | None]:
+        """Stations and supply units the request may see; Forbidden when it asks outside the key's scope."""
+        if self.role != Role.COLLECTOR:
+            return ([station] if station else None, [supply_unit] if supply_unit else None)
+        if station is not None and self.stations and station not in self.stations:
+            raise Forbidden(
+                f"key {self.key_id} covers stations {list(self.stations)}, not station {station!r}"
+            )
+        if supply_unit is not None and self.supply_units and supply_unit not in self.supply_units:
+            raise Forbidden(
+                f"key {self.key_id} covers supply units {list(self.supply_units)}, "
+                f"not supply unit {supply_unit!r}"
+            )
+        stations = [station] if station else (list(self.stations) or None)
+        units = [supply_unit] if supply_unit else (list(self.supply_units) or None)
+        return stations, units
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _parse(doc: Any, origin: str) -> dict[str, KeyRecord]:
+    rows = doc.get("keys", []) if isinstance(doc, dict) else doc
+    if not isinstance(rows, list):
+        raise KeyStoreError(
+            f"{origin}: expected a list of key records or {{'keys': [...]}}, got {type(rows).__name__}"
+        )
+    out: dict[str, KeyRecord] = {}
+    for i, row in enumerate(rows):
+        try:
+            record = KeyRecord(**{**row, "role": Role(row["role"])})
+        except (TypeError, KeyError, ValueError) as exc:
+            raise KeyStoreError(
+                f"{origin}: key record {i} is invalid ({exc}); each needs key_id, sha256 and a role in "
+                f"{[r.value for r in Role]} — recreate it with `gridrisk keys create`"
+            ) from exc
+        out[record.key_id] = record
+    return out
+
+
+def read_keys(path: Path) -> dict[str, KeyRecord]:
+    if not path.exists():
+        return {}
+    try:
+        return _parse(json.loads(path.read_text()), str(path))
+    except json.JSONDecodeError as exc:
+        raise KeyStoreError(f"keys file {path} is not valid JSON ({exc}); restore it or remove it") from exc
+
+
+def _write_keys(path: Path, records: dict[str, KeyRecord]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"keys": [asdict(r) for r in records.values()]}, indent=1))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def create_key(
+    path: Path,
+    role: Role | str,
+    stations: list[str] | None = None,
+    supply_units: list[str] | None = None,
+    note: str = "",
+) -> tuple[str, KeyRecord]:
+    """Make a key, store its hash, and return the plaintext (shown once) with its record."""
+    role = Role(role)
+    stations, supply_units = list(stations or []), list(supply_units or [])
+    if role == Role.COLLECTOR and not (stations or supply_units):
+        raise KeyStoreError(
+            "a collector key needs a scope: pass --station S (and optionally --supply-unit U)"
+        )
+    if role != Role.COLLECTOR and (stations or supply_units):
+        raise KeyStoreError(
+            f"role {role} sees every station; --station/--supply-unit only apply to collectors"
+        )
+    records = read_keys(path)
+    key_id = secrets.token_hex(4)
+    while key_id in records:
+        key_id = secrets.token_hex(4)
+    plaintext = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    record = KeyRecord(key_id, hash_key(plaintext), role, stations, supply_units, note, _now())
+    records[key_id] = record
+    _write_keys(path, records)
+    return plaintext, record
+
+
+def revoke_key(path: Path, key_id: str) -> KeyRecord:
+    records = read_keys(path)
+    if key_id not in records:
+        raise KeyStoreError(f"no key {key_id!r} in {path}; `gridrisk keys list` shows the ids")
+    records[key_id].revoked_at = records[key_id].revoked_at or _now()
+    _write_keys(path, records)
+    return records[key_id]
+
+
+class KeyStore:
+    """Verifies presented keys against the hashes; re-reads a changed file, so revocations apply live."""
+
+    def __init__(self, path: Path, env_keys: str | None = None) -> None:
+        self.path = Path(path)
+        self._env = _parse(json.loads(env_keys), "GRIDRISK_API_KEYS") if env_keys else None
+        self._records: dict[str, KeyRecord] = {}
+        self._mtime: int | None = None
+        self._lock = threading.Lock()
+
+    def _current(self) -> dict[str, KeyRecord]:
+        if self._env is not None:
+            return self._env
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        if mtime != self._mtime:
+            with self._lock:
+                self._records, self._mtime = read_keys(self.path), mtime
+        return self._records
+
+    def authenticate(self, presented: str | None) -> Principal:
+        if not presented:
+            raise NotAuthenticated(
+                "no API key: send it in the X-API-Key header (or Authorization: Bearer <key>)"
+            )
+        parts = presented.split("_", 2)
+        record = self._current().get(parts[1]) if len(parts) == 3 and parts[0] == KEY_PREFIX else None
+        if record is None or not hmac.compare_digest(record.sha256, hash_key(presented)):
+            raise NotAuthenticated("API key not recognised; ask an admin for one (`gridrisk keys create`)")
+        if not record.active:
+            raise NotAuthenticated(
+                f"API key {record.key_id} was revoked at {record.revoked_at}; ask for a new one"
+            )
+        return Principal(record.key_id, record.role, tuple(record.stations), tuple(record.supply_units))
+
+
+def mask_name(name: str | None) -> str | None:
+    if not name:
+        return name
+    return name[0] + "*" * (len(name) - 1)
+
+
+def mask_phone(phone: str | None) -> str | None:
+    if not phone:
+        return phone
+    return phone[:3] + "*" * max(len(phone) - 7, 0) + phone[-4:] if len(phone) > 7 else "*" * len(phone)
+
+
+class AuditLog:
+    """Append-only JSON lines: who pulled what, when, with which model; counts, never customer details."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        principal: Principal,
+        action: Action,
+        task: str,
+        filters: dict[str, Any],
+        model_version: str | None,
+        rows: int,
+    ) -> None:
+        line = json.dumps(
+            {
+                "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                "key_id": principal.key_id,
+                "role": principal.role.value,
+                "action": action.value,
+                "task": task,
+                "filters": filters,
+                "model_version": model_version,
+                "rows": rows,
+            },
+            ensure_ascii=False,
+            default=str,
+        )
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(line + "\n")

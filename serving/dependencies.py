@@ -1,0 +1,76 @@
+"""FastAPI dependencies: the pieces of `ServiceState` a route needs, and the caller's verified key.
+
+Tests replace any of these through `app.dependency_overrides`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.access import AuditLog, KeyStore, Principal
+from serving.directory import CustomerDirectory
+from serving.metrics import ServiceMetrics
+from serving.model_store import ModelStore
+from serving.service import ServiceState
+from serving.settings import ServingSettings
+from serving.snapshot import SnapshotStore
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="an API key from `gridrisk keys`"
+)
+bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_settings(state: State) -> ServingSettings:
+    return state.settings
+
+
+def get_model_store(state: State) -> ModelStore:
+    return state.models
+
+
+def get_snapshot_store(state: State) -> SnapshotStore:
+    return state.snapshots
+
+
+def get_key_store(state: State) -> KeyStore:
+    return state.keys
+
+
+def get_audit(state: State) -> AuditLog:
+    return state.audit
+
+
+def get_metrics(state: State) -> ServiceMetrics:
+    return state.metrics
+
+
+def get_directory(state: State) -> CustomerDirectory:
+    return state.directory
+
+
+def get_principal(
+    keys: Annotated[KeyStore, Depends(get_key_store)],
+    api_key: Annotated[str | None, Security(api_key_header)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> Principal:
+    return keys.authenticate(api_key or (credentials.credentials if credentials else None))
+
+
+Settings = Annotated[ServingSettings, Depends(get_settings)]
+Models = Annotated[ModelStore, Depends(get_model_store)]
+Snapshots = Annotated[SnapshotStore, Depends(get_snapshot_store)]
+Audit = Annotated[AuditLog, Depends(get_audit)]
+Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
+Directory = Annotated[CustomerDirectory, Depends(get_directory)]
+Caller = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,75 @@
+"""The scoring service's app factory: mounts the routers, loads champions and snapshots in the lifespan,
+and polls the registry so a moved alias is served without a restart.
+
+`gridrisk serve` runs `create_app` under uvicorn (factory mode); tests call it with a prepared `ServiceState`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from serving.errors import install_handlers
+from serving.metrics import MetricsMiddleware
+from serving.routes import health, models, risk_lists, scores
+from serving.service import ServiceState
+from serving.settings import ServingSettings
+
+logger = logging.getLogger(__name__)
+
+# The web page (serving/web) adds its router here.
+ROUTERS: tuple[APIRouter, ...] = (health.router, scores.router, risk_lists.router, models.router)
+
+
+async def _poll(state: ServiceState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.poll_seconds)
+        try:
+            changed = await run_in_threadpool(state.refresh)
+        except Exception:  # the poller must outlive a registry hiccup
+            logger.exception("refresh failed; serving the models already loaded")
+        else:
+            if changed:
+                logger.info("reloaded: %s", changed)
+
+
+def create_app(
+    settings: ServingSettings | None = None,
+    state: ServiceState | None = None,
+    routers: Sequence[APIRouter] = ROUTERS,
+) -> FastAPI:
+    """The FastAPI app. Without `state`, one is built from settings (environment) at start-up."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = state or ServiceState.build(settings or ServingSettings())
+        app.state.service = service
+        changed = await run_in_threadpool(service.refresh)
+        logger.info("serving %s", changed or "no models yet")
+        poller = asyncio.create_task(_poll(service)) if service.settings.poll_seconds > 0 else None
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+
+    app = FastAPI(
+        title="gridrisk",
+        version="0.1.0",
+        summary="Calibrated, explained arrears, suspension and theft risk; risk lists for collection teams",
+        lifespan=lifespan,
+    )
+    if state is not None:
+        app.state.service = state
+    for router in routers:
+        app.include_router(router)
+    install_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    return app

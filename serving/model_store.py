@@ -1,0 +1,279 @@
+"""Champion models for the service: loaded by alias from the MLflow registry, kept on local disk, hot-swapped.
+
+The lifespan builds one `ModelStore`; routes reach it through `Depends`. `refresh()` checks each task's
+alias and loads a moved champion beside the old one before swapping a single reference, so in-flight
+requests finish on the model they started with. When the registry is down, the last champion saved in
+the local cache is served.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from serving.errors import ModelUnavailable
+from serving.model import PackagedModel, load_packaged_model
+from serving.schemas import ModelRef, RegistryVersion
+from serving.settings import ServingSettings, registered_name
+
+logger = logging.getLogger(__name__)
+
+Source = Literal["registry", "local-cache"]
+META_FILE = "meta.json"
+
+
+class RegistryError(Exception):
+    """The registry could not be asked (server down, store unreadable)."""
+
+
+class Registry(Protocol):
+    """What the store needs from a model registry; `MlflowRegistry` in production, a dict in unit tests."""
+
+    uri: str
+
+    def probe(self) -> str | None:
+        """None when the registry answers, else why it does not."""
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        """The version an alias points at; None when the model or alias does not exist."""
+
+    def load(self, name: str, version: str, dst: Path) -> PackagedModel: ...
+
+    def versions(self, name: str) -> list[RegistryVersion]: ...
+
+
+class MlflowRegistry:
+    """The MLflow model registry at a tracking URI (SQLite store or `mlflow server`)."""
+
+    def __init__(self, uri: str, timeout_seconds: float = 2.0) -> None:
+        self.uri = uri
+        self.timeout_seconds = timeout_seconds
+
+    def _client(self):  # type: ignore[no-untyped-def]
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def probe(self) -> str | None:
+        # MLflow's REST client retries for minutes against a dead server; a short probe decides first.
+        if not self.uri.startswith(("http://", "https://")):
+            return None
+        try:
+            with urllib.request.urlopen(
+                self.uri.rstrip("/") + "/health", timeout=self.timeout_seconds
+            ) as resp:
+                return None if resp.status == 200 else f"{self.uri}/health answered {resp.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            return f"tracking server {self.uri} unreachable: {exc}"
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self._client().get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                return None
+            raise RegistryError(f"registry {self.uri}: cannot read {name}@{alias}: {exc}") from exc
+        except OSError as exc:
+            raise RegistryError(f"registry {self.uri}: cannot read {name}@{alias}: {exc}") from exc
+
+    def load(self, name: str, version: str, dst: Path) -> PackagedModel:
+        return load_packaged_model(f"models:/{name}/{version}", dst=dst, tracking_uri=self.uri)
+
+    def versions(self, name: str) -> list[RegistryVersion]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self._client().search_model_versions(f"name = '{name}'")
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(f"registry {self.uri}: cannot list versions of {name}: {exc}") from exc
+        out = [
+            RegistryVersion(
+                version=str(mv.version),
+                aliases=list(mv.aliases or []),
+                run_id=mv.run_id,
+                created_at=dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC)
+                if mv.creation_timestamp
+                else None,
+            )
+            for mv in found
+        ]
+        return sorted(out, key=lambda v: int(v.version) if v.version.isdigit() else 0, reverse=True)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One champion in memory; immutable so a request holding it is never affected by a swap."""
+
+    task: str
+    name: str
+    version: str
+    package: PackagedModel
+    source: Source
+    loaded_at: dt.datetime
+    explain_ms_per_row: float | None
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(name=self.name, version=self.version)
+
+
+def explain_cost_ms(package: PackagedModel, rows: int = 64, seed: int = 0) -> float:
+    """TreeSHAP milliseconds per row on rows drawn from the model's own split thresholds (realistic paths)."""
+    n_features = len(package.spec.names)
+    thresholds: list[list[float]] = [[] for _ in range(n_features)]
+
+    def walk(node: dict) -> None:
+        if "split_feature" in node:
+            if node.get("decision_type") == "<=":
+                thresholds[node["split_feature"]].append(float(node["threshold"]))
+            walk(node["left_child"])
+            walk(node["right_child"])
+
+    for tree in package.booster.dump_model()["tree_info"]:
+        walk(tree["tree_structure"])
+    rng = np.random.default_rng(seed)
+    X = np.zeros((rows, n_features))
+    for j, values in enumerate(thresholds):
+        if values:
+            X[:, j] = rng.choice(values, size=rows) + rng.choice([-1e-6, 1e-6], size=rows)
+    start = time.perf_counter()
+    package.contributions(X)
+    return (time.perf_counter() - start) * 1000 / rows
+
+
+class ModelStore:
+    """The served champion per task, with a disk cache of the last one loaded from the registry."""
+
+    def __init__(self, settings: ServingSettings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.cache_root = settings.model_cache_path
+        self._models: dict[str, LoadedModel] = {}
+        self._details: dict[str, str] = {}
+        self._registry_error: str | None = "not checked yet"
+        self._lock = threading.Lock()
+
+    # -- reading (request path, lock-free) ------------------------------------------------------------
+    def get(self, task: str) -> LoadedModel:
+        model = self._models.get(task)
+        if model is None:
+            reason = self._details.get(task) or f"task {task!r} is not configured (GRIDRISK_TASKS)"
+            raise ModelUnavailable(f"no {task} model is loaded: {reason}")
+        return model
+
+    def loaded(self) -> dict[str, LoadedModel]:
+        return dict(self._models)
+
+    def detail(self, task: str) -> str | None:
+        return self._details.get(task)
+
+    @property
+    def registry_error(self) -> str | None:
+        return self._registry_error
+
+    # -- loading --------------------------------------------------------------------------------------
+    def refresh(self) -> dict[str, str]:
+        """Check every task's alias; load and swap the ones that moved. Returns task -> 'old -> new'."""
+        with self._lock:
+            self._registry_error = self.registry.probe()
+            changed: dict[str, str] = {}
+            for task in self.settings.tasks:
+                before = self._models.get(task)
+                after = self._refresh_task(task, before)
+                if after is not None and after is not before:
+                    # One reference assignment: readers see either the old dict or the new one.
+                    self._models = {**self._models, task: after}
+                    changed[task] = f"{before.version if before else 'none'} -> {after.version}"
+                    logger.info("serving %s v%s (%s)", after.name, after.version, after.source)
+            return changed
+
+    def _refresh_task(self, task: str, current: LoadedModel | None) -> LoadedModel | None:
+        name = registered_name(task)
+        alias = self.settings.alias
+        if self._registry_error is None:
+            try:
+                version = self.registry.alias_version(name, alias)
+            except RegistryError as exc:
+                self._registry_error = str(exc)
+            else:
+                if version is None:
+                    self._details[task] = (
+                        f"registry {self.registry.uri} has no {name}@{alias}; train and promote one"
+                    )
+                    return current if current is not None else self._from_cache(task)
+                if current is not None and current.version == version:
+                    self._details.pop(task, None)
+                    # The cached copy is the registry's champion again: no need to download it twice.
+                    return current if current.source == "registry" else replace(current, source="registry")
+                try:
+                    loaded = self._from_registry(task, name, version)
+                except Exception as exc:  # a broken artifact must not take the service down
+                    logger.exception("cannot load %s v%s", name, version)
+                    self._details[task] = f"cannot load {name} v{version} from {self.registry.uri}: {exc}"
+                    return current if current is not None else self._from_cache(task)
+                self._details.pop(task, None)
+                return loaded
+        self._details[task] = f"{self._registry_error}; serving the last champion kept on disk"
+        return current if current is not None else self._from_cache(task)
+
+    def _from_registry(self, task: str, name: str, version: str) -> LoadedModel:
+        task_dir = self.cache_root / task
+        staging = task_dir / f".v{version}-{time.time_ns()}"
+        package = self.registry.load(name, version, staging / "download")
+        final = task_dir / f"v{version}"
+        package_dir = package.save(staging / "package")
+        shutil.rmtree(final, ignore_errors=True)
+        final.mkdir(parents=True, exist_ok=True)
+        package_dir.rename(final / "package")
+        shutil.rmtree(staging, ignore_errors=True)
+        meta = {"name": name, "version": version, "saved_at": dt.datetime.now(dt.UTC).isoformat()}
+        tmp = task_dir / f".{META_FILE}.tmp"
+        tmp.write_text(json.dumps(meta))
+        tmp.replace(task_dir / META_FILE)
+        for old in task_dir.glob("v*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        return self._loaded(task, name, version, package, "registry")
+
+    def _from_cache(self, task: str) -> LoadedModel | None:
+        task_dir = self.cache_root / task
+        meta_path = task_dir / META_FILE
+        if not meta_path.exists():
+            return None
+        meta = json.loads(meta_path.read_text())
+        package = PackagedModel.load(task_dir / f"v{meta['version']}" / "package")
+        return self._loaded(task, meta["name"], str(meta["version"]), package, "local-cache")
+
+    @staticmethod
+    def _loaded(task: str, name: str, version: str, package: PackagedModel, source: Source) -> LoadedModel:
+        return LoadedModel(
+            task=task,
+            name=name,
+            version=version,
+            package=package,
+            source=source,
+            loaded_at=dt.datetime.now(dt.UTC),
+            explain_ms_per_row=explain_cost_ms(package),
+        )
+
+    def registry_versions(self, task: str) -> list[RegistryVersion]:
+        if self._registry_error is not None:
+            return []
+        try:
+            return self.registry.versions(registered_name(task))
+        except RegistryError as exc:
+            logger.warning("%s", exc)
+            return []

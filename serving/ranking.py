@@ -1,0 +1,179 @@
+"""Risk lists for collection teams: filter the latest snapshot, rank, cap per station, export JSON/CSV/XLSX.
+
+Work lists are cut per station (供电所) because visits are capacity-limited: `per_station_top` keeps the best
+N of each station, and sorting by expected value (probability x amount at stake) puts the yuan first.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from serving.access import Principal, mask_name, mask_phone
+from serving.directory import CustomerDirectory
+from serving.model import PackagedModel
+from serving.schemas import Lang, RiskListItem, RiskListResponse, SortKey, Task
+from serving.snapshot import Snapshot
+
+LIST_COLUMNS = (
+    "rank",
+    "usage_category",
+    "supply_unit",
+    "station",
+    "probability",
+    "band",
+    "percentile",
+    "amount_at_stake",
+    "expected_value",
+)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    supply_unit: str | None = None
+    station: str | None = None
+    usage_category: str | None = None
+    min_probability: float | None = None
+    top: int = 100
+    per_station_top: int | None = None
+    sort: SortKey = SortKey.EXPECTED_VALUE
+
+    def filters(self) -> dict[str, str | float | int | None]:
+        return {
+            "supply_unit": self.supply_unit,
+            "station": self.station,
+            "usage_category": self.usage_category,
+            "min_probability": self.min_probability,
+            "top": self.top,
+            "per_station_top": self.per_station_top,
+            "sort": self.sort.value,
+        }
+
+
+def _isin(snapshot: Snapshot, column: str, values: list[str]) -> np.ndarray:
+    codes = [snapshot.code_of(column, v) for v in values]
+    return np.isin(snapshot.codes[column], [c for c in codes if c >= 0])
+
+
+def select(
+    snapshot: Snapshot,
+    query: ListQuery,
+    stations: list[str] | None,
+    supply_units: list[str] | None,
+) -> tuple[np.ndarray, int]:
+    """Positions of the list rows in order, and how many rows matched before the caps (all vectorised)."""
+    mask = np.ones(snapshot.size, dtype=bool)
+    if stations is not None:
+        mask &= _isin(snapshot, "station", stations)
+    if supply_units is not None:
+        mask &= _isin(snapshot, "supply_unit", supply_units)
+    if query.usage_category is not None:
+        mask &= _isin(snapshot, "usage_category", [query.usage_category])
+    probability = snapshot.numbers["probability"]
+    if query.min_probability is not None:
+        mask &= probability >= query.min_probability
+    pos = np.flatnonzero(mask)
+    matched = len(pos)
+    key = snapshot.numbers[query.sort.value][pos]
+    # Missing amounts sort last; ties fall back to the population rank so the order is stable across calls.
+    key = np.where(np.isnan(key), -np.inf, key)
+    pos = pos[np.lexsort((snapshot.numbers["rank"][pos], -key))]
+    if query.per_station_top is not None:
+        station = pd.Series(snapshot.codes["station"][pos])
+        pos = pos[(station.groupby(station.to_numpy()).cumcount() < query.per_station_top).to_numpy()]
+    return pos[: query.top], matched
+
+
+def risk_list(
+    task: Task,
+    snapshot: Snapshot,
+    package: PackagedModel,
+    query: ListQuery,
+    principal: Principal,
+    directory: CustomerDirectory,
+    lang: Lang,
+) -> RiskListResponse:
+    stations, supply_units = principal.scope(query.station, query.supply_unit)
+    pos, matched = select(snapshot, query, stations, supply_units)
+    ids = snapshot.column("customer_id", pos)
+    names, phones = directory.lookup(ids)
+    if not principal.sees_pii:
+        names = [mask_name(n) for n in names]
+        phones = [mask_phone(p) for p in phones]
+    columns = {name: snapshot.column(name, pos) for name in LIST_COLUMNS}
+    reasons = snapshot.reasons(package, pos, lang)
+    items = [
+        RiskListItem(
+            customer_id=ids[r],
+            name=names[r],
+            phone=phones[r],
+            reasons=reasons[r],
+            **{name: values[r] for name, values in columns.items()},
+        )
+        for r in range(len(pos))
+    ]
+    return RiskListResponse(
+        task=task,
+        model=snapshot.model,
+        as_of=snapshot.as_of,
+        filters=query.filters(),
+        matched=matched,
+        count=len(items),
+        items=items,
+    )
+
+
+TABLE_COLUMNS = (
+    "rank",
+    "customer_id",
+    "name",
+    "phone",
+    "usage_category",
+    "supply_unit",
+    "station",
+    "probability",
+    "band",
+    "percentile",
+    "amount_at_stake",
+    "expected_value",
+)
+
+
+def table_rows(response: RiskListResponse) -> tuple[list[str], list[list]]:
+    """Header and rows for the spreadsheet exports: one column per reason sentence."""
+    k = max((len(item.reasons) for item in response.items), default=0)
+    header = list(TABLE_COLUMNS) + [f"reason_{i}" for i in range(1, k + 1)]
+    rows = []
+    for item in response.items:
+        values = [getattr(item, c) for c in TABLE_COLUMNS]
+        values = [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+        rows.append(values + [r.text for r in item.reasons] + [None] * (k - len(item.reasons)))
+    return header, rows
+
+
+def to_csv(response: RiskListResponse) -> bytes:
+    header, rows = table_rows(response)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read the Chinese text as UTF-8
+
+
+def to_xlsx(response: RiskListResponse) -> bytes:
+    from openpyxl import Workbook
+
+    header, rows = table_rows(response)
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(f"{response.task.value} {response.as_of.isoformat()}")
+    sheet.append(header)
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()

@@ -1,0 +1,1 @@
+"""One router per resource; `serving.main.ROUTERS` lists the ones the app mounts."""

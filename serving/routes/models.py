@@ -1,0 +1,45 @@
+"""`GET /v1/models` (served versions, registry versions and aliases, metrics) and `POST /v1/admin/reload`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from serving.access import Action
+from serving.dependencies import Caller, Models, Settings, Snapshots, State
+from serving.errors import ERROR_RESPONSES
+from serving.schemas import ModelsResponse, ModelSummary, ReloadResponse
+from serving.settings import registered_name
+from serving.status import task_status
+
+router = APIRouter(tags=["models"])
+
+
+@router.get("/v1/models", response_model=ModelsResponse, responses=ERROR_RESPONSES)
+def list_models(caller: Caller, models: Models, snapshots: Snapshots, settings: Settings) -> ModelsResponse:
+    caller.require(Action.MODELS)
+    loaded = models.loaded()
+    summaries = [
+        ModelSummary(
+            task=task,
+            name=registered_name(task),
+            serving=task_status(task, models, snapshots),
+            metrics=loaded[task].package.metrics if task in loaded else {},
+            explain_ms_per_row=loaded[task].explain_ms_per_row if task in loaded else None,
+            registry_versions=models.registry_versions(task),
+        )
+        for task in settings.tasks
+    ]
+    return ModelsResponse(
+        alias=settings.alias, registry_reachable=models.registry_error is None, models=summaries
+    )
+
+
+@router.post("/v1/admin/reload", response_model=ReloadResponse, responses=ERROR_RESPONSES)
+async def reload(caller: Caller, state: State) -> ReloadResponse:
+    """Check the aliases and snapshots now; moved models load beside the old ones and swap atomically."""
+    caller.require(Action.RELOAD)
+    changed = await run_in_threadpool(state.refresh)
+    return ReloadResponse(
+        changed=changed, tasks=[task_status(t, state.models, state.snapshots) for t in state.settings.tasks]
+    )

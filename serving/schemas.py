@@ -1,0 +1,188 @@
+"""Request and response schemas of the scoring API (pydantic); the OpenAPI document is generated from them.
+
+Routes take and return these; plain functions in `scoring.py`, `ranking.py` and `model_store.py` fill them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_BATCH = 10_000  # customers or records in one score request; larger jobs belong to `gridrisk score`
+
+
+class Task(StrEnum):
+    ARREARS = "arrears"
+    SUSPENSION = "suspension"
+    THEFT = "theft"
+
+
+class Lang(StrEnum):
+    ZH = "zh"
+    EN = "en"
+
+
+class ListFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    XLSX = "xlsx"
+
+
+class SortKey(StrEnum):
+    EXPECTED_VALUE = "expected_value"
+    PROBABILITY = "probability"
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="the exception class, e.g. UnknownCustomers")
+    detail: str = Field(description="what was wrong, the value, the rule and the fix")
+
+
+class ValidationErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    detail: list[ValidationErrorItem]
+
+
+CustomerId = Annotated[str, Field(min_length=1, max_length=64)]
+FeatureValue = float | str | None
+
+
+class ScoreRequest(BaseModel):
+    """Exactly one of `customer_ids` (read from the latest snapshot) or `records` (features, scored live)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"customer_ids": ["C0000001"]}]},
+    )
+
+    customer_ids: list[CustomerId] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
+    records: list[dict[str, FeatureValue]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="one object per customer: every model feature (null = missing), optional customer_id",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScoreRequest:
+        if (self.customer_ids is None) == (self.records is None):
+            raise ValueError("send exactly one of customer_ids or records")
+        return self
+
+
+class Reason(BaseModel):
+    feature: str
+    value: float | str | None = Field(description="the feature's value as the model saw it (decoded)")
+    contribution: float = Field(description="TreeSHAP contribution in log-odds (LightGBM pred_contrib)")
+    direction: Literal["raises", "lowers"]
+    text: str = Field(description="the reason as a sentence in the requested language")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class CustomerScore(BaseModel):
+    customer_id: str | None
+    probability: float = Field(description="calibrated probability of the event")
+    band: str
+    percentile: float | None = Field(
+        description="share of the reference population scoring at or below, 0-100"
+    )
+    raw_margin: float = Field(description="the booster's log-odds; base_value + sum of all contributions")
+    base_value: float
+    reasons: list[Reason]
+
+
+class ScoreResponse(BaseModel):
+    task: Task
+    source: Literal["snapshot", "live"]
+    model: ModelRef
+    as_of: dt.date | None = Field(description="the snapshot's as-of date; null for live scores")
+    lang: Lang
+    results: list[CustomerScore]
+
+
+class RiskListItem(BaseModel):
+    rank: int = Field(description="rank in the whole population by probability (1 = riskiest)")
+    customer_id: str
+    usage_category: str | None
+    supply_unit: str | None
+    station: str | None
+    probability: float
+    band: str
+    percentile: float | None
+    amount_at_stake: float | None
+    expected_value: float | None = Field(description="probability x amount at stake, yuan")
+    name: str | None = Field(default=None, description="unmasked only for a collector inside its scope")
+    phone: str | None = None
+    reasons: list[Reason]
+
+
+class RiskListResponse(BaseModel):
+    task: Task
+    model: ModelRef
+    as_of: dt.date
+    filters: dict[str, str | float | int | None]
+    matched: int = Field(description="customers matching the filters before `top` / `per_station_top`")
+    count: int
+    items: list[RiskListItem]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class TaskStatus(BaseModel):
+    task: str
+    model: ModelRef | None
+    source: Literal["registry", "local-cache"] | None = Field(
+        description="registry: loaded from the tracking server; local-cache: the last champion kept on disk"
+    )
+    loaded_at: dt.datetime | None
+    snapshot_as_of: dt.date | None
+    snapshot_model: ModelRef | None
+    detail: str | None = Field(description="why the model or snapshot is missing or stale")
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "degraded", "not_ready"]
+    registry_uri: str
+    registry_reachable: bool
+    tasks: list[TaskStatus]
+
+
+class RegistryVersion(BaseModel):
+    version: str
+    aliases: list[str]
+    run_id: str | None
+    created_at: dt.datetime | None
+
+
+class ModelSummary(BaseModel):
+    task: str
+    name: str
+    serving: TaskStatus
+    metrics: dict[str, float] = Field(description="the served model's metrics as logged by training")
+    explain_ms_per_row: float | None = Field(description="TreeSHAP cost per row measured at load")
+    registry_versions: list[RegistryVersion]
+
+
+class ModelsResponse(BaseModel):
+    alias: str
+    registry_reachable: bool
+    models: list[ModelSummary]
+
+
+class ReloadResponse(BaseModel):
+    changed: dict[str, str] = Field(description="task -> 'old -> new' for every model or snapshot swapped")
+    tasks: list[TaskStatus]

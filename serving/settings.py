@@ -1,0 +1,70 @@
+"""Settings of the scoring service and the batch scorer, read from GRIDRISK_* variables in the entry points.
+
+Serving sits below `gridrisk/`, so it reads the same variables through its own settings class.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TASKS: tuple[str, ...] = ("arrears", "suspension", "theft")
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDRISK_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".gridrisk"), description="snapshots, keys, audit log and the model cache"
+    )
+    warehouse: Path | None = Field(
+        default=None, description="default: $GRIDRISK_HOME/warehouse (PII for lists)"
+    )
+    tasks: list[str] = Field(default=list(TASKS), description="tasks the service loads a champion for")
+    alias: str = Field(default="champion", description="registry alias the service serves")
+    poll_seconds: float = Field(
+        default=30.0, ge=0, description="how often to check the alias; 0 = only on reload"
+    )
+    top_k: int = Field(default=5, ge=1, le=20, description="reasons returned per customer")
+    api_keys: str | None = Field(
+        default=None, description="JSON list of key records (hashes only), used instead of keys.json"
+    )
+    registry_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="probe timeout for an HTTP registry"
+    )
+    max_batch: int = Field(default=10_000, ge=1, description="most customers or records in one score request")
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.warehouse if self.warehouse is not None else self.home / "warehouse"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow's own variable wins; else the embedded SQLite store in the home (as `gridrisk.settings`)."""
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            return uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def snapshots_path(self) -> Path:
+        return self.home / "snapshots"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.home / "keys.json"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.log"
+
+    @property
+    def model_cache_path(self) -> Path:
+        return self.home / "serving-cache"
+
+
+def registered_name(task: str) -> str:
+    return f"gridrisk-{task}"

@@ -1,0 +1,305 @@
+"""Materialized scores: `gridrisk score` writes a Parquet file per task and as-of date; the service reads it.
+
+Layout: `<snapshots>/<task>/<as_of>.parquet` plus a `latest` file naming the newest one. Each row holds the
+customer's segment, probability, band, percentile, rank, amount at stake, expected value, the model name and
+version, and the top-k reasons (feature, value, contribution); sentences are rendered at request time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from serving.errors import SnapshotUnavailable, UnknownCustomers
+from serving.model import PackagedModel
+from serving.reasons import build_reasons
+from serving.schemas import CustomerScore, Lang, ModelRef, ScoreResponse, Task
+from serving.scoring import explain
+
+logger = logging.getLogger(__name__)
+
+LATEST = "latest"
+SEGMENTS = ("usage_category", "supply_unit", "station")
+CHUNK_ROWS = 100_000  # bounds the (rows x features+1) float64 contribution matrix at ~35 MB per 40 features
+
+
+def reason_columns(k: int) -> list[str]:
+    return [
+        f"reason_{i}_{part}"
+        for i in range(1, k + 1)
+        for part in ("feature", "value", "label", "contribution")
+    ]
+
+
+def score_frame(
+    package: PackagedModel,
+    frame: pd.DataFrame,
+    model: ModelRef,
+    k: int = 5,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Score and explain a scoring frame (customer_id, segments, features, amount_at_stake) in chunks."""
+    X = package.spec.matrix(frame)
+    n = len(frame)
+    k = min(k, len(package.spec.names))
+    probability = np.empty(n)
+    margin = np.empty(n)
+    base = np.empty(n)
+    idx = np.empty((n, k), dtype=np.int32)
+    contribution = np.empty((n, k))
+    number = np.empty((n, k))
+    label = np.empty((n, k), dtype=object)
+    for start in range(0, n, chunk_rows):
+        end = min(start + chunk_rows, n)
+        ex = explain(package, X[start:end], k)
+        probability[start:end] = ex.probability
+        margin[start:end] = ex.raw_margin
+        base[start:end] = ex.base_value
+        idx[start:end] = ex.reason_index
+        contribution[start:end] = ex.contribution
+        number[start:end] = ex.number
+        label[start:end] = ex.label
+        if progress is not None:
+            progress(end - start)
+    out = pd.DataFrame({"customer_id": frame["customer_id"].astype(str).to_numpy()})
+    as_of = frame["as_of"] if "as_of" in frame.columns else pd.Series(pd.NaT, index=frame.index)
+    out["as_of"] = pd.to_datetime(as_of).dt.normalize().to_numpy()
+    for segment in SEGMENTS:
+        out[segment] = (
+            pd.Categorical(frame[segment].astype(str))
+            if segment in frame.columns
+            else pd.Categorical([None] * n)
+        )
+    out["probability"] = probability
+    out["band"] = pd.Categorical(package.band(probability))
+    out["percentile"] = package.percentile(probability)
+    # Rank 1 is the riskiest customer; ties keep the frame's order so ranks are unique.
+    order = np.argsort(-probability, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(1, n + 1)
+    out["rank"] = rank
+    amount = (
+        pd.to_numeric(frame["amount_at_stake"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        if "amount_at_stake" in frame.columns
+        else np.full(n, np.nan)
+    )
+    out["amount_at_stake"] = amount
+    out["expected_value"] = probability * amount
+    out["raw_margin"] = margin
+    out["base_value"] = base
+    out["model_name"] = pd.Categorical([model.name] * n) if n else pd.Categorical([])
+    out["model_version"] = pd.Categorical([model.version] * n) if n else pd.Categorical([])
+    feature_names = np.asarray(package.spec.names, dtype=object)
+    for i in range(k):
+        out[f"reason_{i + 1}_feature"] = pd.Categorical.from_codes(idx[:, i], categories=feature_names)
+        out[f"reason_{i + 1}_value"] = number[:, i]
+        out[f"reason_{i + 1}_label"] = pd.Categorical(label[:, i])
+        out[f"reason_{i + 1}_contribution"] = contribution[:, i]
+    return out
+
+
+def write_snapshot(
+    scores: pd.DataFrame, root: Path, task: str, as_of: dt.date, out: Path | None = None
+) -> Path:
+    """Write a snapshot and move the task's `latest` pointer to it (both atomically, by rename)."""
+    task_dir = Path(root) / task
+    task_dir.mkdir(parents=True, exist_ok=True)
+    path = Path(out) if out is not None else task_dir / f"{as_of.isoformat()}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pandas(scores, preserve_index=False), tmp, compression="zstd")
+    tmp.replace(path)
+    pointer = task_dir / f".{LATEST}.tmp"
+    pointer.write_text(str(path.resolve()) + "\n")
+    pointer.replace(task_dir / LATEST)
+    logger.info("snapshot %s: %d rows -> %s", task, len(scores), path)
+    return path
+
+
+def latest_path(root: Path, task: str) -> Path | None:
+    pointer = Path(root) / task / LATEST
+    if not pointer.exists():
+        return None
+    return Path(pointer.read_text().strip())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot in memory, columns as numpy arrays and categorical codes, indexed by customer_id."""
+
+    task: str
+    path: Path
+    mtime_ns: int
+    as_of: dt.date
+    model: ModelRef
+    k: int
+    size: int
+    index: pd.Index
+    numbers: dict[str, np.ndarray]  # float64 / int64 columns
+    codes: dict[str, np.ndarray]  # categorical columns: int codes (-1 = null)
+    categories: dict[str, np.ndarray]  # categorical columns: levels as an object array
+    customer_id: np.ndarray
+
+    @classmethod
+    def read(cls, task: str, path: Path) -> Snapshot:
+        frame = pq.read_table(path).to_pandas()
+        numbers: dict[str, np.ndarray] = {}
+        codes: dict[str, np.ndarray] = {}
+        categories: dict[str, np.ndarray] = {}
+        for name in frame.columns:
+            if name in ("customer_id", "as_of"):
+                continue
+            col = frame[name]
+            if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
+                cat = pd.Categorical(
+                    col.astype(object) if not isinstance(col.dtype, pd.CategoricalDtype) else col
+                )
+                codes[name] = np.asarray(cat.codes)
+                categories[name] = np.asarray(cat.categories.astype(object), dtype=object)
+            else:
+                numbers[name] = col.to_numpy(dtype=np.float64 if col.dtype.kind == "f" else np.int64)
+        ids = frame["customer_id"].astype(str).to_numpy(dtype=object)
+        if len(frame):
+            model = ModelRef(
+                name=str(frame["model_name"].iloc[0]), version=str(frame["model_version"].iloc[0])
+            )
+            as_of = pd.Timestamp(frame["as_of"].iloc[0]).date()
+        else:
+            model, as_of = ModelRef(name="", version=""), dt.date.min
+        k = sum(1 for name in frame.columns if name.startswith("reason_") and name.endswith("_feature"))
+        mtime = path.stat().st_mtime_ns
+        return cls(
+            task, path, mtime, as_of, model, k, len(frame), pd.Index(ids), numbers, codes, categories, ids
+        )
+
+    def positions(self, customer_ids: list[str]) -> np.ndarray:
+        """Row positions of the ids; raises UnknownCustomers naming the ids the snapshot lacks."""
+        pos = self.index.get_indexer(customer_ids)
+        if (pos < 0).any():
+            missing = [c for c, p in zip(customer_ids, pos, strict=True) if p < 0]
+            raise UnknownCustomers(self.task, missing)
+        return pos
+
+    def code_of(self, column: str, value: str) -> int:
+        """The categorical code of a value, -1 when the snapshot has no such value."""
+        hits = np.flatnonzero(self.categories[column] == value)
+        return int(hits[0]) if len(hits) else -1
+
+    def column(self, name: str, pos: np.ndarray) -> list:
+        """Decoded values of one column at the given positions (None for nulls and NaN)."""
+        if name == "customer_id":
+            return self.customer_id[pos].tolist()
+        if name in self.codes:
+            c = self.codes[name][pos]
+            levels = self.categories[name]
+            return [levels[x] if x >= 0 else None for x in c.tolist()]
+        values = self.numbers[name][pos]
+        if values.dtype.kind == "f":
+            return [None if math.isnan(v) else v for v in values.tolist()]
+        return values.tolist()
+
+    def reasons(self, package: PackagedModel, pos: np.ndarray, lang: Lang) -> list[list]:
+        """Stored top-k reasons at the positions, with sentences from `package`'s templates."""
+        parts = {
+            part: [self.column(f"reason_{i}_{part}", pos) for i in range(1, self.k + 1)]
+            for part in ("feature", "value", "label", "contribution")
+        }
+        out = []
+        for r in range(len(pos)):
+            out.append(
+                build_reasons(
+                    package,
+                    [parts["feature"][i][r] for i in range(self.k)],
+                    [math.nan if (v := parts["value"][i][r]) is None else v for i in range(self.k)],
+                    [parts["label"][i][r] for i in range(self.k)],
+                    [parts["contribution"][i][r] for i in range(self.k)],
+                    lang,
+                )
+            )
+        return out
+
+
+def score_ids(
+    task: Task, snapshot: Snapshot, package: PackagedModel, ids: list[str], lang: Lang
+) -> ScoreResponse:
+    """Scores of known customers from the snapshot; the response names the model version that scored them."""
+    pos = snapshot.positions(ids)
+    probability = snapshot.numbers["probability"][pos].tolist()
+    percentile = snapshot.column("percentile", pos)
+    band = snapshot.column("band", pos)
+    margin = snapshot.numbers["raw_margin"][pos].tolist()
+    base = snapshot.numbers["base_value"][pos].tolist()
+    reasons = snapshot.reasons(package, pos, lang)
+    results = [
+        CustomerScore(
+            customer_id=ids[r],
+            probability=probability[r],
+            band=band[r],
+            percentile=percentile[r],
+            raw_margin=margin[r],
+            base_value=base[r],
+            reasons=reasons[r],
+        )
+        for r in range(len(ids))
+    ]
+    return ScoreResponse(
+        task=task, source="snapshot", model=snapshot.model, as_of=snapshot.as_of, lang=lang, results=results
+    )
+
+
+class SnapshotStore:
+    """The latest snapshot per task, re-read when its `latest` pointer moves (on refresh)."""
+
+    def __init__(self, root: Path, tasks: list[str]) -> None:
+        self.root = Path(root)
+        self.tasks = list(tasks)
+        self._snapshots: dict[str, Snapshot] = {}
+        self._lock = threading.Lock()
+
+    def get(self, task: str) -> Snapshot:
+        snap = self._snapshots.get(task)
+        if snap is None:
+            raise SnapshotUnavailable(
+                f"no {task} snapshot under {self.root / task}: run `gridrisk score --task {task}` "
+                "(or post features as `records` to score live)"
+            )
+        return snap
+
+    def loaded(self) -> dict[str, Snapshot]:
+        return dict(self._snapshots)
+
+    def refresh(self) -> dict[str, str]:
+        with self._lock:
+            changed: dict[str, str] = {}
+            for task in self.tasks:
+                path = latest_path(self.root, task)
+                current = self._snapshots.get(task)
+                if path is None or not path.exists():
+                    continue
+                # The same file name is rewritten when a date is scored again, so compare times too.
+                if (
+                    current is not None
+                    and current.path == path
+                    and current.mtime_ns == path.stat().st_mtime_ns
+                ):
+                    continue
+                try:
+                    snap = Snapshot.read(task, path)
+                except (OSError, pa.ArrowException, KeyError) as exc:
+                    logger.warning("cannot read snapshot %s: %s", path, exc)
+                    continue
+                self._snapshots = {**self._snapshots, task: snap}
+                before = current.as_of.isoformat() if current else "none"
+                changed[f"{task}-snapshot"] = f"{before} -> {snap.as_of.isoformat()}"
+            return changed
