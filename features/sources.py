@@ -6,13 +6,20 @@ folder of rejected rows with their reasons, and for generated data a `truth/` fo
 
 from __future__ import annotations
 
+import codecs
+import csv
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.schema import Table, table
+from features.validation import QUARANTINE_META, ContractError
 
 
 class WarehouseError(Exception):
@@ -37,7 +44,9 @@ def read_table(warehouse: Path, name: str, columns: list[str] | None = None) -> 
     if not path.exists():
         if spec.optional:
             return spec.arrow_schema(columns).empty_table().to_pandas(date_as_object=False)
-        raise WarehouseError(f"warehouse {warehouse} has no table {name!r} ({path} is missing); run `gridrisk ingest`")
+        raise WarehouseError(
+            f"warehouse {warehouse} has no table {name!r} ({path} is missing); run `gridrisk ingest`"
+        )
     try:
         tbl = pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -54,3 +63,212 @@ def write_table(warehouse: Path, name: str, frame: pd.DataFrame) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(tbl, path, compression="zstd")
     return path
+
+
+# --- exports: the files a marketing or metering system hands over -------------------------------------
+
+EXPORT_SUFFIXES = (".csv", ".parquet", ".xlsx")
+
+# Tried in this order. UTF-8 is strict enough that a GBK file practically never decodes as UTF-8, and GB18030
+# is the superset of GBK/GB2312 that Chinese Windows tools write.
+CSV_ENCODINGS = ("utf-8", "gb18030")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_CHUNK = 1 << 24
+
+
+@dataclass
+class Export:
+    """One export file as read: raw headers and values (strings from CSV, typed cells from Parquet/XLSX).
+
+    ``frame`` has a ``_row`` column: the data-row number in the file (1 = the first row under the header;
+    blank lines are not counted). ``malformed`` holds rows the reader could not split into the header's fields
+    (columns ``_row``, ``_text``, ``_message``); they never reach ``frame``.
+    """
+
+    path: Path
+    frame: pd.DataFrame
+    malformed: pd.DataFrame
+    encoding: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_export(path: Path) -> Export:
+    """Read one CSV, Parquet or XLSX export; raise ContractError when the file as a whole is unusable."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(path)
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    if suffix == ".xlsx":
+        return _read_xlsx(path)
+    raise ContractError(
+        f"{path}: unsupported file type {suffix!r}; export the table as one of {', '.join(EXPORT_SUFFIXES)}"
+        + (" (re-save the .xls workbook as .xlsx)" if suffix == ".xls" else "")
+    )
+
+
+def _malformed(entries: list[tuple[int, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "_row": pd.Series([e[0] for e in entries], dtype="int64"),
+            "_text": pd.Series([e[1] for e in entries], dtype="str"),
+            "_message": pd.Series([e[2] for e in entries], dtype="str"),
+        }
+    )
+
+
+def _read_parquet(path: Path) -> Export:
+    try:
+        tbl = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ContractError(
+            f"{path}: unreadable Parquet ({exc}); the file is truncated or not Parquet — copy or export it "
+            "again"
+        ) from exc
+    frame = tbl.to_pandas(date_as_object=False)
+    frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
+    return Export(path=path, frame=frame, malformed=_malformed([]))
+
+
+def _read_xlsx(path: Path) -> Export:
+    try:
+        # dtype=object keeps what cells hold: date cells as datetimes, serials as numbers, ids as text.
+        frame = pd.read_excel(path, sheet_name=0, dtype=object, engine="openpyxl")
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+        raise ContractError(
+            f"{path}: unreadable XLSX workbook ({exc}); the file is truncated or not .xlsx — save it again "
+            "from Excel"
+        ) from exc
+    frame.columns = [str(c) for c in frame.columns]
+    frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
+    # A wholly empty sheet row is layout, not a record; numbers still match the sheet (sheet row = _row + 1).
+    blank = frame.drop(columns="_row").isna().all(axis=1)
+    return Export(path=path, frame=frame.loc[~blank].reset_index(drop=True), malformed=_malformed([]))
+
+
+def _utf8_payload(path: Path, data: bytes) -> tuple[bytes, str, list[str]]:
+    """The bytes as UTF-8 and the encoding found; a file cut inside a character loses that character."""
+    notes: list[str] = []
+    if data.startswith(_UTF8_BOM):
+        data, bom = data[len(_UTF8_BOM) :], True
+    else:
+        bom = False
+    failures = []
+    for encoding in CSV_ENCODINGS if not bom else ("utf-8",):
+        decoder = codecs.getincrementaldecoder(encoding)()
+        out = bytearray() if encoding != "utf-8" else None
+        view = memoryview(data)
+        try:
+            for start in range(0, len(data), _CHUNK):
+                text = decoder.decode(view[start : start + _CHUNK], final=False)
+                if out is not None:
+                    out += text.encode("utf-8")
+        except UnicodeDecodeError as exc:
+            offset = start + exc.start
+            failures.append(f"{encoding} fails at byte {offset} (0x{data[offset]:02x})")
+            continue
+        pending = len(decoder.getstate()[0])
+        if pending:
+            notes.append(
+                f"file ends inside a {encoding} character: truncated? the last {pending} byte(s) dropped"
+            )
+        name = "utf-8-sig" if bom else encoding
+        payload = data[: len(data) - pending] if out is None else bytes(out)
+        return payload, name, notes
+    raise ContractError(
+        f"{path}: wrong encoding — not UTF-8, UTF-8 with BOM or GB18030 ({'; '.join(failures)}); "
+        "re-export the file as UTF-8 CSV"
+    )
+
+
+def _read_csv(path: Path) -> Export:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ContractError(f"{path}: unreadable ({exc}); check the path and its permissions") from exc
+    payload, encoding, notes = _utf8_payload(path, raw)
+    first_line = payload.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8")
+    if not first_line.strip():
+        raise ContractError(f"{path}: no header line; the first line must name the columns")
+    delimiter = max(",\t;|", key=first_line.count)
+    header = next(csv.reader([first_line], delimiter=delimiter))
+    names = [f"c{i}" for i in range(len(header))]
+
+    bad: list[tuple[int, str, str]] = []
+
+    def skip(row: pacsv.InvalidRow) -> str:
+        bad.append(
+            (
+                row.number - 1,  # pyarrow counts the header as row 1
+                row.text,
+                f"{row.actual_columns} fields where the header has {row.expected_columns} "
+                "(truncated row, or a delimiter inside an unquoted value)",
+            )
+        )
+        return "skip"
+
+    try:
+        tbl = pacsv.read_csv(
+            pa.BufferReader(payload),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=skip
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowException as exc:
+        raise ContractError(f"{path}: unreadable CSV ({exc}); export it again") from exc
+    frame = tbl.to_pandas()
+    frame.columns = [h.strip() or f"unnamed_{i}" for i, h in enumerate(header)]
+    total = len(frame) + len(bad)
+    frame["_row"] = np.setdiff1d(np.arange(1, total + 1, dtype="int64"), [b[0] for b in bad])
+    # A file cut short inside its last field still splits into the right number of fields, with a wrong value:
+    # the missing line end (or a quote never closed) is the only trace, so that row is held back, not trusted.
+    cut = not payload.endswith(b"\n") or payload.count(b'"') % 2 == 1
+    if cut and len(frame) and frame["_row"].iloc[-1] == total:
+        values = frame.drop(columns="_row").iloc[-1]
+        bad.append(
+            (
+                total,
+                delimiter.join("" if pd.isna(v) else str(v) for v in values),
+                "the file ends inside this row (no line end, or an open quote): truncated? export it again",
+            )
+        )
+        frame = frame.iloc[:-1]
+    return Export(path=path, frame=frame, malformed=_malformed(bad), encoding=encoding, notes=notes)
+
+
+# --- quarantine: rejected rows with their reasons, append-only ------------------------------------------
+
+
+def quarantine_path(warehouse: Path, name: str) -> Path:
+    return Path(warehouse) / "quarantine" / f"{name}.parquet"
+
+
+def read_quarantine(warehouse: Path, name: str) -> pd.DataFrame:
+    """All quarantine records of one table so far (empty frame when none)."""
+    path = quarantine_path(warehouse, name)
+    if not path.exists():
+        return pd.DataFrame(columns=list(QUARANTINE_META))
+    return pq.read_table(path).to_pandas()
+
+
+def append_quarantine(warehouse: Path, name: str, records: pd.DataFrame) -> int:
+    """Add records not already present (exact duplicates are dropped); returns how many were new."""
+    if records.empty:
+        return 0
+    stored = read_quarantine(warehouse, name)
+    values = [c for c in dict.fromkeys([*stored.columns, *records.columns]) if c not in QUARANTINE_META]
+    columns = [*values, *QUARANTINE_META]
+    both = pd.concat([stored, records], ignore_index=True).reindex(columns=columns)
+    both = both.astype({c: "str" for c in columns if c != "_row"}).astype({"_row": "int64"})
+    combined = both.drop_duplicates(ignore_index=True)
+    added = len(combined) - len(stored)
+    if added:
+        path = quarantine_path(warehouse, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pandas(combined, preserve_index=False), path, compression="zstd")
+    return added

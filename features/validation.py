@@ -80,6 +80,7 @@ class ValidationResult:
     accepted: pd.DataFrame
     quarantined: pd.DataFrame
     extra_columns: list[str] = field(default_factory=list)  # columns the contract does not know; not stored
+    accepted_rows: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))  # file row numbers
 
     @property
     def rows_read(self) -> int:
@@ -148,7 +149,7 @@ def validate(
     quarantined = _quarantine(data, rows, bad, checks, spec.name, source)
     accepted = _to_contract(typed.loc[~bad], spec)
     if bad.any():
-        logger.info(
+        logger.debug(
             "%s%s: %d rows read, %d accepted, %d quarantined",
             spec.name,
             f" ({source})" if source else "",
@@ -156,7 +157,9 @@ def validate(
             len(accepted),
             len(quarantined),
         )
-    return ValidationResult(accepted=accepted, quarantined=quarantined, extra_columns=extra)
+    return ValidationResult(
+        accepted=accepted, quarantined=quarantined, extra_columns=extra, accepted_rows=rows[~bad]
+    )
 
 
 def _table_spec(table_name: str, source: str) -> Table:

@@ -1,9 +1,109 @@
-"""CLI commands for the ingest stage."""
+"""CLI for the ingest stage: `gridrisk ingest SOURCE --warehouse WH [--column-map FILE]`.
+
+The work happens in `features/ingest.py`; this module parses options and prints the summary."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def ingest_command(
+    source: Path | None = typer.Argument(
+        None, help="an export file (bills.csv, 电费账单.xlsx, …) or a folder of them"
+    ),
+    warehouse: Path | None = typer.Option(
+        None,
+        "--warehouse",
+        "-w",
+        help="warehouse folder (default: $GRIDRISK_WAREHOUSE or $GRIDRISK_HOME/warehouse)",
+    ),
+    column_map: Path | None = typer.Option(
+        None,
+        "--column-map",
+        help="TOML mapping of file names, headers and values, added on top of the default",
+    ),
+    contract: bool = typer.Option(
+        False, "--contract", help="print the data contract with the default Chinese headers, then exit"
+    ),
+) -> None:
+    """Validate exports against the data contract and upsert them; rejected rows go to WH/quarantine/.
+
+    Exit code 2 when a file is unusable as a whole (missing required column, unreadable, wrong encoding).
+    """
+    from rich.console import Console
+
+    from features.column_maps.mapping import ColumnMap
+    from features.ingest import contract_markdown, ingest
+    from features.validation import ContractError
+    from gridrisk.settings import load_settings
+
+    console = Console()
+    errors = Console(stderr=True)
+    try:
+        if contract:
+            typer.echo(contract_markdown(ColumnMap.load(column_map)))
+            return
+        if source is None:
+            raise ContractError("no SOURCE given; pass an export file or a folder of them")
+        target = warehouse if warehouse is not None else load_settings().warehouse_path
+        with console.status(f"ingesting {source} into {target}"):
+            report = ingest(source, target, column_map=column_map)
+    except ContractError as exc:
+        errors.print(f"[red]ingest refused:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from exc
+    _print_report(console, report)
+
+
+def _print_report(console, report) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"ingest {report.source} → {report.warehouse}")
+    table.add_column("table")
+    for name in ("read", "accepted", "new", "updated", "unchanged", "quarantined"):
+        table.add_column(name, justify="right")
+    for part in report.tables.values():
+        table.add_row(
+            part.table,
+            *(f"{n:,}" for n in (part.rows_read, part.accepted, part.new, part.updated, part.unchanged)),
+            f"[yellow]{part.quarantined:,}[/yellow]" if part.quarantined else "0",
+        )
+    console.print(table)
+    mark = "[green]✓[/green]" if report.balanced else "[red]✗[/red]"
+    console.print(
+        f"{mark} {report.rows_read:,} rows read = {report.accepted:,} accepted + "
+        f"{report.quarantined:,} quarantined"
+    )
+    if report.quarantined:
+        rules = Table(title="quarantined rows by rule")
+        for name, justify in (
+            ("table", "left"),
+            ("rule", "left"),
+            ("rows", "right"),
+            ("first message", "left"),
+        ):
+            rules.add_column(name, justify=justify)
+        for part in report.tables.values():
+            for rule, n in sorted(part.by_rule.items()):
+                rules.add_row(part.table, rule, f"{n:,}", part.examples.get(rule, ""))
+        console.print(rules)
+        added = sum(p.quarantine_added for p in report.tables.values())
+        console.print(
+            f"quarantine: {report.warehouse / 'quarantine'}/<table>.parquet — {added:,} new record(s); each "
+            "keeps the original values and names its file (_source), row (_row), column and rule"
+        )
+    for part in report.tables.values():
+        console.print(f"{part.table}: {', '.join(part.files)}", style="dim")
+        if part.extra_columns:
+            console.print(f"  ignored columns not in the contract: {', '.join(part.extra_columns)}")
+        for note in part.notes:
+            console.print(f"  [yellow]{note}[/yellow]")
+    if report.skipped_files:
+        console.print(f"skipped (not a contract table): {', '.join(report.skipped_files)}")
+    if report.truth_files:
+        console.print(f"copied {report.truth_files} ground-truth file(s) to {report.warehouse / 'truth'}")
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("ingest")(ingest_command)

@@ -1,0 +1,1 @@
+"""Header and value mappings from utility export files to the data contract (default.toml ships here)."""

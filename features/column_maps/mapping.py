@@ -1,0 +1,167 @@
+"""Turn an export's file name, headers and enumerated values into contract names, from a TOML mapping.
+
+Used by `features/ingest.py` before validation; the default mapping is `default.toml` next to this module.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from features.schema import TABLES
+from features.validation import ContractError, to_text
+
+SECTIONS = ("files", "headers", "values")
+# A unit after the name, as exports write it: 合同容量(kVA), 电量（千瓦时）, amount [元].
+_TRAILING_UNIT = re.compile(r"\s*[(\[][^()\[\]]*[)\]]\s*$")
+# Exports date-stamp their file names: 电费账单_202403.xlsx, bills-2024-03-01.csv.
+_DATE_SUFFIX = re.compile(r"[\s_\-.]*\d[\d\s_\-.]*$")
+
+
+def normalize_header(header: str) -> str:
+    text = unicodedata.normalize("NFKC", str(header))
+    text = _TRAILING_UNIT.sub("", text.strip())
+    return re.sub(r"\s+", "", text).lower()
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """file stem -> table; header -> column (common and per table); value -> contract value per column."""
+
+    files: dict[str, str]
+    headers: dict[str, dict[str, str]]  # "common" or a table name -> {normalised header: column}
+    values: dict[str, dict[str, str]]  # column -> {export value: contract value}
+    origin: str = "default"
+
+    @classmethod
+    def load(cls, override: Path | None = None) -> ColumnMap:
+        """The shipped default mapping, with ``override``'s entries added on top (they win on conflicts)."""
+        text = resources.files("features.column_maps").joinpath("default.toml").read_text(encoding="utf-8")
+        merged = cls.parse(tomllib.loads(text), "default.toml")
+        if override is None:
+            return merged
+        try:
+            extra = tomllib.loads(Path(override).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ContractError(
+                f"column map {override}: unreadable ({exc}); it must be a UTF-8 TOML file"
+            ) from exc
+        added = cls.parse(extra, str(override))
+        headers = {k: dict(v) for k, v in merged.headers.items()}
+        for scope, entries in added.headers.items():
+            headers.setdefault(scope, {}).update(entries)
+        values = {k: dict(v) for k, v in merged.values.items()}
+        for column, entries in added.values.items():
+            values.setdefault(column, {}).update(entries)
+        return cls(
+            files={**merged.files, **added.files},
+            headers=headers,
+            values=values,
+            origin=f"default + {override}",
+        )
+
+    @classmethod
+    def parse(cls, doc: dict, origin: str) -> ColumnMap:
+        """Check every entry against the contract: a wrong target fails here, not as mystery quarantine."""
+        unknown = sorted(set(doc) - set(SECTIONS))
+        if unknown:
+            raise ContractError(
+                f"column map {origin}: unknown section(s) {unknown}; allowed: {list(SECTIONS)}"
+            )
+        files = {}
+        for stem, target in doc.get("files", {}).items():
+            _check_table(origin, f"[files] {stem!r}", target)
+            files[normalize_header(stem)] = target
+        headers: dict[str, dict[str, str]] = {}
+        all_columns = {c for t in TABLES.values() for c in t.column_names}
+        for scope, entries in doc.get("headers", {}).items():
+            if not isinstance(entries, dict):
+                raise ContractError(
+                    f"column map {origin}: [headers] must hold tables ([headers.common], [headers.<table>]); "
+                    f"found a value for {scope!r}"
+                )
+            if scope != "common":
+                _check_table(origin, f"[headers.{scope}]", scope)
+            allowed = all_columns if scope == "common" else set(TABLES[scope].column_names)
+            for header, column in entries.items():
+                if column not in allowed:
+                    where = "any table" if scope == "common" else f"table {scope}"
+                    raise ContractError(
+                        f"column map {origin}: [headers.{scope}] {header!r} = {column!r}, but {where} has no "
+                        f"column {column!r}; use one of {sorted(allowed)}"
+                    )
+                headers.setdefault(scope, {})[normalize_header(header)] = column
+        values: dict[str, dict[str, str]] = {}
+        enumerated = {c.name: c.allowed for t in TABLES.values() for c in t.columns if c.allowed}
+        for column, entries in doc.get("values", {}).items():
+            if column not in enumerated:
+                raise ContractError(
+                    f"column map {origin}: [values.{column}] names no enumerated column; "
+                    f"use one of {sorted(enumerated)}"
+                )
+            for raw, target in entries.items():
+                if target not in enumerated[column]:
+                    raise ContractError(
+                        f"column map {origin}: [values.{column}] {raw!r} = {target!r} is not one of "
+                        f"{list(enumerated[column])}"
+                    )
+                values.setdefault(column, {})[str(raw).strip()] = target
+        return cls(files=files, headers=headers, values=values, origin=origin)
+
+    def table_for(self, path: Path) -> str | None:
+        """The contract table a file holds, from its stem: a table name, a mapped name, or either + a date."""
+        stem = normalize_header(Path(path).stem)
+        for candidate in (stem, _DATE_SUFFIX.sub("", stem)):
+            if candidate in TABLES:
+                return candidate
+            if candidate in self.files:
+                return self.files[candidate]
+        return None
+
+    def rename(self, headers: list[str], table_name: str) -> dict[str, str]:
+        """Export header -> contract column for the headers this map (or the contract itself) knows."""
+        spec = TABLES[table_name]
+        own = self.headers.get(table_name, {})
+        common = self.headers.get("common", {})
+        mapping = {}
+        for header in headers:
+            key = normalize_header(header)
+            if key in own:
+                mapping[header] = own[key]
+            elif key in spec.column_names:
+                mapping[header] = key
+            elif common.get(key) in spec.column_names:
+                mapping[header] = common[key]
+        return mapping
+
+    def apply(self, frame: pd.DataFrame, table_name: str, source: str) -> pd.DataFrame:
+        """Rename known headers to contract columns and translate enumerated values; other columns stay."""
+        mapping = self.rename([c for c in frame.columns if c != "_row"], table_name)
+        targets: dict[str, list[str]] = {}
+        for header, column in mapping.items():
+            targets.setdefault(column, []).append(header)
+        clashes = {c: h for c, h in targets.items() if len(h) > 1}
+        if clashes:
+            column, hdrs = next(iter(clashes.items()))
+            raise ContractError(
+                f"{source}: headers {hdrs} all map to column {column!r} of table {table_name}; keep one in "
+                "the export, or map the others elsewhere with --column-map"
+            )
+        out = frame.rename(columns=mapping)
+        for column in TABLES[table_name].column_names:
+            translations = self.values.get(column)
+            if translations and column in out.columns:
+                text = to_text(out[column])
+                out[column] = text.map(translations).fillna(text)
+        return out
+
+
+def _check_table(origin: str, where: str, name: object) -> None:
+    if name not in TABLES:
+        raise ContractError(f"column map {origin}: {where} names table {name!r}; use one of {sorted(TABLES)}")

@@ -1,0 +1,374 @@
+"""`gridrisk ingest`: export files → column map → validation → upsert into the warehouse; rejects quarantined.
+
+Every row read is accounted for: accepted (new, updated or unchanged in the warehouse) or quarantined with its
+rule. Re-ingesting the same export changes nothing.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import logging
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.column_maps.mapping import ColumnMap
+from features.schema import LOAD_ORDER, TABLES, Table
+from features.sources import (
+    EXPORT_SUFFIXES,
+    Export,
+    append_quarantine,
+    has_table,
+    read_export,
+    read_table,
+    write_table,
+)
+from features.validation import DATE_ORDER_RULES, ContractError, Rule, quarantine_frame, row_hashes, validate
+
+logger = logging.getLogger(__name__)
+
+# Archive tables hold the latest state of a record: 销户 sets close_date, 改类 changes the usage category, a
+# transformer swap changes an area's kVA. A changed row replaces the stored one ("updated"). Every other table
+# records events, which do not change; a stored event arriving with other content and no newer known_at is a
+# conflict a person must look at, so it goes to quarantine rather than silently rewriting history.
+MUTABLE_TABLES = frozenset({"customers", "areas"})
+
+
+@dataclass
+class TableReport:
+    """What one ingest did to one table. ``accepted`` = new + updated + unchanged rows."""
+
+    table: str
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    by_rule: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # rule -> the first message seen for it
+    new: int = 0  # rows whose key the warehouse did not have
+    updated: int = 0  # rows replacing a stored row (archive tables) or adding a version of a stored key
+    unchanged: int = 0  # rows identical to a stored row
+    quarantine_added: int = 0  # records new to WH/quarantine (re-ingests add none)
+    extra_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.accepted + self.quarantined == self.accepted_split + self.quarantined
+
+    @property
+    def accepted_split(self) -> int:
+        return self.new + self.updated + self.unchanged
+
+
+@dataclass
+class IngestReport:
+    source: Path
+    warehouse: Path
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    skipped_files: list[str] = field(default_factory=list)  # files whose name maps to no contract table
+    truth_files: int = 0  # generator ground truth copied to WH/truth
+
+    @property
+    def rows_read(self) -> int:
+        return sum(t.rows_read for t in self.tables.values())
+
+    @property
+    def accepted(self) -> int:
+        return sum(t.accepted for t in self.tables.values())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(t.quarantined for t in self.tables.values())
+
+    @property
+    def balanced(self) -> bool:
+        return all(t.balanced for t in self.tables.values())
+
+
+def ingest(source: Path, warehouse: Path, *, column_map: Path | None = None) -> IngestReport:
+    """Load every contract-table export under ``source`` (a folder, or one file) into ``warehouse``.
+
+    Raises ContractError before anything is written when a file is unusable as a whole (unknown table,
+    unreadable, wrong encoding, missing required column).
+    """
+    source, warehouse = Path(source), Path(warehouse)
+    mapping = ColumnMap.load(column_map)
+    plan = _plan(source, mapping)
+    exports = [(name, read_export(path)) for name, path in plan]
+    mapped = [(name, export, _map_headers(export, name, mapping)) for name, export in exports]
+
+    report = IngestReport(source=source, warehouse=warehouse)
+    report.skipped_files = _skipped(source, mapping)
+    current: dict[str, pd.DataFrame] = {}
+    for name, export, frame in mapped:
+        spec = TABLES[name]
+        part = report.tables.setdefault(name, TableReport(table=name))
+        stored = current[name] if name in current else _stored(warehouse, spec)
+        reference = {fk.table: _parent(current, warehouse, fk.table) for fk in spec.foreign_keys}
+        current[name] = _ingest_file(export, frame, spec, stored, reference, warehouse, part)
+    if source.is_dir() and (source / "truth").is_dir():
+        report.truth_files = _copy_truth(source / "truth", warehouse / "truth")
+    for part in report.tables.values():
+        if not part.balanced:
+            raise AssertionError(f"ingest lost rows in {part.table}: {part}")  # a bug, never a data problem
+    return report
+
+
+def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
+    """(table, file) pairs in foreign-key order: parents are stored before their children are checked."""
+    if not source.exists():
+        raise ContractError(f"{source}: no such file or folder; pass an export file or a folder of them")
+    if source.is_file():
+        name = mapping.table_for(source)
+        if name is None or source.suffix.lower() not in EXPORT_SUFFIXES:
+            raise ContractError(
+                f"{source}: cannot tell which table this file holds; name it <table>{source.suffix} "
+                f"({', '.join(TABLES)}) or add its name to [files] in a --column-map TOML"
+            )
+        return [(name, source)]
+    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in EXPORT_SUFFIXES)
+    pairs = [(mapping.table_for(p), p) for p in files]
+    plan = [(name, p) for name, p in pairs if name is not None]
+    if not plan:
+        raise ContractError(
+            f"{source}: no export file for a contract table (expected e.g. bills.csv, customers.parquet, "
+            f"电费账单.xlsx; tables: {', '.join(TABLES)})"
+        )
+    return sorted(plan, key=lambda pair: (LOAD_ORDER.index(pair[0]), str(pair[1])))
+
+
+def _skipped(source: Path, mapping: ColumnMap) -> list[str]:
+    if not source.is_dir():
+        return []
+    return sorted(p.name for p in source.iterdir() if p.is_file() and mapping.table_for(p) is None)
+
+
+def _map_headers(export: Export, name: str, mapping: ColumnMap) -> pd.DataFrame:
+    return mapping.apply(export.frame, name, str(export.path))
+
+
+def _stored(warehouse: Path, spec: Table) -> pd.DataFrame:
+    """The stored table with every contract column (files may lack optional ones), or an empty one."""
+    empty = spec.arrow_schema().empty_table().to_pandas(date_as_object=False)
+    if not has_table(warehouse, spec.name):
+        return empty
+    frame = read_table(warehouse, spec.name)
+    for column in spec.column_names:
+        if column not in frame.columns:
+            frame[column] = pd.Series(index=frame.index, dtype=empty[column].dtype)
+    return frame[spec.column_names]
+
+
+def _parent(current: dict[str, pd.DataFrame], warehouse: Path, name: str) -> pd.DataFrame:
+    if name not in current:
+        current[name] = _stored(warehouse, TABLES[name])
+    return current[name]
+
+
+def _ingest_file(
+    export: Export,
+    frame: pd.DataFrame,
+    spec: Table,
+    stored: pd.DataFrame,
+    reference: dict[str, pd.DataFrame],
+    warehouse: Path,
+    part: TableReport,
+) -> pd.DataFrame:
+    """Validate one export file, upsert its accepted rows, quarantine the rest; returns the stored table."""
+    source = export.path.name
+    result = validate(frame, spec.name, source=source, reference=reference)
+    # The export's own values under contract names, so quarantine columns line up across files.
+    raw = export.frame.set_axis(frame.columns, axis=1)
+
+    merged, kinds = _upsert(stored, result.accepted, spec)
+    conflicts = kinds == "conflict"
+    records = [
+        _originals(raw, result.quarantined),
+        quarantine_frame(
+            export.malformed[["_text"]],
+            export.malformed["_row"].to_numpy(),
+            table_name=spec.name,
+            column="",
+            rule=str(Rule.MALFORMED_ROW),
+            message=export.malformed["_message"].to_numpy(dtype=object),
+            source=source,
+        ),
+    ]
+    if conflicts.any():
+        rows = result.accepted_rows[conflicts]
+        records.append(
+            quarantine_frame(
+                raw.set_index("_row").loc[rows].reset_index(drop=True),
+                rows,
+                table_name=spec.name,
+                column=spec.primary_key[0],
+                rule=str(Rule.WAREHOUSE_CONFLICT),
+                message=f"({', '.join(spec.primary_key)}) is already stored with other content; "
+                + (
+                    "a correction needs a later known_at"
+                    if spec.known_at
+                    else "fix the export, or remove the stored row on purpose"
+                ),
+                source=source,
+            )
+        )
+    quarantined = pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True)
+    added = int((kinds == "new").sum() + (kinds == "updated").sum())
+    if added:
+        write_table(warehouse, spec.name, merged)
+
+    part.files.append(source + (f" ({export.encoding})" if export.encoding else ""))
+    part.rows_read += len(frame) + len(export.malformed)
+    part.quarantined += len(quarantined)
+    part.accepted += len(result.accepted) - int(conflicts.sum())
+    part.by_rule.update(quarantined["_rule"].tolist())
+    for rule, message in quarantined.drop_duplicates("_rule")[["_rule", "_message"]].itertuples(index=False):
+        part.examples.setdefault(rule, message)
+    part.new += int((kinds == "new").sum())
+    part.updated += int((kinds == "updated").sum())
+    part.unchanged += int((kinds == "unchanged").sum())
+    part.quarantine_added += append_quarantine(warehouse, spec.name, quarantined)
+    part.extra_columns = sorted(set(part.extra_columns) | set(result.extra_columns))
+    part.notes.extend(f"{source}: {note}" for note in export.notes)
+    logger.info(
+        "%s (%s): %d rows read, %d accepted (%d new, %d updated, %d unchanged), %d quarantined",
+        spec.name,
+        source,
+        len(frame) + len(export.malformed),
+        len(result.accepted) - int(conflicts.sum()),
+        int((kinds == "new").sum()),
+        int((kinds == "updated").sum()),
+        int((kinds == "unchanged").sum()),
+        len(quarantined),
+    )
+    return merged
+
+
+def _originals(raw: pd.DataFrame, quarantined: pd.DataFrame) -> pd.DataFrame:
+    """Put back the export's own values (before value translation) into validation's quarantine records."""
+    if quarantined.empty:
+        return quarantined
+    positions = pd.Index(raw["_row"]).get_indexer(quarantined["_row"])
+    values = quarantine_frame(
+        raw.iloc[positions],
+        quarantined["_row"].to_numpy(),
+        table_name="",
+        column="",
+        rule="",
+        message="",
+        source="",
+    )
+    out = quarantined.copy()
+    value_columns = [c for c in out.columns if not c.startswith("_")]
+    out[value_columns] = values[value_columns].to_numpy()
+    return out
+
+
+def _upsert(stored: pd.DataFrame, accepted: pd.DataFrame, spec: Table) -> tuple[pd.DataFrame, np.ndarray]:
+    """Merge accepted rows into the stored table by primary key.
+
+    Returns the new table and, per accepted row, "new", "updated", "unchanged" or "conflict".
+    """
+    key = list(spec.primary_key)
+    kinds = np.full(len(accepted), "new", dtype=object)
+    if stored.empty or accepted.empty:
+        merged = accepted if stored.empty else stored
+        return (merged.reset_index(drop=True), kinds)
+    columns = spec.column_names
+    left = accepted[key].assign(_hash=row_hashes(accepted, columns).to_numpy(), _pos=np.arange(len(accepted)))
+    right = stored[key].assign(
+        _stored_hash=row_hashes(stored, columns).to_numpy(), _stored_pos=np.arange(len(stored))
+    )
+    matched = left.merge(right, on=key, how="inner")
+    pos = matched["_pos"].to_numpy()
+    same = (matched["_hash"] == matched["_stored_hash"]).to_numpy()
+    kinds[pos[same]] = "unchanged"
+    replaced = np.array([], dtype="int64")
+    if spec.name in MUTABLE_TABLES:
+        kinds[pos[~same]] = "updated"
+        replaced = matched["_stored_pos"].to_numpy()[~same]
+    else:
+        kinds[pos[~same]] = "conflict"
+    if spec.known_at:
+        # A key already stored under another known_at: this row is a further version of that record.
+        business = list(spec.key)
+        fresh = np.flatnonzero(kinds == "new")
+        known = accepted.iloc[fresh][business].merge(
+            stored[business].drop_duplicates(), how="left", indicator=True
+        )
+        kinds[fresh[(known["_merge"] == "both").to_numpy()]] = "updated"
+    add = np.isin(kinds, ["new", "updated"])
+    if not add.any():
+        return stored, kinds
+    keep = np.ones(len(stored), dtype=bool)
+    keep[replaced] = False
+    merged = pd.concat([stored.loc[keep], accepted.loc[add]], ignore_index=True)
+    return merged, kinds
+
+
+def _copy_truth(src: Path, dst: Path) -> int:
+    """Generated exports carry ground truth for evaluation; keep it next to the warehouse it describes."""
+    copied = 0
+    for path in sorted(src.rglob("*")):
+        if not path.is_file():
+            continue
+        target = dst / path.relative_to(src)
+        if target.exists() and filecmp.cmp(path, target, shallow=False):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        copied += 1
+    return copied
+
+
+def contract_markdown(mapping: ColumnMap) -> str:
+    """The data contract as Markdown, one table per contract table, with the headers the mapping accepts."""
+    types = {"string": "string", "double": "float", "date32[day]": "date", "timestamp[us]": "timestamp"}
+    lines = []
+    for name in LOAD_ORDER:
+        spec = TABLES[name]
+        stems = sorted(stem for stem, target in mapping.files.items() if target == name)
+        lines += [
+            f"### `{name}` — {spec.doc}",
+            "",
+            f"File: `{name}.csv|parquet|xlsx`"
+            + (f" or {', '.join(stems)}" if stems else "")
+            + f". Key: `{', '.join(spec.key)}`"
+            + (f" + `{spec.known_at}` (versions)" if spec.known_at else "")
+            + (f". Event time: `{spec.event_time}`" if spec.event_time else "")
+            + (". Optional table." if spec.optional else "."),
+            "",
+            "| column | type | required | null | rule | default export headers | meaning |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for col in spec.columns:
+            headers = [h for h, c in mapping.headers.get(name, {}).items() if c == col.name]
+            headers += [h for h, c in mapping.headers.get("common", {}).items() if c == col.name]
+            rule = []
+            if col.allowed:
+                rule.append(" / ".join(col.allowed))
+            if col.min is not None or col.max is not None:
+                low = "" if col.min is None else f"≥ {col.min:,.10g}"
+                high = "" if col.max is None else f"≤ {col.max:,.10g}"
+                rule.append(", ".join(x for x in (low, high) if x))
+            fk = [f"→ {f.table}.{f.ref_column}" for f in spec.foreign_keys if f.column == col.name]
+            cells = [
+                f"`{col.name}`",
+                types.get(str(col.dtype), str(col.dtype)),
+                "yes" if col.required else "no",
+                "yes" if col.nullable else "no",
+                "; ".join(rule + fk),
+                ", ".join(dict.fromkeys(headers)),
+                col.doc + (" (PII)" if col.pii else ""),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        orders = [f"{later} ≥ {earlier}" for later, earlier, _ in DATE_ORDER_RULES.get(name, ())]
+        if orders:
+            lines += ["", "Date order: " + "; ".join(orders) + "."]
+        lines.append("")
+    return "\n".join(lines)
