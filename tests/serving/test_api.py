@@ -1,0 +1,306 @@
+"""The HTTP API through FastAPI's test client: scores, lists, access rules, errors, metrics, reload, audit."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from tinymodel import FEATURES, FakeRegistry
+
+from serving.access import revoke_key
+from serving.dependencies import get_model_store
+from serving.model_store import ModelStore
+
+
+def records_of(service, ids):
+    rows = service.population.set_index("customer_id").loc[ids, FEATURES]
+    return [
+        {
+            "customer_id": cid,
+            **{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()},
+        }
+        for cid, row in rows.iterrows()
+    ]
+
+
+def test_score_by_id_comes_from_the_snapshot_and_names_the_model(service):
+    r = service.client.post(
+        "/v1/arrears/score",
+        json={"customer_ids": ["C0000001", "C0000002"]},
+        params={"lang": "en"},
+        headers=service.headers("service"),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["source"] == "snapshot" and body["as_of"] == "2023-06-30"
+    assert body["model"] == {"name": "gridrisk-arrears", "version": "1"}
+    assert [x["customer_id"] for x in body["results"]] == ["C0000001", "C0000002"]
+    first = body["results"][0]
+    assert 0 <= first["probability"] <= 1 and first["band"] in {"low", "medium", "high"}
+    assert len(first["reasons"]) == 4  # the tiny model has four features; k=5 returns them all
+    contributions = [abs(x["contribution"]) for x in first["reasons"]]
+    assert contributions == sorted(contributions, reverse=True)
+    # With every feature among the reasons, base + contributions is the whole margin.
+    assert first["base_value"] + sum(x["contribution"] for x in first["reasons"]) == pytest.approx(
+        first["raw_margin"]
+    )
+
+
+def test_live_records_score_like_the_snapshot(service):
+    ids = ["C0000003", "C0000004", "C0000005"]
+    live = service.client.post(
+        "/v1/arrears/score", json={"records": records_of(service, ids)}, headers=service.headers("service")
+    ).json()
+    stored = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ids}, headers=service.headers("service")
+    ).json()
+    assert live["source"] == "live" and live["as_of"] is None
+    for a, b in zip(live["results"], stored["results"], strict=True):
+        assert a["customer_id"] == b["customer_id"]
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-12)
+        assert [x["feature"] for x in a["reasons"]] == [x["feature"] for x in b["reasons"]]
+        assert [x["text"] for x in a["reasons"]] == [x["text"] for x in b["reasons"]]
+
+
+def test_sentences_follow_the_language(service):
+    body = {"customer_ids": ["C0000002"]}
+    zh = service.client.post("/v1/arrears/score", json=body, headers=service.headers("admin")).json()
+    en = service.client.post(
+        "/v1/arrears/score", json=body, params={"lang": "en"}, headers=service.headers("admin")
+    ).json()
+    zh_texts = {r["feature"]: r["text"] for r in zh["results"][0]["reasons"]}
+    en_texts = {r["feature"]: r["text"] for r in en["results"][0]["reasons"]}
+    assert "天" in zh_texts["payments_days_late_max_365d"] or "—" in zh_texts["payments_days_late_max_365d"]
+    assert zh_texts["bills_kwh_yoy_change_pct_90d"].startswith("近3个月电量较去年同期")
+    assert en_texts["bills_kwh_yoy_change_pct_90d"].startswith("kWh over the last 3 months")
+
+
+def test_keys_are_required_and_checked(service, settings):
+    c = service.client
+    body = {"customer_ids": ["C0000001"]}
+    assert c.post("/v1/arrears/score", json=body).status_code == 401
+    r = c.post("/v1/arrears/score", json=body, headers={"X-API-Key": "grk_00000000_wrong"})
+    assert r.status_code == 401 and "not recognised" in r.json()["detail"]
+    bearer = {"Authorization": f"Bearer {service.keys['service']}"}
+    assert c.post("/v1/arrears/score", json=body, headers=bearer).status_code == 200
+    key_id = service.keys["service"].split("_")[1]
+    revoke_key(settings.keys_path, key_id)
+    r = c.post("/v1/arrears/score", json=body, headers=service.headers("service"))
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]
+
+
+def test_roles_and_station_scope_give_403(service):
+    c = service.client
+    assert c.get("/v1/arrears/risk-list", headers=service.headers("service")).status_code == 403
+    r = c.post("/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("collector"))
+    assert r.status_code == 403 and "collector" in r.json()["detail"]
+    r = c.get("/v1/arrears/risk-list", params={"station": "S02"}, headers=service.headers("collector"))
+    assert r.status_code == 403 and "S02" in r.json()["detail"]
+    r = c.get(
+        "/v1/arrears/risk-list", params={"supply_unit": "U1"}, headers=service.headers("unit_collector")
+    )
+    assert r.status_code == 403
+    assert c.post("/v1/admin/reload", headers=service.headers("analyst")).status_code == 403
+    assert c.get("/v1/models", headers=service.headers("service")).status_code == 403
+
+
+def test_unknown_customers_are_named_in_a_404(service):
+    r = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["C0000001", "NOPE-1"]}, headers=service.headers("service")
+    )
+    assert r.status_code == 404
+    assert r.json()["error"] == "UnknownCustomers" and "NOPE-1" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"customer_ids": ["C1"], "records": [{}]}, ["body"]),  # both sources
+        ({}, ["body"]),  # neither
+        ({"customer_ids": []}, ["body", "customer_ids"]),  # empty list
+        ({"records": [{"bills_kwh_yoy_change_pct_90d": 1.0}]}, ["body", "records", 0]),  # features left out
+        ({"records": [{"x": [1]}]}, ["body", "records", 0, "x"]),  # a list is no feature value
+    ],
+)
+def test_invalid_payloads_give_422_with_field_paths(service, body, loc):
+    r = service.client.post("/v1/arrears/score", json=body, headers=service.headers("service"))
+    assert r.status_code == 422, r.text
+    locs = [e["loc"] for e in r.json()["detail"]]
+    assert any(found[: len(loc)] == loc for found in locs), locs
+
+
+def test_unknown_task_is_a_422(service):
+    r = service.client.post(
+        "/v1/nope/score", json={"customer_ids": ["C1"]}, headers=service.headers("service")
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "task"]
+
+
+def test_no_model_is_a_503_with_the_reason(service, settings, tmp_path):
+    # A fresh home: no champion in the registry and no local copy to fall back on.
+    empty = ModelStore(settings.model_copy(update={"home": tmp_path / "fresh"}), FakeRegistry())
+    empty.refresh()
+    service.client.app.dependency_overrides[get_model_store] = lambda: empty
+    try:
+        r = service.client.post(
+            "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")
+        )
+    finally:
+        service.client.app.dependency_overrides.clear()
+    assert r.status_code == 503
+    assert "gridrisk-arrears@champion" in r.json()["detail"]
+
+
+def test_collector_sees_its_station_with_names_and_phones(service):
+    r = service.client.get(
+        "/v1/arrears/risk-list", params={"top": 1000}, headers=service.headers("collector")
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["matched"] == 20 and body["count"] == 20
+    assert {i["station"] for i in body["items"]} == {"S01"}
+    assert all(i["name"].startswith("王小") and "*" not in i["phone"] for i in body["items"])
+    unit = service.client.get("/v1/arrears/risk-list", headers=service.headers("unit_collector")).json()
+    assert {i["station"] for i in unit["items"]} == {"S03"}
+
+
+def test_analyst_sees_every_station_with_pii_masked(service):
+    body = service.client.get(
+        "/v1/arrears/risk-list", params={"top": 1000}, headers=service.headers("analyst")
+    ).json()
+    assert body["count"] == 60 and {i["station"] for i in body["items"]} == {"S01", "S02", "S03"}
+    assert all(i["name"].endswith("*") and "****" in i["phone"] for i in body["items"])
+
+
+def test_list_order_filters_and_station_capacity(service):
+    get = lambda **p: service.client.get(  # noqa: E731
+        "/v1/arrears/risk-list", params={"top": 1000, **p}, headers=service.headers("analyst")
+    ).json()
+    by_value = get()["items"]
+    values = [i["expected_value"] for i in by_value if i["expected_value"] is not None]
+    assert values == sorted(values, reverse=True)
+    assert by_value[-1]["customer_id"] == "C0000005"  # no amount at stake: no expected value, listed last
+    by_probability = get(sort="probability")["items"]
+    assert [i["rank"] for i in by_probability] == list(range(1, 61))
+    capped = get(per_station_top=2, sort="probability")["items"]
+    assert len(capped) == 6 and all(
+        sum(i["station"] == s for i in capped) == 2 for s in ("S01", "S02", "S03")
+    )
+    assert capped[0]["rank"] == 1
+    high = get(min_probability=0.5)
+    assert high["matched"] == sum(i["probability"] >= 0.5 for i in by_value)
+    residential = get(usage_category="residential")["items"]
+    assert residential and {i["usage_category"] for i in residential} == {"residential"}
+    assert get(top=3)["count"] == 3
+
+
+def test_lists_export_as_csv_and_xlsx(service):
+    params = {"top": 5, "lang": "en"}
+    csv_r = service.client.get(
+        "/v1/arrears/risk-list", params={**params, "format": "csv"}, headers=service.headers("collector")
+    )
+    assert csv_r.status_code == 200 and csv_r.headers["content-type"].startswith("text/csv")
+    lines = csv_r.content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("rank,customer_id,name,phone") and len(lines) == 6
+    xlsx_r = service.client.get(
+        "/v1/arrears/risk-list", params={**params, "format": "xlsx"}, headers=service.headers("collector")
+    )
+    from openpyxl import load_workbook
+
+    rows = list(load_workbook(io.BytesIO(xlsx_r.content)).active.iter_rows(values_only=True))
+    assert rows[0][:2] == ("rank", "customer_id") and len(rows) == 6
+
+
+def test_metrics_count_requests_and_name_the_model(service):
+    service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")
+    )
+    service.client.post("/v1/arrears/score", json={"customer_ids": ["C0000001"]})
+    text = service.client.get("/metrics").text
+    assert 'gridrisk_requests_total{method="POST",route="/v1/{task}/score",status="200"} 1.0' in text
+    assert 'gridrisk_requests_total{method="POST",route="/v1/{task}/score",status="401"} 1.0' in text
+    assert (
+        'gridrisk_model_info{name="gridrisk-arrears",source="registry",task="arrears",version="1"} 1.0'
+        in text
+    )
+    assert 'gridrisk_score_probability_count{source="snapshot",task="arrears"} 1.0' in text
+    assert "gridrisk_request_duration_seconds_bucket" in text
+
+
+def test_ready_and_models_describe_what_is_served(service):
+    ready = service.client.get("/ready").json()
+    assert ready["status"] == "ready" and ready["tasks"][0]["model"]["version"] == "1"
+    assert service.client.get("/health").json() == {"status": "ok"}
+    models = service.client.get("/v1/models", headers=service.headers("analyst")).json()
+    arrears = models["models"][0]
+    assert arrears["metrics"]["test_roc_auc"] == 0.8
+    assert arrears["registry_versions"][0]["aliases"] == ["champion"]
+    assert arrears["explain_ms_per_row"] > 0
+
+
+def test_reload_swaps_to_the_moved_alias(service, package_v2):
+    service.registry.register("gridrisk-arrears", package_v2)
+    r = service.client.post("/v1/admin/reload", headers=service.headers("admin"))
+    assert r.status_code == 200 and r.json()["changed"] == {"arrears": "1 -> 2"}
+    live = service.client.post(
+        "/v1/arrears/score",
+        json={"records": records_of(service, ["C0000001"])},
+        headers=service.headers("service"),
+    ).json()
+    assert live["model"]["version"] == "2"
+    stored = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")
+    ).json()
+    assert stored["model"]["version"] == "1"  # the snapshot names the version that scored it
+
+
+def test_no_request_fails_while_models_swap(service, package, package_v2):
+    records = records_of(service, ["C0000001", "C0000002"])
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            service.registry.register(
+                "gridrisk-arrears", package_v2 if len(service.registry.models) % 2 else package
+            )
+            service.state.refresh()
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        statuses, versions = [], set()
+        for _ in range(150):
+            r = service.client.post(
+                "/v1/arrears/score", json={"records": records}, headers=service.headers("service")
+            )
+            statuses.append(r.status_code)
+            versions.add(r.json()["model"]["version"])
+    finally:
+        stop.set()
+        flipper.join()
+    assert set(statuses) == {200}
+    assert len(versions) > 1  # the swaps really happened during the traffic
+
+
+def test_audit_log_records_calls_without_pii(service, settings):
+    service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")
+    )
+    service.client.get(
+        "/v1/arrears/risk-list", params={"station": "S01", "top": 7}, headers=service.headers("collector")
+    )
+    lines = [json.loads(x) for x in settings.audit_path.read_text().splitlines()]
+    assert [x["action"] for x in lines] == ["score", "risk_list"]
+    score, pull = lines
+    assert score["key_id"] == service.keys["service"].split("_")[1] and score["rows"] == 1
+    assert (
+        score["model_version"] == "1"
+        and score["task"] == "arrears"
+        and score["filters"]["source"] == "snapshot"
+    )
+    assert pull["role"] == "collector" and pull["filters"]["station"] == "S01" and pull["rows"] == 7
+    text = settings.audit_path.read_text()
+    assert "王小" not in text and "13800" not in text

@@ -1,0 +1,89 @@
+"""Scores and reasons: one pred_contrib pass, margins that add up, agreement with shap, vectorised top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from tinymodel import FEATURES, feature_frame
+
+from serving.errors import InvalidPayload
+from serving.reasons import top_k
+from serving.scoring import explain, records_matrix
+
+
+def test_contributions_plus_base_equal_raw_margin(package):
+    X = package.spec.matrix(feature_frame(200, seed=11))
+    ex = explain(package, X, k=3)
+    np.testing.assert_allclose(ex.raw_margin, package.raw_margin(X), atol=1e-9)
+    np.testing.assert_allclose(ex.probability, package.predict_proba(X), atol=1e-12)
+    full = package.contributions(X)
+    np.testing.assert_allclose(full[:, :-1].sum(axis=1) + ex.base_value, ex.raw_margin, atol=1e-9)
+
+
+def test_contributions_agree_with_shap_tree_explainer(package):
+    shap = pytest.importorskip("shap")
+    X = package.spec.matrix(feature_frame(50, seed=12))
+    explainer = shap.TreeExplainer(package.booster)
+    values = np.asarray(explainer.shap_values(X))
+    values = values[-1] if values.ndim == 3 else values  # older shap returns one array per class
+    ours = package.contributions(X)
+    np.testing.assert_allclose(values, ours[:, :-1], atol=1e-6)
+    np.testing.assert_allclose(np.ravel(explainer.expected_value)[-1], ours[0, -1], atol=1e-6)
+
+
+def test_top_k_matches_a_full_sort():
+    rng = np.random.default_rng(0)
+    contrib = rng.normal(size=(500, 12))
+    idx, vals = top_k(contrib, 5)
+    reference = np.argsort(-np.abs(contrib), axis=1)[:, :5]
+    np.testing.assert_array_equal(np.abs(vals), np.take_along_axis(np.abs(contrib), reference, axis=1))
+    np.testing.assert_array_equal(vals, np.take_along_axis(contrib, idx, axis=1))
+    assert (np.diff(np.abs(vals), axis=1) <= 0).all()
+
+
+def test_top_k_with_more_reasons_than_features():
+    contrib = np.array([[0.1, -0.5, 0.2]])
+    idx, vals = top_k(contrib, 5)
+    assert idx.tolist() == [[1, 2, 0]]
+    assert vals.tolist() == [[-0.5, 0.2, 0.1]]
+
+
+def test_top_reasons_of_the_package_agree_with_explain(package):
+    X = package.spec.matrix(feature_frame(20, seed=13))
+    ex = explain(package, X, k=3)
+    reference = package.top_reasons(X, k=3)
+    for r, reasons in enumerate(reference):
+        assert [x.contribution for x in reasons] == pytest.approx(ex.contribution[r].tolist())
+
+
+def test_records_encode_exactly_like_the_frame_matrix(package):
+    frame = feature_frame(30, seed=14)
+    frame.loc[0, "usage_category"] = "unheard_of"  # unknown level -> missing, as FeatureSpec.matrix does
+    frame.loc[1, "bills_kwh_yoy_change_pct_90d"] = np.nan  # null -> NaN
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    records[2]["bills_kwh_yoy_change_pct_90d"] = "12.5"  # a numeric string is read as a number
+    frame.loc[2, "bills_kwh_yoy_change_pct_90d"] = 12.5
+    np.testing.assert_array_equal(records_matrix(package.spec, records), package.spec.matrix(frame))
+
+
+def test_records_errors_name_the_field_paths(package):
+    good = dict(zip(FEATURES, [1.0, 2.0, 50.0, "residential"], strict=True))
+    missing = {k: v for k, v in good.items() if k != "contract_capacity_kva"}  # a feature left out
+    not_a_number = {**good, "payments_days_late_max_365d": "late"}  # text where a number belongs
+    with pytest.raises(InvalidPayload) as info:
+        records_matrix(package.spec, [good, missing, not_a_number])
+    # Errors come feature by feature, in the model's feature order.
+    assert [e["loc"] for e in info.value.errors] == [
+        ["body", "records", 2, "payments_days_late_max_365d"],
+        ["body", "records", 1, "contract_capacity_kva"],
+    ]
+
+
+def test_reason_values_are_decoded_categories(package):
+    frame = pd.DataFrame([dict(zip(FEATURES, [-80.0, 40.0, 8.0, "general_commercial"], strict=True))])
+    ex = explain(package, package.spec.matrix(frame), k=4)
+    names = [package.spec.names[j] for j in ex.reason_index[0]]
+    at = names.index("usage_category")
+    assert ex.label[0, at] == "general_commercial"
+    assert np.isnan(ex.number[0, at])
