@@ -40,7 +40,7 @@ def ingest_command(
     from gridrisk.settings import load_settings
 
     console = Console()
-    errors = Console(stderr=True)
+    errors = Console(stderr=True, soft_wrap=True)
     try:
         if contract:
             typer.echo(contract_markdown(ColumnMap.load(column_map)))

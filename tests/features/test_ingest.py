@@ -1,0 +1,359 @@
+"""`gridrisk ingest` end to end on small hand-built exports: file formats, encodings, the default Chinese map,
+upserts, quarantine and the exit-code-2 paths through the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.ingest import ingest
+from features.sources import read_quarantine, read_table
+from gridrisk.cli import app
+
+AREAS = "台区编号,供电所,供电单位,配变容量(kVA)\nA1,S1,U1,400\nA2,S2,U1,630\n"
+CUSTOMERS = (
+    "户号,用电类别,行业分类,供电电压,合同容量,电价类型,缴费方式,供电单位,供电所,台区编号,立户日期,户名\n"
+    "C1,居民,,0.22,8,单一制,代扣,U1,S1,A1,2015-06-01,张三\n"
+    "C2,大工业,C13,10,630,两部制,坐收,U1,S2,A2,2018-03-01,某厂\n"
+    "C3,一般工商业,F52,0.4,50,分时,网上缴费,U1,S1,A1,2019-01-01,某店\n"
+)
+BILL_HEADER = "户号,电费年月,电量,应收电费,发行日期,缴费截止日期,入账时间\n"
+BILLS = (
+    BILL_HEADER + "C1,202401,120,70.5,2024-02-03,2024-02-20,2024-02-03 08:00:00\n"
+    "C2,202401,52000,39000,2024-02-03,2024-02-20,2024-02-03 08:00:00\n"
+    "C3,202401,900,650.25,2024-02-03,2024-02-20,2024-02-03 08:00:00\n"
+)
+
+
+def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def export(tmp_path: Path, bills: str = BILLS, encoding: str = "utf-8") -> Path:
+    src = tmp_path / "export"
+    write(src, "台区.csv", AREAS)
+    write(src, "客户档案.csv", CUSTOMERS)
+    write(src, "电费账单.csv", bills, encoding)
+    return src
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, ["ingest", *map(str, args)], env={"COLUMNS": "200"})
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*.parquet"))
+    }
+
+
+def test_chinese_headers_and_values_through_the_default_map(tmp_path: Path):
+    wh = tmp_path / "wh"
+    report = ingest(export(tmp_path), wh)
+    assert {t: (p.rows_read, p.accepted, p.quarantined) for t, p in report.tables.items()} == {
+        "areas": (2, 2, 0),
+        "customers": (3, 3, 0),
+        "bills": (3, 3, 0),
+    }
+    customers = read_table(wh, "customers").set_index("customer_id")
+    assert customers["usage_category"].to_dict() == {
+        "C1": "residential",
+        "C2": "large_industrial",
+        "C3": "general_commercial",
+    }
+    assert customers["tariff"].tolist() == ["single", "two_part", "tou"]
+    assert customers["payment_method"].tolist() == ["bank_withholding", "counter", "online"]
+    assert read_table(wh, "areas")["transformer_kva"].tolist() == [400.0, 630.0]  # header with a unit
+    bills = read_table(wh, "bills")
+    assert bills["period"].unique().tolist() == [pd.Timestamp("2024-01-01")]
+    assert bills["amount_due"].sum() == pytest.approx(70.5 + 39000 + 650.25)
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "utf-8-sig", "gb18030"])
+def test_csv_encodings_are_detected(tmp_path: Path, encoding: str):
+    wh = tmp_path / "wh"
+    report = ingest(export(tmp_path, encoding=encoding), wh)
+    assert report.tables["bills"].accepted == 3
+    assert report.tables["bills"].files[0].startswith("电费账单.csv")
+    assert read_table(wh, "bills")["customer_id"].tolist() == ["C1", "C2", "C3"]
+
+
+def test_undecodable_csv_exits_2_naming_the_file(tmp_path: Path):
+    src = export(tmp_path)
+    write(src, "电费账单.csv", BILLS, "utf-16")  # Excel's "Unicode text": neither UTF-8 nor GB18030
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2
+    assert "电费账单.csv: wrong encoding" in result.output and "re-export the file as UTF-8" in result.output
+    assert not (tmp_path / "wh" / "areas.parquet").exists()  # refused before anything was written
+
+
+def test_missing_required_column_exits_2_naming_file_column_and_fix(tmp_path: Path):
+    src = export(tmp_path, bills=BILLS.replace("缴费截止日期", "备注"))
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2
+    assert "电费账单.csv (table bills): missing required column(s) due_date (缴费截止日期)" in result.output
+    assert "--column-map" in result.output
+
+
+def test_truncated_parquet_exits_2(tmp_path: Path):
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    src = tmp_path / "parquet"
+    src.mkdir()
+    whole = (wh / "bills.parquet").read_bytes()
+    (src / "bills.parquet").write_bytes(whole[: len(whole) // 2])
+    result = run(src, "--warehouse", tmp_path / "wh2")
+    assert result.exit_code == 2
+    assert "bills.parquet: unreadable Parquet" in result.output
+
+
+def test_truncated_xlsx_exits_2(tmp_path: Path):
+    path = tmp_path / "x" / "电费账单.xlsx"
+    path.parent.mkdir()
+    book = openpyxl.Workbook()
+    book.active.append(["户号"])
+    book.save(path)
+    path.write_bytes(path.read_bytes()[:300])
+    result = run(path, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2 and "电费账单.xlsx: unreadable XLSX" in result.output
+
+
+def test_unknown_file_name_and_missing_source_exit_2(tmp_path: Path):
+    odd = write(tmp_path, "notes.csv", "a,b\n1,2\n")
+    result = run(odd, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2 and "cannot tell which table" in result.output
+    assert run(tmp_path / "nowhere", "--warehouse", tmp_path / "wh").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("cut", "why"),
+    [
+        (BILLS + "C1,202402,13", "cut after a field separator: too few fields"),
+        (BILLS[:-1], "cut before the final line end: the last value may be short"),
+        (BILLS + 'C1,202402,130,"70', "cut inside a quoted value"),
+    ],
+)
+def test_truncated_csv_holds_back_the_cut_row(tmp_path: Path, cut: str, why: str):
+    wh = tmp_path / "wh"
+    report = ingest(export(tmp_path, bills=cut), wh).tables["bills"]
+    assert report.by_rule == {"malformed_row": 1}, why
+    assert report.rows_read == report.accepted + report.quarantined
+    q = read_quarantine(wh, "bills")
+    assert q["_rule"].tolist() == ["malformed_row"]
+    assert q["_source"].tolist() == ["电费账单.csv"]
+
+
+def test_csv_cut_inside_a_multibyte_character(tmp_path: Path):
+    src = export(tmp_path)
+    remarked = "".join(
+        line + ",备注\n" for line in (BILLS + "C1,202402,130,70,2024-03-03,2024-03-20,2024-03-03").split("\n")
+    )
+    data = remarked.rstrip("\n").encode("utf-8")
+    (src / "电费账单.csv").write_bytes(data[:-1])  # the file ends inside 注 (3 bytes in UTF-8)
+    report = ingest(src, tmp_path / "wh").tables["bills"]
+    assert report.by_rule == {"malformed_row": 1} and report.accepted == 3
+    assert report.files == ["电费账单.csv (utf-8)"]  # not mistaken for GB18030 because of the cut
+    assert any("inside a utf-8 character" in note for note in report.notes)
+
+
+def test_xlsx_with_date_cells_and_excel_serials(tmp_path: Path):
+    src = export(tmp_path)
+    (src / "电费账单.csv").unlink()
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["户号", "电费年月", "电量", "应收电费", "发行日期", "缴费截止日期", "入账时间"])
+    # a row typed in Excel as dates; a row whose dates came out as serial numbers; a numeric customer id
+    sheet.append(["C1", dt.datetime(2024, 1, 1), 120, 70.5, dt.date(2024, 2, 3), dt.date(2024, 2, 20),
+                  dt.datetime(2024, 2, 3, 8)])  # fmt: skip
+    sheet.append(["C2", 45292, 52000, 39000, 45325, 45342, 45325.3333333333])
+    sheet.append([None] * 7)  # an empty sheet row is layout, not a record
+    sheet.append(["C3", "2024-01", "900", "650.25", "2024/2/3", "20240220", "2024-02-03 08:00"])
+    book.save(src / "电费账单.xlsx")
+    wh = tmp_path / "wh"
+    report = ingest(src, wh).tables["bills"]
+    assert (report.rows_read, report.accepted, report.quarantined) == (3, 3, 0)
+    bills = read_table(wh, "bills")
+    assert (bills["period"] == pd.Timestamp("2024-01-01")).all()
+    assert (bills["issue_date"] == pd.Timestamp("2024-02-03")).all()
+    assert (bills["due_date"] == pd.Timestamp("2024-02-20")).all()
+    assert (bills["known_at"] == pd.Timestamp("2024-02-03 08:00")).all()
+
+
+def test_xlsx_row_numbers_match_the_sheet(tmp_path: Path):
+    path = tmp_path / "x" / "readings.xlsx"
+    path.parent.mkdir()
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["户号", "日期", "电量"])
+    sheet.append(["C1", dt.date(2024, 3, 1), 5.0])
+    sheet.append([None, None, None])
+    sheet.append(["C1", dt.date(2024, 3, 2), -99812.0])  # sheet row 4: a meter reset
+    book.save(path)
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    ingest(path, wh)
+    q = read_quarantine(wh, "readings")
+    assert q[["_row", "_rule"]].values.tolist() == [[3, "out_of_range"]]  # data row 3 = sheet row 4
+
+
+def test_reingest_changes_no_byte(tmp_path: Path):
+    src = export(tmp_path, bills=BILLS + "C9,202401,1,1,2024-02-03,2024-02-20,2024-02-03 08:00:00\n")
+    wh = tmp_path / "wh"
+    first = ingest(src, wh)
+    before = digest(wh)
+    second = ingest(src, wh)
+    assert digest(wh) == before
+    bills = second.tables["bills"]
+    assert (bills.new, bills.updated, bills.unchanged, bills.quarantined) == (0, 0, 3, 1)
+    assert bills.quarantine_added == 0 and first.tables["bills"].quarantine_added == 1
+
+
+def test_versions_conflicts_and_unchanged_rows_against_the_warehouse(tmp_path: Path):
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    later = write(
+        tmp_path / "later",
+        "bills.csv",
+        BILL_HEADER
+        # unchanged: exactly the stored row
+        + "C1,202401,120,70.5,2024-02-03,2024-02-20,2024-02-03 08:00:00\n"
+        # re-issued bill (退补): same key, later known_at -> a new version
+        + "C2,202401,50000,37500,2024-02-03,2024-02-20,2024-03-10 09:00:00\n"
+        # same key and known_at as a stored row, other content -> conflict
+        + "C3,202401,901,650.25,2024-02-03,2024-02-20,2024-02-03 08:00:00\n"
+        # a new month
+        + "C1,202402,110,64,2024-03-03,2024-03-20,2024-03-03 08:00:00\n",
+    )
+    report = ingest(later, wh).tables["bills"]
+    assert (report.new, report.updated, report.unchanged, report.quarantined) == (1, 1, 1, 1)
+    assert report.by_rule == {"warehouse_conflict": 1}
+    stored = read_table(wh, "bills")
+    assert len(stored) == 5
+    assert stored.loc[stored["customer_id"] == "C2", "amount_due"].tolist() == [39000.0, 37500.0]
+    assert stored.loc[stored["customer_id"] == "C3", "kwh"].tolist() == [900.0]  # history not rewritten
+    q = read_quarantine(wh, "bills")
+    assert q[["customer_id", "kwh", "_row", "_rule"]].values.tolist() == [
+        ["C3", "901", 3, "warehouse_conflict"]
+    ]
+
+
+def test_archive_rows_are_updated_in_place(tmp_path: Path):
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    closed = CUSTOMERS.replace("2015-06-01,张三", "2015-06-01,张三").replace("户名\n", "户名,销户日期\n", 1)
+    lines = closed.splitlines()
+    lines = [lines[0]] + [line + (",2024-05-31" if line.startswith("C1") else ",") for line in lines[1:]]
+    report = ingest(write(tmp_path / "may", "customers.csv", "\n".join(lines) + "\n"), wh).tables["customers"]
+    assert (report.new, report.updated, report.unchanged) == (0, 1, 2)
+    stored = read_table(wh, "customers").set_index("customer_id")
+    assert len(stored) == 3 and stored.loc["C1", "close_date"] == pd.Timestamp("2024-05-31")
+
+
+def test_quarantine_is_append_only_and_deduplicated(tmp_path: Path):
+    wh = tmp_path / "wh"
+    bad_one = BILLS + "C1,202402,-4,1,2024-03-03,2024-03-20,2024-03-03 08:00:00\n"
+    ingest(export(tmp_path, bills=bad_one), wh)
+    bad_two = BILLS + "C1,202403,x,1,2024-04-03,2024-04-20,2024-04-03 08:00:00\n"
+    ingest(export(tmp_path / "b", bills=bad_two), wh)
+    ingest(export(tmp_path, bills=bad_one), wh)  # the first export again: nothing new
+    q = read_quarantine(wh, "bills")
+    assert q["_rule"].tolist() == ["out_of_range", "unparseable"]
+    assert q["kwh"].tolist() == ["-4", "x"]
+
+
+def test_custom_column_map_adds_headers_values_and_file_names(tmp_path: Path):
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    mapping = write(
+        tmp_path,
+        "map.toml",
+        '[files]\n"检查记录" = "inspections"\n\n'
+        '[headers.inspections]\n"稽查单号" = "inspection_id"\n"稽查时间" = "inspected_at"\n'
+        '"稽查结论" = "result"\n"补收电量" = "recovered_kwh"\n\n'
+        '[values.result]\n"无异常" = "normal"\n',
+    )
+    path = write(
+        tmp_path / "x",
+        "检查记录_20240331.csv",  # date-stamped file name
+        "稽查单号,户号,稽查时间,稽查结论,补收电量\n"
+        "I1,C1,2024-03-05 10:00,无异常,0\n"
+        "I2,C3,2024-03-06 11:00,窃电,4200\n",
+    )
+    result = run(path, "--warehouse", wh, "--column-map", mapping)
+    assert result.exit_code == 0, result.output
+    assert read_table(wh, "inspections")["result"].tolist() == ["normal", "theft"]
+
+
+def test_a_wrong_column_map_exits_2(tmp_path: Path):
+    mapping = write(tmp_path, "map.toml", '[headers.bills]\n"电量" = "kwh_total"\n')
+    result = run(export(tmp_path), "--warehouse", tmp_path / "wh", "--column-map", mapping)
+    assert result.exit_code == 2 and "table bills has no column 'kwh_total'" in result.output
+
+
+def test_cli_summary_balances(tmp_path: Path):
+    src = export(tmp_path, bills=BILLS + "C1,202402,-4,1,2024-03-03,2024-03-20,2024-03-03 08:00:00\n")
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert "9 rows read = 8 accepted + 1 quarantined" in result.output
+    assert "negative kWh — meter reset or reversed register?" in result.output
+
+
+def test_contract_is_printed_with_default_headers():
+    result = CliRunner().invoke(app, ["ingest", "--contract"])
+    assert result.exit_code == 0
+    assert "| `due_date` | date | yes | no |  | 缴费截止日期, 缴费截止日 |" in result.output
+
+
+def test_fault_kinds_each_land_under_their_rule(tmp_path: Path):
+    """One row per fault kind `gridrisk generate --faults` injects, built by hand."""
+    src = export(
+        tmp_path,
+        bills=BILLS
+        # duplicate bill (an exact copy of C1's January bill)
+        + "C1,202401,120,70.5,2024-02-03,2024-02-20,2024-02-03 08:00:00\n"
+        # dates out of order: due before issue
+        + "C2,202402,50000,37000,2024-03-03,2024-02-25,2024-03-03 08:00:00\n"
+        # extra re-issued bill: same customer and period, later known_at, corrected amount -> accepted
+        + "C3,202401,880,636.0,2024-02-03,2024-02-20,2024-03-12 10:00:00\n",
+    )
+    write(src, "customers.csv", "customer_id,usage_category,industry_code,voltage_kv,contract_capacity_kva,"
+          "tariff,payment_method,supply_unit,station,area_id,open_date\n"
+          "C4,residential,,0.22,8,single,online,U1,S7,A1,2020-01-01\n"   # unknown station code for A1
+          "C5,residential,,0.22,8,single,online,U1,S1,A404,2020-01-01\n")  # fmt: skip # unknown area id
+    write(src, "readings.csv", "customer_id,date,kwh\n"
+          "C1,2024-03-01,4.2\n"
+          "C1,2024-03-02,-0.7\n"        # negative reading
+          "C1,2024-03-03,\n"            # null reading
+          "C1,2024-03-04,-99995.1\n")  # fmt: skip # meter reset (register rollover)
+    write(src, "suspensions.csv",
+          "application_id,customer_id,applied_at,start_date,end_date,capacity_kva,kind\n"
+          "S1,C2,2024-01-02 09:00,2024-01-10,2024-01-05,630,suspension\n")  # fmt: skip # end before start
+    wh = tmp_path / "wh"
+    report = ingest(src, wh)
+    assert report.balanced
+    got = {
+        name: read_quarantine(wh, name)[["_row", "_column", "_rule"]].values.tolist()
+        for name in ("bills", "customers", "readings", "suspensions")
+    }
+    assert got == {
+        "bills": [[4, "customer_id", "duplicate_row"], [5, "due_date", "date_order"]],
+        "customers": [[1, "station", "area_mismatch"], [2, "area_id", "unknown_reference"]],
+        "readings": [[2, "kwh", "out_of_range"], [3, "kwh", "null"], [4, "kwh", "out_of_range"]],
+        "suspensions": [[1, "end_date", "date_order"]],
+    }
+    bills = report.tables["bills"]
+    assert (bills.new, bills.updated) == (
+        4,
+        0,
+    )  # the re-issue is a second version of a key new to the warehouse
+    assert len(read_table(wh, "bills").query("customer_id == 'C3'")) == 2
