@@ -1,0 +1,81 @@
+"""API keys (hashed at rest, revocable live), roles, station scope, PII masks, audit lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from serving.access import (
+    Action,
+    KeyStore,
+    Principal,
+    Role,
+    create_key,
+    hash_key,
+    mask_name,
+    mask_phone,
+    revoke_key,
+)
+from serving.errors import Forbidden, KeyStoreError, NotAuthenticated
+
+
+def test_the_keys_file_holds_only_hashes(tmp_path):
+    path = tmp_path / "keys.json"
+    plaintext, record = create_key(path, "collector", stations=["S01"], note="team north")
+    stored = path.read_text()
+    assert plaintext not in stored and plaintext.split("_")[2] not in stored
+    assert json.loads(stored)["keys"][0]["sha256"] == hash_key(plaintext)
+    principal = KeyStore(path).authenticate(plaintext)
+    assert principal == Principal(record.key_id, Role.COLLECTOR, ("S01",), ())
+
+
+def test_revocation_applies_without_a_restart(tmp_path):
+    path = tmp_path / "keys.json"
+    plaintext, record = create_key(path, "service")
+    store = KeyStore(path)
+    store.authenticate(plaintext)
+    revoke_key(path, record.key_id)
+    with pytest.raises(NotAuthenticated, match="revoked"):
+        store.authenticate(plaintext)
+
+
+def test_keys_from_the_environment(tmp_path):
+    plaintext, record = create_key(tmp_path / "made.json", "analyst")
+    env = json.dumps([{"key_id": record.key_id, "sha256": record.sha256, "role": "analyst"}])
+    store = KeyStore(tmp_path / "absent.json", env_keys=env)
+    assert store.authenticate(plaintext).role == Role.ANALYST
+    with pytest.raises(NotAuthenticated):
+        store.authenticate(plaintext[:-1] + ("x" if plaintext[-1] != "x" else "y"))
+
+
+def test_scopes_are_required_for_collectors_only(tmp_path):
+    with pytest.raises(KeyStoreError, match="--station"):
+        create_key(tmp_path / "k.json", "collector")
+    with pytest.raises(KeyStoreError, match="only apply to collectors"):
+        create_key(tmp_path / "k.json", "analyst", stations=["S01"])
+    with pytest.raises(KeyStoreError, match="no key"):
+        revoke_key(tmp_path / "k.json", "deadbeef")
+
+
+def test_permissions_and_scope():
+    collector = Principal("k1", Role.COLLECTOR, ("S01", "S02"), ("U1",))
+    collector.require(Action.RISK_LIST)
+    with pytest.raises(Forbidden):
+        collector.require(Action.SCORE)
+    assert collector.scope(None, None) == (["S01", "S02"], ["U1"])
+    assert collector.scope("S02", None) == (["S02"], ["U1"])
+    with pytest.raises(Forbidden, match="S03"):
+        collector.scope("S03", None)
+    analyst = Principal("k2", Role.ANALYST)
+    assert analyst.scope("S03", None) == (["S03"], None) and not analyst.sees_pii
+    with pytest.raises(Forbidden):
+        analyst.require(Action.RELOAD)
+    Principal("k3", Role.ADMIN).require(Action.RELOAD)
+
+
+def test_masks():
+    assert mask_name("王小明") == "王**"
+    assert mask_phone("13812345678") == "138****5678"
+    assert mask_phone("12345") == "*****"
+    assert mask_name(None) is None

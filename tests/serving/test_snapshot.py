@@ -1,0 +1,57 @@
+"""Batch scores: the snapshot's columns, ranks and expected values, the latest pointer, and reloading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tinymodel import AS_OF, scoring_frame
+
+from serving.errors import SnapshotUnavailable, UnknownCustomers
+from serving.schemas import ModelRef
+from serving.scoring import explain
+from serving.snapshot import Snapshot, SnapshotStore, latest_path, score_frame, write_snapshot
+
+MODEL = ModelRef(name="gridrisk-arrears", version="7")
+
+
+def test_score_frame_ranks_and_values_every_customer(package):
+    frame = scoring_frame(40)
+    scores = score_frame(package, frame, MODEL, k=3, chunk_rows=7)  # chunks that do not divide the rows
+    assert len(scores) == 40 and scores["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert scores.loc[scores["rank"] == 1, "probability"].item() == scores["probability"].max()
+    assert sorted(scores["rank"]) == list(range(1, 41))
+    np.testing.assert_allclose(scores["expected_value"], scores["probability"] * frame["amount_at_stake"])
+    assert np.isnan(scores.loc[5, "expected_value"])  # no amount at stake
+    assert set(scores["model_version"]) == {"7"} and set(scores["station"]) == {"S01", "S02", "S03"}
+    ex = explain(package, package.spec.matrix(frame), k=3)
+    np.testing.assert_allclose(scores["probability"], ex.probability)
+    np.testing.assert_allclose(scores["reason_1_contribution"], ex.contribution[:, 0])
+    labels = scores.loc[scores["reason_1_feature"] == "usage_category", "reason_1_label"]
+    assert labels.isin(["agricultural", "general_commercial", "large_industrial", "residential"]).all()
+
+
+def test_write_read_and_the_latest_pointer(package, tmp_path):
+    scores = score_frame(package, scoring_frame(30), MODEL)
+    path = write_snapshot(scores, tmp_path, "arrears", AS_OF)
+    assert path.name == "2023-06-30.parquet" and latest_path(tmp_path, "arrears") == path.resolve()
+    snap = Snapshot.read("arrears", path)
+    assert (snap.size, snap.as_of, snap.model, snap.k) == (30, AS_OF, MODEL, 4)
+    pos = snap.positions(["C0000003", "C0000001"])
+    assert snap.column("customer_id", pos) == ["C0000003", "C0000001"]
+    assert snap.column("probability", pos) == pytest.approx(scores["probability"].iloc[[3, 1]].tolist())
+    with pytest.raises(UnknownCustomers, match="C9"):
+        snap.positions(["C9"])
+
+
+def test_store_rereads_a_rewritten_snapshot(package, tmp_path):
+    store = SnapshotStore(tmp_path, ["arrears"])
+    store.refresh()
+    with pytest.raises(SnapshotUnavailable, match="gridrisk score --task arrears"):
+        store.get("arrears")
+    write_snapshot(score_frame(package, scoring_frame(30), MODEL), tmp_path, "arrears", AS_OF)
+    assert store.refresh() == {"arrears-snapshot": "none -> 2023-06-30"}
+    assert store.refresh() == {}
+    newer = ModelRef(name=MODEL.name, version="8")
+    write_snapshot(score_frame(package, scoring_frame(31), newer), tmp_path, "arrears", AS_OF)
+    store.refresh()
+    assert store.get("arrears").model == newer and store.get("arrears").size == 31
