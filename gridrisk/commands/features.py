@@ -1,9 +1,143 @@
-"""CLI commands for the features stage."""
+"""CLI for the features stage: `gridrisk features --task T --as-of D … | --as-of-range A:B --out FILE`.
+
+The work happens in `features/training_set.py`; this module parses options, shows progress and prints a
+summary.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def month_ends(spec: str) -> list:
+    """`2022-01:2023-12` → every month end from January 2022 to December 2023."""
+    import pandas as pd
+
+    try:
+        first, last = (pd.Period(part.strip(), "M") for part in spec.split(":"))
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"--as-of-range {spec!r} must look like 2022-01:2023-12 (YYYY-MM:YYYY-MM)"
+        ) from exc
+    if last < first:
+        raise typer.BadParameter(
+            f"--as-of-range {spec!r} ends before it starts; write the earlier month first"
+        )
+    return [p.to_timestamp(how="end").normalize() for p in pd.period_range(first, last, freq="M")]
+
+
+def features_command(
+    task: str = typer.Option(..., "--task", "-t", help="arrears | suspension | theft"),
+    as_of: list[str] = typer.Option(None, "--as-of", help="an as-of date (YYYY-MM-DD); repeat for several"),
+    as_of_range: str | None = typer.Option(
+        None,
+        "--as-of-range",
+        help="every month end in a range, e.g. 2022-01:2023-12 (clipped to labelable dates)",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Parquet file to write (a .meta.json is written beside it)"
+    ),
+    warehouse: Path | None = typer.Option(
+        None,
+        "--warehouse",
+        "-w",
+        help="warehouse folder (default: $GRIDRISK_WAREHOUSE or $GRIDRISK_HOME/warehouse)",
+    ),
+    engine: str = typer.Option("local", "--engine", help="local (process pool) | spark (applyInPandas)"),
+    scoring: bool = typer.Option(
+        False, "--scoring", help="write a scoring frame (no label) for one --as-of instead of a training set"
+    ),
+) -> None:
+    """Build a point-in-time training set (features as of each date, label over the horizon after it)."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from features.labels import LabelError, latest_labelable_as_of
+    from features.point_in_time import PointInTimeError
+    from features.sources import WarehouseError
+    from features.training_set import (
+        TrainingSetError,
+        build_scoring_frame,
+        build_training_set,
+        write_training_set,
+    )
+    from gridrisk.settings import load_settings
+
+    console = Console()
+    errors = Console(stderr=True, soft_wrap=True)
+    target = warehouse if warehouse is not None else load_settings().warehouse_path
+    dates: list = list(as_of or [])
+    try:
+        if as_of_range:
+            wanted = month_ends(as_of_range)
+            if not scoring:
+                latest = latest_labelable_as_of(target, task)
+                kept = [d for d in wanted if d <= latest]
+                if len(kept) < len(wanted):
+                    console.print(
+                        f"{len(wanted) - len(kept)} month ends after {latest.date()} dropped: their {task} "
+                        "label windows are not fully observed in this warehouse"
+                    )
+                wanted = kept
+            dates += wanted
+        if not dates:
+            raise TrainingSetError(
+                "no as-of dates: pass --as-of YYYY-MM-DD (repeatable) or --as-of-range A:B"
+            )
+        started = time.perf_counter()
+        if scoring:
+            if len(dates) != 1:
+                raise TrainingSetError(f"--scoring takes exactly one --as-of, got {len(dates)}")
+            frame = build_scoring_frame(target, task, dates[0], engine=engine)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(out, index=False)
+        else:
+            with Progress(
+                TextColumn(f"features {task}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
+                job = bar.add_task("partitions", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(job, completed=done, total=total)
+
+                frame = build_training_set(target, task, dates, engine=engine, progress=progress)
+            write_training_set(frame, out, task=task, warehouse=target)
+        seconds = time.perf_counter() - started
+    except (TrainingSetError, LabelError, WarehouseError, PointInTimeError) as exc:
+        errors.print(f"[red]features refused:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from exc
+    _print_summary(console, frame, out, seconds)
+
+
+def _print_summary(console, frame, out: Path, seconds: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{out}  ({len(frame):,} rows, {seconds:.1f} s)")
+    table.add_column("as_of")
+    table.add_column("rows", justify="right")
+    if "label" in frame:
+        table.add_column("positives", justify="right")
+        table.add_column("label rate", justify="right")
+        for as_of, group in frame.groupby("as_of"):
+            table.add_row(
+                str(as_of.date()),
+                f"{len(group):,}",
+                f"{int(group['label'].sum()):,}",
+                f"{group['label'].mean():.2%}",
+            )
+    else:
+        for as_of, group in frame.groupby("as_of"):
+            table.add_row(str(as_of.date()), f"{len(group):,}")
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("features")(features_command)

@@ -1,0 +1,3 @@
+"""Engines that run the partition function over a warehouse: `local` (process pool) and `spark`
+(applyInPandas).
+"""

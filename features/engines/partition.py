@@ -1,0 +1,173 @@
+"""The partition function both engines run: some whole 台区 in, one row per (active customer, as-of date) out.
+
+It is a pure function of pandas frames (`compute_partition(tables, job)`): the local engine calls it in a
+process pool over partitions, the Spark engine through `groupBy(...).applyInPandas`. The global peer step
+runs after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features import archive, area_loss, consumption, events, labels, payments, peers, readings
+from features.feature_sets import CATEGORICAL_FEATURES, TASK_FEATURES
+from features.point_in_time import as_of_days
+from features.snapshot import prepare_partition
+
+FAMILIES = (archive, consumption, readings, payments, events, area_loss)
+SEGMENT_COLUMNS = ("usage_category", "supply_unit", "station")
+GROUP_COLUMN = (
+    "archive_industry_code"  # industry peers need it even when the task does not use it as a feature
+)
+POPULATION_COLUMN = "in_population"
+# Source columns each table needs (PII never leaves the warehouse reader).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": (
+        "customer_id",
+        "usage_category",
+        "industry_code",
+        "voltage_kv",
+        "contract_capacity_kva",
+        "tariff",
+        "payment_method",
+        "supply_unit",
+        "station",
+        "area_id",
+        "group_id",
+        "open_date",
+        "close_date",
+    ),
+    "bills": (
+        "customer_id",
+        "period",
+        "kwh",
+        "kwh_peak",
+        "kwh_flat",
+        "kwh_valley",
+        "max_demand_kw",
+        "power_factor",
+        "energy_charge",
+        "basic_charge",
+        "amount_due",
+        "issue_date",
+        "due_date",
+        "known_at",
+    ),
+    "payments": ("payment_id", "customer_id", "period", "paid_at", "amount", "late_fee", "channel"),
+    "readings": ("customer_id", "date", "kwh"),
+    "suspensions": (
+        "application_id",
+        "customer_id",
+        "applied_at",
+        "start_date",
+        "end_date",
+        "capacity_kva",
+        "kind",
+    ),
+    "inspections": ("inspection_id", "customer_id", "inspected_at", "result", "recovered_kwh"),
+    "areas": ("area_id", "station", "supply_unit", "transformer_kva"),
+    "area_supply": ("area_id", "date", "granularity", "supplied_kwh"),
+}
+
+
+@dataclass(frozen=True)
+class PartitionJob:
+    """What to compute: the task, its as-of dates and whether to attach labels (training) or not (scoring)."""
+
+    task: str
+    as_of_dates: tuple[pd.Timestamp, ...]
+    with_labels: bool = True
+
+    @classmethod
+    def make(cls, task: str, as_of_dates: object, with_labels: bool = True) -> PartitionJob:
+        labels.check_task(task)
+        return cls(task=task, as_of_dates=tuple(as_of_days(as_of_dates)), with_labels=with_labels)
+
+
+def computed_features(task: str) -> list[str]:
+    """Features the partition step computes for `task` (all but the peer features), plus the peer inputs."""
+    peer_features = {fn.__name__ for fn in peers.FEATURES}
+    names = [f for f in TASK_FEATURES[task] if f not in peer_features]
+    for extra in (GROUP_COLUMN, *peers.PEER_INPUTS):
+        if extra not in names:
+            names.append(extra)
+    return names
+
+
+def output_columns(job: PartitionJob) -> list[tuple[str, str]]:
+    """(name, kind) of the partition output; kind is one of str, float, bool, int8, timestamp."""
+    cols = [("customer_id", "str"), ("as_of", "timestamp")]
+    cols += [(c, "str") for c in SEGMENT_COLUMNS]
+    cols += [(f, "str" if f in CATEGORICAL_FEATURES else "float") for f in computed_features(job.task)]
+    cols += [(POPULATION_COLUMN, "bool"), ("amount_at_stake", "float")]
+    if job.with_labels:
+        cols.append(("label", "int8"))
+    return cols
+
+
+def empty_output(job: PartitionJob) -> pd.DataFrame:
+    dtypes = {
+        "str": "object",
+        "float": "float64",
+        "bool": "bool",
+        "int8": "int8",
+        "timestamp": "datetime64[ns]",
+    }
+    return pd.DataFrame({name: pd.Series([], dtype=dtypes[kind]) for name, kind in output_columns(job)})
+
+
+def compute_partition(tables: dict[str, pd.DataFrame], job: PartitionJob) -> pd.DataFrame:
+    """Features (as of each date), population flag, amount at stake and label for every active customer."""
+    customers = tables.get("customers")
+    if customers is None or len(customers) == 0:
+        return empty_output(job)
+    last_month = int(np.datetime64(max(job.as_of_dates).to_datetime64(), "M").astype(np.int64))
+    part = prepare_partition(tables, months_until=last_month)
+    names = computed_features(job.task)
+    segments = {c: archive.strings(part.customers, c) for c in SEGMENT_COLUMNS}
+    ids = part.customers["customer_id"].astype(str).to_numpy(dtype=object)
+    blocks = []
+    for day in job.as_of_dates:
+        at = part.at(day)
+        values: dict[str, np.ndarray] = {}
+        for family in FAMILIES:
+            values.update(family.compute(at))
+        keep = at.active.copy()
+        if job.with_labels:
+            keep &= labels.observed(job.task, at)
+        rows = np.flatnonzero(keep)
+        block: dict[str, object] = {
+            "customer_id": ids[rows],
+            "as_of": np.full(len(rows), day.to_datetime64().astype("datetime64[ns]")),
+        }
+        block.update({c: v[rows] for c, v in segments.items()})
+        block.update({f: values[f][rows] for f in names})
+        block[POPULATION_COLUMN] = labels.population(job.task, at, values)[rows]
+        block["amount_at_stake"] = labels.amount_at_stake(job.task, values)[rows]
+        if job.with_labels:
+            block["label"] = labels.label(job.task, at)[rows]
+        blocks.append(pd.DataFrame(block))
+    out = pd.concat(blocks, ignore_index=True) if blocks else empty_output(job)
+    return conform(out, job)
+
+
+def conform(frame: pd.DataFrame, job: PartitionJob) -> pd.DataFrame:
+    """Cast a partition output to the declared kinds (str objects, float64, bool, int8, ns times)."""
+    out = {}
+    for name, kind in output_columns(job):
+        col = frame[name]
+        if kind == "str":
+            col = col.astype(object).where(col.notna(), None)
+        elif kind == "float":
+            col = pd.to_numeric(col, errors="coerce").astype("float64")
+        elif kind == "bool":
+            col = col.fillna(False).astype(bool)
+        elif kind == "int8":
+            col = col.astype("int8")
+        else:
+            col = pd.to_datetime(col).astype("datetime64[ns]")
+        out[name] = col.reset_index(drop=True)
+    return pd.DataFrame(out)

@@ -1,0 +1,624 @@
+"""Which features each task uses, what every feature means (unit, family) and how a reason code reads it.
+
+Kept in git as plain data: a change to a task's list changes its `feature_set_version`, which training logs
+and serving checks. Reason templates take {value} {abs_value} {dir_zh} {dir_en} (see
+`serving.model.ReasonText`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+# Bump when a feature's definition changes without its name changing, so models trained before are told apart.
+DEFINITIONS_REVISION = 1
+
+
+@dataclass(frozen=True)
+class FeatureDoc:
+    family: str  # archive | consumption | readings | payments | events | area | peers
+    unit: str
+    zh: str
+    en: str
+
+
+def _doc(family: str, unit: str, zh: str, en: str) -> FeatureDoc:
+    return FeatureDoc(family=family, unit=unit, zh=zh, en=en)
+
+
+FEATURE_DOCS: dict[str, FeatureDoc] = {
+    #  archive
+    # ------------------------------------------------------------------------------------------------------
+    "archive_usage_category": _doc("archive", "category", "用电类别：{value}", "usage category: {value}"),
+    "archive_industry_code": _doc("archive", "category", "行业分类：{value}", "industry: {value}"),
+    "archive_industry_section": _doc("archive", "category", "行业门类：{value}", "industry section: {value}"),
+    "archive_voltage_kv": _doc("archive", "kV", "供电电压 {value:.4g} kV", "supply voltage {value:.4g} kV"),
+    "archive_capacity_kva": _doc(
+        "archive", "kVA", "合同容量 {value:.0f} kVA", "contract capacity {value:.0f} kVA"
+    ),
+    "archive_tariff": _doc("archive", "category", "电价类型：{value}", "tariff: {value}"),
+    "archive_payment_method": _doc("archive", "category", "缴费方式：{value}", "payment method: {value}"),
+    "archive_tenure_days": _doc("archive", "days", "立户 {value:.0f} 天", "customer for {value:.0f} days"),
+    "is_group_member": _doc(
+        "archive", "flag", "集团客户标志 = {value:.0f}", "group customer flag = {value:.0f}"
+    ),
+    #  consumption (monthly bills)
+    # ----------------------------------------------------------------------------------
+    "bills_months_since_last_bill": _doc(
+        "consumption", "months", "距最近一期账单 {value:.0f} 个月", "{value:.0f} months since the latest bill"
+    ),
+    "bills_history_months": _doc(
+        "consumption", "months", "已有 {value:.0f} 个月账单", "{value:.0f} months of bills on record"
+    ),
+    "bills_kwh_last_1m": _doc(
+        "consumption", "kWh", "最近一月电量 {value:,.0f} kWh", "last month {value:,.0f} kWh"
+    ),
+    "bills_kwh_mean_3m": _doc(
+        "consumption",
+        "kWh",
+        "近3个月月均电量 {value:,.0f} kWh",
+        "{value:,.0f} kWh a month over the last 3 months",
+    ),
+    "bills_kwh_mean_12m": _doc(
+        "consumption",
+        "kWh",
+        "近12个月月均电量 {value:,.0f} kWh",
+        "{value:,.0f} kWh a month over the last 12 months",
+    ),
+    "bills_kwh_slope_3m_pct": _doc(
+        "consumption",
+        "% per month",
+        "近3个月电量每月{dir_zh}{abs_value:.1f}%",
+        "kWh {dir_en} {abs_value:.1f} % a month over the last 3 months",
+    ),
+    "bills_kwh_slope_6m_pct": _doc(
+        "consumption",
+        "% per month",
+        "近6个月电量每月{dir_zh}{abs_value:.1f}%",
+        "kWh {dir_en} {abs_value:.1f} % a month over the last 6 months",
+    ),
+    "bills_kwh_slope_12m_pct": _doc(
+        "consumption",
+        "% per month",
+        "近12个月电量每月{dir_zh}{abs_value:.1f}%",
+        "kWh {dir_en} {abs_value:.1f} % a month over the last 12 months",
+    ),
+    "bills_kwh_cv_12m": _doc(
+        "consumption",
+        "ratio",
+        "近12个月电量波动系数 {value:.2f}",
+        "kWh coefficient of variation {value:.2f} (12 months)",
+    ),
+    "bills_kwh_change_pct_3m_vs_prev_3m": _doc(
+        "consumption",
+        "%",
+        "近3个月电量较前3个月{dir_zh}{abs_value:.0f}%",
+        "kWh over the last 3 months {dir_en} {abs_value:.0f} % on the 3 months before",
+    ),
+    "bills_kwh_yoy_change_pct_3m": _doc(
+        "consumption",
+        "%",
+        "近3个月电量较去年同期{dir_zh}{abs_value:.0f}%",
+        "kWh over the last 3 months {dir_en} {abs_value:.0f} % on the same months last year",
+    ),
+    "bills_kwh_yoy_change_pct_12m": _doc(
+        "consumption",
+        "%",
+        "近12个月电量较上一年{dir_zh}{abs_value:.0f}%",
+        "kWh over the last 12 months {dir_en} {abs_value:.0f} % on the year before",
+    ),
+    "bills_zero_kwh_months_12m": _doc(
+        "consumption",
+        "months",
+        "近12个月零电量 {value:.0f} 个月",
+        "{value:.0f} zero-kWh months in the last 12",
+    ),
+    "bills_near_zero_kwh_months_12m": _doc(
+        "consumption",
+        "months",
+        "近12个月电量不足均值一成的月份 {value:.0f} 个",
+        "{value:.0f} months under 10 % of the usual kWh in the last 12",
+    ),
+    "bills_zero_kwh_run_months": _doc(
+        "consumption", "months", "连续零电量 {value:.0f} 个月", "{value:.0f} zero-kWh months in a row"
+    ),
+    "bills_utilization_pct_3m": _doc(
+        "consumption",
+        "%",
+        "近3个月容量利用率 {value:.1f}%",
+        "capacity utilisation {value:.1f} % over the last 3 months",
+    ),
+    "bills_peak_share_pct_3m": _doc(
+        "consumption",
+        "%",
+        "近3个月峰段电量占比 {value:.0f}%",
+        "peak-hour share {value:.0f} % over the last 3 months",
+    ),
+    "bills_valley_share_pct_3m": _doc(
+        "consumption",
+        "%",
+        "近3个月谷段电量占比 {value:.0f}%",
+        "valley-hour share {value:.0f} % over the last 3 months",
+    ),
+    "bills_peak_share_change_pp_yoy": _doc(
+        "consumption",
+        "percentage points",
+        "峰段占比较去年同期{dir_zh}{abs_value:.1f}个百分点",
+        "peak-hour share {dir_en} {abs_value:.1f} points on the same months last year",
+    ),
+    "bills_max_demand_to_capacity_pct_3m": _doc(
+        "consumption",
+        "%",
+        "近3个月最大需量为合同容量的 {value:.0f}%",
+        "max demand {value:.0f} % of contract capacity over the last 3 months",
+    ),
+    "bills_max_demand_yoy_change_pct_3m": _doc(
+        "consumption",
+        "%",
+        "最大需量较去年同期{dir_zh}{abs_value:.0f}%",
+        "max demand {dir_en} {abs_value:.0f} % on the same months last year",
+    ),
+    "bills_load_factor_pct_3m": _doc(
+        "consumption", "%", "近3个月负荷率 {value:.0f}%", "load factor {value:.0f} % over the last 3 months"
+    ),
+    "bills_power_factor_mean_3m": _doc(
+        "consumption",
+        "ratio",
+        "近3个月平均功率因数 {value:.2f}",
+        "mean power factor {value:.2f} over the last 3 months",
+    ),
+    "bills_power_factor_min_12m": _doc(
+        "consumption",
+        "ratio",
+        "近12个月最低功率因数 {value:.2f}",
+        "lowest power factor {value:.2f} in the last 12 months",
+    ),
+    "bills_amount_due_last_yuan": _doc(
+        "consumption", "yuan", "最近一期电费 {value:,.0f} 元", "latest bill {value:,.0f} yuan"
+    ),
+    "bills_amount_due_mean_3m_yuan": _doc(
+        "consumption",
+        "yuan",
+        "近3个月月均电费 {value:,.0f} 元",
+        "{value:,.0f} yuan a month over the last 3 bills",
+    ),
+    "bills_amount_shock_ratio": _doc(
+        "consumption",
+        "ratio",
+        "最近一期电费为此前12期均值的 {value:.1f} 倍",
+        "latest bill {value:.1f}× the mean of the 12 before",
+    ),
+    "bills_basic_charge_share_pct_3m": _doc(
+        "consumption",
+        "%",
+        "近3个月基本电费占电费 {value:.0f}%",
+        "basic (capacity) charge {value:.0f} % of the bill over the last 3 months",
+    ),
+    "bills_reissued_count_12m": _doc(
+        "consumption",
+        "bills",
+        "近12个月退补重开账单 {value:.0f} 次",
+        "{value:.0f} bills re-issued in the last 12 months",
+    ),
+    "bills_price_yuan_per_kwh_12m": _doc(
+        "consumption",
+        "yuan/kWh",
+        "近12个月平均电价 {value:.3f} 元/kWh",
+        "average price {value:.3f} yuan/kWh (12 months)",
+    ),
+    "bills_kwh_drop_6m_yoy_kwh": _doc(
+        "consumption",
+        "kWh",
+        "近6个月电量比去年同期少 {value:,.0f} kWh",
+        "{value:,.0f} kWh less than the same 6 months last year",
+    ),
+    #  daily readings
+    # -----------------------------------------------------------------------------------------------
+    "readings_days_observed_90d": _doc(
+        "readings",
+        "days",
+        "近90天有日冻结数据 {value:.0f} 天",
+        "{value:.0f} days with daily readings in the last 90",
+    ),
+    "readings_kwh_mean_30d": _doc(
+        "readings",
+        "kWh/day",
+        "近30天日均电量 {value:,.1f} kWh",
+        "{value:,.1f} kWh a day over the last 30 days",
+    ),
+    "readings_kwh_change_pct_30d_vs_prev_90d": _doc(
+        "readings",
+        "%",
+        "近30天日均电量较此前90天{dir_zh}{abs_value:.0f}%",
+        "daily kWh over the last 30 days {dir_en} {abs_value:.0f} % on the 90 days before",
+    ),
+    "readings_zero_days_30d": _doc(
+        "readings", "days", "近30天零电量 {value:.0f} 天", "{value:.0f} zero-kWh days in the last 30"
+    ),
+    "readings_zero_days_90d": _doc(
+        "readings", "days", "近90天零电量 {value:.0f} 天", "{value:.0f} zero-kWh days in the last 90"
+    ),
+    "readings_zero_run_max_days_90d": _doc(
+        "readings",
+        "days",
+        "近90天最长连续零电量 {value:.0f} 天",
+        "longest zero-kWh run {value:.0f} days (last 90)",
+    ),
+    "readings_flat_days_90d": _doc(
+        "readings",
+        "days",
+        "近90天电量与前一日完全相同 {value:.0f} 天",
+        "{value:.0f} days identical to the day before (last 90)",
+    ),
+    "readings_weekend_weekday_ratio_90d": _doc(
+        "readings", "ratio", "周末/工作日电量比 {value:.2f}", "weekend / weekday kWh ratio {value:.2f}"
+    ),
+    "readings_level_drop_max_pct_90d": _doc(
+        "readings",
+        "%",
+        "近90天电量水平骤降 {value:.0f}%",
+        "sudden fall of {value:.0f} % in the daily level (last 90 days)",
+    ),
+    "readings_days_since_level_drop": _doc(
+        "readings", "days", "电量骤降发生在 {value:.0f} 天前", "the sharpest fall was {value:.0f} days ago"
+    ),
+    "readings_variance_ratio_30d_vs_prev_90d": _doc(
+        "readings",
+        "ratio",
+        "近30天电量波动为此前的 {value:.2f} 倍",
+        "daily variation {value:.2f}× that of the 90 days before",
+    ),
+    "readings_cv_90d": _doc(
+        "readings",
+        "ratio",
+        "近90天日电量波动系数 {value:.2f}",
+        "daily kWh coefficient of variation {value:.2f} (90 days)",
+    ),
+    "readings_negative_days_90d": _doc(
+        "readings", "days", "近90天出现负电量 {value:.0f} 天", "{value:.0f} days with negative kWh (last 90)"
+    ),
+    #  payments
+    # -----------------------------------------------------------------------------------------------------
+    "payments_days_late_mean_90d": _doc(
+        "payments",
+        "days",
+        "近90天账单平均逾期 {value:.0f} 天",
+        "bills of the last 90 days paid {value:.0f} days late on average",
+    ),
+    "payments_days_late_mean_365d": _doc(
+        "payments",
+        "days",
+        "近一年账单平均逾期 {value:.0f} 天",
+        "bills of the last year paid {value:.0f} days late on average",
+    ),
+    "payments_days_late_max_365d": _doc(
+        "payments", "days", "近一年最长逾期 {value:.0f} 天", "longest delay {value:.0f} days in the last year"
+    ),
+    "payments_days_late_last": _doc(
+        "payments", "days", "最近一期账单逾期 {value:.0f} 天", "latest bill {value:.0f} days late"
+    ),
+    "payments_late_count_180d": _doc(
+        "payments", "bills", "近6个月逾期缴费 {value:.0f} 次", "{value:.0f} late bills in the last 6 months"
+    ),
+    "payments_late_count_365d": _doc(
+        "payments", "bills", "近12个月逾期缴费 {value:.0f} 次", "{value:.0f} late bills in the last 12 months"
+    ),
+    "payments_late_30d_count_365d": _doc(
+        "payments",
+        "bills",
+        "近12个月逾期超30天 {value:.0f} 次",
+        "{value:.0f} bills over 30 days late in the last 12 months",
+    ),
+    "payments_partial_count_365d": _doc(
+        "payments",
+        "bills",
+        "近12个月分次或部分缴费 {value:.0f} 次",
+        "{value:.0f} bills paid in part in the last 12 months",
+    ),
+    "payments_unpaid_count_365d": _doc(
+        "payments",
+        "bills",
+        "近12个月仍未结清账单 {value:.0f} 张",
+        "{value:.0f} bills of the last 12 months still open",
+    ),
+    "payments_outstanding_yuan": _doc(
+        "payments", "yuan", "当前欠费 {value:,.0f} 元", "{value:,.0f} yuan outstanding"
+    ),
+    "payments_outstanding_age_days": _doc(
+        "payments", "days", "最早一笔欠费已逾期 {value:.0f} 天", "oldest open bill overdue {value:.0f} days"
+    ),
+    "payments_outstanding_to_bill_ratio": _doc(
+        "payments", "ratio", "欠费为月均电费的 {value:.1f} 倍", "outstanding {value:.1f}× the monthly bill"
+    ),
+    "payments_paid_ratio_365d": _doc(
+        "payments", "ratio", "近一年应收电费回收率 {value:.0%}", "{value:.0%} of the last year's bills paid"
+    ),
+    "payments_late_fee_sum_365d_yuan": _doc(
+        "payments",
+        "yuan",
+        "近一年缴纳违约金 {value:,.0f} 元",
+        "{value:,.0f} yuan of late fees paid in the last year",
+    ),
+    "payments_count_365d": _doc(
+        "payments", "payments", "近一年缴费 {value:.0f} 笔", "{value:.0f} payments in the last year"
+    ),
+    "payments_channel_changes_365d": _doc(
+        "payments",
+        "changes",
+        "近一年更换缴费渠道 {value:.0f} 次",
+        "payment channel changed {value:.0f} times in the last year",
+    ),
+    #  events
+    # -------------------------------------------------------------------------------------------------------
+    "events_suspension_count_365d": _doc(
+        "events",
+        "applications",
+        "近一年申请暂停 {value:.0f} 次",
+        "{value:.0f} suspension applications in the last year",
+    ),
+    "events_suspension_count_730d": _doc(
+        "events",
+        "applications",
+        "近两年申请暂停 {value:.0f} 次",
+        "{value:.0f} suspension applications in 2 years",
+    ),
+    "events_reduction_count_730d": _doc(
+        "events",
+        "applications",
+        "近两年申请减容 {value:.0f} 次",
+        "{value:.0f} capacity reductions in 2 years",
+    ),
+    "events_restore_count_365d": _doc(
+        "events", "applications", "近一年恢复用电 {value:.0f} 次", "{value:.0f} restorations in the last year"
+    ),
+    "events_days_since_last_change": _doc(
+        "events",
+        "days",
+        "距上次暂停/减容申请 {value:.0f} 天",
+        "{value:.0f} days since the last suspension or reduction",
+    ),
+    "events_suspended_days_365d": _doc(
+        "events", "days", "近一年暂停 {value:.0f} 天", "suspended {value:.0f} days in the last year"
+    ),
+    "is_suspended_at_as_of": _doc(
+        "events", "flag", "当前暂停标志 = {value:.0f}", "suspended now flag = {value:.0f}"
+    ),
+    "events_reduced_capacity_pct": _doc(
+        "events", "%", "当前减容 {value:.0f}% 合同容量", "{value:.0f} % of capacity reduced now"
+    ),
+    "has_scheduled_change": _doc(
+        "events",
+        "flag",
+        "已申请待生效的暂停/减容 = {value:.0f}",
+        "suspension or reduction scheduled = {value:.0f}",
+    ),
+    "events_inspection_count_730d": _doc(
+        "events", "inspections", "近两年被检查 {value:.0f} 次", "{value:.0f} inspections in 2 years"
+    ),
+    "events_days_since_last_inspection": _doc(
+        "events", "days", "距上次用电检查 {value:.0f} 天", "{value:.0f} days since the last inspection"
+    ),
+    "events_violation_count_730d": _doc(
+        "events",
+        "inspections",
+        "近两年违约用电 {value:.0f} 次",
+        "{value:.0f} contract violations found in 2 years",
+    ),
+    "has_theft_finding": _doc(
+        "events", "flag", "曾查实窃电 = {value:.0f}", "theft found before = {value:.0f}"
+    ),
+    "events_recovered_kwh_730d": _doc(
+        "events", "kWh", "近两年追补电量 {value:,.0f} kWh", "{value:,.0f} kWh back-billed in 2 years"
+    ),
+    #  台区
+    "area_line_loss_pct_3m": _doc(
+        "area",
+        "%",
+        "所在台区近3个月线损率 {value:.1f}%",
+        "area line loss {value:.1f} % over the last 3 months",
+    ),
+    "area_line_loss_pct_12m": _doc(
+        "area",
+        "%",
+        "所在台区近12个月线损率 {value:.1f}%",
+        "area line loss {value:.1f} % over the last 12 months",
+    ),
+    "area_line_loss_change_pp_yoy": _doc(
+        "area",
+        "percentage points",
+        "台区线损率较去年同期{dir_zh}{abs_value:.1f}个百分点",
+        "area line loss {dir_en} {abs_value:.1f} points on the same months last year",
+    ),
+    "area_line_loss_slope_pp_6m": _doc(
+        "area",
+        "points per month",
+        "台区线损率近6个月每月{dir_zh}{abs_value:.2f}个百分点",
+        "area line loss {dir_en} {abs_value:.2f} points a month over 6 months",
+    ),
+    "area_customers_active": _doc(
+        "area", "customers", "所在台区在用客户 {value:.0f} 户", "{value:.0f} active customers in the area"
+    ),
+    "area_transformer_load_pct_3m": _doc(
+        "area", "%", "台区变压器平均负载率 {value:.0f}%", "area transformer load {value:.0f} %"
+    ),
+    "area_kwh_share_pct_3m": _doc(
+        "area", "%", "占台区售电量 {value:.1f}%", "{value:.1f} % of the area's billed kWh"
+    ),
+    "area_kwh_share_change_pp_yoy": _doc(
+        "area",
+        "percentage points",
+        "占台区电量比例较去年同期{dir_zh}{abs_value:.1f}个百分点",
+        "share of the area's kWh {dir_en} {abs_value:.1f} points on last year",
+    ),
+    #  peers
+    # --------------------------------------------------------------------------------------------------------
+    "peers_industry_kwh_yoy_change_pct": _doc(
+        "peers",
+        "%",
+        "同行业电量中位数较去年同期{dir_zh}{abs_value:.0f}%",
+        "the industry's median kWh {dir_en} {abs_value:.0f} % on last year",
+    ),
+    "peers_station_kwh_yoy_change_pct": _doc(
+        "peers",
+        "%",
+        "同供电所电量中位数较去年同期{dir_zh}{abs_value:.0f}%",
+        "the station's median kWh {dir_en} {abs_value:.0f} % on last year",
+    ),
+    "peers_kwh_yoy_change_vs_industry_pp": _doc(
+        "peers",
+        "percentage points",
+        "电量同比变化比同行业中位数{dir_zh}{abs_value:.0f}个百分点",
+        "kWh change on last year {abs_value:.0f} points {dir_en} on the industry median",
+    ),
+    "peers_kwh_yoy_change_vs_station_pp": _doc(
+        "peers",
+        "percentage points",
+        "电量同比变化比同供电所中位数{dir_zh}{abs_value:.0f}个百分点",
+        "kWh change on last year {abs_value:.0f} points {dir_en} on the station median",
+    ),
+    "peers_kwh_slope_6m_vs_industry_pp": _doc(
+        "peers",
+        "percentage points per month",
+        "近6个月电量趋势比同行业{dir_zh}{abs_value:.1f}个百分点/月",
+        "6-month kWh trend {abs_value:.1f} points a month {dir_en} on the industry",
+    ),
+}
+
+CATEGORICAL_FEATURES: set[str] = {
+    "archive_usage_category",
+    "archive_industry_code",
+    "archive_industry_section",
+    "archive_tariff",
+    "archive_payment_method",
+}
+
+_ARCHIVE = [
+    "archive_usage_category",
+    "archive_industry_section",
+    "archive_industry_code",
+    "archive_voltage_kv",
+    "archive_capacity_kva",
+    "archive_tariff",
+    "archive_payment_method",
+    "archive_tenure_days",
+    "is_group_member",
+]
+_LEVELS = [
+    "bills_months_since_last_bill",
+    "bills_history_months",
+    "bills_kwh_mean_3m",
+    "bills_kwh_mean_12m",
+    "bills_kwh_slope_3m_pct",
+    "bills_kwh_slope_6m_pct",
+    "bills_kwh_slope_12m_pct",
+    "bills_kwh_cv_12m",
+    "bills_kwh_change_pct_3m_vs_prev_3m",
+    "bills_kwh_yoy_change_pct_3m",
+    "bills_kwh_yoy_change_pct_12m",
+    "bills_zero_kwh_months_12m",
+    "bills_near_zero_kwh_months_12m",
+    "bills_zero_kwh_run_months",
+]
+_PEERS = [
+    "peers_industry_kwh_yoy_change_pct",
+    "peers_station_kwh_yoy_change_pct",
+    "peers_kwh_yoy_change_vs_industry_pp",
+    "peers_kwh_yoy_change_vs_station_pp",
+    "peers_kwh_slope_6m_vs_industry_pp",
+]
+_PAYMENTS_ALL = [name for name, doc in FEATURE_DOCS.items() if doc.family == "payments"]
+_READINGS_ALL = [name for name, doc in FEATURE_DOCS.items() if doc.family == "readings"]
+_AREA_ALL = [name for name, doc in FEATURE_DOCS.items() if doc.family == "area"]
+
+TASK_FEATURES: dict[str, list[str]] = {
+    "arrears": [
+        *_ARCHIVE,
+        *_LEVELS,
+        "bills_amount_due_last_yuan",
+        "bills_amount_due_mean_3m_yuan",
+        "bills_amount_shock_ratio",
+        "bills_basic_charge_share_pct_3m",
+        "bills_utilization_pct_3m",
+        "bills_reissued_count_12m",
+        *_PAYMENTS_ALL,
+        "events_suspension_count_365d",
+        "events_reduction_count_730d",
+        "events_days_since_last_change",
+        "is_suspended_at_as_of",
+        "events_violation_count_730d",
+        "readings_kwh_change_pct_30d_vs_prev_90d",
+        "readings_zero_days_30d",
+        "readings_level_drop_max_pct_90d",
+        *_PEERS,
+    ],
+    "suspension": [
+        *_ARCHIVE,
+        *_LEVELS,
+        "bills_utilization_pct_3m",
+        "bills_max_demand_to_capacity_pct_3m",
+        "bills_max_demand_yoy_change_pct_3m",
+        "bills_load_factor_pct_3m",
+        "bills_power_factor_mean_3m",
+        "bills_basic_charge_share_pct_3m",
+        "bills_amount_due_mean_3m_yuan",
+        "bills_amount_shock_ratio",
+        "bills_peak_share_pct_3m",
+        "events_suspension_count_365d",
+        "events_suspension_count_730d",
+        "events_reduction_count_730d",
+        "events_restore_count_365d",
+        "events_days_since_last_change",
+        "events_suspended_days_365d",
+        "events_reduced_capacity_pct",
+        "has_scheduled_change",
+        "payments_days_late_mean_365d",
+        "payments_late_count_365d",
+        "payments_outstanding_yuan",
+        "payments_outstanding_to_bill_ratio",
+        "readings_kwh_change_pct_30d_vs_prev_90d",
+        "readings_zero_days_30d",
+        "readings_level_drop_max_pct_90d",
+        "readings_weekend_weekday_ratio_90d",
+        *_PEERS,
+        "area_kwh_share_pct_3m",
+    ],
+    "theft": [
+        *_ARCHIVE,
+        *_LEVELS,
+        "bills_kwh_last_1m",
+        "bills_utilization_pct_3m",
+        "bills_peak_share_pct_3m",
+        "bills_valley_share_pct_3m",
+        "bills_peak_share_change_pp_yoy",
+        "bills_max_demand_to_capacity_pct_3m",
+        "bills_max_demand_yoy_change_pct_3m",
+        "bills_load_factor_pct_3m",
+        "bills_power_factor_mean_3m",
+        "bills_power_factor_min_12m",
+        "bills_reissued_count_12m",
+        "bills_kwh_drop_6m_yoy_kwh",
+        *_READINGS_ALL,
+        "events_inspection_count_730d",
+        "events_days_since_last_inspection",
+        "events_violation_count_730d",
+        "events_recovered_kwh_730d",
+        "payments_days_late_mean_365d",
+        "payments_channel_changes_365d",
+        *_AREA_ALL,
+        *_PEERS,
+    ],
+}
+
+
+def feature_set_version(task: str) -> str:
+    """A short hash of the task's ordered feature list and the definitions revision."""
+    if task not in TASK_FEATURES:
+        raise KeyError(f"task {task!r} has no feature set; the tasks are {sorted(TASK_FEATURES)}")
+    payload = json.dumps({"features": TASK_FEATURES[task], "revision": DEFINITIONS_REVISION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def all_features() -> list[str]:
+    """Every feature any family computes, in documentation order."""
+    return list(FEATURE_DOCS)

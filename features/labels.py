@@ -1,0 +1,202 @@
+"""Labels, task populations and the amount at stake (DESIGN.md "The three tasks"); the only code that looks
+after T.
+
+A label as of T reads only the window (T, T + horizon] (arrears: payments until 30 days after each due date
+in the window). A label exists only when that window is fully observed: T + horizon (+ grace) must be on or
+before the warehouse's data end, the last day carrying any event time or known_at across its tables (an
+export is a snapshot taken at one moment, so its newest row dates it). A customer whose account closes
+inside the window is excluded. Populations and amounts at stake use only what is known at T.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from features.point_in_time import as_of_day, cutoff
+from features.schema import TABLES, TWO_PART_MIN_KVA, PaymentMethod, SuspensionKind, Tariff
+from features.snapshot import AsOf
+from features.sources import has_table, table_path
+
+TASKS = ("arrears", "suspension", "theft")
+HORIZON_DAYS = {"arrears": 90, "suspension": 180, "theft": 180}
+ARREARS_GRACE_DAYS = 30  # a bill counts as unpaid when still unpaid 30 days after its due date
+TOLERANCE_YUAN = 1.0
+BASIC_CHARGE_YUAN_PER_KVA_MONTH = 20.0  # 容量电价, DOMAIN §1 (Yueyang schedule)
+SUSPENSION_LABEL_KINDS = (SuspensionKind.SUSPENSION.value, SuspensionKind.REDUCTION.value)
+
+
+class LabelError(Exception):
+    """A label was asked for where it cannot be built (unknown task, horizon not observed)."""
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise LabelError(f"task {task!r} is unknown; the tasks are {', '.join(TASKS)}")
+    return task
+
+
+def label_observable_until(task: str) -> pd.Timedelta:
+    """How far past T the warehouse must reach for a label as of T: the horizon (+ grace for arrears)."""
+    days = HORIZON_DAYS[check_task(task)] + (ARREARS_GRACE_DAYS if task == "arrears" else 0)
+    return pd.Timedelta(days=days)
+
+
+def data_end(warehouse: Path) -> pd.Timestamp:
+    """The warehouse's data end: the latest calendar day of any event time or known_at across its tables."""
+    latest: list[pd.Timestamp] = []
+    for spec in TABLES.values():
+        if not has_table(warehouse, spec.name):
+            continue
+        for column in (spec.event_time, spec.known_at):
+            if column is None:
+                continue
+            values = pq.read_table(table_path(warehouse, spec.name), columns=[column]).column(column)
+            top = pc.max(values).as_py()
+            if top is not None:
+                latest.append(pd.Timestamp(top))
+    if not latest:
+        raise LabelError(f"warehouse {warehouse} has no dated rows; run `gridrisk ingest` first")
+    return max(latest).normalize()
+
+
+def latest_labelable_as_of(warehouse: Path, task: str) -> pd.Timestamp:
+    """The last as-of date whose label window is fully observed in this warehouse."""
+    return data_end(warehouse) - label_observable_until(task)
+
+
+def unlabelable(as_of_dates: list[pd.Timestamp], end: pd.Timestamp, task: str) -> list[pd.Timestamp]:
+    limit = end - label_observable_until(task)
+    return [d for d in as_of_dates if as_of_day(d) > limit]
+
+
+#  -- populations (known at T)
+# ---------------------------------------------------------------------------------------
+
+
+def population(task: str, at: AsOf, features: dict[str, np.ndarray]) -> np.ndarray:
+    """The task's population as of T (DESIGN.md), from the archive and features computed as of T."""
+    active = at.active
+    if task == "arrears":
+        return active & (features["archive_payment_method"] != PaymentMethod.PREPAID.value)
+    if task == "suspension":
+        return (
+            active
+            & (features["archive_tariff"] == Tariff.TWO_PART.value)
+            & (features["archive_capacity_kva"] >= TWO_PART_MIN_KVA)
+            & (features["is_suspended_at_as_of"] < 1)
+        )
+    if task == "theft":
+        return active & (features["has_theft_finding"] < 1)
+    raise LabelError(f"task {task!r} is unknown; the tasks are {', '.join(TASKS)}")
+
+
+#  -- labels (read only (T, T + horizon])
+# ----------------------------------------------------------------------------
+
+
+def observed(task: str, at: AsOf) -> np.ndarray:
+    """Customers whose label window is observed: not closed inside (T, T + horizon]."""
+    close = at.part.tables["customers"]["close_day"]
+    inside = (close > at.day_num) & (close <= at.day_num + HORIZON_DAYS[task])
+    return ~inside
+
+
+def label(task: str, at: AsOf) -> np.ndarray:
+    """0/1 per customer for the window after T (population and observability are applied by the caller)."""
+    check_task(task)
+    if task == "arrears":
+        return arrears_label(at)
+    if task == "suspension":
+        return suspension_label(at)
+    return theft_label(at)
+
+
+def _window(day: np.ndarray, at: AsOf, horizon: int) -> np.ndarray:
+    return (day > at.day_num) & (day <= at.day_num + horizon)
+
+
+def arrears_label(at: AsOf) -> np.ndarray:
+    """A bill (latest version) due in (T, T+90d] whose principal paid by due + 30 d is short by > 1 元."""
+    part, n, months = at.part, at.part.n, at.part.n_months
+    horizon = HORIZON_DAYS["arrears"]
+    settle_by = at.day + pd.Timedelta(days=horizon + ARREARS_GRACE_DAYS)
+    bills = part.tables["bills"]
+    pos = bills.view.positions(settle_by)  # the version in force when the label is settled
+    ci, mi = bills.customer[pos], bills["month"][pos] - part.month0
+    due_day, amount = bills["due_day"][pos], bills["amount_due"][pos]
+    keep = (ci >= 0) & (mi >= 0) & (mi < months) & _window(due_day, at, horizon) & (amount > TOLERANCE_YUAN)
+    ci, mi, due_day, amount = ci[keep], mi[keep], due_day[keep], amount[keep]
+    cell = ci * months + mi
+
+    pays = part.tables["payments"]
+    ppos = np.flatnonzero(pays.customer >= 0)
+    pcell = pays.customer[ppos] * months + (pays["month"][ppos] - part.month0)
+    in_grid = (pays["month"][ppos] - part.month0 >= 0) & (pays["month"][ppos] - part.month0 < months)
+    ppos, pcell = ppos[in_grid], pcell[in_grid]
+    due_of_cell = np.full(n * months, np.nan)
+    due_of_cell[cell] = due_day
+    on_time = pays["paid_day"][ppos] <= due_of_cell[pcell] + ARREARS_GRACE_DAYS
+    paid = np.bincount(
+        pcell[on_time], weights=np.nan_to_num(pays["principal"][ppos][on_time]), minlength=n * months
+    )
+    short = paid[cell] < amount - TOLERANCE_YUAN
+    return (np.bincount(ci[short], minlength=n) > 0).astype(np.int8)
+
+
+def suspension_label(at: AsOf) -> np.ndarray:
+    """Applies for a suspension or capacity reduction (applied_at) in (T, T+180d]."""
+    t = at.part.tables["suspensions"]
+    hit = (t.customer >= 0) & np.isin(t["kind"], SUSPENSION_LABEL_KINDS)
+    hit &= _window(t["applied_day"], at, HORIZON_DAYS["suspension"])
+    return (np.bincount(t.customer[hit], minlength=at.part.n) > 0).astype(np.int8)
+
+
+def theft_label(at: AsOf) -> np.ndarray:
+    """An inspection in (T, T+180d] finds theft."""
+    t = at.part.tables["inspections"]
+    hit = (t.customer >= 0) & (t["result"] == "theft") & _window(t["day"], at, HORIZON_DAYS["theft"])
+    return (np.bincount(t.customer[hit], minlength=at.part.n) > 0).astype(np.int8)
+
+
+#  -- amount at stake (known at T)
+# -----------------------------------------------------------------------------------
+
+
+def amount_at_stake(task: str, features: dict[str, np.ndarray]) -> np.ndarray:
+    """Yuan at stake if the label turns out 1, from features as of T (README documents each rule).
+
+    arrears: the open balance at T plus the expected next bill (mean of the last 3 bills);
+    suspension: the basic charge not billed over the horizon, on the capacity not already reduced;
+    theft: kWh missing against the same 6 months last year × the customer's own price (6-month horizon).
+    """
+    f = {k: np.nan_to_num(np.asarray(v, dtype=np.float64)) for k, v in features.items() if k in _STAKE_INPUTS}
+    if task == "arrears":
+        return f["payments_outstanding_yuan"] + f["bills_amount_due_mean_3m_yuan"]
+    if task == "suspension":
+        months = HORIZON_DAYS["suspension"] / 30.4375
+        billed_kva = f["archive_capacity_kva"] * (1.0 - f["events_reduced_capacity_pct"] / 100.0)
+        return billed_kva * BASIC_CHARGE_YUAN_PER_KVA_MONTH * months
+    if task == "theft":
+        return f["bills_kwh_drop_6m_yoy_kwh"] * f["bills_price_yuan_per_kwh_12m"]
+    raise LabelError(f"task {task!r} is unknown; the tasks are {', '.join(TASKS)}")
+
+
+_STAKE_INPUTS = {
+    "payments_outstanding_yuan",
+    "bills_amount_due_mean_3m_yuan",
+    "archive_capacity_kva",
+    "events_reduced_capacity_pct",
+    "bills_kwh_drop_6m_yoy_kwh",
+    "bills_price_yuan_per_kwh_12m",
+}
+
+
+def as_of_label_cutoff(as_of: date | datetime | str | pd.Timestamp, task: str) -> pd.Timestamp:
+    """The last instant a label as of `as_of` may read."""
+    return cutoff(as_of) + label_observable_until(task)

@@ -1,0 +1,324 @@
+"""A partition's source tables prepared once (customer index, month grid, as-of views) and read as of each
+date.
+
+`prepare_partition` turns the raw contract tables of some whole 台区 into integer-indexed arrays and one
+`AsOfView` per table; `Partition.at(as_of)` returns the state as of that date. Every family reads its rows
+through those views, so the one as-of rule of `point_in_time.py` applies to all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from features.point_in_time import AsOfView, as_of_day, cutoff, time_values
+from features.windows import align_lags
+
+LAGS = 24  # months of aligned history: 12-month windows and the same 12 months a year earlier
+BILL_MEASURES = (
+    "kwh",
+    "kwh_peak",
+    "kwh_flat",
+    "kwh_valley",
+    "max_demand_kw",
+    "power_factor",
+    "energy_charge",
+    "basic_charge",
+    "amount_due",
+)
+EVENT_TABLES = ("customers", "bills", "payments", "readings", "suspensions", "inspections", "area_supply")
+
+
+def day_numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Days since 1970-01-01 (float, NaN for nulls) of a date/timestamp column, floored to the day."""
+    t = time_values(frame, column)
+    days = t.astype("datetime64[D]").astype(np.int64).astype(np.float64)
+    return np.where(np.isnat(t), np.nan, days)
+
+
+def month_numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Months since 1970-01 (int; -1 for nulls) of a date column."""
+    t = time_values(frame, column)
+    months = t.astype("datetime64[M]").astype(np.int64)
+    return np.where(np.isnat(t), -1, months)
+
+
+def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _strings(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(len(frame), None, dtype=object)
+    return frame[column].astype(object).where(frame[column].notna(), None).to_numpy()
+
+
+@dataclass
+class Rows:
+    """Per-row arrays of one table, aligned with its view's frame."""
+
+    view: AsOfView
+    customer: np.ndarray  # customer index, -1 when the row's customer is not in this partition
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+
+@dataclass
+class Partition:
+    """Some whole 台区 with all their customers and history, ready for as-of reads."""
+
+    customers: pd.DataFrame  # sorted by customer_id; row i is customer index i
+    area_ids: np.ndarray  # sorted unique area ids of the partition
+    area_of: np.ndarray  # area index of each customer
+    transformer_kva: np.ndarray  # per area (NaN when the areas table lacks it)
+    month0: int  # month number of grid column 0
+    n_months: int
+    tables: dict[str, Rows]
+    has_readings: bool
+    has_tou: bool
+
+    @property
+    def n(self) -> int:
+        return len(self.customers)
+
+    def at(self, as_of: object) -> AsOf:
+        return AsOf(self, as_of_day(as_of))
+
+
+def prepare_partition(tables: dict[str, pd.DataFrame], months_until: int | None = None) -> Partition:
+    """Index a partition's tables; `months_until` extends the month grid to the latest as-of month."""
+    customers = tables["customers"].sort_values("customer_id", kind="stable").reset_index(drop=True)
+    index = pd.Index(customers["customer_id"].astype(str))
+
+    def cust(frame: pd.DataFrame) -> np.ndarray:
+        if len(frame) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return index.get_indexer(frame["customer_id"].astype(str))
+
+    area_ids = np.array(sorted(customers["area_id"].astype(str).unique()), dtype=object)
+    area_of = pd.Index(area_ids).get_indexer(customers["area_id"].astype(str))
+    areas = tables.get("areas")
+    if areas is not None and len(areas) and "transformer_kva" in areas.columns:
+        kva = (
+            areas.assign(area_id=areas["area_id"].astype(str)).drop_duplicates("area_id").set_index("area_id")
+        )
+        transformer_kva = kva["transformer_kva"].reindex(area_ids).to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        transformer_kva = np.full(len(area_ids), np.nan)
+
+    rows: dict[str, Rows] = {}
+    view = AsOfView(customers, "customers")
+    rows["customers"] = Rows(
+        view,
+        np.arange(len(customers)),
+        {"open_day": day_numbers(customers, "open_date"), "close_day": _close_days(customers)},
+    )
+
+    bills = tables.get("bills", pd.DataFrame(columns=["customer_id", "period", "issue_date", "known_at"]))
+    view = AsOfView(bills, "bills")
+    f = view.frame
+    arrays = {m: _floats(f, m) for m in BILL_MEASURES}
+    arrays["month"] = month_numbers(f, "period")
+    arrays["due_day"] = day_numbers(f, "due_date") if "due_date" in f.columns else np.full(len(f), np.nan)
+    rows["bills"] = Rows(view, cust(f), arrays)
+    has_tou = bool(np.isfinite(arrays["kwh_peak"]).any())
+
+    payments = tables.get("payments", pd.DataFrame(columns=["customer_id", "period", "paid_at"]))
+    # Sorted by customer then time so channel changes are consecutive rows; the view keeps this order.
+    payments = payments.assign(_t=time_values(payments, "paid_at")).sort_values(
+        ["customer_id", "_t"], kind="stable"
+    )
+    view = AsOfView(payments.drop(columns="_t"), "payments")
+    f = view.frame
+    late_fee = np.nan_to_num(_floats(f, "late_fee"))
+    rows["payments"] = Rows(
+        view,
+        cust(f),
+        {
+            "month": month_numbers(f, "period"),
+            "paid_day": day_numbers(f, "paid_at"),
+            "principal": _floats(f, "amount") - late_fee,
+            "late_fee": late_fee,
+            "channel": pd.factorize(pd.Series(_strings(f, "channel")), use_na_sentinel=True)[0],
+        },
+    )
+
+    readings = tables.get("readings")
+    has_readings = readings is not None and len(readings) > 0
+    if readings is None:
+        readings = pd.DataFrame(
+            {"customer_id": pd.Series([], dtype=str), "date": pd.Series([], dtype="datetime64[us]")}
+        )
+    view = AsOfView(readings, "readings")
+    f = view.frame
+    rows["readings"] = Rows(view, cust(f), {"day": day_numbers(f, "date"), "kwh": _floats(f, "kwh")})
+
+    susp = tables.get(
+        "suspensions", pd.DataFrame(columns=["customer_id", "applied_at", "start_date", "end_date"])
+    )
+    view = AsOfView(susp, "suspensions")
+    f = view.frame
+    rows["suspensions"] = Rows(
+        view,
+        cust(f),
+        {
+            "applied_day": day_numbers(f, "applied_at"),
+            "start_day": day_numbers(f, "start_date"),
+            "end_day": day_numbers(f, "end_date"),
+            "capacity_kva": _floats(f, "capacity_kva"),
+            "kind": _strings(f, "kind"),
+        },
+    )
+
+    insp = tables.get("inspections", pd.DataFrame(columns=["customer_id", "inspected_at"]))
+    view = AsOfView(insp, "inspections")
+    f = view.frame
+    rows["inspections"] = Rows(
+        view,
+        cust(f),
+        {
+            "day": day_numbers(f, "inspected_at"),
+            "result": _strings(f, "result"),
+            "recovered_kwh": _floats(f, "recovered_kwh"),
+        },
+    )
+
+    supply = tables.get(
+        "area_supply", pd.DataFrame(columns=["area_id", "date", "granularity", "supplied_kwh"])
+    )
+    view = AsOfView(supply, "area_supply")
+    f = view.frame
+    area_idx = (
+        pd.Index(area_ids).get_indexer(f["area_id"].astype(str)) if len(f) else np.zeros(0, dtype=np.int64)
+    )
+    rows["area_supply"] = Rows(
+        view,
+        np.full(len(f), -1),
+        {
+            "area": area_idx,
+            "day": day_numbers(f, "date"),
+            "month": month_numbers(f, "date"),
+            "daily": (_strings(f, "granularity") == "day"),
+            "supplied_kwh": _floats(f, "supplied_kwh"),
+        },
+    )
+
+    months = [m for m in (rows["bills"]["month"], rows["area_supply"]["month"]) if len(m)]
+    known = np.concatenate(months) if months else np.zeros(0, dtype=np.int64)
+    known = known[known >= 0]
+    month0 = int(known.min()) if len(known) else (months_until if months_until is not None else 0)
+    last = int(known.max()) if len(known) else month0
+    if months_until is not None:
+        last = max(last, months_until)
+    return Partition(
+        customers=customers,
+        area_ids=area_ids,
+        area_of=area_of,
+        transformer_kva=transformer_kva,
+        month0=month0,
+        n_months=last - month0 + 1,
+        tables=rows,
+        has_readings=has_readings,
+        has_tou=has_tou,
+    )
+
+
+def _close_days(customers: pd.DataFrame) -> np.ndarray:
+    if "close_date" not in customers.columns:
+        return np.full(len(customers), np.nan)
+    return day_numbers(customers, "close_date")
+
+
+class AsOf:
+    """The partition as of one calendar date: which customers are active and what every table shows."""
+
+    def __init__(self, part: Partition, day: pd.Timestamp) -> None:
+        self.part = part
+        self.day = day
+        self.cutoff = cutoff(day)
+        self.day_num = float((day.to_datetime64().astype("datetime64[D]")).astype(np.int64))
+        self.month = int(day.to_datetime64().astype("datetime64[M]").astype(np.int64))
+
+    def rows(self, table_name: str) -> tuple[np.ndarray, Rows]:
+        """Positions of the rows of `table_name` that count as of this date (as-of rule), and the table."""
+        t = self.part.tables[table_name]
+        return t.view.positions(self.day), t
+
+    @cached_property
+    def known(self) -> np.ndarray:
+        """Customers whose account exists at the cutoff (open_date at or before it)."""
+        return self.part.tables["customers"].view.mask(self.day)
+
+    @cached_property
+    def active(self) -> np.ndarray:
+        """Open at T and not closed at T: open_date ≤ T and (close_date null or > T)."""
+        close = self.part.tables["customers"]["close_day"]
+        return self.known & ~(close <= self.day_num)
+
+    @cached_property
+    def bills(self) -> BillCells:
+        return BillCells.build(self)
+
+
+@dataclass
+class BillCells:
+    """Bills visible as of T (latest known version) scattered into customer × month matrices."""
+
+    values: dict[str, np.ndarray]
+    last: np.ndarray  # grid column of each customer's latest visible bill, -1 when none
+    versions: np.ndarray  # (n, months) count of versions known at T per bill
+
+    @classmethod
+    def build(cls, at: AsOf) -> BillCells:
+        part = at.part
+        t = part.tables["bills"]
+        pos = t.view.positions(at.day)
+        versions = t.view.version_counts(at.day)
+        ci = t.customer[pos]
+        mi = t["month"][pos] - part.month0
+        ok = (ci >= 0) & (mi >= 0) & (mi < part.n_months)
+        ci, mi, pos, versions = ci[ok], mi[ok], pos[ok], versions[ok]
+        shape = (part.n, part.n_months)
+        values: dict[str, np.ndarray] = {}
+        for name in (*BILL_MEASURES, "due_day"):
+            mat = np.full(shape, np.nan)
+            mat[ci, mi] = t[name][pos]
+            values[name] = mat
+        ver = np.zeros(shape)
+        ver[ci, mi] = versions
+        last = np.full(part.n, -1, dtype=np.int64)
+        np.maximum.at(last, ci, mi)
+        return cls(values=values, last=last, versions=ver)
+
+    @cached_property
+    def _lagged(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def lagged(self, name: str) -> np.ndarray:
+        """`name` re-indexed per customer: column k is k months before the customer's latest visible bill."""
+        if name not in self._lagged:
+            source = self.versions if name == "versions" else self.values[name]
+            self._lagged[name] = align_lags(source, self.last, LAGS)
+        return self._lagged[name]
+
+
+def evaluate(functions: list, inputs: dict[str, object]) -> dict[str, np.ndarray]:
+    """Call each feature function with the inputs its parameters name; its name is the feature's name.
+
+    Numeric results come back as float64; categorical ones (object arrays of strings) unchanged.
+    """
+    import inspect
+
+    out: dict[str, np.ndarray] = {}
+    for fn in functions:
+        params = inspect.signature(fn).parameters
+        value = np.asarray(fn(**{p: inputs[p] for p in params}))
+        out[fn.__name__] = value if value.dtype == object else value.astype(np.float64)
+    return out
