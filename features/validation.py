@@ -94,8 +94,9 @@ class ValidationResult:
 class _Check:
     column: str
     rule: Rule
-    message: str | pd.Series
+    message: str
     mask: np.ndarray
+    per_row: dict[int, str] | None = None  # position -> message, where a row needs its own words
 
 
 def validate(
@@ -196,10 +197,15 @@ def _empty_column(col: Column, n: int) -> pd.Series:
 def _map_uniques(values: pd.Series, convert: Callable[[pd.Index], pd.Series | np.ndarray]) -> pd.Series:
     """Apply ``convert`` to the distinct non-null values only (exports repeat values: the fast path)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    converted = pd.Series(np.asarray(convert(uniques)) if len(uniques) else [], dtype=object)
-    out = converted.reindex(codes).reset_index(drop=True)
-    out.index = values.index
-    return out
+    converted = np.asarray(convert(uniques)) if len(uniques) else np.array([], dtype=object)
+    if converted.dtype.kind == "M":
+        missing = np.array(["NaT"], dtype=converted.dtype)
+    elif converted.dtype.kind == "f":
+        missing = np.array([np.nan])
+    else:
+        converted, missing = converted.astype(object), np.array([None], dtype=object)
+    # Code -1 (null) takes the appended missing value.
+    return pd.Series(np.concatenate([converted, missing])[codes], index=values.index)
 
 
 def to_text(values: pd.Series) -> pd.Series:
@@ -207,7 +213,9 @@ def to_text(values: pd.Series) -> pd.Series:
     if isinstance(values.dtype, pd.StringDtype):
         text = values.str.strip()
     else:
-        text = _map_uniques(values, lambda u: [_scalar_text(v) for v in u]).astype("str")
+        text = _map_uniques(values, lambda u: np.array([_scalar_text(v) for v in u], dtype=object)).astype(
+            "str"
+        )
     return text.mask(text.isin(NULL_TOKENS))
 
 
@@ -223,7 +231,6 @@ def _scalar_text(value: object) -> str:
 
 def _parse_column(raw: pd.Series, col: Column, spec: Table) -> tuple[pd.Series, list[_Check]]:
     raw = raw.reset_index(drop=True)
-    present = raw.notna().to_numpy()
     checks: list[_Check] = []
     if col.dtype == pa.string():
         values = to_text(raw)
@@ -244,7 +251,7 @@ def _parse_column(raw: pd.Series, col: Column, spec: Table) -> tuple[pd.Series, 
             message += "; a date column cannot carry a time of day"
         checks.append(_Check(col.name, Rule.UNPARSEABLE, message, unparseable))
 
-    missing = values.isna().to_numpy() & ~(present & unparseable)
+    missing = values.isna().to_numpy() & ~unparseable
     if not col.nullable:
         checks.append(
             _Check(col.name, Rule.NULL, f"{col.name}: empty, but the contract requires a value", missing)
@@ -254,17 +261,16 @@ def _parse_column(raw: pd.Series, col: Column, spec: Table) -> tuple[pd.Series, 
         message = f"{col.name}: not one of {', '.join(col.allowed)} (map export values with --column-map)"
         checks.append(_Check(col.name, Rule.NOT_ALLOWED, message, outside))
     if col.min is not None or col.max is not None:
-        low = values.lt(col.min).to_numpy() if col.min is not None else np.zeros(len(raw), dtype=bool)
-        high = values.gt(col.max).to_numpy() if col.max is not None else np.zeros(len(raw), dtype=bool)
-        message = _MESSAGES_RANGE.get((spec.name, col.name)) if col.min == 0 else None
-        bounds = (
-            f"[{col.min if col.min is not None else '-inf'}, {col.max if col.max is not None else 'inf'}]"
-        )
-        if message is None or not low.any():
-            message = f"{col.name}: outside {bounds}"
-        else:
-            message = pd.Series(np.where(low, f"{col.name} < 0: {message}", f"{col.name}: outside {bounds}"))
-        checks.append(_Check(col.name, Rule.OUT_OF_RANGE, message, low | high))
+        bounds = f"{col.name}: outside [{_bound(col.min, '-inf')}, {_bound(col.max, 'inf')}]"
+        if col.min is not None:
+            why = _MESSAGES_RANGE.get((spec.name, col.name)) if col.min == 0 else None
+            low = values.lt(col.min).to_numpy(dtype=bool, na_value=False)
+            checks.append(
+                _Check(col.name, Rule.OUT_OF_RANGE, f"{col.name} < 0: {why}" if why else bounds, low)
+            )
+        if col.max is not None:
+            high = values.gt(col.max).to_numpy(dtype=bool, na_value=False)
+            checks.append(_Check(col.name, Rule.OUT_OF_RANGE, bounds, high))
     if col.name in MONTH_COLUMNS:
         day = values.dt.day.to_numpy(dtype="float64", na_value=np.nan)
         checks.append(
@@ -278,24 +284,25 @@ def _parse_column(raw: pd.Series, col: Column, spec: Table) -> tuple[pd.Series, 
     return values, checks
 
 
+def _bound(value: float | None, open_end: str) -> str:
+    return open_end if value is None else f"{value:g}"
+
+
 def _parse_number(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    if pd.api.types.is_bool_dtype(raw.dtype):
-        raw = raw.astype("object")
-    if pd.api.types.is_numeric_dtype(raw.dtype):
-        values = pd.Series(raw.to_numpy(dtype="float64", na_value=np.nan))
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        numbers = raw.to_numpy(dtype="float64", na_value=np.nan)
+        present = ~np.isnan(numbers)
     else:
-        values = _map_uniques(raw, _numbers_from_uniques).astype("float64")
-    finite = np.isfinite(values.to_numpy())
-    values = values.where(finite)
-    present = _present(raw)
-    return values, present & ~finite
+        text = to_text(raw)
+        present = text.notna().to_numpy()
+        numbers = _map_uniques(text, _numbers_from_text).to_numpy(dtype="float64", na_value=np.nan)
+    finite = np.isfinite(numbers)
+    return pd.Series(np.where(finite, numbers, np.nan)), present & ~finite
 
 
-def _numbers_from_uniques(uniques: pd.Index) -> np.ndarray:
-    text = pd.Series([_scalar_text(v) for v in uniques], dtype="str")
+def _numbers_from_text(uniques: pd.Index) -> np.ndarray:
     # Exports write thousands separators (1,234.50) and stray spaces.
-    cleaned = text.str.replace(r"[,\s]", "", regex=True)
-    cleaned = cleaned.mask(text.isin(NULL_TOKENS))
+    cleaned = pd.Series(uniques, dtype="str").str.replace(r"[,\s]", "", regex=True)
     out = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     return np.where(np.isfinite(out), out, np.nan)
 
@@ -324,11 +331,14 @@ def _parse_when(raw: pd.Series, *, date_only: bool) -> tuple[pd.Series, np.ndarr
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         values = raw.dt.tz_localize(None) if getattr(raw.dt, "tz", None) is not None else raw
         values = pd.Series(values.to_numpy(dtype="datetime64[us]"))
+        present = values.notna().to_numpy()
+    elif isinstance(raw.dtype, pd.StringDtype):
+        text = to_text(raw)
+        values = _map_uniques(text, _times_from_uniques).astype("datetime64[us]")
+        present = text.notna().to_numpy()
     else:
-        values = pd.to_datetime(_map_uniques(raw, _times_from_uniques), errors="coerce").astype(
-            "datetime64[us]"
-        )
-    present = _present(raw)
+        values = _map_uniques(raw, _times_from_uniques).astype("datetime64[us]")
+        present = _present(raw)
     unparseable = present & values.isna().to_numpy()
     if date_only:
         has_time = (values.notna() & (values != values.dt.normalize())).to_numpy()
@@ -453,7 +463,7 @@ def _duplicate_checks(typed: pd.DataFrame, spec: Table, rows: np.ndarray, alive:
     key = list(spec.primary_key)
     conflict = np.zeros(n, dtype=bool)
     copy = np.zeros(n, dtype=bool)
-    copy_message = pd.Series([""] * n, dtype="str")
+    copy_message: dict[int, str] = {}
     live = typed.loc[alive, key].reset_index(drop=True)
     if len(live):
         dup = live.duplicated(subset=key, keep=False).to_numpy()
@@ -470,9 +480,10 @@ def _duplicate_checks(typed: pd.DataFrame, spec: Table, rows: np.ndarray, alive:
             where = np.flatnonzero(alive)[np.flatnonzero(dup)]
             conflict[where[distinct]] = True
             copy[where[is_copy]] = True
-            copy_message.iloc[where[is_copy]] = [
-                f"exact copy of row {r}, which was kept" for r in first_row[is_copy]
-            ]
+            copy_message = {
+                int(p): f"exact copy of row {r}, which was kept"
+                for p, r in zip(where[is_copy], first_row[is_copy], strict=True)
+            }
     names = ", ".join(key)
     return [
         _Check(
@@ -481,7 +492,7 @@ def _duplicate_checks(typed: pd.DataFrame, spec: Table, rows: np.ndarray, alive:
             f"({names}) appears more than once with different content; fix the export so each key is unique",
             conflict,
         ),
-        _Check(key[0], Rule.DUPLICATE_ROW, copy_message, copy),
+        _Check(key[0], Rule.DUPLICATE_ROW, "exact copy of an earlier row", copy, per_row=copy_message),
     ]
 
 
@@ -529,11 +540,9 @@ def _quarantine(
         column[new] = check.column
         rule[new] = str(check.rule)
         first |= hit
-        text = (
-            check.message.to_numpy(dtype=object)[idx]
-            if isinstance(check.message, pd.Series)
-            else np.full(len(idx), check.message, dtype=object)
-        )
+        text = np.full(len(idx), check.message, dtype=object)
+        if check.per_row:
+            text = np.array([check.per_row.get(int(p), check.message) for p in idx], dtype=object)
         messages[hit] = np.where(messages[hit] == "", text[hit], messages[hit] + "; " + text[hit])
     return quarantine_frame(
         data.iloc[idx],
