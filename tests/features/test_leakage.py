@@ -1,0 +1,269 @@
+"""Leakage tests: the future never reaches a feature, labels read only their window, and shuffled labels learn
+nothing.
+
+Each future-row test has a twin that puts the same rows exactly at the cutoff and checks that they DO change
+the family's features, so a family that ignored its table (and so passed trivially) would fail here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_warehouse import make_tables
+
+from features import labels
+from features.engines import local
+from features.engines.partition import PartitionJob, compute_partition
+from features.feature_sets import FEATURE_DOCS
+from features.point_in_time import cutoff
+from features.snapshot import prepare_partition
+
+AS_OF_DATES = ("2022-11-30", "2023-04-30")
+ONE_SECOND = pd.Timedelta(seconds=1)
+Mutation = Callable[[dict[str, pd.DataFrame], pd.Timestamp], dict[str, pd.DataFrame]]
+
+
+def features_as_of(tables: dict[str, pd.DataFrame], as_of: str, task: str = "theft") -> pd.DataFrame:
+    """Every computed feature (all families, peers included) for the task's population (engine output)."""
+    job = PartitionJob.make(task, [as_of], with_labels=False)
+    out = local.run(None, job, tables={k: v.copy() for k, v in tables.items()}, workers=1)
+    return out.sort_values("customer_id").reset_index(drop=True)
+
+
+#  -- mutations: each appends or alters rows of one table at instant `when`
+# ------------------------------------------
+
+
+def reissue_bills(tables, when):
+    """Every bill re-issued with triple kWh and amount, known at `when` (a 退补 after the fact)."""
+    bills = tables["bills"]
+    again = bills.assign(kwh=bills["kwh"] * 3, amount_due=bills["amount_due"] * 3, known_at=when)
+    return {**tables, "bills": pd.concat([bills, again], ignore_index=True)}
+
+
+def new_bills(tables, when):
+    """A huge bill for a period after every existing one, issued and known at `when` (an early issue)."""
+    bills = tables["bills"]
+    last = bills.sort_values("period").drop_duplicates("customer_id", keep="last")
+    period = bills["period"].max() + pd.DateOffset(months=1)
+    extra = last.assign(
+        period=period,
+        kwh=1e7,
+        amount_due=1e7,
+        issue_date=when.normalize(),
+        due_date=when.normalize(),
+        known_at=when,
+    )
+    return {**tables, "bills": pd.concat([bills, extra], ignore_index=True)}
+
+
+def payments(tables, when):
+    """A counter payment of 10,000 元 (with a late fee) against every bill, paid at `when`."""
+    bills = tables["bills"].drop_duplicates(["customer_id", "period"])
+    extra = pd.DataFrame(
+        {
+            "payment_id": [f"X{i}" for i in range(len(bills))],
+            "customer_id": bills["customer_id"].to_numpy(),
+            "period": bills["period"].to_numpy(),
+            "paid_at": when,
+            "amount": 10_000.0,
+            "late_fee": 50.0,
+            "channel": "counter",
+        }
+    )
+    return {**tables, "payments": pd.concat([tables["payments"], extra], ignore_index=True)}
+
+
+def readings(tables, when):
+    """Readings dated `when`'s day and later set to a huge level (rows after that day already exist)."""
+    r = tables["readings"]
+    r = r.assign(kwh=np.where(r["date"] >= when.normalize(), 1e6, r["kwh"]))
+    return {**tables, "readings": r}
+
+
+def suspensions(tables, when):
+    """Every customer applies for a suspension at `when`, starting the day after."""
+    c = tables["customers"]
+    extra = pd.DataFrame(
+        {
+            "application_id": [f"Z{i}" for i in range(len(c))],
+            "customer_id": c["customer_id"].to_numpy(),
+            "applied_at": when,
+            "start_date": when.normalize() - pd.Timedelta(days=30),
+            "end_date": when.normalize() + pd.Timedelta(days=60),
+            "capacity_kva": 100.0,
+            "kind": np.where((np.arange(len(c)) // 4) % 2 == 0, "suspension", "reduction"),
+        }
+    )
+    return {**tables, "suspensions": pd.concat([tables["suspensions"], extra], ignore_index=True)}
+
+
+def inspections(tables, when):
+    """Every customer inspected at `when` and found in violation."""
+    c = tables["customers"]
+    extra = pd.DataFrame(
+        {
+            "inspection_id": [f"Y{i}" for i in range(len(c))],
+            "customer_id": c["customer_id"].to_numpy(),
+            "inspected_at": when,
+            "result": "violation",
+            "recovered_kwh": 777.0,
+        }
+    )
+    return {**tables, "inspections": pd.concat([tables["inspections"], extra], ignore_index=True)}
+
+
+def area_supply(tables, when):
+    """Supply rows of the month that starts on `when`'s day and later multiplied by 10."""
+    s = tables["area_supply"]
+    month_start = when.normalize().to_period("M").to_timestamp()
+    s = s.assign(supplied_kwh=np.where(s["date"] >= month_start, s["supplied_kwh"] * 10, s["supplied_kwh"]))
+    return {**tables, "area_supply": s}
+
+
+def new_customers(tables, when):
+    """Ten customers opened on `when`'s day in an existing area, with bills."""
+    c = tables["customers"]
+    extra = c.iloc[:10].assign(
+        customer_id=[f"N{i}" for i in range(10)], open_date=when.normalize(), close_date=pd.NaT
+    )
+    return {**tables, "customers": pd.concat([c, extra], ignore_index=True)}
+
+
+# (mutation, the family whose features it must be able to move, the task whose feature set shows that family)
+CASES = {
+    "bills re-issued": (reissue_bills, "consumption", "theft"),
+    "bills issued": (new_bills, "consumption", "theft"),
+    "payments": (payments, "payments", "arrears"),
+    "readings": (readings, "readings", "theft"),
+    "suspensions": (suspensions, "events", "suspension"),
+    "inspections": (inspections, "events", "theft"),
+    "area supply": (area_supply, "area", "theft"),
+}
+
+
+def _family_columns(frame: pd.DataFrame, family: str) -> list[str]:
+    return [c for c in frame.columns if c in FEATURE_DOCS and FEATURE_DOCS[c].family == family]
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    return make_tables()
+
+
+@pytest.fixture(scope="module")
+def baseline(tables) -> dict[tuple[str, str], pd.DataFrame]:
+    return {
+        (d, t): features_as_of(tables, d, t) for d in AS_OF_DATES for t in ("theft", "arrears", "suspension")
+    }
+
+
+@pytest.mark.parametrize("as_of", AS_OF_DATES)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rows_after_the_cutoff_change_no_feature(tables, baseline, case, as_of):
+    mutate, _, task = CASES[case]
+    after = features_as_of(mutate(tables, cutoff(as_of) + pd.Timedelta(microseconds=1)), as_of, task)
+    pd.testing.assert_frame_equal(after, baseline[as_of, task])
+    # The same rows one second later than the cutoff's last second as well (a typical export timestamp).
+    after = features_as_of(mutate(tables, cutoff(as_of).floor("s") + ONE_SECOND), as_of, task)
+    pd.testing.assert_frame_equal(after, baseline[as_of, task])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_same_rows_at_the_cutoff_do_change_the_family(tables, baseline, case):
+    """The twin of the test above: proves each family reads its table, so the leak test could fail."""
+    mutate, family, task = CASES[case]
+    as_of = "2023-04-30" if case == "readings" else AS_OF_DATES[0]
+    when = cutoff(as_of).floor("s")  # 23:59:59 on the as-of day: inside the inclusive bound
+    if case in ("readings", "area supply"):
+        when = pd.Timestamp(as_of) - pd.Timedelta(days=40)  # day/month-dated rows: move an observed month
+    at = features_as_of(mutate(tables, when), as_of, task)
+    before = baseline[as_of, task]
+    cols = _family_columns(at, family)
+    assert cols, f"no {family} features in the {task} frame"
+    both = at.merge(
+        before, on="customer_id", suffixes=("", "_before")
+    )  # a suspension can leave the population
+    assert len(both) > 0
+    changed = ~np.isclose(
+        both[cols].to_numpy(dtype=float),
+        both[[f"{c}_before" for c in cols]].to_numpy(dtype=float),
+        equal_nan=True,
+    ).all(axis=0)
+    assert changed.any(), f"{case} rows at the cutoff changed none of {cols}"
+
+
+def test_customers_opened_after_the_cutoff_do_not_exist_yet(tables, baseline):
+    as_of = AS_OF_DATES[0]
+    after = features_as_of(new_customers(tables, cutoff(as_of) + pd.Timedelta(microseconds=1)), as_of)
+    pd.testing.assert_frame_equal(after, baseline[as_of, "theft"])
+    on_day = features_as_of(new_customers(tables, pd.Timestamp(as_of)), as_of)
+    assert set(on_day["customer_id"]) - set(baseline[as_of, "theft"]["customer_id"]) == {
+        f"N{i}" for i in range(10)
+    }
+
+
+#  -- labels read only (T, T + horizon]
+# ------------------------------------------------------------------------------
+
+
+def _labels(tables: dict[str, pd.DataFrame], task: str, as_of: str) -> np.ndarray:
+    part = prepare_partition(tables)
+    return labels.label(task, part.at(as_of))
+
+
+@pytest.mark.parametrize(
+    ("task", "mutate"),
+    [("theft", inspections), ("suspension", suspensions), ("arrears", payments)],
+)
+def test_labels_ignore_rows_outside_their_window(tables, task, mutate):
+    as_of = "2022-06-30"
+    base = _labels(tables, task, as_of)
+    window_end = cutoff(as_of) + labels.label_observable_until(task)
+    times = [window_end + pd.Timedelta(microseconds=1), window_end + pd.Timedelta(days=300)]
+    if task != "arrears":
+        #  A payment made by T against a bill due in the window does settle it (DESIGN: payments up to due +
+        # 30 d),
+        # so for arrears only the far side of the window is out of bounds.
+        times += [cutoff(as_of), cutoff(as_of) - pd.Timedelta(days=400)]
+    for when in times:
+        changed = mutate(tables, when)
+        if task == "theft":  # a finding before T matters to the population, never to the label
+            changed["inspections"]["result"] = "theft"
+        np.testing.assert_array_equal(
+            _labels(changed, task, as_of), base, err_msg=f"{task} label moved by {when}"
+        )
+
+
+def test_labels_do_read_their_window(tables):
+    as_of = "2022-06-30"
+    inside = cutoff(as_of) + pd.Timedelta(days=10)
+    theft = inspections(tables, inside)
+    theft["inspections"]["result"] = "theft"
+    assert _labels(theft, "theft", as_of).all()
+    kinds = suspensions(tables, inside)
+    assert _labels(kinds, "suspension", as_of).sum() == len(tables["customers"])
+    #  Arrears: C0013 stops paying from the October 2022 bill; it is unpaid 30 days after its due date, so 1
+    # ...
+    base = _labels(tables, "arrears", "2022-09-30")
+    c13 = int(np.flatnonzero(prepare_partition(tables).customers["customer_id"] == "C0013")[0])
+    assert base[c13] == 1
+    #  ... and paying everything on the day after the window's grace ends leaves it 1, paying inside makes
+    # it 0.
+    late = payments(tables, cutoff("2022-09-30") + labels.label_observable_until("arrears") + ONE_SECOND)
+    assert _labels(late, "arrears", "2022-09-30")[c13] == 1
+    early = payments(tables, cutoff("2022-09-30") + ONE_SECOND)
+    assert _labels(early, "arrears", "2022-09-30")[c13] == 0
+
+
+def test_customers_whose_window_is_not_observed_are_excluded(tables):
+    # C0007 closes on 2022-09-15, inside the window after 2022-06-30: no label, so no training row ...
+    job = PartitionJob.make("theft", ["2022-06-30"], with_labels=True)
+    training = compute_partition(tables, job)
+    assert "C0007" not in set(training["customer_id"])
+    # ... but it is still scored as of that date (it is active then).
+    scoring = compute_partition(tables, PartitionJob.make("theft", ["2022-06-30"], with_labels=False))
+    assert "C0007" in set(scoring["customer_id"])
