@@ -1,9 +1,294 @@
-"""CLI commands for the training stage."""
+"""CLI commands for the training stage: `gridrisk train`, `gridrisk evaluate`, `gridrisk promote`.
+
+Heavy imports (pandas, LightGBM, MLflow) happen inside the commands so `gridrisk --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import getpass
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
 import typer
+
+logger = logging.getLogger(__name__)
+
+TASK_NAMES = ("arrears", "suspension", "theft")
+
+# Rows of the closing table: (metric key, label shown).
+TABLE_ROWS = (
+    ("roc_auc", "ROC-AUC"),
+    ("pr_auc", "PR-AUC"),
+    ("ks", "KS"),
+    ("brier", "Brier"),
+    ("log_loss", "log loss"),
+    ("ece", "ECE"),
+    ("precision_at_1pct", "precision @ top 1 %"),
+    ("precision_at_5pct", "precision @ top 5 %"),
+    ("recall_at_5pct", "recall @ top 5 %"),
+    ("amount_recall_at_5pct", "yuan recall @ top 5 %"),
+    ("precision_at_station_capacity", "precision @ station capacity"),
+    ("recall_at_station_capacity", "recall @ station capacity"),
+    ("lift_top_decile", "lift, top decile"),
+)
+SCORER_COLUMNS = (
+    ("model", "model"),
+    ("logistic", "LR baseline"),
+    ("rule", "rule baseline"),
+    ("oracle", "oracle"),
+)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.command("promote")(promote)
+
+
+def _quiet_mlflow() -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # The cloudpickle notice is expected: the pyfunc is our class (serving.model); we load only our models.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    logging.getLogger("mlflow.models.model").setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def train(
+    config: Path | None = typer.Argument(None, help="experiment TOML, e.g. experiments/configs/arrears.toml"),
+    task: str | None = typer.Option(
+        None, "--task", help="arrears | suspension | theft | all (defaults, no file)"
+    ),
+    warehouse: Path | None = typer.Option(None, "--warehouse", help="overrides the config's warehouse"),
+    search: bool | None = typer.Option(None, "--search/--no-search", help="turn the Optuna search on or off"),
+    trials: int | None = typer.Option(None, "--trials", help="Optuna trials (implies --search)"),
+) -> None:
+    """Train, evaluate and register a task's model; the gate decides whether it becomes champion."""
+    from rich.console import Console
+
+    from gridrisk.settings import load_settings
+    from training.config import ExperimentConfig, default_config, load_config
+    from training.tasks import TrainingError
+
+    console = Console()
+    settings = load_settings()
+    _quiet_mlflow()
+    configs: list[tuple[ExperimentConfig, str | None]] = []
+    try:
+        if config is not None:
+            if task is not None:
+                raise TrainingError("give either a config file or --task, not both")
+            configs.append((load_config(config, warehouse=warehouse), config.read_text(encoding="utf-8")))
+        elif task is not None:
+            names = TASK_NAMES if task == "all" else (task,)
+            configs.extend((default_config(name, warehouse=warehouse), None) for name in names)
+        else:
+            raise TrainingError("name a config file (experiments/configs/<task>.toml) or --task T|all")
+        if search is not None or trials is not None:
+            configs = [(_with_search(c, search, trials), text) for c, text in configs]
+    except TrainingError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+    reports = []
+    for cfg, text in configs:
+        wh = cfg.warehouse or settings.warehouse_path
+        try:
+            report = _run_with_progress(
+                console,
+                cfg.task.value,
+                lambda progress, cfg=cfg, wh=wh, text=text: _train_one(cfg, wh, settings, progress, text),
+            )
+        except TrainingError as exc:
+            console.print(f"[red]error ({cfg.task.value}):[/red] {exc}")
+            raise typer.Exit(1) from exc
+        reports.append(report)
+        _print_report(console, report)
+    console.print(f"Runs and models: [bold]mlflow ui --backend-store-uri {settings.tracking_uri}[/bold]")
+
+
+def _with_search(cfg: Any, search: bool | None, trials: int | None) -> Any:
+    enabled = bool(search) if search is not None else True
+    update: dict[str, Any] = {"enabled": enabled}
+    if trials is not None:
+        update["n_trials"] = trials
+    return cfg.model_copy(update={"search": cfg.search.model_copy(update=update)})
+
+
+def _train_one(cfg: Any, warehouse: Path, settings: Any, progress: Any, text: str | None) -> Any:
+    from training.experiment import train_task
+
+    return train_task(
+        cfg,
+        warehouse=Path(warehouse),
+        tracking_uri=settings.tracking_uri,
+        artifact_root=settings.artifact_root,
+        progress=progress,
+        config_text=text,
+    )
+
+
+def _run_with_progress(console: Any, task: str, work: Any) -> Any:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from training.experiment import STEPS
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        handle = bar.add_task(f"{task}: starting", total=len(STEPS))
+
+        def progress(step: str, fraction: float | None) -> None:
+            index = STEPS.index(step) if step in STEPS else 0
+            done = index + (min(max(fraction, 0.0), 1.0) if fraction is not None else 0.0)
+            bar.update(handle, description=f"{task}: {step}", completed=done)
+
+        result = work(progress)
+        bar.update(handle, description=f"{task}: done", completed=len(STEPS))
+    return result
+
+
+def _metrics_table(title: str, metrics: dict[str, dict[str, float]], primary: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric (test window)")
+    columns = [(key, label) for key, label in SCORER_COLUMNS if key in metrics]
+    for _, label in columns:
+        table.add_column(label, justify="right")
+    for key, label in TABLE_ROWS:
+        marker = " ★" if key == primary else ""
+        cells = []
+        for scorer, _ in columns:
+            value = metrics[scorer].get(key)
+            cells.append("—" if value is None or value != value else f"{value:.4f}")
+        table.add_row(label + marker, *cells)
+    return table
+
+
+def _print_report(console: Any, report: Any) -> None:
+    model = report.metrics["model"]
+    split = report.split.summary()
+    title = (
+        f"{report.task}: test {split['split_test']}, {int(model['rows'])} rows, "
+        f"{int(model['positives'])} positives "
+        f"(★ = primary metric)"
+    )
+    console.print(_metrics_table(title, report.metrics, report.primary_metric))
+    extra = report.extra
+    if "oracle_auc_ratio" in extra:
+        console.print(f"  model / oracle ROC-AUC: {extra['oracle_auc_ratio']:.3f}")
+    console.print(
+        f"  explanation cost: {extra['explain_ms_single_row']:.3f} ms for one row, "
+        f"{extra['explain_ms_per_row_batch']:.3f} ms per row in a batch (pred_contrib)"
+    )
+    console.print(f"  run {report.run_id} in experiment gridrisk-{report.task}, {report.seconds:.1f} s")
+    if report.gate is not None:
+        verdict = (
+            "[green]promoted to champion[/green]"
+            if report.gate.promote
+            else "[yellow]stays challenger[/yellow]"
+        )
+        console.print(f"  gridrisk-{report.task} version {report.version}: {verdict} — {report.gate.reason}")
+
+
+def evaluate(
+    task: str = typer.Option(..., "--task", help="arrears | suspension | theft"),
+    version: str | None = typer.Option(None, "--version", help="model version (default: the --alias)"),
+    alias: str = typer.Option("champion", "--alias", help="model alias when no --version"),
+    config: Path | None = typer.Option(
+        None, "--config", help="experiment TOML giving the data and test window"
+    ),
+    warehouse: Path | None = typer.Option(None, "--warehouse", help="overrides the config's warehouse"),
+) -> None:
+    """Score a registered model on the test window beside the baselines and oracle; logs an evaluation run."""
+    from rich.console import Console
+
+    from gridrisk.settings import load_settings
+    from training.config import default_config, load_config
+    from training.experiment import evaluate_model
+    from training.registry import model_name
+    from training.tasks import TrainingError
+
+    console = Console()
+    settings = load_settings()
+    _quiet_mlflow()
+    try:
+        cfg = (
+            load_config(config, warehouse=warehouse) if config else default_config(task, warehouse=warehouse)
+        )
+        if cfg.task.value != task:
+            raise TrainingError(f"--task {task} but the config {config} is for {cfg.task.value}")
+        uri = f"models:/{model_name(task)}/{version}" if version else f"models:/{model_name(task)}@{alias}"
+        wh = cfg.warehouse or settings.warehouse_path
+        report = _run_with_progress(
+            console,
+            task,
+            lambda progress: evaluate_model(
+                cfg,
+                model_uri=uri,
+                warehouse=Path(wh),
+                tracking_uri=settings.tracking_uri,
+                artifact_root=settings.artifact_root,
+                progress=progress,
+            ),
+        )
+    except TrainingError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # MLflow raises its own errors for unknown models or aliases
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(exc, MlflowException):
+            raise
+        console.print(f"[red]error:[/red] cannot load {uri}: {exc.message}")
+        raise typer.Exit(1) from exc
+    split = report.split.summary()
+    console.print(
+        _metrics_table(
+            f"{uri} on test {split['split_test']} (★ = primary metric)", report.metrics, report.primary_metric
+        )
+    )
+    console.print(f"  evaluation run {report.run_id} in experiment gridrisk-{task}")
+
+
+def promote(
+    task: str = typer.Option(..., "--task", help="arrears | suspension | theft"),
+    version: str = typer.Option(..., "--version", help="the model version to make champion"),
+    reason: str = typer.Option(..., "--reason", help="why the gate is overridden (logged)"),
+) -> None:
+    """Override the gate: make a version the champion; who, why and what it replaced are logged in MLflow."""
+    from rich.console import Console
+
+    from gridrisk.settings import load_settings
+    from training.registry import promote as promote_version
+    from training.tasks import TrainingError, task_spec
+
+    console = Console()
+    settings = load_settings()
+    _quiet_mlflow()
+    try:
+        task_spec(task)
+        result = promote_version(settings.tracking_uri, task, version, reason, user=_user())
+    except TrainingError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"{result['model']} version {result['version']} is now [bold]champion[/bold] "
+        f"(was {result['previous_champion']}); logged as run {result['run_id']}: {result['reason']}"
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""

@@ -1,0 +1,129 @@
+"""Evaluation metrics on hand-built frames where the right answer can be counted by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.metrics import log_loss as sk_log_loss
+
+from training.evaluate import (
+    Scored,
+    brier,
+    calibration_table,
+    expected_calibration_error,
+    ks_statistic,
+    lift_by_decile,
+    log_loss,
+    metric_key,
+    roc_auc,
+    score_metrics,
+    segment_metrics,
+    top_k_mask,
+)
+
+
+def test_ranking_metrics_match_sklearn() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.random(500) < 0.2
+    s = np.round(rng.random(500) + y * 0.3, 1)  # rounded -> many ties
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    p = np.clip(s / 1.3, 0.01, 0.99)
+    assert brier(y, p) == pytest.approx(brier_score_loss(y, p))
+    assert log_loss(y, p) == pytest.approx(sk_log_loss(y, p))
+    assert 0 < ks_statistic(y, s) < 1
+    assert np.isnan(roc_auc(np.zeros(4), np.arange(4)))  # no positives -> undefined, not 0.5
+
+
+def test_top_k_is_per_group_and_deterministic() -> None:
+    groups = np.array(["a", "a", "a", "a", "b", "b"])
+    score = np.array([0.9, 0.1, 0.5, 0.5, 0.2, 0.3])
+    assert top_k_mask(score, groups, k=1).tolist() == [True, False, False, False, False, True]
+    # top 50 % of a (2 rows): 0.9 and the first of the tied 0.5s; top 50 % of b (1 row): 0.3
+    assert top_k_mask(score, groups, fraction=0.5).tolist() == [True, False, True, False, False, True]
+    # a tiny fraction still selects at least one row per group
+    assert top_k_mask(score, groups, fraction=0.01).sum() == 2
+
+
+def test_amount_weighted_recall_counts_yuan() -> None:
+    frame = pd.DataFrame(
+        {
+            "label": [1, 1, 0, 0, 1, 0, 0, 0, 0, 0],
+            "as_of": pd.to_datetime(["2023-06-30"] * 10),
+            "station": ["S1"] * 10,
+            # the big debtor (900 yuan) ranks 1st, a 100-yuan one 2nd, a false alarm 3rd; a 50-yuan one last
+            "amount_at_stake": [900.0, 100.0, 10.0, 10.0, 50.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    score = np.array([0.9, 0.8, 0.7, 0.1, 0.05, 0.3, 0.3, 0.2, 0.2, 0.2])
+    out = score_metrics(frame, Scored("m", score, None), station_capacity=3, top_fractions=(0.2,))
+    assert out["precision_at_20pct"] == 1.0  # top 2 rows are both positive
+    assert out["recall_at_20pct"] == pytest.approx(2 / 3)
+    assert out["amount_recall_at_20pct"] == pytest.approx(1000 / 1050)
+    assert out["precision_at_station_capacity"] == pytest.approx(
+        2 / 3
+    )  # 3 visits: two debtors, one false alarm
+    assert out["lift_at_20pct"] == pytest.approx(1.0 / 0.3)
+
+
+def test_top_k_is_drawn_per_as_of_date() -> None:
+    # Two months; the second month's scores are all lower. A pooled top-50 % would only pick month one.
+    frame = pd.DataFrame(
+        {
+            "label": [1, 0, 1, 0],
+            "as_of": pd.to_datetime(["2023-05-31", "2023-05-31", "2023-06-30", "2023-06-30"]),
+            "station": ["S1"] * 4,
+            "amount_at_stake": [1.0] * 4,
+        }
+    )
+    out = score_metrics(
+        frame, Scored("m", np.array([0.9, 0.8, 0.2, 0.1]), None), station_capacity=1, top_fractions=(0.5,)
+    )
+    assert out["precision_at_50pct"] == 1.0 and out["recall_at_50pct"] == 1.0
+
+
+def test_ece_and_calibration_table() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    p = np.array([0.05, 0.05, 0.05, 0.05, 0.95, 0.95, 0.95, 0.95])
+    # bin 0: predicted 0.05, observed 0.25 (4 rows); bin 9: predicted 0.95, observed 1.0 (4 rows)
+    assert expected_calibration_error(y, p) == pytest.approx(0.5 * 0.20 + 0.5 * 0.05)
+    table = calibration_table(y, p)
+    assert table["rows"].tolist() == [4, 4]
+
+
+def test_lift_by_decile_sums_up() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(1000) < 0.1).astype(int)
+    s = y + rng.random(1000)
+    table = lift_by_decile(y, s, np.repeat(pd.to_datetime(["2023-01-31", "2023-02-28"]), 500))
+    assert table["rows"].sum() == 1000 and table["positives"].sum() == y.sum()
+    assert table["cumulative_gain"].iloc[-1] == pytest.approx(1.0)
+    assert table["lift"].iloc[0] > 5
+
+
+def test_segments_skip_small_and_single_class_groups() -> None:
+    rng = np.random.default_rng(1)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "label": (rng.random(n) < 0.3).astype(int),
+            "as_of": pd.to_datetime(["2023-06-30"] * n),
+            "station": ["S1"] * n,
+            "amount_at_stake": np.ones(n),
+            "usage_category": ["residential"] * 200 + ["large industrial/35kV"] * 60 + ["agricultural"] * 40,
+        }
+    )
+    frame.loc[200:259, "label"] = 0  # the industrial segment has no positives -> no AUC
+    out = segment_metrics(
+        frame,
+        Scored("m", rng.random(n), None),
+        ("usage_category",),
+        primary_metric="precision_at_5pct",
+        station_capacity=5,
+        min_rows=50,
+    )
+    assert "roc_auc_usage_category_residential" in out
+    assert not any("industrial" in k for k in out)  # single class
+    assert not any("agricultural" in k for k in out)  # 40 rows < 50
+    assert metric_key("supply_unit_东区/35kV (A)") == "supply_unit_东区/35kV _A_"

@@ -1,0 +1,58 @@
+"""Experiment TOML: the shipped configs load; unknown keys and bad values are refused with the key's path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.config import default_config, load_config
+from training.tasks import TrainingError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
+
+
+@pytest.mark.parametrize("task", ["arrears", "suspension", "theft"])
+def test_shipped_configs_load(task: str) -> None:
+    config = load_config(CONFIGS / f"{task}.toml")
+    assert config.task.value == task
+    assert config.lightgbm.num_threads >= 1
+
+
+def test_warehouse_override_wins(tmp_path: Path) -> None:
+    config = load_config(CONFIGS / "arrears.toml", warehouse=tmp_path)
+    assert config.warehouse == tmp_path
+    assert load_config(CONFIGS / "arrears.toml", warehouse=None).warehouse == Path(".gridrisk/warehouse")
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ('task = "arrears"\nlearning_rate = 0.1\n', "learning_rate"),  # a LightGBM key at the top level
+        ('task = "arrears"\n[lightgbm]\nnum_leafs = 31\n', "lightgbm.num_leafs"),  # a typo
+        ('task = "arrears"\n[split]\ntest_dates = 0\n', "split.test_dates"),  # out of range
+        ('task = "fraud"\n', "task"),  # not a task
+        ('task = "arrears"\n[as_of]\nstart = "2022/01"\n', "as_of.start"),  # not YYYY-MM
+        ('task = "arrears"\n[calibration]\nmethod = "beta"\n', "calibration.method"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path: Path, text: str, where: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(TrainingError, match=where.replace(".", r"\.")):
+        load_config(path)
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    (tmp_path / "broken.toml").write_text("task = \n")
+    with pytest.raises(TrainingError, match="not valid TOML"):
+        load_config(tmp_path / "broken.toml")
+
+
+def test_defaults_and_resolved_dict() -> None:
+    config = default_config("theft")
+    resolved = config.resolved()
+    assert resolved["task"] == "theft" and resolved["calibration"]["method"] == "isotonic"
+    assert resolved["warehouse"] is None

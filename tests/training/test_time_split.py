@@ -1,0 +1,61 @@
+"""Time split: parts ordered by as-of date, a gap of at least the label window between them, never random."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from training.config import default_config
+from training.experiment import split_frame
+from training.split import month_ends, split_by_time
+from training.tasks import TrainingError, task_spec
+
+
+def test_month_ends() -> None:
+    dates = month_ends("2023-11", "2024-02")
+    assert [d.strftime("%Y-%m-%d") for d in dates] == ["2023-11-30", "2023-12-31", "2024-01-31", "2024-02-29"]
+    assert [d.month for d in month_ends("2023-01", "2023-12", 3)] == [1, 4, 7, 10]
+
+
+def test_parts_are_ordered_and_separated_by_the_gap() -> None:
+    dates = month_ends("2021-07", "2023-06")
+    split = split_by_time(dates, validation_dates=3, test_dates=3, gap_days=180)
+    assert split.test == tuple(dates[-3:])
+    gap = pd.Timedelta(days=180)
+    # No training label window reaches the first validation date, nor a validation one the first test date.
+    assert max(split.train) + gap < min(split.validation)
+    assert max(split.validation) + gap < min(split.test)
+    assert len(split.validation) == 3
+    assert set(split.train).isdisjoint(split.validation) and set(split.validation).isdisjoint(split.test)
+    # Every date is either used or dropped inside a gap.
+    assert len(split.train) + 3 + 3 + len(split.dropped) == len(dates)
+
+
+def test_gap_bound_is_strict() -> None:
+    # 2023-01-01 + 30 days = 2023-01-31: a label window ending on the test date touches it -> excluded.
+    dates = pd.to_datetime(["2022-10-31", "2022-12-01", "2023-01-01", "2023-01-31"])
+    split = split_by_time(dates, validation_dates=1, test_dates=1, gap_days=30)
+    assert split.test == (pd.Timestamp("2023-01-31"),)
+    assert split.validation == (pd.Timestamp("2022-12-01"),)  # 2022-12-01 + 30d = 2022-12-31 < 2023-01-31
+    assert split.train == (pd.Timestamp("2022-10-31"),)  # 2022-10-31 + 30d = 2022-11-30 < 2022-12-01
+    assert pd.Timestamp("2023-01-01") in split.dropped
+
+
+def test_too_few_dates_says_what_to_change() -> None:
+    with pytest.raises(TrainingError, match="widen"):
+        split_by_time(month_ends("2023-01", "2023-05"), validation_dates=3, test_dates=3, gap_days=90)
+    with pytest.raises(TrainingError, match="label window"):
+        split_by_time(month_ends("2023-01", "2023-10"), validation_dates=3, test_dates=3, gap_days=200)
+
+
+def test_gap_shorter_than_the_label_window_is_refused(frame: pd.DataFrame) -> None:
+    config = default_config("arrears", split={"gap_days": 90})  # arrears labels read 90 + 30 days
+    with pytest.raises(TrainingError, match="label window"):
+        split_frame(frame, task_spec("arrears"), config)
+
+
+def test_split_frame_rows_follow_their_dates(frame: pd.DataFrame) -> None:
+    split, train, validation, test = split_frame(frame, task_spec("arrears"), default_config("arrears"))
+    assert train["as_of"].max() + pd.Timedelta(days=120) < validation["as_of"].min()
+    assert validation["as_of"].max() + pd.Timedelta(days=120) < test["as_of"].min()
+    assert len(train) + len(validation) + len(test) + frame["as_of"].isin(split.dropped).sum() == len(frame)

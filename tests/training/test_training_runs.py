@@ -1,0 +1,132 @@
+"""Whole experiments on a throwaway SQLite MLflow store: what is logged, registered, gated and overridden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training.config import default_config
+from training.experiment import train_on_frame
+from training.registry import CHALLENGER, CHAMPION, client_for, model_name, promote, version_by_alias
+from training.tasks import TrainingError
+
+pytestmark = pytest.mark.slow
+
+
+def run(frame: pd.DataFrame, features: list[str], tracking: tuple[str, Path], **lightgbm):
+    uri, artifacts = tracking
+    config = default_config("arrears", lightgbm={"num_boost_round": 150, **lightgbm})
+    return train_on_frame(
+        frame,
+        config,
+        tracking_uri=uri,
+        artifact_root=artifacts,
+        features=features,
+        feature_version="test-v1",
+        reasons={},
+        source="synthetic",
+    )
+
+
+@pytest.fixture(scope="module")
+def store(frame, features, tmp_path_factory):
+    """Three runs in one store: a weak first model, a proper one, and the proper one retrained unchanged."""
+    root = tmp_path_factory.mktemp("mlflow")
+    tracking = (f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts")
+    weak = run(frame, features, tracking, num_leaves=2, num_boost_round=3, learning_rate=0.05)  # 3 stumps
+    strong = run(frame, features, tracking)
+    again = run(frame, features, tracking)
+    return tracking, weak, strong, again
+
+
+def test_gate_promotes_refuses_and_is_overridden(store) -> None:
+    (uri, _), weak, strong, again = store
+    client = client_for(uri)
+    # 1. No champion yet -> the first version becomes champion whatever its numbers.
+    assert weak.gate.promote and weak.version == "1"
+    # 2. A proper model beats it on the same test window -> promoted.
+    assert strong.gate.promote, strong.gate.reason
+    assert strong.gate.champion.version == "1"
+    # 3. Retraining the same config on the same data reproduces the metrics exactly and is refused.
+    assert again.metrics == strong.metrics
+    assert not again.gate.promote and "margin" in again.gate.reason
+    assert str(version_by_alias(client, "arrears", CHAMPION).version) == "2"
+    assert str(version_by_alias(client, "arrears", CHALLENGER).version) == "3"
+    tags = client.get_model_version(model_name("arrears"), "3").tags
+    assert tags["gate.decision"] == "refused" and tags["gate.champion_version"] == "2"
+    run_data = client.get_run(again.run_id).data
+    assert run_data.tags["gate.decision"] == "refused"
+    assert run_data.metrics["gate_champion_primary"] == pytest.approx(
+        strong.metrics["model"]["amount_recall_at_5pct"]
+    )
+    # 4. A person overrides the gate; the override is logged on the version and as its own run.
+    result = promote(uri, "arrears", "1", "rollback drill", user="tester")
+    assert result["previous_champion"] == "2"
+    assert str(version_by_alias(client, "arrears", CHAMPION).version) == "1"
+    v1 = client.get_model_version(model_name("arrears"), "1").tags
+    v1 = client.get_model_version(model_name("arrears"), "1").tags
+    assert v1["promotion.reason"] == "rollback drill" and v1["promotion.previous_champion"] == "2"
+    override_run = client.get_run(result["run_id"])
+    assert override_run.data.tags["gridrisk.kind"] == "promotion-override"
+    with pytest.raises(TrainingError, match="no version '9'"):
+        promote(uri, "arrears", "9", "typo")
+    with pytest.raises(TrainingError, match="reason"):
+        promote(uri, "arrears", "2", "  ")
+
+
+def test_run_logs_metrics_dataset_plots_and_a_servable_package(store, frame, features) -> None:
+    import mlflow
+
+    from serving.model import load_packaged_model
+
+    (uri, artifacts), _, report, _ = store
+    client = client_for(uri)
+    logged = client.get_run(report.run_id)
+    metrics, tags, params = logged.data.metrics, logged.data.tags, logged.data.params
+    for key in (
+        "test_roc_auc",
+        "test_pr_auc",
+        "test_ks",
+        "test_brier",
+        "test_log_loss",
+        "test_ece",
+        "test_precision_at_1pct",
+        "test_precision_at_5pct",
+        "test_recall_at_station_capacity",
+        "test_amount_recall_at_5pct",
+        "test_lift_top_decile",
+        "baseline_logistic_roc_auc",
+        "baseline_rule_precision_at_5pct",
+        "test_roc_auc_usage_category_residential",
+        "test_roc_auc_supply_unit_north",
+        "validation_roc_auc",
+        "explain_ms_single_row",
+    ):
+        assert key in metrics, key
+    assert "baseline_rule_brier" not in metrics  # a rule ranks; it has no probability to judge
+    assert tags["data_fingerprint"] and tags["git_commit"] and tags["feature_set_version"] == "test-v1"
+    assert params["calibration.method"] == "isotonic"
+    inputs = logged.inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.digest and inputs[0].tags[0].value == "training"
+    artifact_paths = {a.path for a in client.list_artifacts(report.run_id, "plots")}
+    assert {
+        "plots/roc.png",
+        "plots/pr.png",
+        "plots/calibration.png",
+        "plots/gain_lift.png",
+        "plots/shap_summary.png",
+        "plots/importance.png",
+    } <= artifact_paths
+    assert str(artifacts) in mlflow.get_experiment(report.experiment_id).artifact_location
+
+    mlflow.set_tracking_uri(uri)
+    package = load_packaged_model(f"models:/{model_name('arrears')}/{report.version}")
+    assert package.info["run_id"] == report.run_id and package.info["task"] == "arrears"
+    assert len(package.score_quantiles) == 101 and package.bands["high"] >= package.bands["medium"]
+    assert package.metrics["roc_auc"] == pytest.approx(report.metrics["model"]["roc_auc"])
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name('arrears')}@{CHALLENGER}")
+    out = pyfunc.predict(frame[features].head(5))
+    assert list(out.columns) == ["probability", "raw_margin"] and out["probability"].between(0, 1).all()
+    assert pyfunc.metadata.signature is not None

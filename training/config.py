@@ -1,0 +1,154 @@
+"""Experiment configs: the TOML a data scientist edits (`experiments/configs/<task>.toml`), strictly checked.
+
+Unknown keys are errors, so a typo never silently trains with a default. The resolved config is logged to
+the MLflow run; `default_config(task)` is what `gridrisk train --task T` uses without a file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from training.tasks import Task, TrainingError
+
+MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AsOfRange(Strict):
+    """Month-end as-of dates from `start` to `end` (inclusive) every `step_months` months.
+
+    `end = "latest"` means the latest month end whose label window the warehouse fully observes.
+    """
+
+    start: str = "2021-07"
+    end: str = "latest"
+    step_months: int = Field(default=1, ge=1, le=12)
+
+    @field_validator("start")
+    @classmethod
+    def _start_is_month(cls, v: str) -> str:
+        if not MONTH.match(v):
+            raise ValueError(f"as_of.start must be YYYY-MM, got {v!r}")
+        return v
+
+    @field_validator("end")
+    @classmethod
+    def _end_is_month(cls, v: str) -> str:
+        if v != "latest" and not MONTH.match(v):
+            raise ValueError(f"as_of.end must be YYYY-MM or 'latest', got {v!r}")
+        return v
+
+
+class SplitConfig(Strict):
+    """Train < validation < test by as-of date. Test takes the latest `test_dates` as-of dates; validation the
+    latest `validation_dates` whose label windows end before the first test date; train everything whose label
+    windows end before the first validation date. `gap_days` defaults to the task's label window."""
+
+    validation_dates: int = Field(default=3, ge=1)
+    test_dates: int = Field(default=3, ge=1)
+    gap_days: int | None = Field(default=None, ge=0)
+
+
+class LightGBMConfig(Strict):
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    num_leaves: int = Field(default=15, ge=2)
+    max_depth: int = Field(default=5, description="-1 = unlimited")
+    min_child_samples: int = Field(default=40, ge=1)
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_freq: int = Field(default=1, ge=0)
+    lambda_l2: float = Field(default=1.0, ge=0)
+    min_gain_to_split: float = Field(default=0.0, ge=0)
+    scale_pos_weight: float = Field(
+        default=1.0, gt=0, description="1 = no reweighting (keeps probabilities honest)"
+    )
+    num_boost_round: int = Field(default=400, ge=1)
+    early_stopping_rounds: int = Field(default=40, ge=1)
+    num_threads: int = Field(default=2, ge=1, description="fixed so results do not depend on the machine")
+    seed: int = 42
+
+
+class SearchConfig(Strict):
+    """Optional Optuna search; each trial is a nested MLflow run, scored by validation ROC-AUC."""
+
+    enabled: bool = False
+    n_trials: int = Field(default=20, ge=1)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+
+class CalibrationConfig(Strict):
+    method: Literal["isotonic", "platt", "none"] = "isotonic"
+
+
+class EvaluationConfig(Strict):
+    station_capacity: int = Field(default=10, ge=1, description="visits per station per as-of list")
+    top_fractions: tuple[float, ...] = (0.01, 0.05)
+    min_segment_rows: int = Field(default=50, ge=1, description="smaller segments are not scored")
+
+
+class GateConfig(Strict):
+    """Challenger -> champion only if primary >= champion's + margin and AUC >= champion's - tolerance."""
+
+    primary_margin: float = Field(default=0.005, ge=0)
+    auc_tolerance: float = Field(default=0.005, ge=0)
+
+
+class ExperimentConfig(Strict):
+    task: Task
+    warehouse: Path | None = Field(default=None, description="default: GRIDRISK_WAREHOUSE")
+    training_set: Path | None = Field(default=None, description="a prebuilt `gridrisk features` Parquet")
+    as_of: AsOfRange = AsOfRange()
+    split: SplitConfig = SplitConfig()
+    lightgbm: LightGBMConfig = LightGBMConfig()
+    search: SearchConfig = SearchConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    gate: GateConfig = GateConfig()
+    register_model: bool = Field(default=True, description="register the model and run the gate")
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> ExperimentConfig:
+        if self.as_of.end != "latest" and self.as_of.end < self.as_of.start:
+            raise ValueError(f"as_of.end {self.as_of.end} is before as_of.start {self.as_of.start}")
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """A plain dict (paths as strings) for logging to MLflow."""
+        return self.model_dump(mode="json")
+
+
+def load_config(path: Path, **overrides: Any) -> ExperimentConfig:
+    """Read and validate an experiment TOML; `overrides` (e.g. warehouse=...) replace top-level keys."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrainingError(f"experiment config {path} does not exist; see experiments/configs/") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TrainingError(f"experiment config {path} is not valid TOML: {exc}") from exc
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return _validate(raw, str(path))
+
+
+def default_config(task: str | Task, **overrides: Any) -> ExperimentConfig:
+    raw: dict[str, Any] = {"task": str(Task(task))}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return _validate(raw, f"defaults for {task}")
+
+
+def _validate(raw: dict[str, Any], where: str) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise TrainingError(f"experiment config {where} is invalid: {problems}") from exc

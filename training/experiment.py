@@ -1,0 +1,708 @@
+"""One experiment end to end: training set -> time split -> (search) -> fit + calibrate -> evaluate against
+the baselines and the oracle -> MLflow run with plots and the packaged model -> registered version -> gate.
+
+`gridrisk train` and `gridrisk evaluate` call `train_task` / `evaluate_model`; the London benchmark and tests
+call the lower steps (`split_frame`, `score_test`) directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.model import PackagedModel, ReasonText
+from training.config import EvaluationConfig, ExperimentConfig
+from training.evaluate import Scored, lift_by_decile, score_metrics, segment_metrics
+from training.fit import Bands, LogisticBaseline, TaskModel
+from training.registry import (
+    CHAMPION,
+    GateDecision,
+    GateScores,
+    apply_decision,
+    client_for,
+    decide,
+    ensure_experiment,
+    experiment_name,
+    model_name,
+    register_challenger,
+    version_by_alias,
+)
+from training.split import TimeSplit, month_ends, split_by_time
+from training.tasks import TaskSpec, TrainingError, task_spec
+
+logger = logging.getLogger(__name__)
+
+# (step name, fraction done within the step or None)
+Progress = Callable[[str, float | None], None]
+STEPS = ("training set", "fit", "baselines", "evaluate", "plots", "log model", "gate")
+SEGMENT_COLUMNS = ("usage_category", "supply_unit")
+PIP_REQUIREMENTS = ("lightgbm", "numpy", "pandas", "scikit-learn", "pyarrow")
+
+
+@dataclass
+class TrainingReport:
+    task: str
+    run_id: str
+    experiment_id: str
+    primary_metric: str
+    split: TimeSplit
+    metrics: dict[str, dict[str, float]]  # scorer ("model", "logistic", "rule", "oracle") -> metrics
+    version: str | None = None
+    gate: GateDecision | None = None
+    seconds: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _noop(step: str, fraction: float | None) -> None:
+    return None
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Timestamp]:
+    """Month-end as-of dates of the config, never later than the last date whose label window is observed."""
+    from features.labels import latest_labelable_as_of
+
+    latest = pd.Timestamp(latest_labelable_as_of(Path(warehouse), config.task.value)).normalize()
+    latest_month = latest.to_period("M")
+    if latest != latest_month.to_timestamp(how="end").normalize():
+        latest_month = latest_month - 1  # a month end after `latest` would not be fully observed
+    end = (
+        latest_month if config.as_of.end == "latest" else min(pd.Period(config.as_of.end, "M"), latest_month)
+    )
+    if config.as_of.end != "latest" and pd.Period(config.as_of.end, "M") > latest_month:
+        logger.warning("as_of.end %s is not fully observed in %s; using %s", config.as_of.end, warehouse, end)
+    dates = month_ends(config.as_of.start, str(end), config.as_of.step_months)
+    if not dates:
+        raise TrainingError(
+            f"no as-of month from {config.as_of.start} to {end} is fully observed in warehouse {warehouse} "
+            f"(latest labelable as-of {latest.date()}); move as_of.start earlier"
+        )
+    return dates
+
+
+def load_training_frame(
+    config: ExperimentConfig, warehouse: Path, progress: Progress = _noop
+) -> pd.DataFrame:
+    """The stacked training set: a prebuilt Parquet if the config names one, else built from the warehouse."""
+    if config.training_set is not None:
+        path = Path(config.training_set)
+        if not path.exists():
+            raise TrainingError(
+                f"training_set {path} does not exist; build it with `gridrisk features --out`"
+            )
+        return pd.read_parquet(path)
+    from features.training_set import build_training_set
+
+    dates = resolve_as_of_dates(config, warehouse)
+
+    def report(done: int, total: int) -> None:
+        progress("training set", done / total if total else None)
+
+    return build_training_set(Path(warehouse), config.task.value, dates, engine="local", progress=report)
+
+
+def split_frame(
+    frame: pd.DataFrame, spec: TaskSpec, config: ExperimentConfig
+) -> tuple[TimeSplit, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    gap = config.split.gap_days if config.split.gap_days is not None else spec.label_window_days
+    if gap < spec.label_window_days:
+        raise TrainingError(
+            f"split.gap_days = {gap} is shorter than the {spec.task} label window "
+            f"({spec.label_window_days} days): "
+            f"training labels would overlap the next part's as-of dates; remove gap_days or raise it"
+        )
+    split = split_by_time(
+        frame["as_of"].unique(),
+        validation_dates=config.split.validation_dates,
+        test_dates=config.split.test_dates,
+        gap_days=gap,
+    )
+    part = split.part(frame["as_of"])
+    parts = [frame[part == name].reset_index(drop=True) for name in ("train", "validation", "test")]
+    return split, parts[0], parts[1], parts[2]
+
+
+# -- scoring the test window ---------------------------------------------------------------------------------
+def model_scored(name: str, p: np.ndarray, frame: pd.DataFrame, spec: TaskSpec) -> Scored:
+    amount = pd.to_numeric(frame["amount_at_stake"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+    return Scored(name, p, p, p * amount if spec.rank_by_expected_value else None)
+
+
+def oracle_scored(truth_dir: Path | None, test: pd.DataFrame, spec: TaskSpec) -> Scored | None:
+    """The generator's true probabilities on the test rows (a ceiling), when the warehouse has a truth/."""
+    if truth_dir is None or not Path(truth_dir).exists():
+        return None
+    from features.synthetic import oracle_probabilities
+
+    oracle = oracle_probabilities(Path(truth_dir), spec.task.value, sorted(test["as_of"].unique()))
+    oracle = oracle.assign(as_of=pd.to_datetime(oracle["as_of"]).astype("datetime64[ns]"))
+    keys = test[["customer_id", "as_of"]].assign(as_of=lambda f: f["as_of"].astype("datetime64[ns]"))
+    merged = keys.merge(oracle, on=["customer_id", "as_of"], how="left")
+    p = merged["oracle_probability"].to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isnan(p).any():
+        logger.warning(
+            "oracle has no probability for %d of %d test rows; skipping oracle", np.isnan(p).sum(), len(p)
+        )
+        return None
+    return model_scored("oracle", p, test, spec)
+
+
+def score_test(
+    test: pd.DataFrame, scorers: list[Scored], spec: TaskSpec, evaluation: EvaluationConfig
+) -> dict[str, dict[str, float]]:
+    return {
+        s.name: score_metrics(
+            test, s, station_capacity=evaluation.station_capacity, top_fractions=evaluation.top_fractions
+        )
+        for s in scorers
+    }
+
+
+def evaluate_on_test(
+    test: pd.DataFrame,
+    p_model: np.ndarray,
+    p_logistic: np.ndarray | None,
+    spec: TaskSpec,
+    evaluation: EvaluationConfig,
+    truth_dir: Path | None,
+) -> tuple[list[Scored], dict[str, dict[str, float]], dict[str, float]]:
+    """Score the model, the logistic baseline, the task's rule and (on generated data) the oracle on the test
+    window; returns the scorers, their metrics and the model's per-segment metrics."""
+    scorers = [model_scored("model", p_model, test, spec)]
+    if p_logistic is not None:
+        scorers.append(model_scored("logistic", p_logistic, test, spec))
+    scorers.append(Scored("rule", spec.rule_scores(test), None))
+    oracle = oracle_scored(truth_dir, test, spec)
+    if oracle is not None:
+        scorers.append(oracle)
+    metrics = score_test(test, scorers, spec, evaluation)
+    segments = segment_metrics(
+        test,
+        scorers[0],
+        SEGMENT_COLUMNS,
+        primary_metric=spec.primary_metric,
+        station_capacity=evaluation.station_capacity,
+        min_rows=evaluation.min_segment_rows,
+    )
+    return scorers, metrics, segments
+
+
+def gate_scores(
+    package: PackagedModel, version: str, test: pd.DataFrame, spec: TaskSpec, evaluation: EvaluationConfig
+) -> GateScores:
+    missing = [n for n in package.spec.names if n not in test.columns]
+    if missing:
+        raise TrainingError(
+            f"{model_name(spec.task)} version {version} needs features {missing[:5]} the current training "
+            f"set lacks, so it cannot be compared on the same test window; use `gridrisk promote` by hand"
+        )
+    p = package.predict_proba(package.spec.matrix(test))
+    metrics = score_metrics(
+        test,
+        model_scored("champion", p, test, spec),
+        station_capacity=evaluation.station_capacity,
+        top_fractions=evaluation.top_fractions,
+    )
+    return GateScores(version=str(version), primary=metrics[spec.primary_metric], roc_auc=metrics["roc_auc"])
+
+
+# -- provenance ----------------------------------------------------------------------------------------------
+def git_commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """sha256 over the row hashes of the training set (column order and values); stable across runs."""
+    digest = hashlib.sha256("|".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def input_example(train: pd.DataFrame, package: PackagedModel) -> pd.DataFrame:
+    """One made-up row (medians, most frequent levels): no real customer's data is stored with the model."""
+    row: dict[str, Any] = {}
+    for name in package.spec.names:
+        if name in package.spec.categorical:
+            mode = train[name].dropna().astype(str).mode()
+            row[name] = [mode.iloc[0] if len(mode) else package.spec.categorical[name][0]]
+        else:
+            values = pd.to_numeric(train[name], errors="coerce")
+            row[name] = [float(values.median()) if values.notna().any() else 0.0]
+    return pd.DataFrame(row)
+
+
+def explain_cost_ms(
+    package: PackagedModel, X: np.ndarray, rows: int = 1000, repeats: int = 3
+) -> dict[str, float]:
+    """Per-row pred_contrib time: in a batch, and one row per call (what a live request pays)."""
+    batch = X[:rows]
+    best_batch = min(_timed(lambda: package.contributions(batch)) for _ in range(repeats)) / max(
+        len(batch), 1
+    )
+    single = X[:1]
+    package.contributions(single)
+    n = 50
+    best_single = (
+        min(_timed(lambda: [package.contributions(single) for _ in range(n)]) for _ in range(repeats)) / n
+    )
+    return {"explain_ms_per_row_batch": best_batch * 1000, "explain_ms_single_row": best_single * 1000}
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def reason_texts(features: list[str]) -> dict[str, ReasonText]:
+    from features.feature_sets import FEATURE_DOCS
+
+    return {
+        n: ReasonText(zh=FEATURE_DOCS[n].zh, en=FEATURE_DOCS[n].en) for n in features if n in FEATURE_DOCS
+    }
+
+
+def feature_set_version(task: str) -> str:
+    from features.feature_sets import feature_set_version as version
+
+    return version(task)
+
+
+# -- the experiment ------------------------------------------------------------------------------------------
+def train_task(
+    config: ExperimentConfig,
+    *,
+    warehouse: Path,
+    tracking_uri: str,
+    artifact_root: Path | None,
+    progress: Progress = _noop,
+    config_text: str | None = None,
+) -> TrainingReport:
+    """Build the training set from the warehouse and run `train_on_frame`."""
+    started = time.perf_counter()
+    progress("training set", 0.0)
+    frame = load_training_frame(config, Path(warehouse), progress)
+    truth = Path(warehouse) / "truth"
+    report = train_on_frame(
+        frame,
+        config,
+        tracking_uri=tracking_uri,
+        artifact_root=artifact_root,
+        truth_dir=truth if truth.exists() else None,
+        source=str(config.training_set or warehouse),
+        progress=progress,
+        config_text=config_text,
+    )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def train_on_frame(
+    frame: pd.DataFrame,
+    config: ExperimentConfig,
+    *,
+    tracking_uri: str,
+    artifact_root: Path | None,
+    features: list[str] | None = None,
+    truth_dir: Path | None = None,
+    source: str = "",
+    progress: Progress = _noop,
+    config_text: str | None = None,
+    feature_version: str | None = None,
+    reasons: dict[str, ReasonText] | None = None,
+) -> TrainingReport:
+    """Fit, evaluate, log, register and gate one task on a stacked training set (customer x as-of rows)."""
+    import mlflow
+
+    started = time.perf_counter()
+    spec = task_spec(config.task)
+    features = list(features) if features is not None else spec.features
+    needed = ["customer_id", "as_of", "label", "amount_at_stake", "station", *features]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise TrainingError(
+            f"training set for {spec.task} lacks columns {missing}; rebuild it with features.training_set"
+        )
+    frame = frame.assign(as_of=pd.to_datetime(frame["as_of"]).astype("datetime64[ns]"))
+    split, train, validation, test = split_frame(frame, spec, config)
+    fingerprint = data_fingerprint(frame)
+    version_hash = feature_version if feature_version is not None else feature_set_version(spec.task.value)
+    reasons = reasons if reasons is not None else reason_texts(features)
+
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = ensure_experiment(tracking_uri, experiment_name(spec.task.value), artifact_root)
+    run_name = f"{spec.task.value}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        run_id = run.info.run_id
+        mlflow.set_tags(
+            {
+                "task": spec.task.value,
+                "label": spec.label,
+                "primary_metric": spec.primary_metric,
+                "git_commit": git_commit(),
+                "data_fingerprint": fingerprint,
+                "feature_set_version": version_hash,
+                "data_source": source,
+                "gridrisk.kind": "training",
+                **split.summary(),
+            }
+        )
+        mlflow.log_dict(config.resolved(), "config/resolved.json")
+        if config_text is not None:
+            mlflow.log_text(config_text, "config/experiment.toml")
+        _log_dataset(frame, features, source, spec)
+
+        params = config.lightgbm
+        if config.search.enabled:
+            from training.search import search_params
+
+            progress("fit", 0.0)
+            params, best_auc = search_params(
+                spec.task.value,
+                features,
+                train,
+                validation,
+                params,
+                config.search,
+                on_trial=lambda i, auc: progress("fit", (i + 1) / (config.search.n_trials + 1)),
+            )
+            mlflow.log_metric("search_best_validation_roc_auc", best_auc)
+        progress("fit", None)
+        model = TaskModel(spec.task.value, features, params, config.calibration.method).fit(train, validation)
+        mlflow.log_params(_flat_params(config, params, model, train, validation, test, len(features)))
+        from training.evaluate import roc_auc
+
+        mlflow.log_metric(
+            "validation_roc_auc", roc_auc(validation["label"].to_numpy(), model.raw_probability(validation))
+        )
+
+        progress("baselines", None)
+        logistic = LogisticBaseline(features, seed=params.seed).fit(train)
+
+        progress("evaluate", None)
+        X_test = model.spec_.matrix(test)
+        p_test = model.package().predict_proba(X_test)
+        scorers, metrics, segments = evaluate_on_test(
+            test, p_test, logistic.predict_proba(test), spec, config.evaluation, truth_dir
+        )
+        oracle = metrics.get("oracle")
+        extra = explain_cost_ms(model.package(), X_test)
+        if oracle is not None and oracle["roc_auc"] > 0:
+            extra["oracle_auc_ratio"] = metrics["model"]["roc_auc"] / oracle["roc_auc"]
+        _log_metrics(metrics, segments, extra)
+        _log_tables(test, scorers, metrics)
+
+        progress("plots", None)
+        contributions = model.package().contributions(X_test)
+        with tempfile.TemporaryDirectory() as tmp:
+            from training.plots import write_plots
+
+            write_plots(
+                Path(tmp),
+                test,
+                scorers,
+                contributions=contributions,
+                X=X_test,
+                feature_names=features,
+                importance_gain=model.booster_.feature_importance("gain"),
+                title=spec.task.value,
+            )
+            mlflow.log_artifacts(tmp, "plots")
+
+        progress("log model", None)
+        bands = Bands.from_scores(p_test)
+        package = model.package(
+            reasons=reasons,
+            bands=bands.as_dict(),
+            score_quantiles=[float(q) for q in np.quantile(p_test, np.linspace(0, 1, 101))],
+            metrics={k: float(v) for k, v in metrics["model"].items() if np.isfinite(v)},
+            info={
+                "task": spec.task.value,
+                "feature_set_version": version_hash,
+                "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "as_of_train": [str(split.train[0].date()), str(split.train[-1].date())],
+                "as_of_validation": [str(split.validation[0].date()), str(split.validation[-1].date())],
+                "as_of_test": [str(split.test[0].date()), str(split.test[-1].date())],
+                "primary_metric": spec.primary_metric,
+                "label": spec.label,
+                "run_id": run_id,
+                "best_iteration": model.best_iteration_,
+                "calibration": model.calibrator_.method,
+                "data_fingerprint": fingerprint,
+                **{k: round(v, 4) for k, v in extra.items()},
+            },
+        )
+        model_uri = _log_package(package, train)
+
+        report = TrainingReport(
+            task=spec.task.value,
+            run_id=run_id,
+            experiment_id=experiment_id,
+            primary_metric=spec.primary_metric,
+            split=split,
+            metrics=metrics,
+            extra=extra,
+        )
+        if config.register_model:
+            progress("gate", None)
+            report.version, report.gate = _register_and_gate(
+                tracking_uri, spec, config, model_uri, run_id, metrics["model"], test
+            )
+        report.seconds = time.perf_counter() - started
+        mlflow.log_metric("training_seconds", report.seconds)
+    return report
+
+
+def _register_and_gate(
+    tracking_uri: str,
+    spec: TaskSpec,
+    config: ExperimentConfig,
+    model_uri: str,
+    run_id: str,
+    model_metrics: dict[str, float],
+    test: pd.DataFrame,
+) -> tuple[str, GateDecision]:
+    import mlflow
+
+    from serving.model import load_packaged_model
+
+    client = client_for(tracking_uri)
+    task = spec.task.value
+    champion = version_by_alias(client, task, CHAMPION)
+    version = register_challenger(
+        client,
+        task,
+        model_uri,
+        run_id,
+        tags={
+            "task": task,
+            spec.primary_metric: f"{model_metrics[spec.primary_metric]:.6f}",
+            "roc_auc": f"{model_metrics['roc_auc']:.6f}",
+        },
+    )
+    challenger = GateScores(
+        str(version.version), model_metrics[spec.primary_metric], model_metrics["roc_auc"]
+    )
+    champion_scores = None
+    if champion is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            package = load_packaged_model(f"models:/{model_name(task)}/{champion.version}", Path(tmp))
+        try:
+            champion_scores = gate_scores(package, champion.version, test, spec, config.evaluation)
+        except TrainingError as exc:
+            decision = GateDecision(
+                False,
+                str(exc),
+                spec.primary_metric,
+                challenger,
+                GateScores(str(champion.version), float("nan"), float("nan")),
+            )
+            apply_decision(client, task, decision)
+            mlflow.set_tags(decision.tags())
+            mlflow.log_metrics({k: v for k, v in decision.metrics().items() if np.isfinite(v)})
+            return str(version.version), decision
+    decision = decide(challenger, champion_scores, config.gate, spec.primary_metric)
+    apply_decision(client, task, decision)
+    mlflow.set_tags({**decision.tags(), "registered_version": str(version.version)})
+    mlflow.log_metrics(decision.metrics())
+    return str(version.version), decision
+
+
+# -- MLflow logging helpers ----------------------------------------------------------------------------------
+def _flat_params(
+    config, params, model: TaskModel, train, validation, test, n_features: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {f"lightgbm.{k}": v for k, v in params.model_dump().items()}
+    out.update({f"split.{k}": v for k, v in config.split.model_dump().items()})
+    out.update({f"gate.{k}": v for k, v in config.gate.model_dump().items()})
+    out.update(
+        {
+            "calibration.method": config.calibration.method,
+            "search.enabled": config.search.enabled,
+            "search.n_trials": config.search.n_trials if config.search.enabled else 0,
+            "evaluation.station_capacity": config.evaluation.station_capacity,
+            "as_of.start": config.as_of.start,
+            "as_of.end": config.as_of.end,
+            "best_iteration": model.best_iteration_,
+            "n_features": n_features,
+            "rows_train": len(train),
+            "rows_validation": len(validation),
+            "rows_test": len(test),
+        }
+    )
+    return out
+
+
+def _log_metrics(
+    metrics: dict[str, dict[str, float]], segments: dict[str, float], extra: dict[str, float]
+) -> None:
+    import mlflow
+
+    out: dict[str, float] = {}
+    for scorer, values in metrics.items():
+        prefix = {"model": "test_", "oracle": "oracle_"}.get(scorer, f"baseline_{scorer}_")
+        out.update({f"{prefix}{k}": v for k, v in values.items()})
+    out.update({f"test_{k}": v for k, v in segments.items()})
+    out.update(extra)
+    mlflow.log_metrics({k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)})
+
+
+def _log_tables(test: pd.DataFrame, scorers: list[Scored], metrics: dict[str, dict[str, float]]) -> None:
+    import mlflow
+
+    y = test["label"].to_numpy()
+    as_of = test["as_of"].to_numpy()
+    lifts = []
+    for s in scorers:
+        table = lift_by_decile(y, s.list_score if s.list_score is not None else s.score, as_of)
+        lifts.append(table.assign(scorer=s.name))
+    mlflow.log_text(pd.concat(lifts).to_csv(index=False), "tables/lift_by_decile.csv")
+    mlflow.log_text(json.dumps(metrics, indent=1, default=float), "tables/test_metrics.json")
+
+
+def _log_dataset(frame: pd.DataFrame, features: list[str], source: str, spec: TaskSpec) -> None:
+    import mlflow
+
+    columns = ["customer_id", "as_of", *features, "label", "amount_at_stake"]
+    with warnings.catch_warnings():
+        # MLflow hints about integer columns and ambiguous local sources; neither applies to a logged frame.
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(
+            frame[columns], source=source or None, name=f"{spec.task.value}-training-set", targets="label"
+        )
+        mlflow.log_input(dataset, context="training")
+
+
+def _log_package(package: PackagedModel, train: pd.DataFrame) -> str:
+    """Save the package and log it as a pyfunc; returns the logged model's URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from serving.model import pyfunc_class
+
+    example = input_example(train, package)
+    X = package.spec.matrix(example)
+    margin = package.raw_margin(X)
+    output = pd.DataFrame({"probability": package.predict_proba(X), "raw_margin": margin})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = package.save(Path(tmp) / "package")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=pyfunc_class()(),
+            artifacts={"package": str(path)},
+            pip_requirements=_pinned_requirements(),
+            signature=infer_signature(example, output),
+            input_example=example,
+        )
+    return info.model_uri
+
+
+def _pinned_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in PIP_REQUIREMENTS:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+# -- evaluating a registered model ---------------------------------------------------------------------------
+@dataclass
+class EvaluationReport:
+    task: str
+    model_uri: str
+    run_id: str
+    primary_metric: str
+    split: TimeSplit
+    metrics: dict[str, dict[str, float]]
+    segments: dict[str, float]
+
+
+def evaluate_model(
+    config: ExperimentConfig,
+    *,
+    model_uri: str,
+    warehouse: Path,
+    tracking_uri: str,
+    artifact_root: Path | None,
+    progress: Progress = _noop,
+) -> EvaluationReport:
+    """Score a registered model on the config's test window next to the baselines (and the oracle), and log
+    the numbers as an evaluation run in the task's experiment."""
+    import mlflow
+
+    from serving.model import load_packaged_model
+
+    spec = task_spec(config.task)
+    progress("training set", 0.0)
+    frame = load_training_frame(config, Path(warehouse), progress)
+    frame = frame.assign(as_of=pd.to_datetime(frame["as_of"]).astype("datetime64[ns]"))
+    split, train, _, test = split_frame(frame, spec, config)
+    progress("fit", None)
+    mlflow.set_tracking_uri(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = load_packaged_model(model_uri, Path(tmp))
+    missing = [n for n in package.spec.names if n not in test.columns]
+    if missing:
+        raise TrainingError(
+            f"{model_uri} needs features {missing[:5]} that this training set lacks; "
+            f"evaluate it on a training set built with its feature set"
+        )
+    progress("baselines", None)
+    logistic = LogisticBaseline(package.spec.names, seed=config.lightgbm.seed).fit(train)
+    progress("evaluate", None)
+    truth = Path(warehouse) / "truth"
+    _, metrics, segments = evaluate_on_test(
+        test,
+        package.predict_proba(package.spec.matrix(test)),
+        logistic.predict_proba(test),
+        spec,
+        config.evaluation,
+        truth if truth.exists() else None,
+    )
+    experiment_id = ensure_experiment(tracking_uri, experiment_name(spec.task.value), artifact_root)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate-{spec.task.value}") as run:
+        mlflow.set_tags(
+            {
+                "gridrisk.kind": "evaluation",
+                "task": spec.task.value,
+                "model_uri": model_uri,
+                "data_source": str(warehouse),
+                **split.summary(),
+            }
+        )
+        _log_metrics(metrics, segments, {})
+    return EvaluationReport(
+        spec.task.value, model_uri, run.info.run_id, spec.primary_metric, split, metrics, segments
+    )

@@ -1,0 +1,203 @@
+"""One fit for every task: LightGBM with early stopping on the validation window, then calibration on it.
+
+Also the logistic-regression baseline. Both follow scikit-learn's contract (`fit` returns self, learned state
+ends in `_`). Frames become matrices only through serving's `FeatureSpec`, exactly as in the service.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.model import Calibrator, FeatureSpec, PackagedModel, ReasonText
+from training.calibrate import fit_calibrator
+from training.config import LightGBMConfig
+from training.tasks import TrainingError
+
+logger = logging.getLogger(__name__)
+
+# Keys of LightGBMConfig that are training-loop settings rather than booster parameters.
+LOOP_KEYS = ("num_boost_round", "early_stopping_rounds")
+
+
+def booster_params(config: LightGBMConfig) -> dict[str, Any]:
+    """LightGBM parameters with the settings that make a fit reproducible bit for bit on any machine."""
+    params = {k: v for k, v in config.model_dump().items() if k not in LOOP_KEYS}
+    params.update(
+        objective="binary",
+        metric=["auc", "binary_logloss"],
+        first_metric_only=True,  # early stopping follows ranking quality; calibration fixes the scale
+        deterministic=True,
+        force_col_wise=True,
+        bagging_seed=config.seed,
+        feature_fraction_seed=config.seed,
+        data_random_seed=config.seed,
+        verbosity=-1,
+    )
+    return params
+
+
+class TaskModel:
+    """LightGBM booster + calibrator for one task; `fit(train, validation)` learns both."""
+
+    def __init__(self, task: str, features: list[str], params: LightGBMConfig, calibration: str = "isotonic"):
+        self.task = task
+        self.features = features
+        self.params = params
+        self.calibration = calibration
+
+    def fit(self, train: pd.DataFrame, validation: pd.DataFrame) -> TaskModel:
+        import lightgbm
+
+        check_labels(train, "training")
+        check_labels(validation, "validation")
+        self.spec_ = FeatureSpec.from_frame(train, self.features)
+        X_train, y_train = self.spec_.matrix(train), train["label"].to_numpy(dtype=np.float64)
+        X_val, y_val = self.spec_.matrix(validation), validation["label"].to_numpy(dtype=np.float64)
+        params = booster_params(self.params)
+        cats = self.spec_.categorical_indices
+        d_train = lightgbm.Dataset(
+            X_train, y_train, feature_name=self.features, categorical_feature=cats, free_raw_data=False
+        )
+        d_val = lightgbm.Dataset(X_val, y_val, reference=d_train, categorical_feature=cats)
+        self.evals_: dict[str, Any] = {}
+        self.booster_ = lightgbm.train(
+            params,
+            d_train,
+            num_boost_round=self.params.num_boost_round,
+            valid_sets=[d_val],
+            valid_names=["validation"],
+            callbacks=[
+                lightgbm.early_stopping(
+                    self.params.early_stopping_rounds, first_metric_only=True, verbose=False
+                ),
+                lightgbm.record_evaluation(self.evals_),
+            ],
+        )
+        self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+        # Keep only the trees up to the best iteration so serving (and pred_contrib) never sees the rest.
+        self.booster_ = lightgbm.Booster(
+            model_str=self.booster_.model_to_string(num_iteration=self.best_iteration_)
+        )
+        p_val = self.raw_probability(validation)
+        self.calibrator_: Calibrator = fit_calibrator(p_val, y_val, self.calibration)
+        logger.info(
+            "fitted %s: %d train rows, %d validation rows, %d trees",
+            self.task,
+            len(train),
+            len(validation),
+            self.best_iteration_,
+        )
+        return self
+
+    def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.booster_.predict(self.spec_.matrix(frame)), dtype=np.float64)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability, computed the way the service computes it."""
+        return self.package().predict_proba(self.spec_.matrix(frame))
+
+    def package(
+        self,
+        reasons: dict[str, ReasonText] | None = None,
+        bands: dict[str, float] | None = None,
+        score_quantiles: list[float] | None = None,
+        metrics: dict[str, float] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> PackagedModel:
+        package = PackagedModel(
+            task=self.task,
+            booster=self.booster_,
+            spec=self.spec_,
+            calibrator=self.calibrator_,
+            reasons=reasons or {},
+            score_quantiles=score_quantiles or [],
+            metrics=metrics or {},
+            info=info or {},
+        )
+        if bands:
+            package.bands = bands
+        return package
+
+
+class LogisticBaseline:
+    """Logistic regression on the same features: imputed, standardised numbers and one-hot categoricals."""
+
+    def __init__(self, features: list[str], seed: int = 0):
+        self.features = features
+        self.seed = seed
+
+    def fit(self, train: pd.DataFrame) -> LogisticBaseline:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        check_labels(train, "training")
+        self.spec_ = FeatureSpec.from_frame(train, self.features)
+        numeric = [n for n in self.features if n not in self.spec_.categorical]
+        categorical = list(self.spec_.categorical)
+        transformer = ColumnTransformer(
+            [
+                (
+                    "numeric",
+                    make_pipeline(
+                        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+                    ),
+                    numeric,
+                ),
+                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+            ]
+        )
+        self.pipeline_ = make_pipeline(
+            transformer, LogisticRegression(max_iter=2000, C=1.0, random_state=self.seed)
+        )
+        self.pipeline_.fit(self._inputs(train), train["label"].to_numpy(dtype=int))
+        return self
+
+    def _inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = pd.DataFrame(index=frame.index)
+        for name in self.features:
+            if name in self.spec_.categorical:
+                out[name] = frame[name].astype("string").fillna("(missing)").astype(object)
+            else:
+                values = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
+                out[name] = values.replace([np.inf, -np.inf], np.nan)
+        return out
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.pipeline_.predict_proba(self._inputs(frame))[:, 1]
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Probability thresholds for the service's risk bands, from the test window's score distribution."""
+
+    high: float
+    medium: float
+
+    @classmethod
+    def from_scores(cls, p: np.ndarray, high_share: float = 0.05, medium_share: float = 0.20) -> Bands:
+        high = float(np.quantile(p, 1 - high_share))
+        medium = float(min(np.quantile(p, 1 - medium_share), high))
+        return cls(high=high, medium=medium)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"high": self.high, "medium": self.medium}
+
+
+def check_labels(frame: pd.DataFrame, part: str) -> None:
+    if "label" not in frame.columns:
+        raise TrainingError(f"the {part} frame has no 'label' column; build it with features.training_set")
+    labels = frame["label"].to_numpy()
+    if len(labels) == 0 or labels.min() == labels.max():
+        raise TrainingError(
+            f"the {part} window has {len(labels)} rows and "
+            f"{int(labels.sum()) if len(labels) else 0} positives: "
+            f"one class only, nothing to learn or judge; widen the config's [as_of] range or the split"
+        )

@@ -1,0 +1,131 @@
+"""Pictures of a test evaluation, written as PNG files that `training/experiment.py` logs as MLflow artifacts.
+
+ROC, precision-recall, calibration, gain/lift (model against its baselines), SHAP summary and importance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.evaluate import Scored, calibration_table, lift_by_decile
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(
+    out_dir: Path,
+    frame: pd.DataFrame,
+    scorers: list[Scored],
+    *,
+    contributions: np.ndarray,
+    X: np.ndarray,
+    feature_names: list[str],
+    importance_gain: np.ndarray,
+    title: str,
+    max_shap_rows: int = 2000,
+) -> list[Path]:
+    """Write every plot into `out_dir`; returns the paths written."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y = frame["label"].to_numpy().astype(int)
+    as_of = frame["as_of"].to_numpy()
+    paths: list[Path] = []
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for s in scorers:
+        fpr, tpr, _ = roc_curve(y, s.score)
+        ax.plot(fpr, tpr, label=s.name)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC — {title}")
+    ax.legend(loc="lower right")
+    paths.append(_save(fig, out_dir / "roc.png", plt))
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for s in scorers:
+        precision, recall, _ = precision_recall_curve(y, s.score)
+        ax.plot(recall, precision, label=s.name)
+    ax.axhline(y.mean(), color="grey", linestyle=":", label="base rate")
+    ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall — {title}")
+    ax.legend(loc="upper right")
+    paths.append(_save(fig, out_dir / "pr.png", plt))
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    top = 0.0
+    for s in scorers:
+        if s.probability is None:
+            continue
+        table = calibration_table(y, s.probability, bins=20)
+        ax.plot(table["predicted"], table["observed"], marker="o", label=s.name)
+        top = max(top, float(table["predicted"].max()), float(table["observed"].max()))
+    ax.plot([0, top], [0, top], color="grey", linestyle=":")
+    ax.set(xlabel="mean predicted probability", ylabel="observed rate", title=f"Calibration — {title}")
+    ax.legend(loc="upper left")
+    paths.append(_save(fig, out_dir / "calibration.png", plt))
+
+    fig, (ax_gain, ax_lift) = plt.subplots(1, 2, figsize=(10, 4.5))
+    for s in scorers:
+        order = s.list_score if s.list_score is not None else s.score
+        table = lift_by_decile(y, order, as_of)
+        ax_gain.plot(
+            np.r_[0, table["decile"] * 10], np.r_[0, table["cumulative_gain"]], marker="o", label=s.name
+        )
+        ax_lift.plot(table["decile"], table["lift"], marker="o", label=s.name)
+    ax_gain.plot([0, 100], [0, 1], color="grey", linestyle=":")
+    ax_gain.set(xlabel="% of list visited (riskiest first)", ylabel="share of positives found", title="Gain")
+    ax_lift.axhline(1.0, color="grey", linestyle=":")
+    ax_lift.set(xlabel="decile (1 = riskiest)", ylabel="lift", title="Lift by decile")
+    ax_gain.legend(loc="lower right")
+    fig.suptitle(title)
+    paths.append(_save(fig, out_dir / "gain_lift.png", plt))
+
+    order = np.argsort(importance_gain)[::-1][:25][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(order) + 1.2))
+    ax.barh([feature_names[i] for i in order], importance_gain[order])
+    ax.set(xlabel="total gain", title=f"Feature importance — {title}")
+    paths.append(_save(fig, out_dir / "importance.png", plt))
+
+    paths.append(
+        _shap_summary(out_dir / "shap_summary.png", contributions, X, feature_names, max_shap_rows, plt)
+    )
+    return paths
+
+
+def _shap_summary(
+    path: Path, contributions: np.ndarray, X: np.ndarray, names: list[str], max_rows: int, plt
+) -> Path:
+    """SHAP beeswarm from LightGBM's own pred_contrib values (the same numbers the service explains with)."""
+    import shap
+
+    rows = np.arange(len(X))
+    if len(rows) > max_rows:
+        rows = np.random.default_rng(0).choice(rows, max_rows, replace=False)
+    shap.summary_plot(
+        contributions[rows, :-1],
+        features=X[rows],
+        feature_names=names,
+        show=False,
+        max_display=20,
+        plot_size=(8, 7),
+    )
+    fig = plt.gcf()
+    fig.suptitle("SHAP (log-odds) on the test window")
+    return _save(fig, path, plt)
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,209 @@
+"""MLflow experiments, the model registry and the promotion gate.
+
+One experiment and one registered model per task (`gridrisk-<task>`). A new version gets alias `challenger`;
+it becomes `champion` only through `gate` (numbers on the same test window) or `promote` (a logged override).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from training.config import GateConfig
+from training.tasks import TrainingError
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def model_name(task: str) -> str:
+    return f"gridrisk-{task}"
+
+
+def experiment_name(task: str) -> str:
+    return f"gridrisk-{task}"
+
+
+def is_local_store(tracking_uri: str) -> bool:
+    """True for embedded stores (SQLite file or plain folder), whose artifacts go into the gridrisk home."""
+    return tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri
+
+
+def client_for(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) -> str:
+    """The experiment's id, creating it (with artifacts under `artifact_root/<name>` for embedded stores)."""
+    client = client_for(tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    location = None
+    if artifact_root is not None and is_local_store(tracking_uri):
+        location = (Path(artifact_root) / name).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def version_by_alias(client, task: str, alias: str):
+    """The model version holding `alias`, or None when the alias (or the registered model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name(task), alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def register_challenger(client, task: str, model_uri: str, run_id: str, tags: dict[str, str]):
+    """Register the logged model as a new version of `gridrisk-<task>` and point `challenger` at it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name = model_name(task)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(
+            name, description=f"gridrisk {task} risk: calibrated LightGBM with reason texts (serving.model)"
+        )
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    logger.info("registered %s version %s as %s (run %s)", name, version.version, CHALLENGER, run_id)
+    return version
+
+
+@dataclass(frozen=True)
+class GateScores:
+    """One model's numbers on the test window the gate compares on."""
+
+    version: str
+    primary: float
+    roc_auc: float
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reason: str
+    primary_metric: str
+    challenger: GateScores
+    champion: GateScores | None
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            "gate_promoted": float(self.promote),
+            "gate_challenger_primary": self.challenger.primary,
+            "gate_challenger_roc_auc": self.challenger.roc_auc,
+        }
+        if self.champion is not None:
+            out.update(
+                gate_champion_primary=self.champion.primary, gate_champion_roc_auc=self.champion.roc_auc
+            )
+        return out
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "gate.decision": "promoted" if self.promote else "refused",
+            "gate.reason": self.reason,
+            "gate.primary_metric": self.primary_metric,
+            "gate.champion_version": self.champion.version if self.champion else "none",
+        }
+
+
+def decide(
+    challenger: GateScores, champion: GateScores | None, gate: GateConfig, primary_metric: str
+) -> GateDecision:
+    """The promotion rule, on numbers measured on the same test window:
+    primary >= champion's primary + margin, and ROC-AUC >= champion's ROC-AUC - tolerance."""
+    if champion is None:
+        return GateDecision(True, "no champion yet", primary_metric, challenger, None)
+    need_primary = champion.primary + gate.primary_margin
+    need_auc = champion.roc_auc - gate.auc_tolerance
+    beats = challenger.primary >= need_primary
+    keeps_auc = challenger.roc_auc >= need_auc
+    facts = (
+        f"{primary_metric} {challenger.primary:.4f} vs champion v{champion.version} {champion.primary:.4f} "
+        f"(needs >= {need_primary:.4f}); roc_auc {challenger.roc_auc:.4f} vs {champion.roc_auc:.4f} "
+        f"(needs >= {need_auc:.4f})"
+    )
+    if beats and keeps_auc:
+        return GateDecision(True, f"beats the champion: {facts}", primary_metric, challenger, champion)
+    why = (
+        "does not beat the champion's primary metric by the margin" if not beats else "loses too much ROC-AUC"
+    )
+    return GateDecision(False, f"{why}: {facts}", primary_metric, challenger, champion)
+
+
+def apply_decision(client, task: str, decision: GateDecision) -> None:
+    """Move `champion` when the gate says so and record the decision on the challenger version."""
+    name = model_name(task)
+    version = decision.challenger.version
+    for key, value in decision.tags().items():
+        client.set_model_version_tag(name, version, key, value)
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        logger.info("%s version %s is now %s: %s", name, version, CHAMPION, decision.reason)
+    else:
+        logger.info("%s version %s stays %s: %s", name, version, CHALLENGER, decision.reason)
+
+
+def promote(tracking_uri: str, task: str, version: str, reason: str, user: str = "") -> dict[str, Any]:
+    """Manual override: make `version` champion whatever the gate said; log who, why and what it replaced."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not reason.strip():
+        raise TrainingError("promote needs a --reason: an override of the gate must say why")
+    client = client_for(tracking_uri)
+    name = model_name(task)
+    try:
+        target = client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise TrainingError(
+            f"model {name} has no version {version!r}; list versions with `mlflow ui` or GET /v1/models"
+        ) from exc
+    previous = version_by_alias(client, task, CHAMPION)
+    previous_version = str(previous.version) if previous is not None else "none"
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    target_version = str(target.version)
+    client.set_registered_model_alias(name, CHAMPION, target_version)
+    tags = {
+        "promotion.override": "true",
+        "promotion.reason": reason,
+        "promotion.at": at,
+        "promotion.previous_champion": previous_version,
+        "promotion.by": user,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, target_version, key, value)
+    experiment_id = ensure_experiment(tracking_uri, experiment_name(task), None)
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"promote-v{target_version}") as run:
+        mlflow.set_tags(
+            {"gridrisk.kind": "promotion-override", "task": task, "version": target_version, **tags}
+        )
+    if target.run_id:
+        client.set_tag(target.run_id, "promotion.override", f"champion since {at}: {reason}")
+    logger.info(
+        "override: %s version %s is now champion (was %s): %s", name, target_version, previous_version, reason
+    )
+    return {
+        "model": name,
+        "version": target_version,
+        "previous_champion": previous_version,
+        "reason": reason,
+        "at": at,
+        "run_id": run.info.run_id,
+    }
