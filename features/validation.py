@@ -212,6 +212,10 @@ def to_text(values: pd.Series) -> pd.Series:
     """Values as stripped strings with nulls (used for string columns and for quarantined originals)."""
     if isinstance(values.dtype, pd.StringDtype):
         text = values.str.strip()
+    elif pd.api.types.is_datetime64_any_dtype(values.dtype):
+        # One format per column: a timestamp column with some midnights still reads as times.
+        timed = (values.dropna() != values.dropna().dt.normalize()).any()
+        text = values.dt.strftime("%Y-%m-%d %H:%M:%S" if timed else "%Y-%m-%d").astype("str")
     else:
         text = _map_uniques(values, lambda u: np.array([_scalar_text(v) for v in u], dtype=object)).astype(
             "str"
