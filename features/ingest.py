@@ -27,7 +27,15 @@ from features.sources import (
     read_table,
     write_table,
 )
-from features.validation import DATE_ORDER_RULES, ContractError, Rule, quarantine_frame, row_hashes, validate
+from features.validation import (
+    DATE_ORDER_RULES,
+    ContractError,
+    Rule,
+    check_columns,
+    quarantine_frame,
+    row_hashes,
+    validate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +108,9 @@ def ingest(source: Path, warehouse: Path, *, column_map: Path | None = None) -> 
     mapping = ColumnMap.load(column_map)
     plan = _plan(source, mapping)
     exports = [(name, read_export(path)) for name, path in plan]
-    mapped = [(name, export, _map_headers(export, name, mapping)) for name, export in exports]
+    mapped = [(name, export, mapping.apply(export.frame, name, str(export.path))) for name, export in exports]
+    for name, export, frame in mapped:
+        check_columns(frame, name, str(export.path))  # every file is usable before anything is written
 
     report = IngestReport(source=source, warehouse=warehouse)
     report.skipped_files = _skipped(source, mapping)
@@ -146,10 +156,6 @@ def _skipped(source: Path, mapping: ColumnMap) -> list[str]:
     if not source.is_dir():
         return []
     return sorted(p.name for p in source.iterdir() if p.is_file() and mapping.table_for(p) is None)
-
-
-def _map_headers(export: Export, name: str, mapping: ColumnMap) -> pd.DataFrame:
-    return mapping.apply(export.frame, name, str(export.path))
 
 
 def _stored(warehouse: Path, spec: Table) -> pd.DataFrame:

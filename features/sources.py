@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,9 +61,16 @@ def write_table(warehouse: Path, name: str, frame: pd.DataFrame) -> Path:
     names = [c for c in spec.column_names if c in frame.columns]
     tbl = pa.Table.from_pandas(frame[names], schema=spec.arrow_schema(names), preserve_index=False)
     path = table_path(warehouse, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(tbl, path, compression="zstd")
+    _write_atomically(tbl, path)
     return path
+
+
+def _write_atomically(tbl: pa.Table, path: Path) -> None:
+    """Write beside the target, then rename: a crash mid-write leaves the old table, never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    pq.write_table(tbl, partial, compression="zstd")
+    os.replace(partial, path)
 
 
 # --- exports: the files a marketing or metering system hands over -------------------------------------
@@ -133,8 +141,10 @@ def _read_parquet(path: Path) -> Export:
 
 def _read_xlsx(path: Path) -> Export:
     try:
-        # dtype=object keeps what cells hold: date cells as datetimes, serials as numbers, ids as text.
-        frame = pd.read_excel(path, sheet_name=0, dtype=object, engine="openpyxl")
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            sheets = book.sheet_names
+            # dtype=object keeps what cells hold: date cells as datetimes, serials as numbers, ids as text.
+            frame = book.parse(sheets[0], dtype=object)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
         raise ContractError(
             f"{path}: unreadable XLSX workbook ({exc}); the file is truncated or not .xlsx — save it again "
@@ -144,7 +154,10 @@ def _read_xlsx(path: Path) -> Export:
     frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
     # A wholly empty sheet row is layout, not a record; numbers still match the sheet (sheet row = _row + 1).
     blank = frame.drop(columns="_row").isna().all(axis=1)
-    return Export(path=path, frame=frame.loc[~blank].reset_index(drop=True), malformed=_malformed([]))
+    notes = [f"read the first of {len(sheets)} sheets ({sheets[0]!r})"] if len(sheets) > 1 else []
+    return Export(
+        path=path, frame=frame.loc[~blank].reset_index(drop=True), malformed=_malformed([]), notes=notes
+    )
 
 
 def _utf8_payload(path: Path, data: bytes) -> tuple[bytes, str, list[str]]:
@@ -268,7 +281,7 @@ def append_quarantine(warehouse: Path, name: str, records: pd.DataFrame) -> int:
     combined = both.drop_duplicates(ignore_index=True)
     added = len(combined) - len(stored)
     if added:
-        path = quarantine_path(warehouse, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pandas(combined, preserve_index=False), path, compression="zstd")
+        _write_atomically(
+            pa.Table.from_pandas(combined, preserve_index=False), quarantine_path(warehouse, name)
+        )
     return added

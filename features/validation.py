@@ -121,7 +121,7 @@ def validate(
         else np.arange(1, len(frame) + 1, dtype="int64")
     )
     data = frame.drop(columns=["_row"], errors="ignore")
-    _check_columns(data, spec, source)
+    check_columns(data, spec.name, source)
     extra = [c for c in data.columns if c not in spec.column_names]
 
     checks: list[_Check] = []
@@ -170,7 +170,9 @@ def _table_spec(table_name: str, source: str) -> Table:
         raise ContractError(f"{source or 'export'}: {exc.args[0]}") from None
 
 
-def _check_columns(data: pd.DataFrame, spec: Table, source: str) -> None:
+def check_columns(data: pd.DataFrame, table_name: str, source: str = "") -> None:
+    """Raise ContractError when a required column is missing or a column name appears twice."""
+    spec = _table_spec(table_name, source)
     where = f"{source} (table {spec.name})" if source else f"table {spec.name}"
     duplicated = sorted(set(data.columns[data.columns.duplicated()]))
     if duplicated:
@@ -440,7 +442,8 @@ def _reference_checks(typed: pd.DataFrame, spec: Table, reference: dict[str, pd.
         known = typed[fk.column].isin(parent[fk.ref_column].dropna().unique())
         broken = (typed[fk.column].notna() & ~known).to_numpy()
         message = (
-            f"{fk.column}: not found in {fk.table}.{fk.ref_column} (ingest {fk.table} first, or fix the id)"
+            f"{fk.column}: not in {fk.table}.{fk.ref_column} (an unknown id, or its {fk.table} row is in "
+            f"quarantine: fix that and ingest {fk.table} first)"
         )
         checks.append(_Check(fk.column, Rule.UNKNOWN_REFERENCE, message, broken))
     if spec.name == "customers" and "areas" in reference:

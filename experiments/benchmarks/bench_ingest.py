@@ -1,4 +1,4 @@
-"""Ingest throughput: daily readings (customers × days) as CSV and as Parquet, into an empty warehouse and again.
+"""Ingest throughput: daily readings (customers × days) as CSV and Parquet, into an empty warehouse and again.
 
 Prints rows, seconds, rows/s and the peak RSS of this process. Not a timed test; `make bench` runs it.
     .venv/bin/python experiments/benchmarks/bench_ingest.py --customers 20000 --days 250

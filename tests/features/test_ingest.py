@@ -105,6 +105,14 @@ def test_missing_required_column_exits_2_naming_file_column_and_fix(tmp_path: Pa
     assert result.exit_code == 2
     assert "电费账单.csv (table bills): missing required column(s) due_date (缴费截止日期)" in result.output
     assert "--column-map" in result.output
+    assert not (tmp_path / "wh").exists()  # areas and customers were fine, but nothing is written
+
+
+def test_two_headers_for_one_column_exit_2(tmp_path: Path):
+    src = export(tmp_path, bills=BILLS.replace("户号,", "户号,用户编号,", 1).replace("\nC", "\nC0,C"))
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2
+    assert "headers ['户号', '用户编号'] all map to column 'customer_id' of table bills" in result.output
 
 
 def test_truncated_parquet_exits_2(tmp_path: Path):
