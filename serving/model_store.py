@@ -95,14 +95,17 @@ class MlflowRegistry:
     def versions(self, name: str) -> list[RegistryVersion]:
         from mlflow.exceptions import MlflowException
 
+        client = self._client()
         try:
-            found = self._client().search_model_versions(f"name = '{name}'")
+            found = client.search_model_versions(f"name = '{name}'")
+            # search results leave `aliases` empty on some stores; the registered model has them all.
+            aliases = client.get_registered_model(name).aliases if found else {}
         except (MlflowException, OSError) as exc:
             raise RegistryError(f"registry {self.uri}: cannot list versions of {name}: {exc}") from exc
         out = [
             RegistryVersion(
                 version=str(mv.version),
-                aliases=list(mv.aliases or []),
+                aliases=sorted(a for a, v in aliases.items() if str(v) == str(mv.version)),
                 run_id=mv.run_id,
                 created_at=dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC)
                 if mv.creation_timestamp
