@@ -10,6 +10,7 @@ import filecmp
 import logging
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,16 +99,26 @@ class IngestReport:
         return all(t.balanced for t in self.tables.values())
 
 
-def ingest(source: Path, warehouse: Path, *, column_map: Path | None = None) -> IngestReport:
+def ingest(
+    source: Path,
+    warehouse: Path,
+    *,
+    column_map: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestReport:
     """Load every contract-table export under ``source`` (a folder, or one file) into ``warehouse``.
 
     Raises ContractError before anything is written when a file is unusable as a whole (unknown table,
-    unreadable, wrong encoding, missing required column).
+    unreadable, wrong encoding, missing required column). ``progress`` receives a line per step.
     """
+    step = progress or (lambda _: None)
     source, warehouse = Path(source), Path(warehouse)
     mapping = ColumnMap.load(column_map)
     plan = _plan(source, mapping)
-    exports = [(name, read_export(path)) for name, path in plan]
+    exports = []
+    for name, path in plan:
+        step(f"reading {path.name}")
+        exports.append((name, read_export(path)))
     mapped = [(name, export, mapping.apply(export.frame, name, str(export.path))) for name, export in exports]
     for name, export, frame in mapped:
         check_columns(frame, name, str(export.path))  # every file is usable before anything is written
@@ -120,6 +131,7 @@ def ingest(source: Path, warehouse: Path, *, column_map: Path | None = None) -> 
         part = report.tables.setdefault(name, TableReport(table=name))
         stored = current[name] if name in current else _stored(warehouse, spec)
         reference = {fk.table: _parent(current, warehouse, fk.table) for fk in spec.foreign_keys}
+        step(f"validating and storing {export.path.name} ({len(frame):,} rows) as {name}")
         current[name] = _ingest_file(export, frame, spec, stored, reference, warehouse, part)
     if source.is_dir() and (source / "truth").is_dir():
         report.truth_files = _copy_truth(source / "truth", warehouse / "truth")

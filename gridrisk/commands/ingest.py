@@ -48,8 +48,8 @@ def ingest_command(
         if source is None:
             raise ContractError("no SOURCE given; pass an export file or a folder of them")
         target = warehouse if warehouse is not None else load_settings().warehouse_path
-        with console.status(f"ingesting {source} into {target}"):
-            report = ingest(source, target, column_map=column_map)
+        with console.status(f"ingesting {source} into {target}") as status:
+            report = ingest(source, target, column_map=column_map, progress=status.update)
     except ContractError as exc:
         errors.print(f"[red]ingest refused:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from exc
