@@ -1,0 +1,210 @@
+"""The Spark engine: the same partition function through `groupBy(bucket).applyInPandas`, peers by Spark
+groupBy.
+
+Every row of every table gets the bucket of its customer's 台区 (a hash of area_id, so all customers of an
+area meet in one group), the tables travel as one tagged union (`__table` + `<table>__<column>` columns) and
+each group is split back into contract frames for `compute_partition`. Peer medians are computed per (as_of,
+group) with `applyInPandas` (exact, the same `peer_table` as the local engine) and joined in Spark; only the
+finished population rows come back to the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features import peers
+from features.engines.partition import (
+    POPULATION_COLUMN,
+    TABLE_COLUMNS,
+    PartitionJob,
+    compute_partition,
+    conform,
+    empty_output,
+    output_columns,
+)
+from features.sources import has_table, table_path
+
+logger = logging.getLogger(__name__)
+
+TAG = "__table"
+BUCKET = "__bucket"
+AREA_TABLES = ("areas", "area_supply")
+
+
+class SparkEngineError(Exception):
+    """Spark is missing or cannot start (no pyspark, no Java)."""
+
+
+def local_session(master: str = "local[2]", shuffle_partitions: int = 8) -> Any:
+    """A loopback-only local SparkSession whose Python workers run this interpreter (with pandas, numpy)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise SparkEngineError("the spark engine needs pyspark: pip install 'gridrisk[spark]'") from exc
+    session = (
+        SparkSession.builder.master(master)
+        .appName("gridrisk-features")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def _spark_type(kind: str) -> Any:
+    from pyspark.sql import types as T
+
+    return {
+        "str": T.StringType(),
+        "float": T.DoubleType(),
+        "bool": T.BooleanType(),
+        "int8": T.ByteType(),
+        "timestamp": T.TimestampNTZType(),
+    }[kind]
+
+
+def _schema(columns: list[tuple[str, str]]) -> Any:
+    from pyspark.sql import types as T
+
+    return T.StructType([T.StructField(name, _spark_type(kind), True) for name, kind in columns])
+
+
+def tagged_union(spark: Any, warehouse: Path, buckets: int) -> Any:
+    """All tables as one DataFrame: bucket, table tag, and each table's columns prefixed with its name."""
+    from pyspark.sql import functions as F
+
+    frames = {}
+    for name, wanted in TABLE_COLUMNS.items():
+        if not has_table(warehouse, name):
+            continue
+        df = spark.read.parquet(str(table_path(warehouse, name)))
+        frames[name] = df.select(*[c for c in wanted if c in df.columns])
+    if "customers" not in frames:
+        raise SparkEngineError(f"warehouse {warehouse} has no customers table; run `gridrisk ingest` first")
+
+    def bucket_of(area: Any) -> Any:
+        return F.pmod(F.xxhash64(area.cast("string")), F.lit(buckets))
+
+    customer_bucket = frames["customers"].select("customer_id", bucket_of(F.col("area_id")).alias(BUCKET))
+    parts = []
+    for name, df in frames.items():
+        if name in AREA_TABLES:
+            keyed = df.withColumn(BUCKET, bucket_of(F.col("area_id")))
+        else:
+            keyed = df.join(F.broadcast(customer_bucket), on="customer_id", how="inner")
+        parts.append(
+            keyed.select(
+                F.col(BUCKET),
+                F.lit(name).alias(TAG),
+                *[F.col(c).alias(f"{name}__{c}") for c in df.columns],
+            )
+        )
+    union = parts[0]
+    for p in parts[1:]:
+        union = union.unionByName(p, allowMissingColumns=True)
+    return union
+
+
+def split_union(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One group of the tagged union back into contract frames (original column names)."""
+    tables: dict[str, pd.DataFrame] = {}
+    for name, rows in frame.groupby(TAG, sort=False):
+        prefix = f"{name}__"
+        cols = [c for c in rows.columns if c.startswith(prefix)]
+        renamed = {c: c[len(prefix) :] for c in cols}
+        tables[str(name)] = rows[cols].rename(columns=renamed).reset_index(drop=True)
+    return tables
+
+
+def partition_udf(job: PartitionJob) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def run_group(frame: pd.DataFrame) -> pd.DataFrame:
+        return conform(compute_partition(split_union(frame), job), job)
+
+    return run_group
+
+
+def peer_udf(group: str, columns: list[tuple[str, str]]) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    names = [n for n, _ in columns]
+
+    def run_group(frame: pd.DataFrame) -> pd.DataFrame:
+        table = peers.peer_table(frame, group)
+        table["as_of"] = pd.to_datetime(table["as_of"]).astype("datetime64[ns]")
+        return table[names]
+
+    return run_group
+
+
+def finish_udf(columns: list[tuple[str, str]]) -> Callable:
+    names = [n for n, _ in columns]
+
+    def run_batches(batches):
+        for frame in batches:
+            yield peers.add_peer_features(frame)[names]
+
+    return run_batches
+
+
+def run(
+    warehouse: Path,
+    job: PartitionJob,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    spark: Any = None,
+    buckets: int = 16,
+) -> pd.DataFrame:
+    """Population rows with every computed feature and the peer features (same table as the local engine)."""
+    own_session = spark is None
+    spark = local_session() if own_session else spark
+    try:
+        union = tagged_union(spark, Path(warehouse), buckets)
+        columns = output_columns(job)
+        computed = union.groupBy(BUCKET).applyInPandas(partition_udf(job), schema=_schema(columns)).cache()
+
+        population = computed.filter(POPULATION_COLUMN)
+        for group, key in peers.PEER_GROUPS.items():
+            peer_cols = [("as_of", "timestamp"), (key, "str")]
+            peer_cols += [(peers.peer_column(group, c), "float") for c in peers.PEER_INPUTS]
+            inputs = computed.select("as_of", key, *peers.PEER_INPUTS).filter(computed[key].isNotNull())
+            table = inputs.groupBy("as_of", key).applyInPandas(
+                peer_udf(group, peer_cols), schema=_schema(peer_cols)
+            )
+            population = population.join(table, on=["as_of", key], how="left")
+
+        kinds = dict(columns)
+        final_cols = [(n, k) for n, k in columns] + [(fn.__name__, "float") for fn in peers.FEATURES]
+        joined_cols = final_cols[: len(columns)] + [(c, "float") for c in peers.helper_columns()]
+        population = population.select(*[n for n, _ in joined_cols])
+        finished = population.mapInPandas(finish_udf(final_cols), schema=_schema(final_cols))
+        out = finished.toPandas()
+        computed.unpersist()
+        if progress:
+            progress(1, 1)
+        if out.empty:
+            out = empty_output(job).assign(
+                **{fn.__name__: pd.Series([], dtype=float) for fn in peers.FEATURES}
+            )
+        out["as_of"] = pd.to_datetime(out["as_of"]).astype("datetime64[ns]")
+        for name, kind in kinds.items():
+            if kind == "str":
+                out[name] = out[name].astype(object).where(out[name].notna(), None)
+        logger.info("spark features: %d population rows", len(out))
+        return out
+    finally:
+        if own_session:
+            spark.stop()
