@@ -441,10 +441,7 @@ def _reference_checks(typed: pd.DataFrame, spec: Table, reference: dict[str, pd.
             continue
         known = typed[fk.column].isin(parent[fk.ref_column].dropna().unique())
         broken = (typed[fk.column].notna() & ~known).to_numpy()
-        message = (
-            f"{fk.column}: not in {fk.table}.{fk.ref_column} (an unknown id, or its {fk.table} row is in "
-            f"quarantine: fix that and ingest {fk.table} first)"
-        )
+        message = f"{fk.column}: not in {fk.table} (an unknown id, or its {fk.table} row is quarantined)"
         checks.append(_Check(fk.column, Rule.UNKNOWN_REFERENCE, message, broken))
     if spec.name == "customers" and "areas" in reference:
         # A customer's station and supply unit are its area's (台区 → 供电所 → 供电单位): a mismatch is a

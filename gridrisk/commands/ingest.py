@@ -93,12 +93,15 @@ def _print_report(console, report) -> None:
             f"quarantine: {report.warehouse / 'quarantine'}/<table>.parquet — {added:,} new record(s); each "
             "keeps the original values and names its file (_source), row (_row), column and rule"
         )
+    files = [f for part in report.tables.values() for f in part.files]
+    console.print(f"files read: {', '.join(files)}", style="dim")
     for part in report.tables.values():
-        console.print(f"{part.table}: {', '.join(part.files)}", style="dim")
         if part.extra_columns:
-            console.print(f"  ignored columns not in the contract: {', '.join(part.extra_columns)}")
+            console.print(
+                f"{part.table}: ignored columns not in the contract: {', '.join(part.extra_columns)}"
+            )
         for note in part.notes:
-            console.print(f"  [yellow]{note}[/yellow]")
+            console.print(f"[yellow]{part.table}: {note}[/yellow]")
     if report.skipped_files:
         console.print(f"skipped (not a contract table): {', '.join(report.skipped_files)}")
     if report.truth_files:
