@@ -39,6 +39,7 @@ class Action(StrEnum):
     RISK_LIST = "risk_list"
     MODELS = "models"
     RELOAD = "reload"
+    CUSTOMER = "customer"  # one customer's file: archive, history and scores (serving/customer_file.py)
 
 
 PERMISSIONS: dict[Action, frozenset[Role]] = {
@@ -46,6 +47,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.RISK_LIST: frozenset({Role.COLLECTOR, Role.ANALYST, Role.ADMIN}),
     Action.MODELS: frozenset({Role.ANALYST, Role.ADMIN}),
     Action.RELOAD: frozenset({Role.ADMIN}),
+    Action.CUSTOMER: frozenset({Role.COLLECTOR, Role.ANALYST, Role.ADMIN}),
 }
 
 

@@ -16,14 +16,22 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.errors import install_handlers
 from serving.metrics import MetricsMiddleware
-from serving.routes import health, models, risk_lists, scores
+from serving.routes import customers, health, models, risk_lists, scores, summary
 from serving.service import ServiceState
 from serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 
-# The web page (serving/web) adds its router here.
-ROUTERS: tuple[APIRouter, ...] = (health.router, scores.router, risk_lists.router, models.router)
+# The web page (serving/web) adds its router here. customers before summary: /v1/customers/{id} must win over
+# /v1/{task}/summary for the (unlikely) customer id "summary".
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    scores.router,
+    risk_lists.router,
+    models.router,
+    customers.router,
+    summary.router,
+)
 
 
 async def _poll(state: ServiceState) -> None:

@@ -89,6 +89,34 @@ def select(
     return pos[: query.top], matched
 
 
+def list_items(
+    snapshot: Snapshot,
+    package: PackagedModel,
+    pos: np.ndarray,
+    principal: Principal,
+    directory: CustomerDirectory,
+    lang: Lang,
+) -> list[RiskListItem]:
+    """List rows at snapshot positions already cut to the caller's scope (the web page pages with it)."""
+    ids = snapshot.column("customer_id", pos)
+    names, phones = directory.lookup(ids)
+    if not principal.sees_pii:
+        names = [mask_name(n) for n in names]
+        phones = [mask_phone(p) for p in phones]
+    columns = {name: snapshot.column(name, pos) for name in LIST_COLUMNS}
+    reasons = snapshot.reasons(package, pos, lang)
+    return [
+        RiskListItem(
+            customer_id=ids[r],
+            name=names[r],
+            phone=phones[r],
+            reasons=reasons[r],
+            **{name: values[r] for name, values in columns.items()},
+        )
+        for r in range(len(pos))
+    ]
+
+
 def risk_list(
     task: Task,
     snapshot: Snapshot,
@@ -100,23 +128,7 @@ def risk_list(
 ) -> RiskListResponse:
     stations, supply_units = principal.scope(query.station, query.supply_unit)
     pos, matched = select(snapshot, query, stations, supply_units)
-    ids = snapshot.column("customer_id", pos)
-    names, phones = directory.lookup(ids)
-    if not principal.sees_pii:
-        names = [mask_name(n) for n in names]
-        phones = [mask_phone(p) for p in phones]
-    columns = {name: snapshot.column(name, pos) for name in LIST_COLUMNS}
-    reasons = snapshot.reasons(package, pos, lang)
-    items = [
-        RiskListItem(
-            customer_id=ids[r],
-            name=names[r],
-            phone=phones[r],
-            reasons=reasons[r],
-            **{name: values[r] for name, values in columns.items()},
-        )
-        for r in range(len(pos))
-    ]
+    items = list_items(snapshot, package, pos, principal, directory, lang)
     return RiskListResponse(
         task=task,
         model=snapshot.model,

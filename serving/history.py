@@ -1,0 +1,107 @@
+"""One customer's rows from the warehouse (archive, bills, payments, suspensions, inspections) for the
+customer file route and page, read in milliseconds from customer-sorted copies kept in the service's home.
+
+Warehouse tables are written in whatever order ingest produced, so a filtered Parquet read scans every row
+group (~0.2–0.4 s for 1.8 M bills). A copy sorted by customer_id in small row groups lets the reader skip all
+but one row group (~10 ms). Copies are rebuilt when the warehouse table's modification time changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.schema import table as contract_table
+from features.sources import read_table, table_path
+
+logger = logging.getLogger(__name__)
+
+# The columns each page section needs, with the event time that orders a customer's rows.
+COLUMNS: dict[str, tuple[list[str], str | None]] = {
+    "customers": (
+        [
+            "customer_id", "usage_category", "industry_code", "voltage_kv", "contract_capacity_kva", "tariff",
+            "payment_method", "supply_unit", "station", "area_id", "group_id", "open_date", "close_date",
+            "name", "phone", "address",
+        ],
+        None,
+    ),
+    "bills": (
+        ["customer_id", "period", "kwh", "amount_due", "issue_date", "due_date", "known_at"], "known_at"
+    ),
+    "payments": (["customer_id", "period", "paid_at", "amount", "late_fee", "channel"], "paid_at"),
+    "suspensions": (
+        ["customer_id", "applied_at", "kind", "start_date", "end_date", "capacity_kva"], "applied_at"
+    ),
+    "inspections": (
+        ["customer_id", "inspected_at", "result", "recovered_kwh", "recovered_amount"], "inspected_at"
+    ),
+}  # fmt: skip
+ROW_GROUP_ROWS = 32_768  # one row group holds ~900 customers' 36 bills: one small read per page view
+
+
+class HistoryStore:
+    """Customer-sorted copies of the history tables under `cache`, made from the warehouse on first use."""
+
+    def __init__(self, warehouse: Path, cache: Path) -> None:
+        self.warehouse = Path(warehouse)
+        self.cache = Path(cache)
+        self._copies: dict[str, tuple[int, Path]] = {}
+        self._lock = threading.Lock()
+
+    def rows(self, name: str, customer_id: str) -> pd.DataFrame:
+        """The customer's rows of one table (contract dtypes), ordered by event time; empty when the
+        warehouse has no such table. Columns the export lacks (optional ones) come back all-null."""
+        columns, _ = COLUMNS[name]
+        copy = self._copy(name)
+        if copy is None:
+            return contract_table(name).arrow_schema(columns).empty_table().to_pandas(date_as_object=False)
+        found = pq.read_table(copy, filters=[("customer_id", "==", customer_id)])
+        return found.to_pandas(date_as_object=False)
+
+    def _copy(self, name: str) -> Path | None:
+        source = table_path(self.warehouse, name)
+        try:
+            mtime = source.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        known = self._copies.get(name)
+        if known is not None and known[0] == mtime:
+            return known[1]
+        with self._lock:
+            known = self._copies.get(name)
+            if known is None or known[0] != mtime:
+                self._copies[name] = (mtime, self._build(name, mtime))
+            return self._copies[name][1]
+
+    def _build(self, name: str, mtime: int) -> Path:
+        path = self.cache / f"{name}-{mtime}.parquet"
+        if path.exists():  # another worker process built it already
+            return path
+        start = time.perf_counter()
+        columns, event_time = COLUMNS[name]
+        present = set(pq.read_schema(table_path(self.warehouse, name)).names)
+        frame = read_table(self.warehouse, name, columns=[c for c in columns if c in present])
+        for column in columns:
+            if column not in present:
+                frame[column] = None
+        order = ["customer_id"] + ([event_time] if event_time else [])
+        frame = frame.sort_values(order, kind="stable")[columns]
+        schema = contract_table(name).arrow_schema(columns)
+        data = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+        pq.write_table(data, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        tmp.replace(path)
+        for old in self.cache.glob(f"{name}-*.parquet"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        seconds = time.perf_counter() - start
+        logger.info("history copy %s: %d rows sorted in %.2f s", name, len(frame), seconds)
+        return path

@@ -1,0 +1,51 @@
+"""`GET /v1/customers/{customer_id}`: one customer's archive, 24 months of bills and payments, suspensions,
+inspections and every task's score, with the risk lists' access rules (station scope, PII per role)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from serving.access import Action
+from serving.customer_file import customer_file
+from serving.dependencies import Audit, Caller, Models, Settings, Snapshots
+from serving.errors import ERROR_RESPONSES, NOT_FOUND
+from serving.history import HistoryStore
+from serving.schemas import Lang
+from serving.view_schemas import CustomerFile
+
+router = APIRouter(tags=["customers"])
+
+
+def get_history(request: Request, settings: Settings) -> HistoryStore:
+    """The app's customer-sorted history copies, made on first use (not at start-up: few calls need them)."""
+    store: HistoryStore | None = getattr(request.app.state, "history", None)
+    if store is None or store.warehouse != settings.warehouse_path:
+        store = HistoryStore(settings.warehouse_path, settings.home / "history-cache")
+        request.app.state.history = store
+    return store
+
+
+History = Annotated[HistoryStore, Depends(get_history)]
+CustomerIdPath = Annotated[str, Path(min_length=1, max_length=64, description="户号")]
+
+
+@router.get(
+    "/v1/customers/{customer_id}", response_model=CustomerFile, responses={**ERROR_RESPONSES, **NOT_FOUND}
+)
+def get_customer(
+    customer_id: CustomerIdPath,
+    caller: Caller,
+    models: Models,
+    snapshots: Snapshots,
+    settings: Settings,
+    history: History,
+    audit: Audit,
+    lang: Lang = Lang.ZH,
+) -> CustomerFile:
+    """Archive facts (PII only for the customer's own collector), history and scores with reasons."""
+    caller.require(Action.CUSTOMER)
+    file = customer_file(customer_id, caller, history, snapshots, models, settings.tasks, lang)
+    audit.record(caller, Action.CUSTOMER, "all", {"customer_id": customer_id}, None, 1)
+    return file

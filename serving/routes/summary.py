@@ -1,0 +1,40 @@
+"""`GET /v1/{task}/summary?by=station|supply_unit`: customers per risk band, yuan at risk and the change since
+last month per station or supply unit (对标), cut to the caller's scope."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from serving.access import Action
+from serving.dependencies import Audit, Caller, Models, Snapshots
+from serving.errors import ERROR_RESPONSES, ModelUnavailable
+from serving.schemas import Task
+from serving.station_summary import summarize
+from serving.view_schemas import SummaryBy, SummaryResponse
+
+router = APIRouter(tags=["risk lists"])
+
+
+@router.get("/v1/{task}/summary", response_model=SummaryResponse, responses=ERROR_RESPONSES)
+def get_summary(
+    task: Task,
+    caller: Caller,
+    models: Models,
+    snapshots: Snapshots,
+    audit: Audit,
+    by: SummaryBy = SummaryBy.STATION,
+    supply_unit: str | None = Query(None, max_length=100, description="only this supply unit's stations"),
+) -> SummaryResponse:
+    """One row per station (or supply unit) of the latest snapshot against the newest earlier month's."""
+    caller.require(Action.RISK_LIST)
+    stations, units = caller.scope(None, supply_unit)
+    try:
+        package = models.get(task).package  # only for the band order; the snapshot holds the bands
+    except ModelUnavailable:
+        package = None
+    response = summarize(task, snapshots.get(task), package, by, stations, units)
+    audit.record(
+        caller, Action.RISK_LIST, task, {"summary_by": by.value, "supply_unit": supply_unit},
+        response.model.version, len(response.rows),
+    )  # fmt: skip
+    return response

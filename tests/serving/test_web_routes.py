@@ -1,0 +1,166 @@
+"""The API behind the web page: `GET /v1/customers/{id}` (archive, history, scores, access) and
+`GET /v1/{task}/summary` (bands, yuan at risk, month over month, scope), through FastAPI's test client."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from tinymodel import FakeRegistry
+from webdata import LATE, PREVIOUS_AS_OF, REISSUED, UNPAID, WebService, web_service
+
+from serving.settings import ServingSettings
+
+
+@pytest.fixture
+def web(settings: ServingSettings, registry: FakeRegistry) -> Iterator[WebService]:
+    with web_service(settings, registry) as service:
+        yield service
+
+
+def customer(web: WebService, customer_id: str, role: str, **params) -> dict:
+    r = web.client.get(f"/v1/customers/{customer_id}", params=params, headers=web.headers(role))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_customer_file_holds_archive_24_months_and_the_score(web):
+    body = customer(web, "C0000000", "collector")  # C0000000 is in station S01, the collector's own
+    assert body["archive"]["station"] == "S01" and body["archive"]["name"] == "王小0"
+    assert not body["archive"]["pii_masked"] and body["archive"]["address"] == "某路1号"
+    months = body["months"]
+    assert len(months) == 24 and months[-1]["period"] == "2023-06-01" and months[0]["period"] == "2021-07-01"
+    assert [m["period"] for m in months] == sorted(m["period"] for m in months)
+    assert all(m["days_late"] == 0 and m["outstanding"] == 0 for m in months)  # pays two days early
+    (score,) = body["scores"]
+    assert score["task"] == "arrears" and score["model"] == {"name": "gridrisk-arrears", "version": "1"}
+    listed = web.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["C0000000"]}, headers=web.headers("admin")
+    ).json()["results"][0]
+    assert score["probability"] == pytest.approx(listed["probability"], abs=1e-12)
+    assert [r["text"] for r in score["reasons"]] == [r["text"] for r in listed["reasons"]]
+    # The waterfall closes: base + reasons + the rest is the margin.
+    reasons = sum(r["contribution"] for r in score["reasons"])
+    assert score["base_value"] + reasons + score["other_contribution"] == pytest.approx(score["raw_margin"])
+    assert 1 <= score["rank"] <= score["population"] == len(web.population)
+
+
+def test_reissued_bills_late_and_missing_payments(web):
+    who, when = REISSUED
+    months = {m["period"]: m for m in customer(web, who, "admin")["months"]}
+    assert months[when.date().isoformat()]["amount_due"] == pytest.approx(999.99)  # the correction stands
+    late = customer(web, LATE, "admin")["months"]
+    assert {m["days_late"] for m in late} == {20}
+    unpaid = customer(web, UNPAID, "admin")["months"]
+    assert [m["paid"] for m in unpaid[-3:]] == [0.0, 0.0, 0.0]
+    assert all(m["outstanding"] > 0 and m["days_late"] is None for m in unpaid[-3:])
+    assert unpaid[-4]["outstanding"] == 0
+
+
+def test_events_come_newest_first(web):
+    body = customer(web, "C0000003", "analyst")
+    assert [s["kind"] for s in body["suspensions"]] == ["suspension_restore", "suspension"]
+    assert body["suspensions"][0]["end_date"] is None
+    assert [i["result"] for i in body["inspections"]] == ["normal"]
+    paid_at = [p["paid_at"] for p in body["payments"]]
+    assert paid_at == sorted(paid_at, reverse=True) and len(paid_at) == 24
+
+
+def test_pii_is_masked_for_analysts_and_admins(web):
+    for role in ("analyst", "admin"):
+        archive = customer(web, "C0000000", role)["archive"]
+        assert archive["pii_masked"] and archive["name"] == "王**"
+        assert archive["phone"] == "138****0000" and archive["address"] == "某路" + "*" * 4
+
+
+def test_collectors_reach_only_their_own_stations_customers(web):
+    # C0000001 is in S02 (station = i % 3); the S01 collector gets a 403 naming the rule, not the customer.
+    r = web.client.get("/v1/customers/C0000001", headers=web.headers("collector"))
+    assert r.status_code == 403 and "S01" in r.json()["detail"] and "王小1" not in r.text
+    # The U2 collector covers supply unit U2 (station S03 only): C0000002 yes, C0000000 no.
+    assert customer(web, "C0000002", "unit_collector")["archive"]["station"] == "S03"
+    assert web.client.get("/v1/customers/C0000000", headers=web.headers("unit_collector")).status_code == 403
+    assert web.client.get("/v1/customers/C0000000", headers=web.headers("service")).status_code == 403
+    assert web.client.get("/v1/customers/C0000000").status_code == 401
+
+
+def test_unknown_customer_is_a_404_naming_the_id(web):
+    r = web.client.get("/v1/customers/NOPE42", headers=web.headers("admin"))
+    assert r.status_code == 404 and "NOPE42" in r.json()["detail"]
+
+
+def test_customer_outside_the_population_is_noted(web, settings):
+    from features.sources import read_table, write_table
+
+    customers = read_table(settings.warehouse_path, "customers")
+    extra = customers.iloc[:1].copy()
+    extra["customer_id"] = "C9999999"  # in the archive, never scored
+    write_table(settings.warehouse_path, "customers", pd.concat([customers, extra]))
+    body = customer(web, "C9999999", "admin")
+    assert body["scores"] == [] and "not in the arrears population" in body["unscored"][0]["detail"]
+    assert body["months"] == []
+
+
+def test_summary_by_station_against_last_month(web):
+    r = web.client.get("/v1/arrears/summary", params={"by": "station"}, headers=web.headers("analyst"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["as_of"] == "2023-06-30" and body["previous_as_of"] == PREVIOUS_AS_OF.isoformat()
+    assert body["band_order"] == ["high", "medium", "low"]
+    snapshot = web.state.snapshots.get("arrears")
+    station = np.asarray(snapshot.column("station", np.arange(snapshot.size)), dtype=object)
+    band = np.asarray(snapshot.column("band", np.arange(snapshot.size)), dtype=object)
+    ev = np.nan_to_num(snapshot.numbers["expected_value"])
+    rows = {row["station"]: row for row in body["rows"]}
+    assert set(rows) == {"S01", "S02", "S03"}
+    for name, row in rows.items():
+        here = station == name
+        assert row["current"]["customers"] == here.sum()
+        assert row["current"]["bands"] == {b: int((band[here] == b).sum()) for b in ("high", "medium", "low")}
+        assert row["current"]["expected_value"] == pytest.approx(ev[here].sum())
+        assert row["expected_value_change"] == pytest.approx(
+            row["current"]["expected_value"] - row["previous"]["expected_value"]
+        )
+    evs = [row["current"]["expected_value"] for row in body["rows"]]
+    assert evs == sorted(evs, reverse=True)
+    assert body["total"]["current"]["customers"] == snapshot.size
+    assert body["total"]["current"]["expected_value"] == pytest.approx(ev.sum())
+
+
+def test_summary_is_cut_to_the_collectors_scope(web):
+    by_station = web.client.get("/v1/arrears/summary", headers=web.headers("collector")).json()
+    assert [row["station"] for row in by_station["rows"]] == ["S01"]
+    # Grouped by supply unit, the S01 collector's U1 total still counts S01 only (S02 is also in U1).
+    by_unit = web.client.get(
+        "/v1/arrears/summary", params={"by": "supply_unit"}, headers=web.headers("collector")
+    ).json()
+    assert [(row["supply_unit"], row["station"]) for row in by_unit["rows"]] == [("U1", None)]
+    assert by_unit["rows"][0]["current"] == by_station["rows"][0]["current"]
+    assert by_unit["total"]["current"]["customers"] == 20
+    denied = web.client.get(
+        "/v1/arrears/summary", params={"supply_unit": "U2"}, headers=web.headers("collector")
+    )
+    assert denied.status_code == 200  # a station-scoped key has no unit restriction: U2 is simply empty
+    assert denied.json()["rows"] == []
+    forbidden = web.client.get(
+        "/v1/arrears/summary", params={"supply_unit": "U1"}, headers=web.headers("unit_collector")
+    )
+    assert forbidden.status_code == 403
+
+
+def test_summary_without_an_earlier_month(web, settings):
+    (settings.snapshots_path / "arrears" / f"{PREVIOUS_AS_OF.isoformat()}.parquet").unlink()
+    body = web.client.get("/v1/arrears/summary", headers=web.headers("admin")).json()
+    assert body["previous_as_of"] is None
+    assert all(row["previous"] is None and row["expected_value_change"] is None for row in body["rows"])
+
+
+def test_a_snapshot_earlier_in_the_same_month_is_not_last_month():
+    from serving.station_summary import previous_month
+
+    files = [(dt.date(2023, 5, 31), "may"), (dt.date(2023, 6, 15), "mid"), (dt.date(2023, 6, 30), "end")]
+    assert previous_month(files, dt.date(2023, 6, 30)) == files[0]
+    assert previous_month(files[1:], dt.date(2023, 6, 30)) is None
