@@ -212,6 +212,10 @@ class KeyStore:
                 self._records, self._mtime = read_keys(self.path), mtime
         return self._records
 
+    def record(self, key_id: str) -> KeyRecord | None:
+        """A key's stored record; the web session re-checks it on every page, so revocations apply there too."""
+        return self._current().get(key_id)
+
     def authenticate(self, presented: str | None) -> Principal:
         if not presented:
             raise NotAuthenticated(
