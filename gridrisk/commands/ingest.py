@@ -33,6 +33,7 @@ def ingest_command(
     Exit code 2 when a file is unusable as a whole (missing required column, unreadable, wrong encoding).
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from features.column_maps.mapping import ColumnMap
     from features.ingest import contract_markdown, ingest
@@ -51,15 +52,17 @@ def ingest_command(
         with console.status(f"ingesting {source} into {target}") as status:
             report = ingest(source, target, column_map=column_map, progress=status.update)
     except ContractError as exc:
-        errors.print(f"[red]ingest refused:[/red] {exc}", markup=True, highlight=False)
+        errors.print(f"[red]ingest refused:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
     _print_report(console, report)
 
 
 def _print_report(console, report) -> None:
+    """Counts per table, quarantined rows per rule, and notes; file names and messages print verbatim."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"ingest {report.source} → {report.warehouse}")
+    table = Table(title=escape(f"ingest {report.source} → {report.warehouse}"))
     table.add_column("table")
     for name in ("read", "accepted", "new", "updated", "unchanged", "quarantined"):
         table.add_column(name, justify="right")
@@ -86,26 +89,29 @@ def _print_report(console, report) -> None:
             rules.add_column(name, justify=justify)
         for part in report.tables.values():
             for rule, n in sorted(part.by_rule.items()):
-                rules.add_row(part.table, rule, f"{n:,}", part.examples.get(rule, ""))
+                rules.add_row(part.table, rule, f"{n:,}", escape(part.examples.get(rule, "")))
         console.print(rules)
         added = sum(p.quarantine_added for p in report.tables.values())
         console.print(
-            f"quarantine: {report.warehouse / 'quarantine'}/<table>.parquet — {added:,} new record(s); each "
-            "keeps the original values and names its file (_source), row (_row), column and rule"
+            escape(f"quarantine: {report.warehouse / 'quarantine'}/<table>.parquet")
+            + f" — {added:,} new record(s); each keeps the original values and names its file (_source), "
+            "row (_row), column and rule"
         )
     files = [f for part in report.tables.values() for f in part.files]
-    console.print(f"files read: {', '.join(files)}", style="dim")
+    console.print(escape(f"files read: {', '.join(files)}"), style="dim")
     for part in report.tables.values():
         if part.extra_columns:
             console.print(
-                f"{part.table}: ignored columns not in the contract: {', '.join(part.extra_columns)}"
+                escape(f"{part.table}: ignored columns not in the contract: {', '.join(part.extra_columns)}")
             )
         for note in part.notes:
-            console.print(f"[yellow]{part.table}: {note}[/yellow]")
+            console.print(escape(f"{part.table}: {note}"), style="yellow")
     if report.skipped_files:
-        console.print(f"skipped (not a contract table): {', '.join(report.skipped_files)}")
+        console.print(escape(f"skipped (not a contract table): {', '.join(report.skipped_files)}"))
     if report.truth_files:
-        console.print(f"copied {report.truth_files} ground-truth file(s) to {report.warehouse / 'truth'}")
+        console.print(
+            escape(f"copied {report.truth_files} ground-truth file(s) to {report.warehouse / 'truth'}")
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -104,7 +104,7 @@ def test_missing_required_column_exits_2_naming_file_column_and_fix(tmp_path: Pa
     result = run(src, "--warehouse", tmp_path / "wh")
     assert result.exit_code == 2
     assert "电费账单.csv (table bills): missing required column(s) due_date (缴费截止日期)" in result.output
-    assert "--column-map" in result.output
+    assert '--column-map TOML ([headers.bills] "<your header>" = "due_date")' in result.output
     assert not (tmp_path / "wh").exists()  # areas and customers were fine, but nothing is written
 
 
