@@ -211,3 +211,98 @@ def write(tables: dict[str, pd.DataFrame], warehouse: Path) -> Path:
     for name, frame in tables.items():
         write_table(warehouse, name, frame)
     return warehouse
+
+
+def customer_rows(n: int = 1, **overrides) -> pd.DataFrame:
+    """`n` plain customers (C0000…) in area A0, open since 2019, post-paid, single tariff; override any column."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "usage_category": "general_commercial",
+            "industry_code": "F51",
+            "voltage_kv": 0.4,
+            "contract_capacity_kva": 100.0,
+            "tariff": "single",
+            "payment_method": "counter",
+            "supply_unit": "U1",
+            "station": "S1",
+            "area_id": "A0",
+            "group_id": None,
+            "open_date": pd.Timestamp("2019-01-01"),
+            "close_date": pd.NaT,
+        }
+    )
+    for column, value in overrides.items():
+        frame[column] = value
+    return frame
+
+
+def monthly_bills(
+    customer_id: str, first: str, kwh: list[float], price: float = 0.5, **extra
+) -> pd.DataFrame:
+    """One bill per month from `first`: issued on the 5th of the next month, due on the 25th, known at issue."""
+    periods = pd.date_range(first, periods=len(kwh), freq="MS")
+    issue = periods + pd.DateOffset(months=1) + pd.Timedelta(days=4)
+    frame = pd.DataFrame(
+        {
+            "customer_id": customer_id,
+            "period": periods,
+            "kwh": np.asarray(kwh, dtype=float),
+            "amount_due": np.asarray(kwh, dtype=float) * price,
+            "energy_charge": np.asarray(kwh, dtype=float) * price,
+            "issue_date": issue,
+            "due_date": issue + pd.Timedelta(days=20),
+            "known_at": issue + pd.Timedelta(hours=8),
+        }
+    )
+    for column, value in extra.items():
+        frame[column] = value
+    return frame
+
+
+def with_defaults(**tables: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Fill in empty event tables so a test names only the tables it is about."""
+    empty = {
+        "bills": monthly_bills("C0000", "2021-01", []),
+        "payments": pd.DataFrame(
+            {
+                "payment_id": pd.Series([], dtype=str),
+                "customer_id": pd.Series([], dtype=str),
+                "period": pd.Series([], dtype="datetime64[us]"),
+                "paid_at": pd.Series([], dtype="datetime64[us]"),
+                "amount": pd.Series([], dtype=float),
+                "late_fee": pd.Series([], dtype=float),
+                "channel": pd.Series([], dtype=str),
+            }
+        ),
+        "suspensions": pd.DataFrame(
+            {
+                "application_id": pd.Series([], dtype=str),
+                "customer_id": pd.Series([], dtype=str),
+                "applied_at": pd.Series([], dtype="datetime64[us]"),
+                "start_date": pd.Series([], dtype="datetime64[us]"),
+                "end_date": pd.Series([], dtype="datetime64[us]"),
+                "capacity_kva": pd.Series([], dtype=float),
+                "kind": pd.Series([], dtype=str),
+            }
+        ),
+        "inspections": pd.DataFrame(
+            {
+                "inspection_id": pd.Series([], dtype=str),
+                "customer_id": pd.Series([], dtype=str),
+                "inspected_at": pd.Series([], dtype="datetime64[us]"),
+                "result": pd.Series([], dtype=str),
+                "recovered_kwh": pd.Series([], dtype=float),
+            }
+        ),
+    }
+    return {**empty, **tables}
+
+
+def features_at(tables: dict[str, pd.DataFrame], as_of: str, family_module) -> pd.DataFrame:
+    """One family's features for every customer of `tables` as of `as_of` (customer_id as the index)."""
+    from features.snapshot import prepare_partition
+
+    part = prepare_partition(tables)
+    values = family_module.compute(part.at(as_of))
+    return pd.DataFrame(values, index=part.customers["customer_id"].to_numpy())

@@ -1,0 +1,110 @@
+"""Consumption family on hand-built bills with answers worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_warehouse import customer_rows, features_at, monthly_bills, with_defaults
+
+from features import consumption
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    year1, year2 = [100.0] * 12, [100.0] * 9 + [50.0] * 3
+    bills = [
+        # C0000: flat 100 kWh, then the last quarter of 2022 halves; 40 % of it in peak hours.
+        monthly_bills("C0000", "2021-01", year1 + year2, kwh_peak=np.array(year1 + year2) * 0.4),
+        # C0001: a new customer with two bills only (short history: long windows are NaN, not errors).
+        monthly_bills("C0001", "2022-11", [80.0, 90.0]),
+        # C0002: three zero months at the end.
+        monthly_bills("C0002", "2022-01", [100.0] * 9 + [0.0] * 3),
+        # C0003: no bill for November 2022 (a gap, not a zero).
+        monthly_bills("C0003", "2022-01", [100.0] * 10 + [300.0]).assign(
+            period=lambda f: f["period"].where(f["period"] < "2022-11-01", pd.Timestamp("2022-12-01")),
+            issue_date=lambda f: f["period"] + pd.DateOffset(months=1) + pd.Timedelta(days=4),
+            known_at=lambda f: f["issue_date"] + pd.Timedelta(hours=8),
+        ),
+        # C0005: kWh rising by 10 every month.
+        monthly_bills("C0005", "2022-01", [100.0 + 10 * i for i in range(12)]),
+    ]
+    # C0004: October's bill re-issued at double kWh, known on 2022-12-10 (after the original).
+    c4 = monthly_bills("C0004", "2022-01", [100.0] * 12)
+    fix = c4[c4["period"] == "2022-10-01"].assign(
+        kwh=200.0, amount_due=100.0, known_at=pd.Timestamp("2022-12-10")
+    )
+    bills = pd.concat([*bills, c4, fix], ignore_index=True)
+    return with_defaults(customers=customer_rows(6), bills=bills)
+
+
+def test_levels_changes_and_year_on_year(tables):
+    f = features_at(tables, "2023-01-31", consumption).loc["C0000"]
+    assert f["bills_months_since_last_bill"] == 1  # December's bill, issued 5 January
+    assert f["bills_history_months"] == 24
+    assert f["bills_kwh_last_1m"] == 50
+    assert f["bills_kwh_mean_3m"] == 50
+    assert f["bills_kwh_mean_12m"] == pytest.approx(87.5)
+    assert f["bills_kwh_yoy_change_pct_3m"] == pytest.approx(-50.0)
+    assert f["bills_kwh_change_pct_3m_vs_prev_3m"] == pytest.approx(-50.0)
+    assert f["bills_kwh_yoy_change_pct_12m"] == pytest.approx(-12.5)
+    assert f["bills_kwh_drop_6m_yoy_kwh"] == pytest.approx(150.0)
+    assert f["bills_peak_share_pct_3m"] == pytest.approx(40.0)
+    assert np.isnan(f["bills_valley_share_pct_3m"])  # no valley column exported: NaN, not 0
+    # 50 kWh a month on 100 kVA: 50 / (100 × 730 h).
+    assert f["bills_utilization_pct_3m"] == pytest.approx(50 / 73_000 * 100)
+    assert f["bills_price_yuan_per_kwh_12m"] == pytest.approx(0.5)
+
+
+def test_windows_follow_the_latest_bill_visible_at_t(tables):
+    # On 4 January December's bill is not issued yet: November is the latest bill.
+    f = features_at(tables, "2023-01-04", consumption).loc["C0000"]
+    assert f["bills_months_since_last_bill"] == 2
+    assert f["bills_kwh_mean_3m"] == pytest.approx((100 + 50 + 50) / 3)
+
+
+def test_short_history_gives_nan_for_long_windows(tables):
+    f = features_at(tables, "2023-01-31", consumption).loc["C0001"]
+    assert f["bills_kwh_mean_3m"] == pytest.approx(85.0)
+    for name in (
+        "bills_kwh_mean_12m",
+        "bills_kwh_slope_6m_pct",
+        "bills_kwh_yoy_change_pct_3m",
+        "bills_kwh_cv_12m",
+    ):
+        assert np.isnan(f[name]), name
+
+
+def test_zero_months_and_runs(tables):
+    f = features_at(tables, "2023-01-31", consumption).loc["C0002"]
+    assert f["bills_zero_kwh_months_12m"] == 3
+    assert f["bills_zero_kwh_run_months"] == 3
+    assert f["bills_near_zero_kwh_months_12m"] == 3
+    assert features_at(tables, "2023-01-31", consumption).loc["C0000", "bills_zero_kwh_run_months"] == 0
+
+
+def test_a_missing_month_is_a_gap_not_a_zero(tables):
+    f = features_at(tables, "2023-01-31", consumption).loc["C0003"]
+    assert f["bills_kwh_mean_3m"] == pytest.approx((300 + 100) / 2)
+    assert f["bills_zero_kwh_months_12m"] == 0
+
+
+def test_reissued_bill_counts_from_when_it_is_known(tables):
+    before = features_at(tables, "2022-11-30", consumption).loc["C0004"]
+    after = features_at(tables, "2023-01-31", consumption).loc["C0004"]
+    assert before["bills_reissued_count_12m"] == 0
+    assert before["bills_kwh_mean_3m"] == pytest.approx(100.0)  # Aug–Oct, October as first issued
+    assert after["bills_reissued_count_12m"] == 1
+    assert after["bills_kwh_mean_12m"] == pytest.approx((11 * 100 + 200) / 12)
+
+
+def test_slope_is_percent_of_level_per_month(tables):
+    f = features_at(tables, "2023-01-31", consumption).loc["C0005"]
+    assert f["bills_kwh_slope_12m_pct"] == pytest.approx(10 / 155 * 100)
+    assert f["bills_kwh_slope_3m_pct"] == pytest.approx(10 / 200 * 100)
+
+
+def test_customers_without_any_bill_get_nan(tables):
+    f = features_at(with_defaults(customers=customer_rows(1)), "2023-01-31", consumption).loc["C0000"]
+    assert np.isnan(f["bills_kwh_mean_3m"]) and np.isnan(f["bills_months_since_last_bill"])
+    assert f["bills_history_months"] == 0

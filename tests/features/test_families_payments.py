@@ -1,0 +1,103 @@
+"""Payments family: days late, partial payments, the open balance and its age, fees and channels, by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_warehouse import customer_rows, features_at, monthly_bills, with_defaults
+
+from features import payments
+
+AS_OF = (
+    "2023-01-31"  # bills of Jan–Dec 2022 are due (the 25th of the month after next), the last on 2023-01-25
+)
+
+
+def _pay(customer: str, period: str, paid_at: str, amount: float, channel: str = "online", fee: float = 0.0):
+    return {
+        "customer_id": customer,
+        "period": pd.Timestamp(period),
+        "paid_at": pd.Timestamp(paid_at),
+        "amount": amount + fee,
+        "late_fee": fee,
+        "channel": channel,
+    }
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    bills = pd.concat([monthly_bills(c, "2022-01", [200.0] * 12) for c in ("C0000", "C0001", "C0002")])
+    due = bills.set_index(["customer_id", "period"])["due_date"]
+    rows = []
+    for period in pd.date_range("2022-01-01", "2022-12-01", freq="MS"):
+        #  C0000 pays every bill on its due date, except September's: 10 days late at the counter with a 2
+        # 元 fee.
+        if period == pd.Timestamp("2022-09-01"):
+            rows.append(_pay("C0000", period, "2022-11-04 10:00", 100.0, channel="counter", fee=2.0))
+        else:
+            rows.append(_pay("C0000", period, str(due["C0000", period].date()) + " 09:00", 100.0))
+        # C0001 pays on time until September ...
+        if period <= pd.Timestamp("2022-09-01"):
+            rows.append(_pay("C0001", period, str(due["C0001", period].date()) + " 09:00", 100.0))
+    #  ... October in two parts (60 before the due date 2022-11-25, 40 on 2022-12-10: 15 days late), then
+    # nothing.
+    rows.append(_pay("C0001", "2022-10-01", "2022-11-20 09:00", 60.0))
+    rows.append(_pay("C0001", "2022-10-01", "2022-12-10 09:00", 40.0))
+    # A payment after the as-of date: invisible at T.
+    rows.append(_pay("C0001", "2022-11-01", "2023-02-01 00:00", 100.0))
+    pays = pd.DataFrame(rows)
+    pays.insert(0, "payment_id", [f"P{i}" for i in range(len(pays))])
+    # C0002 never pays; C0003 has no bills at all.
+    return with_defaults(customers=customer_rows(4), bills=bills, payments=pays)
+
+
+@pytest.fixture(scope="module")
+def f(tables) -> pd.DataFrame:
+    return features_at(tables, AS_OF, payments)
+
+
+def test_a_good_payer_with_one_late_bill(f):
+    c = f.loc["C0000"]
+    assert c["payments_days_late_max_365d"] == 10
+    assert c["payments_days_late_mean_365d"] == pytest.approx(10 / 12)
+    assert c["payments_late_count_365d"] == 1
+    assert c["payments_late_count_180d"] == 1  # September's bill was due 2022-10-25, within 180 days of T
+    assert c["payments_days_late_last"] == 0
+    assert c["payments_outstanding_yuan"] == 0 and c["payments_outstanding_age_days"] == 0
+    assert c["payments_late_fee_sum_365d_yuan"] == 2.0
+    assert c["payments_channel_changes_365d"] == 2  # online → counter → online
+    assert c["payments_paid_ratio_365d"] == pytest.approx(1.0)
+
+
+def test_partial_then_open_bills(f):
+    c = f.loc["C0001"]
+    #  October settled 15 days late in two payments; November (due 2022-12-25) and December (due 2023-01-25)
+    # open.
+    assert c["payments_partial_count_365d"] == 1
+    assert c["payments_unpaid_count_365d"] == 2
+    assert c["payments_outstanding_yuan"] == pytest.approx(200.0)
+    assert c["payments_outstanding_age_days"] == 37  # 2022-12-25 → 2023-01-31
+    assert c["payments_days_late_last"] == 6  # December's bill, overdue since 2023-01-25
+    assert c["payments_days_late_max_365d"] == 37
+    assert c["payments_outstanding_to_bill_ratio"] == pytest.approx(2.0)
+    assert c["payments_paid_ratio_365d"] == pytest.approx(1000 / 1200)
+
+
+def test_never_paid_and_no_bills(f):
+    c = f.loc["C0002"]
+    assert c["payments_outstanding_yuan"] == pytest.approx(1200.0)
+    assert c["payments_late_count_365d"] == 12
+    assert c["payments_count_365d"] == 0
+    assert c["payments_paid_ratio_365d"] == 0
+    none = f.loc["C0003"]
+    assert np.isnan(none["payments_days_late_mean_365d"]) and np.isnan(none["payments_outstanding_yuan"])
+    assert none["payments_count_365d"] == 0
+
+
+def test_a_bill_due_today_is_not_late_yet(tables):
+    #  As of the due date of C0001's December bill it is due but 0 days late; the November bill is 31 days
+    # late.
+    c = features_at(tables, "2023-01-25", payments).loc["C0001"]
+    assert c["payments_days_late_last"] == 0
+    assert c["payments_days_late_max_365d"] == 31
