@@ -1,4 +1,4 @@
-"""Daily-readings family: zero runs, level drops, weekday/weekend, flat lines, variance, on hand-made curves."""
+"""Daily-readings family: zero runs, level drops, weekday/weekend, flat lines, variance (hand-made curves)."""
 
 from __future__ import annotations
 

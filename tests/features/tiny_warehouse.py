@@ -214,7 +214,7 @@ def write(tables: dict[str, pd.DataFrame], warehouse: Path) -> Path:
 
 
 def customer_rows(n: int = 1, **overrides) -> pd.DataFrame:
-    """`n` plain customers (C0000…) in area A0, open since 2019, post-paid, single tariff; override any column."""
+    """`n` plain customers (C0000…) in area A0, open since 2019, post-paid, single (override any column)."""
     frame = pd.DataFrame(
         {
             "customer_id": [f"C{i:04d}" for i in range(n)],
@@ -240,7 +240,7 @@ def customer_rows(n: int = 1, **overrides) -> pd.DataFrame:
 def monthly_bills(
     customer_id: str, first: str, kwh: list[float], price: float = 0.5, **extra
 ) -> pd.DataFrame:
-    """One bill per month from `first`: issued on the 5th of the next month, due on the 25th, known at issue."""
+    """One bill per month from `first`: issued the 5th of next month, due on the 25th, known when issued."""
     periods = pd.date_range(first, periods=len(kwh), freq="MS")
     issue = periods + pd.DateOffset(months=1) + pd.Timedelta(days=4)
     frame = pd.DataFrame(
