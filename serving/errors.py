@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from serving.schemas import ErrorBody, ValidationErrorBody
+from serving.schemas import ErrorBody, HTTPErrorBody, ValidationErrorBody
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
     403: {"model": ErrorBody, "description": "the key's role or station scope does not cover this request"},
     503: {"model": ErrorBody, "description": "no model or snapshot for the task, with the reason"},
+}
+UNPARSEABLE: dict[int | str, dict[str, Any]] = {
+    400: {"model": HTTPErrorBody, "description": "the body is not parseable JSON"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "customer ids not in the latest snapshot, named"},

@@ -173,7 +173,7 @@ class ModelStore:
     def get(self, task: str) -> LoadedModel:
         model = self._models.get(task)
         if model is None:
-            reason = self._details.get(task) or f"task {task!r} is not configured (GRIDRISK_TASKS)"
+            reason = self._details.get(task) or f"task '{task}' is not configured (GRIDRISK_TASKS)"
             raise ModelUnavailable(f"no {task} model is loaded: {reason}")
         return model
 

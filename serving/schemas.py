@@ -41,6 +41,10 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="what was wrong, the value, the rule and the fix")
 
 
+class HTTPErrorBody(BaseModel):
+    detail: str
+
+
 class ValidationErrorItem(BaseModel):
     loc: list[str | int]
     msg: str

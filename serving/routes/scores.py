@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from serving.access import Action
 from serving.dependencies import Audit, Caller, Metrics, Models, Settings, Snapshots
-from serving.errors import ERROR_RESPONSES, NOT_FOUND
+from serving.errors import ERROR_RESPONSES, NOT_FOUND, UNPARSEABLE
 from serving.schemas import Lang, ScoreRequest, ScoreResponse, Task
 from serving.scoring import score_records
 from serving.snapshot import score_ids
@@ -14,7 +14,11 @@ from serving.snapshot import score_ids
 router = APIRouter(tags=["scores"])
 
 
-@router.post("/v1/{task}/score", response_model=ScoreResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+@router.post(
+    "/v1/{task}/score",
+    response_model=ScoreResponse,
+    responses={**ERROR_RESPONSES, **NOT_FOUND, **UNPARSEABLE},
+)
 def score(
     task: Task,
     body: ScoreRequest,

@@ -143,13 +143,13 @@ class FakeRegistry:
 
 
 def write_population_snapshot(
-    package: PackagedModel, settings: ServingSettings, version: str = "1"
+    package: PackagedModel, settings: ServingSettings, version: str = "1", task: str = "arrears"
 ) -> pd.DataFrame:
     from serving.snapshot import score_frame, write_snapshot
 
     frame = scoring_frame()
-    scores = score_frame(package, frame, ModelRef(name="gridrisk-arrears", version=version))
-    write_snapshot(scores, settings.snapshots_path, "arrears", AS_OF)
+    scores = score_frame(package, frame, ModelRef(name=f"gridrisk-{task}", version=version))
+    write_snapshot(scores, settings.snapshots_path, task, AS_OF)
     return frame
 
 
