@@ -213,7 +213,7 @@ class KeyStore:
         return self._records
 
     def record(self, key_id: str) -> KeyRecord | None:
-        """A key's stored record; the web session re-checks it on every page, so revocations apply there too."""
+        """A key's stored record; the web session re-checks it on every page, so revocations apply."""
         return self._current().get(key_id)
 
     def authenticate(self, presented: str | None) -> Principal:
