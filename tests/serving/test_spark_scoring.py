@@ -1,4 +1,4 @@
-"""The Spark variant: the pyfunc through `mlflow.pyfunc.spark_udf` (local mode) agrees with in-process scores."""
+"""Spark variant: the pyfunc through `mlflow.pyfunc.spark_udf` (local mode) agrees with in-process scores."""
 
 from __future__ import annotations
 
