@@ -1,0 +1,90 @@
+"""`gridrisk score` on a generated utility: real features as of the data end, a champion from an MLflow store,
+a snapshot the service then serves with names and phones for the right collector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightgbm
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from serving.access import create_key
+from serving.main import create_app
+from serving.model import Calibrator, FeatureSpec, PackagedModel, ReasonText, pyfunc_class
+from serving.service import ServiceState
+from serving.settings import ServingSettings
+from serving.snapshot import Snapshot, latest_path
+
+pytestmark = pytest.mark.slow
+
+
+def real_package(warehouse: Path) -> PackagedModel:
+    """A small model on the task's real features and labels (one labelable as-of date)."""
+    from features.feature_sets import FEATURE_DOCS, TASK_FEATURES
+    from features.labels import latest_labelable_as_of
+    from features.training_set import build_training_set
+
+    frame = build_training_set(warehouse, "arrears", [latest_labelable_as_of(warehouse, "arrears")])
+    names = TASK_FEATURES["arrears"]
+    spec = FeatureSpec.from_frame(frame, names)
+    booster = lightgbm.train(
+        {"objective": "binary", "num_leaves": 7, "min_data_in_leaf": 10, "verbose": -1},
+        lightgbm.Dataset(spec.matrix(frame), frame["label"], feature_name=names,
+                         categorical_feature=spec.categorical_indices),
+        num_boost_round=20,
+    )  # fmt: skip
+    reasons = {n: ReasonText(zh=d.zh, en=d.en) for n in names if (d := FEATURE_DOCS.get(n)) is not None}
+    return PackagedModel("arrears", booster, spec, Calibrator("none"), reasons)
+
+
+def register(tracking_uri: str, package: PackagedModel, tmp: Path) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=pyfunc_class()(),
+            artifacts={"package": str(package.save(tmp / "package"))},
+            pip_requirements=["lightgbm"],
+            registered_model_name="gridrisk-arrears",
+        )
+    mlflow.MlflowClient(tracking_uri).set_registered_model_alias(
+        "gridrisk-arrears", "champion", info.registered_model_version
+    )
+
+
+def test_gridrisk_score_writes_the_snapshot_the_service_serves(generated_dir, tmp_path, monkeypatch):
+    from features.training_set import build_scoring_frame
+    from gridrisk.cli import app
+
+    home = tmp_path / "home"
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    register(tracking_uri, real_package(generated_dir), tmp_path)
+    monkeypatch.setenv("GRIDRISK_HOME", str(home))
+    monkeypatch.setenv("GRIDRISK_WAREHOUSE", str(generated_dir))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+
+    result = CliRunner().invoke(app, ["score", "--task", "arrears", "--as-of", "2023-12-31"])
+    assert result.exit_code == 0, result.output
+    path = latest_path(home / "snapshots", "arrears")
+    assert path == (home / "snapshots" / "arrears" / "2023-12-31.parquet").resolve()
+    snap = Snapshot.read("arrears", path)
+    population = build_scoring_frame(generated_dir, "arrears", pd.Timestamp("2023-12-31"))
+    assert snap.size == len(population) > 500 and snap.model.version == "1" and snap.k == 5
+    assert set(snap.customer_id) == set(population["customer_id"])
+
+    settings = ServingSettings(home=home, warehouse=generated_dir, tasks=["arrears"], poll_seconds=0)
+    station = str(population["station"].iloc[0])
+    key, _ = create_key(settings.keys_path, "collector", stations=[station])
+    with TestClient(create_app(settings, ServiceState.build(settings))) as client:
+        body = client.get("/v1/arrears/risk-list", params={"top": 10}, headers={"X-API-Key": key}).json()
+    assert body["model"]["version"] == "1" and body["count"] == 10
+    assert {i["station"] for i in body["items"]} == {station}
+    names = pd.read_parquet(generated_dir / "customers.parquet", columns=["customer_id", "name"])
+    expected = names.set_index("customer_id")["name"]
+    assert [i["name"] for i in body["items"]] == [expected[i["customer_id"]] for i in body["items"]]
+    assert all(len(i["reasons"]) == 5 and i["reasons"][0]["text"] for i in body["items"])
