@@ -10,6 +10,7 @@ import numpy as np
 
 from features.synthetic import domain as d
 from features.synthetic.config import Calendar
+from features.synthetic.usage import tou_month_shares
 
 ISSUE_DAYS = (3, 9)  # bills are issued on a fixed day 3–8 of the next month, per station
 DUE_DAYS = np.array([15, 20, 25])  # days from issue to due date, per supply unit
@@ -46,10 +47,6 @@ class Bills:
     def take(self, idx: np.ndarray) -> Bills:
         return Bills(**{k: v[idx] for k, v in self.__dict__.items()})
 
-    @staticmethod
-    def concat(parts: list[Bills]) -> Bills:
-        return Bills(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in parts[0].__dict__})
-
 
 def bill_dates(
     station: np.ndarray, unit: np.ndarray, calendar: Calendar, rng_station: np.ndarray, rng_unit: np.ndarray
@@ -75,54 +72,63 @@ def build_bills(
     active: np.ndarray,
     offline: np.ndarray,
     billed_kwh: np.ndarray,
-    tou: np.ndarray,
+    tou: np.ndarray,  # each customer's peak/flat/valley habit (customers × 3)
     flat_tou: np.ndarray,
     pf_drop: np.ndarray,
     issue: np.ndarray,
     due: np.ndarray,
     calendar: Calendar,
     rng: np.random.Generator,
-) -> Bills:
+) -> tuple[Bills, Bills]:
+    """First issues of every open customer-month (in customer, month order) and their later re-issues."""
     n = billed_kwh.shape[0]
     c, m = np.nonzero(active > 0)
+    rows = c.shape[0]
     kwh = np.round(billed_kwh[c, m], 2)
-    has_tou = tariff[c] != d.SINGLE
-    shares = np.where(flat_tou[c, m][:, None], 1.0 / 3.0, tou[c, m])
-    parts = np.round(kwh[:, None] * shares, 2)
-    parts[:, 1] = np.round(kwh - parts[:, 0] - parts[:, 2], 2)  # flat absorbs rounding so parts sum to kwh
-    parts = np.maximum(parts, 0.0)
-    nan = np.full(c.shape[0], np.nan)
-    peak = np.where(has_tou, parts[:, 0], nan)
-    flat = np.where(has_tou, parts[:, 1], nan)
-    valley = np.where(has_tou, parts[:, 2], nan)
     p = price[c]
-    energy = np.where(has_tou, p * (parts @ d.TOU_PRICE_RATIO), p * kwh)
-
-    two_part = tariff[c] == d.TWO_PART
-    billed_capacity_share = np.maximum(active[c, m] - offline[c, m], 0.0)
-    basic = np.where(
-        two_part, np.round(d.BASIC_CHARGE_PER_KVA * capacity_kva[c] * billed_capacity_share, 2), nan
-    )
-
-    big = capacity_kva[c] >= d.PF_MIN_KVA
-    pf_customer = np.clip(rng.normal(0.92, 0.035, size=n), 0.72, 0.99)
-    pf = pf_customer[c] + rng.normal(0.0, PF_SD, size=c.shape[0]) - pf_drop[c, m]
-    pf = np.where(big, np.round(np.clip(pf, 0.5, 1.0), 2), nan)
-    standard = d.pf_standard(category[c], voltage_kv[c])
-    rate = np.where(big, d.pf_adjustment_rate(np.nan_to_num(pf, nan=1.0), standard), 0.0)
-    base = energy + np.nan_to_num(basic)
-    pf_adj = np.where(big, np.round(base * rate, 2), nan)
+    energy = p * kwh
+    peak, flat, valley = (np.full(rows, np.nan) for _ in range(3))
+    t = np.flatnonzero(tariff[c] != d.SINGLE)
+    if t.size:
+        shares = np.where(flat_tou[c[t], m[t]][:, None], 1.0 / 3.0, tou_month_shares(tou[c[t]], rng))
+        parts = np.round(kwh[t, None] * shares, 2)
+        parts[:, 1] = np.round(
+            kwh[t] - parts[:, 0] - parts[:, 2], 2
+        )  # flat absorbs rounding: parts sum to kwh
+        parts = np.maximum(parts, 0.0)
+        peak[t], flat[t], valley[t] = parts[:, 0], parts[:, 1], parts[:, 2]
+        energy[t] = p[t] * (parts @ d.TOU_PRICE_RATIO)
     energy = np.round(energy, 2)
-    amount = np.round(energy + np.nan_to_num(basic) + np.nan_to_num(pf_adj), 2)
 
+    basic = np.full(rows, np.nan)
+    two = np.flatnonzero(tariff[c] == d.TWO_PART)
+    billed_share = np.maximum(active[c[two], m[two]] - offline[c[two], m[two]], 0.0)
+    basic[two] = np.round(d.BASIC_CHARGE_PER_KVA * capacity_kva[c[two]] * billed_share, 2)
+
+    pf, pf_adj, rate = np.full(rows, np.nan), np.full(rows, np.nan), np.zeros(rows)
+    pf_customer = np.clip(rng.normal(0.92, 0.035, size=n), 0.72, 0.99)
+    big = np.flatnonzero(capacity_kva[c] >= d.PF_MIN_KVA)
+    cb, mb = c[big], m[big]
+    pf[big] = np.round(
+        np.clip(pf_customer[cb] + rng.normal(0.0, PF_SD, big.size) - pf_drop[cb, mb], 0.5, 1.0), 2
+    )
+    rate[big] = d.pf_adjustment_rate(pf[big], d.pf_standard(category[cb], voltage_kv[cb]))
+    pf_adj[big] = np.round((energy[big] + np.nan_to_num(basic[big])) * rate[big], 2)
+    amount = energy.copy()
+    amount[two] += basic[two]
+    amount[big] += pf_adj[big]
+    amount = np.round(amount, 2)
+
+    demand = np.full(rows, np.nan)
     load_factor = rng.uniform(*LOAD_FACTOR, size=n)
-    hours = 24.0 * calendar.days_in_month[m] * np.maximum(active[c, m] - 0.97 * offline[c, m], 0.03)
-    demand = kwh / (hours * load_factor[c]) * rng.lognormal(0.0, DEMAND_SD, size=c.shape[0])
-    demand = np.minimum(demand, capacity_kva[c] * 1.05)
-    demand = np.where(big | two_part, np.round(demand, 1), nan)
+    dm = np.flatnonzero((capacity_kva[c] >= d.PF_MIN_KVA) | (tariff[c] == d.TWO_PART))
+    cd, md = c[dm], m[dm]
+    hours = 24.0 * calendar.days_in_month[md] * np.maximum(active[cd, md] - 0.97 * offline[cd, md], 0.03)
+    raw = kwh[dm] / (hours * load_factor[cd]) * rng.lognormal(0.0, DEMAND_SD, size=dm.size)
+    demand[dm] = np.round(np.minimum(raw, capacity_kva[cd] * 1.05), 1)
 
     issue_date = issue[c, m]
-    known = issue_date.astype("datetime64[s]") + rng.integers(3600, 5 * 3600, size=c.shape[0]).astype(
+    known = issue_date.astype("datetime64[s]") + rng.integers(3600, 5 * 3600, size=rows).astype(
         "timedelta64[s]"
     )
     bills = Bills(
@@ -141,10 +147,9 @@ def build_bills(
         issue_date=issue_date,
         due_date=due[c, m],
         known_at=known,
-        version=np.zeros(c.shape[0], dtype=np.int8),
+        version=np.zeros(rows, dtype=np.int8),
     )
-    corrected = reissue(bills, rng.random(len(bills)) < REISSUE_SHARE, rate, calendar, rng)
-    return Bills.concat([bills, corrected])
+    return bills, reissue(bills, rng.random(rows) < REISSUE_SHARE, rate, calendar, rng)
 
 
 def reissue(

@@ -14,8 +14,8 @@ from features.synthetic.config import Calendar
 
 # [I] P(bill still unpaid 30 days after due)
 #     = sigmoid(OWING_BASE[category] + OWING_SLOPE × stress) × channel factor.
-OWING_BASE = np.array([-5.3, -4.9, -5.5, -4.7])
-OWING_SLOPE = 1.7
+OWING_BASE = np.array([-5.0, -4.6, -5.2, -4.4])
+OWING_SLOPE = 1.5
 # P(late by 1–30 days | not owing) = sigmoid(LATE_BASE + LATE_SLOPE × stress) × channel factor.
 LATE_BASE = -2.3
 LATE_SLOPE = 0.9
@@ -55,7 +55,8 @@ def _days(values: np.ndarray) -> np.ndarray:
 
 
 def simulate_payments(
-    bills: Bills,
+    orig: Bills,
+    re: Bills,
     owing_p: np.ndarray,
     late_p: np.ndarray,
     category: np.ndarray,
@@ -64,9 +65,6 @@ def simulate_payments(
     rng: np.random.Generator,
 ) -> Payments:
     months = owing_p.shape[1]
-    first = bills.version == 0
-    orig = bills.take(np.flatnonzero(first))
-    re = bills.take(np.flatnonzero(~first))
     # Latest correction per bill (re-issues are rare; a bill has at most one here).
     key = orig.customer.astype(np.int64) * months + orig.month
     order = np.argsort(key)
@@ -78,86 +76,87 @@ def simulate_payments(
 
     c, m = orig.customer, orig.month
     nb = len(orig)
-    q = owing_p[c, m]
-    r = late_p[c, m]
     u = rng.random(nb)
-    owing = u < q
+    owing = u < owing_p[c, m]
+    # Reuse u (uniform given not owing) to choose late-by-days, so only one draw per bill is needed here.
+    late = ~owing & ((u - owing_p[c, m]) / np.maximum(1.0 - owing_p[c, m], 1e-12) < late_p[c, m])
+    state = np.where(late, LATE_DAYS, ON_TIME).astype(np.int8)
+    ow = np.flatnonzero(owing)
+    v = rng.random(ow.size)
     split = np.cumsum(OWING_SPLIT)
-    v = rng.random(nb)
-    state = np.where(
-        owing,
-        np.where(v < split[0], LATE_MONTHS, np.where(v < split[1], PARTIAL, UNPAID)),
-        np.where(rng.random(nb) < r, LATE_DAYS, ON_TIME),
-    )
+    state[ow] = np.where(v < split[0], LATE_MONTHS, np.where(v < split[1], PARTIAL, UNPAID))
     issue, due = orig.issue_date, orig.due_date
     meth = method[c]
-    window = (due - issue).astype(np.int64)
-    on_time = np.select(
-        [meth == d.PREPAID, meth == d.BANK],
-        [issue, issue + _days(1 + rng.random(nb) * 3)],
-        issue + _days(1 + rng.random(nb) * np.maximum(window, 1)),
-    )
-    on_time = np.minimum(on_time, due)
-    late_days = due + _days(1 + rng.random(nb) * 30)
-    late_months = due + _days(np.minimum(31 + rng.exponential(45.0, nb), 540))
-    rest = due + _days(np.minimum(31 + rng.exponential(60.0, nb), 540))
-    rest_paid = rng.random(nb) < PARTIAL_REST_PAID
-    very_late = due + _days(np.minimum(181 + rng.exponential(120.0, nb), 720))
-    eventually = rng.random(nb) < UNPAID_EVENTUALLY_PAID
-    first_date = np.select(
-        [state == ON_TIME, state == LATE_DAYS, state == LATE_MONTHS, state == PARTIAL],
-        [on_time, late_days, late_months, on_time],
-        very_late,
-    )
-    first_paid = (state != UNPAID) | eventually
+    window = np.maximum((due - issue).astype(np.int64), 1)
+    # Most bills are paid on time: within the due window, the bank a few days after issue, 费控 at once.
+    first_date = issue + _days(1 + rng.random(nb) * window)
+    bank = np.flatnonzero(meth == d.BANK)
+    first_date[bank] = issue[bank] + _days(1 + rng.random(bank.size) * 3)
+    first_date[meth == d.PREPAID] = issue[meth == d.PREPAID]
+    first_date = np.minimum(first_date, due)
+    for code, low, mean, cap in (
+        (LATE_DAYS, 1, None, 30),
+        (LATE_MONTHS, 31, 45.0, 540),
+        (UNPAID, 181, 120.0, 720),
+    ):
+        k = np.flatnonzero(state == code)
+        extra = rng.random(k.size) * 30 if mean is None else rng.exponential(mean, k.size)
+        first_date[k] = due[k] + _days(np.minimum(low + extra, cap))
+    first_paid = np.ones(nb, dtype=bool)
+    unpaid = np.flatnonzero(state == UNPAID)
+    first_paid[unpaid] = rng.random(unpaid.size) < UNPAID_EVENTUALLY_PAID
+    partial = np.flatnonzero(state == PARTIAL)
+    rest_paid = partial[rng.random(partial.size) < PARTIAL_REST_PAID]
+    rest_date = due[rest_paid] + _days(np.minimum(31 + rng.exponential(60.0, rest_paid.size), 540))
 
-    def amount_on(day: np.ndarray) -> np.ndarray:
-        return np.where(day >= reissued_on, final, orig.amount_due)
+    def amount_on(idx: np.ndarray, day: np.ndarray) -> np.ndarray:
+        return np.where(day >= reissued_on[idx], final[idx], orig.amount_due[idx])
 
-    frac = np.where(state == PARTIAL, rng.uniform(0.3, 0.9, nb), 1.0)
-    first_principal = np.round(frac * amount_on(first_date), 2)
-    second = (state == PARTIAL) & rest_paid
-    second_principal = np.round(amount_on(rest) - first_principal, 2)
+    first_principal = orig.amount_due.copy()
+    hit = np.flatnonzero(first_date >= reissued_on)
+    first_principal[hit] = final[hit]
+    first_principal[partial] = np.round(rng.uniform(0.3, 0.9, partial.size) * first_principal[partial], 2)
+    second_principal = np.round(amount_on(rest_paid, rest_date) - first_principal[rest_paid], 2)
     # A correction that raises the bill after it was paid in full is topped up within days, without a fee.
     delta = np.round(final - orig.amount_due, 2)
-    topup = (state != PARTIAL) & first_paid & (first_date < reissued_on) & (delta > 0)
-    topup_date = reissued_on + _days(1 + rng.random(nb) * 10)
+    topup = np.flatnonzero((state != PARTIAL) & first_paid & (first_date < reissued_on) & (delta > 0))
+    topup_date = reissued_on[topup] + _days(1 + rng.random(topup.size) * 10)
 
     residential = category[c] == d.RES
     payable = orig.amount_due > 0
-    parts = []
-    for mask, day, principal, seq, with_fee in (
-        (first_paid & payable, first_date, first_principal, 1, True),
-        (second & payable & (second_principal > 0), rest, second_principal, 2, True),
-        (topup & payable, topup_date, delta, 3, False),
-    ):
-        idx = np.flatnonzero(mask)
-        fee = (
-            d.late_fee(principal[idx], due[idx], day[idx], residential[idx])
-            if with_fee
-            else np.zeros(idx.size)
-        )
-        parts.append((idx, np.full(idx.size, seq, dtype=np.int8), day[idx], principal[idx], fee))
-    idx, seq, day, principal, fee = (np.concatenate(p) for p in zip(*parts, strict=True))
+    first = np.flatnonzero(first_paid & payable)
+    second_ok = payable[rest_paid] & (second_principal > 0)
+    parts = [
+        (first, 1, first_date[first], first_principal[first]),
+        (rest_paid[second_ok], 2, rest_date[second_ok], second_principal[second_ok]),
+        (topup[payable[topup]], 3, topup_date[payable[topup]], delta[topup][payable[topup]]),
+    ]
+    idx = np.concatenate([p[0] for p in parts])
+    seq = np.concatenate([np.full(p[0].size, p[1], dtype=np.int8) for p in parts])
+    day = np.concatenate([p[2] for p in parts])
+    principal = np.concatenate([p[3] for p in parts])
+    fee = np.zeros(idx.size)
+    charged = np.flatnonzero((day > due[idx]) & (seq < 3))
+    fee[charged] = d.late_fee(principal[charged], due[idx][charged], day[charged], residential[idx][charged])
     paid_at = day.astype("datetime64[s]") + rng.integers(8 * 3600, 22 * 3600, size=idx.size).astype(
         "timedelta64[s]"
     )
-    late = day > due[idx]
+    is_late = day > due[idx]
     meth_i = meth[idx]
-    channel = np.select(
-        [meth_i == d.PREPAID, (meth_i == d.BANK) & ~late, meth_i == d.ONLINE, meth_i == d.COUNTER],
-        [d.PREPAID, d.BANK, d.ONLINE, np.where(rng.random(idx.size) < 0.75, d.COUNTER, d.ONLINE)],
-        np.where(rng.random(idx.size) < 0.5, d.COUNTER, d.ONLINE),
-    ).astype(np.int8)
-    seen = paid_at < calendar.export_at.astype("datetime64[s]")
-    order = np.lexsort((seq[seen], m[idx][seen], c[idx][seen]))
-    sel = np.flatnonzero(seen)[order]
+    coin = rng.random(idx.size)
+    channel = meth_i.astype(np.int8).copy()
+    # Counter customers sometimes pay online; a failed bank withholding is paid at the counter or online.
+    channel[(meth_i == d.COUNTER) & (coin >= 0.75)] = d.ONLINE
+    failed = (meth_i == d.BANK) & is_late
+    channel[failed] = np.where(coin[failed] < 0.5, d.COUNTER, d.ONLINE)
+    # Payments made after the export are not in it; rows stay in bill order, then second and top-up payments.
+    order = np.flatnonzero(paid_at < calendar.export_at.astype("datetime64[s]"))
     return Payments(
-        customer=c[idx][sel],
-        month=m[idx][sel],
-        seq=seq[sel],
-        paid_at=paid_at[sel],
-        amount=np.round(principal[sel] + fee[sel], 2),
-        late_fee=fee[sel],
-        channel=channel[sel],
+        customer=c[idx][order],
+        month=m[idx][order],
+        seq=seq[order],
+        paid_at=paid_at[order],
+        amount=np.round(principal[order] + fee[order], 2),
+        late_fee=fee[order],
+        channel=channel[order],
     )

@@ -13,7 +13,7 @@ import numpy as np
 from features.synthetic import domain as d
 
 # [I] Downturns: a share of industries slows once in the span; depth is the fall in operating rate.
-DOWNTURN_SHARE = 0.3
+DOWNTURN_SHARE = 0.12
 DOWNTURN_DEPTH = (0.25, 0.5)
 DOWNTURN_RAMP_MONTHS = 3
 DOWNTURN_HOLD_MONTHS = (4, 12)

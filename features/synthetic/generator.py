@@ -7,11 +7,16 @@ with the same config.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import multiprocessing
+import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.schema import Granularity, InspectionResult, SuspensionKind, table
+from features.schema import Granularity, InspectionResult, table
 from features.sources import table_path
 from features.synthetic import domain as d
 from features.synthetic.billing import Bills, bill_dates, build_bills, schedule_draws
@@ -29,6 +34,7 @@ from features.synthetic.economy import Industries, customer_drivers, industry_co
 from features.synthetic.faults import FaultLog, inject_chunk_faults, inject_customer_faults
 from features.synthetic.population import Population, build_population, pii, station_codes, unit_codes
 from features.synthetic.service_changes import (
+    KIND_VALUES,
     OFFLINE_RESIDUAL,
     ServiceChanges,
     offline_share_by_day,
@@ -36,15 +42,15 @@ from features.synthetic.service_changes import (
 )
 from features.synthetic.theft import KINDS, Theft, attack_series, choose_thieves, inspect, settle
 from features.synthetic.truth import TRUTH_SCHEMAS, truth_path
-from features.synthetic.usage import active_fraction, base_consumption, day_weights, tou_shares
+from features.synthetic.usage import active_fraction, base_consumption, day_weights, tou_habits
 
 logger = logging.getLogger(__name__)
 
-CHUNK_CUSTOMERS = 100_000  # fixed, so that the output does not depend on the machine
+CHUNK_CUSTOMERS = 50_000  # fixed, so that the output does not depend on the machine
+WORKERS = 2  # chunk simulations running at once (each holds one chunk, ~1 GiB at 50,000 customers)
 TECH_LOSS = ((0.025, 0.06), (0.01, 0.025))  # technical loss range of public areas, dedicated lines
 TECH_LOSS_MONTHLY_SD = 0.004
 TECH_LOSS_DAILY_SD = 0.01
-SUSPENSION_KINDS = tuple(k.value for k in SuspensionKind)  # order matches service_changes' codes
 RESULTS = (InspectionResult.NORMAL.value, InspectionResult.THEFT.value, InspectionResult.VIOLATION.value)
 TABLE_NAMES = (
     "areas",
@@ -66,7 +72,9 @@ class _Sink:
         self.schema = schema
         self.rows = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        # Dictionaries pay off for repeated ids, codes and dates, not for measurements.
+        dictionary = [f.name for f in schema if not pa.types.is_floating(f.type)]
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=dictionary)
 
     def write(self, tbl: pa.Table) -> None:
         self._writer.write_table(tbl.cast(self.schema))
@@ -128,17 +136,16 @@ def generate(
             customers = inject_customer_faults(customers, pop, log, np.random.default_rng([config.seed, 5]))
         sinks["customers"].write(customers)
         truth_sinks["industries"].write(_industries_table(industries, calendar))
-        bounds = _chunks(pop)
         facts: dict[str, float] = {}
-        for i, (lo, hi) in enumerate(bounds):
-            rng = np.random.default_rng([config.seed, 1, i])
-            tables, truth, chunk_facts = _simulate_chunk(
-                pop, lo, hi, calendar, industries, issue_days, due_days, config, rng
-            )
+        done = 0
+        jobs = (
+            _Job(i, pop.chunk(lo, hi), calendar, industries, issue_days, due_days, config.seed)
+            for i, (lo, hi) in enumerate(_chunks(pop))
+        )
+        for job, (tables, truth, chunk_facts) in _run(iter(jobs)):
             if config.faults:
-                tables = inject_chunk_faults(
-                    tables, log, calendar, np.random.default_rng([config.seed, 5, i])
-                )
+                rng = np.random.default_rng([config.seed, 5, job.index])
+                tables = inject_chunk_faults(tables, log, calendar, rng)
             for name, tbl in tables.items():
                 if name in sinks:
                     sinks[name].write(tbl)
@@ -146,8 +153,9 @@ def generate(
                 truth_sinks[name].write(tbl)
             for k, v in chunk_facts.items():
                 facts[k] = facts.get(k, 0.0) + v
+            done += job.pop.size
             if progress is not None:
-                progress(hi, pop.size)
+                progress(done, pop.size)
         truth_sinks["faults"].write(log.table())
     finally:
         for sink in (*sinks.values(), *truth_sinks.values()):
@@ -178,6 +186,28 @@ def generate(
         summary.seconds,
     )
     return summary
+
+
+def _run(jobs: Iterator[_Job]) -> Iterator[tuple[_Job, tuple]]:
+    """Simulate chunks in order: in this process for one chunk, else in worker processes with a bounded
+    number in flight (results are consumed in chunk order, so the files do not depend on timing)."""
+    first = next(jobs)
+    second = next(jobs, None)
+    if second is None:
+        yield first, _simulate_chunk(first)
+        return
+    workers = max(1, min(WORKERS, os.cpu_count() or 1))
+    # spawn, not fork: the parent may already run Arrow threads, which a forked child must not inherit.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque = deque()
+        for job in itertools.chain([first, second], jobs):
+            pending.append((job, pool.submit(_simulate_chunk, job)))
+            if len(pending) > workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
 
 
 def _chunks(pop: Population) -> list[tuple[int, int]]:
@@ -252,28 +282,32 @@ def _yyyymm(calendar: Calendar) -> pa.Array:
     return pa.array([str(s)[:7].replace("-", "") for s in calendar.month_start[:-1]])
 
 
-def _simulate_chunk(
-    pop: Population,
-    lo: int,
-    hi: int,
-    calendar: Calendar,
-    industries: Industries,
-    issue_days: np.ndarray,
-    due_days: np.ndarray,
-    config: GeneratorConfig,
-    rng: np.random.Generator,
-) -> tuple[dict[str, pa.Table], dict[str, pa.Table], dict[str, float]]:
-    sl = slice(lo, hi)
-    n, months = hi - lo, calendar.months
-    category, tariff, method = pop.category[sl], pop.tariff[sl], pop.method[sl]
-    capacity, voltage, industry = pop.capacity_kva[sl], pop.voltage_kv[sl], pop.industry[sl]
-    open_date, close_date = pop.open_date[sl], pop.close_date[sl]
-    area_lo = int(pop.area[lo])
-    area = pop.area[sl] - area_lo
-    n_areas = int(area.max()) + 1
-    area_dedicated = pop.area_dedicated[area_lo : area_lo + n_areas]
-    ids = pop.customer_id.slice(lo, n)
+@dataclass(frozen=True)
+class _Job:
+    """Everything one chunk needs; picklable, so a worker process can run it."""
+
+    index: int
+    pop: Population
+    calendar: Calendar
+    industries: Industries
+    issue_days: np.ndarray
+    due_days: np.ndarray
+    seed: int
+
+
+def _simulate_chunk(job: _Job) -> tuple[dict[str, pa.Table], dict[str, pa.Table], dict[str, float]]:
+    pop, calendar = job.pop, job.calendar
+    rng = np.random.default_rng([job.seed, 1, job.index])
+    months = calendar.months
+    category, tariff, method = pop.category, pop.tariff, pop.method
+    capacity, voltage, industry = pop.capacity_kva, pop.voltage_kv, pop.industry
+    open_date, close_date = pop.open_date, pop.close_date
+    area = pop.area
+    n_areas = pop.areas
+    area_dedicated = pop.area_dedicated
+    ids = pop.customer_id
     two_part = tariff == d.TWO_PART
+    industries, issue_days, due_days = job.industries, job.issue_days, job.due_days
 
     active = active_fraction(open_date, close_date, calendar)
     drivers = customer_drivers(category, industry, calendar.month_of_year, industries, rng)
@@ -281,7 +315,7 @@ def _simulate_chunk(
     changes = simulate_service_changes(
         two_part,
         capacity,
-        pop.transformers[sl],
+        pop.transformers,
         industry,
         active,
         drivers.operating_level,
@@ -340,19 +374,19 @@ def _simulate_chunk(
             calendar,
             rng,
         )
-    recovered_kwh, recovered_amount = settle(theft, true_kwh, billed, pop.price[sl], capacity, two_part, rng)
+    recovered_kwh, recovered_amount = settle(theft, true_kwh, billed, pop.price, capacity, two_part, rng)
 
-    station, unit = pop.station[sl], pop.unit[sl]
+    station, unit = pop.station, pop.unit
     issue, due = bill_dates(station, unit, calendar, issue_days, due_days)
-    tou = tou_shares(category, months, rng)
+    tou = tou_habits(category, rng)
     flat_tou = theft.stealing & (theft.kind == 4)[:, None] & (tariff != d.SINGLE)[:, None]
     pf_drop = theft.stealing * theft.pf_shift[:, None]
-    bills = build_bills(
+    bills, reissued = build_bills(
         category=category,
         tariff=tariff,
         capacity_kva=capacity,
         voltage_kv=voltage,
-        price=pop.price[sl],
+        price=pop.price,
         active=active,
         offline=changes.offline_share,
         billed_kwh=billed,
@@ -365,15 +399,18 @@ def _simulate_chunk(
         rng=rng,
     )
     owing_p, late_p = bill_risk(drivers.stress, category, method)
-    payments = simulate_payments(bills, owing_p, late_p, category, method, calendar, rng)
+    payments = simulate_payments(bills, reissued, owing_p, late_p, category, method, calendar, rng)
 
     yyyymm = _yyyymm(calendar)
     tables = {
-        "bills": _bills_table(bills, ids, calendar),
+        # First issues in customer, month order, then the re-issued versions (退补) of this chunk.
+        "bills": pa.concat_tables(
+            [_bills_table(bills, ids, calendar), _bills_table(reissued, ids, calendar)]
+        ),
         "payments": _payments_table(payments, ids, yyyymm, calendar),
         "suspensions": _suspensions_table(changes, ids),
         "inspections": _inspections_table(theft, recovered_kwh, recovered_amount, ids, yyyymm),
-        "area_supply": _area_supply_table(supply, area_daily, pop.area_id.slice(area_lo, n_areas), calendar),
+        "area_supply": _area_supply_table(supply, area_daily, pop.area_id, calendar),
     }
     if readings is not None:
         tables["readings"] = _readings_table(*readings, ids)
@@ -474,9 +511,7 @@ def _join_id(*parts: pa.Array | str) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "")
 
 
-def _bills_table(bills: Bills, ids: pa.Array, calendar: Calendar) -> pa.Table:
-    order = np.lexsort((bills.known_at, bills.month, bills.customer))
-    b = bills.take(order)
+def _bills_table(b: Bills, ids: pa.Array, calendar: Calendar) -> pa.Table:
     return _contract_table(
         "bills",
         {
@@ -536,7 +571,7 @@ def _suspensions_table(ch: ServiceChanges, ids: pa.Array) -> pa.Table:
             "start_date": start,
             "end_date": end,
             "capacity_kva": cap,
-            "kind": pa.array(SUSPENSION_KINDS).take(pa.array(kind)),
+            "kind": pa.array(KIND_VALUES).take(pa.array(kind)),
         },
     )
 
@@ -663,7 +698,7 @@ def _truth_tables(
     spells = pa.table(
         {
             "customer_id": ids.take(pa.array(changes.customer[order])),
-            "kind": pa.array(SUSPENSION_KINDS).take(pa.array(changes.kind[order])),
+            "kind": pa.array(KIND_VALUES).take(pa.array(changes.kind[order])),
             "applied_at": pa.array(changes.applied_at[order].astype("datetime64[us]")),
             "start_date": pa.array(changes.start[order]),
             "planned_end": pa.array(changes.planned_end[order]),

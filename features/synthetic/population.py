@@ -61,6 +61,20 @@ class Population:
     def areas(self) -> int:
         return self.area_station.shape[0]
 
+    def chunk(self, lo: int, hi: int) -> Population:
+        """Customers lo..hi-1 and their areas (whole areas only), with area numbers starting at 0."""
+        a_lo, a_hi = int(self.area[lo]), int(self.area[hi - 1]) + 1
+        out = {}
+        for name, value in self.__dict__.items():
+            if name.startswith("area_"):
+                out[name] = value.slice(a_lo, a_hi - a_lo) if name == "area_id" else value[a_lo:a_hi]
+            elif name == "customer_id":
+                out[name] = value.slice(lo, hi - lo)
+            else:
+                out[name] = value[lo:hi]
+        out["area"] = out["area"] - a_lo
+        return Population(**out)
+
 
 def station_codes(station: np.ndarray) -> pa.Array:
     return _codes("ST", station, 4)

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from features.schema import SuspensionKind
 from features.synthetic import domain as d
 from features.synthetic.config import Calendar
 
 # [I] Hazard: logit = BASE + own propensity + OUTPUT_WEIGHT × (1 − operating level) + STRESS_WEIGHT × stress.
-HAZARD_BASE = -4.9
+HAZARD_BASE = -4.75
 PROPENSITY_SD = 0.7
-OUTPUT_WEIGHT = 6.0
+OUTPUT_WEIGHT = 5.0
 STRESS_WEIGHT = 0.3
 SEASONAL_APPLY = 0.9  # a seasonal customer applies in its pre-season month with this probability
 REDUCTION_SHARE = 0.25  # of applications, before the downturn raises it
@@ -29,6 +30,12 @@ PERMANENT_REDUCTION = 0.15
 OFFLINE_RESIDUAL = 0.03  # station service and lighting keep drawing a little on a sealed transformer
 
 SUSPENSION, REDUCTION, SUSPENSION_RESTORE, REDUCTION_RESTORE = range(4)
+KIND_VALUES = (
+    SuspensionKind.SUSPENSION.value,
+    SuspensionKind.REDUCTION.value,
+    SuspensionKind.SUSPENSION_RESTORE.value,
+    SuspensionKind.REDUCTION_RESTORE.value,
+)  # indexed by the codes above
 NEVER = np.datetime64("2200-01-01", "D")
 
 

@@ -18,22 +18,22 @@ from features.synthetic.config import Calendar
 KINDS = ("h1", "h2", "h3", "h4", "h5")
 H1, H2, H3, H4, H5 = range(5)
 # [I] Thieves per category (DOMAIN §3: 0.3–5.6 % across sources); 35 % were already stealing before the span.
-PREVALENCE = np.array([0.035, 0.06, 0.04, 0.05])
-ALREADY_STEALING = 0.35
+PREVALENCE = np.array([0.06, 0.09, 0.07, 0.07])
+ALREADY_STEALING = 0.25
 H2_MIN_MONTHS = 2  # Jokar's zero window, at least two billing months (≥ 30 days on daily readings)
 ATTACK_BLOCK_MONTHS = 12  # h4/h5 report the mean over blocks of a year of bills …
 ATTACK_BLOCK_DAYS = 30  # … or of a month of daily readings
 # [I] Inspection policy, per customer and month.
-INSPECT_BASE = np.array([0.003, 0.012, 0.025, 0.008])  # by category
+INSPECT_BASE = np.array([0.0045, 0.018, 0.035, 0.012])  # by category
 INSPECT_TARIFF = np.array([1.0, 1.3, 1.6])  # single, tou, two-part: high-tariff customers more often
 INSPECT_RANDOM = 0.001
 LOSS_NORMAL = np.array([0.06, 0.03])  # public / dedicated areas: loss above this counts as excess
 LOSS_WEIGHT = 20.0  # p × (1 + LOSS_WEIGHT × excess loss)
 DROP_RATIO = 0.6  # last bill below 60 % of the same month last year (or the recent median) is a drop
-DROP_INSPECT = 0.16
+DROP_INSPECT = 0.35
 # [S] Zero readings trigger site checks: all ≥ 10 kV, 80 % of other non-residential, 20 % of residential.
 ZERO_KWH = 1.0
-DETECT = 0.8  # an inspection of an active thief finds the theft
+DETECT = 0.85  # an inspection of an active thief finds the theft
 VIOLATION = np.array([0.004, 0.02, 0.03, 0.01])  # 违约用电 found on an inspection, by category
 PF_SHIFT = (0.03, 0.10)  # 移相法 thieves ≥ 100 kVA show a lower power factor
 

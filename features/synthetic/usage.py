@@ -29,6 +29,7 @@ WEEKDAY = np.array(
 )
 DAILY_NOISE_SD = np.array([0.18, 0.10, 0.07, 0.25])
 # Time-of-use shares (peak, flat, valley) by category; industry runs night shifts.
+TOU_MONTHLY_SD = 0.012
 TOU_SHARES = np.array([[0.32, 0.38, 0.30], [0.45, 0.35, 0.20], [0.36, 0.32, 0.32], [0.33, 0.34, 0.33]])
 
 
@@ -91,14 +92,17 @@ def base_consumption(
     return kwh, level
 
 
-def tou_shares(category: np.ndarray, months: int, rng: np.random.Generator) -> np.ndarray:
-    """Peak/flat/valley shares (customers × months × 3) around each customer's own habit."""
-    n = category.shape[0]
+def tou_habits(category: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each customer's own peak/flat/valley shares (customers × 3), around its category's."""
     habit = rng.gamma(shape=80.0 * TOU_SHARES[category], scale=1.0)
-    habit /= habit.sum(axis=1, keepdims=True)
-    jitter = rng.normal(0.0, 0.012, size=(n, months, 1)) * np.array([1.0, -0.5, -0.5])
-    shares = np.clip(habit[:, None, :] + jitter, 0.02, None)
-    return shares / shares.sum(axis=2, keepdims=True)
+    return habit / habit.sum(axis=1, keepdims=True)
+
+
+def tou_month_shares(habit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One month's shares (rows × 3): the habit with the peak share moving a little month to month."""
+    jitter = rng.normal(0.0, TOU_MONTHLY_SD, size=(habit.shape[0], 1)) * np.array([1.0, -0.5, -0.5])
+    shares = np.clip(habit + jitter, 0.02, None)
+    return shares / shares.sum(axis=1, keepdims=True)
 
 
 def day_weights(
