@@ -58,10 +58,10 @@ def benchmark_london_theft_command(
 ) -> None:
     """Import, inject theft, build theft features, train, evaluate on held-out households, log to MLflow."""
     from rich.console import Console
-    from training.london_benchmark import BenchmarkError, render_result, run_benchmark
 
     from features.london import LondonError
     from gridrisk.settings import load_settings
+    from training.london_benchmark import BenchmarkError, render_result, run_benchmark
 
     console = Console()
     settings = load_settings()
@@ -84,6 +84,16 @@ def benchmark_london_theft_command(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result.figures(), indent=1))
         console.print(f"figures written to {json_out}")
+
+
+@benchmark_app.command("london-theft-summary")
+def benchmark_london_theft_summary_command(
+    files: list[Path] = typer.Argument(..., help="--json files of `benchmark london-theft`, one per seed"),
+) -> None:
+    """Mean ± sd over seeds of the London theft figures, as a Markdown table (for the report)."""
+    from training.london_benchmark import load_documents, summary_markdown
+
+    typer.echo(summary_markdown(load_documents(files)))
 
 
 def register(app: typer.Typer) -> None:
