@@ -1,9 +1,141 @@
-"""CLI commands for the demo stage."""
+"""`gridrisk demo`: the whole job end to end on a fresh machine, through the same commands a user runs.
+
+generate → ingest → features (three training sets) → train + register (config files naming those sets)
+→ score (snapshots) → keys → serve.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+TASKS = ("arrears", "suspension", "theft")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("demo")(demo)
+
+
+def _run(args: list[str]) -> None:
+    """Run one gridrisk command exactly as the shell would, so the demo prints what each command prints."""
+    from rich.console import Console
+
+    from gridrisk.cli import app
+
+    Console().rule(f"[bold]gridrisk {' '.join(args)}")
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="gridrisk", standalone_mode=False)
+    except typer.Exit as exc:
+        if exc.exit_code:
+            raise
+    except SystemExit as exc:
+        if exc.code:
+            raise typer.Exit(int(exc.code)) from exc
+
+
+def demo(
+    customers: int = typer.Option(20_000, "--customers", help="size of the synthetic utility"),
+    start: str = typer.Option("2023-11", "--start", help="first billing month"),
+    months: int = typer.Option(36, "--months"),
+    seed: int = typer.Option(42, "--seed"),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="end with the service running"),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """Generate a synthetic utility, ingest it, build training sets, train and register the three models,
+    score every customer and start the service."""
+    import pandas as pd
+
+    from gridrisk.settings import load_settings
+
+    settings = load_settings()
+    home = settings.home
+    warehouse = settings.warehouse_path
+    export = home / "export"
+    sets = home / "sets"
+    configs = home / "configs"
+    for folder in (export, sets, configs):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    _run(
+        [
+            "generate",
+            "--customers",
+            str(customers),
+            "--start",
+            start,
+            "--months",
+            str(months),
+            "--seed",
+            str(seed),
+            "--daily-days",
+            "180",
+            "--out",
+            str(export),
+        ]
+    )
+    _run(["ingest", str(export), "--warehouse", str(warehouse)])
+
+    first = (pd.Period(start, "M") + 6).strftime("%Y-%m")  # six months of history behind the first as-of
+    last = (pd.Period(start, "M") + months - 1).strftime("%Y-%m")
+    for task in TASKS:
+        out = sets / f"{task}.parquet"
+        _run(
+            [
+                "features",
+                "--task",
+                task,
+                "--as-of-range",
+                f"{first}:{last}",
+                "--warehouse",
+                str(warehouse),
+                "--out",
+                str(out),
+            ]
+        )
+        shipped = Path("experiments/configs") / f"{task}.toml"
+        config = configs / f"{task}.toml"
+        body = shipped.read_text(encoding="utf-8") if shipped.exists() else f'task = "{task}"\n'
+        config.write_text(_with_paths(body, warehouse, out), encoding="utf-8")
+        _run(["train", str(config)])
+
+    _run(["score", "--task", "all", "--warehouse", str(warehouse)])
+
+    station = pd.read_parquet(warehouse / "customers.parquet", columns=["station"])["station"].mode().iloc[0]
+    _run(["keys", "create", "--role", "admin", "--note", "demo admin"])
+    _run(
+        [
+            "keys",
+            "create",
+            "--role",
+            "collector",
+            "--station",
+            str(station),
+            "--note",
+            f"demo collector {station}",
+        ]
+    )
+    if serve:
+        typer.echo(
+            f"\nOpen http://127.0.0.1:{port}/ and sign in with one of the keys above "
+            f"(the collector key sees station {station} only). API docs: http://127.0.0.1:{port}/docs"
+        )
+        _run(["serve", "--port", str(port)])
+
+
+def _with_paths(config_text: str, warehouse: Path, training_set: Path) -> str:
+    """The shipped experiment config, pointed at the demo's warehouse and prebuilt training set."""
+    import tomllib
+
+    lines = [
+        line
+        for line in config_text.splitlines()
+        if line.split("=")[0].strip() not in ("warehouse", "training_set")
+    ]
+    head = [f'warehouse = "{warehouse.resolve()}"', f'training_set = "{training_set.resolve()}"']
+    # top-level keys must precede the first [table]; insert after the leading comments and task line
+    first_table = next((i for i, line in enumerate(lines) if line.startswith("[")), len(lines))
+    text = "\n".join(lines[:first_table] + head + lines[first_table:]) + "\n"
+    tomllib.loads(text)  # fail here, not in train, if the shipped config changed shape
+    return text
