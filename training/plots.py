@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.evaluate import Scored, calibration_table, lift_by_decile
+from training.evaluate import Scored, lift_by_decile
 
 
 def _pyplot():
@@ -66,8 +66,9 @@ def write_plots(
     for s in scorers:
         if s.probability is None:
             continue
-        table = calibration_table(y, s.probability, bins=20)
-        ax.plot(table["predicted"], table["observed"], marker="o", label=s.name)
+        # Equal-count bins: with rare positives, equal-width bins above 0.3 would hold a few rows each.
+        table = quantile_calibration(y, s.probability, bins=20)
+        ax.plot(table["predicted"], table["observed"], marker="o", markersize=3, label=s.name)
         top = max(top, float(table["predicted"].max()), float(table["observed"].max()))
     ax.plot([0, top], [0, top], color="grey", linestyle=":")
     ax.set(xlabel="mean predicted probability", ylabel="observed rate", title=f"Calibration — {title}")
@@ -100,6 +101,14 @@ def write_plots(
         _shap_summary(out_dir / "shap_summary.png", contributions, X, feature_names, max_shap_rows, plt)
     )
     return paths
+
+
+def quantile_calibration(y: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFrame:
+    """Mean predicted probability and observed rate in equal-count bins of the prediction."""
+    order = np.argsort(p, kind="mergesort")
+    group = np.arange(len(p)) * bins // max(len(p), 1)
+    frame = pd.DataFrame({"group": group, "p": np.asarray(p)[order], "y": np.asarray(y)[order]})
+    return frame.groupby("group").agg(predicted=("p", "mean"), observed=("y", "mean")).reset_index()
 
 
 def _shap_summary(

@@ -69,16 +69,13 @@ def version_by_alias(client, task: str, alias: str):
 def register_challenger(client, task: str, model_uri: str, run_id: str, tags: dict[str, str]):
     """Register the logged model as a new version of `gridrisk-<task>` and point `challenger` at it."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     name = model_name(task)
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(
             name, description=f"gridrisk {task} risk: calibrated LightGBM with reason texts (serving.model)"
         )
-    version = mlflow.register_model(model_uri, name, tags=tags)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     logger.info("registered %s version %s as %s (run %s)", name, version.version, CHALLENGER, run_id)
     return version

@@ -32,6 +32,9 @@ TABLE_ROWS = (
     ("precision_at_station_capacity", "precision @ station capacity"),
     ("recall_at_station_capacity", "recall @ station capacity"),
     ("lift_top_decile", "lift, top decile"),
+    ("true_roc_auc", "ROC-AUC vs true thieves"),
+    ("true_precision_at_5pct", "precision @ 5 % vs true thieves"),
+    ("true_recall_at_5pct", "recall @ 5 % vs true thieves"),
 )
 SCORER_COLUMNS = (
     ("model", "model"),
@@ -165,6 +168,8 @@ def _metrics_table(title: str, metrics: dict[str, dict[str, float]], primary: st
     for _, label in columns:
         table.add_column(label, justify="right")
     for key, label in TABLE_ROWS:
+        if not any(key in metrics[scorer] for scorer, _ in columns):
+            continue
         marker = " ★" if key == primary else ""
         cells = []
         for scorer, _ in columns:

@@ -1,0 +1,78 @@
+"""`gridrisk train | evaluate | promote` on the shared generated warehouse, through the real CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gridrisk.cli import app
+
+pytestmark = pytest.mark.slow
+
+CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "arrears.toml"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GRIDRISK_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("GRIDRISK_WAREHOUSE", raising=False)
+    return tmp_path / "home"
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "160"})
+    return result
+
+
+def test_train_twice_reproduces_metrics_then_evaluate_and_promote(generated_dir: Path, home: Path) -> None:
+    from mlflow import MlflowClient
+
+    first = invoke("train", str(CONFIG), "--warehouse", str(generated_dir))
+    assert first.exit_code == 0, first.output
+    assert "promoted to champion" in first.output
+    assert "rule baseline" in first.output and "oracle" in first.output
+    second = invoke("train", str(CONFIG), "--warehouse", str(generated_dir))
+    assert second.exit_code == 0, second.output
+    assert "stays challenger" in second.output
+
+    # The embedded store lives in the gridrisk home, artifacts included.
+    uri = f"sqlite:///{(home / 'mlflow.db').resolve()}"
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name("gridrisk-arrears")
+    assert experiment.artifact_location.startswith((home / "mlartifacts").resolve().as_uri())
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`gridrisk.kind` = 'training'",
+        order_by=["attributes.start_time ASC"],
+    )
+    assert len(runs) == 2
+    metrics = [r.data.metrics for r in runs]
+    keys = [k for k in metrics[0] if k.startswith(("test_", "baseline_", "oracle_"))]
+    assert "oracle_roc_auc" in keys and "test_amount_recall_at_5pct" in keys
+    # Same config + same data = the same numbers, to the last bit.
+    assert {k: metrics[0][k] for k in keys} == {k: metrics[1][k] for k in keys}
+
+    evaluated = invoke(
+        "evaluate", "--task", "arrears", "--config", str(CONFIG), "--warehouse", str(generated_dir)
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    evaluation = client.search_runs([experiment.experiment_id], "tags.`gridrisk.kind` = 'evaluation'")[0]
+    # Scoring the registered champion on the same window reproduces the training run's test numbers.
+    assert evaluation.data.metrics["test_roc_auc"] == pytest.approx(metrics[0]["test_roc_auc"], abs=1e-12)
+
+    promoted = invoke("promote", "--task", "arrears", "--version", "2", "--reason", "drill")
+    assert promoted.exit_code == 0 and "was 1" in promoted.output
+    assert str(client.get_model_version_by_alias("gridrisk-arrears", "champion").version) == "2"
+
+
+def test_cli_errors_are_clear(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('task = "arrears"\n[lightgbm]\nnum_leafs = 7\n')
+    result = invoke("train", str(bad))
+    assert result.exit_code == 2 and "lightgbm.num_leafs" in result.output
+    assert invoke("train").exit_code == 2
+    missing = invoke("promote", "--task", "arrears", "--version", "1", "--reason", "x")
+    assert missing.exit_code == 1 and "gridrisk-arrears" in missing.output
