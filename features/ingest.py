@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 # conflict a person must look at, so it goes to quarantine rather than silently rewriting history.
 MUTABLE_TABLES = frozenset({"customers", "areas"})
 
+# What an accepted row did to the warehouse.
+NEW, UPDATED, UNCHANGED, CONFLICT = range(4)
+
 
 @dataclass
 class TableReport:
@@ -204,7 +207,8 @@ def _ingest_file(
     raw = export.frame.set_axis(frame.columns, axis=1)
 
     merged, kinds = _upsert(stored, result.accepted, spec)
-    conflicts = kinds == "conflict"
+    counts = np.bincount(kinds, minlength=4)
+    conflicts = kinds == CONFLICT
     records = [
         _originals(raw, result.quarantined),
         quarantine_frame(
@@ -236,20 +240,19 @@ def _ingest_file(
             )
         )
     quarantined = pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True)
-    added = int((kinds == "new").sum() + (kinds == "updated").sum())
-    if added:
+    if counts[NEW] or counts[UPDATED]:
         write_table(warehouse, spec.name, merged)
 
     part.files.append(source + (f" ({export.encoding})" if export.encoding else ""))
     part.rows_read += len(frame) + len(export.malformed)
     part.quarantined += len(quarantined)
-    part.accepted += len(result.accepted) - int(conflicts.sum())
+    part.accepted += len(result.accepted) - int(counts[CONFLICT])
     part.by_rule.update(quarantined["_rule"].tolist())
     for rule, message in quarantined.drop_duplicates("_rule")[["_rule", "_message"]].itertuples(index=False):
         part.examples.setdefault(rule, message)
-    part.new += int((kinds == "new").sum())
-    part.updated += int((kinds == "updated").sum())
-    part.unchanged += int((kinds == "unchanged").sum())
+    part.new += int(counts[NEW])
+    part.updated += int(counts[UPDATED])
+    part.unchanged += int(counts[UNCHANGED])
     part.quarantine_added += append_quarantine(warehouse, spec.name, quarantined)
     part.extra_columns = sorted(set(part.extra_columns) | set(result.extra_columns))
     part.notes.extend(f"{source}: {note}" for note in export.notes)
@@ -258,10 +261,10 @@ def _ingest_file(
         spec.name,
         source,
         len(frame) + len(export.malformed),
-        len(result.accepted) - int(conflicts.sum()),
-        int((kinds == "new").sum()),
-        int((kinds == "updated").sum()),
-        int((kinds == "unchanged").sum()),
+        len(result.accepted) - int(counts[CONFLICT]),
+        int(counts[NEW]),
+        int(counts[UPDATED]),
+        int(counts[UNCHANGED]),
         len(quarantined),
     )
     return merged
@@ -290,43 +293,59 @@ def _originals(raw: pd.DataFrame, quarantined: pd.DataFrame) -> pd.DataFrame:
 def _upsert(stored: pd.DataFrame, accepted: pd.DataFrame, spec: Table) -> tuple[pd.DataFrame, np.ndarray]:
     """Merge accepted rows into the stored table by primary key.
 
-    Returns the new table and, per accepted row, "new", "updated", "unchanged" or "conflict".
+    Returns the new table and, per accepted row, NEW, UPDATED, UNCHANGED or CONFLICT.
     """
-    key = list(spec.primary_key)
-    kinds = np.full(len(accepted), "new", dtype=object)
+    kinds = np.full(len(accepted), NEW, dtype=np.int8)
     if stored.empty or accepted.empty:
-        merged = accepted if stored.empty else stored
-        return (merged.reset_index(drop=True), kinds)
-    columns = spec.column_names
-    left = accepted[key].assign(_hash=row_hashes(accepted, columns).to_numpy(), _pos=np.arange(len(accepted)))
-    right = stored[key].assign(
-        _stored_hash=row_hashes(stored, columns).to_numpy(), _stored_pos=np.arange(len(stored))
+        return (accepted if stored.empty else stored).reset_index(drop=True), kinds
+    key, columns = list(spec.primary_key), spec.column_names
+    pos = _positions(stored, accepted, key)
+    matched = np.flatnonzero(pos >= 0)
+    same = (
+        row_hashes(accepted.iloc[matched], columns).to_numpy()
+        == row_hashes(stored.iloc[pos[matched]], columns).to_numpy()
     )
-    matched = left.merge(right, on=key, how="inner")
-    pos = matched["_pos"].to_numpy()
-    same = (matched["_hash"] == matched["_stored_hash"]).to_numpy()
-    kinds[pos[same]] = "unchanged"
-    replaced = np.array([], dtype="int64")
+    kinds[matched[same]] = UNCHANGED
+    replaced = np.array([], dtype=np.int64)
     if spec.name in MUTABLE_TABLES:
-        kinds[pos[~same]] = "updated"
-        replaced = matched["_stored_pos"].to_numpy()[~same]
+        kinds[matched[~same]] = UPDATED
+        replaced = pos[matched[~same]]
     else:
-        kinds[pos[~same]] = "conflict"
+        kinds[matched[~same]] = CONFLICT
     if spec.known_at:
         # A key already stored under another known_at: this row is a further version of that record.
-        business = list(spec.key)
-        fresh = np.flatnonzero(kinds == "new")
-        known = accepted.iloc[fresh][business].merge(
-            stored[business].drop_duplicates(), how="left", indicator=True
-        )
-        kinds[fresh[(known["_merge"] == "both").to_numpy()]] = "updated"
-    add = np.isin(kinds, ["new", "updated"])
+        fresh = np.flatnonzero(kinds == NEW)
+        versions = _positions(stored.drop_duplicates(list(spec.key)), accepted.iloc[fresh], list(spec.key))
+        kinds[fresh[versions >= 0]] = UPDATED
+    add = (kinds == NEW) | (kinds == UPDATED)
     if not add.any():
         return stored, kinds
     keep = np.ones(len(stored), dtype=bool)
     keep[replaced] = False
-    merged = pd.concat([stored.loc[keep], accepted.loc[add]], ignore_index=True)
-    return merged, kinds
+    return pd.concat([stored.loc[keep], accepted.loc[add]], ignore_index=True), kinds
+
+
+def _positions(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str]) -> np.ndarray:
+    """Position in ``stored`` (unique on ``key``) of each incoming row's key, or -1.
+
+    Matches 64-bit key hashes, then confirms the key values, so a hash collision can never merge two keys.
+    """
+    stored_hash = row_hashes(stored, key).to_numpy()
+    index = pd.Index(stored_hash)
+    if not index.is_unique:  # two stored keys share a hash: exact but slower join
+        merged = (
+            incoming[key]
+            .reset_index(drop=True)
+            .merge(stored[key].reset_index(drop=True).reset_index(names="_pos"), on=key, how="left")
+        )
+        return merged["_pos"].fillna(-1).to_numpy(dtype=np.int64)
+    pos = index.get_indexer(row_hashes(incoming, key).to_numpy())
+    hit = np.flatnonzero(pos >= 0)
+    for column in key:
+        left = incoming[column].to_numpy()[hit]
+        right = stored[column].to_numpy()[pos[hit]]
+        pos[hit[left != right]] = -1
+    return pos
 
 
 def _copy_truth(src: Path, dst: Path) -> int:

@@ -468,20 +468,21 @@ def _duplicate_checks(typed: pd.DataFrame, spec: Table, rows: np.ndarray, alive:
     conflict = np.zeros(n, dtype=bool)
     copy = np.zeros(n, dtype=bool)
     copy_message: dict[int, str] = {}
-    live = typed.loc[alive, key].reset_index(drop=True)
-    if len(live):
-        dup = live.duplicated(subset=key, keep=False).to_numpy()
-        if dup.any():
-            frame = live[dup].copy()
-            frame["_hash"] = row_hashes(
-                typed.loc[alive].reset_index(drop=True)[dup], spec.column_names
-            ).to_numpy()
-            frame["_row"] = rows[alive][dup]
+    live = np.flatnonzero(alive)
+    # Equal keys hash equal, so only rows whose key hash repeats can be duplicates; those are checked exactly.
+    repeats = pd.Series(row_hashes(typed.iloc[live], key).to_numpy()).duplicated(keep=False).to_numpy()
+    suspects = live[repeats]
+    if len(suspects):
+        dup = typed.iloc[suspects][key].duplicated(keep=False).to_numpy()
+        where = suspects[dup]
+        if len(where):
+            frame = typed.iloc[where][key].reset_index(drop=True)
+            frame["_hash"] = row_hashes(typed.iloc[where], spec.column_names).to_numpy()
+            frame["_row"] = rows[where]
             groups = frame.groupby(key, sort=False, dropna=False)
             distinct = groups["_hash"].transform("nunique").to_numpy() > 1
             first_row = groups["_row"].transform("min").to_numpy()
             is_copy = ~distinct & (frame["_row"].to_numpy() != first_row)
-            where = np.flatnonzero(alive)[np.flatnonzero(dup)]
             conflict[where[distinct]] = True
             copy[where[is_copy]] = True
             copy_message = {

@@ -8,6 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
@@ -471,3 +472,19 @@ def test_every_generated_fault_is_quarantined_under_its_rule_or_versioned(tmp_pa
     again = ingest(src, wh)
     assert again.accepted == sum(p.unchanged for p in again.tables.values())
     assert sum(p.quarantine_added for p in again.tables.values()) == 0
+
+
+def test_key_matching_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch):
+    from features import ingest as module
+
+    stored = pd.DataFrame({"customer_id": ["C1", "C2"], "kwh": [1.0, 2.0]})
+    incoming = pd.DataFrame({"customer_id": ["C2", "C3"], "kwh": [2.0, 3.0]})
+    exact = module._positions(stored, incoming, ["customer_id"]).tolist()
+    assert exact == [1, -1]  # C2 is stored at position 1; C3 is new
+    # every key hashing alike: the stored index is not unique, so the exact join runs
+    monkeypatch.setattr(
+        module, "row_hashes", lambda frame, cols: pd.Series(np.zeros(len(frame), dtype="uint64"))
+    )
+    assert module._positions(stored, incoming, ["customer_id"]).tolist() == exact
+    # a single stored key colliding with a new one: values are compared, so C3 is not taken for C1
+    assert module._positions(stored.iloc[:1], incoming.iloc[1:], ["customer_id"]).tolist() == [-1]

@@ -113,9 +113,7 @@ def test_period_must_be_first_day_of_month():
         ),
         (
             "bills",
-            bills(
-                known_at=["2024-02-03 00:00:00", "2024-02-02 23:59:59"]
-            ),  # row 1 on the bound
+            bills(known_at=["2024-02-03 00:00:00", "2024-02-02 23:59:59"]),  # row 1 on the bound
             "known_at",
         ),
         (
@@ -327,3 +325,18 @@ def test_every_contract_table_validates_an_empty_export():
     for name, spec in TABLES.items():
         result = validate(pd.DataFrame({c: pd.Series([], dtype="str") for c in spec.required_columns}), name)
         assert result.accepted.empty and result.quarantined.empty
+
+
+def test_duplicate_check_is_exact_under_hash_collisions(monkeypatch: pytest.MonkeyPatch):
+    from features import validation as module
+
+    # all rows hash alike; only rows 1 and 3 truly share a key (and content)
+    monkeypatch.setattr(
+        module, "row_hashes", lambda frame, cols: pd.Series(np.zeros(len(frame), dtype="uint64"))
+    )
+    frame = bills(customer_id=["C1", "C2", "C1"], **{k: v * 3 for k, v in _first_bill().items()})
+    assert rules(validate(frame, "bills")) == [(3, "customer_id", "duplicate_row")]
+
+
+def _first_bill() -> dict[str, list]:
+    return {k: [v[0]] for k, v in bills().items() if k != "customer_id"}
