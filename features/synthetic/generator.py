@@ -40,7 +40,7 @@ from features.synthetic.service_changes import (
     offline_share_by_day,
     simulate_service_changes,
 )
-from features.synthetic.theft import KINDS, Theft, attack_series, choose_thieves, inspect, settle
+from features.synthetic.theft import H2, H5, KINDS, Theft, attack_series, choose_thieves, inspect, settle
 from features.synthetic.truth import TRUTH_SCHEMAS, truth_path
 from features.synthetic.usage import active_fraction, base_consumption, day_weights, tou_habits
 
@@ -379,7 +379,7 @@ def _simulate_chunk(job: _Job) -> tuple[dict[str, pa.Table], dict[str, pa.Table]
     station, unit = pop.station, pop.unit
     issue, due = bill_dates(station, unit, calendar, issue_days, due_days)
     tou = tou_habits(category, rng)
-    flat_tou = theft.stealing & (theft.kind == 4)[:, None] & (tariff != d.SINGLE)[:, None]
+    flat_tou = theft.stealing & (theft.kind == H5)[:, None] & (tariff != d.SINGLE)[:, None]
     pf_drop = theft.stealing * theft.pf_shift[:, None]
     bills, reissued = build_bills(
         category=category,
@@ -487,9 +487,14 @@ def _daily(
     reported = np.where(after, true_daily, reported)
     reported = np.round(np.maximum(reported, 0.0), 2)
 
+    # In these months a thief is stealing when any of its days is attacked (onsets fall mid-month).
+    t = np.arange(grid.size)[None, :]
+    attacked_day = plan["thief"][:, None] & (t >= onset[:, None]) & ~after
+    attacked_day &= np.where((plan["kind"] == H2)[:, None], t < window_end[:, None], True)
     billed = billed.copy()
     for j in range(n_local):
         billed[:, first_month + j] = reported[:, local == j].sum(axis=1)
+        theft.stealing[:, first_month + j] = attacked_day[:, local == j].any(axis=1)
 
     keep_days = grid >= calendar.daily_start
     open_mask = (grid[None, :] >= open_date[:, None]) & (
