@@ -373,8 +373,8 @@ def contract_markdown(mapping: ColumnMap) -> str:
         lines += [
             f"### `{name}` — {spec.doc}",
             "",
-            f"File: `{name}.csv|parquet|xlsx`"
-            + (f" or {', '.join(stems)}" if stems else "")
+            f"File: `{name}.{{csv,parquet,xlsx}}`"
+            + (f", or named {', '.join(stems)}" if stems else "")
             + f". Key: `{', '.join(spec.key)}`"
             + (f" + `{spec.known_at}` (versions)" if spec.known_at else "")
             + (f". Event time: `{spec.event_time}`" if spec.event_time else "")
