@@ -1,6 +1,7 @@
 """FastAPI dependencies: the pieces of `ServiceState` a route needs, and the caller's verified key.
 
-Tests replace any of these through `app.dependency_overrides`.
+Tests replace any of these through `app.dependency_overrides`. They are `async` only so FastAPI runs them on
+the event loop: each sync dependency would cost a hop to the thread pool on every request.
 """
 
 from __future__ import annotations
@@ -24,42 +25,42 @@ api_key_header = APIKeyHeader(
 bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_settings(state: State) -> ServingSettings:
+async def get_settings(state: State) -> ServingSettings:
     return state.settings
 
 
-def get_model_store(state: State) -> ModelStore:
+async def get_model_store(state: State) -> ModelStore:
     return state.models
 
 
-def get_snapshot_store(state: State) -> SnapshotStore:
+async def get_snapshot_store(state: State) -> SnapshotStore:
     return state.snapshots
 
 
-def get_key_store(state: State) -> KeyStore:
+async def get_key_store(state: State) -> KeyStore:
     return state.keys
 
 
-def get_audit(state: State) -> AuditLog:
+async def get_audit(state: State) -> AuditLog:
     return state.audit
 
 
-def get_metrics(state: State) -> ServiceMetrics:
+async def get_metrics(state: State) -> ServiceMetrics:
     return state.metrics
 
 
-def get_directory(state: State) -> CustomerDirectory:
+async def get_directory(state: State) -> CustomerDirectory:
     return state.directory
 
 
-def get_principal(
+async def get_principal(
     keys: Annotated[KeyStore, Depends(get_key_store)],
     api_key: Annotated[str | None, Security(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],

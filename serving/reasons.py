@@ -7,11 +7,11 @@ serving model's templates, so a wording fix needs no re-scoring.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from serving.model import PackagedModel
-from serving.schemas import Reason
 
 
 def top_k(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,20 +70,24 @@ def build_reasons(
     labels: list[str | None],
     contributions: list[float],
     lang: str,
-) -> list[Reason]:
-    """One row's reasons with sentences; `package` supplies the templates (the serving model's wording)."""
+) -> list[dict[str, Any]]:
+    """One row's reasons as plain dicts (the `Reason` schema's fields), sentences from `package`'s templates.
+
+    Plain dicts, not schema objects: a 1,000-customer response holds 5,000 of them, and the route serializes
+    them once (pydantic would validate each on construction).
+    """
     out = []
     for feature, number, label, contribution in zip(features, numbers, labels, contributions, strict=True):
         if feature is None:  # fewer features than k
             continue
         value = reason_value(number, label)
         out.append(
-            Reason(
-                feature=feature,
-                value=value,
-                contribution=contribution,
-                direction="raises" if contribution >= 0 else "lowers",
-                text=package.reason_text(feature, value, lang),
-            )
+            {
+                "feature": feature,
+                "value": value,
+                "contribution": contribution,
+                "direction": "raises" if contribution >= 0 else "lowers",
+                "text": package.reason_text(feature, value, lang),
+            }
         )
     return out

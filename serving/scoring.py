@@ -6,6 +6,7 @@ Used live (`POST /v1/{task}/score` with records) and in batch (`snapshot.score_f
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 from serving.errors import InvalidPayload
 from serving.model import FeatureSpec, PackagedModel
 from serving.reasons import build_reasons, decode_values, top_k
-from serving.schemas import CustomerScore, FeatureValue, Lang, ScoreResponse, Task
+from serving.schemas import FeatureValue, Lang, ModelRef, Task
 
 RECORD_ID = "customer_id"  # optional key in a record, echoed back; never a model feature
 
@@ -113,45 +114,56 @@ def _error(row: int, field: str, kind: str, msg: str) -> dict[str, Any]:
 
 def explanation_results(
     package: PackagedModel, customer_ids: list[str | None], ex: Explanation, lang: Lang
-) -> list[CustomerScore]:
-    """Response rows from an Explanation; `package` supplies feature names and sentence templates."""
+) -> list[dict[str, Any]]:
+    """Response rows (the `CustomerScore` schema's fields) from an Explanation."""
     names = np.asarray(package.spec.names, dtype=object)
     features = names[ex.reason_index].tolist()
     numbers = ex.number.tolist()
     labels = ex.label.tolist()
     contributions = ex.contribution.tolist()
     percentile = ex.percentile.tolist()
+    probability = ex.probability.tolist()
+    margin = ex.raw_margin.tolist()
+    base = ex.base_value.tolist()
+    band = ex.band.tolist()
     return [
-        CustomerScore(
-            customer_id=customer_id,
-            probability=float(ex.probability[i]),
-            band=str(ex.band[i]),
-            percentile=None if math.isnan(percentile[i]) else percentile[i],
-            raw_margin=float(ex.raw_margin[i]),
-            base_value=float(ex.base_value[i]),
-            reasons=build_reasons(package, features[i], numbers[i], labels[i], contributions[i], lang),
-        )
+        {
+            "customer_id": customer_id,
+            "probability": probability[i],
+            "band": band[i],
+            "percentile": None if math.isnan(percentile[i]) else percentile[i],
+            "raw_margin": margin[i],
+            "base_value": base[i],
+            "reasons": build_reasons(package, features[i], numbers[i], labels[i], contributions[i], lang),
+        }
         for i, customer_id in enumerate(customer_ids)
     ]
+
+
+def score_body(
+    task: Task, source: str, model: ModelRef, as_of: dt.date | None, lang: Lang, results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A `ScoreResponse` as plain JSON-ready data; the route serializes it once, without re-validation."""
+    return {
+        "task": task.value,
+        "source": source,
+        "model": {"name": model.name, "version": model.version},
+        "as_of": as_of.isoformat() if as_of else None,
+        "lang": lang.value,
+        "results": results,
+    }
 
 
 def score_records(
     task: Task,
     package: PackagedModel,
-    model_ref: Any,
+    model_ref: ModelRef,
     records: list[dict[str, FeatureValue]],
     k: int,
     lang: Lang,
-) -> ScoreResponse:
+) -> dict[str, Any]:
     """Live scores of posted feature records with the served champion."""
     X = records_matrix(package.spec, records)
     ex = explain(package, X, k)
     ids = [r.get(RECORD_ID) if isinstance(r.get(RECORD_ID), str) else None for r in records]
-    return ScoreResponse(
-        task=task,
-        source="live",
-        model=model_ref,
-        as_of=None,
-        lang=lang,
-        results=explanation_results(package, ids, ex, lang),  # type: ignore[arg-type]
-    )
+    return score_body(task, "live", model_ref, None, lang, explanation_results(package, ids, ex, lang))  # type: ignore[arg-type]

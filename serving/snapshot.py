@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,13 +24,14 @@ import pyarrow.parquet as pq
 from serving.errors import SnapshotUnavailable, UnknownCustomers
 from serving.model import PackagedModel
 from serving.reasons import build_reasons
-from serving.schemas import CustomerScore, Lang, ModelRef, ScoreResponse, Task
-from serving.scoring import explain
+from serving.schemas import Lang, ModelRef, Reason, Task
+from serving.scoring import explain, score_body
 
 logger = logging.getLogger(__name__)
 
 LATEST = "latest"
 SEGMENTS = ("usage_category", "supply_unit", "station")
+SMALL_LOOKUP = 64  # ids per request looked up one by one
 CHUNK_ROWS = 100_000  # bounds the (rows x features+1) float64 contribution matrix at ~35 MB per 40 features
 
 
@@ -185,11 +187,23 @@ class Snapshot:
 
     def positions(self, customer_ids: list[str]) -> np.ndarray:
         """Row positions of the ids; raises UnknownCustomers naming the ids the snapshot lacks."""
-        pos = self.index.get_indexer(customer_ids)
+        if len(customer_ids) <= SMALL_LOOKUP:
+            # Hash lookups one by one: building an Index of the request's ids costs more for a few ids.
+            pos = np.fromiter(
+                (self._position(c) for c in customer_ids), dtype=np.int64, count=len(customer_ids)
+            )
+        else:
+            pos = self.index.get_indexer(customer_ids)
         if (pos < 0).any():
             missing = [c for c, p in zip(customer_ids, pos, strict=True) if p < 0]
             raise UnknownCustomers(self.task, missing)
         return pos
+
+    def _position(self, customer_id: str) -> int:
+        try:
+            return int(self.index.get_loc(customer_id))
+        except KeyError:
+            return -1
 
     def code_of(self, column: str, value: str) -> int:
         """The categorical code of a value, -1 when the snapshot has no such value."""
@@ -209,8 +223,12 @@ class Snapshot:
             return [None if math.isnan(v) else v for v in values.tolist()]
         return values.tolist()
 
-    def reasons(self, package: PackagedModel, pos: np.ndarray, lang: Lang) -> list[list]:
-        """Stored top-k reasons at the positions, with sentences from `package`'s templates."""
+    def reasons(self, package: PackagedModel, pos: np.ndarray, lang: Lang) -> list[list[Reason]]:
+        """Stored top-k reasons at the positions as `Reason` objects (lists, customer files)."""
+        return [[Reason(**r) for r in row] for row in self.reason_rows(package, pos, lang)]
+
+    def reason_rows(self, package: PackagedModel, pos: np.ndarray, lang: Lang) -> list[list[dict[str, Any]]]:
+        """Stored top-k reasons at the positions as plain dicts, with sentences from `package`'s templates."""
         parts = {
             part: [self.column(f"reason_{i}_{part}", pos) for i in range(1, self.k + 1)]
             for part in ("feature", "value", "label", "contribution")
@@ -232,30 +250,28 @@ class Snapshot:
 
 def score_ids(
     task: Task, snapshot: Snapshot, package: PackagedModel, ids: list[str], lang: Lang
-) -> ScoreResponse:
-    """Scores of known customers from the snapshot; the response names the model version that scored them."""
+) -> dict[str, Any]:
+    """Scores of known customers from the snapshot (a `ScoreResponse` as data), naming the scoring version."""
     pos = snapshot.positions(ids)
     probability = snapshot.numbers["probability"][pos].tolist()
     percentile = snapshot.column("percentile", pos)
     band = snapshot.column("band", pos)
     margin = snapshot.numbers["raw_margin"][pos].tolist()
     base = snapshot.numbers["base_value"][pos].tolist()
-    reasons = snapshot.reasons(package, pos, lang)
+    reasons = snapshot.reason_rows(package, pos, lang)
     results = [
-        CustomerScore(
-            customer_id=ids[r],
-            probability=probability[r],
-            band=band[r],
-            percentile=percentile[r],
-            raw_margin=margin[r],
-            base_value=base[r],
-            reasons=reasons[r],
-        )
+        {
+            "customer_id": ids[r],
+            "probability": probability[r],
+            "band": band[r],
+            "percentile": percentile[r],
+            "raw_margin": margin[r],
+            "base_value": base[r],
+            "reasons": reasons[r],
+        }
         for r in range(len(ids))
     ]
-    return ScoreResponse(
-        task=task, source="snapshot", model=snapshot.model, as_of=snapshot.as_of, lang=lang, results=results
-    )
+    return score_body(task, "snapshot", snapshot.model, snapshot.as_of, lang, results)
 
 
 class SnapshotStore:
