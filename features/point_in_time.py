@@ -73,7 +73,9 @@ class AsOfView:
     visible version per key come from one vectorised pass (no sort per date).
     """
 
-    def __init__(self, frame: pd.DataFrame, table_name: str) -> None:
+    def __init__(self, frame: pd.DataFrame, table_name: str, key_codes: np.ndarray | None = None) -> None:
+        """`key_codes`: integers that identify each row's business key, when the caller already has them (the
+        partition passes customer index × month); without them the key columns are grouped here."""
         spec = table(table_name)
         if spec.event_time is None:
             raise PointInTimeError(
@@ -85,15 +87,20 @@ class AsOfView:
         event = time_values(frame, spec.event_time)
         known = time_values(frame, spec.known_at) if self.versioned else event
         if self.versioned:
-            missing = [k for k in spec.key if k not in frame.columns]
-            if missing:
-                raise PointInTimeError(f"table {table_name!r} frame lacks key columns {missing}")
-            group = frame.groupby(list(spec.key), sort=False, dropna=False).ngroup().to_numpy()
+            if key_codes is None:
+                missing = [k for k in spec.key if k not in frame.columns]
+                if missing:
+                    raise PointInTimeError(f"table {table_name!r} frame lacks key columns {missing}")
+                group = frame.groupby(list(spec.key), sort=False, dropna=False).ngroup().to_numpy()
+            else:
+                group = np.asarray(key_codes)
             order = np.lexsort((known, group))
+            self.order = order
             self.frame = frame.iloc[order].reset_index(drop=True)
             self._group = group[order]
             event, known = event[order], known[order]
         else:
+            self.order = np.arange(len(frame))
             self.frame = frame.reset_index(drop=True)
             self._group = None
         # NaT compares False, so a row without an event time never counts.

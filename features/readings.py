@@ -106,6 +106,10 @@ FEATURES = [
 ]
 
 
+def _absent(name: str, n: int) -> np.ndarray:
+    return np.zeros(n) if name == "readings_days_observed_90d" else np.full(n, np.nan)
+
+
 def level_drops(daily: np.ndarray) -> np.ndarray:
     """For each split day s of the last 90 (14 days after it), % fall of the 14-day mean across s."""
     observed = ~np.isnan(daily)
@@ -126,8 +130,18 @@ def level_drops(daily: np.ndarray) -> np.ndarray:
     return np.where(enough, drop, np.nan)
 
 
+def _level_drops_where_read(daily: np.ndarray) -> np.ndarray:
+    out = np.full((len(daily), 90 - DROP_SIDE_DAYS + 1), np.nan)
+    read = np.flatnonzero((~np.isnan(daily[:, -90:])).any(axis=1))
+    if len(read):
+        out[read] = level_drops(daily[read])
+    return out
+
+
 def compute(at: AsOf) -> dict[str, np.ndarray]:
     n = at.part.n
+    if not at.part.has_readings:  # no readings table (or none in this partition): every feature is NaN
+        return {fn.__name__: _absent(fn.__name__, n) for fn in FEATURES}
     daily = np.full((n, WINDOW_DAYS), np.nan)
     negative = np.zeros((n, WINDOW_DAYS), dtype=bool)
     pos, t = at.rows("readings")
@@ -145,6 +159,6 @@ def compute(at: AsOf) -> dict[str, np.ndarray]:
         "daily": daily,
         "negative": negative,
         "weekend": weekday >= 5,
-        "drop_pct": level_drops(daily),
+        "drop_pct": _level_drops_where_read(daily),
     }
     return evaluate(FEATURES, inputs)

@@ -21,7 +21,6 @@ LAGS = 24  # months of aligned history: 12-month windows and the same 12 months 
 BILL_MEASURES = (
     "kwh",
     "kwh_peak",
-    "kwh_flat",
     "kwh_valley",
     "max_demand_kw",
     "power_factor",
@@ -29,7 +28,6 @@ BILL_MEASURES = (
     "basic_charge",
     "amount_due",
 )
-EVENT_TABLES = ("customers", "bills", "payments", "readings", "suspensions", "inspections", "area_supply")
 
 
 def day_numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -94,13 +92,21 @@ class Partition:
 
 def prepare_partition(tables: dict[str, pd.DataFrame], months_until: int | None = None) -> Partition:
     """Index a partition's tables; `months_until` extends the month grid to the latest as-of month."""
-    customers = tables["customers"].sort_values("customer_id", kind="stable").reset_index(drop=True)
-    index = pd.Index(customers["customer_id"].astype(str))
+    customers = tables["customers"]
+    customers = customers.assign(customer_id=customers["customer_id"].astype(str))
+    customers = customers.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    index = pd.Index(customers["customer_id"])
 
     def cust(frame: pd.DataFrame) -> np.ndarray:
+        """Customer index of each row (-1: not a customer of this partition)."""
         if len(frame) == 0:
             return np.zeros(0, dtype=np.int64)
-        return index.get_indexer(frame["customer_id"].astype(str))
+        col = frame["customer_id"]
+        if isinstance(col.dtype, pd.CategoricalDtype):  # dictionary-encoded reads: look up each id once
+            lookup = index.get_indexer(col.cat.categories.astype(str))
+            codes = col.cat.codes.to_numpy()
+            return np.where(codes >= 0, lookup[codes], -1)
+        return index.get_indexer(col.astype(str))
 
     area_ids = np.array(sorted(customers["area_id"].astype(str).unique()), dtype=object)
     area_of = pd.Index(area_ids).get_indexer(customers["area_id"].astype(str))
@@ -122,31 +128,33 @@ def prepare_partition(tables: dict[str, pd.DataFrame], months_until: int | None 
     )
 
     bills = tables.get("bills", pd.DataFrame(columns=["customer_id", "period", "issue_date", "known_at"]))
-    view = AsOfView(bills, "bills")
+    bill_cust, bill_month = cust(bills), month_numbers(bills, "period")
+    # The contract key (customer_id, period) as one integer; rows of other partitions' customers share -1 codes
+    # per month, which is harmless because they are never read.
+    view = AsOfView(bills, "bills", key_codes=bill_cust.astype(np.int64) * 100_000 + bill_month)
     f = view.frame
     arrays = {m: _floats(f, m) for m in BILL_MEASURES}
-    arrays["month"] = month_numbers(f, "period")
+    arrays["month"] = bill_month[view.order]
     arrays["due_day"] = day_numbers(f, "due_date") if "due_date" in f.columns else np.full(len(f), np.nan)
-    rows["bills"] = Rows(view, cust(f), arrays)
+    rows["bills"] = Rows(view, bill_cust[view.order], arrays)
     has_tou = bool(np.isfinite(arrays["kwh_peak"]).any())
 
     payments = tables.get("payments", pd.DataFrame(columns=["customer_id", "period", "paid_at"]))
     # Sorted by customer then time so channel changes are consecutive rows; the view keeps this order.
-    payments = payments.assign(_t=time_values(payments, "paid_at")).sort_values(
-        ["customer_id", "_t"], kind="stable"
-    )
-    view = AsOfView(payments.drop(columns="_t"), "payments")
+    pay_cust = cust(payments)
+    order = np.lexsort((time_values(payments, "paid_at"), pay_cust))
+    view = AsOfView(payments.iloc[order], "payments")
     f = view.frame
     late_fee = np.nan_to_num(_floats(f, "late_fee"))
     rows["payments"] = Rows(
         view,
-        cust(f),
+        pay_cust[order],
         {
             "month": month_numbers(f, "period"),
             "paid_day": day_numbers(f, "paid_at"),
             "principal": _floats(f, "amount") - late_fee,
             "late_fee": late_fee,
-            "channel": pd.factorize(pd.Series(_strings(f, "channel")), use_na_sentinel=True)[0],
+            "channel": pd.factorize(f["channel"])[0] if "channel" in f.columns else np.full(len(f), -1),
         },
     )
 
@@ -267,46 +275,56 @@ class AsOf:
         return BillCells.build(self)
 
 
-@dataclass
 class BillCells:
-    """Bills visible as of T (latest known version) scattered into customer × month matrices."""
+    """Bills visible as of T (latest known version) as customer × month matrices, built per measure on demand."""
 
-    values: dict[str, np.ndarray]
-    last: np.ndarray  # grid column of each customer's latest visible bill, -1 when none
-    versions: np.ndarray  # (n, months) count of versions known at T per bill
+    def __init__(self, at: AsOf) -> None:
+        part = at.part
+        self._rows = part.tables["bills"]
+        pos = self._rows.view.positions(at.day)
+        versions = self._rows.view.version_counts(at.day)
+        ci = self._rows.customer[pos]
+        mi = self._rows["month"][pos] - part.month0
+        ok = (ci >= 0) & (mi >= 0) & (mi < part.n_months)
+        self._ci, self._mi, self._pos, self._versions = ci[ok], mi[ok], pos[ok], versions[ok]
+        self._shape = (part.n, part.n_months)
+        self.last = np.full(part.n, -1, dtype=np.int64)  # grid column of each customer's latest visible bill
+        np.maximum.at(self.last, self._ci, self._mi)
+        self._matrices: dict[str, np.ndarray] = {}
+        self._lagged: dict[str, np.ndarray] = {}
 
     @classmethod
     def build(cls, at: AsOf) -> BillCells:
-        part = at.part
-        t = part.tables["bills"]
-        pos = t.view.positions(at.day)
-        versions = t.view.version_counts(at.day)
-        ci = t.customer[pos]
-        mi = t["month"][pos] - part.month0
-        ok = (ci >= 0) & (mi >= 0) & (mi < part.n_months)
-        ci, mi, pos, versions = ci[ok], mi[ok], pos[ok], versions[ok]
-        shape = (part.n, part.n_months)
-        values: dict[str, np.ndarray] = {}
-        for name in (*BILL_MEASURES, "due_day"):
-            mat = np.full(shape, np.nan)
-            mat[ci, mi] = t[name][pos]
-            values[name] = mat
-        ver = np.zeros(shape)
-        ver[ci, mi] = versions
-        last = np.full(part.n, -1, dtype=np.int64)
-        np.maximum.at(last, ci, mi)
-        return cls(values=values, last=last, versions=ver)
+        return cls(at)
 
-    @cached_property
-    def _lagged(self) -> dict[str, np.ndarray]:
-        return {}
+    def matrix(self, name: str) -> np.ndarray:
+        """Calendar matrix of a bill measure (or "due_day", "versions"): NaN where no bill is visible."""
+        if name not in self._matrices:
+            mat = np.full(self._shape, np.nan)
+            source = self._versions if name == "versions" else self._rows[name][self._pos]
+            mat[self._ci, self._mi] = source
+            self._matrices[name] = mat
+        return self._matrices[name]
+
+    @property
+    def values(self) -> _Matrices:
+        return _Matrices(self)
 
     def lagged(self, name: str) -> np.ndarray:
         """`name` re-indexed per customer: column k is k months before the customer's latest visible bill."""
         if name not in self._lagged:
-            source = self.versions if name == "versions" else self.values[name]
-            self._lagged[name] = align_lags(source, self.last, LAGS)
+            self._lagged[name] = align_lags(self.matrix(name), self.last, LAGS)
         return self._lagged[name]
+
+
+class _Matrices:
+    """`bills.values["kwh"]` reads like a dict of matrices."""
+
+    def __init__(self, cells: BillCells) -> None:
+        self._cells = cells
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._cells.matrix(name)
 
 
 def evaluate(functions: list, inputs: dict[str, object]) -> dict[str, np.ndarray]:

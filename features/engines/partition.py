@@ -45,7 +45,6 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "period",
         "kwh",
         "kwh_peak",
-        "kwh_flat",
         "kwh_valley",
         "max_demand_kw",
         "power_factor",
@@ -56,10 +55,9 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "due_date",
         "known_at",
     ),
-    "payments": ("payment_id", "customer_id", "period", "paid_at", "amount", "late_fee", "channel"),
+    "payments": ("customer_id", "period", "paid_at", "amount", "late_fee", "channel"),
     "readings": ("customer_id", "date", "kwh"),
     "suspensions": (
-        "application_id",
         "customer_id",
         "applied_at",
         "start_date",
@@ -67,7 +65,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "capacity_kva",
         "kind",
     ),
-    "inspections": ("inspection_id", "customer_id", "inspected_at", "result", "recovered_kwh"),
+    "inspections": ("customer_id", "inspected_at", "result", "recovered_kwh"),
     "areas": ("area_id", "station", "supply_unit", "transformer_kva"),
     "area_supply": ("area_id", "date", "granularity", "supplied_kwh"),
 }
