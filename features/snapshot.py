@@ -129,7 +129,7 @@ def prepare_partition(tables: dict[str, pd.DataFrame], months_until: int | None 
 
     bills = tables.get("bills", pd.DataFrame(columns=["customer_id", "period", "issue_date", "known_at"]))
     bill_cust, bill_month = cust(bills), month_numbers(bills, "period")
-    # The contract key (customer_id, period) as one integer; rows of other partitions' customers share -1 codes
+    # The contract key (customer_id, period) as one integer; rows of unknown customers share -1 codes
     # per month, which is harmless because they are never read.
     view = AsOfView(bills, "bills", key_codes=bill_cust.astype(np.int64) * 100_000 + bill_month)
     f = view.frame
@@ -276,7 +276,7 @@ class AsOf:
 
 
 class BillCells:
-    """Bills visible as of T (latest known version) as customer × month matrices, built per measure on demand."""
+    """Bills visible as of T (latest known version) as customer × month matrices, built on demand."""
 
     def __init__(self, at: AsOf) -> None:
         part = at.part

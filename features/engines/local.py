@@ -2,7 +2,7 @@
 
 The parent reads the contract tables once as Arrow (only the columns features need, customer ids
 dictionary-encoded so 36 M bill rows stay compact), works out which partition every row belongs to and forks
-the workers. A worker takes its partition's rows from the shared tables (copy-on-write: nothing is copied before
+the workers. A worker takes its partition's rows from the shared tables (copy-on-write: no copy before
 it takes them), turns them into pandas frames and runs the partition function; it returns its population rows
 and the narrow peer inputs of every active customer, and the parent computes the peer medians and joins them.
 """
