@@ -209,8 +209,8 @@ def bench_http(package, frame: pd.DataFrame, work: Path, tracking_uri: str, requ
         headers = {"X-API-Key": key}
         check = httpx.post(score_url, json=records[0], headers=headers).json()
         assert len(check["results"][0]["reasons"]) == 5, check
-        out["gridrisk_live"] = {c: load(score_url, records, headers, c) for c in (1, 4)}
-        out["gridrisk_by_id"] = {c: load(score_url, ids, headers, c) for c in (1, 4)}
+        out["gridrisk_live"] = {str(c): load(score_url, records, headers, c) for c in (1, 4)}
+        out["gridrisk_by_id"] = {str(c): load(score_url, ids, headers, c) for c in (1, 4)}
         big = {"customer_ids": frame["customer_id"].sample(1000, random_state=1).tolist()}
         with httpx.Client(timeout=30) as c:
             times = []
@@ -226,7 +226,7 @@ def bench_http(package, frame: pd.DataFrame, work: Path, tracking_uri: str, requ
                    f"http://127.0.0.1:{ml_port}/ping", work / "mlflow-serve.log")  # fmt: skip
     try:
         url = f"http://127.0.0.1:{ml_port}/invocations"
-        out["mlflow_serve"] = {c: load(url, mlflow_bodies, {}, c) for c in (1, 4)}
+        out["mlflow_serve"] = {str(c): load(url, mlflow_bodies, {}, c) for c in (1, 4)}
     finally:
         stop(mlflow)
     return out
@@ -276,12 +276,58 @@ def bench_batch(package, frame: pd.DataFrame, rows: int) -> dict:
     }
 
 
+def plot(result: dict, path: Path) -> None:
+    """Requests per second and p99 latency of each way of scoring, sequential and with 4 clients."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    http = result["http"]
+    rows = [
+        ("mlflow models serve\n(probability only)", http["mlflow_serve"]),
+        ("gridrisk live\n(features + top-5 reasons)", http["gridrisk_live"]),
+        ("gridrisk by id\n(snapshot + reasons)", http["gridrisk_by_id"]),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, metric, title in (
+        (axes[0], "req_per_s", "requests per second"),
+        (axes[1], "p99_ms", "p99 latency, ms"),
+    ):
+        y = np.arange(len(rows))
+        for offset, clients, colour in ((-0.2, "1", "#8da0cb"), (0.2, "4", "#fc8d62")):
+            values = [r[1][clients][metric] for r in rows]
+            ax.barh(
+                y + offset,
+                values,
+                height=0.38,
+                color=colour,
+                label=f"{clients} client{'s' if clients != '1' else ''}",
+            )
+            for yi, v in zip(y + offset, values, strict=True):
+                ax.text(
+                    v, yi, f" {v:,.0f}" if metric == "req_per_s" else f" {v:.1f}", va="center", fontsize=8
+                )
+        ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.suptitle(f"Single-row scoring over loopback, uvicorn 1 worker, {result['machine']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=4000)
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the chart from the last JSON report")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads((REPORT / "bench_serving.json").read_text()), REPORT / "serving_latency.png")
+        return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     result: dict = {"machine": f"{os.cpu_count()} cores", "customers": args.customers}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
@@ -326,6 +372,7 @@ def main() -> None:
     result["live_ratio"] = {c: live[c]["req_per_s"] / ml[c]["req_per_s"] for c in live}
     REPORT.mkdir(parents=True, exist_ok=True)
     (REPORT / "bench_serving.json").write_text(json.dumps(result, indent=1, default=str))
+    plot(result, REPORT / "serving_latency.png")
     print(json.dumps(result, indent=1, default=str))
 
 
