@@ -33,6 +33,7 @@ from features.validation import (
     ContractError,
     Rule,
     check_columns,
+    equal_rows,
     quarantine_frame,
     row_hashes,
     validate,
@@ -301,10 +302,7 @@ def _upsert(stored: pd.DataFrame, accepted: pd.DataFrame, spec: Table) -> tuple[
     key, columns = list(spec.primary_key), spec.column_names
     pos = _positions(stored, accepted, key)
     matched = np.flatnonzero(pos >= 0)
-    same = (
-        row_hashes(accepted.iloc[matched], columns).to_numpy()
-        == row_hashes(stored.iloc[pos[matched]], columns).to_numpy()
-    )
+    same = equal_rows(accepted.iloc[matched], stored.iloc[pos[matched]], columns)
     kinds[matched[same]] = UNCHANGED
     replaced = np.array([], dtype=np.int64)
     if spec.name in MUTABLE_TABLES:
@@ -341,10 +339,7 @@ def _positions(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str]) -> 
         return merged["_pos"].fillna(-1).to_numpy(dtype=np.int64)
     pos = index.get_indexer(row_hashes(incoming, key).to_numpy())
     hit = np.flatnonzero(pos >= 0)
-    for column in key:
-        left = incoming[column].to_numpy()[hit]
-        right = stored[column].to_numpy()[pos[hit]]
-        pos[hit[left != right]] = -1
+    pos[hit[~equal_rows(incoming.iloc[hit], stored.iloc[pos[hit]], key)]] = -1
     return pos
 
 

@@ -456,8 +456,19 @@ def _reference_checks(typed: pd.DataFrame, spec: Table, reference: dict[str, pd.
 
 
 def row_hashes(typed: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """A content hash per row over ``columns`` (nulls hash equal), for exact-duplicate detection."""
+    """A 64-bit hash per row over ``columns`` (nulls hash equal): finds candidate matches fast; equality
+    is then confirmed with `equal_rows`, so a collision never merges two rows."""
     return pd.util.hash_pandas_object(typed[columns], index=False)
+
+
+def equal_rows(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Row-by-row equality of two aligned frames over ``columns``; two nulls count as equal."""
+    same = np.ones(len(left), dtype=bool)
+    for column in columns:
+        x, y = left[column].reset_index(drop=True), right[column].reset_index(drop=True)
+        both_null = (x.isna() & y.isna()).to_numpy()
+        same &= x.eq(y).to_numpy(dtype=bool, na_value=False) | both_null
+    return same
 
 
 def _duplicate_checks(typed: pd.DataFrame, spec: Table, rows: np.ndarray, alive: np.ndarray) -> list[_Check]:
@@ -476,13 +487,14 @@ def _duplicate_checks(typed: pd.DataFrame, spec: Table, rows: np.ndarray, alive:
         dup = typed.iloc[suspects][key].duplicated(keep=False).to_numpy()
         where = suspects[dup]
         if len(where):
-            frame = typed.iloc[where][key].reset_index(drop=True)
-            frame["_hash"] = row_hashes(typed.iloc[where], spec.column_names).to_numpy()
-            frame["_row"] = rows[where]
+            subset = typed.iloc[where]
+            frame = subset[key].reset_index(drop=True).assign(_pos=np.arange(len(where)))
             groups = frame.groupby(key, sort=False, dropna=False)
-            distinct = groups["_hash"].transform("nunique").to_numpy() > 1
-            first_row = groups["_row"].transform("min").to_numpy()
-            is_copy = ~distinct & (frame["_row"].to_numpy() != first_row)
+            first = groups["_pos"].transform("min").to_numpy()  # positions follow the file's row order
+            differs = pd.Series(~equal_rows(subset, subset.iloc[first], spec.column_names))
+            distinct = differs.groupby(groups.ngroup().to_numpy()).transform("any").to_numpy()
+            first_row = rows[where[first]]
+            is_copy = ~distinct & (np.arange(len(where)) != first)
             conflict[where[distinct]] = True
             copy[where[is_copy]] = True
             copy_message = {

@@ -330,12 +330,20 @@ def test_every_contract_table_validates_an_empty_export():
 def test_duplicate_check_is_exact_under_hash_collisions(monkeypatch: pytest.MonkeyPatch):
     from features import validation as module
 
-    # all rows hash alike; only rows 1 and 3 truly share a key (and content)
+    # every row hashes alike; only rows 1 and 3 (same content) and rows 4 and 5 (other amounts) share keys
     monkeypatch.setattr(
         module, "row_hashes", lambda frame, cols: pd.Series(np.zeros(len(frame), dtype="uint64"))
     )
-    frame = bills(customer_id=["C1", "C2", "C1"], **{k: v * 3 for k, v in _first_bill().items()})
-    assert rules(validate(frame, "bills")) == [(3, "customer_id", "duplicate_row")]
+    frame = bills(
+        customer_id=["C1", "C2", "C1", "C3", "C3"],
+        amount_due=["70", "70", "70", "1", "2"],
+        **{k: v * 5 for k, v in _first_bill().items() if k != "amount_due"},
+    )
+    assert rules(validate(frame, "bills")) == [
+        (3, "customer_id", "duplicate_row"),
+        (4, "customer_id", "duplicate_key"),
+        (5, "customer_id", "duplicate_key"),
+    ]
 
 
 def _first_bill() -> dict[str, list]:
