@@ -35,7 +35,6 @@ class ServingSettings(BaseSettings):
     registry_timeout_seconds: float = Field(
         default=2.0, gt=0, description="probe timeout for an HTTP registry"
     )
-    max_batch: int = Field(default=10_000, ge=1, description="most customers or records in one score request")
 
     @property
     def warehouse_path(self) -> Path:

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.training_set import SEGMENT_COLUMNS
 from serving.errors import SnapshotUnavailable, UnknownCustomers
 from serving.model import PackagedModel
 from serving.reasons import build_reasons
@@ -30,17 +31,8 @@ from serving.scoring import explain, score_body
 logger = logging.getLogger(__name__)
 
 LATEST = "latest"
-SEGMENTS = ("usage_category", "supply_unit", "station")
 SMALL_LOOKUP = 64  # ids per request looked up one by one
 CHUNK_ROWS = 100_000  # bounds the (rows x features+1) float64 contribution matrix at ~35 MB per 40 features
-
-
-def reason_columns(k: int) -> list[str]:
-    return [
-        f"reason_{i}_{part}"
-        for i in range(1, k + 1)
-        for part in ("feature", "value", "label", "contribution")
-    ]
 
 
 def score_frame(
@@ -77,7 +69,7 @@ def score_frame(
     out = pd.DataFrame({"customer_id": frame["customer_id"].astype(str).to_numpy()})
     as_of = frame["as_of"] if "as_of" in frame.columns else pd.Series(pd.NaT, index=frame.index)
     out["as_of"] = pd.to_datetime(as_of).dt.normalize().to_numpy()
-    for segment in SEGMENTS:
+    for segment in SEGMENT_COLUMNS:
         out[segment] = (
             pd.Categorical(frame[segment].astype(str))
             if segment in frame.columns
