@@ -19,10 +19,11 @@ from serving.metrics import MetricsMiddleware
 from serving.routes import customers, health, models, risk_lists, scores, summary
 from serving.service import ServiceState
 from serving.settings import ServingSettings
+from serving.web import pages
 
 logger = logging.getLogger(__name__)
 
-# The web page (serving/web) adds its router here. customers before summary: /v1/customers/{id} must win over
+# The web page (serving/web/pages.py) comes last. customers before summary: /v1/customers/{id} must win over
 # /v1/{task}/summary for the (unlikely) customer id "summary".
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -31,6 +32,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     customers.router,
     summary.router,
+    pages.router,
 )
 
 

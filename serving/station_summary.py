@@ -83,7 +83,7 @@ def station_table(path: Path, mtime_ns: int) -> pd.DataFrame:
     return table
 
 
-def _scoped(table: pd.DataFrame, stations: list[str] | None, supply_units: list[str] | None) -> pd.DataFrame:
+def scoped(table: pd.DataFrame, stations: list[str] | None, supply_units: list[str] | None) -> pd.DataFrame:
     mask = np.ones(len(table), dtype=bool)
     if stations is not None:
         mask &= table["station"].isin(stations).to_numpy()
@@ -142,12 +142,12 @@ def summarize(
     supply_units: list[str] | None,
 ) -> SummaryResponse:
     """`snapshot` summarised inside a scope (None = every station / unit), against last month's snapshot."""
-    current = _scoped(station_table(snapshot.path, snapshot.mtime_ns), stations, supply_units)
+    current = scoped(station_table(snapshot.path, snapshot.mtime_ns), stations, supply_units)
     previous_file = previous_month(snapshot_files(snapshot.path.parent), snapshot.as_of)
     previous = None
     if previous_file is not None:
         path = previous_file[1]
-        previous = _scoped(station_table(path, path.stat().st_mtime_ns), stations, supply_units)
+        previous = scoped(station_table(path, path.stat().st_mtime_ns), stations, supply_units)
     present = [c.removeprefix("band:") for c in current.columns if c.startswith("band:")]
     bands = band_order(package, present)
 

@@ -1,0 +1,598 @@
+"""The web page's routes: sign-in, the risk list (filtered, paged, exported), the customer file, the station
+overview and the models page. Each page calls the functions the API routes call, with the signed-in key's
+principal, so a page shows what the API would return to that key and nothing more.
+
+Errors raised by those functions become an HTML page with the API's status code (`serving.errors.status_of`);
+a missing or expired session redirects to the sign-in form and back.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import jinja2
+import numpy as np
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, field_validator
+
+from serving.access import PERMISSIONS, Action, KeyStore, Principal
+from serving.customer_file import customer_file
+from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
+from serving.errors import NotAuthenticated, ServingError, status_of
+from serving.ranking import ListQuery, list_items, risk_list, select, table_rows
+from serving.routes.customers import CustomerIdPath, History
+from serving.schemas import Lang, ListFormat, RiskListResponse, SortKey, Task
+from serving.snapshot import Snapshot
+from serving.station_summary import scoped, station_table, summarize
+from serving.view_schemas import SummaryBy
+from serving.web import charts
+from serving.web.i18n import EXPORT_HEADERS, TEXT, label
+from serving.web.model_board import alias_source, model_board
+from serving.web.session import (
+    LANG_COOKIE,
+    SESSION_COOKIE,
+    SessionSigner,
+    load_secret,
+    principal_of,
+)
+from serving.web.settings import WebSettings
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+STATIC_TYPES = {"gridrisk.css": "text/css; charset=utf-8", "gridrisk.js": "text/javascript; charset=utf-8"}
+SECURITY_HEADERS = {
+    # Everything the page uses is served from here; charts are inline SVG markup, not scripts or styles.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",  # pages can hold names and phones
+}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+LANG_COOKIE_DAYS = 365
+
+
+class NotSignedIn(NotAuthenticated):
+    """No valid session cookie: the page redirects to the sign-in form."""
+
+
+class PageRoute(APIRoute):
+    """Turns serving errors and invalid query strings into HTML pages (the API routes keep JSON)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except NotSignedIn:
+                here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
+            except ServingError as exc:
+                return error_page(request, status_of(exc), str(exc))
+            except RequestValidationError as exc:
+                detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+                return error_page(request, 422, detail)
+
+        return page
+
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+# -- context: settings, session, language, rendering ---------------------------------------------------------
+
+
+def _yuan(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"¥{value:,.0f}"
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def _signed_yuan(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return ("+" if value > 0 else "−" if value < 0 else "±") + f"¥{abs(value):,.0f}"
+
+
+def _signed_int(value: int | None) -> str:
+    return "—" if value is None else f"{value:+d}".replace("-", "−")
+
+
+def _day(value: Any) -> str:
+    return "—" if value is None else value.strftime("%Y-%m-%d")
+
+
+def _minute(value: Any) -> str:
+    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def url(path: str, **params: Any) -> str:
+    """A local URL with the non-empty parameters as its query string."""
+    kept = {k: v.value if hasattr(v, "value") else v for k, v in params.items() if v not in (None, "")}
+    return path + (f"?{urlencode(kept)}" if kept else "")
+
+
+@dataclass
+class WebContext:
+    settings: WebSettings
+    signer: SessionSigner
+    env: jinja2.Environment
+
+    @classmethod
+    def build(cls, settings: WebSettings, home: Path) -> WebContext:
+        configured = settings.session_secret.get_secret_value() if settings.session_secret else None
+        signer = SessionSigner(load_secret(configured, home), settings.session_hours * 3600)
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=jinja2.select_autoescape(["html"]),
+            undefined=jinja2.StrictUndefined,  # a missing word or field fails the page tests, not a user
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters.update(
+            yuan=_yuan,
+            pct=_pct,
+            signed_yuan=_signed_yuan,
+            signed_int=_signed_int,
+            day=_day,
+            minute=_minute,
+            number=_number,
+        )
+        env.globals["url"] = url
+        return cls(settings, signer, env)
+
+
+def get_web(request: Request, state: State) -> WebContext:
+    web: WebContext | None = getattr(request.app.state, "web", None)
+    if web is None:
+        web = WebContext.build(WebSettings(), state.settings.home)
+        request.app.state.web = web
+    return web
+
+
+def page_lang(request: Request) -> Lang:
+    """`?lang=` wins and is remembered in a cookie; else the cookie; else Chinese."""
+    for value in (request.query_params.get("lang"), request.cookies.get(LANG_COOKIE)):
+        if value in (Lang.ZH.value, Lang.EN.value):
+            return Lang(value)
+    return Lang.ZH
+
+
+def session_principal(request: Request, web: WebContext, keys: KeyStore) -> Principal | None:
+    session = web.signer.read(request.cookies.get(SESSION_COOKIE))
+    return principal_of(keys, *session) if session else None
+
+
+Web = Annotated[WebContext, Depends(get_web)]
+Keys = Annotated[KeyStore, Depends(get_key_store)]
+PageLang = Annotated[Lang, Depends(page_lang)]
+
+
+def signed_in(request: Request, web: Web, keys: Keys) -> Principal:
+    principal = session_principal(request, web, keys)
+    if principal is None:
+        raise NotSignedIn("sign in with your API key")
+    return principal
+
+
+User = Annotated[Principal, Depends(signed_in)]
+
+
+def render(
+    request: Request,
+    web: WebContext,
+    lang: Lang,
+    template: str,
+    user: Principal | None,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    text = TEXT[lang.value]
+    other = Lang.EN if lang == Lang.ZH else Lang.ZH
+    switch = url(request.url.path, **{**dict(request.query_params), "lang": other.value})
+    html = web.env.get_template(template).render(
+        lang=lang.value,
+        t=text,
+        L=lambda kind, value: label(lang, kind, value),
+        fmt=lambda key, **kw: text[key].format(**kw),
+        user=user,
+        can_models=user is not None and user.role in PERMISSIONS[Action.MODELS],
+        path=request.url.path,
+        switch_url=switch,
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    if request.query_params.get("lang") in (Lang.ZH.value, Lang.EN.value):
+        response.set_cookie(
+            LANG_COOKIE,
+            lang.value,
+            max_age=LANG_COOKIE_DAYS * 86400,
+            httponly=True,
+            samesite="lax",
+            secure=web.settings.cookie_secure,
+        )
+    return response
+
+
+def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
+    state = request.app.state.service
+    web = getattr(request.app.state, "web", None) or WebContext.build(WebSettings(), state.settings.home)
+    user = session_principal(request, web, state.keys)
+    return render(
+        request, web, page_lang(request), "error.html", user, status=status, status_code=status, detail=detail
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: never `//host` or a full URL (no open redirect through the sign-in form)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/list"
+    return target
+
+
+# -- sign-in -------------------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/list", status_code=303)
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    if name not in STATIC_TYPES:
+        return Response(status_code=404)
+    return FileResponse(
+        HERE / "static" / name, media_type=STATIC_TYPES[name], headers={"Cache-Control": "max-age=3600"}
+    )
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, web: Web, keys: Keys, lang: PageLang, next: str | None = None) -> Response:
+    if session_principal(request, web, keys) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(request, web, lang, "login.html", None, next=safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    web: Web,
+    keys: Keys,
+    lang: PageLang,
+    api_key: Annotated[str, Form(max_length=300)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/list",
+) -> Response:
+    text = TEXT[lang.value]
+    try:
+        principal = keys.authenticate(api_key.strip())
+    except NotAuthenticated:
+        return render(
+            request,
+            web,
+            lang,
+            "login.html",
+            None,
+            status=401,
+            next=safe_next(next),
+            error=text["login_unknown"],
+        )
+    if principal.role not in PERMISSIONS[Action.RISK_LIST]:
+        error = text["login_role"].format(role=label(lang, "role", principal.role.value))
+        return render(request, web, lang, "login.html", None, status=403, next=safe_next(next), error=error)
+    record = keys.record(principal.key_id)
+    assert record is not None  # authenticate just found it
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        web.signer.issue(record),
+        max_age=int(web.settings.session_hours * 3600),
+        httponly=True,
+        samesite="lax",
+        secure=web.settings.cookie_secure,
+    )
+    logger.info("web sign-in: key %s (%s)", principal.key_id, principal.role.value)
+    return response
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+# -- risk list -----------------------------------------------------------------------------------------------
+
+
+class ListFilters(BaseModel):
+    """The list form's fields; an empty form field means "any" (browsers send `station=` for it)."""
+
+    task: Task = Task.ARREARS
+    supply_unit: str | None = Field(None, max_length=100)
+    station: str | None = Field(None, max_length=100)
+    usage_category: str | None = Field(None, max_length=100)
+    min_probability: float | None = Field(None, ge=0.0, le=1.0)
+    per_station_top: int | None = Field(None, ge=1, le=100_000)
+    sort: SortKey = SortKey.EXPECTED_VALUE
+    page: int = Field(1, ge=1)
+
+    @field_validator(
+        "supply_unit", "station", "usage_category", "min_probability", "per_station_top", mode="before"
+    )
+    @classmethod
+    def _blank_is_any(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def query(self, top: int) -> ListQuery:
+        return ListQuery(
+            self.supply_unit,
+            self.station,
+            self.usage_category,
+            self.min_probability,
+            top,
+            self.per_station_top,
+            self.sort,
+        )
+
+    def params(self, **changes: Any) -> dict[str, Any]:
+        return {**self.model_dump(mode="json"), **changes}
+
+
+Filters = Annotated[ListFilters, Query()]
+
+
+def filter_options(snapshot: Snapshot, user: Principal, supply_unit: str | None) -> dict[str, list[str]]:
+    """Choices for the selects: only units and stations inside the key's scope that the snapshot holds."""
+    stations, units = user.scope(None, None)
+    table = scoped(station_table(snapshot.path, snapshot.mtime_ns), stations, units)
+    unit_names = sorted({u for u in table["supply_unit"] if u is not None})
+    in_unit = table if supply_unit is None else table[table["supply_unit"] == supply_unit]
+    return {
+        "supply_units": unit_names,
+        "stations": sorted({s for s in in_unit["station"] if s is not None}),
+        "usage_categories": sorted(str(c) for c in snapshot.categories.get("usage_category", [])),
+    }
+
+
+@router.get("/list", response_class=HTMLResponse)
+def list_page(
+    request: Request,
+    web: Web,
+    lang: PageLang,
+    user: User,
+    models: Models,
+    snapshots: Snapshots,
+    directory: Directory,
+    audit: Audit,
+    filters: Filters,
+) -> HTMLResponse:
+    user.require(Action.RISK_LIST)
+    task = filters.task
+    snapshot = snapshots.get(task)
+    package = models.get(task).package
+    stations, units = user.scope(filters.station, filters.supply_unit)
+    pos, matched = select_all(snapshot, filters, stations, units)
+    size = web.settings.page_size
+    pages = max(1, math.ceil(len(pos) / size))
+    page = min(filters.page, pages)
+    items = list_items(snapshot, package, pos[(page - 1) * size : page * size], user, directory, lang)
+    audit.record(
+        user, Action.RISK_LIST, task, {**filters.query(size).filters(), "page": page, "via": "web"},
+        snapshot.model.version, len(items),
+    )  # fmt: skip
+    here = url("/list", **filters.params(page=page))
+    return render(
+        request, web, lang, "list.html", user,
+        filters=filters, task=task, snapshot=snapshot, items=items, matched=matched, listed=len(pos),
+        page=page, pages=pages, options=filter_options(snapshot, user, filters.supply_unit),
+        here=here, tasks=list(Task), sorts=list(SortKey),
+    )  # fmt: skip
+
+
+def select_all(
+    snapshot: Snapshot, filters: ListFilters, stations: list[str] | None, units: list[str] | None
+) -> tuple[np.ndarray, int]:
+    return select(snapshot, filters.query(top=max(snapshot.size, 1)), stations, units)
+
+
+def export_table(response: RiskListResponse, lang: Lang) -> tuple[list[str], list[list]]:
+    """The API's export rows with headers, bands and usage categories in the page's language."""
+    header, rows = table_rows(response)
+    words = EXPORT_HEADERS[lang.value]
+    titled = [
+        words["reason"].format(i=h.removeprefix("reason_")) if h.startswith("reason_") else words.get(h, h)
+        for h in header
+    ]
+    translate = {i: kind for i, kind in enumerate(header) if kind in ("band", "usage_category")}
+    for row in rows:
+        for i, kind in translate.items():
+            row[i] = label(lang, kind, row[i]) if row[i] is not None else None
+    return titled, rows
+
+
+def xlsx_bytes(title: str, header: list[str], rows: list[list]) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = title[:31]  # Excel's limit for a sheet name
+    sheet.append(header)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append(row)
+    sheet.freeze_panes = "A2"
+    for i, name in enumerate(header, start=1):
+        letter = sheet.cell(row=1, column=i).column_letter
+        sheet.column_dimensions[letter].width = 48 if name.startswith(("原因", "Reason")) else 14
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def csv_bytes(header: list[str], rows: list[list]) -> bytes:
+    import csv
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read Chinese text as UTF-8
+
+
+@router.get("/list/export")
+def export(
+    web: Web,
+    lang: PageLang,
+    user: User,
+    models: Models,
+    snapshots: Snapshots,
+    directory: Directory,
+    audit: Audit,
+    filters: Filters,
+    format: ListFormat = ListFormat.XLSX,
+) -> Response:
+    """The whole filtered list (every page, after the per-station cap), as the person sees it."""
+    user.require(Action.RISK_LIST)
+    task = filters.task
+    query = filters.query(top=web.settings.export_max_rows)
+    response = risk_list(task, snapshots.get(task), models.get(task).package, query, user, directory, lang)
+    audit.record(
+        user, Action.RISK_LIST, task, {**query.filters(), "via": f"web-{format.value}"},
+        response.model.version, response.count,
+    )  # fmt: skip
+    header, rows = export_table(response, lang)
+    name = f"gridrisk-{task.value}-{response.as_of.isoformat()}"
+    if format == ListFormat.CSV:
+        body, media, ext = csv_bytes(header, rows), "text/csv; charset=utf-8", "csv"
+    else:
+        title = f"{label(lang, 'task', task.value)} {response.as_of.isoformat()}"
+        body, media, ext = xlsx_bytes(title, header, rows), XLSX, "xlsx"
+    disposition = f'attachment; filename="{name}.{ext}"'
+    return Response(
+        body, media_type=media, headers={"Content-Disposition": disposition, "Cache-Control": "no-store"}
+    )
+
+
+# -- customer, overview, models ------------------------------------------------------------------------------
+
+
+@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+def customer_page(
+    request: Request,
+    customer_id: CustomerIdPath,
+    web: Web,
+    lang: PageLang,
+    user: User,
+    models: Models,
+    snapshots: Snapshots,
+    settings: Settings,
+    history: History,
+    audit: Audit,
+    back: str | None = None,
+) -> HTMLResponse:
+    user.require(Action.CUSTOMER)
+    file = customer_file(customer_id, user, history, snapshots, models, settings.tasks, lang)
+    audit.record(user, Action.CUSTOMER, "all", {"customer_id": customer_id, "via": "web"}, None, 1)
+    text = TEXT[lang.value]
+    waterfalls = {
+        score.task.value: charts.waterfall(
+            score,
+            f"waterfall-{score.task.value}",
+            f"{label(lang, 'task', score.task.value)}: {text['contribution_title']}",
+            text["contribution_desc"],
+            text["base_value"],
+            text["other_features"],
+            text["total_margin"].format(probability=_pct(score.probability)),
+        )
+        for score in file.scores
+    }
+    chart = charts.history(
+        file.months,
+        "history",
+        text["history"],
+        text["history_desc"],
+        text["kwh"],
+        text["amount_due"],
+        text["paid"],
+    )
+    back_url = back if back and back.startswith("/list") and not back.startswith("//") else "/list"
+    return render(
+        request, web, lang, "customer.html", user,
+        file=file, waterfalls=waterfalls, history_chart=chart, back_url=back_url,
+    )  # fmt: skip
+
+
+@router.get("/overview", response_class=HTMLResponse)
+def overview_page(
+    request: Request,
+    web: Web,
+    lang: PageLang,
+    user: User,
+    models: Models,
+    snapshots: Snapshots,
+    audit: Audit,
+    task: Task = Task.ARREARS,
+    by: SummaryBy = SummaryBy.STATION,
+) -> HTMLResponse:
+    user.require(Action.RISK_LIST)
+    stations, units = user.scope(None, None)
+    loaded = models.loaded().get(task.value)
+    summary = summarize(task, snapshots.get(task), loaded.package if loaded else None, by, stations, units)
+    audit.record(
+        user, Action.RISK_LIST, task, {"summary_by": by.value, "via": "web"}, summary.model.version,
+        len(summary.rows),
+    )  # fmt: skip
+    text = TEXT[lang.value]
+    by_word = label(lang, "by", by.value)
+    chart = charts.overview(
+        summary.rows,
+        summary.band_order,
+        {b: label(lang, "band", b) for b in summary.band_order},
+        "overview",
+        text["overview_chart_title"].format(by=by_word),
+        text["overview_intro"].format(by=by_word, previous=summary.previous_as_of or "—"),
+        text["band_mix"],
+        text["ev_vs_last"],
+        "{unit} {station}" if by == SummaryBy.STATION else "{unit}",
+    )
+    return render(
+        request, web, lang, "overview.html", user,
+        summary=summary, chart=chart, task=task, by=by, by_word=by_word,
+        tasks=list(Task), bys=list(SummaryBy),
+    )  # fmt: skip
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models_page(
+    request: Request,
+    web: Web,
+    lang: PageLang,
+    user: User,
+    models: Models,
+    snapshots: Snapshots,
+    settings: Settings,
+) -> HTMLResponse:
+    user.require(Action.MODELS)
+    board = model_board(models, snapshots, settings.tasks, alias_source(models))
+    return render(request, web, lang, "models.html", user, board=board, registry_error=models.registry_error)

@@ -1,0 +1,348 @@
+"""The web page in a real browser: Chromium (Playwright) against `gridrisk serve` on a loopback port, with
+models in a SQLite MLflow store. Signs in, opens the overview, filters by station, opens a customer,
+switches language, exports XLSX and parses it, and checks that a collector cannot open another station's
+customer by URL. Screenshots go to test-artifacts/web/ (the README shows them)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from webhome import STATIONS, WebHome, build
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+BIN = Path(sys.executable).parent
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+LAPTOP = {"width": 1366, "height": 768}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(home: Path, tracking_uri: str, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "GRIDRISK_HOME": str(home),
+        "GRIDRISK_POLL_SECONDS": "0",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
+    proc = subprocess.Popen(
+        [str(BIN / "gridrisk"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=(home / "uvicorn.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gridrisk serve exited with {proc.returncode}: see {home / 'uvicorn.log'}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    stop(proc)
+    raise TimeoutError(f"gridrisk serve on port {port} was not ready within 90 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+@dataclass
+class Site:
+    url: str
+    home: WebHome
+    browser: object
+
+    def page(self, **options):  # type: ignore[no-untyped-def]
+        context = self.browser.new_context(viewport=LAPTOP, accept_downloads=True, **options)
+        return context.new_page()
+
+    def sign_in(self, page, role: str) -> None:  # type: ignore[no-untyped-def]
+        page.goto(self.url + "/login")
+        page.get_by_label(re.compile("API 密钥|API key")).fill(self.home.keys[role])
+        page.get_by_role("button", name=re.compile("登录|Sign in")).click()
+        page.wait_for_url(at("/list"))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    from playwright.sync_api import sync_playwright
+
+    # MLflow creates its SQLite schema in ~50 migrations, each synced to disk: twice as fast in memory.
+    shm = Path("/dev/shm")
+    root = (
+        Path(tempfile.mkdtemp(prefix="gridrisk-web-", dir=shm))
+        if shm.is_dir()
+        else tmp_path_factory.mktemp("web")
+    )
+    proc = None
+    try:
+        home = build(root)
+        port = free_port()
+        proc = start_service(home.home, home.tracking_uri, port)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield Site(f"http://127.0.0.1:{port}", home, browser)
+            finally:
+                browser.close()
+    finally:
+        if proc is not None:
+            stop(proc)
+        if root.is_relative_to(shm):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def at(path: str):  # type: ignore[no-untyped-def]
+    """A wait_for_url predicate: the page's path is `path` (the sign-in URL merely mentions it in ?next=)."""
+    return lambda address: urlsplit(address).path == path
+
+
+def shot(page, name: str, height: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    """The whole page, or its top `height` pixels (a README picture need not show fifty rows)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    clip = {"x": 0, "y": 0, "width": LAPTOP["width"], "height": height} if height else None
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True, clip=clip)
+
+
+def fits_the_screen(page) -> bool:  # type: ignore[no-untyped-def]
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_sign_in_overview_station_filter_and_customer(site: Site):
+    page = site.page()
+    page.goto(site.url + "/overview")
+    assert "/login" in page.url  # no session: the sign-in form, which returns to the overview afterwards
+    page.get_by_label("API 密钥").fill("grk_00000000_not-a-key")
+    page.get_by_role("button", name="登录").click()
+    assert page.get_by_role("alert").inner_text().startswith("登录失败")
+    shot(page, "login")
+    page.get_by_label("API 密钥").fill(site.home.keys["admin"])
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(at("/overview"))
+    assert page.locator("h1").inner_text() == "对标总览: 欠费风险"
+    rows = page.locator("table.overview tbody tr")
+    assert rows.count() == len(STATIONS) + 1  # one per station and the total
+    assert "上月期望损失" in page.locator("table.overview thead").inner_text()
+    assert page.locator("svg#overview rect").count() > len(STATIONS)
+    assert fits_the_screen(page)
+    shot(page, "overview")
+
+    # From the overview, a station's name opens the risk list filtered to that station.
+    station = "湖滨供电所"
+    page.get_by_role("link", name=station, exact=True).click()
+    page.wait_for_url(re.compile(r"/list\?"))
+    assert page.get_by_label("供电所").input_value() == station
+    stations = page.locator("table.risk tbody tr td:nth-child(3)").all_inner_texts()
+    assert stations and all(s.startswith(station) for s in stations)
+    per_station = len(site.home.population) // len(STATIONS)
+    assert page.get_by_role("status").inner_text().startswith(f"{per_station} 户符合条件")
+
+    # The filter form: the unit's other station through the select, a minimum probability, by probability.
+    assert page.get_by_label("供电所").locator("option").all_inner_texts() == [
+        "全部",
+        "湖滨供电所",
+        "青山供电所",
+    ]
+    page.get_by_label("供电所").select_option("青山供电所")
+    page.get_by_label("最低概率").fill("0.3")
+    page.get_by_label("排序").select_option("probability")
+    page.get_by_role("button", name="应用").click()
+    page.wait_for_url(re.compile(r"station=%E9%9D%92%E5%B1%B1"))
+    probabilities = [
+        float(p.split("%")[0]) for p in page.locator("table.risk tbody td:nth-child(5)").all_inner_texts()
+    ]
+    assert (
+        probabilities and min(probabilities) >= 30.0 and probabilities == sorted(probabilities, reverse=True)
+    )
+    reasons = page.locator("table.risk tbody tr").first.locator("ul.reasons li")
+    assert reasons.count() == 3 and "近" in reasons.first.inner_text()
+
+    # The risk list of the whole population, then one customer's file.
+    page.goto(site.url + "/list?task=arrears")
+    assert page.locator("table.risk tbody tr").count() == 50  # one page
+    assert page.get_by_role("navigation", name="翻页").inner_text().count("/") == 1
+    assert fits_the_screen(page)
+    shot(page, "risk-list", height=1000)
+    first = page.locator("table.risk a.customer").first
+    customer_id = first.inner_text()
+    first.click()
+    page.wait_for_url(at(f"/customers/{customer_id}"))
+    assert page.locator("h1").inner_text().startswith(f"客户 {customer_id}")
+    assert page.get_by_text("姓名、电话和地址已按您的权限做脱敏处理").is_visible()  # admin: PII masked
+    assert page.locator("svg#waterfall-arrears rect").count() >= 5
+    assert page.locator("svg#waterfall-suspension").count() == 1
+    assert page.locator("svg#history rect").count() >= 24 * 3
+    page.get_by_text("逐月明细").click()
+    assert page.locator("details[open] tbody tr").count() == 24
+    assert fits_the_screen(page)
+    shot(page, "customer")
+    page.get_by_role("link", name="← 风险清单").click()
+    page.wait_for_url(re.compile(r"/list\?task=arrears"))
+
+    # A customer who stopped paying: owing months in red, a capacity reduction and a violation on file.
+    page.goto(site.url + "/customers/C0000002")
+    owing = page.locator("svg#history rect[stroke]")
+    assert owing.count() == 3
+    assert page.locator("section[aria-labelledby=h-suspensions] tbody tr").count() == 1
+    assert page.locator("section[aria-labelledby=h-inspections]").get_by_text("违约用电").is_visible()
+    shot(page, "customer-owing")
+    page.context.close()
+
+
+def test_language_switch_is_remembered(site: Site):
+    page = site.page()
+    site.sign_in(page, "analyst")
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    page.get_by_role("link", name="English").click()
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.locator("h1").inner_text() == "Risk list: Arrears"
+    first_reason = page.locator("ul.reasons li").first.inner_text()
+    assert re.search(r"kWh|paid up to|usage_category|contract_capacity", first_reason)
+    page.goto(site.url + "/overview")  # no ?lang: the cookie keeps English
+    assert page.locator("h1").inner_text() == "Overview: Arrears"
+    shot(page, "overview-en")
+    page.goto(site.url + "/customers/C0000003")
+    assert page.get_by_role("heading", name="Suspensions and capacity reductions").is_visible()
+    assert page.locator("section[aria-labelledby=h-suspensions] tbody tr").count() == 2
+    shot(page, "customer-en")
+    page.get_by_role("link", name="中文").click()
+    assert page.locator("h1").inner_text().startswith("客户 C0000003")
+    page.context.close()
+
+
+def test_export_xlsx_of_the_filtered_list(site: Site):
+    from openpyxl import load_workbook
+
+    page = site.page()
+    site.sign_in(page, "collector")
+    page.get_by_label("每所走访上限").fill("12")
+    page.get_by_role("button", name="应用").click()
+    page.wait_for_url(re.compile(r"per_station_top=12"))
+    with page.expect_download() as info:
+        page.get_by_role("link", name="导出 Excel（XLSX）").click()
+    download = info.value
+    assert download.suggested_filename == "gridrisk-arrears-2023-06-30.xlsx"
+    sheet = load_workbook(io.BytesIO(Path(download.path()).read_bytes()), read_only=True).active
+    rows = list(sheet.iter_rows(values_only=True))
+    header, body = rows[0], rows[1:]
+    assert header[:4] == ("排名", "户号", "户名", "联系电话") and header[-1] == "原因4"
+    assert len(body) == 12  # the per-station cap on the collector's one station
+    station = header.index("供电所")
+    assert {row[station] for row in body} == {site.home.collector_station}
+    archive = site.home.population.set_index("customer_id")
+    for row in body:
+        assert row[2] and re.fullmatch(r"[\u4e00-\u9fff]{2,3}", row[2])  # the collector sees real names
+        assert re.fullmatch(r"139\d{8}", row[3])
+        assert row[1] in archive.index
+    ev = [row[header.index("期望损失（元）")] for row in body]
+    assert ev == sorted(ev, reverse=True)
+    assert any("近一年最长逾期" in (cell or "") for row in body for cell in row[header.index("原因1") :])
+    with page.expect_download() as info:
+        page.get_by_role("link", name="导出 CSV").click()
+    text = Path(info.value.path()).read_bytes()
+    assert text.startswith(b"\xef\xbb\xbf") and "户号".encode() in text  # BOM: Excel reads the Chinese
+    page.context.close()
+
+
+def test_a_collector_cannot_open_another_stations_customer_by_url(site: Site):
+    page = site.page()
+    site.sign_in(page, "collector")
+    stations = set(page.locator("table.risk tbody tr td:nth-child(3)").all_inner_texts())
+    assert stations and all(s.startswith(site.home.collector_station) for s in stations)
+    assert page.get_by_label("供电所").locator("option").all_inner_texts() == [
+        "全部",
+        site.home.collector_station,
+    ]
+    assert page.get_by_role("link", name="模型").count() == 0  # collectors have no models page
+    pop = site.home.population
+    own = pop[pop["station"] == site.home.collector_station].iloc[0]
+    other = pop[pop["station"] != site.home.collector_station].iloc[0]
+    page.goto(f"{site.url}/customers/{own['customer_id']}")
+    assert "脱敏" not in page.content()  # its own customer, unmasked
+    response = page.goto(f"{site.url}/customers/{other['customer_id']}")
+    assert response.status == 403
+    assert page.locator("h1").inner_text().startswith("无权查看")
+    assert other["customer_id"] not in page.locator("main").inner_text().replace("/customers/", "")
+    shot(page, "collector-403")
+    assert page.goto(f"{site.url}/overview").status == 200
+    assert page.locator("table.overview tbody tr").count() == 2  # its station and the total
+    assert page.goto(f"{site.url}/models").status == 403
+    # The session cookie is not an API credential: the JSON API still wants the key.
+    assert page.goto(f"{site.url}/v1/customers/{own['customer_id']}").status == 401
+    page.context.close()
+
+
+def test_models_page_shows_champion_and_challenger(site: Site):
+    page = site.page()
+    site.sign_in(page, "admin")
+    page.get_by_role("link", name="模型").click()
+    section = page.locator("section", has=page.get_by_role("heading", name=re.compile("欠费风险")))
+    table = section.locator("table.models").inner_text()
+    assert "v1" in table and "v2" in table
+    assert "0.4200" in table and "0.4000" in table  # pr_auc of champion and challenger
+    assert "roc_auc_residential" not in table  # per-segment metrics stay in MLflow
+    assert "门槛评审通过" in table and "does not beat the champion" in table
+    shot(page, "models")
+    page.context.close()
+
+
+def test_keyboard_only_sign_in_and_navigation(site: Site):
+    page = site.page()
+    page.goto(site.url + "/login")
+    assert page.evaluate("document.activeElement.id") == "api_key"  # the key field has the focus
+    page.keyboard.type(site.home.keys["analyst"])
+    page.keyboard.press("Enter")
+    page.wait_for_url(at("/list"))
+    page.keyboard.press("Tab")  # the first stop is the skip link, which jumps over the header
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.keyboard.press("j")  # j / k move along the customer links
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == page.locator("table.risk a.customer").nth(1).inner_text()
+    page.keyboard.press("Enter")
+    page.wait_for_url(at(f"/customers/{focused}"))
+    page.go_back()
+    unlabelled = page.evaluate(
+        "Array.from(document.querySelectorAll('main input:not([type=hidden]), main select'))"
+        ".filter(e => !(e.labels && e.labels.length)).length"
+    )
+    assert unlabelled == 0  # every form control on the list has a label
+    page.context.close()

@@ -1,0 +1,181 @@
+"""A small gridrisk home for the web page's browser test: five stations in two supply units with Chinese
+names, an archive with PII, two years of bills and payments, three tasks' models registered in a SQLite
+MLflow store (arrears with a champion and a refused challenger), this month's and last month's snapshots,
+and one key per role."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+from tinymodel import AS_OF, scoring_frame, train_package
+from webdata import write_history
+
+from features.sources import write_table
+from serving.access import create_key
+from serving.model import PackagedModel, pyfunc_class
+from serving.schemas import ModelRef
+from serving.settings import ServingSettings
+from serving.snapshot import score_frame, write_snapshot
+
+STATIONS = {
+    "城东供电所": "市区供电公司",
+    "城西供电所": "市区供电公司",
+    "高新供电所": "市区供电公司",
+    "湖滨供电所": "东湖县供电公司",
+    "青山供电所": "东湖县供电公司",
+}
+CUSTOMERS = 400
+PREVIOUS_AS_OF = dt.date(2023, 5, 31)
+SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高")
+GIVEN = ["建国", "秀英", "志强", "丽娟", "海燕", "永红", "伟", "芳", "磊", "静", "军", "敏", "涛", "娜", "勇"]
+
+
+@dataclass
+class WebHome:
+    home: Path
+    tracking_uri: str
+    population: pd.DataFrame
+    keys: dict[str, str]
+    collector_station: str
+    versions: dict[str, list[str]]
+
+
+def population(seed: int = 3) -> pd.DataFrame:
+    frame = scoring_frame(n=CUSTOMERS, seed=seed)
+    names = list(STATIONS)
+    frame["station"] = [names[i % len(names)] for i in range(len(frame))]
+    frame["supply_unit"] = frame["station"].map(STATIONS)
+    return frame
+
+
+def write_archive(settings: ServingSettings, frame: pd.DataFrame) -> None:
+    n = len(frame)
+    rng = np.random.default_rng(5)
+    customers = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"],
+            "usage_category": frame["usage_category"],
+            "industry_code": np.where(frame["usage_category"] == "residential", None, "C34"),
+            "voltage_kv": np.where(frame["contract_capacity_kva"] >= 315, 10.0, 0.4),
+            "contract_capacity_kva": frame["contract_capacity_kva"],
+            "tariff": np.where(frame["contract_capacity_kva"] >= 315, "two_part", "single"),
+            "payment_method": rng.choice(["counter", "bank_withholding", "online"], n),
+            "supply_unit": frame["supply_unit"],
+            "station": frame["station"],
+            "area_id": [f"TQ{i % 23:04d}" for i in range(n)],
+            "open_date": pd.Timestamp("2012-03-01") + pd.to_timedelta(rng.integers(0, 3000, n), unit="D"),
+            "name": [f"{SURNAMES[i % len(SURNAMES)]}{GIVEN[(i * 7) % len(GIVEN)]}" for i in range(n)],
+            "phone": [f"139{(i * 7919) % 10**8:08d}" for i in range(n)],
+            "address": [f"东湖市{s[:2]}区建设路{i + 1}号" for i, s in enumerate(frame["station"])],
+        }
+    )
+    write_table(settings.warehouse_path, "customers", customers)
+
+
+def log_version(
+    tracking_uri: str,
+    experiment_id: str,
+    name: str,
+    package: PackagedModel,
+    tags: dict[str, str],
+    workdir: Path,
+) -> str:
+    """Log a package as training does (pyfunc + package artifact), with test metrics, and register it."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_metrics({f"test_{k}": v for k, v in package.metrics.items()})
+        mlflow.log_metric("test_roc_auc_residential", 0.5)  # a segment metric: not on the models page
+        path = package.save(Path(tempfile.mkdtemp(dir=workdir)) / "package")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=pyfunc_class()(),
+            artifacts={"package": str(path)},
+            pip_requirements=["lightgbm", "pandas"],
+        )
+    version = client.create_model_version(name, info.model_uri, run.info.run_id, tags=tags)
+    return str(version.version)
+
+
+def build(root: Path) -> WebHome:
+    import mlflow
+
+    home = root / "home"
+    settings = ServingSettings(home=home)
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("web-e2e", artifact_location=(root / "artifacts").as_uri())
+
+    frame = population()
+    previous = population(seed=11)
+    previous["as_of"] = pd.Timestamp(PREVIOUS_AS_OF)
+    versions: dict[str, list[str]] = {}
+    for i, task in enumerate(("arrears", "suspension", "theft")):
+        name = f"gridrisk-{task}"
+        client.create_registered_model(name)
+        package = train_package(seed=i, task=task)
+        package.metrics = {"roc_auc": 0.81 - i / 50, "pr_auc": 0.42 - i / 50, "brier": 0.11}
+        package.info["primary_metric"] = "pr_auc"
+        gate = {"gate.decision": "promoted", "gate.reason": "no champion yet"}
+        champion = log_version(tracking_uri, experiment_id, name, package, gate, root)
+        client.set_registered_model_alias(name, "champion", champion)
+        versions[task] = [champion]
+        if task == "arrears":
+            challenger = train_package(seed=7, trees=40, task=task)
+            challenger.metrics = {"roc_auc": 0.80, "pr_auc": 0.40, "brier": 0.12}
+            refused = {
+                "gate.decision": "refused",
+                "gate.reason": "does not beat the champion's primary metric by the margin: "
+                "pr_auc 0.4000 vs champion v1 0.4200",
+            }
+            versions[task].append(log_version(tracking_uri, experiment_id, name, challenger, refused, root))
+            client.set_registered_model_alias(name, "challenger", versions[task][-1])
+            old = score_frame(package, previous, ModelRef(name=name, version=champion))
+            write_snapshot(old, settings.snapshots_path, task, PREVIOUS_AS_OF)
+        scores = score_frame(package, frame, ModelRef(name=name, version=champion))
+        write_snapshot(scores, settings.snapshots_path, task, AS_OF)
+
+    write_archive(settings, frame)
+    history = write_history(settings, frame)
+    # C0000002 stopped paying three months ago; give it a capacity reduction and a violation too, so one
+    # customer file shows every section filled (the README's screenshot).
+    extra_suspension = pd.DataFrame(
+        {
+            "application_id": ["A9"],
+            "customer_id": ["C0000002"],
+            "applied_at": [pd.Timestamp("2023-04-11 10:20")],
+            "start_date": [pd.Timestamp("2023-05-01")],
+            "end_date": [pd.NaT],
+            "capacity_kva": [150.0],
+            "kind": ["reduction"],
+        }
+    )
+    extra_inspection = pd.DataFrame(
+        {
+            "inspection_id": ["I9"],
+            "customer_id": ["C0000002"],
+            "inspected_at": [pd.Timestamp("2023-05-18 09:40")],
+            "result": ["violation"],
+            "recovered_kwh": [860.0],
+        }
+    )
+    write_table(settings.warehouse_path, "suspensions", pd.concat([history["suspensions"], extra_suspension]))
+    write_table(settings.warehouse_path, "inspections", pd.concat([history["inspections"], extra_inspection]))
+    station = next(iter(STATIONS))
+    keys = {
+        "admin": create_key(settings.keys_path, "admin", note="e2e")[0],
+        "analyst": create_key(settings.keys_path, "analyst", note="e2e")[0],
+        "collector": create_key(settings.keys_path, "collector", stations=[station], note="e2e")[0],
+        "service": create_key(settings.keys_path, "service", note="e2e")[0],
+    }
+    return WebHome(home, tracking_uri, frame, keys, station, versions)

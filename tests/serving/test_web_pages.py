@@ -1,0 +1,336 @@
+"""The web page without a browser: sign-in and session cookies, what each role sees, paging, filters,
+exports, error pages, language, security headers, the charts, the words catalogue and colour contrast."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tinymodel import FakeRegistry
+from webdata import WebService, web_service
+
+from serving.access import KeyStore, Role, create_key, revoke_key
+from serving.schemas import ModelRef, Reason, Task
+from serving.settings import ServingSettings
+from serving.view_schemas import TaskScore
+from serving.web import charts
+from serving.web.i18n import EXPORT_HEADERS, LABELS, TEXT
+from serving.web.pages import safe_next
+from serving.web.session import SESSION_COOKIE, SessionSigner, load_secret, principal_of
+
+CSS = Path(__file__).resolve().parents[2] / "serving" / "web" / "static" / "gridrisk.css"
+
+
+@pytest.fixture
+def web(settings: ServingSettings, registry: FakeRegistry) -> Iterator[WebService]:
+    with web_service(settings, registry) as service:
+        yield service
+
+
+def sign_in(web: WebService, role: str) -> None:
+    r = web.client.post("/login", data={"api_key": web.keys[role], "next": "/list"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/list", r.text
+
+
+def page(web: WebService, path: str, status: int = 200, **params) -> str:
+    r = web.client.get(path, params=params, follow_redirects=False)
+    assert r.status_code == status, r.text[:2000]
+    return r.text
+
+
+def rows(html: str) -> list[str]:
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0] if "<tbody>" in html else ""
+    return re.findall(r"<tr[ >].*?</tr>", body, flags=re.S)
+
+
+# -- sign-in and sessions ------------------------------------------------------------------------------------
+
+
+def test_pages_need_a_session_and_return_after_sign_in(web):
+    r = web.client.get("/customers/C0000000?lang=en", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=%2Fcustomers%2FC0000000%3Flang%3Den"
+    r = web.client.post(
+        "/login",
+        data={"api_key": web.keys["collector"], "next": "/customers/C0000000"},
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == "/customers/C0000000"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert web.keys["collector"] not in cookie and web.keys["collector"].split("_")[2] not in cookie
+    html = page(web, "/customers/C0000000")
+    assert "王小0" in html and web.keys["collector"] not in html
+    assert page(web, "/login", status=303) == ""  # already signed in: straight on
+
+
+def test_wrong_keys_and_service_keys_cannot_sign_in(web):
+    r = web.client.post("/login", data={"api_key": "grk_deadbeef_nope"}, follow_redirects=False)
+    assert r.status_code == 401 and "密钥无效或已被吊销" in r.text and SESSION_COOKIE not in r.cookies
+    r = web.client.post("/login", data={"api_key": web.keys["service"]}, follow_redirects=False)
+    assert r.status_code == 403 and "系统对接" in r.text and SESSION_COOKIE not in r.cookies
+
+
+def test_sign_in_never_redirects_off_site(web):
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil", "", None):
+        assert safe_next(target) == "/list"
+    assert safe_next("/overview?task=theft") == "/overview?task=theft"
+    r = web.client.post(
+        "/login", data={"api_key": web.keys["admin"], "next": "//evil.example"}, follow_redirects=False
+    )
+    assert r.headers["location"] == "/list"
+
+
+def test_revoking_the_key_ends_the_session(web, settings):
+    sign_in(web, "collector")
+    page(web, "/list")
+    key_id = web.keys["collector"].split("_")[1]
+    revoke_key(settings.keys_path, key_id)
+    assert page(web, "/list", status=303) == ""
+
+
+def test_sign_out_forgets_the_session(web):
+    sign_in(web, "analyst")
+    r = web.client.post("/logout", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    web.client.cookies.clear()
+    page(web, "/list", status=303)
+
+
+def test_session_tokens_are_signed_and_expire(tmp_path):
+    _, record = create_key(tmp_path / "keys.json", "analyst")
+    signer = SessionSigner(b"s" * 32, max_age_seconds=3600)
+    token = signer.issue(record, now=1_000_000)
+    assert signer.read(token, now=1_000_000 + 3599) == (record.key_id, record.sha256[:16])
+    assert signer.read(token, now=1_000_000 + 3601) is None  # expired
+    assert signer.read(token, now=1_000_000 - 5) is None  # issued in the future
+    body, signature = token.split(".")
+    forged = SessionSigner(b"t" * 32, 3600).issue(record, now=1_000_000)
+    assert signer.read(forged, now=1_000_000) is None  # another secret
+    assert signer.read(body + "." + signature[:-2] + "AA", now=1_000_000) is None  # tampered
+    assert signer.read("garbage", now=1_000_000) is None and signer.read(None) is None
+    with pytest.raises(ValueError, match="16 bytes"):
+        SessionSigner(b"short", 3600)
+
+
+def test_a_session_follows_the_key_record(tmp_path):
+    keys_path = tmp_path / "keys.json"
+    _, record = create_key(keys_path, "collector", stations=["S01"])
+    store = KeyStore(keys_path)
+    principal = principal_of(store, record.key_id, record.sha256[:16])
+    assert principal is not None and principal.role == Role.COLLECTOR and principal.stations == ("S01",)
+    assert principal_of(store, record.key_id, "0" * 16) is None  # a different key under the same id
+    assert principal_of(store, "00000000", record.sha256[:16]) is None
+    revoke_key(keys_path, record.key_id)
+    assert principal_of(store, record.key_id, record.sha256[:16]) is None
+
+
+def test_the_secret_is_made_once_and_kept_private(tmp_path):
+    first = load_secret(None, tmp_path)
+    assert len(first) == 32 and load_secret(None, tmp_path) == first
+    assert (tmp_path / "web-session.secret").stat().st_mode & 0o777 == 0o600
+    assert load_secret("configured-secret-value", tmp_path) == b"configured-secret-value"
+
+
+# -- what each role sees -------------------------------------------------------------------------------------
+
+
+def test_collector_list_is_its_station_with_names(web):
+    sign_in(web, "collector")
+    html = page(web, "/list")
+    listed = rows(html)
+    assert len(listed) == 20  # S01 holds every third of the 60 customers
+    assert all(">S01<" in row for row in listed) and "王小" in html and "138****" not in html
+    options = re.search(r'<select id="f-station".*?</select>', html, flags=re.S).group(0)
+    assert re.findall(r'<option value="([^"]*)"', options) == ["", "S01"]
+    page(web, "/list", status=403, station="S02")
+    assert 'href="/models"' not in html  # no models page for collectors
+
+
+def test_analyst_list_is_masked_and_pages(web, settings):
+    sign_in(web, "analyst")
+    web.client.app.state.web.settings.page_size = 25
+    first = page(web, "/list")
+    assert len(rows(first)) == 25 and "王**" in first and "138****" in first
+    assert "60 户符合条件；第 1/3 页" in first
+    last = page(web, "/list", page=99)  # past the end: the last page
+    assert len(rows(last)) == 10 and "第 3/3 页" in last
+    ids = [
+        re.findall(r'class="customer" href="/customers/(C\d+)', page(web, "/list", page=p)) for p in (1, 2, 3)
+    ]
+    assert len({i for chunk in ids for i in chunk}) == 60  # pages neither repeat nor skip anyone
+
+
+def test_blank_form_fields_mean_any_and_bad_values_explain_themselves(web):
+    sign_in(web, "admin")
+    html = page(
+        web, "/list", supply_unit="", station="", usage_category="", min_probability="", per_station_top=""
+    )
+    assert "60 户符合条件" in html
+    capped = page(web, "/list", per_station_top="4", sort="probability")
+    assert "60 户符合条件，按每所上限后 12 户" in capped
+    bad = page(web, "/list", status=422, min_probability="2")
+    assert "请求参数有误" in bad and "min_probability" in bad
+
+
+def test_unknown_customer_and_other_station_are_error_pages(web):
+    sign_in(web, "collector")
+    missing = page(web, "/customers/NOPE42", status=404)
+    assert "没有找到" in missing and "NOPE42" in missing
+    other = page(web, "/customers/C0000001", status=403)
+    assert "无权查看" in other and "王小1" not in other
+
+
+def test_customer_page_draws_the_score_and_history(web):
+    sign_in(web, "admin")
+    html = page(web, "/customers/C0000002")
+    assert 'id="waterfall-arrears"' in html and 'id="history"' in html
+    assert html.count('stroke="#b42318"') == 3  # three unpaid months outlined in red
+    assert "姓名、电话和地址已按您的权限做脱敏处理" in html and "王小2" not in html
+    assert "欠费风险" in html and "第 " in html
+
+
+def test_overview_compares_stations_with_last_month(web):
+    sign_in(web, "analyst")
+    html = page(web, "/overview")
+    assert "与上月（2023-05-31）的对比" in html
+    assert len(rows(html)) == 4  # three stations and the total
+    assert 'href="/list?task=arrears&amp;supply_unit=U1&amp;station=S01"' in html
+    by_unit = page(web, "/overview", by="supply_unit")
+    assert len(rows(by_unit)) == 3
+    sign_in(web, "collector")
+    assert len(rows(page(web, "/overview"))) == 2  # its station and the total
+
+
+def test_models_page_is_for_analysts_and_admins(web):
+    sign_in(web, "collector")
+    page(web, "/models", status=403)
+    sign_in(web, "admin")
+    html = page(web, "/models")
+    assert "gridrisk-arrears" in html and "v1" in html and "0.8000" in html
+
+
+def test_language_comes_from_the_query_then_the_cookie(web):
+    sign_in(web, "analyst")
+    r = web.client.get("/overview", params={"lang": "en"})
+    assert "gridrisk_lang=en" in r.headers["set-cookie"] and "Overview: Arrears" in r.text
+    again = page(web, "/list")
+    assert '<html lang="en">' in again and "Risk list: Arrears" in again
+    assert "kWh over the last 3 months" in again  # reason sentences from the model's English templates
+    assert '<html lang="zh-CN">' in page(web, "/list", lang="zh")
+
+
+def test_pages_carry_a_strict_policy_and_no_inline_code(web):
+    sign_in(web, "admin")
+    for path in ("/list", "/customers/C0000003", "/overview", "/models"):
+        r = web.client.get(path)
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["cache-control"] == "no-store"
+        assert not re.search(r"<script(?![^>]*\bsrc=)", r.text)  # the policy would block inline scripts
+        assert " style=" not in r.text and "<style" not in r.text
+    assert web.client.get("/static/gridrisk.css").headers["content-type"].startswith("text/css")
+    assert web.client.get("/static/../pages.py").status_code == 404
+
+
+# -- exports -------------------------------------------------------------------------------------------------
+
+
+def test_export_holds_the_filtered_list_in_the_pages_language(web):
+    from openpyxl import load_workbook
+
+    sign_in(web, "admin")
+    r = web.client.get("/list/export", params={"format": "xlsx", "station": "S02", "per_station_top": "7"})
+    assert (
+        r.status_code == 200
+        and 'filename="gridrisk-arrears-2023-06-30.xlsx"' in r.headers["content-disposition"]
+    )
+    sheet = load_workbook(io.BytesIO(r.content)).active
+    table = list(sheet.iter_rows(values_only=True))
+    assert table[0][:3] == ("排名", "户号", "户名") and len(table) == 1 + 7
+    assert {row[table[0].index("供电所")] for row in table[1:]} == {"S02"}
+    assert {row[table[0].index("风险等级")] for row in table[1:]} <= {"高", "中", "低"}
+    assert sheet.freeze_panes == "A2"
+    csv = web.client.get("/list/export", params={"format": "csv", "lang": "en"})
+    assert csv.content.startswith(b"\xef\xbb\xbfRank,Customer ID,Name")
+    assert len(csv.content.decode("utf-8-sig").strip().splitlines()) == 61
+
+
+# -- charts, words, colours ----------------------------------------------------------------------------------
+
+
+def score(contributions: list[float], other: float = 0.25) -> TaskScore:
+    reasons = [
+        Reason(feature=f"f{i}", value=1.0, contribution=c, direction="raises" if c >= 0 else "lowers", text=t)
+        for i, (c, t) in enumerate(
+            zip(contributions, ["<script>x</script>", "近一年最长逾期42天", "c"], strict=False)
+        )
+    ]
+    base = -1.0
+    return TaskScore(
+        task=Task.ARREARS, model=ModelRef(name="m", version="1"), as_of="2023-06-30", probability=0.5,
+        band="high", percentile=50.0, rank=1, population=10, amount_at_stake=1.0, expected_value=0.5,
+        base_value=base, raw_margin=base + sum(contributions) + other, other_contribution=other,
+        reasons=reasons,
+    )  # fmt: skip
+
+
+def test_waterfall_steps_close_on_the_margin_and_escape_text():
+    svg = str(charts.waterfall(score([0.8, -0.3]), "w", "t", "d", "base", "other", "total"))
+    assert svg.count("<rect") == 5  # base, two reasons, the rest, the total
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    widths = [float(w) for w in re.findall(r'<rect x="[^"]+" y="[^"]+" width="([^"]+)"', svg)]
+    scale = widths[0] / 1.0  # the base bar spans |base| = 1.0 log-odds
+    assert widths[1] == pytest.approx(0.8 * scale, rel=0.02) and widths[4] == pytest.approx(
+        0.25 * scale, rel=0.02
+    )
+    assert 'fill="#b42318"' in svg and 'fill="#067647"' in svg
+
+
+def test_axis_helpers():
+    assert charts.ticks(-3.2, 0.2) == [-3.0, -2.0, -1.0, 0.0]
+    assert charts.nice_max(37_704) == 50_000 and charts.nice_max(0) == 1.0
+    assert charts.compact(1234) == "1.2k" and charts.compact(3_400_000) == "3.4M"
+    assert charts.fit("近3个月电量较去年同期下降76%", 12) == "近3个月电量…"  # 11 units and the ellipsis
+    assert charts.fit("short", 12) == "short"
+
+
+def test_both_languages_hold_the_same_words():
+    assert TEXT["zh"].keys() == TEXT["en"].keys()
+    assert EXPORT_HEADERS["zh"].keys() == EXPORT_HEADERS["en"].keys()
+    for kind in LABELS["zh"]:
+        assert LABELS["zh"][kind].keys() == LABELS["en"][kind].keys(), kind
+    from features.schema import InspectionResult, PaymentMethod, SuspensionKind, Tariff, UsageCategory
+
+    for kind, enum in [
+        ("usage_category", UsageCategory), ("tariff", Tariff), ("payment_method", PaymentMethod),
+        ("kind", SuspensionKind), ("result", InspectionResult), ("task", Task), ("role", Role),
+    ]:  # fmt: skip
+        assert set(LABELS["zh"][kind]) == {e.value for e in enum}, kind
+
+
+def contrast(a: str, b: str) -> float:
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize(
+    "text, background",
+    [
+        ("--text", "--bg"), ("--text", "--page"), ("--muted", "--bg"), ("--muted", "--page"),
+        ("--link", "--bg"), ("--link", "--page"), ("--header-text", "--header-bg"),
+        ("--on-band", "--band-high"), ("--on-band", "--band-medium"), ("--on-band", "--band-low"),
+        ("--on-band", "--link"), ("--alert-text", "--alert-bg"), ("--text", "--owing-bg"),
+        ("--raises", "--bg"), ("--lowers", "--bg"),
+    ],
+)  # fmt: skip
+def test_text_colours_meet_wcag_aa(text, background):
+    colours = dict(re.findall(r"(--[\w-]+):\s*(#[0-9a-fA-F]{6})", CSS.read_text()))
+    assert contrast(colours[text], colours[background]) >= 4.5
