@@ -412,7 +412,9 @@ def test_a_clean_generated_export_is_accepted_whole(generated_dir: Path, tmp_pat
         assert part.rows_read == part.accepted == part.new == len(original), name
         stored = read_table(wh, name)[list(original.columns)]
         pd.testing.assert_frame_equal(stored, original, check_dtype=True, obj=name)
-    assert (wh / "truth" / "faults.parquet").exists() or report.truth_files > 0  # truth travels with the data
+    truth = sorted(p.relative_to(generated_dir) for p in (generated_dir / "truth").rglob("*") if p.is_file())
+    assert truth and report.truth_files == len(truth)  # ground truth travels with the data
+    assert sorted(p.relative_to(wh) for p in (wh / "truth").rglob("*") if p.is_file()) == truth
 
 
 def test_every_generated_fault_is_quarantined_under_its_rule_or_versioned(tmp_path: Path):
