@@ -32,7 +32,7 @@ AS_OF_START = "2012-06"  # first month-end as-of date; the earliest onsets fall 
 MAP_K = 100
 TOP_FRACTION = 0.05
 FIGURE_KEYS = ("roc_auc", "pr_auc", "map_at_100", "precision_at_5pct", "baseline_roc_auc")
-EXTRA_KEYS = ("roc_auc_pooled", "control_no_kwh_roc_auc")
+EXTRA_KEYS = ("recall_at_5pct", "roc_auc_pooled", "control_no_kwh_roc_auc")
 CONTROL_FAMILIES = ("archive", "events", "payments")
 
 
@@ -59,6 +59,7 @@ class BenchmarkResult:
     as_of: list[str]
     seconds: float
     protocol: dict[str, Any] = field(default_factory=dict)
+    breakdown: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
 
     def figures(self) -> dict[str, Any]:
@@ -73,6 +74,7 @@ class BenchmarkResult:
             as_of=[self.as_of[0], self.as_of[-1]] if self.as_of else [],
             seconds=round(self.seconds, 1),
             protocol=self.protocol,
+            breakdown=self.breakdown,
             mlflow_run_id=self.run_id,
         )
         return doc
@@ -147,11 +149,22 @@ def population(frame: pd.DataFrame, side: Side) -> pd.DataFrame:
     truth = side.data.truth.set_index("customer_id")
     eligible = truth.index[truth["is_eligible"]]
     out = frame[frame["customer_id"].isin(eligible)].reset_index(drop=True)
-    out["attack"] = truth["attack"].reindex(out["customer_id"]).to_numpy()
+    # Truth rides along only to slice the evaluation; the model reads its feature list, never these columns.
+    t = truth.reindex(out["customer_id"])
+    out["attack"] = t["attack"].to_numpy()
+    out["truth_onset"] = t["onset_date"].to_numpy()
+    out["truth_factor"] = t["factor"].to_numpy()
+    out["truth_zero_end"] = (t["onset_date"] + pd.to_timedelta(t["zero_window_days"], unit="D")).to_numpy()
     return out
 
 
 # --- metrics ---
+
+ALPHA_BINS = (
+    (0.1, 0.1 + 0.7 / 3),
+    (0.1 + 0.7 / 3, 0.1 + 1.4 / 3),
+    (0.1 + 1.4 / 3, 0.8),
+)  # thirds of U(0.1, 0.8)
 
 
 def average_precision_at_k(y: np.ndarray, score: np.ndarray, k: int = MAP_K) -> float:
@@ -180,6 +193,12 @@ def precision_at_fraction(y: np.ndarray, score: np.ndarray, as_of: np.ndarray, f
     """Hit rate if the top `fraction` of each as-of date's list were inspected (as training.evaluate does)."""
     mask = top_k_mask(score, as_of, fraction=fraction)
     return float(y[mask].mean()) if mask.any() else float("nan")
+
+
+def recall_at_fraction(y: np.ndarray, score: np.ndarray, as_of: np.ndarray, fraction: float) -> float:
+    """Share of the positive rows that the top `fraction` of their as-of date's list catches."""
+    mask = top_k_mask(score, as_of, fraction=fraction)
+    return float(y[mask].sum() / y.sum()) if y.any() else float("nan")
 
 
 def within_date_roc_auc(y: np.ndarray, score: np.ndarray, as_of: np.ndarray) -> float:
@@ -220,12 +239,40 @@ def ranking_metrics(
         "pr_auc": within_date_pr_auc(y, score, as_of),
         "map_at_100": map_at_k(y, score, as_of),
         "precision_at_5pct": precision_at_fraction(y, score, as_of, TOP_FRACTION),
+        "recall_at_5pct": recall_at_fraction(y, score, as_of, TOP_FRACTION),
         "baseline_roc_auc": within_date_roc_auc(y, baseline, as_of),
         "baseline_pr_auc": within_date_pr_auc(y, baseline, as_of),
         "roc_auc_pooled": roc_auc(y, score),
         "rows": float(len(y)),
         "positives": float(y.sum()),
     }
+
+
+def breakdown(rows: pd.DataFrame, score: np.ndarray) -> dict[str, dict[str, dict[str, float]]]:
+    """Where detection is hard: within-date ROC-AUC of slices of the positive rows against all negatives."""
+    y = rows["label"].to_numpy().astype(bool)
+    as_of = rows["as_of"].to_numpy()
+    days = (pd.to_datetime(rows["as_of"]) - pd.to_datetime(rows["truth_onset"])).dt.days.to_numpy()
+    kind = rows["attack"].astype("string").fillna("").to_numpy(dtype=object)
+    factor = rows["truth_factor"].to_numpy(dtype=np.float64)
+    zero_on = as_of < rows["truth_zero_end"].to_numpy()
+    slices = {
+        "days_since_onset": {"0-29": days < 30, "30-89": (days >= 30) & (days < 90), "90+": days >= 90},
+        "h1_alpha": {
+            f"{lo:.2f}-{hi:.2f}": (kind == "h1") & (factor >= lo) & (factor < hi) for lo, hi in ALPHA_BINS
+        },
+        "h2_zero_window": {"ongoing": (kind == "h2") & zero_on, "ended": (kind == "h2") & ~zero_on},
+    }
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for group, parts in slices.items():
+        out[group] = {}
+        for name, mask in parts.items():
+            keep = ~y | (y & mask)
+            out[group][name] = {
+                "roc_auc": within_date_roc_auc(y[keep], score[keep], as_of[keep]),
+                "positives": float((y & mask).sum()),
+            }
+    return out
 
 
 def evaluate_rows(
@@ -315,6 +362,7 @@ def run_benchmark(
     score = model.raw_probability(test_rows)
     baseline = rule_baseline(test_rows)
     overall, by_attack = evaluate_rows(test_rows, score, baseline, protocol.attack_kinds)
+    hard = breakdown(test_rows, score)
     progress("fitting the no-consumption control")
     control, _ = fit_model(train_rows, seed, control_features())
     overall["control_no_kwh_roc_auc"] = within_date_roc_auc(
@@ -346,6 +394,7 @@ def run_benchmark(
         as_of=[f"{d:%Y-%m-%d}" for d in dates],
         seconds=time.perf_counter() - started,
         protocol={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(protocol).items()},
+        breakdown=hard,
     )
     if tracking_uri is not None:
         progress(f"logging to MLflow experiment {experiment!r}")
@@ -454,7 +503,7 @@ def log_run(
 
 
 def plot_roc_by_attack(rows: pd.DataFrame, score: np.ndarray, path: Path) -> Path:
-    """ROC curve per attack kind (each on the negatives plus that kind's positives)."""
+    """ROC curve per attack kind (the negatives plus that kind's positives), all dates' rows pooled."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -467,7 +516,7 @@ def plot_roc_by_attack(rows: pd.DataFrame, score: np.ndarray, path: Path) -> Pat
     for k in sorted(set(kind[y])):
         keep = ~y | (kind == k)
         fpr, tpr, _ = roc_curve(y[keep], score[keep])
-        ax.plot(fpr, tpr, label=f"{k}  AUC {roc_auc(y[keep], score[keep]):.3f}")
+        ax.plot(fpr, tpr, label=f"{k}  pooled AUC {roc_auc(y[keep], score[keep]):.3f}")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="London theft: held-out homes")
     ax.legend(loc="lower right")
@@ -514,16 +563,31 @@ def plot_attack_examples(src: Path, household: str, path: Path, seed: int = 0) -
     return path
 
 
+TABLE_COLUMNS = (
+    ("roc_auc", "ROC-AUC"),
+    ("pr_auc", "PR-AUC"),
+    ("map_at_100", "MAP@100"),
+    ("precision_at_5pct", "P@5%"),
+    ("recall_at_5pct", "R@5%"),
+    ("baseline_roc_auc", "rule AUC"),
+)
+
+
 def render_result(result: BenchmarkResult):
-    """A rich table of the headline figures, overall and per attack kind."""
+    """A rich table of the headline figures, overall and per attack kind, plus the no-kWh control."""
     from rich.table import Table
 
-    table = Table(title=f"London theft benchmark — seed {result.seed}, {result.mode}, {result.seconds:.0f} s")
+    control = result.overall.get("control_no_kwh_roc_auc", float("nan"))
+    table = Table(
+        title=f"London theft — seed {result.seed}, {result.mode}, {result.seconds:.0f} s",
+        caption=f"within-date ROC-AUC; no-kWh control {_fmt(control)}",
+    )
     table.add_column("rows")
-    for name in (*FIGURE_KEYS, "positives"):
-        table.add_column(name, justify="right")
+    for _, label in TABLE_COLUMNS:
+        table.add_column(label, justify="right")
+    table.add_column("positives", justify="right")
     for label, m in (("all", result.overall), *result.by_attack.items()):
-        table.add_row(label, *[_fmt(m[k]) for k in FIGURE_KEYS], f"{int(m['positives'])}")
+        table.add_row(label, *[_fmt(m[k]) for k, _ in TABLE_COLUMNS], f"{int(m['positives'])}")
     return table
 
 
@@ -536,7 +600,10 @@ def summarise_seeds(documents: Sequence[dict[str, Any]]) -> pd.DataFrame:
     records = []
     for doc in documents:
         records.append({"scope": "all", **{k: doc.get(k, np.nan) for k in (*FIGURE_KEYS, *EXTRA_KEYS)}})
-        records.extend({"scope": k, **{f: v[f] for f in FIGURE_KEYS}} for k, v in doc["by_attack"].items())
+        records.extend(
+            {"scope": k, **{f: v.get(f, np.nan) for f in (*FIGURE_KEYS, "recall_at_5pct")}}
+            for k, v in doc["by_attack"].items()
+        )
         records.append({"scope": "mean over attacks", "roc_auc": doc["roc_auc_mean_over_attacks"]})
     frame = pd.DataFrame(records)
     grouped = frame.groupby("scope", sort=False)
@@ -554,6 +621,24 @@ def summary_markdown(documents: Sequence[dict[str, Any]]) -> str:
             mean, sd = row[k], row[f"{k}_sd"]
             cells.append("—" if not np.isfinite(mean) else f"{mean:.3f} ± {sd:.3f}")
         lines.append(f"| {scope} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def breakdown_markdown(documents: Sequence[dict[str, Any]]) -> str:
+    """Mean ± sd over seeds of the within-date ROC-AUC of each hard slice, with its mean positive rows."""
+    records = [
+        {"slice": f"{group}: {name}", "roc_auc": v["roc_auc"], "positives": v["positives"]}
+        for doc in documents
+        for group, parts in doc.get("breakdown", {}).items()
+        for name, v in parts.items()
+    ]
+    if not records:
+        return ""
+    frame = pd.DataFrame(records).groupby("slice", sort=False)
+    lines = ["| positive rows in the slice | roc_auc | positives per seed |", "| --- | --- | --- |"]
+    for name, g in frame:
+        auc = g["roc_auc"]
+        lines.append(f"| {name} | {auc.mean():.3f} ± {auc.std(ddof=1):.3f} | {g['positives'].mean():.0f} |")
     return "\n".join(lines)
 
 

@@ -91,9 +91,13 @@ def benchmark_london_theft_summary_command(
     files: list[Path] = typer.Argument(..., help="--json files of `benchmark london-theft`, one per seed"),
 ) -> None:
     """Mean ± sd over seeds of the London theft figures, as a Markdown table (for the report)."""
-    from training.london_benchmark import load_documents, summary_markdown
+    from training.london_benchmark import breakdown_markdown, load_documents, summary_markdown
 
-    typer.echo(summary_markdown(load_documents(files)))
+    documents = load_documents(files)
+    typer.echo(summary_markdown(documents))
+    hard = breakdown_markdown(documents)
+    if hard:
+        typer.echo("\n" + hard)
 
 
 def register(app: typer.Typer) -> None:

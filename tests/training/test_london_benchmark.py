@@ -59,6 +59,29 @@ def test_by_attack_keeps_all_negatives_and_one_kind_of_positives() -> None:
     assert overall["roc_auc"] == pytest.approx(0.5)
 
 
+def test_breakdown_slices_positives_by_onset_age_alpha_and_zero_window() -> None:
+    t = pd.Timestamp
+    frame = pd.DataFrame(
+        {
+            "as_of": [t("2013-06-30")] * 6,
+            "label": [1, 1, 1, 0, 0, 0],
+            # an h1 thief 10 days in with α 0.2; an h1 thief 100 days in with α 0.75 (scored low: hard);
+            # an h2 thief whose 30-day zero window ended before T; three honest homes
+            "attack": pd.array(["h1", "h1", "h2", None, None, None], dtype="string"),
+            "truth_onset": [t("2013-06-20"), t("2013-03-22"), t("2013-03-01"), pd.NaT, pd.NaT, pd.NaT],
+            "truth_factor": [0.2, 0.75, np.nan, np.nan, np.nan, np.nan],
+            "truth_zero_end": [t("2013-06-20"), t("2013-03-22"), t("2013-03-31"), pd.NaT, pd.NaT, pd.NaT],
+        }
+    )
+    score = np.array([0.9, 0.1, 0.8, 0.5, 0.4, 0.3])
+    hard = bench.breakdown(frame, score)
+    assert hard["days_since_onset"]["0-29"] == {"roc_auc": 1.0, "positives": 1.0}
+    assert hard["days_since_onset"]["90+"]["positives"] == 2.0
+    assert hard["h1_alpha"]["0.10-0.33"]["roc_auc"] == 1.0 and hard["h1_alpha"]["0.57-0.80"]["roc_auc"] == 0.0
+    assert hard["h2_zero_window"]["ended"]["positives"] == 1.0
+    assert hard["h2_zero_window"]["ongoing"]["positives"] == 0.0
+
+
 def test_split_households_is_disjoint_and_seeded() -> None:
     ids = [f"H{i:03d}" for i in range(100)]
     train, test = bench.split_households(ids, seed=1)
@@ -135,6 +158,7 @@ def test_small_benchmark_through_the_cli(sources: tuple[Path, Path], tmp_path: P
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert set(bench.FIGURE_KEYS) <= set(doc) and set(doc["by_attack"]) == {"h1", "h2", "h3", "h4", "h5"}
+    assert set(doc["breakdown"]) == {"days_since_onset", "h1_alpha", "h2_zero_window"}
     for key in bench.FIGURE_KEYS:
         assert 0.0 <= doc[key] <= 1.0
     assert doc["counts"]["households_test"] == 40 and doc["counts"]["thieves_test"] >= 5
