@@ -1,7 +1,8 @@
 """Peer-relative features as of T: the customer's consumption change against the median of its industry and of
 its 供电所 (station) at the same as-of date — the second, global step after the per-partition families.
 
-Peers are all customers active at T (whatever the task) with a value for the input; the medians use only
+Peers are all customers active at T (whatever the task) with a value for the input; the industry group is the
+industry code, or the usage category where the archive has none (households); the medians use only
 features computed as of T, so they never see the future. A group with fewer than `MIN_PEERS` values has no
 median (NaN). Both engines call `peer_table` per group and `add_peer_features` per row block, so the numbers
 are identical.
@@ -14,7 +15,15 @@ import pandas as pd
 
 MIN_PEERS = 5
 PEER_INPUTS = ("bills_kwh_yoy_change_pct_3m", "bills_kwh_slope_6m_pct")
-PEER_GROUPS = {"industry": "archive_industry_code", "station": "station"}
+INDUSTRY_GROUP = "peer_industry_group"
+PEER_GROUPS = {"industry": INDUSTRY_GROUP, "station": "station"}
+
+
+def industry_group(industry_code: np.ndarray, usage_category: np.ndarray) -> np.ndarray:
+    """The industry peer group: the industry code, else the usage category (households have none)."""
+    code = pd.Series(industry_code, dtype=object)
+    usage = "usage:" + pd.Series(usage_category, dtype=object).fillna("unknown").astype(str)
+    return code.where(code.notna(), usage).to_numpy(dtype=object)
 
 
 def peer_column(group: str, name: str) -> str:

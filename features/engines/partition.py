@@ -19,9 +19,6 @@ from features.snapshot import prepare_partition
 
 FAMILIES = (archive, consumption, readings, payments, events, area_loss)
 SEGMENT_COLUMNS = ("usage_category", "supply_unit", "station")
-GROUP_COLUMN = (
-    "archive_industry_code"  # industry peers need it even when the task does not use it as a feature
-)
 POPULATION_COLUMN = "in_population"
 # Source columns each table needs (PII never leaves the warehouse reader).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -89,7 +86,7 @@ def computed_features(task: str) -> list[str]:
     """Features the partition step computes for `task` (all but the peer features), plus the peer inputs."""
     peer_features = {fn.__name__ for fn in peers.FEATURES}
     names = [f for f in TASK_FEATURES[task] if f not in peer_features]
-    for extra in (GROUP_COLUMN, *peers.PEER_INPUTS):
+    for extra in peers.PEER_INPUTS:
         if extra not in names:
             names.append(extra)
     return names
@@ -99,6 +96,7 @@ def output_columns(job: PartitionJob) -> list[tuple[str, str]]:
     """(name, kind) of the partition output; kind is one of str, float, bool, int8, timestamp."""
     cols = [("customer_id", "str"), ("as_of", "timestamp")]
     cols += [(c, "str") for c in SEGMENT_COLUMNS]
+    cols += [(peers.INDUSTRY_GROUP, "str")]
     cols += [(f, "str" if f in CATEGORICAL_FEATURES else "float") for f in computed_features(job.task)]
     cols += [(POPULATION_COLUMN, "bool"), ("amount_at_stake", "float")]
     if job.with_labels:
@@ -133,17 +131,22 @@ def compute_partition(tables: dict[str, pd.DataFrame], job: PartitionJob) -> pd.
         values: dict[str, np.ndarray] = {}
         for family in FAMILIES:
             values.update(family.compute(at))
-        keep = at.active.copy()
+        # Every active customer is a row, so peer medians see the same customers in training and scoring;
+        # a customer whose label window is not observed only leaves the population (never the peers).
+        rows = np.flatnonzero(at.active)
+        in_population = labels.population(job.task, at, values)
         if job.with_labels:
-            keep &= labels.observed(job.task, at)
-        rows = np.flatnonzero(keep)
+            in_population &= labels.observed(job.task, at)
         block: dict[str, object] = {
             "customer_id": ids[rows],
             "as_of": np.full(len(rows), day.to_datetime64().astype("datetime64[ns]")),
         }
         block.update({c: v[rows] for c, v in segments.items()})
+        block[peers.INDUSTRY_GROUP] = peers.industry_group(
+            values["archive_industry_code"], values["archive_usage_category"]
+        )[rows]
         block.update({f: values[f][rows] for f in names})
-        block[POPULATION_COLUMN] = labels.population(job.task, at, values)[rows]
+        block[POPULATION_COLUMN] = in_population[rows]
         block["amount_at_stake"] = labels.amount_at_stake(job.task, values)[rows]
         if job.with_labels:
             block["label"] = labels.label(job.task, at)[rows]

@@ -78,7 +78,7 @@ def test_peer_medians_and_minimum_group_size():
             "customer_id": [f"C{i}" for i in range(8)],
             "as_of": as_of,
             # Six customers in C13 (a downturn), two in F51 (too few for a median).
-            "archive_industry_code": ["C13"] * 6 + ["F51"] * 2,
+            "peer_industry_group": ["C13"] * 6 + ["F51"] * 2,
             "station": ["S1"] * 8,
             "bills_kwh_yoy_change_pct_3m": yoy,
             "bills_kwh_slope_6m_pct": [1.0] * 8,
@@ -100,7 +100,7 @@ def test_peers_are_per_as_of_date():
         {
             "customer_id": [f"C{i}" for i in range(10)],
             "as_of": [pd.Timestamp("2022-12-31")] * 5 + [pd.Timestamp("2023-01-31")] * 5,
-            "archive_industry_code": "C13",
+            "peer_industry_group": "C13",
             "station": "S1",
             "bills_kwh_yoy_change_pct_3m": [1.0] * 5 + [100.0] * 5,
             "bills_kwh_slope_6m_pct": 0.0,

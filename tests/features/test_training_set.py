@@ -1,0 +1,185 @@
+"""Training sets and scoring frames on the generated warehouse, their metadata, the CLI and the feature
+catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features import labels, peers
+from features.engines.partition import FAMILIES, SEGMENT_COLUMNS
+from features.feature_sets import (
+    CATEGORICAL_FEATURES,
+    FEATURE_DOCS,
+    TASK_FEATURES,
+    feature_set_version,
+)
+from features.training_set import (
+    TrainingSetError,
+    build_scoring_frame,
+    build_training_set,
+    write_training_set,
+)
+from gridrisk.cli import app
+
+TASKS = ("arrears", "suspension", "theft")
+
+
+def _last_month_ends(warehouse: Path, task: str, n: int) -> list[pd.Timestamp]:
+    latest = labels.latest_labelable_as_of(warehouse, task)
+    return list(pd.date_range(end=latest, periods=n + 1, freq="ME"))[-n:]
+
+
+@pytest.fixture(scope="module")
+def training_sets(generated_dir: Path) -> dict[str, pd.DataFrame]:
+    return {t: build_training_set(generated_dir, t, _last_month_ends(generated_dir, t, 3)) for t in TASKS}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_training_set_columns_dtypes_and_labels(training_sets, task):
+    frame = training_sets[task]
+    expected = ["customer_id", "as_of", *SEGMENT_COLUMNS, *TASK_FEATURES[task], "label", "amount_at_stake"]
+    assert list(frame.columns) == expected
+    assert frame["as_of"].dtype == "datetime64[ns]"
+    assert frame["label"].dtype == "int8" and set(frame["label"].unique()) <= {0, 1}
+    assert not frame.duplicated(["customer_id", "as_of"]).any()
+    assert frame["as_of"].nunique() == 3
+    per_as_of = frame.groupby("as_of")["label"].agg(["size", "mean"])
+    assert (per_as_of["size"] > 20).all()
+    assert 0 < frame["label"].mean() < 0.5
+    assert (frame["amount_at_stake"] >= 0).all() and frame["amount_at_stake"].gt(0).any()
+    for name in TASK_FEATURES[task]:
+        if name in CATEGORICAL_FEATURES:
+            assert frame[name].dtype != float, name
+        else:
+            assert frame[name].dtype == "float64", name
+    # The core of each family is filled for most rows (households have no industry code; TOU shares, basic
+    # charges and daily readings exist only for some customers, so they are not in this check).
+    core = {"bills_kwh_mean_3m", "bills_kwh_mean_12m", "bills_history_months", "bills_kwh_yoy_change_pct_3m"}
+    for name in TASK_FEATURES[task]:
+        if (FEATURE_DOCS[name].family in ("archive", "payments") and "industry" not in name) or name in core:
+            assert frame[name].notna().mean() > 0.5, name
+
+
+def test_populations_follow_the_task_definitions(training_sets):
+    assert (training_sets["arrears"]["archive_payment_method"] != "prepaid").all()
+    susp = training_sets["suspension"]
+    assert (susp["archive_tariff"] == "two_part").all() and (susp["archive_capacity_kva"] >= 315).all()
+    assert (training_sets["theft"]["customer_id"].nunique()) > susp["customer_id"].nunique()
+
+
+def test_the_scoring_frame_has_the_training_features(generated_dir, training_sets):
+    train = training_sets["theft"]
+    as_of = train["as_of"].max()
+    score = build_scoring_frame(generated_dir, "theft", as_of)
+    assert list(score.columns) == [c for c in train.columns if c != "label"]
+    both = train[train["as_of"] == as_of].merge(score, on=["customer_id", "as_of"], suffixes=("", "_score"))
+    assert len(both) == (train["as_of"] == as_of).sum()  # scoring covers everyone training has at that date
+    numeric = [f for f in TASK_FEATURES["theft"] if f not in CATEGORICAL_FEATURES]
+    np.testing.assert_array_equal(both[numeric].to_numpy(), both[[f"{f}_score" for f in numeric]].to_numpy())
+
+
+def test_as_of_dates_whose_labels_are_not_observed_are_refused(generated_dir):
+    latest = labels.latest_labelable_as_of(generated_dir, "theft")
+    with pytest.raises(TrainingSetError, match=str(latest.date())):
+        build_training_set(generated_dir, "theft", [latest, latest + pd.Timedelta(days=1)])
+
+
+def test_write_training_set_adds_metadata(training_sets, generated_dir, tmp_path):
+    frame = training_sets["arrears"]
+    path = write_training_set(frame, tmp_path / "arrears.parquet")
+    meta = json.loads((tmp_path / "arrears.parquet.meta.json").read_text())
+    assert meta["task"] == "arrears" and meta["feature_set_version"] == feature_set_version("arrears")
+    assert meta["rows"] == len(frame) and len(meta["per_as_of"]) == 3
+    assert meta["warehouse"] == str(generated_dir.resolve())
+    assert meta["label_rate"] == pytest.approx(frame["label"].mean())
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+
+
+def test_cli_builds_a_training_set_with_a_range(generated_dir, tmp_path):
+    out = tmp_path / "theft.parquet"
+    result = CliRunner().invoke(
+        app,
+        [
+            "features",
+            "-w",
+            str(generated_dir),
+            "--task",
+            "theft",
+            "--as-of-range",
+            "2023-04:2023-12",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "dropped" in result.output  # month ends after the latest labelable date
+    meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
+    latest = labels.latest_labelable_as_of(generated_dir, "theft")
+    assert meta["as_of_dates"][-1] <= latest.date().isoformat()
+    assert meta["rows"] == len(pd.read_parquet(out))
+
+
+def test_cli_refuses_bad_input(generated_dir, tmp_path):
+    runner = CliRunner()
+    bad = runner.invoke(
+        app, ["features", "-w", str(generated_dir), "--task", "churn", "--as-of", "2022-06-30", "-o", "x"]
+    )
+    assert bad.exit_code == 2 and "churn" in bad.output
+    none = runner.invoke(
+        app, ["features", "-w", str(generated_dir), "--task", "theft", "-o", str(tmp_path / "x")]
+    )
+    assert none.exit_code == 2 and "--as-of" in none.output
+
+
+#  -- the feature catalogue
+# ------------------------------------------------------------------------------------------
+
+
+def test_every_feature_has_one_definition_and_a_doc():
+    defined = [fn.__name__ for family in FAMILIES for fn in _functions(family)] + [
+        fn.__name__ for fn in peers.FEATURES
+    ]
+    assert len(defined) == len(set(defined)), "a feature name is defined twice"
+    assert set(defined) == set(FEATURE_DOCS)
+    for task, names in TASK_FEATURES.items():
+        assert len(names) == len(set(names)), task
+        assert set(names) <= set(FEATURE_DOCS), task
+        assert 40 <= len(names) <= 80, (task, len(names))
+
+
+def _functions(family) -> list:
+    return (
+        getattr(family, "FEATURES", [])
+        + getattr(family, "FEATURES_AREA", [])
+        + getattr(family, "FEATURES_CUSTOMER", [])
+    )
+
+
+def test_reason_templates_format_for_positive_negative_and_categorical_values():
+    for name, doc in FEATURE_DOCS.items():
+        value = "two_part" if name in CATEGORICAL_FEATURES else -12.5
+        for template in (doc.zh, doc.en):
+            numeric = not isinstance(value, str)
+            text = template.format(
+                value=value,
+                abs_value=abs(value) if numeric else value,
+                dir_zh="上升" if numeric and value >= 0 else "下降",
+                dir_en="up" if numeric and value >= 0 else "down",
+            )
+            assert text and "{" not in text, name
+        assert doc.family in {"archive", "consumption", "readings", "payments", "events", "area", "peers"}
+
+
+def test_feature_set_version_is_stable_and_tracks_the_list(monkeypatch):
+    first = feature_set_version("theft")
+    assert first == feature_set_version("theft") and len(first) == 12
+    monkeypatch.setitem(TASK_FEATURES, "theft", TASK_FEATURES["theft"][:-1])
+    assert feature_set_version("theft") != first
