@@ -28,8 +28,7 @@ def _doc(family: str, unit: str, zh: str, en: str) -> FeatureDoc:
 
 
 FEATURE_DOCS: dict[str, FeatureDoc] = {
-    #  archive
-    # ------------------------------------------------------------------------------------------------------
+    # -- archive ---------------------------------------------------------------------------------------------
     "archive_usage_category": _doc("archive", "category", "用电类别：{value}", "usage category: {value}"),
     "archive_industry_code": _doc("archive", "category", "行业分类：{value}", "industry: {value}"),
     "archive_industry_section": _doc("archive", "category", "行业门类：{value}", "industry section: {value}"),
@@ -43,8 +42,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "is_group_member": _doc(
         "archive", "flag", "集团客户标志 = {value:.0f}", "group customer flag = {value:.0f}"
     ),
-    #  consumption (monthly bills)
-    # ----------------------------------------------------------------------------------
+    # -- consumption (monthly bills) -------------------------------------------------------------------------
     "bills_months_since_last_bill": _doc(
         "consumption", "months", "距最近一期账单 {value:.0f} 个月", "{value:.0f} months since the latest bill"
     ),
@@ -213,8 +211,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "近6个月电量比去年同期少 {value:,.0f} kWh",
         "{value:,.0f} kWh less than the same 6 months last year",
     ),
-    #  daily readings
-    # -----------------------------------------------------------------------------------------------
+    # -- daily readings --------------------------------------------------------------------------------------
     "readings_days_observed_90d": _doc(
         "readings",
         "days",
@@ -278,8 +275,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "readings_negative_days_90d": _doc(
         "readings", "days", "近90天出现负电量 {value:.0f} 天", "{value:.0f} days with negative kWh (last 90)"
     ),
-    #  payments
-    # -----------------------------------------------------------------------------------------------------
+    # -- payments --------------------------------------------------------------------------------------------
     "payments_days_late_mean_90d": _doc(
         "payments",
         "days",
@@ -349,8 +345,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "近一年更换缴费渠道 {value:.0f} 次",
         "payment channel changed {value:.0f} times in the last year",
     ),
-    #  events
-    # -------------------------------------------------------------------------------------------------------
+    # -- events ----------------------------------------------------------------------------------------------
     "events_suspension_count_365d": _doc(
         "events",
         "applications",
@@ -451,8 +446,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "占台区电量比例较去年同期{dir_zh}{abs_value:.1f}个百分点",
         "share of the area's kWh {dir_en} {abs_value:.1f} points on last year",
     ),
-    #  peers
-    # --------------------------------------------------------------------------------------------------------
+    # -- peers -----------------------------------------------------------------------------------------------
     "peers_industry_kwh_yoy_change_pct": _doc(
         "peers",
         "%",

@@ -75,8 +75,7 @@ def unlabelable(as_of_dates: list[pd.Timestamp], end: pd.Timestamp, task: str) -
     return [d for d in as_of_dates if as_of_day(d) > limit]
 
 
-#  -- populations (known at T)
-# ---------------------------------------------------------------------------------------
+# -- populations (known at T) --------------------------------------------------------------------------------
 
 
 def population(task: str, at: AsOf, features: dict[str, np.ndarray]) -> np.ndarray:
@@ -96,8 +95,7 @@ def population(task: str, at: AsOf, features: dict[str, np.ndarray]) -> np.ndarr
     raise LabelError(f"task {task!r} is unknown; the tasks are {', '.join(TASKS)}")
 
 
-#  -- labels (read only (T, T + horizon])
-# ----------------------------------------------------------------------------
+# -- labels (read only (T, T + horizon]) ---------------------------------------------------------------------
 
 
 def observed(task: str, at: AsOf) -> np.ndarray:
@@ -164,8 +162,7 @@ def theft_label(at: AsOf) -> np.ndarray:
     return (np.bincount(t.customer[hit], minlength=at.part.n) > 0).astype(np.int8)
 
 
-#  -- amount at stake (known at T)
-# -----------------------------------------------------------------------------------
+# -- amount at stake (known at T) ----------------------------------------------------------------------------
 
 
 def amount_at_stake(task: str, features: dict[str, np.ndarray]) -> np.ndarray:

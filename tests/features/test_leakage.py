@@ -33,8 +33,7 @@ def features_as_of(tables: dict[str, pd.DataFrame], as_of: str, task: str = "the
     return out.sort_values("customer_id").reset_index(drop=True)
 
 
-#  -- mutations: each appends or alters rows of one table at instant `when`
-# ------------------------------------------
+# -- mutations: each appends or alters rows of one table at instant `when` -----------------------------------
 
 
 def reissue_bills(tables, when):
@@ -206,8 +205,7 @@ def test_customers_opened_after_the_cutoff_do_not_exist_yet(tables, baseline):
     }
 
 
-#  -- labels read only (T, T + horizon]
-# ------------------------------------------------------------------------------
+# -- labels read only (T, T + horizon] -----------------------------------------------------------------------
 
 
 def _labels(tables: dict[str, pd.DataFrame], task: str, as_of: str) -> np.ndarray:
@@ -260,17 +258,18 @@ def test_labels_do_read_their_window(tables):
 
 
 def test_customers_whose_window_is_not_observed_are_excluded(tables):
-    # C0007 closes on 2022-09-15, inside the window after 2022-06-30: no label, so no training row ...
+    # C0007 closes on 2022-09-15, inside the window after 2022-06-30: no label, out of the population
+    # (it stays a row, as a peer for the medians, like every active customer) ...
     job = PartitionJob.make("theft", ["2022-06-30"], with_labels=True)
-    training = compute_partition(tables, job)
-    assert "C0007" not in set(training["customer_id"])
-    # ... but it is still scored as of that date (it is active then).
+    training = compute_partition(tables, job).set_index("customer_id")
+    assert not training.loc["C0007", "in_population"]
+    assert training["in_population"].sum() > 40
+    # ... but it is scored as of that date (it is active then).
     scoring = compute_partition(tables, PartitionJob.make("theft", ["2022-06-30"], with_labels=False))
-    assert "C0007" in set(scoring["customer_id"])
+    assert scoring.set_index("customer_id").loc["C0007", "in_population"]
 
 
-#  -- the generated warehouse
-# -----------------------------------------------------------------------------------------
+# -- the generated warehouse ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

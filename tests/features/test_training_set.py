@@ -139,8 +139,7 @@ def test_cli_refuses_bad_input(generated_dir, tmp_path):
     assert none.exit_code == 2 and "--as-of" in none.output
 
 
-#  -- the feature catalogue
-# ------------------------------------------------------------------------------------------
+# -- the feature catalogue -----------------------------------------------------------------------------------
 
 
 def test_every_feature_has_one_definition_and_a_doc():
