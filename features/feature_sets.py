@@ -406,7 +406,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "events_recovered_kwh_730d": _doc(
         "events", "kWh", "近两年追补电量 {value:,.0f} kWh", "{value:,.0f} kWh back-billed in 2 years"
     ),
-    #  台区
+    # -- 台区 (transformer areas) ---------------------------------------------------------------------------
     "area_line_loss_pct_3m": _doc(
         "area",
         "%",
