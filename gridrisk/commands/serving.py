@@ -95,8 +95,15 @@ def serve(
     import uvicorn
 
     typer.echo(f"gridrisk API on http://{host}:{port} (docs at /docs)")
+    # No per-request access log: /metrics counts requests by route and status, the audit log records callers.
     uvicorn.run(
-        "serving.main:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+        "serving.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
     )
 
 
