@@ -8,10 +8,9 @@ Access is the risk lists' rule applied to one customer: a collector sees only cu
 from __future__ import annotations
 
 import datetime as dt
-import math
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from serving.access import Principal, mask_name, mask_phone
 from serving.errors import ModelUnavailable, SnapshotUnavailable, UnknownCustomers
@@ -55,28 +54,10 @@ def mask_address(address: str | None) -> str | None:
     return address[:keep] + "*" * 4
 
 
-def _none(value: object) -> object:
-    if value is None or value is pd.NaT:
+def archive_facts(rows: list[dict[str, Any]], principal: Principal) -> ArchiveFacts | None:
+    if not rows:
         return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    return value
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    # Object dtype first: to_dict on datetime columns would give Timestamps and NaT, which pydantic refuses.
-    return [{k: _none(v) for k, v in row.items()} for row in frame.astype(object).to_dict("records")]
-
-
-def archive_facts(row: pd.DataFrame, principal: Principal) -> ArchiveFacts | None:
-    if row.empty:
-        return None
-    facts = _records(row.iloc[:1])[0]
-    for day in ("open_date", "close_date"):
-        if isinstance(facts.get(day), dt.datetime):
-            facts[day] = facts[day].date()
+    facts = {k: v for k, v in rows[0].items() if k in ArchiveFacts.model_fields}
     masked = not principal.sees_pii
     if masked:
         facts["name"] = mask_name(facts.get("name"))
@@ -85,33 +66,47 @@ def archive_facts(row: pd.DataFrame, principal: Principal) -> ArchiveFacts | Non
     return ArchiveFacts(**facts, pii_masked=masked)
 
 
-def month_records(bills: pd.DataFrame, payments: pd.DataFrame, last_month: pd.Timestamp) -> list[MonthRecord]:
-    """The latest version of each bill in the 24 months up to `last_month`, with what was paid against it."""
-    first_month = last_month - pd.DateOffset(months=MONTHS - 1)
-    bills = bills[(bills["period"] >= first_month) & (bills["period"] <= last_month)]
+def months_before(month: dt.date, n: int) -> dt.date:
+    index = month.year * 12 + month.month - 1 - n
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def month_records(bills: list[dict], payments: list[dict], last_month: dt.date) -> list[MonthRecord]:
+    """The latest version of each bill in the 24 months up to `last_month`, with what was paid against it.
+
+    One customer has a few dozen rows, so plain Python over them beats a DataFrame's fixed overheads.
+    """
+    first_month = months_before(last_month, MONTHS - 1)
+    standing: dict[dt.date, dict] = {}
     # A re-issued bill (退补) is a new version of its period: the newest known_at is the bill that stands.
-    bills = bills.sort_values("known_at", kind="stable").drop_duplicates("period", keep="last")
-    paid = payments.groupby("period").agg(paid=("amount", "sum"), last_paid_at=("paid_at", "max"))
-    months = bills.merge(paid, how="left", left_on="period", right_index=True).sort_values("period")
-    months["paid"] = months["paid"].fillna(0.0)
-    settled = months["paid"] >= months["amount_due"] - PAID_TOLERANCE_YUAN
-    late = (months["last_paid_at"].dt.normalize() - months["due_date"]).dt.days.clip(lower=0)
-    months["days_late"] = late.where(settled & months["last_paid_at"].notna())
-    months["outstanding"] = (months["amount_due"] - months["paid"]).clip(lower=0.0)
+    for bill in sorted(bills, key=lambda b: b["known_at"]):
+        if first_month <= bill["period"] <= last_month:
+            standing[bill["period"]] = bill
+    paid: dict[dt.date, float] = {}
+    last_paid: dict[dt.date, dt.datetime] = {}
+    for payment in payments:
+        period = payment["period"]
+        paid[period] = paid.get(period, 0.0) + payment["amount"]
+        last_paid[period] = max(last_paid.get(period, payment["paid_at"]), payment["paid_at"])
     out = []
-    for row in _records(months):
-        row["period"] = row["period"].date()
-        row["due_date"] = row["due_date"].date() if row["due_date"] else None
-        row["days_late"] = int(row["days_late"]) if row["days_late"] is not None else None
-        out.append(MonthRecord(**{k: row[k] for k in MonthRecord.model_fields}))
+    for period in sorted(standing):
+        bill = standing[period]
+        amount, settled_at = paid.get(period, 0.0), last_paid.get(period)
+        due = bill["amount_due"]
+        settled = settled_at is not None and amount >= due - PAID_TOLERANCE_YUAN
+        out.append(
+            MonthRecord(
+                period=period,
+                kwh=bill["kwh"],
+                amount_due=due,
+                due_date=bill["due_date"],
+                paid=amount,
+                last_paid_at=settled_at,
+                days_late=max((settled_at.date() - bill["due_date"]).days, 0) if settled else None,
+                outstanding=max(due - amount, 0.0),
+            )
+        )
     return out
-
-
-def _dates(row: dict, *names: str) -> dict:
-    for name in names:
-        if isinstance(row.get(name), dt.datetime):
-            row[name] = row[name].date()
-    return row
 
 
 def task_score(task: Task, snapshot: Snapshot, package: PackagedModel, pos: int, lang: Lang) -> TaskScore:
@@ -169,12 +164,12 @@ def customer_file(
             )
             continue
         found[name] = (snapshot, pos)
-    if archive.empty and not found:
+    if not archive and not found:
         raise CustomerNotFound(customer_id)
 
     # The archive decides the station; a customer missing from it is placed by the snapshot that scored it.
-    if not archive.empty:
-        station, supply_unit = archive["station"].iloc[0], archive["supply_unit"].iloc[0]
+    if archive:
+        station, supply_unit = archive[0]["station"], archive[0]["supply_unit"]
     else:
         snapshot, pos = next(iter(found.values()))
         at = np.array([pos])
@@ -194,16 +189,11 @@ def customer_file(
     bills = history.rows("bills", customer_id)
     payments = history.rows("payments", customer_id)
     if as_of is not None:
-        last_month = pd.Timestamp(as_of.year, as_of.month, 1)
-    elif not bills.empty:
-        last_month = bills["period"].max()
+        last_month: dt.date | None = dt.date(as_of.year, as_of.month, 1)
     else:
-        last_month = None
+        last_month = max((b["period"] for b in bills), default=None)
     months = month_records(bills, payments, last_month) if last_month is not None else []
     shown = {m.period for m in months}
-    payments = payments[payments["period"].dt.date.isin(shown)].sort_values("paid_at", ascending=False)
-    suspensions = history.rows("suspensions", customer_id).sort_values("applied_at", ascending=False)
-    inspections = history.rows("inspections", customer_id).sort_values("inspected_at", ascending=False)
     return CustomerFile(
         customer_id=customer_id,
         as_of=as_of,
@@ -212,11 +202,20 @@ def customer_file(
         unscored=unscored,
         months=months,
         payments=[
-            PaymentRecord(**_dates(r, "period")) for r in _records(payments.drop(columns="customer_id"))
+            PaymentRecord(**p)
+            for p in sorted(payments, key=lambda p: p["paid_at"], reverse=True)
+            if p["period"] in shown
         ],
         suspensions=[
-            SuspensionRecord(**_dates(r, "start_date", "end_date"))
-            for r in _records(suspensions.drop(columns="customer_id"))
+            SuspensionRecord(**s)
+            for s in sorted(
+                history.rows("suspensions", customer_id), key=lambda s: s["applied_at"], reverse=True
+            )
         ],
-        inspections=[InspectionRecord(**r) for r in _records(inspections.drop(columns="customer_id"))],
+        inspections=[
+            InspectionRecord(**i)
+            for i in sorted(
+                history.rows("inspections", customer_id), key=lambda i: i["inspected_at"], reverse=True
+            )
+        ],
     )

@@ -8,13 +8,16 @@ but one row group (~10 ms). Copies are rebuilt when the warehouse table's modifi
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.schema import table as contract_table
@@ -46,39 +49,70 @@ COLUMNS: dict[str, tuple[list[str], str | None]] = {
 ROW_GROUP_ROWS = 32_768  # one row group holds ~900 customers' 36 bills: one small read per page view
 
 
+@dataclass(frozen=True)
+class SortedCopy:
+    """One customer-sorted copy and the first and last customer id of each row group (from its footer)."""
+
+    path: Path
+    source_mtime_ns: int
+    first: list[str]
+    last: list[str]
+
+    @classmethod
+    def open(cls, path: Path, source_mtime_ns: int) -> SortedCopy:
+        meta = pq.read_metadata(path)
+        column = meta.schema.names.index("customer_id")
+        first, last = [], []
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(column).statistics
+            if stats is None or not stats.has_min_max:  # never for our own copies; read everything then
+                first, last = [""] * meta.num_row_groups, ["\U0010ffff"] * meta.num_row_groups
+                break
+            first.append(stats.min)
+            last.append(stats.max)
+        return cls(Path(path), source_mtime_ns, first, last)
+
+    def rows(self, customer_id: str) -> pa.Table:
+        # Row groups are in id order: the customer's rows sit in the groups whose [first, last] holds the id.
+        groups = list(
+            range(bisect.bisect_left(self.last, customer_id), bisect.bisect_right(self.first, customer_id))
+        )
+        table = pq.ParquetFile(self.path).read_row_groups(groups) if groups else None
+        if table is None:
+            return pq.read_schema(self.path).empty_table()
+        return table.filter(pc.equal(table["customer_id"], customer_id))
+
+
 class HistoryStore:
     """Customer-sorted copies of the history tables under `cache`, made from the warehouse on first use."""
 
     def __init__(self, warehouse: Path, cache: Path) -> None:
         self.warehouse = Path(warehouse)
         self.cache = Path(cache)
-        self._copies: dict[str, tuple[int, Path]] = {}
+        self._copies: dict[str, SortedCopy] = {}
         self._lock = threading.Lock()
 
-    def rows(self, name: str, customer_id: str) -> pd.DataFrame:
-        """The customer's rows of one table (contract dtypes), ordered by event time; empty when the
-        warehouse has no such table. Columns the export lacks (optional ones) come back all-null."""
-        columns, _ = COLUMNS[name]
+    def rows(self, name: str, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's rows of one table, ordered by event time, as dicts of Python values (dates as
+        `date`, times as `datetime`); empty when the warehouse has no such table. Columns the export lacks
+        (optional ones) are None."""
         copy = self._copy(name)
-        if copy is None:
-            return contract_table(name).arrow_schema(columns).empty_table().to_pandas(date_as_object=False)
-        found = pq.read_table(copy, filters=[("customer_id", "==", customer_id)])
-        return found.to_pandas(date_as_object=False)
+        return copy.rows(customer_id).to_pylist() if copy is not None else []
 
-    def _copy(self, name: str) -> Path | None:
+    def _copy(self, name: str) -> SortedCopy | None:
         source = table_path(self.warehouse, name)
         try:
             mtime = source.stat().st_mtime_ns
         except FileNotFoundError:
             return None
         known = self._copies.get(name)
-        if known is not None and known[0] == mtime:
-            return known[1]
+        if known is not None and known.source_mtime_ns == mtime:
+            return known
         with self._lock:
             known = self._copies.get(name)
-            if known is None or known[0] != mtime:
-                self._copies[name] = (mtime, self._build(name, mtime))
-            return self._copies[name][1]
+            if known is None or known.source_mtime_ns != mtime:
+                self._copies[name] = SortedCopy.open(self._build(name, mtime), mtime)
+            return self._copies[name]
 
     def _build(self, name: str, mtime: int) -> Path:
         path = self.cache / f"{name}-{mtime}.parquet"

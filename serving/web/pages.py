@@ -430,21 +430,27 @@ def export_table(response: RiskListResponse, lang: Lang) -> tuple[list[str], lis
 
 
 def xlsx_bytes(title: str, header: list[str], rows: list[list]) -> bytes:
+    """A workbook with a bold, frozen header and wide reason columns, written row by row (write-only)."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
 
-    book = Workbook()
-    sheet = book.active
-    sheet.title = title[:31]  # Excel's limit for a sheet name
-    sheet.append(header)
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for row in rows:
-        sheet.append(row)
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title[:31])  # Excel's limit for a sheet name
     sheet.freeze_panes = "A2"
     for i, name in enumerate(header, start=1):
-        letter = sheet.cell(row=1, column=i).column_letter
-        sheet.column_dimensions[letter].width = 48 if name.startswith(("原因", "Reason")) else 14
+        wide = name.startswith(("原因", "Reason"))
+        sheet.column_dimensions[get_column_letter(i)].width = 48 if wide else 14
+    bold = Font(bold=True)
+    cells = []
+    for name in header:
+        cell = WriteOnlyCell(sheet, value=name)
+        cell.font = bold
+        cells.append(cell)
+    sheet.append(cells)
+    for row in rows:
+        sheet.append(row)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
