@@ -20,8 +20,8 @@ DOWNTURN_HOLD_MONTHS = (4, 12)
 DOWNTURN_RECOVERY_MONTHS = 6
 INDUSTRY_NOISE_SD = 0.025
 # Stress: a customer's own level plus an AR(1) path; a downturn adds STRESS_PER_DEPTH × depth × sensitivity.
-STRESS_AR = 0.9
-STRESS_PATH_SD = 0.7
+STRESS_AR = 0.95
+STRESS_PATH_SD = 0.55
 STRESS_PER_DEPTH = 5.0
 CATEGORY_STRESS = np.array([0.0, 0.15, -0.1, 0.25])
 # Farm income arrives after the harvest (DOMAIN §4, UHBVN): agricultural stress rises in the growing months.

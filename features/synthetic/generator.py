@@ -311,7 +311,11 @@ def _simulate_chunk(job: _Job) -> tuple[dict[str, pa.Table], dict[str, pa.Table]
 
     active = active_fraction(open_date, close_date, calendar)
     drivers = customer_drivers(category, industry, calendar.month_of_year, industries, rng)
-    base_kwh, _ = base_consumption(category, capacity, drivers.operating_level, active, calendar, rng)
+    base_kwh, normal_kwh = base_consumption(
+        category, capacity, drivers.operating_level, active, calendar, rng
+    )
+    basic = d.BASIC_CHARGE_PER_KVA * capacity
+    basic_share = np.where(two_part, basic / (basic + pop.price * normal_kwh), 0.0)
     changes = simulate_service_changes(
         two_part,
         capacity,
@@ -321,6 +325,7 @@ def _simulate_chunk(job: _Job) -> tuple[dict[str, pa.Table], dict[str, pa.Table]
         drivers.operating_level,
         drivers.stress,
         drivers.downturn,
+        basic_share,
         calendar,
         rng,
     )
@@ -399,7 +404,9 @@ def _simulate_chunk(job: _Job) -> tuple[dict[str, pa.Table], dict[str, pa.Table]
         rng=rng,
     )
     owing_p, late_p = bill_risk(drivers.stress, category, method)
-    payments = simulate_payments(bills, reissued, owing_p, late_p, category, method, calendar, rng)
+    payments = simulate_payments(
+        bills, reissued, owing_p, late_p, drivers.stress, category, method, calendar, rng
+    )
 
     yyyymm = _yyyymm(calendar)
     tables = {

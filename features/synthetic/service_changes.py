@@ -15,11 +15,15 @@ from features.schema import SuspensionKind
 from features.synthetic import domain as d
 from features.synthetic.config import Calendar
 
-# [I] Hazard: logit = BASE + own propensity + OUTPUT_WEIGHT × (1 − operating level) + STRESS_WEIGHT × stress.
+# [I] Hazard: logit = BASE + own propensity + OUTPUT_WEIGHT × (1 − operating level) + STRESS_WEIGHT × stress
+#     + BASIC_SHARE_WEIGHT × (share of the basic charge in a normal bill − BASIC_SHARE_TYPICAL): DOMAIN §2, an
+#     idle plant's capacity charge weighs more, which is what suspension and reduction relieve.
 HAZARD_BASE = -4.75
-PROPENSITY_SD = 0.7
+PROPENSITY_SD = 0.45
 OUTPUT_WEIGHT = 5.0
 STRESS_WEIGHT = 0.3
+BASIC_SHARE_WEIGHT = 5.0
+BASIC_SHARE_TYPICAL = 0.2
 SEASONAL_APPLY = 0.9  # a seasonal customer applies in its pre-season month with this probability
 REDUCTION_SHARE = 0.25  # of applications, before the downturn raises it
 REDUCTION_SHARE_IN_DOWNTURN = 0.35  # extra share at full downturn depth
@@ -79,11 +83,14 @@ def simulate_service_changes(
     operating_level: np.ndarray,
     stress: np.ndarray,
     downturn: np.ndarray,
+    basic_share: np.ndarray,
     calendar: Calendar,
     rng: np.random.Generator,
 ) -> ServiceChanges:
     n, months = active.shape
-    propensity = rng.normal(0.0, PROPENSITY_SD, size=n)
+    propensity = rng.normal(0.0, PROPENSITY_SD, size=n) + BASIC_SHARE_WEIGHT * (
+        basic_share - BASIC_SHARE_TYPICAL
+    )
     seasonal_start = np.zeros(n, dtype=np.int64)  # month of year the seasonal suspension starts, 0 = none
     seasonal_len = np.zeros(n, dtype=np.int64)
     for code, (first_month, length) in d.SEASONAL_SUSPENSION.items():

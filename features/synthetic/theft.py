@@ -30,7 +30,7 @@ INSPECT_RANDOM = 0.001
 LOSS_NORMAL = np.array([0.06, 0.03])  # public / dedicated areas: loss above this counts as excess
 LOSS_WEIGHT = 20.0  # p × (1 + LOSS_WEIGHT × excess loss)
 DROP_RATIO = 0.6  # last bill below 60 % of the same month last year (or the recent median) is a drop
-DROP_INSPECT = 0.35
+DROP_INSPECT = 0.12
 # [S] Zero readings trigger site checks: all ≥ 10 kV, 80 % of other non-residential, 20 % of residential.
 ZERO_KWH = 1.0
 DETECT = 0.85  # an inspection of an active thief finds the theft

@@ -368,6 +368,9 @@ def test_suspended_capacity_stops_consumption_and_the_basic_charge(plain_dir: Pa
         truth[truth.offline_share == 0][["customer_id", "period"]], on=["customer_id", "period"]
     )
     median = online.groupby("customer_id").kwh.median()  # a normal month, with all capacity connected
+    # A thief's meter says what the thief wants (h5 reports its average month even while sealed).
+    honest = truth[~truth.is_stealing][["customer_id", "period"]]
+    first = first.merge(honest, on=["customer_id", "period"])
     checked = 0
     for spell in whole.itertuples():
         months = pd.date_range(spell.start_date + pd.offsets.MonthBegin(0), spell.actual_end, freq="MS")
@@ -489,11 +492,14 @@ def test_inspections_are_biased_and_settle_found_theft(generated_dir: Path) -> N
     rate = per_customer.groupby(customers.set_index("customer_id").tariff).mean()
     assert rate["two_part"] > 3 * rate["single"]  # high-tariff customers are inspected more often
     thief_ids = thieves[thieves.is_thief].customer_id
-    assert per_customer[thief_ids].mean() > 3 * per_customer.drop(thief_ids).mean()
+    assert (
+        per_customer[thief_ids].mean() > 2 * per_customer.drop(thief_ids).mean()
+    )  # drops and losses draw visits
     theft = i[i.result == "theft"]
     assert theft.is_thief.all()
     assert not theft.duplicated("customer_id").any()  # a thief is found once, then stops
-    assert (theft.recovered_kwh > 0).all()
+    # h5 only flattens the profile: on a single tariff it shifts no energy, so nothing is recovered.
+    assert (theft.recovered_kwh >= 0).all() and (theft.recovered_kwh > 0).mean() > 0.8
     cat = theft.usage_category.map({c: k for k, c in enumerate(d.CATEGORIES)}).to_numpy()
     price = d.energy_price(cat, theft.voltage_kv.to_numpy())
     np.testing.assert_allclose(
