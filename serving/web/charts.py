@@ -145,7 +145,8 @@ def waterfall(
     for i, (name, start, end, colour) in enumerate(steps):
         y = top + i * row_h
         delta = end - start
-        shown = f"{end:+.2f}" if i in (0, len(steps) - 1) else f"{delta:+.2f}"
+        # round first so a tiny negative never shows as "-0.00"
+        shown = f"{round(end if i in (0, len(steps) - 1) else delta, 2) + 0.0:+.2f}"
         parts.append(
             "<g>"
             + _text(label_w - 8, y + row_h / 2 + 4, fit(name, 44), anchor="end")

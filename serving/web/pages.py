@@ -8,6 +8,7 @@ a missing or expired session redirects to the sign-in form and back.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 import math
@@ -117,7 +118,12 @@ def _day(value: Any) -> str:
 
 
 def _minute(value: Any) -> str:
-    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M")
+    """Warehouse times are local and naive; registry times carry a zone and are shown in UTC, saying so."""
+    if value is None:
+        return "—"
+    if getattr(value, "tzinfo", None) is not None:
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return value.strftime("%Y-%m-%d %H:%M")
 
 
 def _number(value: float | None, digits: int = 0) -> str:
