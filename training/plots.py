@@ -32,7 +32,6 @@ def write_plots(
     feature_names: list[str],
     importance_gain: np.ndarray,
     title: str,
-    max_shap_rows: int = 2000,
 ) -> list[Path]:
     """Write every plot into `out_dir`; returns the paths written."""
     from sklearn.metrics import precision_recall_curve, roc_curve
@@ -97,9 +96,7 @@ def write_plots(
     ax.set(xlabel="total gain", title=f"Feature importance — {title}")
     paths.append(_save(fig, out_dir / "importance.png", plt))
 
-    paths.append(
-        _shap_summary(out_dir / "shap_summary.png", contributions, X, feature_names, max_shap_rows, plt)
-    )
+    paths.append(_shap_summary(out_dir / "shap_summary.png", contributions, X, feature_names, plt))
     return paths
 
 
@@ -111,18 +108,13 @@ def quantile_calibration(y: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFram
     return frame.groupby("group").agg(predicted=("p", "mean"), observed=("y", "mean")).reset_index()
 
 
-def _shap_summary(
-    path: Path, contributions: np.ndarray, X: np.ndarray, names: list[str], max_rows: int, plt
-) -> Path:
+def _shap_summary(path: Path, contributions: np.ndarray, X: np.ndarray, names: list[str], plt) -> Path:
     """SHAP beeswarm from LightGBM's own pred_contrib values (the same numbers the service explains with)."""
     import shap
 
-    rows = np.arange(len(X))
-    if len(rows) > max_rows:
-        rows = np.random.default_rng(0).choice(rows, max_rows, replace=False)
     shap.summary_plot(
-        contributions[rows, :-1],
-        features=X[rows],
+        contributions[:, :-1],
+        features=X,
         feature_names=names,
         show=False,
         max_display=20,
