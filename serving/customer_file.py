@@ -93,7 +93,9 @@ def month_records(bills: list[dict], payments: list[dict], last_month: dt.date) 
         bill = standing[period]
         amount, settled_at = paid.get(period, 0.0), last_paid.get(period)
         due = bill["amount_due"]
-        settled = settled_at is not None and amount >= due - PAID_TOLERANCE_YUAN
+        days_late = None
+        if settled_at is not None and amount >= due - PAID_TOLERANCE_YUAN:
+            days_late = max((settled_at.date() - bill["due_date"]).days, 0)
         out.append(
             MonthRecord(
                 period=period,
@@ -102,7 +104,7 @@ def month_records(bills: list[dict], payments: list[dict], last_month: dt.date) 
                 due_date=bill["due_date"],
                 paid=amount,
                 last_paid_at=settled_at,
-                days_late=max((settled_at.date() - bill["due_date"]).days, 0) if settled else None,
+                days_late=days_late,
                 outstanding=max(due - amount, 0.0),
             )
         )
