@@ -31,6 +31,7 @@ from features.engines.partition import (
     empty_output,
 )
 from features.schema import table
+from features.snapshot import FLOAT32_MEASURES
 from features.sources import WarehouseError, has_table, table_path
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,25 @@ def read_tables(warehouse: Path) -> dict[str, pa.Table]:
         present = set(pq.read_schema(path).names)
         cols = [c for c in wanted if c in present]
         encode = [c for c in cols if c in DICTIONARY_COLUMNS] if name != "customers" else []
-        tables[name] = pq.read_table(path, columns=cols, read_dictionary=encode or None)
+        single = [c for c in FLOAT32_MEASURES.get(name, ()) if c in cols]
+        source = pq.ParquetFile(path, read_dictionary=encode or None)
+        # Batch by batch, so the float64 originals of the float32 columns never all exist at once.
+        batches = [_narrow(b, single) for b in source.iter_batches(batch_size=1 << 20, columns=cols)]
+        tables[name] = (
+            pa.Table.from_batches(batches) if batches else source.schema_arrow.empty_table().select(cols)
+        )
+    pa.default_memory_pool().release_unused()
     return tables
+
+
+def _narrow(batch: pa.RecordBatch, single: list[str]) -> pa.RecordBatch:
+    if not single:
+        return batch
+    arrays = [
+        pc.cast(batch.column(i), pa.float32()) if name in single else batch.column(i)
+        for i, name in enumerate(batch.schema.names)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def partition_of_areas(customers: pd.DataFrame, n_parts: int) -> pd.Series:
@@ -122,8 +140,9 @@ def plan_partitions(tables: dict[str, pa.Table], n_parts: int) -> PartitionPlan:
         key_col, lookup = ("area_id", area_part) if name in AREA_TABLES else ("customer_id", cust_part)
         key = _keys_of(tbl.column(key_col), lookup).astype(np.int16 if n_parts < 30_000 else np.int64)
         # A stable sort of small integers is a radix sort in numpy: linear in the rows.
-        order[name] = np.argsort(key, kind="stable")
+        order[name] = np.argsort(key, kind="stable").astype(np.int32 if tbl.num_rows < 2**31 else np.int64)
         bounds[name] = np.searchsorted(key[order[name]], np.arange(n_parts + 1))
+        del key
     return PartitionPlan(tables=tables, order=order, bounds=bounds, n_parts=n_parts)
 
 
