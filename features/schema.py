@@ -259,7 +259,8 @@ AREAS = Table(
 AREA_SUPPLY = Table(
     name="area_supply",
     doc="台区供电量: energy into each area per day or month; billed kWh of its customers gives line loss.",
-    key=("area_id", "date"),
+    # a daily row and a monthly row may share the first of a month, so granularity is part of the key
+    key=("area_id", "date", "granularity"),
     event_time="date",
     columns=(
         Column("area_id", STR),
