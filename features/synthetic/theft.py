@@ -17,9 +17,10 @@ from features.synthetic.config import Calendar
 
 KINDS = ("h1", "h2", "h3", "h4", "h5")
 H1, H2, H3, H4, H5 = range(5)
-# [I] Thieves per category (DOMAIN §3: 0.3–5.6 % across sources); 35 % were already stealing before the span.
-PREVALENCE = np.array([0.06, 0.09, 0.07, 0.07])
-ALREADY_STEALING = 0.25
+# [I] Share of customers who steal at some time (≈ 3 % are stealing in any month; DOMAIN §3 sources give
+# 0.3–5.6 %); 30 % were already stealing before the span.
+PREVALENCE = np.array([0.065, 0.10, 0.08, 0.08])
+ALREADY_STEALING = 0.3
 H2_MIN_MONTHS = 2  # Jokar's zero window, at least two billing months (≥ 30 days on daily readings)
 ATTACK_BLOCK_MONTHS = 12  # h4/h5 report the mean over blocks of a year of bills …
 ATTACK_BLOCK_DAYS = 30  # … or of a month of daily readings
@@ -30,7 +31,7 @@ INSPECT_RANDOM = 0.001
 LOSS_NORMAL = np.array([0.06, 0.03])  # public / dedicated areas: loss above this counts as excess
 LOSS_WEIGHT = 20.0  # p × (1 + LOSS_WEIGHT × excess loss)
 DROP_RATIO = 0.6  # last bill below 60 % of the same month last year (or the recent median) is a drop
-DROP_INSPECT = 0.12
+DROP_INSPECT = 0.15
 # [S] Zero readings trigger site checks: all ≥ 10 kV, 80 % of other non-residential, 20 % of residential.
 ZERO_KWH = 1.0
 DETECT = 0.85  # an inspection of an active thief finds the theft
