@@ -24,6 +24,7 @@ OUTPUT_WEIGHT = 5.0
 STRESS_WEIGHT = 0.3
 BASIC_SHARE_WEIGHT = 5.0
 BASIC_SHARE_TYPICAL = 0.2
+SLUMP_MONTHS = 3
 SEASONAL_APPLY = 0.9  # a seasonal customer applies in its pre-season month with this probability
 REDUCTION_SHARE = 0.25  # of applications, before the downturn raises it
 REDUCTION_SHARE_IN_DOWNTURN = 0.35  # extra share at full downturn depth
@@ -110,12 +111,9 @@ def simulate_service_changes(
         first = calendar.month_start[m]
         dim = int(calendar.days_in_month[m])
         moy = int(calendar.month_of_year[m])
-        logit = (
-            HAZARD_BASE
-            + propensity
-            + OUTPUT_WEIGHT * (1.0 - operating_level[:, m])
-            + STRESS_WEIGHT * stress[:, m]
-        )
+        # Firms decide after a sustained slump: the last three months' output, not this month's.
+        slump = 1.0 - operating_level[:, max(0, m - SLUMP_MONTHS) : max(1, m)].mean(axis=1)
+        logit = HAZARD_BASE + propensity + OUTPUT_WEIGHT * slump + STRESS_WEIGHT * stress[:, m]
         h = 1.0 / (1.0 + np.exp(-logit))
         pre_season = (seasonal_start > 0) & (((seasonal_start - 2) % 12) + 1 == moy)
         h = np.where(pre_season, SEASONAL_APPLY, h)
