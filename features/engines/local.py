@@ -57,25 +57,19 @@ def read_tables(warehouse: Path) -> dict[str, pa.Table]:
         present = set(pq.read_schema(path).names)
         cols = [c for c in wanted if c in present]
         encode = [c for c in cols if c in DICTIONARY_COLUMNS] if name != "customers" else []
-        single = [c for c in FLOAT32_MEASURES.get(name, ()) if c in cols]
-        source = pq.ParquetFile(path, read_dictionary=encode or None)
-        # Batch by batch, so the float64 originals of the float32 columns never all exist at once.
-        batches = [_narrow(b, single) for b in source.iter_batches(batch_size=1 << 20, columns=cols)]
-        tables[name] = (
-            pa.Table.from_batches(batches) if batches else source.schema_arrow.empty_table().select(cols)
-        )
+        single = FLOAT32_MEASURES.get(name, ())
+        # Column by column into one contiguous chunk each: a partition's `take` then touches only its own rows
+        # (a take across many chunks concatenates them first), and at most one float64 column is alive twice.
+        arrays = []
+        for c in cols:
+            column = pq.read_table(path, columns=[c], read_dictionary=[c] if c in encode else None).column(0)
+            if pa.types.is_dictionary(column.type):
+                column = column.unify_dictionaries()
+            column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+            arrays.append(pc.cast(column, pa.float32()) if c in single else column)
+        tables[name] = pa.Table.from_arrays(arrays, names=cols)
     pa.default_memory_pool().release_unused()
     return tables
-
-
-def _narrow(batch: pa.RecordBatch, single: list[str]) -> pa.RecordBatch:
-    if not single:
-        return batch
-    arrays = [
-        pc.cast(batch.column(i), pa.float32()) if name in single else batch.column(i)
-        for i, name in enumerate(batch.schema.names)
-    ]
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def partition_of_areas(customers: pd.DataFrame, n_parts: int) -> pd.Series:
@@ -123,7 +117,13 @@ class PartitionPlan:
         out = {}
         for name, tbl in self.tables.items():
             rows = self.order[name][self.bounds[name][k] : self.bounds[name][k + 1]]
-            out[name] = tbl.take(pa.array(rows)).to_pandas(date_as_object=False)
+            part = tbl.take(pa.array(rows))
+            # Decode dictionaries: the taken rows would still carry every customer id of the table.
+            columns = [
+                pc.cast(c, c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in part.columns
+            ]
+            part = pa.Table.from_arrays(columns, names=part.column_names)
+            out[name] = part.to_pandas(date_as_object=False)
         return out
 
 
