@@ -65,3 +65,4 @@ def test_enough_cases_were_generated() -> None:
     if not calls:
         pytest.skip("run together with test_api_conforms_to_its_openapi_document")
     assert len(calls) >= 1000, f"only {len(calls)} generated requests over {sorted(set(calls))}"
+    print(f"{len(calls)} generated requests over {len(set(calls))} operations")
