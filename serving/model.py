@@ -120,9 +120,13 @@ class PackagedModel:
         margin = self.raw_margin(X)
         return self.calibrator.apply(1.0 / (1.0 + np.exp(-margin)))
 
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        """TreeSHAP in log-odds from LightGBM itself: shape (n, features + 1), base value last."""
-        return np.asarray(self.booster.predict(X, pred_contrib=True))
+    def contributions(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        """TreeSHAP in log-odds from LightGBM itself: shape (n, features + 1), base value last.
+
+        ``num_threads`` (default: LightGBM's, all cores) lets callers score a few rows on one thread.
+        """
+        extra = {"num_threads": num_threads} if num_threads else {}
+        return np.asarray(self.booster.predict(X, pred_contrib=True, **extra))
 
     def band(self, p: np.ndarray) -> np.ndarray:
         names = sorted(self.bands, key=lambda name: self.bands[name], reverse=True)
