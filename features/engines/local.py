@@ -29,6 +29,7 @@ from features.engines.partition import (
     PartitionJob,
     compute_partition,
     empty_output,
+    table_columns,
 )
 from features.schema import table
 from features.snapshot import FLOAT32_MEASURES
@@ -41,10 +42,10 @@ AREA_TABLES = ("areas", "area_supply")
 DICTIONARY_COLUMNS = ("customer_id", "area_id", "channel", "kind", "result", "granularity")
 
 
-def read_tables(warehouse: Path) -> dict[str, pa.Table]:
-    """The contract tables features need as Arrow, only the columns they use (never PII)."""
+def read_tables(warehouse: Path, task: str | None = None) -> dict[str, pa.Table]:
+    """The contract tables features need as Arrow, only the columns they (or `task`) use; never PII."""
     tables: dict[str, pa.Table] = {}
-    for name, wanted in TABLE_COLUMNS.items():
+    for name, wanted in (table_columns(task) if task else TABLE_COLUMNS).items():
         spec = table(name)
         path = table_path(warehouse, name)
         if not has_table(warehouse, name):
@@ -58,15 +59,17 @@ def read_tables(warehouse: Path) -> dict[str, pa.Table]:
         cols = [c for c in wanted if c in present]
         encode = [c for c in cols if c in DICTIONARY_COLUMNS] if name != "customers" else []
         single = FLOAT32_MEASURES.get(name, ())
-        # Column by column into one contiguous chunk each: a partition's `take` then touches only its own rows
-        # (a take across many chunks concatenates them first), and at most one float64 column is alive twice.
+        # One threaded read, then one contiguous chunk per column: a partition's `take` then touches only its
+        # own rows (a take across chunks joins them first); energy columns become float32 on the way.
+        raw = pq.read_table(path, columns=cols, read_dictionary=encode or None)
         arrays = []
         for c in cols:
-            column = pq.read_table(path, columns=[c], read_dictionary=[c] if c in encode else None).column(0)
+            column = raw.column(c)
             if pa.types.is_dictionary(column.type):
                 column = column.unify_dictionaries()
             column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
             arrays.append(pc.cast(column, pa.float32()) if c in single else column)
+        del raw
         tables[name] = pa.Table.from_arrays(arrays, names=cols)
     pa.default_memory_pool().release_unused()
     return tables
@@ -184,7 +187,7 @@ def run(
 ) -> pd.DataFrame:
     """Population rows with every computed feature and the peer features, for all as-of dates of `job`."""
     global _PLAN
-    tables = read_tables(warehouse) if tables is None else _as_arrow(tables)
+    tables = read_tables(warehouse, job.task) if tables is None else _as_arrow(tables)
     workers = workers or default_workers()
     n_customers = tables["customers"].num_rows
     n_areas = len(pc.unique(tables["customers"].column("area_id")))

@@ -68,6 +68,37 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Bill measures only some features read: a task whose features use none of them does not load the column
+# (a third of the bills' bytes for arrears). Everything else in TABLE_COLUMNS is always read.
+OPTIONAL_BILL_MEASURES: dict[str, tuple[str, ...]] = {
+    "kwh_peak": ("bills_peak_share_pct_3m", "bills_peak_share_change_pp_yoy"),
+    "kwh_valley": ("bills_valley_share_pct_3m",),
+    "max_demand_kw": (
+        "bills_max_demand_to_capacity_pct_3m",
+        "bills_max_demand_yoy_change_pct_3m",
+        "bills_load_factor_pct_3m",
+    ),
+    "power_factor": ("bills_power_factor_mean_3m", "bills_power_factor_min_12m"),
+    "energy_charge": ("bills_price_yuan_per_kwh_12m",),
+    "basic_charge": ("bills_basic_charge_share_pct_3m",),
+}
+STAKE_BILL_MEASURES = {"theft": ("energy_charge",)}  # the theft amount at stake prices lost kWh
+
+
+def table_columns(task: str) -> dict[str, tuple[str, ...]]:
+    """The source columns a task's partitions read (TABLE_COLUMNS minus bill measures the task never uses)."""
+    used = set(TASK_FEATURES[task])
+    skip = {
+        column
+        for column, features in OPTIONAL_BILL_MEASURES.items()
+        if not used & set(features) and column not in STAKE_BILL_MEASURES.get(task, ())
+    }
+    return {
+        name: tuple(c for c in cols if not (name == "bills" and c in skip))
+        for name, cols in TABLE_COLUMNS.items()
+    }
+
+
 @dataclass(frozen=True)
 class PartitionJob:
     """What to compute: the task, its as-of dates and whether to attach labels (training) or not (scoring)."""

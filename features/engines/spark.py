@@ -28,6 +28,7 @@ from features.engines.partition import (
     conform,
     empty_output,
     output_columns,
+    table_columns,
 )
 from features.sources import has_table, table_path
 
@@ -85,12 +86,12 @@ def _schema(columns: list[tuple[str, str]]) -> Any:
     return T.StructType([T.StructField(name, _spark_type(kind), True) for name, kind in columns])
 
 
-def tagged_union(spark: Any, warehouse: Path, buckets: int) -> Any:
+def tagged_union(spark: Any, warehouse: Path, buckets: int, task: str | None = None) -> Any:
     """All tables as one DataFrame: bucket, table tag, and each table's columns prefixed with its name."""
     from pyspark.sql import functions as F
 
     frames = {}
-    for name, wanted in TABLE_COLUMNS.items():
+    for name, wanted in (table_columns(task) if task else TABLE_COLUMNS).items():
         if not has_table(warehouse, name):
             continue
         df = spark.read.parquet(str(table_path(warehouse, name)))
@@ -172,7 +173,7 @@ def run(
     own_session = spark is None
     spark = local_session() if own_session else spark
     try:
-        union = tagged_union(spark, Path(warehouse), buckets)
+        union = tagged_union(spark, Path(warehouse), buckets, job.task)
         columns = output_columns(job)
         computed = union.groupBy(BUCKET).applyInPandas(partition_udf(job), schema=_schema(columns)).cache()
 

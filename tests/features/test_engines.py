@@ -81,3 +81,19 @@ def test_spark_and_local_engines_give_the_same_table(warehouse, spark_session, t
     # Not a vacuous match: the table has labels, categorical and peer features filled in.
     assert np.isfinite(got["peers_kwh_yoy_change_vs_station_pp"]).any()
     assert got["archive_tariff"].notna().all()
+
+
+@pytest.mark.parametrize("task", ["arrears", "suspension", "theft"])
+def test_reading_only_the_task_columns_changes_nothing(warehouse, task):
+    """Bill measures no feature of the task uses are not read: same table as from every column."""
+    from features.engines.partition import TABLE_COLUMNS, table_columns
+
+    pruned = _local(warehouse, task, workers=1)
+    everything = _finish(
+        local.run(warehouse, PartitionJob.make(task, AS_OF), workers=1, tables=local.read_tables(warehouse)),
+        task,
+        with_labels=True,
+    )
+    pd.testing.assert_frame_equal(pruned, everything)
+    if task == "arrears":
+        assert len(table_columns(task)["bills"]) < len(TABLE_COLUMNS["bills"])
