@@ -197,8 +197,9 @@ def _run(jobs: Iterator[_Job]) -> Iterator[tuple[_Job, tuple]]:
         yield first, _simulate_chunk(first)
         return
     workers = max(1, min(WORKERS, os.cpu_count() or 1))
-    # spawn, not fork: the parent may already run Arrow threads, which a forked child must not inherit.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # fork: a spawned worker would re-import the caller's __main__, which breaks any script calling generate()
+    # without an `if __name__ == "__main__"` guard; Arrow and numpy re-create their thread pools after fork.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         pending: deque = deque()
         for job in itertools.chain([first, second], jobs):
             pending.append((job, pool.submit(_simulate_chunk, job)))
