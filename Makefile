@@ -27,6 +27,7 @@ demo: install
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: install-dev lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

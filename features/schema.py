@@ -239,7 +239,9 @@ INSPECTIONS = Table(
         Column("inspected_at", TS),
         Column("result", STR, allowed=_values(InspectionResult)),
         Column("recovered_kwh", F64, min=0.0, doc="追补电量 kWh (0 unless theft/violation)"),
-        Column("recovered_amount", F64, required=False, nullable=True, min=0.0, doc="追补电费+违约使用电费 元"),
+        Column(
+            "recovered_amount", F64, required=False, nullable=True, min=0.0, doc="追补电费+违约使用电费 元"
+        ),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
 )

@@ -1,6 +1,7 @@
 """The `gridrisk` command: one Typer app fronting ingest, features, training and serving.
 
-Each command lives in `gridrisk/commands/` and imports its heavy stage lazily, so `gridrisk --help` stays fast.
+Each command lives in `gridrisk/commands/` and imports its heavy stage lazily,
+so `gridrisk --help` stays fast.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRIDRISK_", extra="ignore")
 
-    home: Path = Field(default=Path(".gridrisk"), description="embedded warehouse, MLflow store, snapshots, keys")
+    home: Path = Field(
+        default=Path(".gridrisk"), description="embedded warehouse, MLflow store, snapshots, keys"
+    )
     warehouse: Path | None = Field(default=None, description="default: $GRIDRISK_HOME/warehouse")
 
     @property
