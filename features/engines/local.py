@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +188,9 @@ def run(
 ) -> pd.DataFrame:
     """Population rows with every computed feature and the peer features, for all as-of dates of `job`."""
     global _PLAN
+    started = time.perf_counter()
     tables = read_tables(warehouse, job.task) if tables is None else _as_arrow(tables)
+    rows_in = {name: t.num_rows for name, t in tables.items()}
     workers = workers or default_workers()
     n_customers = tables["customers"].num_rows
     n_areas = len(pc.unique(tables["customers"].column("area_id")))
@@ -195,8 +198,16 @@ def run(
     n_parts = max(1, min(n_parts, n_areas))
     plan = plan_partitions(tables, n_parts)
     del tables
-    logger.info("features: %d customers in %d partitions, %d workers", n_customers, n_parts, workers)
+    logger.info(
+        "features %s: read %s rows and planned %d partitions of whole areas in %.1f s; %d workers",
+        job.task,
+        rows_in,
+        n_parts,
+        time.perf_counter() - started,
+        workers,
+    )
     _PLAN = plan
+    partitions_started = time.perf_counter()
     results: list[tuple[pd.DataFrame, pd.DataFrame]] = []
     try:
         if workers == 1 or n_parts == 1:
@@ -217,7 +228,17 @@ def run(
         _PLAN = None
     population = pd.concat([r[0] for r in results], ignore_index=True) if results else empty_output(job)
     peer_inputs = pd.concat([r[1] for r in results], ignore_index=True) if results else population
-    return finish_local(population, peer_inputs)
+    peers_started = time.perf_counter()
+    out = finish_local(population, peer_inputs)
+    logger.info(
+        "features %s: %d population rows (of %d active) from the partitions in %.1f s, peers in %.1f s",
+        job.task,
+        len(out),
+        len(peer_inputs),
+        peers_started - partitions_started,
+        time.perf_counter() - peers_started,
+    )
+    return out
 
 
 def finish_local(population: pd.DataFrame, peer_inputs: pd.DataFrame) -> pd.DataFrame:
