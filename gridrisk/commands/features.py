@@ -120,7 +120,8 @@ def features_command(
 def _print_summary(console, frame, out: Path, seconds: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{out}  ({len(frame):,} rows, {seconds:.1f} s)")
+    console.print(f"wrote {out} ({len(frame):,} rows, {seconds:.1f} s) and {out.name}.meta.json")
+    table = Table()
     table.add_column("as_of")
     table.add_column("rows", justify="right")
     if "label" in frame:
