@@ -3,10 +3,11 @@
 The service explains every score with LightGBM's TreeSHAP, whose cost grows with depth x leaves x trees.
 For each task this fits the same data at several settings (max depth 4, 5, 6, 8, unlimited) and reports test
 ROC-AUC, the primary metric, the trees kept by early stopping, and the time to explain one row (a one-row
-call, what a live request pays) and per row in a batch of 1,000. The default (`training/config.py`) must keep
-ROC-AUC within 0.005 of the best setting while explaining a row in <= 1 ms.
+call, what a live request pays) and the CPU time per row in a batch of 1,000. The default
+(`training/config.py`) must keep ROC-AUC within 0.005 of the best setting while explaining a row in <= 1 ms.
 
     python experiments/benchmarks/bench_explain_depth.py [--warehouse DIR | --customers N] [--tasks a,b]
+        [--training-sets DIR]   # prebuilt <task>.parquet sets instead of building them from the warehouse
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ SETTINGS = (  # (label, max_depth, num_leaves)
 )
 
 
-def explain_times(package, X: np.ndarray, repeats: int = 3) -> tuple[float, float]:
-    """(ms for a one-row call, ms per row in a 1,000-row call), best of `repeats`."""
+def explain_times(package, X: np.ndarray, repeats: int = 7) -> tuple[float, float]:
+    """(ms for a one-row call, CPU ms per row in a 1,000-row call).
+
+    One-row calls: best wall time of `repeats` rounds of 200 calls (what a live request waits for). Batches:
+    process CPU time per row, so the figure is the work done, not how busy the shared cores happened to be.
+    """
     single = X[:1]
     package.contributions(single)
     calls = 200
@@ -39,7 +44,7 @@ def explain_times(package, X: np.ndarray, repeats: int = 3) -> tuple[float, floa
         / calls
     )
     batch = X[:1000]
-    per_row = min(_timed(lambda: package.contributions(batch)) for _ in range(repeats)) / len(batch)
+    per_row = min(_cpu(lambda: package.contributions(batch)) for _ in range(3)) / len(batch)
     return one * 1000, per_row * 1000
 
 
@@ -47,6 +52,12 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _cpu(fn) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
 
 
 def run_task(warehouse: Path | None, task: str, sets: Path | None) -> list[dict]:
@@ -80,7 +91,7 @@ def run_task(warehouse: Path | None, task: str, sets: Path | None) -> list[dict]
                 "test_roc_auc": metrics["model"]["roc_auc"],
                 spec.primary_metric: metrics["model"][spec.primary_metric],
                 "explain_ms_one_row_call": one_ms,
-                "explain_ms_per_row_batch": batch_ms,
+                "explain_cpu_ms_per_row_batch": batch_ms,
                 "fit_seconds": fit_seconds,
                 "train_rows": len(train),
             }
@@ -120,7 +131,7 @@ def main() -> None:
         ]
 
     print()
-    print(f"{'task':<11}{'setting':<30}{'trees':>6}{'AUC':>8}{'1-row ms':>10}{'batch ms/row':>14}")
+    print(f"{'task':<11}{'setting':<30}{'trees':>6}{'AUC':>8}{'1-row ms':>10}{'CPU ms/row':>14}")
     for task in args.tasks.split(","):
         task_rows = [r for r in rows if r["task"] == task]
         best = max(r["test_roc_auc"] for r in task_rows)
@@ -128,7 +139,7 @@ def main() -> None:
             ok = r["test_roc_auc"] >= best - 0.005 and r["explain_ms_one_row_call"] <= 1.0
             print(
                 f"{task:<11}{r['setting']:<30}{r['trees']:>6}{r['test_roc_auc']:>8.4f}"
-                f"{r['explain_ms_one_row_call']:>10.3f}{r['explain_ms_per_row_batch']:>14.4f}"
+                f"{r['explain_ms_one_row_call']:>10.3f}{r['explain_cpu_ms_per_row_batch']:>14.4f}"
                 f"{'  within 0.005 of best, <= 1 ms' if ok else ''}"
             )
     if args.json:
