@@ -11,7 +11,15 @@ from gridrisk.cli import app
 
 pytestmark = pytest.mark.slow
 
-CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "arrears.toml"
+SHIPPED = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "arrears.toml"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """The shipped arrears config with a shorter as-of range (fewer dates to build and fit, same rules)."""
+    path = tmp_path / "arrears.toml"
+    path.write_text(SHIPPED.read_text(encoding="utf-8").replace('start = "2021-07"', 'start = "2022-06"'))
+    return path
 
 
 @pytest.fixture
@@ -27,14 +35,16 @@ def invoke(*args: str):
     return result
 
 
-def test_train_twice_reproduces_metrics_then_evaluate_and_promote(generated_dir: Path, home: Path) -> None:
+def test_train_twice_reproduces_metrics_then_evaluate_and_promote(
+    generated_dir: Path, home: Path, config: Path
+) -> None:
     from mlflow import MlflowClient
 
-    first = invoke("train", str(CONFIG), "--warehouse", str(generated_dir))
+    first = invoke("train", str(config), "--warehouse", str(generated_dir))
     assert first.exit_code == 0, first.output
     assert "promoted to champion" in first.output
     assert "rule baseline" in first.output and "oracle" in first.output
-    second = invoke("train", str(CONFIG), "--warehouse", str(generated_dir))
+    second = invoke("train", str(config), "--warehouse", str(generated_dir))
     assert second.exit_code == 0, second.output
     assert "stays challenger" in second.output
 
@@ -56,7 +66,7 @@ def test_train_twice_reproduces_metrics_then_evaluate_and_promote(generated_dir:
     assert {k: metrics[0][k] for k in keys} == {k: metrics[1][k] for k in keys}
 
     evaluated = invoke(
-        "evaluate", "--task", "arrears", "--config", str(CONFIG), "--warehouse", str(generated_dir)
+        "evaluate", "--task", "arrears", "--config", str(config), "--warehouse", str(generated_dir)
     )
     assert evaluated.exit_code == 0, evaluated.output
     evaluation = client.search_runs([experiment.experiment_id], "tags.`gridrisk.kind` = 'evaluation'")[0]
