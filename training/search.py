@@ -53,7 +53,11 @@ def search_params(
         if log_trials:
             import mlflow
 
-            with mlflow.start_run(run_name=f"trial-{trial.number:03d}", nested=True):
+            parent = mlflow.active_run()
+            experiment_id = parent.info.experiment_id if parent else None
+            with mlflow.start_run(
+                run_name=f"trial-{trial.number:03d}", nested=True, experiment_id=experiment_id
+            ):
                 mlflow.log_params({**trial.params, "best_iteration": model.best_iteration_})
                 mlflow.log_metric("validation_roc_auc", auc)
         if on_trial is not None:

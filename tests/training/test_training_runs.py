@@ -130,3 +130,26 @@ def test_run_logs_metrics_dataset_plots_and_a_servable_package(store, frame, fea
     out = pyfunc.predict(frame[features].head(5))
     assert list(out.columns) == ["probability", "raw_margin"] and out["probability"].between(0, 1).all()
     assert pyfunc.metadata.signature is not None
+
+
+def test_search_logs_each_trial_as_a_nested_run(frame, features, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = default_config(
+        "arrears",
+        search={"enabled": True, "n_trials": 2},
+        lightgbm={"num_boost_round": 60},
+        register_model=False,
+    )
+    report = train_on_frame(
+        frame, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
+        feature_version="test-v1", reasons={}, source="synthetic",
+    )  # fmt: skip
+    client = client_for(uri)
+    children = client.search_runs([report.experiment_id], f"tags.`mlflow.parentRunId` = '{report.run_id}'")
+    assert len(children) == 2
+    assert all("validation_roc_auc" in c.data.metrics and "num_leaves" in c.data.params for c in children)
+    parent = client.get_run(report.run_id).data
+    assert parent.metrics["search_best_validation_roc_auc"] == max(
+        c.data.metrics["validation_roc_auc"] for c in children
+    )
+    assert report.version is None and report.gate is None  # register_model = false: nothing registered
