@@ -89,13 +89,15 @@ def numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def compute(at: AsOf) -> dict[str, np.ndarray]:
-    c = at.part.customers
-    inputs: dict[str, object] = {
-        name: strings(c, name)
-        for name in ("usage_category", "industry_code", "tariff", "payment_method", "group_id")
-    }
-    inputs["voltage_kv"] = numbers(c, "voltage_kv")
-    inputs["contract_capacity_kva"] = numbers(c, "contract_capacity_kva")
-    inputs["open_day"] = at.part.tables["customers"]["open_day"]
-    inputs["today"] = at.day_num
-    return evaluate(FEATURES, inputs)
+    static = at.part.cache.get("archive")
+    if static is None:  # the archive does not change with the as-of date: convert its columns once
+        c = at.part.customers
+        static = {
+            name: strings(c, name)
+            for name in ("usage_category", "industry_code", "tariff", "payment_method", "group_id")
+        }
+        static["voltage_kv"] = numbers(c, "voltage_kv")
+        static["contract_capacity_kva"] = numbers(c, "contract_capacity_kva")
+        static["open_day"] = at.part.tables["customers"]["open_day"]
+        at.part.cache["archive"] = static
+    return evaluate(FEATURES, {**static, "today": at.day_num})

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.point_in_time import AsOfView, as_of_day, cutoff, time_values
-from features.windows import align_lags
+from features.windows import LagIndex
 
 LAGS = 24  # months of aligned history: 12-month windows and the same 12 months a year earlier
 # Energy-like measures carry ~7 significant digits (float32): plenty for kWh, demand and power factor, and it
@@ -98,6 +98,7 @@ class Partition:
     tables: dict[str, Rows]
     has_readings: bool
     has_tou: bool
+    cache: dict = field(default_factory=dict)  # per-partition inputs that do not depend on the as-of date
 
     @property
     def n(self) -> int:
@@ -311,6 +312,7 @@ class BillCells:
         np.maximum.at(self.last, self._ci, self._mi)
         self._matrices: dict[str, np.ndarray] = {}
         self._lagged: dict[str, np.ndarray] = {}
+        self._lag_index = LagIndex(self.last, part.n_months, LAGS)
 
     @classmethod
     def build(cls, at: AsOf) -> BillCells:
@@ -332,7 +334,15 @@ class BillCells:
     def lagged(self, name: str) -> np.ndarray:
         """`name` re-indexed per customer: column k is k months before the customer's latest visible bill."""
         if name not in self._lagged:
-            self._lagged[name] = align_lags(self.matrix(name), self.last, LAGS)
+            if name in self._matrices:
+                self._lagged[name] = self._lag_index.take(self._matrices[name])
+            else:  # scatter straight into the lag grid: most measures never need the calendar matrix
+                lag = self.last[self._ci] - self._mi
+                ok = lag < LAGS
+                mat = np.full((len(self.last), LAGS), np.nan)
+                source = self._versions if name == "versions" else self._rows[name][self._pos]
+                mat[self._ci[ok], lag[ok]] = source[ok]
+                self._lagged[name] = mat
         return self._lagged[name]
 
 

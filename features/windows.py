@@ -13,18 +13,24 @@ PCT_CAP = 1000.0  # growth above +1000 % carries no more information and makes u
 
 
 def count(m: np.ndarray) -> np.ndarray:
-    return np.sum(~np.isnan(m), axis=1).astype(np.float64)
+    return np.count_nonzero(~np.isnan(m), axis=1).astype(np.float64)
+
+
+def _sum_count(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row sums ignoring NaN and the number of observed cells, from one pass over the NaN mask."""
+    observed = ~np.isnan(m)
+    return np.where(observed, m, 0.0).sum(axis=1), np.count_nonzero(observed, axis=1).astype(np.float64)
 
 
 def total(m: np.ndarray, min_count: int = 1) -> np.ndarray:
-    out = np.nansum(m, axis=1)
-    return np.where(count(m) >= min_count, out, np.nan)
+    out, n = _sum_count(m)
+    return np.where(n >= min_count, out, np.nan)
 
 
 def mean(m: np.ndarray, min_count: int = 1) -> np.ndarray:
-    n = count(m)
+    out, n = _sum_count(m)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.nansum(m, axis=1) / n
+        out = out / n
     return np.where(n >= min_count, out, np.nan)
 
 
@@ -118,20 +124,29 @@ def trailing_run(flags: np.ndarray) -> np.ndarray:
     return first_break.astype(np.float64)
 
 
+class LagIndex:
+    """Where each row's lag k lives in a (rows × width) matrix: built once, applied to many matrices."""
+
+    def __init__(self, last: np.ndarray, width: int, lags: int) -> None:
+        n = len(last)
+        idx = last[:, None] - np.arange(lags)[None, :]
+        self.valid = (idx >= 0) & (last[:, None] >= 0) & (idx < width)
+        self.flat = (np.arange(n)[:, None] * width + np.clip(idx, 0, max(width - 1, 0))).ravel()
+        self.shape = (n, lags)
+        self.width = width
+
+    def take(self, matrix: np.ndarray) -> np.ndarray:
+        if self.width == 0:
+            return np.full(self.shape, np.nan)
+        return np.where(self.valid, matrix.ravel().take(self.flat).reshape(self.shape), np.nan)
+
+
 def align_lags(matrix: np.ndarray, last: np.ndarray, lags: int) -> np.ndarray:
     """Re-index rows so column k holds the value `k` steps before the row's `last` column (NaN before start).
 
     Rows with `last < 0` (nothing observed) come out all NaN.
     """
-    n, width = matrix.shape
-    idx = last[:, None] - np.arange(lags)[None, :]
-    valid = (idx >= 0) & (last[:, None] >= 0) & (idx < width)
-    out = (
-        matrix[np.arange(n)[:, None], np.clip(idx, 0, max(width - 1, 0))]
-        if width
-        else np.full((n, lags), np.nan)
-    )
-    return np.where(valid, out, np.nan)
+    return LagIndex(last, matrix.shape[1], lags).take(matrix)
 
 
 def group_sum(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:

@@ -136,14 +136,7 @@ def output_columns(job: PartitionJob) -> list[tuple[str, str]]:
 
 
 def empty_output(job: PartitionJob) -> pd.DataFrame:
-    dtypes = {
-        "str": "object",
-        "float": "float64",
-        "bool": "bool",
-        "int8": "int8",
-        "timestamp": "datetime64[ns]",
-    }
-    return pd.DataFrame({name: pd.Series([], dtype=dtypes[kind]) for name, kind in output_columns(job)})
+    return pd.DataFrame({name: pd.Series([], dtype=_DTYPES[kind]) for name, kind in output_columns(job)})
 
 
 def compute_partition(tables: dict[str, pd.DataFrame], job: PartitionJob) -> pd.DataFrame:
@@ -156,7 +149,8 @@ def compute_partition(tables: dict[str, pd.DataFrame], job: PartitionJob) -> pd.
     names = computed_features(job.task)
     segments = {c: archive.strings(part.customers, c) for c in SEGMENT_COLUMNS}
     ids = part.customers["customer_id"].astype(str).to_numpy(dtype=object)
-    blocks = []
+    kinds = dict(output_columns(job))
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in kinds}
     for day in job.as_of_dates:
         at = part.at(day)
         values: dict[str, np.ndarray] = {}
@@ -168,7 +162,7 @@ def compute_partition(tables: dict[str, pd.DataFrame], job: PartitionJob) -> pd.
         in_population = labels.population(job.task, at, values)
         if job.with_labels:
             in_population &= labels.observed(job.task, at)
-        block: dict[str, object] = {
+        block: dict[str, np.ndarray] = {
             "customer_id": ids[rows],
             "as_of": np.full(len(rows), day.to_datetime64().astype("datetime64[ns]")),
         }
@@ -181,9 +175,18 @@ def compute_partition(tables: dict[str, pd.DataFrame], job: PartitionJob) -> pd.
         block["amount_at_stake"] = labels.amount_at_stake(job.task, values)[rows]
         if job.with_labels:
             block["label"] = labels.label(job.task, at)[rows]
-        blocks.append(pd.DataFrame(block))
-    out = pd.concat(blocks, ignore_index=True) if blocks else empty_output(job)
-    return conform(out, job)
+        for name in kinds:
+            columns[name].append(block[name])
+    # One frame at the end, each column already of its declared kind (strings stay Python objects).
+    return pd.DataFrame(
+        {
+            name: pd.Series(np.concatenate(arrays), dtype=_DTYPES[kinds[name]])
+            for name, arrays in columns.items()
+        }
+    )
+
+
+_DTYPES = {"str": object, "float": "float64", "bool": bool, "int8": "int8", "timestamp": "datetime64[ns]"}
 
 
 def conform(frame: pd.DataFrame, job: PartitionJob) -> pd.DataFrame:
