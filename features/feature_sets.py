@@ -611,8 +611,3 @@ def feature_set_version(task: str) -> str:
         raise KeyError(f"task {task!r} has no feature set; the tasks are {sorted(TASK_FEATURES)}")
     payload = json.dumps({"features": TASK_FEATURES[task], "revision": DEFINITIONS_REVISION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def all_features() -> list[str]:
-    """Every feature any family computes, in documentation order."""
-    return list(FEATURE_DOCS)

@@ -10,7 +10,6 @@ inside the window is excluded. Populations and amounts at stake use only what is
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.point_in_time import as_of_day, cutoff
+from features.point_in_time import as_of_day
 from features.schema import TABLES, TWO_PART_MIN_KVA, PaymentMethod, SuspensionKind, Tariff
 from features.snapshot import AsOf
 from features.sources import has_table, table_path
@@ -192,8 +191,3 @@ _STAKE_INPUTS = {
     "bills_kwh_drop_6m_yoy_kwh",
     "bills_price_yuan_per_kwh_12m",
 }
-
-
-def as_of_label_cutoff(as_of: date | datetime | str | pd.Timestamp, task: str) -> pd.Timestamp:
-    """The last instant a label as of `as_of` may read."""
-    return cutoff(as_of) + label_observable_until(task)

@@ -292,7 +292,7 @@ class AsOf:
 
     @cached_property
     def bills(self) -> BillCells:
-        return BillCells.build(self)
+        return BillCells(self)
 
 
 class BillCells:
@@ -313,10 +313,6 @@ class BillCells:
         self._matrices: dict[str, np.ndarray] = {}
         self._lagged: dict[str, np.ndarray] = {}
         self._lag_index = LagIndex(self.last, part.n_months, LAGS)
-
-    @classmethod
-    def build(cls, at: AsOf) -> BillCells:
-        return cls(at)
 
     def matrix(self, name: str) -> np.ndarray:
         """Calendar matrix of a bill measure (or "due_day", "versions"): NaN where no bill is visible."""
