@@ -12,7 +12,8 @@ from training.experiment import evaluate_on_test, split_frame
 from training.fit import Bands, LogisticBaseline, TaskModel
 from training.tasks import task_spec
 
-FAST = LightGBMConfig(num_boost_round=200, early_stopping_rounds=20)
+# One thread: these frames are small, and OpenMP threads spinning on a busy 2-core box cost more than that.
+FAST = LightGBMConfig(num_boost_round=200, early_stopping_rounds=20, num_threads=1)
 
 
 def test_same_config_and_data_give_identical_metrics(frame: pd.DataFrame, features: list[str]) -> None:
@@ -56,7 +57,7 @@ def test_shuffled_labels_score_near_chance_on_a_later_as_of(frame: pd.DataFrame,
 
 def test_early_stopping_keeps_only_the_best_trees(frame: pd.DataFrame, features: list[str]) -> None:
     _, train, validation, _ = split_frame(frame, task_spec("arrears"), default_config("arrears"))
-    params = LightGBMConfig(num_boost_round=300, early_stopping_rounds=10, learning_rate=0.3)
+    params = LightGBMConfig(num_boost_round=300, early_stopping_rounds=10, learning_rate=0.3, num_threads=1)
     model = TaskModel("arrears", features, params).fit(train, validation)
     assert model.best_iteration_ < 300
     assert model.booster_.num_trees() == model.best_iteration_

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def run(frame: pd.DataFrame, features: list[str], tracking: tuple[str, Path], **lightgbm):
     uri, artifacts = tracking
-    config = default_config("arrears", lightgbm={"num_boost_round": 150, **lightgbm})
+    config = default_config("arrears", lightgbm={"num_boost_round": 150, "num_threads": 1, **lightgbm})
     return train_on_frame(
         frame,
         config,
@@ -137,7 +137,7 @@ def test_search_logs_each_trial_as_a_nested_run(frame, features, tmp_path: Path)
     config = default_config(
         "arrears",
         search={"enabled": True, "n_trials": 2},
-        lightgbm={"num_boost_round": 60},
+        lightgbm={"num_boost_round": 60, "num_threads": 1},
         register_model=False,
     )
     report = train_on_frame(
