@@ -30,7 +30,7 @@ lint: install-dev
 	$(BIN)/mypy
 
 test: install-dev lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev
 	@set -e; for f in experiments/benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
