@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from features import windows as w
-from features.snapshot import AsOf, evaluate
+from features.snapshot import BILL_MEASURES, AsOf, evaluate
 
 HOURS_PER_MONTH = 730.0  # 8,760 h / 12: utilisation and load factor per average month
 ZERO_KWH = 1.0  # a month under 1 kWh is a zero month (meter stopped, empty premises or bypassed)
@@ -203,20 +203,7 @@ def compute(at: AsOf) -> dict[str, np.ndarray]:
     bills = at.bills
     part = at.part
     last_month = np.where(bills.last >= 0, part.month0 + bills.last, np.nan)
-    inputs: dict[str, object] = {
-        name: bills.lagged(name)
-        for name in (
-            "kwh",
-            "kwh_peak",
-            "kwh_valley",
-            "max_demand_kw",
-            "power_factor",
-            "energy_charge",
-            "basic_charge",
-            "amount_due",
-            "versions",
-        )
-    }
+    inputs: dict[str, object] = {name: bills.lagged(name) for name in (*BILL_MEASURES, "versions")}
     inputs["months_since_last"] = at.month - last_month
     inputs["history_months"] = w.count(bills.values["kwh"])
     capacity = part.customers.get("contract_capacity_kva")
