@@ -59,6 +59,12 @@ def bills_kwh_change_pct_3m_vs_prev_3m(kwh: np.ndarray) -> np.ndarray:
     return w.pct_change(w.total(kwh[:, :3], 3), w.total(kwh[:, 3:6], 3))
 
 
+def bills_kwh_change_pct_3m_vs_prev_9m(kwh: np.ndarray) -> np.ndarray:
+    """The last three months' mean against the customer's own nine months before (at least three of them):
+    a sustained slump measured on the customer's own baseline, usable from 6 months of history on."""
+    return w.pct_change(w.mean(kwh[:, :3], 3), w.mean(kwh[:, 3:12], 3))
+
+
 def bills_kwh_yoy_change_pct_3m(kwh: np.ndarray) -> np.ndarray:
     return w.pct_change(w.total(kwh[:, :3], 3), w.total(kwh[:, 12:15], 3))
 
@@ -175,6 +181,7 @@ FEATURES = [
     bills_kwh_slope_12m_pct,
     bills_kwh_cv_12m,
     bills_kwh_change_pct_3m_vs_prev_3m,
+    bills_kwh_change_pct_3m_vs_prev_9m,
     bills_kwh_yoy_change_pct_3m,
     bills_kwh_yoy_change_pct_12m,
     bills_zero_kwh_months_12m,

@@ -16,6 +16,7 @@ from features.snapshot import AsOf, evaluate
 
 SUSPENSION = SuspensionKind.SUSPENSION.value
 REDUCTION = SuspensionKind.REDUCTION.value
+LABEL_HORIZON_DAYS = 180  # the suspension task's horizon: last year's same-season window has this length
 RESTORES = (SuspensionKind.SUSPENSION_RESTORE.value, SuspensionKind.REDUCTION_RESTORE.value)
 
 
@@ -29,6 +30,12 @@ def events_suspension_count_730d(applications: dict) -> np.ndarray:
 
 def events_reduction_count_730d(applications: dict) -> np.ndarray:
     return applications["reduction_730d"]
+
+
+def events_changes_same_season_last_year(applications: dict) -> np.ndarray:
+    """Suspension or reduction applications made 185-365 days before T, i.e. in the half-year that a year
+    ago lay ahead of the same calendar date (seasonal plants apply every year before their off-season)."""
+    return applications["change_same_season_last_year"]
 
 
 def events_restore_count_365d(applications: dict) -> np.ndarray:
@@ -85,6 +92,7 @@ FEATURES = [
     events_suspension_count_365d,
     events_suspension_count_730d,
     events_reduction_count_730d,
+    events_changes_same_season_last_year,
     events_restore_count_365d,
     events_days_since_last_change,
     events_suspended_days_365d,
@@ -157,6 +165,9 @@ def application_state(at: AsOf) -> dict[str, np.ndarray]:
         "suspension_730d": per_customer(is_susp & (age < 730)),
         "reduction_730d": per_customer(is_red & (age < 730)),
         "restore_365d": per_customer(is_restore & (age < 365)),
+        "change_same_season_last_year": per_customer(
+            change & (age >= 365 - LABEL_HORIZON_DAYS) & (age < 365)
+        ),
         "days_since_change": np.where(np.isinf(last_change), np.nan, today - last_change),
         "suspended_days_365d": np.bincount(ci, weights=overlap, minlength=n).astype(float),
         "suspended_now": suspended,

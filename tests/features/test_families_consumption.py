@@ -47,6 +47,8 @@ def test_levels_changes_and_year_on_year(tables):
     assert f["bills_kwh_mean_12m"] == pytest.approx(87.5)
     assert f["bills_kwh_yoy_change_pct_3m"] == pytest.approx(-50.0)
     assert f["bills_kwh_change_pct_3m_vs_prev_3m"] == pytest.approx(-50.0)
+    # 50 a month for the last 3 against 100 for the 9 before: a slump on the customer's own baseline.
+    assert f["bills_kwh_change_pct_3m_vs_prev_9m"] == pytest.approx(-50.0)
     assert f["bills_kwh_yoy_change_pct_12m"] == pytest.approx(-12.5)
     assert f["bills_kwh_drop_6m_yoy_kwh"] == pytest.approx(150.0)
     assert f["bills_peak_share_pct_3m"] == pytest.approx(40.0)

@@ -85,6 +85,14 @@ def test_restored_and_finished_suspensions_are_not_in_force(f):
     assert f.loc["C0004", "events_suspension_count_365d"] == 1
 
 
+def test_changes_in_the_same_season_last_year(f):
+    # Applications 185-365 days before T (2022-01-01 … 2022-06-29) count, of either kind, restores not.
+    assert f.loc["C0004", "events_changes_same_season_last_year"] == 1  # 2022-01-03: 362 days before T
+    assert f.loc["C0001", "events_changes_same_season_last_year"] == 1  # 2022-03-01 counts, restore not
+    assert f.loc["C0002", "events_changes_same_season_last_year"] == 1  # a reduction counts too
+    assert f.loc["C0000", "events_changes_same_season_last_year"] == 0  # 121 days before T: this season
+
+
 def test_reduction_and_scheduled_change(f):
     assert f.loc["C0002", "events_reduced_capacity_pct"] == pytest.approx(40.0)
     assert f.loc["C0002", "events_reduction_count_730d"] == 1
