@@ -340,12 +340,6 @@ def reason_texts(features: list[str]) -> dict[str, ReasonText]:
     }
 
 
-def feature_set_version(task: str) -> str:
-    from features.feature_sets import feature_set_version as version
-
-    return version(task)
-
-
 # -- the experiment ------------------------------------------------------------------------------------------
 def train_task(
     config: ExperimentConfig,
@@ -404,6 +398,8 @@ def train_on_frame(
     frame = frame.assign(as_of=pd.to_datetime(frame["as_of"]).astype("datetime64[ns]"))
     split, train, validation, test = split_frame(frame, spec, config)
     fingerprint = data_fingerprint(frame)
+    from features.feature_sets import feature_set_version
+
     version_hash = feature_version if feature_version is not None else feature_set_version(spec.task.value)
     reasons = reasons if reasons is not None else reason_texts(features)
 

@@ -15,7 +15,7 @@ import pandas as pd
 from features import archive, area_loss, consumption, events, labels, payments, peers, readings
 from features.feature_sets import CATEGORICAL_FEATURES, TASK_FEATURES
 from features.point_in_time import as_of_days
-from features.snapshot import prepare_partition
+from features.snapshot import BILL_MEASURES, prepare_partition
 
 FAMILIES = (archive, consumption, readings, payments, events, area_loss)
 SEGMENT_COLUMNS = ("usage_category", "supply_unit", "station")
@@ -37,21 +37,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "open_date",
         "close_date",
     ),
-    "bills": (
-        "customer_id",
-        "period",
-        "kwh",
-        "kwh_peak",
-        "kwh_valley",
-        "max_demand_kw",
-        "power_factor",
-        "energy_charge",
-        "basic_charge",
-        "amount_due",
-        "issue_date",
-        "due_date",
-        "known_at",
-    ),
+    "bills": ("customer_id", "period", *BILL_MEASURES, "issue_date", "due_date", "known_at"),
     "payments": ("customer_id", "period", "paid_at", "amount", "late_fee", "channel"),
     "readings": ("customer_id", "date", "kwh"),
     "suspensions": (
