@@ -61,7 +61,7 @@ def test_pages_need_a_session_and_return_after_sign_in(web):
     assert r.headers["location"] == "/customers/C0000000"
     cookie = r.headers["set-cookie"]
     assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
-    assert web.keys["collector"] not in cookie and web.keys["collector"].split("_")[2] not in cookie
+    assert web.keys["collector"] not in cookie and web.keys["collector"].split("_", 2)[2] not in cookie
     html = page(web, "/customers/C0000000")
     assert "王小0" in html and web.keys["collector"] not in html
     assert page(web, "/login", status=303) == ""  # already signed in: straight on
