@@ -40,6 +40,25 @@ def payments_days_late_last(days_late: np.ndarray, due_age: np.ndarray) -> np.nd
     return np.where(np.isinf(age.min(axis=1)), np.nan, last)
 
 
+def payments_days_before_due_mean_90d(days_before_due: np.ndarray, due_age: np.ndarray) -> np.ndarray:
+    """Signed: days between the (last) payment and the due date, positive when paid early; an open bill
+    counts minus its days overdue so far. Late-payers pay near the deadline long before they pay late."""
+    return w.mean(np.where(due_age < 90, days_before_due, np.nan))
+
+
+def payments_days_before_due_mean_365d(days_before_due: np.ndarray, due_age: np.ndarray) -> np.ndarray:
+    return w.mean(np.where(due_age < 365, days_before_due, np.nan))
+
+
+def payments_days_before_due_change_90d_vs_365d(
+    days_before_due: np.ndarray, due_age: np.ndarray
+) -> np.ndarray:
+    """How much closer to (or past) the due date the last 90 days' bills were paid than the year's average."""
+    return payments_days_before_due_mean_90d(days_before_due, due_age) - payments_days_before_due_mean_365d(
+        days_before_due, due_age
+    )
+
+
 def payments_late_count_180d(days_late: np.ndarray, due_age: np.ndarray) -> np.ndarray:
     window = np.where(due_age < 180, days_late, np.nan)
     return w.count_where(window > 0, window)
@@ -115,6 +134,9 @@ FEATURES = [
     payments_days_late_mean_365d,
     payments_days_late_max_365d,
     payments_days_late_last,
+    payments_days_before_due_mean_90d,
+    payments_days_before_due_mean_365d,
+    payments_days_before_due_change_90d_vs_365d,
     payments_late_count_180d,
     payments_late_count_365d,
     payments_late_30d_count_365d,
@@ -152,13 +174,14 @@ def bill_payment_state(at: AsOf) -> dict[str, np.ndarray]:
     # A bill counts once its due date has passed (or is today); credits and zero bills are not collectable.
     billable = (amount_due > TOLERANCE_YUAN) & (due_day <= at.day_num)
     settled = paid >= amount_due - TOLERANCE_YUAN
-    days_late = np.where(settled, np.maximum(last_day - due_day, 0.0), at.day_num - due_day)
-    days_late = np.where(billable, days_late, np.nan)
+    signed_late = np.where(settled, last_day - due_day, at.day_num - due_day)
+    days_late = np.where(billable, np.maximum(signed_late, 0.0), np.nan)
     outstanding = np.where(billable & ~settled, amount_due - paid, 0.0)
     return {
         "amount_due": amount_due,
         "paid": paid,
         "days_late": days_late,
+        "days_before_due": np.where(billable & np.isfinite(signed_late), -signed_late, np.nan),
         "due_age": np.where(billable, at.day_num - due_day, np.nan),
         "outstanding": outstanding,
         "open_bill": billable & ~settled,

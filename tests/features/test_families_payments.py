@@ -101,3 +101,30 @@ def test_a_bill_due_today_is_not_late_yet(tables):
     c = features_at(tables, "2023-01-25", payments).loc["C0001"]
     assert c["payments_days_late_last"] == 0
     assert c["payments_days_late_max_365d"] == 31
+
+
+def test_days_before_due_keep_the_sign_that_days_late_clip(f):
+    # C0000 pays on the due date (0 days before it) except September's bill, 10 days late.
+    assert f.loc["C0000", "payments_days_before_due_mean_365d"] == pytest.approx(-10 / 12)
+    c = f.loc["C0001"]
+    #  Due within 90 days of T: October's (settled 15 days late), November's (open 37 days) and December's
+    # (open 6 days); the nine bills before were paid on their due dates.
+    assert c["payments_days_before_due_mean_90d"] == pytest.approx(-(15 + 37 + 6) / 3)
+    assert c["payments_days_before_due_mean_365d"] == pytest.approx(-(15 + 37 + 6) / 12)
+    assert c["payments_days_before_due_change_90d_vs_365d"] == pytest.approx(
+        -(15 + 37 + 6) * (1 / 3 - 1 / 12)
+    )
+    assert np.isnan(f.loc["C0003", "payments_days_before_due_mean_365d"])
+
+
+def test_paying_early_counts_as_days_before_due():
+    bills = monthly_bills("C0000", "2022-01", [200.0] * 12)
+    rows = [
+        _pay("C0000", p, str((d - pd.Timedelta(days=5)).date()) + " 09:00", 100.0)
+        for p, d in zip(bills["period"], bills["due_date"], strict=True)
+    ]
+    pays = pd.DataFrame(rows)
+    pays.insert(0, "payment_id", [f"P{i}" for i in range(len(pays))])
+    c = features_at(with_defaults(customers=customer_rows(1), bills=bills, payments=pays), AS_OF, payments)
+    assert c.loc["C0000", "payments_days_before_due_mean_365d"] == pytest.approx(5.0)
+    assert c.loc["C0000", "payments_days_late_mean_365d"] == 0
