@@ -58,6 +58,21 @@ def area_kwh_share_change_pp_yoy(own_kwh: np.ndarray, billed_at_customer: np.nda
     return (now - before) * 100.0
 
 
+def area_loss_corr_own_kwh_12m(own_kwh: np.ndarray, loss_kwh: np.ndarray) -> np.ndarray:
+    """Correlation of the customer's monthly kWh with its area's monthly loss kWh over 12 usable months
+    (用户电量与台区线损相关性): a meter that under-reports by a varying share moves the loss against it."""
+    return w.corr(own_kwh[:, :12], loss_kwh[:, :12], min_count=6)
+
+
+def area_loss_rise_vs_own_drop_pct(own_kwh: np.ndarray, loss_kwh: np.ndarray) -> np.ndarray:
+    """The area's loss kWh rise over the same 3 months a year earlier, as a share of the customer's own kWh
+    fall over those months; NaN unless its kWh fell. Near 100 %: the energy it stopped paying for is still
+    drawn. An honest fall (a downturn, a move) leaves the loss where it was."""
+    own_drop = w.total(own_kwh[:, 12:15], min_count=2) - w.total(own_kwh[:, :3], min_count=2)
+    loss_rise = w.total(loss_kwh[:, :3], min_count=2) - w.total(loss_kwh[:, 12:15], min_count=2)
+    return np.clip(w.ratio(loss_rise, own_drop) * 100.0, -300.0, 300.0)
+
+
 FEATURES_AREA = [
     area_line_loss_pct_3m,
     area_line_loss_pct_12m,
@@ -66,7 +81,12 @@ FEATURES_AREA = [
     area_customers_active,
     area_transformer_load_pct_3m,
 ]
-FEATURES_CUSTOMER = [area_kwh_share_pct_3m, area_kwh_share_change_pp_yoy]
+FEATURES_CUSTOMER = [
+    area_kwh_share_pct_3m,
+    area_kwh_share_change_pp_yoy,
+    area_loss_corr_own_kwh_12m,
+    area_loss_rise_vs_own_drop_pct,
+]
 
 
 def _loss(supplied: np.ndarray, billed: np.ndarray, min_months: int = 2) -> np.ndarray:
@@ -144,5 +164,10 @@ def compute(at: AsOf) -> dict[str, np.ndarray]:
     cust_last = last_usable[part.area_of]
     own = w.align_lags(kwh, cust_last, LAGS)
     own = np.where(np.isnan(bil_lag[part.area_of]), np.nan, own)
-    out.update(evaluate(FEATURES_CUSTOMER, {"own_kwh": own, "billed_at_customer": bil_lag[part.area_of]}))
+    loss = (sup_lag - bil_lag)[part.area_of]
+    out.update(
+        evaluate(
+            FEATURES_CUSTOMER, {"own_kwh": own, "billed_at_customer": bil_lag[part.area_of], "loss_kwh": loss}
+        )
+    )
     return out

@@ -300,6 +300,24 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "payments_days_late_last": _doc(
         "payments", "days", "最近一期账单逾期 {value:.0f} 天", "latest bill {value:.0f} days late"
     ),
+    "payments_days_before_due_mean_90d": _doc(
+        "payments",
+        "days",
+        "近90天账单平均在到期日前 {value:.0f} 天缴清（负数为逾期）",
+        "bills of the last 90 days paid {value:.0f} days before the due date on average (negative: late)",
+    ),
+    "payments_days_before_due_mean_365d": _doc(
+        "payments",
+        "days",
+        "近一年账单平均在到期日前 {value:.0f} 天缴清（负数为逾期）",
+        "bills of the last year paid {value:.0f} days before the due date on average (negative: late)",
+    ),
+    "payments_days_before_due_change_90d_vs_365d": _doc(
+        "payments",
+        "days",
+        "近90天缴费比近一年平均提前 {value:+.0f} 天（负数为更接近到期日）",
+        "last 90 days paid {value:+.0f} days earlier than the year's average (negative: nearer the due date)",
+    ),
     "payments_late_count_180d": _doc(
         "payments", "bills", "近6个月逾期缴费 {value:.0f} 次", "{value:.0f} late bills in the last 6 months"
     ),
@@ -457,6 +475,18 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "percentage points",
         "占台区电量比例较去年同期{dir_zh}{abs_value:.1f}个百分点",
         "share of the area's kWh {dir_en} {abs_value:.1f} points on last year",
+    ),
+    "area_loss_corr_own_kwh_12m": _doc(
+        "area",
+        "ratio",
+        "近12个月本户电量与台区损失电量的相关系数为 {value:.2f}",
+        "correlation {value:.2f} between its monthly kWh and the area's lost kWh (12 months)",
+    ),
+    "area_loss_rise_vs_own_drop_pct": _doc(
+        "area",
+        "%",
+        "台区损失电量的增加相当于本户电量下降的 {value:.0f}%",
+        "the area's lost kWh rose by {value:.0f} % of this customer's kWh fall",
     ),
     # -- peers -----------------------------------------------------------------------------------------------
     "peers_industry_kwh_yoy_change_pct": _doc(

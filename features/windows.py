@@ -60,6 +60,18 @@ def count_where(condition: np.ndarray, m: np.ndarray, min_count: int = 1) -> np.
     return np.where(count(m) >= min_count, hits, np.nan)
 
 
+def corr(a: np.ndarray, b: np.ndarray, min_count: int = 6) -> np.ndarray:
+    """Row-wise Pearson correlation over the cells observed in both; NaN with fewer cells or no variation."""
+    both = ~(np.isnan(a) | np.isnan(b))
+    n = both.sum(axis=1).astype(np.float64)
+    x, y = np.where(both, a, 0.0), np.where(both, b, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = x.sum(axis=1) / n, y.sum(axis=1) / n
+        dx, dy = np.where(both, x - mx[:, None], 0.0), np.where(both, y - my[:, None], 0.0)
+        r = (dx * dy).sum(axis=1) / np.sqrt((dx * dx).sum(axis=1) * (dy * dy).sum(axis=1))
+    return np.where((n >= min_count) & np.isfinite(r), r, np.nan)
+
+
 def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(b > 0, a / b, np.nan)

@@ -109,3 +109,53 @@ def test_peers_are_per_as_of_date():
     out = finish_local(rows, rows)
     # December's median ignores January's rows (the future): a leak would put it between 1 and 100.
     assert out.groupby("as_of")["peers_industry_kwh_yoy_change_pct"].first().tolist() == [1.0, 100.0]
+
+
+def test_a_fall_the_area_loss_absorbs_is_told_from_an_honest_fall():
+    months = pd.date_range("2021-01-01", "2022-12-01", freq="MS")
+    varying = [100.0 * r for r in np.resize([1.0, 0.4, 0.7, 0.2, 0.9, 0.5], 24)]
+    customers = customer_rows(5, area_id=["A0", "A0", "A1", "A1", "A2"])
+    bills = pd.concat(
+        [
+            # A0: C0000 bills 40 instead of 100 from 2022 while the area is still supplied as before.
+            monthly_bills("C0000", "2021-01", [100.0] * 12 + [40.0] * 12),
+            monthly_bills("C0001", "2021-01", [200.0] * 24),
+            # A1: C0002 really uses 60 less from 2022 and the supply falls with it.
+            monthly_bills("C0002", "2021-01", [100.0] * 12 + [40.0] * 12),
+            monthly_bills("C0003", "2021-01", [200.0] * 24),
+            # A2: C0004's meter reports a varying share of a steady use; the loss moves against it.
+            monthly_bills("C0004", "2021-01", varying),
+        ]
+    )
+    supply = pd.concat(
+        [
+            _supply("A0", months, [330.0] * 24),
+            _supply("A1", months, [330.0] * 12 + [270.0] * 12),
+            _supply("A2", months, [110.0] * 24),
+        ],
+        ignore_index=True,
+    )
+    areas = pd.DataFrame(
+        {"area_id": ["A0", "A1", "A2"], "station": "S1", "supply_unit": "U1", "transformer_kva": 100.0}
+    )
+    f = features_at(
+        with_defaults(customers=customers, bills=bills, area_supply=supply, areas=areas),
+        "2023-01-31",
+        area_loss,
+    )
+    assert f.loc["C0000", "area_loss_rise_vs_own_drop_pct"] == pytest.approx(100.0)
+    assert f.loc["C0002", "area_loss_rise_vs_own_drop_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(f.loc["C0001", "area_loss_rise_vs_own_drop_pct"])  # its kWh did not fall
+    assert f.loc["C0004", "area_loss_corr_own_kwh_12m"] == pytest.approx(-1.0)
+    assert np.isnan(f.loc["C0001", "area_loss_corr_own_kwh_12m"])  # flat kWh: no correlation to speak of
+
+
+def test_row_correlation_matches_numpy_and_needs_enough_months():
+    from features import windows as w
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 12)), rng.normal(size=(3, 12))
+    a[1, :7] = np.nan  # five months observed: too few
+    got = w.corr(a, b, min_count=6)
+    assert got[0] == pytest.approx(np.corrcoef(a[0], b[0])[0, 1])
+    assert np.isnan(got[1]) and got[2] == pytest.approx(np.corrcoef(a[2], b[2])[0, 1])
