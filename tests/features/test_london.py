@@ -256,4 +256,4 @@ def test_cli_import_london(real_src: Path, tmp_path: Path) -> None:
     bad = CliRunner().invoke(
         app, ["import", "london", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]
     )
-    assert bad.exit_code == 2 and "daily_kwh.parquet" in bad.output
+    assert bad.exit_code == 2 and "daily_kwh.parquet" in bad.output.replace("\n", "")  # rich wraps long paths
