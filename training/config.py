@@ -25,18 +25,21 @@ class Strict(BaseModel):
 class AsOfRange(Strict):
     """Month-end as-of dates from `start` to `end` (inclusive) every `step_months` months.
 
+    `start = "auto"` (the default) is the month end `history_months` after the warehouse's first billing month,
+    so every as-of date has that much bill history behind it whatever span the warehouse covers.
     `end = "latest"` means the latest month end whose label window the warehouse fully observes.
     """
 
-    start: str = "2021-07"
+    start: str = "auto"
+    history_months: int = Field(default=6, ge=1, le=60)
     end: str = "latest"
     step_months: int = Field(default=1, ge=1, le=12)
 
     @field_validator("start")
     @classmethod
     def _start_is_month(cls, v: str) -> str:
-        if not MONTH.match(v):
-            raise ValueError(f"as_of.start must be YYYY-MM, got {v!r}")
+        if v != "auto" and not MONTH.match(v):
+            raise ValueError(f"as_of.start must be YYYY-MM or 'auto', got {v!r}")
         return v
 
     @field_validator("end")
@@ -116,7 +119,8 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _range_ordered(self) -> ExperimentConfig:
-        if self.as_of.end != "latest" and self.as_of.end < self.as_of.start:
+        fixed = self.as_of.end != "latest" and self.as_of.start != "auto"
+        if fixed and self.as_of.end < self.as_of.start:
             raise ValueError(f"as_of.end {self.as_of.end} is before as_of.start {self.as_of.start}")
         return self
 

@@ -85,13 +85,32 @@ def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Ti
     )
     if config.as_of.end != "latest" and pd.Period(config.as_of.end, "M") > latest_month:
         logger.warning("as_of.end %s is not fully observed in %s; using %s", config.as_of.end, warehouse, end)
-    dates = month_ends(config.as_of.start, str(end), config.as_of.step_months)
+    start = config.as_of.start
+    if start == "auto":
+        start = str(first_billing_month(Path(warehouse)) + config.as_of.history_months)
+    dates = month_ends(start, str(end), config.as_of.step_months)
     if not dates:
         raise TrainingError(
-            f"no as-of month from {config.as_of.start} to {end} is fully observed in warehouse {warehouse} "
-            f"(latest labelable as-of {latest.date()}); move as_of.start earlier"
+            f"no as-of month from {start} to {end} is fully observed in warehouse {warehouse} "
+            f"(latest labelable as-of {latest.date()}); move as_of.start earlier or lower as_of.history_months"
         )
     return dates
+
+
+def first_billing_month(warehouse: Path) -> pd.Period:
+    """The earliest billing period in the warehouse's bills."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features.sources import table_path
+
+    path = table_path(warehouse, "bills")
+    if not path.exists():
+        raise TrainingError(f"warehouse {warehouse} has no bills table ({path}); run `gridrisk ingest` first")
+    first = pc.min(pq.read_table(path, columns=["period"]).column("period")).as_py()
+    if first is None:
+        raise TrainingError(f"the bills table of {warehouse} is empty; nothing to train on")
+    return pd.Period(first, "M")
 
 
 def load_training_frame(

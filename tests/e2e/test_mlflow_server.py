@@ -83,7 +83,7 @@ def test_train_register_and_load_champion_through_a_tracking_server(
     monkeypatch.setenv("GRIDRISK_HOME", str(home))
     # A shorter as-of range and one LightGBM thread keep this test quick; the rest is the shipped file.
     config = tmp_path / "arrears.toml"
-    text = CONFIG.read_text(encoding="utf-8").replace('start = "2021-07"', 'start = "2022-06"')
+    text = CONFIG.read_text(encoding="utf-8").replace('start = "auto"', 'start = "2022-06"')
     config.write_text(text.replace("num_threads = 2", "num_threads = 1"))
 
     result = CliRunner().invoke(app, ["train", str(config), "--warehouse", str(generated_dir)])

@@ -56,3 +56,22 @@ def test_defaults_and_resolved_dict() -> None:
     resolved = config.resolved()
     assert resolved["task"] == "theft" and resolved["calibration"]["method"] == "isotonic"
     assert resolved["warehouse"] is None
+
+
+def test_auto_start_follows_the_warehouse_not_the_calendar(tmp_path: Path, generated_dir: Path) -> None:
+    import pandas as pd
+
+    from training.experiment import first_billing_month, resolve_as_of_dates
+
+    # The generated warehouse bills from 2021-01: six months of history put the first as-of date at 2021-07-31.
+    assert first_billing_month(generated_dir) == pd.Period("2021-01", "M")
+    dates = resolve_as_of_dates(default_config("arrears"), generated_dir)
+    assert dates[0] == pd.Timestamp("2021-07-31") and dates[1] == pd.Timestamp("2021-08-31")
+    short = default_config("arrears", as_of={"history_months": 3})
+    assert resolve_as_of_dates(short, generated_dir)[0] == pd.Timestamp("2021-04-30")
+    assert load_config(CONFIGS / "suspension.toml").as_of.history_months == 3
+    fixed = default_config("arrears", as_of={"start": "2022-06"})
+    assert resolve_as_of_dates(fixed, generated_dir)[0] == pd.Timestamp("2022-06-30")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrainingError, match="no bills table"):
+        first_billing_month(tmp_path / "empty")

@@ -18,7 +18,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "arr
 def config(tmp_path: Path) -> Path:
     """The shipped arrears config, shorter as-of range and one thread (less to build and fit, same rules)."""
     path = tmp_path / "arrears.toml"
-    text = SHIPPED.read_text(encoding="utf-8").replace('start = "2021-07"', 'start = "2022-06"')
+    text = SHIPPED.read_text(encoding="utf-8").replace('start = "auto"', 'start = "2022-06"')
     # One LightGBM thread: in a pytest process OpenMP is already loaded with spinning waits (see the README).
     path.write_text(text.replace("num_threads = 2", "num_threads = 1"))
     return path
