@@ -25,8 +25,8 @@ class Strict(BaseModel):
 class AsOfRange(Strict):
     """Month-end as-of dates from `start` to `end` (inclusive) every `step_months` months.
 
-    `start = "auto"` (the default) is the month end `history_months` after the warehouse's first billing month,
-    so every as-of date has that much bill history behind it whatever span the warehouse covers.
+    `start = "auto"` (the default) is the month end `history_months` after the warehouse's first billing
+    month, so every as-of date has that much bill history behind it whatever span the warehouse covers.
     `end = "latest"` means the latest month end whose label window the warehouse fully observes.
     """
 

@@ -92,7 +92,8 @@ def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Ti
     if not dates:
         raise TrainingError(
             f"no as-of month from {start} to {end} is fully observed in warehouse {warehouse} "
-            f"(latest labelable as-of {latest.date()}); move as_of.start earlier or lower as_of.history_months"
+            f"(latest labelable as-of {latest.date()}); "
+            "move as_of.start earlier or lower as_of.history_months"
         )
     return dates
 

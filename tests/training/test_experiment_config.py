@@ -63,7 +63,7 @@ def test_auto_start_follows_the_warehouse_not_the_calendar(tmp_path: Path, gener
 
     from training.experiment import first_billing_month, resolve_as_of_dates
 
-    # The generated warehouse bills from 2021-01: six months of history put the first as-of date at 2021-07-31.
+    # The generated warehouse bills from 2021-01: six months of history put the first as-of at 2021-07-31.
     assert first_billing_month(generated_dir) == pd.Period("2021-01", "M")
     dates = resolve_as_of_dates(default_config("arrears"), generated_dir)
     assert dates[0] == pd.Timestamp("2021-07-31") and dates[1] == pd.Timestamp("2021-08-31")
