@@ -52,6 +52,12 @@ def events_suspended_days_365d(applications: dict) -> np.ndarray:
     return applications["suspended_days_365d"]
 
 
+def events_suspended_days_same_season_last_year(applications: dict) -> np.ndarray:
+    """Days suspended 185-364 days before T: last year's copy of the coming half-year. Unlike the trailing
+    365 days, it says whether the season a seasonal plant suspends for lies ahead of T or behind it."""
+    return applications["suspended_days_same_season_last_year"]
+
+
 def is_suspended_at_as_of(applications: dict) -> np.ndarray:
     """A suspension started at or before T and its planned end is after T, with no restoration since."""
     return applications["suspended_now"]
@@ -96,6 +102,7 @@ FEATURES = [
     events_restore_count_365d,
     events_days_since_last_change,
     events_suspended_days_365d,
+    events_suspended_days_same_season_last_year,
     is_suspended_at_as_of,
     events_reduced_capacity_pct,
     has_scheduled_change,
@@ -142,6 +149,9 @@ def application_state(at: AsOf) -> dict[str, np.ndarray]:
     lo = np.maximum(start, today - 364)
     hi = np.minimum(np.where(np.isnan(end), today, end), today)
     overlap = np.where(is_susp, np.clip(hi - lo + 1, 0, None), 0.0)
+    # ... and with last year's copy of the label window, [T − 364, T − 365 + horizon].
+    season_hi = np.minimum(hi, today - 365 + LABEL_HORIZON_DAYS)
+    overlap_season = np.where(is_susp, np.clip(season_hi - lo + 1, 0, None), 0.0)
 
     # In force at T: the latest suspension-or-restore (resp. reduction-or-restore) that started by T decides.
     started = start <= today
@@ -170,6 +180,9 @@ def application_state(at: AsOf) -> dict[str, np.ndarray]:
         ),
         "days_since_change": np.where(np.isinf(last_change), np.nan, today - last_change),
         "suspended_days_365d": np.bincount(ci, weights=overlap, minlength=n).astype(float),
+        "suspended_days_same_season_last_year": np.bincount(ci, weights=overlap_season, minlength=n).astype(
+            float
+        ),
         "suspended_now": suspended,
         "reduced_kva": reduced,
         "scheduled": per_customer(change & (start > today)) > 0,

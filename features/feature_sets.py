@@ -406,6 +406,12 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "events_suspended_days_365d": _doc(
         "events", "days", "近一年暂停 {value:.0f} 天", "suspended {value:.0f} days in the last year"
     ),
+    "events_suspended_days_same_season_last_year": _doc(
+        "events",
+        "days",
+        "去年同期（未来半年对应时段）暂停 {value:.0f} 天",
+        "suspended {value:.0f} days in the same half-year last year",
+    ),
     "is_suspended_at_as_of": _doc(
         "events", "flag", "当前暂停标志 = {value:.0f}", "suspended now flag = {value:.0f}"
     ),
@@ -614,7 +620,7 @@ TASK_FEATURES: dict[str, list[str]] = {
         "events_changes_same_season_last_year",
         "events_restore_count_365d",
         "events_days_since_last_change",
-        "events_suspended_days_365d",
+        "events_suspended_days_same_season_last_year",
         "events_reduced_capacity_pct",
         "has_scheduled_change",
         "payments_days_late_mean_365d",

@@ -91,6 +91,10 @@ def test_changes_in_the_same_season_last_year(f):
     assert f.loc["C0001", "events_changes_same_season_last_year"] == 1  # 2022-03-01 counts, restore not
     assert f.loc["C0002", "events_changes_same_season_last_year"] == 1  # a reduction counts too
     assert f.loc["C0000", "events_changes_same_season_last_year"] == 0  # 121 days before T: this season
+    # Days suspended in that window (2022-01-01 … 2022-06-29): C0004's 2022-01-10 … 2022-03-10 spell, all of
+    # it; C0000's current suspension lies in this half-year, not last year's copy of the coming one.
+    assert f.loc["C0004", "events_suspended_days_same_season_last_year"] == 60
+    assert f.loc["C0000", "events_suspended_days_same_season_last_year"] == 0
 
 
 def test_reduction_and_scheduled_change(f):
