@@ -16,6 +16,7 @@ from features.snapshot import BILL_MEASURES, AsOf, evaluate
 HOURS_PER_MONTH = 730.0  # 8,760 h / 12: utilisation and load factor per average month
 ZERO_KWH = 1.0  # a month under 1 kWh is a zero month (meter stopped, empty premises or bypassed)
 NEAR_ZERO_SHARE = 0.1  # a month under 10 % of the customer's own 12-month mean
+REPEAT_TOLERANCE = 0.001  # two months within 0.1 % of each other count as the same figure
 
 
 def bills_months_since_last_bill(months_since_last: np.ndarray) -> np.ndarray:
@@ -87,6 +88,16 @@ def bills_zero_kwh_run_months(kwh: np.ndarray) -> np.ndarray:
     """Consecutive zero months up to the latest bill (three in a row trigger a site check, DOMAIN §1)."""
     zero = kwh[:, :12][:, ::-1] < ZERO_KWH
     return np.where(np.isnan(kwh[:, 0]), np.nan, w.trailing_run(zero))
+
+
+def bills_kwh_repeat_months_12m(kwh: np.ndarray) -> np.ndarray:
+    """Months of the last 12 billed the same kWh as the month before (within 0.1 %): real use never repeats
+    to the kWh; a meter or reading that reports a fixed figure does (估抄, attack h5's flat profile)."""
+    now, before = kwh[:, :11], kwh[:, 1:12]
+    pairs = np.where(np.isnan(now) | np.isnan(before), np.nan, now)
+    with np.errstate(invalid="ignore"):
+        same = (np.abs(now - before) <= REPEAT_TOLERANCE * before) & (before >= ZERO_KWH)
+    return w.count_where(same, pairs, min_count=3)
 
 
 def bills_utilization_pct_3m(kwh: np.ndarray, capacity_kva: np.ndarray) -> np.ndarray:
@@ -187,6 +198,7 @@ FEATURES = [
     bills_zero_kwh_months_12m,
     bills_near_zero_kwh_months_12m,
     bills_zero_kwh_run_months,
+    bills_kwh_repeat_months_12m,
     bills_utilization_pct_3m,
     bills_peak_share_pct_3m,
     bills_valley_share_pct_3m,

@@ -127,6 +127,12 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "bills_zero_kwh_run_months": _doc(
         "consumption", "months", "连续零电量 {value:.0f} 个月", "{value:.0f} zero-kWh months in a row"
     ),
+    "bills_kwh_repeat_months_12m": _doc(
+        "consumption",
+        "months",
+        "近12个月有 {value:.0f} 个月电量与上月完全相同",
+        "{value:.0f} of the last 12 months billed exactly the previous month's kWh",
+    ),
     "bills_utilization_pct_3m": _doc(
         "consumption",
         "%",
@@ -638,6 +644,7 @@ TASK_FEATURES: dict[str, list[str]] = {
         *_ARCHIVE,
         *_LEVELS,
         "bills_kwh_last_1m",
+        "bills_kwh_repeat_months_12m",
         "bills_utilization_pct_3m",
         "bills_peak_share_pct_3m",
         "bills_valley_share_pct_3m",

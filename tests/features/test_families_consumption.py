@@ -110,3 +110,20 @@ def test_customers_without_any_bill_get_nan(tables):
     f = features_at(with_defaults(customers=customer_rows(1)), "2023-01-31", consumption).loc["C0000"]
     assert np.isnan(f["bills_kwh_mean_3m"]) and np.isnan(f["bills_months_since_last_bill"])
     assert f["bills_history_months"] == 0
+
+
+def test_repeated_monthly_figures_are_counted():
+    flat = [120.0] * 6 + [95.0, 101.0, 99.0, 120.0, 120.0, 120.0]  # a fixed figure, then real use, then fixed
+    bills = pd.concat(
+        [
+            monthly_bills("C0000", "2022-01", flat),
+            monthly_bills("C0001", "2022-01", [100.0 + i for i in range(12)]),  # always moving
+            monthly_bills("C0002", "2022-01", [0.0] * 12),  # zeros are zero months, not repeats
+            monthly_bills("C0003", "2022-10", [50.0, 50.0]),  # one pair: too little to say
+        ]
+    )
+    f = features_at(with_defaults(customers=customer_rows(4), bills=bills), "2023-01-31", consumption)
+    assert f.loc["C0000", "bills_kwh_repeat_months_12m"] == 7  # five pairs in the first run, two in the last
+    assert f.loc["C0001", "bills_kwh_repeat_months_12m"] == 0
+    assert f.loc["C0002", "bills_kwh_repeat_months_12m"] == 0
+    assert np.isnan(f.loc["C0003", "bills_kwh_repeat_months_12m"])
