@@ -318,6 +318,24 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "近一年账单平均在到期日前 {value:.0f} 天缴清（负数为逾期）",
         "bills of the last year paid {value:.0f} days before the due date on average (negative: late)",
     ),
+    "payments_days_before_due_mean_730d": _doc(
+        "payments",
+        "days",
+        "近两年账单平均在到期日前 {value:.0f} 天缴清（负数为逾期）",
+        "bills of the last two years paid {value:.0f} days before the due date on average (negative: late)",
+    ),
+    "payments_window_left_share_365d": _doc(
+        "payments",
+        "ratio",
+        "近一年平均在缴费期还剩 {value:.0%} 时缴清（负数为逾期）",
+        "bills of the last year paid with {value:.0%} of the payment window left on average (negative: late)",
+    ),
+    "payments_window_left_share_730d": _doc(
+        "payments",
+        "ratio",
+        "近两年平均在缴费期还剩 {value:.0%} 时缴清（负数为逾期）",
+        "bills of the last two years paid with {value:.0%} of the payment window left on average",
+    ),
     "payments_days_before_due_change_90d_vs_365d": _doc(
         "payments",
         "days",
@@ -329,6 +347,9 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     ),
     "payments_late_count_365d": _doc(
         "payments", "bills", "近12个月逾期缴费 {value:.0f} 次", "{value:.0f} late bills in the last 12 months"
+    ),
+    "payments_late_count_730d": _doc(
+        "payments", "bills", "近两年逾期缴费 {value:.0f} 次", "{value:.0f} late bills in the last two years"
     ),
     "payments_late_30d_count_365d": _doc(
         "payments",

@@ -15,6 +15,7 @@ from features import windows as w
 from features.snapshot import AsOf, evaluate
 
 TOLERANCE_YUAN = 1.0  # rounding and small-change differences are not arrears
+MIN_WINDOW_LEFT = -3.0  # a bill paid three windows late says no more than one paid later still
 LATE_SERIOUS_DAYS = 30  # after 30 days overdue and a demand, supply may be cut (DOMAIN §4)
 
 
@@ -50,6 +51,23 @@ def payments_days_before_due_mean_365d(days_before_due: np.ndarray, due_age: np.
     return w.mean(np.where(due_age < 365, days_before_due, np.nan))
 
 
+def payments_days_before_due_mean_730d(days_before_due: np.ndarray, due_age: np.ndarray) -> np.ndarray:
+    """Two years of bills: a customer's habit (and the stress behind it) changes slowly, so more bills
+    estimate it better than the last twelve."""
+    return w.mean(np.where(due_age < 730, days_before_due, np.nan))
+
+
+def payments_window_left_share_365d(window_left: np.ndarray, due_age: np.ndarray) -> np.ndarray:
+    """Share of the bill's payment window (issue to due date) still left when it was paid, averaged over the
+    year: 1 = paid on issue, 0 = on the due date, below 0 late. Comparable across supply units whose due
+    periods differ (15, 20 or 25 days)."""
+    return w.mean(np.where(due_age < 365, window_left, np.nan))
+
+
+def payments_window_left_share_730d(window_left: np.ndarray, due_age: np.ndarray) -> np.ndarray:
+    return w.mean(np.where(due_age < 730, window_left, np.nan))
+
+
 def payments_days_before_due_change_90d_vs_365d(
     days_before_due: np.ndarray, due_age: np.ndarray
 ) -> np.ndarray:
@@ -66,6 +84,11 @@ def payments_late_count_180d(days_late: np.ndarray, due_age: np.ndarray) -> np.n
 
 def payments_late_count_365d(days_late: np.ndarray, due_age: np.ndarray) -> np.ndarray:
     window = np.where(due_age < 365, days_late, np.nan)
+    return w.count_where(window > 0, window)
+
+
+def payments_late_count_730d(days_late: np.ndarray, due_age: np.ndarray) -> np.ndarray:
+    window = np.where(due_age < 730, days_late, np.nan)
     return w.count_where(window > 0, window)
 
 
@@ -136,9 +159,13 @@ FEATURES = [
     payments_days_late_last,
     payments_days_before_due_mean_90d,
     payments_days_before_due_mean_365d,
+    payments_days_before_due_mean_730d,
     payments_days_before_due_change_90d_vs_365d,
+    payments_window_left_share_365d,
+    payments_window_left_share_730d,
     payments_late_count_180d,
     payments_late_count_365d,
+    payments_late_count_730d,
     payments_late_30d_count_365d,
     payments_partial_count_365d,
     payments_unpaid_count_365d,
@@ -182,6 +209,11 @@ def bill_payment_state(at: AsOf) -> dict[str, np.ndarray]:
         "paid": paid,
         "days_late": days_late,
         "days_before_due": np.where(billable & np.isfinite(signed_late), -signed_late, np.nan),
+        "window_left": np.where(
+            billable & np.isfinite(signed_late),
+            np.clip(w.ratio(-signed_late, due_day - at.bills.values["issue_day"]), MIN_WINDOW_LEFT, 1.0),
+            np.nan,
+        ),
         "due_age": np.where(billable, at.day_num - due_day, np.nan),
         "outstanding": outstanding,
         "open_bill": billable & ~settled,

@@ -153,7 +153,9 @@ def prepare_partition(tables: dict[str, pd.DataFrame], months_until: int | None 
     f = view.frame
     arrays = {m: _floats(f, m, single=m in FLOAT32_MEASURES["bills"]) for m in BILL_MEASURES}
     arrays["month"] = bill_month[view.order]
-    arrays["due_day"] = day_numbers(f, "due_date") if "due_date" in f.columns else np.full(len(f), np.nan)
+    for day in ("due", "issue"):
+        column = f"{day}_date"
+        arrays[f"{day}_day"] = day_numbers(f, column) if column in f.columns else np.full(len(f), np.nan)
     rows["bills"] = Rows(view, bill_cust[view.order], arrays)
     has_tou = bool(np.isfinite(arrays["kwh_peak"]).any())
 
@@ -315,7 +317,7 @@ class BillCells:
         self._lag_index = LagIndex(self.last, part.n_months, LAGS)
 
     def matrix(self, name: str) -> np.ndarray:
-        """Calendar matrix of a bill measure (or "due_day", "versions"): NaN where no bill is visible."""
+        """Calendar matrix of a bill measure (or "due_day", "issue_day", "versions"); NaN: no bill visible."""
         if name not in self._matrices:
             mat = np.full(self._shape, np.nan)
             source = self._versions if name == "versions" else self._rows[name][self._pos]

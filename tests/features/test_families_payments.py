@@ -115,6 +115,12 @@ def test_days_before_due_keep_the_sign_that_days_late_clip(f):
         -(15 + 37 + 6) * (1 / 3 - 1 / 12)
     )
     assert np.isnan(f.loc["C0003", "payments_days_before_due_mean_365d"])
+    # The same in shares of the 20-day payment window (issue on the 5th, due on the 25th), and over two years
+    # (this history has one).
+    assert c["payments_window_left_share_365d"] == pytest.approx(-(15 + 37 + 6) / 20 / 12)
+    assert c["payments_window_left_share_730d"] == c["payments_window_left_share_365d"]
+    assert c["payments_days_before_due_mean_730d"] == c["payments_days_before_due_mean_365d"]
+    assert c["payments_late_count_730d"] == c["payments_late_count_365d"] == 3
 
 
 def test_paying_early_counts_as_days_before_due():
@@ -127,4 +133,22 @@ def test_paying_early_counts_as_days_before_due():
     pays.insert(0, "payment_id", [f"P{i}" for i in range(len(pays))])
     c = features_at(with_defaults(customers=customer_rows(1), bills=bills, payments=pays), AS_OF, payments)
     assert c.loc["C0000", "payments_days_before_due_mean_365d"] == pytest.approx(5.0)
+    assert c.loc["C0000", "payments_window_left_share_365d"] == pytest.approx(5 / 20)
     assert c.loc["C0000", "payments_days_late_mean_365d"] == 0
+
+
+def test_two_year_windows_reach_back_two_years():
+    bills = monthly_bills("C0000", "2021-01", [200.0] * 24)
+    late_2021 = bills["period"] < "2022-01-01"
+    rows = [
+        _pay("C0000", p, str((d + pd.Timedelta(days=10 if old else 0)).date()) + " 09:00", 100.0)
+        for p, d, old in zip(bills["period"], bills["due_date"], late_2021, strict=True)
+    ]
+    pays = pd.DataFrame(rows)
+    pays.insert(0, "payment_id", [f"P{i}" for i in range(len(pays))])
+    c = features_at(with_defaults(customers=customer_rows(1), bills=bills, payments=pays), AS_OF, payments)
+    # Every 2021 bill was paid 10 days late, every 2022 bill on its due date.
+    assert c.loc["C0000", "payments_late_count_365d"] == 0
+    assert c.loc["C0000", "payments_late_count_730d"] == 12
+    assert c.loc["C0000", "payments_days_before_due_mean_730d"] == pytest.approx(-10 * 12 / 24)
+    assert c.loc["C0000", "payments_window_left_share_730d"] == pytest.approx(-0.5 * 12 / 24)
