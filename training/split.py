@@ -69,7 +69,10 @@ def split_by_time(
     if not train:
         raise TrainingError(
             f"no as-of date ends its {gap_days}-day label window before the first validation date "
-            f"{validation[0].date()}; start the [as_of] range earlier"
+            f"{validation[0].date()}: the as-of dates run {dates[0].date()}..{dates[-1].date()}, and a split "
+            f"with two {gap_days}-day gaps needs training dates before {(validation[0] - gap).date()}. "
+            f"Start the [as_of] range earlier (as_of.start, or a lower as_of.history_months), lower "
+            f"split.validation_dates/test_dates, or train on an export with more history"
         )
     used = set(train) | set(validation) | set(test)
     return TimeSplit(

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 import_app = typer.Typer(help="Import real exports into a warehouse.", no_args_is_help=True)
 benchmark_app = typer.Typer(help="Benchmarks on real data.", no_args_is_help=True)
@@ -31,7 +32,7 @@ def import_london_command(
         with console.status(f"importing {src}"):
             summary = import_london(src, out, seed=seed)
     except LondonError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     table = Table(title=f"London import → {out}")
     table.add_column("what")
@@ -77,7 +78,7 @@ def benchmark_london_theft_command(
             progress=lambda msg: console.log(msg),
         )
     except (LondonError, BenchmarkError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     console.print(render_result(result))
     if json_out is not None:

@@ -9,6 +9,7 @@ import datetime as dt
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 TASKS = ("arrears", "suspension", "theft")
 
@@ -71,7 +72,7 @@ def score(
                     progress=lambda _s, d, n, j=job: bar.update(j, completed=d, total=n),
                 )
             except ServingError as exc:
-                console.print(f"[red]{name}: {exc}[/red]")
+                console.print(f"[red]{name}: {escape(str(exc))}[/red]")
                 raise typer.Exit(2) from exc
             table.add_row(
                 name,

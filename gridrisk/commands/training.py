@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def train(
         if search is not None or trials is not None:
             configs = [(_with_search(c, search, trials), text) for c, text in configs]
     except TrainingError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
     reports = []
@@ -110,7 +111,7 @@ def train(
                 lambda progress, cfg=cfg, wh=wh, text=text: _train_one(cfg, wh, settings, progress, text),
             )
         except TrainingError as exc:
-            console.print(f"[red]error ({cfg.task.value}):[/red] {exc}")
+            console.print(f"[red]error ({cfg.task.value}):[/red] {escape(str(exc))}")
             raise typer.Exit(1) from exc
         reports.append(report)
         _print_report(console, report)
@@ -251,7 +252,7 @@ def evaluate(
             ),
         )
     except TrainingError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     except Exception as exc:  # MLflow raises its own errors for unknown models or aliases
         from mlflow.exceptions import MlflowException
@@ -288,7 +289,7 @@ def promote(
         task_spec(task)
         result = promote_version(settings.tracking_uri, task, version, reason, user=_user())
     except TrainingError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     console.print(
         f"{result['model']} version {result['version']} is now [bold]champion[/bold] "

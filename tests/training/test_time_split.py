@@ -46,6 +46,9 @@ def test_too_few_dates_says_what_to_change() -> None:
         split_by_time(month_ends("2023-01", "2023-05"), validation_dates=3, test_dates=3, gap_days=90)
     with pytest.raises(TrainingError, match="label window"):
         split_by_time(month_ends("2023-01", "2023-10"), validation_dates=3, test_dates=3, gap_days=200)
+    # Two years of suspension as-of dates: validation and test fit, training would need dates before 2022-03.
+    with pytest.raises(TrainingError, match=r"run 2022-07-31\.\.2023-06-30.*before 2022-03-04.*more history"):
+        split_by_time(month_ends("2022-07", "2023-06"), validation_dates=3, test_dates=3, gap_days=180)
 
 
 def test_gap_shorter_than_the_label_window_is_refused(frame: pd.DataFrame) -> None:
