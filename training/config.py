@@ -28,12 +28,15 @@ class AsOfRange(Strict):
     `start = "auto"` (the default) is the month end `history_months` after the warehouse's first billing
     month, so every as-of date has that much bill history behind it whatever span the warehouse covers.
     `end = "latest"` means the latest month end whose label window the warehouse fully observes.
+    `max_dates` keeps the latest N of them (36 by default), so a warehouse with a long tail of old bills does
+    not stack a decade of months into one training set.
     """
 
     start: str = "auto"
     history_months: int = Field(default=6, ge=1, le=60)
     end: str = "latest"
     step_months: int = Field(default=1, ge=1, le=12)
+    max_dates: int | None = Field(default=36, ge=1, description="keep only the latest N dates; none: all")
 
     @field_validator("start")
     @classmethod

@@ -89,6 +89,8 @@ def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Ti
     if start == "auto":
         start = str(first_billing_month(Path(warehouse)) + config.as_of.history_months)
     dates = month_ends(start, str(end), config.as_of.step_months)
+    if config.as_of.max_dates is not None:
+        dates = dates[-config.as_of.max_dates :]
     if not dates:
         raise TrainingError(
             f"no as-of month from {start} to {end} is fully observed in warehouse {warehouse} "

@@ -70,6 +70,8 @@ def test_auto_start_follows_the_warehouse_not_the_calendar(tmp_path: Path, gener
     short = default_config("arrears", as_of={"history_months": 3})
     assert resolve_as_of_dates(short, generated_dir)[0] == pd.Timestamp("2021-04-30")
     assert load_config(CONFIGS / "suspension.toml").as_of.history_months == 3
+    capped = default_config("arrears", as_of={"max_dates": 4})
+    assert resolve_as_of_dates(capped, generated_dir) == dates[-4:]
     fixed = default_config("arrears", as_of={"start": "2022-06"})
     assert resolve_as_of_dates(fixed, generated_dir)[0] == pd.Timestamp("2022-06-30")
     (tmp_path / "empty").mkdir()
