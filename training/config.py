@@ -145,8 +145,15 @@ def load_config(path: Path, **overrides: Any) -> ExperimentConfig:
     return _validate(raw, str(path))
 
 
+# Where a task's shipped config departs from the class defaults, `--task T` without a file departs too.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "suspension": {"as_of": {"history_months": 3}},  # see experiments/configs/suspension.toml
+}
+
+
 def default_config(task: str | Task, **overrides: Any) -> ExperimentConfig:
-    raw: dict[str, Any] = {"task": str(Task(task))}
+    name = str(Task(task))
+    raw: dict[str, Any] = {"task": name, **TASK_DEFAULTS.get(name, {})}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return _validate(raw, f"defaults for {task}")
 

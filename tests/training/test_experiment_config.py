@@ -70,6 +70,7 @@ def test_auto_start_follows_the_warehouse_not_the_calendar(tmp_path: Path, gener
     short = default_config("arrears", as_of={"history_months": 3})
     assert resolve_as_of_dates(short, generated_dir)[0] == pd.Timestamp("2021-04-30")
     assert load_config(CONFIGS / "suspension.toml").as_of.history_months == 3
+    assert default_config("suspension").as_of.history_months == 3  # `--task suspension` agrees with the file
     capped = default_config("arrears", as_of={"max_dates": 4})
     assert resolve_as_of_dates(capped, generated_dir) == dates[-4:]
     fixed = default_config("arrears", as_of={"start": "2022-06"})
@@ -77,3 +78,10 @@ def test_auto_start_follows_the_warehouse_not_the_calendar(tmp_path: Path, gener
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainingError, match="no bills table"):
         first_billing_month(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("task", ["arrears", "suspension", "theft"])
+def test_task_defaults_are_the_shipped_configs(task: str) -> None:
+    """`gridrisk train --task T` (no file) trains what `gridrisk train experiments/configs/T.toml` does."""
+    shipped = load_config(CONFIGS / f"{task}.toml").model_dump(exclude={"warehouse"})
+    assert default_config(task).model_dump(exclude={"warehouse"}) == shipped
