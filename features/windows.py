@@ -88,25 +88,16 @@ def slope_pct(lagged: np.ndarray, min_count: int = 3) -> np.ndarray:
     Normalising by the level makes a 1,000 kVA plant and a household comparable; a window whose mean is not
     positive has no defined trend (NaN).
     """
-    k = lagged.shape[1]
-    x = -np.arange(k, dtype=np.float64)[None, :]  # time runs forward as the lag falls
-    observed = ~np.isnan(lagged)
-    y = np.where(observed, lagged, 0.0)
-    xs = np.where(observed, x, 0.0)
-    n = observed.sum(axis=1).astype(np.float64)
-    sx, sy = xs.sum(axis=1), y.sum(axis=1)
-    sxx, sxy = (xs * xs).sum(axis=1), (xs * y).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
-        level = sy / n
-        out = slope / level * 100.0
-    return np.where((n >= min_count) & (level > 0), np.clip(out, -PCT_CAP, PCT_CAP), np.nan)
+        level = mean(lagged)
+        out = slope(lagged, min_count) / level * 100.0
+    return np.where(level > 0, np.clip(out, -PCT_CAP, PCT_CAP), np.nan)
 
 
 def slope(lagged: np.ndarray, min_count: int = 3) -> np.ndarray:
     """OLS slope per step of a lag-ordered window (column 0 = latest), in the values' own unit."""
     k = lagged.shape[1]
-    x = -np.arange(k, dtype=np.float64)[None, :]
+    x = -np.arange(k, dtype=np.float64)[None, :]  # time runs forward as the lag falls
     observed = ~np.isnan(lagged)
     y = np.where(observed, lagged, 0.0)
     xs = np.where(observed, x, 0.0)

@@ -140,20 +140,7 @@ def risk_list(
     )
 
 
-TABLE_COLUMNS = (
-    "rank",
-    "customer_id",
-    "name",
-    "phone",
-    "usage_category",
-    "supply_unit",
-    "station",
-    "probability",
-    "band",
-    "percentile",
-    "amount_at_stake",
-    "expected_value",
-)
+TABLE_COLUMNS = ("rank", "customer_id", "name", "phone", *LIST_COLUMNS[1:])
 
 
 def table_rows(response: RiskListResponse) -> tuple[list[str], list[list]]:

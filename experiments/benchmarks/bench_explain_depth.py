@@ -22,8 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
 SETTINGS = (  # (label, max_depth, num_leaves)
     ("depth 4, 15 leaves", 4, 15),
     ("depth 5, 15 leaves (default)", 5, 15),
@@ -64,13 +62,13 @@ def _cpu(fn) -> float:
 
 
 def run_task(warehouse: Path | None, task: str, sets: Path | None, seeds: list[int]) -> list[dict]:
-    from training.config import LightGBMConfig, load_config
+    from training.config import LightGBMConfig, default_config
     from training.experiment import evaluate_on_test, load_training_frame, split_frame
     from training.fit import TaskModel
     from training.tasks import task_spec
 
-    config = load_config(
-        CONFIGS / f"{task}.toml",
+    config = default_config(
+        task,
         warehouse=str(warehouse) if warehouse else None,
         training_set=str(sets / f"{task}.parquet") if sets else None,
     )

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.schema import Granularity, InspectionResult, table
+from features.schema import LOAD_ORDER, Granularity, InspectionResult, table
 from features.sources import table_path
 from features.synthetic import domain as d
 from features.synthetic.billing import Bills, bill_dates, build_bills, schedule_draws
@@ -52,16 +52,6 @@ TECH_LOSS = ((0.025, 0.06), (0.01, 0.025))  # technical loss range of public are
 TECH_LOSS_MONTHLY_SD = 0.004
 TECH_LOSS_DAILY_SD = 0.01
 RESULTS = (InspectionResult.NORMAL.value, InspectionResult.THEFT.value, InspectionResult.VIOLATION.value)
-TABLE_NAMES = (
-    "areas",
-    "customers",
-    "bills",
-    "payments",
-    "readings",
-    "suspensions",
-    "inspections",
-    "area_supply",
-)
 
 
 class _Sink:
@@ -124,7 +114,7 @@ def generate(
     summary = GenerationSummary(out=out)
 
     relaxed = config.faults
-    sinks = {name: _Sink(table_path(out, name), _contract_schema(name, relaxed)) for name in TABLE_NAMES}
+    sinks = {name: _Sink(table_path(out, name), _contract_schema(name, relaxed)) for name in LOAD_ORDER}
     if not config.daily_days:
         sinks.pop("readings").close()
         table_path(out, "readings").unlink()

@@ -19,6 +19,7 @@ from features.engines import local
 from features.engines.partition import PartitionJob, compute_partition
 from features.feature_sets import FEATURE_DOCS
 from features.point_in_time import cutoff
+from features.schema import LOAD_ORDER
 from features.snapshot import prepare_partition
 
 AS_OF_DATES = ("2022-11-30", "2023-04-30")
@@ -277,17 +278,7 @@ def generated_tables(generated_dir) -> dict[str, pd.DataFrame]:
     """The generated utility cut to a few whole areas (a few hundred customers keep the test quick)."""
     from features.sources import has_table, read_table
 
-    names = (
-        "customers",
-        "bills",
-        "payments",
-        "readings",
-        "suspensions",
-        "inspections",
-        "areas",
-        "area_supply",
-    )
-    tables = {n: read_table(generated_dir, n) for n in names if has_table(generated_dir, n)}
+    tables = {n: read_table(generated_dir, n) for n in LOAD_ORDER if has_table(generated_dir, n)}
     customers = tables["customers"]
     # Four areas with the most two-part customers (the suspension population) and four others.
     two_part = customers[customers["tariff"] == "two_part"]["area_id"].value_counts().index[:4].tolist()

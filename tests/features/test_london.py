@@ -11,6 +11,7 @@ import pytest
 
 from features import london
 from features.london import InjectionProtocol, import_frames, inject_theft
+from features.schema import LOAD_ORDER
 
 REPO = Path(__file__).resolve().parents[2]
 LONDON = REPO.parent / "shared" / "data" / "london-smart-meters"
@@ -229,16 +230,7 @@ def test_real_import_writes_valid_contract_tables(real_src: Path, tmp_path: Path
 
     validation = pytest.importorskip("features.validation")
     accepted: dict[str, pd.DataFrame] = {}
-    for name in (
-        "areas",
-        "customers",
-        "bills",
-        "payments",
-        "readings",
-        "suspensions",
-        "inspections",
-        "area_supply",
-    ):
+    for name in LOAD_ORDER:
         frame = read_table(tmp_path / "wh", name)
         result = validation.validate(frame, name, reference=accepted)
         assert len(result.quarantined) == 0, (name, result.quarantined.head())

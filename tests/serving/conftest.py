@@ -9,9 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from tinymodel import FakeRegistry, train_package, write_customers, write_population_snapshot
+from tinymodel import (
+    FakeRegistry,
+    create_test_keys,
+    train_package,
+    write_customers,
+    write_population_snapshot,
+)
 
-from serving.access import create_key
 from serving.main import create_app
 from serving.model import PackagedModel
 from serving.service import ServiceState
@@ -63,13 +68,7 @@ class Service:
 def service(settings: ServingSettings, registry: FakeRegistry, package: PackagedModel) -> Iterator[Service]:
     population = write_population_snapshot(package, settings)
     write_customers(settings, population)
-    keys = {
-        "service": create_key(settings.keys_path, "service")[0],
-        "analyst": create_key(settings.keys_path, "analyst")[0],
-        "admin": create_key(settings.keys_path, "admin")[0],
-        "collector": create_key(settings.keys_path, "collector", stations=["S01"])[0],
-        "unit_collector": create_key(settings.keys_path, "collector", supply_units=["U2"])[0],
-    }
+    keys = create_test_keys(settings.keys_path)
     state = ServiceState.build(settings, registry)
     with TestClient(create_app(settings, state)) as client:
         yield Service(client, state, registry, population, keys)

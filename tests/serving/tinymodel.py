@@ -11,6 +11,7 @@ import lightgbm
 import numpy as np
 import pandas as pd
 
+from serving.access import create_key
 from serving.model import Calibrator, FeatureSpec, PackagedModel, ReasonText
 from serving.model_store import RegistryError
 from serving.schemas import ModelRef, RegistryVersion
@@ -154,6 +155,17 @@ def write_population_snapshot(
     scores = score_frame(package, frame, ModelRef(name=f"gridrisk-{task}", version=version))
     write_snapshot(scores, settings.snapshots_path, task, AS_OF)
     return frame
+
+
+def create_test_keys(keys_path: Path) -> dict[str, str]:
+    """One key per role the tests use: a collector of station S01 and one of supply unit U2."""
+    return {
+        "service": create_key(keys_path, "service")[0],
+        "analyst": create_key(keys_path, "analyst")[0],
+        "admin": create_key(keys_path, "admin")[0],
+        "collector": create_key(keys_path, "collector", stations=["S01"])[0],
+        "unit_collector": create_key(keys_path, "collector", supply_units=["U2"])[0],
+    }
 
 
 def write_customers(settings: ServingSettings, frame: pd.DataFrame) -> None:

@@ -12,10 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from fastapi.testclient import TestClient
-from tinymodel import AS_OF, FakeRegistry, scoring_frame, write_customers, write_population_snapshot
+from tinymodel import (
+    AS_OF,
+    FakeRegistry,
+    create_test_keys,
+    scoring_frame,
+    write_customers,
+    write_population_snapshot,
+)
 
 from features.sources import write_table
-from serving.access import create_key
 from serving.main import create_app
 from serving.model import PackagedModel
 from serving.schemas import ModelRef
@@ -140,13 +146,7 @@ def web_service(settings: ServingSettings, registry: FakeRegistry) -> Iterator[W
     population = write_population_snapshot(package, settings)
     write_customers(settings, population)
     history = write_history(settings, population)
-    keys = {
-        "service": create_key(settings.keys_path, "service")[0],
-        "analyst": create_key(settings.keys_path, "analyst")[0],
-        "admin": create_key(settings.keys_path, "admin")[0],
-        "collector": create_key(settings.keys_path, "collector", stations=["S01"])[0],
-        "unit_collector": create_key(settings.keys_path, "collector", supply_units=["U2"])[0],
-    }
+    keys = create_test_keys(settings.keys_path)
     state = ServiceState.build(settings, registry)
     with TestClient(create_app(settings, state)) as client:
         yield WebService(client, state, population, history, keys)
