@@ -267,14 +267,36 @@ def load_packaged_model(
 ) -> PackagedModel:
     """Load the package behind a model URI (``models:/gridrisk-arrears@champion``) without pyfunc overhead.
 
-    ``tracking_uri`` (also used as the registry URI) avoids relying on MLflow's process-global URI.
+    With ``tracking_uri`` (also the registry URI) nothing depends on MLflow's process-global URI: MLflow 3
+    resolves a ``models:/`` URI against the global registry whatever ``registry_uri`` it is given, so a
+    fresh process (``gridrisk serve`` without ``MLFLOW_TRACKING_URI``) looked in ``./mlflow.db``. Such URIs
+    are resolved here, with a client bound to ``tracking_uri``, to the version's artifact location.
     """
     import mlflow.artifacts
 
+    artifact_uri = model_uri
+    if tracking_uri is not None and model_uri.startswith("models:/"):
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        name, version = _model_reference(model_uri, client)
+        artifact_uri = client.get_model_version_download_uri(name, version)
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=model_uri,
+        artifact_uri=artifact_uri,
         dst_path=str(dst) if dst else None,
         tracking_uri=tracking_uri,
         registry_uri=tracking_uri,
     )
     return PackagedModel.load(Path(local) / "artifacts" / "package")
+
+
+def _model_reference(model_uri: str, client: Any) -> tuple[str, str]:
+    """(name, version) of ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
+    ref = model_uri.removeprefix("models:/").strip("/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, str(client.get_model_version_by_alias(name, alias).version)
+    name, sep, version = ref.partition("/")
+    if not sep or not version or "/" in version:
+        raise ValueError(f"expected models:/<name>/<version> or models:/<name>@<alias>, got {model_uri!r}")
+    return name, version

@@ -583,7 +583,9 @@ def _register_and_gate(
     champion_scores = None
     if champion is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            package = load_packaged_model(f"models:/{model_name(task)}/{champion.version}", Path(tmp))
+            package = load_packaged_model(
+                f"models:/{model_name(task)}/{champion.version}", Path(tmp), tracking_uri
+            )
         try:
             champion_scores = gate_scores(package, champion.version, test, spec, config.evaluation)
         except TrainingError as exc:
@@ -754,7 +756,7 @@ def evaluate_model(
     progress("fit", None)
     mlflow.set_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        package = load_packaged_model(model_uri, Path(tmp))
+        package = load_packaged_model(model_uri, Path(tmp), tracking_uri)
     missing = [n for n in package.spec.names if n not in test.columns]
     if missing:
         raise TrainingError(

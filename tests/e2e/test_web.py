@@ -44,14 +44,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(home: Path, tracking_uri: str, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "GRIDRISK_HOME": str(home),
-        "GRIDRISK_POLL_SECONDS": "0",
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
+def start_service(home: Path, port: int) -> subprocess.Popen:
+    # No MLFLOW_TRACKING_URI: a fresh `gridrisk serve` finds the registry in its home, as after `make demo`.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(
+        GRIDRISK_HOME=str(home), GRIDRISK_POLL_SECONDS="0", PATH=f"{BIN}:{os.environ.get('PATH', '')}"
+    )
     proc = subprocess.Popen(
         [str(BIN / "gridrisk"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         stdout=(home / "uvicorn.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True, env=env,
@@ -112,7 +110,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     try:
         home = build(root)
         port = free_port()
-        proc = start_service(home.home, home.tracking_uri, port)
+        proc = start_service(home.home, port)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:

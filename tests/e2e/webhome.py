@@ -111,7 +111,9 @@ def build(root: Path) -> WebHome:
 
     home = root / "home"
     settings = ServingSettings(home=home)
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    # The embedded store in the home, where `gridrisk serve` looks when MLFLOW_TRACKING_URI is not set.
+    home.mkdir(parents=True, exist_ok=True)
+    tracking_uri = f"sqlite:///{(home / 'mlflow.db').resolve()}"
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
     experiment_id = client.create_experiment("web-e2e", artifact_location=(root / "artifacts").as_uri())

@@ -132,6 +132,30 @@ def test_run_logs_metrics_dataset_plots_and_a_servable_package(store, frame, fea
     assert pyfunc.metadata.signature is not None
 
 
+def test_a_registered_model_loads_by_uri_whatever_the_global_store(store, tmp_path: Path) -> None:
+    """`gridrisk serve` and `score` run in a fresh process, where MLflow's global URI is its default
+    (./mlflow.db); loading must go to the store it is given, by version and by alias."""
+    import mlflow
+
+    from serving.model import load_packaged_model
+    from serving.model_store import MlflowRegistry
+
+    (uri, _), _, strong, _ = store
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")  # an empty store, as in a fresh process
+    try:
+        by_version = MlflowRegistry(uri).load(model_name("arrears"), strong.version, tmp_path / "v")
+        by_alias = load_packaged_model(f"models:/{model_name('arrears')}@{CHAMPION}", tmp_path / "a", uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert by_version.info["run_id"] == strong.run_id
+    assert by_alias.info["run_id"] == client_for(uri).get_model_version_by_alias(
+        model_name("arrears"), CHAMPION
+    ).run_id
+    with pytest.raises(ValueError, match="models:/<name>/<version>"):
+        load_packaged_model(f"models:/{model_name('arrears')}", tmp_path / "x", uri)
+
+
 def test_search_logs_each_trial_as_a_nested_run(frame, features, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = default_config(
