@@ -101,7 +101,7 @@ def train(
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
-    reports = []
+    failed = []
     for cfg, text in configs:
         wh = cfg.warehouse or settings.warehouse_path
         try:
@@ -111,11 +111,15 @@ def train(
                 lambda progress, cfg=cfg, wh=wh, text=text: _train_one(cfg, wh, settings, progress, text),
             )
         except TrainingError as exc:
+            # One task's failure (say, too little history for a 180-day label) does not stop the others.
             console.print(f"[red]error ({cfg.task.value}):[/red] {escape(str(exc))}")
-            raise typer.Exit(1) from exc
-        reports.append(report)
+            failed.append(cfg.task.value)
+            continue
         _print_report(console, report)
     console.print(f"Runs and models: [bold]mlflow ui --backend-store-uri {settings.tracking_uri}[/bold]")
+    if failed:
+        console.print(f"[red]not trained:[/red] {', '.join(failed)} (errors above)")
+        raise typer.Exit(1)
 
 
 def _with_search(cfg: Any, search: bool | None, trials: int | None) -> Any:

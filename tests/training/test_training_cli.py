@@ -88,3 +88,23 @@ def test_cli_errors_are_clear(home: Path, tmp_path: Path) -> None:
     assert invoke("train").exit_code == 2
     missing = invoke("promote", "--task", "arrears", "--version", "1", "--reason", "x")
     assert missing.exit_code == 1 and "gridrisk-arrears" in missing.output
+
+
+def test_train_all_goes_on_past_a_task_that_fails(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridrisk.commands import training as command
+    from training.tasks import TrainingError
+
+    tried = []
+
+    def fail(cfg, *args, **kwargs):  # type: ignore[no-untyped-def]
+        tried.append(cfg.task.value)
+        raise TrainingError(f"{cfg.task.value} needs more history")
+
+    monkeypatch.setattr(command, "_train_one", fail)
+    result = invoke("train", "--task", "all", "--warehouse", str(tmp_path))
+    assert tried == ["arrears", "suspension", "theft"]
+    assert result.exit_code == 1
+    assert "suspension needs more history" in result.output and "theft needs more history" in result.output
+    assert "not trained: arrears, suspension, theft" in result.output
