@@ -7,6 +7,7 @@ Plain functions of arrays and frames; MLflow logging happens in `training/experi
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -36,6 +37,17 @@ def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
         return float("nan")
     ranks = pd.Series(np.asarray(s, dtype=np.float64)).rank(method="average").to_numpy()
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of a ROC-AUC: how far apart two scorers' AUCs on the same few
+    positives must be before the difference means anything. Slightly conservative (it assumes exponential
+    score distributions). NaN when one class is absent."""
+    if n_pos == 0 or n_neg == 0 or math.isnan(auc):
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
 
 
 def pr_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -167,6 +179,7 @@ def score_metrics(
         "pr_auc": pr_auc(y, s),
         "ks": ks_statistic(y, s),
     }
+    out["roc_auc_se"] = roc_auc_standard_error(out["roc_auc"], int(y.sum()), int((~y).sum()))
     if scored.probability is not None:
         p = scored.probability
         out.update(

@@ -188,6 +188,9 @@ def _metrics_table(title: str, metrics: dict[str, dict[str, float]], primary: st
     return table
 
 
+FEW_POSITIVES = 50  # below this a test window's ROC-AUC has a standard error of about 0.04 or more
+
+
 def _print_report(console: Any, report: Any) -> None:
     model = report.metrics["model"]
     split = report.split.summary()
@@ -197,6 +200,14 @@ def _print_report(console: Any, report: Any) -> None:
         f"(★ = primary metric)"
     )
     console.print(_metrics_table(title, report.metrics, report.primary_metric))
+    se = model.get("roc_auc_se", float("nan"))
+    if se == se:
+        console.print(f"  model ROC-AUC standard error: {se:.4f} (Hanley–McNeil)")
+    if model["positives"] < FEW_POSITIVES:
+        console.print(
+            f"  [yellow]only {int(model['positives'])} positives in the test window:[/yellow] "
+            "differences under two standard errors are noise; train on more customers or dates"
+        )
     extra = report.extra
     if "oracle_auc_ratio" in extra:
         console.print(f"  model / oracle ROC-AUC: {extra['oracle_auc_ratio']:.3f}")

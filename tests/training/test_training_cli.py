@@ -46,6 +46,7 @@ def test_train_twice_reproduces_metrics_then_evaluate_and_promote(
     assert first.exit_code == 0, first.output
     assert "promoted to champion" in first.output
     assert "rule baseline" in first.output and "oracle" in first.output
+    assert "ROC-AUC standard error" in first.output
     second = invoke("train", str(config), "--warehouse", str(generated_dir))
     assert second.exit_code == 0, second.output
     assert "stays challenger" in second.output
