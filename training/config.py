@@ -54,11 +54,15 @@ class AsOfRange(Strict):
 
 
 class SplitConfig(Strict):
-    """Train < validation < test by as-of date. Test takes the latest `test_dates` as-of dates; validation the
-    latest `validation_dates` whose label windows end before the first test date; train everything whose label
-    windows end before the first validation date. `gap_days` defaults to the task's label window."""
+    """By as-of date, never randomly. Test takes the latest `test_dates` as-of dates. `scheme = "holdout"`:
+    validation takes the latest `validation_dates` whose label windows end before the first test date, train
+    everything whose label windows end before the first validation date. `scheme = "purged_kfold"`: every date
+    whose label window ends before the test is for development, in `folds` contiguous validation blocks
+    (training/split.py). `gap_days` defaults to the task's label window."""
 
-    validation_dates: int = Field(default=3, ge=1)
+    scheme: Literal["holdout", "purged_kfold"] = "holdout"
+    validation_dates: int = Field(default=3, ge=1, description="holdout only")
+    folds: int = Field(default=3, ge=2, le=12, description="purged_kfold only")
     test_dates: int = Field(default=3, ge=1)
     gap_days: int | None = Field(default=None, ge=0)
 
@@ -147,7 +151,9 @@ def load_config(path: Path, **overrides: Any) -> ExperimentConfig:
 
 # Where a task's shipped config departs from the class defaults, `--task T` without a file departs too.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "suspension": {"as_of": {"history_months": 3}},  # see experiments/configs/suspension.toml
+    # see experiments/configs/suspension.toml
+    "suspension": {"as_of": {"history_months": 3}, "split": {"scheme": "purged_kfold", "folds": 3}},
+    "theft": {"split": {"scheme": "purged_kfold", "folds": 3}},  # see experiments/configs/theft.toml
 }
 
 

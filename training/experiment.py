@@ -40,7 +40,7 @@ from training.registry import (
     register_challenger,
     version_by_alias,
 )
-from training.split import TimeSplit, month_ends, split_by_time
+from training.split import TimeSplit, month_ends, purged_kfold_split, split_by_time
 from training.tasks import Task, TaskSpec, TrainingError, task_spec
 
 logger = logging.getLogger(__name__)
@@ -147,12 +147,20 @@ def split_frame(
             f"({spec.label_window_days} days): "
             f"training labels would overlap the next part's as-of dates; remove gap_days or raise it"
         )
-    split = split_by_time(
-        frame["as_of"].unique(),
-        validation_dates=config.split.validation_dates,
-        test_dates=config.split.test_dates,
-        gap_days=gap,
-    )
+    if config.split.scheme == "purged_kfold":
+        split = purged_kfold_split(
+            frame["as_of"].unique(),
+            folds=config.split.folds,
+            test_dates=config.split.test_dates,
+            gap_days=gap,
+        )
+    else:
+        split = split_by_time(
+            frame["as_of"].unique(),
+            validation_dates=config.split.validation_dates,
+            test_dates=config.split.test_dates,
+            gap_days=gap,
+        )
     part = split.part(frame["as_of"])
     parts = [frame[part == name].reset_index(drop=True) for name in ("train", "validation", "test")]
     return split, parts[0], parts[1], parts[2]
@@ -456,21 +464,18 @@ def train_on_frame(
             params, best_auc = search_params(
                 spec.task.value,
                 features,
-                train,
-                validation,
+                split.validation_pairs(train, validation),
                 params,
                 config.search,
                 on_trial=lambda i, auc: progress("fit", (i + 1) / (config.search.n_trials + 1)),
             )
             mlflow.log_metric("search_best_validation_roc_auc", best_auc)
         progress("fit", None)
-        model = TaskModel(spec.task.value, features, params, config.calibration.method).fit(train, validation)
-        mlflow.log_params(_flat_params(config, params, model, train, validation, test, len(features)))
-        from training.evaluate import roc_auc
-
-        mlflow.log_metric(
-            "validation_roc_auc", roc_auc(validation["label"].to_numpy(), model.raw_probability(validation))
+        model = TaskModel(spec.task.value, features, params, config.calibration.method).fit_split(
+            split, train, validation
         )
+        mlflow.log_params(_flat_params(config, params, model, train, validation, test, len(features)))
+        mlflow.log_metric("validation_roc_auc", model.validation_roc_auc_)
 
         progress("baselines", None)
         logistic = LogisticBaseline(features, seed=params.seed).fit(train)
@@ -518,7 +523,11 @@ def train_on_frame(
                 "feature_set_version": version_hash,
                 "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "as_of_train": [str(split.train[0].date()), str(split.train[-1].date())],
-                "as_of_validation": [str(split.validation[0].date()), str(split.validation[-1].date())],
+                "as_of_validation": (
+                    [str(split.validation[0].date()), str(split.validation[-1].date())]
+                    if split.validation
+                    else f"purged {len(split.folds)}-fold over as_of_train"
+                ),
                 "as_of_test": [str(split.test[0].date()), str(split.test[-1].date())],
                 "primary_metric": spec.primary_metric,
                 "label": spec.label,
@@ -629,6 +638,8 @@ def _flat_params(
             "rows_test": len(test),
         }
     )
+    if hasattr(model, "fold_trees_"):
+        out["fold_trees"] = ",".join(str(t) for t in model.fold_trees_)
     return out
 
 

@@ -16,6 +16,8 @@ import pandas as pd
 from serving.model import Calibrator, FeatureSpec, PackagedModel, ReasonText
 from training.calibrate import fit_calibrator
 from training.config import LightGBMConfig
+from training.evaluate import roc_auc
+from training.split import TimeSplit
 from training.tasks import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -85,11 +87,75 @@ class TaskModel:
         )
         p_val = self.raw_probability(validation)
         self.calibrator_: Calibrator = fit_calibrator(p_val, y_val, self.calibration)
+        self.validation_roc_auc_ = roc_auc(y_val, p_val)
         logger.info(
             "fitted %s: %d train rows, %d validation rows, %d trees",
             self.task,
             len(train),
             len(validation),
+            self.best_iteration_,
+        )
+        return self
+
+    def fit_split(self, split: TimeSplit, train: pd.DataFrame, validation: pd.DataFrame) -> TaskModel:
+        """Fit as the split's scheme says: early stopping and calibration on the holdout, or purged folds."""
+        if split.folds:
+            return self.fit_folds(train, split.validation_pairs(train, validation))
+        return self.fit(train, validation)
+
+    def fit_folds(
+        self, development: pd.DataFrame, pairs: list[tuple[pd.DataFrame, pd.DataFrame]]
+    ) -> TaskModel:
+        """Purged K-fold (training/split.py): one early-stopped booster per (learn-from, validate-on) pair
+        gives out-of-fold probabilities and a number of trees; the served booster learns from all of
+        `development` with the folds' mean number of trees, scaled by how many more rows it sees (same
+        learning rate, more data, more trees); the calibrator is fitted on every block's out-of-fold
+        probabilities."""
+        import lightgbm
+
+        check_labels(development, "development")
+        p_out, y_out, trees, rows = [], [], [], []
+        for learn, judge in pairs:
+            if learn["label"].nunique() < 2 or judge["label"].nunique() < 2:
+                # A rare label on a small utility can leave a block without positives: nothing to judge.
+                logger.warning(
+                    "%s: skipping a fold with one class (%d rows to learn from, %d to validate on)",
+                    self.task,
+                    len(learn),
+                    len(judge),
+                )
+                continue
+            fold = TaskModel(self.task, self.features, self.params, calibration="none").fit(learn, judge)
+            p_out.append(fold.raw_probability(judge))
+            y_out.append(judge["label"].to_numpy(dtype=np.float64))
+            trees.append(fold.best_iteration_)
+            rows.append(len(learn))
+        if not trees:
+            raise TrainingError(
+                f"every one of the {len(pairs)} purged folds has a single class to learn from or validate "
+                f"on; widen the config's [as_of] range, lower split.folds or use split.scheme = 'holdout'"
+            )
+        self.fold_trees_ = trees
+        self.best_iteration_ = max(1, round(float(np.mean(trees)) * len(development) / float(np.mean(rows))))
+        self.spec_ = FeatureSpec.from_frame(development, self.features)
+        data = lightgbm.Dataset(
+            self.spec_.matrix(development),
+            development["label"].to_numpy(dtype=np.float64),
+            feature_name=self.features,
+            categorical_feature=self.spec_.categorical_indices,
+        )
+        self.evals_ = {}
+        params = booster_params(self.params)
+        self.booster_ = lightgbm.train(params, data, num_boost_round=self.best_iteration_)
+        p, y = np.concatenate(p_out), np.concatenate(y_out)
+        self.calibrator_ = fit_calibrator(p, y, self.calibration)
+        self.validation_roc_auc_ = roc_auc(y, p)  # pooled out-of-fold
+        logger.info(
+            "fitted %s on %d development rows, %d folds (trees %s) -> %d trees",
+            self.task,
+            len(development),
+            len(pairs),
+            trees,
             self.best_iteration_,
         )
         return self

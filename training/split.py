@@ -1,7 +1,10 @@
-"""Split a stacked training set by as-of date: train < validation < test, never randomly across time.
+"""Split a stacked training set by as-of date, never randomly across time.
 
-Between two parts there is a gap of at least the task's label window, so no label a model learns from
-(which reads (T, T + window]) can see the period the next part is judged on.
+`holdout`: train < validation < test. `purged_kfold`: test as before; every earlier date whose label window
+ends before the test starts is for development, cut into contiguous blocks of dates, each block validated by a
+model trained on the development dates on either side of it (López de Prado's purged K-fold). Between a
+validation block or the test and any date a model learns from there is a gap of at least the task's label
+window, so no label a model learns from (which reads (T, T + window]) overlaps the labels it is judged on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ class TimeSplit:
     test: tuple[pd.Timestamp, ...]
     gap_days: int
     dropped: tuple[pd.Timestamp, ...] = field(default_factory=tuple)  # as-of dates inside a gap
+    # purged_kfold: the validation blocks (train then holds every development date; validation is empty).
+    folds: tuple[tuple[pd.Timestamp, ...], ...] = field(default_factory=tuple)
+
+    def fold_training(self, block: tuple[pd.Timestamp, ...]) -> tuple[pd.Timestamp, ...]:
+        """Development dates a model validated on `block` may learn from: label windows that end before the
+        block's first date, or dates after the block's last label window."""
+        gap = pd.Timedelta(days=self.gap_days)
+        return tuple(d for d in self.train if d + gap < block[0] or d > block[-1] + gap)
 
     def part(self, as_of: pd.Series) -> pd.Series:
         """'train' | 'validation' | 'test' | 'gap' for each row's as-of date."""
@@ -31,13 +42,34 @@ class TimeSplit:
         out[values.isin(self.test)] = "test"
         return out
 
+    def validation_pairs(
+        self, train: pd.DataFrame, validation: pd.DataFrame
+    ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+        """(learn-from, validate-on) frames: the one holdout pair, or one per purged fold (from `train`)."""
+        if not self.folds:
+            return [(train, validation)]
+        as_of = pd.to_datetime(train["as_of"])
+        return [
+            (
+                train[as_of.isin(self.fold_training(block))].reset_index(drop=True),
+                train[as_of.isin(block)].reset_index(drop=True),
+            )
+            for block in self.folds
+        ]
+
     def summary(self) -> dict[str, str]:
         def span(dates: tuple[pd.Timestamp, ...]) -> str:
             return f"{dates[0].date()}..{dates[-1].date()} ({len(dates)})" if dates else "-"
 
+        validation = (
+            f"purged {len(self.folds)}-fold over the training dates: "
+            + ", ".join(span(block) for block in self.folds)
+            if self.folds
+            else span(self.validation)
+        )
         return {
             "split_train": span(self.train),
-            "split_validation": span(self.validation),
+            "split_validation": validation,
             "split_test": span(self.test),
             "split_gap_days": str(self.gap_days),
         }
@@ -82,6 +114,53 @@ def split_by_time(
         gap_days=gap_days,
         dropped=tuple(d for d in dates if d not in used),
     )
+
+
+def purged_kfold_split(as_of_dates: Sequence, *, folds: int, test_dates: int, gap_days: int) -> TimeSplit:
+    """Test = the latest `test_dates` dates; development = every date whose label window ends before the first
+    test date, in `folds` contiguous blocks. Each block is validated by a model trained on
+    `TimeSplit.fold_training(block)`; the final model learns from every development date.
+
+    Against one holdout window it judges the model on every season the development dates cover: a
+    seasonal label (suspension) whose latest three months happen to be off-season no longer decides the
+    number of trees and the calibration alone."""
+    dates = sorted({pd.Timestamp(d).normalize() for d in as_of_dates})
+    if len(dates) < test_dates + folds:
+        raise TrainingError(
+            f"{len(dates)} as-of dates cannot give {test_dates} test dates and {folds} validation blocks; "
+            f"widen the config's [as_of] range or lower split.test_dates/folds"
+        )
+    gap = pd.Timedelta(days=gap_days)
+    test = dates[-test_dates:]
+    development = [d for d in dates if d + gap < test[0]]
+    if len(development) < folds:
+        raise TrainingError(
+            f"only {len(development)} as-of dates end their {gap_days}-day label window before the first "
+            f"test date {test[0].date()}; need at least {folds} (split.folds); start the [as_of] range "
+            f"earlier"
+        )
+    size, extra = divmod(len(development), folds)
+    blocks, start = [], 0
+    for i in range(folds):  # contiguous, sizes differing by at most one, the larger ones first
+        stop = start + size + (1 if i < extra else 0)
+        blocks.append(tuple(development[start:stop]))
+        start = stop
+    split = TimeSplit(
+        train=tuple(development),
+        validation=(),
+        test=tuple(test),
+        gap_days=gap_days,
+        dropped=tuple(d for d in dates if d not in set(development) | set(test)),
+        folds=tuple(blocks),
+    )
+    for block in blocks:
+        if not split.fold_training(block):
+            raise TrainingError(
+                f"the validation block {block[0].date()}..{block[-1].date()} leaves no development date "
+                f"{gap_days} days clear of it on either side: lower split.folds or start the [as_of] range "
+                f"earlier"
+            )
+    return split
 
 
 def month_ends(start: str, end: str, step_months: int = 1) -> list[pd.Timestamp]:

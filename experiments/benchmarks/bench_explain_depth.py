@@ -74,7 +74,7 @@ def run_task(warehouse: Path | None, task: str, sets: Path | None, seeds: list[i
     )
     spec = task_spec(task)
     frame = load_training_frame(config, warehouse)
-    _, train, validation, test = split_frame(frame, spec, config)
+    split, train, validation, test = split_frame(frame, spec, config)
     rows = []
     for label, depth, leaves in SETTINGS:
         aucs, primaries, trees, fit_seconds = [], [], [], []
@@ -83,7 +83,9 @@ def run_task(warehouse: Path | None, task: str, sets: Path | None, seeds: list[i
                 **{**config.lightgbm.model_dump(), "max_depth": depth, "num_leaves": leaves, "seed": seed}
             )
             started = time.perf_counter()
-            model = TaskModel(task, spec.features, params, config.calibration.method).fit(train, validation)
+            model = TaskModel(task, spec.features, params, config.calibration.method).fit_split(
+                split, train, validation
+            )
             fit_seconds.append(time.perf_counter() - started)
             package = model.package()
             X = package.spec.matrix(test)

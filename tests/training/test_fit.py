@@ -10,7 +10,7 @@ from training.config import LightGBMConfig, default_config
 from training.evaluate import roc_auc
 from training.experiment import evaluate_on_test, split_frame
 from training.fit import Bands, LogisticBaseline, TaskModel
-from training.tasks import task_spec
+from training.tasks import TrainingError, task_spec
 
 # One thread: these frames are small, and OpenMP threads spinning on a busy 2-core box cost more than that.
 FAST = LightGBMConfig(num_boost_round=200, early_stopping_rounds=20, num_threads=1)
@@ -90,3 +90,47 @@ def test_bands_follow_the_score_distribution() -> None:
     p = np.linspace(0, 1, 1001)
     bands = Bands.from_scores(p)
     assert bands.high == pytest.approx(0.95) and bands.medium == pytest.approx(0.8)
+
+
+def test_purged_folds_fit_is_deterministic_calibrated_and_refits_on_every_development_date(
+    frame: pd.DataFrame, features: list[str]
+) -> None:
+    spec = task_spec("arrears")
+    config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 3})
+    split, train, validation, test = split_frame(frame, spec, config)
+    models = [TaskModel("arrears", features, FAST).fit_split(split, train, validation) for _ in range(2)]
+    model = models[0]
+    assert model.booster_.model_to_string() == models[1].booster_.model_to_string()
+    # The served booster saw every development row, with the folds' trees scaled up by the extra rows.
+    rows = [len(learn) for learn, _ in split.validation_pairs(train, validation)]
+    expected = round(np.mean(model.fold_trees_) * len(train) / np.mean(rows))
+    assert len(model.fold_trees_) == 3 and model.best_iteration_ == max(1, expected)
+    assert model.booster_.num_trees() == model.best_iteration_
+    assert 0.5 < model.validation_roc_auc_ < 1.0  # pooled out-of-fold
+    p = model.predict_proba(test)
+    _, metrics, _ = evaluate_on_test(test, p, None, spec, config.evaluation, None)
+    assert metrics["model"]["roc_auc"] > 0.95 * roc_auc(test["label"].to_numpy(), test["oracle_p"].to_numpy())
+    assert metrics["model"]["ece"] < 0.03
+
+
+def test_purged_folds_score_near_chance_on_shuffled_labels(frame: pd.DataFrame, features: list[str]) -> None:
+    spec = task_spec("arrears")
+    shuffled = frame.assign(label=np.random.default_rng(5).permutation(frame["label"].to_numpy()))
+    config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 3})
+    split, train, validation, test = split_frame(shuffled, spec, config)
+    model = TaskModel("arrears", features, FAST).fit_split(split, train, validation)
+    assert abs(roc_auc(test["label"].to_numpy(), model.predict_proba(test)) - 0.5) < 0.05
+    assert abs(model.validation_roc_auc_ - 0.5) < 0.05
+
+
+def test_purged_folds_skip_a_block_without_positives(frame: pd.DataFrame, features: list[str]) -> None:
+    spec = task_spec("arrears")
+    config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 3})
+    split, train, validation, _ = split_frame(frame, spec, config)
+    first = train["as_of"].isin(split.folds[0])
+    quiet = train.assign(label=np.where(first, 0, train["label"]))  # the first block has no positives
+    model = TaskModel("arrears", features, FAST).fit_split(split, quiet, validation)
+    assert len(model.fold_trees_) == 2
+    with pytest.raises(TrainingError, match="every one of the 3 purged folds"):
+        only_first = train.assign(label=first.astype(int))
+        TaskModel("arrears", features, FAST).fit_split(split, only_first, validation)

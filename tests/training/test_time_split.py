@@ -7,7 +7,7 @@ import pytest
 
 from training.config import default_config
 from training.experiment import split_frame
-from training.split import month_ends, split_by_time
+from training.split import month_ends, purged_kfold_split, split_by_time
 from training.tasks import TrainingError, task_spec
 
 
@@ -62,3 +62,42 @@ def test_split_frame_rows_follow_their_dates(frame: pd.DataFrame) -> None:
     assert train["as_of"].max() + pd.Timedelta(days=120) < validation["as_of"].min()
     assert validation["as_of"].max() + pd.Timedelta(days=120) < test["as_of"].min()
     assert len(train) + len(validation) + len(test) + frame["as_of"].isin(split.dropped).sum() == len(frame)
+
+
+def test_purged_folds_cover_the_development_dates_and_keep_every_gap() -> None:
+    dates = month_ends("2021-04", "2023-06")
+    split = purged_kfold_split(dates, folds=3, test_dates=3, gap_days=180)
+    gap = pd.Timedelta(days=180)
+    assert split.test == tuple(dates[-3:]) and split.validation == ()
+    # Development = every date whose label window ends before the test; the blocks tile it in order.
+    assert split.train == tuple(d for d in dates if d + gap < dates[-3])
+    assert tuple(d for block in split.folds for d in block) == split.train
+    assert [len(b) for b in split.folds] == [7, 6, 6]
+    for block in split.folds:
+        learn = split.fold_training(block)
+        assert learn and set(learn).isdisjoint(block)
+        # A date a fold learns from has its label window end before the block, or starts after the block's
+        # last label window: no learned label overlaps a judged one.
+        assert all(d + gap < block[0] or d > block[-1] + gap for d in learn)
+        # ... and every development date that satisfies this is used (nothing thrown away needlessly).
+        assert len(learn) == sum(d + gap < block[0] or d > block[-1] + gap for d in split.train)
+    assert "purged 3-fold" in split.summary()["split_validation"]
+
+
+def test_purged_folds_refuse_what_they_cannot_do() -> None:
+    with pytest.raises(TrainingError, match=r"split\.folds"):
+        purged_kfold_split(month_ends("2023-01", "2023-10"), folds=3, test_dates=3, gap_days=200)
+    # Six development dates in three blocks of two, each 180-day gap swallowing the neighbours.
+    with pytest.raises(TrainingError, match="leaves no development date"):
+        purged_kfold_split(month_ends("2022-01", "2023-02"), folds=3, test_dates=2, gap_days=180)
+
+
+def test_split_frame_follows_the_configured_scheme(frame: pd.DataFrame) -> None:
+    config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 2})
+    split, train, validation, test = split_frame(frame, task_spec("arrears"), config)
+    assert len(split.folds) == 2 and validation.empty
+    pairs = split.validation_pairs(train, validation)
+    assert len(pairs) == 2
+    for (learn, judge), block in zip(pairs, split.folds, strict=True):
+        assert set(judge["as_of"]) == set(block) and set(learn["as_of"]) == set(split.fold_training(block))
+    assert set(test["as_of"]) == set(split.test)

@@ -177,3 +177,23 @@ def test_search_logs_each_trial_as_a_nested_run(frame, features, tmp_path: Path)
         c.data.metrics["validation_roc_auc"] for c in children
     )
     assert report.version is None and report.gate is None  # register_model = false: nothing registered
+
+
+def test_a_purged_kfold_run_logs_its_folds(frame, features, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = default_config(
+        "arrears",
+        split={"scheme": "purged_kfold", "folds": 3},
+        lightgbm={"num_boost_round": 60, "num_threads": 1},
+        register_model=False,
+    )
+    report = train_on_frame(
+        frame, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
+        feature_version="test-v1", reasons={}, source="synthetic",
+    )  # fmt: skip
+    logged = client_for(uri).get_run(report.run_id).data
+    assert logged.params["split.scheme"] == "purged_kfold"
+    assert len(logged.params["fold_trees"].split(",")) == 3
+    assert logged.tags["split_validation"].startswith("purged 3-fold over the training dates: ")
+    assert 0.5 < logged.metrics["validation_roc_auc"] < 1 and logged.metrics["test_roc_auc"] > 0.6
+    assert int(logged.params["rows_validation"]) == 0 and report.version is None
