@@ -96,7 +96,7 @@ def demo(
         )
         shipped = Path("experiments/configs") / f"{task}.toml"
         config = configs / f"{task}.toml"
-        body = shipped.read_text(encoding="utf-8") if shipped.exists() else f'task = "{task}"\n'
+        body = shipped.read_text(encoding="utf-8") if shipped.exists() else default_config_toml(task)
         config.write_text(_with_paths(body, warehouse, out), encoding="utf-8")
         _run(["train", str(config)])
 
@@ -122,6 +122,18 @@ def demo(
             f"(the collector key sees station {station} only). API docs: http://127.0.0.1:{port}/docs"
         )
         _run(["serve", "--port", str(port)])
+
+
+def default_config_toml(task: str) -> str:
+    """`gridrisk train --task T`'s settings as a TOML file, for a demo run away from experiments/configs/."""
+    import json
+
+    from training.config import TASK_DEFAULTS
+
+    lines = [f"task = {json.dumps(task)}"]
+    for table, values in TASK_DEFAULTS.get(task, {}).items():
+        lines += ["", f"[{table}]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
+    return "\n".join(lines) + "\n"
 
 
 def _with_paths(config_text: str, warehouse: Path, training_set: Path) -> str:

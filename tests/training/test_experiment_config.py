@@ -85,3 +85,13 @@ def test_task_defaults_are_the_shipped_configs(task: str) -> None:
     """`gridrisk train --task T` (no file) trains what `gridrisk train experiments/configs/T.toml` does."""
     shipped = load_config(CONFIGS / f"{task}.toml").model_dump(exclude={"warehouse"})
     assert default_config(task).model_dump(exclude={"warehouse"}) == shipped
+
+
+@pytest.mark.parametrize("task", ["arrears", "suspension", "theft"])
+def test_demo_away_from_the_repo_writes_the_task_defaults(task: str, tmp_path: Path) -> None:
+    """`gridrisk demo` run where experiments/configs/ is absent writes a config equal to the task defaults."""
+    from gridrisk.commands.demo import default_config_toml
+
+    path = tmp_path / f"{task}.toml"
+    path.write_text(default_config_toml(task), encoding="utf-8")
+    assert load_config(path) == default_config(task)
