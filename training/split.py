@@ -9,12 +9,15 @@ window, so no label a model learns from (which reads (T, T + window]) overlaps t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from training.tasks import TrainingError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,16 +154,26 @@ def purged_kfold_split(as_of_dates: Sequence, *, folds: int, test_dates: int, ga
         test=tuple(test),
         gap_days=gap_days,
         dropped=tuple(d for d in dates if d not in set(development) | set(test)),
-        folds=tuple(blocks),
     )
-    for block in blocks:
-        if not split.fold_training(block):
-            raise TrainingError(
-                f"the validation block {block[0].date()}..{block[-1].date()} leaves no development date "
-                f"{gap_days} days clear of it on either side: lower split.folds or start the [as_of] range "
-                f"earlier"
-            )
-    return split
+    # On a short archive a middle block can have no date clear of it on either side: it is not validated
+    # (its dates still train the served model); the other blocks are.
+    usable = tuple(block for block in blocks if split.fold_training(block))
+    if not usable:
+        raise TrainingError(
+            f"no validation block of the {len(development)} development dates "
+            f"({development[0].date()}..{development[-1].date()}) has a date {gap_days} days clear of it on "
+            f"either side to learn from: lower split.folds, start the [as_of] range earlier or use "
+            f"split.scheme = 'holdout'"
+        )
+    skipped = [b for b in blocks if b not in usable]
+    if skipped:
+        logger.info(
+            "purged folds: %d of %d blocks have nothing clear of them to learn from, not validated: %s",
+            len(skipped),
+            folds,
+            ", ".join(f"{b[0].date()}..{b[-1].date()}" for b in skipped),
+        )
+    return replace(split, folds=usable)
 
 
 def month_ends(start: str, end: str, step_months: int = 1) -> list[pd.Timestamp]:

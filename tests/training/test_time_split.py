@@ -71,7 +71,7 @@ def test_purged_folds_cover_the_development_dates_and_keep_every_gap() -> None:
     assert split.test == tuple(dates[-3:]) and split.validation == ()
     # Development = every date whose label window ends before the test; the blocks tile it in order.
     assert split.train == tuple(d for d in dates if d + gap < dates[-3])
-    assert tuple(d for block in split.folds for d in block) == split.train
+    assert tuple(d for block in split.folds for d in block) == split.train  # here every block is validated
     assert [len(b) for b in split.folds] == [7, 6, 6]
     for block in split.folds:
         learn = split.fold_training(block)
@@ -87,9 +87,19 @@ def test_purged_folds_cover_the_development_dates_and_keep_every_gap() -> None:
 def test_purged_folds_refuse_what_they_cannot_do() -> None:
     with pytest.raises(TrainingError, match=r"split\.folds"):
         purged_kfold_split(month_ends("2023-01", "2023-10"), folds=3, test_dates=3, gap_days=200)
-    # Six development dates in three blocks of two, each 180-day gap swallowing the neighbours.
-    with pytest.raises(TrainingError, match="leaves no development date"):
+    # Seven development dates in blocks of 3, 2 and 2: every 180-day gap swallows all the neighbours.
+    with pytest.raises(TrainingError, match="no validation block of the 7 development dates"):
         purged_kfold_split(month_ends("2022-01", "2023-02"), folds=3, test_dates=2, gap_days=180)
+
+
+def test_a_block_with_nothing_clear_of_it_is_not_validated_but_still_trains() -> None:
+    # A 30-month archive's suspension dates: development 2022-06..2023-06 in blocks of 5, 4 and 4; the
+    # middle block (2022-11..2023-02) has no date 180 days clear of it on either side.
+    dates = month_ends("2022-06", "2024-02")
+    split = purged_kfold_split(dates, folds=3, test_dates=3, gap_days=180)
+    assert [(b[0].strftime("%Y-%m"), len(b)) for b in split.folds] == [("2022-06", 5), ("2023-03", 4)]
+    assert split.train == tuple(dates[:13])  # the middle block's dates still train the served model
+    assert [len(split.fold_training(b)) for b in split.folds] == [3, 4]
 
 
 def test_split_frame_follows_the_configured_scheme(frame: pd.DataFrame) -> None:
