@@ -59,6 +59,7 @@ def score(
         raise typer.BadParameter("--out names one file; score one task at a time with it", param_hint="--out")
     day = dt.date.fromisoformat(as_of) if as_of else None
     table = Table("task", "as of", "model", "rows", "features s", "score+reasons s", "ms/row", "snapshot")
+    failed = []
     with Progress(console=console, transient=True) as bar:
         for name in tasks:
             job = bar.add_task(f"{name}: scoring", total=None)
@@ -72,8 +73,10 @@ def score(
                     progress=lambda _s, d, n, j=job: bar.update(j, completed=d, total=n),
                 )
             except ServingError as exc:
+                # One task without a champion (say, not trainable on this archive) does not stop the others.
                 console.print(f"[red]{name}: {escape(str(exc))}[/red]")
-                raise typer.Exit(2) from exc
+                failed.append(name)
+                continue
             table.add_row(
                 name,
                 report.as_of.isoformat(),
@@ -84,7 +87,11 @@ def score(
                 f"{report.explain_ms_per_row:.4f}",
                 str(report.path),
             )
-    console.print(table)
+    if table.row_count:
+        console.print(table)
+    if failed:
+        console.print(f"[red]not scored:[/red] {', '.join(failed)} (errors above)")
+        raise typer.Exit(2)
 
 
 def serve(

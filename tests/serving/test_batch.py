@@ -77,6 +77,12 @@ def test_gridrisk_score_writes_the_snapshot_the_service_serves(generated_dir, tm
     assert snap.size == len(population) > 500 and snap.model.version == "1" and snap.k == 5
     assert set(snap.customer_id) == set(population["customer_id"])
 
+    # --task all scores what has a champion and names what has not.
+    args = ["score", "--task", "all", "--as-of", "2023-12-31"]
+    every = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert every.exit_code == 2
+    assert "gridrisk-arrears v1" in every.output and "not scored: suspension, theft" in every.output
+
     settings = ServingSettings(home=home, warehouse=generated_dir, tasks=["arrears"], poll_seconds=0)
     station = str(population["station"].iloc[0])
     key, _ = create_key(settings.keys_path, "collector", stations=[station])
