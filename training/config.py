@@ -152,8 +152,8 @@ def load_config(path: Path, **overrides: Any) -> ExperimentConfig:
 # Where a task's shipped config departs from the class defaults, `--task T` without a file departs too.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # see experiments/configs/suspension.toml
-    "suspension": {"as_of": {"history_months": 3}, "split": {"scheme": "purged_kfold", "folds": 3}},
-    "theft": {"split": {"scheme": "purged_kfold", "folds": 3}},  # see experiments/configs/theft.toml
+    "suspension": {"as_of": {"history_months": 3}, "split": {"scheme": "purged_kfold"}},
+    "theft": {"split": {"scheme": "purged_kfold"}},  # see experiments/configs/theft.toml
 }
 
 

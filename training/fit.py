@@ -62,9 +62,7 @@ class TaskModel:
         X_val, y_val = self.spec_.matrix(validation), validation["label"].to_numpy(dtype=np.float64)
         params = booster_params(self.params)
         cats = self.spec_.categorical_indices
-        d_train = lightgbm.Dataset(
-            X_train, y_train, feature_name=self.features, categorical_feature=cats, free_raw_data=False
-        )
+        d_train = self._dataset(X_train, y_train)
         d_val = lightgbm.Dataset(X_val, y_val, reference=d_train, categorical_feature=cats)
         self.evals_: dict[str, Any] = {}
         self.booster_ = lightgbm.train(
@@ -138,12 +136,7 @@ class TaskModel:
         self.fold_trees_ = trees
         self.best_iteration_ = max(1, round(float(np.mean(trees)) * len(development) / float(np.mean(rows))))
         self.spec_ = FeatureSpec.from_frame(development, self.features)
-        data = lightgbm.Dataset(
-            self.spec_.matrix(development),
-            development["label"].to_numpy(dtype=np.float64),
-            feature_name=self.features,
-            categorical_feature=self.spec_.categorical_indices,
-        )
+        data = self._dataset(self.spec_.matrix(development), development["label"].to_numpy(dtype=np.float64))
         self.evals_ = {}
         params = booster_params(self.params)
         self.booster_ = lightgbm.train(params, data, num_boost_round=self.best_iteration_)
@@ -159,6 +152,17 @@ class TaskModel:
             self.best_iteration_,
         )
         return self
+
+    def _dataset(self, X: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+        import lightgbm
+
+        return lightgbm.Dataset(
+            X,
+            y,
+            feature_name=self.features,
+            categorical_feature=self.spec_.categorical_indices,
+            free_raw_data=False,
+        )
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.booster_.predict(self.spec_.matrix(frame)), dtype=np.float64)

@@ -78,21 +78,30 @@ class TimeSplit:
         }
 
 
+def sorted_dates(as_of_dates: Sequence) -> list[pd.Timestamp]:
+    return sorted({pd.Timestamp(d).normalize() for d in as_of_dates})
+
+
+def ending_before(dates: Sequence[pd.Timestamp], first: pd.Timestamp, gap_days: int) -> list[pd.Timestamp]:
+    """The dates whose `gap_days` label window ends strictly before `first`."""
+    gap = pd.Timedelta(days=gap_days)
+    return [d for d in dates if d + gap < first]
+
+
 def split_by_time(
     as_of_dates: Sequence, *, validation_dates: int, test_dates: int, gap_days: int
 ) -> TimeSplit:
     """Test = the latest `test_dates` dates; validation = the latest `validation_dates` dates at least
     `gap_days` before the first test date; train = every date at least `gap_days` before the first
     validation date. "At least" is strict: a date T qualifies when T + gap_days < the next part's start."""
-    dates = sorted({pd.Timestamp(d).normalize() for d in as_of_dates})
+    dates = sorted_dates(as_of_dates)
     if len(dates) < test_dates + validation_dates + 1:
         raise TrainingError(
             f"{len(dates)} as-of dates cannot give {test_dates} test, {validation_dates} validation and any "
             f"training dates; widen the config's [as_of] range or lower split.test_dates/validation_dates"
         )
-    gap = pd.Timedelta(days=gap_days)
     test = dates[-test_dates:]
-    val_pool = [d for d in dates if d + gap < test[0]]
+    val_pool = ending_before(dates, test[0], gap_days)
     validation = val_pool[-validation_dates:]
     if len(validation) < validation_dates:
         raise TrainingError(
@@ -100,12 +109,13 @@ def split_by_time(
             f"date "
             f"{test[0].date()}; need {validation_dates} for validation. Start the [as_of] range earlier"
         )
-    train = [d for d in dates if d + gap < validation[0]]
+    train = ending_before(dates, validation[0], gap_days)
     if not train:
         raise TrainingError(
             f"no as-of date ends its {gap_days}-day label window before the first validation date "
             f"{validation[0].date()}: the as-of dates run {dates[0].date()}..{dates[-1].date()}, and a split "
-            f"with two {gap_days}-day gaps needs training dates before {(validation[0] - gap).date()}. "
+            f"with two {gap_days}-day gaps needs training dates before "
+            f"{(validation[0] - pd.Timedelta(days=gap_days)).date()}. "
             f"Start the [as_of] range earlier (as_of.start, or a lower as_of.history_months), lower "
             f"split.validation_dates/test_dates, or train on an export with more history"
         )
@@ -127,15 +137,14 @@ def purged_kfold_split(as_of_dates: Sequence, *, folds: int, test_dates: int, ga
     Against one holdout window it judges the model on every season the development dates cover: a
     seasonal label (suspension) whose latest three months happen to be off-season no longer decides the
     number of trees and the calibration alone."""
-    dates = sorted({pd.Timestamp(d).normalize() for d in as_of_dates})
+    dates = sorted_dates(as_of_dates)
     if len(dates) < test_dates + folds:
         raise TrainingError(
             f"{len(dates)} as-of dates cannot give {test_dates} test dates and {folds} validation blocks; "
             f"widen the config's [as_of] range or lower split.test_dates/folds"
         )
-    gap = pd.Timedelta(days=gap_days)
     test = dates[-test_dates:]
-    development = [d for d in dates if d + gap < test[0]]
+    development = ending_before(dates, test[0], gap_days)
     if len(development) < folds:
         raise TrainingError(
             f"only {len(development)} as-of dates end their {gap_days}-day label window before the first "

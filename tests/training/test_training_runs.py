@@ -30,6 +30,19 @@ def run(frame: pd.DataFrame, features: list[str], tracking: tuple[str, Path], **
     )
 
 
+def run_unregistered(frame: pd.DataFrame, features: list[str], tmp_path: Path, **sections):
+    """One short run in a fresh store with nothing registered; `sections` override the config (search=...)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = default_config(
+        "arrears", lightgbm={"num_boost_round": 60, "num_threads": 1}, register_model=False, **sections
+    )
+    report = train_on_frame(
+        frame, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
+        feature_version="test-v1", reasons={}, source="synthetic",
+    )  # fmt: skip
+    return uri, report
+
+
 @pytest.fixture(scope="module")
 def store(frame, features, tmp_path_factory):
     """Three runs in one store: a weak first model, a proper one, and the proper one retrained unchanged."""
@@ -157,17 +170,7 @@ def test_a_registered_model_loads_by_uri_whatever_the_global_store(store, tmp_pa
 
 
 def test_search_logs_each_trial_as_a_nested_run(frame, features, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = default_config(
-        "arrears",
-        search={"enabled": True, "n_trials": 2},
-        lightgbm={"num_boost_round": 60, "num_threads": 1},
-        register_model=False,
-    )
-    report = train_on_frame(
-        frame, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
-        feature_version="test-v1", reasons={}, source="synthetic",
-    )  # fmt: skip
+    uri, report = run_unregistered(frame, features, tmp_path, search={"enabled": True, "n_trials": 2})
     client = client_for(uri)
     children = client.search_runs([report.experiment_id], f"tags.`mlflow.parentRunId` = '{report.run_id}'")
     assert len(children) == 2
@@ -180,17 +183,7 @@ def test_search_logs_each_trial_as_a_nested_run(frame, features, tmp_path: Path)
 
 
 def test_a_purged_kfold_run_logs_its_folds(frame, features, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = default_config(
-        "arrears",
-        split={"scheme": "purged_kfold", "folds": 3},
-        lightgbm={"num_boost_round": 60, "num_threads": 1},
-        register_model=False,
-    )
-    report = train_on_frame(
-        frame, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
-        feature_version="test-v1", reasons={}, source="synthetic",
-    )  # fmt: skip
+    uri, report = run_unregistered(frame, features, tmp_path, split={"scheme": "purged_kfold", "folds": 3})
     logged = client_for(uri).get_run(report.run_id).data
     assert logged.params["split.scheme"] == "purged_kfold"
     assert len(logged.params["fold_trees"].split(",")) == 3
