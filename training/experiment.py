@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from serving.model import PackagedModel, ReasonText
-from training.config import EvaluationConfig, ExperimentConfig
+from training.config import EvaluationConfig, ExperimentConfig, LightGBMConfig
 from training.evaluate import Scored, lift_by_decile, score_metrics, segment_metrics
 from training.fit import Bands, LogisticBaseline, TaskModel
 from training.registry import (
@@ -135,6 +135,17 @@ def load_training_frame(
         progress("training set", done / total if total else None)
 
     return build_training_set(Path(warehouse), config.task.value, dates, engine="local", progress=report)
+
+
+def checked_frame(frame: pd.DataFrame, spec: TaskSpec, features: list[str]) -> pd.DataFrame:
+    """The training set with every column a fit needs, as-of dates as datetime64[ns]."""
+    needed = ["customer_id", "as_of", "label", "amount_at_stake", "station", *features]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise TrainingError(
+            f"training set for {spec.task} lacks columns {missing}; rebuild it with features.training_set"
+        )
+    return frame.assign(as_of=pd.to_datetime(frame["as_of"]).astype("datetime64[ns]"))
 
 
 def split_frame(
@@ -399,6 +410,48 @@ def train_task(
     return report
 
 
+@dataclass
+class FittedWindow:
+    """A model fitted on one split and scored on its test window beside the baselines."""
+
+    model: TaskModel
+    X_test: np.ndarray
+    p_test: np.ndarray
+    scorers: list[Scored]
+    metrics: dict[str, dict[str, float]]
+    segments: dict[str, float]
+
+
+def fit_and_evaluate(
+    split: TimeSplit,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    config: ExperimentConfig,
+    params: LightGBMConfig,
+    features: list[str],
+    *,
+    truth_dir: Path | None = None,
+    progress: Progress = _noop,
+) -> FittedWindow:
+    """Fit and calibrate the booster on the split, fit the logistic baseline on the same training dates, and
+    score both, the rule and (on generated data) the oracle on the test window."""
+    spec = task_spec(config.task)
+    progress("fit", None)
+    model = TaskModel(spec.task.value, features, params, config.calibration.method).fit_split(
+        split, train, validation
+    )
+    progress("baselines", None)
+    logistic = LogisticBaseline(features, seed=params.seed).fit(train)
+    progress("evaluate", None)
+    X_test = model.spec_.matrix(test)
+    p_test = model.package().predict_proba(X_test)
+    scorers, metrics, segments = evaluate_on_test(
+        test, p_test, logistic.predict_proba(test), spec, config.evaluation, truth_dir
+    )
+    return FittedWindow(model, X_test, p_test, scorers, metrics, segments)
+
+
 def train_on_frame(
     frame: pd.DataFrame,
     config: ExperimentConfig,
@@ -419,13 +472,7 @@ def train_on_frame(
     started = time.perf_counter()
     spec = task_spec(config.task)
     features = list(features) if features is not None else spec.features
-    needed = ["customer_id", "as_of", "label", "amount_at_stake", "station", *features]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise TrainingError(
-            f"training set for {spec.task} lacks columns {missing}; rebuild it with features.training_set"
-        )
-    frame = frame.assign(as_of=pd.to_datetime(frame["as_of"]).astype("datetime64[ns]"))
+    frame = checked_frame(frame, spec, features)
     split, train, validation, test = split_frame(frame, spec, config)
     fingerprint = data_fingerprint(frame)
     from features.feature_sets import feature_set_version
@@ -470,22 +517,13 @@ def train_on_frame(
                 on_trial=lambda i, auc: progress("fit", (i + 1) / (config.search.n_trials + 1)),
             )
             mlflow.log_metric("search_best_validation_roc_auc", best_auc)
-        progress("fit", None)
-        model = TaskModel(spec.task.value, features, params, config.calibration.method).fit_split(
-            split, train, validation
+        fitted = fit_and_evaluate(
+            split, train, validation, test, config, params, features, truth_dir=truth_dir, progress=progress
         )
+        model, X_test, p_test = fitted.model, fitted.X_test, fitted.p_test
+        scorers, metrics, segments = fitted.scorers, fitted.metrics, fitted.segments
         mlflow.log_params(_flat_params(config, params, model, train, validation, test, len(features)))
         mlflow.log_metric("validation_roc_auc", model.validation_roc_auc_)
-
-        progress("baselines", None)
-        logistic = LogisticBaseline(features, seed=params.seed).fit(train)
-
-        progress("evaluate", None)
-        X_test = model.spec_.matrix(test)
-        p_test = model.package().predict_proba(X_test)
-        scorers, metrics, segments = evaluate_on_test(
-            test, p_test, logistic.predict_proba(test), spec, config.evaluation, truth_dir
-        )
         oracle = metrics.get("oracle")
         extra = explain_cost_ms(model.package(), X_test)
         if oracle is not None and oracle["roc_auc"] > 0:

@@ -5,7 +5,11 @@ beats the logistic and rule baselines on the task's primary business metric; ECE
 trained, evaluated and registered in <= 5 minutes. Building the training sets from the warehouse is timed
 separately (it is the feature pipeline, which bench_features.py reports too).
 
-    python experiments/benchmarks/bench_training.py [--warehouse DIR | --customers 50000] [--json FILE]
+    python experiments/benchmarks/bench_training.py [--warehouse DIR | --customers 50000] [--backtest N]
+        [--json FILE]
+
+With --backtest N each task is also refitted on its N latest test windows (training/backtest.py), and the
+targets are checked on the mean over the windows as well as on the latest one.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--training-sets", type=Path, help="folder of prebuilt <task>.parquet sets to use")
     parser.add_argument("--tasks", default="arrears,suspension,theft")
+    parser.add_argument(
+        "--backtest", type=int, default=0, metavar="N", help="also backtest each task over N test windows"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
@@ -107,6 +114,8 @@ def main() -> None:
                 if key in m["model"]:
                     row[f"model_{key}"] = m["model"][key]
                     row[f"rule_{key}"] = m["rule"].get(key)
+            if args.backtest:
+                row.update(backtest_row(frame, config, args.backtest, warehouse))
             rows.append(row)
             print(json.dumps(row, default=float), flush=True)
 
@@ -134,8 +143,55 @@ def main() -> None:
             "ECE <= 0.02": r["ece"] <= 0.02,
         }
         print(f"  {r['task']}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
+    if args.backtest:
+        print_backtest(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=float))
+
+
+def backtest_row(frame, config, windows: int, warehouse: Path | None) -> dict:
+    from training.backtest import backtest_frame
+
+    started = time.perf_counter()
+    report = backtest_frame(
+        frame, config, windows=windows, truth_dir=warehouse / "truth" if warehouse else None
+    )
+    means = report.means()
+    primary = report.primary_metric
+    out = {
+        "backtest_windows": len(report.windows),
+        "backtest_seconds": time.perf_counter() - started,
+        "backtest_stopped": report.stopped or "",
+        **{f"backtest_mean_{k}": v for k, v in means.items()},
+        "backtest_auc_ratio": means["model_roc_auc"] / means.get("oracle_roc_auc", float("nan")),
+        "backtest_windows_table": report.table().to_dict(orient="records"),
+    }
+    for c in report.comparisons:
+        out[f"backtest_wins_vs_{c.baseline}"] = c.wins
+        out[f"backtest_diff_vs_{c.baseline}"] = c.mean_difference
+        out[f"backtest_diff_se_vs_{c.baseline}"] = c.standard_error
+    out["backtest_primary"] = primary
+    return out
+
+
+def print_backtest(rows: list[dict]) -> None:
+    print()
+    print(f"{'backtest':<11}{'windows':>8}{'AUC':>7}{'oracle':>8}{'ratio':>7}{'model':>8}{'LR':>8}{'rule':>8}"
+          f"{'model-LR':>10}{'± se':>8}{'wins':>6}{'ECE':>7}{'s':>7}")  # fmt: skip
+    for r in rows:
+        n = r["backtest_windows"]
+        key = f"backtest_mean_{{}}_{r['backtest_primary']}"
+        print(
+            f"{r['task']:<11}{n:>8}{r['backtest_mean_model_roc_auc']:>7.4f}"
+            f"{r.get('backtest_mean_oracle_roc_auc', float('nan')):>8.4f}{r['backtest_auc_ratio']:>7.3f}"
+            f"{r[key.format('model')]:>8.4f}{r[key.format('logistic')]:>8.4f}{r[key.format('rule')]:>8.4f}"
+            f"{r['backtest_diff_vs_logistic']:>+10.4f}{r['backtest_diff_se_vs_logistic']:>8.4f}"
+            f"{r['backtest_wins_vs_logistic']:>4}/{n}{r['backtest_mean_model_ece']:>7.4f}"
+            f"{r['backtest_seconds']:>7.1f}"
+        )
+    for r in rows:
+        if r["backtest_stopped"]:
+            print(f"  {r['task']}: stopped early: {r['backtest_stopped']}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""CLI commands for the training stage: `gridrisk train`, `gridrisk evaluate`, `gridrisk promote`.
+"""CLI commands for the training stage: `gridrisk train`, `gridrisk backtest`, `gridrisk evaluate`,
+`gridrisk promote`.
 
 Heavy imports (pandas, LightGBM, MLflow) happen inside the commands so `gridrisk --help` stays fast.
 """
@@ -45,8 +46,14 @@ SCORER_COLUMNS = (
 )
 
 
+CONFIG_ARGUMENT = typer.Argument(None, help="experiment TOML, e.g. experiments/configs/arrears.toml")
+TASK_OPTION = typer.Option(None, "--task", help="arrears | suspension | theft | all (defaults, no file)")
+WAREHOUSE_OPTION = typer.Option(None, "--warehouse", help="overrides the config's warehouse")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("backtest")(backtest)
     app.command("evaluate")(evaluate)
     app.command("promote")(promote)
 
@@ -66,11 +73,9 @@ def _prepare_runtime() -> None:
 
 
 def train(
-    config: Path | None = typer.Argument(None, help="experiment TOML, e.g. experiments/configs/arrears.toml"),
-    task: str | None = typer.Option(
-        None, "--task", help="arrears | suspension | theft | all (defaults, no file)"
-    ),
-    warehouse: Path | None = typer.Option(None, "--warehouse", help="overrides the config's warehouse"),
+    config: Path | None = CONFIG_ARGUMENT,
+    task: str | None = TASK_OPTION,
+    warehouse: Path | None = WAREHOUSE_OPTION,
     search: bool | None = typer.Option(None, "--search/--no-search", help="turn the Optuna search on or off"),
     trials: int | None = typer.Option(None, "--trials", help="Optuna trials (implies --search)"),
 ) -> None:
@@ -78,48 +83,162 @@ def train(
     from rich.console import Console
 
     from gridrisk.settings import load_settings
-    from training.config import ExperimentConfig, default_config, load_config
-    from training.tasks import TrainingError
 
     console = Console()
     settings = load_settings()
     _prepare_runtime()
-    configs: list[tuple[ExperimentConfig, str | None]] = []
-    try:
-        if config is not None:
-            if task is not None:
-                raise TrainingError("give either a config file or --task, not both")
-            configs.append((load_config(config, warehouse=warehouse), config.read_text(encoding="utf-8")))
-        elif task is not None:
-            names = TASK_NAMES if task == "all" else (task,)
-            configs.extend((default_config(name, warehouse=warehouse), None) for name in names)
-        else:
-            raise TrainingError("name a config file (experiments/configs/<task>.toml) or --task T|all")
-        if search is not None or trials is not None:
-            configs = [(_with_search(c, search, trials), text) for c, text in configs]
-    except TrainingError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+    configs = _configs_or_exit(console, config, task, warehouse)
+    if search is not None or trials is not None:
+        configs = [(_with_search(c, search, trials), text) for c, text in configs]
 
-    failed = []
-    for cfg, text in configs:
-        wh = cfg.warehouse or settings.warehouse_path
-        try:
-            report = _run_with_progress(
-                console,
-                cfg.task.value,
-                lambda progress, cfg=cfg, wh=wh, text=text: _train_one(cfg, wh, settings, progress, text),
-            )
-        except TrainingError as exc:
-            # One task's failure (say, too little history for a 180-day label) does not stop the others.
-            console.print(f"[red]error ({cfg.task.value}):[/red] {escape(str(exc))}")
-            failed.append(cfg.task.value)
-            continue
-        _print_report(console, report)
+    failed = _each_task(
+        console,
+        configs,
+        settings,
+        lambda cfg, wh, text, progress: _train_one(cfg, wh, settings, progress, text),
+        _print_report,
+    )
     console.print(f"Runs and models: [bold]mlflow ui --backend-store-uri {settings.tracking_uri}[/bold]")
     if failed:
         console.print(f"[red]not trained:[/red] {', '.join(failed)} (errors above)")
         raise typer.Exit(1)
+
+
+def _each_task(
+    console: Any, configs: list[tuple[Any, str | None]], settings: Any, work: Any, show: Any
+) -> list[str]:
+    """Run `work(cfg, warehouse, toml_text, progress)` for each config under a progress bar and `show` its
+    report; one task's failure (say, too little history for a 180-day label) does not stop the others.
+    Returns the tasks that failed."""
+    from training.tasks import TrainingError
+
+    failed = []
+    for cfg, text in configs:
+        wh = Path(cfg.warehouse or settings.warehouse_path)
+        try:
+            report = _run_with_progress(
+                console,
+                cfg.task.value,
+                lambda progress, cfg=cfg, wh=wh, text=text: work(cfg, wh, text, progress),
+            )
+        except TrainingError as exc:
+            console.print(f"[red]error ({cfg.task.value}):[/red] {escape(str(exc))}")
+            failed.append(cfg.task.value)
+            continue
+        show(console, report)
+    return failed
+
+
+def _configs_or_exit(
+    console: Any, config: Path | None, task: str | None, warehouse: Path | None
+) -> list[tuple[Any, str | None]]:
+    """(experiment config, its TOML text) for a config file, or for --task T|all with the task defaults; a
+    bad file or bad arguments end the command with exit code 2."""
+    from training.config import default_config, load_config
+    from training.tasks import TrainingError
+
+    try:
+        if config is not None:
+            if task is not None:
+                raise TrainingError("give either a config file or --task, not both")
+            return [(load_config(config, warehouse=warehouse), config.read_text(encoding="utf-8"))]
+        if task is not None:
+            names = TASK_NAMES if task == "all" else (task,)
+            return [(default_config(name, warehouse=warehouse), None) for name in names]
+        raise TrainingError("name a config file (experiments/configs/<task>.toml) or --task T|all")
+    except TrainingError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+
+
+def backtest(
+    config: Path | None = CONFIG_ARGUMENT,
+    task: str | None = TASK_OPTION,
+    windows: int = typer.Option(4, "--windows", min=1, help="test windows, latest first"),
+    warehouse: Path | None = WAREHOUSE_OPTION,
+) -> None:
+    """Refit the experiment as of earlier test windows and compare the model with its baselines in each."""
+    from rich.console import Console
+
+    from gridrisk.settings import load_settings
+    from training.backtest import backtest_task
+
+    console = Console()
+    settings = load_settings()
+    _prepare_runtime()
+    configs = _configs_or_exit(console, config, task, warehouse)
+    failed = _each_task(
+        console,
+        configs,
+        settings,
+        lambda cfg, wh, text, progress: backtest_task(
+            cfg,
+            warehouse=wh,
+            windows=windows,
+            tracking_uri=settings.tracking_uri,
+            artifact_root=settings.artifact_root,
+            progress=progress,
+        ),
+        _print_backtest,
+    )
+    if failed:
+        console.print(f"[red]no backtest:[/red] {', '.join(failed)} (errors above)")
+        raise typer.Exit(1)
+
+
+def _print_backtest(console: Any, report: Any) -> None:
+    from rich.table import Table
+
+    primary = report.primary_metric
+    title = f"{report.task}: backtest, {primary} and ROC-AUC by test window"
+    table = Table(title=title, title_justify="left")
+    for name in ("window", "test dates", "rows", "positives"):
+        table.add_column(name, justify="right")
+    short = {"model": "model", "logistic": "LR", "rule": "rule", "oracle": "oracle"}
+    scorers = [(key, short[key]) for key, _ in SCORER_COLUMNS if f"{key}_roc_auc" in report.table()]
+    for _, label in scorers:
+        table.add_column(f"{label} ★", justify="right")
+    for _, label in scorers:
+        table.add_column(f"{label} AUC", justify="right")
+    table.add_column("model ECE", justify="right")
+    frame = report.table()
+    for _, row in frame.iterrows():
+        table.add_row(
+            str(row["window"]),
+            f"{row['test_start']:%Y-%m}..{row['test_end']:%Y-%m}",
+            str(row["rows"]),
+            str(row["positives"]),
+            *[_cell(row.get(f"{key}_{primary}")) for key, _ in scorers],
+            *[_cell(row.get(f"{key}_roc_auc")) for key, _ in scorers],
+            _cell(row.get("model_ece")),
+        )
+    means = report.means()
+    table.add_row(
+        "mean",
+        "",
+        "",
+        "",
+        *[_cell(means.get(f"{key}_{primary}")) for key, _ in scorers],
+        *[_cell(means.get(f"{key}_roc_auc")) for key, _ in scorers],
+        _cell(means.get("model_ece")),
+        style="bold",
+    )
+    console.print(table)
+    console.print(f"  ★ = {primary}, the primary metric")
+    for c in report.comparisons:
+        se = f" ± {c.standard_error:.4f}" if c.windows > 1 else ""
+        console.print(
+            f"  model − {c.baseline} on {primary}: {c.mean_difference:+.4f}{se} (mean over windows ± its "
+            f"standard error); the model is ahead in {c.wins} of {c.windows} windows"
+        )
+    if report.stopped:
+        done = f"{len(report.windows)} of {report.requested}"
+        console.print(f"  [yellow]stopped after {done} windows:[/yellow] {escape(report.stopped)}")
+    console.print(f"  run {report.run_id} in experiment gridrisk-{report.task}")
+
+
+def _cell(value: Any) -> str:
+    return "—" if value is None or value != value else f"{value:.4f}"
 
 
 def _with_search(cfg: Any, search: bool | None, trials: int | None) -> Any:
@@ -180,11 +299,7 @@ def _metrics_table(title: str, metrics: dict[str, dict[str, float]], primary: st
         if not any(key in metrics[scorer] for scorer, _ in columns):
             continue
         marker = " ★" if key == primary else ""
-        cells = []
-        for scorer, _ in columns:
-            value = metrics[scorer].get(key)
-            cells.append("—" if value is None or value != value else f"{value:.4f}")
-        table.add_row(label + marker, *cells)
+        table.add_row(label + marker, *[_cell(metrics[scorer].get(key)) for scorer, _ in columns])
     return table
 
 

@@ -47,9 +47,7 @@ def free_port() -> int:
 def start_service(home: Path, port: int) -> subprocess.Popen:
     # No MLFLOW_TRACKING_URI: a fresh `gridrisk serve` finds the registry in its home, as after `make demo`.
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.update(
-        GRIDRISK_HOME=str(home), GRIDRISK_POLL_SECONDS="0", PATH=f"{BIN}:{os.environ.get('PATH', '')}"
-    )
+    env.update(GRIDRISK_HOME=str(home), GRIDRISK_POLL_SECONDS="0", PATH=f"{BIN}:{os.environ.get('PATH', '')}")
     proc = subprocess.Popen(
         [str(BIN / "gridrisk"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         stdout=(home / "uvicorn.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True, env=env,

@@ -1,4 +1,4 @@
-"""`gridrisk train | evaluate | promote` on the shared generated warehouse, through the real CLI."""
+"""`gridrisk train | backtest | evaluate | promote` on the shared generated warehouse, through the CLI."""
 
 from __future__ import annotations
 
@@ -81,12 +81,31 @@ def test_train_twice_reproduces_metrics_then_evaluate_and_promote(
     assert str(client.get_model_version_by_alias("gridrisk-arrears", "champion").version) == "2"
 
 
+def test_backtest_prints_each_window_and_logs_a_run(generated_dir: Path, home: Path, config: Path) -> None:
+    from mlflow import MlflowClient
+
+    # Five more as-of dates than training uses: enough for the window before training's test window.
+    config.write_text(config.read_text(encoding="utf-8").replace('start = "2022-06"', 'start = "2022-01"'))
+    result = invoke("backtest", str(config), "--windows", "2", "--warehouse", str(generated_dir))
+    assert result.exit_code == 0, result.output
+    assert "arrears: backtest, amount_recall_at_5pct and ROC-AUC by test window" in result.output
+    assert "model − logistic on amount_recall_at_5pct" in result.output and "of 2 windows" in result.output
+    uri = f"sqlite:///{(home / 'mlflow.db').resolve()}"
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name("gridrisk-arrears")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`gridrisk.kind` = 'backtest'")
+    assert run.data.params["windows"] == "2" and "backtest_mean_oracle_roc_auc" in run.data.metrics
+    # Nothing is registered by a backtest.
+    assert client.search_registered_models() == []
+
+
 def test_cli_errors_are_clear(home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('task = "arrears"\n[lightgbm]\nnum_leafs = 7\n')
     result = invoke("train", str(bad))
     assert result.exit_code == 2 and "lightgbm.num_leafs" in result.output
     assert invoke("train").exit_code == 2
+    assert invoke("backtest", "--task", "arrears", str(bad)).exit_code == 2
     missing = invoke("promote", "--task", "arrears", "--version", "1", "--reason", "x")
     assert missing.exit_code == 1 and "gridrisk-arrears" in missing.output
 

@@ -162,9 +162,10 @@ def test_a_registered_model_loads_by_uri_whatever_the_global_store(store, tmp_pa
     finally:
         mlflow.set_tracking_uri(previous)
     assert by_version.info["run_id"] == strong.run_id
-    assert by_alias.info["run_id"] == client_for(uri).get_model_version_by_alias(
-        model_name("arrears"), CHAMPION
-    ).run_id
+    assert (
+        by_alias.info["run_id"]
+        == client_for(uri).get_model_version_by_alias(model_name("arrears"), CHAMPION).run_id
+    )
     with pytest.raises(ValueError, match="models:/<name>/<version>"):
         load_packaged_model(f"models:/{model_name('arrears')}", tmp_path / "x", uri)
 
