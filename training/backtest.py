@@ -145,20 +145,11 @@ def backtest_frame(
             stopped = f"window {k + 1}: no as-of dates left before window {k}"
             break
         window = frame[frame["as_of"] <= dates[last]]
+        progress("fit", k / windows)
         try:
             split, train, validation, test = split_frame(window, spec, config)
             fitted = fit_and_evaluate(
-                split,
-                train,
-                validation,
-                test,
-                config,
-                config.lightgbm,
-                features,
-                truth_dir=truth_dir,
-                progress=lambda step_name, fraction, k=k: progress(
-                    step_name, (k + (fraction or 0.0)) / windows
-                ),
+                split, train, validation, test, config, config.lightgbm, features, truth_dir=truth_dir
             )
         except TrainingError as exc:
             stopped = f"window {k + 1} (test dates ending {dates[last].date()}): {exc}"

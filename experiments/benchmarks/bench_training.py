@@ -164,7 +164,9 @@ def backtest_row(frame, config, windows: int, warehouse: Path | None) -> dict:
         "backtest_stopped": report.stopped or "",
         **{f"backtest_mean_{k}": v for k, v in means.items()},
         "backtest_auc_ratio": means["model_roc_auc"] / means.get("oracle_roc_auc", float("nan")),
-        "backtest_windows_table": report.table().to_dict(orient="records"),
+        "backtest_windows_table": report.table()
+        .astype({"test_start": str, "test_end": str})
+        .to_dict("records"),
     }
     for c in report.comparisons:
         out[f"backtest_wins_vs_{c.baseline}"] = c.wins
@@ -190,6 +192,14 @@ def print_backtest(rows: list[dict]) -> None:
             f"{r['backtest_seconds']:>7.1f}"
         )
     for r in rows:
+        key = f"backtest_mean_{{}}_{r['backtest_primary']}"
+        checks = {
+            "mean AUC >= 0.95 x mean oracle": r["backtest_auc_ratio"] >= 0.95,
+            "beats LR on mean primary": r[key.format("model")] > r[key.format("logistic")],
+            "beats rule on mean primary": r[key.format("model")] > r[key.format("rule")],
+            "mean ECE <= 0.02": r["backtest_mean_model_ece"] <= 0.02,
+        }
+        print(f"  {r['task']}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
         if r["backtest_stopped"]:
             print(f"  {r['task']}: stopped early: {r['backtest_stopped']}")
 
