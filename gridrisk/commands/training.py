@@ -226,10 +226,10 @@ def _print_backtest(console: Any, report: Any) -> None:
     console.print(table)
     console.print(f"  ★ = {primary}, the primary metric")
     for c in report.comparisons:
-        se = f" ± {c.standard_error:.4f}" if c.windows > 1 else ""
+        how = f" ± {c.standard_error:.4f} (mean over windows ± its standard error)" if c.windows > 1 else ""
         console.print(
-            f"  model − {c.baseline} on {primary}: {c.mean_difference:+.4f}{se} (mean over windows ± its "
-            f"standard error); the model is ahead in {c.wins} of {c.windows} windows"
+            f"  model − {c.baseline} on {primary}: {c.mean_difference:+.4f}{how}; "
+            f"the model is ahead in {c.wins} of {c.windows} window{'s' if c.windows > 1 else ''}"
         )
     if report.stopped:
         done = f"{len(report.windows)} of {report.requested}"
