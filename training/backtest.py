@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 SCORERS = ("model", "logistic", "rule", "oracle")
 BASELINES = ("logistic", "rule")
-WINDOW_METRICS = ("roc_auc", "pr_auc", "ece", "brier")
+WINDOW_METRICS = ("roc_auc", "pr_auc", "ece", "brier", "true_roc_auc")  # true_: theft on generated data
 
 
 @dataclass
@@ -80,7 +80,8 @@ class BacktestReport:
 
     def table(self) -> pd.DataFrame:
         """One row per window: test dates, rows, positives, then <scorer>_<metric> for the primary metric,
-        ROC-AUC, PR-AUC and (for scorers with probabilities) ECE and Brier."""
+        ROC-AUC, PR-AUC, (for scorers with probabilities) ECE and Brier, and for theft on generated data the
+        ROC-AUC against every true thief."""
         rows = []
         for w in self.windows:
             model = w.metrics["model"]
