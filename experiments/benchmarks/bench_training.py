@@ -8,8 +8,8 @@ separately (it is the feature pipeline, which bench_features.py reports too).
     python experiments/benchmarks/bench_training.py [--warehouse DIR | --customers 50000] [--backtest N]
         [--json FILE]
 
-With --backtest N each task is also refitted on its N latest test windows (training/backtest.py), and the
-targets are checked on the mean over the windows as well as on the latest one.
+Each task is also refitted on its N latest test windows (training/backtest.py; --backtest 4 by default, 0
+turns it off), and the targets are checked on the mean over the windows as well as on the latest one.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--training-sets", type=Path, help="folder of prebuilt <task>.parquet sets to use")
     parser.add_argument("--tasks", default="arrears,suspension,theft")
     parser.add_argument(
-        "--backtest", type=int, default=0, metavar="N", help="also backtest each task over N test windows"
+        "--backtest", type=int, default=4, metavar="N", help="backtest each task over N test windows (0: off)"
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
