@@ -5,6 +5,8 @@ Produces serving's JSON-serialisable `Calibrator` (isotonic thresholds or Platt 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from serving.model import Calibrator
@@ -44,3 +46,38 @@ def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(logit, y)
         return Calibrator(method="platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
     raise TrainingError(f"unknown calibration method {method!r}; use isotonic, platt or none")
+
+
+@dataclass(frozen=True)
+class TransferCheck:
+    """Leave-one-block-out Brier scores of the raw and the calibrated out-of-fold probabilities."""
+
+    brier_raw: float
+    brier_calibrated: float
+
+    @property
+    def helps(self) -> bool:
+        return self.brier_calibrated < self.brier_raw
+
+
+def transfer_check(blocks: list[tuple[np.ndarray, np.ndarray]], method: str) -> TransferCheck:
+    """Does a calibrator fitted on some validation blocks improve the held-out block's probabilities?
+
+    `blocks` are (raw probability, label) of the purged folds' validation blocks, each predicted by a booster
+    that never saw it. Each block in turn is calibrated by a map fitted on the others; the Brier scores,
+    pooled over every row, say whether the calibrator carries over from one period to another. With purged
+    folds that is the question that matters: the served booster learns from every development date, so a map
+    fitted on the fold boosters' outputs is only worth applying if it is not specific to the periods it saw.
+    """
+    if len(blocks) < 2:
+        raise TrainingError("a transfer check needs at least two validation blocks")
+    raw = calibrated = 0.0
+    rows = 0
+    for i, (p_held, y_held) in enumerate(blocks):
+        p_rest = np.concatenate([p for j, (p, _) in enumerate(blocks) if j != i])
+        y_rest = np.concatenate([y for j, (_, y) in enumerate(blocks) if j != i])
+        calibrator = fit_calibrator(p_rest, y_rest, method)
+        raw += float(np.sum((p_held - y_held) ** 2))
+        calibrated += float(np.sum((calibrator.apply(p_held) - y_held) ** 2))
+        rows += len(y_held)
+    return TransferCheck(brier_raw=raw / rows, brier_calibrated=calibrated / rows)

@@ -524,6 +524,14 @@ def train_on_frame(
         scorers, metrics, segments = fitted.scorers, fitted.metrics, fitted.segments
         mlflow.log_params(_flat_params(config, params, model, train, validation, test, len(features)))
         mlflow.log_metric("validation_roc_auc", model.validation_roc_auc_)
+        check = getattr(model, "calibration_check_", None)
+        if check is not None:
+            mlflow.log_metrics(
+                {
+                    "calibration_transfer_brier_raw": check.brier_raw,
+                    "calibration_transfer_brier_calibrated": check.brier_calibrated,
+                }
+            )
         oracle = metrics.get("oracle")
         extra = explain_cost_ms(model.package(), X_test)
         if oracle is not None and oracle["roc_auc"] > 0:
@@ -678,6 +686,7 @@ def _flat_params(
     )
     if hasattr(model, "fold_trees_"):
         out["fold_trees"] = ",".join(str(t) for t in model.fold_trees_)
+    out["calibration.served"] = model.calibrator_.method
     return out
 
 

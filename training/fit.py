@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from serving.model import Calibrator, FeatureSpec, PackagedModel, ReasonText
-from training.calibrate import fit_calibrator
+from training.calibrate import TransferCheck, fit_calibrator, transfer_check
 from training.config import LightGBMConfig
 from training.evaluate import roc_auc
 from training.split import TimeSplit
@@ -108,7 +108,7 @@ class TaskModel:
         gives out-of-fold probabilities and a number of trees; the served booster learns from all of
         `development` with the folds' mean number of trees, scaled by how many more rows it sees (same
         learning rate, more data, more trees); the calibrator is fitted on every block's out-of-fold
-        probabilities."""
+        probabilities, and served only if it carries over from block to block (`transfer_check`)."""
         import lightgbm
 
         check_labels(development, "development")
@@ -142,6 +142,21 @@ class TaskModel:
         self.booster_ = lightgbm.train(params, data, num_boost_round=self.best_iteration_)
         p, y = np.concatenate(p_out), np.concatenate(y_out)
         self.calibrator_ = fit_calibrator(p, y, self.calibration)
+        self.calibration_check_: TransferCheck | None = None
+        if self.calibration != "none" and len(p_out) >= 2:
+            # Served only if a map fitted on some blocks improves the held-out block (training/calibrate.py);
+            # otherwise the booster's own probabilities, learned from every development date, are served.
+            self.calibration_check_ = transfer_check(list(zip(p_out, y_out, strict=True)), self.calibration)
+            if not self.calibration_check_.helps:
+                logger.info(
+                    "%s: %s calibration left out: fitted on the other blocks it raises the held-out Brier "
+                    "score from %.5f to %.5f",
+                    self.task,
+                    self.calibration,
+                    self.calibration_check_.brier_raw,
+                    self.calibration_check_.brier_calibrated,
+                )
+                self.calibrator_ = Calibrator(method="none")
         self.validation_roc_auc_ = roc_auc(y, p)  # pooled out-of-fold
         logger.info(
             "fitted %s on %d development rows, %d folds (trees %s) -> %d trees",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibrate import fit_calibrator
+from training.calibrate import fit_calibrator, transfer_check
 from training.evaluate import expected_calibration_error, roc_auc
 from training.tasks import TrainingError
 
@@ -50,3 +50,39 @@ def test_single_class_validation_is_refused() -> None:
 def test_none_passes_through() -> None:
     calibrator = fit_calibrator(np.array([0.1, 0.7]), np.array([0, 1]), "none")
     assert list(calibrator.apply(np.array([0.1, 0.7]))) == [0.1, 0.7]
+
+
+def blocks_of(make, seeds=(1, 2, 3), n: int = 4000) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [make(n, seed) for seed in seeds]
+
+
+def calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores that already are the probability of their label."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(1, 12, size=n)
+    return p, (rng.random(n) < p).astype(int)
+
+
+def test_transfer_check_keeps_a_calibrator_that_carries_over_from_block_to_block() -> None:
+    check = transfer_check(blocks_of(overconfident), "isotonic")
+    assert check.helps and check.brier_calibrated < 0.95 * check.brier_raw
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_transfer_check_drops_a_calibrator_with_nothing_to_correct(method: str) -> None:
+    check = transfer_check(blocks_of(calibrated), method)
+    assert not check.helps and check.brier_calibrated >= check.brier_raw
+
+
+def test_transfer_check_drops_a_correction_that_belongs_to_one_period() -> None:
+    """One block over-predicts, the next under-predicts: what the map learns from one hurts the other."""
+    p, y = calibrated(4000, 7)
+    high = (np.clip(p * 2.0, 0, 1), y)
+    low = (p * 0.5, y)
+    check = transfer_check([high, low], "isotonic")
+    assert not check.helps
+
+
+def test_transfer_check_needs_two_blocks() -> None:
+    with pytest.raises(TrainingError, match="at least two validation blocks"):
+        transfer_check(blocks_of(calibrated, seeds=(1,)), "isotonic")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from training.config import LightGBMConfig, default_config
-from training.evaluate import roc_auc
+from training.evaluate import expected_calibration_error, roc_auc
 from training.experiment import evaluate_on_test, split_frame
 from training.fit import Bands, LogisticBaseline, TaskModel
 from training.tasks import TrainingError, task_spec
@@ -134,3 +134,27 @@ def test_purged_folds_skip_a_block_without_positives(frame: pd.DataFrame, featur
     with pytest.raises(TrainingError, match="every one of the 3 purged folds"):
         only_first = train.assign(label=first.astype(int))
         TaskModel("arrears", features, FAST).fit_split(split, only_first, validation)
+
+
+@pytest.mark.parametrize("weight, served", [(1.0, None), (8.0, "isotonic")])
+def test_purged_folds_serve_the_calibrator_only_where_it_carries_over(
+    frame: pd.DataFrame, features: list[str], weight: float, served: str | None
+) -> None:
+    """Upweighted positives make every fold over-predict the same way, so the calibrator carries over and is
+    served; whatever is decided, the held-out Brier scores behind it are kept."""
+    spec = task_spec("arrears")
+    config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 3})
+    split, train, validation, test = split_frame(frame, spec, config)
+    params = FAST.model_copy(update={"scale_pos_weight": weight})
+    model = TaskModel("arrears", features, params).fit_split(split, train, validation)
+    check = model.calibration_check_
+    assert check is not None and check.brier_calibrated > 0 and check.brier_raw > 0
+    assert model.calibrator_.method == ("isotonic" if check.helps else "none")
+    y = test["label"].to_numpy()
+    ece_served = expected_calibration_error(y, model.predict_proba(test))
+    if served is not None:
+        assert model.calibrator_.method == served
+        ece_raw = expected_calibration_error(y, model.raw_probability(test))  # the booster over-predicts
+        assert ece_raw > 0.1 and ece_served < 0.4 * ece_raw
+    else:
+        assert ece_served < 0.03

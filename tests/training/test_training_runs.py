@@ -191,3 +191,6 @@ def test_a_purged_kfold_run_logs_its_folds(frame, features, tmp_path: Path) -> N
     assert logged.tags["split_validation"].startswith("purged 3-fold over the training dates: ")
     assert 0.5 < logged.metrics["validation_roc_auc"] < 1 and logged.metrics["test_roc_auc"] > 0.6
     assert int(logged.params["rows_validation"]) == 0 and report.version is None
+    # Whether the calibrator was served, and the held-out Brier scores that decided it.
+    raw, calibrated = (logged.metrics[f"calibration_transfer_brier_{k}"] for k in ("raw", "calibrated"))
+    assert logged.params["calibration.served"] == ("isotonic" if calibrated < raw else "none")
