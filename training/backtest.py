@@ -141,10 +141,8 @@ def backtest_frame(
     done: list[BacktestWindow] = []
     stopped = None
     for k in range(windows):
+        # A window that split has more than `step` dates, so the next cut is never before the first date.
         last = len(dates) - 1 - k * step
-        if last < 0:
-            stopped = f"window {k + 1}: no as-of dates left before window {k}"
-            break
         window = frame[frame["as_of"] <= dates[last]]
         progress("fit", k / windows)
         try:

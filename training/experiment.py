@@ -524,7 +524,7 @@ def train_on_frame(
         scorers, metrics, segments = fitted.scorers, fitted.metrics, fitted.segments
         mlflow.log_params(_flat_params(config, params, model, train, validation, test, len(features)))
         mlflow.log_metric("validation_roc_auc", model.validation_roc_auc_)
-        check = getattr(model, "calibration_check_", None)
+        check = model.calibration_check_
         if check is not None:
             mlflow.log_metrics(
                 {

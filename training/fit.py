@@ -85,6 +85,7 @@ class TaskModel:
         )
         p_val = self.raw_probability(validation)
         self.calibrator_: Calibrator = fit_calibrator(p_val, y_val, self.calibration)
+        self.calibration_check_: TransferCheck | None = None  # only purged folds check the calibrator
         self.validation_roc_auc_ = roc_auc(y_val, p_val)
         logger.info(
             "fitted %s: %d train rows, %d validation rows, %d trees",
@@ -141,22 +142,23 @@ class TaskModel:
         params = booster_params(self.params)
         self.booster_ = lightgbm.train(params, data, num_boost_round=self.best_iteration_)
         p, y = np.concatenate(p_out), np.concatenate(y_out)
-        self.calibrator_ = fit_calibrator(p, y, self.calibration)
-        self.calibration_check_: TransferCheck | None = None
-        if self.calibration != "none" and len(p_out) >= 2:
+        method = self.calibration
+        self.calibration_check_ = None
+        if method != "none" and len(p_out) >= 2:
             # Served only if a map fitted on some blocks improves the held-out block (training/calibrate.py);
             # otherwise the booster's own probabilities, learned from every development date, are served.
-            self.calibration_check_ = transfer_check(list(zip(p_out, y_out, strict=True)), self.calibration)
+            self.calibration_check_ = transfer_check(list(zip(p_out, y_out, strict=True)), method)
             if not self.calibration_check_.helps:
                 logger.info(
                     "%s: %s calibration left out: fitted on the other blocks it raises the held-out Brier "
                     "score from %.5f to %.5f",
                     self.task,
-                    self.calibration,
+                    method,
                     self.calibration_check_.brier_raw,
                     self.calibration_check_.brier_calibrated,
                 )
-                self.calibrator_ = Calibrator(method="none")
+                method = "none"
+        self.calibrator_ = fit_calibrator(p, y, method)
         self.validation_roc_auc_ = roc_auc(y, p)  # pooled out-of-fold
         logger.info(
             "fitted %s on %d development rows, %d folds (trees %s) -> %d trees",

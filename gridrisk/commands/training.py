@@ -194,35 +194,25 @@ def _print_backtest(console: Any, report: Any) -> None:
     table = Table(title=title, title_justify="left")
     for name in ("window", "test dates", "rows", "positives"):
         table.add_column(name, justify="right")
-    short = {"model": "model", "logistic": "LR", "rule": "rule", "oracle": "oracle"}
-    scorers = [(key, short[key]) for key, _ in SCORER_COLUMNS if f"{key}_roc_auc" in report.table()]
-    for _, label in scorers:
-        table.add_column(f"{label} ★", justify="right")
-    for _, label in scorers:
-        table.add_column(f"{label} AUC", justify="right")
-    table.add_column("model ECE", justify="right")
     frame = report.table()
+    short = {"model": "model", "logistic": "LR", "rule": "rule", "oracle": "oracle"}
+    keys = [key for key, _ in SCORER_COLUMNS if f"{key}_roc_auc" in frame]
+    for metric in ("★", "AUC"):
+        for key in keys:
+            table.add_column(f"{short[key]} {metric}", justify="right")
+    table.add_column("model ECE", justify="right")
+
+    def cells(values: Any) -> list[str]:
+        return [
+            *(_cell(values.get(f"{key}_{primary}")) for key in keys),
+            *(_cell(values.get(f"{key}_roc_auc")) for key in keys),
+            _cell(values.get("model_ece")),
+        ]
+
     for _, row in frame.iterrows():
-        table.add_row(
-            str(row["window"]),
-            f"{row['test_start']:%Y-%m}..{row['test_end']:%Y-%m}",
-            str(row["rows"]),
-            str(row["positives"]),
-            *[_cell(row.get(f"{key}_{primary}")) for key, _ in scorers],
-            *[_cell(row.get(f"{key}_roc_auc")) for key, _ in scorers],
-            _cell(row.get("model_ece")),
-        )
-    means = report.means()
-    table.add_row(
-        "mean",
-        "",
-        "",
-        "",
-        *[_cell(means.get(f"{key}_{primary}")) for key, _ in scorers],
-        *[_cell(means.get(f"{key}_roc_auc")) for key, _ in scorers],
-        _cell(means.get("model_ece")),
-        style="bold",
-    )
+        dates = f"{row['test_start']:%Y-%m}..{row['test_end']:%Y-%m}"
+        table.add_row(str(row["window"]), dates, str(row["rows"]), str(row["positives"]), *cells(row))
+    table.add_row("mean", "", "", "", *cells(report.means()), style="bold")
     console.print(table)
     console.print(f"  ★ = {primary}, the primary metric")
     for c in report.comparisons:
