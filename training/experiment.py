@@ -40,7 +40,7 @@ from training.registry import (
     register_challenger,
     version_by_alias,
 )
-from training.split import TimeSplit, month_ends, purged_kfold_split, split_by_time
+from training.split import TimeSplit, fewest_monthly_dates, month_ends, split_for
 from training.tasks import Task, TaskSpec, TrainingError, task_spec
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,9 @@ def load_training_frame(
             raise TrainingError(
                 f"training_set {path} does not exist; build it with `gridrisk features --out`"
             )
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
+        check_learnable(frame, config.task.value, path)
+        return frame
     from features.training_set import build_training_set
 
     dates = resolve_as_of_dates(config, warehouse)
@@ -134,7 +136,45 @@ def load_training_frame(
     def report(done: int, total: int) -> None:
         progress("training set", done / total if total else None)
 
-    return build_training_set(Path(warehouse), config.task.value, dates, engine="local", progress=report)
+    frame = build_training_set(Path(warehouse), config.task.value, dates, engine="local", progress=report)
+    check_learnable(frame, config.task.value, Path(warehouse))
+    return frame
+
+
+# Who each task scores and which table its label reads (features/labels.py), for refusals that name the cause.
+POPULATIONS = {
+    "arrears": "active customers who do not prepay",
+    "suspension": "active two-part-tariff customers, not suspended at T",
+    "theft": "active customers without an earlier theft finding",
+}
+LABEL_TABLES = {"arrears": "payments", "suspension": "suspensions", "theft": "inspections"}
+
+
+def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
+    """Refuse a training set with no rows or no positives, naming the cause rather than the split that would
+    fail on it: an empty population, or a label table the warehouse lacks or that holds no label event."""
+    from features.sources import has_table
+
+    dates = sorted(pd.to_datetime(frame["as_of"]).unique()) if "as_of" in frame else []
+    span = f"{dates[0].date()}..{dates[-1].date()}" if dates else ""
+    if frame.empty:
+        raise TrainingError(
+            f"no customer of {source} is in the {task} population ({POPULATIONS[task]}) on any as-of date "
+            f"of the config; {source} cannot train {task}"
+        )
+    if "label" not in frame or frame["label"].sum() > 0:
+        return
+    table = LABEL_TABLES[task]
+    if source.is_file():
+        cause = f"rebuild {source} from a warehouse whose {table} table holds {task} label events"
+    elif not has_table(source, table):
+        cause = f"the warehouse has no {table} table, which the {task} label reads; ingest it with the export"
+    else:
+        cause = (
+            f"no event in its {table} table falls in the label windows of the as-of dates {span}; check that "
+            f"the export's {table} cover those months, or widen the config's [as_of] range"
+        )
+    raise TrainingError(f"the {task} training set has {len(frame)} rows and no positive label: {cause}")
 
 
 def checked_frame(frame: pd.DataFrame, spec: TaskSpec, features: list[str]) -> pd.DataFrame:
@@ -158,23 +198,38 @@ def split_frame(
             f"({spec.label_window_days} days): "
             f"training labels would overlap the next part's as-of dates; remove gap_days or raise it"
         )
-    if config.split.scheme == "purged_kfold":
-        split = purged_kfold_split(
-            frame["as_of"].unique(),
-            folds=config.split.folds,
-            test_dates=config.split.test_dates,
-            gap_days=gap,
-        )
-    else:
-        split = split_by_time(
-            frame["as_of"].unique(),
-            validation_dates=config.split.validation_dates,
-            test_dates=config.split.test_dates,
-            gap_days=gap,
-        )
+    settings = {
+        "folds": config.split.folds,
+        "validation_dates": config.split.validation_dates,
+        "test_dates": config.split.test_dates,
+        "gap_days": gap,
+    }
+    dates = frame["as_of"].unique()
+    try:
+        split = split_for(config.split.scheme, dates, **settings)
+    except TrainingError as exc:
+        raise TrainingError(f"{exc}. {_span_hint(config, len(dates), settings)}") from None
     part = split.part(frame["as_of"])
     parts = [frame[part == name].reset_index(drop=True) for name in ("train", "validation", "test")]
     return split, parts[0], parts[1], parts[2]
+
+
+def _span_hint(config: ExperimentConfig, have: int, settings: dict[str, int]) -> str:
+    """How many monthly as-of dates the split needs, and so about how many months of export."""
+    need = fewest_monthly_dates(config.split.scheme, **settings)
+    if need is None:
+        return (
+            "No span of monthly as-of dates under 20 years satisfies this split; check the [split] settings"
+        )
+    window_months = -(-settings["gap_days"] // 30)
+    history = config.as_of.history_months
+    return (
+        f"With one as-of date a month this split ({config.split.scheme}) needs at least {need} dates and has "
+        f"{have}. Each date also needs as_of.history_months = {history} months of bills before it and its "
+        f"{settings['gap_days']}-day label window after it, so the warehouse needs about "
+        f"{need + history + window_months} months of bills; on a shorter one lower as_of.history_months or "
+        f"split.test_dates"
+    )
 
 
 # -- scoring the test window ---------------------------------------------------------------------------------

@@ -171,8 +171,7 @@ def purged_kfold_split(as_of_dates: Sequence, *, folds: int, test_dates: int, ga
         raise TrainingError(
             f"no validation block of the {len(development)} development dates "
             f"({development[0].date()}..{development[-1].date()}) has a date {gap_days} days clear of it on "
-            f"either side to learn from: lower split.folds, start the [as_of] range earlier or use "
-            f"split.scheme = 'holdout'"
+            f"either side to learn from; start the [as_of] range earlier"
         )
     skipped = [b for b in blocks if b not in usable]
     if skipped:
@@ -183,6 +182,35 @@ def purged_kfold_split(as_of_dates: Sequence, *, folds: int, test_dates: int, ga
             ", ".join(f"{b[0].date()}..{b[-1].date()}" for b in skipped),
         )
     return replace(split, folds=usable)
+
+
+def split_for(
+    scheme: str, as_of_dates: Sequence, *, folds: int, validation_dates: int, test_dates: int, gap_days: int
+) -> TimeSplit:
+    """The config's split scheme (`holdout` or `purged_kfold`) applied to the as-of dates."""
+    if scheme == "purged_kfold":
+        return purged_kfold_split(as_of_dates, folds=folds, test_dates=test_dates, gap_days=gap_days)
+    return split_by_time(
+        as_of_dates, validation_dates=validation_dates, test_dates=test_dates, gap_days=gap_days
+    )
+
+
+def fewest_monthly_dates(scheme: str, *, limit: int = 240, **settings: int) -> int | None:
+    """The fewest consecutive month-end as-of dates the split accepts whatever month they start in (None if
+    not even `limit`): what a refusal can tell the user to aim for. Found by trying, so it holds for every
+    scheme and setting; months of 28 to 31 days make a gap in days fit one month sooner in some years."""
+    quiet, logger.disabled = logger.disabled, True  # the trial splits' notes are not news
+    try:
+        for n in range(1, limit + 1):
+            try:
+                for month in range(1, 13):
+                    split_for(scheme, pd.date_range(f"2001-{month:02d}-01", periods=n, freq="ME"), **settings)
+            except TrainingError:
+                continue
+            return n
+        return None
+    finally:
+        logger.disabled = quiet
 
 
 def month_ends(start: str, end: str, step_months: int = 1) -> list[pd.Timestamp]:

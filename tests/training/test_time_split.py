@@ -7,7 +7,7 @@ import pytest
 
 from training.config import default_config
 from training.experiment import split_frame
-from training.split import month_ends, purged_kfold_split, split_by_time
+from training.split import fewest_monthly_dates, month_ends, purged_kfold_split, split_by_time
 from training.tasks import TrainingError, task_spec
 
 
@@ -49,6 +49,48 @@ def test_too_few_dates_says_what_to_change() -> None:
     # Two years of suspension as-of dates: validation and test fit, training would need dates before 2022-03.
     with pytest.raises(TrainingError, match=r"run 2022-07-31\.\.2023-06-30.*before 2022-03-04.*more history"):
         split_by_time(month_ends("2022-07", "2023-06"), validation_dates=3, test_dates=3, gap_days=180)
+
+
+@pytest.mark.parametrize(
+    "scheme, folds, gap_days",
+    [("holdout", 3, 120), ("holdout", 3, 180), ("purged_kfold", 3, 180), ("purged_kfold", 2, 180)],
+)
+def test_fewest_monthly_dates_is_the_shortest_span_the_split_accepts(
+    scheme: str, folds: int, gap_days: int
+) -> None:
+    settings = {"folds": folds, "validation_dates": 3, "test_dates": 3, "gap_days": gap_days}
+    need = fewest_monthly_dates(scheme, **settings)
+    assert need is not None
+    split = purged_kfold_split if scheme == "purged_kfold" else split_by_time
+    drop = "validation_dates" if split is purged_kfold_split else "folds"
+    kwargs = {k: v for k, v in settings.items() if k != drop}
+
+    def dates(first: str, n: int) -> list[pd.Timestamp]:
+        return month_ends(first, (pd.Period(first, "M") + n - 1).strftime("%Y-%m"))
+
+    starts = [f"2024-{m:02d}" for m in range(1, 13)]
+    for first in starts:  # enough whatever month the dates start in ...
+        split(dates(first, need), **kwargs)
+    refused = 0
+    for first in starts:  # ... and one fewer is refused for some start
+        try:
+            split(dates(first, need - 1), **kwargs)
+        except TrainingError:
+            refused += 1
+    assert refused > 0
+
+
+def test_a_short_archive_is_told_how_many_months_it_needs(frame: pd.DataFrame) -> None:
+    # Eight monthly as-of dates cannot hold theft's purged folds with two 180-day gaps.
+    short = frame[frame["as_of"] < pd.Timestamp("2021-09-01")]
+    config = default_config("theft")
+    need = fewest_monthly_dates(
+        "purged_kfold", folds=3, validation_dates=3, test_dates=3, gap_days=config.split.gap_days or 180
+    )
+    with pytest.raises(
+        TrainingError, match=rf"needs at least {need} dates and has 8\..*about {need + 6 + 6} months"
+    ):
+        split_frame(short, task_spec("theft"), config)
 
 
 def test_gap_shorter_than_the_label_window_is_refused(frame: pd.DataFrame) -> None:
