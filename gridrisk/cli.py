@@ -7,10 +7,14 @@ so `gridrisk --help` stays fast.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import typer
 
 from gridrisk.commands import demo, features, generate, ingest, london, serving, training
+
+LOG_COLUMNS = 160  # the widest table (`gridrisk backtest`, four scorers) fits
 
 app = typer.Typer(
     name="gridrisk",
@@ -29,6 +33,10 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
     )
     for noisy in ("mlflow", "alembic", "urllib3", "py4j", "httpx", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        # Rich draws 80 columns into a pipe or CI log, which cuts the metric tables to "0.…"; a log file
+        # has no width to respect.
+        os.environ["COLUMNS"] = str(LOG_COLUMNS)
 
 
 for module in (generate, ingest, features, training, serving, london, demo):

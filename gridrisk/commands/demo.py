@@ -26,13 +26,16 @@ def _run(args: list[str]) -> None:
     Console().rule(f"[bold]gridrisk {' '.join(args)}")
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="gridrisk", standalone_mode=False)
+        # Without standalone mode click returns a command's exit code instead of exiting with it.
+        code = command.main(args=args, prog_name="gridrisk", standalone_mode=False)
     except typer.Exit as exc:
-        if exc.exit_code:
-            raise
+        code = exc.exit_code
     except SystemExit as exc:
-        if exc.code:
-            raise typer.Exit(int(exc.code)) from exc
+        code = exc.code
+    if isinstance(code, int) and code:
+        stopped = f"`gridrisk {' '.join(args)}` exited with {code}"
+        Console(stderr=True).print(f"[red]gridrisk demo stopped:[/red] {stopped}")
+        raise typer.Exit(code)
 
 
 def demo(

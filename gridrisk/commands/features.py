@@ -56,15 +56,14 @@ def features_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from features.labels import LabelError, latest_labelable_as_of
-    from features.point_in_time import PointInTimeError
-    from features.sources import WarehouseError
+    from features.labels import latest_labelable_as_of
     from features.training_set import (
         TrainingSetError,
         build_scoring_frame,
         build_training_set,
         write_training_set,
     )
+    from gridrisk.commands import data_errors
     from gridrisk.settings import load_settings
 
     console = Console()
@@ -111,7 +110,7 @@ def features_command(
                 frame = build_training_set(target, task, dates, engine=engine, progress=progress)
             write_training_set(frame, out, task=task, warehouse=target)
         seconds = time.perf_counter() - started
-    except (TrainingSetError, LabelError, WarehouseError, PointInTimeError) as exc:
+    except data_errors() as exc:
         errors.print(f"[red]features refused:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from exc
     _print_summary(console, frame, out, seconds)

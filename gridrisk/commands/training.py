@@ -77,7 +77,7 @@ def train(
     task: str | None = TASK_OPTION,
     warehouse: Path | None = WAREHOUSE_OPTION,
     search: bool | None = typer.Option(None, "--search/--no-search", help="turn the Optuna search on or off"),
-    trials: int | None = typer.Option(None, "--trials", help="Optuna trials (implies --search)"),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials (implies --search)"),
 ) -> None:
     """Train, evaluate and register a task's model; the gate decides whether it becomes champion."""
     from rich.console import Console
@@ -110,8 +110,17 @@ def _each_task(
     """Run `work(cfg, warehouse, toml_text, progress)` for each config under a progress bar and `show` its
     report; one task's failure (say, too little history for a 180-day label) does not stop the others.
     Returns the tasks that failed."""
+    from gridrisk.commands import data_errors
     from training.tasks import TrainingError
 
+    for cfg, _ in configs:
+        wh = Path(cfg.warehouse or settings.warehouse_path)
+        if cfg.training_set is None and not wh.is_dir():
+            console.print(
+                f"[red]error:[/red] warehouse {escape(str(wh))} does not exist: run `gridrisk ingest EXPORT "
+                f"--warehouse {escape(str(wh))}` first, or pass --warehouse DIR (or set GRIDRISK_WAREHOUSE)"
+            )
+            raise typer.Exit(2)
     failed = []
     for cfg, text in configs:
         wh = Path(cfg.warehouse or settings.warehouse_path)
@@ -121,7 +130,7 @@ def _each_task(
                 cfg.task.value,
                 lambda progress, cfg=cfg, wh=wh, text=text: work(cfg, wh, text, progress),
             )
-        except TrainingError as exc:
+        except (TrainingError, *data_errors()) as exc:
             console.print(f"[red]error ({cfg.task.value}):[/red] {escape(str(exc))}")
             failed.append(cfg.task.value)
             continue
@@ -236,7 +245,9 @@ def _with_search(cfg: Any, search: bool | None, trials: int | None) -> Any:
     update: dict[str, Any] = {"enabled": enabled}
     if trials is not None:
         update["n_trials"] = trials
-    return cfg.model_copy(update={"search": cfg.search.model_copy(update=update)})
+    # Validated, not model_copy(update=...), which would skip the config's own bounds.
+    search_config = type(cfg.search).model_validate(cfg.search.model_dump() | update)
+    return cfg.model_copy(update={"search": search_config})
 
 
 def _train_one(cfg: Any, warehouse: Path, settings: Any, progress: Any, text: str | None) -> Any:
@@ -342,6 +353,7 @@ def evaluate(
     """Score a registered model on the test window beside the baselines and oracle; logs an evaluation run."""
     from rich.console import Console
 
+    from gridrisk.commands import data_errors
     from gridrisk.settings import load_settings
     from training.config import default_config, load_config
     from training.experiment import evaluate_model
@@ -371,7 +383,7 @@ def evaluate(
                 progress=progress,
             ),
         )
-    except TrainingError as exc:
+    except (TrainingError, *data_errors()) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     except Exception as exc:  # MLflow raises its own errors for unknown models or aliases

@@ -108,6 +108,37 @@ def test_cli_errors_are_clear(home: Path, tmp_path: Path) -> None:
     assert invoke("backtest", "--task", "arrears", str(bad)).exit_code == 2
     missing = invoke("promote", "--task", "arrears", "--version", "1", "--reason", "x")
     assert missing.exit_code == 1 and "gridrisk-arrears" in missing.output
+    assert invoke("train", "--task", "arrears", "--trials", "0").exit_code == 2
+
+
+def test_a_missing_or_empty_warehouse_is_refused_without_a_traceback(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    absent = tmp_path / "nowhere"
+    result = invoke("train", "--task", "all", "--warehouse", str(absent))
+    assert result.exit_code == 2 and f"warehouse {absent} does not exist" in result.output
+    # The shipped configs name no warehouse, so GRIDRISK_WAREHOUSE decides.
+    monkeypatch.setenv("GRIDRISK_WAREHOUSE", str(absent))
+    result = invoke("backtest", str(SHIPPED))
+    assert result.exit_code == 2 and f"warehouse {absent} does not exist" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = invoke("train", "--task", "theft", "--warehouse", str(empty))
+    assert (
+        result.exit_code == 1
+        and "has no dated rows" in result.output
+        and "not trained: theft" in result.output
+    )
+
+
+def test_demo_stops_at_the_first_step_that_fails(home: Path, tmp_path: Path) -> None:
+    import typer
+
+    from gridrisk.commands.demo import _run
+
+    with pytest.raises(typer.Exit) as stopped:
+        _run(["train", "--task", "arrears", "--warehouse", str(tmp_path / "nowhere")])
+    assert stopped.value.exit_code == 2
 
 
 def test_train_all_goes_on_past_a_task_that_fails(
