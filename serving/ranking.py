@@ -6,8 +6,6 @@ N of each station, and sorting by expected value (probability x amount at stake)
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 
@@ -16,6 +14,7 @@ import pandas as pd
 
 from serving.access import Principal, mask_name, mask_phone
 from serving.directory import CustomerDirectory
+from serving.exports import csv_bytes, xlsx_bytes
 from serving.model import PackagedModel
 from serving.schemas import Lang, RiskListItem, RiskListResponse, SortKey, Task
 from serving.snapshot import Snapshot
@@ -156,23 +155,8 @@ def table_rows(response: RiskListResponse) -> tuple[list[str], list[list]]:
 
 
 def to_csv(response: RiskListResponse) -> bytes:
-    header, rows = table_rows(response)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read the Chinese text as UTF-8
+    return csv_bytes(*table_rows(response))
 
 
 def to_xlsx(response: RiskListResponse) -> bytes:
-    from openpyxl import Workbook
-
-    header, rows = table_rows(response)
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(f"{response.task.value} {response.as_of.isoformat()}")
-    sheet.append(header)
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+    return xlsx_bytes(f"{response.task.value} {response.as_of.isoformat()}", *table_rows(response))

@@ -9,7 +9,6 @@ a missing or expired session redirects to the sign-in form and back.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 import math
 from collections.abc import Callable, Coroutine
@@ -30,6 +29,7 @@ from serving.access import PERMISSIONS, Action, KeyStore, Principal
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
 from serving.errors import NotAuthenticated, ServingError, status_of
+from serving.exports import csv_bytes, xlsx_bytes
 from serving.ranking import ListQuery, list_items, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import Lang, ListFormat, RiskListResponse, SortKey, Task
@@ -433,43 +433,6 @@ def export_table(response: RiskListResponse, lang: Lang) -> tuple[list[str], lis
         for i, kind in translate.items():
             row[i] = label(lang, kind, row[i]) if row[i] is not None else None
     return titled, rows
-
-
-def xlsx_bytes(title: str, header: list[str], rows: list[list]) -> bytes:
-    """A workbook with a bold, frozen header and wide reason columns, written row by row (write-only)."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(title[:31])  # Excel's limit for a sheet name
-    sheet.freeze_panes = "A2"
-    for i, name in enumerate(header, start=1):
-        wide = name.startswith(("原因", "Reason"))
-        sheet.column_dimensions[get_column_letter(i)].width = 48 if wide else 14
-    bold = Font(bold=True)
-    cells = []
-    for name in header:
-        cell = WriteOnlyCell(sheet, value=name)
-        cell.font = bold
-        cells.append(cell)
-    sheet.append(cells)
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
-
-
-def csv_bytes(header: list[str], rows: list[list]) -> bytes:
-    import csv
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read Chinese text as UTF-8
 
 
 @router.get("/list/export")
