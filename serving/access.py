@@ -144,6 +144,17 @@ def read_keys(path: Path) -> dict[str, KeyRecord]:
         raise KeyStoreError(f"keys file {path} is not valid JSON ({exc}); restore it or remove it") from exc
 
 
+def _parse_env(text: str) -> dict[str, KeyRecord]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise KeyStoreError(
+            f"GRIDRISK_API_KEYS is not valid JSON ({exc}); set it to the key records as JSON, e.g. the "
+            "content of a keys.json written by `gridrisk keys create`, or unset it to use the keys file"
+        ) from exc
+    return _parse(doc, "GRIDRISK_API_KEYS")
+
+
 def _write_keys(path: Path, records: dict[str, KeyRecord]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -162,6 +173,10 @@ def create_key(
     """Make a key, store its hash, and return the plaintext (shown once) with its record."""
     role = Role(role)
     stations, supply_units = list(stations or []), list(supply_units or [])
+    for option, names in (("--station", stations), ("--supply-unit", supply_units)):
+        if any(not name.strip() for name in names):
+            # A scope entry nobody's data matches: the key would see nothing, and no one would notice why.
+            raise KeyStoreError(f"{option} {names!r} holds a blank name; give each scope a real name")
     if role == Role.COLLECTOR and not (stations or supply_units):
         raise KeyStoreError(
             "a collector key needs a scope: pass --station S (and optionally --supply-unit U)"
@@ -195,7 +210,7 @@ class KeyStore:
 
     def __init__(self, path: Path, env_keys: str | None = None) -> None:
         self.path = Path(path)
-        self._env = _parse(json.loads(env_keys), "GRIDRISK_API_KEYS") if env_keys else None
+        self._env = _parse_env(env_keys) if env_keys else None
         self._records: dict[str, KeyRecord] = {}
         self._mtime: int | None = None
         self._lock = threading.Lock()

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from serving.errors import AsOfOutOfRange
 from serving.model_store import LoadedModel, MlflowRegistry, ModelStore, Registry
 from serving.settings import ServingSettings
-from serving.snapshot import score_frame, write_snapshot
+from serving.snapshot import latest_path, score_frame, write_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class BatchReport:
     source: str
     rows: int
     path: Path
+    served: bool  # the service's `latest` pointer names this file (False for `--out` outside the store)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -55,6 +57,38 @@ def default_as_of(warehouse: Path) -> dt.date:
     return data_end(Path(warehouse)).date()
 
 
+def scoring_as_of(warehouse: Path, as_of: dt.date | None) -> dt.date:
+    """The as-of date to score (default: the data end); AsOfOutOfRange when the warehouse cannot describe it.
+
+    After the data end every feature would read months without bills or payments as real behaviour; before
+    the first bill no customer has a billing history to score.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features.schema import TABLES
+    from features.sources import has_table, table_path
+
+    end = default_as_of(warehouse)
+    if as_of is None:
+        return end
+    if as_of > end:
+        raise AsOfOutOfRange(
+            f"as-of date {as_of} is after the data end of warehouse {warehouse} ({end}, its newest event): "
+            f"pass a date on or before {end}, or leave --as-of out to score as of {end}"
+        )
+    bills = TABLES["bills"]
+    if has_table(warehouse, bills.name):
+        column = pq.read_table(table_path(warehouse, bills.name), columns=[bills.event_time])
+        first = pc.min(column.column(0)).as_py()
+        if first is not None and as_of < (start := pd.Timestamp(first).date()):
+            raise AsOfOutOfRange(
+                f"as-of date {as_of} is before the first bill in warehouse {warehouse} (issued {start}): no "
+                f"customer has a billing history then; pass a date from {start} to {end}"
+            )
+    return as_of
+
+
 def score_population(
     settings: ServingSettings,
     task: str,
@@ -68,10 +102,10 @@ def score_population(
     from features.training_set import build_scoring_frame
 
     seconds: dict[str, float] = {}
+    as_of = scoring_as_of(settings.warehouse_path, as_of)  # before the model: a bad date fails fast
     start = time.perf_counter()
     model = champion(settings, task, registry)
     seconds["load model"] = time.perf_counter() - start
-    as_of = as_of or default_as_of(settings.warehouse_path)
 
     start = time.perf_counter()
     frame = build_scoring_frame(settings.warehouse_path, task, pd.Timestamp(as_of), engine=engine)
@@ -91,6 +125,9 @@ def score_population(
     seconds["score"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    path = write_snapshot(scores, settings.snapshots_path, task, as_of, out)
+    path = write_snapshot(scores, settings.snapshots_path, task, as_of, out, model=model.ref)
     seconds["write"] = time.perf_counter() - start
-    return BatchReport(task, as_of, model.name, model.version, model.source, len(scores), path, seconds)
+    served = latest_path(settings.snapshots_path, task) == path.resolve()
+    return BatchReport(
+        task, as_of, model.name, model.version, model.source, len(scores), path, served, seconds
+    )

@@ -10,7 +10,10 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic_core import to_json
 
 from serving.schemas import ErrorBody, HTTPErrorBody, ValidationErrorBody
 
@@ -58,6 +61,10 @@ class SnapshotUnavailable(ServingError):
     """No snapshot has been written for a task yet."""
 
 
+class AsOfOutOfRange(ServingError):
+    """`gridrisk score --as-of` outside the warehouse's data (after its data end, before its first bill)."""
+
+
 class KeyStoreError(ServingError):
     """The keys file or GRIDRISK_API_KEYS cannot be read; raised at start-up and by `gridrisk keys`."""
 
@@ -69,15 +76,18 @@ STATUS: dict[type[ServingError], int] = {
     InvalidPayload: 422,
     ModelUnavailable: 503,
     SnapshotUnavailable: 503,
+    KeyStoreError: 503,  # the keys file went bad while serving: no key can be checked until it is restored
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
     403: {"model": ErrorBody, "description": "the key's role or station scope does not cover this request"},
-    503: {"model": ErrorBody, "description": "no model or snapshot for the task, with the reason"},
+    503: {"model": ErrorBody, "description": "no model or snapshot for the task, or an unreadable keys file"},
 }
+# Malformed JSON is a 422 (`json_invalid`, see `_invalid_request`); FastAPI answers 400 only when the body
+# cannot even be read as text (bytes that are not UTF-8).
 UNPARSEABLE: dict[int | str, dict[str, Any]] = {
-    400: {"model": HTTPErrorBody, "description": "the body is not parseable JSON"},
+    400: {"model": HTTPErrorBody, "description": "the body is not UTF-8 text (malformed JSON is a 422)"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "customer ids not in the latest snapshot, named"},
@@ -104,5 +114,18 @@ async def _serving_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 body (loc, msg, type, input, ctx), with the echoed input made JSON-safe.
+
+    Python's JSON parser accepts NaN, Infinity and 1e999; echoed back as floats they made FastAPI's own
+    handler fail with a 500. They are written as the strings "NaN", "Infinity", "-Infinity" instead.
+    Unparseable JSON lands here too (type `json_invalid`), so it is a 422 like any other invalid body.
+    """
+    assert isinstance(exc, RequestValidationError)
+    body = {"detail": jsonable_encoder(exc.errors())}
+    return Response(to_json(body, inf_nan_mode="strings"), status_code=422, media_type="application/json")
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServingError, _serving_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)

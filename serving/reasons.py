@@ -60,7 +60,8 @@ def decode_values(
 def reason_value(number: float, label: str | None) -> float | str | None:
     if label is not None:
         return label
-    return None if math.isnan(number) else float(number)
+    # JSON has no NaN or Infinity: a missing or non-finite feature value is reported as null (unknown).
+    return float(number) if math.isfinite(number) else None
 
 
 def build_reasons(

@@ -154,8 +154,11 @@ class TaskStatus(BaseModel):
     )
     loaded_at: dt.datetime | None
     snapshot_as_of: dt.date | None
-    snapshot_model: ModelRef | None
-    detail: str | None = Field(description="why the model or snapshot is missing or stale")
+    snapshot_model: ModelRef | None = Field(description="the model version that scored the snapshot")
+    snapshot_rows: int | None = Field(default=None, description="customers in the snapshot")
+    detail: str | None = Field(
+        description="why the model or snapshot is missing, unreadable, empty or scored by another version"
+    )
 
 
 class ReadyResponse(BaseModel):

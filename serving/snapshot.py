@@ -8,6 +8,7 @@ version, and the top-k reasons (feature, value, contribution); sentences are ren
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import threading
@@ -31,6 +32,7 @@ from serving.scoring import explain, score_body
 logger = logging.getLogger(__name__)
 
 LATEST = "latest"
+META_KEY = "gridrisk"  # Parquet key-value metadata: task, as_of, rows, model_name, model_version
 SMALL_LOOKUP = 64  # ids per request looked up one by one
 CHUNK_ROWS = 100_000  # bounds the (rows x features+1) float64 contribution matrix at ~35 MB per 40 features
 
@@ -104,20 +106,40 @@ def score_frame(
 
 
 def write_snapshot(
-    scores: pd.DataFrame, root: Path, task: str, as_of: dt.date, out: Path | None = None
+    scores: pd.DataFrame,
+    root: Path,
+    task: str,
+    as_of: dt.date,
+    out: Path | None = None,
+    model: ModelRef | None = None,
 ) -> Path:
-    """Write a snapshot and move the task's `latest` pointer to it (both atomically, by rename)."""
+    """Write a snapshot; when it lands in the task's folder, move the `latest` pointer to it (both by rename).
+
+    A file written elsewhere (`gridrisk score --out /tmp/x.parquet`) is an export: the pointer stays put.
+    The as-of date and the model go into the Parquet metadata too, so a snapshot of zero rows still says
+    when and by what it was scored. `model` defaults to the one named in the rows.
+    """
     task_dir = Path(root) / task
     task_dir.mkdir(parents=True, exist_ok=True)
     path = Path(out) if out is not None else task_dir / f"{as_of.isoformat()}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if model is None and len(scores):
+        model = ModelRef(name=str(scores["model_name"].iloc[0]), version=str(scores["model_version"].iloc[0]))
+    meta = {"task": task, "as_of": as_of.isoformat(), "rows": len(scores)}
+    if model is not None:
+        meta.update(model_name=model.name, model_version=model.version)
+    table = pa.Table.from_pandas(scores, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(scores, preserve_index=False), tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
-    pointer = task_dir / f".{LATEST}.tmp"
-    pointer.write_text(str(path.resolve()) + "\n")
-    pointer.replace(task_dir / LATEST)
-    logger.info("snapshot %s: %d rows -> %s", task, len(scores), path)
+    if path.resolve().parent == task_dir.resolve():
+        pointer = task_dir / f".{LATEST}.tmp"
+        pointer.write_text(str(path.resolve()) + "\n")
+        pointer.replace(task_dir / LATEST)
+        logger.info("snapshot %s: %d rows -> %s", task, len(scores), path)
+    else:
+        logger.info("scores %s: %d rows -> %s; outside %s, not served", task, len(scores), path, task_dir)
     return path
 
 
@@ -126,6 +148,40 @@ def latest_path(root: Path, task: str) -> Path | None:
     if not pointer.exists():
         return None
     return Path(pointer.read_text().strip())
+
+
+def dated_snapshots(folder: Path) -> list[tuple[dt.date, Path]]:
+    """The snapshot files named `<as_of>.parquet` in a task's folder, oldest first."""
+    out = []
+    for path in Path(folder).glob("*.parquet"):
+        try:
+            out.append((dt.date.fromisoformat(path.stem), path))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def served_path(root: Path, task: str) -> tuple[Path | None, str | None]:
+    """The snapshot to serve and, when it is not the one `latest` names, why.
+
+    A `latest` pointer whose file was deleted or moved falls back to the newest dated snapshot of the folder.
+    """
+    named = latest_path(root, task)
+    if named is not None and named.exists():
+        return named, None
+    dated = dated_snapshots(Path(root) / task)
+    fallback = dated[-1][1].resolve() if dated else None
+    if named is None:
+        return fallback, None if fallback is None else f"no {LATEST} pointer; serving {fallback.name}"
+    if fallback is None:
+        return None, (
+            f"{Path(root) / task / LATEST} names {named}, which does not exist, and no dated snapshot is "
+            f"left in {Path(root) / task}: run `gridrisk score --task {task}`"
+        )
+    return fallback, (
+        f"{Path(root) / task / LATEST} names {named}, which does not exist; serving the newest dated "
+        f"snapshot {fallback.name} (run `gridrisk score --task {task}` to write a new one)"
+    )
 
 
 @dataclass(frozen=True)
@@ -147,7 +203,9 @@ class Snapshot:
 
     @classmethod
     def read(cls, task: str, path: Path) -> Snapshot:
-        frame = pq.read_table(path).to_pandas()
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {}).get(META_KEY.encode(), b"{}"))
+        frame = table.to_pandas()
         numbers: dict[str, np.ndarray] = {}
         codes: dict[str, np.ndarray] = {}
         categories: dict[str, np.ndarray] = {}
@@ -164,13 +222,19 @@ class Snapshot:
             else:
                 numbers[name] = col.to_numpy(dtype=np.float64 if col.dtype.kind == "f" else np.int64)
         ids = frame["customer_id"].astype(str).to_numpy(dtype=object)
-        if len(frame):
+        if "model_version" in meta:
+            model = ModelRef(name=meta["model_name"], version=meta["model_version"])
+            as_of = dt.date.fromisoformat(meta["as_of"])
+        elif len(frame):  # written before the metadata was: the rows say it
             model = ModelRef(
                 name=str(frame["model_name"].iloc[0]), version=str(frame["model_version"].iloc[0])
             )
             as_of = pd.Timestamp(frame["as_of"].iloc[0]).date()
         else:
-            model, as_of = ModelRef(name="", version=""), dt.date.min
+            raise SnapshotUnavailable(
+                f"snapshot {path} has no rows and no metadata naming its model and as-of date; "
+                f"rerun `gridrisk score --task {task}`"
+            )
         k = sum(1 for name in frame.columns if name.startswith("reason_") and name.endswith("_feature"))
         mtime = path.stat().st_mtime_ns
         return cls(
@@ -203,7 +267,7 @@ class Snapshot:
         return int(hits[0]) if len(hits) else -1
 
     def column(self, name: str, pos: np.ndarray) -> list:
-        """Decoded values of one column at the given positions (None for nulls and NaN)."""
+        """Decoded values of one column at the given positions (None for nulls, NaN and infinities)."""
         if name == "customer_id":
             return self.customer_id[pos].tolist()
         if name in self.codes:
@@ -212,7 +276,7 @@ class Snapshot:
             return [levels[x] if x >= 0 else None for x in c.tolist()]
         values = self.numbers[name][pos]
         if values.dtype.kind == "f":
-            return [None if math.isnan(v) else v for v in values.tolist()]
+            return [v if math.isfinite(v) else None for v in values.tolist()]
         return values.tolist()
 
     def reasons(self, package: PackagedModel, pos: np.ndarray, lang: Lang) -> list[list[Reason]]:
@@ -267,19 +331,26 @@ def score_ids(
 
 
 class SnapshotStore:
-    """The latest snapshot per task, re-read when its `latest` pointer moves (on refresh)."""
+    """The latest snapshot per task, re-read when its `latest` pointer moves (on refresh).
+
+    `detail(task)` says what is wrong with the snapshot on disk (pointer to a missing file, unreadable file),
+    also while an older snapshot read before keeps being served; `/ready` reports it.
+    """
 
     def __init__(self, root: Path, tasks: list[str]) -> None:
         self.root = Path(root)
         self.tasks = list(tasks)
         self._snapshots: dict[str, Snapshot] = {}
+        self._details: dict[str, str] = {}
+        self._failed: dict[str, tuple[Path, int]] = {}  # a broken file is retried only once it changes
         self._lock = threading.Lock()
 
     def get(self, task: str) -> Snapshot:
         snap = self._snapshots.get(task)
         if snap is None:
             raise SnapshotUnavailable(
-                f"no {task} snapshot under {self.root / task}: run `gridrisk score --task {task}` "
+                self._details.get(task)
+                or f"no {task} snapshot under {self.root / task}: run `gridrisk score --task {task}` "
                 "(or post features as `records` to score live)"
             )
         return snap
@@ -287,27 +358,43 @@ class SnapshotStore:
     def loaded(self) -> dict[str, Snapshot]:
         return dict(self._snapshots)
 
+    def detail(self, task: str) -> str | None:
+        return self._details.get(task)
+
     def refresh(self) -> dict[str, str]:
         with self._lock:
             changed: dict[str, str] = {}
             for task in self.tasks:
-                path = latest_path(self.root, task)
+                path, note = served_path(self.root, task)
                 current = self._snapshots.get(task)
-                if path is None or not path.exists():
+                if path is None:
+                    self._set_detail(task, note, current)
                     continue
+                mtime = path.stat().st_mtime_ns
                 # The same file name is rewritten when a date is scored again, so compare times too.
-                if (
-                    current is not None
-                    and current.path == path
-                    and current.mtime_ns == path.stat().st_mtime_ns
-                ):
+                if current is not None and current.path == path and current.mtime_ns == mtime:
+                    self._set_detail(task, note, None)
+                    continue
+                if self._failed.get(task) == (path, mtime):
                     continue
                 try:
                     snap = Snapshot.read(task, path)
-                except (OSError, pa.ArrowException, KeyError) as exc:
+                except (OSError, ValueError, KeyError, pa.ArrowException, SnapshotUnavailable) as exc:
                     logger.warning("cannot read snapshot %s: %s", path, exc)
+                    self._failed[task] = (path, mtime)
+                    self._set_detail(task, f"cannot read snapshot {path}: {exc}", current)
                     continue
+                self._failed.pop(task, None)
+                self._set_detail(task, note, None)
                 self._snapshots = {**self._snapshots, task: snap}
                 before = current.as_of.isoformat() if current else "none"
                 changed[f"{task}-snapshot"] = f"{before} -> {snap.as_of.isoformat()}"
             return changed
+
+    def _set_detail(self, task: str, note: str | None, kept: Snapshot | None) -> None:
+        if note is None:
+            self._details.pop(task, None)
+            return
+        if kept is not None:
+            note += f"; still serving the snapshot read before ({kept.path.name}, as of {kept.as_of})"
+        self._details[task] = note

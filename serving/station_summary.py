@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from serving.model import PackagedModel
 from serving.schemas import Task
-from serving.snapshot import Snapshot
+from serving.snapshot import Snapshot, dated_snapshots
 from serving.view_schemas import SummaryFigures, SummaryResponse, SummaryRow
 
 logger = logging.getLogger(__name__)
@@ -37,17 +37,6 @@ def band_order(package: PackagedModel | None, present: Iterable[str] = ()) -> li
         if name not in order:
             order.append(name)
     return order
-
-
-def snapshot_files(folder: Path) -> list[tuple[dt.date, Path]]:
-    """The snapshot files named `<as_of>.parquet` in a task's folder, oldest first."""
-    out = []
-    for path in Path(folder).glob("*.parquet"):
-        try:
-            out.append((dt.date.fromisoformat(path.stem), path))
-        except ValueError:
-            continue
-    return sorted(out)
 
 
 def previous_month(files: list[tuple[dt.date, Path]], as_of: dt.date) -> tuple[dt.date, Path] | None:
@@ -143,7 +132,7 @@ def summarize(
 ) -> SummaryResponse:
     """`snapshot` summarised inside a scope (None = every station / unit), against last month's snapshot."""
     current = scoped(station_table(snapshot.path, snapshot.mtime_ns), stations, supply_units)
-    previous_file = previous_month(snapshot_files(snapshot.path.parent), snapshot.as_of)
+    previous_file = previous_month(dated_snapshots(snapshot.path.parent), snapshot.as_of)
     previous = None
     if previous_file is not None:
         path = previous_file[1]

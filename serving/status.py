@@ -5,10 +5,16 @@ from __future__ import annotations
 from serving.errors import ModelUnavailable, SnapshotUnavailable
 from serving.model_store import LoadedModel, ModelStore
 from serving.schemas import ReadyResponse, TaskStatus
-from serving.snapshot import SnapshotStore
+from serving.snapshot import Snapshot, SnapshotStore
 
 
 def task_status(task: str, models: ModelStore, snapshots: SnapshotStore) -> TaskStatus:
+    return _assess(task, models, snapshots)[0]
+
+
+def _assess(task: str, models: ModelStore, snapshots: SnapshotStore) -> tuple[TaskStatus, bool]:
+    """The task's status, and whether it is fully served: a registry model and a readable, non-empty
+    snapshot scored by that same model version."""
     details = []
     model: LoadedModel | None = None
     try:
@@ -17,30 +23,48 @@ def task_status(task: str, models: ModelStore, snapshots: SnapshotStore) -> Task
         details.append(str(exc))
     if model is not None and (model.source == "local-cache" or models.detail(task)):
         details.append(models.detail(task) or "serving the local copy")
+    snap: Snapshot | None = None
     try:
         snap = snapshots.get(task)
     except SnapshotUnavailable as exc:
-        snap = None
         details.append(str(exc))
-    return TaskStatus(
+    else:
+        if snapshots.detail(task):
+            details.append(snapshots.detail(task))  # type: ignore[arg-type]
+    if snap is not None and snap.size == 0:
+        details.append(
+            f"the {task} snapshot as of {snap.as_of} holds no customers (the population was empty in the "
+            "warehouse): risk lists are empty and no id can be scored from it"
+        )
+    if snap is not None and model is not None and snap.model != model.ref:
+        # After a promotion or a rollback: by-id scores and lists still come from the older scoring run.
+        details.append(
+            f"the {task} snapshot was scored by {snap.model.name} v{snap.model.version}, but "
+            f"v{model.version} is loaded: scores by id and risk lists are v{snap.model.version}'s until "
+            f"`gridrisk score --task {task}` is run again"
+        )
+    status = TaskStatus(
         task=task,
         model=model.ref if model else None,
         source=model.source if model else None,
         loaded_at=model.loaded_at if model else None,
         snapshot_as_of=snap.as_of if snap else None,
         snapshot_model=snap.model if snap else None,
+        snapshot_rows=snap.size if snap else None,
         detail="; ".join(details) or None,
     )
+    return status, model is not None and model.source == "registry" and not details
 
 
 def readiness(models: ModelStore, snapshots: SnapshotStore) -> ReadyResponse:
-    """ready: every task has a model from the registry; degraded: some task lacks one or runs on the local
-    copy; not_ready: no model at all (503)."""
-    tasks = [task_status(t, models, snapshots) for t in models.settings.tasks]
-    served = [t for t in tasks if t.model is not None]
-    if not served:
+    """ready: every task has a registry model and a readable, non-empty snapshot scored by that model;
+    degraded (still 200): some task lacks one of those, each said in its `detail`; not_ready: no model at
+    all (503)."""
+    assessed = [_assess(t, models, snapshots) for t in models.settings.tasks]
+    tasks = [t for t, _ in assessed]
+    if not any(t.model is not None for t in tasks):
         status = "not_ready"
-    elif len(served) == len(tasks) and all(t.source == "registry" for t in served):
+    elif all(whole for _, whole in assessed):
         status = "ready"
     else:
         status = "degraded"

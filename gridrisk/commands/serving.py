@@ -25,10 +25,28 @@ def register(app: typer.Typer) -> None:
 
 
 def _serving_settings(warehouse: Path | None = None):  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
     from serving.settings import ServingSettings
 
-    settings = ServingSettings()
+    try:
+        settings = ServingSettings()
+    except (ValidationError, SettingsError) as exc:
+        typer.echo(f"invalid GRIDRISK_* setting in the environment: {exc}", err=True)
+        raise typer.Exit(2) from exc
     return settings.model_copy(update={"warehouse": warehouse}) if warehouse is not None else settings
+
+
+def _as_of_date(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{text!r} is not a calendar date; write it as YYYY-MM-DD, e.g. 2023-12-31", param_hint="--as-of"
+        ) from exc
 
 
 def score(
@@ -45,11 +63,12 @@ def score(
     from rich.progress import Progress
     from rich.table import Table
 
-    from serving.batch import score_population
-    from serving.errors import ServingError
+    from gridrisk.commands import data_errors as input_errors
+    from serving.batch import score_population, scoring_as_of
+    from serving.errors import AsOfOutOfRange, ServingError
 
     console = Console()
-    settings = _serving_settings(warehouse)
+    errors = Console(stderr=True, soft_wrap=True)
     tasks = TASKS if task == "all" else (task,)
     if any(t not in TASKS for t in tasks):
         raise typer.BadParameter(
@@ -57,9 +76,25 @@ def score(
         )
     if out is not None and len(tasks) > 1:
         raise typer.BadParameter("--out names one file; score one task at a time with it", param_hint="--out")
-    day = dt.date.fromisoformat(as_of) if as_of else None
+    day = _as_of_date(as_of)
+    settings = _serving_settings(warehouse)
+    if not settings.warehouse_path.is_dir():
+        raise typer.BadParameter(
+            f"warehouse {settings.warehouse_path} does not exist; pass --warehouse DIR or set "
+            "GRIDRISK_WAREHOUSE to a folder written by `gridrisk ingest`",
+            param_hint="--warehouse",
+        )
+    data_errors = input_errors()
+    try:
+        day = scoring_as_of(settings.warehouse_path, day)
+    except AsOfOutOfRange as exc:
+        raise typer.BadParameter(str(exc), param_hint="--as-of") from exc
+    except data_errors as exc:
+        errors.print(f"[red]score refused:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
     table = Table("task", "as of", "model", "rows", "features s", "score+reasons s", "ms/row", "snapshot")
-    failed = []
+    failed: list[str] = []
+    exports: list[tuple[str, Path]] = []
     with Progress(console=console, transient=True) as bar:
         for name in tasks:
             job = bar.add_task(f"{name}: scoring", total=None)
@@ -72,7 +107,7 @@ def score(
                     engine,
                     progress=lambda _s, d, n, j=job: bar.update(j, completed=d, total=n),
                 )
-            except ServingError as exc:
+            except (ServingError, *data_errors) as exc:
                 # One task without a champion (say, not trainable on this archive) does not stop the others.
                 console.print(f"[red]{name}: {escape(str(exc))}[/red]")
                 failed.append(name)
@@ -87,8 +122,14 @@ def score(
                 f"{report.explain_ms_per_row:.4f}",
                 str(report.path),
             )
+            if not report.served:
+                exports.append((name, report.path))
     if table.row_count:
         console.print(table)
+    for name, path in exports:
+        # --out outside $GRIDRISK_HOME/snapshots/<task>/ is an export; the service keeps its snapshot.
+        message = f"{name}: {path} written as a file only; the service's latest {name} snapshot is unchanged"
+        console.print(escape(message), highlight=False)
     if failed:
         console.print(f"[red]not scored:[/red] {', '.join(failed)} (errors above)")
         raise typer.Exit(2)
@@ -102,6 +143,16 @@ def serve(
     """Run the scoring API (uvicorn, app factory); models and snapshots load at start-up."""
     import uvicorn
 
+    from serving.access import KeyStore
+    from serving.errors import KeyStoreError
+
+    settings = _serving_settings()
+    try:
+        # The workers read them again; a bad GRIDRISK_API_KEYS or keys.json should stop here, not in each.
+        KeyStore(settings.keys_path, settings.api_keys).record("")
+    except KeyStoreError as exc:
+        typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"gridrisk API on http://{host}:{port} (docs at /docs)")
     # No per-request access log: /metrics counts requests by route and status, the audit log records callers.
     uvicorn.run(
@@ -148,9 +199,15 @@ def keys_list() -> None:
     from rich.table import Table
 
     from serving.access import read_keys
+    from serving.errors import KeyStoreError
 
+    try:
+        records = read_keys(_serving_settings().keys_path)
+    except KeyStoreError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     table = Table("key id", "role", "stations", "supply units", "note", "created", "revoked")
-    for r in read_keys(_serving_settings().keys_path).values():
+    for r in records.values():
         table.add_row(
             r.key_id,
             r.role.value,

@@ -56,4 +56,5 @@ async def score(
         rows,
     )
     # Built as plain data by scoring.py/snapshot.py in the ScoreResponse shape (checked by schemathesis).
-    return Response(to_json(result), media_type="application/json")
+    # Reason values are already null when not finite; "null" keeps any other stray NaN out of the JSON.
+    return Response(to_json(result, inf_nan_mode="null"), media_type="application/json")

@@ -132,6 +132,74 @@ def test_invalid_payloads_give_422_with_field_paths(service, body, loc):
     assert any(found[: len(loc)] == loc for found in locs), locs
 
 
+def strict_json(text: str):
+    """JSON as RFC 8259 defines it: NaN and Infinity are not numbers there."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        ('{"customer_ids": [NaN]}', ["body", "customer_ids", 0]),
+        ('{"customer_ids": [Infinity]}', ["body", "customer_ids", 0]),
+        ('{"customer_ids": [1e999]}', ["body", "customer_ids", 0]),  # parses as inf
+        ('{"records": NaN}', ["body", "records"]),
+        ("NaN", ["body"]),
+        ('{"customer_ids": ["x"], "extra": -Infinity}', ["body", "extra"]),
+    ],
+)
+def test_non_finite_numbers_in_an_invalid_body_give_422_not_500(service, raw, loc):
+    # Python's parser accepts these; echoing them back as floats used to fail FastAPI's handler (500).
+    r = service.client.post(
+        "/v1/arrears/score",
+        content=raw,
+        headers={**service.headers("service"), "content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    detail = strict_json(r.text)["detail"]
+    assert any(e["loc"] == loc for e in detail), detail
+    assert {str(e["input"]) for e in detail if e["loc"] == loc} & {"NaN", "Infinity", "-Infinity"}
+
+
+def test_unparseable_bodies_get_their_documented_status(service):
+    post = lambda content: service.client.post(  # noqa: E731
+        "/v1/arrears/score",
+        content=content,
+        headers={**service.headers("service"), "content-type": "application/json"},
+    )
+    documented = service.client.get("/openapi.json").json()["paths"]["/v1/{task}/score"]["post"]["responses"]
+    malformed = post('{"customer_ids": [')  # text, but not JSON: a 422 like any invalid body
+    assert malformed.status_code == 422 and malformed.json()["detail"][0]["type"] == "json_invalid"
+    assert "422" in documented
+    undecodable = post(b"\xc3\x28")  # not even UTF-8: FastAPI's 400
+    assert undecodable.status_code == 400 and isinstance(undecodable.json()["detail"], str)
+    assert "not UTF-8" in documented["400"]["description"] and "422" in documented["400"]["description"]
+
+
+def test_non_finite_feature_values_are_null_in_responses(service, package, settings):
+    from tinymodel import AS_OF, scoring_frame
+
+    from serving.schemas import ModelRef
+    from serving.snapshot import score_frame, write_snapshot
+
+    scores = score_frame(package, scoring_frame(), ModelRef(name="gridrisk-arrears", version="1"))
+    scores.loc[scores["customer_id"] == "C0000001", "reason_1_value"] = np.inf  # a ratio over a zero bill
+    scores.loc[scores["customer_id"] == "C0000001", "reason_1_label"] = None
+    write_snapshot(scores, settings.snapshots_path, "arrears", AS_OF)
+    service.state.refresh()
+    r = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")
+    )
+    assert r.status_code == 200 and strict_json(r.text)["results"][0]["reasons"][0]["value"] is None
+    r = service.client.get("/v1/arrears/risk-list", params={"top": 1000}, headers=service.headers("admin"))
+    item = next(i for i in strict_json(r.text)["items"] if i["customer_id"] == "C0000001")
+    assert item["reasons"][0]["value"] is None
+
+
 def test_unknown_task_is_a_422(service):
     r = service.client.post(
         "/v1/nope/score", json={"customer_ids": ["C1"]}, headers=service.headers("service")
@@ -304,3 +372,60 @@ def test_audit_log_records_calls_without_pii(service, settings):
     assert pull["role"] == "collector" and pull["filters"]["station"] == "S01" and pull["rows"] == 7
     text = settings.audit_path.read_text()
     assert "王小" not in text and "13800" not in text
+
+
+def test_ready_is_degraded_when_the_snapshot_cannot_be_read(service, settings):
+    broken = settings.snapshots_path / "arrears" / "2023-07-31.parquet"
+    broken.write_bytes(b"PAR1 cut short")
+    (settings.snapshots_path / "arrears" / "latest").write_text(str(broken))
+    service.client.post("/v1/admin/reload", headers=service.headers("admin"))
+    ready = service.client.get("/ready").json()
+    assert ready["status"] == "degraded" and "cannot read snapshot" in ready["tasks"][0]["detail"]
+
+
+def test_an_empty_snapshot_names_its_model_and_date(service, settings, package):
+    from tinymodel import AS_OF, scoring_frame
+
+    from serving.schemas import ModelRef
+    from serving.snapshot import score_frame, write_snapshot
+
+    model = ModelRef(name="gridrisk-arrears", version="1")
+    empty = score_frame(package, scoring_frame().iloc[:0], model)  # nobody in the population
+    write_snapshot(empty, settings.snapshots_path, "arrears", AS_OF, model=model)
+    service.client.post("/v1/admin/reload", headers=service.headers("admin"))
+    listed = service.client.get("/v1/arrears/risk-list", headers=service.headers("analyst")).json()
+    assert listed["model"] == model.model_dump() and listed["as_of"] == "2023-06-30" and listed["items"] == []
+    summary = service.client.get("/v1/arrears/summary", headers=service.headers("analyst")).json()
+    assert summary["model"] == model.model_dump() and summary["as_of"] == "2023-06-30"
+    ready = service.client.get("/ready").json()
+    task = ready["tasks"][0]
+    assert ready["status"] == "degraded" and task["snapshot_as_of"] == "2023-06-30"
+    assert task["snapshot_rows"] == 0 and "holds no customers" in task["detail"]
+
+
+def test_a_rollback_flags_the_snapshot_of_the_newer_version(service, settings, package_v2):
+    from tinymodel import write_population_snapshot
+
+    service.registry.register("gridrisk-arrears", package_v2)  # v2 becomes champion and scores a snapshot
+    write_population_snapshot(package_v2, settings, version="2")
+    service.client.post("/v1/admin/reload", headers=service.headers("admin"))
+    assert service.client.get("/ready").json()["status"] == "ready"
+    service.registry.aliases[("gridrisk-arrears", "champion")] = "1"  # gridrisk promote --version 1
+    reload = service.client.post("/v1/admin/reload", headers=service.headers("admin")).json()
+    assert reload["changed"] == {"arrears": "2 -> 1"}
+    ready = service.client.get("/ready")
+    task = ready.json()["tasks"][0]
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert task["model"]["version"] == "1" and task["snapshot_model"]["version"] == "2"
+    assert "scored by gridrisk-arrears v2, but v1 is loaded" in task["detail"]
+    assert "gridrisk score --task arrears" in task["detail"]
+    models = service.client.get("/v1/models", headers=service.headers("analyst")).json()
+    assert "v1 is loaded" in models["models"][0]["serving"]["detail"]
+
+
+def test_a_keys_file_corrupted_while_serving_is_a_503_not_a_500(service, settings):
+    assert service.client.get("/v1/models", headers=service.headers("admin")).status_code == 200
+    settings.keys_path.write_text("{not json")
+    response = service.client.get("/v1/models", headers=service.headers("admin"))
+    assert response.status_code == 503
+    assert response.json()["error"] == "KeyStoreError" and "not valid JSON" in response.json()["detail"]

@@ -77,6 +77,14 @@ def test_gridrisk_score_writes_the_snapshot_the_service_serves(generated_dir, tm
     assert snap.size == len(population) > 500 and snap.model.version == "1" and snap.k == 5
     assert set(snap.customer_id) == set(population["customer_id"])
 
+    # --out elsewhere writes that file only: the service keeps serving the snapshot above.
+    export = tmp_path / "export" / "arrears.parquet"
+    args = ["score", "--task", "arrears", "--as-of", "2023-11-30", "--out", str(export)]
+    exported = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert exported.exit_code == 0 and "written as a file only" in exported.output, exported.output
+    assert Snapshot.read("arrears", export).as_of.isoformat() == "2023-11-30"
+    assert latest_path(home / "snapshots", "arrears") == path
+
     # --task all scores what has a champion and names what has not.
     args = ["score", "--task", "all", "--as-of", "2023-12-31"]
     every = CliRunner().invoke(app, args, env={"COLUMNS": "200"})

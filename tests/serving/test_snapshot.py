@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 from tinymodel import AS_OF, scoring_frame
@@ -55,3 +57,73 @@ def test_store_rereads_a_rewritten_snapshot(package, tmp_path):
     write_snapshot(score_frame(package, scoring_frame(31), newer), tmp_path, "arrears", AS_OF)
     store.refresh()
     assert store.get("arrears").model == newer and store.get("arrears").size == 31
+
+
+def test_out_outside_the_store_is_an_export_and_leaves_latest(package, tmp_path):
+    scores = score_frame(package, scoring_frame(30), MODEL)
+    served = write_snapshot(scores, tmp_path / "snapshots", "arrears", AS_OF)
+    export = write_snapshot(scores, tmp_path / "snapshots", "arrears", AS_OF, out=tmp_path / "x.parquet")
+    assert export.exists() and latest_path(tmp_path / "snapshots", "arrears") == served.resolve()
+    inside = tmp_path / "snapshots" / "arrears" / "rerun.parquet"  # --out into the task's own folder
+    write_snapshot(scores, tmp_path / "snapshots", "arrears", AS_OF, out=inside)
+    assert latest_path(tmp_path / "snapshots", "arrears") == inside.resolve()
+
+
+def test_an_empty_snapshot_keeps_its_model_and_date(package, tmp_path):
+    scores = score_frame(package, scoring_frame(30).iloc[:0], MODEL)  # an empty population
+    path = write_snapshot(scores, tmp_path, "arrears", AS_OF, model=MODEL)
+    snap = Snapshot.read("arrears", path)
+    assert (snap.size, snap.as_of, snap.model) == (0, AS_OF, MODEL)
+
+
+def test_an_empty_snapshot_without_metadata_is_reported_not_served(package, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    scores = score_frame(package, scoring_frame(30).iloc[:0], MODEL)
+    path = tmp_path / "arrears" / "2023-06-30.parquet"  # as written before snapshots carried metadata
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(scores, preserve_index=False), path)
+    (tmp_path / "arrears" / "latest").write_text(str(path))
+    store = SnapshotStore(tmp_path, ["arrears"])
+    store.refresh()
+    with pytest.raises(SnapshotUnavailable, match="no rows and no metadata"):
+        store.get("arrears")
+
+
+def test_a_latest_pointer_to_a_missing_file_falls_back_to_the_newest_dated(package, tmp_path):
+    scores = score_frame(package, scoring_frame(30), MODEL)
+    older = write_snapshot(scores, tmp_path, "arrears", dt.date(2023, 5, 31))
+    newer = write_snapshot(scores, tmp_path, "arrears", AS_OF)
+    (tmp_path / "arrears" / "latest").write_text(str(tmp_path / "gone.parquet"))  # moved away by hand
+    store = SnapshotStore(tmp_path, ["arrears"])
+    store.refresh()
+    assert store.get("arrears").path == newer.resolve()
+    assert "gone.parquet" in store.detail("arrears") and "newest dated snapshot 2023-06-30" in store.detail(
+        "arrears"
+    )
+    newer.unlink()
+    older.unlink()
+    store.refresh()  # nothing left on disk: the snapshot in memory keeps serving, and says so
+    assert "no dated snapshot is left" in store.detail("arrears")
+    assert "still serving" in store.detail("arrears")
+    fresh = SnapshotStore(tmp_path, ["arrears"])
+    fresh.refresh()
+    with pytest.raises(SnapshotUnavailable, match="no dated snapshot is left"):
+        fresh.get("arrears")
+
+
+def test_an_unreadable_snapshot_is_reported(package, tmp_path):
+    store = SnapshotStore(tmp_path, ["arrears"])
+    write_snapshot(score_frame(package, scoring_frame(30), MODEL), tmp_path, "arrears", AS_OF)
+    store.refresh()
+    broken = tmp_path / "arrears" / "2023-07-31.parquet"
+    broken.write_bytes(b"not parquet")  # a copy cut short
+    (tmp_path / "arrears" / "latest").write_text(str(broken))
+    assert store.refresh() == {}
+    assert store.get("arrears").as_of == AS_OF  # the good snapshot read before keeps serving
+    assert "cannot read snapshot" in store.detail("arrears") and "still serving" in store.detail("arrears")
+    fresh = SnapshotStore(tmp_path, ["arrears"])
+    fresh.refresh()
+    with pytest.raises(SnapshotUnavailable, match="cannot read snapshot"):
+        fresh.get("arrears")

@@ -168,7 +168,7 @@ def create_test_keys(keys_path: Path) -> dict[str, str]:
     }
 
 
-def write_customers(settings: ServingSettings, frame: pd.DataFrame) -> None:
+def write_customers(settings: ServingSettings, frame: pd.DataFrame, names: list[str] | None = None) -> None:
     from features.sources import write_table
 
     n = len(frame)
@@ -185,7 +185,7 @@ def write_customers(settings: ServingSettings, frame: pd.DataFrame) -> None:
             "station": frame["station"],
             "area_id": "A1",
             "open_date": pd.Timestamp("2015-01-01"),
-            "name": [f"王小{i}" for i in range(n)],
+            "name": names if names is not None else [f"王小{i}" for i in range(n)],
             "phone": [f"1380000{i:04d}" for i in range(n)],
             "address": "某路1号",
         }

@@ -1,0 +1,118 @@
+"""`gridrisk score`, `serve` and `keys` refuse bad input with a message and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tinymodel import scoring_frame, write_customers
+from typer.testing import CliRunner
+
+from gridrisk.cli import app
+from serving import batch
+from serving.batch import scoring_as_of
+from serving.errors import AsOfOutOfRange
+from serving.model_store import LoadedModel
+from serving.settings import ServingSettings
+
+FIRST_BILL, DATA_END = dt.date(2022, 2, 5), dt.date(2023, 7, 10)
+
+
+@pytest.fixture
+def env(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GRIDRISK_HOME", str(home))
+    for name in ("GRIDRISK_WAREHOUSE", "GRIDRISK_API_KEYS", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    # A clean refusal is a SystemExit; anything else escaped as a traceback.
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def billed_warehouse(root: Path) -> Path:
+    """Bills only as far as the date checks need them: two customers, first bill and data end known."""
+    root.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "issue_date": pd.to_datetime(
+                [FIRST_BILL, DATA_END - dt.timedelta(days=3)]
+            ),  # first bill; a later one
+            "known_at": pd.to_datetime([FIRST_BILL, DATA_END]),  # the newest event: the data end
+        }
+    ).to_parquet(root / "bills.parquet")
+    return root
+
+
+@pytest.mark.parametrize("text", ["2022-13-01", "2022-02-30", "yesterday"])
+def test_a_malformed_as_of_is_a_usage_error(env, text):
+    code, output = run("score", "--task", "arrears", "--as-of", text)
+    assert code == 2 and "--as-of" in output and "YYYY-MM-DD" in output
+
+
+def test_scoring_dates_stay_inside_the_warehouse(tmp_path):
+    warehouse = billed_warehouse(tmp_path / "wh")
+    assert scoring_as_of(warehouse, None) == DATA_END
+    assert scoring_as_of(warehouse, FIRST_BILL) == FIRST_BILL  # on the first bill: in range
+    with pytest.raises(AsOfOutOfRange, match=r"after the data end .* \(2023-07-10"):
+        scoring_as_of(warehouse, dt.date(2099, 1, 1))
+    with pytest.raises(AsOfOutOfRange, match=r"before the first bill .* 2022-02-05"):
+        scoring_as_of(warehouse, FIRST_BILL - dt.timedelta(days=1))
+
+
+def test_an_as_of_after_the_data_end_is_refused_before_loading_a_model(env, tmp_path):
+    warehouse = billed_warehouse(tmp_path / "wh")
+    code, output = run("score", "--task", "all", "--as-of", "2099-01-01", "--warehouse", str(warehouse))
+    assert code == 2 and "--as-of" in output and "2023-07-10" in output
+
+
+def test_a_missing_warehouse_is_a_clean_error(env, tmp_path):
+    code, output = run("score", "--task", "arrears", "--warehouse", str(tmp_path / "nonexistent"))
+    assert code == 2 and "--warehouse" in output and "does not exist" in output
+    (tmp_path / "empty").mkdir()
+    code, output = run("score", "--task", "arrears", "--warehouse", str(tmp_path / "empty"))
+    assert code == 2 and "score refused" in output and "gridrisk ingest" in output
+
+
+def test_a_warehouse_without_bills_is_a_clean_error(env, tmp_path, monkeypatch, package):
+    settings = ServingSettings(home=env, warehouse=tmp_path / "wh")
+    write_customers(settings, scoring_frame())  # an archive, no bills
+    served = LoadedModel(
+        "arrears", "gridrisk-arrears", "1", package, "registry", dt.datetime.now(dt.UTC), 0.1
+    )
+    monkeypatch.setattr(batch, "champion", lambda *a, **k: served)
+    code, output = run("score", "--task", "arrears", "--warehouse", str(tmp_path / "wh"))
+    # Refused on the missing dated tables or, past that, on the missing bills: either way named, exit 2.
+    assert code == 2 and "gridrisk ingest" in output
+
+
+def test_serve_refuses_unreadable_api_keys(env, monkeypatch):
+    import uvicorn
+
+    def never(*args, **kwargs):
+        raise AssertionError("the server must not start")
+
+    monkeypatch.setattr(uvicorn, "run", never)
+    monkeypatch.setenv("GRIDRISK_API_KEYS", "notjson")
+    code, output = run("serve", "--port", "1")
+    assert code == 2 and "GRIDRISK_API_KEYS is not valid JSON" in output
+
+
+def test_keys_list_reports_a_corrupt_file(env):
+    env.mkdir(parents=True)
+    (env / "keys.json").write_text("{not json")
+    code, output = run("keys", "list")
+    assert code == 2 and "keys.json" in output and "not valid JSON" in output
+
+
+@pytest.mark.parametrize("scope", [["--station", ""], ["--station", "  "], ["--supply-unit", ""]])
+def test_keys_need_real_scope_names(env, scope):
+    code, output = run("keys", "create", "--role", "collector", *scope)
+    assert code == 2 and "blank" in output
+    assert not (env / "keys.json").exists()
