@@ -6,7 +6,10 @@ rule. Re-ingesting the same export changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import filecmp
+import itertools
+import json
 import logging
 import shutil
 from collections import Counter
@@ -18,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.column_maps.mapping import ColumnMap
-from features.schema import LOAD_ORDER, TABLES, Table
+from features.schema import ARCHIVE_TABLES, LOAD_ORDER, TABLES, Table
 from features.sources import (
     EXPORT_SUFFIXES,
     Export,
@@ -30,22 +33,18 @@ from features.sources import (
 )
 from features.validation import (
     DATE_ORDER_RULES,
+    FUTURE_TOLERANCE,
     ContractError,
     Rule,
     check_columns,
     equal_rows,
+    ingest_moment,
     quarantine_frame,
     row_hashes,
     validate,
 )
 
 logger = logging.getLogger(__name__)
-
-# Archive tables hold the latest state of a record: 销户 sets close_date, 改类 changes the usage category, a
-# transformer swap changes an area's kVA. A changed row replaces the stored one ("updated"). Every other table
-# records events, which do not change; a stored event arriving with other content and no newer known_at is a
-# conflict a person must look at, so it goes to quarantine rather than silently rewriting history.
-MUTABLE_TABLES = frozenset({"customers", "areas"})
 
 # What an accepted row did to the warehouse.
 NEW, UPDATED, UNCHANGED, CONFLICT = range(4)
@@ -82,6 +81,7 @@ class TableReport:
 class IngestReport:
     source: Path
     warehouse: Path
+    now: pd.Timestamp  # the moment of the ingest (UTC); later dates of things that happened are `future`
     tables: dict[str, TableReport] = field(default_factory=dict)
     skipped_files: list[str] = field(default_factory=list)  # files whose name maps to no contract table
     truth_files: int = 0  # generator ground truth copied to WH/truth
@@ -103,20 +103,44 @@ class IngestReport:
         return all(t.balanced for t in self.tables.values())
 
 
+def declared_export_moment(source: Path) -> pd.Timestamp | None:
+    """The end of the day an export says it was taken, if it says so: `gridrisk generate` writes
+    `truth/manifest.json` with `export_at` beside its tables. Real exports carry no such file."""
+    from features.synthetic.truth import truth_path
+
+    folder = Path(source) if Path(source).is_dir() else Path(source).parent
+    path = truth_path(folder, "manifest")
+    if not path.exists():
+        return None
+    try:
+        export_at = json.loads(path.read_text(encoding="utf-8")).get("export_at")
+        return pd.Timestamp(export_at).normalize() + pd.Timedelta(days=1) if export_at else None
+    except (ValueError, AttributeError):
+        return None
+
+
 def ingest(
     source: Path,
     warehouse: Path,
     *,
     column_map: Path | None = None,
+    now: dt.datetime | str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Load every contract-table export under ``source`` (a folder, or one file) into ``warehouse``.
 
-    Raises ContractError before anything is written when a file is unusable as a whole (unknown table,
-    unreadable, wrong encoding, missing required column). ``progress`` receives a line per step.
+    ``now`` is the moment of the ingest (default: the wall clock, UTC); set it to re-ingest an archive as of
+    the day it was exported. Raises ContractError before anything is written when a file is unusable as a
+    whole (unknown table, unreadable, wrong encoding, missing required column). ``progress`` receives a line
+    per step.
     """
     step = progress or (lambda _: None)
     source, warehouse = Path(source), Path(warehouse)
+    moment = ingest_moment(now)  # one moment for every file of the run
+    declared = declared_export_moment(source)
+    if now is None and declared is not None and declared > moment:
+        # A generated utility may run past today's date; its rows are not in the future of its own export.
+        moment = declared
     mapping = ColumnMap.load(column_map)
     plan = _plan(source, mapping)
     exports = []
@@ -127,16 +151,20 @@ def ingest(
     for name, export, frame in mapped:
         check_columns(frame, name, str(export.path))  # every file is usable before anything is written
 
-    report = IngestReport(source=source, warehouse=warehouse)
+    report = IngestReport(source=source, warehouse=warehouse, now=moment)
     report.skipped_files = _skipped(source, mapping)
     current: dict[str, pd.DataFrame] = {}
-    for name, export, frame in mapped:
+    # All files of one table are validated together: a key two files disagree on is a duplicate_key whichever
+    # file comes first, exactly as within one file.
+    for name, group in itertools.groupby(mapped, key=lambda item: item[0]):
+        files = [(export, frame) for _, export, frame in group]
         spec = TABLES[name]
         part = report.tables.setdefault(name, TableReport(table=name))
-        stored = current[name] if name in current else _stored(warehouse, spec)
         reference = {fk.table: _parent(current, warehouse, fk.table) for fk in spec.foreign_keys}
-        step(f"validating and storing {export.path.name} ({len(frame):,} rows) as {name}")
-        current[name] = _ingest_file(export, frame, spec, stored, reference, warehouse, part)
+        rows = sum(len(frame) for _, frame in files)
+        step(f"validating and storing {', '.join(e.path.name for e, _ in files)} ({rows:,} rows) as {name}")
+        stored = _stored(warehouse, spec)
+        current[name] = _ingest_table(files, spec, stored, reference, warehouse, part, moment)
     if source.is_dir() and (source / "truth").is_dir():
         report.truth_files = _copy_truth(source / "truth", warehouse / "truth")
     for part in report.tables.values():
@@ -192,42 +220,47 @@ def _parent(current: dict[str, pd.DataFrame], warehouse: Path, name: str) -> pd.
     return current[name]
 
 
-def _ingest_file(
-    export: Export,
-    frame: pd.DataFrame,
+def _ingest_table(
+    files: list[tuple[Export, pd.DataFrame]],
     spec: Table,
     stored: pd.DataFrame,
     reference: dict[str, pd.DataFrame],
     warehouse: Path,
     part: TableReport,
+    now: pd.Timestamp,
 ) -> pd.DataFrame:
-    """Validate one export file, upsert its accepted rows, quarantine the rest; returns the stored table."""
-    source = export.path.name
-    result = validate(frame, spec.name, source=source, reference=reference)
-    # The export's own values under contract names, so quarantine columns line up across files.
-    raw = export.frame.set_axis(frame.columns, axis=1)
+    """Validate the export files of one table, upsert the accepted rows, quarantine the rest; returns the
+    stored table. ``files`` pairs each export with its frame under contract column names."""
+    names = [export.path.name for export, _ in files]
+    frame = _stack([mapped for _, mapped in files])
+    if len(files) > 1 or files[0][0].sheets is not None:  # one label for all rows is validate's `source`
+        frame = frame.assign(_source=np.concatenate([export.row_sources() for export, _ in files]))
+    # The export's own values under contract names, so quarantine records keep what the files said.
+    raw = _stack([export.frame.set_axis(mapped.columns, axis=1) for export, mapped in files])
+    result = validate(frame, spec.name, source=names[0], reference=reference, now=now, original=raw)
 
     merged, kinds = _upsert(stored, result.accepted, spec)
     counts = np.bincount(kinds, minlength=4)
     conflicts = kinds == CONFLICT
+    malformed = _stack([export.malformed.assign(_source=export.path.name) for export, _ in files])
     records = [
-        _originals(raw, result.quarantined),
+        result.quarantined,
         quarantine_frame(
-            export.malformed[["_text"]],
-            export.malformed["_row"].to_numpy(),
+            malformed[["_text"]],
+            malformed["_row"].to_numpy(),
             table_name=spec.name,
             column="",
             rule=str(Rule.MALFORMED_ROW),
-            message=export.malformed["_message"].to_numpy(dtype=object),
-            source=source,
+            message=malformed["_message"].to_numpy(dtype=object),
+            source=malformed["_source"].to_numpy(dtype=object),
         ),
     ]
     if conflicts.any():
-        rows = result.accepted_rows[conflicts]
+        positions = result.accepted_positions[conflicts]
         records.append(
             quarantine_frame(
-                raw.set_index("_row").loc[rows].reset_index(drop=True),
-                rows,
+                raw.iloc[positions],
+                result.accepted_rows[conflicts],
                 table_name=spec.name,
                 column=spec.primary_key[0],
                 rule=str(Rule.WAREHOUSE_CONFLICT),
@@ -237,17 +270,19 @@ def _ingest_file(
                     if spec.known_at
                     else "fix the export, or remove the stored row on purpose"
                 ),
-                source=source,
+                source=np.concatenate([export.row_sources() for export, _ in files])[positions],
             )
         )
     quarantined = pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True)
     if counts[NEW] or counts[UPDATED]:
         write_table(warehouse, spec.name, merged)
 
-    part.files.append(source + (f" ({export.encoding})" if export.encoding else ""))
-    part.rows_read += len(frame) + len(export.malformed)
+    read = len(frame) + len(malformed)
+    accepted = len(result.accepted) - int(counts[CONFLICT])
+    part.files.extend(e.path.name + (f" ({e.encoding})" if e.encoding else "") for e, _ in files)
+    part.rows_read += read
     part.quarantined += len(quarantined)
-    part.accepted += len(result.accepted) - int(counts[CONFLICT])
+    part.accepted += accepted
     part.by_rule.update(quarantined["_rule"].tolist())
     for rule, message in quarantined.drop_duplicates("_rule")[["_rule", "_message"]].itertuples(index=False):
         part.examples.setdefault(rule, message)
@@ -256,13 +291,13 @@ def _ingest_file(
     part.unchanged += int(counts[UNCHANGED])
     part.quarantine_added += append_quarantine(warehouse, spec.name, quarantined)
     part.extra_columns = sorted(set(part.extra_columns) | set(result.extra_columns))
-    part.notes.extend(f"{source}: {note}" for note in export.notes)
+    part.notes.extend(f"{export.path.name}: {note}" for export, _ in files for note in export.notes)
     logger.info(
         "%s (%s): %d rows read, %d accepted (%d new, %d updated, %d unchanged), %d quarantined",
         spec.name,
-        source,
-        len(frame) + len(export.malformed),
-        len(result.accepted) - int(counts[CONFLICT]),
+        ", ".join(names),
+        read,
+        accepted,
         int(counts[NEW]),
         int(counts[UPDATED]),
         int(counts[UNCHANGED]),
@@ -271,24 +306,9 @@ def _ingest_file(
     return merged
 
 
-def _originals(raw: pd.DataFrame, quarantined: pd.DataFrame) -> pd.DataFrame:
-    """Put back the export's own values (before value translation) into validation's quarantine records."""
-    if quarantined.empty:
-        return quarantined
-    positions = pd.Index(raw["_row"]).get_indexer(quarantined["_row"])
-    values = quarantine_frame(
-        raw.iloc[positions],
-        quarantined["_row"].to_numpy(),
-        table_name="",
-        column="",
-        rule="",
-        message="",
-        source="",
-    )
-    out = quarantined.copy()
-    value_columns = [c for c in out.columns if not c.startswith("_")]
-    out[value_columns] = values[value_columns].to_numpy()
-    return out
+def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Rows of several files one under the other (columns by name); one file is used as it is."""
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _upsert(stored: pd.DataFrame, accepted: pd.DataFrame, spec: Table) -> tuple[pd.DataFrame, np.ndarray]:
@@ -305,7 +325,11 @@ def _upsert(stored: pd.DataFrame, accepted: pd.DataFrame, spec: Table) -> tuple[
     same = equal_rows(accepted.iloc[matched], stored.iloc[pos[matched]], columns)
     kinds[matched[same]] = UNCHANGED
     replaced = np.array([], dtype=np.int64)
-    if spec.name in MUTABLE_TABLES:
+    # Archive tables hold the latest state of a record: 销户 sets close_date, 改类 changes the usage
+    # category, a transformer swap changes an area's kVA, so a changed row replaces the stored one. Events do
+    # not change: a stored event arriving with other content and no newer known_at is a conflict a person
+    # must look at, so it goes to quarantine rather than silently rewriting history.
+    if spec.name in ARCHIVE_TABLES:
         kinds[matched[~same]] = UPDATED
         replaced = pos[matched[~same]]
     else:
@@ -388,6 +412,10 @@ def contract_markdown(mapping: ColumnMap) -> str:
                 low = "" if col.min is None else f"≥ {col.min:,.10g}"
                 high = "" if col.max is None else f"≤ {col.max:,.10g}"
                 rule.append(", ".join(x for x in (low, high) if x))
+            if col.ceiling is not None:
+                rule.append(f"magnitude ≤ {col.ceiling:g}".replace("e+0", "e").replace("e+", "e"))
+            if col.past:
+                rule.append(f"not after the ingest (+{FUTURE_TOLERANCE.days} day)")
             fk = [f"→ {f.table}.{f.ref_column}" for f in spec.foreign_keys if f.column == col.name]
             cells = [
                 f"`{col.name}`",

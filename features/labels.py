@@ -18,7 +18,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.point_in_time import as_of_day
-from features.schema import TABLES, TWO_PART_MIN_KVA, PaymentMethod, SuspensionKind, Tariff
+from features.schema import (
+    ARCHIVE_TABLES,
+    TABLES,
+    TWO_PART_MIN_KVA,
+    PaymentMethod,
+    SuspensionKind,
+    Tariff,
+)
 from features.snapshot import AsOf
 from features.sources import has_table, table_path
 
@@ -47,10 +54,12 @@ def label_observable_until(task: str) -> pd.Timedelta:
 
 
 def data_end(warehouse: Path) -> pd.Timestamp:
-    """The warehouse's data end: the latest calendar day of any event time or known_at across its tables."""
+    """The warehouse's data end: the latest calendar day of any event time or known_at across its event
+    tables. An archive row's date (a customer's open_date) observes nothing a label reads, and one mistyped
+    year there must not move every label window and the scoring date."""
     latest: list[pd.Timestamp] = []
     for spec in TABLES.values():
-        if not has_table(warehouse, spec.name):
+        if spec.name in ARCHIVE_TABLES or not has_table(warehouse, spec.name):
             continue
         for column in (spec.event_time, spec.known_at):
             if column is None:

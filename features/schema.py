@@ -55,6 +55,21 @@ class Granularity(StrEnum):
 # Two-part tariff (两部制) applies from this capacity; DOMAIN.md §1 and DESIGN.md's suspension task.
 TWO_PART_MIN_KVA = 315.0
 
+# Plausibility ceilings on a quantity's magnitude. The contract's largest customer (1,000,000 kVA, the
+# `contract_capacity_kva` maximum) drawing its full capacity for a 31-day month uses 7.44e8 kWh and pays
+# about 1e9 元 for it (DOMAIN.md §1 tariffs are below 1 元/kWh). Each ceiling sits over ten times above that,
+# so it rejects no real row, only unit or decimal-point slips and values such as 1e39 that would overflow the
+# float32 the feature engine rounds energy to (`features/snapshot.py`) or the float64 sums of money.
+CEILING_KWH_MONTH = 1e10  # a bill's energy, a month's area supply, a recovered (追补) amount of energy
+CEILING_KWH_DAY = 1e9  # a day's energy: 24 h at 1,000,000 kW is 2.4e7 kWh
+CEILING_KW = 1e7  # demand: 1,000,000 kVA at unity power factor is 1e6 kW
+CEILING_KVA = 1e7  # a transformer area's or a suspension's capacity
+CEILING_YUAN = 1e11  # any amount of money on one bill, payment or inspection, credit or debit
+
+# Archive tables hold the current state of a record (its latest version replaces the stored one); every other
+# table records events. An archive row's date (a customer's open_date) is an attribute, not an observation.
+ARCHIVE_TABLES = frozenset({"customers", "areas"})
+
 
 @dataclass(frozen=True)
 class Column:
@@ -67,6 +82,10 @@ class Column:
     allowed: tuple[str, ...] | None = None
     min: float | None = None
     max: float | None = None
+    ceiling: float | None = None  # plausibility limit on |value|; see CEILING_* above
+    # The value records something that has happened (an issue date, a payment time), so it cannot be later
+    # than the moment of the ingest; dates planned ahead (a due date, a suspension's end) leave this False.
+    past: bool = False
     pii: bool = False
     doc: str = ""
 
@@ -145,7 +164,7 @@ CUSTOMERS = Table(
         Column("station", STR, doc="供电所"),
         Column("area_id", STR, doc="台区编号"),
         Column("group_id", STR, required=False, nullable=True, doc="集团客户编号"),
-        Column("open_date", DATE, doc="立户日期"),
+        Column("open_date", DATE, past=True, doc="立户日期"),
         Column("close_date", DATE, required=False, nullable=True, doc="销户日期"),
         Column("name", STR, required=False, nullable=True, pii=True, doc="户名"),
         Column("phone", STR, required=False, nullable=True, pii=True, doc="联系电话"),
@@ -162,20 +181,69 @@ BILLS = Table(
     known_at="known_at",
     columns=(
         Column("customer_id", STR),
-        Column("period", DATE, doc="billing month, first day (电费年月)"),
-        Column("kwh", F64, min=0.0, doc="电量 kWh"),
-        Column("kwh_peak", F64, required=False, nullable=True, min=0.0, doc="峰 kWh (TOU)"),
-        Column("kwh_flat", F64, required=False, nullable=True, min=0.0, doc="平 kWh (TOU)"),
-        Column("kwh_valley", F64, required=False, nullable=True, min=0.0, doc="谷 kWh (TOU)"),
-        Column("max_demand_kw", F64, required=False, nullable=True, min=0.0, doc="最大需量 kW"),
+        Column("period", DATE, past=True, doc="billing month, first day (电费年月)"),
+        Column("kwh", F64, min=0.0, ceiling=CEILING_KWH_MONTH, doc="电量 kWh"),
+        Column(
+            "kwh_peak",
+            F64,
+            required=False,
+            nullable=True,
+            min=0.0,
+            ceiling=CEILING_KWH_MONTH,
+            doc="峰 kWh (TOU)",
+        ),
+        Column(
+            "kwh_flat",
+            F64,
+            required=False,
+            nullable=True,
+            min=0.0,
+            ceiling=CEILING_KWH_MONTH,
+            doc="平 kWh (TOU)",
+        ),
+        Column(
+            "kwh_valley",
+            F64,
+            required=False,
+            nullable=True,
+            min=0.0,
+            ceiling=CEILING_KWH_MONTH,
+            doc="谷 kWh (TOU)",
+        ),
+        Column(
+            "max_demand_kw",
+            F64,
+            required=False,
+            nullable=True,
+            min=0.0,
+            ceiling=CEILING_KW,
+            doc="最大需量 kW",
+        ),
         Column("power_factor", F64, required=False, nullable=True, min=0.0, max=1.0, doc="功率因数"),
-        Column("energy_charge", F64, required=False, nullable=True, doc="电度电费 元"),
-        Column("basic_charge", F64, required=False, nullable=True, min=0.0, doc="基本电费 元"),
-        Column("pf_adjustment", F64, required=False, nullable=True, doc="力调电费 元 (+ penalty, - credit)"),
-        Column("amount_due", F64, doc="应收电费 元 (negative only for a credit re-issue)"),
-        Column("issue_date", DATE, doc="发行日期"),
+        Column("energy_charge", F64, required=False, nullable=True, ceiling=CEILING_YUAN, doc="电度电费 元"),
+        Column(
+            "basic_charge",
+            F64,
+            required=False,
+            nullable=True,
+            min=0.0,
+            ceiling=CEILING_YUAN,
+            doc="基本电费 元",
+        ),
+        Column(
+            "pf_adjustment",
+            F64,
+            required=False,
+            nullable=True,
+            ceiling=CEILING_YUAN,
+            doc="力调电费 元 (+ penalty, - credit)",
+        ),
+        Column(
+            "amount_due", F64, ceiling=CEILING_YUAN, doc="应收电费 元 (negative only for a credit re-issue)"
+        ),
+        Column("issue_date", DATE, past=True, doc="发行日期"),
         Column("due_date", DATE, doc="缴费截止日期"),
-        Column("known_at", TS, doc="when this version of the bill entered the system"),
+        Column("known_at", TS, past=True, doc="when this version of the bill entered the system"),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
 )
@@ -188,10 +256,12 @@ PAYMENTS = Table(
     columns=(
         Column("payment_id", STR),
         Column("customer_id", STR),
-        Column("period", DATE, doc="the billing month paid"),
-        Column("paid_at", TS, doc="缴费时间"),
-        Column("amount", F64, min=0.0, doc="实收金额 元 (incl. late fee)"),
-        Column("late_fee", F64, required=False, nullable=True, min=0.0, doc="违约金 元"),
+        Column("period", DATE, past=True, doc="the billing month paid"),
+        Column("paid_at", TS, past=True, doc="缴费时间"),
+        Column("amount", F64, min=0.0, ceiling=CEILING_YUAN, doc="实收金额 元 (incl. late fee)"),
+        Column(
+            "late_fee", F64, required=False, nullable=True, min=0.0, ceiling=CEILING_YUAN, doc="违约金 元"
+        ),
         Column("channel", STR, allowed=_values(PaymentMethod), doc="缴费渠道"),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
@@ -205,8 +275,14 @@ READINGS = Table(
     optional=True,
     columns=(
         Column("customer_id", STR),
-        Column("date", DATE),
-        Column("kwh", F64, min=0.0, doc="day's energy; negative values come from meter resets"),
+        Column("date", DATE, past=True),
+        Column(
+            "kwh",
+            F64,
+            min=0.0,
+            ceiling=CEILING_KWH_DAY,
+            doc="day's energy; negative values come from meter resets",
+        ),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
 )
@@ -219,10 +295,12 @@ SUSPENSIONS = Table(
     columns=(
         Column("application_id", STR),
         Column("customer_id", STR),
-        Column("applied_at", TS, doc="申请时间"),
+        Column("applied_at", TS, past=True, doc="申请时间"),
         Column("start_date", DATE),
         Column("end_date", DATE, nullable=True, doc="planned end; null for open-ended reductions"),
-        Column("capacity_kva", F64, min=0.0, doc="capacity suspended, reduced or restored"),
+        Column(
+            "capacity_kva", F64, min=0.0, ceiling=CEILING_KVA, doc="capacity suspended, reduced or restored"
+        ),
         Column("kind", STR, allowed=_values(SuspensionKind)),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
@@ -236,11 +314,23 @@ INSPECTIONS = Table(
     columns=(
         Column("inspection_id", STR),
         Column("customer_id", STR),
-        Column("inspected_at", TS),
+        Column("inspected_at", TS, past=True),
         Column("result", STR, allowed=_values(InspectionResult)),
-        Column("recovered_kwh", F64, min=0.0, doc="追补电量 kWh (0 unless theft/violation)"),
         Column(
-            "recovered_amount", F64, required=False, nullable=True, min=0.0, doc="追补电费+违约使用电费 元"
+            "recovered_kwh",
+            F64,
+            min=0.0,
+            ceiling=CEILING_KWH_MONTH,
+            doc="追补电量 kWh (0 unless theft/violation)",
+        ),
+        Column(
+            "recovered_amount",
+            F64,
+            required=False,
+            nullable=True,
+            min=0.0,
+            ceiling=CEILING_YUAN,
+            doc="追补电费+违约使用电费 元",
         ),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
@@ -254,7 +344,7 @@ AREAS = Table(
         Column("area_id", STR),
         Column("station", STR),
         Column("supply_unit", STR),
-        Column("transformer_kva", F64, min=0.0),
+        Column("transformer_kva", F64, min=0.0, ceiling=CEILING_KVA),
     ),
 )
 
@@ -266,16 +356,15 @@ AREA_SUPPLY = Table(
     event_time="date",
     columns=(
         Column("area_id", STR),
-        Column("date", DATE, doc="the day, or the first day of the month"),
+        Column("date", DATE, past=True, doc="the day, or the first day of the month"),
         Column("granularity", STR, allowed=_values(Granularity)),
-        Column("supplied_kwh", F64, min=0.0),
+        Column("supplied_kwh", F64, min=0.0, ceiling=CEILING_KWH_MONTH),
     ),
     foreign_keys=(ForeignKey("area_id", "areas", "area_id"),),
 )
 
 TABLES: dict[str, Table] = {
-    t.name: t
-    for t in (CUSTOMERS, BILLS, PAYMENTS, READINGS, SUSPENSIONS, INSPECTIONS, AREAS, AREA_SUPPLY)
+    t.name: t for t in (CUSTOMERS, BILLS, PAYMENTS, READINGS, SUSPENSIONS, INSPECTIONS, AREAS, AREA_SUPPLY)
 }
 
 # Order that respects foreign keys (parents first): ingest validates in this order.

@@ -90,7 +90,8 @@ class Export:
 
     ``frame`` has a ``_row`` column: the data-row number in the file (1 = the first row under the header;
     blank lines are not counted). ``malformed`` holds rows the reader could not split into the header's fields
-    (columns ``_row``, ``_text``, ``_message``); they never reach ``frame``.
+    (columns ``_row``, ``_text``, ``_message``); they never reach ``frame``. ``sheets``, for a workbook whose
+    rows come from several sheets, names each row's sheet (``_row`` then counts within that sheet).
     """
 
     path: Path
@@ -98,6 +99,16 @@ class Export:
     malformed: pd.DataFrame
     encoding: str | None = None
     notes: list[str] = field(default_factory=list)
+    sheets: np.ndarray | None = None
+
+    def row_sources(self) -> np.ndarray:
+        """Where each row of ``frame`` came from: the file name, with its sheet for a multi-sheet workbook."""
+        if self.sheets is None:
+            labels = np.empty(len(self.frame), dtype=object)
+            labels.fill(self.path.name)  # one shared str object, not a copy per row
+            return labels
+        codes, names = pd.factorize(self.sheets)
+        return np.array([f"{self.path.name} [{name}]" for name in names], dtype=object)[codes]
 
 
 def read_export(path: Path) -> Export:
@@ -140,23 +151,69 @@ def _read_parquet(path: Path) -> Export:
 
 
 def _read_xlsx(path: Path) -> Export:
+    """Every sheet of the workbook: exports larger than Excel's 1,048,576-row limit continue on further sheets
+    under the same header, so those sheets are one table. A sheet with rows under another header refuses the
+    file, never skipped; a sheet without rows holds nothing to lose and is left out."""
     try:
         with pd.ExcelFile(path, engine="openpyxl") as book:
-            sheets = book.sheet_names
             # dtype=object keeps what cells hold: date cells as datetimes, serials as numbers, ids as text.
-            frame = book.parse(sheets[0], dtype=object)
+            parsed = [(name, book.parse(name, dtype=object)) for name in book.sheet_names]
     except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
         raise ContractError(
             f"{path}: unreadable XLSX workbook ({exc}); the file is truncated or not .xlsx — save it again "
             "from Excel"
         ) from exc
-    frame.columns = [str(c) for c in frame.columns]
-    frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
-    # A wholly empty sheet row is layout, not a record; numbers still match the sheet (sheet row = _row + 1).
-    blank = frame.drop(columns="_row").isna().all(axis=1)
-    notes = [f"read the first of {len(sheets)} sheets ({sheets[0]!r})"] if len(sheets) > 1 else []
+    sheets: list[tuple[str, pd.DataFrame]] = []
+    for name, frame in parsed:
+        frame.columns = [str(c).strip() for c in frame.columns]
+        frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
+        # A wholly empty sheet row is layout, not a record; numbers still match the sheet (row = _row + 1).
+        blank = frame.drop(columns="_row").isna().all(axis=1)
+        sheets.append((name, frame.loc[~blank].reset_index(drop=True)))
+    # The header is the first sheet's with data rows. A sheet without rows (blank, or a notes sheet holding a
+    # title) loses nothing when it is left out; it is named in a note when its header differs.
+    with_rows = [sheet for sheet in sheets if len(sheet[1])]
+    if not with_rows:
+        frame = sheets[0][1] if sheets else pd.DataFrame({"_row": pd.Series([], dtype="int64")})
+        return Export(path=path, frame=frame, malformed=_malformed([]))
+    header = set(with_rows[0][1].columns)
+    for sheet in with_rows[1:]:
+        if set(sheet[1].columns) != header:
+            _refuse_sheet(path, with_rows[0], sheet)
+    left_out = [
+        repr(name) for name, frame in sheets if not len(frame) and set(frame.columns) - {"_row"} - header
+    ]
+    notes = [f"left out sheet(s) without rows: {', '.join(left_out)}"] if left_out else []
+    if len(with_rows) == 1:
+        return Export(path=path, frame=with_rows[0][1], malformed=_malformed([]), notes=notes)
+    counts = ", ".join(f"{name!r} ({len(frame):,} rows)" for name, frame in with_rows)
+    notes.insert(0, f"read {len(with_rows)} sheets with one header: {counts}")
     return Export(
-        path=path, frame=frame.loc[~blank].reset_index(drop=True), malformed=_malformed([]), notes=notes
+        path=path,
+        frame=pd.concat([frame for _, frame in with_rows], ignore_index=True),
+        malformed=_malformed([]),
+        notes=notes,
+        sheets=np.concatenate([np.full(len(frame), name, dtype=object) for name, frame in with_rows]),
+    )
+
+
+def _refuse_sheet(path: Path, first: tuple[str, pd.DataFrame], other: tuple[str, pd.DataFrame]) -> None:
+    header = [c for c in first[1].columns if c != "_row"]
+    columns = [c for c in other[1].columns if c != "_row"]
+    missing = [c for c in header if c not in columns]
+    extra = [c for c in columns if c not in header]
+    differences = "; ".join(
+        part
+        for part in (
+            f"lacks {', '.join(missing)}" if missing else "",
+            f"adds {', '.join(extra)}" if extra else "",
+        )
+        if part
+    )
+    raise ContractError(
+        f"{path}: sheet {other[0]!r} has another header than sheet {first[0]!r} ({differences}); a table "
+        "split across sheets repeats the same header on each — fix that sheet's header, or move the sheet to "
+        "a file of its own"
     )
 
 

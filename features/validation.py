@@ -6,6 +6,7 @@ contract dtypes, or quarantined with its original values and the first rule it b
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from collections.abc import Callable
@@ -34,6 +35,7 @@ class Rule(StrEnum):
     NOT_ALLOWED = "not_allowed"
     OUT_OF_RANGE = "out_of_range"
     NOT_MONTH_START = "not_month_start"
+    FUTURE = "future"  # a date of something that has happened is later than the moment of the ingest
     DATE_ORDER = "date_order"
     UNKNOWN_REFERENCE = "unknown_reference"
     AREA_MISMATCH = "area_mismatch"
@@ -44,6 +46,13 @@ class Rule(StrEnum):
 
 # Metadata columns of a quarantine record; the original values (as strings) come before them.
 QUARANTINE_META = ("_table", "_row", "_column", "_rule", "_message", "_source")
+# Where a row came from, carried beside its values: its number in the file and, when a table is read from
+# several files or sheets, the file (and sheet) it came from.
+ROW_META = ("_row", "_source")
+
+# A date of something that has happened may run this far past the moment of the ingest: the exports' times are
+# local (China is UTC+8) while the ingest moment is UTC, and a daily reading is dated the day it covers.
+FUTURE_TOLERANCE = pd.Timedelta(days=1)
 
 # Date-order rules as data: (later column, earlier column, message); a row breaks it when later < earlier.
 DATE_ORDER_RULES: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -81,6 +90,8 @@ class ValidationResult:
     quarantined: pd.DataFrame
     extra_columns: list[str] = field(default_factory=list)  # columns the contract does not know; not stored
     accepted_rows: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))  # file row numbers
+    # positions of the accepted rows in the frame given to `validate` (row numbers repeat across files)
+    accepted_positions: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))
 
     @property
     def rows_read(self) -> int:
@@ -105,13 +116,20 @@ def validate(
     *,
     source: str = "",
     reference: dict[str, pd.DataFrame] | None = None,
+    now: dt.datetime | str | None = None,
+    original: pd.DataFrame | None = None,
 ) -> ValidationResult:
     """Split an export of one contract table into accepted and quarantined rows.
 
     ``frame`` has contract column names (headers already mapped) and any dtypes: strings from CSV,
     typed columns from Parquet, date cells or Excel serial numbers from XLSX. A ``_row`` column, when
-    present, gives each row's number in the file (1 = first data row); otherwise rows count from 1.
+    present, gives each row's number in the file (1 = first data row); otherwise rows count from 1. A
+    ``_source`` column, when present, names each row's file (rows of several files validated together);
+    otherwise every row comes from ``source``.
     ``reference`` holds accepted parent tables; foreign keys are checked only against parents given there.
+    ``now`` is the moment of the ingest (default: the wall clock, UTC): dates of things that have happened
+    may not be later (`FUTURE_TOLERANCE` allowed). ``original``, aligned with ``frame``, holds the export's
+    own values before the column map translated them; quarantine records keep those.
     Raises ContractError for file-level problems (missing required column, duplicated column names).
     """
     spec = _table_spec(table_name, source)
@@ -120,7 +138,12 @@ def validate(
         if "_row" in frame.columns
         else np.arange(1, len(frame) + 1, dtype="int64")
     )
-    data = frame.drop(columns=["_row"], errors="ignore")
+    if "_source" in frame.columns:
+        sources = frame["_source"].to_numpy(dtype=object)
+    else:  # one shared str object: np.full would make a copy of the string per row
+        sources = np.empty(len(frame), dtype=object)
+        sources.fill(source)
+    data = frame.drop(columns=list(ROW_META), errors="ignore")
     check_columns(data, spec.name, source)
     extra = [c for c in data.columns if c not in spec.column_names]
 
@@ -135,6 +158,7 @@ def validate(
         parsed[col.name] = values.set_axis(data.index)
     typed = pd.DataFrame(parsed, index=data.index)
 
+    checks.extend(_future_checks(typed, spec, ingest_moment(now)))
     checks.extend(_date_order_checks(typed, spec))
     if reference:
         checks.extend(_reference_checks(typed, spec, reference))
@@ -142,12 +166,13 @@ def validate(
     bad = np.zeros(len(typed), dtype=bool)
     for check in checks:
         bad |= check.mask
-    duplicates = _duplicate_checks(typed, spec, rows, ~bad)
+    duplicates = _duplicate_checks(typed, spec, rows, sources, ~bad)
     checks.extend(duplicates)
     for check in duplicates:
         bad |= check.mask
 
-    quarantined = _quarantine(data, rows, bad, checks, spec.name, source)
+    values = data if original is None else original.drop(columns=list(ROW_META), errors="ignore")
+    quarantined = _quarantine(values, rows, sources, bad, checks, spec.name)
     accepted = _to_contract(typed.loc[~bad], spec)
     if bad.any():
         logger.debug(
@@ -159,8 +184,28 @@ def validate(
             len(quarantined),
         )
     return ValidationResult(
-        accepted=accepted, quarantined=quarantined, extra_columns=extra, accepted_rows=rows[~bad]
+        accepted=accepted,
+        quarantined=quarantined,
+        extra_columns=extra,
+        accepted_rows=rows[~bad],
+        accepted_positions=np.flatnonzero(~bad),
     )
+
+
+def ingest_moment(now: dt.datetime | str | None = None) -> pd.Timestamp:
+    """The moment of an ingest as a naive UTC timestamp: ``now`` (a date means its midnight; an aware time is
+    converted to UTC), or the wall clock. Exports' times are naive, so the comparison is naive too."""
+    if now is None:
+        return pd.Timestamp.now(tz="UTC").tz_localize(None)
+    try:
+        moment = pd.Timestamp(now)
+    except ValueError:
+        moment = pd.NaT
+    if pd.isna(moment):
+        raise ContractError(
+            f"ingest moment {now!r} is not a date or time; write YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS"
+        )
+    return moment.tz_convert("UTC").tz_localize(None) if moment.tz is not None else moment
 
 
 def _table_spec(table_name: str, source: str) -> Table:
@@ -226,8 +271,9 @@ def to_text(values: pd.Series) -> pd.Series:
 
 
 def _scalar_text(value: object) -> str:
-    # Excel and Parquet store numeric ids as numbers: 10023.0 must read back as "10023", not "10023.0".
-    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+    # Excel and Parquet store numeric ids as numbers: 10023.0 must read back as "10023", not "10023.0". Past
+    # 2**53 a float is no exact integer (1e39 stays "1e+39", not 39 digits of binary noise).
+    if isinstance(value, float | np.floating) and abs(value) < 2**53 and float(value).is_integer():
         return str(int(value))
     if isinstance(value, pd.Timestamp | np.datetime64):
         ts = pd.Timestamp(value)
@@ -267,7 +313,8 @@ def _parse_column(raw: pd.Series, col: Column, spec: Table) -> tuple[pd.Series, 
         message = f"{col.name}: not one of {', '.join(col.allowed)} (map export values with --column-map)"
         checks.append(_Check(col.name, Rule.NOT_ALLOWED, message, outside))
     if col.min is not None or col.max is not None:
-        bounds = f"{col.name}: outside [{_bound(col.min, '-inf')}, {_bound(col.max, 'inf')}]"
+        top = col.max if col.max is not None else col.ceiling
+        bounds = f"{col.name}: outside [{_bound(col.min, '-inf')}, {_bound(top, 'inf')}]"
         if col.min is not None:
             why = _MESSAGES_RANGE.get((spec.name, col.name)) if col.min == 0 else None
             low = values.lt(col.min).to_numpy(dtype=bool, na_value=False)
@@ -277,6 +324,13 @@ def _parse_column(raw: pd.Series, col: Column, spec: Table) -> tuple[pd.Series, 
         if col.max is not None:
             high = values.gt(col.max).to_numpy(dtype=bool, na_value=False)
             checks.append(_Check(col.name, Rule.OUT_OF_RANGE, bounds, high))
+    if col.ceiling is not None:
+        huge = values.abs().gt(col.ceiling).to_numpy(dtype=bool, na_value=False)
+        message = (
+            f"{col.name}: magnitude above {col.ceiling:g}, the plausibility ceiling for this quantity (far "
+            "beyond any real customer): a unit or decimal-point error?"
+        )
+        checks.append(_Check(col.name, Rule.OUT_OF_RANGE, message, huge))
     if col.name in MONTH_COLUMNS:
         day = values.dt.day.to_numpy(dtype="float64", na_value=np.nan)
         checks.append(
@@ -425,6 +479,23 @@ def _times_from_text(text: pd.Series) -> np.ndarray:
 # --- rules across columns and rows -----------------------------------------------------------------
 
 
+def _future_checks(typed: pd.DataFrame, spec: Table, now: pd.Timestamp) -> list[_Check]:
+    # A row dated after the ingest cannot record what happened (a mistyped year, a wrong clock); let in, it
+    # would move the data end, and with it every label window and the scoring date, to that day. The message
+    # leaves out the moment itself, so re-ingesting the same export adds no quarantine record.
+    limit = now + FUTURE_TOLERANCE
+    checks = []
+    for col in spec.columns:
+        if col.past:
+            late = (typed[col.name] > limit).to_numpy(dtype=bool, na_value=False)
+            message = (
+                f"{col.name}: after the moment of the ingest (+{FUTURE_TOLERANCE.days} day), yet it records "
+                "something that has happened — a wrong year or clock? (re-ingesting an archive: pass --now)"
+            )
+            checks.append(_Check(col.name, Rule.FUTURE, message, late))
+    return checks
+
+
 def _date_order_checks(typed: pd.DataFrame, spec: Table) -> list[_Check]:
     checks = []
     for later, earlier, message in DATE_ORDER_RULES.get(spec.name, ()):
@@ -471,9 +542,11 @@ def equal_rows(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> n
     return same
 
 
-def _duplicate_checks(typed: pd.DataFrame, spec: Table, rows: np.ndarray, alive: np.ndarray) -> list[_Check]:
-    """Among otherwise valid rows: one key with two contents is ambiguous (all copies out);
-    an exact copy keeps its first occurrence."""
+def _duplicate_checks(
+    typed: pd.DataFrame, spec: Table, rows: np.ndarray, sources: np.ndarray, alive: np.ndarray
+) -> list[_Check]:
+    """Among otherwise valid rows (of every file given): one key with two contents is ambiguous (all copies
+    out); an exact copy keeps its first occurrence."""
     n = len(typed)
     key = list(spec.primary_key)
     conflict = np.zeros(n, dtype=bool)
@@ -493,20 +566,23 @@ def _duplicate_checks(typed: pd.DataFrame, spec: Table, rows: np.ndarray, alive:
             first = groups["_pos"].transform("min").to_numpy()  # positions follow the file's row order
             differs = pd.Series(~equal_rows(subset, subset.iloc[first], spec.column_names))
             distinct = differs.groupby(groups.ngroup().to_numpy()).transform("any").to_numpy()
-            first_row = rows[where[first]]
+            kept = where[first]
             is_copy = ~distinct & (np.arange(len(where)) != first)
             conflict[where[distinct]] = True
             copy[where[is_copy]] = True
             copy_message = {
-                int(p): f"exact copy of row {r}, which was kept"
-                for p, r in zip(where[is_copy], first_row[is_copy], strict=True)
+                int(p): f"exact copy of row {rows[k]}"
+                + ("" if sources[k] == sources[p] else f" of {sources[k]}")
+                + ", which was kept"
+                for p, k in zip(where[is_copy], kept[is_copy], strict=True)
             }
     names = ", ".join(key)
     return [
         _Check(
             key[0],
             Rule.DUPLICATE_KEY,
-            f"({names}) appears more than once with different content; fix the export so each key is unique",
+            f"({names}) appears more than once with different content (in this file or another file of the "
+            "export); fix the export so each key is unique",
             conflict,
         ),
         _Check(key[0], Rule.DUPLICATE_ROW, "exact copy of an earlier row", copy, per_row=copy_message),
@@ -521,10 +597,10 @@ def quarantine_frame(
     column: str | np.ndarray,
     rule: str | np.ndarray,
     message: str | np.ndarray,
-    source: str,
+    source: str | np.ndarray,
 ) -> pd.DataFrame:
     """Quarantine records: the original values as strings, then the metadata columns."""
-    out = pd.DataFrame({c: to_text(original[c]).to_numpy() for c in original.columns if c != "_row"})
+    out = pd.DataFrame({c: to_text(original[c]).to_numpy() for c in original.columns if c not in ROW_META})
     n = len(out)
     out = out.astype("str")
     meta = pd.DataFrame(
@@ -534,7 +610,7 @@ def quarantine_frame(
             "_column": np.broadcast_to(np.asarray(column, dtype=object), (n,)),
             "_rule": np.broadcast_to(np.asarray(rule, dtype=object), (n,)),
             "_message": np.broadcast_to(np.asarray(message, dtype=object), (n,)),
-            "_source": np.full(n, source, dtype=object),
+            "_source": np.broadcast_to(np.asarray(source, dtype=object), (n,)),
         }
     )
     meta = meta.astype({c: "str" for c in QUARANTINE_META if c != "_row"})
@@ -542,7 +618,12 @@ def quarantine_frame(
 
 
 def _quarantine(
-    data: pd.DataFrame, rows: np.ndarray, bad: np.ndarray, checks: list[_Check], table_name: str, source: str
+    data: pd.DataFrame,
+    rows: np.ndarray,
+    sources: np.ndarray,
+    bad: np.ndarray,
+    checks: list[_Check],
+    table_name: str,
 ) -> pd.DataFrame:
     idx = np.flatnonzero(bad)
     column = np.empty(len(idx), dtype=object)
@@ -568,7 +649,7 @@ def _quarantine(
         column=column,
         rule=rule,
         message=messages,
-        source=source,
+        source=sources[idx],
     )
 
 

@@ -1,4 +1,4 @@
-"""CLI for the ingest stage: `gridrisk ingest SOURCE --warehouse WH [--column-map FILE]`.
+"""CLI for the ingest stage: `gridrisk ingest SOURCE --warehouse WH [--column-map FILE] [--now WHEN]`.
 
 The work happens in `features/ingest.py`; this module parses options and prints the summary."""
 
@@ -23,6 +23,12 @@ def ingest_command(
         None,
         "--column-map",
         help="TOML mapping of file names, headers and values, added on top of the default",
+    ),
+    now: str | None = typer.Option(
+        None,
+        "--now",
+        help="the moment of the ingest, YYYY-MM-DD[THH:MM:SS] UTC (default: the clock); dates of things that "
+        "have happened may not be later (+1 day). Set it to re-ingest an archive as of its export day",
     ),
     contract: bool = typer.Option(
         False, "--contract", help="print the data contract with the default Chinese headers, then exit"
@@ -50,7 +56,7 @@ def ingest_command(
             raise ContractError("no SOURCE given; pass an export file or a folder of them")
         target = warehouse if warehouse is not None else load_settings().warehouse_path
         with console.status(f"ingesting {source} into {target}") as status:
-            report = ingest(source, target, column_map=column_map, progress=status.update)
+            report = ingest(source, target, column_map=column_map, now=now, progress=status.update)
     except ContractError as exc:
         errors.print(f"[red]ingest refused:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
@@ -61,6 +67,8 @@ def _print_report(console, report) -> None:
     """Counts per table, quarantined rows per rule, and notes; file names and messages print verbatim."""
     from rich.markup import escape
     from rich.table import Table
+
+    from features.validation import FUTURE_TOLERANCE
 
     table = Table(title=escape(f"ingest {report.source} → {report.warehouse}"))
     table.add_column("table")
@@ -91,6 +99,11 @@ def _print_report(console, report) -> None:
             for rule, n in sorted(part.by_rule.items()):
                 rules.add_row(part.table, rule, f"{n:,}", escape(part.examples.get(rule, "")))
         console.print(rules)
+        if any(part.by_rule.get("future") for part in report.tables.values()):
+            console.print(
+                f"future: dated after {report.now + FUTURE_TOLERANCE:%Y-%m-%d %H:%M} (the ingest moment "
+                f"{report.now:%Y-%m-%d %H:%M} UTC + {FUTURE_TOLERANCE.days} day; --now sets the moment)"
+            )
         added = sum(p.quarantine_added for p in report.tables.values())
         console.print(
             escape(f"quarantine: {report.warehouse / 'quarantine'}/<table>.parquet")

@@ -490,3 +490,150 @@ def test_key_matching_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch):
     assert module._positions(stored, incoming, ["customer_id"]).tolist() == exact
     # a single stored key colliding with a new one: values are compared, so C3 is not taken for C1
     assert module._positions(stored.iloc[:1], incoming.iloc[1:], ["customer_id"]).tolist() == [-1]
+
+
+# --- future dates, multi-sheet workbooks, huge values, keys across files -----------------------------------
+
+
+def test_future_rows_are_quarantined_as_of_the_given_moment(tmp_path: Path):
+    src = export(
+        tmp_path,
+        bills=BILLS
+        # three bills issued in 2099: if accepted they would move the data end, and every label, to 2099
+        + "".join(f"C{i},209901,1,1,2099-01-05,2099-01-25,2099-01-05 10:00:00\n" for i in (1, 2, 3)),
+    )
+    write(src, "客户档案.csv", CUSTOMERS + "C4,居民,,0.22,8,单一制,代扣,U1,S1,A1,2204-03-01,李四\n")
+    write(src, "payments.csv", "payment_id,customer_id,period,paid_at,amount,channel\n"
+          "P1,C1,2024-01-01,2024-02-10 10:00,70.5,online\n"
+          "P2,C2,2024-01-01,2030-06-01 12:00,39000,counter\n")  # fmt: skip # paid in 2030
+    wh = tmp_path / "wh"
+    result = run(src, "--warehouse", wh, "--now", "2024-03-01")
+    assert result.exit_code == 0, result.output
+    assert (
+        "future: dated after 2024-03-02 00:00 (the ingest moment 2024-03-01 00:00 UTC + 1 day"
+        in result.output
+    )
+    got = {name: read_quarantine(wh, name)[["_row", "_column", "_rule"]].values.tolist() for name in
+           ("customers", "bills", "payments")}  # fmt: skip
+    assert got == {
+        "customers": [[4, "open_date", "future"]],
+        "bills": [[4, "period", "future"], [5, "period", "future"], [6, "period", "future"]],
+        "payments": [[2, "paid_at", "future"]],
+    }
+    from features.labels import data_end
+
+    assert data_end(wh) == pd.Timestamp("2024-02-10")  # the last payment, not 2099 or 2204
+    # The same export as of 2300 holds no future row; re-ingesting as of the first moment adds nothing.
+    assert ingest(src, tmp_path / "wh2", now="2300-01-01").quarantined == 0
+    assert sum(p.quarantine_added for p in ingest(src, wh, now="2024-03-01").tables.values()) == 0
+    assert run(src, "--warehouse", wh, "--now", "soon").exit_code == 2
+
+
+def test_a_generated_export_is_not_in_its_own_future(tmp_path: Path):
+    """A synthetic utility may be generated past today's date; its manifest says when it was exported."""
+    from features.synthetic import GeneratorConfig, generate
+
+    src = tmp_path / "gen"
+    generate(GeneratorConfig(customers=60, start="2031-01", months=14, seed=3, daily_days=30), src)
+    report = ingest(src, tmp_path / "wh")
+    assert report.quarantined == 0 and report.now >= pd.Timestamp("2032-02-01")
+    # An explicit moment still rules: as of 2031-06 the later rows are in the future.
+    early = ingest(src, tmp_path / "wh_early", now="2031-06-01")
+    assert early.tables["bills"].by_rule.get("future", 0) > 0
+
+
+def multi_sheet_bills(path: Path, sheets: dict[str, list[list]]) -> Path:
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(path)
+    return path
+
+
+HEADER = ["户号", "电费年月", "电量", "应收电费", "发行日期", "缴费截止日期", "入账时间"]
+
+
+def month_bills(month: int, kwh: list[object]) -> list[list]:
+    return [
+        [f"C{i + 1}", f"2023-{month:02d}", k, 10, f"2023-{month:02d}-25", f"2023-{month:02d}-28",
+         f"2023-{month:02d}-25 08:00"]
+        for i, k in enumerate(kwh)
+    ]  # fmt: skip
+
+
+def test_a_workbook_split_across_sheets_is_read_whole(tmp_path: Path):
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    path = multi_sheet_bills(
+        tmp_path / "x" / "电费账单.xlsx",
+        {
+            # an export past Excel's row limit continues on a second sheet under the same header
+            "Sheet1": [HEADER, *month_bills(1, [100, 110, 120])],
+            "Sheet2": [HEADER, *month_bills(2, [90, -5, 95])],  # C2's February kWh is negative (sheet row 3)
+            "Sheet3": [],  # an empty sheet Excel added
+        },
+    )
+    result = run(path, "--warehouse", wh)
+    assert result.exit_code == 0, result.output
+    assert "6 rows read = 5 accepted + 1 quarantined" in result.output
+    assert "read 2 sheets with one header: 'Sheet1' (3 rows), 'Sheet2' (3 rows)" in result.output
+    assert len(read_table(wh, "bills").query("period < '2024-01-01'")) == 5
+    q = read_quarantine(wh, "bills")
+    assert q[["_source", "_row", "_rule"]].values.tolist() == [["电费账单.xlsx [Sheet2]", 2, "out_of_range"]]
+
+
+def test_a_sheet_with_another_header_refuses_the_workbook(tmp_path: Path):
+    path = multi_sheet_bills(
+        tmp_path / "x" / "bills.xlsx",
+        {"Sheet1": [HEADER, *month_bills(1, [100])], "备注": [["说明", "日期"], ["补录", "2023-02-01"]]},
+    )
+    result = run(path, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2
+    assert "bills.xlsx: sheet '备注' has another header than sheet 'Sheet1'" in result.output
+    assert "move the sheet to a file of its own" in result.output
+    assert not (tmp_path / "wh").exists()
+
+
+def test_huge_values_are_quarantined_not_stored_as_inf(tmp_path: Path):
+    wh = tmp_path / "wh"
+    report = ingest(
+        export(
+            tmp_path,
+            bills=BILLS
+            + "C1,202402,1e39,70,2024-03-03,2024-03-20,2024-03-03 08:00:00\n"  # beyond float32: inf
+            + "C2,202402,50000,1e308,2024-03-03,2024-03-20,2024-03-03 08:00:00\n",  # beyond any bill
+        ),
+        wh,
+        now="2024-04-01",
+    ).tables["bills"]
+    assert report.by_rule == {"out_of_range": 2} and report.accepted == 3
+    stored = read_table(wh, "bills")
+    assert np.isfinite(stored[["kwh", "amount_due"]].to_numpy(dtype="float32")).all()
+
+
+@pytest.mark.parametrize("names", [("bills_1.csv", "bills_2.csv"), ("bills_2.csv", "bills_1.csv")])
+def test_a_key_two_files_disagree_on_is_a_duplicate_key_whichever_comes_first(
+    tmp_path: Path, names: tuple[str, str]
+):
+    src = export(tmp_path)
+    (src / "电费账单.csv").unlink()
+    one, two = names
+    # bills_1 and bills_2 both hold C2's January bill (same known_at) with other amounts, and C1's as is
+    write(src, one, BILLS)
+    write(src, two, BILL_HEADER + "C1,202401,120,70.5,2024-02-03,2024-02-20,2024-02-03 08:00:00\n"
+          "C2,202401,52000,38000,2024-02-03,2024-02-20,2024-02-03 08:00:00\n")  # fmt: skip
+    wh = tmp_path / "wh"
+    report = ingest(src, wh).tables["bills"]
+    assert report.rows_read == 5 and report.by_rule == {"duplicate_key": 2, "duplicate_row": 1}
+    q = read_quarantine(wh, "bills").sort_values(["_rule", "_source"])
+    assert q[["_source", "_row", "_rule"]].values.tolist() == [
+        ["bills_1.csv", 2, "duplicate_key"],
+        ["bills_2.csv", 2, "duplicate_key"],
+        ["bills_2.csv", 1, "duplicate_row"],
+    ]
+    assert q["_message"].iloc[-1] == "exact copy of row 1 of bills_1.csv, which was kept"
+    assert sorted(read_table(wh, "bills")["customer_id"]) == ["C1", "C3"]

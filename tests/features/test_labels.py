@@ -147,6 +147,15 @@ def test_data_end_and_latest_labelable_as_of(tmp_path: Path):
     assert late == [end - pd.Timedelta(days=179)]
 
 
+def test_data_end_is_not_moved_by_an_archive_date(tmp_path: Path):
+    tables = make_tables()
+    end = labels.data_end(write(tables, tmp_path / "wh"))
+    # A customer row opening in 2204 (one that got past ingest's future rule, say written by hand) is an
+    # attribute of the archive, not an observation: labels and scoring must not move to 2204 because of it.
+    tables["customers"].loc[0, "open_date"] = pd.Timestamp("2204-03-01")
+    assert labels.data_end(write(tables, tmp_path / "wh2")) == end
+
+
 def test_amounts_for_arrears_add_the_open_balance_and_next_bill():
     f = {
         "payments_outstanding_yuan": np.array([300.0, np.nan]),

@@ -27,6 +27,21 @@ def bills(**overrides: list) -> pd.DataFrame:
     return pd.DataFrame(base)
 
 
+def suspensions(**overrides: list) -> pd.DataFrame:
+    """Two suspension applications, filed a week before they start; overrides replace whole columns."""
+    base = {
+        "application_id": ["A1", "A2"],
+        "customer_id": ["C1", "C2"],
+        "applied_at": ["2024-01-02 09:00", "2024-01-02 09:00"],
+        "start_date": ["2024-01-10", "2024-01-10"],
+        "end_date": ["2024-04-10", "2024-04-10"],
+        "capacity_kva": ["400", "400"],
+        "kind": ["suspension", "suspension"],
+    }
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
 def rules(result) -> list[tuple[int, str, str]]:
     q = result.quarantined
     return list(zip(q["_row"].tolist(), q["_column"].tolist(), q["_rule"].tolist(), strict=True))
@@ -118,17 +133,7 @@ def test_period_must_be_first_day_of_month():
         ),
         (
             "suspensions",
-            pd.DataFrame(
-                {
-                    "application_id": ["A1", "A2"],
-                    "customer_id": ["C1", "C2"],
-                    "applied_at": ["2024-01-02 09:00", "2024-01-02 09:00"],
-                    "start_date": ["2024-01-10", "2024-01-10"],
-                    "end_date": ["2024-04-10", "2024-01-09"],  # ends before it starts
-                    "capacity_kva": ["400", "400"],
-                    "kind": ["suspension", "suspension"],
-                }
-            ),
+            suspensions(end_date=["2024-04-10", "2024-01-09"]),  # row 2 ends before it starts
             "end_date",
         ),
         (
@@ -348,3 +353,121 @@ def test_duplicate_check_is_exact_under_hash_collisions(monkeypatch: pytest.Monk
 
 def _first_bill() -> dict[str, list]:
     return {k: [v[0]] for k, v in bills().items() if k != "customer_id"}
+
+
+# --- dates after the ingest, implausible magnitudes, rows of several files -------------------------------
+
+NOW = pd.Timestamp("2024-03-01 12:00")  # the ingest moment these tests pretend; never the real clock
+
+
+def test_dates_of_things_that_happened_may_not_lie_after_the_ingest():
+    frame = bills(
+        customer_id=["C1", "C2", "C3", "C4"],
+        period=["2024-02-01", "2024-03-01", "2099-01-01", "2024-02-01"],
+        kwh=["1"] * 4,
+        amount_due=["1"] * 4,
+        # C1: issued the day before; C2: the day after the ingest, inside the one-day tolerance (UTC+8 times);
+        # C3: a bill of 2099, a typo for 2009 or a wrong clock; C4: known only in 2030
+        issue_date=["2024-02-29", "2024-03-02", "2099-01-05", "2024-02-29"],
+        # due dates lie ahead by nature: C1's falls due next month, which is no fault
+        due_date=["2024-04-20", "2024-03-20", "2099-01-25", "2024-03-20"],
+        known_at=["2024-02-29 08:00", "2024-03-02 08:00", "2099-01-05 08:00", "2030-06-01 08:00"],
+    )
+    result = validate(frame, "bills", now=NOW)
+    assert rules(result) == [(3, "period", "future"), (4, "known_at", "future")]
+    message = result.quarantined["_message"].iloc[0]
+    assert message.startswith("period: after the moment of the ingest (+1 day)") and "--now" in message
+    assert "issue_date: after the moment" in message and "known_at: after the moment" in message
+    assert "2024-03" not in message  # the moment is left out, so a re-ingest adds no new record
+    # the same rows ingested as of 2100 are all history
+    assert validate(frame, "bills", now=pd.Timestamp("2100-01-01")).quarantined.empty
+
+
+def test_future_rule_covers_event_times_but_not_planned_dates():
+    later = "2204-03-01"
+    open_later = customers(open_date=["2015-06-01", later, "2015-06-01"], close_date=["", "", later])
+    # row 2 opens in 2204; row 3's closure is scheduled ahead (a temporary supply's term), which is allowed
+    assert rules(validate(open_later, "customers", now=NOW)) == [(2, "open_date", "future")]
+    # A1 applies now for a suspension from next week to the autumn (planned dates lie ahead);
+    # A2's application itself is dated next year
+    applications = suspensions(
+        applied_at=["2024-03-01 09:00", "2025-03-01 09:00"],
+        start_date=["2024-03-08", "2025-03-08"],
+        end_date=["2024-09-08", "2025-09-08"],
+    )
+    assert rules(validate(applications, "suspensions", now=NOW)) == [(2, "applied_at", "future")]
+    readings = pd.DataFrame(
+        {"customer_id": ["C1", "C1"], "date": ["2024-03-01", "2040-01-01"], "kwh": ["1", "2"]}
+    )
+    assert rules(validate(readings, "readings", now=NOW)) == [(2, "date", "future")]
+
+
+def test_every_event_time_and_known_at_is_checked_against_the_ingest():
+    for spec in TABLES.values():
+        for name in (spec.event_time, spec.known_at):
+            if name is not None:
+                assert spec.column(name).past, f"{spec.name}.{name}"
+    # planned dates are not: a bill falls due, and a suspension starts and ends, after it is recorded
+    assert not table("bills").column("due_date").past
+    assert not any(table("suspensions").column(c).past for c in ("start_date", "end_date"))
+
+
+def test_ingest_moment_defaults_to_the_clock_and_parses_dates_and_aware_times():
+    from features.validation import ingest_moment
+
+    assert ingest_moment("2024-03-01") == pd.Timestamp("2024-03-01")
+    assert ingest_moment("2024-03-01T08:00:00+08:00") == pd.Timestamp("2024-03-01 00:00")  # to UTC
+    clock = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    assert abs(ingest_moment() - clock) < pd.Timedelta(minutes=1)
+    with pytest.raises(ContractError, match="not a date or time"):
+        ingest_moment("yesterday-ish")
+
+
+def test_implausibly_large_numbers_are_out_of_range():
+    frame = bills(
+        customer_id=["C1", "C2", "C3", "C4", "C5"],
+        period=["2024-01-01"] * 5,
+        # C1: the contract's largest customer flat out for a month (7.44e8 kWh, ~1e9 元): real, accepted;
+        # C2: 1e39 kWh, which float32 features would turn into inf; C3: 1e308 元; C4: -1e308 元 (a "credit")
+        # C5: inf as text is not a number at all
+        kwh=["744000000", "1e39", "5", "5", "inf"],
+        amount_due=["1000000000", "1", "1e308", "-1e308", "1"],
+        issue_date=["2024-02-03"] * 5,
+        due_date=["2024-02-20"] * 5,
+        known_at=["2024-02-03 08:00"] * 5,
+    )
+    result = validate(frame, "bills", now=NOW)
+    assert rules(result) == [
+        (2, "kwh", "out_of_range"),
+        (3, "amount_due", "out_of_range"),
+        (4, "amount_due", "out_of_range"),
+        (5, "kwh", "unparseable"),
+    ]
+    assert "kwh: magnitude above 1e+10, the plausibility ceiling" in result.quarantined["_message"].iloc[0]
+    assert result.accepted["kwh"].tolist() == [744_000_000.0]
+
+
+def test_every_number_has_a_finite_bound_that_fits_float32():
+    # the feature engine rounds energy to float32 (features/snapshot.py): no accepted value may overflow it
+    for spec in TABLES.values():
+        for col in spec.columns:
+            if str(col.dtype) == "double":
+                bound = col.ceiling if col.ceiling is not None else col.max
+                assert bound is not None and bound < np.finfo(np.float32).max, f"{spec.name}.{col.name}"
+
+
+def test_rows_of_several_files_are_checked_together_and_name_their_file():
+    one, two = bills(), bills(amount_due=["70.1", "99"])  # C1's bill again, as is; C2's with another amount
+    frame = pd.concat(
+        [one.assign(_source="bills_1.csv", _row=[1, 2]), two.assign(_source="bills_2.csv", _row=[1, 2])],
+        ignore_index=True,
+    )
+    result = validate(frame, "bills", now=NOW)
+    q = result.quarantined
+    assert q[["_source", "_row", "_rule"]].values.tolist() == [
+        ["bills_1.csv", 2, "duplicate_key"],  # the first copy too: which amount is right is unknown
+        ["bills_2.csv", 1, "duplicate_row"],
+        ["bills_2.csv", 2, "duplicate_key"],
+    ]
+    assert q["_message"].iloc[1] == "exact copy of row 1 of bills_1.csv, which was kept"
+    assert result.accepted["customer_id"].tolist() == ["C1"] and result.accepted_positions.tolist() == [0]
