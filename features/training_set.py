@@ -75,6 +75,7 @@ def build_training_set(
     """
     labels.check_task(task)
     days = as_of_days(as_of_dates)
+    labels.check_inside_data(Path(warehouse), days, scoring=False)
     end = labels.data_end(Path(warehouse))
     late = labels.unlabelable(days, end, task)
     if late:
@@ -100,6 +101,7 @@ def build_training_set(
 def build_scoring_frame(warehouse: Path, task: str, as_of, *, engine: str = "local") -> pd.DataFrame:
     """The task's population at `as_of` with the training columns minus `label` (what a model scores)."""
     labels.check_task(task)
+    labels.check_inside_data(Path(warehouse), as_of_days([as_of]), scoring=True)
     job = PartitionJob.make(task, [as_of], with_labels=False)
     return _finish(_run(Path(warehouse), job, engine, None), task, with_labels=False)
 

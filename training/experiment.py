@@ -102,15 +102,13 @@ def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Ti
 
 def first_billing_month(warehouse: Path) -> pd.Period:
     """The earliest billing period in the warehouse's bills."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    from features.labels import first_billing_period
+    from features.sources import has_table, table_path
 
-    from features.sources import table_path
-
-    path = table_path(warehouse, "bills")
-    if not path.exists():
+    if not has_table(warehouse, "bills"):
+        path = table_path(warehouse, "bills")
         raise TrainingError(f"warehouse {warehouse} has no bills table ({path}); run `gridrisk ingest` first")
-    first = pc.min(pq.read_table(path, columns=["period"]).column("period")).as_py()
+    first = first_billing_period(warehouse)
     if first is None:
         raise TrainingError(f"the bills table of {warehouse} is empty; nothing to train on")
     return pd.Period(first, "M")
@@ -223,6 +221,12 @@ def _span_hint(config: ExperimentConfig, have: int, settings: dict[str, int]) ->
         )
     window_months = -(-settings["gap_days"] // 30)
     history = config.as_of.history_months
+    if config.as_of.max_dates is not None and have >= config.as_of.max_dates:
+        kept = config.as_of.max_dates
+        return (
+            f"With one as-of date a month this split ({config.split.scheme}) needs at least {need} dates; "
+            f"as_of.max_dates = {kept} keeps only the latest {have}: raise it to {need} or more"
+        )
     return (
         f"With one as-of date a month this split ({config.split.scheme}) needs at least {need} dates and has "
         f"{have}. Each date also needs as_of.history_months = {history} months of bills before it and its "

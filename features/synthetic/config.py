@@ -6,6 +6,7 @@ the run's shape: which months, which days carry daily readings, and when the exp
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class GeneratorConfig:
         if not 12 <= self.months <= 240:
             raise GeneratorError(f"months={self.months} must be between 12 and 240 (one to twenty years)")
         try:
+            if not re.fullmatch(r"\d{4}-\d{2}", self.start):
+                raise ValueError(self.start)  # numpy would cut 2021-01-15 to its month without a word
             np.datetime64(self.start, "M")
         except ValueError as exc:
             raise GeneratorError(

@@ -6,6 +6,7 @@ summary.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
@@ -15,8 +16,11 @@ def month_ends(spec: str) -> list:
     """`2022-01:2023-12` → every month end from January 2022 to December 2023."""
     import pandas as pd
 
+    parts = [part.strip() for part in spec.split(":")]
     try:
-        first, last = (pd.Period(part.strip(), "M") for part in spec.split(":"))
+        if len(parts) != 2 or not all(re.fullmatch(r"\d{4}-\d{2}", part) for part in parts):
+            raise ValueError(spec)  # pd.Period("") is NaT, not an error
+        first, last = (pd.Period(part, "M") for part in parts)
     except ValueError as exc:
         raise typer.BadParameter(
             f"--as-of-range {spec!r} must look like 2022-01:2023-12 (YYYY-MM:YYYY-MM)"
@@ -63,11 +67,12 @@ def features_command(
         build_training_set,
         write_training_set,
     )
-    from gridrisk.commands import data_errors
+    from gridrisk.commands import data_errors, writable_output
     from gridrisk.settings import load_settings
 
     console = Console()
     errors = Console(stderr=True, soft_wrap=True)
+    writable_output(out, folder=False)
     target = warehouse if warehouse is not None else load_settings().warehouse_path
     dates: list = list(as_of or [])
     try:

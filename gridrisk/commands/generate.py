@@ -31,10 +31,11 @@ def generate_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from features.synthetic import GeneratorConfig, GeneratorError, generate
+    from gridrisk.commands import writable_output
     from gridrisk.settings import load_settings
 
     console = Console()
-    target = out if out is not None else load_settings().warehouse_path
+    target = writable_output(out if out is not None else load_settings().warehouse_path, folder=True)
     try:
         config = GeneratorConfig(
             customers=customers, start=start, months=months, seed=seed, daily_days=daily_days, faults=faults

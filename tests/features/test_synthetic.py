@@ -658,3 +658,10 @@ def test_cli_generate_writes_a_warehouse_and_prints_the_summary(tmp_path: Path) 
     assert not (tmp_path / "readings.parquet").exists()
     refused = CliRunner().invoke(app, ["generate", "--customers", "5", "--out", str(tmp_path / "x")])
     assert refused.exit_code == 2
+    day = CliRunner().invoke(app, ["generate", "--start", "2021-01-15", "--out", str(tmp_path / "y")])
+    assert day.exit_code == 2 and "is not a month" in day.output
+    (tmp_path / "a_file").write_text("")
+    onto_file = CliRunner().invoke(
+        app, ["generate", "--customers", "60", "--out", str(tmp_path / "a_file")], env={"COLUMNS": "200"}
+    )
+    assert onto_file.exit_code == 2 and "is a file; name a folder" in onto_file.output

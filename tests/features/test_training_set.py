@@ -139,6 +139,35 @@ def test_cli_refuses_bad_input(generated_dir, tmp_path):
     assert none.exit_code == 2 and "--as-of" in none.output
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--as-of-range", ":"], "must look like 2022-01:2023-12"),
+        (["--as-of-range", "2022-06:"], "must look like 2022-01:2023-12"),
+        (["--as-of-range", "2015-01:2015-03"], "before the first billing month"),
+        (["--as-of", "2015-06-30", "--scoring"], "before the first billing month"),
+        (["--as-of", "2099-01-31", "--scoring"], "after the data end"),
+    ],
+)
+def test_cli_refuses_dates_the_warehouse_cannot_describe(generated_dir, tmp_path, args, says):
+    result = CliRunner().invoke(
+        app,
+        ["features", "-w", str(generated_dir), "--task", "arrears", "-o", str(tmp_path / "x.parquet"), *args],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_cli_checks_the_output_path_before_any_work(generated_dir, tmp_path):
+    result = CliRunner().invoke(
+        app,
+        ["features", "-w", str(generated_dir), "-t", "arrears", "--as-of", "2022-06-30", "-o", str(tmp_path)],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 2 and "is a folder; name the file to write" in result.output
+
+
 # -- the feature catalogue -----------------------------------------------------------------------------------
 
 

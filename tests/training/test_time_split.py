@@ -93,6 +93,13 @@ def test_a_short_archive_is_told_how_many_months_it_needs(frame: pd.DataFrame) -
         split_frame(short, task_spec("theft"), config)
 
 
+def test_a_max_dates_cap_is_named_when_it_is_the_limit(frame: pd.DataFrame) -> None:
+    config = default_config("arrears", as_of={"max_dates": 8})
+    capped = frame[frame["as_of"] >= sorted(frame["as_of"].unique())[-8]]
+    with pytest.raises(TrainingError, match=r"as_of\.max_dates = 8 keeps only the latest 8: raise it to"):
+        split_frame(capped, task_spec("arrears"), config)
+
+
 def test_gap_shorter_than_the_label_window_is_refused(frame: pd.DataFrame) -> None:
     config = default_config("arrears", split={"gap_days": 90})  # arrears labels read 90 + 30 days
     with pytest.raises(TrainingError, match="label window"):
