@@ -1,7 +1,8 @@
 """FastAPI dependencies: the pieces of `ServiceState` a route needs, and the caller's verified key.
 
 Tests replace any of these through `app.dependency_overrides`. They are `async` only so FastAPI runs them on
-the event loop: each sync dependency would cost a hop to the thread pool on every request.
+the event loop: each sync dependency would cost a hop to the thread pool on every request. `get_state` is
+where a worker notices a reload taken by another worker, so every route that reads the state sees it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from serving.access import AuditLog, KeyStore, Principal
 from serving.directory import CustomerDirectory
@@ -26,7 +28,10 @@ bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer 
 
 
 async def get_state(request: Request) -> ServiceState:
-    return request.app.state.service
+    state: ServiceState = request.app.state.service
+    if state.reloads.moved():  # one stat; the refresh itself (rare) runs off the event loop
+        await run_in_threadpool(state.follow_reloads)
+    return state
 
 
 State = Annotated[ServiceState, Depends(get_state)]

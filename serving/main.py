@@ -59,7 +59,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = state or ServiceState.build(settings or ServingSettings())
         app.state.service = service
-        changed = await run_in_threadpool(service.refresh)
+        changed = await run_in_threadpool(service.start)
         logger.info("serving %s", changed or "no models yet")
         poller = asyncio.create_task(_poll(service)) if service.settings.poll_seconds > 0 else None
         try:

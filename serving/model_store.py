@@ -3,7 +3,8 @@
 The lifespan builds one `ModelStore`; routes reach it through `Depends`. `refresh()` checks each task's
 alias and loads a moved champion beside the old one before swapping a single reference, so in-flight
 requests finish on the model they started with. When the registry is down, the last champion saved in
-the local cache is served.
+the local cache is served. The workers of `gridrisk serve --workers N` share that cache: each writes a version
+into a folder of its own and renames it into place in one step, so no worker sees another's half-written copy.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -23,7 +25,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from serving.errors import ModelUnavailable
-from serving.model import PackagedModel, load_packaged_model
+from serving.model import BOOSTER_FILE, PACKAGE_FILE, PackagedModel, load_packaged_model
 from serving.schemas import ModelRef, RegistryVersion
 from serving.settings import ServingSettings, registered_name
 
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 Source = Literal["registry", "local-cache"]
 META_FILE = "meta.json"
+STALE_SECONDS = 3600  # a worker's staging folder this old belongs to a process that died mid-download
 
 
 class RegistryError(Exception):
@@ -199,8 +202,10 @@ class ModelStore:
                 if after is not None and after is not before:
                     # One reference assignment: readers see either the old dict or the new one.
                     self._models = {**self._models, task: after}
-                    changed[task] = f"{before.version if before else 'none'} -> {after.version}"
                     logger.info("serving %s v%s (%s)", after.name, after.version, after.source)
+                    # The local copy relabelled as the registry's champion is the same model: not a swap.
+                    if before is None or before.version != after.version:
+                        changed[task] = f"{before.version if before else 'none'} -> {after.version}"
             return changed
 
     def _refresh_task(self, task: str, current: LoadedModel | None) -> LoadedModel | None:
@@ -234,21 +239,20 @@ class ModelStore:
 
     def _from_registry(self, task: str, name: str, version: str) -> LoadedModel:
         task_dir = self.cache_root / task
-        staging = task_dir / f".v{version}-{time.time_ns()}"
-        package = self.registry.load(name, version, staging / "download")
         final = task_dir / f"v{version}"
-        package_dir = package.save(staging / "package")
-        shutil.rmtree(final, ignore_errors=True)
-        final.mkdir(parents=True, exist_ok=True)
-        package_dir.rename(final / "package")
-        shutil.rmtree(staging, ignore_errors=True)
+        # Each process stages in a folder of its own: workers starting together all download, none collide.
+        staging = task_dir / f".v{version}-{os.getpid()}-{time.time_ns()}"
+        try:
+            package = self.registry.load(name, version, staging / "download")
+            package.save(staging / "version" / "package")
+            _publish(staging / "version", final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         meta = {"name": name, "version": version, "saved_at": dt.datetime.now(dt.UTC).isoformat()}
-        tmp = task_dir / f".{META_FILE}.tmp"
+        tmp = task_dir / f".{META_FILE}.{os.getpid()}-{time.time_ns()}.tmp"
         tmp.write_text(json.dumps(meta))
         tmp.replace(task_dir / META_FILE)
-        for old in task_dir.glob("v*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
+        _prune(task_dir, keep=final)
         return self._loaded(task, name, version, package, "registry")
 
     def _from_cache(self, task: str) -> LoadedModel | None:
@@ -256,8 +260,16 @@ class ModelStore:
         meta_path = task_dir / META_FILE
         if not meta_path.exists():
             return None
-        meta = json.loads(meta_path.read_text())
-        package = PackagedModel.load(task_dir / f"v{meta['version']}" / "package")
+        try:
+            meta = json.loads(meta_path.read_text())
+            package = PackagedModel.load(task_dir / f"v{meta['version']}" / "package")
+        except Exception as exc:  # a copy broken by hand or a full disk must not stop the start-up
+            logger.warning("cannot read the local copy of the %s model in %s: %s", task, task_dir, exc)
+            self._details[task] = (
+                f"{self._details.get(task) or 'no model from the registry'}; "
+                f"the local copy in {task_dir} cannot be read: {exc}"
+            )
+            return None
         return self._loaded(task, meta["name"], str(meta["version"]), package, "local-cache")
 
     @staticmethod
@@ -280,3 +292,51 @@ class ModelStore:
         except RegistryError as exc:
             logger.warning("%s", exc)
             return []
+
+
+def _complete(version_dir: Path) -> bool:
+    package = version_dir / "package"
+    return (package / PACKAGE_FILE).is_file() and (package / BOOSTER_FILE).is_file()
+
+
+def _publish(built: Path, final: Path, attempts: int = 3) -> None:
+    """Move a fully written version folder to `final` in one rename; keep a complete copy already there.
+
+    A rename onto a non-empty folder fails, so the first worker to finish wins and the others drop their
+    copies (the same version of the same registered model). An incomplete folder there (left by a crash of
+    an older release, which wrote in place) is moved aside first, also by a rename, then retried.
+    """
+    for _ in range(attempts):
+        try:
+            built.rename(final)
+            return
+        except OSError:
+            if not final.exists():
+                continue  # another worker moved a stale copy aside between our two steps
+            if _complete(final):
+                return
+            aside = final.with_name(f".stale-{final.name}-{os.getpid()}-{time.time_ns()}")
+            try:
+                final.rename(aside)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(aside, ignore_errors=True)
+    raise OSError(f"cannot place the downloaded model at {final}: it kept changing under another process")
+
+
+def _prune(task_dir: Path, keep: Path) -> None:
+    """Drop older versions, and staging folders of workers that died mid-download."""
+    for old in task_dir.glob("v*"):
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+    cutoff = time.time() - STALE_SECONDS
+    for leftover in task_dir.glob(".*"):
+        try:
+            stale = leftover.stat().st_mtime < cutoff
+        except FileNotFoundError:
+            continue
+        if stale:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)

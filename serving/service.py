@@ -1,13 +1,18 @@
 """Everything one running service holds: settings, model and snapshot stores, keys, audit, metrics, PII.
 
-Built once in the app's lifespan (or by a test with a fake registry); `refresh()` is the hot-reload step.
+Built once in the app's lifespan (or by a test with a fake registry); `refresh()` is the hot-reload step, and
+`ReloadSignal` carries `POST /v1/admin/reload` from the worker that took it to the others.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from serving.access import AuditLog, KeyStore
 from serving.directory import CustomerDirectory
@@ -19,6 +24,54 @@ from serving.snapshot import SnapshotStore
 logger = logging.getLogger(__name__)
 
 
+class ReloadSignal:
+    """A file naming the latest reload (`$GRIDRISK_HOME/reload-generation`), shared by the workers of a home.
+
+    `gridrisk serve --workers N` runs N processes, each with its own stores; a reload reaches only the one
+    that receives it. That one writes a new generation (a temporary file renamed over the old one), and
+    every worker stats the file before it serves a request: a stat is about a microsecond, the file is
+    read only when its inode or modification time changed, and a generation not yet seen means refresh.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.applied: str | None = None  # the generation this worker's stores have refreshed for
+        self._seen: tuple[int, int] | None = None  # (inode, mtime) of the file when last read
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    def moved(self) -> bool:
+        """Cheap: was the file replaced since this worker last read it?"""
+        return self._stamp() != self._seen
+
+    def read(self) -> str | None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                stat = os.fstat(f.fileno())  # the stamp of the very file read, whatever replaces it next
+                generation = f.read().strip()
+        except FileNotFoundError:
+            self._seen = None
+            return None
+        self._seen = stat.st_ino, stat.st_mtime_ns
+        return generation
+
+    def publish(self) -> str:
+        """Write a new generation for the other workers; returns it."""
+        generation = f"{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{generation}.tmp")
+        tmp.write_text(generation + "\n", encoding="utf-8")
+        stat = os.stat(tmp)  # a rename keeps inode and mtime: this worker need not read its own generation
+        tmp.replace(self.path)
+        self._seen = stat.st_ino, stat.st_mtime_ns
+        return generation
+
+
 @dataclass
 class ServiceState:
     settings: ServingSettings
@@ -27,9 +80,11 @@ class ServiceState:
     keys: KeyStore
     audit: AuditLog
     metrics: ServiceMetrics
+    reloads: ReloadSignal
     directory: CustomerDirectory = field(default_factory=CustomerDirectory.empty)
     _directory_mtime: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: ServingSettings, registry: Registry | None = None) -> ServiceState:
@@ -41,7 +96,37 @@ class ServiceState:
             keys=KeyStore(settings.keys_path, settings.api_keys),
             audit=AuditLog(settings.audit_path),
             metrics=ServiceMetrics(),
+            reloads=ReloadSignal(settings.reload_path),
         )
+
+    def start(self) -> dict[str, str]:
+        """The first load at start-up; reloads published before it are already covered by it."""
+        with self._reload_lock:
+            self.reloads.applied = self.reloads.read()
+        return self.refresh()
+
+    def reload(self) -> dict[str, str]:
+        """`POST /v1/admin/reload`: refresh now, and have every other worker refresh before its next one."""
+        with self._reload_lock:
+            self.reloads.applied = self.reloads.publish()
+        return self.refresh()
+
+    def follow_reloads(self) -> dict[str, str] | None:
+        """Refresh if another worker published a reload this one has not applied; None when there was none."""
+        with self._reload_lock:
+            if not self.reloads.moved():
+                return None  # another request's refresh finished while this one waited for the lock
+            generation = self.reloads.read()
+            if generation == self.reloads.applied:
+                return None
+            self.reloads.applied = generation
+            try:
+                changed = self.refresh()
+            except Exception:  # like the poller: a registry hiccup must not fail the request that noticed
+                logger.exception("reload from another worker failed; serving the models already loaded")
+                return {}
+        logger.info("reload from another worker: %s", changed or "nothing changed")
+        return changed
 
     def refresh(self) -> dict[str, str]:
         """Load moved champions, newer snapshots and a changed customer archive; swap each atomically."""

@@ -64,6 +64,11 @@ class ServingSettings(BaseSettings):
     def model_cache_path(self) -> Path:
         return self.home / "serving-cache"
 
+    @property
+    def reload_path(self) -> Path:
+        """The latest `POST /v1/admin/reload`'s generation; every worker follows it (serving/service.py)."""
+        return self.home / "reload-generation"
+
 
 def registered_name(task: str) -> str:
     return f"gridrisk-{task}"

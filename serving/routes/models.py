@@ -37,9 +37,12 @@ def list_models(caller: Caller, models: Models, snapshots: Snapshots, settings: 
 
 @router.post("/v1/admin/reload", response_model=ReloadResponse, responses=ERROR_RESPONSES)
 async def reload(caller: Caller, state: State) -> ReloadResponse:
-    """Check the aliases and snapshots now; moved models load beside the old ones and swap atomically."""
+    """Check the aliases and snapshots now; moved models load beside the old ones and swap atomically.
+
+    `changed` is this worker's; the other workers of `gridrisk serve --workers N` refresh before their next
+    request (serving/service.py `ReloadSignal`)."""
     caller.require(Action.RELOAD)
-    changed = await run_in_threadpool(state.refresh)
+    changed = await run_in_threadpool(state.reload)
     return ReloadResponse(
         changed=changed, tasks=[task_status(t, state.models, state.snapshots) for t in state.settings.tasks]
     )

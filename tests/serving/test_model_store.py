@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from tinymodel import FakeRegistry, feature_frame
 
@@ -32,7 +38,7 @@ def test_registry_down_at_start_serves_the_local_copy(settings, registry, packag
     # The registry comes back with the same champion: relabelled, not downloaded again.
     registry.down = None
     loads = registry.loads
-    store.refresh()
+    assert store.refresh() == {}  # the same version: relabelled, not reported as a swap ('1 -> 1')
     assert store.get("arrears").source == "registry" and registry.loads == loads
 
 
@@ -66,3 +72,62 @@ def test_a_broken_new_version_keeps_the_old_one(settings, registry, package_v2):
     assert store.refresh() == {}
     assert store.get("arrears").version == "1"
     assert "refused" in store.detail("arrears")
+
+
+def test_workers_filling_one_cache_at_once_all_load_the_champion(settings, registry):
+    # `gridrisk serve --workers N`: N processes start together and download the same champion into one
+    # cache. Eight stores on one home, released together once each has its download, stand in for them.
+    workers = 8
+    barrier = threading.Barrier(workers)
+    download = registry.load
+
+    def together(name, version, dst):
+        package = download(name, version, dst)
+        barrier.wait(timeout=60)
+        return package
+
+    registry.load = together
+    stores = [ModelStore(settings, registry) for _ in range(workers)]
+    for _ in range(3):  # three rounds: a race lost once in a while must still show
+        shutil.rmtree(settings.model_cache_path, ignore_errors=True)
+        for store in stores:
+            store._models = {}
+        with ThreadPoolExecutor(workers) as pool:
+            changes = list(pool.map(lambda store: store.refresh(), stores))
+        assert changes == [{"arrears": "none -> 1"}] * workers
+        assert [(s.get("arrears").source, s.detail("arrears")) for s in stores] == [
+            ("registry", None)
+        ] * workers
+        task_dir = settings.model_cache_path / "arrears"
+        assert sorted(p.name for p in task_dir.iterdir()) == ["meta.json", "v1"]  # no staging left
+    registry.down = "tracking server unreachable"
+    restarted = ModelStore(settings, registry)
+    restarted.refresh()
+    assert (restarted.get("arrears").version, restarted.get("arrears").source) == ("1", "local-cache")
+
+
+def test_a_half_written_copy_or_a_dead_workers_staging_is_replaced(settings, registry):
+    task_dir = settings.model_cache_path / "arrears"
+    (task_dir / "v1" / "package").mkdir(parents=True)
+    (task_dir / "v1" / "package" / "package.json").write_text("{")  # no booster: a crash mid-write
+    dead = task_dir / ".v1-99999-1"
+    (dead / "download").mkdir(parents=True)
+    old = time.time() - 2 * 3600
+    os.utime(dead, (old, old))
+    store = ModelStore(settings, registry)
+    assert store.refresh() == {"arrears": "none -> 1"}
+    assert sorted(p.name for p in task_dir.iterdir()) == ["meta.json", "v1"]
+    registry.down = "tracking server unreachable"
+    restarted = ModelStore(settings, registry)
+    restarted.refresh()
+    assert restarted.get("arrears").source == "local-cache"
+
+
+def test_an_unreadable_local_copy_is_no_model_not_a_crash(settings, registry):
+    ModelStore(settings, registry).refresh()
+    (settings.model_cache_path / "arrears" / "v1" / "package" / "booster.txt").write_text("not a model")
+    registry.down = "tracking server unreachable"
+    store = ModelStore(settings, registry)
+    store.refresh()
+    with pytest.raises(ModelUnavailable, match="cannot be read"):
+        store.get("arrears")
