@@ -91,21 +91,43 @@ class Principal:
     def scope(
         self, station: str | None, supply_unit: str | None
     ) -> tuple[list[str] | None, list[str] | None]:
-        """Stations and supply units the request may see; Forbidden when it asks outside the key's scope."""
+        """Stations and supply units a request may see (None: all); Forbidden when it asks outside the key's
+        scope. A blank filter (`?station=`, as a browser sends an empty field) means any within the scope."""
+        station, supply_unit = blank_is_any(station), blank_is_any(supply_unit)
         if self.role != Role.COLLECTOR:
             return ([station] if station else None, [supply_unit] if supply_unit else None)
-        if station is not None and self.stations and station not in self.stations:
+        if station is not None:
+            self._require_station(station)
+        if supply_unit is not None:
+            self._require_supply_unit(supply_unit)
+        stations = [station] if station else (list(self.stations) or None)
+        units = [supply_unit] if supply_unit else (list(self.supply_units) or None)
+        return stations, units
+
+    def require_covers(self, station: str | None, supply_unit: str | None) -> None:
+        """Forbidden unless the key may see a customer of this station and supply unit. Unlike a filter, a
+        customer placed nowhere (None) is outside a scoped key's stations, as it is outside its lists."""
+        if self.role == Role.COLLECTOR:
+            self._require_station(station)
+            self._require_supply_unit(supply_unit)
+
+    def _require_station(self, station: str | None) -> None:
+        if self.stations and station not in self.stations:
             raise Forbidden(
                 f"key {self.key_id} covers stations {list(self.stations)}, not station {station!r}"
             )
-        if supply_unit is not None and self.supply_units and supply_unit not in self.supply_units:
+
+    def _require_supply_unit(self, supply_unit: str | None) -> None:
+        if self.supply_units and supply_unit not in self.supply_units:
             raise Forbidden(
                 f"key {self.key_id} covers supply units {list(self.supply_units)}, "
                 f"not supply unit {supply_unit!r}"
             )
-        stations = [station] if station else (list(self.stations) or None)
-        units = [supply_unit] if supply_unit else (list(self.supply_units) or None)
-        return stations, units
+
+
+def blank_is_any(value: str | None) -> str | None:
+    """A filter left empty (or only spaces) is no filter: the API and the web form read it the same way."""
+    return value if value is not None and value.strip() else None
 
 
 def hash_key(key: str) -> str:

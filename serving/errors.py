@@ -106,23 +106,82 @@ async def _serving_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc)
     if isinstance(exc, InvalidPayload):
         body: dict[str, Any] = ValidationErrorBody.model_validate({"detail": exc.errors}).model_dump()
+        for error in body["detail"]:
+            error["loc"] = [_echo(part) for part in error["loc"]]
+            error["msg"] = _text(error["msg"], ECHO_MSG_CHARS)
     else:
-        body = ErrorBody(error=type(exc).__name__, detail=str(exc)).model_dump()
+        body = ErrorBody(error=type(exc).__name__, detail=_encodable(str(exc))).model_dump()
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
     if status >= 500:
         logger.warning("%s %s -> %d %s", request.method, request.url.path, status, type(exc).__name__)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# An error body names what was wrong, it does not return the request: a 10,001-id batch once came back as
+# a 25 MB 422 because `too_long` echoes the whole list.
+ECHO_CHARS = 100  # of an echoed string (input, a field name in loc)
+ECHO_MSG_CHARS = 1_000  # of a message (ours quote the bad value)
+ECHO_ITEMS = 10  # items of an echoed list, fields of an echoed object
+ECHO_DEPTH = 2  # nesting levels shown before an object or list is only described
+ECHO_ERRORS = 50  # errors listed in one 422
+
+
+def _encodable(text: str) -> str:
+    """A lone UTF-16 surrogate (JSON allows "\\ud800") shown as its escape: as is, it made the response's
+    UTF-8 encoding fail with a 500."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text(value: str, limit: int) -> str:
+    """At most `limit` characters (then how many there were), and encodable."""
+    if len(value) > limit:
+        value = f"{value[:limit]}… ({len(value):,} characters)"
+    return _encodable(value)
+
+
+def _echo(value: Any, depth: int = 0) -> Any:
+    """A JSON-ready value, cut short: long strings truncated, big or deep lists and objects described."""
+    if isinstance(value, str):
+        return _text(value, ECHO_CHARS)
+    if isinstance(value, list | tuple):
+        if len(value) > ECHO_ITEMS or (value and depth >= ECHO_DEPTH):
+            return f"(a list of {len(value):,} items)"
+        return [_echo(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if len(value) > ECHO_ITEMS or (value and depth >= ECHO_DEPTH):
+            return f"(an object of {len(value):,} fields)"
+        return {_text(str(k), ECHO_CHARS): _echo(v, depth + 1) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _echo(jsonable_encoder(value), depth)  # an exception in ctx, a date: as FastAPI would write it
+
+
 async def _invalid_request(request: Request, exc: Exception) -> Response:
-    """FastAPI's 422 body (loc, msg, type, input, ctx), with the echoed input made JSON-safe.
+    """FastAPI's 422 body (loc, msg, type, input, ctx), kept small and made JSON-safe.
 
     Python's JSON parser accepts NaN, Infinity and 1e999; echoed back as floats they made FastAPI's own
     handler fail with a 500. They are written as the strings "NaN", "Infinity", "-Infinity" instead.
     Unparseable JSON lands here too (type `json_invalid`), so it is a 422 like any other invalid body.
+    Echoed inputs are cut short (`_echo`), lone surrogates escaped, and at most `ECHO_ERRORS` errors listed.
     """
     assert isinstance(exc, RequestValidationError)
-    body = {"detail": jsonable_encoder(exc.errors())}
+    errors = exc.errors()
+    detail: list[dict[str, Any]] = []
+    for error in errors[:ECHO_ERRORS]:
+        item: dict[str, Any] = {
+            "type": _text(str(error["type"]), ECHO_CHARS),
+            "loc": [_echo(part) for part in error["loc"]],
+            "msg": _text(str(error["msg"]), ECHO_MSG_CHARS),
+        }
+        if "input" in error:
+            item["input"] = _echo(error["input"])
+        if isinstance(error.get("ctx"), dict):
+            item["ctx"] = {_text(str(k), ECHO_CHARS): _echo(v, 1) for k, v in error["ctx"].items()}
+        detail.append(item)
+    if len(errors) > ECHO_ERRORS:
+        more = len(errors) - ECHO_ERRORS
+        detail.append({"loc": ["body"], "msg": f"{more:,} more errors not listed", "type": "too_many_errors"})
+    body = {"detail": detail}
     return Response(to_json(body, inf_nan_mode="strings"), status_code=422, media_type="application/json")
 
 

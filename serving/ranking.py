@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from serving.access import Principal, mask_name, mask_phone
+from serving.access import Principal, blank_is_any, mask_name, mask_phone
 from serving.directory import CustomerDirectory
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.model import PackagedModel
@@ -41,6 +41,11 @@ class ListQuery:
     top: int = 100
     per_station_top: int | None = None
     sort: SortKey = SortKey.EXPECTED_VALUE
+
+    def __post_init__(self) -> None:
+        # `?station=` filters nothing for every role, as an empty field of the web form (access.blank_is_any).
+        for name in ("supply_unit", "station", "usage_category"):
+            object.__setattr__(self, name, blank_is_any(getattr(self, name)))
 
     def filters(self) -> dict[str, str | float | int | None]:
         return {

@@ -59,6 +59,16 @@ CustomerId = Annotated[str, Field(min_length=1, max_length=64)]
 FeatureValue = float | str | None
 
 
+class ScoreRecord(BaseModel):
+    """One customer's features for a live score; `customer_id` follows the rules of `customer_ids`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    customer_id: CustomerId | None = Field(default=None, description="echoed back; never a model feature")
+    # Every other field is a model feature (null = missing); scoring reads them from `model_extra`.
+    __pydantic_extra__: dict[str, FeatureValue] = Field(init=False)
+
+
 class ScoreRequest(BaseModel):
     """Exactly one of `customer_ids` (read from the latest snapshot) or `records` (features, scored live)."""
 
@@ -68,11 +78,12 @@ class ScoreRequest(BaseModel):
     )
 
     customer_ids: list[CustomerId] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
-    records: list[dict[str, FeatureValue]] | None = Field(
+    records: list[ScoreRecord] | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_BATCH,
-        description="one object per customer: every model feature (null = missing), optional customer_id",
+        description="one object per customer: every model feature (null = missing), optional customer_id "
+        "(a string of 1 to 64 characters, as in customer_ids)",
     )
 
     @model_validator(mode="after")

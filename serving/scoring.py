@@ -16,9 +16,8 @@ import numpy as np
 from serving.errors import InvalidPayload
 from serving.model import FeatureSpec, PackagedModel
 from serving.reasons import build_reasons, decode_values, top_k
-from serving.schemas import FeatureValue, Lang, ModelRef, Task
+from serving.schemas import FeatureValue, Lang, ModelRef, ScoreRecord, Task
 
-RECORD_ID = "customer_id"  # optional key in a record, echoed back; never a model feature
 SINGLE_THREAD_ROWS = 256
 
 
@@ -161,12 +160,12 @@ def score_records(
     task: Task,
     package: PackagedModel,
     model_ref: ModelRef,
-    records: list[dict[str, FeatureValue]],
+    records: list[ScoreRecord],
     k: int,
     lang: Lang,
 ) -> dict[str, Any]:
-    """Live scores of posted feature records with the served champion."""
-    X = records_matrix(package.spec, records)
+    """Live scores of posted feature records with the served champion; each record's id is echoed back."""
+    X = records_matrix(package.spec, [record.model_extra or {} for record in records])
     ex = explain(package, X, k)
-    ids = [r.get(RECORD_ID) if isinstance(r.get(RECORD_ID), str) else None for r in records]
-    return score_body(task, "live", model_ref, None, lang, explanation_results(package, ids, ex, lang))  # type: ignore[arg-type]
+    ids = [record.customer_id for record in records]
+    return score_body(task, "live", model_ref, None, lang, explanation_results(package, ids, ex, lang))

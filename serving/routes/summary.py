@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from serving.access import Action
+from serving.access import Action, blank_is_any
 from serving.dependencies import Audit, Caller, Models, Snapshots
 from serving.errors import ERROR_RESPONSES, ModelUnavailable
 from serving.schemas import Task
@@ -27,6 +27,7 @@ def get_summary(
 ) -> SummaryResponse:
     """One row per station (or supply unit) of the latest snapshot against the newest earlier month's."""
     caller.require(Action.RISK_LIST)
+    supply_unit = blank_is_any(supply_unit)  # `?supply_unit=` is every unit in the key's scope
     stations, units = caller.scope(None, supply_unit)
     try:
         package = models.get(task).package  # only for the band order; the snapshot holds the bands

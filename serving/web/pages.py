@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, field_validator
 
-from serving.access import PERMISSIONS, Action, KeyStore, Principal
+from serving.access import PERMISSIONS, Action, KeyStore, Principal, blank_is_any
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
 from serving.errors import NotAuthenticated, ServingError, status_of
@@ -346,7 +346,7 @@ class ListFilters(BaseModel):
     )
     @classmethod
     def _blank_is_any(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_any(value) if isinstance(value, str) else value
 
     def query(self, top: int) -> ListQuery:
         return ListQuery(

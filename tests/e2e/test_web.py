@@ -316,6 +316,23 @@ def test_models_page_shows_champion_and_challenger(site: Site):
     page.context.close()
 
 
+def test_pages_load_without_console_errors(site: Site):
+    # With no icon named, the browser asks for /favicon.ico on first load: a 404 in every console.
+    page = site.page()
+    errors: list[str] = []
+    failed: list[tuple[int, str]] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
+    page.goto(site.url + "/login")
+    page.wait_for_load_state("networkidle")  # the icon is fetched after the load event
+    site.sign_in(page, "analyst")
+    for path in ("/list", "/overview", "/customers/C0000002", "/models"):
+        page.goto(site.url + path)
+        page.wait_for_load_state("networkidle")
+    assert (errors, failed) == ([], [])
+    page.context.close()
+
+
 def test_keyboard_only_sign_in_and_navigation(site: Site):
     page = site.page()
     page.goto(site.url + "/login")

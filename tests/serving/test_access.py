@@ -74,6 +74,25 @@ def test_permissions_and_scope():
     Principal("k3", Role.ADMIN).require(Action.RELOAD)
 
 
+def test_a_blank_filter_means_any_within_the_scope():
+    # Browsers send `station=` for an empty field; a station collector used to get "not station ''".
+    station_collector = Principal("k1", Role.COLLECTOR, ("S01",))
+    unit_collector = Principal("k2", Role.COLLECTOR, (), ("U2",))
+    admin = Principal("k3", Role.ADMIN)
+    for blank in ("", "  "):
+        assert station_collector.scope(blank, blank) == (["S01"], None)
+        assert unit_collector.scope(blank, blank) == (None, ["U2"])
+        assert admin.scope(blank, blank) == (None, None)
+    # A customer is not a filter: one placed in no station is outside a station collector's scope.
+    station_collector.require_covers("S01", "U1")
+    with pytest.raises(Forbidden, match="not station None"):
+        station_collector.require_covers(None, "U1")
+    with pytest.raises(Forbidden, match="not station ''"):
+        station_collector.require_covers("", "U1")
+    unit_collector.require_covers("S09", "U2")
+    admin.require_covers(None, None)
+
+
 def test_masks():
     assert mask_name("王小明") == "王**"
     assert mask_phone("13812345678") == "138****5678"

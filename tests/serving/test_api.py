@@ -132,6 +132,15 @@ def test_invalid_payloads_give_422_with_field_paths(service, body, loc):
     assert any(found[: len(loc)] == loc for found in locs), locs
 
 
+def post_raw(service, content: str | bytes):
+    """A score request with this body exactly as written: no client-side JSON encoding."""
+    return service.client.post(
+        "/v1/arrears/score",
+        content=content,
+        headers={**service.headers("service"), "content-type": "application/json"},
+    )
+
+
 def strict_json(text: str):
     """JSON as RFC 8259 defines it: NaN and Infinity are not numbers there."""
 
@@ -154,11 +163,7 @@ def strict_json(text: str):
 )
 def test_non_finite_numbers_in_an_invalid_body_give_422_not_500(service, raw, loc):
     # Python's parser accepts these; echoing them back as floats used to fail FastAPI's handler (500).
-    r = service.client.post(
-        "/v1/arrears/score",
-        content=raw,
-        headers={**service.headers("service"), "content-type": "application/json"},
-    )
+    r = post_raw(service, raw)
     assert r.status_code == 422, r.text
     detail = strict_json(r.text)["detail"]
     assert any(e["loc"] == loc for e in detail), detail
@@ -166,11 +171,7 @@ def test_non_finite_numbers_in_an_invalid_body_give_422_not_500(service, raw, lo
 
 
 def test_unparseable_bodies_get_their_documented_status(service):
-    post = lambda content: service.client.post(  # noqa: E731
-        "/v1/arrears/score",
-        content=content,
-        headers={**service.headers("service"), "content-type": "application/json"},
-    )
+    post = lambda content: post_raw(service, content)  # noqa: E731
     documented = service.client.get("/openapi.json").json()["paths"]["/v1/{task}/score"]["post"]["responses"]
     malformed = post('{"customer_ids": [')  # text, but not JSON: a 422 like any invalid body
     assert malformed.status_code == 422 and malformed.json()["detail"][0]["type"] == "json_invalid"
@@ -178,6 +179,99 @@ def test_unparseable_bodies_get_their_documented_status(service):
     undecodable = post(b"\xc3\x28")  # not even UTF-8: FastAPI's 400
     assert undecodable.status_code == 400 and isinstance(undecodable.json()["detail"], str)
     assert "not UTF-8" in documented["400"]["description"] and "422" in documented["400"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        (rb'{"customer_ids": ["\ud800"]}', ["body", "customer_ids", 0]),
+        (rb'{"customer_ids": ["C000000\udc001"]}', ["body", "customer_ids", 0]),  # a known id's format
+        (rb'{"customer_ids": ["a"], "\udc00x": 1}', ["body"]),  # the field name itself
+        (rb'{"records": [{"customer_id": "C\ud800"}]}', ["body", "records", 0, "customer_id"]),
+    ],
+)
+def test_lone_surrogates_in_a_body_give_422_not_500(service, raw, loc):
+    # JSON allows "\ud800"; Python's parser makes it a lone surrogate, which no UTF-8 encoder accepts.
+    r = post_raw(service, raw)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert any(e["loc"] == loc and "\\ud" in e["input"] for e in detail), detail  # shown as its escape
+
+
+def test_lone_surrogates_that_pass_the_schema_are_not_echoed_raw(service):
+    # json.dumps writes ASCII with \u escapes, as a client would send them.
+    post = lambda record: post_raw(service, json.dumps({"records": [record]}))  # noqa: E731
+    record = records_of(service, ["C0000001"])[0]
+    unknown_level = post({**record, "usage_category": "resid\ud800ential"})
+    assert unknown_level.status_code == 200, unknown_level.text  # an unknown category is missing
+    assert unknown_level.json()["results"][0]["customer_id"] == "C0000001"
+    not_a_number = post({**record, "contract_capacity_kva": "\udc00"})
+    assert not_a_number.status_code == 422, not_a_number.text
+    assert "\\udc00" in not_a_number.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "kind"),
+    [(12, "string_type"), ("x" * 65, "string_too_long"), ("", "string_too_short")],
+)
+def test_a_records_customer_id_follows_the_rules_of_customer_ids(service, customer_id, kind):
+    # A number was answered as customer_id null, and a 100,000-character id was echoed back.
+    record = {**records_of(service, ["C0000001"])[0], "customer_id": customer_id}
+    for body, loc in (
+        ({"records": [record]}, ["body", "records", 0, "customer_id"]),
+        ({"customer_ids": [customer_id]}, ["body", "customer_ids", 0]),
+    ):
+        r = service.client.post("/v1/arrears/score", json=body, headers=service.headers("service"))
+        assert r.status_code == 422, r.text
+        assert [(e["loc"], e["type"]) for e in r.json()["detail"]] == [(loc, kind)]
+
+
+def test_a_record_without_customer_id_is_scored_with_a_null_id(service):
+    record = records_of(service, ["C0000001"])[0]
+    del record["customer_id"]
+    for sent in (record, {**record, "customer_id": None}):
+        r = service.client.post(
+            "/v1/arrears/score", json={"records": [sent]}, headers=service.headers("service")
+        )
+        assert r.status_code == 200 and r.json()["results"][0]["customer_id"] is None
+
+
+def test_a_422_for_an_oversize_batch_does_not_echo_the_batch(service):
+    too_many = [f"C{i:07d}" for i in range(10_001)]
+    r = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": too_many}, headers=service.headers("service")
+    )
+    assert r.status_code == 422 and len(r.content) < 2_000, len(r.content)
+    error = r.json()["detail"][0]
+    assert (error["type"], error["input"], error["ctx"]) == (
+        "too_long",
+        "(a list of 10,001 items)",
+        {"field_type": "List", "max_length": 10_000, "actual_length": 10_001},
+    )
+
+
+def test_a_422_lists_a_few_errors_and_cuts_long_values_short(service):
+    r = service.client.post(
+        "/v1/arrears/score",
+        json={"customer_ids": [12] * 5_000 + ["x" * 100_000]},
+        headers=service.headers("service"),
+    )
+    assert r.status_code == 422 and len(r.content) < 20_000, len(r.content)
+    detail = r.json()["detail"]
+    assert len(detail) == 51 and detail[-1] == {
+        "loc": ["body"],
+        "msg": "4,951 more errors not listed",
+        "type": "too_many_errors",
+    }
+    r = service.client.post(
+        "/v1/arrears/score",
+        json={"customer_ids": ["x" * 100_000], "y" * 100_000: {"a": list(range(50))}},
+        headers=service.headers("service"),
+    )
+    assert r.status_code == 422 and len(r.content) < 2_000, len(r.content)
+    inputs = {e["type"]: e["input"] for e in r.json()["detail"]}
+    assert inputs["string_too_long"] == "x" * 100 + "… (100,000 characters)"
+    assert inputs["extra_forbidden"] == {"a": "(a list of 50 items)"}
 
 
 def test_non_finite_feature_values_are_null_in_responses(service, package, settings):

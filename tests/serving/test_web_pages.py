@@ -231,6 +231,11 @@ def test_pages_carry_a_strict_policy_and_no_inline_code(web):
         assert r.headers["cache-control"] == "no-store"
         assert not re.search(r"<script(?![^>]*\bsrc=)", r.text)  # the policy would block inline scripts
         assert " style=" not in r.text and "<style" not in r.text
+        # An icon the policy allows (data: images): else the browser asks for /favicon.ico, a 404.
+        assert (
+            '<link rel="icon" href="data:image/svg+xml,' in r.text
+            and "img-src 'self' data:" in (r.headers["content-security-policy"])
+        )
     assert web.client.get("/static/gridrisk.css").headers["content-type"].startswith("text/css")
     assert web.client.get("/static/../pages.py").status_code == 404
 

@@ -151,6 +151,25 @@ def test_summary_is_cut_to_the_collectors_scope(web):
     assert forbidden.status_code == 403
 
 
+def test_a_blank_filter_is_any_within_the_scope_for_every_role(web):
+    # `?station=` was "any" for an admin and a unit collector but a 403 for a station collector, and
+    # `?supply_unit=` a 403 for a unit collector; the web form always read blank as "any".
+    for role in ("admin", "collector", "unit_collector"):
+        headers = web.headers(role)
+        plain = web.client.get("/v1/arrears/risk-list", params={"top": 1000}, headers=headers).json()
+        blank = web.client.get(
+            "/v1/arrears/risk-list",
+            params={"top": 1000, "station": "", "supply_unit": "", "usage_category": " "},
+            headers=headers,
+        )
+        assert blank.status_code == 200, (role, blank.text)
+        assert [i["customer_id"] for i in blank.json()["items"]] == [i["customer_id"] for i in plain["items"]]
+        assert blank.json()["filters"]["station"] is None
+        summary = web.client.get("/v1/arrears/summary", params={"supply_unit": ""}, headers=headers)
+        assert summary.status_code == 200, (role, summary.text)
+        assert summary.json() == web.client.get("/v1/arrears/summary", headers=headers).json()
+
+
 def test_summary_without_an_earlier_month(web, settings):
     (settings.snapshots_path / "arrears" / f"{PREVIOUS_AS_OF.isoformat()}.parquet").unlink()
     body = web.client.get("/v1/arrears/summary", headers=web.headers("admin")).json()
