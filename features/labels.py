@@ -73,34 +73,35 @@ def data_end(warehouse: Path) -> pd.Timestamp:
     return max(latest).normalize()
 
 
-def first_billing_period(warehouse: Path) -> pd.Timestamp | None:
-    """The first day of the warehouse's earliest billing month (None without bills): no customer has any
-    history before it."""
+def first_bill(warehouse: Path, column: str = "period") -> pd.Timestamp | None:
+    """The warehouse's earliest bill by `column` (`period`: its billing month; `issue_date`: the first day a
+    bill was known), None without bills."""
     if not has_table(warehouse, "bills"):
         return None
-    first = pc.min(pq.read_table(table_path(warehouse, "bills"), columns=["period"]).column("period")).as_py()
+    first = pc.min(pq.read_table(table_path(warehouse, "bills"), columns=[column]).column(column)).as_py()
     return pd.Timestamp(first) if first is not None else None
 
 
 def check_inside_data(warehouse: Path, as_of_dates: list[pd.Timestamp], *, scoring: bool) -> None:
-    """Refuse as-of dates the warehouse cannot describe: before its first billing month (every feature would
-    be missing), and for scoring after its data end (months without bills would read as real behaviour)."""
-    first = first_billing_period(warehouse)
-    early = [d for d in as_of_dates if first is not None and d < first]
+    """Refuse as-of dates the warehouse cannot describe: before its first bill was issued (no customer has a
+    billing history; every bill feature would be missing), and for scoring after its data end (months
+    without bills would read as real behaviour). Raises LabelError naming the dates and the range."""
+    first = first_bill(warehouse, TABLES["bills"].event_time or "issue_date")
+    end = data_end(warehouse)
+    early = [d for d in as_of_dates if first is not None and d.normalize() < first.normalize()]
     if early:
         raise LabelError(
-            f"as-of dates {', '.join(d.date().isoformat() for d in early[:5])}"
-            f"{' …' if len(early) > 5 else ''} are before the first billing month of warehouse {warehouse} "
-            f"({first:%Y-%m}): no customer has any history then; start from {first:%Y-%m} or later"
+            f"as-of date{'s' if len(early) > 1 else ''} {', '.join(d.date().isoformat() for d in early[:5])}"
+            f"{' …' if len(early) > 5 else ''} {'are' if len(early) > 1 else 'is'} before the first bill in "
+            f"warehouse {warehouse} (issued {first.date()}): no customer has a billing history then; pass "
+            f"dates from {first.date()} to {end.date()}"
         )
-    if scoring:
-        end = data_end(warehouse)
-        late = [d for d in as_of_dates if d.normalize() > end]
-        if late:
-            raise LabelError(
-                f"as-of date {late[0].date()} is after the data end of warehouse {warehouse} "
-                f"({end.date()}, its newest event): score as of {end.date()} or earlier"
-            )
+    late = [d for d in as_of_dates if d.normalize() > end] if scoring else []
+    if late:
+        raise LabelError(
+            f"as-of date {late[0].date()} is after the data end of warehouse {warehouse} ({end.date()}, its "
+            f"newest event): pass a date on or before {end.date()}"
+        )
 
 
 def latest_labelable_as_of(warehouse: Path, task: str) -> pd.Timestamp:

@@ -58,34 +58,16 @@ def default_as_of(warehouse: Path) -> dt.date:
 
 
 def scoring_as_of(warehouse: Path, as_of: dt.date | None) -> dt.date:
-    """The as-of date to score (default: the data end); AsOfOutOfRange when the warehouse cannot describe it.
+    """The as-of date to score (default: the data end); AsOfOutOfRange when the warehouse cannot describe it
+    (`features.labels.check_inside_data`: before the first bill, after the data end)."""
+    from features.labels import LabelError, check_inside_data
 
-    After the data end every feature would read months without bills or payments as real behaviour; before
-    the first bill no customer has a billing history to score.
-    """
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from features.schema import TABLES
-    from features.sources import has_table, table_path
-
-    end = default_as_of(warehouse)
     if as_of is None:
-        return end
-    if as_of > end:
-        raise AsOfOutOfRange(
-            f"as-of date {as_of} is after the data end of warehouse {warehouse} ({end}, its newest event): "
-            f"pass a date on or before {end}, or leave --as-of out to score as of {end}"
-        )
-    bills = TABLES["bills"]
-    if has_table(warehouse, bills.name):
-        column = pq.read_table(table_path(warehouse, bills.name), columns=[bills.event_time])
-        first = pc.min(column.column(0)).as_py()
-        if first is not None and as_of < (start := pd.Timestamp(first).date()):
-            raise AsOfOutOfRange(
-                f"as-of date {as_of} is before the first bill in warehouse {warehouse} (issued {start}): no "
-                f"customer has a billing history then; pass a date from {start} to {end}"
-            )
+        return default_as_of(warehouse)
+    try:
+        check_inside_data(Path(warehouse), [pd.Timestamp(as_of)], scoring=True)
+    except LabelError as exc:
+        raise AsOfOutOfRange(str(exc)) from exc
     return as_of
 
 

@@ -102,13 +102,13 @@ def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Ti
 
 def first_billing_month(warehouse: Path) -> pd.Period:
     """The earliest billing period in the warehouse's bills."""
-    from features.labels import first_billing_period
+    from features.labels import first_bill
     from features.sources import has_table, table_path
 
     if not has_table(warehouse, "bills"):
         path = table_path(warehouse, "bills")
         raise TrainingError(f"warehouse {warehouse} has no bills table ({path}); run `gridrisk ingest` first")
-    first = first_billing_period(warehouse)
+    first = first_bill(warehouse)
     if first is None:
         raise TrainingError(f"the bills table of {warehouse} is empty; nothing to train on")
     return pd.Period(first, "M")

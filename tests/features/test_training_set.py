@@ -144,8 +144,8 @@ def test_cli_refuses_bad_input(generated_dir, tmp_path):
     [
         (["--as-of-range", ":"], "must look like 2022-01:2023-12"),
         (["--as-of-range", "2022-06:"], "must look like 2022-01:2023-12"),
-        (["--as-of-range", "2015-01:2015-03"], "before the first billing month"),
-        (["--as-of", "2015-06-30", "--scoring"], "before the first billing month"),
+        (["--as-of-range", "2015-01:2015-03"], "are before the first bill in warehouse"),
+        (["--as-of", "2015-06-30", "--scoring"], "is before the first bill in warehouse"),
         (["--as-of", "2099-01-31", "--scoring"], "after the data end"),
     ],
 )
