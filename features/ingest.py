@@ -82,6 +82,7 @@ class IngestReport:
     source: Path
     warehouse: Path
     now: pd.Timestamp  # the moment of the ingest (UTC); later dates of things that happened are `future`
+    now_declared: bool = False  # the moment is the one a generated export declares, not the clock
     tables: dict[str, TableReport] = field(default_factory=dict)
     skipped_files: list[str] = field(default_factory=list)  # files whose name maps to no contract table
     truth_files: int = 0  # generator ground truth copied to WH/truth
@@ -115,7 +116,8 @@ def declared_export_moment(source: Path) -> pd.Timestamp | None:
     try:
         export_at = json.loads(path.read_text(encoding="utf-8")).get("export_at")
         return pd.Timestamp(export_at).normalize() + pd.Timedelta(days=1) if export_at else None
-    except (ValueError, AttributeError):
+    except (OSError, ValueError, TypeError, AttributeError):  # unreadable: the clock decides, as for others
+        logger.warning("%s is unreadable or names no export_at date; the clock is the ingest moment", path)
         return None
 
 
@@ -137,10 +139,10 @@ def ingest(
     step = progress or (lambda _: None)
     source, warehouse = Path(source), Path(warehouse)
     moment = ingest_moment(now)  # one moment for every file of the run
-    declared = declared_export_moment(source)
-    if now is None and declared is not None and declared > moment:
-        # A generated utility may run past today's date; its rows are not in the future of its own export.
-        moment = declared
+    declared = declared_export_moment(source) if now is None else None
+    # A generated utility may run past today's date; its rows are not in the future of its own export.
+    use_declared = declared is not None and declared > moment
+    moment = declared if use_declared and declared is not None else moment
     mapping = ColumnMap.load(column_map)
     plan = _plan(source, mapping)
     exports = []
@@ -151,7 +153,7 @@ def ingest(
     for name, export, frame in mapped:
         check_columns(frame, name, str(export.path))  # every file is usable before anything is written
 
-    report = IngestReport(source=source, warehouse=warehouse, now=moment)
+    report = IngestReport(source=source, warehouse=warehouse, now=moment, now_declared=use_declared)
     report.skipped_files = _skipped(source, mapping)
     current: dict[str, pd.DataFrame] = {}
     # All files of one table are validated together: a key two files disagree on is a duplicate_key whichever

@@ -53,6 +53,25 @@ def label_observable_until(task: str) -> pd.Timedelta:
     return pd.Timedelta(days=days)
 
 
+def column_extreme(path: Path, column: str, which: str) -> pd.Timestamp | None:
+    """The min or max of one column of a Parquet file, from its row-group statistics when every row group has
+    them (the footer only: a 30-million-row table answers in milliseconds), else from the column itself."""
+    meta = pq.ParquetFile(path).metadata
+    index = meta.schema.names.index(column)
+    values = []
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            if meta.row_group(group).num_rows == 0:
+                continue
+            top = getattr(pc, which)(pq.read_table(path, columns=[column]).column(column)).as_py()
+            return pd.Timestamp(top) if top is not None else None
+        values.append(pd.Timestamp(stats.max if which == "max" else stats.min))
+    if not values:
+        return None
+    return max(values) if which == "max" else min(values)
+
+
 def data_end(warehouse: Path) -> pd.Timestamp:
     """The warehouse's data end: the latest calendar day of any event time or known_at across its event
     tables. An archive row's date (a customer's open_date) observes nothing a label reads, and one mistyped
@@ -64,29 +83,27 @@ def data_end(warehouse: Path) -> pd.Timestamp:
         for column in (spec.event_time, spec.known_at):
             if column is None:
                 continue
-            values = pq.read_table(table_path(warehouse, spec.name), columns=[column]).column(column)
-            top = pc.max(values).as_py()
+            top = column_extreme(table_path(warehouse, spec.name), column, "max")
             if top is not None:
-                latest.append(pd.Timestamp(top))
+                latest.append(top)
     if not latest:
         raise LabelError(f"warehouse {warehouse} has no dated rows; run `gridrisk ingest` first")
     return max(latest).normalize()
 
 
-def first_bill(warehouse: Path, column: str = "period") -> pd.Timestamp | None:
-    """The warehouse's earliest bill by `column` (`period`: its billing month; `issue_date`: the first day a
-    bill was known), None without bills."""
+def first_bill_issued(warehouse: Path) -> pd.Timestamp | None:
+    """The day the warehouse's first bill was issued (None without bills): before it no customer has a
+    billing history."""
     if not has_table(warehouse, "bills"):
         return None
-    first = pc.min(pq.read_table(table_path(warehouse, "bills"), columns=[column]).column(column)).as_py()
-    return pd.Timestamp(first) if first is not None else None
+    return column_extreme(table_path(warehouse, "bills"), TABLES["bills"].event_time or "issue_date", "min")
 
 
 def check_inside_data(warehouse: Path, as_of_dates: list[pd.Timestamp], *, scoring: bool) -> None:
     """Refuse as-of dates the warehouse cannot describe: before its first bill was issued (no customer has a
     billing history; every bill feature would be missing), and for scoring after its data end (months
     without bills would read as real behaviour). Raises LabelError naming the dates and the range."""
-    first = first_bill(warehouse, TABLES["bills"].event_time or "issue_date")
+    first = first_bill_issued(warehouse)
     end = data_end(warehouse)
     early = [d for d in as_of_dates if first is not None and d.normalize() < first.normalize()]
     if early:
@@ -115,6 +132,15 @@ def unlabelable(as_of_dates: list[pd.Timestamp], end: pd.Timestamp, task: str) -
 
 
 # -- populations (known at T) --------------------------------------------------------------------------------
+
+
+# What `population` and the label builders below read, in words, for refusals that name the cause.
+POPULATION_DOCS = {
+    "arrears": "active customers who do not prepay",
+    "suspension": "active two-part-tariff customers, not suspended at T",
+    "theft": "active customers without an earlier theft finding",
+}
+LABEL_TABLES = {"arrears": "payments", "suspension": "suspensions", "theft": "inspections"}
 
 
 def population(task: str, at: AsOf, features: dict[str, np.ndarray]) -> np.ndarray:

@@ -102,13 +102,13 @@ def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Ti
 
 def first_billing_month(warehouse: Path) -> pd.Period:
     """The earliest billing period in the warehouse's bills."""
-    from features.labels import first_bill
+    from features.labels import column_extreme
     from features.sources import has_table, table_path
 
+    path = table_path(warehouse, "bills")
     if not has_table(warehouse, "bills"):
-        path = table_path(warehouse, "bills")
         raise TrainingError(f"warehouse {warehouse} has no bills table ({path}); run `gridrisk ingest` first")
-    first = first_bill(warehouse)
+    first = column_extreme(path, "period", "min")
     if first is None:
         raise TrainingError(f"the bills table of {warehouse} is empty; nothing to train on")
     return pd.Period(first, "M")
@@ -139,26 +139,19 @@ def load_training_frame(
     return frame
 
 
-# Who each task scores and which table its label reads (features/labels.py), for refusals that name the cause.
-POPULATIONS = {
-    "arrears": "active customers who do not prepay",
-    "suspension": "active two-part-tariff customers, not suspended at T",
-    "theft": "active customers without an earlier theft finding",
-}
-LABEL_TABLES = {"arrears": "payments", "suspension": "suspensions", "theft": "inspections"}
-
 
 def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
     """Refuse a training set with no rows or no positives, naming the cause rather than the split that would
     fail on it: an empty population, or a label table the warehouse lacks or that holds no label event."""
+    from features.labels import LABEL_TABLES, POPULATION_DOCS
     from features.sources import has_table
 
     dates = sorted(pd.to_datetime(frame["as_of"]).unique()) if "as_of" in frame else []
     span = f"{dates[0].date()}..{dates[-1].date()}" if dates else ""
     if frame.empty:
         raise TrainingError(
-            f"no customer of {source} is in the {task} population ({POPULATIONS[task]}) on any as-of date "
-            f"of the config; {source} cannot train {task}"
+            f"no customer of {source} is in the {task} population ({POPULATION_DOCS[task]}) on any as-of "
+            f"date of the config; {source} cannot train {task}"
         )
     if "label" not in frame or frame["label"].sum() > 0:
         return
@@ -227,10 +220,15 @@ def _span_hint(config: ExperimentConfig, have: int, settings: dict[str, int]) ->
             f"With one as-of date a month this split ({config.split.scheme}) needs at least {need} dates; "
             f"as_of.max_dates = {kept} keeps only the latest {have}: raise it to {need} or more"
         )
+    if have >= need:  # enough dates, but not a month apart (step_months > 1, or months without a population)
+        return (
+            f"The split has {have} as-of dates; {need} consecutive monthly ones would do: lower "
+            "as_of.step_months, or check which months have no population"
+        )
     return (
         f"With one as-of date a month this split ({config.split.scheme}) needs at least {need} dates and has "
-        f"{have}. Each date also needs as_of.history_months = {history} months of bills before it and its "
-        f"{settings['gap_days']}-day label window after it, so the warehouse needs about "
+        f"{have}. Each date also needs as_of.history_months = {history} months of bills before it and a "
+        f"{settings['gap_days']}-day gap after it, so the warehouse needs about "
         f"{need + history + window_months} months of bills; on a shorter one lower as_of.history_months or "
         f"split.test_dates"
     )

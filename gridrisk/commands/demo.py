@@ -26,8 +26,14 @@ def _run(args: list[str]) -> None:
     Console().rule(f"[bold]gridrisk {' '.join(args)}")
     command = typer.main.get_command(app)
     try:
-        # Without standalone mode click returns a command's exit code instead of exiting with it.
+        # Without standalone mode click returns a command's exit code instead of exiting with it, and hands
+        # usage errors (BadParameter …) back to the caller instead of printing them.
         code = command.main(args=args, prog_name="gridrisk", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's public base of click's usage errors (BadParameter …)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        code = getattr(exc, "exit_code", 1)
     except typer.Exit as exc:
         code = exc.exit_code
     except SystemExit as exc:

@@ -35,7 +35,6 @@ def generate_command(
     from gridrisk.settings import load_settings
 
     console = Console()
-    target = writable_output(out if out is not None else load_settings().warehouse_path, folder=True)
     try:
         config = GeneratorConfig(
             customers=customers, start=start, months=months, seed=seed, daily_days=daily_days, faults=faults
@@ -43,6 +42,8 @@ def generate_command(
     except GeneratorError as exc:
         Console(stderr=True).print(f"[red]generate refused:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc
+    # After the settings: a refused run leaves no empty warehouse folder behind.
+    target = writable_output(out if out is not None else load_settings().warehouse_path, folder=True)
     with Progress(
         TextColumn("generating customers"),
         BarColumn(),

@@ -81,6 +81,11 @@ def _print_report(console, report) -> None:
             f"[yellow]{part.quarantined:,}[/yellow]" if part.quarantined else "0",
         )
     console.print(table)
+    if report.now_declared:
+        console.print(
+            f"ingest moment {report.now:%Y-%m-%d}: the day after the generated export's own export_at "
+            "(truth/manifest.json), later than the clock; --now overrides"
+        )
     mark = "[green]✓[/green]" if report.balanced else "[red]✗[/red]"
     console.print(
         f"{mark} {report.rows_read:,} rows read = {report.accepted:,} accepted + "

@@ -536,7 +536,9 @@ def test_a_generated_export_is_not_in_its_own_future(tmp_path: Path):
     src = tmp_path / "gen"
     generate(GeneratorConfig(customers=60, start="2031-01", months=14, seed=3, daily_days=30), src)
     report = ingest(src, tmp_path / "wh")
-    assert report.quarantined == 0 and report.now >= pd.Timestamp("2032-02-01")
+    assert report.quarantined == 0 and report.now >= pd.Timestamp("2032-02-01") and report.now_declared
+    result = run(src, "--warehouse", tmp_path / "wh_cli")
+    assert result.exit_code == 0 and "the day after the generated export's own export_at" in result.output
     # An explicit moment still rules: as of 2031-06 the later rows are in the future.
     early = ingest(src, tmp_path / "wh_early", now="2031-06-01")
     assert early.tables["bills"].by_rule.get("future", 0) > 0

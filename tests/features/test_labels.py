@@ -162,3 +162,19 @@ def test_amounts_for_arrears_add_the_open_balance_and_next_bill():
         "bills_amount_due_mean_3m_yuan": np.array([100.0, 50.0]),
     }
     np.testing.assert_allclose(labels.amount_at_stake("arrears", f), [400.0, 50.0])
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_column_extremes_come_from_the_footer_or_the_column_alike(tmp_path: Path, statistics: bool):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    days = pd.to_datetime(["2023-03-05 00:00", "2021-07-01 00:00", "2024-01-10 08:00", None])
+    path = tmp_path / "t.parquet"
+    # Two row groups, so the extremes must be combined across them.
+    pq.write_table(pa.table({"t": days}), path, row_group_size=2, write_statistics=statistics)
+    assert labels.column_extreme(path, "t", "max") == pd.Timestamp("2024-01-10 08:00")
+    assert labels.column_extreme(path, "t", "min") == pd.Timestamp("2021-07-01")
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"t": pa.array([], pa.timestamp("us"))}), empty)
+    assert labels.column_extreme(empty, "t", "max") is None

@@ -139,6 +139,9 @@ def test_demo_stops_at_the_first_step_that_fails(home: Path, tmp_path: Path) -> 
     with pytest.raises(typer.Exit) as stopped:
         _run(["train", "--task", "arrears", "--warehouse", str(tmp_path / "nowhere")])
     assert stopped.value.exit_code == 2
+    with pytest.raises(typer.Exit) as usage:  # a usage error stops it too, with click's exit code
+        _run(["score", "--task", "nope"])
+    assert usage.value.exit_code == 2
 
 
 def test_train_all_goes_on_past_a_task_that_fails(
