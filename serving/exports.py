@@ -35,6 +35,7 @@ def xlsx_bytes(title: str, header: list[str], rows: list[list]) -> bytes:
     """A workbook with a bold, frozen header and wide reason columns, written row by row (write-only)."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
@@ -47,7 +48,10 @@ def xlsx_bytes(title: str, header: list[str], rows: list[list]) -> bytes:
     def cell(value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        text = WriteOnlyCell(sheet, value=neutralize(value))
+        # XML 1.0 cannot hold most control characters (openpyxl raises on them), yet archive text may: write
+        # each one as a visible escape ("王\x0b小" -> "王\\x0b小"), which never starts a formula.
+        safe = ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", neutralize(value))
+        text = WriteOnlyCell(sheet, value=safe)
         # openpyxl reads "=..." as a formula and "#N/A" as an error; archive text is always a string.
         text.data_type = "s"
         return text

@@ -10,6 +10,8 @@ into a folder of its own and renames it into place in one step, so no worker see
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -18,6 +20,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
@@ -33,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 Source = Literal["registry", "local-cache"]
 META_FILE = "meta.json"
+# flock'ed by the workers sharing a task's cache while they place, prune or read a copy
+LOCK_FILE = "cache.lock"
 STALE_SECONDS = 3600  # a worker's staging folder this old belongs to a process that died mid-download
 
 
@@ -245,14 +251,17 @@ class ModelStore:
         try:
             package = self.registry.load(name, version, staging / "download")
             package.save(staging / "version" / "package")
-            _publish(staging / "version", final)
+            # One worker at a time places its version, names it in meta.json and prunes: two workers loading
+            # different versions (an alias moved mid-reload) can no longer delete each other's copy.
+            with _cache_lock(task_dir, exclusive=True):
+                _publish(staging / "version", final)
+                meta = {"name": name, "version": version, "saved_at": dt.datetime.now(dt.UTC).isoformat()}
+                tmp = task_dir / f".{META_FILE}.{os.getpid()}-{time.time_ns()}.tmp"
+                tmp.write_text(json.dumps(meta))
+                tmp.replace(task_dir / META_FILE)
+                _prune(task_dir, keep=final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        meta = {"name": name, "version": version, "saved_at": dt.datetime.now(dt.UTC).isoformat()}
-        tmp = task_dir / f".{META_FILE}.{os.getpid()}-{time.time_ns()}.tmp"
-        tmp.write_text(json.dumps(meta))
-        tmp.replace(task_dir / META_FILE)
-        _prune(task_dir, keep=final)
         return self._loaded(task, name, version, package, "registry")
 
     def _from_cache(self, task: str) -> LoadedModel | None:
@@ -261,8 +270,9 @@ class ModelStore:
         if not meta_path.exists():
             return None
         try:
-            meta = json.loads(meta_path.read_text())
-            package = PackagedModel.load(task_dir / f"v{meta['version']}" / "package")
+            with _cache_lock(task_dir, exclusive=False):  # no worker prunes the copy while this one reads it
+                meta = json.loads(meta_path.read_text())
+                package = PackagedModel.load(task_dir / f"v{meta['version']}" / "package")
         except Exception as exc:  # a copy broken by hand or a full disk must not stop the start-up
             logger.warning("cannot read the local copy of the %s model in %s: %s", task, task_dir, exc)
             self._details[task] = (
@@ -299,18 +309,38 @@ def _complete(version_dir: Path) -> bool:
     return (package / PACKAGE_FILE).is_file() and (package / BOOSTER_FILE).is_file()
 
 
+@contextmanager
+def _cache_lock(task_dir: Path, *, exclusive: bool) -> Iterator[None]:
+    """An advisory lock on a task's cache shared by the workers; released when the file closes (or dies)."""
+    if exclusive:
+        task_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        try:
+            lock = stack.enter_context(open(task_dir / LOCK_FILE, "a"))
+        except OSError:
+            if exclusive:
+                raise
+            lock = None  # a read-only cache: no worker can prune it either, so read it unlocked
+        if lock is not None:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+
+
 def _publish(built: Path, final: Path, attempts: int = 3) -> None:
     """Move a fully written version folder to `final` in one rename; keep a complete copy already there.
 
     A rename onto a non-empty folder fails, so the first worker to finish wins and the others drop their
     copies (the same version of the same registered model). An incomplete folder there (left by a crash of
-    an older release, which wrote in place) is moved aside first, also by a rename, then retried.
+    an older release, which wrote in place) is moved aside first, also by a rename, then retried. Any other
+    failure (permissions, a full disk) is raised as it is, so `/ready` names the real cause.
     """
     for _ in range(attempts):
         try:
             built.rename(final)
             return
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
             if not final.exists():
                 continue  # another worker moved a stale copy aside between our two steps
             if _complete(final):
@@ -325,9 +355,16 @@ def _publish(built: Path, final: Path, attempts: int = 3) -> None:
 
 
 def _prune(task_dir: Path, keep: Path) -> None:
-    """Drop older versions, and staging folders of workers that died mid-download."""
+    """Drop other versions, and staging folders of workers that died mid-download; call under `_cache_lock`.
+
+    The version meta.json names is the registry-down fallback, so it stays even when it is not `keep`.
+    """
+    try:
+        named = task_dir / f"v{json.loads((task_dir / META_FILE).read_text())['version']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        named = keep
     for old in task_dir.glob("v*"):
-        if old != keep:
+        if old not in (keep, named):
             shutil.rmtree(old, ignore_errors=True)
     cutoff = time.time() - STALE_SECONDS
     for leftover in task_dir.glob(".*"):

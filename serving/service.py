@@ -23,6 +23,8 @@ from serving.snapshot import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
+RETRY_SECONDS = 5.0  # after a failed reload: the next request that comes later than this tries again
+
 
 class ReloadSignal:
     """A file naming the latest reload (`$GRIDRISK_HOME/reload-generation`), shared by the workers of a home.
@@ -31,25 +33,33 @@ class ReloadSignal:
     that receives it. That one writes a new generation (a temporary file renamed over the old one), and
     every worker stats the file before it serves a request: a stat is about a microsecond, the file is
     read only when its inode or modification time changed, and a generation not yet seen means refresh.
+    A refresh that failed, or a file that cannot be read, is tried again by a request `retry_seconds` later.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, retry_seconds: float = RETRY_SECONDS) -> None:
         self.path = path
+        self.retry_seconds = retry_seconds
         self.applied: str | None = None  # the generation this worker's stores have refreshed for
         self._seen: tuple[int, int] | None = None  # (inode, mtime) of the file when last read
+        self._retry_at = 0.0  # time.monotonic() before which a failed attempt is not repeated
+        self._failing = False  # an unreadable file is logged once, not on every request
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a permission or disk error must not fail the request: serve what is loaded
+            self._warn(exc)
+            return None
         return stat.st_ino, stat.st_mtime_ns
 
     def moved(self) -> bool:
-        """Cheap: was the file replaced since this worker last read it?"""
-        return self._stamp() != self._seen
+        """Cheap: was the file replaced since this worker last read it (or is a failed attempt due again)?"""
+        return self._stamp() != self._seen and time.monotonic() >= self._retry_at
 
     def read(self) -> str | None:
+        """The published generation; None when there is none, or the file cannot be read (retried later)."""
         try:
             with open(self.path, encoding="utf-8") as f:
                 stat = os.fstat(f.fileno())  # the stamp of the very file read, whatever replaces it next
@@ -57,8 +67,23 @@ class ReloadSignal:
         except FileNotFoundError:
             self._seen = None
             return None
+        except OSError as exc:
+            self._warn(exc)
+            self.retry_later()
+            return None
         self._seen = stat.st_ino, stat.st_mtime_ns
+        self._failing = False
         return generation
+
+    def retry_later(self) -> None:
+        """Forget the file's stamp, so a request after the back-off reads it and tries the refresh again."""
+        self._seen = None
+        self._retry_at = time.monotonic() + self.retry_seconds
+
+    def _warn(self, exc: OSError) -> None:
+        if not self._failing:
+            self._failing = True
+            logger.warning("cannot read the reload signal %s (%s); serving what is loaded", self.path, exc)
 
     def publish(self) -> str:
         """Write a new generation for the other workers; returns it."""
@@ -108,8 +133,14 @@ class ServiceState:
     def reload(self) -> dict[str, str]:
         """`POST /v1/admin/reload`: refresh now, and have every other worker refresh before its next one."""
         with self._reload_lock:
-            self.reloads.applied = self.reloads.publish()
-        return self.refresh()
+            generation = self.reloads.publish()
+            try:
+                changed = self.refresh()
+            except Exception:
+                self.reloads.retry_later()  # not applied: this worker's own later requests try again
+                raise
+            self.reloads.applied = generation
+        return changed
 
     def follow_reloads(self) -> dict[str, str] | None:
         """Refresh if another worker published a reload this one has not applied; None when there was none."""
@@ -117,14 +148,15 @@ class ServiceState:
             if not self.reloads.moved():
                 return None  # another request's refresh finished while this one waited for the lock
             generation = self.reloads.read()
-            if generation == self.reloads.applied:
-                return None
-            self.reloads.applied = generation
+            if generation is None or generation == self.reloads.applied:
+                return None  # nothing published (or the file unreadable), or applied already
             try:
                 changed = self.refresh()
             except Exception:  # like the poller: a registry hiccup must not fail the request that noticed
                 logger.exception("reload from another worker failed; serving the models already loaded")
+                self.reloads.retry_later()  # the generation stays unapplied: a later request tries again
                 return {}
+            self.reloads.applied = generation
         logger.info("reload from another worker: %s", changed or "nothing changed")
         return changed
 

@@ -32,7 +32,7 @@ from serving.scoring import explain, score_body
 logger = logging.getLogger(__name__)
 
 LATEST = "latest"
-META_KEY = "gridrisk"  # Parquet key-value metadata: task, as_of, rows, model_name, model_version
+META_KEY = "gridrisk"  # Parquet key-value metadata: task, as_of, model_name, model_version (rows: the footer)
 SMALL_LOOKUP = 64  # ids per request looked up one by one
 CHUNK_ROWS = 100_000  # bounds the (rows x features+1) float64 contribution matrix at ~35 MB per 40 features
 
@@ -125,7 +125,7 @@ def write_snapshot(
     path.parent.mkdir(parents=True, exist_ok=True)
     if model is None and len(scores):
         model = ModelRef(name=str(scores["model_name"].iloc[0]), version=str(scores["model_version"].iloc[0]))
-    meta = {"task": task, "as_of": as_of.isoformat(), "rows": len(scores)}
+    meta = {"task": task, "as_of": as_of.isoformat()}
     if model is not None:
         meta.update(model_name=model.name, model_version=model.version)
     table = pa.Table.from_pandas(scores, preserve_index=False)

@@ -63,7 +63,7 @@ def score(
     from rich.progress import Progress
     from rich.table import Table
 
-    from gridrisk.commands import data_errors as input_errors
+    from gridrisk.commands import data_errors
     from serving.batch import score_population, scoring_as_of
     from serving.errors import AsOfOutOfRange, ServingError
 
@@ -84,12 +84,12 @@ def score(
             "GRIDRISK_WAREHOUSE to a folder written by `gridrisk ingest`",
             param_hint="--warehouse",
         )
-    data_errors = input_errors()
+    refusals = data_errors()  # the input errors that refuse a warehouse, not bugs
     try:
         day = scoring_as_of(settings.warehouse_path, day)
     except AsOfOutOfRange as exc:
         raise typer.BadParameter(str(exc), param_hint="--as-of") from exc
-    except data_errors as exc:
+    except refusals as exc:
         errors.print(f"[red]score refused:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
     table = Table("task", "as of", "model", "rows", "features s", "score+reasons s", "ms/row", "snapshot")
@@ -107,7 +107,7 @@ def score(
                     engine,
                     progress=lambda _s, d, n, j=job: bar.update(j, completed=d, total=n),
                 )
-            except (ServingError, *data_errors) as exc:
+            except (ServingError, *refusals) as exc:
                 # One task without a champion (say, not trainable on this archive) does not stop the others.
                 console.print(f"[red]{name}: {escape(str(exc))}[/red]")
                 failed.append(name)

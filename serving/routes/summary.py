@@ -27,15 +27,14 @@ def get_summary(
 ) -> SummaryResponse:
     """One row per station (or supply unit) of the latest snapshot against the newest earlier month's."""
     caller.require(Action.RISK_LIST)
-    supply_unit = blank_is_any(supply_unit)  # `?supply_unit=` is every unit in the key's scope
-    stations, units = caller.scope(None, supply_unit)
+    stations, units = caller.scope(None, supply_unit)  # `?supply_unit=` is every unit in the key's scope
     try:
         package = models.get(task).package  # only for the band order; the snapshot holds the bands
     except ModelUnavailable:
         package = None
     response = summarize(task, snapshots.get(task), package, by, stations, units)
     audit.record(
-        caller, Action.RISK_LIST, task, {"summary_by": by.value, "supply_unit": supply_unit},
+        caller, Action.RISK_LIST, task, {"summary_by": by.value, "supply_unit": blank_is_any(supply_unit)},
         response.model.version, len(response.rows),
     )  # fmt: skip
     return response

@@ -42,6 +42,15 @@ def test_xlsx_cells_are_strings_never_formulas_or_errors():
     assert all(c[1].data_type == "n" for c in cells) and cells[0][1].value == -0.5
 
 
+def test_xlsx_writes_control_characters_as_visible_escapes():
+    # Ingest accepts any text; XML 1.0 (so openpyxl) refuses \x00-\x1f other than tab, LF and CR.
+    rows = [["王\x0b小", 1.0], ["\x00\x1f", 2.0], ["=1+1\x07", 3.0], ["a\tb\nc", 4.0]]
+    sheet = load_workbook(io.BytesIO(xlsx_bytes("t", ["name\x01", "amount"], rows))).active
+    table = list(sheet.iter_rows(values_only=True))
+    assert table[0] == ("name\\x01", "amount")
+    assert [r[0] for r in table[1:]] == ["王\\x0b小", "\\x00\\x1f", "'=1+1\\x07", "a\tb\nc"]
+
+
 def test_csv_cells_are_prefixed():
     text = csv_bytes(["name", "amount"], [[v, -12.5] for v in HOSTILE]).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text, newline="")))[1:]
@@ -68,6 +77,24 @@ def test_api_exports_neutralize_archive_text(service, settings):
     r = service.client.get("/v1/arrears/risk-list", params={**params, "format": "csv"}, headers=headers)
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"), newline="")))
     assert rows and all(row["name"][0] == "'" for row in rows)
+
+
+def test_api_and_web_xlsx_exports_survive_control_characters_in_names(settings, registry):
+    with web_service(settings, registry) as web:
+        write_customers(settings, web.population, names=["王\x0b小"] * len(web.population))
+        web.state.refresh()
+        headers = {"X-API-Key": web.keys["collector"]}  # sees names unmasked
+        params = {"top": 1000, "format": "xlsx"}
+        api = web.client.get("/v1/arrears/risk-list", params=params, headers=headers)
+        assert api.status_code == 200, api.text
+        r = web.client.post("/login", data={"api_key": web.keys["collector"]}, follow_redirects=False)
+        assert r.status_code == 303
+        page = web.client.get("/list/export", params={"format": "xlsx", "lang": "en"})
+        assert page.status_code == 200, page.text
+    for content, column in ((api.content, "name"), (page.content, "Name")):
+        table = list(load_workbook(io.BytesIO(content)).active.iter_rows(values_only=True))
+        names = {row[table[0].index(column)] for row in table[1:]}
+        assert names == {"王\\x0b小"}
 
 
 @pytest.mark.parametrize("fmt", ["xlsx", "csv"])

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import os
 import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from tinymodel import FakeRegistry, feature_frame
 
 from serving.errors import ModelUnavailable
-from serving.model_store import ModelStore
+from serving.model_store import ModelStore, _prune
 
 
 def test_loads_the_champion_and_keeps_a_local_copy(settings, registry):
@@ -99,7 +103,7 @@ def test_workers_filling_one_cache_at_once_all_load_the_champion(settings, regis
             ("registry", None)
         ] * workers
         task_dir = settings.model_cache_path / "arrears"
-        assert sorted(p.name for p in task_dir.iterdir()) == ["meta.json", "v1"]  # no staging left
+        assert sorted(p.name for p in task_dir.iterdir()) == ["cache.lock", "meta.json", "v1"]  # no staging
     registry.down = "tracking server unreachable"
     restarted = ModelStore(settings, registry)
     restarted.refresh()
@@ -116,11 +120,65 @@ def test_a_half_written_copy_or_a_dead_workers_staging_is_replaced(settings, reg
     os.utime(dead, (old, old))
     store = ModelStore(settings, registry)
     assert store.refresh() == {"arrears": "none -> 1"}
-    assert sorted(p.name for p in task_dir.iterdir()) == ["meta.json", "v1"]
+    assert sorted(p.name for p in task_dir.iterdir()) == ["cache.lock", "meta.json", "v1"]
     registry.down = "tracking server unreachable"
     restarted = ModelStore(settings, registry)
     restarted.refresh()
     assert restarted.get("arrears").source == "local-cache"
+
+
+def test_pruning_keeps_the_version_meta_json_names(settings, registry, package_v2):
+    # Two workers, the alias moved mid-reload: this one placed v1, the other placed v2 and named it last.
+    store = ModelStore(settings, registry)
+    store.refresh()
+    task_dir = settings.model_cache_path / "arrears"
+    shutil.copytree(task_dir / "v1", task_dir / "v2")
+    (task_dir / "v0").mkdir()  # an older version: neither placed now nor named
+    (task_dir / "meta.json").write_text(json.dumps({"name": "gridrisk-arrears", "version": "2"}))
+    _prune(task_dir, keep=task_dir / "v1")
+    assert sorted(p.name for p in task_dir.glob("v*")) == ["v1", "v2"]
+    registry.down = "tracking server unreachable"
+    restarted = ModelStore(settings, registry)
+    restarted.refresh()
+    assert (restarted.get("arrears").version, restarted.get("arrears").source) == ("2", "local-cache")
+
+
+def test_versions_are_pruned_under_the_cache_lock(settings, registry, package_v2, monkeypatch):
+    ModelStore(settings, registry).refresh()
+    lock_file = settings.model_cache_path / "arrears" / "cache.lock"
+    rmtree, held = shutil.rmtree, []
+
+    def probe(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(path).name == "v1":  # the old version being pruned: another worker must not get the lock
+            with open(lock_file, "a") as other:
+                try:
+                    fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    held.append(True)
+                else:
+                    held.append(False)
+        return rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", probe)
+    registry.register("gridrisk-arrears", package_v2)
+    assert ModelStore(settings, registry).refresh() == {"arrears": "none -> 2"}
+    assert held == [True]
+
+
+def test_a_rename_refused_for_another_reason_names_it(settings, registry, monkeypatch):
+    rename = Path.rename
+
+    def refused(self, target):  # type: ignore[no-untyped-def]
+        if Path(target).name == "v1":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self), None, str(target))
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refused)
+    store = ModelStore(settings, registry)
+    store.refresh()
+    with pytest.raises(ModelUnavailable, match="Permission denied"):
+        store.get("arrears")
+    assert "Permission denied" in store.detail("arrears") and "kept changing" not in store.detail("arrears")
 
 
 def test_an_unreadable_local_copy_is_no_model_not_a_crash(settings, registry):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pytest
@@ -74,6 +75,22 @@ def test_an_empty_snapshot_keeps_its_model_and_date(package, tmp_path):
     path = write_snapshot(scores, tmp_path, "arrears", AS_OF, model=MODEL)
     snap = Snapshot.read("arrears", path)
     assert (snap.size, snap.as_of, snap.model) == (0, AS_OF, MODEL)
+
+
+def test_snapshot_metadata_holds_what_the_rows_cannot_say(package, tmp_path):
+    import pyarrow.parquet as pq
+
+    path = write_snapshot(score_frame(package, scoring_frame(30), MODEL), tmp_path, "arrears", AS_OF)
+    footer = pq.read_metadata(path)
+    meta = json.loads(footer.metadata[b"gridrisk"])
+    # No row count beside the footer's own (nothing read it, and two counts can disagree).
+    assert meta == {
+        "task": "arrears",
+        "as_of": AS_OF.isoformat(),
+        "model_name": MODEL.name,
+        "model_version": "7",
+    }
+    assert footer.num_rows == 30
 
 
 def test_an_empty_snapshot_without_metadata_is_reported_not_served(package, tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -151,7 +152,7 @@ def test_summary_is_cut_to_the_collectors_scope(web):
     assert forbidden.status_code == 403
 
 
-def test_a_blank_filter_is_any_within_the_scope_for_every_role(web):
+def test_a_blank_filter_is_any_within_the_scope_for_every_role(web, settings):
     # `?station=` was "any" for an admin and a unit collector but a 403 for a station collector, and
     # `?supply_unit=` a 403 for a unit collector; the web form always read blank as "any".
     for role in ("admin", "collector", "unit_collector"):
@@ -168,6 +169,8 @@ def test_a_blank_filter_is_any_within_the_scope_for_every_role(web):
         summary = web.client.get("/v1/arrears/summary", params={"supply_unit": ""}, headers=headers)
         assert summary.status_code == 200, (role, summary.text)
         assert summary.json() == web.client.get("/v1/arrears/summary", headers=headers).json()
+        audited = json.loads(settings.audit_path.read_text().splitlines()[-2])  # the blank one, not the plain
+        assert audited["filters"] == {"summary_by": "station", "supply_unit": None}
 
 
 def test_summary_without_an_earlier_month(web, settings):
