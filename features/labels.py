@@ -99,10 +99,11 @@ def first_bill_issued(warehouse: Path) -> pd.Timestamp | None:
     return column_extreme(table_path(warehouse, "bills"), TABLES["bills"].event_time or "issue_date", "min")
 
 
-def check_inside_data(warehouse: Path, as_of_dates: list[pd.Timestamp], *, scoring: bool) -> None:
+def check_inside_data(warehouse: Path, as_of_dates: list[pd.Timestamp], *, scoring: bool) -> pd.Timestamp:
     """Refuse as-of dates the warehouse cannot describe: before its first bill was issued (no customer has a
     billing history; every bill feature would be missing), and for scoring after its data end (months
-    without bills would read as real behaviour). Raises LabelError naming the dates and the range."""
+    without bills would read as real behaviour). Raises LabelError naming the dates and the range; returns
+    the data end it read, for callers that need it next."""
     first = first_bill_issued(warehouse)
     end = data_end(warehouse)
     early = [d for d in as_of_dates if first is not None and d.normalize() < first.normalize()]
@@ -119,6 +120,7 @@ def check_inside_data(warehouse: Path, as_of_dates: list[pd.Timestamp], *, scori
             f"as-of date {late[0].date()} is after the data end of warehouse {warehouse} ({end.date()}, its "
             f"newest event): pass a date on or before {end.date()}"
         )
+    return end
 
 
 def latest_labelable_as_of(warehouse: Path, task: str) -> pd.Timestamp:

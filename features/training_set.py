@@ -75,8 +75,7 @@ def build_training_set(
     """
     labels.check_task(task)
     days = as_of_days(as_of_dates)
-    labels.check_inside_data(Path(warehouse), days, scoring=False)
-    end = labels.data_end(Path(warehouse))
+    end = labels.check_inside_data(Path(warehouse), days, scoring=False)
     late = labels.unlabelable(days, end, task)
     if late:
         latest = end - labels.label_observable_until(task)

@@ -113,8 +113,8 @@ def _each_task(
     from gridrisk.commands import data_errors
     from training.tasks import TrainingError
 
-    for cfg, _ in configs:
-        wh = Path(cfg.warehouse or settings.warehouse_path)
+    warehouses = [Path(cfg.warehouse or settings.warehouse_path) for cfg, _ in configs]
+    for (cfg, _), wh in zip(configs, warehouses, strict=True):
         if cfg.training_set is None and not wh.is_dir():
             console.print(
                 f"[red]error:[/red] warehouse {escape(str(wh))} does not exist: run `gridrisk ingest EXPORT "
@@ -122,8 +122,7 @@ def _each_task(
             )
             raise typer.Exit(2)
     failed = []
-    for cfg, text in configs:
-        wh = Path(cfg.warehouse or settings.warehouse_path)
+    for (cfg, text), wh in zip(configs, warehouses, strict=True):
         try:
             report = _run_with_progress(
                 console,
