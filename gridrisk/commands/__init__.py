@@ -21,20 +21,20 @@ def data_errors() -> tuple[type[Exception], ...]:
 
 def writable_output(path: Path, *, folder: bool, option: str = "--out") -> Path:
     """Check `--out` before any work is done: a file may not be a folder (nor a folder a file), and its
-    folder must be creatable and writable. Creates that folder; a bad path is a usage error (exit 2)."""
+    folder must be creatable and writable. Creates nothing, so a run refused later leaves no empty folder
+    behind; the command makes the folder when it writes. A bad path is a usage error (exit 2)."""
     path = Path(path)
     if folder and path.exists() and not path.is_dir():
         raise typer.BadParameter(f"{path} is a file; name a folder to write into", param_hint=option)
     if not folder and path.is_dir():
         raise typer.BadParameter(f"{path} is a folder; name the file to write", param_hint=option)
     parent = path if folder else path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot create {parent}: {exc.strerror}", param_hint=option) from exc
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise typer.BadParameter(f"cannot create {parent}: {existing} is a file", param_hint=option)
     try:  # try it: permission bits say little to root or on special file systems such as /proc
-        with tempfile.TemporaryFile(dir=parent):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise typer.BadParameter(f"cannot write into {parent}: {exc.strerror}", param_hint=option) from exc
+        raise typer.BadParameter(f"cannot write into {existing}: {exc.strerror}", param_hint=option) from exc
     return path

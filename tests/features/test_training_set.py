@@ -152,11 +152,20 @@ def test_cli_refuses_bad_input(generated_dir, tmp_path):
 def test_cli_refuses_dates_the_warehouse_cannot_describe(generated_dir, tmp_path, args, says):
     result = CliRunner().invoke(
         app,
-        ["features", "-w", str(generated_dir), "--task", "arrears", "-o", str(tmp_path / "x.parquet"), *args],
+        [
+            "features",
+            "-w",
+            str(generated_dir),
+            "--task",
+            "arrears",
+            "-o",
+            str(tmp_path / "sets" / "x.parquet"),
+            *args,
+        ],
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 2 and says in result.output, result.output
-    assert not (tmp_path / "x.parquet").exists()
+    assert not (tmp_path / "sets").exists()  # a refused run leaves no empty folder behind
 
 
 def test_cli_checks_the_output_path_before_any_work(generated_dir, tmp_path):
@@ -166,6 +175,23 @@ def test_cli_checks_the_output_path_before_any_work(generated_dir, tmp_path):
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 2 and "is a folder; name the file to write" in result.output
+    (tmp_path / "a_file").write_text("")
+    under_file = CliRunner().invoke(
+        app,
+        [
+            "features",
+            "-w",
+            str(generated_dir),
+            "-t",
+            "arrears",
+            "--as-of",
+            "2022-06-30",
+            "-o",
+            str(tmp_path / "a_file" / "sets" / "x.parquet"),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert under_file.exit_code == 2 and "a_file is a file" in under_file.output, under_file.output
 
 
 # -- the feature catalogue -----------------------------------------------------------------------------------
