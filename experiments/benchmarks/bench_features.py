@@ -111,13 +111,35 @@ def step(warehouse: str, engine: str, dates: list[str]) -> None:
     )
 
 
+def generator_stamp(config) -> str:
+    """The config and the generator's source: a cached warehouse is reused only while both are unchanged."""
+    import hashlib
+
+    import features.synthetic as synthetic
+
+    digest = hashlib.sha256(repr(config).encode())
+    for source in sorted(Path(synthetic.__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def ensure_warehouse(data: Path, customers: int) -> Path:
+    import shutil
+
     from features.synthetic import GeneratorConfig, generate
 
     out = data / f"wh{customers}"
-    if not (out / "bills.parquet").exists():
-        print(f"generating {customers:,} customers × 36 months into {out} (once) …", flush=True)
-        generate(GeneratorConfig(customers=customers, start="2021-01", months=36, seed=1), out)
+    config = GeneratorConfig(customers=customers, start="2021-01", months=36, seed=1)
+    stamp, stamp_file = generator_stamp(config), out / "bench-stamp.txt"
+    if stamp_file.exists() and stamp_file.read_text() == stamp and (out / "bills.parquet").exists():
+        print(f"reusing {out} (same generator and config)", flush=True)
+        return out
+    if out.exists():
+        print(f"{out} was made by another generator version or config: regenerating", flush=True)
+        shutil.rmtree(out)
+    print(f"generating {customers:,} customers × 36 months into {out} …", flush=True)
+    generate(config, out)
+    stamp_file.write_text(stamp)
     return out
 
 
@@ -176,14 +198,15 @@ def main() -> None:
             f"| {name} | {n:,} | {dates} | {r['rows']:,} | {r['wall_s']} | {r['cpu_s']} | {r['peak_gib']} | "
             f"{r['rows'] / r['wall_s']:,.0f} |"
         )
-    if large:
+    if large:  # the issue's target is for one million customers; at other sizes there is no verdict
         ratio = results["local_1_as_of_large"]["wall_s"] / results["local_1_as_of_small"]["wall_s"]
         cpu_ratio = results["local_1_as_of_large"]["cpu_s"] / results["local_1_as_of_small"]["cpu_s"]
         scale = args.large / args.small
         print(f"\nlarge/small wall-time ratio {ratio:.1f} (CPU {cpu_ratio:.1f}) for {scale:.0f}× customers")
         big = results["local_1_as_of_large"]
-        verdict = "meets" if big["wall_s"] <= 60 and big["peak_gib"] <= 8 else "misses"
-        print(f"1 M target (≤ 60 s, ≤ 8 GiB): {verdict} ({big['wall_s']} s, {big['peak_gib']} GiB)")
+        if args.large == 1_000_000:
+            verdict = "meets" if big["wall_s"] <= 60 and big["peak_gib"] <= 8 else "misses"
+            print(f"1 M target (≤ 60 s, ≤ 8 GiB): {verdict} ({big['wall_s']} s, {big['peak_gib']} GiB)")
     if not args.skip_spark:
         ratio = results["spark_1_as_of_small"]["wall_s"] / results["local_1_as_of_small"]["wall_s"]
         print(f"spark/local wall-time ratio on {args.small:,} customers: {ratio:.1f}")

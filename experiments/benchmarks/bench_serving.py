@@ -93,7 +93,9 @@ def register(package, tracking_uri: str, work: Path) -> None:
     from serving.model import pyfunc_class
 
     mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run():
+    # Artifacts beside the store, not MLflow's fallback ./mlruns in whatever folder the benchmark runs from.
+    experiment = mlflow.create_experiment("bench-serving", artifact_location=(work / "mlartifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=pyfunc_class()(),
@@ -211,14 +213,19 @@ def bench_http(package, frame: pd.DataFrame, work: Path, tracking_uri: str, requ
         assert len(check["results"][0]["reasons"]) == 5, check
         out["gridrisk_live"] = {str(c): load(score_url, records, headers, c) for c in (1, 4)}
         out["gridrisk_by_id"] = {str(c): load(score_url, ids, headers, c) for c in (1, 4)}
-        big = {"customer_ids": frame["customer_id"].sample(1000, random_state=1).tolist()}
+        # 1,000 customers per request (all of them in a population smaller than that)
+        big = {"customer_ids": frame["customer_id"].sample(min(1000, len(frame)), random_state=1).tolist()}
         with httpx.Client(timeout=30) as c:
             times = []
             for _ in range(21):
                 t = time.perf_counter()
                 assert c.post(score_url, json=big, headers=headers).status_code == 200
                 times.append((time.perf_counter() - t) * 1000)
-        out["gridrisk_by_id_1000"] = {"median_ms": statistics.median(times[1:]), "max_ms": max(times[1:])}
+        out["gridrisk_by_id_1000"] = {
+            "ids": len(big["customer_ids"]),
+            "median_ms": statistics.median(times[1:]),
+            "max_ms": max(times[1:]),
+        }
     finally:
         stop(api)
     mlflow = start([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/gridrisk-{TASK}@champion",
@@ -324,9 +331,20 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--plot-only", action="store_true", help="redraw the chart from the last JSON report")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"folder for bench_serving.json and the chart (default: {REPORT} at the default sizes, "
+        "else a temporary folder, so a small run never replaces the published figures)",
+    )
     args = parser.parse_args()
+    published = args.plot_only or all(
+        getattr(args, k) == parser.get_default(k) for k in ("customers", "batch_rows", "requests")
+    )
+    out = args.out or (REPORT if published else Path(tempfile.mkdtemp(prefix="bench-serving-report-")))
     if args.plot_only:
-        plot(json.loads((REPORT / "bench_serving.json").read_text()), REPORT / "serving_latency.png")
+        plot(json.loads((out / "bench_serving.json").read_text()), out / "serving_latency.png")
         return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     result: dict = {"machine": f"{os.cpu_count()} cores", "customers": args.customers}
@@ -370,10 +388,11 @@ def main() -> None:
         result["batch"] = bench_batch(champion, frame, args.batch_rows)
     live, ml = result["http"]["gridrisk_live"], result["http"]["mlflow_serve"]
     result["live_ratio"] = {c: live[c]["req_per_s"] / ml[c]["req_per_s"] for c in live}
-    REPORT.mkdir(parents=True, exist_ok=True)
-    (REPORT / "bench_serving.json").write_text(json.dumps(result, indent=1, default=str))
-    plot(result, REPORT / "serving_latency.png")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_serving.json").write_text(json.dumps(result, indent=1, default=str))
+    plot(result, out / "serving_latency.png")
     print(json.dumps(result, indent=1, default=str))
+    print(f"report and chart written to {out}")
 
 
 if __name__ == "__main__":

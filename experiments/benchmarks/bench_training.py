@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
@@ -117,7 +118,7 @@ def main() -> None:
             if args.backtest:
                 row.update(backtest_row(frame, config, args.backtest, warehouse))
             rows.append(row)
-            print(json.dumps(row, default=float), flush=True)
+            print(as_json(row), flush=True)
 
     print()
     header = f"{'task':<11}{'AUC':>7}{'oracle':>8}{'ratio':>7}  {'primary metric':<24}{'model':>7}{'LR':>7}"
@@ -137,16 +138,33 @@ def main() -> None:
     )
     for r in rows:
         checks = {
-            "AUC >= 0.95 x oracle": r["auc_ratio"] >= 0.95,
+            "AUC >= 0.95 x oracle": None if math.isnan(r["auc_ratio"]) else r["auc_ratio"] >= 0.95,
             "beats LR on primary": r["model_primary"] > r["logistic_primary"],
             "beats rule on primary": r["model_primary"] > r["rule_primary"],
             "ECE <= 0.02": r["ece"] <= 0.02,
         }
-        print(f"  {r['task']}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
+        print(f"  {r['task']}: " + ", ".join(f"{k}: {VERDICTS[v]}" for k, v in checks.items()))
     if args.backtest:
         print_backtest(rows)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1, default=float))
+        args.json.write_text(as_json(rows, indent=1))
+
+
+VERDICTS = {True: "yes", False: "NO", None: "n/a (no truth/)"}
+
+
+def as_json(value, indent: int | None = None) -> str:
+    """Valid JSON: a figure that does not exist (no oracle without truth/) is null, not a bare NaN."""
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        v = float(v) if hasattr(v, "dtype") else v  # numpy scalars
+        return None if isinstance(v, float) and math.isnan(v) else v
+
+    return json.dumps(clean(value), indent=indent, allow_nan=False)
 
 
 def backtest_row(frame, config, windows: int, warehouse: Path | None) -> dict:
@@ -194,12 +212,14 @@ def print_backtest(rows: list[dict]) -> None:
     for r in rows:
         key = f"backtest_mean_{{}}_{r['backtest_primary']}"
         checks = {
-            "mean AUC >= 0.95 x mean oracle": r["backtest_auc_ratio"] >= 0.95,
+            "mean AUC >= 0.95 x mean oracle": (
+                None if math.isnan(r["backtest_auc_ratio"]) else r["backtest_auc_ratio"] >= 0.95
+            ),
             "beats LR on mean primary": r[key.format("model")] > r[key.format("logistic")],
             "beats rule on mean primary": r[key.format("model")] > r[key.format("rule")],
             "mean ECE <= 0.02": r["backtest_mean_model_ece"] <= 0.02,
         }
-        print(f"  {r['task']}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
+        print(f"  {r['task']}: " + ", ".join(f"{k}: {VERDICTS[v]}" for k, v in checks.items()))
         if r["backtest_stopped"]:
             print(f"  {r['task']}: stopped early: {r['backtest_stopped']}")
 
