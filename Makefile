@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: demo test lint bench install install-dev clean
 
@@ -22,7 +23,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
-	$(BIN)/gridrisk demo
+	$(BIN)/gridrisk demo $(DEMO_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -145,6 +145,9 @@ def risk_list(
 
 
 TABLE_COLUMNS = ("rank", "customer_id", "name", "phone", *LIST_COLUMNS[1:])
+# A spreadsheet is read by people: fen for yuan, a tenth of a percentile, four places of probability.
+# (The JSON list keeps full precision for programs.)
+TABLE_DECIMALS = {"probability": 4, "percentile": 1, "amount_at_stake": 2, "expected_value": 2}
 
 
 def table_rows(response: RiskListResponse) -> tuple[list[str], list[list]]:
@@ -153,10 +156,15 @@ def table_rows(response: RiskListResponse) -> tuple[list[str], list[list]]:
     header = list(TABLE_COLUMNS) + [f"reason_{i}" for i in range(1, k + 1)]
     rows = []
     for item in response.items:
-        values = [getattr(item, c) for c in TABLE_COLUMNS]
-        values = [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+        values = [_cell(getattr(item, c), TABLE_DECIMALS.get(c)) for c in TABLE_COLUMNS]
         rows.append(values + [r.text for r in item.reasons] + [None] * (k - len(item.reasons)))
     return header, rows
+
+
+def _cell(value, decimals: int | None):
+    if isinstance(value, float):
+        return None if math.isnan(value) else value if decimals is None else round(value, decimals)
+    return value
 
 
 def to_csv(response: RiskListResponse) -> bytes:

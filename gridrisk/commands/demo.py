@@ -86,27 +86,19 @@ def demo(
     )
     _run(["ingest", str(export), "--warehouse", str(warehouse)])
 
-    first = (pd.Period(start, "M") + 6).strftime("%Y-%m")  # six months of history behind the first as-of
-    last = (pd.Period(start, "M") + months - 1).strftime("%Y-%m")
+    from training.config import load_config
+    from training.experiment import resolve_as_of_dates
+
     for task in TASKS:
         out = sets / f"{task}.parquet"
-        _run(
-            [
-                "features",
-                "--task",
-                task,
-                "--as-of-range",
-                f"{first}:{last}",
-                "--warehouse",
-                str(warehouse),
-                "--out",
-                str(out),
-            ]
-        )
         shipped = Path("experiments/configs") / f"{task}.toml"
         config = configs / f"{task}.toml"
         body = shipped.read_text(encoding="utf-8") if shipped.exists() else default_config_toml(task)
         config.write_text(_with_paths(body, warehouse, out), encoding="utf-8")
+        # The config's own as-of dates, so `gridrisk train --task all` later rebuilds exactly this set.
+        dates = resolve_as_of_dates(load_config(config), warehouse)
+        where = ["--warehouse", str(warehouse), "--out", str(out)]
+        _run(["features", "--task", task, *_as_of_args(dates), *where])
         _run(["train", str(config)])
 
     _run(["score", "--task", "all", "--warehouse", str(warehouse)])
@@ -125,12 +117,30 @@ def demo(
             f"demo collector {station}",
         ]
     )
+    sign_in = (
+        f"http://127.0.0.1:{port}/ and sign in with one of the keys above "
+        f"(the collector key sees station {station} only)"
+    )
     if serve:
-        typer.echo(
-            f"\nOpen http://127.0.0.1:{port}/ and sign in with one of the keys above "
-            f"(the collector key sees station {station} only). API docs: http://127.0.0.1:{port}/docs"
-        )
+        typer.echo(f"\nOpen {sign_in}. API docs: http://127.0.0.1:{port}/docs")
         _run(["serve", "--port", str(port)])
+    else:
+        typer.echo(
+            f"\nEverything is trained and scored. Start the service with `gridrisk serve --port {port}`, "
+            f"then open {sign_in}."
+        )
+
+
+def _as_of_args(dates: list) -> list[str]:
+    """`features` options naming exactly these month ends: a range when they are consecutive months."""
+    from itertools import pairwise
+
+    import pandas as pd
+
+    months = [pd.Timestamp(d).to_period("M") for d in dates]
+    if all(b.ordinal - a.ordinal == 1 for a, b in pairwise(months)):
+        return ["--as-of-range", f"{months[0]}:{months[-1]}"]
+    return [arg for d in dates for arg in ("--as-of", f"{pd.Timestamp(d):%Y-%m-%d}")]
 
 
 def default_config_toml(task: str) -> str:

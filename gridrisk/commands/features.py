@@ -106,6 +106,7 @@ def features_command(
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 console=console,
+                transient=True,  # the summary follows; a refusal is not preceded by a stopped bar
             ) as bar:
                 job = bar.add_task("partitions", total=None)
 

@@ -166,6 +166,7 @@ def test_cli_refuses_dates_the_warehouse_cannot_describe(generated_dir, tmp_path
     )
     assert result.exit_code == 2 and says in result.output, result.output
     assert not (tmp_path / "sets").exists()  # a refused run leaves no empty folder behind
+    assert "features arrears" not in result.output  # nor a stopped progress bar before the refusal
 
 
 def test_cli_checks_the_output_path_before_any_work(generated_dir, tmp_path):

@@ -113,3 +113,21 @@ def test_web_exports_neutralize_archive_text(settings, registry, fmt):
         text = io.StringIO(r.content.decode("utf-8-sig"), newline="")
         names = [row["Name"] for row in csv.DictReader(text)]
     assert names and all(n[0] == "'" for n in names)
+
+
+def test_spreadsheet_exports_round_for_people_and_json_keeps_full_precision(service):
+    params = {"top": 1000, "sort": "probability"}
+    headers = service.headers("collector")
+    full = service.client.get("/v1/arrears/risk-list", params=params, headers=headers).json()["items"]
+    r = service.client.get("/v1/arrears/risk-list", params={**params, "format": "csv"}, headers=headers)
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"), newline="")))
+    assert len(rows) == len(full) > 0
+    places = {"probability": 4, "percentile": 1, "amount_at_stake": 2, "expected_value": 2}
+    for item, row in zip(full, rows, strict=True):
+        for column, decimals in places.items():
+            if item[column] is None:
+                assert row[column] == ""
+                continue
+            assert float(row[column]) == round(item[column], decimals)
+            assert len(row[column].partition(".")[2]) <= decimals, row[column]
+    assert any(len(str(item["probability"]).partition(".")[2]) > 4 for item in full)  # JSON is not rounded
