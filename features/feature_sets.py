@@ -2,7 +2,7 @@
 
 Kept in git as plain data: a change to a task's list changes its `feature_set_version`, which training logs
 and serving checks. Reason templates take {value} {abs_value} {dir_zh} {dir_en} (see
-`serving.model.ReasonText`).
+`serving.model.ReasonText`); a signed measure may carry a second pair of sentences for negative values.
 """
 
 from __future__ import annotations
@@ -21,10 +21,15 @@ class FeatureDoc:
     unit: str
     zh: str
     en: str
+    # For a signed measure whose sentence turns around below zero ("paid 5 days before the due date" / "paid 5
+    # days after it"): the sentences used for a negative value. None: the same sentence for every value.
+    zh_negative: str | None = None
+    en_negative: str | None = None
 
 
-def _doc(family: str, unit: str, zh: str, en: str) -> FeatureDoc:
-    return FeatureDoc(family=family, unit=unit, zh=zh, en=en)
+def _doc(family: str, unit: str, zh: str, en: str, negative: tuple[str, str] | None = None) -> FeatureDoc:
+    zh_neg, en_neg = negative or (None, None)
+    return FeatureDoc(family=family, unit=unit, zh=zh, en=en, zh_negative=zh_neg, en_negative=en_neg)
 
 
 FEATURE_DOCS: dict[str, FeatureDoc] = {
@@ -309,38 +314,62 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "payments_days_before_due_mean_90d": _doc(
         "payments",
         "days",
-        "近90天账单平均在到期日前 {value:.0f} 天缴清（负数为逾期）",
-        "bills of the last 90 days paid {value:.0f} days before the due date on average (negative: late)",
+        "近90天账单平均在到期日前 {abs_value:.0f} 天缴清",
+        "bills of the last 90 days paid {abs_value:.0f} days before the due date on average",
+        negative=(
+            "近90天账单平均逾期 {abs_value:.0f} 天缴清",
+            "bills of the last 90 days paid {abs_value:.0f} days after the due date on average",
+        ),
     ),
     "payments_days_before_due_mean_365d": _doc(
         "payments",
         "days",
-        "近一年账单平均在到期日前 {value:.0f} 天缴清（负数为逾期）",
-        "bills of the last year paid {value:.0f} days before the due date on average (negative: late)",
+        "近一年账单平均在到期日前 {abs_value:.0f} 天缴清",
+        "bills of the last year paid {abs_value:.0f} days before the due date on average",
+        negative=(
+            "近一年账单平均逾期 {abs_value:.0f} 天缴清",
+            "bills of the last year paid {abs_value:.0f} days after the due date on average",
+        ),
     ),
     "payments_days_before_due_mean_730d": _doc(
         "payments",
         "days",
-        "近两年账单平均在到期日前 {value:.0f} 天缴清（负数为逾期）",
-        "bills of the last two years paid {value:.0f} days before the due date on average (negative: late)",
+        "近两年账单平均在到期日前 {abs_value:.0f} 天缴清",
+        "bills of the last two years paid {abs_value:.0f} days before the due date on average",
+        negative=(
+            "近两年账单平均逾期 {abs_value:.0f} 天缴清",
+            "bills of the last two years paid {abs_value:.0f} days after the due date on average",
+        ),
     ),
     "payments_window_left_share_365d": _doc(
         "payments",
         "ratio",
-        "近一年平均在缴费期还剩 {value:.0%} 时缴清（负数为逾期）",
-        "bills of the last year paid with {value:.0%} of the payment window left on average (negative: late)",
+        "近一年账单平均在缴费期还剩 {abs_value:.0%} 时缴清",
+        "bills of the last year paid with {abs_value:.0%} of the payment window left on average",
+        negative=(
+            "近一年账单平均逾期缴费期长度的 {abs_value:.0%} 才缴清",
+            "bills of the last year paid late by {abs_value:.0%} of the payment window on average",
+        ),
     ),
     "payments_window_left_share_730d": _doc(
         "payments",
         "ratio",
-        "近两年平均在缴费期还剩 {value:.0%} 时缴清（负数为逾期）",
-        "bills of the last two years paid with {value:.0%} of the payment window left on average",
+        "近两年账单平均在缴费期还剩 {abs_value:.0%} 时缴清",
+        "bills of the last two years paid with {abs_value:.0%} of the payment window left on average",
+        negative=(
+            "近两年账单平均逾期缴费期长度的 {abs_value:.0%} 才缴清",
+            "bills of the last two years paid late by {abs_value:.0%} of the payment window on average",
+        ),
     ),
     "payments_days_before_due_change_90d_vs_365d": _doc(
         "payments",
         "days",
-        "近90天缴费比近一年平均提前 {value:+.0f} 天（负数为更接近到期日）",
-        "last 90 days paid {value:+.0f} days earlier than the year's average (negative: nearer the due date)",
+        "近90天缴费比近一年平均提前 {abs_value:.0f} 天",
+        "last 90 days paid {abs_value:.0f} days earlier than the year's average",
+        negative=(
+            "近90天缴费比近一年平均推迟 {abs_value:.0f} 天",
+            "last 90 days paid {abs_value:.0f} days later than the year's average",
+        ),
     ),
     "payments_late_count_180d": _doc(
         "payments", "bills", "近6个月逾期缴费 {value:.0f} 次", "{value:.0f} late bills in the last 6 months"

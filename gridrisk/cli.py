@@ -37,6 +37,9 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
         # Rich draws 80 columns into a pipe or CI log, which cuts the metric tables to "0.…"; a log file
         # has no width to respect.
         os.environ["COLUMNS"] = str(LOG_COLUMNS)
+    # MLflow's per-file tqdm bar ("Downloading artifacts: 11%|█ …") fills a log with carriage-return lines
+    # every time a model loads; gridrisk's own progress bars say what is happening. Set it to true to see it.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 for module in (generate, ingest, features, training, serving, london, demo):

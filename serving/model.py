@@ -85,10 +85,29 @@ class Calibrator:
 
 @dataclass
 class ReasonText:
-    """Sentence templates for one feature. Placeholders: {value} {abs_value} {dir_zh} {dir_en}."""
+    """Sentence templates for one feature. Placeholders: {value} {abs_value} {dir_zh} {dir_en}.
+
+    A signed measure whose sentence turns around below zero ("paid 5 days before the due date" against "5 days
+    after it") carries the sentences for a negative value too; packages saved without them still load."""
 
     zh: str
     en: str
+    zh_negative: str | None = None
+    en_negative: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> ReasonText:
+        """From a `features.feature_sets.FeatureDoc` (or anything with the same four attributes)."""
+        return cls(
+            zh=doc.zh,
+            en=doc.en,
+            zh_negative=getattr(doc, "zh_negative", None),
+            en_negative=getattr(doc, "en_negative", None),
+        )
+
+    def template(self, lang: str, negative: bool) -> str:
+        signed = self.zh_negative if lang == "zh" else self.en_negative
+        return signed if negative and signed else (self.zh if lang == "zh" else self.en)
 
 
 @dataclass
@@ -145,8 +164,8 @@ class PackagedModel:
         template = self.reasons.get(feature)
         if template is None:
             return f"{feature} = {format_value(value)}"
-        text = template.zh if lang == "zh" else template.en
         numeric = isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
+        text = template.template(lang, negative=numeric and value < 0)
         try:
             return text.format(
                 value=value if numeric else format_value(value),

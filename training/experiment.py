@@ -434,7 +434,7 @@ def reason_texts(features: list[str]) -> dict[str, ReasonText]:
     from features.feature_sets import FEATURE_DOCS
 
     return {
-        n: ReasonText(zh=FEATURE_DOCS[n].zh, en=FEATURE_DOCS[n].en) for n in features if n in FEATURE_DOCS
+        n: ReasonText.from_doc(FEATURE_DOCS[n]) for n in features if n in FEATURE_DOCS
     }
 
 

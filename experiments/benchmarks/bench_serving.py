@@ -71,7 +71,7 @@ def fit(frame: pd.DataFrame, dates: list[pd.Timestamp], params: dict, rounds: in
         valid_sets=[lightgbm.Dataset(spec.matrix(valid), valid["label"], reference=data)],
         callbacks=[lightgbm.early_stopping(50, verbose=False)],
     )  # fmt: skip
-    reasons = {n: ReasonText(zh=d.zh, en=d.en) for n in names if (d := FEATURE_DOCS.get(n)) is not None}
+    reasons = {n: ReasonText.from_doc(d) for n in names if (d := FEATURE_DOCS.get(n)) is not None}
     package = PackagedModel(TASK, booster, spec, Calibrator("none"), reasons)
     package.score_quantiles = np.quantile(
         package.predict_proba(spec.matrix(valid)), np.linspace(0, 1, 101)

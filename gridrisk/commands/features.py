@@ -107,6 +107,7 @@ def features_command(
                 TimeElapsedColumn(),
                 console=console,
                 transient=True,  # the summary follows; a refusal is not preceded by a stopped bar
+                disable=not console.is_terminal,  # a log gets the summary, not a blank line
             ) as bar:
                 job = bar.add_task("partitions", total=None)
 

@@ -221,7 +221,9 @@ def _functions(family) -> list:
 def test_reason_templates_format_for_positive_negative_and_categorical_values():
     for name, doc in FEATURE_DOCS.items():
         value = "two_part" if name in CATEGORICAL_FEATURES else -12.5
-        for template in (doc.zh, doc.en):
+        signed = [t for t in (doc.zh_negative, doc.en_negative) if t is not None]
+        assert len(signed) in (0, 2), f"{name}: a negative sentence in one language only"
+        for template in (doc.zh, doc.en, *signed):
             numeric = not isinstance(value, str)
             text = template.format(
                 value=value,

@@ -36,7 +36,7 @@ def real_package(warehouse: Path) -> PackagedModel:
                          categorical_feature=spec.categorical_indices),
         num_boost_round=20,
     )  # fmt: skip
-    reasons = {n: ReasonText(zh=d.zh, en=d.en) for n in names if (d := FEATURE_DOCS.get(n)) is not None}
+    reasons = {n: ReasonText.from_doc(d) for n in names if (d := FEATURE_DOCS.get(n)) is not None}
     return PackagedModel("arrears", booster, spec, Calibrator("none"), reasons)
 
 

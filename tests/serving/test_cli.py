@@ -111,3 +111,15 @@ def test_keys_need_real_scope_names(env, scope):
     code, output = run("keys", "create", "--role", "collector", *scope)
     assert code == 2 and "blank" in output
     assert not (env / "keys.json").exists()
+
+
+def test_mlflow_download_bars_stay_out_of_command_output(env, monkeypatch):
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is True  # MLflow's default: a tqdm bar per model load
+    code, _ = run("keys", "list")
+    assert code == 0 and MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is False
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")  # who asks for the bar keeps it
+    run("keys", "list")
+    assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is True

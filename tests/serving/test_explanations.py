@@ -87,3 +87,29 @@ def test_reason_values_are_decoded_categories(package):
     at = names.index("usage_category")
     assert ex.label[0, at] == "general_commercial"
     assert np.isnan(ex.number[0, at])
+
+
+def test_a_signed_measure_reads_in_words_on_either_side_of_zero(package, tmp_path):
+    import json
+    from dataclasses import replace
+
+    from features.feature_sets import FEATURE_DOCS
+    from serving.model import PackagedModel, ReasonText
+
+    name = "payments_days_before_due_mean_365d"
+    signed = replace(package, reasons={**package.reasons, name: ReasonText.from_doc(FEATURE_DOCS[name])})
+    said = "bills of the last year paid {} the due date on average"
+    assert signed.reason_text(name, 5.2, "en") == said.format("5 days before")
+    assert signed.reason_text(name, -35.75, "en") == said.format("36 days after")
+    assert signed.reason_text(name, -35.75, "zh") == "近一年账单平均逾期 36 天缴清"
+    assert "nan" in signed.reason_text(name, float("nan"), "en")  # unknown: the plain sentence, no crash
+
+    loaded = PackagedModel.load(signed.save(tmp_path / "new"))  # the negative sentences travel with the model
+    assert loaded.reason_text(name, -3.0, "en").endswith("3 days after the due date on average")
+    doc = json.loads((tmp_path / "new" / "package.json").read_text())
+    for reason in doc["reasons"].values():  # a package saved before negative sentences existed
+        reason.pop("zh_negative"), reason.pop("en_negative")
+    doc["reasons"][name]["en"] = "paid {value:.0f} days before the due date (negative: late)"
+    (tmp_path / "new" / "package.json").write_text(json.dumps(doc))
+    old = PackagedModel.load(tmp_path / "new")  # still loads and speaks as it was trained to
+    assert old.reason_text(name, -3.0, "en") == "paid -3 days before the due date (negative: late)"
