@@ -108,9 +108,29 @@ def quantile_calibration(y: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFram
     return frame.groupby("group").agg(predicted=("p", "mean"), observed=("y", "mean")).reset_index()
 
 
+def import_shap():
+    """shap, imported without keeping its importer alive.
+
+    On import shap records the ImportError of each optional extension it lacks (cv2, its GPU explainer) with
+    the traceback, in a module global. A traceback holds the frames of the stack that imported shap, and
+    each frame its caller: here the training run's, with the whole training set and its splits, for the life
+    of the process (`gridrisk train --task all` carried the first task's data into the next two). The
+    messages are kept; the tracebacks are dropped.
+    """
+    import shap
+
+    errors = getattr(getattr(shap.utils, "_general", None), "import_errors", {})
+    for entry in errors.values():
+        for item in entry if isinstance(entry, tuple) else (entry,):
+            while isinstance(item, BaseException):
+                item.__traceback__ = None
+                item = item.__context__ or item.__cause__
+    return shap
+
+
 def _shap_summary(path: Path, contributions: np.ndarray, X: np.ndarray, names: list[str], plt) -> Path:
     """SHAP beeswarm from LightGBM's own pred_contrib values (the same numbers the service explains with)."""
-    import shap
+    shap = import_shap()
 
     shap.summary_plot(
         contributions[:, :-1],
