@@ -79,6 +79,14 @@ class TaskModel:
             ],
         )
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+        self.round_cap_reached_ = self.best_iteration_ >= self.params.num_boost_round
+        if self.round_cap_reached_:
+            logger.warning(
+                "%s: the validation score was still improving at lightgbm.num_boost_round = %d trees, so "
+                "early stopping never stopped it; raise num_boost_round (or learning_rate) in the config",
+                self.task,
+                self.params.num_boost_round,
+            )
         # Keep only the trees up to the best iteration so serving (and pred_contrib) never sees the rest.
         self.booster_ = lightgbm.Booster(
             model_str=self.booster_.model_to_string(num_iteration=self.best_iteration_)

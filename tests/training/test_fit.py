@@ -61,6 +61,17 @@ def test_early_stopping_keeps_only_the_best_trees(frame: pd.DataFrame, features:
     model = TaskModel("arrears", features, params).fit(train, validation)
     assert model.best_iteration_ < 300
     assert model.booster_.num_trees() == model.best_iteration_
+    assert not model.round_cap_reached_
+
+
+def test_a_tree_cap_that_stops_training_before_early_stopping_does_is_said(
+    frame: pd.DataFrame, features: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, train, validation, _ = split_frame(frame, task_spec("arrears"), default_config("arrears"))
+    params = LightGBMConfig(num_boost_round=3, early_stopping_rounds=10, learning_rate=0.01, num_threads=1)
+    model = TaskModel("arrears", features, params).fit(train, validation)
+    assert model.round_cap_reached_ and model.best_iteration_ == 3
+    assert "still improving at lightgbm.num_boost_round = 3 trees" in caplog.text
 
 
 def test_package_scores_like_the_model_and_carries_categoricals(
