@@ -43,6 +43,7 @@ TEXT: dict[str, dict[str, str]] = {
         "export": "导出当前清单",
         "export_xlsx": "导出 Excel（XLSX）",
         "export_csv": "导出 CSV",
+        "export_cap": "导出仅含前 {cap} 户（共 {listed} 户）；请加筛选条件缩小名单",
         "list_summary": "{matched} 户符合条件，按每所上限后 {listed} 户；第 {page}/{pages} 页",
         "list_summary_nocap": "{matched} 户符合条件；第 {page}/{pages} 页",
         "snapshot_line": "评分日期 {as_of} · 模型 {model} v{version}",
@@ -191,6 +192,7 @@ TEXT: dict[str, dict[str, str]] = {
         "export": "Export this list",
         "export_xlsx": "Export Excel (XLSX)",
         "export_csv": "Export CSV",
+        "export_cap": "Exports hold the first {cap} of {listed} rows; filter to narrow the list",
         "list_summary": "{matched} customers match, {listed} after the per-station cap; "
         "page {page} of {pages}",
         "list_summary_nocap": "{matched} customers match; page {page} of {pages}",

@@ -409,6 +409,7 @@ def list_page(
     return render(
         request, web, lang, "list.html", user,
         filters=filters, task=task, snapshot=snapshot, items=items, matched=matched, listed=len(pos),
+        export_max=web.settings.export_max_rows,
         page=page, pages=pages, options=filter_options(snapshot, user, filters.supply_unit),
         here=here, tasks=list(Task), sorts=list(SortKey),
     )  # fmt: skip
@@ -458,14 +459,20 @@ def export(
     )  # fmt: skip
     header, rows = export_table(response, lang)
     name = f"gridrisk-{task.value}-{response.as_of.isoformat()}"
+    # The page says when the list is longer than an export may be; the file's response says it too.
+    stations, units = user.scope(filters.station, filters.supply_unit)
+    listed = len(select_all(snapshots.get(task), filters, stations, units)[0])
     if format == ListFormat.CSV:
         body, media, ext = csv_bytes(header, rows), "text/csv; charset=utf-8", "csv"
     else:
         title = f"{label(lang, 'task', task.value)} {response.as_of.isoformat()}"
         body, media, ext = xlsx_bytes(title, header, rows), XLSX, "xlsx"
     disposition = f'attachment; filename="{name}.{ext}"'
+    counts = {"X-Gridrisk-Rows": str(response.count), "X-Gridrisk-Rows-Listed": str(listed)}
     return Response(
-        body, media_type=media, headers={"Content-Disposition": disposition, "Cache-Control": "no-store"}
+        body,
+        media_type=media,
+        headers={"Content-Disposition": disposition, "Cache-Control": "no-store", **counts},
     )
 
 

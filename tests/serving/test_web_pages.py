@@ -261,6 +261,18 @@ def test_export_holds_the_filtered_list_in_the_pages_language(web):
     csv = web.client.get("/list/export", params={"format": "csv", "lang": "en"})
     assert csv.content.startswith(b"\xef\xbb\xbfRank,Customer ID,Name")
     assert len(csv.content.decode("utf-8-sig").strip().splitlines()) == 61
+    assert (csv.headers["x-gridrisk-rows"], csv.headers["x-gridrisk-rows-listed"]) == ("60", "60")
+    assert "Exports hold the first" not in page(web, "/list", lang="en")
+
+
+def test_a_list_longer_than_an_export_may_be_says_so_on_the_page_and_in_the_file(web):
+    sign_in(web, "admin")
+    web.client.app.state.web.settings.export_max_rows = 25
+    assert "Exports hold the first 25 of 60 rows" in page(web, "/list", lang="en")
+    assert "导出仅含前 25 户（共 60 户）" in page(web, "/list", lang="zh")
+    csv = web.client.get("/list/export", params={"format": "csv", "lang": "en"})
+    assert len(csv.content.decode("utf-8-sig").strip().splitlines()) == 1 + 25
+    assert (csv.headers["x-gridrisk-rows"], csv.headers["x-gridrisk-rows-listed"]) == ("25", "60")
 
 
 # -- charts, words, colours ----------------------------------------------------------------------------------
