@@ -9,6 +9,7 @@ but one row group (~10 ms). Copies are rebuilt when the warehouse table's modifi
 from __future__ import annotations
 
 import bisect
+import fcntl
 import logging
 import threading
 import time
@@ -92,6 +93,15 @@ class HistoryStore:
         self._copies: dict[str, SortedCopy] = {}
         self._lock = threading.Lock()
 
+    def warm(self) -> None:
+        """Build (or find) every table's copy now, so no request waits for one. Never raises: a copy that
+        cannot be built now is built, or its error reported, by the request that needs it."""
+        for name in COLUMNS:
+            try:
+                self._copy(name)
+            except Exception:  # a background warm-up must not take the service down
+                logger.warning("history copy %s not built in the background", name, exc_info=True)
+
     def rows(self, name: str, customer_id: str) -> list[dict[str, Any]]:
         """The customer's rows of one table, ordered by event time, as dicts of Python values (dates as
         `date`, times as `datetime`); empty when the warehouse has no such table. Columns the export lacks
@@ -118,6 +128,14 @@ class HistoryStore:
         path = self.cache / f"{name}-{mtime}.parquet"
         if path.exists():  # another worker process built it already
             return path
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with open(self.cache / ".build.lock", "a") as lock:  # one worker builds, the others wait and read it
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            if path.exists():
+                return path
+            return self._write_copy(name, path)
+
+    def _write_copy(self, name: str, path: Path) -> Path:
         start = time.perf_counter()
         columns, event_time = COLUMNS[name]
         present = set(pq.read_schema(table_path(self.warehouse, name)).names)
@@ -129,7 +147,6 @@ class HistoryStore:
         frame = frame.sort_values(order, kind="stable")[columns]
         schema = contract_table(name).arrow_schema(columns)
         data = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-        self.cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
         pq.write_table(data, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         tmp.replace(path)

@@ -35,6 +35,11 @@ class ServingSettings(BaseSettings):
     registry_timeout_seconds: float = Field(
         default=2.0, gt=0, description="probe timeout for an HTTP registry"
     )
+    warm_history: bool = Field(
+        default=True,
+        description="build the customer files' sorted history copies in the background at start-up and when "
+        "the warehouse changes, so no page view waits for them (false: on the first customer file)",
+    )
 
     @property
     def warehouse_path(self) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 
 from serving.access import Action
 from serving.customer_file import customer_file
@@ -13,18 +13,23 @@ from serving.dependencies import Audit, Caller, Models, Settings, Snapshots
 from serving.errors import ERROR_RESPONSES, NOT_FOUND
 from serving.history import HistoryStore
 from serving.schemas import Lang
+from serving.settings import ServingSettings
 from serving.view_schemas import CustomerFile
 
 router = APIRouter(tags=["customers"])
 
 
-def get_history(request: Request, settings: Settings) -> HistoryStore:
-    """The app's customer-sorted history copies, made on first use (not at start-up: few calls need them)."""
-    store: HistoryStore | None = getattr(request.app.state, "history", None)
+def history_store(app: FastAPI, settings: ServingSettings) -> HistoryStore:
+    """The app's customer-sorted history copies (built in the background, see `warm_history`)."""
+    store: HistoryStore | None = getattr(app.state, "history", None)
     if store is None or store.warehouse != settings.warehouse_path:
         store = HistoryStore(settings.warehouse_path, settings.home / "history-cache")
-        request.app.state.history = store
+        app.state.history = store
     return store
+
+
+def get_history(request: Request, settings: Settings) -> HistoryStore:
+    return history_store(request.app, settings)
 
 
 History = Annotated[HistoryStore, Depends(get_history)]
