@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import filecmp
-import itertools
 import json
 import logging
 import shutil
@@ -145,28 +144,34 @@ def ingest(
     moment = declared if use_declared and declared is not None else moment
     mapping = ColumnMap.load(column_map)
     plan = _plan(source, mapping)
-    exports = []
+    # All files of one table are validated together: a key two files disagree on is a duplicate_key whichever
+    # file comes first, exactly as within one file. `plan` is in load order, so this dict is too.
+    pending: dict[str, list[tuple[Export, pd.DataFrame]]] = {}
     for name, path in plan:
         step(f"reading {path.name}")
-        exports.append((name, read_export(path)))
-    mapped = [(name, export, mapping.apply(export.frame, name, str(export.path))) for name, export in exports]
-    for name, export, frame in mapped:
+        export = read_export(path)
+        frame = mapping.apply(export.frame, name, str(export.path))
         check_columns(frame, name, str(export.path))  # every file is usable before anything is written
+        pending.setdefault(name, []).append((export, frame))
 
     report = IngestReport(source=source, warehouse=warehouse, now=moment, now_declared=use_declared)
     report.skipped_files = _skipped(source, mapping)
-    current: dict[str, pd.DataFrame] = {}
-    # All files of one table are validated together: a key two files disagree on is a duplicate_key whichever
-    # file comes first, exactly as within one file.
-    for name, group in itertools.groupby(mapped, key=lambda item: item[0]):
-        files = [(export, frame) for _, export, frame in group]
+    parents = {fk.table for spec in TABLES.values() for fk in spec.foreign_keys}
+    current: dict[str, pd.DataFrame] = {}  # the stored parent tables, for the children's foreign keys
+    while pending:
+        name = next(iter(pending))
+        files = pending.pop(name)  # a table's files are let go once stored: peak memory is not every table
         spec = TABLES[name]
         part = report.tables.setdefault(name, TableReport(table=name))
         reference = {fk.table: _parent(current, warehouse, fk.table) for fk in spec.foreign_keys}
         rows = sum(len(frame) for _, frame in files)
         step(f"validating and storing {', '.join(e.path.name for e, _ in files)} ({rows:,} rows) as {name}")
         stored = _stored(warehouse, spec)
-        current[name] = _ingest_table(files, spec, stored, reference, warehouse, part, moment)
+        merged = _ingest_table(files, spec, stored, reference, warehouse, part, moment)
+        del files, stored
+        if name in parents:
+            current[name] = merged
+        del merged
     if source.is_dir() and (source / "truth").is_dir():
         report.truth_files = _copy_truth(source / "truth", warehouse / "truth")
     for part in report.tables.values():
