@@ -86,8 +86,11 @@ def demo(
     )
     _run(["ingest", str(export), "--warehouse", str(warehouse)])
 
+    from rich.console import Console
+
     from training.config import load_config
     from training.experiment import resolve_as_of_dates
+    from training.tasks import TrainingError
 
     for task in TASKS:
         out = sets / f"{task}.parquet"
@@ -96,7 +99,11 @@ def demo(
         body = shipped.read_text(encoding="utf-8") if shipped.exists() else default_config_toml(task)
         config.write_text(_with_paths(body, warehouse, out), encoding="utf-8")
         # The config's own as-of dates, so `gridrisk train --task all` later rebuilds exactly this set.
-        dates = resolve_as_of_dates(load_config(config), warehouse)
+        try:
+            dates = resolve_as_of_dates(load_config(config), warehouse)
+        except TrainingError as exc:  # e.g. a utility too short for the task's label window
+            Console(stderr=True).print(f"[red]gridrisk demo stopped ({task}):[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from exc
         where = ["--warehouse", str(warehouse), "--out", str(out)]
         _run(["features", "--task", task, *_as_of_args(dates), *where])
         _run(["train", str(config)])

@@ -162,3 +162,20 @@ def test_train_all_goes_on_past_a_task_that_fails(
     assert result.exit_code == 1
     assert "suspension needs more history" in result.output and "theft needs more history" in result.output
     assert "not trained: arrears, suspension, theft" in result.output
+
+
+def test_demo_stops_cleanly_when_a_task_has_no_as_of_date(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridrisk.commands import demo as command
+    from training.tasks import TrainingError
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(command, "_run", ran.append)  # generate and ingest are not the point here
+
+    def no_dates(config, warehouse):  # type: ignore[no-untyped-def]
+        raise TrainingError("no as-of month from 2024-05 to 2024-02 is fully observed")
+
+    monkeypatch.setattr("training.experiment.resolve_as_of_dates", no_dates)
+    result = CliRunner().invoke(app, ["demo", "--no-serve"], env={"COLUMNS": "160"})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "gridrisk demo stopped (arrears): no as-of month" in result.output
+    assert [args[0] for args in ran] == ["generate", "ingest"]
