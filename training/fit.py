@@ -220,11 +220,18 @@ class TaskModel:
 
 
 class LogisticBaseline:
-    """Logistic regression on the same features: imputed, standardised numbers and one-hot categoricals."""
+    """Logistic regression on the same features: imputed, standardised numbers and one-hot categoricals.
 
-    def __init__(self, features: list[str], seed: int = 0):
+    Fitted on at most `max_rows` training rows (a seeded uniform sample above that): a linear model of ~70
+    features gains nothing from more, while its fit holds several float64 copies of the matrix (+2.2 GiB on a
+    0.46 GiB set) and was training's peak memory on a 2.9 M-row theft set (200,000 customers)."""
+
+    MAX_ROWS = 1_500_000
+
+    def __init__(self, features: list[str], seed: int = 0, max_rows: int = MAX_ROWS):
         self.features = features
         self.seed = seed
+        self.max_rows = max_rows
 
     def fit(self, train: pd.DataFrame) -> LogisticBaseline:
         from sklearn.compose import ColumnTransformer
@@ -235,6 +242,14 @@ class LogisticBaseline:
         from threadpoolctl import threadpool_limits
 
         check_labels(train, "training")
+        if len(train) > self.max_rows:  # the same share of each class, so rare positives are all kept in kind
+            share = self.max_rows / len(train)
+            train = train.groupby("label", group_keys=False).sample(frac=share, random_state=self.seed)
+            logger.info(
+                "logistic baseline: fitted on a %.0f %% sample (%d rows) of the training rows",
+                100 * share,
+                len(train),
+            )
         self.spec_ = FeatureSpec.from_frame(train, self.features)
         numeric = [n for n in self.features if n not in self.spec_.categorical]
         categorical = list(self.spec_.categorical)

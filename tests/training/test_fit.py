@@ -169,3 +169,17 @@ def test_purged_folds_serve_the_calibrator_only_where_it_carries_over(
         assert ece_raw > 0.1 and ece_served < 0.4 * ece_raw
     else:
         assert ece_served < 0.03
+
+
+def test_logistic_baseline_fits_a_stratified_sample_of_a_large_set(
+    frame: pd.DataFrame, features: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    _, train, _, test = split_frame(frame, task_spec("arrears"), default_config("arrears"))
+    caplog.set_level(logging.INFO, logger="training.fit")
+    small = LogisticBaseline(features, max_rows=len(train) // 4).fit(train)
+    assert "logistic baseline: fitted on a 25 % sample" in caplog.text
+    assert roc_auc(test["label"].to_numpy(), small.predict_proba(test)) > 0.6  # still a working baseline
+    again = LogisticBaseline(features, max_rows=len(train) // 4).fit(train)
+    assert np.array_equal(again.predict_proba(test), small.predict_proba(test))  # seeded

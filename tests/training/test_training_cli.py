@@ -164,7 +164,9 @@ def test_train_all_goes_on_past_a_task_that_fails(
     assert "not trained: arrears, suspension, theft" in result.output
 
 
-def test_demo_stops_cleanly_when_a_task_has_no_as_of_date(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_stops_cleanly_when_a_task_has_no_as_of_date(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gridrisk.commands import demo as command
     from training.tasks import TrainingError
 
