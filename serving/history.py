@@ -9,7 +9,6 @@ but one row group (~10 ms). Copies are rebuilt when the warehouse table's modifi
 from __future__ import annotations
 
 import bisect
-import fcntl
 import logging
 import threading
 import time
@@ -23,6 +22,8 @@ import pyarrow.parquet as pq
 
 from features.schema import table as contract_table
 from features.sources import read_table, table_path
+from serving.locks import folder_lock
+from serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ COLUMNS: dict[str, tuple[list[str], str | None]] = {
         ["customer_id", "inspected_at", "result", "recovered_kwh", "recovered_amount"], "inspected_at"
     ),
 }  # fmt: skip
+BUILD_LOCK = ".build.lock"
 ROW_GROUP_ROWS = 32_768  # one row group holds ~900 customers' 36 bills: one small read per page view
 
 
@@ -85,21 +87,42 @@ class SortedCopy:
 
 
 class HistoryStore:
-    """Customer-sorted copies of the history tables under `cache`, made from the warehouse on first use."""
+    """Customer-sorted copies of the history tables under `cache`, made from the warehouse in the background
+    (`start_warming`) or by the first request that needs one."""
 
     def __init__(self, warehouse: Path, cache: Path) -> None:
         self.warehouse = Path(warehouse)
         self.cache = Path(cache)
         self._copies: dict[str, SortedCopy] = {}
         self._lock = threading.Lock()
+        self._failed: dict[str, int] = {}  # table -> modification time whose copy failed in the background
+        self._warming: threading.Thread | None = None
+        self._warming_lock = threading.Lock()  # not `_lock`: a build holds that for seconds
+
+    def start_warming(self) -> threading.Thread:
+        """Run `warm` in a background thread unless one is already running; returns that thread. Returns
+        at once (it is called from the event loop)."""
+        with self._warming_lock:
+            if self._warming is None or not self._warming.is_alive():
+                self._warming = threading.Thread(target=self.warm, name="history-copies", daemon=True)
+                self._warming.start()
+            return self._warming
 
     def warm(self) -> None:
         """Build (or find) every table's copy now, so no request waits for one. Never raises: a copy that
-        cannot be built now is built, or its error reported, by the request that needs it."""
+        cannot be built is reported once per version of its table, and built, or its error reported, by the
+        request that needs it."""
         for name in COLUMNS:
+            try:
+                mtime = table_path(self.warehouse, name).stat().st_mtime_ns
+            except FileNotFoundError:  # an optional table the warehouse lacks
+                continue
+            if self._failed.get(name) == mtime:
+                continue
             try:
                 self._copy(name)
             except Exception:  # a background warm-up must not take the service down
+                self._failed[name] = mtime
                 logger.warning("history copy %s not built in the background", name, exc_info=True)
 
     def rows(self, name: str, customer_id: str) -> list[dict[str, Any]]:
@@ -128,9 +151,7 @@ class HistoryStore:
         path = self.cache / f"{name}-{mtime}.parquet"
         if path.exists():  # another worker process built it already
             return path
-        self.cache.mkdir(parents=True, exist_ok=True)
-        with open(self.cache / ".build.lock", "a") as lock:  # one worker builds, the others wait and read it
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        with folder_lock(self.cache, BUILD_LOCK, exclusive=True):  # one worker builds, the others read it
             if path.exists():
                 return path
             return self._write_copy(name, path)
@@ -156,3 +177,12 @@ class HistoryStore:
         seconds = time.perf_counter() - start
         logger.info("history copy %s: %d rows sorted in %.2f s", name, len(frame), seconds)
         return path
+
+
+def history_store(app: Any, settings: ServingSettings) -> HistoryStore:
+    """The app's store (on `app.state`), made for the settings' warehouse; the lifespan starts it warming."""
+    store: HistoryStore | None = getattr(app.state, "history", None)
+    if store is None or store.warehouse != settings.warehouse_path:
+        store = HistoryStore(settings.warehouse_path, settings.home / "history-cache")
+        app.state.history = store
+    return store

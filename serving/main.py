@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from serving.errors import install_handlers
+from serving.history import history_store
 from serving.metrics import MetricsMiddleware
 from serving.routes import customers, health, models, risk_lists, scores, summary
-from serving.routes.customers import history_store
 from serving.service import ServiceState
 from serving.settings import ServingSettings
 from serving.web import pages
@@ -49,7 +48,7 @@ async def _poll(app: FastAPI, state: ServiceState) -> None:
             if changed:
                 logger.info("reloaded: %s", changed)
         if state.settings.warm_history:  # a re-ingested table gets its sorted copy before a page needs it
-            await run_in_threadpool(history_store(app, state.settings).warm)
+            history_store(app, state.settings).start_warming()  # beside the poll: models never wait for it
 
 
 def create_app(
@@ -68,8 +67,7 @@ def create_app(
         if service.settings.warm_history:
             # A customer file reads sorted copies of the history tables; at 200,000 customers the first one
             # took 17 s to build inside a page view. Build them now, beside the requests.
-            warm = history_store(app, service.settings).warm
-            threading.Thread(target=warm, name="history-copies", daemon=True).start()
+            history_store(app, service.settings).start_warming()
         poller = asyncio.create_task(_poll(app, service)) if service.settings.poll_seconds > 0 else None
         try:
             yield

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -20,8 +19,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
@@ -29,6 +26,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from serving.errors import ModelUnavailable
+from serving.locks import folder_lock
 from serving.model import BOOSTER_FILE, PACKAGE_FILE, PackagedModel, load_packaged_model
 from serving.schemas import ModelRef, RegistryVersion
 from serving.settings import ServingSettings, registered_name
@@ -253,7 +251,7 @@ class ModelStore:
             package.save(staging / "version" / "package")
             # One worker at a time places its version, names it in meta.json and prunes: two workers loading
             # different versions (an alias moved mid-reload) can no longer delete each other's copy.
-            with _cache_lock(task_dir, exclusive=True):
+            with folder_lock(task_dir, LOCK_FILE, exclusive=True):
                 _publish(staging / "version", final)
                 meta = {"name": name, "version": version, "saved_at": dt.datetime.now(dt.UTC).isoformat()}
                 tmp = task_dir / f".{META_FILE}.{os.getpid()}-{time.time_ns()}.tmp"
@@ -270,7 +268,8 @@ class ModelStore:
         if not meta_path.exists():
             return None
         try:
-            with _cache_lock(task_dir, exclusive=False):  # no worker prunes the copy while this one reads it
+            # shared: no worker prunes the copy while this one reads it
+            with folder_lock(task_dir, LOCK_FILE, exclusive=False):
                 meta = json.loads(meta_path.read_text())
                 package = PackagedModel.load(task_dir / f"v{meta['version']}" / "package")
         except Exception as exc:  # a copy broken by hand or a full disk must not stop the start-up
@@ -309,23 +308,6 @@ def _complete(version_dir: Path) -> bool:
     return (package / PACKAGE_FILE).is_file() and (package / BOOSTER_FILE).is_file()
 
 
-@contextmanager
-def _cache_lock(task_dir: Path, *, exclusive: bool) -> Iterator[None]:
-    """An advisory lock on a task's cache shared by the workers; released when the file closes (or dies)."""
-    if exclusive:
-        task_dir.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
-        try:
-            lock = stack.enter_context(open(task_dir / LOCK_FILE, "a"))
-        except OSError:
-            if exclusive:
-                raise
-            lock = None  # a read-only cache: no worker can prune it either, so read it unlocked
-        if lock is not None:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-
-
 def _publish(built: Path, final: Path, attempts: int = 3) -> None:
     """Move a fully written version folder to `final` in one rename; keep a complete copy already there.
 
@@ -355,7 +337,7 @@ def _publish(built: Path, final: Path, attempts: int = 3) -> None:
 
 
 def _prune(task_dir: Path, keep: Path) -> None:
-    """Drop other versions, and staging folders of workers that died mid-download; call under `_cache_lock`.
+    """Drop other versions, and staging folders of workers that died mid-download; call under `folder_lock`.
 
     The version meta.json names is the registry-down fallback, so it stays even when it is not `keep`.
     """

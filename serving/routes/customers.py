@@ -5,27 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from serving.access import Action
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Caller, Models, Settings, Snapshots
 from serving.errors import ERROR_RESPONSES, NOT_FOUND
-from serving.history import HistoryStore
+from serving.history import HistoryStore, history_store
 from serving.schemas import Lang
-from serving.settings import ServingSettings
 from serving.view_schemas import CustomerFile
 
 router = APIRouter(tags=["customers"])
-
-
-def history_store(app: FastAPI, settings: ServingSettings) -> HistoryStore:
-    """The app's customer-sorted history copies (built in the background, see `warm_history`)."""
-    store: HistoryStore | None = getattr(app.state, "history", None)
-    if store is None or store.warehouse != settings.warehouse_path:
-        store = HistoryStore(settings.warehouse_path, settings.home / "history-cache")
-        app.state.history = store
-    return store
 
 
 def get_history(request: Request, settings: Settings) -> HistoryStore:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from serving.access import Action
 from serving.dependencies import Caller, Models, Settings, Snapshots, State
 from serving.errors import ERROR_RESPONSES
+from serving.history import history_store
 from serving.schemas import ModelsResponse, ModelSummary, ReloadResponse
 from serving.settings import registered_name
 from serving.status import task_status
@@ -36,13 +37,16 @@ def list_models(caller: Caller, models: Models, snapshots: Snapshots, settings: 
 
 
 @router.post("/v1/admin/reload", response_model=ReloadResponse, responses=ERROR_RESPONSES)
-async def reload(caller: Caller, state: State) -> ReloadResponse:
+async def reload(request: Request, caller: Caller, state: State) -> ReloadResponse:
     """Check the aliases and snapshots now; moved models load beside the old ones and swap atomically.
 
     `changed` is this worker's; the other workers of `gridrisk serve --workers N` refresh before their next
-    request (serving/service.py `ReloadSignal`)."""
+    request (serving/service.py `ReloadSignal`). A re-ingested warehouse's history copies are rebuilt in the
+    background."""
     caller.require(Action.RELOAD)
     changed = await run_in_threadpool(state.reload)
+    if state.settings.warm_history:
+        history_store(request.app, state.settings).start_warming()
     return ReloadResponse(
         changed=changed, tasks=[task_status(t, state.models, state.snapshots) for t in state.settings.tasks]
     )
