@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from features.feature_sets import FeatureDoc
 
 PACKAGE_FILE = "package.json"
 BOOSTER_FILE = "booster.txt"
@@ -96,14 +98,15 @@ class ReasonText:
     en_negative: str | None = None
 
     @classmethod
-    def from_doc(cls, doc: Any) -> ReasonText:
-        """From a `features.feature_sets.FeatureDoc` (or anything with the same four attributes)."""
-        return cls(
-            zh=doc.zh,
-            en=doc.en,
-            zh_negative=getattr(doc, "zh_negative", None),
-            en_negative=getattr(doc, "en_negative", None),
-        )
+    def from_doc(cls, doc: FeatureDoc) -> ReasonText:
+        return cls(zh=doc.zh, en=doc.en, zh_negative=doc.zh_negative, en_negative=doc.en_negative)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> ReasonText:
+        """From a saved package; keys a later release may add are ignored, so an older service still loads
+        its models (this release added the negative-value sentences)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
 
     def template(self, lang: str, negative: bool) -> str:
         signed = self.zh_negative if lang == "zh" else self.en_negative
@@ -241,7 +244,7 @@ class PackagedModel:
             booster=booster,
             spec=FeatureSpec(**doc["spec"]),
             calibrator=Calibrator(**doc["calibrator"]),
-            reasons={k: ReasonText(**v) for k, v in doc["reasons"].items()},
+            reasons={k: ReasonText.from_json(v) for k, v in doc["reasons"].items()},
             bands=doc["bands"],
             score_quantiles=doc["score_quantiles"],
             metrics=doc["metrics"],

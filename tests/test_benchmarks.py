@@ -60,22 +60,12 @@ def test_benchmark_runs_small(name, tmp_path):
         assert {r["task"] for r in rows} == {"arrears", "suspension", "theft"}
 
 
-def test_a_cached_feature_warehouse_is_regenerated_when_the_generator_changes(tmp_path, monkeypatch):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_features
-    finally:
-        sys.path.remove(str(BENCH))
-    made = []
-    monkeypatch.setattr("features.synthetic.generate", lambda config, out: made.append(out) or _bills(out))
-    first = bench_features.ensure_warehouse(tmp_path, 10)
-    bench_features.ensure_warehouse(tmp_path, 10)
-    assert made == [first]  # same generator and config: reused
-    (first / "bench-stamp.txt").write_text("an older generator")
-    bench_features.ensure_warehouse(tmp_path, 10)
-    assert made == [first, first]
-
-
-def _bills(out: Path) -> None:
-    out.mkdir(parents=True)
-    (out / "bills.parquet").write_bytes(b"")
+def test_a_cached_feature_warehouse_is_reused_only_while_the_generator_is_unchanged(tmp_path):
+    args = ["--small", "800", "--large", "0", "--skip-spark", "--data", "{tmp}"]
+    first = run_bench("bench_features", args, tmp_path)
+    assert first.returncode == 0 and "generating 800 customers" in first.stdout, first.stderr[-2000:]
+    again = run_bench("bench_features", args, tmp_path)
+    assert "reusing" in again.stdout and "generating" not in again.stdout
+    (tmp_path / "wh800" / "bench-stamp.txt").write_text("made by an older generator")
+    stale = run_bench("bench_features", args, tmp_path)
+    assert "made by another generator version or config: regenerating" in stale.stdout

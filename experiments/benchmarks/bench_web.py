@@ -295,7 +295,7 @@ def main() -> None:
                 start = time.perf_counter()
                 r = client.get("/list/export", params={"format": fmt})
                 assert r.status_code == 200
-                seconds, rows = time.perf_counter() - start, min(len(population), 10_000)
+                seconds, rows = time.perf_counter() - start, int(r.headers["x-gridrisk-rows"])
                 print(
                     f"export {fmt.upper()} of {rows:,} rows with reasons: {seconds:.2f} s, "
                     f"{len(r.content) / 1e6:.1f} MB"

@@ -452,7 +452,8 @@ def export(
     user.require(Action.RISK_LIST)
     task = filters.task
     query = filters.query(top=web.settings.export_max_rows)
-    response = risk_list(task, snapshots.get(task), models.get(task).package, query, user, directory, lang)
+    snapshot = snapshots.get(task)  # one snapshot for the file and the counts its headers give
+    response = risk_list(task, snapshot, models.get(task).package, query, user, directory, lang)
     audit.record(
         user, Action.RISK_LIST, task, {**query.filters(), "via": f"web-{format.value}"},
         response.model.version, response.count,
@@ -461,7 +462,7 @@ def export(
     name = f"gridrisk-{task.value}-{response.as_of.isoformat()}"
     # The page says when the list is longer than an export may be; the file's response says it too.
     stations, units = user.scope(filters.station, filters.supply_unit)
-    listed = len(select_all(snapshots.get(task), filters, stations, units)[0])
+    listed = len(select_all(snapshot, filters, stations, units)[0])
     if format == ListFormat.CSV:
         body, media, ext = csv_bytes(header, rows), "text/csv; charset=utf-8", "csv"
     else:

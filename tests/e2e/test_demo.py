@@ -46,3 +46,12 @@ def test_demo_then_train_all_reproduces_the_demo_models(tmp_path):
     assert sorted(gates) == ["arrears", "suspension", "theft"], again.stdout[-3000:]
     for task, (metric, challenger, champion) in gates.items():
         assert challenger == champion, f"{task}: {metric} {challenger} after the demo's {champion}"
+
+    from mlflow import MlflowClient  # every test metric, at full precision, not the gate's rounded line
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    for task in gates:
+        runs = {str(v.version): v.run_id for v in client.search_model_versions(f"name='gridrisk-{task}'")}
+        demo_run, retrain = (client.get_run(runs[v]).data.metrics for v in ("1", "2"))
+        tested = {k: v for k, v in demo_run.items() if k.startswith("test_")}
+        assert len(tested) > 10 and tested == {k: retrain[k] for k in tested}, task

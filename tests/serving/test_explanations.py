@@ -107,8 +107,9 @@ def test_a_signed_measure_reads_in_words_on_either_side_of_zero(package, tmp_pat
     loaded = PackagedModel.load(signed.save(tmp_path / "new"))  # the negative sentences travel with the model
     assert loaded.reason_text(name, -3.0, "en").endswith("3 days after the due date on average")
     doc = json.loads((tmp_path / "new" / "package.json").read_text())
-    for reason in doc["reasons"].values():  # a package saved before negative sentences existed
+    for reason in doc["reasons"].values():  # a package saved before negative sentences existed …
         reason.pop("zh_negative"), reason.pop("en_negative")
+    doc["reasons"][name]["ru"] = "…or by a release that added a key this one does not know"
     doc["reasons"][name]["en"] = "paid {value:.0f} days before the due date (negative: late)"
     (tmp_path / "new" / "package.json").write_text(json.dumps(doc))
     old = PackagedModel.load(tmp_path / "new")  # still loads and speaks as it was trained to

@@ -71,7 +71,19 @@ def test_a_tree_cap_that_stops_training_before_early_stopping_does_is_said(
     params = LightGBMConfig(num_boost_round=3, early_stopping_rounds=10, learning_rate=0.01, num_threads=1)
     model = TaskModel("arrears", features, params).fit(train, validation)
     assert model.round_cap_reached_ and model.best_iteration_ == 3
-    assert "still improving at lightgbm.num_boost_round = 3 trees" in caplog.text
+    assert "the tree cap ended the fit, not early stopping" in caplog.text
+    # The best tree need not be the last: any best tree within early_stopping_rounds of the cap means the cap
+    # ended the fit (here the best is ~19 and patience 50 outlasts the caps).
+    for cap in (40, 60):
+        fast = LightGBMConfig(num_boost_round=cap, early_stopping_rounds=50, learning_rate=0.3, num_threads=1)
+        capped = TaskModel("arrears", features, fast).fit(train, validation)
+        assert capped.best_iteration_ < cap and capped.round_cap_reached_, (cap, capped.best_iteration_)
+    config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 3})
+    split, train, validation, _ = split_frame(frame, task_spec("arrears"), config)
+    tight = LightGBMConfig(num_boost_round=3, early_stopping_rounds=10, learning_rate=0.01, num_threads=1)
+    assert TaskModel("arrears", features, tight).fit_split(split, train, validation).round_cap_reached_
+    roomy = LightGBMConfig(num_boost_round=300, early_stopping_rounds=10, learning_rate=0.3, num_threads=1)
+    assert not TaskModel("arrears", features, roomy).fit_split(split, train, validation).round_cap_reached_
 
 
 def test_package_scores_like_the_model_and_carries_categoricals(
@@ -180,6 +192,9 @@ def test_logistic_baseline_fits_a_stratified_sample_of_a_large_set(
     caplog.set_level(logging.INFO, logger="training.fit")
     small = LogisticBaseline(features, max_rows=len(train) // 4).fit(train)
     assert "logistic baseline: fitted on a 25 % sample" in caplog.text
+    assert small.train_rows_ == pytest.approx(len(train) / 4, abs=2)  # what the regression saw
+    assert small.train_label_rate_ == pytest.approx(train["label"].mean(), abs=1e-3)  # stratified
+    assert LogisticBaseline(features).fit(train).train_rows_ == len(train)  # below the cap: every row
     assert roc_auc(test["label"].to_numpy(), small.predict_proba(test)) > 0.6  # still a working baseline
     again = LogisticBaseline(features, max_rows=len(train) // 4).fit(train)
     assert np.array_equal(again.predict_proba(test), small.predict_proba(test))  # seeded
