@@ -103,22 +103,15 @@ def test_write_training_set_adds_metadata(training_sets, generated_dir, tmp_path
     pd.testing.assert_frame_equal(back, frame, check_dtype=False)
 
 
+def features_cli(warehouse, task: str, out, *args: str):
+    """`gridrisk features -w WAREHOUSE --task TASK -o OUT …` as a user types it."""
+    command = ["features", "-w", str(warehouse), "--task", task, "-o", str(out), *args]
+    return CliRunner().invoke(app, command, env={"COLUMNS": "200"})
+
+
 def test_cli_builds_a_training_set_with_a_range(generated_dir, tmp_path):
     out = tmp_path / "theft.parquet"
-    result = CliRunner().invoke(
-        app,
-        [
-            "features",
-            "-w",
-            str(generated_dir),
-            "--task",
-            "theft",
-            "--as-of-range",
-            "2023-04:2023-12",
-            "--out",
-            str(out),
-        ],
-    )
+    result = features_cli(generated_dir, "theft", out, "--as-of-range", "2023-04:2023-12")
     assert result.exit_code == 0, result.output
     assert "dropped" in result.output  # month ends after the latest labelable date
     meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
@@ -150,47 +143,18 @@ def test_cli_refuses_bad_input(generated_dir, tmp_path):
     ],
 )
 def test_cli_refuses_dates_the_warehouse_cannot_describe(generated_dir, tmp_path, args, says):
-    result = CliRunner().invoke(
-        app,
-        [
-            "features",
-            "-w",
-            str(generated_dir),
-            "--task",
-            "arrears",
-            "-o",
-            str(tmp_path / "sets" / "x.parquet"),
-            *args,
-        ],
-        env={"COLUMNS": "200"},
-    )
+    result = features_cli(generated_dir, "arrears", tmp_path / "sets" / "x.parquet", *args)
     assert result.exit_code == 2 and says in result.output, result.output
     assert not (tmp_path / "sets").exists()  # a refused run leaves no empty folder behind
     assert "features arrears" not in result.output  # nor a stopped progress bar before the refusal
 
 
 def test_cli_checks_the_output_path_before_any_work(generated_dir, tmp_path):
-    result = CliRunner().invoke(
-        app,
-        ["features", "-w", str(generated_dir), "-t", "arrears", "--as-of", "2022-06-30", "-o", str(tmp_path)],
-        env={"COLUMNS": "200"},
-    )
+    result = features_cli(generated_dir, "arrears", tmp_path, "--as-of", "2022-06-30")
     assert result.exit_code == 2 and "is a folder; name the file to write" in result.output
     (tmp_path / "a_file").write_text("")
-    under_file = CliRunner().invoke(
-        app,
-        [
-            "features",
-            "-w",
-            str(generated_dir),
-            "-t",
-            "arrears",
-            "--as-of",
-            "2022-06-30",
-            "-o",
-            str(tmp_path / "a_file" / "sets" / "x.parquet"),
-        ],
-        env={"COLUMNS": "200"},
+    under_file = features_cli(
+        generated_dir, "arrears", tmp_path / "a_file" / "sets" / "x.parquet", "--as-of", "2022-06-30"
     )
     assert under_file.exit_code == 2 and "a_file is a file" in under_file.output, under_file.output
 
