@@ -96,7 +96,7 @@ def test_train_register_and_load_champion_through_a_tracking_server(
 
     mlflow.set_tracking_uri(url)
     champion = "models:/gridrisk-arrears@champion"
-    pyfunc = mlflow.pyfunc.load_model(champion)
+    pyfunc = mlflow.pyfunc.load_model(champion, dst_path=str(tmp_path))
     package = load_packaged_model(champion, tmp_path / "download")
     frame = build_scoring_frame(generated_dir, "arrears", "2023-06-30").head(50)
     out = pyfunc.predict(frame[package.spec.names])

@@ -3,7 +3,10 @@ every response matching its documented status, content type and schema."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,10 +34,7 @@ CHECKS = [
 calls: list[str] = []
 
 
-def _app():  # type: ignore[no-untyped-def]
-    import tempfile
-
-    home = Path(tempfile.mkdtemp(prefix="gridrisk-schemathesis-"))
+def _app(home: Path):  # type: ignore[no-untyped-def]
     cfg = ServingSettings(home=home, poll_seconds=0)
     package = train_package(seed=0)
     registry = FakeRegistry()
@@ -49,7 +49,11 @@ def _app():  # type: ignore[no-untyped-def]
     return create_app(cfg, state), key
 
 
-APP, ADMIN_KEY = _app()
+# schemathesis reads the app's schema at import, so the app (and its home) is made at import too.
+# Removed at exit, so a run that only collects this module (deselected by a marker) leaves nothing either.
+HOME = Path(tempfile.mkdtemp(prefix="gridrisk-schemathesis-"))
+atexit.register(shutil.rmtree, HOME, ignore_errors=True)
+APP, ADMIN_KEY = _app(HOME)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 

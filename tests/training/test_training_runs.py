@@ -89,7 +89,7 @@ def test_gate_promotes_refuses_and_is_overridden(store) -> None:
         promote(uri, "arrears", "2", "  ")
 
 
-def test_run_logs_metrics_dataset_plots_and_a_servable_package(store, frame, features) -> None:
+def test_run_logs_metrics_dataset_plots_and_a_servable_package(store, frame, features, tmp_path) -> None:
     import mlflow
 
     from serving.model import load_packaged_model
@@ -135,11 +135,11 @@ def test_run_logs_metrics_dataset_plots_and_a_servable_package(store, frame, fea
     assert str(artifacts) in mlflow.get_experiment(report.experiment_id).artifact_location
 
     mlflow.set_tracking_uri(uri)
-    package = load_packaged_model(f"models:/{model_name('arrears')}/{report.version}")
+    package = load_packaged_model(f"models:/{model_name('arrears')}/{report.version}", tmp_path / "package")
     assert package.info["run_id"] == report.run_id and package.info["task"] == "arrears"
     assert len(package.score_quantiles) == 101 and package.bands["high"] >= package.bands["medium"]
     assert package.metrics["roc_auc"] == pytest.approx(report.metrics["model"]["roc_auc"])
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name('arrears')}@{CHALLENGER}")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name('arrears')}@{CHALLENGER}", dst_path=str(tmp_path))
     out = pyfunc.predict(frame[features].head(5))
     assert list(out.columns) == ["probability", "raw_margin"] and out["probability"].between(0, 1).all()
     assert pyfunc.metadata.signature is not None
