@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.column_maps.mapping import ColumnMap
 from features.schema import ARCHIVE_TABLES, LOAD_ORDER, TABLES, Table
@@ -26,9 +27,9 @@ from features.sources import (
     Export,
     append_quarantine,
     has_table,
+    read_arrow_table,
     read_export,
-    read_table,
-    write_table,
+    write_arrow_table,
 )
 from features.validation import (
     DATE_ORDER_RULES,
@@ -40,6 +41,7 @@ from features.validation import (
     ingest_moment,
     quarantine_frame,
     row_hashes,
+    timed_columns,
     validate,
 )
 
@@ -47,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 # What an accepted row did to the warehouse.
 NEW, UPDATED, UNCHANGED, CONFLICT = range(4)
+# Every file is read once to check it before anything is written. Up to this many bytes of them are kept from
+# that read for storing; the rest are read again when their table's turn comes, so a large archive's peak
+# memory is its largest table, not the sum of all of them.
+KEEP_READ_BYTES = 1 << 30
 
 
 @dataclass
@@ -146,13 +152,16 @@ def ingest(
     plan = _plan(source, mapping)
     # All files of one table are validated together: a key two files disagree on is a duplicate_key whichever
     # file comes first, exactly as within one file. `plan` is in load order, so this dict is too.
-    pending: dict[str, list[tuple[Export, pd.DataFrame]]] = {}
+    pending: dict[str, list[tuple[Path, ReadFile | None]]] = {}
+    kept = 0
     for name, path in plan:
         step(f"reading {path.name}")
-        export = read_export(path)
-        frame = mapping.apply(export.frame, name, str(export.path))
-        check_columns(frame, name, str(export.path))  # every file is usable before anything is written
-        pending.setdefault(name, []).append((export, frame))
+        read = _read_mapped(path, name, mapping)  # every file is usable before anything is written
+        size = int(read[0].frame.memory_usage(deep=False).sum())
+        keep = kept + size <= KEEP_READ_BYTES
+        kept += size if keep else 0
+        pending.setdefault(name, []).append((path, read if keep else None))
+        del read
 
     report = IngestReport(source=source, warehouse=warehouse, now=moment, now_declared=use_declared)
     report.skipped_files = _skipped(source, mapping)
@@ -160,16 +169,17 @@ def ingest(
     current: dict[str, pd.DataFrame] = {}  # the stored parent tables, for the children's foreign keys
     while pending:
         name = next(iter(pending))
-        files = pending.pop(name)  # a table's files are let go once stored: peak memory is not every table
         spec = TABLES[name]
         part = report.tables.setdefault(name, TableReport(table=name))
         reference = {fk.table: _parent(current, warehouse, fk.table) for fk in spec.foreign_keys}
+        # A table's files are let go once stored: peak memory is one table, not every table.
+        files = [held or _read_mapped(path, name, mapping) for path, held in pending.pop(name)]
         rows = sum(len(frame) for _, frame in files)
         step(f"validating and storing {', '.join(e.path.name for e, _ in files)} ({rows:,} rows) as {name}")
         stored = _stored(warehouse, spec)
-        merged = _ingest_table(files, spec, stored, reference, warehouse, part, moment)
-        del files, stored
-        if name in parents:
+        merged = _ingest_table(files, spec, stored, reference, warehouse, part, moment, keep=name in parents)
+        del stored
+        if merged is not None:
             current[name] = merged
         del merged
     if source.is_dir() and (source / "truth").is_dir():
@@ -178,6 +188,18 @@ def ingest(
         if not part.balanced:
             raise AssertionError(f"ingest lost rows in {part.table}: {part}")  # a bug, never a data problem
     return report
+
+
+# An export as read, and its frame under contract column names.
+ReadFile = tuple[Export, pd.DataFrame]
+
+
+def _read_mapped(path: Path, name: str, mapping: ColumnMap) -> ReadFile:
+    """Read one export and map its headers; raises ContractError when the file is unusable as a whole."""
+    export = read_export(path)
+    frame = mapping.apply(export.frame, name, str(export.path))
+    check_columns(frame, name, str(export.path))
+    return export, frame
 
 
 def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
@@ -209,47 +231,60 @@ def _skipped(source: Path, mapping: ColumnMap) -> list[str]:
     return sorted(p.name for p in source.iterdir() if p.is_file() and mapping.table_for(p) is None)
 
 
-def _stored(warehouse: Path, spec: Table) -> pd.DataFrame:
-    """The stored table with every contract column (files may lack optional ones), or an empty one."""
-    empty = spec.arrow_schema().empty_table().to_pandas(date_as_object=False)
+def _stored(warehouse: Path, spec: Table) -> pa.Table:
+    """The stored table in the contract's Arrow schema (files may lack optional columns), or an empty one.
+    Arrow, not pandas: a province's bills are several times larger as a DataFrame."""
+    schema = spec.arrow_schema()
     if not has_table(warehouse, spec.name):
-        return empty
-    frame = read_table(warehouse, spec.name)
-    for column in spec.column_names:
-        if column not in frame.columns:
-            frame[column] = pd.Series(index=frame.index, dtype=empty[column].dtype)
-    return frame[spec.column_names]
+        return schema.empty_table()
+    tbl = read_arrow_table(warehouse, spec.name)
+    columns = [  # cast: a table an earlier release wrote may store a time at another unit
+        tbl.column(f.name).cast(f.type) if f.name in tbl.column_names else pa.nulls(tbl.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _parent(current: dict[str, pd.DataFrame], warehouse: Path, name: str) -> pd.DataFrame:
     if name not in current:
-        current[name] = _stored(warehouse, TABLES[name])
+        current[name] = _stored(warehouse, TABLES[name]).to_pandas(date_as_object=False)
     return current[name]
 
 
 def _ingest_table(
-    files: list[tuple[Export, pd.DataFrame]],
+    files: list[ReadFile],
     spec: Table,
-    stored: pd.DataFrame,
+    stored: pa.Table,
     reference: dict[str, pd.DataFrame],
     warehouse: Path,
     part: TableReport,
     now: pd.Timestamp,
-) -> pd.DataFrame:
+    *,
+    keep: bool,
+) -> pd.DataFrame | None:
     """Validate the export files of one table, upsert the accepted rows, quarantine the rest; returns the
-    stored table. ``files`` pairs each export with its frame under contract column names."""
+    stored table when ``keep`` (a parent table, for foreign keys). ``files`` pairs each export with its frame
+    under contract column names; the list is emptied once validated, so the exports are let go before the
+    write (the caller must hold no other reference to them)."""
     names = [export.path.name for export, _ in files]
+    labels = [export.path.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
+    notes = [f"{export.path.name}: {note}" for export, _ in files for note in export.notes]
     frame = _stack([mapped for _, mapped in files])
     if len(files) > 1 or files[0][0].sheets is not None:  # one label for all rows is validate's `source`
         frame = frame.assign(_source=np.concatenate([export.row_sources() for export, _ in files]))
     # The export's own values under contract names, so quarantine records keep what the files said.
     raw = _stack([export.frame.set_axis(mapped.columns, axis=1) for export, mapped in files])
+    malformed = _stack([export.malformed.assign(_source=export.path.name) for export, _ in files])
     result = validate(frame, spec.name, source=names[0], reference=reference, now=now, original=raw)
-
-    merged, kinds = _upsert(stored, result.accepted, spec)
+    read = len(frame) + len(malformed)
+    # A conflict with a stored row quotes the export's values and file; a first load can have none, so its
+    # exports are let go here.
+    origin = (raw, np.concatenate([export.row_sources() for export, _ in files])) if stored.num_rows else None
+    files.clear()
+    del frame, raw
+    merged, kinds = _upsert(stored, result.table, spec)
     counts = np.bincount(kinds, minlength=4)
     conflicts = kinds == CONFLICT
-    malformed = _stack([export.malformed.assign(_source=export.path.name) for export, _ in files])
     records = [
         result.quarantined,
         quarantine_frame(
@@ -262,11 +297,12 @@ def _ingest_table(
             source=malformed["_source"].to_numpy(dtype=object),
         ),
     ]
-    if conflicts.any():
+    if origin is not None and conflicts.any():
+        values, sources = origin
         positions = result.accepted_positions[conflicts]
         records.append(
             quarantine_frame(
-                raw.iloc[positions],
+                values.iloc[positions],
                 result.accepted_rows[conflicts],
                 table_name=spec.name,
                 column=spec.primary_key[0],
@@ -277,16 +313,17 @@ def _ingest_table(
                     if spec.known_at
                     else "fix the export, or remove the stored row on purpose"
                 ),
-                source=np.concatenate([export.row_sources() for export, _ in files])[positions],
+                source=sources[positions],
+                timed=timed_columns(values),
             )
         )
+    del origin
     quarantined = pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True)
     if counts[NEW] or counts[UPDATED]:
-        write_table(warehouse, spec.name, merged)
+        write_arrow_table(warehouse, spec.name, merged)
 
-    read = len(frame) + len(malformed)
-    accepted = len(result.accepted) - int(counts[CONFLICT])
-    part.files.extend(e.path.name + (f" ({e.encoding})" if e.encoding else "") for e, _ in files)
+    accepted = result.table.num_rows - int(counts[CONFLICT])
+    part.files.extend(labels)
     part.rows_read += read
     part.quarantined += len(quarantined)
     part.accepted += accepted
@@ -298,7 +335,7 @@ def _ingest_table(
     part.unchanged += int(counts[UNCHANGED])
     part.quarantine_added += append_quarantine(warehouse, spec.name, quarantined)
     part.extra_columns = sorted(set(part.extra_columns) | set(result.extra_columns))
-    part.notes.extend(f"{export.path.name}: {note}" for export, _ in files for note in export.notes)
+    part.notes.extend(notes)
     logger.info(
         "%s (%s): %d rows read, %d accepted (%d new, %d updated, %d unchanged), %d quarantined",
         spec.name,
@@ -310,7 +347,7 @@ def _ingest_table(
         int(counts[UNCHANGED]),
         len(quarantined),
     )
-    return merged
+    return merged.to_pandas(date_as_object=False) if keep else None
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -318,18 +355,24 @@ def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _upsert(stored: pd.DataFrame, accepted: pd.DataFrame, spec: Table) -> tuple[pd.DataFrame, np.ndarray]:
+# Stored rows compared with incoming ones at a time, so a re-ingest never holds the whole table as pandas.
+COMPARE_ROWS = 1_000_000
+
+
+def _upsert(stored: pa.Table, accepted: pa.Table, spec: Table) -> tuple[pa.Table, np.ndarray]:
     """Merge accepted rows into the stored table by primary key.
 
-    Returns the new table and, per accepted row, NEW, UPDATED, UNCHANGED or CONFLICT.
+    Returns the new table and, per accepted row, NEW, UPDATED, UNCHANGED or CONFLICT. Only the key columns
+    of the stored table become pandas; rows are compared `COMPARE_ROWS` at a time.
     """
-    kinds = np.full(len(accepted), NEW, dtype=np.int8)
-    if stored.empty or accepted.empty:
-        return (accepted if stored.empty else stored).reset_index(drop=True), kinds
-    key, columns = list(spec.primary_key), spec.column_names
-    pos = _positions(stored, accepted, key)
+    kinds = np.full(accepted.num_rows, NEW, dtype=np.int8)
+    if stored.num_rows == 0 or accepted.num_rows == 0:
+        return (accepted if stored.num_rows == 0 else stored), kinds
+    key = list(spec.primary_key)
+    incoming = _frame(accepted.select(key))
+    pos = _positions(_frame(stored.select(key)), incoming, key)
     matched = np.flatnonzero(pos >= 0)
-    same = equal_rows(accepted.iloc[matched], stored.iloc[pos[matched]], columns)
+    same = _same_rows(accepted, matched, stored, pos[matched], spec.column_names)
     kinds[matched[same]] = UNCHANGED
     replaced = np.array([], dtype=np.int64)
     # Archive tables hold the latest state of a record: 销户 sets close_date, 改类 changes the usage
@@ -344,14 +387,40 @@ def _upsert(stored: pd.DataFrame, accepted: pd.DataFrame, spec: Table) -> tuple[
     if spec.known_at:
         # A key already stored under another known_at: this row is a further version of that record.
         fresh = np.flatnonzero(kinds == NEW)
-        versions = _positions(stored.drop_duplicates(list(spec.key)), accepted.iloc[fresh], list(spec.key))
+        versions = _positions(
+            _frame(stored.select(list(spec.key))).drop_duplicates(), incoming.iloc[fresh], list(spec.key)
+        )
         kinds[fresh[versions >= 0]] = UPDATED
     add = (kinds == NEW) | (kinds == UPDATED)
     if not add.any():
         return stored, kinds
-    keep = np.ones(len(stored), dtype=bool)
+    keep = np.ones(stored.num_rows, dtype=bool)
     keep[replaced] = False
-    return pd.concat([stored.loc[keep], accepted.loc[add]], ignore_index=True), kinds
+    kept = stored if keep.all() else stored.filter(pa.array(keep))
+    return pa.concat_tables([kept, accepted.filter(pa.array(add))]), kinds
+
+
+def _frame(tbl: pa.Table) -> pd.DataFrame:
+    return tbl.to_pandas(date_as_object=False)
+
+
+def _same_rows(
+    left: pa.Table, left_rows: np.ndarray, right: pa.Table, right_rows: np.ndarray, columns: list[str]
+) -> np.ndarray:
+    """Whether row ``left_rows[i]`` of ``left`` equals row ``right_rows[i]`` of ``right`` on ``columns``."""
+    same = np.empty(len(left_rows), dtype=bool)
+    for start in range(0, len(left_rows), COMPARE_ROWS):
+        part = slice(start, start + COMPARE_ROWS)
+        same[part] = equal_rows(_rows(left, left_rows[part]), _rows(right, right_rows[part]), columns)
+    return same
+
+
+def _rows(tbl: pa.Table, rows: np.ndarray) -> pd.DataFrame:
+    """Rows of a table as pandas; a run of consecutive rows (a re-ingested export, in stored order) is a
+    zero-copy slice rather than a gather."""
+    if len(rows) and (np.diff(rows) == 1).all():
+        return _frame(tbl.slice(int(rows[0]), len(rows)))
+    return _frame(tbl.take(pa.array(rows)))
 
 
 def _positions(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str]) -> np.ndarray:

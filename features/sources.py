@@ -48,11 +48,16 @@ def read_table(warehouse: Path, name: str, columns: list[str] | None = None) -> 
         raise WarehouseError(
             f"warehouse {warehouse} has no table {name!r} ({path} is missing); run `gridrisk ingest`"
         )
+    return read_arrow_table(warehouse, name, columns).to_pandas(date_as_object=False)
+
+
+def read_arrow_table(warehouse: Path, name: str, columns: list[str] | None = None) -> pa.Table:
+    """A stored contract table as Arrow, as its file holds it (`read_table` gives pandas)."""
+    path = table_path(warehouse, name)
     try:
-        tbl = pq.read_table(path, columns=columns)
+        return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowInvalid) as exc:
         raise WarehouseError(f"cannot read {path}: {exc}") from exc
-    return tbl.to_pandas(date_as_object=False)
 
 
 def write_table(warehouse: Path, name: str, frame: pd.DataFrame) -> Path:
@@ -60,8 +65,17 @@ def write_table(warehouse: Path, name: str, frame: pd.DataFrame) -> Path:
     spec = table(name)
     names = [c for c in spec.column_names if c in frame.columns]
     tbl = pa.Table.from_pandas(frame[names], schema=spec.arrow_schema(names), preserve_index=False)
+    return write_arrow_table(warehouse, name, tbl)
+
+
+def write_arrow_table(warehouse: Path, name: str, tbl: pa.Table) -> Path:
+    """Write a contract table already in the contract's Arrow schema. No pandas metadata is kept: a table
+    reads back with the same dtypes whether pandas or Arrow wrote it."""
+    expected = table(name).arrow_schema(tbl.column_names)
+    if not tbl.schema.equals(expected, check_metadata=False):
+        raise ValueError(f"{name}: not the contract's schema:\n{tbl.schema}\nexpected\n{expected}")
     path = table_path(warehouse, name)
-    _write_atomically(tbl, path)
+    _write_atomically(tbl.replace_schema_metadata(None), path)
     return path
 
 

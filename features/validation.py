@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -86,16 +87,22 @@ _MESSAGES_RANGE = {
 class ValidationResult:
     """One validated table: accepted rows in contract dtypes, quarantined rows with their reasons."""
 
-    accepted: pd.DataFrame
+    table: pa.Table  # the accepted rows in the contract's Arrow schema
     quarantined: pd.DataFrame
     extra_columns: list[str] = field(default_factory=list)  # columns the contract does not know; not stored
     accepted_rows: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))  # file row numbers
     # positions of the accepted rows in the frame given to `validate` (row numbers repeat across files)
     accepted_positions: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))
 
+    @cached_property
+    def accepted(self) -> pd.DataFrame:
+        """The accepted rows as pandas, with the dtypes `read_table` gives (made on first use: a large
+        table written straight from Arrow never needs it)."""
+        return self.table.to_pandas(date_as_object=False)
+
     @property
     def rows_read(self) -> int:
-        return len(self.accepted) + len(self.quarantined)
+        return self.table.num_rows + len(self.quarantined)
 
     def counts_by_rule(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.quarantined["_rule"].value_counts().sort_index().items()}
@@ -110,6 +117,11 @@ class _Check:
     per_row: dict[int, str] | None = None  # position -> message, where a row needs its own words
 
 
+# Rows validated at a time: a table's typed copy and its intermediate masks stay this size, so validating a
+# 34-million-row bills export costs one chunk's memory on top of the export, not several copies of it.
+CHUNK_ROWS = 1_000_000
+
+
 def validate(
     frame: pd.DataFrame,
     table_name: str,
@@ -118,6 +130,7 @@ def validate(
     reference: dict[str, pd.DataFrame] | None = None,
     now: dt.datetime | str | None = None,
     original: pd.DataFrame | None = None,
+    chunk_rows: int | None = None,
 ) -> ValidationResult:
     """Split an export of one contract table into accepted and quarantined rows.
 
@@ -130,6 +143,7 @@ def validate(
     ``now`` is the moment of the ingest (default: the wall clock, UTC): dates of things that have happened
     may not be later (`FUTURE_TOLERANCE` allowed). ``original``, aligned with ``frame``, holds the export's
     own values before the column map translated them; quarantine records keep those.
+    Rows are checked ``chunk_rows`` (default `CHUNK_ROWS`) at a time; keys are compared across all of them.
     Raises ContractError for file-level problems (missing required column, duplicated column names).
     """
     spec = _table_spec(table_name, source)
@@ -146,7 +160,72 @@ def validate(
     data = frame.drop(columns=list(ROW_META), errors="ignore")
     check_columns(data, spec.name, source)
     extra = [c for c in data.columns if c not in spec.column_names]
+    values = data if original is None else original.drop(columns=list(ROW_META), errors="ignore")
+    moment = ingest_moment(now)
+    step = max(1, chunk_rows or CHUNK_ROWS)
+    timed = timed_columns(values)  # records of a chunk's rows read like those of the whole export
+    parents = _parents(spec, reference)
 
+    tables: list[pa.Table] = []  # each chunk's rows that pass every row-level rule, in contract types
+    alive: list[np.ndarray] = []  # their positions in ``frame``
+    hashes: list[np.ndarray] = []  # their key hashes
+    quarantined: list[tuple[np.ndarray, pd.DataFrame]] = []  # (positions, records)
+    for start in range(0, max(len(data), 1), step):
+        stop = min(start + step, len(data))
+        typed, checks = _row_checks(data.iloc[start:stop], spec, moment, parents)
+        bad = np.zeros(stop - start, dtype=bool)
+        for check in checks:
+            bad |= check.mask
+        if bad.any():
+            part = slice(start, stop)
+            records = _quarantine(values.iloc[part], rows[part], sources[part], bad, checks, spec.name, timed)
+            quarantined.append((np.flatnonzero(bad) + start, records))
+        table = _to_contract(typed.loc[~bad], spec)
+        tables.append(table)
+        alive.append(np.flatnonzero(~bad) + start)
+        # Hashed in contract types, which every chunk shares (a parsed column's dtype can follow its values).
+        keys = table.select(list(spec.primary_key)).to_pandas(date_as_object=False)
+        hashes.append(row_hashes(keys, list(spec.primary_key)).to_numpy())
+    candidates = pa.concat_tables(tables)
+    positions = np.concatenate(alive)
+    del tables, alive
+
+    # Among otherwise valid rows (of every file given) a key may repeat, in one chunk or across chunks.
+    duplicates = _duplicate_checks(
+        candidates, positions, np.concatenate(hashes), spec, rows, sources, len(data)
+    )
+    dropped = np.zeros(len(data), dtype=bool)
+    for check in duplicates:
+        dropped |= check.mask
+    if dropped.any():
+        records = _quarantine(values, rows, sources, dropped, duplicates, spec.name, timed)
+        quarantined.append((np.flatnonzero(dropped), records))
+    keep = ~dropped[positions]
+    accepted = candidates if keep.all() else candidates.filter(pa.array(keep))
+    positions = positions[keep]
+    quarantine = _in_row_order(quarantined, values, spec.name)
+    if len(quarantine):
+        logger.debug(
+            "%s%s: %d rows read, %d accepted, %d quarantined",
+            spec.name,
+            f" ({source})" if source else "",
+            len(data),
+            accepted.num_rows,
+            len(quarantine),
+        )
+    return ValidationResult(
+        table=accepted,
+        quarantined=quarantine,
+        extra_columns=extra,
+        accepted_rows=rows[positions],
+        accepted_positions=positions,
+    )
+
+
+def _row_checks(
+    data: pd.DataFrame, spec: Table, now: pd.Timestamp, parents: _Parents
+) -> tuple[pd.DataFrame, list[_Check]]:
+    """Parse one chunk into contract columns and run every rule that reads a row on its own."""
     checks: list[_Check] = []
     parsed: dict[str, pd.Series] = {}
     for col in spec.columns:
@@ -157,39 +236,30 @@ def validate(
             values = _empty_column(col, len(data))
         parsed[col.name] = values.set_axis(data.index)
     typed = pd.DataFrame(parsed, index=data.index)
-
-    checks.extend(_future_checks(typed, spec, ingest_moment(now)))
+    checks.extend(_future_checks(typed, spec, now))
     checks.extend(_date_order_checks(typed, spec))
-    if reference:
-        checks.extend(_reference_checks(typed, spec, reference))
+    checks.extend(_reference_checks(typed, parents))
+    return typed, checks
 
-    bad = np.zeros(len(typed), dtype=bool)
-    for check in checks:
-        bad |= check.mask
-    duplicates = _duplicate_checks(typed, spec, rows, sources, ~bad)
-    checks.extend(duplicates)
-    for check in duplicates:
-        bad |= check.mask
 
-    values = data if original is None else original.drop(columns=list(ROW_META), errors="ignore")
-    quarantined = _quarantine(values, rows, sources, bad, checks, spec.name)
-    accepted = _to_contract(typed.loc[~bad], spec)
-    if bad.any():
-        logger.debug(
-            "%s%s: %d rows read, %d accepted, %d quarantined",
-            spec.name,
-            f" ({source})" if source else "",
-            len(typed),
-            len(accepted),
-            len(quarantined),
+def _in_row_order(
+    parts: list[tuple[np.ndarray, pd.DataFrame]], values: pd.DataFrame, table_name: str
+) -> pd.DataFrame:
+    """One quarantine frame from the chunks' records and the duplicates', in the order of the rows."""
+    if not parts:
+        return quarantine_frame(
+            values.iloc[:0],
+            np.array([], dtype="int64"),
+            table_name=table_name,
+            column="",
+            rule="",
+            message="",
+            source="",
         )
-    return ValidationResult(
-        accepted=accepted,
-        quarantined=quarantined,
-        extra_columns=extra,
-        accepted_rows=rows[~bad],
-        accepted_positions=np.flatnonzero(~bad),
-    )
+    if len(parts) == 1:
+        return parts[0][1]
+    order = np.argsort(np.concatenate([p for p, _ in parts]), kind="stable")
+    return pd.concat([r for _, r in parts], ignore_index=True).iloc[order].reset_index(drop=True)
 
 
 def ingest_moment(now: dt.datetime | str | None = None) -> pd.Timestamp:
@@ -255,19 +325,37 @@ def _map_uniques(values: pd.Series, convert: Callable[[pd.Index], pd.Series | np
     return pd.Series(np.concatenate([converted, missing])[codes], index=values.index)
 
 
-def to_text(values: pd.Series) -> pd.Series:
-    """Values as stripped strings with nulls (used for string columns and for quarantined originals)."""
+def to_text(values: pd.Series, timed: bool | None = None) -> pd.Series:
+    """Values as stripped strings with nulls (used for string columns and for quarantined originals).
+
+    Date-times get one format per column: with a time of day if any value has one (``timed``, when given,
+    decides instead: the column's answer where ``values`` are only some of its rows)."""
     if isinstance(values.dtype, pd.StringDtype):
         text = values.str.strip()
     elif pd.api.types.is_datetime64_any_dtype(values.dtype):
-        # One format per column: a timestamp column with some midnights still reads as times.
-        timed = (values.dropna() != values.dropna().dt.normalize()).any()
+        if timed is None:
+            timed = has_time_of_day(values)
         text = values.dt.strftime("%Y-%m-%d %H:%M:%S" if timed else "%Y-%m-%d").astype("str")
     else:
         text = _map_uniques(values, lambda u: np.array([_scalar_text(v) for v in u], dtype=object)).astype(
             "str"
         )
     return text.mask(text.isin(NULL_TOKENS))
+
+
+def has_time_of_day(values: pd.Series) -> bool:
+    """Whether a date-time column holds any value that is not a midnight."""
+    present = values.dropna()
+    return bool((present != present.dt.normalize()).any())
+
+
+def timed_columns(frame: pd.DataFrame) -> dict[str, bool]:
+    """`has_time_of_day` of each date-time column: quarantine records of some rows then read like the rest."""
+    return {
+        c: has_time_of_day(frame[c])
+        for c in frame.columns
+        if pd.api.types.is_datetime64_any_dtype(frame[c].dtype)
+    }
 
 
 def _scalar_text(value: object) -> str:
@@ -504,22 +592,39 @@ def _date_order_checks(typed: pd.DataFrame, spec: Table) -> list[_Check]:
     return checks
 
 
-def _reference_checks(typed: pd.DataFrame, spec: Table, reference: dict[str, pd.DataFrame]) -> list[_Check]:
-    checks = []
-    for fk in spec.foreign_keys:
-        parent = reference.get(fk.table)
-        if parent is None:
-            continue
-        known = typed[fk.column].isin(parent[fk.ref_column].dropna().unique())
-        broken = (typed[fk.column].notna() & ~known).to_numpy()
-        message = f"{fk.column}: not in {fk.table} (an unknown id, or its {fk.table} row is quarantined)"
-        checks.append(_Check(fk.column, Rule.UNKNOWN_REFERENCE, message, broken))
+@dataclass
+class _Parents:
+    """What a table's rows must agree with in their parent tables, prepared once for every chunk."""
+
+    keys: dict[str, tuple[str, pd.Index]]  # child column -> (parent table, the parent's keys)
+    areas: pd.DataFrame | None = None  # customers: each area's station and supply unit, by area_id
+
+
+def _parents(spec: Table, reference: dict[str, pd.DataFrame] | None) -> _Parents:
+    reference = reference or {}
+    keys = {
+        fk.column: (fk.table, pd.Index(reference[fk.table][fk.ref_column].dropna().unique()))
+        for fk in spec.foreign_keys
+        if fk.table in reference
+    }
+    areas = None
     if spec.name == "customers" and "areas" in reference:
+        areas = reference["areas"].drop_duplicates("area_id", keep="last").set_index("area_id")
+    return _Parents(keys=keys, areas=areas)
+
+
+def _reference_checks(typed: pd.DataFrame, parents: _Parents) -> list[_Check]:
+    checks = []
+    for column, (parent, keys) in parents.keys.items():
+        known = keys.get_indexer(typed[column]) >= 0
+        broken = typed[column].notna().to_numpy() & ~known
+        message = f"{column}: not in {parent} (an unknown id, or its {parent} row is quarantined)"
+        checks.append(_Check(column, Rule.UNKNOWN_REFERENCE, message, broken))
+    if parents.areas is not None:
         # A customer's station and supply unit are its area's (台区 → 供电所 → 供电单位): a mismatch is a
         # wrong station code or a stale archive, and would put the customer in the wrong team's risk list.
-        areas = reference["areas"].drop_duplicates("area_id", keep="last").set_index("area_id")
         for name in ("station", "supply_unit"):
-            expected = typed["area_id"].map(areas[name])
+            expected = typed["area_id"].map(parents.areas[name])
             broken = (expected.notna() & typed[name].notna() & (typed[name] != expected)).to_numpy(dtype=bool)
             message = f"{name}: does not match the {name} of its area in areas (unknown {name} code?)"
             checks.append(_Check(name, Rule.AREA_MISMATCH, message, broken))
@@ -543,25 +648,30 @@ def equal_rows(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> n
 
 
 def _duplicate_checks(
-    typed: pd.DataFrame, spec: Table, rows: np.ndarray, sources: np.ndarray, alive: np.ndarray
+    candidates: pa.Table,
+    positions: np.ndarray,
+    hashes: np.ndarray,
+    spec: Table,
+    rows: np.ndarray,
+    sources: np.ndarray,
+    n: int,
 ) -> list[_Check]:
-    """Among otherwise valid rows (of every file given): one key with two contents is ambiguous (all copies
-    out); an exact copy keeps its first occurrence."""
-    n = len(typed)
+    """Among otherwise valid rows (``candidates``, at ``positions`` of the ``n`` rows read, with their key
+    ``hashes``): one key with two contents is ambiguous (all copies out); an exact copy keeps its first
+    occurrence."""
     key = list(spec.primary_key)
     conflict = np.zeros(n, dtype=bool)
     copy = np.zeros(n, dtype=bool)
     copy_message: dict[int, str] = {}
-    live = np.flatnonzero(alive)
     # Equal keys hash equal, so only rows whose key hash repeats can be duplicates; those are checked exactly.
-    repeats = pd.Series(row_hashes(typed.iloc[live], key).to_numpy()).duplicated(keep=False).to_numpy()
-    suspects = live[repeats]
-    if len(suspects):
-        dup = typed.iloc[suspects][key].duplicated(keep=False).to_numpy()
-        where = suspects[dup]
+    repeats = np.flatnonzero(pd.Series(hashes).duplicated(keep=False).to_numpy())
+    if len(repeats):
+        suspects = candidates.take(pa.array(repeats)).to_pandas(date_as_object=False)
+        dup = suspects[key].duplicated(keep=False).to_numpy()
+        where = positions[repeats[dup]]
         if len(where):
-            subset = typed.iloc[where]
-            frame = subset[key].reset_index(drop=True).assign(_pos=np.arange(len(where)))
+            subset = suspects.loc[dup].reset_index(drop=True)
+            frame = subset[key].assign(_pos=np.arange(len(where)))
             groups = frame.groupby(key, sort=False, dropna=False)
             first = groups["_pos"].transform("min").to_numpy()  # positions follow the file's row order
             differs = pd.Series(~equal_rows(subset, subset.iloc[first], spec.column_names))
@@ -598,9 +708,14 @@ def quarantine_frame(
     rule: str | np.ndarray,
     message: str | np.ndarray,
     source: str | np.ndarray,
+    timed: dict[str, bool] | None = None,
 ) -> pd.DataFrame:
-    """Quarantine records: the original values as strings, then the metadata columns."""
-    out = pd.DataFrame({c: to_text(original[c]).to_numpy() for c in original.columns if c not in ROW_META})
+    """Quarantine records: the original values as strings, then the metadata columns. ``timed`` gives the
+    date-time format of a column whose other rows are not in ``original`` (see `timed_columns`)."""
+    timed = timed or {}
+    out = pd.DataFrame(
+        {c: to_text(original[c], timed.get(c)).to_numpy() for c in original.columns if c not in ROW_META}
+    )
     n = len(out)
     out = out.astype("str")
     meta = pd.DataFrame(
@@ -624,6 +739,7 @@ def _quarantine(
     bad: np.ndarray,
     checks: list[_Check],
     table_name: str,
+    timed: dict[str, bool],
 ) -> pd.DataFrame:
     idx = np.flatnonzero(bad)
     column = np.empty(len(idx), dtype=object)
@@ -650,10 +766,12 @@ def _quarantine(
         rule=rule,
         message=messages,
         source=sources[idx],
+        timed=timed,
     )
 
 
-def _to_contract(typed: pd.DataFrame, spec: Table) -> pd.DataFrame:
-    """Round-trip through the contract's Arrow schema so dtypes match `read_table` exactly."""
+def _to_contract(typed: pd.DataFrame, spec: Table) -> pa.Table:
+    """The rows in the contract's Arrow schema, without pandas metadata: `read_table` gives the same dtypes
+    whichever frame they came from."""
     arrow = pa.Table.from_pandas(typed[spec.column_names], schema=spec.arrow_schema(), preserve_index=False)
-    return arrow.to_pandas(date_as_object=False)
+    return arrow.replace_schema_metadata(None)

@@ -229,7 +229,13 @@ def test_reingest_changes_no_byte(tmp_path: Path):
     assert bills.quarantine_added == 0 and first.tables["bills"].quarantine_added == 1
 
 
-def test_versions_conflicts_and_unchanged_rows_against_the_warehouse(tmp_path: Path):
+@pytest.mark.parametrize("compare_rows", [1, 1_000_000], ids=["row-by-row", "at-once"])
+def test_versions_conflicts_and_unchanged_rows_against_the_warehouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compare_rows: int
+):
+    from features import ingest as module
+
+    monkeypatch.setattr(module, "COMPARE_ROWS", compare_rows)
     wh = tmp_path / "wh"
     ingest(export(tmp_path), wh)
     later = write(
@@ -474,6 +480,37 @@ def test_every_generated_fault_is_quarantined_under_its_rule_or_versioned(tmp_pa
     again = ingest(src, wh)
     assert again.accepted == sum(p.unchanged for p in again.tables.values())
     assert sum(p.quarantine_added for p in again.tables.values()) == 0
+
+
+CHUNK = 97
+
+
+def test_a_large_archive_read_twice_and_in_chunks_is_stored_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Above KEEP_READ_BYTES a file is read again when its table is stored, rows are validated CHUNK_ROWS at
+    a time and compared with stored ones COMPARE_ROWS at a time; none may change a stored row, a quarantine
+    record or a count."""
+    from features import ingest as module
+    from features import validation
+    from features.synthetic import GeneratorConfig, generate
+
+    src = tmp_path / "faulty"
+    generate(GeneratorConfig(customers=300, months=14, seed=5, daily_days=60, faults=True), src)
+    whole = ingest(src, tmp_path / "whole")
+    monkeypatch.setattr(module, "KEEP_READ_BYTES", 0)
+    monkeypatch.setattr(validation, "CHUNK_ROWS", CHUNK)
+    monkeypatch.setattr(module, "COMPARE_ROWS", CHUNK)
+    chunked = ingest(src, tmp_path / "chunked")
+    assert chunked.tables == whole.tables
+    again = ingest(src, tmp_path / "chunked")
+    assert again.accepted == sum(p.unchanged for p in again.tables.values()) == whole.accepted
+    copies = read_quarantine(tmp_path / "whole", "bills").query("_rule == 'duplicate_row'")
+    kept = copies["_message"].str.extract(r"row (\d+)")[0].astype(int)
+    assert (copies["_row"] // CHUNK != kept // CHUNK).any(), "a copy and its original in different chunks"
+    for name in whole.tables:
+        for read in (read_table, read_quarantine):
+            pd.testing.assert_frame_equal(read(tmp_path / "chunked", name), read(tmp_path / "whole", name))
 
 
 def test_key_matching_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch):

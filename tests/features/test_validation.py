@@ -186,6 +186,36 @@ def test_invalid_rows_do_not_count_as_duplicates():
     assert len(result.accepted) == 1
 
 
+def test_chunks_give_the_answer_of_one_pass():
+    # rows 1, 4, 7 are one bill (7 an exact copy of 1, 4 an edit of it: every copy out); row 6 copies row 2;
+    # row 3 is broken and its key repeats in row 5. With 2 rows a chunk every pair sits in another chunk.
+    frame = bills(
+        customer_id=["C1", "C2", "C3", "C1", "C3", "C2", "C1"],
+        period=["2024-01-01"] * 7,
+        kwh=["120.5", "80", "-3", "120.5", "60", "80", "120.5"],
+        amount_due=["70.1", "45", "30", "71", "30", "45", "70.1"],
+        issue_date=["2024-02-03"] * 7,
+        due_date=["2024-02-20"] * 7,
+        known_at=["2024-02-03 08:00:00"] * 7,
+    )
+    whole, chunked = validate(frame, "bills"), validate(frame, "bills", chunk_rows=2)
+    assert (
+        rules(chunked)
+        == rules(whole)
+        == [
+            (1, "customer_id", "duplicate_key"),
+            (3, "kwh", "out_of_range"),
+            (4, "customer_id", "duplicate_key"),
+            (6, "customer_id", "duplicate_row"),
+            (7, "customer_id", "duplicate_key"),
+        ]
+    )
+    pd.testing.assert_frame_equal(chunked.quarantined, whole.quarantined)
+    pd.testing.assert_frame_equal(chunked.accepted, whole.accepted)
+    assert chunked.accepted_rows.tolist() == whole.accepted_rows.tolist() == [2, 5]
+    assert chunked.quarantined["_message"].iloc[3] == "exact copy of row 2, which was kept"
+
+
 def test_foreign_keys_only_against_given_parents():
     frame = bills(customer_id=["C1", "C9"])  # C9 is not a customer
     parents = {"customers": pd.DataFrame({"customer_id": ["C1", "C2"]})}
