@@ -41,7 +41,6 @@ from features.validation import (
     ingest_moment,
     quarantine_frame,
     row_hashes,
-    timed_columns,
     validate,
 )
 
@@ -49,10 +48,15 @@ logger = logging.getLogger(__name__)
 
 # What an accepted row did to the warehouse.
 NEW, UPDATED, UNCHANGED, CONFLICT = range(4)
-# Every file is read once to check it before anything is written. Up to this many bytes of them are kept from
-# that read for storing; the rest are read again when their table's turn comes, so a large archive's peak
-# memory is its largest table, not the sum of all of them.
+# Every file is read once to check it before anything is written. Files are held from that read, in load
+# order, until they add up to this many bytes in memory; the rest are read again when their table's turn
+# comes, so a large archive's peak memory is its largest table, not the sum of all of them.
 KEEP_READ_BYTES = 1 << 30
+# Stored rows compared with incoming ones at a time, so a re-ingest never holds the whole table as pandas.
+COMPARE_ROWS = 1_000_000
+
+# An export as read, and its frame under contract column names.
+ReadFile = tuple[Export, pd.DataFrame]
 
 
 @dataclass
@@ -152,15 +156,15 @@ def ingest(
     plan = _plan(source, mapping)
     # All files of one table are validated together: a key two files disagree on is a duplicate_key whichever
     # file comes first, exactly as within one file. `plan` is in load order, so this dict is too.
-    pending: dict[str, list[tuple[Path, ReadFile | None]]] = {}
-    kept = 0
+    pending: dict[str, list[tuple[Path, ReadFile | None, tuple[int, int]]]] = {}
+    held = 0
     for name, path in plan:
         step(f"reading {path.name}")
         read = _read_mapped(path, name, mapping)  # every file is usable before anything is written
-        size = int(read[0].frame.memory_usage(deep=False).sum())
-        keep = kept + size <= KEEP_READ_BYTES
-        kept += size if keep else 0
-        pending.setdefault(name, []).append((path, read if keep else None))
+        size = sum(int(f.memory_usage(deep=True).sum()) for f in (read[0].frame, read[1]))
+        hold = held + size <= KEEP_READ_BYTES
+        held += size if hold else 0
+        pending.setdefault(name, []).append((path, read if hold else None, _stamp(path)))
         del read
 
     report = IngestReport(source=source, warehouse=warehouse, now=moment, now_declared=use_declared)
@@ -173,11 +177,13 @@ def ingest(
         part = report.tables.setdefault(name, TableReport(table=name))
         reference = {fk.table: _parent(current, warehouse, fk.table) for fk in spec.foreign_keys}
         # A table's files are let go once stored: peak memory is one table, not every table.
-        files = [held or _read_mapped(path, name, mapping) for path, held in pending.pop(name)]
+        files = [read or _read_again(path, name, mapping, stamp) for path, read, stamp in pending.pop(name)]
         rows = sum(len(frame) for _, frame in files)
         step(f"validating and storing {', '.join(e.path.name for e, _ in files)} ({rows:,} rows) as {name}")
         stored = _stored(warehouse, spec)
-        merged = _ingest_table(files, spec, stored, reference, warehouse, part, moment, keep=name in parents)
+        merged = _ingest_table(
+            files, spec, stored, reference, warehouse, part, moment, parent=name in parents
+        )
         del stored
         if merged is not None:
             current[name] = merged
@@ -190,16 +196,29 @@ def ingest(
     return report
 
 
-# An export as read, and its frame under contract column names.
-ReadFile = tuple[Export, pd.DataFrame]
-
-
 def _read_mapped(path: Path, name: str, mapping: ColumnMap) -> ReadFile:
     """Read one export and map its headers; raises ContractError when the file is unusable as a whole."""
     export = read_export(path)
     frame = mapping.apply(export.frame, name, str(export.path))
     check_columns(frame, name, str(export.path))
     return export, frame
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _read_again(path: Path, name: str, mapping: ColumnMap, stamp: tuple[int, int]) -> ReadFile:
+    """The second read of a file too large to hold since the first: it must still be the file that was
+    checked, or this run would store what nobody checked."""
+    if _stamp(path) != stamp:
+        raise ContractError(
+            f"{path}: changed while this ingest was running (its size or time differs from the first read); "
+            f"the tables before {name} are stored, {name} and the rest are not — run the ingest again once "
+            "the export is complete"
+        )
+    return _read_mapped(path, name, mapping)
 
 
 def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
@@ -247,7 +266,7 @@ def _stored(warehouse: Path, spec: Table) -> pa.Table:
 
 def _parent(current: dict[str, pd.DataFrame], warehouse: Path, name: str) -> pd.DataFrame:
     if name not in current:
-        current[name] = _stored(warehouse, TABLES[name]).to_pandas(date_as_object=False)
+        current[name] = _frame(_stored(warehouse, TABLES[name]))
     return current[name]
 
 
@@ -260,12 +279,12 @@ def _ingest_table(
     part: TableReport,
     now: pd.Timestamp,
     *,
-    keep: bool,
+    parent: bool,
 ) -> pd.DataFrame | None:
     """Validate the export files of one table, upsert the accepted rows, quarantine the rest; returns the
-    stored table when ``keep`` (a parent table, for foreign keys). ``files`` pairs each export with its frame
-    under contract column names; the list is emptied once validated, so the exports are let go before the
-    write (the caller must hold no other reference to them)."""
+    stored table when it is a ``parent`` (for its children's foreign keys). ``files`` pairs each export with
+    its frame under contract column names; the list is emptied once validated, so the exports are let go
+    before the write (the caller must hold no other reference to them)."""
     names = [export.path.name for export, _ in files]
     labels = [export.path.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
     notes = [f"{export.path.name}: {note}" for export, _ in files for note in export.notes]
@@ -314,7 +333,7 @@ def _ingest_table(
                     else "fix the export, or remove the stored row on purpose"
                 ),
                 source=sources[positions],
-                timed=timed_columns(values),
+                timed=result.timed,
             )
         )
     del origin
@@ -347,16 +366,12 @@ def _ingest_table(
         int(counts[UNCHANGED]),
         len(quarantined),
     )
-    return merged.to_pandas(date_as_object=False) if keep else None
+    return _frame(merged) if parent else None
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Rows of several files one under the other (columns by name); one file is used as it is."""
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-
-# Stored rows compared with incoming ones at a time, so a re-ingest never holds the whole table as pandas.
-COMPARE_ROWS = 1_000_000
 
 
 def _upsert(stored: pa.Table, accepted: pa.Table, spec: Table) -> tuple[pa.Table, np.ndarray]:
@@ -394,13 +409,14 @@ def _upsert(stored: pa.Table, accepted: pa.Table, spec: Table) -> tuple[pa.Table
     add = (kinds == NEW) | (kinds == UPDATED)
     if not add.any():
         return stored, kinds
-    keep = np.ones(stored.num_rows, dtype=bool)
-    keep[replaced] = False
-    kept = stored if keep.all() else stored.filter(pa.array(keep))
-    return pa.concat_tables([kept, accepted.filter(pa.array(add))]), kinds
+    current = np.ones(stored.num_rows, dtype=bool)
+    current[replaced] = False
+    still = stored if current.all() else stored.filter(pa.array(current))
+    return pa.concat_tables([still, accepted.filter(pa.array(add))]), kinds
 
 
 def _frame(tbl: pa.Table) -> pd.DataFrame:
+    """A contract table as pandas, with the dtypes `read_table` gives."""
     return tbl.to_pandas(date_as_object=False)
 
 
@@ -411,11 +427,13 @@ def _same_rows(
     same = np.empty(len(left_rows), dtype=bool)
     for start in range(0, len(left_rows), COMPARE_ROWS):
         part = slice(start, start + COMPARE_ROWS)
-        same[part] = equal_rows(_rows(left, left_rows[part]), _rows(right, right_rows[part]), columns)
+        same[part] = equal_rows(
+            _take_rows(left, left_rows[part]), _take_rows(right, right_rows[part]), columns
+        )
     return same
 
 
-def _rows(tbl: pa.Table, rows: np.ndarray) -> pd.DataFrame:
+def _take_rows(tbl: pa.Table, rows: np.ndarray) -> pd.DataFrame:
     """Rows of a table as pandas; a run of consecutive rows (a re-ingested export, in stored order) is a
     zero-copy slice rather than a gather."""
     if len(rows) and (np.diff(rows) == 1).all():

@@ -73,7 +73,7 @@ def write_arrow_table(warehouse: Path, name: str, tbl: pa.Table) -> Path:
     reads back with the same dtypes whether pandas or Arrow wrote it."""
     expected = table(name).arrow_schema(tbl.column_names)
     if not tbl.schema.equals(expected, check_metadata=False):
-        raise ValueError(f"{name}: not the contract's schema:\n{tbl.schema}\nexpected\n{expected}")
+        raise WarehouseError(f"{name}: not the contract's schema:\n{tbl.schema}\nexpected\n{expected}")
     path = table_path(warehouse, name)
     _write_atomically(tbl.replace_schema_metadata(None), path)
     return path

@@ -93,6 +93,7 @@ class ValidationResult:
     accepted_rows: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))  # file row numbers
     # positions of the accepted rows in the frame given to `validate` (row numbers repeat across files)
     accepted_positions: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))
+    timed: dict[str, bool] = field(default_factory=dict)  # `timed_columns` of the export, for later records
 
     @cached_property
     def accepted(self) -> pd.DataFrame:
@@ -162,8 +163,10 @@ def validate(
     extra = [c for c in data.columns if c not in spec.column_names]
     values = data if original is None else original.drop(columns=list(ROW_META), errors="ignore")
     moment = ingest_moment(now)
-    step = max(1, chunk_rows or CHUNK_ROWS)
-    timed = timed_columns(values)  # records of a chunk's rows read like those of the whole export
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    step = chunk_rows or CHUNK_ROWS
+    timed = timed_columns(values)  # one date-time format per column, whichever chunk a cell is in
     parents = _parents(spec, reference)
 
     tables: list[pa.Table] = []  # each chunk's rows that pass every row-level rule, in contract types
@@ -172,7 +175,7 @@ def validate(
     quarantined: list[tuple[np.ndarray, pd.DataFrame]] = []  # (positions, records)
     for start in range(0, max(len(data), 1), step):
         stop = min(start + step, len(data))
-        typed, checks = _row_checks(data.iloc[start:stop], spec, moment, parents)
+        typed, checks = _row_checks(data.iloc[start:stop], spec, moment, parents, timed)
         bad = np.zeros(stop - start, dtype=bool)
         for check in checks:
             bad |= check.mask
@@ -219,18 +222,20 @@ def validate(
         extra_columns=extra,
         accepted_rows=rows[positions],
         accepted_positions=positions,
+        timed=timed,
     )
 
 
 def _row_checks(
-    data: pd.DataFrame, spec: Table, now: pd.Timestamp, parents: _Parents
+    data: pd.DataFrame, spec: Table, now: pd.Timestamp, parents: _Parents, timed: dict[str, bool]
 ) -> tuple[pd.DataFrame, list[_Check]]:
-    """Parse one chunk into contract columns and run every rule that reads a row on its own."""
+    """Parse one chunk into contract columns and run every rule that reads a row on its own. ``timed`` is
+    `timed_columns` of the whole export, so date-time cells in a text column read alike in every chunk."""
     checks: list[_Check] = []
     parsed: dict[str, pd.Series] = {}
     for col in spec.columns:
         if col.name in data.columns:
-            values, col_checks = _parse_column(data[col.name], col, spec)
+            values, col_checks = _parse_column(data[col.name], col, spec, timed.get(col.name))
             checks.extend(col_checks)
         else:
             values = _empty_column(col, len(data))
@@ -369,11 +374,13 @@ def _scalar_text(value: object) -> str:
     return str(value).strip()
 
 
-def _parse_column(raw: pd.Series, col: Column, spec: Table) -> tuple[pd.Series, list[_Check]]:
+def _parse_column(
+    raw: pd.Series, col: Column, spec: Table, timed: bool | None = None
+) -> tuple[pd.Series, list[_Check]]:
     raw = raw.reset_index(drop=True)
     checks: list[_Check] = []
     if col.dtype == pa.string():
-        values = to_text(raw)
+        values = to_text(raw, timed)
         if col.allowed is not None:
             values = values.str.lower()
         unparseable = np.zeros(len(raw), dtype=bool)

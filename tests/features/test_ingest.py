@@ -11,12 +11,15 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from features.ingest import ingest
 from features.schema import TABLES
-from features.sources import read_quarantine, read_table
+from features.sources import has_table, read_export, read_quarantine, read_table
+from features.validation import ContractError
 from gridrisk.cli import app
 
 AREAS = "台区编号,供电所,供电单位,配变容量(kVA)\nA1,S1,U1,400\nA2,S2,U1,630\n"
@@ -264,6 +267,44 @@ def test_versions_conflicts_and_unchanged_rows_against_the_warehouse(
     ]
 
 
+def test_unchanged_rows_at_scattered_stored_positions(tmp_path: Path):
+    # C1 and C3 are stored rows 1 and 3: compared by gathering those rows, not a slice from the first
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    lines = BILLS.splitlines(keepends=True)
+    report = ingest(write(tmp_path / "again", "bills.csv", lines[0] + lines[1] + lines[3]), wh).tables[
+        "bills"
+    ]
+    assert (report.unchanged, report.quarantined, report.new) == (2, 0, 0)
+
+
+def test_a_table_an_earlier_release_stored_merges_by_key(tmp_path: Path):
+    # Stored by pandas with its metadata, known_at in nanoseconds: the same export again changes nothing.
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    old = read_table(wh, "bills").astype({"known_at": "datetime64[ns]"})
+    pq.write_table(pa.Table.from_pandas(old, preserve_index=False), wh / "bills.parquet")
+    report = ingest(export(tmp_path / "again"), wh).tables["bills"]
+    assert (report.unchanged, report.new, report.updated, report.quarantined) == (3, 0, 0, 0)
+    assert len(read_table(wh, "bills")) == 3
+
+
+def test_a_file_changed_between_its_two_reads_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from features import ingest as module
+
+    monkeypatch.setattr(module, "KEEP_READ_BYTES", 0)
+    src, wh = export(tmp_path), tmp_path / "wh"
+    bills = next(p for p in src.iterdir() if p.name.startswith("电费账单"))
+
+    def edit_when_customers_are_stored(line: str) -> None:
+        if line.startswith("validating and storing") and line.endswith("as customers"):
+            bills.write_text(BILLS + "C1,202402,110,64,2024-03-03,2024-03-20,2024-03-03 08:00:00\n")
+
+    with pytest.raises(ContractError, match="changed while this ingest was running"):
+        ingest(src, wh, progress=edit_when_customers_are_stored)
+    assert has_table(wh, "customers") and not has_table(wh, "bills")
+
+
 def test_archive_rows_are_updated_in_place(tmp_path: Path):
     wh = tmp_path / "wh"
     ingest(export(tmp_path), wh)
@@ -497,17 +538,29 @@ def test_a_large_archive_read_twice_and_in_chunks_is_stored_the_same(
 
     src = tmp_path / "faulty"
     generate(GeneratorConfig(customers=300, months=14, seed=5, daily_days=60, faults=True), src)
+    reads: list[str] = []
+
+    def counted(path: Path):  # type: ignore[no-untyped-def]
+        reads.append(path.name)
+        return read_export(path)
+
+    monkeypatch.setattr(module, "read_export", counted)
     whole = ingest(src, tmp_path / "whole")
+    files = sorted(set(reads))
+    assert sorted(reads) == files, "a small archive is read once"
+    reads.clear()
     monkeypatch.setattr(module, "KEEP_READ_BYTES", 0)
     monkeypatch.setattr(validation, "CHUNK_ROWS", CHUNK)
     monkeypatch.setattr(module, "COMPARE_ROWS", CHUNK)
     chunked = ingest(src, tmp_path / "chunked")
+    assert sorted(reads) == sorted(files * 2), "above KEEP_READ_BYTES every file is read again to be stored"
     assert chunked.tables == whole.tables
     again = ingest(src, tmp_path / "chunked")
     assert again.accepted == sum(p.unchanged for p in again.tables.values()) == whole.accepted
     copies = read_quarantine(tmp_path / "whole", "bills").query("_rule == 'duplicate_row'")
     kept = copies["_message"].str.extract(r"row (\d+)")[0].astype(int)
-    assert (copies["_row"] // CHUNK != kept // CHUNK).any(), "a copy and its original in different chunks"
+    chunk = (copies["_row"] - 1) // CHUNK  # rows count from 1, positions from 0 (one file per table)
+    assert (chunk != (kept - 1) // CHUNK).any(), "a copy and its original in different chunks"
     for name in whole.tables:
         for read in (read_table, read_quarantine):
             pd.testing.assert_frame_equal(read(tmp_path / "chunked", name), read(tmp_path / "whole", name))

@@ -216,6 +216,16 @@ def test_chunks_give_the_answer_of_one_pass():
     assert chunked.quarantined["_message"].iloc[3] == "exact copy of row 2, which was kept"
 
 
+def test_date_cells_in_a_text_column_read_alike_in_every_chunk():
+    # An XLSX export with date cells in group_id: a midnight reads with its time, as its column has times.
+    frame = customers(group_id=[pd.Timestamp("2021-03-01"), pd.Timestamp("2021-03-01 08:00"), None])
+    whole, chunked = validate(frame, "customers"), validate(frame, "customers", chunk_rows=1)
+    assert chunked.accepted["group_id"].tolist()[:2] == ["2021-03-01 00:00:00", "2021-03-01 08:00:00"]
+    pd.testing.assert_frame_equal(chunked.accepted, whole.accepted)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        validate(frame, "customers", chunk_rows=0)
+
+
 def test_foreign_keys_only_against_given_parents():
     frame = bills(customer_id=["C1", "C9"])  # C9 is not a customer
     parents = {"customers": pd.DataFrame({"customer_id": ["C1", "C2"]})}
