@@ -14,6 +14,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -177,12 +178,23 @@ def ingest(
         part = report.tables.setdefault(name, TableReport(table=name))
         reference = {fk.table: _parent(current, warehouse, fk.table) for fk in spec.foreign_keys}
         # A table's files are let go once stored: peak memory is one table, not every table.
-        files = [read or _read_again(path, name, mapping, stamp) for path, read, stamp in pending.pop(name)]
+        entries = pending.pop(name)
+        files = [read or _read_again(path, name, mapping, stamp) for path, read, stamp in entries]
+        stamps = [(path, stamp) for path, _, stamp in entries]
+        del entries
         rows = sum(len(frame) for _, frame in files)
         step(f"validating and storing {', '.join(e.path.name for e, _ in files)} ({rows:,} rows) as {name}")
         stored = _stored(warehouse, spec)
         merged = _ingest_table(
-            files, spec, stored, reference, warehouse, part, moment, parent=name in parents
+            files,
+            partial(_read_all_again, stamps, name, mapping),
+            spec,
+            stored,
+            reference,
+            warehouse,
+            part,
+            moment,
+            parent=name in parents,
         )
         del stored
         if merged is not None:
@@ -270,8 +282,22 @@ def _parent(current: dict[str, pd.DataFrame], warehouse: Path, name: str) -> pd.
     return current[name]
 
 
+def _read_all_again(
+    stamps: list[tuple[Path, tuple[int, int]]], name: str, mapping: ColumnMap
+) -> list[ReadFile]:
+    return [_read_again(path, name, mapping, stamp) for path, stamp in stamps]
+
+
+def _originals(files: list[ReadFile]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The exports' own values under contract names (quarantine records keep what the files said), and
+    the file each row came from."""
+    raw = _stack([export.frame.set_axis(mapped.columns, axis=1) for export, mapped in files])
+    return raw, np.concatenate([export.row_sources() for export, _ in files])
+
+
 def _ingest_table(
     files: list[ReadFile],
+    read_again: Callable[[], list[ReadFile]],
     spec: Table,
     stored: pa.Table,
     reference: dict[str, pd.DataFrame],
@@ -284,23 +310,20 @@ def _ingest_table(
     """Validate the export files of one table, upsert the accepted rows, quarantine the rest; returns the
     stored table when it is a ``parent`` (for its children's foreign keys). ``files`` pairs each export with
     its frame under contract column names; the list is emptied once validated, so the exports are let go
-    before the write (the caller must hold no other reference to them)."""
+    before the merge and the write (the caller must hold no other reference to them). A conflict with a
+    stored row quotes the export's values: ``read_again`` gives the files back for that rare case."""
     names = [export.path.name for export, _ in files]
     labels = [export.path.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
     notes = [f"{export.path.name}: {note}" for export, _ in files for note in export.notes]
     frame = _stack([mapped for _, mapped in files])
+    raw, sources = _originals(files)
     if len(files) > 1 or files[0][0].sheets is not None:  # one label for all rows is validate's `source`
-        frame = frame.assign(_source=np.concatenate([export.row_sources() for export, _ in files]))
-    # The export's own values under contract names, so quarantine records keep what the files said.
-    raw = _stack([export.frame.set_axis(mapped.columns, axis=1) for export, mapped in files])
+        frame = frame.assign(_source=sources)
     malformed = _stack([export.malformed.assign(_source=export.path.name) for export, _ in files])
     result = validate(frame, spec.name, source=names[0], reference=reference, now=now, original=raw)
     read = len(frame) + len(malformed)
-    # A conflict with a stored row quotes the export's values and file; a first load can have none, so its
-    # exports are let go here.
-    origin = (raw, np.concatenate([export.row_sources() for export, _ in files])) if stored.num_rows else None
     files.clear()
-    del frame, raw
+    del frame, raw, sources
     merged, kinds = _upsert(stored, result.table, spec)
     counts = np.bincount(kinds, minlength=4)
     conflicts = kinds == CONFLICT
@@ -316,8 +339,8 @@ def _ingest_table(
             source=malformed["_source"].to_numpy(dtype=object),
         ),
     ]
-    if origin is not None and conflicts.any():
-        values, sources = origin
+    if conflicts.any():
+        values, sources = _originals(read_again())
         positions = result.accepted_positions[conflicts]
         records.append(
             quarantine_frame(
@@ -336,7 +359,7 @@ def _ingest_table(
                 timed=result.timed,
             )
         )
-    del origin
+        del values, sources
     quarantined = pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True)
     if counts[NEW] or counts[UPDATED]:
         write_arrow_table(warehouse, spec.name, merged)

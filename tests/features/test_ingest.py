@@ -56,6 +56,20 @@ def run(*args: str):
     return CliRunner().invoke(app, ["ingest", *map(str, args)], env={"COLUMNS": "200"})
 
 
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files ingest reads from now on, once per read."""
+    from features import ingest as module
+
+    reads: list[str] = []
+
+    def counted(path: Path):  # type: ignore[no-untyped-def]
+        reads.append(path.name)
+        return read_export(path)
+
+    monkeypatch.setattr(module, "read_export", counted)
+    return reads
+
+
 def digest(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -254,7 +268,9 @@ def test_versions_conflicts_and_unchanged_rows_against_the_warehouse(
         # a new month
         + "C1,202402,110,64,2024-03-03,2024-03-20,2024-03-03 08:00:00\n",
     )
+    reads = count_reads(monkeypatch)
     report = ingest(later, wh).tables["bills"]
+    assert reads == ["bills.csv", "bills.csv"], "let go after validation, read again to quote the conflict"
     assert (report.new, report.updated, report.unchanged, report.quarantined) == (1, 1, 1, 1)
     assert report.by_rule == {"warehouse_conflict": 1}
     stored = read_table(wh, "bills")
@@ -538,13 +554,7 @@ def test_a_large_archive_read_twice_and_in_chunks_is_stored_the_same(
 
     src = tmp_path / "faulty"
     generate(GeneratorConfig(customers=300, months=14, seed=5, daily_days=60, faults=True), src)
-    reads: list[str] = []
-
-    def counted(path: Path):  # type: ignore[no-untyped-def]
-        reads.append(path.name)
-        return read_export(path)
-
-    monkeypatch.setattr(module, "read_export", counted)
+    reads = count_reads(monkeypatch)
     whole = ingest(src, tmp_path / "whole")
     files = sorted(set(reads))
     assert sorted(reads) == files, "a small archive is read once"
