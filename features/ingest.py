@@ -408,7 +408,8 @@ def _upsert(stored: pa.Table, accepted: pa.Table, spec: Table) -> tuple[pa.Table
         return (accepted if stored.num_rows == 0 else stored), kinds
     key = list(spec.primary_key)
     incoming = _frame(accepted.select(key))
-    pos = _positions(_frame(stored.select(key)), incoming, key)
+    stored_keys = _frame(stored.select(key))
+    pos = _positions(stored_keys, incoming, key)
     matched = np.flatnonzero(pos >= 0)
     same = _same_rows(accepted, matched, stored, pos[matched], spec.column_names)
     kinds[matched[same]] = UNCHANGED
@@ -425,9 +426,8 @@ def _upsert(stored: pa.Table, accepted: pa.Table, spec: Table) -> tuple[pa.Table
     if spec.known_at:
         # A key already stored under another known_at: this row is a further version of that record.
         fresh = np.flatnonzero(kinds == NEW)
-        versions = _positions(
-            _frame(stored.select(list(spec.key))).drop_duplicates(), incoming.iloc[fresh], list(spec.key)
-        )
+        record = list(spec.key)  # the primary key without known_at
+        versions = _positions(stored_keys[record].drop_duplicates(), incoming.iloc[fresh], record)
         kinds[fresh[versions >= 0]] = UPDATED
     add = (kinds == NEW) | (kinds == UPDATED)
     if not add.any():
