@@ -26,10 +26,12 @@ from features.schema import ARCHIVE_TABLES, LOAD_ORDER, TABLES, Table
 from features.sources import (
     EXPORT_SUFFIXES,
     Export,
+    WarehouseError,
     append_quarantine,
     has_table,
     read_arrow_table,
     read_export,
+    table_path,
     write_arrow_table,
 )
 from features.validation import (
@@ -270,10 +272,24 @@ def _stored(warehouse: Path, spec: Table) -> pa.Table:
         return schema.empty_table()
     tbl = read_arrow_table(warehouse, spec.name)
     columns = [  # cast: a table an earlier release wrote may store a time at another unit
-        tbl.column(f.name).cast(f.type) if f.name in tbl.column_names else pa.nulls(tbl.num_rows, f.type)
+        _cast_stored(tbl, f, warehouse, spec.name)
+        if f.name in tbl.column_names
+        else pa.nulls(tbl.num_rows, f.type)
         for f in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _cast_stored(tbl: pa.Table, target: pa.Field, warehouse: Path, name: str) -> pa.ChunkedArray:
+    column = tbl.column(target.name)
+    try:
+        return column.cast(target.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise WarehouseError(
+            f"{name}: the stored table's column {target.name} is {column.type}, not the contract's "
+            f"{target.type} ({exc}); {table_path(warehouse, name)} was written or edited by something else. "
+            f"Ingest the exports into an empty warehouse to rebuild it"
+        ) from exc
 
 
 def _parent(current: dict[str, pd.DataFrame], warehouse: Path, name: str) -> pd.DataFrame:
@@ -409,7 +425,7 @@ def _upsert(stored: pa.Table, accepted: pa.Table, spec: Table) -> tuple[pa.Table
     key = list(spec.primary_key)
     incoming = _frame(accepted.select(key))
     stored_keys = _frame(stored.select(key))
-    pos = _positions(stored_keys, incoming, key)
+    pos = _positions(stored_keys, incoming, key, table=spec.name)
     matched = np.flatnonzero(pos >= 0)
     same = _same_rows(accepted, matched, stored, pos[matched], spec.column_names)
     kinds[matched[same]] = UNCHANGED
@@ -427,7 +443,9 @@ def _upsert(stored: pa.Table, accepted: pa.Table, spec: Table) -> tuple[pa.Table
         # A key already stored under another known_at: this row is a further version of that record.
         fresh = np.flatnonzero(kinds == NEW)
         record = list(spec.key)  # the primary key without known_at
-        versions = _positions(stored_keys[record].drop_duplicates(), incoming.iloc[fresh], record)
+        versions = _positions(
+            stored_keys[record].drop_duplicates(), incoming.iloc[fresh], record, table=spec.name
+        )
         kinds[fresh[versions >= 0]] = UPDATED
     add = (kinds == NEW) | (kinds == UPDATED)
     if not add.any():
@@ -464,14 +482,27 @@ def _take_rows(tbl: pa.Table, rows: np.ndarray) -> pd.DataFrame:
     return _frame(tbl.take(pa.array(rows)))
 
 
-def _positions(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str]) -> np.ndarray:
+def _positions(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str], *, table: str) -> np.ndarray:
     """Position in ``stored`` (unique on ``key``) of each incoming row's key, or -1.
 
     Matches 64-bit key hashes, then confirms the key values, so a hash collision can never merge two keys.
+    A stored table that repeats a key (written by another tool, or edited) is refused: which of its rows an
+    incoming row replaces would be a guess.
     """
     stored_hash = row_hashes(stored, key).to_numpy()
     index = pd.Index(stored_hash)
     if not index.is_unique:  # two stored keys share a hash: exact but slower join
+        repeated = stored.duplicated(key, keep=False).to_numpy()
+        if repeated.any():
+            rows = np.flatnonzero(repeated)
+            first = stored.iloc[rows[0]][key]
+            same = np.flatnonzero((stored[key] == first).all(axis=1).to_numpy())
+            raise WarehouseError(
+                f"{table}: the stored table repeats its primary key ({', '.join(key)}) in {len(rows):,} "
+                f"rows, e.g. {first.to_dict()} in rows {', '.join(f'{r:,}' for r in same[:5])}; gridrisk "
+                f"ingest never writes that, so the file was written or edited by something else. Ingest the "
+                f"exports into an empty warehouse to rebuild it"
+            )
         merged = (
             incoming[key]
             .reset_index(drop=True)

@@ -36,13 +36,15 @@ def ingest_command(
 ) -> None:
     """Validate exports against the data contract and upsert them; rejected rows go to WH/quarantine/.
 
-    Exit code 2 when a file is unusable as a whole (missing required column, unreadable, wrong encoding).
+    Exit code 2 when a file is unusable as a whole (missing required column, unreadable, wrong encoding), or
+    the warehouse's own table is (not the contract's schema, a primary key stored twice).
     """
     from rich.console import Console
     from rich.markup import escape
 
     from features.column_maps.mapping import ColumnMap
     from features.ingest import contract_markdown, ingest
+    from features.sources import WarehouseError
     from features.validation import ContractError
     from gridrisk.settings import load_settings
 
@@ -57,7 +59,7 @@ def ingest_command(
         target = warehouse if warehouse is not None else load_settings().warehouse_path
         with console.status(f"ingesting {source} into {target}") as status:
             report = ingest(source, target, column_map=column_map, now=now, progress=status.update)
-    except ContractError as exc:
+    except (ContractError, WarehouseError) as exc:
         errors.print(f"[red]ingest refused:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
     _print_report(console, report)

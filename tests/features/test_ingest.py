@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from features.ingest import ingest
 from features.schema import TABLES
-from features.sources import has_table, read_export, read_quarantine, read_table
+from features.sources import WarehouseError, has_table, read_export, read_quarantine, read_table
 from features.validation import ContractError
 from gridrisk.cli import app
 
@@ -305,6 +305,35 @@ def test_a_table_an_earlier_release_stored_merges_by_key(tmp_path: Path):
     assert len(read_table(wh, "bills")) == 3
 
 
+def test_a_stored_table_that_repeats_a_key_is_refused_by_name(tmp_path: Path):
+    # Written by another tool: C2's January bill twice. Which row an update replaces would be a guess.
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    bills = read_table(wh, "bills")
+    pq.write_table(
+        pa.Table.from_pandas(pd.concat([bills, bills.iloc[[1]]]), preserve_index=False), wh / "bills.parquet"
+    )
+    again = export(tmp_path / "again")
+    with pytest.raises(WarehouseError, match=r"bills: the stored table repeats its primary key") as caught:
+        ingest(again, wh)
+    assert "'customer_id': 'C2'" in str(caught.value) and "rows 1, 3" in str(caught.value)
+    result = run(again, "--warehouse", wh)
+    assert result.exit_code == 2 and "ingest refused: bills: the stored table repeats" in result.output
+
+
+def test_a_stored_column_of_another_type_is_refused_by_name(tmp_path: Path):
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    bills = read_table(wh, "bills").assign(kwh="abc")
+    pq.write_table(pa.Table.from_pandas(bills, preserve_index=False), wh / "bills.parquet")
+    result = run(export(tmp_path / "again"), "--warehouse", wh)
+    assert result.exit_code == 2
+    assert (
+        "ingest refused: bills: the stored table's column kwh is large_string, not the contract's double"
+        in result.output
+    )
+
+
 def test_a_file_changed_between_its_two_reads_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from features import ingest as module
 
@@ -581,15 +610,15 @@ def test_key_matching_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch):
 
     stored = pd.DataFrame({"customer_id": ["C1", "C2"], "kwh": [1.0, 2.0]})
     incoming = pd.DataFrame({"customer_id": ["C2", "C3"], "kwh": [2.0, 3.0]})
-    exact = module._positions(stored, incoming, ["customer_id"]).tolist()
+    exact = module._positions(stored, incoming, ["customer_id"], table="t").tolist()
     assert exact == [1, -1]  # C2 is stored at position 1; C3 is new
     # every key hashing alike: the stored index is not unique, so the exact join runs
     monkeypatch.setattr(
         module, "row_hashes", lambda frame, cols: pd.Series(np.zeros(len(frame), dtype="uint64"))
     )
-    assert module._positions(stored, incoming, ["customer_id"]).tolist() == exact
+    assert module._positions(stored, incoming, ["customer_id"], table="t").tolist() == exact
     # a single stored key colliding with a new one: values are compared, so C3 is not taken for C1
-    assert module._positions(stored.iloc[:1], incoming.iloc[1:], ["customer_id"]).tolist() == [-1]
+    assert module._positions(stored.iloc[:1], incoming.iloc[1:], ["customer_id"], table="t").tolist() == [-1]
 
 
 # --- future dates, multi-sheet workbooks, huge values, keys across files -----------------------------------
