@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from features.memory import release_memory
 from serving.model import PackagedModel, ReasonText
 from training.config import EvaluationConfig, ExperimentConfig, LightGBMConfig
 from training.evaluate import Scored, lift_by_decile, score_metrics, segment_metrics
@@ -40,7 +42,7 @@ from training.registry import (
     register_challenger,
     version_by_alias,
 )
-from training.split import TimeSplit, fewest_monthly_dates, month_ends, split_for
+from training.split import TimeSplit, fewest_monthly_dates, month_ends, rows_where, split_for
 from training.tasks import Task, TaskSpec, TrainingError, task_spec
 
 logger = logging.getLogger(__name__)
@@ -124,7 +126,10 @@ def load_training_frame(
             raise TrainingError(
                 f"training_set {path} does not exist; build it with `gridrisk features --out`"
             )
-        frame = pd.read_parquet(path)
+        # Arrow's buffers are freed column by column as pandas takes them, one block per column: the peak is
+        # the frame once, not the file twice (4.0 rather than 6.2 GiB for a 2.8 GiB set).
+        frame = pd.read_parquet(path, to_pandas_kwargs={"self_destruct": True, "split_blocks": True})
+        pa.default_memory_pool().release_unused()
         check_learnable(frame, config.task.value, path)
         return frame
     from features.training_set import build_training_set
@@ -137,7 +142,6 @@ def load_training_frame(
     frame = build_training_set(Path(warehouse), config.task.value, dates, engine="local", progress=report)
     check_learnable(frame, config.task.value, Path(warehouse))
     return frame
-
 
 
 def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
@@ -201,7 +205,7 @@ def split_frame(
     except TrainingError as exc:
         raise TrainingError(f"{exc}. {_span_hint(config, len(dates), settings)}") from None
     part = split.part(frame["as_of"])
-    parts = [frame[part == name].reset_index(drop=True) for name in ("train", "validation", "test")]
+    parts = [rows_where(frame, part == name) for name in ("train", "validation", "test")]
     return split, parts[0], parts[1], parts[2]
 
 
@@ -433,9 +437,7 @@ def _timed(fn: Callable[[], Any]) -> float:
 def reason_texts(features: list[str]) -> dict[str, ReasonText]:
     from features.feature_sets import FEATURE_DOCS
 
-    return {
-        n: ReasonText.from_doc(FEATURE_DOCS[n]) for n in features if n in FEATURE_DOCS
-    }
+    return {n: ReasonText.from_doc(FEATURE_DOCS[n]) for n in features if n in FEATURE_DOCS}
 
 
 # -- the experiment ------------------------------------------------------------------------------------------
@@ -452,6 +454,7 @@ def train_task(
     started = time.perf_counter()
     progress("training set", 0.0)
     frame = load_training_frame(config, Path(warehouse), progress)
+    release_memory()  # what building the set freed, before the fit allocates its own
     truth = Path(warehouse) / "truth"
     report = train_on_frame(
         frame,
@@ -463,6 +466,8 @@ def train_task(
         progress=progress,
         config_text=config_text,
     )
+    del frame
+    release_memory()  # so the next task of `train --task all` starts from what is alive
     report.seconds = time.perf_counter() - started
     return report
 
@@ -498,6 +503,7 @@ def fit_and_evaluate(
     model = TaskModel(spec.task.value, features, params, config.calibration.method).fit_split(
         split, train, validation
     )
+    release_memory()  # the fit's matrices, before the baseline makes its own
     progress("baselines", None)
     logistic = LogisticBaseline(features, seed=params.seed).fit(train)
     progress("evaluate", None)

@@ -7,6 +7,7 @@ ends in `_`). Frames become matrices only through serving's `FeatureSpec`, exact
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +100,7 @@ class TaskModel:
         self.booster_ = lightgbm.Booster(
             model_str=self.booster_.model_to_string(num_iteration=self.best_iteration_)
         )
+        del d_train, d_val, X_train, X_val  # the matrices, before calibration makes its own
         p_val = self.raw_probability(validation)
         self.calibrator_: Calibrator = fit_calibrator(p_val, y_val, self.calibration)
         self.calibration_check_: TransferCheck | None = None  # only purged folds check the calibrator
@@ -119,7 +121,7 @@ class TaskModel:
         return self.fit(train, validation)
 
     def fit_folds(
-        self, development: pd.DataFrame, pairs: list[tuple[pd.DataFrame, pd.DataFrame]]
+        self, development: pd.DataFrame, pairs: Iterable[tuple[pd.DataFrame, pd.DataFrame]]
     ) -> TaskModel:
         """Purged K-fold (training/split.py): one early-stopped booster per (learn-from, validate-on) pair
         gives out-of-fold probabilities and a number of trees; the served booster learns from all of
@@ -131,7 +133,9 @@ class TaskModel:
         check_labels(development, "development")
         p_out, y_out, trees, rows = [], [], [], []
         fold_capped: list[bool] = []
-        for learn, judge in pairs:
+        n_pairs = 0
+        for learn, judge in pairs:  # one fold's frames at a time (`split.ValidationPairs`)
+            n_pairs += 1
             if learn["label"].nunique() < 2 or judge["label"].nunique() < 2:
                 # A rare label on a small utility can leave a block without positives: nothing to judge.
                 logger.warning(
@@ -140,6 +144,7 @@ class TaskModel:
                     len(learn),
                     len(judge),
                 )
+                del learn, judge
                 continue
             fold = TaskModel(self.task, self.features, self.params, calibration="none").fit(learn, judge)
             p_out.append(fold.raw_probability(judge))
@@ -147,9 +152,10 @@ class TaskModel:
             trees.append(fold.best_iteration_)
             fold_capped.append(fold.round_cap_reached_)
             rows.append(len(learn))
+            del learn, judge, fold  # before the next fold's frames are made
         if not trees:
             raise TrainingError(
-                f"every one of the {len(pairs)} purged folds has a single class to learn from or validate "
+                f"every one of the {n_pairs} purged folds has a single class to learn from or validate "
                 f"on; widen the config's [as_of] range, lower split.folds or use split.scheme = 'holdout'"
             )
         self.fold_trees_ = trees
@@ -160,6 +166,8 @@ class TaskModel:
         self.evals_ = {}
         params = booster_params(self.params)
         self.booster_ = lightgbm.train(params, data, num_boost_round=self.best_iteration_)
+        self.booster_.free_dataset()  # else the booster keeps the development matrix alive while it serves
+        del data
         p, y = np.concatenate(p_out), np.concatenate(y_out)
         method = self.calibration
         self.calibration_check_ = None
@@ -183,7 +191,7 @@ class TaskModel:
             "fitted %s on %d development rows, %d folds (trees %s) -> %d trees",
             self.task,
             len(development),
-            len(pairs),
+            n_pairs,
             trees,
             self.best_iteration_,
         )

@@ -8,7 +8,7 @@ Depth is capped at 8 so a searched model still explains a row quickly (see bench
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -23,14 +23,17 @@ logger = logging.getLogger(__name__)
 def search_params(
     task: str,
     features: list[str],
-    pairs: list[tuple[pd.DataFrame, pd.DataFrame]],
+    pairs: Iterable[tuple[pd.DataFrame, pd.DataFrame]],
     base: LightGBMConfig,
     search: SearchConfig,
     *,
     log_trials: bool = True,
     on_trial: Callable[[int, float], None] | None = None,
 ) -> tuple[LightGBMConfig, float]:
-    """Best parameters found and their validation ROC-AUC. With `log_trials`, an MLflow run must be active."""
+    """Best parameters found and their validation ROC-AUC. With `log_trials`, an MLflow run must be active.
+
+    `pairs` is iterated once per trial: a list, or `split.ValidationPairs`, which makes the folds' frames anew
+    each time rather than holding all of them."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -10,9 +10,10 @@ window, so no label a model learns from (which reads (T, T + window]) overlaps t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pandas as pd
 
 from training.tasks import TrainingError
@@ -45,20 +46,9 @@ class TimeSplit:
         out[values.isin(self.test)] = "test"
         return out
 
-    def validation_pairs(
-        self, train: pd.DataFrame, validation: pd.DataFrame
-    ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    def validation_pairs(self, train: pd.DataFrame, validation: pd.DataFrame) -> ValidationPairs:
         """(learn-from, validate-on) frames: the one holdout pair, or one per purged fold (from `train`)."""
-        if not self.folds:
-            return [(train, validation)]
-        as_of = pd.to_datetime(train["as_of"])
-        return [
-            (
-                train[as_of.isin(self.fold_training(block))].reset_index(drop=True),
-                train[as_of.isin(block)].reset_index(drop=True),
-            )
-            for block in self.folds
-        ]
+        return ValidationPairs(self, train, validation)
 
     def summary(self) -> dict[str, str]:
         def span(dates: tuple[pd.Timestamp, ...]) -> str:
@@ -182,6 +172,41 @@ def purged_kfold_split(as_of_dates: Sequence, *, folds: int, test_dates: int, ga
             ", ".join(f"{b[0].date()}..{b[-1].date()}" for b in skipped),
         )
     return replace(split, folds=usable)
+
+
+@dataclass(frozen=True)
+class ValidationPairs:
+    """The (learn-from, validate-on) frames of a split, made one pair at a time as they are iterated: the
+    purged folds' learning frames overlap, so all of them at once would hold the development rows ~2.5
+    times."""
+
+    split: TimeSplit
+    train: pd.DataFrame
+    validation: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.split.folds) if self.split.folds else 1
+
+    def __iter__(self) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        if not self.split.folds:
+            yield self.train, self.validation
+            return
+        as_of = pd.to_datetime(self.train["as_of"])
+        for block in self.split.folds:
+            yield (
+                rows_where(self.train, as_of.isin(self.split.fold_training(block))),
+                rows_where(self.train, as_of.isin(block)),
+            )
+
+
+def rows_where(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> pd.DataFrame:
+    """The rows of `frame` where `mask` holds, indexed from 0. A training set is sorted by as-of date, so a
+    split's part is usually one run of rows: that is a slice, which copy-on-write shares with `frame` until
+    either is changed, where a boolean mask would copy every column."""
+    where = np.flatnonzero(np.asarray(mask, dtype=bool))
+    if len(where) and where[-1] - where[0] + 1 == len(where):
+        return frame.iloc[int(where[0]) : int(where[-1]) + 1].reset_index(drop=True)
+    return frame.iloc[where].reset_index(drop=True)
 
 
 def split_for(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -160,3 +161,29 @@ def test_split_frame_follows_the_configured_scheme(frame: pd.DataFrame) -> None:
     for (learn, judge), block in zip(pairs, split.folds, strict=True):
         assert set(judge["as_of"]) == set(block) and set(learn["as_of"]) == set(split.fold_training(block))
     assert set(test["as_of"]) == set(split.test)
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_parts_and_folds_are_the_rows_of_their_dates_and_a_sorted_frame_is_not_copied(
+    frame: pd.DataFrame, order: str
+) -> None:
+    frame = frame.sort_values(["as_of", "customer_id"], ignore_index=True)
+    if order == "shuffled":
+        frame = frame.sample(frac=1.0, random_state=0, ignore_index=True)
+    config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 2})
+    split, train, validation, test = split_frame(frame, task_spec("arrears"), config)
+
+    def rows(frame: pd.DataFrame, dates: tuple[pd.Timestamp, ...]) -> pd.DataFrame:
+        return frame[frame["as_of"].isin(dates)].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(train, rows(frame, split.train))
+    pd.testing.assert_frame_equal(test, rows(frame, split.test))
+    pairs = list(split.validation_pairs(train, validation))
+    for (learn, judge), block in zip(pairs, split.folds, strict=True):
+        pd.testing.assert_frame_equal(learn, rows(train, split.fold_training(block)))
+        pd.testing.assert_frame_equal(judge, rows(train, block))
+    # A training set comes sorted by as-of date: each part, and each fold's validation block, is one run of
+    # rows, taken as a slice that shares the frame's memory (copy-on-write) instead of a copy of every column.
+    shared = [np.shares_memory(part["label"].to_numpy(), frame["label"].to_numpy()) for part in (train, test)]
+    shared += [np.shares_memory(judge["label"].to_numpy(), frame["label"].to_numpy()) for _, judge in pairs]
+    assert shared == [order == "sorted"] * len(shared)
