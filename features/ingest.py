@@ -496,12 +496,14 @@ def _positions(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str], *, 
         if repeated.any():
             rows = np.flatnonzero(repeated)
             first = stored.iloc[rows[0]][key]
-            same = np.flatnonzero((stored[key] == first).all(axis=1).to_numpy())
+            keys = stored[key]
+            same = np.flatnonzero((keys.eq(first) | (keys.isna() & first.isna())).all(axis=1).to_numpy())
+            value = ", ".join(f"{name}={_shown(first[name])}" for name in key)
             raise WarehouseError(
                 f"{table}: the stored table repeats its primary key ({', '.join(key)}) in {len(rows):,} "
-                f"rows, e.g. {first.to_dict()} in rows {', '.join(f'{r:,}' for r in same[:5])}; gridrisk "
-                f"ingest never writes that, so the file was written or edited by something else. Ingest the "
-                f"exports into an empty warehouse to rebuild it"
+                f"rows, e.g. {value} in rows {', '.join(f'{r:,}' for r in same[:5])} (counted from 0); "
+                f"gridrisk ingest never writes that, so the file was written or edited by something else. "
+                f"Ingest the exports into an empty warehouse to rebuild it"
             )
         merged = (
             incoming[key]
@@ -513,6 +515,13 @@ def _positions(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str], *, 
     hit = np.flatnonzero(pos >= 0)
     pos[hit[~equal_rows(incoming.iloc[hit], stored.iloc[pos[hit]], key)]] = -1
     return pos
+
+
+def _shown(value: object) -> str:
+    """A key value as a person reads it: a date without its midnight."""
+    if isinstance(value, pd.Timestamp) and value == value.normalize():
+        return str(value.date())
+    return str(value)
 
 
 def _copy_truth(src: Path, dst: Path) -> int:

@@ -166,8 +166,7 @@ class TaskModel:
         self.evals_ = {}
         params = booster_params(self.params)
         self.booster_ = lightgbm.train(params, data, num_boost_round=self.best_iteration_)
-        self.booster_.free_dataset()  # else the booster keeps the development matrix alive while it serves
-        del data
+        del data  # its raw matrix (free_raw_data=False), before calibration
         p, y = np.concatenate(p_out), np.concatenate(y_out)
         method = self.calibration
         self.calibration_check_ = None

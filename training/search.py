@@ -54,6 +54,7 @@ def search_params(
             model = TaskModel(task, features, candidate, calibration="none").fit(learn, judge)
             aucs.append(roc_auc(judge["label"].to_numpy(), model.raw_probability(judge)))
             trees.append(model.best_iteration_)
+            del learn, judge, model  # before the next fold's frames are made
         auc, best_iteration = float(np.mean(aucs)), round(float(np.mean(trees)))
         trial.set_user_attr("best_iteration", best_iteration)
         if log_trials:

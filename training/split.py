@@ -174,7 +174,7 @@ def purged_kfold_split(as_of_dates: Sequence, *, folds: int, test_dates: int, ga
     return replace(split, folds=usable)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ValidationPairs:
     """The (learn-from, validate-on) frames of a split, made one pair at a time as they are iterated: the
     purged folds' learning frames overlap, so all of them at once would hold the development rows ~2.5
@@ -200,9 +200,10 @@ class ValidationPairs:
 
 
 def rows_where(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> pd.DataFrame:
-    """The rows of `frame` where `mask` holds, indexed from 0. A training set is sorted by as-of date, so a
-    split's part is usually one run of rows: that is a slice, which copy-on-write shares with `frame` until
-    either is changed, where a boolean mask would copy every column."""
+    """The rows of `frame` where `mask` holds (by position: a Series' index is not aligned), indexed from 0.
+    A training set is sorted by as-of date, so a split's part is usually one run of rows: that is a slice,
+    which copy-on-write shares with `frame` until either is changed, where a boolean mask would copy every
+    column."""
     where = np.flatnonzero(np.asarray(mask, dtype=bool))
     if len(where) and where[-1] - where[0] + 1 == len(where):
         return frame.iloc[int(where[0]) : int(where[-1]) + 1].reset_index(drop=True)

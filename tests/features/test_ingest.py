@@ -316,7 +316,9 @@ def test_a_stored_table_that_repeats_a_key_is_refused_by_name(tmp_path: Path):
     again = export(tmp_path / "again")
     with pytest.raises(WarehouseError, match=r"bills: the stored table repeats its primary key") as caught:
         ingest(again, wh)
-    assert "'customer_id': 'C2'" in str(caught.value) and "rows 1, 3" in str(caught.value)
+    assert "e.g. customer_id=C2, period=2024-01-01, known_at=2024-02-03 08:00:00 in rows 1, 3" in str(
+        caught.value
+    )
     result = run(again, "--warehouse", wh)
     assert result.exit_code == 2 and "ingest refused: bills: the stored table repeats" in result.output
 

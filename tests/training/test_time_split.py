@@ -178,10 +178,16 @@ def test_parts_and_folds_are_the_rows_of_their_dates_and_a_sorted_frame_is_not_c
 
     pd.testing.assert_frame_equal(train, rows(frame, split.train))
     pd.testing.assert_frame_equal(test, rows(frame, split.test))
-    pairs = list(split.validation_pairs(train, validation))
+    folds = split.validation_pairs(train, validation)
+    pairs = list(folds)
     for (learn, judge), block in zip(pairs, split.folds, strict=True):
         pd.testing.assert_frame_equal(learn, rows(train, split.fold_training(block)))
         pd.testing.assert_frame_equal(judge, rows(train, block))
+    # made anew at each pass, as every Optuna trial makes them
+    assert len(folds) == 2 and len(list(folds)) == 2
+    for (learn, judge), (again, judged) in zip(pairs, folds, strict=True):
+        pd.testing.assert_frame_equal(learn, again)
+        pd.testing.assert_frame_equal(judge, judged)
     # A training set comes sorted by as-of date: each part, and each fold's validation block, is one run of
     # rows, taken as a slice that shares the frame's memory (copy-on-write) instead of a copy of every column.
     shared = [np.shares_memory(part["label"].to_numpy(), frame["label"].to_numpy()) for part in (train, test)]
