@@ -44,6 +44,7 @@ from features.validation import (
     ingest_moment,
     quarantine_frame,
     row_hashes,
+    to_text,
     validate,
 )
 
@@ -284,7 +285,9 @@ def _cast_stored(tbl: pa.Table, target: pa.Field, warehouse: Path, name: str) ->
     column = tbl.column(target.name)
     try:
         return column.cast(target.type)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+    except MemoryError:
+        raise
+    except pa.ArrowException as exc:  # unparseable values, or a cast Arrow has no kernel for
         raise WarehouseError(
             f"{name}: the stored table's column {target.name} is {column.type}, not the contract's "
             f"{target.type} ({exc}); {table_path(warehouse, name)} was written or edited by something else. "
@@ -498,7 +501,7 @@ def _positions(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str], *, 
             first = stored.iloc[rows[0]][key]
             keys = stored[key]
             same = np.flatnonzero((keys.eq(first) | (keys.isna() & first.isna())).all(axis=1).to_numpy())
-            value = ", ".join(f"{name}={_shown(first[name])}" for name in key)
+            value = ", ".join(f"{name}={to_text(stored[name].iloc[rows[:1]]).iloc[0]}" for name in key)
             raise WarehouseError(
                 f"{table}: the stored table repeats its primary key ({', '.join(key)}) in {len(rows):,} "
                 f"rows, e.g. {value} in rows {', '.join(f'{r:,}' for r in same[:5])} (counted from 0); "
@@ -515,13 +518,6 @@ def _positions(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str], *, 
     hit = np.flatnonzero(pos >= 0)
     pos[hit[~equal_rows(incoming.iloc[hit], stored.iloc[pos[hit]], key)]] = -1
     return pos
-
-
-def _shown(value: object) -> str:
-    """A key value as a person reads it: a date without its midnight."""
-    if isinstance(value, pd.Timestamp) and value == value.normalize():
-        return str(value.date())
-    return str(value)
 
 
 def _copy_truth(src: Path, dst: Path) -> int:
