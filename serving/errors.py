@@ -84,10 +84,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "the key's role or station scope does not cover this request"},
     503: {"model": ErrorBody, "description": "no model or snapshot for the task, or an unreadable keys file"},
 }
-# Malformed JSON is a 422 (`json_invalid`, see `_invalid_request`); FastAPI answers 400 only when the body
-# cannot even be read as text (bytes that are not UTF-8).
+# Malformed JSON is a 422 (`json_invalid`, see `_invalid_request`); FastAPI answers 400 when the body cannot
+# be read at all: bytes that are not UTF-8 (a gzip body among them), arrays nested past the JSON parser's
+# recursion limit, an integer of more than Python's 4,300 digits.
 UNPARSEABLE: dict[int | str, dict[str, Any]] = {
-    400: {"model": HTTPErrorBody, "description": "the body is not UTF-8 text (malformed JSON is a 422)"},
+    400: {
+        "model": HTTPErrorBody,
+        "description": "the body cannot be read: not UTF-8 text, nested past the JSON parser's depth, or an "
+        "integer of more than 4,300 digits (malformed JSON is a 422)",
+    },
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "customer ids not in the latest snapshot, named"},
@@ -105,10 +110,12 @@ async def _serving_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServingError)
     status = status_of(exc)
     if isinstance(exc, InvalidPayload):
-        body: dict[str, Any] = ValidationErrorBody.model_validate({"detail": exc.errors}).model_dump()
+        listed = exc.errors[:ECHO_ERRORS]
+        body: dict[str, Any] = ValidationErrorBody.model_validate({"detail": listed}).model_dump()
         for error in body["detail"]:
             error["loc"] = [_echo(part) for part in error["loc"]]
             error["msg"] = _text(error["msg"], ECHO_MSG_CHARS)
+        body["detail"] += _not_listed(len(exc.errors))
     else:
         body = ErrorBody(error=type(exc).__name__, detail=_encodable(str(exc))).model_dump()
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
@@ -124,6 +131,14 @@ ECHO_MSG_CHARS = 1_000  # of a message (ours quote the bad value)
 ECHO_ITEMS = 10  # items of an echoed list, fields of an echoed object
 ECHO_DEPTH = 2  # nesting levels shown before an object or list is only described
 ECHO_ERRORS = 50  # errors listed in one 422
+
+
+def _not_listed(errors: int) -> list[dict[str, Any]]:
+    """The last item of a 422 that lists only the first `ECHO_ERRORS` of its errors."""
+    if errors <= ECHO_ERRORS:
+        return []
+    more = errors - ECHO_ERRORS
+    return [{"loc": ["body"], "msg": f"{more:,} more errors not listed", "type": "too_many_errors"}]
 
 
 def _encodable(text: str) -> str:
@@ -178,10 +193,7 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
         if isinstance(error.get("ctx"), dict):
             item["ctx"] = {_text(str(k), ECHO_CHARS): _echo(v, 1) for k, v in error["ctx"].items()}
         detail.append(item)
-    if len(errors) > ECHO_ERRORS:
-        more = len(errors) - ECHO_ERRORS
-        detail.append({"loc": ["body"], "msg": f"{more:,} more errors not listed", "type": "too_many_errors"})
-    body = {"detail": detail}
+    body = {"detail": detail + _not_listed(len(errors))}
     return Response(to_json(body, inf_nan_mode="strings"), status_code=422, media_type="application/json")
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -51,6 +52,33 @@ async def _poll(app: FastAPI, state: ServiceState) -> None:
             history_store(app, state.settings).start_warming()  # beside the poll: models never wait for it
 
 
+class HeadAsGet:
+    """HEAD answered as GET without the body (RFC 9110 9.3.2): load balancers and uptime probes send HEAD to
+    /health, and FastAPI's routes would answer 405. The status, headers and Content-Length are the GET's."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        inner = {**scope, "method": "GET"}
+
+        async def headers_only(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        try:
+            await self.app(inner, receive, headers_only)
+        finally:
+            if "route" in inner:  # the metrics label a HEAD by the route it reached
+                scope["route"] = inner["route"]
+
+
 def create_app(
     settings: ServingSettings | None = None,
     state: ServiceState | None = None,
@@ -88,5 +116,6 @@ def create_app(
     for router in routers:
         app.include_router(router)
     install_handlers(app)
+    app.add_middleware(HeadAsGet)  # inside the metrics: they count a HEAD as a HEAD
     app.add_middleware(MetricsMiddleware)
     return app

@@ -9,7 +9,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
 MAX_BATCH = 10_000  # customers or records in one score request; larger jobs belong to `gridrisk score`
 
@@ -27,6 +27,13 @@ class Lang(StrEnum):
 
 class ListFormat(StrEnum):
     JSON = "json"
+    CSV = "csv"
+    XLSX = "xlsx"
+
+
+class FileFormat(StrEnum):
+    """The web page's exports: files a person opens (the JSON list is the API's)."""
+
     CSV = "csv"
     XLSX = "xlsx"
 
@@ -56,7 +63,8 @@ class ValidationErrorBody(BaseModel):
 
 
 CustomerId = Annotated[str, Field(min_length=1, max_length=64)]
-FeatureValue = float | str | None
+# Strict: JSON true/false is not the number 1/0 (an int still is a float); text is parsed by serving.scoring.
+FeatureValue = StrictFloat | str | None
 
 
 class ScoreRecord(BaseModel):

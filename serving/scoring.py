@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,13 +83,17 @@ def records_matrix(spec: FeatureSpec, records: list[dict[str, FeatureValue]]) ->
                 if number is None:
                     errors.append(
                         _error(
-                            i, name, "float_type", f"{name} must be a finite number or null, got {value!r}"
+                            i,
+                            name,
+                            "float_type",
+                            f"{name} must be a plain finite number (at most {FEATURE_MAGNITUDE:.0e} in size) "
+                            f"or null, got {value!r}",
                         )
                     )
                 else:
                     X[i, j] = number
     if errors:
-        raise InvalidPayload(errors[:50])
+        raise InvalidPayload(errors)
     return X
 
 
@@ -100,14 +105,23 @@ def _category_text(value: Any) -> str:
     return str(value)
 
 
+# No feature comes near it: the contract's ceilings (1e11 yuan, 1e10 kWh on one bill) summed over years, or a
+# percentage change from a thousandth of a kWh, stay under 1e16. A 1e308 would print 309 digits in a reason.
+FEATURE_MAGNITUDE = 1e18
+# A number sent as text: ASCII digits only (float() would also take "1_000", " 20 " and full-width "２０").
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def _number(value: Any) -> float | None:
     if value is None or value is _ABSENT:
         return math.nan
+    if isinstance(value, bool) or (isinstance(value, str) and not _DECIMAL.fullmatch(value)):
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and abs(number) <= FEATURE_MAGNITUDE else None
 
 
 def _error(row: int, field: str, kind: str, msg: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from serving.errors import NotAuthenticated, ServingError, status_of
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.ranking import ListQuery, list_items, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
-from serving.schemas import Lang, ListFormat, RiskListResponse, SortKey, Task
+from serving.schemas import FileFormat, Lang, RiskListResponse, SortKey, Task
 from serving.snapshot import Snapshot
 from serving.station_summary import scoped, station_table, summarize
 from serving.view_schemas import SummaryBy
@@ -446,7 +446,7 @@ def export(
     directory: Directory,
     audit: Audit,
     filters: Filters,
-    format: ListFormat = ListFormat.XLSX,
+    format: FileFormat = FileFormat.XLSX,
 ) -> Response:
     """The whole filtered list (every page, after the per-station cap), as the person sees it."""
     user.require(Action.RISK_LIST)
@@ -463,7 +463,7 @@ def export(
     # The page says when the list is longer than an export may be; the file's response says it too.
     stations, units = user.scope(filters.station, filters.supply_unit)
     listed = len(select_all(snapshot, filters, stations, units)[0])
-    if format == ListFormat.CSV:
+    if format == FileFormat.CSV:
         body, media, ext = csv_bytes(header, rows), "text/csv; charset=utf-8", "csv"
     else:
         title = f"{label(lang, 'task', task.value)} {response.as_of.isoformat()}"

@@ -403,6 +403,48 @@ def test_ready_and_models_describe_what_is_served(service):
     assert arrears["explain_ms_per_row"] > 0
 
 
+def test_head_is_a_get_without_the_body(service):
+    for path, headers in [("/health", {}), ("/ready", {}), ("/v1/models", service.headers("analyst"))]:
+        got = service.client.get(path, headers=headers)
+        head = service.client.head(path, headers=headers)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"" and head.headers["content-length"] == str(len(got.content))
+        assert head.headers["content-type"] == got.headers["content-type"]
+    assert service.client.head("/v1/models").status_code == 401  # the same access rules
+    assert service.client.head("/v1/arrears/score").status_code == 405  # a POST route stays POST
+    metrics = service.client.get("/metrics").text
+    assert 'gridrisk_requests_total{method="HEAD",route="/health",status="200"} 1.0' in metrics
+
+
+def test_a_long_list_of_record_errors_says_how_many_it_leaves_out(service):
+    r = service.client.post(
+        "/v1/arrears/score", json={"records": [{}] * 20}, headers=service.headers("service")
+    )
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    left = 20 * len(FEATURES) - 50
+    assert len(detail) == 51 and detail[-1] == {
+        "loc": ["body"],
+        "msg": f"{left:,} more errors not listed",
+        "type": "too_many_errors",
+    }
+
+
+@pytest.mark.parametrize("value", [True, "1_000", " 20 ", "２０", "١٠٠٠", 1e308, -1e19, "1e300"])
+def test_a_feature_must_be_a_plain_number_of_a_feature_size(service, value):
+    record = records_of(service, ["C0000001"])[0]
+    name = next(n for n, v in record.items() if isinstance(v, float) and n != "customer_id")
+    r = service.client.post(
+        "/v1/arrears/score", json={"records": [{**record, name: value}]}, headers=service.headers("service")
+    )
+    assert r.status_code == 422, r.text
+    assert any(e["loc"][:4] == ["body", "records", 0, name] for e in r.json()["detail"]), r.text
+    plain = service.client.post(
+        "/v1/arrears/score", json={"records": [{**record, name: "1e3"}]}, headers=service.headers("service")
+    )
+    assert plain.status_code == 200  # a number as ASCII text is still read
+
+
 def test_reload_swaps_to_the_moved_alias(service, package_v2):
     service.registry.register("gridrisk-arrears", package_v2)
     r = service.client.post("/v1/admin/reload", headers=service.headers("admin"))

@@ -263,6 +263,8 @@ def test_export_holds_the_filtered_list_in_the_pages_language(web):
     assert len(csv.content.decode("utf-8-sig").strip().splitlines()) == 61
     assert (csv.headers["x-gridrisk-rows"], csv.headers["x-gridrisk-rows-listed"]) == ("60", "60")
     assert "Exports hold the first" not in page(web, "/list", lang="en")
+    # JSON is the API's list, not a file: asking the page for it is a 422, not an XLSX under another name.
+    assert web.client.get("/list/export", params={"format": "json"}).status_code == 422
 
 
 def test_a_list_longer_than_an_export_may_be_says_so_on_the_page_and_in_the_file(web):
