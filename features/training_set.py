@@ -19,6 +19,7 @@ from features import labels
 from features.engines.partition import SEGMENT_COLUMNS, PartitionJob
 from features.feature_sets import CATEGORICAL_FEATURES, TASK_FEATURES, feature_set_version
 from features.point_in_time import as_of_days
+from features.sample import CustomerSample
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +69,12 @@ def build_training_set(
     *,
     engine: str = "local",
     progress: Callable[[int, int], None] | None = None,
+    sample: CustomerSample | None = None,
 ) -> pd.DataFrame:
     """The task's population at each as-of date with features, `label` (int8), `amount_at_stake` (yuan).
 
-    Every as-of date must have a fully observed label window (see `labels.latest_labelable_as_of`).
+    Every as-of date must have a fully observed label window (see `labels.latest_labelable_as_of`). With a
+    `sample`, the dates before its `whole_from` keep only the sampled customers (`features.sample`).
     """
     labels.check_task(task)
     days = as_of_days(as_of_dates)
@@ -84,9 +87,11 @@ def build_training_set(
             f"warehouse's data end {end.date()}; the latest labelable as-of for {task} is {latest.date()}: "
             "drop the later dates or load newer data"
         )
-    job = PartitionJob.make(task, days, with_labels=True)
+    job = PartitionJob.make(task, days, with_labels=True, sample=sample)
     frame = _finish(_run(Path(warehouse), job, engine, progress), task, with_labels=True)
     frame.attrs.update({"task": task, "warehouse": str(Path(warehouse).resolve()), "engine": engine})
+    if sample is not None:
+        frame.attrs["sample"] = sample.describe()
     logger.info(
         "training set %s: %d rows over %d as-of dates, label rate %.4f",
         task,
@@ -135,6 +140,7 @@ def write_training_set(
             for d, r in per_as_of.iterrows()
         ],
         "warehouse": str(Path(warehouse).resolve()) if warehouse else None,
+        "sample": frame.attrs.get("sample"),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     meta_path = path.with_name(path.name + ".meta.json")

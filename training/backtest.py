@@ -175,7 +175,9 @@ def backtest_task(
 ) -> BacktestReport:
     """Build the training set, run `backtest_frame` and log it as a backtest run in the task's experiment."""
     progress("training set", 0.0)
-    frame = load_training_frame(config, Path(warehouse), progress)
+    # Every window's test dates keep all customers when [sample] cuts the earlier ones.
+    whole = windows * config.split.test_dates
+    frame = load_training_frame(config, Path(warehouse), progress, whole_dates=whole)
     truth = Path(warehouse) / "truth"
     report = backtest_frame(
         frame, config, windows=windows, truth_dir=truth if truth.exists() else None, progress=progress

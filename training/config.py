@@ -111,6 +111,18 @@ class GateConfig(Strict):
     auc_tolerance: float = Field(default=0.005, ge=0)
 
 
+class SampleConfig(Strict):
+    """Train on a share of the customers when the full training set would not fit in memory."""
+
+    customers: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="share of customers kept before the test dates (all of them at the test dates)",
+    )
+    seed: int = Field(default=0, ge=0, description="another seed draws other customers")
+
+
 class ExperimentConfig(Strict):
     task: Task
     warehouse: Path | None = Field(default=None, description="default: GRIDRISK_WAREHOUSE")
@@ -122,6 +134,7 @@ class ExperimentConfig(Strict):
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()
+    sample: SampleConfig = SampleConfig()
     register_model: bool = Field(default=True, description="register the model and run the gate")
 
     @model_validator(mode="after")

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.memory import release_memory
+from features.sample import CustomerSample, read_sampled, whole_from
 from serving.model import PackagedModel, ReasonText
 from training.config import EvaluationConfig, ExperimentConfig, LightGBMConfig
 from training.evaluate import Scored, lift_by_decile, score_metrics, segment_metrics
@@ -67,6 +68,8 @@ class TrainingReport:
     gate: GateDecision | None = None
     seconds: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    rows_train: int = 0
+    sample_customers: float = 1.0  # [sample] customers: the share kept before the test dates
 
 
 def _noop(step: str, fraction: float | None) -> None:
@@ -117,9 +120,15 @@ def first_billing_month(warehouse: Path) -> pd.Period:
 
 
 def load_training_frame(
-    config: ExperimentConfig, warehouse: Path, progress: Progress = _noop
+    config: ExperimentConfig, warehouse: Path, progress: Progress = _noop, *, whole_dates: int | None = None
 ) -> pd.DataFrame:
-    """The stacked training set: a prebuilt Parquet if the config names one, else built from the warehouse."""
+    """The stacked training set: a prebuilt Parquet if the config names one, else built from the warehouse.
+
+    With `[sample] customers` below 1 the latest `whole_dates` as-of dates (default: the test dates) keep
+    every customer and the earlier ones only the sampled share (`features.sample`).
+    """
+    whole = config.split.test_dates if whole_dates is None else whole_dates
+    share, seed = config.sample.customers, config.sample.seed
     if config.training_set is not None:
         path = Path(config.training_set)
         if not path.exists():
@@ -128,20 +137,51 @@ def load_training_frame(
             )
         # Arrow's buffers are freed column by column as pandas takes them, one block per column: the peak is
         # the frame once, not the file twice (4.0 rather than 6.2 GiB for a 2.8 GiB set).
-        frame = pd.read_parquet(path, to_pandas_kwargs={"self_destruct": True, "split_blocks": True})
+        convert = {"self_destruct": True, "split_blocks": True}
+        if share < 1:
+            table, sample = read_sampled(path, share, seed, whole)
+            frame = table.to_pandas(**convert)
+            del table
+            frame.attrs["sample"] = sample.describe()
+        else:
+            frame = pd.read_parquet(path, to_pandas_kwargs=convert)
         pa.default_memory_pool().release_unused()
         check_learnable(frame, config.task.value, path)
+        _warn_sampled_test(path, frame, whole)
         return frame
     from features.training_set import build_training_set
 
     dates = resolve_as_of_dates(config, warehouse)
+    sample = CustomerSample(share, whole_from(dates, whole), seed) if share < 1 else None
 
     def report(done: int, total: int) -> None:
         progress("training set", done / total if total else None)
 
-    frame = build_training_set(Path(warehouse), config.task.value, dates, engine="local", progress=report)
+    frame = build_training_set(
+        Path(warehouse), config.task.value, dates, engine="local", progress=report, sample=sample
+    )
     check_learnable(frame, config.task.value, Path(warehouse))
     return frame
+
+
+def _warn_sampled_test(path: Path, frame: pd.DataFrame, whole: int) -> None:
+    """A set built with `gridrisk features --sample` keeps every customer only from its `whole_from`."""
+    meta = path.with_name(path.name + ".meta.json")
+    built = json.loads(meta.read_text(encoding="utf-8")).get("sample") if meta.exists() else None
+    if not built or not built.get("whole_from"):
+        return
+    first = whole_from(frame["as_of"].unique(), whole)
+    if first is not None and first < pd.Timestamp(built["whole_from"]):
+        logger.warning(
+            "%s keeps every customer only from %s (built with --sample %s); the test dates from %s are "
+            "a sample, so the evaluation and the gate read %s of the customers there: rebuild it with "
+            "--whole-dates covering the test dates",
+            path,
+            built["whole_from"],
+            built["customers"],
+            first.date(),
+            built["customers"],
+        )
 
 
 def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
@@ -657,6 +697,8 @@ def train_on_frame(
             split=split,
             metrics=metrics,
             extra=extra,
+            rows_train=len(train),
+            sample_customers=config.sample.customers,
         )
         if config.register_model:
             progress("gate", None)
@@ -740,6 +782,8 @@ def _flat_params(
             "evaluation.station_capacity": config.evaluation.station_capacity,
             "as_of.start": config.as_of.start,
             "as_of.end": config.as_of.end,
+            "sample.customers": config.sample.customers,
+            "sample.seed": config.sample.seed,
             "best_iteration": model.best_iteration_,
             "n_features": n_features,
             "rows_train": len(train),

@@ -15,6 +15,7 @@ import pandas as pd
 from features import archive, area_loss, consumption, events, labels, payments, peers, readings
 from features.feature_sets import CATEGORICAL_FEATURES, TASK_FEATURES
 from features.point_in_time import as_of_days
+from features.sample import CustomerSample, members
 from features.snapshot import BILL_MEASURES, prepare_partition
 
 FAMILIES = (archive, consumption, readings, payments, events, area_loss)
@@ -92,11 +93,15 @@ class PartitionJob:
     task: str
     as_of_dates: tuple[pd.Timestamp, ...]
     with_labels: bool = True
+    sample: CustomerSample | None = None  # cuts the population rows only; peers still see every customer
 
     @classmethod
-    def make(cls, task: str, as_of_dates: object, with_labels: bool = True) -> PartitionJob:
+    def make(
+        cls, task: str, as_of_dates: object, with_labels: bool = True, sample: CustomerSample | None = None
+    ) -> PartitionJob:
         labels.check_task(task)
-        return cls(task=task, as_of_dates=tuple(as_of_days(as_of_dates)), with_labels=with_labels)
+        days = tuple(as_of_days(as_of_dates))
+        return cls(task=task, as_of_dates=days, with_labels=with_labels, sample=sample)
 
 
 def computed_features(task: str) -> list[str]:
@@ -135,6 +140,7 @@ def compute_partition(tables: dict[str, pd.DataFrame], job: PartitionJob) -> pd.
     names = computed_features(job.task)
     segments = {c: archive.strings(part.customers, c) for c in SEGMENT_COLUMNS}
     ids = part.customers["customer_id"].astype(str).to_numpy(dtype=object)
+    sampled = members(ids, job.sample.share, job.sample.seed) if job.sample is not None else None
     kinds = dict(output_columns(job))
     columns: dict[str, list[np.ndarray]] = {name: [] for name in kinds}
     for day in job.as_of_dates:
@@ -148,6 +154,8 @@ def compute_partition(tables: dict[str, pd.DataFrame], job: PartitionJob) -> pd.
         in_population = labels.population(job.task, at, values)
         if job.with_labels:
             in_population &= labels.observed(job.task, at)
+        if sampled is not None and job.sample.sampled(day):
+            in_population &= sampled
         block: dict[str, np.ndarray] = {
             "customer_id": ids[rows],
             "as_of": np.full(len(rows), day.to_datetime64().astype("datetime64[ns]")),

@@ -53,6 +53,15 @@ def features_command(
     scoring: bool = typer.Option(
         False, "--scoring", help="write a scoring frame (no label) for one --as-of instead of a training set"
     ),
+    sample: float = typer.Option(
+        1.0,
+        "--sample",
+        help="keep this share of the customers (a stable hash of the id) before the --whole-dates",
+    ),
+    whole_dates: int = typer.Option(
+        3, "--whole-dates", min=0, help="with --sample: the latest N as-of dates (the test) keep everyone"
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="with --sample: another seed draws other customers"),
 ) -> None:
     """Build a point-in-time training set (features as of each date, label over the horizon after it)."""
     import time
@@ -61,6 +70,7 @@ def features_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from features.labels import latest_labelable_as_of
+    from features.sample import CustomerSample, whole_from
     from features.training_set import (
         TrainingSetError,
         build_scoring_frame,
@@ -72,6 +82,11 @@ def features_command(
 
     console = Console()
     errors = Console(stderr=True, soft_wrap=True)
+    if not 0 < sample <= 1:
+        raise typer.BadParameter(
+            f"{sample} is not a share in (0, 1]; e.g. 0.25 keeps a quarter of the customers",
+            param_hint="--sample",
+        )
     writable_output(out, folder=False)
     target = warehouse if warehouse is not None else load_settings().warehouse_path
     dates: list = list(as_of or [])
@@ -114,7 +129,8 @@ def features_command(
                 def progress(done: int, total: int) -> None:
                     bar.update(job, completed=done, total=total)
 
-                frame = build_training_set(target, task, dates, engine=engine, progress=progress)
+                cut = CustomerSample(sample, whole_from(dates, whole_dates), seed) if sample < 1 else None
+                frame = build_training_set(target, task, dates, engine=engine, progress=progress, sample=cut)
             write_training_set(frame, out, task=task, warehouse=target)
         seconds = time.perf_counter() - started
     except data_errors() as exc:

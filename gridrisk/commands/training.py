@@ -49,6 +49,11 @@ SCORER_COLUMNS = (
 CONFIG_ARGUMENT = typer.Argument(None, help="experiment TOML, e.g. experiments/configs/arrears.toml")
 TASK_OPTION = typer.Option(None, "--task", help="arrears | suspension | theft | all (defaults, no file)")
 WAREHOUSE_OPTION = typer.Option(None, "--warehouse", help="overrides the config's warehouse")
+SAMPLE_OPTION = typer.Option(
+    None,
+    "--sample",
+    help="learn from this share of the customers, e.g. 0.25 (the test dates keep all); overrides [sample]",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -78,6 +83,7 @@ def train(
     warehouse: Path | None = WAREHOUSE_OPTION,
     search: bool | None = typer.Option(None, "--search/--no-search", help="turn the Optuna search on or off"),
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials (implies --search)"),
+    sample: float | None = SAMPLE_OPTION,
 ) -> None:
     """Train, evaluate and register a task's model; the gate decides whether it becomes champion."""
     from rich.console import Console
@@ -87,7 +93,7 @@ def train(
     console = Console()
     settings = load_settings()
     _prepare_runtime()
-    configs = _configs_or_exit(console, config, task, warehouse)
+    configs = _with_sample(_configs_or_exit(console, config, task, warehouse), sample)
     if search is not None or trials is not None:
         configs = [(_with_search(c, search, trials), text) for c, text in configs]
 
@@ -164,6 +170,7 @@ def backtest(
     task: str | None = TASK_OPTION,
     windows: int = typer.Option(4, "--windows", min=1, help="test windows, latest first"),
     warehouse: Path | None = WAREHOUSE_OPTION,
+    sample: float | None = SAMPLE_OPTION,
 ) -> None:
     """Refit the experiment as of earlier test windows and compare the model with its baselines in each."""
     from rich.console import Console
@@ -174,7 +181,7 @@ def backtest(
     console = Console()
     settings = load_settings()
     _prepare_runtime()
-    configs = _configs_or_exit(console, config, task, warehouse)
+    configs = _with_sample(_configs_or_exit(console, config, task, warehouse), sample)
     failed = _each_task(
         console,
         configs,
@@ -249,6 +256,23 @@ def _with_search(cfg: Any, search: bool | None, trials: int | None) -> Any:
     return cfg.model_copy(update={"search": search_config})
 
 
+def _with_sample(configs: list[tuple[Any, str | None]], share: float | None) -> list[tuple[Any, str | None]]:
+    """`--sample` in place of each config's `[sample] customers`, checked by the config's own bounds."""
+    if share is None:
+        return configs
+    out = []
+    for cfg, text in configs:
+        try:
+            sample = type(cfg.sample).model_validate(cfg.sample.model_dump() | {"customers": share})
+        except ValueError:
+            raise typer.BadParameter(
+                f"{share} is not a share in (0, 1]; e.g. 0.25 learns from a quarter of the customers",
+                param_hint="--sample",
+            ) from None
+        out.append((cfg.model_copy(update={"sample": sample}), text))
+    return out
+
+
 def _train_one(cfg: Any, warehouse: Path, settings: Any, progress: Any, text: str | None) -> Any:
     from training.experiment import train_task
 
@@ -315,6 +339,12 @@ def _print_report(console: Any, report: Any) -> None:
         f"(★ = primary metric)"
     )
     console.print(_metrics_table(title, report.metrics, report.primary_metric))
+    if report.sample_customers < 1:
+        console.print(
+            f"  trained on {report.sample_customers:.0%} of the customers ([sample]): "
+            f"{report.rows_train:,} training rows; the test window keeps all of them",
+            markup=False,
+        )
     se = model.get("roc_auc_se", float("nan"))
     if se == se:
         console.print(f"  model ROC-AUC standard error: {se:.4f} (Hanley–McNeil)")

@@ -15,6 +15,7 @@ from tiny_warehouse import make_tables, write
 
 from features.engines import local
 from features.engines.partition import PartitionJob
+from features.sample import CustomerSample
 from features.training_set import _finish
 
 AS_OF = ("2022-06-30", "2022-11-30")
@@ -25,8 +26,8 @@ def warehouse(tmp_path_factory) -> Path:
     return write(make_tables(), tmp_path_factory.mktemp("engines"))
 
 
-def _local(warehouse: Path, task: str, **kwargs) -> pd.DataFrame:
-    job = PartitionJob.make(task, AS_OF)
+def _local(warehouse: Path, task: str, sample: CustomerSample | None = None, **kwargs) -> pd.DataFrame:
+    job = PartitionJob.make(task, AS_OF, sample=sample)
     return _finish(local.run(warehouse, job, **kwargs), task, with_labels=True)
 
 
@@ -81,6 +82,21 @@ def test_spark_and_local_engines_give_the_same_table(warehouse, spark_session, t
     # Not a vacuous match: the table has labels, categorical and peer features filled in.
     assert np.isfinite(got["peers_kwh_yoy_change_vs_station_pp"]).any()
     assert got["archive_tariff"].notna().all()
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_cuts_the_same_customer_sample(warehouse, spark_session):
+    from features.engines import spark
+
+    sample = CustomerSample(0.5, pd.Timestamp(AS_OF[1]), seed=1)
+    job = PartitionJob.make("theft", AS_OF, sample=sample)
+    got = _finish(spark.run(warehouse, job, spark=spark_session, buckets=3), "theft", with_labels=True)
+    expected = _local(warehouse, "theft", sample=sample, workers=1)
+    pd.testing.assert_frame_equal(got, expected)
+    full = _local(warehouse, "theft", workers=1)
+    first = pd.Timestamp(AS_OF[0])
+    assert 0 < (got["as_of"] == first).sum() < (full["as_of"] == first).sum()
 
 
 @pytest.mark.parametrize("task", ["arrears", "suspension", "theft"])

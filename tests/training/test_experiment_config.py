@@ -35,6 +35,8 @@ def test_warehouse_override_wins(tmp_path: Path) -> None:
         ('task = "fraud"\n', "task"),  # not a task
         ('task = "arrears"\n[as_of]\nstart = "2022/01"\n', "as_of.start"),  # not YYYY-MM
         ('task = "arrears"\n[calibration]\nmethod = "beta"\n', "calibration.method"),
+        ('task = "arrears"\n[sample]\ncustomers = 0\n', "sample.customers"),  # nobody to learn from
+        ('task = "arrears"\n[sample]\ncustomers = 1.5\n', "sample.customers"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, text: str, where: str) -> None:
