@@ -42,7 +42,9 @@ from serving.web.model_board import alias_source, model_board
 from serving.web.session import (
     LANG_COOKIE,
     SESSION_COOKIE,
+    SIGNED_OUT_FILE,
     SessionSigner,
+    SignedOut,
     load_secret,
     principal_of,
 )
@@ -141,6 +143,7 @@ class WebContext:
     settings: WebSettings
     signer: SessionSigner
     env: jinja2.Environment
+    signed_out: SignedOut
 
     @classmethod
     def build(cls, settings: WebSettings, home: Path) -> WebContext:
@@ -163,7 +166,7 @@ class WebContext:
             number=_number,
         )
         env.globals["url"] = url
-        return cls(settings, signer, env)
+        return cls(settings, signer, env, SignedOut(Path(home) / SIGNED_OUT_FILE))
 
 
 def get_web(request: Request, state: State) -> WebContext:
@@ -184,7 +187,9 @@ def page_lang(request: Request) -> Lang:
 
 def session_principal(request: Request, web: WebContext, keys: KeyStore) -> Principal | None:
     session = web.signer.read(request.cookies.get(SESSION_COOKIE))
-    return principal_of(keys, *session) if session else None
+    if session is None or session in web.signed_out:
+        return None
+    return principal_of(keys, session.key_id, session.prefix)
 
 
 Web = Annotated[WebContext, Depends(get_web)]
@@ -320,7 +325,11 @@ def login(
 
 
 @router.post("/logout")
-def logout() -> RedirectResponse:
+def logout(request: Request, web: Web) -> RedirectResponse:
+    session = web.signer.read(request.cookies.get(SESSION_COOKIE))
+    if session is not None:
+        web.signed_out.add(session)  # a copy of the cookie kept elsewhere is signed out too
+        logger.info("web sign-out: key %s", session.key_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

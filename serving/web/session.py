@@ -1,6 +1,8 @@
 """Web sign-in: an API key typed once becomes a signed, HttpOnly session cookie that names the key (its id and
-a prefix of its stored hash, never the key). Every page re-reads the key's record, so a revoked key is signed
-out on its next click, and the page sees exactly the role and stations the API would.
+a prefix of its stored hash, never the key) and a random session id. Every page re-reads the key's record, so
+a revoked key is signed out on its next click, and the page sees exactly the role and stations the API would.
+Signing out records the session id until the cookie would have expired (`SignedOut`), so a copy of the
+cookie kept elsewhere stops working too.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import json
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from serving.access import KeyRecord, KeyStore, Principal
+from serving.locks import folder_lock
 
 SESSION_COOKIE = "gridrisk_session"
 LANG_COOKIE = "gridrisk_lang"
 SECRET_FILE = "web-session.secret"
+SIGNED_OUT_FILE = "web-signed-out.json"
 HASH_PREFIX = 16  # hex characters of the key's SHA-256 kept in the cookie: enough to tell records apart
 
 
@@ -49,6 +54,14 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@dataclass(frozen=True)
+class Session:
+    key_id: str
+    prefix: str  # of the key's stored SHA-256
+    session_id: str  # "" in a cookie issued before sessions had ids
+    expires: float  # epoch seconds
+
+
 class SessionSigner:
     """Issues and reads `<payload>.<HMAC-SHA256>` tokens that expire after `max_age_seconds`."""
 
@@ -63,12 +76,13 @@ class SessionSigner:
 
     def issue(self, record: KeyRecord, now: float | None = None) -> str:
         issued = int(time.time() if now is None else now)
-        payload = {"k": record.key_id, "h": record.sha256[:HASH_PREFIX], "t": issued}
+        session_id = secrets.token_hex(8)
+        payload = {"k": record.key_id, "h": record.sha256[:HASH_PREFIX], "t": issued, "s": session_id}
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         return f"{body}.{self._sign(body)}"
 
-    def read(self, token: str | None, now: float | None = None) -> tuple[str, str] | None:
-        """(key id, hash prefix) of a valid, unexpired token; None for anything else."""
+    def read(self, token: str | None, now: float | None = None) -> Session | None:
+        """The session of a valid, unexpired token; None for anything else."""
         if not token or token.count(".") != 1:
             return None
         body, signature = token.split(".")
@@ -77,12 +91,54 @@ class SessionSigner:
         try:
             payload = json.loads(_unb64(body))
             key_id, prefix, issued = str(payload["k"]), str(payload["h"]), float(payload["t"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
+            session_id = str(payload.get("s", ""))
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             return None
         age = (time.time() if now is None else now) - issued
         if not 0 <= age <= self.max_age_seconds:
             return None
-        return key_id, prefix
+        return Session(key_id, prefix, session_id, issued + self.max_age_seconds)
+
+
+class SignedOut:
+    """Session ids signed out before their cookie expired, in a file the workers of one machine share
+    (replicas on other machines share it only through a shared home). An entry leaves the file once its
+    cookie would have expired; a page view stats the file and rereads it only when it changed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._seen: tuple[float, int] | None = None
+        self._ids: dict[str, float] = {}
+
+    def _load(self) -> dict[str, float]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            self._seen, self._ids = None, {}
+            return self._ids
+        if self._seen != (stat.st_mtime, stat.st_size):
+            try:
+                raw = json.loads(self.path.read_text(encoding="utf-8"))
+                self._ids = {str(k): float(v) for k, v in raw.items()}
+            except (ValueError, AttributeError):  # not ours to read: sign-outs it held are lost, not a 500
+                return self._ids
+            self._seen = (stat.st_mtime, stat.st_size)
+        return self._ids
+
+    def __contains__(self, session: Session) -> bool:
+        return bool(session.session_id) and session.session_id in self._load()
+
+    def add(self, session: Session, now: float | None = None) -> None:
+        if not session.session_id:
+            return
+        now = time.time() if now is None else now
+        # Two workers signing out at once must not drop each other's entry: read, add and write under a lock.
+        with folder_lock(self.path.parent, f".{self.path.name}.lock", exclusive=True):
+            kept = {k: v for k, v in self._load().items() if v > now}
+            kept[session.session_id] = session.expires
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(kept), encoding="utf-8")
+            os.replace(tmp, self.path)  # readers see the old file or the new one, never half of it
 
 
 def principal_of(keys: KeyStore, key_id: str, prefix: str) -> Principal | None:

@@ -4,6 +4,7 @@ exports, error pages, language, security headers, the charts, the words catalogu
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from serving.view_schemas import TaskScore
 from serving.web import charts
 from serving.web.i18n import EXPORT_HEADERS, LABELS, TEXT
 from serving.web.pages import safe_next
-from serving.web.session import SESSION_COOKIE, SessionSigner, load_secret, principal_of
+from serving.web.session import SESSION_COOKIE, SessionSigner, SignedOut, load_secret, principal_of
 
 CSS = Path(__file__).resolve().parents[2] / "serving" / "web" / "static" / "gridrisk.css"
 
@@ -92,19 +93,43 @@ def test_revoking_the_key_ends_the_session(web, settings):
     assert page(web, "/list", status=303) == ""
 
 
-def test_sign_out_forgets_the_session(web):
+def test_sign_out_ends_the_session_and_every_copy_of_its_cookie(web):
     sign_in(web, "analyst")
+    kept = web.client.cookies[SESSION_COOKIE]  # what someone who copied the cookie would replay
     r = web.client.post("/logout", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
     web.client.cookies.clear()
     page(web, "/list", status=303)
+    web.client.cookies.set(SESSION_COOKIE, kept)
+    assert page(web, "/list", status=303) == ""  # the replayed cookie is signed out too
+    web.client.cookies.clear()
+    sign_in(web, "analyst")  # the same key signs in again: a new session, not the old one
+    assert web.client.cookies[SESSION_COOKIE] != kept
+    page(web, "/list")
+
+
+def test_signed_out_sessions_are_shared_by_workers_and_forgotten_when_they_expire(tmp_path):
+    _, record = create_key(tmp_path / "keys.json", "analyst")
+    signer = SessionSigner(b"s" * 32, max_age_seconds=3600)
+    first = signer.read(signer.issue(record, now=1_000_000), now=1_000_000)
+    second = signer.read(signer.issue(record, now=1_000_500), now=1_000_500)
+    assert first is not None and second is not None and first.session_id != second.session_id
+    one, other = SignedOut(tmp_path / "out.json"), SignedOut(tmp_path / "out.json")  # two workers
+    assert first not in one
+    one.add(first, now=1_000_100)
+    assert first in other and second not in other  # the other worker rereads the changed file
+    other.add(second, now=1_003_700)  # after the first cookie expired: its entry leaves the file
+    assert set(json.loads((tmp_path / "out.json").read_text())) == {second.session_id}
+    assert second in one
 
 
 def test_session_tokens_are_signed_and_expire(tmp_path):
     _, record = create_key(tmp_path / "keys.json", "analyst")
     signer = SessionSigner(b"s" * 32, max_age_seconds=3600)
     token = signer.issue(record, now=1_000_000)
-    assert signer.read(token, now=1_000_000 + 3599) == (record.key_id, record.sha256[:16])
+    session = signer.read(token, now=1_000_000 + 3599)
+    assert session is not None and (session.key_id, session.prefix) == (record.key_id, record.sha256[:16])
+    assert session.expires == 1_000_000 + 3600 and len(session.session_id) == 16
     assert signer.read(token, now=1_000_000 + 3601) is None  # expired
     assert signer.read(token, now=1_000_000 - 5) is None  # issued in the future
     body, signature = token.split(".")
