@@ -32,6 +32,7 @@ from features.engines.partition import (
     empty_output,
     table_columns,
 )
+from features.memory import release_memory
 from features.schema import table
 from features.snapshot import FLOAT32_MEASURES
 from features.sources import WarehouseError, has_table, table_path
@@ -226,8 +227,16 @@ def run(
                         progress(i + 1, n_parts)
     finally:
         _PLAN = None
-    population = pd.concat([r[0] for r in results], ignore_index=True) if results else empty_output(job)
-    peer_inputs = pd.concat([r[1] for r in results], ignore_index=True) if results else population
+    # The stacking and the peers need neither the tables (3.7 GiB at 1,000,000 customers) nor a partition's
+    # rows once stacked: the build's peak was here, tables and partitions alive beside the stacked copies.
+    del plan
+    release_memory()
+    parts, peer_parts = [r[0] for r in results], [r[1] for r in results]
+    del results
+    population = pd.concat(parts, ignore_index=True) if parts else empty_output(job)
+    del parts
+    peer_inputs = pd.concat(peer_parts, ignore_index=True) if peer_parts else population
+    del peer_parts
     peers_started = time.perf_counter()
     out = finish_local(population, peer_inputs)
     logger.info(
