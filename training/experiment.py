@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.memory import release_memory
 from features.sample import CustomerSample, read_sampled, whole_from
@@ -139,6 +140,12 @@ def load_training_frame(
         # the frame once, not the file twice (4.0 rather than 6.2 GiB for a 2.8 GiB set).
         convert = {"self_destruct": True, "split_blocks": True}
         if share < 1:
+            missing = sorted({"customer_id", "as_of"} - set(pq.read_schema(path).names))
+            if missing:
+                raise TrainingError(
+                    f"training set {path} lacks columns {missing}, which [sample] needs to pick customers "
+                    "and dates; rebuild it with `gridrisk features --out`"
+                )
             table, sample = read_sampled(path, share, seed, whole)
             frame = table.to_pandas(**convert)
             del table

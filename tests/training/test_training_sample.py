@@ -14,6 +14,7 @@ from features.sample import members
 from gridrisk.cli import app
 from training.config import default_config
 from training.experiment import load_training_frame
+from training.tasks import TrainingError
 
 
 def _config(**sample):
@@ -45,6 +46,14 @@ def test_a_prebuilt_set_is_sampled_as_it_is_read(frame: pd.DataFrame, tmp_path: 
     assert (per_date.loc[dates[-3:]] == customers).all()
     assert per_date.loc[dates[:-3]].between(0.4 * customers, 0.6 * customers).all()
     assert cut.attrs["sample"]["whole_from"] == pd.Timestamp(dates[-3]).date().isoformat()
+
+
+def test_a_prebuilt_set_without_ids_cannot_be_sampled(frame: pd.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "theft.parquet"
+    frame.drop(columns=["customer_id", "oracle_p"]).to_parquet(path, index=False)
+    config = default_config("theft", training_set=path, sample={"customers": 0.5})
+    with pytest.raises(TrainingError, match=r"lacks columns \['customer_id'\], which \[sample\] needs"):
+        load_training_frame(config, tmp_path)
 
 
 def test_a_set_sampled_into_its_test_dates_is_flagged(frame, tmp_path: Path, caplog) -> None:
