@@ -26,7 +26,9 @@ def members(ids: np.ndarray | pd.Series, share: float, seed: int = 0) -> np.ndar
     values = np.asarray(ids, dtype=object)
     if share >= 1:
         return np.ones(len(values), dtype=bool)
-    hashed = pd.util.hash_array(values, hash_key=f"gridrisk{seed % 10**8:08d}", categorize=True)
+    if not 0 <= seed < 10**8:
+        raise ValueError(f"a customer sample's seed must be in [0, 10**8), not {seed}")
+    hashed = pd.util.hash_array(values, hash_key=f"gridrisk{seed:08d}", categorize=True)
     return (hashed >> np.uint64(11)).astype(np.float64) / float(2**53) < share
 
 

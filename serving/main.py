@@ -53,14 +53,18 @@ async def _poll(app: FastAPI, state: ServiceState) -> None:
 
 
 class HeadAsGet:
-    """HEAD answered as GET without the body (RFC 9110 9.3.2): load balancers and uptime probes send HEAD to
-    /health, and FastAPI's routes would answer 405. The status, headers and Content-Length are the GET's."""
+    """HEAD answered as GET without the body (RFC 9110 9.3.2) on the probe routes: load balancers and uptime
+    monitors send HEAD to /health, and FastAPI's routes would answer 405. The status, headers and
+    Content-Length are the GET's. Only routes without side effects: a HEAD on a list or a customer page would
+    build it and write an audit line for a view that never happened."""
+
+    PATHS = frozenset({"/health", "/ready", "/metrics"})
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+        if scope["type"] != "http" or scope["method"] != "HEAD" or scope["path"] not in self.PATHS:
             await self.app(scope, receive, send)
             return
         inner = {**scope, "method": "GET"}

@@ -109,13 +109,17 @@ def _category_text(value: Any) -> str:
 # percentage change from a thousandth of a kWh, stay under 1e16. A 1e308 would print 309 digits in a reason.
 FEATURE_MAGNITUDE = 1e18
 # A number sent as text: ASCII digits only (float() would also take "1_000", " 20 " and full-width "２０").
-_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# One way to match any string (no backtracking), and no longer than a float's text needs.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+DECIMAL_CHARS = 64
 
 
 def _number(value: Any) -> float | None:
     if value is None or value is _ABSENT:
         return math.nan
-    if isinstance(value, bool) or (isinstance(value, str) and not _DECIMAL.fullmatch(value)):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and (len(value) > DECIMAL_CHARS or not _DECIMAL.fullmatch(value)):
         return None
     try:
         number = float(value)

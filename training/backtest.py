@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.sample import members
 from training.config import ExperimentConfig
 from training.experiment import (
     Progress,
@@ -114,6 +115,16 @@ def compare(windows: list[BacktestWindow], primary: str, baseline: str) -> Compa
     return Comparison(baseline, int(diff.size), int((diff > 0).sum()), float(diff.mean()), se)
 
 
+def window_rows(
+    frame: pd.DataFrame, end: pd.Timestamp, test_from: pd.Timestamp, kept: np.ndarray | None
+) -> pd.DataFrame:
+    """The rows a window sees: as-of dates up to `end`; before `test_from`, only the `kept` customers."""
+    inside = frame["as_of"] <= end
+    if kept is not None:
+        inside &= kept | (frame["as_of"] >= test_from)
+    return frame[inside]
+
+
 def backtest_frame(
     frame: pd.DataFrame,
     config: ExperimentConfig,
@@ -140,10 +151,14 @@ def backtest_frame(
     step = config.split.test_dates
     done: list[BacktestWindow] = []
     stopped = None
+    # [sample]: the frame keeps every window's test dates whole; each window learns from the sampled customers
+    # only, as `gridrisk train` would on the data up to its test window.
+    share, seed = config.sample.customers, config.sample.seed
+    kept = members(frame["customer_id"].to_numpy(), share, seed) if share < 1 else None
     for k in range(windows):
         # A window that split has more than `step` dates, so the next cut is never before the first date.
         last = len(dates) - 1 - k * step
-        window = frame[frame["as_of"] <= dates[last]]
+        window = window_rows(frame, dates[last], dates[max(last - step + 1, 0)], kept)
         progress("fit", k / windows)
         try:
             split, train, validation, test = split_frame(window, spec, config)

@@ -120,7 +120,7 @@ class SampleConfig(Strict):
         le=1,
         description="share of customers kept before the test dates (all of them at the test dates)",
     )
-    seed: int = Field(default=0, ge=0, description="another seed draws other customers")
+    seed: int = Field(default=0, ge=0, lt=10**8, description="another seed draws other customers")
 
 
 class ExperimentConfig(Strict):

@@ -154,7 +154,7 @@ def load_training_frame(
             frame = pd.read_parquet(path, to_pandas_kwargs=convert)
         pa.default_memory_pool().release_unused()
         check_learnable(frame, config.task.value, path)
-        _warn_sampled_test(path, frame, whole)
+        _warn_sampled_set(path, frame, whole, config)
         return frame
     from features.training_set import build_training_set
 
@@ -171,14 +171,15 @@ def load_training_frame(
     return frame
 
 
-def _warn_sampled_test(path: Path, frame: pd.DataFrame, whole: int) -> None:
-    """A set built with `gridrisk features --sample` keeps every customer only from its `whole_from`."""
+def _warn_sampled_set(path: Path, frame: pd.DataFrame, whole: int, config: ExperimentConfig) -> None:
+    """A set built with `gridrisk features --sample` keeps every customer only from its `whole_from`, and a
+    second sample with another seed keeps about share x share of the customers, not the share."""
     meta = path.with_name(path.name + ".meta.json")
     built = json.loads(meta.read_text(encoding="utf-8")).get("sample") if meta.exists() else None
-    if not built or not built.get("whole_from"):
+    if not built:
         return
     first = whole_from(frame["as_of"].unique(), whole)
-    if first is not None and first < pd.Timestamp(built["whole_from"]):
+    if built.get("whole_from") and first is not None and first < pd.Timestamp(built["whole_from"]):
         logger.warning(
             "%s keeps every customer only from %s (built with --sample %s); the test dates from %s are "
             "a sample, so the evaluation and the gate read %s of the customers there: rebuild it with "
@@ -188,6 +189,16 @@ def _warn_sampled_test(path: Path, frame: pd.DataFrame, whole: int) -> None:
             built["customers"],
             first.date(),
             built["customers"],
+        )
+    if config.sample.customers < 1 and built.get("seed") != config.sample.seed:
+        logger.warning(
+            "%s is a sample of the customers with seed %s, and [sample] draws with seed %s: the two cuts "
+            "keep about %.1f %% of the customers, not %.1f %%; use the set's seed or [sample] customers = 1",
+            path,
+            built.get("seed"),
+            config.sample.seed,
+            100 * float(built["customers"]) * config.sample.customers,
+            100 * config.sample.customers,
         )
 
 

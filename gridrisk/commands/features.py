@@ -32,6 +32,9 @@ def month_ends(spec: str) -> list:
     return [p.to_timestamp(how="end").normalize() for p in pd.period_range(first, last, freq="M")]
 
 
+SEED_MAX = 10**8 - 1  # features.sample keys its hash with 8 digits of the seed
+
+
 def features_command(
     task: str = typer.Option(..., "--task", "-t", help="arrears | suspension | theft"),
     as_of: list[str] = typer.Option(None, "--as-of", help="an as-of date (YYYY-MM-DD); repeat for several"),
@@ -61,7 +64,9 @@ def features_command(
     whole_dates: int = typer.Option(
         3, "--whole-dates", min=0, help="with --sample: the latest N as-of dates (the test) keep everyone"
     ),
-    seed: int = typer.Option(0, "--seed", min=0, help="with --sample: another seed draws other customers"),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="with --sample: another seed draws other customers"
+    ),
 ) -> None:
     """Build a point-in-time training set (features as of each date, label over the horizon after it)."""
     import time
@@ -70,6 +75,7 @@ def features_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from features.labels import latest_labelable_as_of
+    from features.point_in_time import as_of_days
     from features.sample import CustomerSample, whole_from
     from features.training_set import (
         TrainingSetError,
@@ -129,7 +135,8 @@ def features_command(
                 def progress(done: int, total: int) -> None:
                     bar.update(job, completed=done, total=total)
 
-                cut = CustomerSample(sample, whole_from(dates, whole_dates), seed) if sample < 1 else None
+                days = as_of_days(dates)  # "2023-06-30 12:00" is the as-of day 2023-06-30, as in the build
+                cut = CustomerSample(sample, whole_from(days, whole_dates), seed) if sample < 1 else None
                 frame = build_training_set(target, task, dates, engine=engine, progress=progress, sample=cut)
             write_training_set(frame, out, task=task, warehouse=target)
         seconds = time.perf_counter() - started

@@ -378,6 +378,7 @@ def evaluate(
         None, "--config", help="experiment TOML giving the data and test window"
     ),
     warehouse: Path | None = typer.Option(None, "--warehouse", help="overrides the config's warehouse"),
+    sample: float | None = SAMPLE_OPTION,
 ) -> None:
     """Score a registered model on the test window beside the baselines and oracle; logs an evaluation run."""
     from rich.console import Console
@@ -398,6 +399,7 @@ def evaluate(
         )
         if cfg.task.value != task:
             raise TrainingError(f"--task {task} but the config {config} is for {cfg.task.value}")
+        ((cfg, _),) = _with_sample([(cfg, None)], sample)  # the logistic baseline learns as in training
         uri = f"models:/{model_name(task)}/{version}" if version else f"models:/{model_name(task)}@{alias}"
         wh = cfg.warehouse or settings.warehouse_path
         report = _run_with_progress(

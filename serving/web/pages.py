@@ -328,8 +328,12 @@ def login(
 def logout(request: Request, web: Web) -> RedirectResponse:
     session = web.signer.read(request.cookies.get(SESSION_COOKIE))
     if session is not None:
-        web.signed_out.add(session)  # a copy of the cookie kept elsewhere is signed out too
-        logger.info("web sign-out: key %s", session.key_id)
+        try:
+            web.signed_out.add(session)  # a copy of the cookie kept elsewhere is signed out too
+        except OSError as exc:  # a read-only home: this browser still signs out
+            logger.warning("web sign-out of key %s not recorded: %s", session.key_id, exc)
+        else:
+            logger.info("web sign-out: key %s", session.key_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

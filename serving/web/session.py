@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from serving.access import KeyRecord, KeyStore, Principal
 from serving.locks import folder_lock
+
+logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "gridrisk_session"
 LANG_COOKIE = "gridrisk_lang"
@@ -103,39 +106,52 @@ class SessionSigner:
 class SignedOut:
     """Session ids signed out before their cookie expired, in a file the workers of one machine share
     (replicas on other machines share it only through a shared home). An entry leaves the file once its
-    cookie would have expired; a page view stats the file and rereads it only when it changed."""
+    cookie would have expired, and the file keeps at most `MAX_ENTRIES` (the soonest to expire go first); a
+    page view stats the file and rereads it only when it changed."""
+
+    MAX_ENTRIES = 10_000
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._seen: tuple[float, int] | None = None
+        self._seen: tuple[int, int, int, int] | None = None
         self._ids: dict[str, float] = {}
 
-    def _load(self) -> dict[str, float]:
+    def _load(self, *, fresh: bool = False) -> dict[str, float]:
         try:
             stat = self.path.stat()
         except FileNotFoundError:
             self._seen, self._ids = None, {}
             return self._ids
-        if self._seen != (stat.st_mtime, stat.st_size):
+        except OSError:
+            return self._ids
+        # Inode and nanosecond times too: a rewrite of the same size within a coarse mtime tick is a change.
+        seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        if fresh or self._seen != seen:
             try:
                 raw = json.loads(self.path.read_text(encoding="utf-8"))
                 self._ids = {str(k): float(v) for k, v in raw.items()}
-            except (ValueError, AttributeError):  # not ours to read: sign-outs it held are lost, not a 500
-                return self._ids
-            self._seen = (stat.st_mtime, stat.st_size)
+            except (OSError, ValueError, TypeError, AttributeError):
+                # Unreadable or not ours: a page must not fail on it; sign-outs it held are lost.
+                logger.warning("ignoring the signed-out sessions file %s: unreadable", self.path)
+                self._ids = {}
+            self._seen = seen
         return self._ids
 
     def __contains__(self, session: Session) -> bool:
         return bool(session.session_id) and session.session_id in self._load()
 
     def add(self, session: Session, now: float | None = None) -> None:
+        """Record a sign-out; raises OSError when the home cannot be written."""
         if not session.session_id:
             return
         now = time.time() if now is None else now
-        # Two workers signing out at once must not drop each other's entry: read, add and write under a lock.
+        # Read, add and write under the lock, from the file itself: two workers signing out at once must not
+        # drop each other's entry.
         with folder_lock(self.path.parent, f".{self.path.name}.lock", exclusive=True):
-            kept = {k: v for k, v in self._load().items() if v > now}
+            kept = {k: v for k, v in self._load(fresh=True).items() if v > now}
             kept[session.session_id] = session.expires
+            if len(kept) > self.MAX_ENTRIES:
+                kept = dict(sorted(kept.items(), key=lambda item: item[1])[-self.MAX_ENTRIES :])
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(kept), encoding="utf-8")
             os.replace(tmp, self.path)  # readers see the old file or the new one, never half of it

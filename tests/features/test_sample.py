@@ -31,6 +31,8 @@ def test_membership_is_stable_sized_nested_and_seeded():
     assert members(IDS, 1.0).all()
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         CustomerSample(0.0)
+    with pytest.raises(ValueError, match="seed"):
+        members(IDS, 0.5, seed=10**8)  # it would draw seed 0's customers again
 
 
 def test_whole_from_is_the_first_of_the_latest_dates():
@@ -80,7 +82,8 @@ def test_cli_writes_a_sampled_set_and_says_so_in_its_metadata(generated_dir, tmp
     out = tmp_path / "arrears.parquet"
     dates = _dates(generated_dir, "arrears", 3)
     command = ["features", "-w", str(generated_dir), "--task", "arrears", "-o", str(out)]
-    command += [arg for d in dates for arg in ("--as-of", d.date().isoformat())]
+    # A time of day names the as-of day it falls on, for the sample's whole dates as for the build.
+    command += [arg for d in dates for arg in ("--as-of", f"{d.date().isoformat()} 12:00")]
     result = CliRunner().invoke(app, [*command, "--sample", "0.5", "--whole-dates", "1"])
     assert result.exit_code == 0, result.output
     meta = json.loads(out.with_name(out.name + ".meta.json").read_text())

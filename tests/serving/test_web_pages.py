@@ -123,6 +123,44 @@ def test_signed_out_sessions_are_shared_by_workers_and_forgotten_when_they_expir
     assert second in one
 
 
+def test_the_signed_out_file_is_read_when_it_changes_and_never_fails_a_page(tmp_path, monkeypatch):
+    import os
+
+    _, record = create_key(tmp_path / "keys.json", "analyst")
+    signer = SessionSigner(b"s" * 32, max_age_seconds=3600)
+    a, b, c = (signer.read(signer.issue(record, now=1_000_000), now=1_000_000) for _ in range(3))
+    path = tmp_path / "out.json"
+    one, other = SignedOut(path), SignedOut(path)
+    one.add(a, now=1_000_000)
+    assert a in other
+    before = path.stat()
+    other.add(b, now=1_000_000)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # a coarse clock: the same mtime again
+    assert b in one  # still seen: the file was replaced (another inode, another ctime)
+    # The writer rereads the file under its lock, whatever it cached: nobody's entry is dropped.
+    one._seen = (path.stat().st_ino, path.stat().st_size, path.stat().st_mtime_ns, path.stat().st_ctime_ns)
+    one._ids = {}
+    one.add(c, now=1_000_000)
+    assert set(json.loads(path.read_text())) == {a.session_id, b.session_id, c.session_id}
+    monkeypatch.setattr(SignedOut, "MAX_ENTRIES", 2)
+    one.add(signer.read(signer.issue(record, now=1_000_100), now=1_000_100), now=1_000_100)
+    assert len(json.loads(path.read_text())) == 2 and a.session_id not in json.loads(path.read_text())
+    for broken in ('{"x": null}', "[1, 2]", "not json"):
+        path.write_text(broken)
+        assert a not in SignedOut(path)  # unreadable: no sign-out known, and no exception for the page
+
+
+def test_sign_out_still_clears_the_cookie_when_the_home_is_read_only(web, monkeypatch):
+    def read_only(self, session, now=None):
+        raise PermissionError(13, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(SignedOut, "add", read_only)
+    sign_in(web, "analyst")
+    r = web.client.post("/logout", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert SESSION_COOKIE in r.headers["set-cookie"] and "Max-Age=0" in r.headers["set-cookie"]
+
+
 def test_session_tokens_are_signed_and_expire(tmp_path):
     _, record = create_key(tmp_path / "keys.json", "analyst")
     signer = SessionSigner(b"s" * 32, max_age_seconds=3600)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.backtest import BacktestWindow, backtest_frame, compare, log_backtest
+from features.sample import members
+from training.backtest import BacktestWindow, backtest_frame, compare, log_backtest, window_rows
 from training.config import default_config
 from training.experiment import train_on_frame
 from training.registry import client_for
@@ -19,12 +20,13 @@ from training.tasks import TrainingError
 pytestmark = pytest.mark.slow
 
 
-def config(**split):
+def config(sample: float = 1.0, **split):
     return default_config(
         "arrears",
         lightgbm={"num_boost_round": 60, "num_threads": 1},
         register_model=False,
         split={"test_dates": 2, "validation_dates": 2, **split},
+        sample={"customers": sample},
     )
 
 
@@ -56,6 +58,26 @@ def test_window_one_is_the_training_runs_test_window(report, frame, features, tm
     for scorer in ("model", "logistic", "rule"):
         for metric in ("roc_auc", "precision_at_5pct", "amount_recall_at_5pct"):
             assert report.windows[0].metrics[scorer][metric] == pytest.approx(trained.metrics[scorer][metric])
+
+
+def test_a_sampled_window_learns_from_the_customers_train_would(frame, features, tmp_path: Path) -> None:
+    # The frame keeps every window's test dates whole (load_training_frame's whole_dates); each window cuts
+    # its own earlier dates to the sample, so window 1 is `gridrisk train --sample 0.5` on the same data.
+    sampled = backtest_frame(frame, config(sample=0.5), windows=2, features=features)
+    dates = sorted(frame["as_of"].unique())
+    kept = members(frame["customer_id"].to_numpy(), 0.5)
+    as_trained = frame[(frame["as_of"] >= dates[-2]) | kept].reset_index(drop=True)
+    trained = train_on_frame(
+        as_trained, config(sample=0.5), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=tmp_path / "art", features=features, feature_version="test-v1", reasons={},
+        source="synthetic",
+    )  # fmt: skip
+    for metric in ("roc_auc", "precision_at_5pct", "amount_recall_at_5pct"):
+        assert sampled.windows[0].metrics["model"][metric] == pytest.approx(trained.metrics["model"][metric])
+    window = window_rows(frame, dates[-3], dates[-4], kept)  # window 2: tests on dates[-4:-2]
+    early = window[window["as_of"] < dates[-4]]
+    assert set(early["customer_id"]) == set(frame.loc[kept, "customer_id"])
+    assert len(window[window["as_of"] >= dates[-4]]) == 2 * frame["customer_id"].nunique()
 
 
 def test_an_older_window_never_sees_a_later_label(report, frame, features) -> None:

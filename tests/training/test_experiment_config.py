@@ -37,6 +37,7 @@ def test_warehouse_override_wins(tmp_path: Path) -> None:
         ('task = "arrears"\n[calibration]\nmethod = "beta"\n', "calibration.method"),
         ('task = "arrears"\n[sample]\ncustomers = 0\n', "sample.customers"),  # nobody to learn from
         ('task = "arrears"\n[sample]\ncustomers = 1.5\n', "sample.customers"),
+        ('task = "arrears"\n[sample]\nseed = 100000000\n', "sample.seed"),  # the hash key takes 8 digits
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, text: str, where: str) -> None:

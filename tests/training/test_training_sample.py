@@ -65,6 +65,12 @@ def test_a_set_sampled_into_its_test_dates_is_flagged(frame, tmp_path: Path, cap
     with caplog.at_level(logging.WARNING, logger="training.experiment"):
         load_training_frame(default_config("theft", training_set=path), tmp_path)
     assert "keeps every customer only from" in caplog.text and "--whole-dates" in caplog.text
+    assert "draws with seed" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="training.experiment"):
+        again = default_config("theft", training_set=path, sample={"customers": 0.5, "seed": 3})
+        load_training_frame(again, tmp_path)
+    assert "keep about 12.5 % of the customers, not 50.0 %" in caplog.text
 
 
 @pytest.mark.slow
