@@ -20,14 +20,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+SEED_LIMIT = 10**8  # the hash key holds 8 digits of the seed: seeds 0 and 10**8 would draw the same customers
+
 
 def members(ids: np.ndarray | pd.Series, share: float, seed: int = 0) -> np.ndarray:
     """True for the ids in the sample: a keyed 64-bit hash of the id, read in [0, 1), below `share`."""
     values = np.asarray(ids, dtype=object)
     if share >= 1:
         return np.ones(len(values), dtype=bool)
-    if not 0 <= seed < 10**8:
-        raise ValueError(f"a customer sample's seed must be in [0, 10**8), not {seed}")
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"a customer sample's seed must be in [0, {SEED_LIMIT:,}), not {seed}")
     hashed = pd.util.hash_array(values, hash_key=f"gridrisk{seed:08d}", categorize=True)
     return (hashed >> np.uint64(11)).astype(np.float64) / float(2**53) < share
 
@@ -62,6 +64,11 @@ def whole_from(dates, whole_dates: int) -> pd.Timestamp | None:
     if not ordered or whole_dates < 1:
         return None
     return pd.Timestamp(ordered[-min(whole_dates, len(ordered))])
+
+
+def sample_for(dates, share: float, seed: int, whole_dates: int) -> CustomerSample | None:
+    """The sample of a set over `dates` whose latest `whole_dates` keep everyone; None when nothing is cut."""
+    return CustomerSample(share, whole_from(dates, whole_dates), seed) if share < 1 else None
 
 
 def read_sampled(path, sample_share: float, seed: int, whole_dates: int) -> tuple[pa.Table, CustomerSample]:

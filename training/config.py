@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.sample import SEED_LIMIT
 from training.tasks import Task, TrainingError
 
 MONTH = re.compile(r"^\d{4}-\d{2}$")
@@ -120,7 +121,7 @@ class SampleConfig(Strict):
         le=1,
         description="share of customers kept before the test dates (all of them at the test dates)",
     )
-    seed: int = Field(default=0, ge=0, lt=10**8, description="another seed draws other customers")
+    seed: int = Field(default=0, ge=0, lt=SEED_LIMIT, description="another seed draws other customers")
 
 
 class ExperimentConfig(Strict):

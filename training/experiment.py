@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.memory import release_memory
-from features.sample import CustomerSample, read_sampled, whole_from
+from features.sample import read_sampled, sample_for, whole_from
 from serving.model import PackagedModel, ReasonText
 from training.config import EvaluationConfig, ExperimentConfig, LightGBMConfig
 from training.evaluate import Scored, lift_by_decile, score_metrics, segment_metrics
@@ -159,7 +159,7 @@ def load_training_frame(
     from features.training_set import build_training_set
 
     dates = resolve_as_of_dates(config, warehouse)
-    sample = CustomerSample(share, whole_from(dates, whole), seed) if share < 1 else None
+    sample = sample_for(dates, share, seed, whole)
 
     def report(done: int, total: int) -> None:
         progress("training set", done / total if total else None)

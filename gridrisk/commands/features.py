@@ -32,9 +32,6 @@ def month_ends(spec: str) -> list:
     return [p.to_timestamp(how="end").normalize() for p in pd.period_range(first, last, freq="M")]
 
 
-SEED_MAX = 10**8 - 1  # features.sample keys its hash with 8 digits of the seed
-
-
 def features_command(
     task: str = typer.Option(..., "--task", "-t", help="arrears | suspension | theft"),
     as_of: list[str] = typer.Option(None, "--as-of", help="an as-of date (YYYY-MM-DD); repeat for several"),
@@ -65,7 +62,7 @@ def features_command(
         3, "--whole-dates", min=0, help="with --sample: the latest N as-of dates (the test) keep everyone"
     ),
     seed: int = typer.Option(
-        0, "--seed", min=0, max=SEED_MAX, help="with --sample: another seed draws other customers"
+        0, "--seed", min=0, help="with --sample: another seed draws other customers (below 100,000,000)"
     ),
 ) -> None:
     """Build a point-in-time training set (features as of each date, label over the horizon after it)."""
@@ -76,7 +73,7 @@ def features_command(
 
     from features.labels import latest_labelable_as_of
     from features.point_in_time import as_of_days
-    from features.sample import CustomerSample, whole_from
+    from features.sample import SEED_LIMIT, sample_for
     from features.training_set import (
         TrainingSetError,
         build_scoring_frame,
@@ -93,6 +90,8 @@ def features_command(
             f"{sample} is not a share in (0, 1]; e.g. 0.25 keeps a quarter of the customers",
             param_hint="--sample",
         )
+    if seed >= SEED_LIMIT:
+        raise typer.BadParameter(f"{seed} is not below {SEED_LIMIT:,}", param_hint="--seed")
     writable_output(out, folder=False)
     target = warehouse if warehouse is not None else load_settings().warehouse_path
     dates: list = list(as_of or [])
@@ -136,7 +135,7 @@ def features_command(
                     bar.update(job, completed=done, total=total)
 
                 days = as_of_days(dates)  # "2023-06-30 12:00" is the as-of day 2023-06-30, as in the build
-                cut = CustomerSample(sample, whole_from(days, whole_dates), seed) if sample < 1 else None
+                cut = sample_for(days, sample, seed, whole_dates)
                 frame = build_training_set(target, task, dates, engine=engine, progress=progress, sample=cut)
             write_training_set(frame, out, task=task, warehouse=target)
         seconds = time.perf_counter() - started
