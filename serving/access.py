@@ -104,12 +104,21 @@ class Principal:
         units = [supply_unit] if supply_unit else (list(self.supply_units) or None)
         return stations, units
 
-    def require_covers(self, station: str | None, supply_unit: str | None) -> None:
-        """Forbidden unless the key may see a customer of this station and supply unit. Unlike a filter, a
-        customer placed nowhere (None) is outside a scoped key's stations, as it is outside its lists."""
-        if self.role == Role.COLLECTOR:
-            self._require_station(station)
-            self._require_supply_unit(supply_unit)
+    def require_covers(self, station: str | None, supply_unit: str | None, subject: str) -> None:
+        """Forbidden unless the key may see `subject` (a customer), placed in this station and supply unit.
+        Unlike a filter, a customer placed nowhere (None) is outside a scoped key's stations, as it is outside
+        its lists. The refusal names the key's own scope, never the customer's station: a collector learns
+        only that the customer is not theirs."""
+        if self.role != Role.COLLECTOR:
+            return
+        if self.stations and station not in self.stations:
+            raise Forbidden(
+                f"key {self.key_id} covers stations {list(self.stations)}; {subject} is not in them"
+            )
+        if self.supply_units and supply_unit not in self.supply_units:
+            raise Forbidden(
+                f"key {self.key_id} covers supply units {list(self.supply_units)}; {subject} is not in them"
+            )
 
     def _require_station(self, station: str | None) -> None:
         if self.stations and station not in self.stations:

@@ -176,7 +176,7 @@ def customer_file(
         snapshot, pos = next(iter(found.values()))
         at = np.array([pos])
         station, supply_unit = snapshot.column("station", at)[0], snapshot.column("supply_unit", at)[0]
-    principal.require_covers(station, supply_unit)  # Forbidden for another station's collector
+    principal.require_covers(station, supply_unit, f"customer {customer_id}")
 
     scores = []
     for name, (snapshot, pos) in found.items():

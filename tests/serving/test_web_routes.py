@@ -78,9 +78,12 @@ def test_pii_is_masked_for_analysts_and_admins(web):
 
 
 def test_collectors_reach_only_their_own_stations_customers(web):
-    # C0000001 is in S02 (station = i % 3); the S01 collector gets a 403 naming the rule, not the customer.
+    # C0000001 is in S02 (station = i % 3); the S01 collector gets a 403 naming its own scope, neither the
+    # customer's name nor its station.
     r = web.client.get("/v1/customers/C0000001", headers=web.headers("collector"))
-    assert r.status_code == 403 and "S01" in r.json()["detail"] and "王小1" not in r.text
+    detail = r.json()["detail"]
+    assert r.status_code == 403 and "S01" in detail and "C0000001 is not in them" in detail
+    assert "S02" not in detail and "王小1" not in r.text
     # The U2 collector covers supply unit U2 (station S03 only): C0000002 yes, C0000000 no.
     assert customer(web, "C0000002", "unit_collector")["archive"]["station"] == "S03"
     assert web.client.get("/v1/customers/C0000000", headers=web.headers("unit_collector")).status_code == 403
