@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.attacks import apply_attack
@@ -25,6 +26,7 @@ from features.schema import (
     table,
 )
 from features.sources import write_table
+from features.validation import quarantine_frame, to_text
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ HALF_HOURS_PER_DAY = 48
 # A day with at least half its half-hours is scaled to a full day (48 / count), as a collection system
 # estimates a day it partly missed (补采); with fewer, the day is quarantined and stays missing.
 MIN_HALF_HOURS = 24
+MAX_HALF_HOURS = 50  # the 25-hour day when the clocks go back; a count above it is readings counted twice
 PRICE_YUAN_PER_KWH = (
     0.5880  # DOMAIN.md §1 residential tariff (lowest voltage), one flat price for every household
 )
@@ -62,6 +65,15 @@ ISSUE_DAYS_AFTER_MONTH = 5  # bill issued on the 5th of the next month
 DUE_DAYS_AFTER_ISSUE = 20
 PAID_DAYS_AFTER_ISSUE = 7  # direct debit collects a week after the bill is issued, always in full
 TARIFFS = {"Std": Tariff.SINGLE, "ToU": Tariff.TOU}
+TARIFF_NAMES = {name.casefold(): str(t) for name, t in TARIFFS.items()}  # the source's spelling, any case
+# Full load all day is the most a home's supply can deliver: a day above it is a meter or export error.
+MAX_KWH_PER_DAY = CONTRACT_CAPACITY_KVA * 24
+# The trial's days (first and last readings 2011-11-23 and 2014-02-28, with the weather file's margin): a day
+# outside it is a broken date (1970-01-01 from a zero), not a reading.
+TRIAL_DAYS = (pd.Timestamp("2011-11-01"), pd.Timestamp("2014-03-31"))
+TRIAL_TEXT = f"{TRIAL_DAYS[0]:%Y-%m-%d} – {TRIAL_DAYS[1]:%Y-%m-%d}"
+LONDON_TZ = "Europe/London"
+BLOCK_PATTERN = r"(\d+)$"  # block 7 may be stored as 7 or as its file name, block_7
 
 
 class LondonError(Exception):
@@ -102,6 +114,7 @@ class ImportSummary:
     readings: int
     scaled_partial_days: int
     quarantined: dict[str, int]
+    quarantined_households: dict[str, int]
     bills: int
     first_day: str
     last_day: str
@@ -116,47 +129,46 @@ class ImportSummary:
 
 
 def source_households(src: Path) -> list[str]:
-    """Household ids present in the daily file (sorted)."""
-    path = _daily_path(src)
-    ids = pq.read_table(path, columns=["LCLid"]).column("LCLid").unique().to_pylist()
-    return sorted(str(i) for i in ids)
+    """Household ids present in the daily file (sorted; an empty LCLid is no household)."""
+    ids = _read_daily(_daily_path(src), ["LCLid"]).column("LCLid").unique().to_pylist()
+    return sorted(str(i) for i in ids if i is not None and str(i).strip())
 
 
 def read_source(src: Path, households: Sequence[str] | None = None) -> pd.DataFrame:
-    """The daily rows of the source (optionally only some households, read with a pyarrow filter)."""
-    path = _daily_path(src)
-    names = set(pq.read_schema(path).names)
-    missing = [c for c in DAILY_COLUMNS if c not in names]
-    if missing:
-        raise LondonError(
-            f"{path} lacks columns {missing}; the importer needs {list(DAILY_COLUMNS)} "
-            "(the layout of shared/data/london-smart-meters)"
-        )
+    """The daily rows of the source (optionally only some households, read with a pyarrow filter).
+
+    Columns keep the types they are stored with (`day` as a date, a timestamp or text); `import_frames`
+    parses them and quarantines what does not parse.
+    """
     filters = [("LCLid", "in", list(households))] if households is not None else None
-    tbl = pq.read_table(path, columns=list(DAILY_COLUMNS), filters=filters)
     # Text columns stay as they are stored (dictionary → categorical): decoding 1.8 M strings costs seconds.
-    frame = tbl.to_pandas(date_as_object=False)
-    frame["day"] = pd.to_datetime(frame["day"])
-    return frame
+    return _read_daily(_daily_path(src), list(DAILY_COLUMNS), filters).to_pandas(date_as_object=False)
 
 
 def read_households(src: Path) -> pd.DataFrame:
+    """The household table as text; without the file, no rows (the daily file carries the same attributes)."""
     path = Path(src) / HOUSEHOLDS_FILE
     if not path.exists():
-        raise LondonError(
-            f"{path} is missing; the London source folder needs {DAILY_FILE} and {HOUSEHOLDS_FILE}"
-        )
-    frame = pd.read_csv(path, dtype=str)
-    missing = [c for c in HOUSEHOLD_COLUMNS if c not in frame.columns]
-    if missing:
-        raise LondonError(f"{path} lacks columns {missing}; expected {list(HOUSEHOLD_COLUMNS)}")
-    return frame
+        logger.warning("%s is absent: tariffs and Acorn groups come from %s alone", path, DAILY_FILE)
+        return pd.DataFrame(columns=list(HOUSEHOLD_COLUMNS), dtype=object)
+    try:
+        frame = pd.read_csv(path, dtype=str)
+    except (OSError, EOFError, ValueError) as exc:
+        raise LondonError(f"{path} cannot be read as a gzipped CSV ({exc}); restore it or remove it") from exc
+    if "LCLid" not in frame.columns:
+        raise LondonError(f"{path} lacks column LCLid; expected {list(HOUSEHOLD_COLUMNS)}")
+    # Only LCLid is required: an attribute the table lacks is read from the daily file instead.
+    return frame.reindex(columns=[*frame.columns, *(c for c in HOUSEHOLD_COLUMNS if c not in frame.columns)])
 
 
 def source_last_day(src: Path) -> pd.Timestamp:
     """The last day of the trial in this source: a household whose readings end earlier has left."""
-    days = pq.read_table(_daily_path(src), columns=["day"]).column("day")
-    return pd.Timestamp(days.to_pandas().max())
+    path = _daily_path(src)
+    days, _ = _parse_days(_read_daily(path, ["day"]).column("day").to_pandas(date_as_object=False))
+    days = days[(days >= TRIAL_DAYS[0]) & (days <= TRIAL_DAYS[1])]
+    if days.empty:
+        raise LondonError(f"{path}: no row has a day within the trial, {TRIAL_TEXT}")
+    return pd.Timestamp(days.max())
 
 
 def write_source_subset(src: Path, out: Path, households: Sequence[str]) -> Path:
@@ -167,10 +179,11 @@ def write_source_subset(src: Path, out: Path, households: Sequence[str]) -> Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = list(households)
-    tbl = pq.read_table(_daily_path(src), filters=[("LCLid", "in", wanted)])
+    tbl = _read_daily(_daily_path(src), None, [("LCLid", "in", wanted)])
     pq.write_table(tbl, out / DAILY_FILE, compression="zstd")
-    hh = read_households(src)
-    hh[hh["LCLid"].isin(wanted)].to_csv(out / HOUSEHOLDS_FILE, index=False, compression="gzip")
+    if (Path(src) / HOUSEHOLDS_FILE).exists():
+        hh = read_households(src)
+        hh[hh["LCLid"].isin(wanted)].to_csv(out / HOUSEHOLDS_FILE, index=False, compression="gzip")
     return out
 
 
@@ -183,7 +196,87 @@ def _daily_path(src: Path) -> Path:
     return path
 
 
+def _read_daily(path: Path, columns: list[str] | None, filters: list | None = None) -> pa.Table:
+    """Columns of the daily file (every column with ``columns=None``) once DAILY_COLUMNS are known present."""
+    try:
+        names = pq.read_schema(path).names
+        missing = [c for c in DAILY_COLUMNS if c not in names]
+        table = None if missing else pq.read_table(path, columns=columns, filters=filters)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise LondonError(f"{path} cannot be read as Parquet ({exc}); restore the file") from exc
+    if table is None:
+        raise LondonError(
+            f"{path} lacks columns {missing}; the importer needs {list(DAILY_COLUMNS)} "
+            "(the layout of shared/data/london-smart-meters)"
+        )
+    return table
+
+
+def _parse_days(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """The calendar day of each value (NaT where there is none) and which values are empty.
+
+    A `day` may be stored as a date, a timestamp or YYYY-MM-DD text. A zone-aware timestamp counts in London
+    wall time (UTC midnights across a clock change are not a day apart); other text (is 12/01/2013 in
+    December or January?) gives no day.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        days = values.dt.tz_convert(LONDON_TZ).dt.tz_localize(None)
+        empty = values.isna().to_numpy()
+    elif pd.api.types.is_datetime64_dtype(values.dtype):
+        days, empty = values, values.isna().to_numpy()
+    else:
+        text = to_text(values)
+        days = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        empty = text.isna().to_numpy()
+    return days.dt.normalize(), empty
+
+
+def _numbers(values: pd.Series, pattern: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A column stored as numbers or as text: (floats, which are empty, which are text but no number).
+
+    ``pattern`` picks the number out of the text (`block_7` → 7).
+    """
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return numbers, np.isnan(numbers), np.zeros(len(numbers), dtype=bool)
+    text = to_text(values)
+    empty = text.isna().to_numpy()
+    if pattern is not None:
+        text = text.str.extract(pattern, expand=False)
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return numbers, empty, np.isnan(numbers) & ~empty
+
+
 # --- import ---
+
+
+class _Verdicts:
+    """The first rule each source row breaks ('' while it breaks none), with its column and message."""
+
+    def __init__(self, n: int) -> None:
+        self.clean = np.ones(n, dtype=bool)
+        self.rule = np.full(n, "", dtype=object)
+        self.column = np.full(n, "", dtype=object)
+        self.message = np.full(n, "", dtype=object)
+
+    def flag(self, mask: np.ndarray, column: str, rule: str, message: str | np.ndarray) -> None:
+        new = np.asarray(mask, dtype=bool) & self.clean
+        self.clean &= ~new
+        self.rule[new], self.column[new] = rule, column
+        self.message[new] = message[new] if isinstance(message, np.ndarray) else message
+
+    def quarantine(self, source: pd.DataFrame, file: str, table_name: str) -> pd.DataFrame:
+        """The rows that broke a rule, as strings with their rule (the ingest quarantine layout)."""
+        bad = ~self.clean
+        return quarantine_frame(
+            source.loc[bad],
+            np.flatnonzero(bad),
+            table_name=table_name,
+            column=self.column[bad],
+            rule=self.rule[bad],
+            message=self.message[bad],
+            source=file,
+        )
 
 
 def import_frames(
@@ -195,9 +288,9 @@ def import_frames(
 ) -> LondonData:
     """Turn the source's daily rows and household table into `LondonData` (no theft yet).
 
-    Rows with a null energy sum, or fewer than MIN_HALF_HOURS half-hours, go to the quarantine with their
-    rule; other partial days are scaled to 48 half-hours. ``trial_end`` (default: the last day in ``daily``)
-    decides who left early.
+    Every row becomes a reading or a quarantine record with the first rule it breaks (`_check_rows`); days
+    of 24–47 half-hours are scaled to 48. ``trial_end`` (default: the last day in ``daily``) decides who
+    left early.
     """
     if daily.empty:
         raise LondonError(
@@ -205,45 +298,39 @@ def import_frames(
         )
     rng = np.random.default_rng(seed)
     daily = daily.reset_index(drop=True)  # row numbers of the source, kept in the quarantine
-    trial_end = pd.Timestamp(daily["day"].max() if trial_end is None else trial_end)
+    checked = _check_rows(daily, households)
+    codes, names, day, placed = checked.codes, checked.names, checked.day, checked.placed
+    quarantine = checked.verdict.quarantine(daily[list(DAILY_COLUMNS)], DAILY_FILE, "readings")
+    if not placed.any():
+        first = quarantine.iloc[0]
+        raise LondonError(
+            f"no row of {DAILY_FILE} has a household and a day to place it on "
+            f"({quarantine['_rule'].value_counts().to_dict()}); row {first['_row']}, column "
+            f"{first['_column']}: {first['_message']}"
+        )
+    usable = checked.verdict.clean
+    scaled_days = int((usable & (checked.count < HALF_HOURS_PER_DAY)).sum())
 
-    null_sum = daily["energy_sum_kwh"].isna().to_numpy()
-    count = daily["energy_count"].to_numpy(dtype=np.float64)
-    too_partial = ~null_sum & (count < MIN_HALF_HOURS)
-    quarantine = _quarantine_rows(daily, null_sum, too_partial)
-    usable = ~(null_sum | too_partial)
-    scale = np.where(count < HALF_HOURS_PER_DAY, HALF_HOURS_PER_DAY / np.maximum(count, 1.0), 1.0)
-    kwh = daily["energy_sum_kwh"].to_numpy(dtype=np.float64) * scale
-    scaled_days = int((usable & (count < HALF_HOURS_PER_DAY)).sum())
-
-    codes, uniques = pd.factorize(daily["LCLid"])
-    names = np.asarray([str(u) for u in uniques], dtype=object)
-    order = np.argsort(names, kind="stable")
-    rank = np.empty_like(order)
+    present = np.zeros(len(names), dtype=bool)
+    present[codes[placed]] = True
+    kept = np.flatnonzero(present)
+    order = kept[np.argsort(names[kept], kind="stable")]  # households in id order, whatever the source order
+    rank = np.full(len(names), -1)
     rank[order] = np.arange(len(order))
-    row, ids = rank[codes], names[order]  # households in id order, whatever the source's dictionary order
-    first_day = daily["day"].min()
-    days = pd.date_range(first_day, daily["day"].max(), freq="D")
-    col = ((daily["day"] - first_day).dt.days).to_numpy()
+    row, ids = rank[np.maximum(codes, 0)], names[order]
+    first_day, last_day = day[placed].min(), day[placed].max()
+    trial_end = pd.Timestamp(last_day if trial_end is None else trial_end)
+    days = pd.date_range(first_day, last_day, freq="D")
+    col = (day - first_day).dt.days.fillna(-1).to_numpy(dtype=np.int64)
     matrix = np.full((len(ids), len(days)), np.nan)
-    matrix[row[usable], col[usable]] = kwh[usable]
+    matrix[row[usable], col[usable]] = checked.kwh[usable]
 
-    day_num = col.astype(np.int64)
     first_col = np.full(len(ids), np.iinfo(np.int64).max)
     last_col = np.full(len(ids), -1)
-    np.minimum.at(first_col, row, day_num)
-    np.maximum.at(last_col, row, day_num)
-    first_row = np.unique(row, return_index=True)[1]
-    hh = households.drop_duplicates("LCLid").set_index("LCLid")
-    customers = pd.DataFrame({"customer_id": ids})
-    for src_col in ("stdorToU", "Acorn_grouped"):
-        # The household table is the archive of record; the daily file's copy fills any household it lacks.
-        own = pd.Series(daily[src_col].to_numpy()[first_row].astype(str), index=ids)
-        customers[src_col] = hh[src_col].reindex(ids).fillna(own).to_numpy()
-    unknown = sorted(set(customers["stdorToU"]) - set(TARIFFS))
-    if unknown:
-        raise LondonError(f"stdorToU values {unknown} are unknown; the importer maps {sorted(TARIFFS)}")
-    block = daily["block"].to_numpy()[first_row].astype(np.int64)
+    np.minimum.at(first_col, row[placed], col[placed])
+    np.maximum.at(last_col, row[placed], col[placed])
+    homes = checked.homes.iloc[order]
+    block = homes["block"].to_numpy(dtype=np.int64)
     open_date = first_day + pd.to_timedelta(first_col, unit="D")
     last = pd.Series(first_day + pd.to_timedelta(last_col, unit="D"))
     close = (last + pd.Timedelta(days=1)).where(last < trial_end)
@@ -254,10 +341,10 @@ def import_frames(
             "usage_category": UsageCategory.RESIDENTIAL.value,
             # Acorn group (Affluent / Comfortable / Adversity / ACORN-U) is the household segment; it sits in
             # industry_code so industry-peer features compare a home with homes of its own Acorn group.
-            "industry_code": customers["Acorn_grouped"].to_numpy(),
+            "industry_code": homes["acorn_group"].to_numpy(dtype=object),
             "voltage_kv": VOLTAGE_KV,
             "contract_capacity_kva": CONTRACT_CAPACITY_KVA,
-            "tariff": customers["stdorToU"].map(TARIFFS).map(str).to_numpy(),
+            "tariff": homes["tariff"].to_numpy(dtype=object),
             "payment_method": PAYMENT_METHOD.value,
             "supply_unit": [f"SU{b // BLOCKS_PER_SUPPLY_UNIT:02d}" for b in block],
             "station": [f"ST{b:03d}" for b in block],
@@ -290,6 +377,84 @@ def import_frames(
     )
 
 
+@dataclass
+class _CheckedRows:
+    """The daily rows parsed and checked: arrays are per row, ``homes`` per household of ``names``."""
+
+    verdict: _Verdicts
+    codes: np.ndarray  # position of the row's household in ``names``; -1 for none
+    names: np.ndarray
+    day: pd.Series
+    kwh: np.ndarray  # partial days scaled to 48 half-hours
+    count: np.ndarray
+    homes: pd.DataFrame  # tariff, acorn_group, block
+    placed: np.ndarray  # the row puts its household on a day (its reading may still be unusable)
+
+
+def _check_rows(daily: pd.DataFrame, households: pd.DataFrame) -> _CheckedRows:
+    """Each row's first broken rule, in this order: no household or day; a household without a known tariff
+    or block (all its rows); a null or impossible energy sum or half-hour count; a repeated (LCLid, day)."""
+    verdict = _Verdicts(len(daily))
+    codes, uniques = pd.factorize(daily["LCLid"])  # a null LCLid gets code -1
+    names = np.asarray([str(u) for u in uniques], dtype=object)
+    codes = np.where(np.isin(codes, np.flatnonzero([not n.strip() for n in names])), -1, codes)
+    home = np.maximum(codes, 0)  # rows without a household are flagged first: their `home` is never read
+    verdict.flag(codes < 0, "LCLid", "null", "LCLid is empty: the row belongs to no household")
+    day, no_day = _parse_days(daily["day"])
+    verdict.flag(no_day, "day", "null", "day is empty: the row belongs to no day")
+    verdict.flag(day.isna().to_numpy(), "day", "unparseable", "day is not a date (YYYY-MM-DD)")
+    outside = ((day < TRIAL_DAYS[0]) | (day > TRIAL_DAYS[1])).to_numpy()
+    verdict.flag(outside, "day", "out_of_range", f"day is outside the Low Carbon London trial ({TRIAL_TEXT})")
+    homes = _home_attributes(daily, households, codes, names, verdict.clean)
+    no_tariff = homes["tariff_message"].to_numpy(dtype=object)[home]
+    verdict.flag(no_tariff != "", "stdorToU", "not_allowed", no_tariff)
+    verdict.flag(
+        homes["block"].isna().to_numpy()[home],
+        "block",
+        "null",
+        "no row of the household has a block number (7 or block_7): its station is unknown",
+    )
+    placed = verdict.clean.copy()
+
+    kwh_read, no_kwh, bad_kwh = _numbers(daily["energy_sum_kwh"])
+    count, no_count, bad_count = _numbers(daily["energy_count"])
+    kwh = kwh_read * np.where(count < HALF_HOURS_PER_DAY, HALF_HOURS_PER_DAY / np.maximum(count, 1.0), 1.0)
+    missing = "the day is missing"
+    verdict.flag(no_kwh, "energy_sum_kwh", "null", f"energy_sum_kwh is null: {missing}")
+    verdict.flag(bad_kwh, "energy_sum_kwh", "unparseable", f"energy_sum_kwh is not a number: {missing}")
+    unknown_share = f"how much of the day the sum covers is unknown, {missing}"
+    verdict.flag(no_count, "energy_count", "null", f"energy_count is null: {unknown_share}")
+    verdict.flag(bad_count, "energy_count", "unparseable", f"energy_count is not a number: {unknown_share}")
+    verdict.flag(
+        count < MIN_HALF_HOURS,
+        "energy_count",
+        "out_of_range",
+        f"energy_count < {MIN_HALF_HOURS} half-hours: too little of the day to estimate, {missing}",
+    )
+    verdict.flag(
+        count > MAX_HALF_HOURS,
+        "energy_count",
+        "out_of_range",
+        f"energy_count > {MAX_HALF_HOURS} half-hours, more than the longest day (25 h when the clocks go "
+        f"back): readings counted twice? {missing}",
+    )
+    verdict.flag(
+        kwh_read < 0,
+        "energy_sum_kwh",
+        "out_of_range",
+        f"negative kWh — meter reset or reversed register? {missing}",
+    )
+    verdict.flag(
+        kwh > MAX_KWH_PER_DAY,
+        "energy_sum_kwh",
+        "out_of_range",
+        f"above {MAX_KWH_PER_DAY:g} kWh, what a {CONTRACT_CAPACITY_KVA:g} kVA supply delivers in a day (a "
+        f"partial day scaled to 48 half-hours): {missing}",
+    )
+    _flag_repeated_days(verdict, daily, codes, day, kwh_read, count)
+    return _CheckedRows(verdict, codes, names, day, kwh, count, homes, placed)
+
+
 def _assign_areas(station: pd.Series, rng: np.random.Generator) -> np.ndarray:
     """Each station's homes are dealt at random into ⌈n / 30⌉-ish 台区 of about 30 homes."""
     n = len(station)
@@ -305,22 +470,119 @@ def _assign_areas(station: pd.Series, rng: np.random.Generator) -> np.ndarray:
     return area
 
 
-def _quarantine_rows(daily: pd.DataFrame, null_sum: np.ndarray, too_partial: np.ndarray) -> pd.DataFrame:
-    """Source rows kept out of `readings`, as strings with the rule broken (the ingest quarantine layout)."""
-    bad = null_sum | too_partial
-    rows = daily.loc[bad, ["LCLid", "day", "energy_sum_kwh", "energy_count"]].astype(str)
-    rows["_table"] = "readings"
-    rows["_row"] = np.flatnonzero(bad)
-    rows["_column"] = np.where(null_sum[bad], "energy_sum_kwh", "energy_count")
-    rows["_rule"] = np.where(null_sum[bad], "null", "out_of_range")
-    # The day stays missing in `readings` either way; nothing is filled in for it.
-    rows["_message"] = np.where(
-        null_sum[bad],
-        "energy_sum_kwh is null: the day is missing",
-        f"energy_count < {MIN_HALF_HOURS} half-hours: too little of the day to estimate, the day is missing",
+def _home_attributes(
+    daily: pd.DataFrame, households: pd.DataFrame, codes: np.ndarray, names: np.ndarray, rows: np.ndarray
+) -> pd.DataFrame:
+    """Tariff, Acorn group and block number of each household (positions as ``names``), read from ``rows``.
+
+    The household table is the archive of record; the daily file's first non-null value fills what it lacks,
+    and stands in for a household listed twice with different content. A tariff other than Std or ToU (any
+    case) gets a message: the household cannot be imported.
+    """
+    own = (
+        daily.loc[rows, ["stdorToU", "Acorn_grouped"]]
+        .assign(block=_numbers(daily["block"], BLOCK_PATTERN)[0][rows])
+        .groupby(codes[rows])
+        .first()
+        .reindex(range(len(names)))
+        .astype(object)
     )
-    rows["_source"] = DAILY_FILE
-    return rows.reset_index(drop=True)
+    table = households.dropna(subset=["LCLid"]).drop_duplicates()
+    listed = table[~table["LCLid"].duplicated(keep=False)].set_index("LCLid").reindex(names)
+    listed.index = own.index
+
+    def of_record(column: str) -> pd.Series:
+        value = listed[column].astype(object)
+        return value.where(value.notna(), own[column])
+
+    tariff_text = of_record("stdorToU")
+    tariff = [None if pd.isna(v) else TARIFF_NAMES.get(str(v).strip().casefold()) for v in tariff_text]
+    read = ["empty" if pd.isna(v) else repr(v) for v in tariff_text]
+    group = of_record("Acorn_grouped")
+    return pd.DataFrame(
+        {
+            "tariff": tariff,
+            "tariff_message": [
+                "" if t else f"stdorToU is {r}, neither Std nor ToU: the household's tariff is unknown"
+                for t, r in zip(tariff, read, strict=True)
+            ],
+            "acorn_group": group.where(group.notna(), None),
+            "block": pd.to_numeric(own["block"]).where(lambda b: b >= 0),
+        }
+    )
+
+
+def _flag_repeated_days(
+    verdict: _Verdicts,
+    daily: pd.DataFrame,
+    codes: np.ndarray,
+    day: pd.Series,
+    kwh: np.ndarray,
+    count: np.ndarray,
+) -> None:
+    """A household's day read more than once: exact copies keep the first row; different contents are
+    ambiguous, so every copy is quarantined and the day stays missing (as `gridrisk ingest` does)."""
+    clean = np.flatnonzero(verdict.clean)
+    # One integer per (household, day) of the trial: far faster to compare than the pair.
+    key = codes[clean].astype(np.int64) * 100_000 + (day.iloc[clean] - TRIAL_DAYS[0]).dt.days.to_numpy()
+    again = pd.Series(key).duplicated(keep=False).to_numpy()
+    if not again.any():
+        return
+    at = clean[again]
+    content = pd.DataFrame(
+        {
+            "home": codes[at],
+            "day": day.to_numpy()[at],
+            "kwh": kwh[at],
+            "count": count[at],
+            **{
+                c: to_text(daily[c].iloc[at]).to_numpy(dtype=object)
+                for c in ("block", "stdorToU", "Acorn", "Acorn_grouped")
+            },
+        }
+    )
+    variants = content.drop_duplicates()
+    ambiguous = variants[variants.duplicated(["home", "day"], keep=False)]
+    pair = ["home", "day"]
+    conflict = pd.MultiIndex.from_frame(content[pair]).isin(pd.MultiIndex.from_frame(ambiguous[pair]))
+    first = content.assign(_pos=at).groupby(list(content.columns), dropna=False)["_pos"].transform("min")
+    copy = ~conflict & (first.to_numpy() != at)
+    n = len(verdict.rule)
+    verdict.flag(
+        np.isin(np.arange(n), at[conflict]),
+        "LCLid",
+        "duplicate_key",
+        "(LCLid, day) appears more than once with different content: which is right is unknown, the day is "
+        "missing",
+    )
+    message = np.full(n, "", dtype=object)
+    message[at[copy]] = [f"exact copy of row {k}, which was kept" for k in first.to_numpy()[copy]]
+    verdict.flag(message != "", "LCLid", "duplicate_row", message)
+
+
+def household_quarantine(households: pd.DataFrame, imported: Sequence[str]) -> pd.DataFrame:
+    """Rows of the household table that describe no imported household, or repeat one, with their rule."""
+    households = households.reset_index(drop=True)
+    verdict = _Verdicts(len(households))
+    ids = households["LCLid"]
+    verdict.flag(ids.isna().to_numpy(), "LCLid", "null", "LCLid is empty: the row describes no household")
+    verdict.flag(
+        ~ids.isin(list(imported)).to_numpy(),
+        "LCLid",
+        "unknown_reference",
+        f"no household of this LCLid was imported: it has no usable row in {DAILY_FILE} "
+        "(see quarantine/readings.parquet)",
+    )
+    distinct = households.drop_duplicates()
+    verdict.flag(
+        ids.isin(distinct["LCLid"][distinct["LCLid"].duplicated()]).to_numpy(),
+        "LCLid",
+        "duplicate_key",
+        "LCLid appears more than once with different content: the household's tariff and Acorn group come "
+        f"from {DAILY_FILE}",
+    )
+    verdict.flag(households.duplicated().to_numpy(), "LCLid", "duplicate_row", "exact copy of an earlier row")
+    return verdict.quarantine(households, HOUSEHOLDS_FILE, "customers")
 
 
 # --- contract tables from the matrix ---
@@ -474,16 +736,20 @@ def import_london(
         raise LondonError(
             f"--out {out} is the source folder; write the warehouse elsewhere (the real data stays untouched)"
         )
-    data = import_frames(
-        read_source(src, households), read_households(src), seed=seed, trial_end=source_last_day(src)
-    )
+    table = read_households(src)
+    data = import_frames(read_source(src, households), table, seed=seed, trial_end=source_last_day(src))
     rows = write_warehouse(data, out, seed)
-    summary = summarise(data, rows)
+    # The household table's rows are input too: each describes an imported household or is quarantined.
+    listed = table if households is None else table[table["LCLid"].isin(list(households))]
+    unused = household_quarantine(listed, data.customers["customer_id"].tolist())
+    unused.to_parquet(out / "quarantine" / "customers.parquet", index=False)
+    summary = summarise(data, rows, unused)
     (out / "import_report.json").write_text(json.dumps(summary.as_dict(), indent=1))
     return summary
 
 
-def summarise(data: LondonData, rows: dict[str, int]) -> ImportSummary:
+def summarise(data: LondonData, rows: dict[str, int], unused: pd.DataFrame | None = None) -> ImportSummary:
+    """The import's counts; ``unused``: `household_quarantine`, household-table rows not imported."""
     return ImportSummary(
         households=len(data.customers),
         areas=len(data.areas),
@@ -491,13 +757,18 @@ def summarise(data: LondonData, rows: dict[str, int]) -> ImportSummary:
         days=len(data.days),
         readings=rows["readings"],
         scaled_partial_days=data.scaled_days,
-        quarantined={str(k): int(v) for k, v in data.quarantine["_rule"].value_counts().sort_index().items()},
+        quarantined=_by_rule(data.quarantine),
+        quarantined_households={} if unused is None else _by_rule(unused),
         bills=rows["bills"],
         first_day=str(data.days[0].date()),
         last_day=str(data.days[-1].date()),
         thieves=int(data.truth["is_thief"].sum()) if len(data.truth) else 0,
         inspections=rows["inspections"],
     )
+
+
+def _by_rule(quarantine: pd.DataFrame) -> dict[str, int]:
+    return {str(k): int(v) for k, v in quarantine["_rule"].value_counts().sort_index().items()}
 
 
 # --- the injection protocol (experiments/reports/london_theft.md) ---
@@ -531,8 +802,12 @@ def inject_theft(data: LondonData, seed: int, protocol: InjectionProtocol | None
     n, n_days = data.metered.shape
     observed = ~np.isnan(data.true_kwh)
     n_observed = observed.sum(axis=1)
-    first = np.argmax(observed, axis=1)
-    last = n_days - 1 - np.argmax(observed[:, ::-1], axis=1)
+    # A home without a usable day (all its readings quarantined) spans its open date alone: a random
+    # inspection of it falls there, not on the trial's first day, before the account existed.
+    opened = (data.customers["open_date"] - data.days[0]).dt.days.to_numpy()
+    seen = n_observed > 0
+    first = np.where(seen, np.argmax(observed, axis=1), opened)
+    last = np.where(seen, n_days - 1 - np.argmax(observed[:, ::-1], axis=1), opened)
     eligible = np.flatnonzero(n_observed >= p.min_history_days)
     n_thieves = round(p.thief_share * len(eligible))
     thieves = np.sort(rng.choice(eligible, size=n_thieves, replace=False))

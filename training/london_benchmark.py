@@ -123,7 +123,10 @@ def build_side(
         )
     warehouse = workdir / name
     london.write_warehouse(data, warehouse, side_seed)
-    logger.info("%s side: %d households written to %s", name, len(data.customers), warehouse)
+    logger.info(
+        "%s side: %d of %d households written to %s, %d source rows quarantined (%s/quarantine)",
+        name, len(data.customers), len(households), warehouse, len(data.quarantine), warehouse,
+    )  # fmt: skip
     return Side(name=name, data=data, warehouse=warehouse)
 
 
@@ -378,6 +381,9 @@ def run_benchmark(
         "eligible_test": int(test.data.truth["is_eligible"].sum()),
         "thieves_train": int(train.data.truth["is_thief"].sum()),
         "thieves_test": int(test.data.truth["is_thief"].sum()),
+        # Source rows each side's import kept out of its readings (README, London section: the rules).
+        "quarantined_rows_train": len(train.data.quarantine),
+        "quarantined_rows_test": len(test.data.quarantine),
         "rows_train": len(train_rows),
         "rows_test": len(test_rows),
         "positives_train": int(train_rows["label"].sum()),

@@ -105,6 +105,173 @@ def test_area_supply_is_true_use_plus_technical_loss(small: london.LondonData) -
     assert 0.0 <= loss <= rate * 2.0
 
 
+# --- real-data quirks: every row is a reading or a quarantine record with its rule ---
+
+
+def _rules(data: london.LondonData) -> dict[str, str]:
+    """Quarantined rows by their row number in the source → rule."""
+    q = data.quarantine
+    return dict(zip(q["_row"], q["_rule"], strict=True))
+
+
+def test_rows_without_a_household_or_a_day_are_quarantined() -> None:
+    rows = [
+        ("H1", "2013-01-30"),  # a good row
+        (None, "2013-01-30"),  # no household
+        ("  ", "2013-01-30"),  # a blank id is no household either
+        ("H1", None),  # no day
+        ("H1", "2013-02-30"),  # no such date
+        ("H1", "31/01/2013"),  # day-first text: not guessed
+        ("H1", "1970-01-01"),  # a zero turned into a date, far before the trial
+        ("H1", "2013-02-01"),  # a good row
+    ]
+    daily = pd.DataFrame(rows, columns=["LCLid", "day"]).assign(energy_sum_kwh=10.0, energy_count=48, block=0)
+    daily = daily.assign(stdorToU="Std", Acorn="ACORN-E", Acorn_grouped="Affluent")
+    data = import_frames(daily, _households(daily.iloc[[0]]), seed=0)
+    assert _rules(data) == {
+        1: "null", 2: "null", 3: "null", 4: "unparseable", 5: "unparseable", 6: "out_of_range",
+    }  # fmt: skip
+    assert list(data.customers["customer_id"]) == ["H1"]
+    assert list(data.days) == list(pd.date_range("2013-01-30", "2013-02-01"))  # 1970 stretches nothing
+    assert len(london.readings_table(data)) + len(data.quarantine) == len(daily)
+    q = data.quarantine.set_index("_row")
+    assert q.loc[4, "day"] == "2013-02-30" and q.loc[4, "_column"] == "day"  # the value as it was read
+
+
+def test_impossible_sums_and_counts_are_quarantined() -> None:
+    daily = _daily(
+        [
+            ("H1", "2013-01-01", 10.0, 48, 0, "Std"),  # a good day
+            ("H1", "2013-01-02", 10.0, np.nan, 0, "Std"),  # how much of the day the sum covers is unknown
+            ("H1", "2013-01-03", 10.0, 50, 0, "Std"),  # 25-hour day (clocks back): kept as read
+            ("H1", "2013-01-04", 10.0, 96, 0, "Std"),  # every half-hour twice
+            ("H1", "2013-01-05", -2.0, 48, 0, "Std"),  # meter reset
+            ("H1", "2013-01-06", 600.0, 48, 0, "Std"),  # above 23 kVA × 24 h = 552 kWh
+            ("H1", "2013-01-07", 300.0, 24, 0, "Std"),  # 600 kWh once scaled to a full day
+            ("H1", "2013-01-08", np.inf, 48, 0, "Std"),  # not a reading
+        ]
+    )
+    data = import_frames(daily, _households(daily), seed=0)
+    assert _rules(data) == {1: "null", **{row: "out_of_range" for row in (3, 4, 5, 6, 7)}}
+    kwh = london.readings_table(data).set_index("date")["kwh"]
+    assert kwh.to_dict() == {pd.Timestamp("2013-01-01"): 10.0, pd.Timestamp("2013-01-03"): 10.0}
+    assert "readings counted twice" in data.quarantine.set_index("_row").loc[3, "_message"]
+
+
+def test_sums_stored_as_text_are_parsed_or_quarantined() -> None:
+    daily = _daily([("H1", "2013-01-01", 0.0, 48, 0, "Std")] * 3)
+    daily["day"] = pd.to_datetime(["2013-01-01", "2013-01-02", "2013-01-03"])
+    daily["energy_sum_kwh"] = ["7.5", "Null", "12,O"]  # a number, an export's null, a typo
+    data = import_frames(daily, _households(daily), seed=0)
+    assert _rules(data) == {1: "null", 2: "unparseable"}
+    assert london.readings_table(data)["kwh"].tolist() == [7.5]
+
+
+def test_a_day_read_twice_keeps_one_exact_copy_and_drops_conflicting_ones() -> None:
+    daily = _daily(
+        [
+            ("H1", "2013-01-01", 10.0, 48, 0, "Std"),
+            ("H1", "2013-01-01", 10.0, 48, 0, "Std"),  # exact copy: the first is kept
+            ("H1", "2013-01-02", 10.0, 48, 0, "Std"),
+            ("H1", "2013-01-02", 12.0, 48, 0, "Std"),  # same day, another sum: which is right is unknown
+            ("H1", "2013-01-03", np.nan, 0, 0, "Std"),  # a null copy of a good day: the good one stays
+            ("H1", "2013-01-03", 9.0, 48, 0, "Std"),
+        ]
+    )
+    data = import_frames(daily, _households(daily), seed=0)
+    assert _rules(data) == {1: "duplicate_row", 2: "duplicate_key", 3: "duplicate_key", 4: "null"}
+    assert data.quarantine.set_index("_row").loc[1, "_message"] == "exact copy of row 0, which was kept"
+    kwh = london.readings_table(data).set_index("date")["kwh"]
+    assert kwh.to_dict() == {pd.Timestamp("2013-01-01"): 10.0, pd.Timestamp("2013-01-03"): 9.0}
+    assert len(kwh) + len(data.quarantine) == len(daily)
+
+
+def test_household_attributes_fall_back_and_unknown_tariffs_are_quarantined() -> None:
+    daily = _daily(
+        [
+            ("H1", "2013-01-01", 10.0, 48, 1, "std"),  # any case of Std or ToU is a known tariff
+            ("H2", "2013-01-01", 10.0, 48, 3, "Economy7"),  # no known tariff: the household cannot be billed
+            ("H2", "2013-01-02", 10.0, 48, 3, "Economy7"),
+            ("H3", "2013-01-01", 10.0, 48, 5, None),  # tariff only in the household table
+            ("H4", "2013-01-01", 10.0, 48, 7, "ToU"),  # block stored as text; no Acorn group anywhere
+            ("H5", "2013-01-01", 10.0, 48, 9, "Std"),  # no block number: no station
+        ]
+    )
+    daily["block"] = ["block_1", "block_3", "block_3", "5", "block_7", None]
+    daily["Acorn_grouped"] = ["ACORN-", "Affluent", "Affluent", "Adversity", None, "Affluent"]
+    households = _households(daily.assign(block=0))
+    households.loc[households["LCLid"] == "H3", "stdorToU"] = "ToU"
+    households.loc[households["LCLid"] == "H4", "Acorn_grouped"] = np.nan
+    data = import_frames(daily, households, seed=0)
+    assert _rules(data) == {1: "not_allowed", 2: "not_allowed", 5: "null"}
+    assert "'Economy7'" in data.quarantine.set_index("_row").loc[1, "_message"]
+    c = data.customers.set_index("customer_id")
+    assert list(c.index) == ["H1", "H3", "H4"]
+    assert c["tariff"].to_dict() == {"H1": "single", "H3": "tou", "H4": "tou"}
+    assert c["station"].to_dict() == {"H1": "ST001", "H3": "ST005", "H4": "ST007"}
+    assert c.loc["H1", "industry_code"] == "ACORN-" and pd.isna(c.loc["H4", "industry_code"])  # not "nan"
+
+
+def test_zone_aware_days_are_london_calendar_days() -> None:
+    # Midnights of the days around the spring clock change, stored in UTC: 31 March is 23 hours long.
+    daily = _daily([("H1", "2013-03-30", 1.0, 48, 0, "Std"), ("H1", "2013-03-31", 2.0, 46, 0, "Std"),
+                    ("H1", "2013-04-01", 3.0, 48, 0, "Std")])  # fmt: skip
+    daily["day"] = daily["day"].dt.tz_localize("Europe/London").dt.tz_convert("UTC")
+    data = import_frames(daily, _households(daily), seed=0)
+    assert data.quarantine.empty and list(data.days) == list(pd.date_range("2013-03-30", "2013-04-01"))
+    assert london.readings_table(data)["kwh"].round(3).tolist() == [1.0, round(2.0 * 48 / 46, 3), 3.0]
+
+
+def _write_source(folder: Path, daily: pd.DataFrame, households: pd.DataFrame | None) -> Path:
+    folder.mkdir(parents=True)
+    daily.to_parquet(folder / london.DAILY_FILE, index=False)
+    if households is not None:
+        households.to_csv(folder / london.HOUSEHOLDS_FILE, index=False, compression="gzip")
+    return folder
+
+
+def test_household_table_rows_not_imported_are_quarantined(tmp_path: Path) -> None:
+    daily = _daily([("H1", "2013-01-01", 10.0, 48, 0, "Std"), ("H2", "2013-01-01", 10.0, 48, 0, "Economy7")])
+    households = pd.concat(
+        [
+            _households(daily),  # H1 imported; H2 has no known tariff, so no household
+            _households(daily).iloc[[0]],  # H1 again, the same: kept once
+            _households(daily).iloc[[0]].assign(Acorn_grouped="Adversity"),  # H1 a third time, different
+            pd.DataFrame({"LCLid": ["H9", None], "stdorToU": "Std"}),  # H9 has no daily row; no id at all
+        ],
+        ignore_index=True,
+    )
+    src = _write_source(tmp_path / "src", daily, households)
+    summary = london.import_london(src, tmp_path / "wh")
+    q = pd.read_parquet(tmp_path / "wh" / "quarantine" / "customers.parquet")
+    assert dict(zip(q["_row"], q["_rule"], strict=True)) == {
+        0: "duplicate_key", 1: "unknown_reference", 2: "duplicate_key", 3: "duplicate_key",
+        4: "unknown_reference", 5: "null",
+    }  # fmt: skip
+    assert summary.quarantined_households == {"duplicate_key": 3, "null": 1, "unknown_reference": 2}
+    assert summary.quarantined == {"not_allowed": 1} and summary.households == 1
+    # H1's rows disagree, so its Acorn group is the daily file's own.
+    customers = pd.read_parquet(tmp_path / "wh" / "customers.parquet")
+    assert customers["industry_code"].tolist() == ["Affluent"]
+
+
+def test_missing_household_table_uses_the_daily_file_and_broken_files_are_named(tmp_path: Path) -> None:
+    daily = _daily([("H1", "2013-01-01", 10.0, 48, 2, "ToU")])
+    src = _write_source(tmp_path / "src", daily, None)
+    summary = london.import_london(src, tmp_path / "wh")
+    customers = pd.read_parquet(tmp_path / "wh" / "customers.parquet")
+    assert summary.households == 1 and customers["tariff"].tolist() == ["tou"]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / london.DAILY_FILE).write_bytes(b"not a parquet file")
+    with pytest.raises(london.LondonError, match=r"broken/daily_kwh.parquet cannot be read as Parquet"):
+        london.import_london(broken, tmp_path / "wh2")
+    (broken / london.DAILY_FILE).unlink()
+    _write_source(broken / "x", daily.drop(columns="energy_count"), None)
+    with pytest.raises(london.LondonError, match=r"lacks columns \['energy_count'\]"):
+        london.import_london(broken / "x", tmp_path / "wh3")
+
+
 def _long_history(n: int = 40, days: int = 600, seed: int = 0) -> london.LondonData:
     """n households: the first half read for `days` days (eligible), the rest for 200 days (never thieves)."""
     rng = np.random.default_rng(seed)
@@ -180,6 +347,17 @@ def test_injection_is_deterministic_and_seeded() -> None:
     assert not a.truth["is_thief"].equals(c.truth["is_thief"]) or not np.array_equal(
         a.metered, c.metered, True
     )
+
+
+def test_a_household_without_a_usable_day_is_inspected_on_its_open_date() -> None:
+    days = pd.date_range("2012-01-01", periods=400).strftime("%Y-%m-%d")
+    rows = [("H1", d, 8.0, 48, 0, "Std") for d in days]
+    rows.append(("H2", "2012-06-01", 0.1, 10, 0, "Std"))  # its one row is too partial: no reading at all
+    daily = _daily(rows)
+    data = import_frames(daily, _households(daily), seed=0)
+    out = inject_theft(data, seed=0, protocol=InjectionProtocol(random_inspection_share=1.0))
+    inspected = out.inspections.set_index("customer_id")["inspected_at"]
+    assert inspected["H2"].normalize() == pd.Timestamp("2012-06-01")  # not the trial's first day
 
 
 def test_theft_raises_area_line_loss_but_not_supply() -> None:

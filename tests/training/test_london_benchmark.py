@@ -105,6 +105,41 @@ def test_summary_gives_mean_and_sd_over_seeds() -> None:
     assert "| all | 0.900 ± 0.100 |" in bench.summary_markdown(docs)
 
 
+def test_a_source_with_zone_aware_days_gives_sides_and_as_of_dates(tmp_path: Path) -> None:
+    """Another export of the blocks may store `day` as a London timestamp rather than a date."""
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2012-01-01", "2013-12-31", tz="Europe/London")  # across four clock changes
+    src = tmp_path / "src"
+    src.mkdir()
+    daily = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "LCLid": f"H{i:02d}",
+                    "day": days,
+                    "energy_sum_kwh": rng.gamma(4.0, 2.5, size=len(days)),
+                    "energy_count": 48,
+                    "block": 1 + 2 * (i % 2),  # odd blocks
+                    "stdorToU": "Std",
+                    "Acorn": "ACORN-E",
+                    "Acorn_grouped": "Affluent",
+                }
+            )
+            for i in range(12)
+        ]
+    )
+    daily.to_parquet(src / london.DAILY_FILE, index=False)
+    households = daily.drop_duplicates("LCLid").assign(file=lambda d: "block_" + d["block"].astype(str))
+    households[list(london.HOUSEHOLD_COLUMNS)].to_csv(src / london.HOUSEHOLDS_FILE, index=False)
+    protocol = InjectionProtocol(thief_share=0.5)
+    ids = london.source_households(src)
+    side = bench.build_side("test", src, ids, side_seed=1, workdir=tmp_path / "wh", protocol=protocol)
+    assert side.data.quarantine.empty and side.data.metered.shape == (12, len(days))  # no day lost
+    assert set(side.data.customers["station"]) == {"ST001", "ST003"}
+    dates = bench.as_of_dates([side])  # compares the warehouse's label end with the side's last day
+    assert dates[0] == pd.Timestamp("2012-06-30") and dates[-1] <= pd.Timestamp("2013-12-31")
+
+
 # --- a small real run ---
 
 
@@ -162,6 +197,7 @@ def test_small_benchmark_through_the_cli(sources: tuple[Path, Path], tmp_path: P
     for key in bench.FIGURE_KEYS:
         assert 0.0 <= doc[key] <= 1.0
     assert doc["counts"]["households_test"] == 40 and doc["counts"]["thieves_test"] >= 5
+    assert doc["counts"]["quarantined_rows_test"] > 0  # real homes have partial days (energy_count < 24)
     # Even on 60 training homes the model ranks held-out thieves far better than chance (0.83–0.96 over
     # seeds 0, 1, 3) and than a model that sees no kWh at all (0.52–0.55): the protocol leaks no shortcut.
     assert doc["roc_auc"] > 0.7
