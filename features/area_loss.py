@@ -111,16 +111,17 @@ def compute(at: AsOf) -> dict[str, np.ndarray]:
     a, mi = t["area"][pos], t["month"][pos] - part.month0
     ok = (a >= 0) & (mi >= 0) & (mi < months)
     cell = (a * months + mi)[ok]
-    supplied = np.bincount(
-        cell, weights=np.nan_to_num(t["supplied_kwh"][pos][ok]), minlength=n_areas * months
-    )
-    day_rows = np.bincount(cell, weights=t["daily"][pos][ok].astype(float), minlength=n_areas * months)
-    month_rows = np.bincount(cell, weights=(~t["daily"][pos][ok]).astype(float), minlength=n_areas * months)
+    kwh_rows, daily = np.nan_to_num(t["supplied_kwh"][pos][ok]), t["daily"][pos][ok]
+
+    def per_cell(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(cell, weights=weights, minlength=n_areas * months).reshape(n_areas, months)
+
+    month_rows, day_rows = per_cell((~daily).astype(float)), per_cell(daily.astype(float))
+    # The key allows a month row and that month's day rows side by side (a total and its detail): the month
+    # row is the meter's total, so the days count only for a month without one, never on top of it.
+    supplied = np.where(month_rows > 0, per_cell(np.where(daily, 0.0, kwh_rows)), per_cell(kwh_rows))
     days_in_month = (last_day - first_day + 1)[None, :]
-    complete = (month_rows.reshape(n_areas, months) > 0) | (
-        day_rows.reshape(n_areas, months) >= days_in_month
-    )
-    supplied = supplied.reshape(n_areas, months)
+    complete = (month_rows > 0) | (day_rows >= days_in_month)
 
     kwh = at.bills.values["kwh"]
     billed = w.group_sum(kwh, part.area_of, n_areas)

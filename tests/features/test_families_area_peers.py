@@ -70,6 +70,18 @@ def test_months_without_bills_or_full_supply_are_skipped(tables):
     assert late.loc["C0003", "area_line_loss_pct_3m"] == pytest.approx((4 * 91 - 300) / (4 * 91) * 100)
 
 
+def test_a_month_row_beside_its_day_rows_is_counted_once(tables):
+    # A0 exported as monthly totals and, besides them, the daily detail of the same months, summing to
+    # 10 % more than the totals (the month row is the meter's total): the month row alone is the supply.
+    days = pd.date_range("2022-01-01", "2022-12-31", freq="D")
+    detail = pd.DataFrame({"area_id": "A0", "date": days, "granularity": "day", "supplied_kwh": 20.0})
+    both = {**tables, "area_supply": pd.concat([tables["area_supply"], detail], ignore_index=True)}
+    alone = features_at(tables, "2023-01-31", area_loss).loc["C0000"]
+    together = features_at(both, "2023-01-31", area_loss).loc["C0000"]
+    assert together["area_line_loss_pct_3m"] == pytest.approx(100 / 3)
+    assert together.equals(alone)
+
+
 def test_peer_medians_and_minimum_group_size():
     as_of = pd.Timestamp("2023-01-31")
     yoy = [-10.0, -20.0, -30.0, -40.0, -50.0, 0.0, 5.0, 15.0]
