@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -22,6 +23,7 @@ from features.schema import (
     ARCHIVE_TABLES,
     TABLES,
     TWO_PART_MIN_KVA,
+    InspectionResult,
     PaymentMethod,
     SuspensionKind,
     Tariff,
@@ -143,6 +145,32 @@ POPULATION_DOCS = {
     "theft": "active customers without an earlier theft finding",
 }
 LABEL_TABLES = {"arrears": "payments", "suspension": "suspensions", "theft": "inspections"}
+LABEL_DOCS = {
+    "arrears": f"a bill due in the {HORIZON_DAYS['arrears']} days after it still unpaid "
+    f"{ARREARS_GRACE_DAYS} days after its due date",
+    "suspension": "a suspension or capacity reduction applied for in the "
+    f"{HORIZON_DAYS['suspension']} days after it",
+    "theft": f"an inspection in the {HORIZON_DAYS['theft']} days after it that finds theft",
+}
+# The rows of a label table that can make a label positive; arrears has none, as its label is a bill and its
+# payments together.
+LABEL_EVENTS = {
+    "suspension": ("kind", SUSPENSION_LABEL_KINDS),
+    "theft": ("result", (InspectionResult.THEFT.value,)),
+}
+
+
+def label_event_rows(warehouse: Path, task: str) -> tuple[int, int, str] | None:
+    """(rows, label-event rows, what makes a row one) of the task's stored label table over all its dates,
+    None for arrears: tells a warehouse whose inspections never found theft from one whose findings lie
+    outside the as-of range."""
+    if task not in LABEL_EVENTS:
+        return None
+    column, values = LABEL_EVENTS[task]
+    path = table_path(warehouse, LABEL_TABLES[task])
+    found = pq.read_table(path, columns=[column]).column(column)
+    events = int(pc.sum(pc.is_in(found, value_set=pa.array(values))).as_py() or 0)
+    return len(found), events, f"{column} {' or '.join(values)}"
 
 
 def population(task: str, at: AsOf, features: dict[str, np.ndarray]) -> np.ndarray:

@@ -205,7 +205,7 @@ def _warn_sampled_set(path: Path, frame: pd.DataFrame, whole: int, config: Exper
 def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
     """Refuse a training set with no rows or no positives, naming the cause rather than the split that would
     fail on it: an empty population, or a label table the warehouse lacks or that holds no label event."""
-    from features.labels import LABEL_TABLES, POPULATION_DOCS
+    from features.labels import LABEL_DOCS, LABEL_TABLES, POPULATION_DOCS, label_event_rows
     from features.sources import has_table
 
     dates = sorted(pd.to_datetime(frame["as_of"]).unique()) if "as_of" in frame else []
@@ -221,12 +221,26 @@ def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
     if source.is_file():
         cause = f"rebuild {source} from a warehouse whose {table} table holds {task} label events"
     elif not has_table(source, table):
-        cause = f"the warehouse has no {table} table, which the {task} label reads; ingest it with the export"
-    else:
         cause = (
-            f"no event in its {table} table falls in the label windows of the as-of dates {span}; check that "
-            f"the export's {table} cover those months, or widen the config's [as_of] range"
+            f"the warehouse has no {table} table, which the {task} label reads; ingest it with the export "
+            "(an export of it without rows stores none)"
         )
+    else:
+        # No such event at all is not fixed by the export's coverage or the [as_of] range: say which it is.
+        absent = f"no as-of date {span} has {LABEL_DOCS[task]}"
+        counted = label_event_rows(source, task)
+        if counted is None:  # arrears: its label joins bills and payments, no one row to count
+            cause = f"{absent}: every bill due then was paid in time, so there is no late payer to learn from"
+        elif counted[1] == 0:
+            cause = (
+                f"{absent}, and none of the {counted[0]} rows of its {table} table has {counted[2]}; "
+                f"{source} cannot train {task} until its {table} record some"
+            )
+        else:
+            cause = (
+                f"{absent}: its {counted[1]} {table} rows with {counted[2]} fall outside those windows; "
+                f"check that the export's {table} cover those months, or widen the config's [as_of] range"
+            )
     raise TrainingError(f"the {task} training set has {len(frame)} rows and no positive label: {cause}")
 
 
@@ -462,7 +476,10 @@ def input_example(train: pd.DataFrame, package: PackagedModel) -> pd.DataFrame:
     for name in package.spec.names:
         if name in package.spec.categorical:
             mode = train[name].dropna().astype(str).mode()
-            row[name] = [mode.iloc[0] if len(mode) else package.spec.categorical[name][0]]
+            levels = package.spec.categorical[name]
+            # A column the export left empty throughout (industry_code may be null) has no level at all;
+            # "" is not a level, so it reads as unknown, as a null does.
+            row[name] = [mode.iloc[0] if len(mode) else (levels[0] if levels else "")]
         else:
             values = pd.to_numeric(train[name], errors="coerce")
             row[name] = [float(values.median()) if values.notna().any() else 0.0]

@@ -18,15 +18,37 @@ def test_an_empty_population_is_named(frame: pd.DataFrame, tmp_path: Path) -> No
 
 def test_no_positive_names_the_missing_label_table(frame: pd.DataFrame, tmp_path: Path) -> None:
     negatives = frame.assign(label=0)
-    with pytest.raises(TrainingError, match="has no inspections table, which the theft label reads"):
+    with pytest.raises(TrainingError, match=r"has no inspections table, .* without rows stores none"):
         check_learnable(negatives, "theft", tmp_path)
-    (tmp_path / "inspections.parquet").touch()
-    with pytest.raises(TrainingError, match=r"no event in its inspections table .* 2021-01-31\.\.2022-12-31"):
+    _inspections(tmp_path, ["normal", "theft"])  # a finding, but outside the label windows
+    with pytest.raises(
+        TrainingError,
+        match=r"2021-01-31\.\.2022-12-31 .* its 1 inspections rows with result theft fall outside",
+    ):
         check_learnable(negatives, "theft", tmp_path)
     prebuilt = tmp_path / "theft.parquet"
     prebuilt.touch()
     with pytest.raises(TrainingError, match=f"rebuild {prebuilt}"):
         check_learnable(negatives, "theft", prebuilt)
+
+
+def test_a_label_that_never_happens_is_not_blamed_on_the_as_of_range(
+    frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    negatives = frame.assign(label=0)
+    _inspections(tmp_path, ["normal", "violation"])  # inspected, never found stealing
+    with pytest.raises(TrainingError, match="none of the 2 rows of its inspections table has result theft"):
+        check_learnable(negatives, "theft", tmp_path)
+    (
+        tmp_path / "payments.parquet"
+    ).touch()  # every bill paid in time: arrears has no label-event rows to count
+    with pytest.raises(TrainingError, match="every bill due then was paid in time") as refused:
+        check_learnable(negatives, "arrears", tmp_path)
+    assert "[as_of]" not in str(refused.value)
+
+
+def _inspections(warehouse: Path, results: list[str]) -> None:
+    pd.DataFrame({"result": results}).to_parquet(warehouse / "inspections.parquet")
 
 
 def test_a_learnable_set_passes(frame: pd.DataFrame, tmp_path: Path) -> None:

@@ -194,3 +194,15 @@ def test_a_purged_kfold_run_logs_its_folds(frame, features, tmp_path: Path) -> N
     # Whether the calibrator was served, and the held-out Brier scores that decided it.
     raw, calibrated = (logged.metrics[f"calibration_transfer_brier_{k}"] for k in ("raw", "calibrated"))
     assert logged.params["calibration.served"] == ("isotonic" if calibrated < raw else "none")
+
+
+def test_a_categorical_the_export_left_empty_still_logs_a_package(frame, features, tmp_path: Path) -> None:
+    # industry_code may be null on every customer (the contract lets it): its feature has no level at all.
+    empty = frame.assign(archive_industry_code=pd.Series(pd.NA, index=frame.index, dtype="string"))
+    import mlflow
+
+    uri, report = run_unregistered(empty, [*features, "archive_industry_code"], tmp_path)
+    mlflow.set_tracking_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{report.run_id}/model", dst_path=str(tmp_path))
+    out = pyfunc.predict(empty[[*features, "archive_industry_code"]].head(3))
+    assert out["probability"].between(0, 1).all()
