@@ -738,7 +738,7 @@ def train_on_frame(
         if config.register_model:
             progress("gate", None)
             report.version, report.gate = _register_and_gate(
-                tracking_uri, spec, config, model_uri, run_id, metrics["model"], test
+                tracking_uri, spec, config, model_uri, run_id, metrics, test
             )
         report.seconds = time.perf_counter() - started
         mlflow.log_metric("training_seconds", report.seconds)
@@ -751,7 +751,7 @@ def _register_and_gate(
     config: ExperimentConfig,
     model_uri: str,
     run_id: str,
-    model_metrics: dict[str, float],
+    metrics: dict[str, dict[str, float]],
     test: pd.DataFrame,
 ) -> tuple[str, GateDecision]:
     import mlflow
@@ -760,6 +760,7 @@ def _register_and_gate(
 
     client = client_for(tracking_uri)
     task = spec.task.value
+    model_metrics, rule_metrics = metrics["model"], metrics["rule"]
     champion = version_by_alias(client, task, CHAMPION)
     version = register_challenger(
         client,
@@ -795,10 +796,11 @@ def _register_and_gate(
             mlflow.set_tags(decision.tags())
             mlflow.log_metrics({k: v for k, v in decision.metrics().items() if np.isfinite(v)})
             return str(version.version), decision
-    decision = decide(challenger, champion_scores, config.gate, spec.primary_metric)
+    rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
+    decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule)
     apply_decision(client, task, decision)
     mlflow.set_tags({**decision.tags(), "registered_version": str(version.version)})
-    mlflow.log_metrics(decision.metrics())
+    mlflow.log_metrics({k: v for k, v in decision.metrics().items() if np.isfinite(v)})
     return str(version.version), decision
 
 

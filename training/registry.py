@@ -97,6 +97,7 @@ class GateDecision:
     primary_metric: str
     challenger: GateScores
     champion: GateScores | None
+    rule: GateScores | None = None  # the task's rule on the same window: the bar while there is no champion
 
     def metrics(self) -> dict[str, float]:
         out = {
@@ -108,6 +109,8 @@ class GateDecision:
             out.update(
                 gate_champion_primary=self.champion.primary, gate_champion_roc_auc=self.champion.roc_auc
             )
+        if self.rule is not None:
+            out.update(gate_rule_primary=self.rule.primary, gate_rule_roc_auc=self.rule.roc_auc)
         return out
 
     def tags(self) -> dict[str, str]:
@@ -120,12 +123,19 @@ class GateDecision:
 
 
 def decide(
-    challenger: GateScores, champion: GateScores | None, gate: GateConfig, primary_metric: str
+    challenger: GateScores,
+    champion: GateScores | None,
+    gate: GateConfig,
+    primary_metric: str,
+    rule: GateScores | None = None,
 ) -> GateDecision:
     """The promotion rule, on numbers measured on the same test window:
-    primary >= champion's primary + margin, and ROC-AUC >= champion's ROC-AUC - tolerance."""
+    primary >= champion's primary + margin, and ROC-AUC >= champion's ROC-AUC - tolerance.
+
+    With no champion yet, the first model is served unless the task's rule (what the teams rank by today)
+    beats it on both: a lower primary metric and a ROC-AUC lower by more than the tolerance."""
     if champion is None:
-        return GateDecision(True, "no champion yet", primary_metric, challenger, None)
+        return _first(challenger, gate, primary_metric, rule)
     need_primary = champion.primary + gate.primary_margin
     need_auc = champion.roc_auc - gate.auc_tolerance
     beats = challenger.primary >= need_primary
@@ -141,6 +151,30 @@ def decide(
         "does not beat the champion's primary metric by the margin" if not beats else "loses too much ROC-AUC"
     )
     return GateDecision(False, f"{why}: {facts}", primary_metric, challenger, champion)
+
+
+def _first(
+    challenger: GateScores, gate: GateConfig, primary_metric: str, rule: GateScores | None
+) -> GateDecision:
+    """The first model against the task's rule. A model that loses to the rule on one number only still
+    ranks better on the other (a better top of the list, or a better list overall), so it is served; one
+    that loses on both is worse than what the teams do today. A number the rule lacks (NaN) is not lost on."""
+    if rule is None:
+        return GateDecision(True, "no champion yet", primary_metric, challenger, None)
+    loses_primary = challenger.primary < rule.primary
+    loses_auc = challenger.roc_auc < rule.roc_auc - gate.auc_tolerance
+    facts = (
+        f"{primary_metric} {challenger.primary:.4f} vs the rule {rule.primary:.4f}; "
+        f"roc_auc {challenger.roc_auc:.4f} vs the rule {rule.roc_auc:.4f} (tolerance {gate.auc_tolerance:g})"
+    )
+    if loses_primary and loses_auc:
+        reason = (
+            f"no champion yet, and the rule baseline the teams use today beats it on both its primary metric "
+            f"and ROC-AUC: {facts}; `gridrisk promote` serves it anyway"
+        )
+        return GateDecision(False, reason, primary_metric, challenger, None, rule)
+    reason = f"no champion yet; not worse than the rule baseline on both: {facts}"
+    return GateDecision(True, reason, primary_metric, challenger, None, rule)
 
 
 def apply_decision(client, task: str, decision: GateDecision) -> None:

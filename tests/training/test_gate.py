@@ -16,6 +16,39 @@ def test_first_model_becomes_champion() -> None:
 
 
 @pytest.mark.parametrize(
+    "challenger, promote",
+    [
+        (GateScores("1", 0.12, 0.70), True),  # better on both
+        (GateScores("1", 0.09, 0.80), True),  # a worse top of the list, a better list overall
+        (GateScores("1", 0.20, 0.60), True),  # a worse list overall, a better top
+        (GateScores("1", 0.10, 0.645), True),  # level on the primary metric, AUC just within the tolerance
+        (GateScores("1", 0.099, 0.644), False),  # worse on both
+        (GateScores("1", 0.04, 0.38), False),  # worse than chance and than the rule
+    ],
+)
+def test_without_a_champion_the_rule_is_the_floor(challenger: GateScores, promote: bool) -> None:
+    # A first model is served unless the rule the teams use today beats it on both numbers (same window).
+    rule = GateScores("rule", 0.10, 0.65)
+    decision = decide(challenger, None, GATE, "precision_at_5pct", rule)
+    assert decision.promote is promote
+    assert decision.reason.startswith("no champion yet") and "vs the rule 0.1000" in decision.reason
+    assert decision.tags()["gate.champion_version"] == "none"
+    assert (
+        decision.metrics()["gate_rule_primary"] == 0.10 and "gate_champion_primary" not in decision.metrics()
+    )
+    assert ("gridrisk promote" in decision.reason) is not promote  # the way to serve it anyway
+
+
+def test_a_number_the_rule_lacks_is_not_lost_on() -> None:
+    # A rule that ranks nobody apart (all ties) can have an undefined metric.
+    nan = float("nan")
+    weak = GateScores("1", 0.01, 0.51)
+    assert decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", nan, 0.9)).promote
+    assert decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", 0.5, nan)).promote
+    assert not decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", 0.5, 0.9)).promote
+
+
+@pytest.mark.parametrize(
     "challenger, promote, why",
     [
         (GateScores("2", 0.32, 0.80), True, "beats"),  # +0.02 primary, same AUC
