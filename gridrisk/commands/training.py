@@ -114,8 +114,8 @@ def _each_task(
     console: Any, configs: list[tuple[Any, str | None]], settings: Any, work: Any, show: Any
 ) -> list[str]:
     """Run `work(cfg, warehouse, toml_text, progress)` for each config under a progress bar and `show` its
-    report; one task's failure (say, too little history for a 180-day label) does not stop the others.
-    Returns the tasks that failed."""
+    report; one task's failure (say, too little history for a 180-day label, or a defect) does not stop the
+    others. Returns the tasks that failed."""
     from gridrisk.commands import data_errors
     from training.tasks import TrainingError
 
@@ -137,6 +137,11 @@ def _each_task(
             )
         except (TrainingError, *data_errors()) as exc:
             console.print(f"[red]error ({cfg.task.value}):[/red] {escape(str(exc))}")
+            failed.append(cfg.task.value)
+            continue
+        except Exception:  # not the data's fault: show where it broke, and still run the other tasks
+            console.print(f"[red]unexpected error ({cfg.task.value}), a defect to report:[/red]")
+            console.print_exception()
             failed.append(cfg.task.value)
             continue
         show(console, report)

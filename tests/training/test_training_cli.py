@@ -181,3 +181,28 @@ def test_demo_stops_cleanly_when_a_task_has_no_as_of_date(
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert "gridrisk demo stopped (arrears): no as-of month" in result.output
     assert [args[0] for args in ran] == ["generate", "ingest"]
+
+
+def test_a_defect_in_one_task_does_not_stop_the_others(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from gridrisk.commands.training import _each_task
+
+    configs = [
+        (SimpleNamespace(task=SimpleNamespace(value=name), warehouse=tmp_path, training_set=None), None)
+        for name in ("arrears", "suspension", "theft")
+    ]
+
+    def work(cfg, warehouse, text, progress):
+        if cfg.task.value == "suspension":
+            raise IndexError("index 0 is out of bounds")  # not a data error: a defect
+        return cfg.task.value
+
+    shown: list[str] = []
+    console = Console(record=True, width=120)
+    failed = _each_task(console, configs, None, work, lambda _console, report: shown.append(report))
+    assert failed == ["suspension"] and shown == ["arrears", "theft"]
+    output = console.export_text()
+    assert "unexpected error (suspension)" in output and "IndexError" in output  # with its traceback
