@@ -173,7 +173,11 @@ def _first(
             f"and ROC-AUC: {facts}; `gridrisk promote` serves it anyway"
         )
         return GateDecision(False, reason, primary_metric, challenger, None, rule)
-    reason = f"no champion yet; not worse than the rule baseline on both: {facts}"
+    if loses_primary or loses_auc:
+        won, lost = ("ROC-AUC", primary_metric) if loses_primary else (primary_metric, "ROC-AUC")
+        reason = f"no champion yet; as good as the rule baseline or better on {won}, worse on {lost}: {facts}"
+    else:
+        reason = f"no champion yet; as good as the rule baseline or better: {facts}"
     return GateDecision(True, reason, primary_metric, challenger, None, rule)
 
 

@@ -37,6 +37,10 @@ def test_without_a_champion_the_rule_is_the_floor(challenger: GateScores, promot
         decision.metrics()["gate_rule_primary"] == 0.10 and "gate_champion_primary" not in decision.metrics()
     )
     assert ("gridrisk promote" in decision.reason) is not promote  # the way to serve it anyway
+    if promote:
+        both = challenger.primary >= 0.10 and challenger.roc_auc >= 0.645
+        assert ("as good as the rule baseline or better:" in decision.reason) is both
+        assert ("as good as the rule baseline or better on " in decision.reason) is not both
 
 
 def test_a_number_the_rule_lacks_is_not_lost_on() -> None:
