@@ -350,8 +350,9 @@ class SnapshotStore:
         if snap is None:
             raise SnapshotUnavailable(
                 self._details.get(task)
-                or f"no {task} snapshot under {self.root / task}: run `gridrisk score --task {task}` "
-                "(or post features as `records` to score live)"
+                or f"no {task} snapshot under {self.root / task}: run `gridrisk score --task {task}` once "
+                f"gridrisk-{task} has a champion (`gridrisk train`, or `gridrisk promote` for a version the "
+                "gate kept as challenger), or post features as `records` to score live"
             )
         return snap
 
