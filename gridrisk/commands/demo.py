@@ -108,7 +108,12 @@ def demo(
         _run(["features", "--task", task, *_as_of_args(dates), *where])
         _run(["train", str(config)])
 
-    _run(["score", "--task", "all", "--warehouse", str(warehouse)])
+    served = _with_champion(settings.tracking_uri)
+    if not served:
+        Console(stderr=True).print("[red]gridrisk demo stopped:[/red] no task has a champion to score with")
+        raise typer.Exit(1)
+    for task in ["all"] if len(served) == len(TASKS) else served:
+        _run(["score", "--task", task, "--warehouse", str(warehouse)])
 
     station = pd.read_parquet(warehouse / "customers.parquet", columns=["station"])["station"].mode().iloc[0]
     _run(["keys", "create", "--role", "admin", "--note", "demo admin"])
@@ -136,6 +141,30 @@ def demo(
             f"\nEverything is trained and scored. Start the service with `gridrisk serve --port {port}`, "
             f"then open {sign_in}."
         )
+
+
+def _with_champion(tracking_uri: str) -> list[str]:
+    """The tasks whose model the gate promoted; for each other, what it kept and how to serve it anyway."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from training.registry import CHALLENGER, CHAMPION, client_for, version_by_alias
+
+    client, served = client_for(tracking_uri), []
+    for task in TASKS:
+        if version_by_alias(client, task, CHAMPION) is not None:
+            served.append(task)
+            continue
+        challenger = version_by_alias(client, task, CHALLENGER)
+        version = challenger.version if challenger is not None else "N"
+        reason = (challenger.tags or {}).get("gate.reason", "") if challenger is not None else ""
+        Console(stderr=True).print(
+            f"[yellow]{task} is not scored:[/yellow] the gate kept version {version} as challenger "
+            f"({escape(reason)}); its list and API answer 503 until `gridrisk promote --task {task} "
+            f'--version {version} --reason "…"` and `gridrisk score --task {task}`',
+            highlight=False,
+        )
+    return served
 
 
 def _as_of_args(dates: list) -> list[str]:

@@ -206,3 +206,30 @@ def test_a_defect_in_one_task_does_not_stop_the_others(tmp_path: Path) -> None:
     assert failed == ["suspension"] and shown == ["arrears", "theft"]
     output = console.export_text()
     assert "unexpected error (suspension)" in output and "IndexError" in output  # with its traceback
+
+
+def test_the_demo_scores_the_tasks_with_a_champion_and_says_why_the_others_wait(
+    tmp_path: Path, capsys
+) -> None:
+    from mlflow import MlflowClient
+
+    from gridrisk.commands.demo import _with_champion
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, uri)
+    for task in ("arrears", "suspension", "theft"):
+        client.create_registered_model(f"gridrisk-{task}")
+        version = client.create_model_version(f"gridrisk-{task}", (tmp_path / task).as_uri()).version
+        if task == "suspension":  # the gate kept it: the rule beat it on both numbers
+            client.set_model_version_tag(
+                f"gridrisk-{task}", version, "gate.reason", "the rule baseline beats it"
+            )
+            client.set_registered_model_alias(f"gridrisk-{task}", "challenger", version)
+        else:
+            client.set_registered_model_alias(f"gridrisk-{task}", "champion", version)
+    assert _with_champion(uri) == ["arrears", "theft"]
+    said = " ".join(capsys.readouterr().err.split())
+    assert (
+        "suspension is not scored: the gate kept version 1 as challenger (the rule baseline beats it)" in said
+    )
+    assert 'gridrisk promote --task suspension --version 1 --reason "…"' in said
