@@ -173,6 +173,19 @@ def label_event_rows(warehouse: Path, task: str) -> tuple[int, int, str] | None:
     return len(found), events, f"{column} {' or '.join(values)}"
 
 
+def bills_due_in_windows(warehouse: Path, as_of_dates: list[pd.Timestamp]) -> int:
+    """Stored bill rows due in the arrears label window (T, T + horizon] of any of the as-of dates: none means
+    the bills do not reach those windows, not that everyone paid."""
+    due = pd.to_datetime(
+        pq.read_table(table_path(warehouse, "bills"), columns=["due_date"]).column("due_date").to_pandas()
+    ).to_numpy()
+    hit = np.zeros(len(due), dtype=bool)
+    for t in as_of_dates:
+        t = np.datetime64(pd.Timestamp(t).normalize())
+        hit |= (due > t) & (due <= t + np.timedelta64(HORIZON_DAYS["arrears"], "D"))
+    return int(hit.sum())
+
+
 def population(task: str, at: AsOf, features: dict[str, np.ndarray]) -> np.ndarray:
     """The task's population as of T (DESIGN.md), from the archive and features computed as of T."""
     active = at.active

@@ -351,8 +351,9 @@ class SnapshotStore:
             raise SnapshotUnavailable(
                 self._details.get(task)
                 or f"no {task} snapshot under {self.root / task}: run `gridrisk score --task {task}` once "
-                f"gridrisk-{task} has a champion (`gridrisk train`, or `gridrisk promote` for a version the "
-                "gate kept as challenger), or post features as `records` to score live"
+                f"gridrisk-{task} has a champion (`gridrisk train --task {task}`, or `gridrisk promote "
+                f'--task {task} --version V --reason "…"` for a version the gate kept as challenger), or '
+                "post features as `records` to score live"
             )
         return snap
 

@@ -205,7 +205,13 @@ def _warn_sampled_set(path: Path, frame: pd.DataFrame, whole: int, config: Exper
 def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
     """Refuse a training set with no rows or no positives, naming the cause rather than the split that would
     fail on it: an empty population, or a label table the warehouse lacks or that holds no label event."""
-    from features.labels import LABEL_DOCS, LABEL_TABLES, POPULATION_DOCS, label_event_rows
+    from features.labels import (
+        LABEL_DOCS,
+        LABEL_TABLES,
+        POPULATION_DOCS,
+        bills_due_in_windows,
+        label_event_rows,
+    )
     from features.sources import has_table
 
     dates = sorted(pd.to_datetime(frame["as_of"]).unique()) if "as_of" in frame else []
@@ -230,7 +236,14 @@ def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
         absent = f"no as-of date {span} has {LABEL_DOCS[task]}"
         counted = label_event_rows(source, task)
         if counted is None:  # arrears: its label joins bills and payments, no one row to count
-            cause = f"{absent}: every bill due then was paid in time, so there is no late payer to learn from"
+            due = bills_due_in_windows(source, dates)
+            cause = (
+                f"{absent}: all {due} bills due then were paid in time, so there is no late payer to learn "
+                "from"
+                if due
+                else f"{absent}: no stored bill falls due in those windows; check that the export's bills "
+                "cover those months, or move the config's [as_of] range"
+            )
         elif counted[1] == 0:
             cause = (
                 f"{absent}, and none of the {counted[0]} rows of its {table} table has {counted[2]}; "
@@ -797,7 +810,7 @@ def _register_and_gate(
             mlflow.log_metrics({k: v for k, v in decision.metrics().items() if np.isfinite(v)})
             return str(version.version), decision
     rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
-    decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule)
+    decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task)
     apply_decision(client, task, decision)
     mlflow.set_tags({**decision.tags(), "registered_version": str(version.version)})
     mlflow.log_metrics({k: v for k, v in decision.metrics().items() if np.isfinite(v)})

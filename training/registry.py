@@ -7,6 +7,7 @@ it becomes `champion` only through `gate` (numbers on the same test window) or `
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,6 +129,7 @@ def decide(
     gate: GateConfig,
     primary_metric: str,
     rule: GateScores | None = None,
+    task: str = "T",
 ) -> GateDecision:
     """The promotion rule, on numbers measured on the same test window:
     primary >= champion's primary + margin, and ROC-AUC >= champion's ROC-AUC - tolerance.
@@ -135,7 +137,7 @@ def decide(
     With no champion yet, the first model is served unless the task's rule (what the teams rank by today)
     beats it on both: a lower primary metric and a ROC-AUC lower by more than the tolerance."""
     if champion is None:
-        return _first(challenger, gate, primary_metric, rule)
+        return _first(challenger, gate, primary_metric, rule, task)
     need_primary = champion.primary + gate.primary_margin
     need_auc = champion.roc_auc - gate.auc_tolerance
     beats = challenger.primary >= need_primary
@@ -154,13 +156,22 @@ def decide(
 
 
 def _first(
-    challenger: GateScores, gate: GateConfig, primary_metric: str, rule: GateScores | None
+    challenger: GateScores, gate: GateConfig, primary_metric: str, rule: GateScores | None, task: str
 ) -> GateDecision:
     """The first model against the task's rule. A model that loses to the rule on one number only still
     ranks better on the other (a better top of the list, or a better list overall), so it is served; one
     that loses on both is worse than what the teams do today. A number the rule lacks (NaN) is not lost on."""
     if rule is None:
         return GateDecision(True, "no champion yet", primary_metric, challenger, None)
+    override = (
+        f'`gridrisk promote --task {task} --version {challenger.version} --reason "…"` serves it anyway'
+    )
+    if math.isnan(challenger.primary) or math.isnan(challenger.roc_auc):
+        reason = (
+            f"no champion yet, and its own {primary_metric} {challenger.primary:.4f} / roc_auc "
+            f"{challenger.roc_auc:.4f} on the test window cannot be compared with the rule's; {override}"
+        )
+        return GateDecision(False, reason, primary_metric, challenger, None, rule)
     loses_primary = challenger.primary < rule.primary
     loses_auc = challenger.roc_auc < rule.roc_auc - gate.auc_tolerance
     facts = (
@@ -170,7 +181,7 @@ def _first(
     if loses_primary and loses_auc:
         reason = (
             f"no champion yet, and the rule baseline the teams use today beats it on both its primary metric "
-            f"and ROC-AUC: {facts}; `gridrisk promote` serves it anyway"
+            f"and ROC-AUC: {facts}; {override}"
         )
         return GateDecision(False, reason, primary_metric, challenger, None, rule)
     if loses_primary or loses_auc:

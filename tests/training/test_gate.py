@@ -29,14 +29,15 @@ def test_first_model_becomes_champion() -> None:
 def test_without_a_champion_the_rule_is_the_floor(challenger: GateScores, promote: bool) -> None:
     # A first model is served unless the rule the teams use today beats it on both numbers (same window).
     rule = GateScores("rule", 0.10, 0.65)
-    decision = decide(challenger, None, GATE, "precision_at_5pct", rule)
+    decision = decide(challenger, None, GATE, "precision_at_5pct", rule, "suspension")
     assert decision.promote is promote
     assert decision.reason.startswith("no champion yet") and "vs the rule 0.1000" in decision.reason
     assert decision.tags()["gate.champion_version"] == "none"
     assert (
         decision.metrics()["gate_rule_primary"] == 0.10 and "gate_champion_primary" not in decision.metrics()
     )
-    assert ("gridrisk promote" in decision.reason) is not promote  # the way to serve it anyway
+    override = '`gridrisk promote --task suspension --version 1 --reason "…"`'
+    assert (override in decision.reason) is not promote  # the way to serve it anyway
     if promote:
         both = challenger.primary >= 0.10 and challenger.roc_auc >= 0.645
         assert ("as good as the rule baseline or better:" in decision.reason) is both
@@ -50,6 +51,11 @@ def test_a_number_the_rule_lacks_is_not_lost_on() -> None:
     assert decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", nan, 0.9)).promote
     assert decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", 0.5, nan)).promote
     assert not decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", 0.5, 0.9)).promote
+    # The first model's own undefined number is not "as good as the rule": it cannot be compared.
+    undefined = decide(
+        GateScores("1", nan, nan), None, GATE, "precision_at_5pct", GateScores("rule", 0.1, 0.6)
+    )
+    assert not undefined.promote and "cannot be compared" in undefined.reason
 
 
 @pytest.mark.parametrize(

@@ -39,12 +39,19 @@ def test_a_label_that_never_happens_is_not_blamed_on_the_as_of_range(
     _inspections(tmp_path, ["normal", "violation"])  # inspected, never found stealing
     with pytest.raises(TrainingError, match="none of the 2 rows of its inspections table has result theft"):
         check_learnable(negatives, "theft", tmp_path)
-    (
-        tmp_path / "payments.parquet"
-    ).touch()  # every bill paid in time: arrears has no label-event rows to count
-    with pytest.raises(TrainingError, match="every bill due then was paid in time") as refused:
+    # Arrears has no label-event rows to count: bills due in the windows, all paid, say everyone paid...
+    (tmp_path / "payments.parquet").touch()
+    first = pd.Timestamp(negatives["as_of"].min())
+    due = [first + pd.Timedelta(days=d) for d in (10, 80, 400 * 20)]  # two inside (T, T+90], one far beyond
+    pd.DataFrame({"due_date": due}).to_parquet(tmp_path / "bills.parquet")
+    with pytest.raises(TrainingError, match="all 2 bills due then were paid in time") as refused:
         check_learnable(negatives, "arrears", tmp_path)
     assert "[as_of]" not in str(refused.value)
+    # ... and with no bill due in any window, the bills' coverage is the cause, not everyone paying.
+    pd.DataFrame({"due_date": [first - pd.Timedelta(days=1), due[-1]]}).to_parquet(tmp_path / "bills.parquet")
+    with pytest.raises(TrainingError, match="no stored bill falls due in those windows") as refused:
+        check_learnable(negatives, "arrears", tmp_path)
+    assert "[as_of]" in str(refused.value) and "paid in time" not in str(refused.value)
 
 
 def _inspections(warehouse: Path, results: list[str]) -> None:
