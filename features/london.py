@@ -73,7 +73,8 @@ MAX_KWH_PER_DAY = CONTRACT_CAPACITY_KVA * 24
 TRIAL_DAYS = (pd.Timestamp("2011-11-01"), pd.Timestamp("2014-03-31"))
 TRIAL_TEXT = f"{TRIAL_DAYS[0]:%Y-%m-%d} – {TRIAL_DAYS[1]:%Y-%m-%d}"
 LONDON_TZ = "Europe/London"
-BLOCK_PATTERN = r"(\d+)$"  # block 7 may be stored as 7 or as its file name, block_7
+ISO_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # a UTC offset ending ISO text: 2013-01-01T00:00:00Z, …+01:00
+BLOCK_PATTERN = r"^\s*(?:block_)?(\d+)\s*$"  # block 7 may be stored as 7 or as its file name, block_7
 
 
 class LondonError(Exception):
@@ -215,20 +216,27 @@ def _read_daily(path: Path, columns: list[str] | None, filters: list | None = No
 def _parse_days(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """The calendar day of each value (NaT where there is none) and which values are empty.
 
-    A `day` may be stored as a date, a timestamp or YYYY-MM-DD text. A zone-aware timestamp counts in London
-    wall time (UTC midnights across a clock change are not a day apart); other text (is 12/01/2013 in
-    December or January?) gives no day.
+    A `day` may be stored as a date, a timestamp or YYYY-MM-DD text. A zone-aware timestamp, or ISO text
+    with an offset (`Z`, `+01:00`), counts in London wall time (UTC midnights across a clock change are not a
+    day apart); other text (is 12/01/2013 in December or January?) gives no day.
     """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        days = values.dt.tz_convert(LONDON_TZ).dt.tz_localize(None)
-        empty = values.isna().to_numpy()
-    elif pd.api.types.is_datetime64_dtype(values.dtype):
-        days, empty = values, values.isna().to_numpy()
-    else:
-        text = to_text(values)
-        days = pd.to_datetime(text, format="ISO8601", errors="coerce")
-        empty = text.isna().to_numpy()
-    return days.dt.normalize(), empty
+        return _london_wall_time(values).dt.normalize(), values.isna().to_numpy()
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return values.dt.normalize(), values.isna().to_numpy()
+    text = to_text(values)
+    offset = text.str.strip().str.contains(ISO_OFFSET, na=False).to_numpy()
+    days = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    days[~offset] = pd.to_datetime(text[~offset], format="ISO8601", errors="coerce")
+    if offset.any():  # mixed offsets parse only to UTC
+        days[offset] = _london_wall_time(
+            pd.to_datetime(text[offset], format="ISO8601", errors="coerce", utc=True)
+        )
+    return days.dt.normalize(), text.isna().to_numpy()
+
+
+def _london_wall_time(values: pd.Series) -> pd.Series:
+    return values.dt.tz_convert(LONDON_TZ).dt.tz_localize(None)
 
 
 def _numbers(values: pd.Series, pattern: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -481,7 +489,7 @@ def _home_attributes(
     """
     own = (
         daily.loc[rows, ["stdorToU", "Acorn_grouped"]]
-        .assign(block=_numbers(daily["block"], BLOCK_PATTERN)[0][rows])
+        .assign(block=_block_numbers(daily["block"])[rows])
         .groupby(codes[rows])
         .first()
         .reindex(range(len(names)))
@@ -507,9 +515,17 @@ def _home_attributes(
                 for t, r in zip(tariff, read, strict=True)
             ],
             "acorn_group": group.where(group.notna(), None),
-            "block": pd.to_numeric(own["block"]).where(lambda b: b >= 0),
+            # The daily rows' block, else the household table's file name (block_7).
+            "block": pd.to_numeric(own["block"]).fillna(pd.Series(_block_numbers(listed["file"]), own.index)),
         }
     )
+
+
+def _block_numbers(values: pd.Series) -> np.ndarray:
+    """Block numbers stored as 7, 7.0, "7" or "block_7"; NaN for anything else (7.5, -3, block_x)."""
+    numbers = _numbers(values, BLOCK_PATTERN)[0]
+    whole = (numbers >= 0) & (np.mod(numbers, 1) == 0)
+    return np.where(whole, numbers, np.nan)
 
 
 def _flag_repeated_days(
@@ -566,6 +582,15 @@ def household_quarantine(households: pd.DataFrame, imported: Sequence[str]) -> p
     verdict = _Verdicts(len(households))
     ids = households["LCLid"]
     verdict.flag(ids.isna().to_numpy(), "LCLid", "null", "LCLid is empty: the row describes no household")
+    tariff = households["stdorToU"]
+    unknown = tariff.notna() & ~tariff.astype(str).str.strip().str.casefold().isin(list(TARIFF_NAMES))
+    verdict.flag(
+        unknown.to_numpy(),
+        "stdorToU",
+        "not_allowed",
+        "stdorToU is " + tariff.astype(str).map(repr).to_numpy(dtype=object) + ", neither Std nor ToU: the "
+        "household's tariff is unknown, so none of its rows is imported",
+    )
     verdict.flag(
         ~ids.isin(list(imported)).to_numpy(),
         "LCLid",

@@ -71,8 +71,8 @@ def test_months_without_bills_or_full_supply_are_skipped(tables):
 
 
 def test_a_month_row_beside_its_day_rows_is_counted_once(tables):
-    # A0 exported as monthly totals and, besides them, the daily detail of the same months, summing to
-    # 10 % more than the totals (the month row is the meter's total): the month row alone is the supply.
+    # A0 exported as monthly totals and, besides them, daily rows of the same months that sum to something
+    # else (20 kWh a day): the month row is the meter's total, so it alone is the supply.
     days = pd.date_range("2022-01-01", "2022-12-31", freq="D")
     detail = pd.DataFrame({"area_id": "A0", "date": days, "granularity": "day", "supplied_kwh": 20.0})
     both = {**tables, "area_supply": pd.concat([tables["area_supply"], detail], ignore_index=True)}

@@ -194,21 +194,34 @@ def test_household_attributes_fall_back_and_unknown_tariffs_are_quarantined() ->
             ("H2", "2013-01-02", 10.0, 48, 3, "Economy7"),
             ("H3", "2013-01-01", 10.0, 48, 5, None),  # tariff only in the household table
             ("H4", "2013-01-01", 10.0, 48, 7, "ToU"),  # block stored as text; no Acorn group anywhere
-            ("H5", "2013-01-01", 10.0, 48, 9, "Std"),  # no block number: no station
+            ("H5", "2013-01-01", 10.0, 48, 9, "Std"),  # no block number anywhere: no station
+            ("H6", "2013-01-01", 10.0, 48, 9, "Std"),  # 7.5 is no block: the household table's file is
+            ("H7", "2013-01-01", 10.0, 48, 9, "Std"),  # a negative block is none either
         ]
     )
-    daily["block"] = ["block_1", "block_3", "block_3", "5", "block_7", None]
-    daily["Acorn_grouped"] = ["ACORN-", "Affluent", "Affluent", "Adversity", None, "Affluent"]
+    daily["block"] = ["block_1", "block_3", "block_3", "5", "block_7", None, "block_7.5", "-3"]
+    daily["Acorn_grouped"] = [
+        "ACORN-",
+        "Affluent",
+        "Affluent",
+        "Adversity",
+        None,
+        "Affluent",
+        "Affluent",
+        None,
+    ]
     households = _households(daily.assign(block=0))
     households.loc[households["LCLid"] == "H3", "stdorToU"] = "ToU"
     households.loc[households["LCLid"] == "H4", "Acorn_grouped"] = np.nan
+    households.loc[households["LCLid"].isin(["H5", "H7"]), "file"] = np.nan
+    households.loc[households["LCLid"] == "H6", "file"] = "block_9"
     data = import_frames(daily, households, seed=0)
-    assert _rules(data) == {1: "not_allowed", 2: "not_allowed", 5: "null"}
+    assert _rules(data) == {1: "not_allowed", 2: "not_allowed", 5: "null", 7: "null"}
     assert "'Economy7'" in data.quarantine.set_index("_row").loc[1, "_message"]
     c = data.customers.set_index("customer_id")
-    assert list(c.index) == ["H1", "H3", "H4"]
-    assert c["tariff"].to_dict() == {"H1": "single", "H3": "tou", "H4": "tou"}
-    assert c["station"].to_dict() == {"H1": "ST001", "H3": "ST005", "H4": "ST007"}
+    assert list(c.index) == ["H1", "H3", "H4", "H6"]
+    assert c["tariff"].to_dict() == {"H1": "single", "H3": "tou", "H4": "tou", "H6": "single"}
+    assert c["station"].to_dict() == {"H1": "ST001", "H3": "ST005", "H4": "ST007", "H6": "ST009"}
     assert c.loc["H1", "industry_code"] == "ACORN-" and pd.isna(c.loc["H4", "industry_code"])  # not "nan"
 
 
@@ -220,6 +233,18 @@ def test_zone_aware_days_are_london_calendar_days() -> None:
     data = import_frames(daily, _households(daily), seed=0)
     assert data.quarantine.empty and list(data.days) == list(pd.date_range("2013-03-30", "2013-04-01"))
     assert london.readings_table(data)["kwh"].round(3).tolist() == [1.0, round(2.0 * 48 / 46, 3), 3.0]
+
+
+def test_text_days_with_an_offset_are_london_calendar_days(tmp_path: Path) -> None:
+    # ISO text with a UTC offset, mixed offsets and offset-free text in one column: each is a London day.
+    daily = _daily([("H1", "2013-06-01", 1.0, 48, 0, "Std"), ("H1", "2013-06-02", 2.0, 48, 0, "Std"),
+                    ("H1", "2013-06-03", 3.0, 48, 0, "Std")])  # fmt: skip
+    daily["day"] = ["2013-05-31T23:00:00Z", "2013-06-02T00:00:00+01:00", "2013-06-03"]
+    src = _write_source(tmp_path / "src", daily, _households(daily))
+    summary = london.import_london(src, tmp_path / "wh")  # read through the file, as the CLI does
+    assert summary.quarantined == {} and (summary.first_day, summary.last_day) == ("2013-06-01", "2013-06-03")
+    readings = pd.read_parquet(tmp_path / "wh" / "readings.parquet")
+    assert readings.sort_values("date")["kwh"].tolist() == [1.0, 2.0, 3.0]
 
 
 def _write_source(folder: Path, daily: pd.DataFrame, households: pd.DataFrame | None) -> Path:
@@ -245,10 +270,13 @@ def test_household_table_rows_not_imported_are_quarantined(tmp_path: Path) -> No
     summary = london.import_london(src, tmp_path / "wh")
     q = pd.read_parquet(tmp_path / "wh" / "quarantine" / "customers.parquet")
     assert dict(zip(q["_row"], q["_rule"], strict=True)) == {
-        0: "duplicate_key", 1: "unknown_reference", 2: "duplicate_key", 3: "duplicate_key",
+        0: "duplicate_key", 1: "not_allowed", 2: "duplicate_key", 3: "duplicate_key",
         4: "unknown_reference", 5: "null",
     }  # fmt: skip
-    assert summary.quarantined_households == {"duplicate_key": 3, "null": 1, "unknown_reference": 2}
+    assert "'Economy7', neither Std nor ToU" in q.loc[q["_row"] == 1, "_message"].iloc[0]
+    assert summary.quarantined_households == {
+        "duplicate_key": 3, "not_allowed": 1, "null": 1, "unknown_reference": 1
+    }  # fmt: skip
     assert summary.quarantined == {"not_allowed": 1} and summary.households == 1
     # H1's rows disagree, so its Acorn group is the daily file's own.
     customers = pd.read_parquet(tmp_path / "wh" / "customers.parquet")
