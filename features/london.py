@@ -26,7 +26,7 @@ from features.schema import (
     table,
 )
 from features.sources import write_table
-from features.validation import quarantine_frame, to_text
+from features.validation import NULL_TOKENS, quarantine_frame, to_text
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +130,9 @@ class ImportSummary:
 
 
 def source_households(src: Path) -> list[str]:
-    """Household ids present in the daily file (sorted; an empty LCLid is no household)."""
+    """Household ids present in the daily file (sorted; an empty or null-token LCLid is no household)."""
     ids = _read_daily(_daily_path(src), ["LCLid"]).column("LCLid").unique().to_pylist()
-    return sorted(str(i) for i in ids if i is not None and str(i).strip())
+    return sorted(str(i) for i in ids if i is not None and str(i).strip() not in NULL_TOKENS)
 
 
 def read_source(src: Path, households: Sequence[str] | None = None) -> pd.DataFrame:
@@ -405,7 +405,9 @@ def _check_rows(daily: pd.DataFrame, households: pd.DataFrame) -> _CheckedRows:
     verdict = _Verdicts(len(daily))
     codes, uniques = pd.factorize(daily["LCLid"])  # a null LCLid gets code -1
     names = np.asarray([str(u) for u in uniques], dtype=object)
-    codes = np.where(np.isin(codes, np.flatnonzero([not n.strip() for n in names])), -1, codes)
+    # A blank id, or a token exports write for null ("NaN", "NULL", "-"), names no household.
+    empty = np.flatnonzero([n.strip() in NULL_TOKENS for n in names])
+    codes = np.where(np.isin(codes, empty), -1, codes)
     home = np.maximum(codes, 0)  # rows without a household are flagged first: their `home` is never read
     verdict.flag(codes < 0, "LCLid", "null", "LCLid is empty: the row belongs to no household")
     day, no_day = _parse_days(daily["day"])

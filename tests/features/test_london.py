@@ -124,12 +124,13 @@ def test_rows_without_a_household_or_a_day_are_quarantined() -> None:
         ("H1", "31/01/2013"),  # day-first text: not guessed
         ("H1", "1970-01-01"),  # a zero turned into a date, far before the trial
         ("H1", "2013-02-01"),  # a good row
+        ("NaN", "2013-01-30"),  # an export's token for null is no household named "NaN"
     ]
     daily = pd.DataFrame(rows, columns=["LCLid", "day"]).assign(energy_sum_kwh=10.0, energy_count=48, block=0)
     daily = daily.assign(stdorToU="Std", Acorn="ACORN-E", Acorn_grouped="Affluent")
     data = import_frames(daily, _households(daily.iloc[[0]]), seed=0)
     assert _rules(data) == {
-        1: "null", 2: "null", 3: "null", 4: "unparseable", 5: "unparseable", 6: "out_of_range",
+        1: "null", 2: "null", 3: "null", 4: "unparseable", 5: "unparseable", 6: "out_of_range", 8: "null",
     }  # fmt: skip
     assert list(data.customers["customer_id"]) == ["H1"]
     assert list(data.days) == list(pd.date_range("2013-01-30", "2013-02-01"))  # 1970 stretches nothing
