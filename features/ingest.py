@@ -32,6 +32,7 @@ from features.sources import (
     read_arrow_table,
     read_export,
     table_path,
+    unsupported_type,
     write_arrow_table,
 )
 from features.validation import (
@@ -242,14 +243,20 @@ def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
         raise ContractError(f"{source}: no such file or folder; pass an export file or a folder of them")
     if source.is_file():
         name = mapping.table_for(source)
-        if name is None or source.suffix.lower() not in EXPORT_SUFFIXES:
+        if name is None:
             raise ContractError(
                 f"{source}: cannot tell which table this file holds; name it <table>{source.suffix} "
                 f"({', '.join(TABLES)}) or add its name to [files] in a --column-map TOML"
             )
+        if source.suffix.lower() not in EXPORT_SUFFIXES:
+            raise unsupported_type(source)
         return [(name, source)]
-    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in EXPORT_SUFFIXES)
-    pairs = [(mapping.table_for(p), p) for p in files]
+    pairs = [(mapping.table_for(p), p) for p in sorted(source.iterdir()) if p.is_file()]
+    # A file named for a contract table in a type gridrisk does not read (电费账单.xls, bills.txt) would leave
+    # that table out without a word; it refuses the run instead, as an unreadable file does.
+    for name, path in pairs:
+        if name is not None and path.suffix.lower() not in EXPORT_SUFFIXES:
+            raise unsupported_type(path)
     plan = [(name, p) for name, p in pairs if name is not None]
     if not plan:
         raise ContractError(

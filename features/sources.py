@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,7 @@ EXPORT_SUFFIXES = (".csv", ".parquet", ".xlsx")
 # is the superset of GBK/GB2312 that Chinese Windows tools write.
 CSV_ENCODINGS = ("utf-8", "gb18030")
 _UTF8_BOM = b"\xef\xbb\xbf"
+_ZIP_MAGIC = b"PK\x03\x04"  # an .xlsx workbook is a zip archive
 _CHUNK = 1 << 24
 
 
@@ -135,9 +137,20 @@ def read_export(path: Path) -> Export:
         return _read_parquet(path)
     if suffix == ".xlsx":
         return _read_xlsx(path)
-    raise ContractError(
+    raise unsupported_type(path)
+
+
+def unsupported_type(path: Path) -> ContractError:
+    """The refusal of an export in a file type gridrisk does not read, with the way to one it does."""
+    suffix = Path(path).suffix.lower()
+    hints = {
+        ".xls": " (re-save the .xls workbook as .xlsx)",
+        ".txt": " (delimited text: rename it .csv; the delimiter is found from its header line)",
+        ".tsv": " (delimited text: rename it .csv; the delimiter is found from its header line)",
+    }
+    return ContractError(
         f"{path}: unsupported file type {suffix!r}; export the table as one of {', '.join(EXPORT_SUFFIXES)}"
-        + (" (re-save the .xls workbook as .xlsx)" if suffix == ".xls" else "")
+        + hints.get(suffix, "")
     )
 
 
@@ -271,20 +284,39 @@ def _read_csv(path: Path) -> Export:
         raw = path.read_bytes()
     except OSError as exc:
         raise ContractError(f"{path}: unreadable ({exc}); check the path and its permissions") from exc
+    if raw.startswith(_ZIP_MAGIC):
+        raise ContractError(
+            f"{path}: a zip archive or .xlsx workbook, not CSV text; if it is a workbook, name it .xlsx"
+        )
     payload, encoding, notes = _utf8_payload(path, raw)
-    first_line = payload.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8")
+    # Line ends may be CRLF, LF or a lone CR (Excel's "CSV (Macintosh)").
+    lines = _LINE_END.split(payload, maxsplit=2)
+    first_line = lines[0].decode("utf-8")
+    skip_rows = 1
+    # Excel writes a `sep=;` line above the header when the delimiter is not the locale's.
+    hint = _SEP_HINT.fullmatch(first_line.strip(" "))
+    if hint and len(lines) > 1:
+        first_line, skip_rows = lines[1].decode("utf-8"), 2
     if not first_line.strip():
         raise ContractError(f"{path}: no header line; the first line must name the columns")
-    delimiter = max(",\t;|", key=first_line.count)
-    header = next(csv.reader([first_line], delimiter=delimiter))
+    delimiter = hint.group(1) if hint else max(",\t;|", key=first_line.count)
+    try:
+        header = next(csv.reader([first_line], delimiter=delimiter))
+    except csv.Error as exc:
+        raise ContractError(f"{path}: unreadable header line ({exc}); export the file again") from exc
     names = [f"c{i}" for i in range(len(header))]
 
     bad: list[tuple[int, str, str]] = []
+    layout: list[int] = []  # lines of nothing but spaces and delimiters: not records
 
     def skip(row: pacsv.InvalidRow) -> str:
+        number = row.number - skip_rows  # pyarrow counts the lines above the data too
+        if not row.text.replace(delimiter, "").strip():
+            layout.append(number)
+            return "skip"
         bad.append(
             (
-                row.number - 1,  # pyarrow counts the header as row 1
+                number,
                 row.text,
                 f"{row.actual_columns} fields where the header has {row.expected_columns} "
                 "(truncated row, or a delimiter inside an unquoted value)",
@@ -295,7 +327,7 @@ def _read_csv(path: Path) -> Export:
     try:
         tbl = pacsv.read_csv(
             pa.BufferReader(payload),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip_rows, use_threads=False),
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter, newlines_in_values=True, invalid_row_handler=skip
             ),
@@ -307,11 +339,18 @@ def _read_csv(path: Path) -> Export:
         raise ContractError(f"{path}: unreadable CSV ({exc}); export it again") from exc
     frame = tbl.to_pandas()
     frame.columns = [h.strip() or f"unnamed_{i}" for i, h in enumerate(header)]
-    total = len(frame) + len(bad)
-    frame["_row"] = np.setdiff1d(np.arange(1, total + 1, dtype="int64"), [b[0] for b in bad])
+    total = len(frame) + len(bad) + len(layout)
+    frame["_row"] = np.setdiff1d(
+        np.arange(1, total + 1, dtype="int64"), [b[0] for b in bad] + layout, assume_unique=True
+    )
+    frame, repeated = _drop_layout_rows(frame, header, delimiter)
+    bad.extend(repeated)
     # A file cut short inside its last field still splits into the right number of fields, with a wrong value:
-    # the missing line end (or a quote never closed) is the only trace, so that row is held back, not trusted.
-    cut = not payload.endswith(b"\n") or payload.count(b'"') % 2 == 1
+    # the missing line end is the only trace, so that row is held back, not trusted. A quote never closed runs
+    # to the end of the file: the last value then ends with the file's final line end, which no quote closes.
+    last = str(frame.iloc[-1, len(header) - 1]) if len(frame) else ""
+    open_quote = last.endswith(("\n", "\r")) and not payload.rstrip(b"\r\n").endswith(b'"')
+    cut = not payload.endswith((b"\n", b"\r")) or open_quote
     if cut and len(frame) and frame["_row"].iloc[-1] == total:
         values = frame.drop(columns="_row").iloc[-1]
         bad.append(
@@ -323,6 +362,42 @@ def _read_csv(path: Path) -> Export:
         )
         frame = frame.iloc[:-1]
     return Export(path=path, frame=frame, malformed=_malformed(bad), encoding=encoding, notes=notes)
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_SEP_HINT = re.compile(r'"?sep=([,\t;|])"?', re.IGNORECASE)
+
+
+def _drop_layout_rows(
+    frame: pd.DataFrame, header: list[str], delimiter: str
+) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
+    """Rows that hold no record. A row of empty fields (`,,,,` — Excel saves formatted but empty rows so) is
+    layout and left out, as a blank sheet row is. The header line again (exports joined one after another,
+    or a paged export) is no record either: it is returned as malformed, with its line, so it is counted."""
+    if not len(frame):
+        return frame, []
+    # A joined export's second header may carry its file's byte-order mark.
+    names = [h.strip().lstrip("\ufeff") for h in header]
+    first = frame.iloc[:, 0].str.strip().str.lstrip("\ufeff")
+    suspects = np.flatnonzero(first.isin(["", names[0]]).to_numpy(dtype=bool, na_value=True))
+    if not len(suspects):
+        return frame, []
+    text = frame.iloc[suspects, : len(header)].apply(lambda column: column.str.strip())
+    blank = (text == "").all(axis=1).to_numpy()
+    text.iloc[:, 0] = text.iloc[:, 0].str.lstrip("\ufeff")
+    again = (text == names).all(axis=1).to_numpy()
+    rows = frame["_row"].to_numpy()
+    repeated = [
+        (
+            int(rows[i]),
+            delimiter.join(frame.iloc[i, : len(header)]),
+            "the header line again, not a record (exports joined one after another, or a paged export)",
+        )
+        for i in suspects[again]
+    ]
+    keep = np.ones(len(frame), dtype=bool)
+    keep[suspects[blank | again]] = False
+    return (frame if keep.all() else frame.loc[keep].reset_index(drop=True)), repeated
 
 
 # --- quarantine: rejected rows with their reasons, append-only ------------------------------------------

@@ -12,13 +12,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import Column, Table, table
+from features.schema import CEILING_YUAN, Column, Table, table
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,20 @@ NULL_TOKENS = frozenset({"", "NULL", "null", "Null", "\\N", "NaN", "nan", "NaT",
 # Excel counts days from 1899-12-30; five-digit serials reach year 2173, so a longer number is not a serial.
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 EXCEL_SERIAL_MAX = 100_000
+# A whole number in this range in a date column is a year typed alone (立户日期 2015), not the Excel serial
+# of a day in 1905: it is unparseable rather than a date nobody wrote.
+YEAR_ALONE = (1900, 2100)
+
+# Full-width forms, as Chinese input methods type them (１２３，４５６．７８, ￥), read as their ASCII twins.
+_HALF_WIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\uffe5": "¥"})
+# Money may carry its currency: ¥1,234.50, 1234.50元, RMB 12.00 (sign before or after the mark).
+_CURRENCY = re.compile(r"^([+-]?)\s*(?:¥|RMB|CNY)?\s*(.*?)\s*(?:元|RMB|CNY)?$", re.IGNORECASE)
+# Thousands separators only where they group three digits (1,234.50, 1 234.50): 123,45 is a decimal comma and
+# 1,2,3 no number, and reading either as 12345 or 123 would alter the value.
+_GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$|^[+-]?\d{1,3}(?: \d{3})+(?:\.\d*)?$")
+
+# An Excel formula that is a text constant: ="000123" displays 000123.
+_EXCEL_TEXT = re.compile(r'^="(.*)"$', re.DOTALL)
 
 _MESSAGES_RANGE = {
     ("readings", "kwh"): "negative kWh — meter reset or reversed register?",
@@ -381,11 +395,15 @@ def _parse_column(
     checks: list[_Check] = []
     if col.dtype == pa.string():
         values = to_text(raw, timed)
+        # ="000123" is how exports keep Excel from reading an id as a number and dropping its zeros.
+        guarded = values.str.startswith('="').to_numpy(dtype=bool, na_value=False)
+        if guarded.any():
+            values = values.where(~guarded, values.str.replace(_EXCEL_TEXT, r"\1", regex=True).str.strip())
         if col.allowed is not None:
             values = values.str.lower()
         unparseable = np.zeros(len(raw), dtype=bool)
     elif col.dtype == pa.float64():
-        values, unparseable = _parse_number(raw)
+        values, unparseable = _parse_number(raw, money=col.ceiling == CEILING_YUAN)
         checks.append(_Check(col.name, Rule.UNPARSEABLE, f"{col.name}: not a number", unparseable))
     else:
         kind = "date" if col.dtype == pa.date32() else "time"
@@ -443,23 +461,39 @@ def _bound(value: float | None, open_end: str) -> str:
     return open_end if value is None else f"{value:g}"
 
 
-def _parse_number(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def _parse_number(raw: pd.Series, *, money: bool = False) -> tuple[pd.Series, np.ndarray]:
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
         numbers = raw.to_numpy(dtype="float64", na_value=np.nan)
         present = ~np.isnan(numbers)
     else:
         text = to_text(raw)
         present = text.notna().to_numpy()
-        numbers = _map_uniques(text, _numbers_from_text).to_numpy(dtype="float64", na_value=np.nan)
+        numbers = _map_uniques(text, partial(_numbers_from_text, money=money)).to_numpy(
+            dtype="float64", na_value=np.nan
+        )
     finite = np.isfinite(numbers)
     return pd.Series(np.where(finite, numbers, np.nan)), present & ~finite
 
 
-def _numbers_from_text(uniques: pd.Index) -> np.ndarray:
-    # Exports write thousands separators (1,234.50) and stray spaces.
-    cleaned = pd.Series(uniques, dtype="str").str.replace(r"[,\s]", "", regex=True)
-    out = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+def _numbers_from_text(uniques: pd.Index, *, money: bool = False) -> np.ndarray:
+    text = pd.Series(uniques, dtype="str")
+    out = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan, copy=True)
+    # Most values are plain numbers; only the rest are read as people and spreadsheets write them.
+    rest = np.flatnonzero(np.isnan(out))
+    if len(rest):
+        out[rest] = _written_numbers(text.iloc[rest], money=money)
     return np.where(np.isfinite(out), out, np.nan)
+
+
+def _written_numbers(text: pd.Series, *, money: bool) -> np.ndarray:
+    """Numbers with full-width digits, thousands separators and, for money, a currency mark."""
+    text = text.str.translate(_HALF_WIDTH).str.strip()
+    if money:
+        sign_and_number = text.str.extract(_CURRENCY)
+        text = sign_and_number[0] + sign_and_number[1]
+    grouped = text.str.fullmatch(_GROUPED).to_numpy(dtype=bool, na_value=False)
+    text = text.where(~grouped, text.str.replace(r"[, ]", "", regex=True))
+    return pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _present(raw: pd.Series) -> np.ndarray:
@@ -524,13 +558,19 @@ def _times_from_uniques(uniques: pd.Index) -> np.ndarray:
 
 def _times_from_numbers(numbers: np.ndarray) -> np.ndarray:
     out = np.full(len(numbers), np.datetime64("NaT"), dtype="datetime64[us]")
-    serial = (numbers >= 1) & (numbers < EXCEL_SERIAL_MAX)
+    serial = _serials(numbers)
     out[serial] = _from_serial(numbers[serial])
     whole = np.isfinite(numbers) & (numbers == np.floor(numbers)) & ~serial
     if whole.any():
         digits = pd.Series(numbers[whole].astype("int64").astype(str), dtype="str")
         out[whole] = _times_from_text(digits)
     return out
+
+
+def _serials(numbers: np.ndarray) -> np.ndarray:
+    """Which numbers read as Excel serial days: 1 to 99,999, except a whole number that is a year alone."""
+    year = (numbers == np.floor(numbers)) & (numbers >= YEAR_ALONE[0]) & (numbers <= YEAR_ALONE[1])
+    return (numbers >= 1) & (numbers < EXCEL_SERIAL_MAX) & ~year
 
 
 def _from_serial(serials: np.ndarray) -> np.ndarray:
@@ -567,7 +607,9 @@ def _times_from_text(text: pd.Series) -> np.ndarray:
         todo[idx] = False
     serial = todo & text.str.fullmatch(_SERIAL).to_numpy(dtype=bool, na_value=False)
     if serial.any():
-        out[serial] = _from_serial(text[serial].astype("float64").to_numpy())
+        numbers = text[serial].astype("float64").to_numpy()
+        days = _serials(numbers)
+        out[np.flatnonzero(serial)[days]] = _from_serial(numbers[days])
     return out
 
 
@@ -605,6 +647,8 @@ class _Parents:
 
     keys: dict[str, tuple[str, pd.Index]]  # child column -> (parent table, the parent's keys)
     areas: pd.DataFrame | None = None  # customers: each area's station and supply unit, by area_id
+    # child column -> the parent's all-digit keys without their leading zeros, to say why an id is unknown
+    unpadded: dict[str, pd.Index] = field(default_factory=dict)
 
 
 def _parents(spec: Table, reference: dict[str, pd.DataFrame] | None) -> _Parents:
@@ -617,7 +661,16 @@ def _parents(spec: Table, reference: dict[str, pd.DataFrame] | None) -> _Parents
     areas = None
     if spec.name == "customers" and "areas" in reference:
         areas = reference["areas"].drop_duplicates("area_id", keep="last").set_index("area_id")
-    return _Parents(keys=keys, areas=areas)
+    unpadded = {
+        column: pd.Index(_without_leading_zeros(pd.Series(ids)).dropna()) for column, (_, ids) in keys.items()
+    }
+    return _Parents(keys=keys, areas=areas, unpadded=unpadded)
+
+
+def _without_leading_zeros(ids: pd.Series) -> pd.Series:
+    """All-digit ids without their leading zeros (000123 -> 123); other ids null."""
+    text = ids.astype("str")
+    return text.str.lstrip("0").where(text.str.fullmatch(r"\d+").to_numpy(dtype=bool, na_value=False))
 
 
 def _reference_checks(typed: pd.DataFrame, parents: _Parents) -> list[_Check]:
@@ -625,8 +678,19 @@ def _reference_checks(typed: pd.DataFrame, parents: _Parents) -> list[_Check]:
     for column, (parent, keys) in parents.keys.items():
         known = keys.get_indexer(typed[column]) >= 0
         broken = typed[column].notna().to_numpy() & ~known
+        # 123 for 000123: a spreadsheet or a numeric column dropped the zeros in one of the exports. Matching
+        # the digits would guess which id was meant, so the row waits, with the reason in its message.
+        zeros = np.zeros(len(typed), dtype=bool)
+        if broken.any() and len(parents.unpadded[column]):
+            digits = _without_leading_zeros(typed[column].iloc[np.flatnonzero(broken)])
+            zeros[np.flatnonzero(broken)] = digits.isin(parents.unpadded[column]).to_numpy()
         message = f"{column}: not in {parent} (an unknown id, or its {parent} row is quarantined)"
-        checks.append(_Check(column, Rule.UNKNOWN_REFERENCE, message, broken))
+        checks.append(_Check(column, Rule.UNKNOWN_REFERENCE, message, broken & ~zeros))
+        message = (
+            f"{column}: not in {parent}, which has these digits with other leading zeros (000123 vs 123): "
+            f"an export stored the ids as numbers, dropping the zeros; export {column} as text"
+        )
+        checks.append(_Check(column, Rule.UNKNOWN_REFERENCE, message, zeros))
     if parents.areas is not None:
         # A customer's station and supply unit are its area's (台区 → 供电所 → 供电单位): a mismatch is a
         # wrong station code or a stale archive, and would put the customer in the wrong team's risk list.

@@ -20,8 +20,10 @@ from features.validation import ContractError, to_text
 SECTIONS = ("files", "headers", "values")
 # A unit after the name, as exports write it: 合同容量(kVA), 电量（千瓦时）, amount [元].
 _TRAILING_UNIT = re.compile(r"\s*[(\[][^()\[\]]*[)\]]\s*$")
-# Exports date-stamp their file names: 电费账单_202403.xlsx, bills-2024-03-01.csv.
+# Exports date-stamp their file names (电费账单_202403.xlsx, bills-2024-03-01.csv) and number the parts of one
+# too large for a file (bills_part2.csv, 电费账单_第2部分.csv, bills_p2.csv), in either order.
 _DATE_SUFFIX = re.compile(r"[\s_\-.]*\d[\d\s_\-.]*$")
+_PART_SUFFIX = re.compile(r"(?:[\s_\-.]*(?:part|第)|[\s_\-.]+p)[\s_\-.]*\d+(?:部分)?(?=[\d\s_\-.]*$)")
 
 
 def normalize_header(header: str) -> str:
@@ -115,9 +117,10 @@ class ColumnMap:
         return cls(files=files, headers=headers, values=values, origin=origin)
 
     def table_for(self, path: Path) -> str | None:
-        """The contract table a file holds, from its stem: a table name, a mapped name, or either + a date."""
+        """The contract table a file holds, from its stem: a table name, a mapped name, or either + a date or
+        a part number."""
         stem = normalize_header(Path(path).stem)
-        for candidate in (stem, _DATE_SUFFIX.sub("", stem)):
+        for candidate in (stem, _DATE_SUFFIX.sub("", _PART_SUFFIX.sub("", stem, count=1))):
             if candidate in TABLES:
                 return candidate
             if candidate in self.files:
@@ -154,6 +157,15 @@ class ColumnMap:
                 "the export, or map the others elsewhere with --column-map"
             )
         out = frame.rename(columns=mapping)
+        # Two columns the contract does not know may share a header (two 备注): they are ignored either way,
+        # but each needs a name of its own to be listed and kept in quarantine records.
+        contract = set(TABLES[table_name].column_names)
+        seen: dict[str, int] = {}
+        names = []
+        for name in out.columns:
+            seen[name] = seen.get(name, 0) + 1
+            names.append(name if seen[name] == 1 or name in contract else f"{name}.{seen[name] - 1}")
+        out.columns = names
         for column in TABLES[table_name].column_names:
             translations = self.values.get(column)
             if translations and column in out.columns:

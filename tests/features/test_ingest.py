@@ -770,3 +770,77 @@ def test_a_key_two_files_disagree_on_is_a_duplicate_key_whichever_comes_first(
     ]
     assert q["_message"].iloc[-1] == "exact copy of row 1 of bills_1.csv, which was kept"
     assert sorted(read_table(wh, "bills")["customer_id"]) == ["C1", "C3"]
+
+
+def test_a_table_split_into_numbered_parts_is_read_whole(tmp_path: Path):
+    src = export(tmp_path)
+    (src / "电费账单.csv").unlink()
+    lines = BILLS.splitlines(keepends=True)
+    write(src, "bills_part1.csv", lines[0] + lines[1])  # a large export cut into numbered parts
+    write(src, "bills.part2.csv", lines[0] + lines[2])
+    write(src, "电费账单_第3部分_202401.csv", lines[0] + lines[3])
+    report = ingest(src, tmp_path / "wh")
+    assert report.tables["bills"].accepted == 3 and not report.skipped_files
+    assert sorted(read_table(tmp_path / "wh", "bills")["customer_id"]) == ["C1", "C2", "C3"]
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("bills.txt", "rename it .csv"), ("电费账单.xls", "re-save the .xls workbook as .xlsx")],
+)
+def test_a_table_in_a_file_type_not_read_refuses_the_run(tmp_path: Path, name: str, hint: str):
+    src = export(tmp_path)
+    (src / "电费账单.csv").rename(src / name)  # left out, the bills would be missing without a word
+    for source in (src, src / name):
+        result = run(source, "--warehouse", tmp_path / "wh")
+        assert result.exit_code == 2
+        assert f"{name}: unsupported file type" in result.output and hint in result.output
+    assert not (tmp_path / "wh").exists()
+
+
+def test_an_xlsx_workbook_named_csv_is_refused_as_one(tmp_path: Path):
+    src = export(tmp_path)
+    pd.DataFrame({"户号": ["C1"]}).to_excel(src / "电费账单.csv", index=False)
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2 and "not CSV text; if it is a workbook, name it .xlsx" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (BILLS.replace("\n", "\r"), "Excel's CSV (Macintosh) ends lines with a lone CR"),
+        ("sep=;\n" + BILLS.replace(",", ";"), "Excel's delimiter line above the header"),
+        (BILLS + ",,,,,,\n  \n,,,,,,\r\n", "empty rows Excel saves, blank lines"),
+    ],
+)
+def test_csv_line_ends_delimiter_line_and_empty_rows(tmp_path: Path, text: str, why: str):
+    report = ingest(export(tmp_path, bills=text), tmp_path / "wh").tables["bills"]
+    assert (report.rows_read, report.accepted, report.quarantined) == (3, 3, 0), why
+
+
+def test_a_lone_quote_inside_a_value_holds_back_no_row(tmp_path: Path):
+    customers = CUSTOMERS.replace("某店", '5"号楼')  # a literal quote in an unquoted value (5" = 5 inch)
+    src = export(tmp_path)
+    write(src, "客户档案.csv", customers)
+    report = ingest(src, tmp_path / "wh")
+    assert report.tables["customers"].accepted == 3 and report.tables["bills"].accepted == 3
+    assert read_table(tmp_path / "wh", "customers")["name"].tolist()[-1] == '5"号楼'
+
+
+def test_a_header_repeated_inside_the_file_is_quarantined_by_name(tmp_path: Path):
+    # two exports joined with `copy /b` or `cat`: the second brings its header (and byte-order mark) along
+    lines = BILLS.splitlines(keepends=True)
+    joined = "".join(lines[:3]).encode("utf-8-sig") + (lines[0] + lines[3]).encode("utf-8-sig")
+    src = export(tmp_path)
+    (src / "电费账单.csv").write_bytes(joined)
+    report = ingest(src, tmp_path / "wh").tables["bills"]
+    assert (report.rows_read, report.accepted, report.by_rule) == (4, 3, {"malformed_row": 1})
+    q = read_quarantine(tmp_path / "wh", "bills")
+    assert q["_row"].tolist() == [3] and q["_message"].str.startswith("the header line again").all()
+
+
+def test_two_columns_outside_the_contract_may_share_a_header(tmp_path: Path):
+    lines = BILLS.splitlines()
+    remarked = "\n".join(f"{line},{'备注,备注' if i == 0 else 'a,b'}" for i, line in enumerate(lines)) + "\n"
+    report = ingest(export(tmp_path, bills=remarked), tmp_path / "wh").tables["bills"]
+    assert report.accepted == 3 and report.extra_columns == ["备注", "备注.1"]

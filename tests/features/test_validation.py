@@ -511,3 +511,69 @@ def test_rows_of_several_files_are_checked_together_and_name_their_file():
     ]
     assert q["_message"].iloc[1] == "exact copy of row 1 of bills_1.csv, which was kept"
     assert result.accepted["customer_id"].tolist() == ["C1"] and result.accepted_positions.tolist() == [0]
+
+
+def test_thousands_separators_count_only_where_they_group_three_digits():
+    frame = bills(
+        customer_id=["C1", "C2", "C3", "C4", "C5"],
+        kwh=[
+            "1,234.50",  # a thousands separator
+            "1 234",  # a space groups thousands too
+            "123,45",  # a decimal comma: not 12345
+            "1,2,3",  # no number: not 123
+            "12 34",  # two numbers run together: not 1234
+        ],
+        period=["2024-01-01"] * 5,
+        amount_due=["1"] * 5,
+        issue_date=["2024-02-03"] * 5,
+        due_date=["2024-02-20"] * 5,
+        known_at=["2024-02-03 08:00"] * 5,
+    )
+    result = validate(frame, "bills")
+    assert result.accepted["kwh"].tolist() == [1234.5, 1234.0]
+    assert rules(result) == [(3, "kwh", "unparseable"), (4, "kwh", "unparseable"), (5, "kwh", "unparseable")]
+
+
+def test_money_may_carry_its_currency_and_full_width_digits():
+    amounts = ["¥1,234.50", "1234.50元", "￥12", "RMB 12.00", "-¥3.5", "１２３．５"]
+    n = len(amounts)
+    frame = bills(
+        customer_id=[f"C{i}" for i in range(n)],
+        period=["2024-01-01"] * n,
+        kwh=["１２０", "10", "10", "10", "10", "12元"],  # full-width digits read; 元 is no unit of energy
+        amount_due=amounts,
+        issue_date=["2024-02-03"] * n,
+        due_date=["2024-02-20"] * n,
+        known_at=["2024-02-03 08:00"] * n,
+    )
+    result = validate(frame, "bills")
+    assert result.accepted["amount_due"].tolist() == [1234.5, 1234.5, 12.0, 12.0, -3.5]
+    assert result.accepted["kwh"].iloc[0] == 120.0
+    assert rules(result) == [(6, "kwh", "unparseable")]
+    assert result.quarantined["kwh"].tolist() == ["12元"]
+
+
+def test_a_year_alone_is_not_an_excel_serial():
+    # 2015 as an Excel serial would be 1905-07-08; a five-digit serial still reads as a day
+    frame = customers(open_date=["2015", 2015, "42156"]).astype(object)
+    result = validate(frame, "customers")
+    assert rules(result) == [(1, "open_date", "unparseable"), (2, "open_date", "unparseable")]
+    assert result.accepted["open_date"].tolist() == [pd.Timestamp("2015-06-01")]
+
+
+def test_an_id_that_lost_its_leading_zeros_is_named_as_such():
+    parents = {"customers": pd.DataFrame({"customer_id": ["000123", "C2"]})}
+    frame = bills(customer_id=["123", "C9"])  # a spreadsheet dropped 000123's zeros; C9 is unknown
+    result = validate(frame, "bills", reference=parents)
+    assert rules(result) == [(1, "customer_id", "unknown_reference"), (2, "customer_id", "unknown_reference")]
+    first, second = result.quarantined["_message"].tolist()
+    assert "other leading zeros" in first and "export customer_id as text" in first
+    assert second == "customer_id: not in customers (an unknown id, or its customers row is quarantined)"
+
+
+def test_an_id_kept_as_excel_text_loses_only_its_guard():
+    # ="000123" is how an export keeps Excel from dropping the zeros; the quarantine keeps what the file said
+    parents = {"customers": pd.DataFrame({"customer_id": ["000123"]})}
+    result = validate(bills(customer_id=['="000123"', '="000999"']), "bills", reference=parents)
+    assert result.accepted["customer_id"].tolist() == ["000123"]
+    assert result.quarantined["customer_id"].tolist() == ['="000999"']
