@@ -19,4 +19,13 @@ class Settings(ServingSettings):
 
 
 def load_settings() -> Settings:
-    return Settings()
+    """The settings, or exit code 2 naming the bad GRIDRISK_* variable (as `gridrisk score` does)."""
+    import typer
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        typer.echo(f"invalid GRIDRISK_* setting in the environment: {exc}", err=True)
+        raise typer.Exit(2) from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASKS: tuple[str, ...] = ("arrears", "suspension", "theft")
@@ -40,6 +40,15 @@ class ServingSettings(BaseSettings):
         description="build the customer files' sorted history copies in the background at start-up and when "
         "the warehouse changes, so no page view waits for them (false: on the first customer file)",
     )
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_folder(cls, v: Path) -> Path:
+        if v.exists() and not v.is_dir():
+            raise ValueError(
+                f"GRIDRISK_HOME {v} is a file; point it at a folder (one that does not exist is made)"
+            )
+        return v
 
     @property
     def warehouse_path(self) -> Path:

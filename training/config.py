@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from features.sample import SEED_LIMIT
 from training.tasks import Task, TrainingError
 
-MONTH = re.compile(r"^\d{4}-\d{2}$")
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")  # "2022-13" would pass \d{2} and fail mid-run
 
 
 class Strict(BaseModel):
@@ -99,10 +99,26 @@ class CalibrationConfig(Strict):
     method: Literal["isotonic", "platt", "none"] = "isotonic"
 
 
+PRIMARY_FRACTION = 0.05  # every task's primary metric and its gate read the top 5 % (training/tasks.py)
+
+
 class EvaluationConfig(Strict):
     station_capacity: int = Field(default=10, ge=1, description="visits per station per as-of list")
     top_fractions: tuple[float, ...] = (0.01, 0.05)
     min_segment_rows: int = Field(default=50, ge=1, description="smaller segments are not scored")
+
+    @field_validator("top_fractions")
+    @classmethod
+    def _fractions_of_the_list(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        outside = [f for f in v if not 0 < f <= 1]
+        if outside:
+            raise ValueError(f"each top fraction is a share in (0, 1], got {outside}; e.g. [0.01, 0.05]")
+        if PRIMARY_FRACTION not in v:
+            raise ValueError(
+                f"top_fractions {list(v)} lacks {PRIMARY_FRACTION}: the primary metric and the gate read the "
+                f"top 5 %; keep {PRIMARY_FRACTION} in the list, e.g. [0.01, 0.05]"
+            )
+        return v
 
 
 class GateConfig(Strict):
@@ -157,6 +173,17 @@ def load_config(path: Path, **overrides: Any) -> ExperimentConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TrainingError(f"experiment config {path} does not exist; see experiments/configs/") from None
+    except IsADirectoryError:
+        raise TrainingError(
+            f"experiment config {path} is a folder; name a TOML file in it, e.g. "
+            "experiments/configs/arrears.toml"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise TrainingError(
+            f"experiment config {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from exc
+    except OSError as exc:
+        raise TrainingError(f"cannot read experiment config {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise TrainingError(f"experiment config {path} is not valid TOML: {exc}") from exc
     raw.update({k: v for k, v in overrides.items() if v is not None})
@@ -172,7 +199,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def default_config(task: str | Task, **overrides: Any) -> ExperimentConfig:
-    name = str(Task(task))
+    try:
+        name = str(Task(task))
+    except ValueError:
+        tasks = ", ".join(t.value for t in Task)
+        raise TrainingError(f"task {task!r} is unknown; the tasks are {tasks}") from None
     raw: dict[str, Any] = {"task": name, **TASK_DEFAULTS.get(name, {})}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return _validate(raw, f"defaults for {task}")

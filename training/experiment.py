@@ -136,6 +136,7 @@ def load_training_frame(
             raise TrainingError(
                 f"training_set {path} does not exist; build it with `gridrisk features --out`"
             )
+        check_training_set_file(path, config.task.value)
         # Arrow's buffers are freed column by column as pandas takes them, one block per column: the peak is
         # the frame once, not the file twice (4.0 rather than 6.2 GiB for a 2.8 GiB set).
         convert = {"self_destruct": True, "split_blocks": True}
@@ -169,6 +170,30 @@ def load_training_frame(
     )
     check_learnable(frame, config.task.value, Path(warehouse))
     return frame
+
+
+def check_training_set_file(path: Path, task: str) -> None:
+    """Refuse, from its schema alone, a file that cannot train `task`: a folder, not Parquet, or a warehouse
+    table or scoring frame (no as-of or label). Missing features are `checked_frame`'s: it knows the list."""
+    build = f"`gridrisk features --task {task} --as-of-range YYYY-MM:YYYY-MM --out FILE`"
+    if not path.is_file():
+        raise TrainingError(f"training_set {path} is a folder; name the Parquet file {build} wrote")
+    try:
+        names = set(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException) as exc:
+        raise TrainingError(
+            f"training_set {path} is not a Parquet file ({exc}); build one with {build}"
+        ) from exc
+    if "as_of" not in names:
+        raise TrainingError(
+            f"training_set {path} is not a training set (no as_of column: a warehouse table?); build one "
+            f"with {build}"
+        )
+    if "label" not in names:
+        raise TrainingError(
+            f"training_set {path} has no label column (a `gridrisk features --scoring` frame?); a model "
+            f"learns only from labelled rows: build one with {build}"
+        )
 
 
 def _warn_sampled_set(path: Path, frame: pd.DataFrame, whole: int, config: ExperimentConfig) -> None:
@@ -262,8 +287,11 @@ def checked_frame(frame: pd.DataFrame, spec: TaskSpec, features: list[str]) -> p
     needed = ["customer_id", "as_of", "label", "amount_at_stake", "station", *features]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
+        listed = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
         raise TrainingError(
-            f"training set for {spec.task} lacks columns {missing}; rebuild it with features.training_set"
+            f"training set for {spec.task} lacks {len(missing)} of the columns it needs ({listed}): built "
+            f"for another task or an older feature set; rebuild it with `gridrisk features --task "
+            f"{spec.task} --as-of-range YYYY-MM:YYYY-MM --out FILE`"
         )
     return frame.assign(as_of=pd.to_datetime(frame["as_of"]).astype("datetime64[ns]"))
 

@@ -67,6 +67,38 @@ def version_by_alias(client, task: str, alias: str):
         raise
 
 
+def registered_model_uri(tracking_uri: str, task: str, version: str | None, alias: str) -> str:
+    """`models:/gridrisk-<task>/<version>`, or `@<alias>` without a version, checked against the registry so a
+    wrong one is refused before any data is read; the refusal names the versions and aliases there are."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(tracking_uri)
+    name = model_name(task)
+    try:
+        found = client.search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        raise TrainingError(f"cannot read the registry at {tracking_uri}: {exc.message}") from exc
+    versions = sorted({str(v.version) for v in found}, key=int)
+    if not versions:
+        raise TrainingError(
+            f"no {name} model is registered in {tracking_uri}; train one with `gridrisk train --task {task}`"
+        )
+    if version is not None:
+        if str(version).strip() not in versions:
+            raise TrainingError(
+                f"{name} has no version {version!r}; its versions are {', '.join(versions)}: pass one to "
+                "--version"
+            )
+        return f"models:/{name}/{str(version).strip()}"
+    aliases = client.get_registered_model(name).aliases  # {alias: version}
+    if alias not in aliases:
+        held = ", ".join(f"{a} (v{v})" for a, v in sorted(aliases.items())) or "none"
+        raise TrainingError(
+            f"{name} has no alias {alias!r} (its aliases: {held}); pass one to --alias, or --version V"
+        )
+    return f"models:/{name}@{alias}"
+
+
 def register_challenger(client, task: str, model_uri: str, run_id: str, tags: dict[str, str]):
     """Register the logged model as a new version of `gridrisk-<task>` and point `challenger` at it."""
     import mlflow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -38,3 +39,34 @@ def writable_output(path: Path, *, folder: bool, option: str = "--out") -> Path:
     except OSError as exc:
         raise typer.BadParameter(f"cannot write into {existing}: {exc.strerror}", param_hint=option) from exc
     return path
+
+
+def clear_of_stores(path: Path, *, warehouse: Path, settings: Any, option: str = "--out") -> None:
+    """Refuse an `--out` inside the warehouse (a file there is read as a table) or over what gridrisk keeps in
+    its home: the MLflow store and its artifacts, the API keys, the audit log, the model cache. A usage
+    error (exit 2), checked before any work; snapshots and training sets may live in the home."""
+    target = Path(path).resolve()
+    store = Path(warehouse).resolve()
+    if target == store or store in target.parents:
+        raise typer.BadParameter(
+            f"{path} is inside warehouse {warehouse}, where a file is read as a table; write it elsewhere",
+            param_hint=option,
+        )
+    home = Path(settings.home)
+    kept = (
+        home / "mlflow.db",
+        home / "mlartifacts",
+        settings.keys_path,
+        settings.audit_path,
+        settings.reload_path,
+        settings.model_cache_path,
+    )
+    for kept_path in kept:
+        resolved = Path(kept_path).resolve()
+        if target == resolved or resolved in target.parents:
+            what = (
+                f"is a file gridrisk keeps ({Path(kept_path).name})"
+                if target == resolved
+                else f"is inside {kept_path}, which gridrisk keeps"
+            )
+            raise typer.BadParameter(f"{path} {what} in its home; write it elsewhere", param_hint=option)

@@ -66,6 +66,7 @@ def features_command(
     ),
 ) -> None:
     """Build a point-in-time training set (features as of each date, label over the horizon after it)."""
+    import datetime as dt
     import time
 
     from rich.console import Console
@@ -80,7 +81,7 @@ def features_command(
         build_training_set,
         write_training_set,
     )
-    from gridrisk.commands import data_errors, writable_output
+    from gridrisk.commands import clear_of_stores, data_errors, writable_output
     from gridrisk.settings import load_settings
 
     console = Console()
@@ -93,7 +94,15 @@ def features_command(
     if seed >= SEED_LIMIT:
         raise typer.BadParameter(f"{seed} is not below {SEED_LIMIT:,}", param_hint="--seed")
     writable_output(out, folder=False)
-    target = warehouse if warehouse is not None else load_settings().warehouse_path
+    settings = load_settings()
+    target = warehouse if warehouse is not None else settings.warehouse_path
+    if not Path(target).is_dir():
+        raise typer.BadParameter(
+            f"warehouse {target} does not exist or is not a folder; pass --warehouse DIR (or set "
+            "GRIDRISK_WAREHOUSE) to a folder written by `gridrisk ingest` or `gridrisk generate`",
+            param_hint="--warehouse",
+        )
+    clear_of_stores(out, warehouse=target, settings=settings)
     dates: list = list(as_of or [])
     try:
         if as_of_range:
@@ -101,6 +110,13 @@ def features_command(
             if not scoring:
                 latest = latest_labelable_as_of(target, task)
                 kept = [d for d in wanted if d <= latest]
+                if wanted and not kept:
+                    last_month = (latest + dt.timedelta(days=1)).to_period("M") - 1  # its month end <= latest
+                    raise TrainingSetError(
+                        f"every month end of --as-of-range {as_of_range} is after {latest.date()}, the "
+                        f"latest as-of whose {task} label window this warehouse fully observes: end the "
+                        f"range by {last_month}, or load newer data"
+                    )
                 if len(kept) < len(wanted):
                     console.print(
                         f"{len(wanted) - len(kept)} month ends after {latest.date()} dropped: their {task} "

@@ -63,7 +63,7 @@ def score(
     from rich.progress import Progress
     from rich.table import Table
 
-    from gridrisk.commands import data_errors
+    from gridrisk.commands import clear_of_stores, data_errors, writable_output
     from serving.batch import score_population, scoring_as_of
     from serving.errors import AsOfOutOfRange, ServingError
 
@@ -84,6 +84,9 @@ def score(
             "GRIDRISK_WAREHOUSE to a folder written by `gridrisk ingest`",
             param_hint="--warehouse",
         )
+    if out is not None:  # checked before the features are built, not when the snapshot is written
+        writable_output(out, folder=False)
+        clear_of_stores(out, warehouse=settings.warehouse_path, settings=settings)
     refusals = data_errors()  # the input errors that refuse a warehouse, not bugs
     try:
         day = scoring_as_of(settings.warehouse_path, day)

@@ -121,12 +121,7 @@ def _each_task(
 
     warehouses = [Path(cfg.warehouse or settings.warehouse_path) for cfg, _ in configs]
     for (cfg, _), wh in zip(configs, warehouses, strict=True):
-        if cfg.training_set is None and not wh.is_dir():
-            console.print(
-                f"[red]error:[/red] warehouse {escape(str(wh))} does not exist: run `gridrisk ingest EXPORT "
-                f"--warehouse {escape(str(wh))}` first, or pass --warehouse DIR (or set GRIDRISK_WAREHOUSE)"
-            )
-            raise typer.Exit(2)
+        _inputs_or_exit(console, cfg, wh)
     failed = []
     for (cfg, text), wh in zip(configs, warehouses, strict=True):
         try:
@@ -146,6 +141,34 @@ def _each_task(
             continue
         show(console, report)
     return failed
+
+
+def _inputs_or_exit(console: Any, cfg: Any, warehouse: Path) -> None:
+    """A missing warehouse, or a training_set that is no training set, is the user's to fix before any task
+    runs: exit code 2, as for a bad config."""
+    from training.experiment import check_training_set_file
+    from training.tasks import TrainingError
+
+    if cfg.training_set is None:
+        if not warehouse.is_dir():
+            wh = escape(str(warehouse))
+            console.print(
+                f"[red]error:[/red] warehouse {wh} does not exist: run `gridrisk ingest EXPORT --warehouse "
+                f"{wh}` first, or pass --warehouse DIR (or set GRIDRISK_WAREHOUSE)"
+            )
+            raise typer.Exit(2)
+        return
+    path = Path(cfg.training_set)
+    try:
+        if not path.exists():
+            raise TrainingError(
+                f"training_set {path} does not exist; build it with `gridrisk features --task "
+                f"{cfg.task.value} --as-of-range YYYY-MM:YYYY-MM --out FILE`, or fix the path in the config"
+            )
+        check_training_set_file(path, cfg.task.value)
+    except TrainingError as exc:
+        console.print(f"[red]error ({cfg.task.value}):[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
 
 
 def _configs_or_exit(
@@ -392,28 +415,33 @@ def evaluate(
     from gridrisk.settings import load_settings
     from training.config import default_config, load_config
     from training.experiment import evaluate_model
-    from training.registry import model_name
+    from training.registry import registered_model_uri
     from training.tasks import TrainingError
 
     console = Console()
     settings = load_settings()
     _prepare_runtime()
-    try:
+    try:  # the config and the model are the user's to fix (exit 2), before any data is read
         cfg = (
             load_config(config, warehouse=warehouse) if config else default_config(task, warehouse=warehouse)
         )
         if cfg.task.value != task:
             raise TrainingError(f"--task {task} but the config {config} is for {cfg.task.value}")
-        ((cfg, _),) = _with_sample([(cfg, None)], sample)  # the logistic baseline learns as in training
-        uri = f"models:/{model_name(task)}/{version}" if version else f"models:/{model_name(task)}@{alias}"
-        wh = cfg.warehouse or settings.warehouse_path
+        uri = registered_model_uri(settings.tracking_uri, task, version, alias)
+    except TrainingError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    ((cfg, _),) = _with_sample([(cfg, None)], sample)  # the logistic baseline learns as in training
+    wh = Path(cfg.warehouse or settings.warehouse_path)
+    _inputs_or_exit(console, cfg, wh)
+    try:
         report = _run_with_progress(
             console,
             task,
             lambda progress: evaluate_model(
                 cfg,
                 model_uri=uri,
-                warehouse=Path(wh),
+                warehouse=wh,
                 tracking_uri=settings.tracking_uri,
                 artifact_root=settings.artifact_root,
                 progress=progress,
@@ -422,7 +450,7 @@ def evaluate(
     except (TrainingError, *data_errors()) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
-    except Exception as exc:  # MLflow raises its own errors for unknown models or aliases
+    except Exception as exc:  # MLflow's own errors: a registered version whose files cannot be loaded
         from mlflow.exceptions import MlflowException
 
         if not isinstance(exc, MlflowException):
@@ -456,9 +484,9 @@ def promote(
     try:
         task_spec(task)
         result = promote_version(settings.tracking_uri, task, version, reason, user=_user())
-    except TrainingError as exc:
+    except TrainingError as exc:  # an unknown task or version, or no reason: the user's to fix
         console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+        raise typer.Exit(2) from exc
     console.print(
         f"{result['model']} version {result['version']} is now [bold]champion[/bold] "
         f"(was {result['previous_champion']}); logged as run {result['run_id']}: {result['reason']}"

@@ -5,6 +5,7 @@ catalogue.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,29 @@ def test_cli_checks_the_output_path_before_any_work(generated_dir, tmp_path):
         generated_dir, "arrears", tmp_path / "a_file" / "sets" / "x.parquet", "--as-of", "2022-06-30"
     )
     assert under_file.exit_code == 2 and "a_file is a file" in under_file.output, under_file.output
+
+
+def test_cli_refuses_a_warehouse_that_is_not_there_and_an_out_inside_it(generated_dir, tmp_path):
+    absent = features_cli(tmp_path / "nowhere", "arrears", tmp_path / "x.parquet", "--as-of", "2022-06-30")
+    # It said the warehouse "has no dated rows", as if it were there but empty.
+    assert absent.exit_code == 2 and "--warehouse" in absent.output and "does not exist" in absent.output
+    warehouse = tmp_path / "wh"  # not the shared one: without the check its bills were replaced
+    shutil.copytree(generated_dir, warehouse, ignore=shutil.ignore_patterns("truth"))
+    bills = (warehouse / "bills.parquet").read_bytes()
+    inside = features_cli(warehouse, "arrears", warehouse / "bills.parquet", "--as-of", "2022-06-30")
+    # The training set replaced the warehouse's bills.
+    assert inside.exit_code == 2 and "inside warehouse" in inside.output, inside.output
+    assert (warehouse / "bills.parquet").read_bytes() == bills
+
+
+def test_cli_says_how_to_end_a_range_past_every_labelable_date(generated_dir, tmp_path):
+    result = features_cli(generated_dir, "theft", tmp_path / "x.parquet", "--as-of-range", "2025-01:2025-06")
+    said = " ".join(result.output.split())
+    # It said "no as-of dates: pass --as-of ... or --as-of-range A:B", though a range was passed.
+    assert result.exit_code == 2 and "every month end of --as-of-range 2025-01:2025-06 is after" in said
+    latest = labels.latest_labelable_as_of(generated_dir, "theft")
+    last = (latest + pd.Timedelta(days=1)).to_period("M") - 1
+    assert f"end the range by {last}" in said and last.to_timestamp(how="end") <= latest
 
 
 # -- the feature catalogue -----------------------------------------------------------------------------------

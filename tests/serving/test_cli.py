@@ -87,6 +87,36 @@ def test_a_warehouse_without_bills_is_a_clean_error(env, tmp_path):
     assert code == 2 and refusal in output
 
 
+def test_an_out_that_would_break_a_store_is_refused_before_any_work(env, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("nothing is scored for an --out that cannot be written")
+
+    monkeypatch.setattr("serving.batch.score_population", never)
+    warehouse = billed_warehouse(tmp_path / "wh")
+    bills = (warehouse / "bills.parquet").read_bytes()
+    env.mkdir(parents=True)
+    (env / "keys.json").write_text("[]")
+    cases = [
+        (tmp_path, "is a folder"),  # IsADirectoryError once everyone was scored
+        (warehouse / "bills.parquet" / "x.parquet", "is a file"),  # FileExistsError, the same
+        (warehouse / "bills.parquet", "inside warehouse"),  # the scores replaced the warehouse's bills
+        (warehouse / "readings.parquet", "inside warehouse"),  # and would be read as its readings
+        (env / "keys.json", "gridrisk keeps (keys.json)"),  # every API key gone
+        (env / "mlflow.db", "gridrisk keeps (mlflow.db)"),  # the registry and every run gone
+    ]
+    for out, says in cases:
+        code, output = run("score", "--task", "arrears", "--warehouse", str(warehouse), "--out", str(out))
+        assert code == 2 and "--out" in output and says in output, output
+    assert (warehouse / "bills.parquet").read_bytes() == bills and (env / "keys.json").read_text() == "[]"
+
+
+def test_a_home_that_is_a_file_is_a_usage_error(env):
+    env.parent.mkdir(parents=True, exist_ok=True)
+    env.write_text("")  # a FileExistsError traceback when the keys file was made under it
+    code, output = run("keys", "create", "--role", "admin")
+    assert code == 2 and "is a file; point it at a folder" in output
+
+
 def test_serve_refuses_unreadable_api_keys(env, monkeypatch):
     import uvicorn
 

@@ -34,6 +34,12 @@ def test_warehouse_override_wins(tmp_path: Path) -> None:
         ('task = "arrears"\n[split]\ntest_dates = 0\n', "split.test_dates"),  # out of range
         ('task = "fraud"\n', "task"),  # not a task
         ('task = "arrears"\n[as_of]\nstart = "2022/01"\n', "as_of.start"),  # not YYYY-MM
+        ('task = "arrears"\n[as_of]\nstart = "2022-13"\n', "as_of.start"),  # no 13th month (was a traceback)
+        ('task = "arrears"\n[as_of]\nend = "2023-00"\n', "as_of.end"),
+        # Not shares of a list (0 selects nobody); and without 0.05 the primary metric and the gate had no
+        # number to read: the whole run trained, then failed on a KeyError at the gate.
+        ('task = "arrears"\n[evaluation]\ntop_fractions = [0, 1.5]\n', "evaluation.top_fractions"),
+        ('task = "arrears"\n[evaluation]\ntop_fractions = [0.01]\n', "evaluation.top_fractions"),
         ('task = "arrears"\n[calibration]\nmethod = "beta"\n', "calibration.method"),
         ('task = "arrears"\n[sample]\ncustomers = 0\n', "sample.customers"),  # nobody to learn from
         ('task = "arrears"\n[sample]\ncustomers = 1.5\n', "sample.customers"),
@@ -53,6 +59,22 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     (tmp_path / "broken.toml").write_text("task = \n")
     with pytest.raises(TrainingError, match="not valid TOML"):
         load_config(tmp_path / "broken.toml")
+
+
+def test_a_folder_or_a_file_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="is a folder; name a TOML file"):
+        load_config(tmp_path)
+    (tmp_path / "gbk.toml").write_bytes('task = "arrears"  # 欠费\n'.encode("gbk"))
+    with pytest.raises(TrainingError, match="is not UTF-8 text"):
+        load_config(tmp_path / "gbk.toml")
+
+
+def test_an_unknown_task_without_a_file_names_the_tasks() -> None:
+    # `gridrisk train --task fraud` (and backtest, evaluate) printed a ValueError traceback.
+    with pytest.raises(
+        TrainingError, match="task 'fraud' is unknown; the tasks are arrears, suspension, theft"
+    ):
+        default_config("fraud")
 
 
 def test_defaults_and_resolved_dict() -> None:

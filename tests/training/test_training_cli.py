@@ -107,8 +107,87 @@ def test_cli_errors_are_clear(home: Path, tmp_path: Path) -> None:
     assert invoke("train").exit_code == 2
     assert invoke("backtest", "--task", "arrears", str(bad)).exit_code == 2
     missing = invoke("promote", "--task", "arrears", "--version", "1", "--reason", "x")
-    assert missing.exit_code == 1 and "gridrisk-arrears" in missing.output
+    assert missing.exit_code == 2 and "gridrisk-arrears" in missing.output  # the user's to fix, like a typo
     assert invoke("train", "--task", "arrears", "--trials", "0").exit_code == 2
+    # An unknown task without a file was a ValueError traceback in all three.
+    for command in ("train", "backtest", "evaluate"):
+        unknown = invoke(command, "--task", "fraud")
+        assert unknown.exit_code == 2 and "task 'fraud' is unknown" in unknown.output, unknown.output
+    folder = invoke("train", str(tmp_path))  # an IsADirectoryError traceback
+    assert folder.exit_code == 2 and "is a folder; name a TOML file" in folder.output
+
+
+def test_a_bad_gridrisk_variable_is_a_usage_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `gridrisk score` already said so; train, features, ingest and generate showed pydantic's traceback.
+    monkeypatch.setenv("GRIDRISK_POLL_SECONDS", "abc")
+    result = invoke("train", "--task", "arrears")
+    assert result.exit_code == 2 and "invalid GRIDRISK_* setting" in result.output
+    monkeypatch.delenv("GRIDRISK_POLL_SECONDS")
+    home.parent.mkdir(parents=True, exist_ok=True)
+    home.write_text("")  # GRIDRISK_HOME names a file: a FileExistsError traceback when MLflow made its store
+    result = invoke("train", "--task", "arrears")
+    assert result.exit_code == 2 and "is a file; point it at a folder" in result.output
+
+
+def test_a_training_set_that_cannot_train_is_refused_before_any_task_runs(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from gridrisk.commands import training as command
+
+    def never(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the file is refused before any work")
+
+    monkeypatch.setattr(command, "_train_one", never)
+    table = tmp_path / "customers.parquet"  # a warehouse table named by mistake: no as-of, no label
+    pd.DataFrame({"customer_id": ["C1"], "tariff": ["single"]}).to_parquet(table)
+    scoring = tmp_path / "scoring.parquet"  # `gridrisk features --scoring`: as-of dates but no label
+    pd.DataFrame({"customer_id": ["C1"], "as_of": [pd.Timestamp("2023-06-30")]}).to_parquet(scoring)
+    text = tmp_path / "set.parquet"
+    text.write_text("customer_id,label\n")  # a CSV saved under the Parquet name
+    cases = [
+        (tmp_path / "absent.parquet", "does not exist; build it with `gridrisk features --task arrears"),
+        (tmp_path, "is a folder; name the Parquet file"),  # read as an empty population before
+        (text, "is not a Parquet file"),  # an ArrowInvalid traceback before
+        (table, "is not a training set (no as_of column"),  # 60 missing column names before
+        (scoring, "has no label column (a `gridrisk features --scoring` frame?)"),
+    ]
+    config = tmp_path / "arrears.toml"
+    for path, says in cases:
+        config.write_text(f'task = "arrears"\ntraining_set = "{path}"\n')
+        for verb in ("train", "backtest"):
+            result = invoke(verb, str(config))
+            assert result.exit_code == 2 and says in " ".join(result.output.split()), result.output
+
+
+def test_evaluate_names_what_the_registry_holds_before_reading_any_data(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    def never(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("no training set is built for a model that is not there")
+
+    monkeypatch.setattr("training.experiment.load_training_frame", never)
+    result = invoke("evaluate", "--task", "theft", "--warehouse", str(tmp_path))
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "no gridrisk-theft model is registered" in said, said
+    assert "train one with `gridrisk train --task theft`" in said
+    home.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{(home / 'mlflow.db').resolve()}"
+    client = MlflowClient(uri, uri)
+    client.create_registered_model("gridrisk-theft")
+    version = client.create_model_version("gridrisk-theft", (tmp_path / "model").as_uri()).version
+    client.set_registered_model_alias("gridrisk-theft", "champion", version)
+    for args, says in [
+        (["--version", "9"], "gridrisk-theft has no version '9'; its versions are 1: pass one to --version"),
+        (["--version", "abc"], "gridrisk-theft has no version 'abc'; its versions are 1"),
+        (["--alias", "best"], "gridrisk-theft has no alias 'best' (its aliases: champion (v1))"),
+    ]:
+        result = invoke("evaluate", "--task", "theft", "--warehouse", str(tmp_path), *args)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and says in said, said
 
 
 def test_a_missing_or_empty_warehouse_is_refused_without_a_traceback(
