@@ -25,6 +25,7 @@ from features.column_maps.mapping import ColumnMap
 from features.schema import ARCHIVE_TABLES, LOAD_ORDER, TABLES, Table
 from features.sources import (
     EXPORT_SUFFIXES,
+    UNREAD_TABLE_SUFFIXES,
     Export,
     WarehouseError,
     append_quarantine,
@@ -98,7 +99,7 @@ class IngestReport:
     now: pd.Timestamp  # the moment of the ingest (UTC); later dates of things that happened are `future`
     now_declared: bool = False  # the moment is the one a generated export declares, not the clock
     tables: dict[str, TableReport] = field(default_factory=dict)
-    skipped_files: list[str] = field(default_factory=list)  # files whose name maps to no contract table
+    skipped_files: list[str] = field(default_factory=list)  # no contract table, or a type not read (.zip)
     truth_files: int = 0  # generator ground truth copied to WH/truth
 
     @property
@@ -252,12 +253,13 @@ def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
             raise unsupported_type(source)
         return [(name, source)]
     pairs = [(mapping.table_for(p), p) for p in sorted(source.iterdir()) if p.is_file()]
-    # A file named for a contract table in a type gridrisk does not read (电费账单.xls, bills.txt) would leave
-    # that table out without a word; it refuses the run instead, as an unreadable file does.
+    # A table file in a type gridrisk does not read (电费账单.xls, bills.txt) would leave that table out
+    # without a word; it refuses the run instead, as an unreadable file does. Other files beside the export
+    # (the downloaded bills.zip, notes in bills.md) are skipped and listed.
     for name, path in pairs:
-        if name is not None and path.suffix.lower() not in EXPORT_SUFFIXES:
+        if name is not None and path.suffix.lower() in UNREAD_TABLE_SUFFIXES:
             raise unsupported_type(path)
-    plan = [(name, p) for name, p in pairs if name is not None]
+    plan = [(name, p) for name, p in pairs if name is not None and p.suffix.lower() in EXPORT_SUFFIXES]
     if not plan:
         raise ContractError(
             f"{source}: no export file for a contract table (expected e.g. bills.csv, customers.parquet, "
@@ -269,7 +271,11 @@ def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
 def _skipped(source: Path, mapping: ColumnMap) -> list[str]:
     if not source.is_dir():
         return []
-    return sorted(p.name for p in source.iterdir() if p.is_file() and mapping.table_for(p) is None)
+    return sorted(
+        p.name
+        for p in source.iterdir()
+        if p.is_file() and (mapping.table_for(p) is None or p.suffix.lower() not in EXPORT_SUFFIXES)
+    )
 
 
 def _stored(warehouse: Path, spec: Table) -> pa.Table:

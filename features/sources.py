@@ -91,6 +91,9 @@ def _write_atomically(tbl: pa.Table, path: Path) -> None:
 # --- exports: the files a marketing or metering system hands over -------------------------------------
 
 EXPORT_SUFFIXES = (".csv", ".parquet", ".xlsx")
+# Table files in a type not read: named for a table in an export folder, they refuse the run, as leaving that
+# table out would lose it without a word. Other types beside an export (bills.zip, bills.md) are skipped.
+UNREAD_TABLE_SUFFIXES = (".xls", ".xlsm", ".xlsb", ".ods", ".txt", ".tsv", ".dat", ".dbf")
 
 # Tried in this order. UTF-8 is strict enough that a GBK file practically never decodes as UTF-8, and GB18030
 # is the superset of GBK/GB2312 that Chinese Windows tools write.

@@ -86,6 +86,9 @@ _HALF_WIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF
 _CURRENCY = re.compile(r"^([+-]?)\s*(?:¥|RMB|CNY)?\s*(.*?)\s*(?:元|RMB|CNY)?$", re.IGNORECASE)
 # Thousands separators only where they group three digits (1,234.50, 1 234.50): 123,45 is a decimal comma and
 # 1,2,3 no number, and reading either as 12345 or 123 would alter the value.
+_CURRENCY_MARK = re.compile(r"[¥元]|RMB|CNY", re.IGNORECASE)
+_WIDE_SPACE = re.compile("[\u00a0\u202f\u3000]")  # no-break, narrow no-break, ideographic: Excel's groups
+_SPACED_SIGN = re.compile(r"^([+-])\s+")  # "- 12" is -12
 _GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$|^[+-]?\d{1,3}(?: \d{3})+(?:\.\d*)?$")
 
 # An Excel formula that is a text constant: ="000123" displays 000123.
@@ -399,6 +402,7 @@ def _parse_column(
         guarded = values.str.startswith('="').to_numpy(dtype=bool, na_value=False)
         if guarded.any():
             values = values.where(~guarded, values.str.replace(_EXCEL_TEXT, r"\1", regex=True).str.strip())
+            values = values.mask(guarded & values.isin(NULL_TOKENS))  # ="" guards nothing: the value is empty
         if col.allowed is not None:
             values = values.str.lower()
         unparseable = np.zeros(len(raw), dtype=bool)
@@ -486,13 +490,21 @@ def _numbers_from_text(uniques: pd.Index, *, money: bool = False) -> np.ndarray:
 
 
 def _written_numbers(text: pd.Series, *, money: bool) -> np.ndarray:
-    """Numbers with full-width digits, thousands separators and, for money, a currency mark."""
-    text = text.str.translate(_HALF_WIDTH).str.strip()
+    """Numbers with full-width digits, other spaces between digit groups, thousands separators, a space after
+    the sign and, for money, a currency mark. Each step reads only the values it can change."""
+    wide = ~text.str.isascii().to_numpy(dtype=bool, na_value=False)
+    if wide.any():
+        text = text.where(~wide, text.str.translate(_HALF_WIDTH).str.replace(_WIDE_SPACE, " ", regex=True))
+    text = text.str.strip()
     if money:
-        sign_and_number = text.str.extract(_CURRENCY)
-        text = sign_and_number[0] + sign_and_number[1]
+        marked = text.str.contains(_CURRENCY_MARK).to_numpy(dtype=bool, na_value=False)
+        if marked.any():
+            sign_and_number = text[marked].str.extract(_CURRENCY)
+            text = text.where(~marked, sign_and_number[0] + sign_and_number[1])
+    text = text.str.replace(_SPACED_SIGN, r"\1", regex=True)
     grouped = text.str.fullmatch(_GROUPED).to_numpy(dtype=bool, na_value=False)
-    text = text.where(~grouped, text.str.replace(r"[, ]", "", regex=True))
+    if grouped.any():
+        text = text.where(~grouped, text.str.replace(r"[, ]", "", regex=True))
     return pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 

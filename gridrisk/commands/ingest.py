@@ -127,7 +127,8 @@ def _print_report(console, report) -> None:
         for note in part.notes:
             console.print(escape(f"{part.table}: {note}"), style="yellow")
     if report.skipped_files:
-        console.print(escape(f"skipped (not a contract table): {', '.join(report.skipped_files)}"))
+        skipped = ", ".join(report.skipped_files)
+        console.print(escape(f"skipped (no contract table, or a file type not read): {skipped}"))
     if report.truth_files:
         console.print(
             escape(f"copied {report.truth_files} ground-truth file(s) to {report.warehouse / 'truth'}")

@@ -798,6 +798,16 @@ def test_a_table_in_a_file_type_not_read_refuses_the_run(tmp_path: Path, name: s
     assert not (tmp_path / "wh").exists()
 
 
+def test_other_files_named_for_a_table_beside_the_export_are_skipped(tmp_path: Path):
+    src = export(tmp_path)
+    (src / "电费账单.zip").write_bytes(b"PK\x03\x04")  # the downloaded archive, left beside what it held
+    (src / "bills.md").write_text("notes on this month's export\n", encoding="utf-8")
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert "电费账单.zip" in result.output and "bills.md" in result.output  # listed as skipped
+    assert (tmp_path / "wh" / "bills.parquet").exists()
+
+
 def test_an_xlsx_workbook_named_csv_is_refused_as_one(tmp_path: Path):
     src = export(tmp_path)
     pd.DataFrame({"户号": ["C1"]}).to_excel(src / "电费账单.csv", index=False)

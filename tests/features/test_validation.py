@@ -515,23 +515,26 @@ def test_rows_of_several_files_are_checked_together_and_name_their_file():
 
 def test_thousands_separators_count_only_where_they_group_three_digits():
     frame = bills(
-        customer_id=["C1", "C2", "C3", "C4", "C5"],
+        customer_id=["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"],
         kwh=[
             "1,234.50",  # a thousands separator
             "1 234",  # a space groups thousands too
+            "1\u00a0234.50",  # so does Excel's no-break space (and the narrow and ideographic ones)
+            "+ 12",  # a space after the sign
             "123,45",  # a decimal comma: not 12345
             "1,2,3",  # no number: not 123
             "12 34",  # two numbers run together: not 1234
+            "1\u3000\u300034",  # nor with wide spaces
         ],
-        period=["2024-01-01"] * 5,
-        amount_due=["1"] * 5,
-        issue_date=["2024-02-03"] * 5,
-        due_date=["2024-02-20"] * 5,
-        known_at=["2024-02-03 08:00"] * 5,
+        period=["2024-01-01"] * 8,
+        amount_due=["1"] * 8,
+        issue_date=["2024-02-03"] * 8,
+        due_date=["2024-02-20"] * 8,
+        known_at=["2024-02-03 08:00"] * 8,
     )
     result = validate(frame, "bills")
-    assert result.accepted["kwh"].tolist() == [1234.5, 1234.0]
-    assert rules(result) == [(3, "kwh", "unparseable"), (4, "kwh", "unparseable"), (5, "kwh", "unparseable")]
+    assert result.accepted["kwh"].tolist() == [1234.5, 1234.0, 1234.5, 12.0]
+    assert rules(result) == [(r, "kwh", "unparseable") for r in (5, 6, 7, 8)]
 
 
 def test_money_may_carry_its_currency_and_full_width_digits():
@@ -577,3 +580,6 @@ def test_an_id_kept_as_excel_text_loses_only_its_guard():
     result = validate(bills(customer_id=['="000123"', '="000999"']), "bills", reference=parents)
     assert result.accepted["customer_id"].tolist() == ["000123"]
     assert result.quarantined["customer_id"].tolist() == ['="000999"']
+    # ="" guards nothing: the id is empty, a null, not the id "".
+    empty = validate(customers(customer_id=['=""', '=" "', "C3"]), "customers")
+    assert rules(empty) == [(1, "customer_id", "null"), (2, "customer_id", "null")]
