@@ -263,8 +263,8 @@ def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
         if counted is None:  # arrears: its label joins bills and payments, no one row to count
             due = bills_due_in_windows(source, dates)
             cause = (
-                f"{absent}: all {due} bills due then were paid in time, so there is no late payer to learn "
-                "from"
+                f"{absent}: {due} stored bill rows fell due in those windows and none was left unpaid, so "
+                "there is no late payer to learn from"
                 if due
                 else f"{absent}: no stored bill falls due in those windows; check that the export's bills "
                 "cover those months, or move the config's [as_of] range"

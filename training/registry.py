@@ -240,18 +240,13 @@ def apply_decision(client, task: str, decision: GateDecision) -> None:
 def promote(tracking_uri: str, task: str, version: str, reason: str, user: str = "") -> dict[str, Any]:
     """Manual override: make `version` champion whatever the gate said; log who, why and what it replaced."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     if not reason.strip():
         raise TrainingError("promote needs a --reason: an override of the gate must say why")
     client = client_for(tracking_uri)
     name = model_name(task)
-    try:
-        target = client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        raise TrainingError(
-            f"model {name} has no version {version!r}; list versions with `mlflow ui` or GET /v1/models"
-        ) from exc
+    registered_model_uri(tracking_uri, task, version, CHAMPION)  # refuses a version it lacks, naming them
+    target = client.get_model_version(name, str(version).strip())
     previous = version_by_alias(client, task, CHAMPION)
     previous_version = str(previous.version) if previous is not None else "none"
     at = datetime.now(UTC).isoformat(timespec="seconds")

@@ -41,11 +41,31 @@ def writable_output(path: Path, *, folder: bool, option: str = "--out") -> Path:
     return path
 
 
-def clear_of_stores(path: Path, *, warehouse: Path, settings: Any, option: str = "--out") -> None:
+def clear_of_stores(
+    path: Path, *, warehouse: Path, settings: Any, option: str = "--out", task: str | None = None
+) -> None:
     """Refuse an `--out` inside the warehouse (a file there is read as a table) or over what gridrisk keeps in
-    its home: the MLflow store and its artifacts, the API keys, the audit log, the model cache. A usage
-    error (exit 2), checked before any work; snapshots and training sets may live in the home."""
+    its home: the MLflow store and its artifacts, the API keys, the audit log, the model cache, and the
+    snapshot folders of tasks other than `task` (the service would serve them as that task's scores), or a
+    `latest` pointer. A usage error (exit 2), checked before any work; `task`'s own snapshots and training
+    sets may live in the home."""
+    from serving.snapshot import LATEST
+
     target = Path(path).resolve()
+    snapshots = Path(settings.snapshots_path).resolve()
+    if snapshots in target.parents:
+        folder = target.relative_to(snapshots).parts[0]
+        if target.name == LATEST:
+            raise typer.BadParameter(
+                f"{path} is the pointer to the service's newest {folder} snapshot; write the file elsewhere",
+                param_hint=option,
+            )
+        if folder != task:
+            raise typer.BadParameter(
+                f"{path} is inside {Path(settings.snapshots_path) / folder}, the service's {folder} "
+                f"snapshots, where a file is served as {folder} scores; write it elsewhere",
+                param_hint=option,
+            )
     store = Path(warehouse).resolve()
     if target == store or store in target.parents:
         raise typer.BadParameter(

@@ -114,6 +114,11 @@ def demo(
         raise typer.Exit(1)
     for task in ["all"] if len(served) == len(TASKS) else served:
         _run(["score", "--task", task, "--warehouse", str(warehouse)])
+    done = (
+        "Everything is trained and scored."
+        if len(served) == len(TASKS)
+        else f"Every task is trained; scored: {', '.join(served)} (the others wait for a champion, above)."
+    )
 
     station = pd.read_parquet(warehouse / "customers.parquet", columns=["station"])["station"].mode().iloc[0]
     _run(["keys", "create", "--role", "admin", "--note", "demo admin"])
@@ -137,10 +142,7 @@ def demo(
         typer.echo(f"\nOpen {sign_in}. API docs: http://127.0.0.1:{port}/docs")
         _run(["serve", "--port", str(port)])
     else:
-        typer.echo(
-            f"\nEverything is trained and scored. Start the service with `gridrisk serve --port {port}`, "
-            f"then open {sign_in}."
-        )
+        typer.echo(f"\n{done} Start the service with `gridrisk serve --port {port}`, then open {sign_in}.")
 
 
 def _with_champion(tracking_uri: str) -> list[str]:
@@ -160,8 +162,8 @@ def _with_champion(tracking_uri: str) -> list[str]:
         reason = (challenger.tags or {}).get("gate.reason", "") if challenger is not None else ""
         Console(stderr=True).print(
             f"[yellow]{task} is not scored:[/yellow] the gate kept version {version} as challenger "
-            f"({escape(reason)}); its list and API answer 503 until `gridrisk promote --task {task} "
-            f'--version {version} --reason "…"` and `gridrisk score --task {task}`',
+            f"({escape(reason)}); its list and API answer 503 until it is promoted and scored (`gridrisk "
+            f'promote --task {task} --version {version} --reason "…"`, then `gridrisk score --task {task}`)',
             highlight=False,
         )
     return served

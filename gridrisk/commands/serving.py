@@ -86,7 +86,7 @@ def score(
         )
     if out is not None:  # checked before the features are built, not when the snapshot is written
         writable_output(out, folder=False)
-        clear_of_stores(out, warehouse=settings.warehouse_path, settings=settings)
+        clear_of_stores(out, warehouse=settings.warehouse_path, settings=settings, task=tasks[0])
     refusals = data_errors()  # the input errors that refuse a warehouse, not bugs
     try:
         day = scoring_as_of(settings.warehouse_path, day)

@@ -103,6 +103,8 @@ def test_an_out_that_would_break_a_store_is_refused_before_any_work(env, tmp_pat
         (warehouse / "readings.parquet", "inside warehouse"),  # and would be read as its readings
         (env / "keys.json", "gridrisk keeps (keys.json)"),  # every API key gone
         (env / "mlflow.db", "gridrisk keeps (mlflow.db)"),  # the registry and every run gone
+        (env / "snapshots" / "theft" / "2023-01-31.parquet", "snapshots"),  # served as the theft list
+        (env / "snapshots" / "arrears" / "latest", "pointer"),  # the service's pointer, not a snapshot
     ]
     for out, says in cases:
         code, output = run("score", "--task", "arrears", "--warehouse", str(warehouse), "--out", str(out))

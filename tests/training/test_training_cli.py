@@ -76,6 +76,8 @@ def test_train_twice_reproduces_metrics_then_evaluate_and_promote(
     # Scoring the registered champion on the same window reproduces the training run's test numbers.
     assert evaluation.data.metrics["test_roc_auc"] == pytest.approx(metrics[0]["test_roc_auc"], abs=1e-12)
 
+    absent = invoke("promote", "--task", "arrears", "--version", "7", "--reason", "drill")
+    assert absent.exit_code == 2 and "has no version '7'; its versions are 1, 2" in absent.output
     promoted = invoke("promote", "--task", "arrears", "--version", "2", "--reason", "drill")
     assert promoted.exit_code == 0 and "was 1" in promoted.output
     assert str(client.get_model_version_by_alias("gridrisk-arrears", "champion").version) == "2"
