@@ -346,8 +346,11 @@ def _read_csv(path: Path) -> Export:
     frame["_row"] = np.setdiff1d(
         np.arange(1, total + 1, dtype="int64"), [b[0] for b in bad] + layout, assume_unique=True
     )
+    before = len(frame)
     frame, repeated = _drop_layout_rows(frame, header, delimiter)
     bad.extend(repeated)
+    if empty := before - len(frame) - len(repeated):  # counted, so read = accepted + quarantined + these
+        notes.append(f"{empty} rows of empty fields skipped (layout a spreadsheet saves, not records)")
     # A file cut short inside its last field still splits into the right number of fields, with a wrong value:
     # the missing line end is the only trace, so that row is held back, not trusted. A quote never closed runs
     # to the end of the file: the last value then ends with the file's final line end, which no quote closes.

@@ -826,6 +826,8 @@ def test_an_xlsx_workbook_named_csv_is_refused_as_one(tmp_path: Path):
 def test_csv_line_ends_delimiter_line_and_empty_rows(tmp_path: Path, text: str, why: str):
     report = ingest(export(tmp_path, bills=text), tmp_path / "wh").tables["bills"]
     assert (report.rows_read, report.accepted, report.quarantined) == (3, 3, 0), why
+    skipped = [note for note in report.notes if "rows of empty fields skipped" in note]
+    assert len(skipped) == (1 if ",,,," in text else 0)  # what is left out is counted and said
 
 
 def test_a_lone_quote_inside_a_value_holds_back_no_row(tmp_path: Path):
