@@ -25,16 +25,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _serving_settings(warehouse: Path | None = None):  # type: ignore[no-untyped-def]
-    from pydantic import ValidationError
-    from pydantic_settings import SettingsError
+    from gridrisk.settings import load_settings  # exit 2 naming a bad GRIDRISK_* variable
 
-    from serving.settings import ServingSettings
-
-    try:
-        settings = ServingSettings()
-    except (ValidationError, SettingsError) as exc:
-        typer.echo(f"invalid GRIDRISK_* setting in the environment: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = load_settings()
     return settings.model_copy(update={"warehouse": warehouse}) if warehouse is not None else settings
 
 
