@@ -84,11 +84,11 @@ YEAR_ALONE = (1900, 2100)
 _HALF_WIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\uffe5": "¥"})
 # Money may carry its currency: ¥1,234.50, 1234.50元, RMB 12.00 (sign before or after the mark).
 _CURRENCY = re.compile(r"^([+-]?)\s*(?:¥|RMB|CNY)?\s*(.*?)\s*(?:元|RMB|CNY)?$", re.IGNORECASE)
-# Thousands separators only where they group three digits (1,234.50, 1 234.50): 123,45 is a decimal comma and
-# 1,2,3 no number, and reading either as 12345 or 123 would alter the value.
 _CURRENCY_MARK = re.compile(r"[¥元]|RMB|CNY", re.IGNORECASE)
 _WIDE_SPACE = re.compile("[\u00a0\u202f\u3000]")  # no-break, narrow no-break, ideographic: Excel's groups
 _SPACED_SIGN = re.compile(r"^([+-])\s+")  # "- 12" is -12
+# Thousands separators only where they group three digits (1,234.50, 1 234.50): 123,45 is a decimal comma and
+# 1,2,3 no number, and reading either as 12345 or 123 would alter the value.
 _GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$|^[+-]?\d{1,3}(?: \d{3})+(?:\.\d*)?$")
 
 # An Excel formula that is a text constant: ="000123" displays 000123.

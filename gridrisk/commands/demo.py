@@ -160,10 +160,11 @@ def _with_champion(tracking_uri: str) -> list[str]:
         challenger = version_by_alias(client, task, CHALLENGER)
         version = challenger.version if challenger is not None else "N"
         reason = (challenger.tags or {}).get("gate.reason", "") if challenger is not None else ""
+        promote = f'(`gridrisk promote --task {task} --version {version} --reason "…"`) '  # unless said
         Console(stderr=True).print(
             f"[yellow]{task} is not scored:[/yellow] the gate kept version {version} as challenger "
-            f"({escape(reason)}); its list and API answer 503 until it is promoted and scored (`gridrisk "
-            f'promote --task {task} --version {version} --reason "…"`, then `gridrisk score --task {task}`)',
+            f"({escape(reason)}); its list and API answer 503 until it is promoted "
+            f"{'' if 'gridrisk promote' in reason else promote}and scored (`gridrisk score --task {task}`)",
             highlight=False,
         )
     return served
