@@ -64,6 +64,7 @@ CEILING_KWH_MONTH = 1e10  # a bill's energy, a month's area supply, a recovered 
 CEILING_KWH_DAY = 1e9  # a day's energy: 24 h at 1,000,000 kW is 2.4e7 kWh
 CEILING_KW = 1e7  # demand: 1,000,000 kVA at unity power factor is 1e6 kW
 CEILING_KVA = 1e7  # a transformer area's or a suspension's capacity
+CUSTOMER_ID_MAX_CHARS = 64  # the longest 户号 ingest stores and the API takes (real ones run 10-20 digits)
 CEILING_YUAN = 1e11  # any amount of money on one bill, payment or inspection, credit or debit
 
 # Archive tables hold the current state of a record (its latest version replaces the stored one); every other

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import CEILING_YUAN, Column, Table, table
+from features.schema import CEILING_YUAN, CUSTOMER_ID_MAX_CHARS, Column, Table, table
 
 logger = logging.getLogger(__name__)
 
@@ -425,6 +425,13 @@ def _parse_column(
         checks.append(
             _Check(col.name, Rule.NULL, f"{col.name}: empty, but the contract requires a value", missing)
         )
+    if col.name == "customer_id":
+        long = values.str.len().gt(CUSTOMER_ID_MAX_CHARS).to_numpy(dtype=bool, na_value=False)
+        message = (
+            f"customer_id: longer than {CUSTOMER_ID_MAX_CHARS} characters, more than the API takes (a 户号 "
+            "runs 10-20); is a name or several fields in this column?"
+        )
+        checks.append(_Check(col.name, Rule.OUT_OF_RANGE, message, long))
     if col.allowed is not None:
         outside = values.notna().to_numpy() & ~values.isin(col.allowed).to_numpy()
         message = f"{col.name}: not one of {', '.join(col.allowed)} (map export values with --column-map)"

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
+from features.schema import CUSTOMER_ID_MAX_CHARS
+
 MAX_BATCH = 10_000  # customers or records in one score request; larger jobs belong to `gridrisk score`
 
 
@@ -62,7 +64,7 @@ class ValidationErrorBody(BaseModel):
     detail: list[ValidationErrorItem]
 
 
-CustomerId = Annotated[str, Field(min_length=1, max_length=64)]
+CustomerId = Annotated[str, Field(min_length=1, max_length=CUSTOMER_ID_MAX_CHARS)]
 # Strict: JSON true/false is not the number 1/0 (an int still is a float); text is parsed by serving.scoring.
 FeatureValue = StrictFloat | str | None
 
@@ -91,7 +93,7 @@ class ScoreRequest(BaseModel):
         min_length=1,
         max_length=MAX_BATCH,
         description="one object per customer: every model feature (null = missing), optional customer_id "
-        "(a string of 1 to 64 characters, as in customer_ids)",
+        f"(a string of 1 to {CUSTOMER_ID_MAX_CHARS} characters, as in customer_ids)",
     )
 
     @model_validator(mode="after")

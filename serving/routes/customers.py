@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
+from features.schema import CUSTOMER_ID_MAX_CHARS
 from serving.access import Action
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Caller, Models, Settings, Snapshots
@@ -23,7 +24,7 @@ def get_history(request: Request, settings: Settings) -> HistoryStore:
 
 
 History = Annotated[HistoryStore, Depends(get_history)]
-CustomerIdPath = Annotated[str, Path(min_length=1, max_length=64, description="户号")]
+CustomerIdPath = Annotated[str, Path(min_length=1, max_length=CUSTOMER_ID_MAX_CHARS, description="户号")]
 
 
 @router.get(

@@ -583,3 +583,12 @@ def test_an_id_kept_as_excel_text_loses_only_its_guard():
     # ="" guards nothing: the id is empty, a null, not the id "".
     empty = validate(customers(customer_id=['=""', '=" "', "C3"]), "customers")
     assert rules(empty) == [(1, "customer_id", "null"), (2, "customer_id", "null")]
+
+
+def test_a_customer_id_longer_than_the_api_takes_is_out_of_range():
+    # Ingest stores no id the API could not be asked about (1 to 64 characters in /v1/customers and scores).
+    longest, too_long = "户" * 64, "C" * 65
+    result = validate(customers(customer_id=[longest, too_long, "C3"]), "customers")
+    assert result.accepted["customer_id"].tolist() == [longest, "C3"]
+    assert rules(result) == [(2, "customer_id", "out_of_range")]
+    assert "longer than 64 characters" in result.quarantined["_message"].iloc[0]
