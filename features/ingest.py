@@ -174,7 +174,7 @@ def ingest(
         del read
 
     report = IngestReport(source=source, warehouse=warehouse, now=moment, now_declared=use_declared)
-    report.skipped_files = _skipped(source, mapping)
+    report.skipped_files = _skipped(source, plan)
     parents = {fk.table for spec in TABLES.values() for fk in spec.foreign_keys}
     current: dict[str, pd.DataFrame] = {}  # the stored parent tables, for the children's foreign keys
     while pending:
@@ -268,14 +268,12 @@ def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
     return sorted(plan, key=lambda pair: (LOAD_ORDER.index(pair[0]), str(pair[1])))
 
 
-def _skipped(source: Path, mapping: ColumnMap) -> list[str]:
+def _skipped(source: Path, plan: list[tuple[str, Path]]) -> list[str]:
+    """The folder's files the plan leaves out: no contract table, or a type not read (bills.zip)."""
     if not source.is_dir():
         return []
-    return sorted(
-        p.name
-        for p in source.iterdir()
-        if p.is_file() and (mapping.table_for(p) is None or p.suffix.lower() not in EXPORT_SUFFIXES)
-    )
+    planned = {path for _, path in plan}
+    return sorted(p.name for p in source.iterdir() if p.is_file() and p not in planned)
 
 
 def _stored(warehouse: Path, spec: Table) -> pa.Table:

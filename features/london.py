@@ -506,7 +506,7 @@ def _home_attributes(
         return value.where(value.notna(), own[column])
 
     tariff_text = of_record("stdorToU")
-    tariff = [None if pd.isna(v) else TARIFF_NAMES.get(str(v).strip().casefold()) for v in tariff_text]
+    tariff = _tariffs(tariff_text).tolist()
     read = ["empty" if pd.isna(v) else repr(v) for v in tariff_text]
     group = of_record("Acorn_grouped")
     return pd.DataFrame(
@@ -578,6 +578,14 @@ def _flag_repeated_days(
     verdict.flag(message != "", "LCLid", "duplicate_row", message)
 
 
+def _tariffs(values: pd.Series) -> pd.Series:
+    """The contract tariff of each source spelling (Std or ToU in any case); None if unknown or null."""
+    known = values.astype(object).map(
+        lambda v: None if pd.isna(v) else TARIFF_NAMES.get(str(v).strip().casefold())
+    )
+    return known.astype(object).where(known.notna(), None)
+
+
 def household_quarantine(households: pd.DataFrame, imported: Sequence[str]) -> pd.DataFrame:
     """Rows of the household table that describe no imported household, or repeat one, with their rule."""
     households = households.reset_index(drop=True)
@@ -585,7 +593,7 @@ def household_quarantine(households: pd.DataFrame, imported: Sequence[str]) -> p
     ids = households["LCLid"]
     verdict.flag(ids.isna().to_numpy(), "LCLid", "null", "LCLid is empty: the row describes no household")
     tariff = households["stdorToU"]
-    unknown = tariff.notna() & ~tariff.astype(str).str.strip().str.casefold().isin(list(TARIFF_NAMES))
+    unknown = tariff.notna() & _tariffs(tariff).isna()
     verdict.flag(
         unknown.to_numpy(),
         "stdorToU",

@@ -292,8 +292,9 @@ def _read_csv(path: Path) -> Export:
             f"{path}: a zip archive or .xlsx workbook, not CSV text; if it is a workbook, name it .xlsx"
         )
     payload, encoding, notes = _utf8_payload(path, raw)
-    # Line ends may be CRLF, LF or a lone CR (Excel's "CSV (Macintosh)").
-    lines = _LINE_END.split(payload, maxsplit=2)
+    # Line ends may be CRLF, LF or a lone CR (Excel's "CSV (Macintosh)"). Only the first two lines are cut
+    # out: splitting the payload would copy a whole province's file once more.
+    lines = _first_lines(payload, 2)
     first_line = lines[0].decode("utf-8")
     skip_rows = 1
     # Excel writes a `sep=;` line above the header when the delimiter is not the locale's.
@@ -349,7 +350,8 @@ def _read_csv(path: Path) -> Export:
     before = len(frame)
     frame, repeated = _drop_layout_rows(frame, header, delimiter)
     bad.extend(repeated)
-    if empty := before - len(frame) - len(repeated):  # counted, so read = accepted + quarantined + these
+    # Counted, so read = accepted + quarantined + these: the empty lines pyarrow set aside and the empty rows.
+    if empty := len(layout) + before - len(frame) - len(repeated):
         notes.append(f"{empty} rows of empty fields skipped (layout a spreadsheet saves, not records)")
     # A file cut short inside its last field still splits into the right number of fields, with a wrong value:
     # the missing line end is the only trace, so that row is held back, not trusted. A quote never closed runs
@@ -371,6 +373,19 @@ def _read_csv(path: Path) -> Export:
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _first_lines(payload: bytes, n: int) -> list[bytes]:
+    """Up to `n` lines from the start of `payload`, without their line ends and without copying the rest."""
+    lines, start = [], 0
+    for end in _LINE_END.finditer(payload):
+        lines.append(payload[start : end.start()])
+        start = end.end()
+        if len(lines) == n:
+            return lines
+    return [*lines, payload[start:]][:n]
+
+
 _SEP_HINT = re.compile(r'"?sep=([,\t;|])"?', re.IGNORECASE)
 
 

@@ -172,10 +172,15 @@ def load_training_frame(
     return frame
 
 
+def build_command(task: str) -> str:
+    """The command that builds a training set for `task`, as refusals name it."""
+    return f"`gridrisk features --task {task} --as-of-range YYYY-MM:YYYY-MM --out FILE`"
+
+
 def check_training_set_file(path: Path, task: str) -> None:
     """Refuse, from its schema alone, a file that cannot train `task`: a folder, not Parquet, or a warehouse
     table or scoring frame (no as-of or label). Missing features are `checked_frame`'s: it knows the list."""
-    build = f"`gridrisk features --task {task} --as-of-range YYYY-MM:YYYY-MM --out FILE`"
+    build = build_command(task)
     if not path.is_file():
         raise TrainingError(f"training_set {path} is a folder; name the Parquet file {build} wrote")
     try:
@@ -290,8 +295,7 @@ def checked_frame(frame: pd.DataFrame, spec: TaskSpec, features: list[str]) -> p
         listed = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
         raise TrainingError(
             f"training set for {spec.task} lacks {len(missing)} of the columns it needs ({listed}): built "
-            f"for another task or an older feature set; rebuild it with `gridrisk features --task "
-            f"{spec.task} --as-of-range YYYY-MM:YYYY-MM --out FILE`"
+            f"for another task or an older feature set; rebuild it with {build_command(spec.task)}"
         )
     return frame.assign(as_of=pd.to_datetime(frame["as_of"]).astype("datetime64[ns]"))
 
@@ -795,7 +799,6 @@ def _register_and_gate(
     metrics: dict[str, dict[str, float]],
     test: pd.DataFrame,
 ) -> tuple[str, GateDecision]:
-    import mlflow
 
     from serving.model import load_packaged_model
 
@@ -833,16 +836,22 @@ def _register_and_gate(
                 challenger,
                 GateScores(str(champion.version), float("nan"), float("nan")),
             )
-            apply_decision(client, task, decision)
-            mlflow.set_tags(decision.tags())
-            mlflow.log_metrics({k: v for k, v in decision.metrics().items() if np.isfinite(v)})
-            return str(version.version), decision
+            return _record_decision(client, task, decision, {})
     rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
     decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task)
+    return _record_decision(client, task, decision, {"registered_version": str(version.version)})
+
+
+def _record_decision(
+    client, task: str, decision: GateDecision, tags: dict[str, str]
+) -> tuple[str, GateDecision]:
+    """Apply the gate's decision to the registry and log it on the training run (finite numbers only)."""
+    import mlflow
+
     apply_decision(client, task, decision)
-    mlflow.set_tags({**decision.tags(), "registered_version": str(version.version)})
+    mlflow.set_tags({**decision.tags(), **tags})
     mlflow.log_metrics({k: v for k, v in decision.metrics().items() if np.isfinite(v)})
-    return str(version.version), decision
+    return decision.challenger.version, decision
 
 
 # -- MLflow logging helpers ----------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def _each_task(
 def _inputs_or_exit(console: Any, cfg: Any, warehouse: Path) -> None:
     """A missing warehouse, or a training_set that is no training set, is the user's to fix before any task
     runs: exit code 2, as for a bad config."""
-    from training.experiment import check_training_set_file
+    from training.experiment import build_command, check_training_set_file
     from training.tasks import TrainingError
 
     if cfg.training_set is None:
@@ -162,8 +162,8 @@ def _inputs_or_exit(console: Any, cfg: Any, warehouse: Path) -> None:
     try:
         if not path.exists():
             raise TrainingError(
-                f"training_set {path} does not exist; build it with `gridrisk features --task "
-                f"{cfg.task.value} --as-of-range YYYY-MM:YYYY-MM --out FILE`, or fix the path in the config"
+                f"training_set {path} does not exist; build it with {build_command(cfg.task.value)}, or fix "
+                "the path in the config"
             )
         check_training_set_file(path, cfg.task.value)
     except TrainingError as exc:
