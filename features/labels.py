@@ -29,7 +29,7 @@ from features.schema import (
     Tariff,
 )
 from features.snapshot import AsOf
-from features.sources import has_table, table_path
+from features.sources import check_contract_columns, has_table, table_path
 
 TASKS = ("arrears", "suspension", "theft")
 HORIZON_DAYS = {"arrears": 90, "suspension": 180, "theft": 180}
@@ -77,7 +77,9 @@ def column_extreme(path: Path, column: str, which: str) -> pd.Timestamp | None:
 def data_end(warehouse: Path) -> pd.Timestamp:
     """The warehouse's data end: the latest calendar day of any event time or known_at across its event
     tables. An archive row's date (a customer's open_date) observes nothing a label reads, and one mistyped
-    year there must not move every label window and the scoring date."""
+    year there must not move every label window and the scoring date. Refuses a table without a column the
+    contract requires (`check_contract_columns`): every command that reads a warehouse asks this first."""
+    check_contract_columns(warehouse)
     latest: list[pd.Timestamp] = []
     for spec in TABLES.values():
         if spec.name in ARCHIVE_TABLES or not has_table(warehouse, spec.name):
@@ -106,8 +108,8 @@ def check_inside_data(warehouse: Path, as_of_dates: list[pd.Timestamp], *, scori
     billing history; every bill feature would be missing), and for scoring after its data end (months
     without bills would read as real behaviour). Raises LabelError naming the dates and the range; returns
     the data end it read, for callers that need it next."""
-    first = first_bill_issued(warehouse)
     end = data_end(warehouse)
+    first = first_bill_issued(warehouse)
     early = [d for d in as_of_dates if first is not None and d.normalize() < first.normalize()]
     if early:
         raise LabelError(

@@ -52,6 +52,31 @@ def read_table(warehouse: Path, name: str, columns: list[str] | None = None) -> 
     return read_arrow_table(warehouse, name, columns).to_pandas(date_as_object=False)
 
 
+def check_contract_columns(warehouse: Path) -> None:
+    """Refuse a warehouse whose stored tables lack a column the contract requires (a file written or edited
+    by hand): features would otherwise stop deep inside with a KeyError. Optional columns may be absent;
+    every table's missing columns are named at once."""
+    from features.schema import TABLES
+
+    problems = []
+    for name, spec in TABLES.items():
+        path = table_path(warehouse, name)
+        if not path.exists():
+            continue
+        try:
+            present = set(pq.read_schema(path).names)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise WarehouseError(f"cannot read {path}: {exc}") from exc
+        missing = [c for c in spec.required_columns if c not in present]
+        if missing:
+            problems.append(f"{name} ({path}) lacks {', '.join(missing)}")
+    if problems:
+        raise WarehouseError(
+            f"warehouse {warehouse}: missing required column(s): {'; '.join(problems)}. Tables written by "
+            "`gridrisk ingest` always have them; re-ingest the export, or add the columns"
+        )
+
+
 def read_arrow_table(warehouse: Path, name: str, columns: list[str] | None = None) -> pa.Table:
     """A stored contract table as Arrow, as its file holds it (`read_table` gives pandas)."""
     path = table_path(warehouse, name)

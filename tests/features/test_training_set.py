@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -21,6 +22,7 @@ from features.feature_sets import (
     TASK_FEATURES,
     feature_set_version,
 )
+from features.schema import TABLES
 from features.training_set import (
     TrainingSetError,
     build_scoring_frame,
@@ -171,6 +173,28 @@ def test_cli_refuses_a_warehouse_that_is_not_there_and_an_out_inside_it(generate
     # The training set replaced the warehouse's bills.
     assert inside.exit_code == 2 and "inside warehouse" in inside.output, inside.output
     assert (warehouse / "bills.parquet").read_bytes() == bills
+
+
+def test_a_table_without_a_required_column_is_refused_by_name(generated_dir, tmp_path):
+    warehouse = tmp_path / "wh"  # a table written by hand, not by `gridrisk ingest`
+    shutil.copytree(generated_dir, warehouse, ignore=shutil.ignore_patterns("truth"))
+    for name, column in (("bills", "amount_due"), ("payments", "paid_at")):
+        path = warehouse / f"{name}.parquet"
+        pq.write_table(pq.read_table(path).drop_columns([column]), path)
+    # It stopped with a traceback: ValueError "'paid_at' is not in list" (features), KeyError (score).
+    for args in (["--as-of", "2022-06-30"], ["--as-of", "2022-06-30", "--scoring"]):
+        result = features_cli(warehouse, "arrears", tmp_path / "x.parquet", *args)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, result.output
+        assert "missing required column(s)" in said and "bills" in said and "lacks amount_due" in said
+        assert "payments" in said and "lacks paid_at" in said
+    # An optional column may be absent: the same warehouse with it only still builds.
+    shutil.copy(generated_dir / "bills.parquet", warehouse / "bills.parquet")
+    shutil.copy(generated_dir / "payments.parquet", warehouse / "payments.parquet")
+    optional = next(c.name for c in TABLES["bills"].columns if not c.required)
+    path = warehouse / "bills.parquet"
+    pq.write_table(pq.read_table(path).drop_columns([optional]), path)
+    labels.check_inside_data(warehouse, [pd.Timestamp("2022-06-30")], scoring=True)
 
 
 def test_cli_says_how_to_end_a_range_past_every_labelable_date(generated_dir, tmp_path):

@@ -43,6 +43,10 @@ def billed_warehouse(root: Path) -> Path:
                 [FIRST_BILL, DATA_END - dt.timedelta(days=3)]
             ),  # first bill; a later one
             "known_at": pd.to_datetime([FIRST_BILL, DATA_END]),  # the newest event: the data end
+            "period": pd.to_datetime(["2022-01-01", "2023-06-01"]),
+            "kwh": [100.0, 120.0],
+            "amount_due": [55.0, 66.0],
+            "due_date": pd.to_datetime([FIRST_BILL + dt.timedelta(days=20), DATA_END + dt.timedelta(days=17)]),
         }
     ).to_parquet(root / "bills.parquet")
     return root
