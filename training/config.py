@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.sample import SEED_LIMIT
-from training.tasks import Task, TrainingError
+from training.tasks import Task, TrainingError, task_spec
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")  # "2022-13" would pass \d{2} and fail mid-run
 
@@ -140,6 +140,13 @@ class SampleConfig(Strict):
     seed: int = Field(default=0, ge=0, lt=SEED_LIMIT, description="another seed draws other customers")
 
 
+def gap_message(gap: int, task: str, window: int) -> str:
+    return (
+        f"split.gap_days = {gap} is shorter than the {task} label window ({window} days): training labels "
+        "would overlap the next part's as-of dates; remove gap_days or raise it"
+    )
+
+
 class ExperimentConfig(Strict):
     task: Task
     warehouse: Path | None = Field(default=None, description="default: GRIDRISK_WAREHOUSE")
@@ -159,6 +166,14 @@ class ExperimentConfig(Strict):
         fixed = self.as_of.end != "latest" and self.as_of.start != "auto"
         if fixed and self.as_of.end < self.as_of.start:
             raise ValueError(f"as_of.end {self.as_of.end} is before as_of.start {self.as_of.start}")
+        return self
+
+    @model_validator(mode="after")
+    def _gap_covers_the_label(self) -> ExperimentConfig:
+        """Checked here, before a training set is built, and again where the split is made."""
+        window = task_spec(self.task).label_window_days
+        if self.split.gap_days is not None and self.split.gap_days < window:
+            raise ValueError(gap_message(self.split.gap_days, self.task.value, window))
         return self
 
     def resolved(self) -> dict[str, Any]:
@@ -213,7 +228,11 @@ def _validate(raw: dict[str, Any], where: str) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
+        # A check across keys has no location and names its keys itself; pydantic's "Value error, " says
+        # nothing to the reader.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+            (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
         )
         raise TrainingError(f"experiment config {where} is invalid: {problems}") from exc

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from features.memory import release_memory
 from features.sample import read_sampled, sample_for, whole_from
 from serving.model import PackagedModel, ReasonText
-from training.config import EvaluationConfig, ExperimentConfig, LightGBMConfig
+from training.config import EvaluationConfig, ExperimentConfig, LightGBMConfig, gap_message
 from training.evaluate import Scored, lift_by_decile, score_metrics, segment_metrics
 from training.fit import Bands, LogisticBaseline, TaskModel
 from training.registry import (
@@ -305,11 +305,7 @@ def split_frame(
 ) -> tuple[TimeSplit, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     gap = config.split.gap_days if config.split.gap_days is not None else spec.label_window_days
     if gap < spec.label_window_days:
-        raise TrainingError(
-            f"split.gap_days = {gap} is shorter than the {spec.task} label window "
-            f"({spec.label_window_days} days): "
-            f"training labels would overlap the next part's as-of dates; remove gap_days or raise it"
-        )
+        raise TrainingError(gap_message(gap, spec.task.value, spec.label_window_days))
     settings = {
         "folds": config.split.folds,
         "validation_dates": config.split.validation_dates,

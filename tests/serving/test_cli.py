@@ -46,7 +46,9 @@ def billed_warehouse(root: Path) -> Path:
             "period": pd.to_datetime(["2022-01-01", "2023-06-01"]),
             "kwh": [100.0, 120.0],
             "amount_due": [55.0, 66.0],
-            "due_date": pd.to_datetime([FIRST_BILL + dt.timedelta(days=20), DATA_END + dt.timedelta(days=17)]),
+            "due_date": pd.to_datetime(
+                [FIRST_BILL + dt.timedelta(days=20), DATA_END + dt.timedelta(days=17)]
+            ),
         }
     ).to_parquet(root / "bills.parquet")
     return root

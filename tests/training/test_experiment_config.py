@@ -44,6 +44,9 @@ def test_warehouse_override_wins(tmp_path: Path) -> None:
         ('task = "arrears"\n[sample]\ncustomers = 0\n', "sample.customers"),  # nobody to learn from
         ('task = "arrears"\n[sample]\ncustomers = 1.5\n', "sample.customers"),
         ('task = "arrears"\n[sample]\nseed = 100000000\n', "sample.seed"),  # the hash key takes 8 digits
+        # A gap shorter than the label window was found only when the split was made: after the training
+        # set had been built, minutes on a province.
+        ('task = "theft"\n[split]\ngap_days = 30\n', "split.gap_days = 30 is shorter than the theft label"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, text: str, where: str) -> None:

@@ -102,9 +102,14 @@ def test_a_max_dates_cap_is_named_when_it_is_the_limit(frame: pd.DataFrame) -> N
 
 
 def test_gap_shorter_than_the_label_window_is_refused(frame: pd.DataFrame) -> None:
-    config = default_config("arrears", split={"gap_days": 90})  # arrears labels read 90 + 30 days
+    # arrears labels read 90 + 30 days: the config itself is refused, before a training set is built
+    with pytest.raises(TrainingError, match="gap_days = 90 is shorter than the arrears label window"):
+        default_config("arrears", split={"gap_days": 90})
+    # and the split refuses a config changed after it was read (model_copy skips validation)
+    config = default_config("arrears")
+    short = config.model_copy(update={"split": config.split.model_copy(update={"gap_days": 90})})
     with pytest.raises(TrainingError, match="label window"):
-        split_frame(frame, task_spec("arrears"), config)
+        split_frame(frame, task_spec("arrears"), short)
 
 
 def test_split_frame_rows_follow_their_dates(frame: pd.DataFrame) -> None:
