@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,8 +178,8 @@ def build_command(task: str) -> str:
 
 
 def check_training_set_file(path: Path, task: str) -> None:
-    """Refuse, from its schema alone, a file that cannot train `task`: a folder, not Parquet, or a warehouse
-    table or scoring frame (no as-of or label). Missing features are `checked_frame`'s: it knows the list."""
+    """Refuse, from its schema alone, a file that cannot train `task`: a folder, not Parquet, a warehouse
+    table or scoring frame (no as-of or label), or a set built for another task or feature set."""
     build = build_command(task)
     if not path.is_file():
         raise TrainingError(f"training_set {path} is a folder; name the Parquet file {build} wrote")
@@ -199,6 +199,8 @@ def check_training_set_file(path: Path, task: str) -> None:
             f"training_set {path} has no label column (a `gridrisk features --scoring` frame?); a model "
             f"learns only from labelled rows: build one with {build}"
         )
+    spec = task_spec(task)
+    require_columns(names, spec, spec.features)
 
 
 def _warn_sampled_set(path: Path, frame: pd.DataFrame, whole: int, config: ExperimentConfig) -> None:
@@ -287,16 +289,22 @@ def check_learnable(frame: pd.DataFrame, task: str, source: Path) -> None:
     raise TrainingError(f"the {task} training set has {len(frame)} rows and no positive label: {cause}")
 
 
-def checked_frame(frame: pd.DataFrame, spec: TaskSpec, features: list[str]) -> pd.DataFrame:
-    """The training set with every column a fit needs, as-of dates as datetime64[ns]."""
+def require_columns(names: Collection[str], spec: TaskSpec, features: list[str]) -> None:
+    """Refuse a training set without every column a fit of `spec` on `features` needs."""
     needed = ["customer_id", "as_of", "label", "amount_at_stake", "station", *features]
-    missing = [c for c in needed if c not in frame.columns]
+    present = set(names)
+    missing = [c for c in needed if c not in present]
     if missing:
         listed = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
         raise TrainingError(
             f"training set for {spec.task} lacks {len(missing)} of the columns it needs ({listed}): built "
             f"for another task or an older feature set; rebuild it with {build_command(spec.task)}"
         )
+
+
+def checked_frame(frame: pd.DataFrame, spec: TaskSpec, features: list[str]) -> pd.DataFrame:
+    """The training set with every column a fit needs, as-of dates as datetime64[ns]."""
+    require_columns(frame.columns, spec, features)
     return frame.assign(as_of=pd.to_datetime(frame["as_of"]).astype("datetime64[ns]"))
 
 

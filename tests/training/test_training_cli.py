@@ -148,12 +148,18 @@ def test_a_training_set_that_cannot_train_is_refused_before_any_task_runs(
     pd.DataFrame({"customer_id": ["C1"], "as_of": [pd.Timestamp("2023-06-30")]}).to_parquet(scoring)
     text = tmp_path / "set.parquet"
     text.write_text("customer_id,label\n")  # a CSV saved under the Parquet name
+    from training.tasks import task_spec
+
+    theft = tmp_path / "theft.parquet"  # a theft set named in the arrears config
+    columns = ["customer_id", "as_of", "label", "amount_at_stake", "station", *task_spec("theft").features]
+    pd.DataFrame({c: [0.0] for c in columns}).to_parquet(theft)
     cases = [
         (tmp_path / "absent.parquet", "does not exist; build it with `gridrisk features --task arrears"),
         (tmp_path, "is a folder; name the Parquet file"),  # read as an empty population before
         (text, "is not a Parquet file"),  # an ArrowInvalid traceback before
         (table, "is not a training set (no as_of column"),  # 60 missing column names before
         (scoring, "has no label column (a `gridrisk features --scoring` frame?)"),
+        (theft, "built for another task or an older feature set"),  # exit 1 after reading the whole set
     ]
     config = tmp_path / "arrears.toml"
     for path, says in cases:
