@@ -146,8 +146,10 @@ def _each_task(
 def _inputs_or_exit(console: Any, cfg: Any, warehouse: Path) -> None:
     """A missing warehouse, or a training_set that is no training set, is the user's to fix before any task
     runs: exit code 2, as for a bad config."""
-    from training.experiment import build_command, check_training_set_file
-    from training.tasks import TrainingError
+    import pyarrow.parquet as pq
+
+    from training.experiment import build_command, check_training_set_file, require_columns
+    from training.tasks import TrainingError, task_spec
 
     if cfg.training_set is None:
         if not warehouse.is_dir():
@@ -166,6 +168,8 @@ def _inputs_or_exit(console: Any, cfg: Any, warehouse: Path) -> None:
                 "the path in the config"
             )
         check_training_set_file(path, cfg.task.value)
+        spec = task_spec(cfg.task.value)  # the command trains on the task's features
+        require_columns(pq.read_schema(path).names, spec, spec.features)
     except TrainingError as exc:
         console.print(f"[red]error ({cfg.task.value}):[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
