@@ -75,6 +75,7 @@ def clear_of_stores(
     home = Path(settings.home)
     kept = (
         home / "mlflow.db",
+        *local_tracking_store(settings.tracking_uri),
         home / "mlartifacts",
         settings.keys_path,
         settings.audit_path,
@@ -90,3 +91,19 @@ def clear_of_stores(
                 else f"is inside {kept_path}, which gridrisk keeps"
             )
             raise typer.BadParameter(f"{path} {what} in its home; write it elsewhere", param_hint=option)
+
+
+def local_tracking_store(uri: str) -> tuple[Path, ...]:
+    """The file or folder a local MLflow tracking URI (MLFLOW_TRACKING_URI) keeps its runs in: a SQLite
+    database or a file store; none for a server."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":  # sqlite:///relative.db, sqlite:////absolute.db
+        name = unquote(parsed.path)[1:]
+        return (Path(name),) if name and name != ":memory:" else ()
+    if parsed.scheme == "file":
+        return (Path(unquote(parsed.path)),)
+    if parsed.scheme == "" and uri != "databricks":  # a bare path is a file store
+        return (Path(uri),)
+    return ()

@@ -11,6 +11,7 @@ from tinymodel import scoring_frame, write_customers
 from typer.testing import CliRunner
 
 from gridrisk.cli import app
+from gridrisk.commands import local_tracking_store
 from serving.batch import scoring_as_of
 from serving.errors import AsOfOutOfRange
 from serving.settings import ServingSettings
@@ -116,6 +117,37 @@ def test_an_out_that_would_break_a_store_is_refused_before_any_work(env, tmp_pat
         code, output = run("score", "--task", "arrears", "--warehouse", str(warehouse), "--out", str(out))
         assert code == 2 and "--out" in output and says in output, output
     assert (warehouse / "bills.parquet").read_bytes() == bills and (env / "keys.json").read_text() == "[]"
+
+
+def test_an_out_over_the_tracking_store_named_by_mlflow_is_refused(env, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("nothing is scored for an --out that cannot be written")
+
+    monkeypatch.setattr("serving.batch.score_population", never)
+    warehouse = billed_warehouse(tmp_path / "wh")
+    store = tmp_path / "shared" / "runs.db"  # outside the home: only MLFLOW_TRACKING_URI names it
+    store.parent.mkdir()
+    store.write_bytes(b"SQLite format 3\x00")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    code, output = run("score", "--task", "arrears", "--warehouse", str(warehouse), "--out", str(store))
+    assert code == 2 and "gridrisk keeps (runs.db)" in output, output  # the snapshot replaced the registry
+    assert store.read_bytes() == b"SQLite format 3\x00"
+
+
+@pytest.mark.parametrize(
+    "uri, kept",
+    [
+        ("sqlite:////srv/mlflow/runs.db", (Path("/srv/mlflow/runs.db"),)),
+        ("sqlite:///runs.db", (Path("runs.db"),)),  # SQLAlchemy: three slashes, then a relative path
+        ("sqlite:///:memory:", ()),
+        ("file:///srv/mlruns", (Path("/srv/mlruns"),)),
+        ("./mlruns", (Path("mlruns"),)),  # a bare path is a file store
+        ("http://127.0.0.1:5000", ()),  # a server keeps its own files
+        ("databricks", ()),
+    ],
+)
+def test_the_local_tracking_store_is_read_from_the_uri(uri, kept):
+    assert local_tracking_store(uri) == kept
 
 
 def test_a_home_that_is_a_file_is_a_usage_error(env):
