@@ -107,3 +107,30 @@ def local_tracking_store(uri: str) -> tuple[Path, ...]:
     if parsed.scheme == "" and uri != "databricks":  # a bare path is a file store
         return (Path(uri),)
     return ()
+
+
+def tracking_server_or_exit(settings: Any) -> None:
+    """Refuse at once a tracking server that does not answer (exit 2): MLflow's client retries for minutes
+    before it gives up (4 min against a closed port, measured), and `train` would build the training set
+    first. A server that answers at all, even 401 from a proxy, is left to the client."""
+    import urllib.error
+    import urllib.request
+
+    uri = settings.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    timeout = settings.registry_timeout_seconds
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+    typer.echo(
+        f"error: the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer ({reason}); start "
+        f"it, fix the variable, or unset it to use the embedded store in {settings.home}. A server slower "
+        f"than {timeout:g} s needs GRIDRISK_REGISTRY_TIMEOUT_SECONDS raised",
+        err=True,
+    )
+    raise typer.Exit(2)

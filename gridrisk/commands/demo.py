@@ -56,9 +56,11 @@ def demo(
     score every customer and start the service."""
     import pandas as pd
 
+    from gridrisk.commands import tracking_server_or_exit
     from gridrisk.settings import load_settings
 
     settings = load_settings()
+    tracking_server_or_exit(settings)  # before minutes of generating and building
     home = settings.home
     warehouse = settings.warehouse_path
     export = home / "export"

@@ -15,6 +15,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from gridrisk.commands import tracking_server_or_exit
+
 logger = logging.getLogger(__name__)
 
 TASK_NAMES = ("arrears", "suspension", "theft")
@@ -92,6 +94,7 @@ def train(
 
     console = Console()
     settings = load_settings()
+    tracking_server_or_exit(settings)
     _prepare_runtime()
     configs = _with_sample(_configs_or_exit(console, config, task, warehouse), sample)
     if search is not None or trials is not None:
@@ -212,6 +215,7 @@ def backtest(
 
     console = Console()
     settings = load_settings()
+    tracking_server_or_exit(settings)
     _prepare_runtime()
     configs = _with_sample(_configs_or_exit(console, config, task, warehouse), sample)
     failed = _each_task(
@@ -424,6 +428,7 @@ def evaluate(
 
     console = Console()
     settings = load_settings()
+    tracking_server_or_exit(settings)
     _prepare_runtime()
     try:  # the config and the model are the user's to fix (exit 2), before any data is read
         cfg = (
@@ -484,6 +489,7 @@ def promote(
 
     console = Console()
     settings = load_settings()
+    tracking_server_or_exit(settings)
     _prepare_runtime()
     try:
         task_spec(task)

@@ -320,3 +320,33 @@ def test_the_demo_scores_the_tasks_with_a_champion_and_says_why_the_others_wait(
         "suspension is not scored: the gate kept version 1 as challenger (the rule baseline beats it)" in said
     )
     assert 'gridrisk promote --task suspension --version 1 --reason "…"' in said
+
+
+def test_a_tracking_server_that_does_not_answer_is_refused_at_once(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    def never(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("nothing is built or logged for a server that is not there")
+
+    monkeypatch.setattr("training.experiment.load_training_frame", never)
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # without the check: fail, not wait 4 minutes
+    for args in (
+        ["train", "--task", "arrears", "--warehouse", str(tmp_path)],
+        ["backtest", "--task", "theft", "--warehouse", str(tmp_path)],
+        ["evaluate", "--task", "theft", "--warehouse", str(tmp_path)],
+        ["promote", "--task", "theft", "--version", "1", "--reason", "rollback"],
+    ):
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, (args, result.output)
+        assert (
+            f"the MLflow tracking server http://127.0.0.1:{port} (MLFLOW_TRACKING_URI) does not answer"
+            in said
+        )
+        assert "unset it to use the embedded store" in said
