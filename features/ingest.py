@@ -29,6 +29,7 @@ from features.sources import (
     Export,
     WarehouseError,
     append_quarantine,
+    check_contract_columns,
     has_table,
     read_arrow_table,
     read_export,
@@ -158,6 +159,7 @@ def ingest(
     # A generated utility may run past today's date; its rows are not in the future of its own export.
     use_declared = declared is not None and declared > moment
     moment = declared if use_declared and declared is not None else moment
+    check_contract_columns(warehouse)  # a stored table this run would extend must have the contract's columns
     mapping = ColumnMap.load(column_map)
     plan = _plan(source, mapping)
     # All files of one table are validated together: a key two files disagree on is a duplicate_key whichever

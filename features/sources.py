@@ -73,7 +73,8 @@ def check_contract_columns(warehouse: Path) -> None:
     if problems:
         raise WarehouseError(
             f"warehouse {warehouse}: missing required column(s): {'; '.join(problems)}. Tables written by "
-            "`gridrisk ingest` always have them; re-ingest the export, or add the columns"
+            "`gridrisk ingest` always have them; ingest the exports into an empty warehouse to rebuild it, "
+            "or add the columns"
         )
 
 

@@ -336,6 +336,21 @@ def test_a_stored_column_of_another_type_is_refused_by_name(tmp_path: Path):
     )
 
 
+def test_a_stored_table_without_a_required_column_is_refused_before_any_file_is_read(tmp_path: Path):
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    path = wh / "bills.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["amount_due"]), path)
+    stored = path.read_bytes()
+    result = run(export(tmp_path / "again"), "--warehouse", wh)
+    said = " ".join(result.output.split())
+    # It read every file, then stopped with ArrowInvalid: "Column 'amount_due' is declared non-nullable".
+    assert result.exit_code == 2, result.output
+    assert f"ingest refused: warehouse {wh}: missing required column(s): bills" in said
+    assert "lacks amount_due" in said and "ingest the exports into an empty warehouse" in said
+    assert path.read_bytes() == stored
+
+
 def test_a_file_changed_between_its_two_reads_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from features import ingest as module
 
