@@ -257,7 +257,7 @@ PAYMENTS = Table(
     columns=(
         Column("payment_id", STR),
         Column("customer_id", STR),
-        Column("period", DATE, doc="the billing month paid (预存 may pay a coming one; paid_at is checked)"),
+        Column("period", DATE, doc="the billing month paid (not after paid_at, below)"),
         Column("paid_at", TS, past=True, doc="缴费时间"),
         Column("amount", F64, min=0.0, ceiling=CEILING_YUAN, doc="实收金额 元 (incl. late fee)"),
         Column(

@@ -40,7 +40,7 @@ class ListQuery:
     min_probability: float | None = None
     top: int = 100
     per_station_top: int | None = None
-    sort: SortKey = SortKey.EXPECTED_VALUE
+    sort: SortKey = SortKey.EXPECTED_VALUE  # callers pass the task's WORK_LIST_ORDER unless one was chosen
 
     def __post_init__(self) -> None:
         # `?station=` filters nothing for every role, as an empty field of the web form (access.blank_is_any).

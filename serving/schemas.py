@@ -45,6 +45,19 @@ class SortKey(StrEnum):
     PROBABILITY = "probability"
 
 
+# A list's default order is the one the task's model is evaluated and gated on (training/tasks.py,
+# `rank_by_expected_value`): the yuan at stake for arrears; for suspension and theft the probability, since
+# their amounts at stake (a basic charge, kWh missing against last year) would rank by size, not by risk.
+WORK_LIST_ORDER: dict[Task, SortKey] = {
+    Task.ARREARS: SortKey.EXPECTED_VALUE,
+    Task.SUSPENSION: SortKey.PROBABILITY,
+    Task.THEFT: SortKey.PROBABILITY,
+}
+SORT_DOC = (
+    "default: the task's work-list order, expected_value for arrears, probability for suspension and theft"
+)
+
+
 class ErrorBody(BaseModel):
     error: str = Field(description="the exception class, e.g. UnknownCustomers")
     detail: str = Field(description="what was wrong, the value, the rule and the fix")

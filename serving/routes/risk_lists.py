@@ -8,7 +8,7 @@ from serving.access import Action
 from serving.dependencies import Audit, Caller, Directory, Models, Snapshots
 from serving.errors import ERROR_RESPONSES
 from serving.ranking import ListQuery, risk_list, to_csv, to_xlsx
-from serving.schemas import Lang, ListFormat, RiskListResponse, SortKey, Task
+from serving.schemas import SORT_DOC, WORK_LIST_ORDER, Lang, ListFormat, RiskListResponse, SortKey, Task
 
 router = APIRouter(tags=["risk lists"])
 
@@ -33,13 +33,15 @@ def get_risk_list(
     min_probability: float | None = Query(None, ge=0.0, le=1.0),
     top: int = Query(100, ge=1, le=100_000),
     per_station_top: int | None = Query(None, ge=1, le=100_000, description="visit capacity per station"),
-    sort: SortKey = SortKey.EXPECTED_VALUE,
+    sort: SortKey | None = Query(None, description=SORT_DOC),
     format: ListFormat = ListFormat.JSON,
     lang: Lang = Lang.ZH,
 ) -> RiskListResponse | Response:
-    """Customers ranked by expected value (probability x amount at stake) or probability, with reasons."""
+    """Customers ranked by expected value (probability x amount at stake) or probability, with reasons; by
+    default in the task's work-list order (expected value for arrears, probability for the others)."""
     caller.require(Action.RISK_LIST)
-    query = ListQuery(supply_unit, station, usage_category, min_probability, top, per_station_top, sort)
+    order = sort or WORK_LIST_ORDER[task]
+    query = ListQuery(supply_unit, station, usage_category, min_probability, top, per_station_top, order)
     response = risk_list(task, snapshots.get(task), models.get(task).package, query, caller, directory, lang)
     audit.record(caller, Action.RISK_LIST, task, query.filters(), response.model.version, response.count)
     if format == ListFormat.CSV:

@@ -32,7 +32,7 @@ from serving.errors import NotAuthenticated, ServingError, status_of
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.ranking import ListQuery, list_items, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
-from serving.schemas import FileFormat, Lang, RiskListResponse, SortKey, Task
+from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
 from serving.snapshot import Snapshot
 from serving.station_summary import scoped, station_table, summarize
 from serving.view_schemas import SummaryBy
@@ -351,7 +351,7 @@ class ListFilters(BaseModel):
     usage_category: str | None = Field(None, max_length=100)
     min_probability: float | None = Field(None, ge=0.0, le=1.0)
     per_station_top: int | None = Field(None, ge=1, le=100_000)
-    sort: SortKey = SortKey.EXPECTED_VALUE
+    sort: SortKey | None = None  # none chosen: the task's work-list order (`order`)
     page: int = Field(1, ge=1)
 
     @field_validator(
@@ -361,6 +361,10 @@ class ListFilters(BaseModel):
     def _blank_is_any(cls, value: Any) -> Any:
         return blank_is_any(value) if isinstance(value, str) else value
 
+    @property
+    def order(self) -> SortKey:
+        return self.sort or WORK_LIST_ORDER[self.task]
+
     def query(self, top: int) -> ListQuery:
         return ListQuery(
             self.supply_unit,
@@ -369,7 +373,7 @@ class ListFilters(BaseModel):
             self.min_probability,
             top,
             self.per_station_top,
-            self.sort,
+            self.order,
         )
 
     def params(self, **changes: Any) -> dict[str, Any]:

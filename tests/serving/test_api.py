@@ -337,6 +337,40 @@ def test_analyst_sees_every_station_with_pii_masked(service):
     assert all(i["name"].endswith("*") and "****" in i["phone"] for i in body["items"])
 
 
+def test_each_task_lists_in_its_own_work_list_order_by_default(settings, registry, package):
+    from fastapi.testclient import TestClient
+    from tinymodel import create_test_keys, write_customers, write_population_snapshot
+
+    from serving.main import create_app
+    from serving.service import ServiceState
+
+    settings = settings.model_copy(update={"tasks": ["arrears", "theft"]})
+    registry.register("gridrisk-theft", package)
+    population = write_population_snapshot(package, settings)
+    write_population_snapshot(package, settings, task="theft")
+    write_customers(settings, population)
+    keys = create_test_keys(settings.keys_path)
+    with TestClient(create_app(settings, ServiceState.build(settings, registry))) as client:
+
+        def ranks(task: str, **params: str) -> list[int]:
+            r = client.get(
+                f"/v1/{task}/risk-list",
+                params={"top": 1000, **params},
+                headers={"X-API-Key": keys["analyst"]},
+            )
+            assert r.status_code == 200, r.text
+            return [i["rank"] for i in r.json()["items"]]
+
+        # Theft's model is judged on the probability order; its list came out by expected value (a large
+        # amount at stake on a low probability near the top).
+        assert ranks("theft") == list(range(1, 61)) == ranks("theft", sort="probability")
+        assert ranks("theft", sort="expected_value") == ranks("arrears") != ranks("theft")
+    audit = [json.loads(line) for line in settings.audit_path.read_text().splitlines()]
+    assert [a["filters"]["sort"] for a in audit] == ["probability"] * 2 + ["expected_value"] * 2 + [
+        "probability"
+    ]
+
+
 def test_list_order_filters_and_station_capacity(service):
     get = lambda **p: service.client.get(  # noqa: E731
         "/v1/arrears/risk-list", params={"top": 1000, **p}, headers=service.headers("analyst")

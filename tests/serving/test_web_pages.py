@@ -239,6 +239,30 @@ def test_blank_form_fields_mean_any_and_bad_values_explain_themselves(web):
     assert "请求参数有误" in bad and "min_probability" in bad
 
 
+def test_each_task_opens_in_its_own_work_list_order(settings, registry):
+    from tinymodel import write_population_snapshot
+
+    package = registry.models["gridrisk-arrears"]["1"]
+    registry.register("gridrisk-theft", package)
+    both = settings.model_copy(update={"tasks": ["arrears", "theft"]})
+    with web_service(both, registry) as web:
+        write_population_snapshot(package, both, task="theft")
+        web.state.snapshots.refresh()
+        sign_in(web, "admin")
+
+        def ids(html: str) -> list[str]:
+            return re.findall(r'class="customer" href="/customers/(C\d+)', html)
+
+        theft = page(web, "/list", task="theft")
+        assert '<option value="probability" selected>' in theft
+        assert ids(theft) == ids(page(web, "/list", task="theft", sort="probability"))
+        assert ids(theft) != ids(page(web, "/list", task="theft", sort="expected_value"))
+        arrears = page(web, "/list", task="arrears", sort="expected_value")
+        assert '<option value="expected_value" selected>' in arrears
+        # The task tabs carried the sort along: theft opened by expected value from the arrears list.
+        assert 'href="/list?task=theft"' in arrears and "sort=" not in arrears.split('class="tabs"')[1][:600]
+
+
 def test_unknown_customer_and_other_station_are_error_pages(web):
     sign_in(web, "collector")
     missing = page(web, "/customers/NOPE42", status=404)

@@ -55,3 +55,14 @@ def test_label_window_covers_the_arrears_grace() -> None:
 
     assert task_spec("arrears").label_window_days == HORIZON_DAYS["arrears"] + 30
     assert task_spec("theft").label_window_days == HORIZON_DAYS["theft"]
+
+
+@pytest.mark.parametrize("task", list(Task))
+def test_the_service_lists_each_task_in_the_order_its_model_is_judged_on(task: Task) -> None:
+    from serving.schemas import WORK_LIST_ORDER, SortKey
+    from serving.schemas import Task as ServedTask
+
+    by_value = task_spec(task).rank_by_expected_value
+    assert WORK_LIST_ORDER[ServedTask(task.value)] == (
+        SortKey.EXPECTED_VALUE if by_value else SortKey.PROBABILITY
+    )
