@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from features import peers
 from features.engines.partition import (
+    ABSENT_TABLES_READ_AS_EMPTY,
     POPULATION_COLUMN,
     TABLE_COLUMNS,
     PartitionJob,
@@ -51,7 +52,7 @@ def read_tables(warehouse: Path, task: str | None = None) -> dict[str, pa.Table]
         spec = table(name)
         path = table_path(warehouse, name)
         if not has_table(warehouse, name):
-            if spec.optional or name in ("suspensions", "inspections", "area_supply", "areas"):
+            if spec.optional or name in ABSENT_TABLES_READ_AS_EMPTY:
                 continue
             raise WarehouseError(
                 f"warehouse {warehouse} has no table {name!r} ({path} is missing); "

@@ -21,6 +21,7 @@ import pandas as pd
 
 from features import peers
 from features.engines.partition import (
+    ABSENT_TABLES_READ_AS_EMPTY,
     POPULATION_COLUMN,
     TABLE_COLUMNS,
     PartitionJob,
@@ -30,7 +31,8 @@ from features.engines.partition import (
     output_columns,
     table_columns,
 )
-from features.sources import has_table, table_path
+from features.schema import table as contract_table
+from features.sources import WarehouseError, has_table, table_path
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,19 @@ def _schema(columns: list[tuple[str, str]]) -> Any:
     return T.StructType([T.StructField(name, _spark_type(kind), True) for name, kind in columns])
 
 
+# Characters a Hadoop path glob reads as a pattern (`SparkHadoopUtil.isGlobPath`); a backslash escapes each.
+GLOB_CHARACTERS = frozenset("\\{}[]*?")
+
+
+def spark_path(path: Path) -> str:
+    """`path` as `spark.read` must be given it to read that one file: Spark expands a path as a Hadoop glob,
+    so the table of a warehouse folder named `wh[1]` would be read from a sibling `wh1` (another warehouse,
+    without a word) and `wh*` from every match; the glob characters are escaped. It is made absolute: a
+    relative `wh:1/bills.parquet` reads as a URI with the scheme `wh` and fails."""
+    text = str(Path(path).absolute())
+    return "".join("\\" + c if c in GLOB_CHARACTERS else c for c in text)
+
+
 def tagged_union(spark: Any, warehouse: Path, buckets: int, task: str | None = None) -> Any:
     """All tables as one DataFrame: bucket, table tag, and each table's columns prefixed with its name."""
     from pyspark.sql import functions as F
@@ -93,11 +108,16 @@ def tagged_union(spark: Any, warehouse: Path, buckets: int, task: str | None = N
     frames = {}
     for name, wanted in (table_columns(task) if task else TABLE_COLUMNS).items():
         if not has_table(warehouse, name):
-            continue
-        df = spark.read.parquet(str(table_path(warehouse, name)))
+            if contract_table(name).optional or name in ABSENT_TABLES_READ_AS_EMPTY:
+                continue
+            # As the local engine: without bills or payments every feature of them would read as missing and
+            # every arrears label as unpaid, a training set built without a word from a half-loaded warehouse.
+            raise WarehouseError(
+                f"warehouse {warehouse} has no table {name!r} ({table_path(warehouse, name)} is missing); "
+                "run `gridrisk ingest` or `gridrisk generate` first"
+            )
+        df = spark.read.parquet(spark_path(table_path(warehouse, name)))
         frames[name] = df.select(*[c for c in wanted if c in df.columns])
-    if "customers" not in frames:
-        raise SparkEngineError(f"warehouse {warehouse} has no customers table; run `gridrisk ingest` first")
 
     def bucket_of(area: Any) -> Any:
         return F.pmod(F.xxhash64(area.cast("string")), F.lit(buckets))
