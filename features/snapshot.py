@@ -108,6 +108,25 @@ class Partition:
         return AsOf(self, as_of_day(as_of))
 
 
+def _by_content(susp: pd.DataFrame) -> pd.DataFrame:
+    """Applications in an order of their own (applied time, then start, end, kind, capacity), not the file's:
+    the change in force at T is the latest to start, and of two that start on the same day and were applied on
+    the same day, the later in this order (`events.application_state`)."""
+    if len(susp) == 0:
+        return susp
+    keys = [time_values(susp, "applied_at")]
+    for column in ("start_date", "end_date"):
+        if column in susp.columns:
+            keys.append(time_values(susp, column))
+    if "kind" in susp.columns:
+        keys.append(pd.factorize(susp["kind"].fillna("").astype(str).to_numpy(dtype=object), sort=True)[0])
+    if "capacity_kva" in susp.columns:
+        keys.append(
+            pd.to_numeric(susp["capacity_kva"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        )
+    return susp.iloc[np.lexsort(keys[::-1])]
+
+
 def prepare_partition(tables: dict[str, pd.DataFrame], months_until: int | None = None) -> Partition:
     """Index a partition's tables; `months_until` extends the month grid to the latest as-of month."""
     customers = tables["customers"]
@@ -160,9 +179,13 @@ def prepare_partition(tables: dict[str, pd.DataFrame], months_until: int | None 
     has_tou = bool(np.isfinite(arrays["kwh_peak"]).any())
 
     payments = tables.get("payments", pd.DataFrame(columns=["customer_id", "period", "paid_at"]))
-    # Sorted by customer then time so channel changes are consecutive rows; the view keeps this order.
+    # Sorted by customer then time so channel changes are consecutive rows; the view keeps this order. Two
+    # payments at the same instant go by channel name, never by their order in the file, which an export (or
+    # a Spark shuffle) does not keep.
     pay_cust = cust(payments)
-    order = np.lexsort((time_values(payments, "paid_at"), pay_cust))
+    channel = payments["channel"] if "channel" in payments.columns else pd.Series([""] * len(payments))
+    by_channel = pd.factorize(channel.fillna("").astype(str).to_numpy(dtype=object), sort=True)[0]
+    order = np.lexsort((by_channel, time_values(payments, "paid_at"), pay_cust))
     view = AsOfView(payments.iloc[order], "payments")
     f = view.frame
     late_fee = np.nan_to_num(_floats(f, "late_fee"))
@@ -193,7 +216,7 @@ def prepare_partition(tables: dict[str, pd.DataFrame], months_until: int | None 
     susp = tables.get(
         "suspensions", pd.DataFrame(columns=["customer_id", "applied_at", "start_date", "end_date"])
     )
-    view = AsOfView(susp, "suspensions")
+    view = AsOfView(_by_content(susp), "suspensions")
     f = view.frame
     rows["suspensions"] = Rows(
         view,

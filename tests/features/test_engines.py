@@ -56,6 +56,38 @@ def test_result_does_not_depend_on_partitioning_or_workers(warehouse, monkeypatc
     assert len(one) > 0 and one["label"].sum() > 0
 
 
+def test_the_order_of_rows_in_the_files_changes_nothing(tmp_path):
+    """Payments at the same instant through two channels (a bill split at the counter and online), and a
+    suspension cancelled the day it was applied: which came "last" followed the rows' order in the file, so
+    reversing an export changed payments_channel_changes_365d and who was suspended at T (and with it the
+    suspension population). A Spark shuffle does not keep file order either."""
+    tables = make_tables()
+    pays = tables["payments"]
+    before = pays[(pays["customer_id"] == "C0002") & (pays["paid_at"] <= pd.Timestamp(AS_OF[0]))]
+    # The last payment before T, split: online then counter is one change, counter then online two.
+    split = before.nlargest(1, "paid_at").assign(channel="counter", amount=1.0, payment_id="Q000001")
+    assert (before["channel"] == "online").all()
+    tables["payments"] = pd.concat([pays, split], ignore_index=True)
+    susp = tables["suspensions"]
+    first = susp.iloc[0]
+    same_day = pd.DataFrame(
+        {
+            "application_id": ["S5", "S6"],
+            "customer_id": [susp["customer_id"].iloc[3]] * 2,
+            "applied_at": pd.to_datetime(["2022-06-01 09:00", "2022-06-01 15:00"]),
+            "start_date": pd.to_datetime(["2022-06-10", "2022-06-10"]),
+            "end_date": pd.to_datetime(["2022-09-10", pd.NaT]),
+            "capacity_kva": [first["capacity_kva"]] * 2,
+            "kind": ["suspension", "suspension_restore"],  # cancelled the same afternoon
+        }
+    )
+    tables["suspensions"] = pd.concat([susp, same_day], ignore_index=True)
+    forward = write(tables, tmp_path / "forward")
+    backward = write({k: v.iloc[::-1].reset_index(drop=True) for k, v in tables.items()}, tmp_path / "back")
+    for task in ("arrears", "suspension"):
+        pd.testing.assert_frame_equal(_local(forward, task, workers=1), _local(backward, task, workers=1))
+
+
 @pytest.fixture(scope="module")
 def spark_session():
     pytest.importorskip("pyspark")
