@@ -8,6 +8,7 @@ Access is the risk lists' rule applied to one customer: a collector sees only cu
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import numpy as np
@@ -86,7 +87,12 @@ def month_records(bills: list[dict], payments: list[dict], last_month: dt.date) 
     last_paid: dict[dt.date, dt.datetime] = {}
     for payment in payments:
         period = payment["period"]
-        paid[period] = paid.get(period, 0.0) + payment["amount"]
+        # A payment's amount includes its late fee (违约金), which settles no part of the bill: the features
+        # and labels count the principal, and so does the page (a bill paid with its fee but 50 yuan short
+        # showed as settled, while the model read 50 yuan outstanding).
+        fee = payment.get("late_fee")
+        principal = payment["amount"] - (fee if fee is not None and math.isfinite(fee) else 0.0)
+        paid[period] = paid.get(period, 0.0) + principal
         last_paid[period] = max(last_paid.get(period, payment["paid_at"]), payment["paid_at"])
     out = []
     for period in sorted(standing):

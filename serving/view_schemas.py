@@ -44,7 +44,7 @@ class MonthRecord(BaseModel):
     kwh: float | None
     amount_due: float | None
     due_date: dt.date | None
-    paid: float = Field(description="sum of payments against the period, yuan")
+    paid: float = Field(description="principal paid against the period, yuan: payments less their late fees")
     last_paid_at: dt.datetime | None
     days_late: int | None = Field(description="days from the due date to the last payment; null if unpaid")
     outstanding: float | None = Field(description="amount due minus paid, yuan (never below 0)")
