@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,9 @@ class PackagedModel:
         template = self.reasons.get(feature)
         if template is None:
             return f"{feature} = {format_value(value)}"
-        numeric = isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return missing_value_text(template.template(lang, negative=False), lang)
+        numeric = isinstance(value, int | float)
         text = template.template(lang, negative=numeric and value < 0)
         try:
             return text.format(
@@ -250,6 +253,19 @@ class PackagedModel:
             metrics=doc["metrics"],
             info=doc["info"],
         )
+
+
+_VALUE = re.compile(r"\{(?:abs_)?value(?::[^}]*)?\}")
+_DIRECTION = re.compile(r"\{dir_(?:zh|en)\}")
+NO_DATA = {"zh": "（无数据）", "en": " (no data)"}
+
+
+def missing_value_text(template: str, lang: str) -> str:
+    """A reason's sentence for a value the customer has none of (a new customer without 12 months of bills, no
+    payment yet): the sentence with "—" for the number, no direction, and "no data", never the raw feature
+    name. LightGBM routes a missing value on its own branch, so such a reason can be a top one."""
+    text = _DIRECTION.sub("", _VALUE.sub("—", template))
+    return re.sub(r"\s{2,}", " ", text).strip() + NO_DATA.get(lang, NO_DATA["en"])
 
 
 def format_value(value: Any) -> str:

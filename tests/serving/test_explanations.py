@@ -102,7 +102,14 @@ def test_a_signed_measure_reads_in_words_on_either_side_of_zero(package, tmp_pat
     assert signed.reason_text(name, 5.2, "en") == said.format("5 days before")
     assert signed.reason_text(name, -35.75, "en") == said.format("36 days after")
     assert signed.reason_text(name, -35.75, "zh") == "近一年账单平均逾期 36 天缴清"
-    assert "nan" in signed.reason_text(name, float("nan"), "en")  # unknown: the plain sentence, no crash
+    # Unknown (a customer with no bill due yet): "nan days before", and a value of None gave the raw name
+    # "payments_days_before_due_mean_365d = —" on the page; now the sentence says there is no data.
+    none = "bills of the last year paid — days before the due date on average (no data)"
+    assert signed.reason_text(name, float("nan"), "en") == signed.reason_text(name, None, "en") == none
+    assert signed.reason_text(name, None, "zh") == "近一年账单平均在到期日前 — 天缴清（无数据）"
+    category = "archive_industry_code"
+    worded = replace(package, reasons={category: ReasonText.from_doc(FEATURE_DOCS[category])})
+    assert worded.reason_text(category, None, "zh") == "行业分类：—（无数据）"
 
     loaded = PackagedModel.load(signed.save(tmp_path / "new"))  # the negative sentences travel with the model
     assert loaded.reason_text(name, -3.0, "en").endswith("3 days after the due date on average")
