@@ -79,6 +79,7 @@ def score_population(
     engine: str = "local",
     registry: Registry | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    make_latest: bool = False,
 ) -> BatchReport:
     """Build the population's features as of the date, score and explain everyone, write the snapshot."""
     from features.training_set import build_scoring_frame
@@ -107,7 +108,9 @@ def score_population(
     seconds["score"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    path = write_snapshot(scores, settings.snapshots_path, task, as_of, out, model=model.ref)
+    path = write_snapshot(
+        scores, settings.snapshots_path, task, as_of, out, model=model.ref, make_latest=make_latest
+    )
     seconds["write"] = time.perf_counter() - start
     served = latest_path(settings.snapshots_path, task) == path.resolve()
     return BatchReport(

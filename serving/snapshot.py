@@ -112,8 +112,12 @@ def write_snapshot(
     as_of: dt.date,
     out: Path | None = None,
     model: ModelRef | None = None,
+    make_latest: bool = False,
 ) -> Path:
-    """Write a snapshot; when it lands in the task's folder, move the `latest` pointer to it (both by rename).
+    """Write a snapshot; when it lands in the task's folder, move the `latest` pointer to it (both by rename),
+    unless `latest` names a snapshot of a later as-of date: scoring an earlier month again (to look at it, or
+    to audit a list) does not turn the service back a month. `make_latest` moves it anyway (a deliberate
+    rollback).
 
     A file written elsewhere (`gridrisk score --out /tmp/x.parquet`) is an export: the pointer stays put.
     The as-of date and the model go into the Parquet metadata too, so a snapshot of zero rows still says
@@ -133,13 +137,20 @@ def write_snapshot(
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
-    if path.resolve().parent == task_dir.resolve():
-        pointer = task_dir / f".{LATEST}.tmp"
-        pointer.write_text(str(path.resolve()) + "\n")
-        pointer.replace(task_dir / LATEST)
-        logger.info("snapshot %s: %d rows -> %s", task, len(scores), path)
-    else:
+    if path.resolve().parent != task_dir.resolve():
         logger.info("scores %s: %d rows -> %s; outside %s, not served", task, len(scores), path, task_dir)
+        return path
+    served = latest_path(root, task)
+    newer = stored_as_of(served) if served is not None and served != path.resolve() else None
+    if newer is not None and newer > as_of and not make_latest:
+        logger.info(
+            "snapshot %s: %d rows -> %s; latest stays at the newer %s", task, len(scores), path, newer
+        )
+        return path
+    pointer = task_dir / f".{LATEST}.tmp"
+    pointer.write_text(str(path.resolve()) + "\n")
+    pointer.replace(task_dir / LATEST)
+    logger.info("snapshot %s: %d rows -> %s", task, len(scores), path)
     return path
 
 
@@ -148,6 +159,15 @@ def latest_path(root: Path, task: str) -> Path | None:
     if not pointer.exists():
         return None
     return Path(pointer.read_text().strip())
+
+
+def stored_as_of(path: Path) -> dt.date | None:
+    """The as-of date a snapshot file was scored at (its Parquet metadata); None when it cannot be read."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        return dt.date.fromisoformat(json.loads(metadata.get(META_KEY.encode(), b"{}"))["as_of"])
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
 
 
 def dated_snapshots(folder: Path) -> list[tuple[dt.date, Path]]:

@@ -50,6 +50,11 @@ def score(
     ),
     warehouse: Path | None = typer.Option(None, "--warehouse", help="default: $GRIDRISK_WAREHOUSE"),
     engine: str = typer.Option("local", "--engine", help="feature engine: local | spark"),
+    make_latest: bool = typer.Option(
+        False,
+        "--make-latest",
+        help="serve this snapshot even when the service serves a later as-of date (a deliberate rollback)",
+    ),
 ) -> None:
     """Score every customer of the population with the champion and write the snapshot the service serves."""
     from rich.console import Console
@@ -59,6 +64,7 @@ def score(
     from gridrisk.commands import clear_of_stores, data_errors, writable_output
     from serving.batch import score_population, scoring_as_of
     from serving.errors import AsOfOutOfRange, ServingError
+    from serving.snapshot import latest_path, stored_as_of
 
     console = Console()
     errors = Console(stderr=True, soft_wrap=True)
@@ -102,6 +108,7 @@ def score(
                     out,
                     engine,
                     progress=lambda _s, d, n, j=job: bar.update(j, completed=d, total=n),
+                    make_latest=make_latest,
                 )
             except (ServingError, *refusals) as exc:
                 # One task without a champion (say, not trainable on this archive) does not stop the others.
@@ -123,8 +130,17 @@ def score(
     if table.row_count:
         console.print(table)
     for name, path in exports:
-        # --out outside $GRIDRISK_HOME/snapshots/<task>/ is an export; the service keeps its snapshot.
-        message = f"{name}: {path} written as a file only; the service's latest {name} snapshot is unchanged"
+        served = latest_path(settings.snapshots_path, name)
+        if served is not None and path.resolve().parent == served.parent:
+            # An earlier as-of scored again: the service keeps the later month it serves.
+            message = (
+                f"{name}: {path} written; the service keeps serving its later {stored_as_of(served)} "
+                "snapshot (--make-latest serves this one)"
+            )
+        else:  # --out outside $GRIDRISK_HOME/snapshots/<task>/ is an export; the service keeps its snapshot.
+            message = (
+                f"{name}: {path} written as a file only; the service's latest {name} snapshot is unchanged"
+            )
         console.print(escape(message), highlight=False)
     if failed:
         console.print(f"[red]not scored:[/red] {', '.join(failed)} (errors above)")

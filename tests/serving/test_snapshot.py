@@ -70,6 +70,22 @@ def test_out_outside_the_store_is_an_export_and_leaves_latest(package, tmp_path)
     assert latest_path(tmp_path / "snapshots", "arrears") == inside.resolve()
 
 
+def test_scoring_an_earlier_month_again_does_not_turn_the_service_back(package, tmp_path):
+    scores = score_frame(package, scoring_frame(30), MODEL)
+    november = write_snapshot(scores, tmp_path, "arrears", AS_OF)
+    # `gridrisk score --as-of <last month>` (to look at last month's list) moved `latest` back, and the
+    # service served October in December while /ready said ready.
+    earlier = write_snapshot(scores, tmp_path, "arrears", AS_OF - dt.timedelta(days=30))
+    assert earlier.exists() and latest_path(tmp_path, "arrears") == november.resolve()
+    assert SnapshotStore(tmp_path, ["arrears"]).refresh() == {"arrears-snapshot": "none -> 2023-06-30"}
+    again = write_snapshot(scores, tmp_path, "arrears", AS_OF)  # the same month re-scored: served
+    assert latest_path(tmp_path, "arrears") == again.resolve()
+    rollback = write_snapshot(scores, tmp_path, "arrears", AS_OF - dt.timedelta(days=30), make_latest=True)
+    assert latest_path(tmp_path, "arrears") == rollback.resolve()  # asked for: served
+    later = write_snapshot(scores, tmp_path, "arrears", AS_OF + dt.timedelta(days=31))
+    assert latest_path(tmp_path, "arrears") == later.resolve()
+
+
 def test_an_empty_snapshot_keeps_its_model_and_date(package, tmp_path):
     scores = score_frame(package, scoring_frame(30).iloc[:0], MODEL)  # an empty population
     path = write_snapshot(scores, tmp_path, "arrears", AS_OF, model=MODEL)
