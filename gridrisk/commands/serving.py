@@ -202,6 +202,32 @@ def keys_create(
     scope = ", ".join(record.stations + record.supply_units) or "all stations"
     typer.echo(f"key id {record.key_id} ({record.role.value}; {scope}) — shown once, store it now:", err=True)
     typer.echo(plaintext)
+    for warning in _unknown_scope(settings.warehouse_path, record.stations, record.supply_units):
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def _unknown_scope(warehouse: Path, stations: list[str], supply_units: list[str]) -> list[str]:
+    """A scope the warehouse's areas do not know (ST001 typed for ST0001): the key is made, since keys may
+    come before the data, but its lists would be empty without a word."""
+    from features.sources import has_table, read_table
+
+    if not (stations or supply_units) or not has_table(warehouse, "areas"):
+        return []
+    areas = read_table(warehouse, "areas", columns=["station", "supply_unit"])
+    out = []
+    for kind, asked, column in (
+        ("station", stations, "station"),
+        ("supply unit", supply_units, "supply_unit"),
+    ):
+        known = sorted(set(areas[column].dropna().astype(str)))
+        for value in asked:
+            if value not in known:
+                listed = ", ".join(known[:8]) + (", …" if len(known) > 8 else "")
+                out.append(
+                    f"{kind} {value!r} is not in warehouse {warehouse} (its {kind}s: {listed}); the key's "
+                    "lists stay empty until it is (a typo? revoke the key and create one with the name)"
+                )
+    return out
 
 
 @keys_app.command("list")

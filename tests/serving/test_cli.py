@@ -183,6 +183,22 @@ def test_keys_need_real_scope_names(env, scope):
     assert not (env / "keys.json").exists()
 
 
+def test_a_key_for_a_station_the_warehouse_lacks_is_made_with_a_warning(env, tmp_path, monkeypatch):
+    from features.sources import write_table
+
+    warehouse = tmp_path / "wh"
+    areas = {"area_id": ["A1", "A2"], "station": ["ST0001", "ST0002"], "supply_unit": ["U1", "U1"]}
+    write_table(warehouse, "areas", pd.DataFrame({**areas, "transformer_kva": [400.0, 630.0]}))
+    monkeypatch.setenv("GRIDRISK_WAREHOUSE", str(warehouse))
+    # ST001 typed for ST0001: the key was made without a word, and its lists and summary stayed empty.
+    code, output = run("keys", "create", "--role", "collector", "--station", "ST001", "--supply-unit", "U1")
+    said = " ".join(output.split())
+    assert code == 0 and "warning: station 'ST001' is not in warehouse" in said
+    assert "(its stations: ST0001, ST0002)" in said and "supply unit" not in said
+    code, output = run("keys", "create", "--role", "collector", "--station", "ST0002")
+    assert code == 0 and "warning" not in output
+
+
 def test_mlflow_download_bars_stay_out_of_command_output(env, monkeypatch):
     from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 
