@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.column_maps.mapping import ColumnMap
 from features.schema import ARCHIVE_TABLES, LOAD_ORDER, TABLES, Table
@@ -91,6 +92,20 @@ class TableReport:
     @property
     def accepted_split(self) -> int:
         return self.new + self.updated + self.unchanged
+
+
+@dataclass
+class _HeldUpdates:
+    """Changed archive rows (a closure, a station move) set aside until the run knows how new its export is:
+    an export older than the warehouse's data would undo later changes, so they are quarantined instead."""
+
+    spec: Table
+    rows: pa.Table  # the accepted rows that change a stored row
+    positions: np.ndarray  # their positions in the export's frame (for the quarantine's original values)
+    row_numbers: np.ndarray  # their row numbers in the export files
+    read_again: Callable[[], list[ReadFile]]
+    timed: dict[str, bool]
+    part: TableReport
 
 
 @dataclass
@@ -177,6 +192,9 @@ def ingest(
 
     report = IngestReport(source=source, warehouse=warehouse, now=moment, now_declared=use_declared)
     report.skipped_files = _skipped(source, plan)
+    stored_end = _stored_data_end(warehouse)
+    held: list[_HeldUpdates] = []
+    newest: list[pd.Timestamp] = []  # the export's newest accepted event time, table by table
     parents = {fk.table for spec in TABLES.values() for fk in spec.foreign_keys}
     current: dict[str, pd.DataFrame] = {}  # the stored parent tables, for the children's foreign keys
     while pending:
@@ -202,11 +220,16 @@ def ingest(
             part,
             moment,
             parent=name in parents,
+            hold_updates=held if stored_end is not None and name in ARCHIVE_TABLES else None,
+            newest=newest,
         )
         del stored
         if merged is not None:
             current[name] = merged
         del merged
+    export_end = max(newest).normalize() if newest else None
+    for updates in held:
+        _settle_updates(updates, warehouse, stored_end, export_end)
     if source.is_dir() and (source / "truth").is_dir():
         report.truth_files = _copy_truth(source / "truth", warehouse / "truth")
     for part in report.tables.values():
@@ -338,12 +361,16 @@ def _ingest_table(
     now: pd.Timestamp,
     *,
     parent: bool,
+    hold_updates: list[_HeldUpdates] | None = None,
+    newest: list[pd.Timestamp] | None = None,
 ) -> pd.DataFrame | None:
     """Validate the export files of one table, upsert the accepted rows, quarantine the rest; returns the
     stored table when it is a ``parent`` (for its children's foreign keys). ``files`` pairs each export with
     its frame under contract column names; the list is emptied once validated, so the exports are let go
     before the merge and the write (the caller must hold no other reference to them). A conflict with a
-    stored row quotes the export's values: ``read_again`` gives the files back for that rare case."""
+    stored row quotes the export's values: ``read_again`` gives the files back for that rare case. With
+    ``hold_updates``, changed archive rows are not stored yet but appended there (`_settle_updates`); an event
+    table adds its newest accepted event time to ``newest``."""
     names = [export.path.name for export, _ in files]
     labels = [export.path.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
     notes = [f"{export.path.name}: {note}" for export, _ in files for note in export.notes]
@@ -358,6 +385,25 @@ def _ingest_table(
     del frame, raw, sources
     merged, kinds = _upsert(stored, result.table, spec)
     counts = np.bincount(kinds, minlength=4)
+    if newest is not None and spec.name not in ARCHIVE_TABLES:
+        newest.extend(_newest_event(result.table, spec))
+    written = merged
+    if hold_updates is not None and counts[UPDATED]:
+        # Stored now: the new rows only. The children of this run are checked against the whole merge.
+        written = pa.concat_tables([stored, result.table.filter(pa.array(kinds == NEW))])
+        held = np.flatnonzero(kinds == UPDATED)
+        hold_updates.append(
+            _HeldUpdates(
+                spec,
+                result.table.take(pa.array(held)),
+                result.accepted_positions[held],
+                result.accepted_rows[held],
+                read_again,
+                result.timed,
+                part,
+            )
+        )
+        counts[UPDATED] = 0
     conflicts = kinds == CONFLICT
     records = [
         result.quarantined,
@@ -394,7 +440,7 @@ def _ingest_table(
         del values, sources
     quarantined = pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True)
     if counts[NEW] or counts[UPDATED]:
-        write_arrow_table(warehouse, spec.name, merged)
+        write_arrow_table(warehouse, spec.name, written)
 
     accepted = result.table.num_rows - int(counts[CONFLICT])
     part.files.extend(labels)
@@ -405,7 +451,7 @@ def _ingest_table(
     for rule, message in quarantined.drop_duplicates("_rule")[["_rule", "_message"]].itertuples(index=False):
         part.examples.setdefault(rule, message)
     part.new += int(counts[NEW])
-    part.updated += int(counts[UPDATED])
+    part.updated += int(counts[UPDATED])  # held updates count when they are settled
     part.unchanged += int(counts[UNCHANGED])
     part.quarantine_added += append_quarantine(warehouse, spec.name, quarantined)
     part.extra_columns = sorted(set(part.extra_columns) | set(result.extra_columns))
@@ -422,6 +468,65 @@ def _ingest_table(
         len(quarantined),
     )
     return _frame(merged) if parent else None
+
+
+def _stored_data_end(warehouse: Path) -> pd.Timestamp | None:
+    """The warehouse's data end before this run (`labels.data_end`), None when it holds no dated rows."""
+    from features.labels import LabelError, data_end
+
+    try:
+        return data_end(warehouse)
+    except LabelError:
+        return None
+
+
+def _newest_event(tbl: pa.Table, spec: Table) -> list[pd.Timestamp]:
+    """The newest event time and known_at among a table's accepted rows (none when it has no rows)."""
+    out = []
+    for column in (spec.event_time, spec.known_at):
+        if column is not None and column in tbl.column_names and tbl.num_rows:
+            top = pc.max(tbl.column(column)).as_py()
+            if top is not None:
+                out.append(pd.Timestamp(top))
+    return out
+
+
+def _settle_updates(
+    updates: _HeldUpdates, warehouse: Path, stored_end: pd.Timestamp | None, export_end: pd.Timestamp | None
+) -> None:
+    """Store held archive changes, unless this export's events end before the warehouse's did: then the
+    export is older than the state stored (a month replayed after the next one), and its archive rows would
+    reopen closed accounts and move stations back, so they are quarantined (`warehouse_conflict`)."""
+    spec, part, n = updates.spec, updates.part, updates.rows.num_rows
+    if stored_end is None or export_end is None or export_end >= stored_end:
+        merged, kinds = _upsert(_stored(warehouse, spec), updates.rows, spec)
+        write_arrow_table(warehouse, spec.name, merged)
+        part.updated += int((kinds == UPDATED).sum())
+        part.unchanged += int((kinds == UNCHANGED).sum())
+        return
+    values, sources = _originals(updates.read_again())
+    message = (
+        f"({', '.join(spec.primary_key)}) is stored from later data: the warehouse's events run to "
+        f"{stored_end.date()}, this export's to {export_end.date()}, so its {spec.name} rows are older than "
+        "the stored ones and would undo later changes (a closed account, a station move); ingest the newer "
+        "export again, or change the stored row on purpose"
+    )
+    records = quarantine_frame(
+        values.iloc[updates.positions],
+        updates.row_numbers,
+        table_name=spec.name,
+        column=spec.primary_key[0],
+        rule=str(Rule.WAREHOUSE_CONFLICT),
+        message=message,
+        source=sources[updates.positions],
+        timed=updates.timed,
+    )
+    part.accepted -= n
+    part.quarantined += n
+    part.by_rule.update(records["_rule"].tolist())
+    part.examples.setdefault(str(Rule.WAREHOUSE_CONFLICT), message)
+    part.quarantine_added += append_quarantine(warehouse, spec.name, records)
+    logger.warning("%s: %d rows older than the stored ones quarantined (%s)", spec.name, n, message)
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -336,6 +336,40 @@ def test_a_stored_column_of_another_type_is_refused_by_name(tmp_path: Path):
     )
 
 
+def test_an_older_export_replayed_after_a_newer_one_does_not_undo_its_changes(tmp_path: Path):
+    wh = tmp_path / "wh"
+    january = export(tmp_path / "jan")  # bills issued to 2024-02-03
+    ingest(january, wh, now="2024-02-05")
+    february = tmp_path / "feb"
+    write(february, "台区.csv", AREAS.replace("A2,S2,U1,630", "A2,S2,U1,800"))  # a transformer swap
+    closed = CUSTOMERS.replace("户名\n", "户名,销户日期\n").replace("某厂\n", "某厂,2024-03-10\n")
+    write(february, "客户档案.csv", closed.replace("张三\n", "张三,\n").replace("某店\n", "某店,\n"))
+    write(
+        february, "电费账单.csv", BILL_HEADER + "C1,202402,110,66,2024-03-03,2024-03-20,2024-03-03 08:00:00\n"
+    )
+    assert ingest(february, wh, now="2024-03-12").tables["customers"].updated == 1
+    # January again (by mistake, or to fill a gap): it reopened C2 and put the transformer back, without a
+    # word, and the closed account came back on the risk lists.
+    replay = ingest(january, wh, now="2024-03-12")
+    customers = read_table(wh, "customers").set_index("customer_id")
+    assert customers.loc["C2", "close_date"] == pd.Timestamp("2024-03-10")
+    assert read_table(wh, "areas").set_index("area_id").loc["A2", "transformer_kva"] == 800.0
+    part = replay.tables["customers"]
+    assert (part.accepted, part.quarantined, part.updated, part.unchanged) == (2, 1, 0, 2) and part.balanced
+    assert replay.tables["areas"].quarantined == 1 and replay.tables["bills"].unchanged == 3
+    record = read_quarantine(wh, "customers").iloc[-1]
+    assert record["customer_id"] == "C2" and record["_rule"] == "warehouse_conflict"
+    assert "events run to 2024-03-03, this export's to 2024-02-03" in record["_message"]
+    # The newer export again, and a later one that changes a row, still update as before.
+    assert ingest(february, wh, now="2024-03-12").tables["customers"].unchanged == 3
+    march = tmp_path / "mar"
+    write(march, "客户档案.csv", closed.replace("某店\n", "某店（新）,\n").replace("张三\n", "张三,\n"))
+    write(march, "电费账单.csv", BILL_HEADER + "C1,202403,100,60,2024-04-03,2024-04-20,2024-04-03 08:00:00\n")
+    later = ingest(march, wh, now="2024-04-05")
+    assert later.tables["customers"].updated == 1 and later.tables["customers"].balanced
+    assert read_table(wh, "customers").set_index("customer_id").loc["C3", "name"] == "某店（新）"
+
+
 def test_a_stored_table_without_a_required_column_is_refused_before_any_file_is_read(tmp_path: Path):
     wh = tmp_path / "wh"
     ingest(export(tmp_path), wh)
