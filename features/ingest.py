@@ -381,21 +381,22 @@ def _ingest_table(
     malformed = _stack([export.malformed.assign(_source=export.path.name) for export, _ in files])
     result = validate(frame, spec.name, source=names[0], reference=reference, now=now, original=raw)
     read = len(frame) + len(malformed)
+    absent = [c for c in spec.column_names if c not in frame.columns]
     files.clear()
     del frame, raw, sources
-    merged, kinds = _upsert(stored, result.table, spec)
+    merged, kinds, rows = _upsert(stored, result.table, spec, absent=absent)
     counts = np.bincount(kinds, minlength=4)
     if newest is not None and spec.name not in ARCHIVE_TABLES:
         newest.extend(_newest_event(result.table, spec))
     written = merged
     if hold_updates is not None and counts[UPDATED]:
         # Stored now: the new rows only. The children of this run are checked against the whole merge.
-        written = pa.concat_tables([stored, result.table.filter(pa.array(kinds == NEW))])
+        written = pa.concat_tables([stored, rows.filter(pa.array(kinds == NEW))])
         held = np.flatnonzero(kinds == UPDATED)
         hold_updates.append(
             _HeldUpdates(
                 spec,
-                result.table.take(pa.array(held)),
+                rows.take(pa.array(held)),
                 result.accepted_positions[held],
                 result.accepted_rows[held],
                 read_again,
@@ -499,7 +500,7 @@ def _settle_updates(
     reopen closed accounts and move stations back, so they are quarantined (`warehouse_conflict`)."""
     spec, part, n = updates.spec, updates.part, updates.rows.num_rows
     if stored_end is None or export_end is None or export_end >= stored_end:
-        merged, kinds = _upsert(_stored(warehouse, spec), updates.rows, spec)
+        merged, kinds, _ = _upsert(_stored(warehouse, spec), updates.rows, spec)
         write_arrow_table(warehouse, spec.name, merged)
         part.updated += int((kinds == UPDATED).sum())
         part.unchanged += int((kinds == UNCHANGED).sum())
@@ -534,20 +535,27 @@ def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _upsert(stored: pa.Table, accepted: pa.Table, spec: Table) -> tuple[pa.Table, np.ndarray]:
+def _upsert(
+    stored: pa.Table, accepted: pa.Table, spec: Table, absent: list[str] | None = None
+) -> tuple[pa.Table, np.ndarray, pa.Table]:
     """Merge accepted rows into the stored table by primary key.
 
-    Returns the new table and, per accepted row, NEW, UPDATED, UNCHANGED or CONFLICT. Only the key columns
-    of the stored table become pandas; rows are compared `COMPARE_ROWS` at a time.
+    Returns the new table, per accepted row NEW, UPDATED, UNCHANGED or CONFLICT, and the accepted rows as
+    merged (with the stored values of ``absent`` columns). Only the key columns
+    of the stored table become pandas; rows are compared `COMPARE_ROWS` at a time. A column the export does
+    not have (``absent``: an optional one, read as empty) says nothing about a stored row: its stored values
+    stay (an export without 户名 or 销户日期 once erased every name and reopened every closed account).
     """
     kinds = np.full(accepted.num_rows, NEW, dtype=np.int8)
     if stored.num_rows == 0 or accepted.num_rows == 0:
-        return (accepted if stored.num_rows == 0 else stored), kinds
+        return (accepted if stored.num_rows == 0 else stored), kinds, accepted
     key = list(spec.primary_key)
     incoming = _frame(accepted.select(key))
     stored_keys = _frame(stored.select(key))
     pos = _positions(stored_keys, incoming, key, table=spec.name)
     matched = np.flatnonzero(pos >= 0)
+    if absent and len(matched):
+        accepted = _keep_stored(accepted, stored, matched, pos[matched], absent)
     same = _same_rows(accepted, matched, stored, pos[matched], spec.column_names)
     kinds[matched[same]] = UNCHANGED
     replaced = np.array([], dtype=np.int64)
@@ -570,11 +578,28 @@ def _upsert(stored: pa.Table, accepted: pa.Table, spec: Table) -> tuple[pa.Table
         kinds[fresh[versions >= 0]] = UPDATED
     add = (kinds == NEW) | (kinds == UPDATED)
     if not add.any():
-        return stored, kinds
+        return stored, kinds, accepted
     current = np.ones(stored.num_rows, dtype=bool)
     current[replaced] = False
     still = stored if current.all() else stored.filter(pa.array(current))
-    return pa.concat_tables([still, accepted.filter(pa.array(add))]), kinds
+    return pa.concat_tables([still, accepted.filter(pa.array(add))]), kinds, accepted
+
+
+def _keep_stored(
+    accepted: pa.Table, stored: pa.Table, rows: np.ndarray, stored_rows: np.ndarray, columns: list[str]
+) -> pa.Table:
+    """``accepted`` with the stored values of ``columns`` in its rows ``rows`` (stored at ``stored_rows``)."""
+    at = np.zeros(accepted.num_rows, dtype=np.int64)
+    at[rows] = stored_rows
+    mask = np.zeros(accepted.num_rows, dtype=bool)
+    mask[rows] = True
+    for name in columns:
+        kept = stored.column(name).take(pa.array(at)).cast(accepted.schema.field(name).type)
+        column = pc.if_else(pa.array(mask), kept, accepted.column(name))
+        accepted = accepted.set_column(
+            accepted.schema.get_field_index(name), accepted.schema.field(name), column
+        )
+    return accepted
 
 
 def _frame(tbl: pa.Table) -> pd.DataFrame:

@@ -338,7 +338,13 @@ def test_a_stored_column_of_another_type_is_refused_by_name(tmp_path: Path):
 
 def test_an_older_export_replayed_after_a_newer_one_does_not_undo_its_changes(tmp_path: Path):
     wh = tmp_path / "wh"
-    january = export(tmp_path / "jan")  # bills issued to 2024-02-03
+    january = export(tmp_path / "jan")  # bills issued to 2024-02-03; every account open
+    with_close = (
+        CUSTOMERS.replace("户名\n", "户名,销户日期\n")
+        .replace("\n", ",\n")
+        .replace("销户日期,\n", "销户日期\n")
+    )
+    write(january, "客户档案.csv", with_close)
     ingest(january, wh, now="2024-02-05")
     february = tmp_path / "feb"
     write(february, "台区.csv", AREAS.replace("A2,S2,U1,630", "A2,S2,U1,800"))  # a transformer swap
@@ -368,6 +374,33 @@ def test_an_older_export_replayed_after_a_newer_one_does_not_undo_its_changes(tm
     later = ingest(march, wh, now="2024-04-05")
     assert later.tables["customers"].updated == 1 and later.tables["customers"].balanced
     assert read_table(wh, "customers").set_index("customer_id").loc["C3", "name"] == "某店（新）"
+
+
+def test_a_column_the_export_lacks_keeps_the_stored_values(tmp_path: Path):
+    wh = tmp_path / "wh"
+    closed = CUSTOMERS.replace("户名\n", "户名,销户日期\n").replace("某厂\n", "某厂,2024-01-20\n")
+    full = tmp_path / "full"
+    write(full, "台区.csv", AREAS)
+    write(full, "客户档案.csv", closed.replace("张三\n", "张三,\n").replace("某店\n", "某店,\n"))
+    peak = BILLS.replace("入账时间\n", "入账时间,峰电量\n").replace(":00\n", ":00,40\n")
+    write(full, "电费账单.csv", peak)
+    ingest(full, wh, now="2024-02-05")
+    # The next export leaves out the optional 户名, 销户日期 and 峰电量 columns. Every name was erased, the
+    # closed account reopened, and each bill became a warehouse_conflict (its peak kWh read as empty).
+    lean = tmp_path / "lean"
+    write(lean, "客户档案.csv", "\n".join(line.rsplit(",", 1)[0] for line in CUSTOMERS.splitlines()) + "\n")
+    write(lean, "电费账单.csv", BILLS)
+    report = ingest(lean, wh, now="2024-02-05")
+    assert report.tables["customers"].unchanged == 3 and report.tables["bills"].unchanged == 3
+    assert report.quarantined == 0
+    customers = read_table(wh, "customers").set_index("customer_id")
+    assert customers["name"].tolist() == ["张三", "某厂", "某店"]
+    assert customers.loc["C2", "close_date"] == pd.Timestamp("2024-01-20")
+    assert read_table(wh, "bills")["kwh_peak"].tolist() == [40.0, 40.0, 40.0]
+    # A column the export has, even empty, is the export's word: an emptied name is stored as empty.
+    write(lean, "客户档案.csv", CUSTOMERS.replace(",张三\n", ",\n"))
+    assert ingest(lean, wh, now="2024-02-05").tables["customers"].updated == 1
+    assert pd.isna(read_table(wh, "customers").set_index("customer_id").loc["C1", "name"])
 
 
 def test_a_stored_table_without_a_required_column_is_refused_before_any_file_is_read(tmp_path: Path):
