@@ -4,12 +4,18 @@ overview page.
 
 Every snapshot is reduced once to one row per (supply unit, station); a caller's scope then picks station
 rows, so a collector's totals never include another station's customers, even when grouped by supply unit.
+
+The rows add up to the total, this month and last: a group found only last month (a station renamed or
+closed) gets a row with this month's figures at 0, and when last month was scored, a group new this month
+gets last month's figures at 0. The response names both snapshots' models, since bands (and so band counts)
+move with a retrained model's thresholds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,8 +25,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from serving.model import PackagedModel
-from serving.schemas import Task
-from serving.snapshot import Snapshot, dated_snapshots
+from serving.schemas import ModelRef, Task
+from serving.snapshot import META_KEY, Snapshot, dated_snapshots
 from serving.view_schemas import SummaryFigures, SummaryResponse, SummaryRow
 
 logger = logging.getLogger(__name__)
@@ -67,9 +73,33 @@ def station_table(path: Path, mtime_ns: int) -> pd.DataFrame:
     parts = pd.DataFrame(columns)
     parts["supply_unit"] = frame["supply_unit"].to_numpy()
     parts["station"] = frame["station"].to_numpy()
-    table = parts.groupby(list(KEYS), dropna=False, sort=True).sum().reset_index()
+    table = _nulls_as_none(parts.groupby(list(KEYS), dropna=False, sort=True).sum().reset_index())
     logger.info("summarised %s: %d customers in %d stations", path.name, len(frame), len(table))
     return table
+
+
+def _nulls_as_none(table: pd.DataFrame) -> pd.DataFrame:
+    """Null group keys as None (a group-by turns them into NaN, which neither validates nor matches)."""
+    for key in KEYS:
+        if key in table.columns:
+            table[key] = table[key].astype(object).where(table[key].notna(), None)
+    return table
+
+
+@functools.lru_cache(maxsize=16)
+def snapshot_model(path: Path, mtime_ns: int) -> ModelRef | None:
+    """The model a snapshot file was scored by: its Parquet metadata, else its first row (files written
+    before the metadata was); None when neither says. Reads the footer (and at most two columns)."""
+    file = pq.ParquetFile(path)
+    meta = json.loads((file.schema_arrow.metadata or {}).get(META_KEY.encode(), b"{}"))
+    if "model_version" in meta:
+        return ModelRef(name=meta["model_name"], version=meta["model_version"])
+    names = set(file.schema_arrow.names)
+    if {"model_name", "model_version"} <= names and file.metadata.num_rows:
+        first = file.read_row_group(0, columns=["model_name", "model_version"]).slice(0, 1).to_pylist()
+        if first:
+            return ModelRef(name=str(first[0]["model_name"]), version=str(first[0]["model_version"]))
+    return None
 
 
 def scoped(table: pd.DataFrame, stations: list[str] | None, supply_units: list[str] | None) -> pd.DataFrame:
@@ -86,10 +116,16 @@ def _grouped(table: pd.DataFrame, by: str) -> pd.DataFrame:
         return table
     out = table.drop(columns="station").groupby("supply_unit", dropna=False, sort=True).sum().reset_index()
     out["station"] = None
-    return out
+    return _nulls_as_none(out)
 
 
-def _figures(row: pd.Series, bands: list[str]) -> SummaryFigures:
+def _figures(row: pd.Series | None, bands: list[str]) -> SummaryFigures:
+    """A group's figures; `None` (the group has no customers in that snapshot) is all zeros."""
+    if row is None:
+        return SummaryFigures(
+            customers=0, bands=dict.fromkeys(bands, 0), mean_probability=None, amount_at_stake=0.0,
+            expected_value=0.0,
+        )  # fmt: skip
     customers = int(row["customers"])
     return SummaryFigures(
         customers=customers,
@@ -134,10 +170,19 @@ def summarize(
     current = scoped(station_table(snapshot.path, snapshot.mtime_ns), stations, supply_units)
     previous_file = previous_month(dated_snapshots(snapshot.path.parent), snapshot.as_of)
     previous = None
+    previous_model = None
     if previous_file is not None:
         path = previous_file[1]
-        previous = scoped(station_table(path, path.stat().st_mtime_ns), stations, supply_units)
-    present = [c.removeprefix("band:") for c in current.columns if c.startswith("band:")]
+        mtime_ns = path.stat().st_mtime_ns
+        previous = scoped(station_table(path, mtime_ns), stations, supply_units)
+        previous_model = snapshot_model(path, mtime_ns)
+    present = {
+        c.removeprefix("band:")
+        for table in (current, previous)
+        if table is not None
+        for c in table.columns
+        if c.startswith("band:")
+    }  # last month's bands too: a retrained model may name others, and its counts must still add up
     bands = band_order(package, present)
 
     now = _grouped(current, by)
@@ -147,17 +192,24 @@ def summarize(
     )
     rows = []
     for _, r in now.iterrows():  # one iteration per station: tens to hundreds, never per customer
-        prior = before_index.get((r["supply_unit"], r["station"]))
+        key = (r["supply_unit"], r["station"])
+        prior = before_index.pop(key, None)
         rows.append(
             _row(
-                r["supply_unit"],
-                r["station"],
+                *key,
                 _figures(r, bands),
-                _figures(prior, bands) if prior is not None else None,
+                # With last month scored, a group new this month had nothing then: its change is all new.
+                _figures(prior, bands) if before is not None else None,
                 bands,
             )
         )
-    rows.sort(key=lambda x: x.current.expected_value, reverse=True)
+    # Groups only last month had (renamed or closed stations, inside the same scope): this month 0.
+    for key, prior in before_index.items():
+        rows.append(_row(*key, _figures(None, bands), _figures(prior, bands), bands))
+    rows.sort(
+        key=lambda x: (x.current.expected_value, x.previous.expected_value if x.previous else 0.0),
+        reverse=True,
+    )
     total = _row(
         None,
         None,
@@ -171,6 +223,7 @@ def summarize(
         model=snapshot.model,
         as_of=snapshot.as_of,
         previous_as_of=previous_file[0] if previous_file else None,
+        previous_model=previous_model,
         band_order=bands,
         rows=rows,
         total=total,

@@ -130,8 +130,13 @@ class SummaryFigures(BaseModel):
 class SummaryRow(BaseModel):
     supply_unit: str | None
     station: str | None = Field(description="null when grouped by supply unit")
-    current: SummaryFigures
-    previous: SummaryFigures | None = Field(description="the same group in last month's snapshot")
+    current: SummaryFigures = Field(
+        description="the group in this snapshot; all 0 for a group found only last month (renamed or closed)"
+    )
+    previous: SummaryFigures | None = Field(
+        description="the same group in last month's snapshot (all 0 for a group new this month); null when "
+        "no earlier month is scored"
+    )
     expected_value_change: float | None = Field(description="current minus previous expected value, yuan")
     high_change: int | None = Field(description="current minus previous customers in the riskiest band")
 
@@ -144,6 +149,14 @@ class SummaryResponse(BaseModel):
     previous_as_of: dt.date | None = Field(
         description="the newest snapshot from an earlier month; null when there is none"
     )
+    previous_model: ModelRef | None = Field(
+        description="the model that scored the previous_as_of snapshot; null when there is none. When it "
+        "differs from `model`, band thresholds differ too: band changes mix the model's change with the "
+        "customers'"
+    )
     band_order: list[str] = Field(description="band names, riskiest first")
-    rows: list[SummaryRow] = Field(description="one per group inside the caller's scope, by expected value")
+    rows: list[SummaryRow] = Field(
+        description="one per group inside the caller's scope in this snapshot or the previous one, by "
+        "expected value; they add up to `total`"
+    )
     total: SummaryRow

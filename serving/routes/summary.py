@@ -25,7 +25,9 @@ def get_summary(
     by: SummaryBy = SummaryBy.STATION,
     supply_unit: str | None = Query(None, max_length=100, description="only this supply unit's stations"),
 ) -> SummaryResponse:
-    """One row per station (or supply unit) of the latest snapshot against the newest earlier month's."""
+    """One row per station (or supply unit) of the latest snapshot against the newest earlier month's; a
+    group in only one of the two has 0 in the other, so the rows add up to the total. `previous_model` names
+    the earlier snapshot's model: when it differs from `model`, band thresholds differ too."""
     caller.require(Action.RISK_LIST)
     stations, units = caller.scope(None, supply_unit)  # `?supply_unit=` is every unit in the key's scope
     try:

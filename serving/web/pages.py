@@ -35,7 +35,7 @@ from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
 from serving.snapshot import Snapshot
 from serving.station_summary import scoped, station_table, summarize
-from serving.view_schemas import SummaryBy
+from serving.view_schemas import SummaryBy, SummaryResponse
 from serving.web import charts
 from serving.web.i18n import EXPORT_HEADERS, TEXT, label
 from serving.web.model_board import alias_source, model_board
@@ -579,8 +579,20 @@ def overview_page(
     return render(
         request, web, lang, "overview.html", user,
         summary=summary, chart=chart, task=task, by=by, by_word=by_word,
-        tasks=list(Task), bys=list(SummaryBy),
+        tasks=list(Task), bys=list(SummaryBy), model_changed=_model_changed(summary, text),
     )  # fmt: skip
+
+
+def _model_changed(summary: SummaryResponse, text: dict[str, str]) -> str | None:
+    """The sentence saying last month was scored by another model (bands differ), or None when it was not."""
+    before, now = summary.previous_model, summary.model
+    if before is None or before == now:
+        return None
+    if before.name == now.name:
+        return text["overview_model_changed"].format(previous=f"v{before.version}", current=f"v{now.version}")
+    return text["overview_model_changed"].format(
+        previous=f"{before.name} v{before.version}", current=f"{now.name} v{now.version}"
+    )
 
 
 @router.get("/models", response_class=HTMLResponse)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tinymodel import FakeRegistry
-from webdata import WebService, web_service
+from webdata import WebService, rewrite_previous_snapshot, web_service
 
 from serving.access import KeyStore, Role, create_key, revoke_key
 from serving.schemas import ModelRef, Reason, Task
@@ -290,6 +290,37 @@ def test_overview_compares_stations_with_last_month(web):
     assert len(rows(by_unit)) == 3
     sign_in(web, "collector")
     assert len(rows(page(web, "/overview"))) == 2  # its station and the total
+
+
+def test_overview_keeps_a_row_for_a_station_only_last_month(web, settings, registry):
+    rewrite_previous_snapshot(registry.models["gridrisk-arrears"]["1"], settings, {"S02": "S04"})
+    sign_in(web, "analyst")
+    listed = rows(page(web, "/overview"))
+    assert len(listed) == 5  # S01, S02 (new), S03, S04 (last month only) and the total
+    (gone,) = [row for row in listed if ">S04<" in row]
+    assert re.findall(r'<td class="num">([^<]*)</td>', gone)[:4] == ["0", "0", "0", "0"]  # customers, bands
+    (total,) = [row for row in listed if 'class="total"' in row]
+    cells = re.findall(r'<td class="num[^"]*">(?:<strong>)?([^<]*)', total)
+    changes = [re.findall(r'<td class="num[^"]*">(?:<strong>)?([^<]*)', row)[-1] for row in listed[:-1]]
+    assert sum(int(c.replace(",", "").replace("+", "").replace("−", "-")) for c in changes) == int(
+        cells[-1].replace(",", "").replace("+", "").replace("−", "-")
+    )  # the high-risk changes of the rows add up to the total's
+    sign_in(web, "collector")
+    assert len(rows(page(web, "/overview"))) == 2  # S04 was not the collector's station
+
+
+def test_overview_says_when_last_month_was_scored_by_another_model(web, settings, registry):
+    from tinymodel import write_population_snapshot
+
+    sign_in(web, "analyst")
+    assert "分档变化含模型变化" not in page(web, "/overview")
+    write_population_snapshot(registry.models["gridrisk-arrears"]["1"], settings, version="2")
+    web.state.snapshots.refresh()
+    assert "上月按模型 v1 评分，本月按 v2：分档变化含模型变化。" in page(web, "/overview")
+    assert (
+        "Last month was scored by model v1, this month by v2: band changes include the model change."
+        in page(web, "/overview", lang="en")
+    )
 
 
 def test_models_page_is_for_analysts_and_admins(web):

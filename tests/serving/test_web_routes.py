@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from tinymodel import FakeRegistry
-from webdata import LATE, PREVIOUS_AS_OF, REISSUED, UNPAID, WebService, web_service
+from webdata import (
+    LATE,
+    PREVIOUS_AS_OF,
+    REISSUED,
+    UNPAID,
+    WebService,
+    rewrite_previous_snapshot,
+    web_service,
+)
 
 from serving.settings import ServingSettings
 
@@ -179,7 +187,7 @@ def test_a_blank_filter_is_any_within_the_scope_for_every_role(web, settings):
 def test_summary_without_an_earlier_month(web, settings):
     (settings.snapshots_path / "arrears" / f"{PREVIOUS_AS_OF.isoformat()}.parquet").unlink()
     body = web.client.get("/v1/arrears/summary", headers=web.headers("admin")).json()
-    assert body["previous_as_of"] is None
+    assert body["previous_as_of"] is None and body["previous_model"] is None
     assert all(row["previous"] is None and row["expected_value_change"] is None for row in body["rows"])
 
 
@@ -189,3 +197,88 @@ def test_a_snapshot_earlier_in_the_same_month_is_not_last_month():
     files = [(dt.date(2023, 5, 31), "may"), (dt.date(2023, 6, 15), "mid"), (dt.date(2023, 6, 30), "end")]
     assert previous_month(files, dt.date(2023, 6, 30)) == files[0]
     assert previous_month(files[1:], dt.date(2023, 6, 30)) is None
+
+
+def add_up(body: dict) -> None:
+    """Every figure of the rows sums to the total's, this month and last, changes included."""
+    rows, total = body["rows"], body["total"]
+    for month in ("current", "previous"):
+        figures = [row[month] for row in rows if row[month] is not None]
+        assert sum(f["customers"] for f in figures) == total[month]["customers"], month
+        for band in body["band_order"]:
+            assert sum(f["bands"][band] for f in figures) == total[month]["bands"][band], (month, band)
+        for key in ("amount_at_stake", "expected_value"):
+            assert sum(f[key] for f in figures) == pytest.approx(total[month][key]), (month, key)
+    assert sum(row["expected_value_change"] for row in rows) == pytest.approx(total["expected_value_change"])
+    assert sum(row["high_change"] for row in rows) == total["high_change"]
+
+
+def test_summary_rows_add_up_when_a_station_was_only_there_last_month(web, settings, registry):
+    # Last month S02 (in U1) was called S04 and S03 (in U2) S05: renamed or closed since. Each old name
+    # keeps a row, 0 this month, so the rows add up to the total; S02 and S03 had 0 customers last month.
+    rewrite_previous_snapshot(
+        registry.models["gridrisk-arrears"]["1"], settings, {"S02": "S04", "S03": "S05"}
+    )
+    body = web.client.get("/v1/arrears/summary", headers=web.headers("admin")).json()
+    rows = {row["station"]: row for row in body["rows"]}
+    assert set(rows) == {"S01", "S02", "S03", "S04", "S05"}
+    assert (rows["S04"]["supply_unit"], rows["S05"]["supply_unit"]) == ("U1", "U2")
+    for gone, new in (("S04", "S02"), ("S05", "S03")):
+        assert rows[gone]["current"] == {
+            "customers": 0, "bands": {"high": 0, "medium": 0, "low": 0}, "mean_probability": None,
+            "amount_at_stake": 0.0, "expected_value": 0.0,
+        }  # fmt: skip
+        assert rows[gone]["previous"]["customers"] == 20
+        assert rows[gone]["expected_value_change"] == pytest.approx(-rows[gone]["previous"]["expected_value"])
+        assert rows[gone]["high_change"] == -rows[gone]["previous"]["bands"]["high"]
+        assert rows[new]["previous"]["customers"] == 0 and rows[new]["current"]["customers"] == 20
+        assert rows[new]["expected_value_change"] == pytest.approx(rows[new]["current"]["expected_value"])
+    assert body["total"]["previous"]["customers"] == 60
+    add_up(body)
+    by_unit = web.client.get(
+        "/v1/arrears/summary", params={"by": "supply_unit"}, headers=web.headers("admin")
+    )
+    assert sorted(row["supply_unit"] for row in by_unit.json()["rows"]) == ["U1", "U2"]
+    add_up(by_unit.json())
+    # Scope as for this month's rows: the S01 collector sees neither old name, the U2 collector only S05.
+    collector = web.client.get("/v1/arrears/summary", headers=web.headers("collector")).json()
+    assert [row["station"] for row in collector["rows"]] == ["S01"]
+    assert collector["total"]["previous"]["customers"] == 20
+    add_up(collector)
+    unit = web.client.get("/v1/arrears/summary", headers=web.headers("unit_collector")).json()
+    assert sorted(row["station"] for row in unit["rows"]) == ["S03", "S05"]
+    assert unit["total"]["previous"]["customers"] == unit["total"]["current"]["customers"] == 20
+    add_up(unit)
+    unit_by_unit = web.client.get(
+        "/v1/arrears/summary", params={"by": "supply_unit"}, headers=web.headers("unit_collector")
+    ).json()
+    assert [row["supply_unit"] for row in unit_by_unit["rows"]] == ["U2"]
+    add_up(unit_by_unit)
+
+
+def test_summary_names_the_model_of_last_months_snapshot(web, settings, registry):
+    from tinymodel import write_population_snapshot
+
+    body = web.client.get("/v1/arrears/summary", headers=web.headers("analyst")).json()
+    assert body["previous_model"] == body["model"] == {"name": "gridrisk-arrears", "version": "1"}
+    # Retrained and promoted: this month is scored by v2, last month's snapshot stays v1's.
+    write_population_snapshot(registry.models["gridrisk-arrears"]["1"], settings, version="2")
+    web.state.snapshots.refresh()
+    body = web.client.get("/v1/arrears/summary", headers=web.headers("analyst")).json()
+    assert body["model"] == {"name": "gridrisk-arrears", "version": "2"}
+    assert body["previous_model"] == {"name": "gridrisk-arrears", "version": "1"}
+
+
+def test_the_previous_model_is_read_from_the_rows_of_a_snapshot_without_metadata(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from serving.schemas import ModelRef
+    from serving.station_summary import snapshot_model
+
+    path = tmp_path / "2023-05-31.parquet"
+    pq.write_table(pa.table({"model_name": ["gridrisk-arrears"], "model_version": ["7"]}), path)
+    assert snapshot_model(path, path.stat().st_mtime_ns) == ModelRef(name="gridrisk-arrears", version="7")
+    pq.write_table(pa.table({"model_name": pa.array([], pa.string())}), tmp_path / "empty.parquet")
+    empty = tmp_path / "empty.parquet"
+    assert snapshot_model(empty, empty.stat().st_mtime_ns) is None

@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -116,13 +117,31 @@ def write_history(
     return tables
 
 
-def write_previous_snapshot(package: PackagedModel, settings: ServingSettings, task: str = "arrears") -> None:
+def write_previous_snapshot(
+    package: PackagedModel,
+    settings: ServingSettings,
+    task: str = "arrears",
+    renamed: dict[str, str] | None = None,
+    out: Path | None = None,
+) -> None:
     """Last month's snapshot of the same population with different features (so the figures move), written
-    before the current one so the `latest` pointer is left on the current snapshot."""
+    before the current one so the `latest` pointer is left on the current snapshot. `renamed` gives some
+    stations last month's other names (stations renamed or closed since)."""
     frame = scoring_frame(seed=11)
     frame["as_of"] = pd.Timestamp(PREVIOUS_AS_OF)
+    if renamed:
+        frame["station"] = frame["station"].replace(renamed)
     scores = score_frame(package, frame, ModelRef(name=f"gridrisk-{task}", version="1"))
-    write_snapshot(scores, settings.snapshots_path, task, PREVIOUS_AS_OF)
+    write_snapshot(scores, settings.snapshots_path, task, PREVIOUS_AS_OF, out=out)
+
+
+def rewrite_previous_snapshot(
+    package: PackagedModel, settings: ServingSettings, renamed: dict[str, str], task: str = "arrears"
+) -> None:
+    """Last month's snapshot again, with stations renamed, moved into place without touching `latest`."""
+    staging = settings.snapshots_path / f".{task}-previous.parquet"  # outside the task folder: not served
+    write_previous_snapshot(package, settings, task, renamed, out=staging)
+    staging.replace(settings.snapshots_path / task / f"{PREVIOUS_AS_OF.isoformat()}.parquet")
 
 
 @dataclass
