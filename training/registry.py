@@ -2,6 +2,15 @@
 
 One experiment and one registered model per task (`gridrisk-<task>`). A new version gets alias `challenger`;
 it becomes `champion` only through `gate` (numbers on the same test window) or `promote` (a logged override).
+
+`challenger` stays on the newest version whatever happens to `champion` (each new version gets it, and a
+version promoted while it is the newest holds both); the models page shows such a version once.
+
+Version tags: `gate.*` is the gate's own verdict on the version (set once, when it was trained); `promotion.*`
+is its latest manual promotion (who, when, why, what it replaced), kept after it stops being champion;
+`champion.*` says how its latest time as champion ended (`champion.until`, `champion.replaced_by`,
+`champion.replaced_how` = override | gate, `champion.replaced_reason`), and is removed when it becomes
+champion again. Every override is also its own `promote-vN` run, so the whole history stays in MLflow.
 """
 
 from __future__ import annotations
@@ -231,14 +240,41 @@ def apply_decision(client, task: str, decision: GateDecision) -> None:
     for key, value in decision.tags().items():
         client.set_model_version_tag(name, version, key, value)
     if decision.promote:
+        previous = version_by_alias(client, task, CHAMPION)
         client.set_registered_model_alias(name, CHAMPION, version)
+        if previous is not None:
+            _record_replaced(client, name, str(previous.version), version, "gate", decision.reason, _now())
         logger.info("%s version %s is now %s: %s", name, version, CHAMPION, decision.reason)
     else:
         logger.info("%s version %s stays %s: %s", name, version, CHALLENGER, decision.reason)
 
 
+REPLACED_TAGS = (
+    "champion.until",
+    "champion.replaced_by",
+    "champion.replaced_how",
+    "champion.replaced_reason",
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _record_replaced(client, name: str, version: str, by: str, how: str, reason: str, at: str) -> None:
+    """Tag `version` with how its time as champion ended: when, by which version, how and why."""
+    if version == by:
+        return
+    values = (at, by, how, reason)
+    for key, value in zip(REPLACED_TAGS, values, strict=True):
+        client.set_model_version_tag(name, version, key, value)
+
+
 def promote(tracking_uri: str, task: str, version: str, reason: str, user: str = "") -> dict[str, Any]:
-    """Manual override: make `version` champion whatever the gate said; log who, why and what it replaced."""
+    """Manual override: make `version` champion whatever the gate said; log who, why and what it replaced.
+
+    The replaced champion is tagged `champion.*` (until when, by which version, why); `challenger` does not
+    move (it stays on the newest version)."""
     import mlflow
 
     if not reason.strip():
@@ -249,9 +285,14 @@ def promote(tracking_uri: str, task: str, version: str, reason: str, user: str =
     target = client.get_model_version(name, str(version).strip())
     previous = version_by_alias(client, task, CHAMPION)
     previous_version = str(previous.version) if previous is not None else "none"
-    at = datetime.now(UTC).isoformat(timespec="seconds")
+    at = _now()
     target_version = str(target.version)
     client.set_registered_model_alias(name, CHAMPION, target_version)
+    if previous is not None:
+        _record_replaced(client, name, previous_version, target_version, "override", reason, at)
+    for key in REPLACED_TAGS:  # champion again: how its earlier time as champion ended is in the runs
+        if key in (target.tags or {}):
+            client.delete_model_version_tag(name, target_version, key)
     tags = {
         "promotion.override": "true",
         "promotion.reason": reason,

@@ -4,6 +4,11 @@ they were registered and promoted, and the gate's verdict — read from the MLfl
 Training records a gate verdict as version tags (`gate.decision`, `gate.reason`) inside the training run and a
 manual promotion as `promotion.at` / `promotion.reason`; MLflow keeps no time for an alias move, so a gate
 promotion is dated by the end of the run that made it (the page says so).
+
+The tags are history, the aliases are the present: `promotion.*` stays on a version after it is replaced, so
+only the champion is shown as promoted. Any other version shows the gate's own verdict on it and, when it was
+champion once, how that ended (`champion.until`, `champion.replaced_by`, … written by training/registry.py).
+A challenger that is the champion too (registries from before `challenger` was settled) is not shown twice.
 """
 
 from __future__ import annotations
@@ -26,15 +31,30 @@ METRIC_PREFIX = "test_"
 
 
 @dataclass
+class PastTerm:
+    """How a version's latest time as champion ended, as far as its tags say."""
+
+    since: dt.datetime | None  # its manual promotion, or the end of the training run whose gate promoted it
+    until: dt.datetime | None  # None: promoted by hand, replaced before replacements were tagged
+    replaced_by: str | None = None
+    replaced_how: str | None = None  # "override" | "gate"
+    reason: str | None = None  # why it was replaced; with `until` unknown, why it had been promoted
+
+
+@dataclass
 class AliasView:
     alias: str
     version: str
     run_id: str | None = None
     registered_at: dt.datetime | None = None
-    promoted_at: dt.datetime | None = None
+    promoted_at: dt.datetime | None = None  # the champion's only: when its current time as champion began
     promoted_by: str | None = None  # "gate" | "override"
-    decision: str | None = None
+    decision: str | None = None  # the override's reason for a champion promoted by hand, else the gate's
     metrics: dict[str, float] = field(default_factory=dict)  # test-window metrics without the prefix
+    is_champion: bool = True
+    gate_verdict: str | None = None  # "promoted" | "refused" | "unknown" (a reason without a decision)
+    gate_reason: str | None = None
+    past: PastTerm | None = None  # not the champion, but it was once
 
 
 @dataclass
@@ -45,6 +65,7 @@ class TaskModels:
     primary_metric: str | None
     metric_names: list[str]
     aliases: dict[str, AliasView | None]
+    challenger_is_champion: bool = False  # the newest version was promoted: shown once, as the champion
 
 
 class AliasSource(Protocol):
@@ -55,6 +76,18 @@ class AliasSource(Protocol):
 
 def _from_ms(ms: int | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC) if ms else None
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    """An ISO time from a tag (UTC when it names no zone); None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        logger.warning("unreadable time tag %r", text)
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 class MlflowAliases:
@@ -79,6 +112,8 @@ class MlflowAliases:
                 run = self.client.get_run(mv.run_id)
             except MlflowException as exc:
                 logger.warning("run %s of %s v%s unreadable: %s", mv.run_id, name, mv.version, exc)
+        gate_reason = tags.get("gate.reason")
+        gate_decision = tags.get("gate.decision")
         view = AliasView(
             alias=alias,
             version=str(mv.version),
@@ -89,14 +124,35 @@ class MlflowAliases:
                 for k, v in (run.data.metrics.items() if run else ())
                 if k.startswith(METRIC_PREFIX)
             },
-            decision=tags.get("promotion.reason") or tags.get("gate.reason"),
+            is_champion=alias == "champion" or "champion" in (getattr(mv, "aliases", None) or ()),
+            gate_verdict=(gate_decision if gate_decision in ("promoted", "refused") else "unknown")
+            if gate_reason
+            else None,
+            gate_reason=gate_reason,
+            decision=gate_reason,
         )
-        if "promotion.at" in tags:
-            view.promoted_at = dt.datetime.fromisoformat(tags["promotion.at"])
-            view.promoted_by = "override"
-        elif tags.get("gate.decision") == "promoted":
-            view.promoted_at = _from_ms(run.info.end_time) if run else None
-            view.promoted_by = "gate"
+        manual_at = _parse_time(tags.get("promotion.at"))
+        gate_at = _from_ms(run.info.end_time) if run and gate_decision == "promoted" else None
+        if view.is_champion:
+            # Its current time as champion began with its latest manual promotion, if it had one (the gate
+            # promotes a version only when it is trained, before any override of it), else with the gate.
+            if manual_at is not None:
+                view.promoted_at, view.promoted_by = manual_at, "override"
+                view.decision = tags.get("promotion.reason") or gate_reason
+            elif gate_decision == "promoted":
+                view.promoted_at, view.promoted_by = gate_at, "gate"
+            return view
+        until = _parse_time(tags.get("champion.until"))
+        if until is not None and (manual_at is None or manual_at <= until):
+            view.past = PastTerm(
+                since=manual_at or gate_at,
+                until=until,
+                replaced_by=tags.get("champion.replaced_by"),
+                replaced_how=tags.get("champion.replaced_how"),
+                reason=tags.get("champion.replaced_reason"),
+            )
+        elif manual_at is not None:  # promoted by hand, replaced without saying so (an older registry)
+            view.past = PastTerm(since=manual_at, until=None, reason=tags.get("promotion.reason"))
         return view
 
 
@@ -128,6 +184,12 @@ def model_board(
     for task in tasks:
         name = registered_name(task)
         aliases = {alias: source.alias(name, alias) for alias in ALIASES}
+        champion, challenger = aliases["champion"], aliases["challenger"]
+        same = challenger is not None and (
+            challenger.is_champion or (champion is not None and challenger.version == champion.version)
+        )
+        if same:
+            aliases["challenger"] = None  # one version is never shown as both
         served = loaded.get(task)
         # The served package lists the overall metrics; the runs also hold per-segment ones, left out here.
         if served is not None and served.package.metrics:
@@ -146,6 +208,7 @@ def model_board(
                 primary_metric=primary,
                 metric_names=names,
                 aliases=aliases,
+                challenger_is_champion=same,
             )
         )
     return out

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from training.config import GateConfig
-from training.registry import GateScores, decide, is_local_store
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    GateScores,
+    apply_decision,
+    client_for,
+    decide,
+    is_local_store,
+    model_name,
+    promote,
+)
 
 GATE = GateConfig(primary_margin=0.01, auc_tolerance=0.005)
 
@@ -82,3 +92,78 @@ def test_local_store_detection() -> None:
     assert is_local_store("sqlite:////tmp/x/mlflow.db")
     assert is_local_store("/tmp/mlruns")
     assert not is_local_store("http://127.0.0.1:5000")
+
+
+# -- the registry after the gate and after overrides (a SQLite store, versions without models) --------------
+
+
+def registry_with_versions(uri: str, root, count: int):
+    """`gridrisk-arrears` with `count` versions, each given alias `challenger` as training does."""
+    client = client_for(uri)
+    client.create_registered_model(model_name("arrears"))
+    for _ in range(count):
+        add_version(client, root)
+    return client
+
+
+def add_version(client, root) -> str:
+    """A new version (no model behind it) holding `challenger`, as `register_challenger` leaves it."""
+    name = model_name("arrears")
+    count = len(client.search_model_versions(f"name = '{name}'"))
+    version = str(client.create_model_version(name, (root / f"v{count + 1}").as_uri()).version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    return version
+
+
+def aliases(client) -> dict[str, str]:
+    return {k: str(v) for k, v in client.get_registered_model(model_name("arrears")).aliases.items()}
+
+
+def test_the_gate_tags_the_champion_it_replaces(tracking, tmp_path) -> None:
+    uri, _ = tracking
+    client = registry_with_versions(uri, tmp_path, 1)
+    apply_decision(client, "arrears", decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct"))
+    assert aliases(client) == {CHAMPION: "1", CHALLENGER: "1"}  # the newest version holds both
+    assert add_version(client, tmp_path) == "2"
+    better = decide(GateScores("2", 0.4, 0.8), GateScores("1", 0.3, 0.8), GATE, "precision_at_5pct")
+    apply_decision(client, "arrears", better)
+    assert aliases(client) == {CHAMPION: "2", CHALLENGER: "2"}
+    v1 = client.get_model_version(model_name("arrears"), "1").tags
+    assert v1["champion.replaced_by"] == "2" and v1["champion.replaced_how"] == "gate"
+    assert v1["champion.replaced_reason"].startswith("beats the champion") and v1["champion.until"]
+
+
+def test_promote_and_roll_back_the_challenger(tracking, tmp_path) -> None:
+    uri, _ = tracking
+    client = registry_with_versions(uri, tmp_path, 1)
+    apply_decision(client, "arrears", decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct"))
+    assert add_version(client, tmp_path) == "2"
+    kept = decide(GateScores("2", 0.3, 0.8), GateScores("1", 0.3, 0.8), GATE, "precision_at_5pct")
+    apply_decision(client, "arrears", kept)
+    assert aliases(client) == {CHAMPION: "1", CHALLENGER: "2"}
+
+    # The challenger itself is promoted: it holds both aliases (the page shows it once).
+    promote(uri, "arrears", "2", "use November's model", user="ops")
+    assert aliases(client) == {CHAMPION: "2", CHALLENGER: "2"}
+    v2 = client.get_model_version(model_name("arrears"), "2").tags
+    assert v2["promotion.reason"] == "use November's model" and v2["promotion.previous_champion"] == "1"
+    assert v2["gate.decision"] == "refused"  # the gate's own verdict is kept
+    v1 = client.get_model_version(model_name("arrears"), "1").tags
+    assert (v1["champion.replaced_by"], v1["champion.replaced_how"]) == ("2", "override")
+    assert v1["champion.replaced_reason"] == "use November's model"
+    assert v1["champion.until"] == v2["promotion.at"]
+
+    # Rolled back: the newest version is still the challenger, and says how its time as champion ended.
+    promote(uri, "arrears", "1", "rollback", user="ops")
+    assert aliases(client) == {CHAMPION: "1", CHALLENGER: "2"}
+    v2 = client.get_model_version(model_name("arrears"), "2").tags
+    assert (v2["champion.replaced_by"], v2["champion.replaced_reason"]) == ("1", "rollback")
+    assert v2["promotion.reason"] == "use November's model"  # who, when and why it was promoted stay
+    v1 = client.get_model_version(model_name("arrears"), "1").tags
+    assert not any(key.startswith("champion.") for key in v1)  # champion again: its old ending is gone
+    assert v1["promotion.previous_champion"] == "2" and v1["promotion.reason"] == "rollback"
+    runs = client.search_runs(
+        [client.get_experiment_by_name("gridrisk-arrears").experiment_id],
+        "tags.`gridrisk.kind` = 'promotion-override'",
+    )
+    assert sorted(r.data.tags["promotion.reason"] for r in runs) == ["rollback", "use November's model"]

@@ -69,6 +69,9 @@ def test_gate_promotes_refuses_and_is_overridden(store) -> None:
     assert str(version_by_alias(client, "arrears", CHALLENGER).version) == "3"
     tags = client.get_model_version(model_name("arrears"), "3").tags
     assert tags["gate.decision"] == "refused" and tags["gate.champion_version"] == "2"
+    # v1's time as champion ended when the gate promoted v2; the version says so.
+    ended = client.get_model_version(model_name("arrears"), "1").tags
+    assert (ended["champion.replaced_by"], ended["champion.replaced_how"]) == ("2", "gate")
     run_data = client.get_run(again.run_id).data
     assert run_data.tags["gate.decision"] == "refused"
     assert run_data.metrics["gate_champion_primary"] == pytest.approx(
@@ -79,8 +82,13 @@ def test_gate_promotes_refuses_and_is_overridden(store) -> None:
     assert result["previous_champion"] == "2"
     assert str(version_by_alias(client, "arrears", CHAMPION).version) == "1"
     v1 = client.get_model_version(model_name("arrears"), "1").tags
-    v1 = client.get_model_version(model_name("arrears"), "1").tags
     assert v1["promotion.reason"] == "rollback drill" and v1["promotion.previous_champion"] == "2"
+    assert "champion.until" not in v1  # champion again
+    v2 = client.get_model_version(model_name("arrears"), "2").tags
+    assert v2["champion.replaced_by"] == "1" and v2["champion.replaced_reason"] == "rollback drill"
+    assert v2["champion.until"] == result["at"] and v2["gate.decision"] == "promoted"
+    # The newest version (v3) is not the champion: it stays the challenger.
+    assert str(version_by_alias(client, "arrears", CHALLENGER).version) == "3"
     override_run = client.get_run(result["run_id"])
     assert override_run.data.tags["gridrisk.kind"] == "promotion-override"
     with pytest.raises(TrainingError, match="no version '9'"):
