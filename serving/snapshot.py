@@ -161,11 +161,15 @@ def latest_path(root: Path, task: str) -> Path | None:
     return Path(pointer.read_text().strip())
 
 
+def snapshot_meta(schema: pa.Schema) -> dict[str, str]:
+    """What `write_snapshot` put in a snapshot's Parquet metadata: task, as_of, model_name, model_version."""
+    return json.loads((schema.metadata or {}).get(META_KEY.encode(), b"{}"))
+
+
 def stored_as_of(path: Path) -> dt.date | None:
     """The as-of date a snapshot file was scored at (its Parquet metadata); None when it cannot be read."""
     try:
-        metadata = pq.read_schema(path).metadata or {}
-        return dt.date.fromisoformat(json.loads(metadata.get(META_KEY.encode(), b"{}"))["as_of"])
+        return dt.date.fromisoformat(snapshot_meta(pq.read_schema(path))["as_of"])
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
         return None
 
@@ -224,7 +228,7 @@ class Snapshot:
     @classmethod
     def read(cls, task: str, path: Path) -> Snapshot:
         table = pq.read_table(path)
-        meta = json.loads((table.schema.metadata or {}).get(META_KEY.encode(), b"{}"))
+        meta = snapshot_meta(table.schema)
         frame = table.to_pandas()
         numbers: dict[str, np.ndarray] = {}
         codes: dict[str, np.ndarray] = {}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 
 from serving.model import PackagedModel
 from serving.schemas import ModelRef, Task
-from serving.snapshot import META_KEY, Snapshot, dated_snapshots
+from serving.snapshot import Snapshot, dated_snapshots, snapshot_meta
 from serving.view_schemas import SummaryFigures, SummaryResponse, SummaryRow
 
 logger = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ def snapshot_model(path: Path, mtime_ns: int) -> ModelRef | None:
     """The model a snapshot file was scored by: its Parquet metadata, else its first row (files written
     before the metadata was); None when neither says. Reads the footer (and at most two columns)."""
     file = pq.ParquetFile(path)
-    meta = json.loads((file.schema_arrow.metadata or {}).get(META_KEY.encode(), b"{}"))
+    meta = snapshot_meta(file.schema_arrow)
     if "model_version" in meta:
         return ModelRef(name=meta["model_name"], version=meta["model_version"])
     names = set(file.schema_arrow.names)
