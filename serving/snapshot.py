@@ -140,7 +140,7 @@ def write_snapshot(
     if path.resolve().parent != task_dir.resolve():
         logger.info("scores %s: %d rows -> %s; outside %s, not served", task, len(scores), path, task_dir)
         return path
-    served = latest_path(root, task)
+    served = served_path(root, task)[0]  # what the service serves: `latest`, else the newest dated file
     newer = stored_as_of(served) if served is not None and served != path.resolve() else None
     if newer is not None and newer > as_of and not make_latest:
         logger.info(

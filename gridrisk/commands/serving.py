@@ -64,7 +64,7 @@ def score(
     from gridrisk.commands import clear_of_stores, data_errors, writable_output
     from serving.batch import score_population, scoring_as_of
     from serving.errors import AsOfOutOfRange, ServingError
-    from serving.snapshot import latest_path, stored_as_of
+    from serving.snapshot import served_path, stored_as_of
 
     console = Console()
     errors = Console(stderr=True, soft_wrap=True)
@@ -130,7 +130,7 @@ def score(
     if table.row_count:
         console.print(table)
     for name, path in exports:
-        served = latest_path(settings.snapshots_path, name)
+        served = served_path(settings.snapshots_path, name)[0]
         if served is not None and path.resolve().parent == served.parent:
             # An earlier as-of scored again: the service keeps the later month it serves.
             message = (

@@ -12,7 +12,14 @@ from tinymodel import AS_OF, scoring_frame
 from serving.errors import SnapshotUnavailable, UnknownCustomers
 from serving.schemas import ModelRef
 from serving.scoring import explain
-from serving.snapshot import Snapshot, SnapshotStore, latest_path, score_frame, write_snapshot
+from serving.snapshot import (
+    Snapshot,
+    SnapshotStore,
+    latest_path,
+    score_frame,
+    served_path,
+    write_snapshot,
+)
 
 MODEL = ModelRef(name="gridrisk-arrears", version="7")
 
@@ -84,6 +91,10 @@ def test_scoring_an_earlier_month_again_does_not_turn_the_service_back(package, 
     assert latest_path(tmp_path, "arrears") == rollback.resolve()  # asked for: served
     later = write_snapshot(scores, tmp_path, "arrears", AS_OF + dt.timedelta(days=31))
     assert latest_path(tmp_path, "arrears") == later.resolve()
+    # Without a pointer the service serves the newest dated file; an earlier month does not replace it.
+    (tmp_path / "arrears" / "latest").unlink()
+    write_snapshot(scores, tmp_path, "arrears", AS_OF - dt.timedelta(days=61))
+    assert served_path(tmp_path, "arrears")[0] == later.resolve()
 
 
 def test_an_empty_snapshot_keeps_its_model_and_date(package, tmp_path):
