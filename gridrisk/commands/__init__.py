@@ -85,12 +85,13 @@ def clear_of_stores(
     for kept_path in kept:
         resolved = Path(kept_path).resolve()
         if target == resolved or resolved in target.parents:
+            where = "in its home" if home.resolve() in resolved.parents else "as its MLflow store"
             what = (
-                f"is a file gridrisk keeps ({Path(kept_path).name})"
+                f"is a file gridrisk keeps ({Path(kept_path).name}) {where}"
                 if target == resolved
-                else f"is inside {kept_path}, which gridrisk keeps"
+                else f"is inside {kept_path}, which gridrisk keeps {where}"
             )
-            raise typer.BadParameter(f"{path} {what} in its home; write it elsewhere", param_hint=option)
+            raise typer.BadParameter(f"{path} {what}; write it elsewhere", param_hint=option)
 
 
 def local_tracking_store(uri: str) -> tuple[Path, ...]:
@@ -112,23 +113,43 @@ def local_tracking_store(uri: str) -> tuple[Path, ...]:
 def tracking_server_or_exit(settings: Any) -> None:
     """Refuse at once a tracking server that does not answer (exit 2): MLflow's client retries for minutes
     before it gives up (4 min against a closed port, measured), and `train` would build the training set
-    first. A server that answers at all, even 401 from a proxy, is left to the client."""
+    first. Only a refused connection, a timeout or an unknown host count: a server that answers at all (401
+    from a proxy, a certificate MLflow's own TLS settings accept) is left to MLflow's client. Credentials in
+    the URI are sent as Basic auth and never printed."""
+    import base64
+    import socket
     import urllib.error
     import urllib.request
+    from urllib.parse import urlsplit, urlunsplit
 
     uri = settings.tracking_uri
     if not uri.startswith(("http://", "https://")):
         return
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    request = urllib.request.Request(shown.rstrip("/") + "/health")
+    if parts.username is not None:
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     timeout = settings.registry_timeout_seconds
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+        with urllib.request.urlopen(request, timeout=timeout):
             return
     except urllib.error.HTTPError:
         return
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if not isinstance(reason, ConnectionRefusedError | TimeoutError | socket.gaierror):
+            return  # TLS and the rest: MLflow's client, with its own settings, decides
+    except (ConnectionRefusedError, TimeoutError, socket.gaierror) as exc:
+        reason = exc
+    except OSError:
+        return
     typer.echo(
-        f"error: the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer ({reason}); start "
+        f"error: the MLflow tracking server {shown} (MLFLOW_TRACKING_URI) does not answer ({reason}); start "
         f"it, fix the variable, or unset it to use the embedded store in {settings.home}. A server slower "
         f"than {timeout:g} s needs GRIDRISK_REGISTRY_TIMEOUT_SECONDS raised",
         err=True,

@@ -350,3 +350,45 @@ def test_a_tracking_server_that_does_not_answer_is_refused_at_once(
             in said
         )
         assert "unset it to use the embedded store" in said
+
+
+def test_the_tracking_probe_stops_only_for_a_server_that_is_not_there(capsys: pytest.CaptureFixture) -> None:
+    import http.server
+    import socket
+    import threading
+    from types import SimpleNamespace
+
+    import typer
+
+    from gridrisk.commands import tracking_server_or_exit
+
+    class Locked(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # a proxy that wants credentials: it answers, so MLflow decides
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Locked)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+
+    def settings(uri: str) -> SimpleNamespace:
+        return SimpleNamespace(tracking_uri=uri, registry_timeout_seconds=2.0, home=Path("home"))
+
+    try:
+        tracking_server_or_exit(settings(f"http://127.0.0.1:{port}"))
+        # TLS against a plain server fails the handshake: MLflow's TLS settings may differ from urllib's
+        # (a private CA), so only MLflow can tell; it once stopped such servers with exit 2.
+        tracking_server_or_exit(settings(f"https://127.0.0.1:{port}"))
+        tracking_server_or_exit(settings(f"http://ops:s3cret@127.0.0.1:{port}"))  # was "Name not known"
+    finally:
+        server.shutdown()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with pytest.raises(typer.Exit):
+        tracking_server_or_exit(settings(f"http://ops:s3cret@127.0.0.1:{closed}"))
+    said = capsys.readouterr().err
+    assert f"http://127.0.0.1:{closed} (MLFLOW_TRACKING_URI) does not answer" in said and "s3cret" not in said
