@@ -192,9 +192,9 @@ def ingest(
 
     report = IngestReport(source=source, warehouse=warehouse, now=moment, now_declared=use_declared)
     report.skipped_files = _skipped(source, plan)
-    stored_end = _stored_data_end(warehouse)
+    stored_ends = _stored_ends(warehouse)  # each stored event table's newest day, before this run
     held: list[_HeldUpdates] = []
-    newest: list[pd.Timestamp] = []  # the export's newest accepted event time, table by table
+    newest: dict[str, pd.Timestamp] = {}  # the export's newest accepted event day, table by table
     parents = {fk.table for spec in TABLES.values() for fk in spec.foreign_keys}
     current: dict[str, pd.DataFrame] = {}  # the stored parent tables, for the children's foreign keys
     while pending:
@@ -220,16 +220,20 @@ def ingest(
             part,
             moment,
             parent=name in parents,
-            hold_updates=held if stored_end is not None and name in ARCHIVE_TABLES else None,
+            hold_updates=held if stored_ends and name in ARCHIVE_TABLES else None,
             newest=newest,
         )
         del stored
         if merged is not None:
             current[name] = merged
         del merged
-    export_end = max(newest).normalize() if newest else None
+    # Like with like: the export's newest event against the stored newest of the same tables (a customers
+    # export beside inspections from a system that runs a week behind is not an old export).
+    compared = [t for t in newest if t in stored_ends]
+    export_end = max(newest[t] for t in compared) if compared else None
+    stored_end = max(stored_ends[t] for t in compared) if compared else None
     for updates in held:
-        _settle_updates(updates, warehouse, stored_end, export_end)
+        _settle_updates(updates, warehouse, stored_end, export_end, compared)
     if source.is_dir() and (source / "truth").is_dir():
         report.truth_files = _copy_truth(source / "truth", warehouse / "truth")
     for part in report.tables.values():
@@ -257,8 +261,8 @@ def _read_again(path: Path, name: str, mapping: ColumnMap, stamp: tuple[int, int
     if _stamp(path) != stamp:
         raise ContractError(
             f"{path}: changed while this ingest was running (its size or time differs from the first read); "
-            f"the tables before {name} are stored, {name} and the rest are not — run the ingest again once "
-            "the export is complete"
+            f"the tables before {name} are stored (but not the changes to stored customers or areas rows), "
+            f"{name} and the rest are not — run the ingest again once the export is complete"
         )
     return _read_mapped(path, name, mapping)
 
@@ -362,7 +366,7 @@ def _ingest_table(
     *,
     parent: bool,
     hold_updates: list[_HeldUpdates] | None = None,
-    newest: list[pd.Timestamp] | None = None,
+    newest: dict[str, pd.Timestamp] | None = None,
 ) -> pd.DataFrame | None:
     """Validate the export files of one table, upsert the accepted rows, quarantine the rest; returns the
     stored table when it is a ``parent`` (for its children's foreign keys). ``files`` pairs each export with
@@ -370,7 +374,7 @@ def _ingest_table(
     before the merge and the write (the caller must hold no other reference to them). A conflict with a
     stored row quotes the export's values: ``read_again`` gives the files back for that rare case. With
     ``hold_updates``, changed archive rows are not stored yet but appended there (`_settle_updates`); an event
-    table adds its newest accepted event time to ``newest``."""
+    table puts its newest accepted event day in ``newest``."""
     names = [export.path.name for export, _ in files]
     labels = [export.path.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
     notes = [f"{export.path.name}: {note}" for export, _ in files for note in export.notes]
@@ -381,13 +385,16 @@ def _ingest_table(
     malformed = _stack([export.malformed.assign(_source=export.path.name) for export, _ in files])
     result = validate(frame, spec.name, source=names[0], reference=reference, now=now, original=raw)
     read = len(frame) + len(malformed)
-    absent = [c for c in spec.column_names if c not in frame.columns]
+    # Per accepted row, the contract columns its file lacks (monthly part files may differ in columns).
+    absent = {c: lacking[result.accepted_positions] for c, lacking in _lacking(files, spec).items()}
     files.clear()
     del frame, raw, sources
     merged, kinds, rows = _upsert(stored, result.table, spec, absent=absent)
     counts = np.bincount(kinds, minlength=4)
     if newest is not None and spec.name not in ARCHIVE_TABLES:
-        newest.extend(_newest_event(result.table, spec))
+        top = _newest_event(result.table, spec)
+        if top is not None:
+            newest[spec.name] = top
     written = merged
     if hold_updates is not None and counts[UPDATED]:
         # Stored now: the new rows only. The children of this run are checked against the whole merge.
@@ -471,33 +478,48 @@ def _ingest_table(
     return _frame(merged) if parent else None
 
 
-def _stored_data_end(warehouse: Path) -> pd.Timestamp | None:
-    """The warehouse's data end before this run (`labels.data_end`), None when it holds no dated rows."""
-    from features.labels import LabelError, data_end
+def _stored_ends(warehouse: Path) -> dict[str, pd.Timestamp]:
+    """Each stored event table's newest day (event time or known_at, as `labels.data_end` reads them)."""
+    from features.labels import column_extreme
 
-    try:
-        return data_end(warehouse)
-    except LabelError:
-        return None
+    out = {}
+    for name, spec in TABLES.items():
+        if name in ARCHIVE_TABLES or not has_table(warehouse, name):
+            continue
+        days = [
+            column_extreme(table_path(warehouse, name), column, "max")
+            for column in (spec.event_time, spec.known_at)
+            if column is not None
+        ]
+        days = [d for d in days if d is not None]
+        if days:
+            out[name] = max(days).normalize()
+    return out
 
 
-def _newest_event(tbl: pa.Table, spec: Table) -> list[pd.Timestamp]:
-    """The newest event time and known_at among a table's accepted rows (none when it has no rows)."""
+def _newest_event(tbl: pa.Table, spec: Table) -> pd.Timestamp | None:
+    """The newest day of event time or known_at among a table's accepted rows (None without rows)."""
     out = []
     for column in (spec.event_time, spec.known_at):
         if column is not None and column in tbl.column_names and tbl.num_rows:
             top = pc.max(tbl.column(column)).as_py()
             if top is not None:
                 out.append(pd.Timestamp(top))
-    return out
+    return max(out).normalize() if out else None
 
 
 def _settle_updates(
-    updates: _HeldUpdates, warehouse: Path, stored_end: pd.Timestamp | None, export_end: pd.Timestamp | None
+    updates: _HeldUpdates,
+    warehouse: Path,
+    stored_end: pd.Timestamp | None,
+    export_end: pd.Timestamp | None,
+    tables: list[str],
 ) -> None:
-    """Store held archive changes, unless this export's events end before the warehouse's did: then the
-    export is older than the state stored (a month replayed after the next one), and its archive rows would
-    reopen closed accounts and move stations back, so they are quarantined (`warehouse_conflict`)."""
+    """Store held archive changes, unless this export's events end before the stored events of the same
+    ``tables`` did: then the export is older than the state stored (a month replayed after the next one),
+    and its archive rows would reopen closed accounts and move stations back, so they are quarantined
+    (`warehouse_conflict`). An export of archive tables alone carries no date to compare: its changes are
+    stored."""
     spec, part, n = updates.spec, updates.part, updates.rows.num_rows
     if stored_end is None or export_end is None or export_end >= stored_end:
         merged, kinds, _ = _upsert(_stored(warehouse, spec), updates.rows, spec)
@@ -507,10 +529,10 @@ def _settle_updates(
         return
     values, sources = _originals(updates.read_again())
     message = (
-        f"({', '.join(spec.primary_key)}) is stored from later data: the warehouse's events run to "
-        f"{stored_end.date()}, this export's to {export_end.date()}, so its {spec.name} rows are older than "
-        "the stored ones and would undo later changes (a closed account, a station move); ingest the newer "
-        "export again, or change the stored row on purpose"
+        f"({', '.join(spec.primary_key)}) is stored from later data: the warehouse's {', '.join(tables)} "
+        f"run to {stored_end.date()}, this export's to {export_end.date()}, so its {spec.name} rows are "
+        "older than the stored ones and would undo later changes (a closed account, a station move); ingest "
+        "the newer export again, or change the stored row on purpose"
     )
     records = quarantine_frame(
         values.iloc[updates.positions],
@@ -535,16 +557,28 @@ def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+def _lacking(files: list[ReadFile], spec: Table) -> dict[str, np.ndarray]:
+    """For each contract column some file lacks, which rows of the stacked files came from such a file."""
+    out = {}
+    for column in spec.column_names:
+        if any(column not in mapped.columns for _, mapped in files):
+            out[column] = np.concatenate(
+                [np.full(len(mapped), column not in mapped.columns) for _, mapped in files]
+            )
+    return out
+
+
 def _upsert(
-    stored: pa.Table, accepted: pa.Table, spec: Table, absent: list[str] | None = None
+    stored: pa.Table, accepted: pa.Table, spec: Table, absent: dict[str, np.ndarray] | None = None
 ) -> tuple[pa.Table, np.ndarray, pa.Table]:
     """Merge accepted rows into the stored table by primary key.
 
     Returns the new table, per accepted row NEW, UPDATED, UNCHANGED or CONFLICT, and the accepted rows as
-    merged (with the stored values of ``absent`` columns). Only the key columns
+    merged (with stored values where ``absent`` marks a column the row's file lacks). Only the key columns
     of the stored table become pandas; rows are compared `COMPARE_ROWS` at a time. A column the export does
-    not have (``absent``: an optional one, read as empty) says nothing about a stored row: its stored values
-    stay (an export without 户名 or 销户日期 once erased every name and reopened every closed account).
+    not have (``absent``, per accepted row: an optional one, read as empty) says nothing about a stored row:
+    its stored values stay (an export without 户名 or 销户日期 once erased every name and reopened every
+    closed account).
     """
     kinds = np.full(accepted.num_rows, NEW, dtype=np.int8)
     if stored.num_rows == 0 or accepted.num_rows == 0:
@@ -555,7 +589,7 @@ def _upsert(
     pos = _positions(stored_keys, incoming, key, table=spec.name)
     matched = np.flatnonzero(pos >= 0)
     if absent and len(matched):
-        accepted = _keep_stored(accepted, stored, matched, pos[matched], absent)
+        accepted = _keep_stored(accepted, stored, pos, absent)
     same = _same_rows(accepted, matched, stored, pos[matched], spec.column_names)
     kinds[matched[same]] = UNCHANGED
     replaced = np.array([], dtype=np.int64)
@@ -586,19 +620,19 @@ def _upsert(
 
 
 def _keep_stored(
-    accepted: pa.Table, stored: pa.Table, rows: np.ndarray, stored_rows: np.ndarray, columns: list[str]
+    accepted: pa.Table, stored: pa.Table, pos: np.ndarray, absent: dict[str, np.ndarray]
 ) -> pa.Table:
-    """``accepted`` with the stored values of ``columns`` in its rows ``rows`` (stored at ``stored_rows``)."""
-    at = np.zeros(accepted.num_rows, dtype=np.int64)
-    at[rows] = stored_rows
-    mask = np.zeros(accepted.num_rows, dtype=bool)
-    mask[rows] = True
-    for name in columns:
-        kept = stored.column(name).take(pa.array(at)).cast(accepted.schema.field(name).type)
-        column = pc.if_else(pa.array(mask), kept, accepted.column(name))
-        accepted = accepted.set_column(
-            accepted.schema.get_field_index(name), accepted.schema.field(name), column
-        )
+    """``accepted`` with the stored values (row ``pos``, -1 for none) where ``absent`` marks the column as one
+    the row's file lacks."""
+    at = pa.array(np.maximum(pos, 0))
+    for name, lacking in absent.items():
+        keep = lacking & (pos >= 0)
+        if not keep.any():
+            continue
+        field = accepted.schema.field(name)
+        kept = stored.column(name).take(at).cast(field.type)
+        column = pc.if_else(pa.array(keep), kept, accepted.column(name))
+        accepted = accepted.set_column(accepted.schema.get_field_index(name), field, column)
     return accepted
 
 

@@ -365,7 +365,7 @@ def test_an_older_export_replayed_after_a_newer_one_does_not_undo_its_changes(tm
     assert replay.tables["areas"].quarantined == 1 and replay.tables["bills"].unchanged == 3
     record = read_quarantine(wh, "customers").iloc[-1]
     assert record["customer_id"] == "C2" and record["_rule"] == "warehouse_conflict"
-    assert "events run to 2024-03-03, this export's to 2024-02-03" in record["_message"]
+    assert "bills run to 2024-03-03, this export's to 2024-02-03" in record["_message"]
     # The newer export again, and a later one that changes a row, still update as before.
     assert ingest(february, wh, now="2024-03-12").tables["customers"].unchanged == 3
     march = tmp_path / "mar"
@@ -374,6 +374,25 @@ def test_an_older_export_replayed_after_a_newer_one_does_not_undo_its_changes(tm
     later = ingest(march, wh, now="2024-04-05")
     assert later.tables["customers"].updated == 1 and later.tables["customers"].balanced
     assert read_table(wh, "customers").set_index("customer_id").loc["C3", "name"] == "某店（新）"
+
+
+def test_a_current_archive_beside_a_lagging_event_table_is_not_an_old_export(tmp_path: Path):
+    wh = tmp_path / "wh"
+    inspections = "检查编号,户号,检查时间,检查结果,追补电量\nI1,C1,2024-01-15 10:00:00,normal,0\n"
+    january = export(tmp_path / "jan")  # bills to 2024-02-03
+    write(january, "用电检查.csv", inspections)
+    ingest(january, wh, now="2024-02-05")
+    # This month's archive with the inspection system's export, a few weeks behind the bills: compared with
+    # the stored bills (2024-02-03) it looked old, and the closure was quarantined.
+    today = tmp_path / "today"
+    closed = CUSTOMERS.replace("户名\n", "户名,销户日期\n").replace("某厂\n", "某厂,2024-02-04\n")
+    write(today, "客户档案.csv", closed.replace("张三\n", "张三,\n").replace("某店\n", "某店,\n"))
+    write(today, "用电检查.csv", inspections)
+    report = ingest(today, wh, now="2024-02-05")
+    assert report.tables["customers"].updated == 1 and report.quarantined == 0
+    assert read_table(wh, "customers").set_index("customer_id").loc["C2", "close_date"] == pd.Timestamp(
+        "2024-02-04"
+    )
 
 
 def test_a_column_the_export_lacks_keeps_the_stored_values(tmp_path: Path):
@@ -397,6 +416,21 @@ def test_a_column_the_export_lacks_keeps_the_stored_values(tmp_path: Path):
     assert customers["name"].tolist() == ["张三", "某厂", "某店"]
     assert customers.loc["C2", "close_date"] == pd.Timestamp("2024-01-20")
     assert read_table(wh, "bills")["kwh_peak"].tolist() == [40.0, 40.0, 40.0]
+    # The same in a table split in parts of which only one lacks the columns (monthly parts differ): the
+    # rows of that part erased their names (250 of 500) and reopened their closed accounts.
+    parts = tmp_path / "parts"
+    header, *rows = CUSTOMERS.splitlines()
+    write(parts, "客户档案_第1部分.csv", "\n".join([header, rows[0]]) + "\n")
+    write(
+        parts,
+        "客户档案_第2部分.csv",
+        "\n".join(line.rsplit(",", 1)[0] for line in [header, *rows[1:]]) + "\n",
+    )
+    report = ingest(parts, wh, now="2024-02-05")
+    assert report.tables["customers"].unchanged == 3 and report.quarantined == 0
+    customers = read_table(wh, "customers").set_index("customer_id")
+    assert customers["name"].tolist() == ["张三", "某厂", "某店"]
+    assert customers.loc["C2", "close_date"] == pd.Timestamp("2024-01-20")
     # A column the export has, even empty, is the export's word: an emptied name is stored as empty.
     write(lean, "客户档案.csv", CUSTOMERS.replace(",张三\n", ",\n"))
     assert ingest(lean, wh, now="2024-02-05").tables["customers"].updated == 1
