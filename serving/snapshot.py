@@ -148,17 +148,21 @@ def write_snapshot(
         )
         return path
     pointer = task_dir / f".{LATEST}.tmp"
-    pointer.write_text(str(path.resolve()) + "\n")
+    # The file's name, not its path: a home moved or mounted elsewhere (another volume, a container) still
+    # serves what `latest` named.
+    pointer.write_text(path.name + "\n")
     pointer.replace(task_dir / LATEST)
     logger.info("snapshot %s: %d rows -> %s", task, len(scores), path)
     return path
 
 
 def latest_path(root: Path, task: str) -> Path | None:
+    """The file `latest` names: a name in the task's folder, or (pointers written before) a whole path."""
     pointer = Path(root) / task / LATEST
     if not pointer.exists():
         return None
-    return Path(pointer.read_text().strip())
+    named = Path(pointer.read_text().strip())
+    return named if named.is_absolute() else (pointer.parent / named).resolve()
 
 
 def snapshot_meta(schema: pa.Schema) -> dict[str, str]:

@@ -97,6 +97,16 @@ def test_scoring_an_earlier_month_again_does_not_turn_the_service_back(package, 
     assert served_path(tmp_path, "arrears")[0] == later.resolve()
 
 
+def test_latest_survives_a_home_moved_elsewhere(package, tmp_path):
+    scores = score_frame(package, scoring_frame(30), MODEL)
+    write_snapshot(scores, tmp_path / "home" / "snapshots", "arrears", AS_OF)
+    write_snapshot(scores, tmp_path / "home" / "snapshots", "arrears", AS_OF - dt.timedelta(days=30))
+    (tmp_path / "home").rename(tmp_path / "mounted")  # another volume, a container's mount point
+    # The pointer held the old absolute path: the service fell back to the newest dated file and said so.
+    served, why = served_path(tmp_path / "mounted" / "snapshots", "arrears")
+    assert why is None and served == (tmp_path / "mounted" / "snapshots" / "arrears" / "2023-06-30.parquet")
+
+
 def test_an_empty_snapshot_keeps_its_model_and_date(package, tmp_path):
     scores = score_frame(package, scoring_frame(30).iloc[:0], MODEL)  # an empty population
     path = write_snapshot(scores, tmp_path, "arrears", AS_OF, model=MODEL)
