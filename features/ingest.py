@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.column_maps.mapping import ColumnMap
+from features.labels import event_table_ends
 from features.schema import ARCHIVE_TABLES, LOAD_ORDER, TABLES, Table
 from features.sources import (
     EXPORT_SUFFIXES,
@@ -192,7 +193,7 @@ def ingest(
 
     report = IngestReport(source=source, warehouse=warehouse, now=moment, now_declared=use_declared)
     report.skipped_files = _skipped(source, plan)
-    stored_ends = _stored_ends(warehouse)  # each stored event table's newest day, before this run
+    stored_ends = event_table_ends(warehouse)  # each stored event table's newest day, before this run
     held: list[_HeldUpdates] = []
     newest: dict[str, pd.Timestamp] = {}  # the export's newest accepted event day, table by table
     parents = {fk.table for spec in TABLES.values() for fk in spec.foreign_keys}
@@ -476,25 +477,6 @@ def _ingest_table(
         len(quarantined),
     )
     return _frame(merged) if parent else None
-
-
-def _stored_ends(warehouse: Path) -> dict[str, pd.Timestamp]:
-    """Each stored event table's newest day (event time or known_at, as `labels.data_end` reads them)."""
-    from features.labels import column_extreme
-
-    out = {}
-    for name, spec in TABLES.items():
-        if name in ARCHIVE_TABLES or not has_table(warehouse, name):
-            continue
-        days = [
-            column_extreme(table_path(warehouse, name), column, "max")
-            for column in (spec.event_time, spec.known_at)
-            if column is not None
-        ]
-        days = [d for d in days if d is not None]
-        if days:
-            out[name] = max(days).normalize()
-    return out
 
 
 def _newest_event(tbl: pa.Table, spec: Table) -> pd.Timestamp | None:

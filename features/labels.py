@@ -80,19 +80,28 @@ def data_end(warehouse: Path) -> pd.Timestamp:
     year there must not move every label window and the scoring date. Refuses a table without a column the
     contract requires (`check_contract_columns`): every command that reads a warehouse asks this first."""
     check_contract_columns(warehouse)
-    latest: list[pd.Timestamp] = []
+    ends = event_table_ends(warehouse)
+    if not ends:
+        raise LabelError(f"warehouse {warehouse} has no dated rows; run `gridrisk ingest` first")
+    return max(ends.values())
+
+
+def event_table_ends(warehouse: Path) -> dict[str, pd.Timestamp]:
+    """Each stored event table's newest calendar day of event time or known_at (tables without dated rows
+    are left out)."""
+    out = {}
     for spec in TABLES.values():
         if spec.name in ARCHIVE_TABLES or not has_table(warehouse, spec.name):
             continue
-        for column in (spec.event_time, spec.known_at):
-            if column is None:
-                continue
-            top = column_extreme(table_path(warehouse, spec.name), column, "max")
-            if top is not None:
-                latest.append(top)
-    if not latest:
-        raise LabelError(f"warehouse {warehouse} has no dated rows; run `gridrisk ingest` first")
-    return max(latest).normalize()
+        tops = [
+            column_extreme(table_path(warehouse, spec.name), column, "max")
+            for column in (spec.event_time, spec.known_at)
+            if column is not None
+        ]
+        dated = [top for top in tops if top is not None]
+        if dated:
+            out[spec.name] = max(dated).normalize()
+    return out
 
 
 def first_bill_issued(warehouse: Path) -> pd.Timestamp | None:
