@@ -42,9 +42,11 @@ from features.sources import (
 from features.validation import (
     DATE_ORDER_RULES,
     FUTURE_TOLERANCE,
+    LOCAL_TIMEZONE,
     ContractError,
     Rule,
     check_columns,
+    check_timezone,
     equal_rows,
     ingest_moment,
     quarantine_frame,
@@ -160,14 +162,17 @@ def ingest(
     column_map: Path | None = None,
     now: dt.datetime | str | None = None,
     progress: Callable[[str], None] | None = None,
+    timezone: str = LOCAL_TIMEZONE,
 ) -> IngestReport:
     """Load every contract-table export under ``source`` (a folder, or one file) into ``warehouse``.
 
     ``now`` is the moment of the ingest (default: the wall clock, UTC); set it to re-ingest an archive as of
-    the day it was exported. Raises ContractError before anything is written when a file is unusable as a
-    whole (unknown table, unreadable, wrong encoding, missing required column). ``progress`` receives a line
-    per step.
+    the day it was exported. A time written with its zone or UTC offset is stored as ``timezone``'s wall
+    clock (the warehouse's times are local). Raises ContractError before anything is written when a file is
+    unusable as a whole (unknown table, unreadable, wrong encoding, missing required column, unknown time
+    zone). ``progress`` receives a line per step.
     """
+    check_timezone(timezone)
     step = progress or (lambda _: None)
     source, warehouse = Path(source), Path(warehouse)
     moment = ingest_moment(now)  # one moment for every file of the run
@@ -220,6 +225,7 @@ def ingest(
             warehouse,
             part,
             moment,
+            timezone,
             parent=name in parents,
             hold_updates=held if stored_ends and name in ARCHIVE_TABLES else None,
             newest=newest,
@@ -364,6 +370,7 @@ def _ingest_table(
     warehouse: Path,
     part: TableReport,
     now: pd.Timestamp,
+    timezone: str,
     *,
     parent: bool,
     hold_updates: list[_HeldUpdates] | None = None,
@@ -384,7 +391,9 @@ def _ingest_table(
     if len(files) > 1 or files[0][0].sheets is not None:  # one label for all rows is validate's `source`
         frame = frame.assign(_source=sources)
     malformed = _stack([export.malformed.assign(_source=export.path.name) for export, _ in files])
-    result = validate(frame, spec.name, source=names[0], reference=reference, now=now, original=raw)
+    result = validate(
+        frame, spec.name, source=names[0], reference=reference, now=now, original=raw, timezone=timezone
+    )
     read = len(frame) + len(malformed)
     # Per accepted row, the contract columns its file lacks (monthly part files may differ in columns).
     absent = {c: lacking[result.accepted_positions] for c, lacking in _lacking(files, spec).items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -54,6 +55,11 @@ ROW_META = ("_row", "_source")
 # A date of something that has happened may run this far past the moment of the ingest: the exports' times are
 # local (China is UTC+8) while the ingest moment is UTC, and a daily reading is dated the day it covers.
 FUTURE_TOLERANCE = pd.Timedelta(days=1)
+
+# The warehouse keeps local wall-clock times, as the marketing system writes them. A time that carries its
+# zone (`2024-02-03T08:00:00+08:00`, `…Z`, a Parquet timestamp with a time zone, as Spark and Hive write them)
+# is brought to this zone's wall clock; `ingest --timezone` names another.
+LOCAL_TIMEZONE = "Asia/Shanghai"
 
 # Date-order rules as data: (later column, earlier column, message); a row breaks it when later < earlier.
 DATE_ORDER_RULES: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -149,6 +155,7 @@ def validate(
     now: dt.datetime | str | None = None,
     original: pd.DataFrame | None = None,
     chunk_rows: int | None = None,
+    timezone: str = LOCAL_TIMEZONE,
 ) -> ValidationResult:
     """Split an export of one contract table into accepted and quarantined rows.
 
@@ -162,8 +169,10 @@ def validate(
     may not be later (`FUTURE_TOLERANCE` allowed). ``original``, aligned with ``frame``, holds the export's
     own values before the column map translated them; quarantine records keep those.
     Rows are checked ``chunk_rows`` (default `CHUNK_ROWS`) at a time; keys are compared across all of them.
+    A time that carries a zone or UTC offset becomes the wall clock of ``timezone`` (`LOCAL_TIMEZONE`).
     Raises ContractError for file-level problems (missing required column, duplicated column names).
     """
+    zone = check_timezone(timezone)
     spec = _table_spec(table_name, source)
     rows = (
         frame["_row"].to_numpy(dtype="int64")
@@ -192,7 +201,7 @@ def validate(
     quarantined: list[tuple[np.ndarray, pd.DataFrame]] = []  # (positions, records)
     for start in range(0, max(len(data), 1), step):
         stop = min(start + step, len(data))
-        typed, checks = _row_checks(data.iloc[start:stop], spec, moment, parents, timed)
+        typed, checks = _row_checks(data.iloc[start:stop], spec, moment, parents, timed, zone)
         bad = np.zeros(stop - start, dtype=bool)
         for check in checks:
             bad |= check.mask
@@ -244,7 +253,7 @@ def validate(
 
 
 def _row_checks(
-    data: pd.DataFrame, spec: Table, now: pd.Timestamp, parents: _Parents, timed: dict[str, bool]
+    data: pd.DataFrame, spec: Table, now: pd.Timestamp, parents: _Parents, timed: dict[str, bool], zone: str
 ) -> tuple[pd.DataFrame, list[_Check]]:
     """Parse one chunk into contract columns and run every rule that reads a row on its own. ``timed`` is
     `timed_columns` of the whole export, so date-time cells in a text column read alike in every chunk."""
@@ -252,7 +261,7 @@ def _row_checks(
     parsed: dict[str, pd.Series] = {}
     for col in spec.columns:
         if col.name in data.columns:
-            values, col_checks = _parse_column(data[col.name], col, spec, timed.get(col.name))
+            values, col_checks = _parse_column(data[col.name], col, spec, zone, timed.get(col.name))
             checks.extend(col_checks)
         else:
             values = _empty_column(col, len(data))
@@ -333,6 +342,17 @@ def _empty_column(col: Column, n: int) -> pd.Series:
 # --- parsing -------------------------------------------------------------------------------------------
 
 
+def check_timezone(name: str) -> str:
+    """``name`` when it is an IANA time zone (``Asia/Shanghai``, ``UTC``); otherwise ContractError."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ContractError(
+            f"time zone {name!r} is unknown; name an IANA zone such as Asia/Shanghai or Asia/Urumqi"
+        ) from exc
+    return name
+
+
 def _map_uniques(values: pd.Series, convert: Callable[[pd.Index], pd.Series | np.ndarray]) -> pd.Series:
     """Apply ``convert`` to the distinct non-null values only (exports repeat values: the fast path)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -392,7 +412,7 @@ def _scalar_text(value: object) -> str:
 
 
 def _parse_column(
-    raw: pd.Series, col: Column, spec: Table, timed: bool | None = None
+    raw: pd.Series, col: Column, spec: Table, zone: str, timed: bool | None = None
 ) -> tuple[pd.Series, list[_Check]]:
     raw = raw.reset_index(drop=True)
     checks: list[_Check] = []
@@ -411,7 +431,7 @@ def _parse_column(
         checks.append(_Check(col.name, Rule.UNPARSEABLE, f"{col.name}: not a number", unparseable))
     else:
         kind = "date" if col.dtype == pa.date32() else "time"
-        values, unparseable = _parse_when(raw, date_only=kind == "date")
+        values, unparseable = _parse_when(raw, zone, date_only=kind == "date")
         message = (
             f"{col.name}: not a {kind} (expected YYYY-MM-DD{' HH:MM:SS' if kind == 'time' else ''}, "
             "YYYYMMDD, YYYYMM or an Excel date)"
@@ -524,7 +544,8 @@ def _present(raw: pd.Series) -> np.ndarray:
 
 _YMD = re.compile(
     r"^(?P<year>\d{4})[-/.年](?P<month>\d{1,2})[-/.月](?P<day>\d{1,2})日?"
-    r"(?:[ T](?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<frac>\d{1,6}))?)?)?$"
+    r"(?:[ T](?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<frac>\d{1,6}))?)?"
+    r" ?(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?)?$"  # ISO 8601's offset from UTC, after a time of day only
 )
 _COMPACT = re.compile(
     r"^(?P<year>\d{4})(?P<month>\d{2})(?:(?P<day>\d{2})(?:(?P<hour>\d{2})(?P<minute>\d{2})(?P<second>\d{2})?)?)?$"
@@ -533,19 +554,22 @@ _YEAR_MONTH = re.compile(r"^(?P<year>\d{4})[-/.年](?P<month>\d{1,2})月?$")
 _SERIAL = re.compile(r"^\d{1,5}(?:\.\d+)?$")
 
 
-def _parse_when(raw: pd.Series, *, date_only: bool) -> tuple[pd.Series, np.ndarray]:
+def _parse_when(raw: pd.Series, zone: str, *, date_only: bool) -> tuple[pd.Series, np.ndarray]:
     """Dates and times from ISO or Chinese text, compact digits (YYYYMMDD[HHMMSS], YYYYMM), Excel serials
-    and real date cells; anything else is unparseable."""
+    and real date cells, as wall-clock times of ``zone``; anything else is unparseable."""
+    convert = partial(_times_from_uniques, zone=zone)
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        values = raw.dt.tz_localize(None) if getattr(raw.dt, "tz", None) is not None else raw
+        values = (
+            raw.dt.tz_convert(zone).dt.tz_localize(None) if getattr(raw.dt, "tz", None) is not None else raw
+        )
         values = pd.Series(values.to_numpy(dtype="datetime64[us]"))
         present = values.notna().to_numpy()
     elif isinstance(raw.dtype, pd.StringDtype):
         text = to_text(raw)
-        values = _map_uniques(text, _times_from_uniques).astype("datetime64[us]")
+        values = _map_uniques(text, convert).astype("datetime64[us]")
         present = text.notna().to_numpy()
     else:
-        values = _map_uniques(raw, _times_from_uniques).astype("datetime64[us]")
+        values = _map_uniques(raw, convert).astype("datetime64[us]")
         present = _present(raw)
     unparseable = present & values.isna().to_numpy()
     if date_only:
@@ -555,7 +579,7 @@ def _parse_when(raw: pd.Series, *, date_only: bool) -> tuple[pd.Series, np.ndarr
     return values, unparseable
 
 
-def _times_from_uniques(uniques: pd.Index) -> np.ndarray:
+def _times_from_uniques(uniques: pd.Index, zone: str) -> np.ndarray:
     out = np.full(len(uniques), np.datetime64("NaT"), dtype="datetime64[us]")
     items = list(uniques)
     stamps = [
@@ -565,24 +589,26 @@ def _times_from_uniques(uniques: pd.Index) -> np.ndarray:
         i for i, v in enumerate(items) if isinstance(v, int | float | np.number) and not isinstance(v, bool)
     ]
     for i in stamps:
-        out[i] = pd.Timestamp(items[i]).tz_localize(None).to_datetime64().astype("datetime64[us]")
+        stamp = pd.Timestamp(items[i])
+        stamp = stamp.tz_convert(zone).tz_localize(None) if stamp.tz is not None else stamp
+        out[i] = stamp.to_datetime64().astype("datetime64[us]")
     if numbers:
-        out[numbers] = _times_from_numbers(np.array([float(items[i]) for i in numbers]))
+        out[numbers] = _times_from_numbers(np.array([float(items[i]) for i in numbers]), zone)
     rest = sorted(set(range(len(items))) - set(stamps) - set(numbers))
     if rest:
         text = pd.Series([str(items[i]).strip() for i in rest], dtype="str")
-        out[rest] = _times_from_text(text)
+        out[rest] = _times_from_text(text, zone)
     return out
 
 
-def _times_from_numbers(numbers: np.ndarray) -> np.ndarray:
+def _times_from_numbers(numbers: np.ndarray, zone: str) -> np.ndarray:
     out = np.full(len(numbers), np.datetime64("NaT"), dtype="datetime64[us]")
     serial = _serials(numbers)
     out[serial] = _from_serial(numbers[serial])
     whole = np.isfinite(numbers) & (numbers == np.floor(numbers)) & ~serial
     if whole.any():
         digits = pd.Series(numbers[whole].astype("int64").astype(str), dtype="str")
-        out[whole] = _times_from_text(digits)
+        out[whole] = _times_from_text(digits, zone)
     return out
 
 
@@ -598,7 +624,7 @@ def _from_serial(serials: np.ndarray) -> np.ndarray:
     return pd.DatetimeIndex(stamps).round("ms").to_numpy(dtype="datetime64[us]")
 
 
-def _times_from_text(text: pd.Series) -> np.ndarray:
+def _times_from_text(text: pd.Series, zone: str) -> np.ndarray:
     out = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
     todo = np.ones(len(text), dtype=bool)
     for pattern in (_YMD, _COMPACT, _YEAR_MONTH):
@@ -622,13 +648,38 @@ def _times_from_text(text: pd.Series) -> np.ndarray:
         if "frac" in parts:
             fields["us"] = parts["frac"].fillna("0").str.ljust(6, "0").astype("float64")
         idx = np.flatnonzero(todo)[hit]
-        out[idx] = pd.to_datetime(fields, errors="coerce").to_numpy(dtype="datetime64[us]")
+        stamps = pd.to_datetime(fields, errors="coerce").to_numpy(dtype="datetime64[us]")
+        if "offset" in parts and parts["offset"].notna().any():
+            stamps = _to_zone(stamps, parts["offset"].to_numpy(dtype=object), zone)
+        out[idx] = stamps
         todo[idx] = False
     serial = todo & text.str.fullmatch(_SERIAL).to_numpy(dtype=bool, na_value=False)
     if serial.any():
         numbers = text[serial].astype("float64").to_numpy()
         days = _serials(numbers)
         out[np.flatnonzero(serial)[days]] = _from_serial(numbers[days])
+    return out
+
+
+def _to_zone(wall: np.ndarray, offsets: np.ndarray, zone: str) -> np.ndarray:
+    """Times written with an offset from UTC (``Z``, ``+08:00``, ``-0500``, ``+08``) as ``zone``'s wall clock;
+    an offset beyond ±14:00 or with 60 minutes or more makes the time unreadable (NaT)."""
+    given = np.array([isinstance(o, str) for o in offsets])
+    text = pd.Series(offsets[given], dtype="str").replace("Z", "+00:00")
+    digits = text.str.replace(r"[^0-9]", "", regex=True).str.ljust(4, "0")
+    hours = digits.str[:2].astype("int64").to_numpy()
+    minutes = digits.str[2:4].astype("int64").to_numpy()
+    sign = np.where(text.str.startswith("-").to_numpy(), -1, 1)
+    utc = pd.Series(wall[given]) - pd.to_timedelta(sign * (hours * 60 + minutes), unit="min")
+    local = (
+        utc.dt.tz_localize("UTC")
+        .dt.tz_convert(zone)
+        .dt.tz_localize(None)
+        .to_numpy(dtype="datetime64[us]", copy=True)
+    )
+    local[(hours > 14) | (minutes >= 60)] = np.datetime64("NaT")
+    out = wall.copy()
+    out[given] = local
     return out
 
 

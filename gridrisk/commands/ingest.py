@@ -1,4 +1,5 @@
-"""CLI for the ingest stage: `gridrisk ingest SOURCE --warehouse WH [--column-map FILE] [--now WHEN]`.
+"""CLI for the ingest stage: `gridrisk ingest SOURCE --warehouse WH [--column-map FILE] [--now WHEN]
+[--timezone ZONE]`.
 
 The work happens in `features/ingest.py`; this module parses options and prints the summary."""
 
@@ -30,6 +31,12 @@ def ingest_command(
         help="the moment of the ingest, YYYY-MM-DD[THH:MM:SS] UTC (default: the clock); dates of things that "
         "have happened may not be later (+1 day). Set it to re-ingest an archive as of its export day",
     ),
+    timezone: str = typer.Option(
+        "Asia/Shanghai",
+        "--timezone",
+        help="the warehouse's local time zone (IANA name): a time written with a UTC offset (…+08:00, …Z) or "
+        "a Parquet timestamp with a zone is stored as this zone's wall clock; times without one are local",
+    ),
     contract: bool = typer.Option(
         False, "--contract", help="print the data contract with the default Chinese headers, then exit"
     ),
@@ -58,7 +65,9 @@ def ingest_command(
             raise ContractError("no SOURCE given; pass an export file or a folder of them")
         target = warehouse if warehouse is not None else load_settings().warehouse_path
         with console.status(f"ingesting {source} into {target}") as status:
-            report = ingest(source, target, column_map=column_map, now=now, progress=status.update)
+            report = ingest(
+                source, target, column_map=column_map, now=now, progress=status.update, timezone=timezone
+            )
     except (ContractError, WarehouseError) as exc:
         errors.print(f"[red]ingest refused:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc

@@ -521,6 +521,31 @@ def test_a_wrong_column_map_exits_2(tmp_path: Path):
     assert result.exit_code == 2 and "table bills has no column 'kwh_total'" in result.output
 
 
+def test_timezone_option_converts_offset_times_and_refuses_an_unknown_zone(tmp_path: Path):
+    zoned = BILLS.replace("2024-02-03 08:00:00", "2024-02-03T00:00:00Z")
+    result = run(export(tmp_path, bills=zoned), "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert (read_table(tmp_path / "wh", "bills")["known_at"] == pd.Timestamp("2024-02-03 08:00")).all()
+
+    result = run(export(tmp_path, bills=zoned), "--warehouse", tmp_path / "utc", "--timezone", "UTC")
+    assert result.exit_code == 0, result.output
+    assert (read_table(tmp_path / "utc", "bills")["known_at"] == pd.Timestamp("2024-02-03 00:00")).all()
+
+    result = run(export(tmp_path), "--warehouse", tmp_path / "bad", "--timezone", "Beijing")
+    assert result.exit_code == 2 and "time zone 'Beijing' is unknown" in result.output
+    assert not (tmp_path / "bad").exists()  # refused before anything was read or written
+
+
+def test_the_cli_default_zone_is_the_library_default():
+    import inspect
+
+    from features.validation import LOCAL_TIMEZONE
+    from gridrisk.commands.ingest import ingest_command
+
+    assert inspect.signature(ingest_command).parameters["timezone"].default.default == LOCAL_TIMEZONE
+    assert inspect.signature(ingest).parameters["timezone"].default == LOCAL_TIMEZONE
+
+
 def test_cli_summary_balances(tmp_path: Path):
     src = export(tmp_path, bills=BILLS + "C1,202402,-4,1,2024-03-03,2024-03-20,2024-03-03 08:00:00\n")
     result = run(src, "--warehouse", tmp_path / "wh")

@@ -325,6 +325,54 @@ def test_a_date_column_refuses_a_time_of_day():
     assert rules(result) == [(2, "due_date", "unparseable")]
 
 
+def test_times_with_a_utc_offset_are_stored_as_local_wall_clock():
+    # ISO 8601 with an offset, as a web or Java export writes it; the warehouse keeps Beijing wall clock.
+    frame = bills(
+        customer_id=["C1", "C2", "C3", "C4", "C5", "C6"],
+        period=["2024-01-01"] * 6,
+        kwh=["1"] * 6,
+        amount_due=["1"] * 6,
+        issue_date=["2024-02-03"] * 6,
+        due_date=["2024-02-20"] * 6,
+        known_at=[
+            "2024-02-03T08:00:00+08:00",
+            "2024-02-03T00:00:00Z",
+            "2024-02-03 08:00:00 +0800",
+            "2024-02-02T19:00:00-05:00",
+            "2024-02-03T08:00:00+15:00",  # no zone is 15 hours from UTC
+            "2024-02-03T08:00:00+08:60",
+        ],
+    )
+    result = validate(frame, "bills")
+    assert result.accepted["known_at"].tolist() == [pd.Timestamp("2024-02-03 08:00")] * 4
+    assert rules(result) == [(5, "known_at", "unparseable"), (6, "known_at", "unparseable")]
+    # Another zone's wall clock when the warehouse is kept in it.
+    utc = validate(frame.iloc[:4], "bills", timezone="UTC").accepted["known_at"]
+    assert utc.tolist() == [pd.Timestamp("2024-02-03 00:00")] * 4
+
+
+def test_zoned_parquet_timestamps_are_converted_before_the_date_rule():
+    # Spark and Hive store instants in UTC: a due date at Beijing midnight reads back as 16:00 the day before.
+    accepted = validate(bills(), "bills").accepted
+    zoned = accepted.assign(
+        due_date=(accepted["due_date"] - pd.Timedelta(hours=8)).dt.tz_localize("UTC"),
+        known_at=accepted["known_at"].dt.tz_localize("Asia/Shanghai").dt.tz_convert("UTC"),
+    )
+    again = validate(zoned, "bills")
+    assert again.quarantined.empty, again.quarantined["_message"].tolist()
+    pd.testing.assert_frame_equal(again.accepted, accepted)
+    # Kept as UTC wall clock, the due date would carry 16:00 and be refused by the date rule.
+    assert rules(validate(zoned, "bills", timezone="UTC")) == [
+        (1, "due_date", "unparseable"),
+        (2, "due_date", "unparseable"),
+    ]
+
+
+def test_an_unknown_time_zone_is_a_contract_error():
+    with pytest.raises(ContractError, match="time zone 'Beijing' is unknown; name an IANA zone"):
+        validate(bills(), "bills", timezone="Beijing")
+
+
 def test_typed_parquet_frames_pass_unchanged():
     accepted = validate(bills(), "bills").accepted
     again = validate(accepted, "bills")
