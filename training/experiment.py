@@ -841,7 +841,7 @@ def _register_and_gate(
             )
             return _record_decision(client, task, decision, {})
     rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
-    decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task)
+    decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task=task)
     return _record_decision(client, task, decision, {"registered_version": str(version.version)})
 
 

@@ -170,7 +170,8 @@ def decide(
     gate: GateConfig,
     primary_metric: str,
     rule: GateScores | None = None,
-    task: str = "T",
+    *,
+    task: str,
 ) -> GateDecision:
     """The promotion rule, on numbers measured on the same test window:
     primary >= champion's primary + margin, and ROC-AUC >= champion's ROC-AUC - tolerance.

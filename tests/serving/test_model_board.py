@@ -60,7 +60,9 @@ class Store:
             champion = GateScores(
                 str(aliases[CHAMPION]), held["test_precision_at_5pct"], held["test_roc_auc"]
             )
-        decision = decide(GateScores(version, primary, roc_auc), champion, GATE, "precision_at_5pct")
+        decision = decide(
+            GateScores(version, primary, roc_auc), champion, GATE, "precision_at_5pct", task="arrears"
+        )
         apply_decision(self.client, "arrears", decision)
         return version
 

@@ -21,7 +21,7 @@ GATE = GateConfig(primary_margin=0.01, auc_tolerance=0.005)
 
 
 def test_first_model_becomes_champion() -> None:
-    decision = decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct")
+    decision = decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct", task="arrears")
     assert decision.promote and decision.reason == "no champion yet"
 
 
@@ -39,7 +39,7 @@ def test_first_model_becomes_champion() -> None:
 def test_without_a_champion_the_rule_is_the_floor(challenger: GateScores, promote: bool) -> None:
     # A first model is served unless the rule the teams use today beats it on both numbers (same window).
     rule = GateScores("rule", 0.10, 0.65)
-    decision = decide(challenger, None, GATE, "precision_at_5pct", rule, "suspension")
+    decision = decide(challenger, None, GATE, "precision_at_5pct", rule, task="suspension")
     assert decision.promote is promote
     assert decision.reason.startswith("no champion yet") and "vs the rule 0.1000" in decision.reason
     assert decision.tags()["gate.champion_version"] == "none"
@@ -58,12 +58,19 @@ def test_a_number_the_rule_lacks_is_not_lost_on() -> None:
     # A rule that ranks nobody apart (all ties) can have an undefined metric.
     nan = float("nan")
     weak = GateScores("1", 0.01, 0.51)
-    assert decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", nan, 0.9)).promote
-    assert decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", 0.5, nan)).promote
-    assert not decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", 0.5, 0.9)).promote
+    assert decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", nan, 0.9), task="arrears").promote
+    assert decide(weak, None, GATE, "precision_at_5pct", GateScores("rule", 0.5, nan), task="arrears").promote
+    assert not decide(
+        weak, None, GATE, "precision_at_5pct", GateScores("rule", 0.5, 0.9), task="arrears"
+    ).promote
     # The first model's own undefined number is not "as good as the rule": it cannot be compared.
     undefined = decide(
-        GateScores("1", nan, nan), None, GATE, "precision_at_5pct", GateScores("rule", 0.1, 0.6)
+        GateScores("1", nan, nan),
+        None,
+        GATE,
+        "precision_at_5pct",
+        GateScores("rule", 0.1, 0.6),
+        task="arrears",
     )
     assert not undefined.promote and "cannot be compared" in undefined.reason
 
@@ -80,7 +87,7 @@ def test_a_number_the_rule_lacks_is_not_lost_on() -> None:
 )
 def test_challenger_against_champion(challenger: GateScores, promote: bool, why: str) -> None:
     champion = GateScores("1", 0.30, 0.80)
-    decision = decide(challenger, champion, GATE, "precision_at_5pct")
+    decision = decide(challenger, champion, GATE, "precision_at_5pct", task="arrears")
     assert decision.promote is promote
     assert why in decision.reason
     assert "champion v1" in decision.reason  # the numbers and the version compared are in the logged reason
@@ -122,10 +129,14 @@ def aliases(client) -> dict[str, str]:
 def test_the_gate_tags_the_champion_it_replaces(tracking, tmp_path) -> None:
     uri, _ = tracking
     client = registry_with_versions(uri, tmp_path, 1)
-    apply_decision(client, "arrears", decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct"))
+    apply_decision(
+        client, "arrears", decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct", task="arrears")
+    )
     assert aliases(client) == {CHAMPION: "1", CHALLENGER: "1"}  # the newest version holds both
     assert add_version(client, tmp_path) == "2"
-    better = decide(GateScores("2", 0.4, 0.8), GateScores("1", 0.3, 0.8), GATE, "precision_at_5pct")
+    better = decide(
+        GateScores("2", 0.4, 0.8), GateScores("1", 0.3, 0.8), GATE, "precision_at_5pct", task="arrears"
+    )
     apply_decision(client, "arrears", better)
     assert aliases(client) == {CHAMPION: "2", CHALLENGER: "2"}
     v1 = client.get_model_version(model_name("arrears"), "1").tags
@@ -136,9 +147,13 @@ def test_the_gate_tags_the_champion_it_replaces(tracking, tmp_path) -> None:
 def test_promote_and_roll_back_the_challenger(tracking, tmp_path) -> None:
     uri, _ = tracking
     client = registry_with_versions(uri, tmp_path, 1)
-    apply_decision(client, "arrears", decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct"))
+    apply_decision(
+        client, "arrears", decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct", task="arrears")
+    )
     assert add_version(client, tmp_path) == "2"
-    kept = decide(GateScores("2", 0.3, 0.8), GateScores("1", 0.3, 0.8), GATE, "precision_at_5pct")
+    kept = decide(
+        GateScores("2", 0.3, 0.8), GateScores("1", 0.3, 0.8), GATE, "precision_at_5pct", task="arrears"
+    )
     apply_decision(client, "arrears", kept)
     assert aliases(client) == {CHAMPION: "1", CHALLENGER: "2"}
 
