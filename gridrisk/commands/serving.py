@@ -195,6 +195,7 @@ def keys_create(
         )
     settings = _serving_settings()
     try:
+        supply_unit = _pinned_supply_units(settings.warehouse_path, station, supply_unit)
         plaintext, record = create_key(settings.keys_path, role, station, supply_unit, note)
     except KeyStoreError as exc:
         typer.echo(str(exc), err=True)
@@ -204,6 +205,29 @@ def keys_create(
     typer.echo(plaintext)
     for warning in _unknown_scope(settings.warehouse_path, record.stations, record.supply_units):
         typer.echo(f"warning: {warning}", err=True)
+
+
+def _pinned_supply_units(warehouse: Path, stations: list[str], supply_units: list[str]) -> list[str]:
+    """The supply units a key scoped by station name covers. A station name is not unique in a province
+    (many counties have a 城关供电所), and a key by name alone would see every county's station of that name,
+    names and phones included: a name the warehouse has in several supply units needs --supply-unit, and a
+    name in one is pinned to that unit, so a same-named station added later stays outside the key."""
+    from features.sources import has_table, read_table
+    from serving.errors import KeyStoreError
+
+    if not stations or supply_units or not has_table(warehouse, "areas"):
+        return supply_units
+    areas = read_table(warehouse, "areas", columns=["station", "supply_unit"]).dropna().astype(str)
+    units = areas.groupby("station")["supply_unit"].agg(lambda u: sorted(set(u)))
+    known = [s for s in stations if s in units.index]
+    shared = [s for s in known if len(units[s]) > 1]
+    if shared:
+        named = "; ".join(f"{s!r} is in {', '.join(units[s])}" for s in shared)
+        raise KeyStoreError(
+            f"station names are not unique in warehouse {warehouse}: {named}. A key by station name alone "
+            "would see each of them; add --supply-unit U with the collector's own supply unit"
+        )
+    return sorted({u for s in known for u in units[s]})
 
 
 def _unknown_scope(warehouse: Path, stations: list[str], supply_units: list[str]) -> list[str]:

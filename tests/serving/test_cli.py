@@ -199,6 +199,41 @@ def test_a_key_for_a_station_the_warehouse_lacks_is_made_with_a_warning(env, tmp
     assert code == 0 and "warning" not in output
 
 
+def test_a_station_name_two_supply_units_share_needs_the_unit(env, tmp_path, monkeypatch):
+    from features.sources import write_table
+    from serving.access import read_keys
+
+    warehouse = tmp_path / "wh"
+    areas = {
+        "area_id": ["A1", "A2", "A3"],
+        "station": ["城关供电所", "城关供电所", "良渚供电所"],
+        "supply_unit": ["国网余杭区供电公司", "国网萧山区供电公司", "国网余杭区供电公司"],
+    }
+    write_table(warehouse, "areas", pd.DataFrame({**areas, "transformer_kva": [400.0, 630.0, 400.0]}))
+    monkeypatch.setenv("GRIDRISK_WAREHOUSE", str(warehouse))
+    # By name alone the key saw both counties' 城关供电所, names and phones included.
+    code, output = run("keys", "create", "--role", "collector", "--station", "城关供电所")
+    said = " ".join(output.split())
+    assert code == 2 and "'城关供电所' is in 国网余杭区供电公司, 国网萧山区供电公司" in said
+    assert "add --supply-unit" in said and not (env / "keys.json").exists()
+    code, _ = run(
+        "keys",
+        "create",
+        "--role",
+        "collector",
+        "--station",
+        "城关供电所",
+        "--supply-unit",
+        "国网萧山区供电公司",
+    )
+    assert code == 0
+    # A name in one supply unit is pinned to it: a same-named station added later stays outside the key.
+    code, output = run("keys", "create", "--role", "collector", "--station", "良渚供电所")
+    assert code == 0 and "良渚供电所, 国网余杭区供电公司" in output
+    scopes = sorted((r.stations, r.supply_units) for r in read_keys(env / "keys.json").values())
+    assert scopes == [(["城关供电所"], ["国网萧山区供电公司"]), (["良渚供电所"], ["国网余杭区供电公司"])]
+
+
 def test_mlflow_download_bars_stay_out_of_command_output(env, monkeypatch):
     from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 
