@@ -290,17 +290,21 @@ def amount_at_stake(task: str, features: dict[str, np.ndarray]) -> np.ndarray:
     arrears: the open balance at T plus the expected next bill (mean of the last 3 bills);
     suspension: the basic charge not billed over the horizon, on the capacity not already reduced;
     theft: kWh missing against the same 6 months last year × the customer's own price (6-month horizon).
+    Never below 0: a credit re-issue (a negative bill) or a balance in the customer's favour puts nothing at
+    stake, and a negative stake would rank the customer below those with nothing owed.
     """
     f = {k: np.nan_to_num(np.asarray(v, dtype=np.float64)) for k, v in features.items() if k in _STAKE_INPUTS}
     if task == "arrears":
-        return f["payments_outstanding_yuan"] + f["bills_amount_due_mean_3m_yuan"]
-    if task == "suspension":
+        stake = f["payments_outstanding_yuan"] + f["bills_amount_due_mean_3m_yuan"]
+    elif task == "suspension":
         months = HORIZON_DAYS["suspension"] / 30.4375
         billed_kva = f["archive_capacity_kva"] * (1.0 - f["events_reduced_capacity_pct"] / 100.0)
-        return billed_kva * BASIC_CHARGE_YUAN_PER_KVA_MONTH * months
-    if task == "theft":
-        return f["bills_kwh_drop_6m_yoy_kwh"] * f["bills_price_yuan_per_kwh_12m"]
-    raise LabelError(f"task {task!r} is unknown; the tasks are {', '.join(TASKS)}")
+        stake = billed_kva * BASIC_CHARGE_YUAN_PER_KVA_MONTH * months
+    elif task == "theft":
+        stake = f["bills_kwh_drop_6m_yoy_kwh"] * f["bills_price_yuan_per_kwh_12m"]
+    else:
+        raise LabelError(f"task {task!r} is unknown; the tasks are {', '.join(TASKS)}")
+    return np.maximum(stake, 0.0)
 
 
 _STAKE_INPUTS = {

@@ -164,6 +164,16 @@ def test_amounts_for_arrears_add_the_open_balance_and_next_bill():
     np.testing.assert_allclose(labels.amount_at_stake("arrears", f), [400.0, 50.0])
 
 
+def test_a_credit_puts_nothing_at_stake():
+    # A new customer whose only bill was credited (a re-issue with a negative amount_due) showed −82,993 元
+    # at stake, and a negative expected loss below every customer who owes nothing.
+    f = {
+        "payments_outstanding_yuan": np.array([-82_993.0, -500.0, 1_000.0]),
+        "bills_amount_due_mean_3m_yuan": np.array([-82_993.0, 300.0, -400.0]),
+    }
+    np.testing.assert_allclose(labels.amount_at_stake("arrears", f), [0.0, 0.0, 600.0])
+
+
 @pytest.mark.parametrize("statistics", [True, False])
 def test_column_extremes_come_from_the_footer_or_the_column_alike(tmp_path: Path, statistics: bool):
     import pyarrow as pa
