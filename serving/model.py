@@ -19,6 +19,10 @@ import pandas as pd
 from features.feature_sets import FeatureDoc
 
 PACKAGE_FILE = "package.json"
+# An isotonic calibrator's flat steps are tilted by at most this much (`training.calibrate`), so the booster's
+# order still decides who is visited first. Probabilities this close are one level: they share a band and a
+# percentile, or two customers shown at the same 6.6 % would fall either side of a band's threshold.
+TIE_BREAK = 1e-6
 BOOSTER_FILE = "booster.txt"
 
 
@@ -154,15 +158,16 @@ class PackagedModel:
     def band(self, p: np.ndarray) -> np.ndarray:
         names = sorted(self.bands, key=lambda name: self.bands[name], reverse=True)
         out = np.full(len(p), "low", dtype=object)
+        level = np.asarray(p, dtype=np.float64) + TIE_BREAK
         for name in reversed(names):
-            out[p >= self.bands[name]] = name
+            out[level >= self.bands[name]] = name
         return out
 
     def percentile(self, p: np.ndarray) -> np.ndarray:
         if not self.score_quantiles:
             return np.full(len(p), np.nan)
         q = np.asarray(self.score_quantiles)
-        return np.searchsorted(q, p, side="right") / len(q) * 100.0
+        return np.searchsorted(q, np.asarray(p, dtype=np.float64) + TIE_BREAK, side="right") / len(q) * 100.0
 
     def reason_text(self, feature: str, value: Any, lang: str) -> str:
         template = self.reasons.get(feature)

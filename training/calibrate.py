@@ -9,11 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serving.model import Calibrator
+from serving.model import TIE_BREAK, Calibrator
 from training.tasks import TrainingError
 
 EPS = 1e-12
-TIE_BREAK = 1e-6
 
 
 def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: str) -> Calibrator:

@@ -86,3 +86,33 @@ def test_transfer_check_drops_a_correction_that_belongs_to_one_period() -> None:
 def test_transfer_check_needs_two_blocks() -> None:
     with pytest.raises(TrainingError, match="at least two validation blocks"):
         transfer_check(blocks_of(calibrated, seeds=(1,)), "isotonic")
+
+
+def test_one_isotonic_step_is_one_band_and_one_percentile() -> None:
+    # An isotonic step holds many customers at one shown probability; the tie-break tilts the step by under
+    # 1e-6, and the band threshold, a quantile of the test window, can land inside it. Three customers shown
+    # at 6.6 % came out two 高 and one 中, at percentiles 95.05 and 94.06.
+    from serving.model import PackagedModel
+    from training.fit import Bands
+
+    raw, y = overconfident()
+    calibrator = fit_calibrator(raw[:10000], y[:10000], "isotonic")
+    test = calibrator.apply(raw[10000:])
+    bands = Bands.from_scores(test)
+    package = PackagedModel(
+        task="arrears",
+        booster=None,
+        spec=None,  # type: ignore[arg-type]
+        calibrator=calibrator,
+        bands=bands.as_dict(),
+        score_quantiles=[float(q) for q in np.quantile(test, np.linspace(0, 1, 101))],
+    )
+    straddled = 0
+    for shown in np.unique(np.round(test, 8)):  # one isotonic step: the same probability to 8 places
+        step = test[np.round(test, 8) == shown]
+        if len(step) < 2:
+            continue
+        straddled += bool(step.min() < bands.high <= step.max() or step.min() < bands.medium <= step.max())
+        assert len(set(package.band(step))) == 1, shown
+        assert len(set(package.percentile(step))) == 1, shown
+    assert straddled  # a threshold did land inside a step, or this test would prove nothing
