@@ -32,6 +32,15 @@ def _doc(family: str, unit: str, zh: str, en: str, negative: tuple[str, str] | N
     return FeatureDoc(family=family, unit=unit, zh=zh, en=en, zh_negative=zh_neg, en_negative=en_neg)
 
 
+# Features that state one fact twice: with every bill paid late, payments_days_before_due_mean_90d = −32
+# reads 「近90天账单平均逾期 32 天缴清」 beside payments_days_late_mean_90d = 32,
+# 「近90天账单平均逾期 32 天」.
+# A row's reasons show the stronger of a pair only; the other's contribution stays in the rest.
+RESTATED: tuple[tuple[str, str], ...] = (
+    ("payments_days_late_mean_90d", "payments_days_before_due_mean_90d"),
+    ("payments_days_late_mean_365d", "payments_days_before_due_mean_365d"),
+)
+
 FEATURE_DOCS: dict[str, FeatureDoc] = {
     # -- archive ---------------------------------------------------------------------------------------------
     "archive_usage_category": _doc("archive", "category", "用电类别：{value}", "usage category: {value}"),

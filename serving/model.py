@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.feature_sets import FeatureDoc
+from features.feature_sets import RESTATED, FeatureDoc
 
 PACKAGE_FILE = "package.json"
 # An isotonic calibrator's flat steps are tilted by at most this much (`training.calibrate`), so the booster's
@@ -155,6 +155,18 @@ class PackagedModel:
         extra = {"num_threads": num_threads} if num_threads else {}
         return np.asarray(self.booster.predict(X, pred_contrib=True, **extra))
 
+    def reason_magnitude(self, contributions: np.ndarray) -> np.ndarray:
+        """|contribution| per feature column, the order reasons are picked in; of two features that state
+        one fact (`RESTATED`), the weaker is put last (-1) in each row, so a row never shows both."""
+        magnitude = np.abs(contributions)
+        names = self.spec.names
+        for a, b in RESTATED:
+            if a in names and b in names:
+                i, j = names.index(a), names.index(b)
+                weaker = np.where(magnitude[:, i] >= magnitude[:, j], j, i)
+                magnitude[np.arange(len(magnitude)), weaker] = -1.0
+        return magnitude
+
     def band(self, p: np.ndarray) -> np.ndarray:
         names = sorted(self.bands, key=lambda name: self.bands[name], reverse=True)
         out = np.full(len(p), "low", dtype=object)
@@ -202,7 +214,7 @@ class PackagedModel:
         contrib = self.contributions(X) if contrib is None else contrib
         feats = contrib[:, :-1]
         k = min(k, feats.shape[1])
-        top = np.argsort(-np.abs(feats), axis=1)[:, :k]
+        top = np.argsort(-self.reason_magnitude(feats), axis=1, kind="stable")[:, :k]
         out: list[list[Reason]] = []
         for r in range(len(X)):
             row = []

@@ -14,15 +14,18 @@ import numpy as np
 from serving.model import PackagedModel
 
 
-def top_k(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k(
+    contributions: np.ndarray, k: int, magnitude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Column indices (n, k) of the largest |contribution| per row, largest first, and those contributions.
 
-    `contributions` holds feature columns only (no base value). argpartition keeps this O(n * features),
-    so picking reasons costs a small fraction of computing them.
+    `contributions` holds feature columns only (no base value); ``magnitude`` (default: their absolute
+    values) is the order to pick in (`PackagedModel.reason_magnitude`). argpartition keeps this
+    O(n * features), so picking reasons costs a small fraction of computing them.
     """
     n, m = contributions.shape
     k = min(k, m)
-    magnitude = np.abs(contributions)
+    magnitude = np.abs(contributions) if magnitude is None else magnitude
     if k < m:
         candidates = np.argpartition(magnitude, m - k, axis=1)[:, m - k :]
     else:

@@ -44,7 +44,7 @@ def explain(package: PackagedModel, X: np.ndarray, k: int) -> Explanation:
     contrib = package.contributions(X, num_threads=1 if len(X) <= SINGLE_THREAD_ROWS else None)
     margin = contrib.sum(axis=1)
     probability = package.calibrator.apply(1.0 / (1.0 + np.exp(-margin)))
-    idx, top = top_k(contrib[:, :-1], k)
+    idx, top = top_k(contrib[:, :-1], k, package.reason_magnitude(contrib[:, :-1]))
     number, label = decode_values(package, idx, np.take_along_axis(X, idx, axis=1))
     return Explanation(
         probability=probability,

@@ -49,6 +49,20 @@ def test_top_k_with_more_reasons_than_features():
     assert vals.tolist() == [[-0.5, 0.2, 0.1]]
 
 
+def test_a_row_never_shows_one_fact_twice():
+    # Every bill paid 32 days late: 「近90天账单平均逾期 32 天」 and 「近90天账单平均逾期 32 天缴清」
+    # were both among the top three reasons of half the high-band arrears customers. The stronger is shown.
+    from serving.model import Calibrator, FeatureSpec, PackagedModel
+
+    names = ["payments_days_late_mean_90d", "payments_days_before_due_mean_90d", "a", "b"]
+    package = PackagedModel("arrears", None, FeatureSpec(names), Calibrator("none"))
+    contrib = np.array([[0.9, 0.8, 0.1, 0.05], [0.3, -0.7, 0.2, 0.1], [0.01, 0.02, 0.5, 0.4]])
+    idx, vals = top_k(contrib, 3, package.reason_magnitude(contrib))
+    assert idx[:, :2].tolist() == [[0, 2], [1, 2], [2, 3]]
+    assert vals[:, :2].tolist() == [[0.9, 0.1], [-0.7, 0.2], [0.5, 0.4]]
+    assert idx[0, 2] != 1 and idx[1, 2] != 0  # the weaker of the pair only fills a slot nothing else can
+
+
 def test_top_reasons_of_the_package_agree_with_explain(package):
     X = package.spec.matrix(feature_frame(20, seed=13))
     ex = explain(package, X, k=3)
