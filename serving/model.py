@@ -309,7 +309,10 @@ def pyfunc_class() -> type:
             X = self.package.spec.matrix(model_input)
             margin = self.package.raw_margin(X)
             prob = self.package.calibrator.apply(1.0 / (1.0 + np.exp(-margin)))
-            return pd.DataFrame({"probability": prob, "raw_margin": margin})
+            # On the input's own index: `frame.assign(probability=out["probability"])` on a filtered or
+            # reordered frame lined up by position gave NaN or another customer's score.
+            index = model_input.index if isinstance(model_input, pd.DataFrame) else None
+            return pd.DataFrame({"probability": prob, "raw_margin": margin}, index=index)
 
     return GridriskPyfunc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -151,6 +152,13 @@ def test_run_logs_metrics_dataset_plots_and_a_servable_package(store, frame, fea
     out = pyfunc.predict(frame[features].head(5))
     assert list(out.columns) == ["probability", "raw_margin"] and out["probability"].between(0, 1).all()
     assert pyfunc.metadata.signature is not None
+    # Scores keep the input's index, so a filtered or reordered frame takes each customer's own score back.
+    picked = frame[features].iloc[[4, 0, 2]]
+    again = pyfunc.predict(picked)
+    assert again.index.tolist() == picked.index.tolist()
+    np.testing.assert_array_equal(
+        picked.assign(p=again["probability"])["p"].to_numpy(), out["probability"].to_numpy()[[4, 0, 2]]
+    )
 
 
 def test_a_registered_model_loads_by_uri_whatever_the_global_store(store, tmp_path: Path) -> None:
