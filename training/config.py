@@ -20,7 +20,8 @@ MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")  # "2022-13" would pass \d{2} and
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are refused: `lambda_l2 = inf` trained a constant model (ROC-AUC 0.5) and registered it.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class AsOfRange(Strict):
@@ -65,13 +66,13 @@ class SplitConfig(Strict):
     validation_dates: int = Field(default=3, ge=1, description="holdout only")
     folds: int = Field(default=3, ge=2, le=12, description="purged_kfold only")
     test_dates: int = Field(default=3, ge=1)
-    gap_days: int | None = Field(default=None, ge=0)
+    gap_days: int | None = Field(default=None, ge=0, le=3650)  # ten years; more overflows the date arithmetic
 
 
 class LightGBMConfig(Strict):
     learning_rate: float = Field(default=0.05, gt=0, le=1)
-    num_leaves: int = Field(default=15, ge=2)
-    max_depth: int = Field(default=5, description="-1 = unlimited")
+    num_leaves: int = Field(default=15, ge=2, le=131072)  # LightGBM's own ceiling
+    max_depth: int = Field(default=5, ge=-1, description="-1 = unlimited")
     min_child_samples: int = Field(default=40, ge=1)
     feature_fraction: float = Field(default=0.8, gt=0, le=1)
     bagging_fraction: float = Field(default=0.8, gt=0, le=1)
@@ -83,8 +84,12 @@ class LightGBMConfig(Strict):
     )
     num_boost_round: int = Field(default=400, ge=1)
     early_stopping_rounds: int = Field(default=40, ge=1)
-    num_threads: int = Field(default=2, ge=1, description="fixed so results do not depend on the machine")
-    seed: int = 42
+    # 100,000 threads crashed the process (a segfault) and left its MLflow run RUNNING for good.
+    num_threads: int = Field(
+        default=2, ge=1, le=1024, description="fixed so results do not depend on the machine"
+    )
+    # LightGBM's seeds are C ints, and the logistic baseline's may not be negative.
+    seed: int = Field(default=42, ge=0, le=2**31 - 1)
 
 
 class SearchConfig(Strict):
@@ -124,8 +129,9 @@ class EvaluationConfig(Strict):
 class GateConfig(Strict):
     """Challenger -> champion only if primary >= champion's + margin and AUC >= champion's - tolerance."""
 
-    primary_margin: float = Field(default=0.005, ge=0)
-    auc_tolerance: float = Field(default=0.005, ge=0)
+    # Both metrics are shares: a margin above 1 could never be met, so no challenger would ever be promoted.
+    primary_margin: float = Field(default=0.005, ge=0, le=1)
+    auc_tolerance: float = Field(default=0.005, ge=0, le=1)
 
 
 class SampleConfig(Strict):

@@ -98,10 +98,14 @@ def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Ti
     if config.as_of.max_dates is not None:
         dates = dates[-config.as_of.max_dates :]
     if not dates:
+        auto = config.as_of.start == "auto"
+        fix = "move as_of.start earlier or lower as_of.history_months"
+        if config.as_of.end != "latest" and pd.Period(config.as_of.end, "M") < pd.Period(start, "M"):
+            origin = " (the first billing month + as_of.history_months)" if auto else ""
+            fix = f"as_of.end {config.as_of.end} is before the first as-of month {start}{origin}; move it"
         raise TrainingError(
             f"no as-of month from {start} to {end} is fully observed in warehouse {warehouse} "
-            f"(latest labelable as-of {latest.date()}); "
-            "move as_of.start earlier or lower as_of.history_months"
+            f"(latest labelable as-of {latest.date()}); {fix}"
         )
     return dates
 

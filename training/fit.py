@@ -87,14 +87,21 @@ class TaskModel:
         rounds = max((len(v) for v in self.evals_.get("validation", {}).values()), default=0)
         self.round_cap_reached_ = rounds >= cap and self.best_iteration_ > cap - patience
         if self.round_cap_reached_:
+            advice = "raise num_boost_round (or learning_rate) in the config"
+            if patience >= cap:  # the best tree may have come early: a higher cap alone is not the fix
+                advice = (
+                    f"early_stopping_rounds = {patience} is not below num_boost_round = {cap}, so early "
+                    "stopping never could end the fit: lower early_stopping_rounds (e.g. 40), and raise "
+                    "num_boost_round only if the best tree is near its end"
+                )
             logger.warning(
                 "%s: the tree cap ended the fit, not early stopping: the best of lightgbm.num_boost_round = "
-                "%d trees was tree %d, fewer than early_stopping_rounds = %d before the end; raise "
-                "num_boost_round (or learning_rate) in the config",
+                "%d trees was tree %d, fewer than early_stopping_rounds = %d before the end; %s",
                 self.task,
                 cap,
                 self.best_iteration_,
                 patience,
+                advice,
             )
         # Keep only the trees up to the best iteration so serving (and pred_contrib) never sees the rest.
         self.booster_ = lightgbm.Booster(

@@ -110,6 +110,17 @@ def local_tracking_store(uri: str) -> tuple[Path, ...]:
     return ()
 
 
+def uri_without_credentials(uri: str) -> str:
+    """A server URI as it may be printed: no user, password or query (a token)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def tracking_server_or_exit(settings: Any) -> None:
     """Refuse at once a tracking server that does not answer (exit 2): MLflow's client retries for minutes
     before it gives up (4 min against a closed port, measured), and `train` would build the training set
@@ -120,16 +131,13 @@ def tracking_server_or_exit(settings: Any) -> None:
     import socket
     import urllib.error
     import urllib.request
-    from urllib.parse import urlsplit, urlunsplit
+    from urllib.parse import urlsplit
 
     uri = settings.tracking_uri
     if not uri.startswith(("http://", "https://")):
         return
     parts = urlsplit(uri)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
-    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    shown = uri_without_credentials(uri)
     request = urllib.request.Request(shown.rstrip("/") + "/health")
     if parts.username is not None:
         token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()

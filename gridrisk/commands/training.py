@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from gridrisk.commands import tracking_server_or_exit
+from gridrisk.commands import tracking_server_or_exit, uri_without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +107,18 @@ def train(
         lambda cfg, wh, text, progress: _train_one(cfg, wh, settings, progress, text),
         _print_report,
     )
-    console.print(f"Runs and models: [bold]mlflow ui --backend-store-uri {settings.tracking_uri}[/bold]")
+    console.print(f"Runs and models: [bold]{escape(where_to_see_runs(settings.tracking_uri))}[/bold]")
     if failed:
         console.print(f"[red]not trained:[/red] {', '.join(failed)} (errors above)")
         raise typer.Exit(1)
+
+
+def where_to_see_runs(tracking_uri: str) -> str:
+    """A tracking server is opened in a browser; a local store through `mlflow ui` (which refuses an http URI
+    as its backend store)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{uri_without_credentials(tracking_uri)} (the tracking server's own page)"
+    return f"mlflow ui --backend-store-uri {tracking_uri}"
 
 
 def _each_task(

@@ -47,6 +47,17 @@ def test_warehouse_override_wins(tmp_path: Path) -> None:
         # A gap shorter than the label window was found only when the split was made: after the training
         # set had been built, minutes on a province.
         ('task = "theft"\n[split]\ngap_days = 30\n', "split.gap_days = 30 is shorter than the theft label"),
+        # Accepted by the config, then a traceback mid-run (the baseline's seed, LightGBM's leaf ceiling, a
+        # date overflow) or a segfault that left the MLflow run RUNNING (100,000 threads).
+        ('task = "arrears"\n[lightgbm]\nseed = -1\n', "lightgbm.seed"),
+        ('task = "arrears"\n[lightgbm]\nseed = 99999999999\n', "lightgbm.seed"),
+        ('task = "arrears"\n[lightgbm]\nnum_leaves = 200000\n', "lightgbm.num_leaves"),
+        ('task = "arrears"\n[lightgbm]\nnum_threads = 100000\n', "lightgbm.num_threads"),
+        ('task = "arrears"\n[split]\ngap_days = 100000\n', "split.gap_days"),
+        # A constant model (ROC-AUC 0.5) registered; a margin no metric can reach.
+        ('task = "arrears"\n[lightgbm]\nlambda_l2 = inf\n', "lightgbm.lambda_l2"),
+        ('task = "arrears"\n[lightgbm]\nscale_pos_weight = nan\n', "lightgbm.scale_pos_weight"),
+        ('task = "arrears"\n[gate]\nprimary_margin = 5\n', "gate.primary_margin"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, text: str, where: str) -> None:
@@ -104,6 +115,12 @@ def test_auto_start_follows_the_warehouse_not_the_calendar(tmp_path: Path, gener
     assert resolve_as_of_dates(capped, generated_dir) == dates[-4:]
     fixed = default_config("arrears", as_of={"start": "2022-06"})
     assert resolve_as_of_dates(fixed, generated_dir)[0] == pd.Timestamp("2022-06-30")
+    # An end before the automatic start is the end's fault (the message said "move as_of.start earlier").
+    early = default_config("arrears", as_of={"end": "2012-06"})
+    with pytest.raises(
+        TrainingError, match=r"as_of.end 2012-06 is before the first as-of month 2021-07 \(the"
+    ):
+        resolve_as_of_dates(early, generated_dir)
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainingError, match="no bills table"):
         first_billing_month(tmp_path / "empty")

@@ -78,6 +78,10 @@ def test_a_tree_cap_that_stops_training_before_early_stopping_does_is_said(
         fast = LightGBMConfig(num_boost_round=cap, early_stopping_rounds=50, learning_rate=0.3, num_threads=1)
         capped = TaskModel("arrears", features, fast).fit(train, validation)
         assert capped.best_iteration_ < cap and capped.round_cap_reached_, (cap, capped.best_iteration_)
+    # Patience at least the cap: early stopping never could act, and raising the cap is not the fix.
+    assert (
+        "early_stopping_rounds = 50 is not below num_boost_round = 40, so early stopping never" in caplog.text
+    )
     config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 3})
     split, train, validation, _ = split_frame(frame, task_spec("arrears"), config)
     tight = LightGBMConfig(num_boost_round=3, early_stopping_rounds=10, learning_rate=0.01, num_threads=1)

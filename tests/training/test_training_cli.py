@@ -392,3 +392,14 @@ def test_the_tracking_probe_stops_only_for_a_server_that_is_not_there(capsys: py
         tracking_server_or_exit(settings(f"http://ops:s3cret@127.0.0.1:{closed}"))
     said = capsys.readouterr().err
     assert f"http://127.0.0.1:{closed} (MLFLOW_TRACKING_URI) does not answer" in said and "s3cret" not in said
+
+
+def test_where_to_see_the_runs_is_an_address_for_a_server() -> None:
+    from gridrisk.commands.training import where_to_see_runs
+
+    # `mlflow ui --backend-store-uri http://…` fails (a server is no backend store); the page is the address.
+    said = where_to_see_runs("http://ops:s3cret@127.0.0.1:5917/?token=abc")
+    assert said.startswith("http://127.0.0.1:5917/ ") and "s3cret" not in said and "token" not in said
+    assert (
+        where_to_see_runs("sqlite:////h/mlflow.db") == "mlflow ui --backend-store-uri sqlite:////h/mlflow.db"
+    )
