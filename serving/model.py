@@ -337,7 +337,7 @@ def load_packaged_model(
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        name, version = _model_reference(model_uri, client)
+        name, version = model_reference(model_uri, client)
         artifact_uri = client.get_model_version_download_uri(name, version)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=artifact_uri,
@@ -348,7 +348,7 @@ def load_packaged_model(
     return PackagedModel.load(Path(local) / "artifacts" / "package")
 
 
-def _model_reference(model_uri: str, client: Any) -> tuple[str, str]:
+def model_reference(model_uri: str, client: Any) -> tuple[str, str]:
     """(name, version) of ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
     ref = model_uri.removeprefix("models:/").strip("/")
     if "@" in ref:

@@ -829,11 +829,19 @@ def _register_and_gate(
     )
     champion_scores = None
     if champion is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            package = load_packaged_model(
-                f"models:/{model_name(task)}/{champion.version}", Path(tmp), tracking_uri
-            )
         try:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    package = load_packaged_model(
+                        f"models:/{model_name(task)}/{champion.version}", Path(tmp), tracking_uri
+                    )
+                except Exception as exc:  # moved or deleted artifacts, a package of another gridrisk
+                    why = f"{type(exc).__name__}: {str(exc)[:300]}"
+                    raise TrainingError(
+                        f"champion v{champion.version}'s model cannot be loaded, so the challenger cannot be "
+                        f"compared with it ({why}); `gridrisk promote --task {task} --version "
+                        f'{version.version} --reason "…"` serves the challenger'
+                    ) from exc
             champion_scores = gate_scores(package, champion.version, test, spec, config.evaluation)
         except TrainingError as exc:
             decision = GateDecision(
@@ -843,7 +851,7 @@ def _register_and_gate(
                 challenger,
                 GateScores(str(champion.version), float("nan"), float("nan")),
             )
-            return _record_decision(client, task, decision, {})
+            return _record_decision(client, task, decision, {"registered_version": str(version.version)})
     rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
     decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task=task)
     return _record_decision(client, task, decision, {"registered_version": str(version.version)})
@@ -918,7 +926,14 @@ def _log_tables(test: pd.DataFrame, scorers: list[Scored], metrics: dict[str, di
     mlflow.log_text(json.dumps(metrics, indent=1, default=float), "tables/test_metrics.json")
 
 
-def _log_dataset(frame: pd.DataFrame, features: list[str], source: str, spec: TaskSpec, digest: str) -> None:
+def _log_dataset(
+    frame: pd.DataFrame,
+    features: list[str],
+    source: str,
+    spec: TaskSpec,
+    digest: str,
+    context: str = "training",
+) -> None:
     """Log the training set as an MLflow dataset input: name, source, schema and our content digest.
 
     A metadata dataset, because `mlflow.data.from_pandas` re-hashes and profiles the whole frame (seconds at
@@ -941,7 +956,7 @@ def _log_dataset(frame: pd.DataFrame, features: list[str], source: str, spec: Ta
         digest=digest,
         schema=schema,
     )
-    mlflow.log_input(dataset, context="training")
+    mlflow.log_input(dataset, context=context)
 
 
 def _log_package(package: PackagedModel, train: pd.DataFrame) -> str:
@@ -1005,9 +1020,11 @@ def evaluate_model(
     the numbers as an evaluation run in the task's experiment."""
     import mlflow
 
-    from serving.model import load_packaged_model
+    from serving.model import load_packaged_model, model_reference
 
     spec = task_spec(config.task)
+    # The version behind an alias now: the run names it, and an alias moved meanwhile changes nothing.
+    name, version = model_reference(model_uri, client_for(tracking_uri))
     progress("training set", 0.0)
     frame = load_training_frame(config, Path(warehouse), progress)
     frame = frame.assign(as_of=pd.to_datetime(frame["as_of"]).astype("datetime64[ns]"))
@@ -1015,7 +1032,7 @@ def evaluate_model(
     progress("fit", None)
     mlflow.set_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        package = load_packaged_model(model_uri, Path(tmp), tracking_uri)
+        package = load_packaged_model(f"models:/{name}/{version}", Path(tmp), tracking_uri)
     missing = [n for n in package.spec.names if n not in test.columns]
     if missing:
         raise TrainingError(
@@ -1034,6 +1051,7 @@ def evaluate_model(
         config.evaluation,
         truth if truth.exists() else None,
     )
+    fingerprint = data_fingerprint(frame)
     experiment_id = ensure_experiment(tracking_uri, experiment_name(spec.task.value), artifact_root)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate-{spec.task.value}") as run:
         mlflow.set_tags(
@@ -1041,10 +1059,13 @@ def evaluate_model(
                 "gridrisk.kind": "evaluation",
                 "task": spec.task.value,
                 "model_uri": model_uri,
+                "model_version": version,
                 "data_source": str(warehouse),
+                "data_fingerprint": fingerprint,
                 **split.summary(),
             }
         )
+        _log_dataset(frame, package.spec.names, str(warehouse), spec, fingerprint, context="evaluation")
         _log_metrics(metrics, segments, {})
     return EvaluationReport(
         spec.task.value, model_uri, run.info.run_id, spec.primary_metric, split, metrics, segments

@@ -288,6 +288,11 @@ def promote(tracking_uri: str, task: str, version: str, reason: str, user: str =
     previous_version = str(previous.version) if previous is not None else "none"
     at = _now()
     target_version = str(target.version)
+    if previous_version == target_version:  # retagging would overwrite the record of the real promotion
+        raise TrainingError(
+            f"version {target_version} is already the champion of {name}; nothing to promote (its promotion "
+            "tags keep how it got there)"
+        )
     client.set_registered_model_alias(name, CHAMPION, target_version)
     if previous is not None:
         _record_replaced(client, name, previous_version, target_version, "override", reason, at)

@@ -75,6 +75,11 @@ def test_train_twice_reproduces_metrics_then_evaluate_and_promote(
     evaluation = client.search_runs([experiment.experiment_id], "tags.`gridrisk.kind` = 'evaluation'")[0]
     # Scoring the registered champion on the same window reproduces the training run's test numbers.
     assert evaluation.data.metrics["test_roc_auc"] == pytest.approx(metrics[0]["test_roc_auc"], abs=1e-12)
+    # The run names the version the alias pointed at, and the data, as a training run does.
+    tags = evaluation.data.tags
+    assert tags["model_uri"] == "models:/gridrisk-arrears@champion" and tags["model_version"] == "1"
+    assert tags["data_fingerprint"] == runs[0].data.tags["data_fingerprint"]
+    assert [d.dataset.digest for d in evaluation.inputs.dataset_inputs] == [tags["data_fingerprint"]]
 
     absent = invoke("promote", "--task", "arrears", "--version", "7", "--reason", "drill")
     assert absent.exit_code == 2 and "has no version '7'; its versions are 1, 2" in absent.output

@@ -94,8 +94,29 @@ def test_gate_promotes_refuses_and_is_overridden(store) -> None:
     assert override_run.data.tags["gridrisk.kind"] == "promotion-override"
     with pytest.raises(TrainingError, match="no version '9'"):
         promote(uri, "arrears", "9", "typo")
+    # Promoting the champion again overwrote promotion.previous_champion ("2") with itself ("1").
+    with pytest.raises(TrainingError, match="version 1 is already the champion of gridrisk-arrears"):
+        promote(uri, "arrears", "1", "again")
+    assert client.get_model_version(model_name("arrears"), "1").tags["promotion.previous_champion"] == "2"
     with pytest.raises(TrainingError, match="reason"):
         promote(uri, "arrears", "2", "  ")
+
+
+def test_a_champion_whose_files_are_gone_is_a_refusal_not_a_crash(frame, features, tmp_path: Path) -> None:
+    """A home moved or restored elsewhere leaves the champion's artifacts behind: the gate said "unexpected
+    error, a defect to report", and the new version kept `challenger` with no gate decision recorded."""
+    import shutil
+
+    tracking = (f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts")
+    first = run(frame, features, tracking, num_leaves=2, num_boost_round=3)
+    assert first.gate.promote
+    shutil.rmtree(tmp_path / "mlartifacts")
+    second = run(frame, features, tracking, num_leaves=2, num_boost_round=3)
+    assert not second.gate.promote and second.version == "2"
+    assert "champion v1's model cannot be loaded" in second.gate.reason
+    assert "gridrisk promote --task arrears --version 2" in second.gate.reason
+    tags = client_for(tracking[0]).get_model_version(model_name("arrears"), "2").tags
+    assert tags["gate.decision"] == "refused" and tags["gate.champion_version"] == "1"
 
 
 def test_run_logs_metrics_dataset_plots_and_a_servable_package(store, frame, features, tmp_path) -> None:
@@ -141,7 +162,7 @@ def test_run_logs_metrics_dataset_plots_and_a_servable_package(store, frame, fea
         "plots/shap_summary.png",
         "plots/importance.png",
     } <= artifact_paths
-    assert str(artifacts) in mlflow.get_experiment(report.experiment_id).artifact_location
+    assert str(artifacts) in client.get_experiment(report.experiment_id).artifact_location
 
     mlflow.set_tracking_uri(uri)
     package = load_packaged_model(f"models:/{model_name('arrears')}/{report.version}", tmp_path / "package")
