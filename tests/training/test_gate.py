@@ -182,3 +182,24 @@ def test_promote_and_roll_back_the_challenger(tracking, tmp_path) -> None:
         "tags.`gridrisk.kind` = 'promotion-override'",
     )
     assert sorted(r.data.tags["promotion.reason"] for r in runs) == ["rollback", "use November's model"]
+
+
+def test_a_champion_fitted_on_the_test_window_is_named() -> None:
+    # A challenger trained with an earlier as_of.end is tested on the champion's own validation dates: the
+    # champion had seen those outcomes and won, with no word that the comparison favoured it.
+    import pandas as pd
+
+    from training.experiment import fitted_into
+
+    test = pd.DataFrame({"as_of": pd.to_datetime(["2022-06-30", "2022-07-31", "2022-08-31"])})
+    holdout = {"as_of_train": ["2021-07-31", "2022-02-28"], "as_of_validation": ["2022-06-30", "2022-08-31"]}
+    said = fitted_into(holdout, test)
+    assert (
+        said is not None and "fitted on as-of dates up to 2022-08-31" in said and "starts 2022-06-30" in said
+    )
+    purged = {
+        "as_of_train": ["2021-07-31", "2022-02-28"],
+        "as_of_validation": "purged 3-fold over as_of_train",
+    }
+    assert fitted_into(purged, test) is None  # learned only from dates before the window
+    assert fitted_into({}, test) is None  # a package from before these records
