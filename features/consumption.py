@@ -90,11 +90,12 @@ def bills_zero_kwh_run_months(kwh: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(kwh[:, 0]), np.nan, w.trailing_run(zero))
 
 
-def bills_kwh_repeat_months_12m(kwh: np.ndarray) -> np.ndarray:
+def bills_kwh_repeat_months_12m(kwh: np.ndarray, copied: np.ndarray) -> np.ndarray:
     """Months of the last 12 billed the same kWh as the month before (within 0.1 %): real use never repeats
-    to the kWh; a meter or reading that reports a fixed figure does (估抄, attack h5's flat profile)."""
+    to the kWh; a meter or reading that reports a fixed figure does (估抄, attack h5's flat profile). The two
+    halves of a two-monthly bill are one reading, not a repeat (`copied`: the month a bill was spread to)."""
     now, before = kwh[:, :11], kwh[:, 1:12]
-    pairs = np.where(np.isnan(now) | np.isnan(before), np.nan, now)
+    pairs = np.where(np.isnan(now) | np.isnan(before) | (copied[:, 1:12] == 1), np.nan, now)
     with np.errstate(invalid="ignore"):
         same = (np.abs(now - before) <= REPEAT_TOLERANCE * before) & (before >= ZERO_KWH)
     return w.count_where(same, pairs, min_count=3)
@@ -222,7 +223,7 @@ def compute(at: AsOf) -> dict[str, np.ndarray]:
     bills = at.bills
     part = at.part
     last_month = np.where(bills.last >= 0, part.month0 + bills.last, np.nan)
-    inputs: dict[str, object] = {name: bills.lagged(name) for name in (*BILL_MEASURES, "versions")}
+    inputs: dict[str, object] = {name: bills.lagged(name) for name in (*BILL_MEASURES, "versions", "copied")}
     inputs["months_since_last"] = at.month - last_month
     inputs["history_months"] = w.count(bills.values["kwh"])
     capacity = part.customers.get("contract_capacity_kva")

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 # Bump when a feature's definition changes without its name changing, so models trained before are told apart.
-DEFINITIONS_REVISION = 1
+DEFINITIONS_REVISION = 2  # 2: a two-monthly customer's bills are spread over the months they cover
 
 
 @dataclass(frozen=True)

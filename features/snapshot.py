@@ -33,6 +33,13 @@ FLOAT32_MEASURES = {
     ),
     "readings": ("kwh",),
 }
+# A customer read every other month (双月抄表) gets one bill per two months, holding both months' use. Its
+# bills are spread over the month they cover without a bill of their own, for the measures that add up over
+# a month, so monthly windows, year-on-year changes and the 台区's monthly loss see every month (they were
+# NaN, or counted two months as one). Money owed (amount_due) stays on the bill: bills are what is due.
+SPREAD_MEASURES = ("kwh", "kwh_peak", "kwh_valley", "energy_charge", "basic_charge")
+CYCLE_GAPS = 6  # a customer's latest gaps between visible bills decide its cycle
+CYCLE_SHARE = 0.8  # two-monthly when at least this share of them are two months
 BILL_MEASURES = (
     "kwh",
     "kwh_peak",
@@ -335,16 +342,37 @@ class BillCells:
         self._shape = (part.n, part.n_months)
         self.last = np.full(part.n, -1, dtype=np.int64)  # grid column of each customer's latest visible bill
         np.maximum.at(self.last, self._ci, self._mi)
+        self._spread = _spread_cells(self._ci, self._mi, _open_months(part))
         self._matrices: dict[str, np.ndarray] = {}
         self._lagged: dict[str, np.ndarray] = {}
         self._lag_index = LagIndex(self.last, part.n_months, LAGS)
 
+    def _cells(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(customer, grid month, value) of every visible cell of `name`: a bill measure, "due_day",
+        "issue_day", "versions", or "copied" (1 where a two-monthly bill was spread to the month before)."""
+        if name == "copied":
+            ci, mi, _, copy = self._spread
+            return ci[copy], mi[copy], np.ones(int(copy.sum()))
+        if name in SPREAD_MEASURES:
+            ci, mi, source, copy = self._spread
+            value = self._rows[name][self._pos[source]]
+            return ci, mi, np.where(self._halved[source] | copy, value / 2.0, value)
+        return self._ci, self._mi, self._versions if name == "versions" else self._rows[name][self._pos]
+
+    @cached_property
+    def _halved(self) -> np.ndarray:
+        """Per visible bill: spread over two months (its own and the one before)."""
+        _, _, source, copy = self._spread
+        out = np.zeros(len(self._ci), dtype=bool)
+        out[source[copy]] = True
+        return out
+
     def matrix(self, name: str) -> np.ndarray:
-        """Calendar matrix of a bill measure (or "due_day", "issue_day", "versions"); NaN: no bill visible."""
+        """Calendar matrix of a bill measure (or "due_day", "issue_day", "versions", "copied"); NaN: none."""
         if name not in self._matrices:
             mat = np.full(self._shape, np.nan)
-            source = self._versions if name == "versions" else self._rows[name][self._pos]
-            mat[self._ci, self._mi] = source
+            ci, mi, value = self._cells(name)
+            mat[ci, mi] = value
             self._matrices[name] = mat
         return self._matrices[name]
 
@@ -358,13 +386,59 @@ class BillCells:
             if name in self._matrices:
                 self._lagged[name] = self._lag_index.take(self._matrices[name])
             else:  # scatter straight into the lag grid: most measures never need the calendar matrix
-                lag = self.last[self._ci] - self._mi
+                ci, mi, value = self._cells(name)
+                lag = self.last[ci] - mi
                 ok = lag < LAGS
                 mat = np.full((len(self.last), LAGS), np.nan)
-                source = self._versions if name == "versions" else self._rows[name][self._pos]
-                mat[self._ci[ok], lag[ok]] = source[ok]
+                mat[ci[ok], lag[ok]] = value[ok]
                 self._lagged[name] = mat
         return self._lagged[name]
+
+
+def _open_months(part: Partition) -> np.ndarray:
+    """Grid month each customer opened in; -1 (before the grid) when the archive has no open date."""
+    if "open_day" not in part.tables["customers"].arrays:
+        return np.full(part.n, -1, dtype=np.int64)
+    days = part.tables["customers"]["open_day"]
+    known = np.isfinite(days)
+    months = np.full(part.n, -1, dtype=np.int64)
+    stamps = days[known].astype("int64").astype("datetime64[D]")
+    months[known] = stamps.astype("datetime64[M]").astype(np.int64) - part.month0
+    return months
+
+
+def _spread_cells(ci: np.ndarray, mi: np.ndarray, open_month: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Visible bill cells plus, for a two-monthly customer, a copy of each bill in the month before it when
+    that month has none: (customer, grid month, index of the bill cell it comes from, is a copy).
+
+    Two-monthly: at least `CYCLE_SHARE` of the customer's latest `CYCLE_GAPS` gaps between visible bills are
+    two months (two gaps at least), so a monthly customer's one missing bill stays a gap. The customer's first
+    bill covers the month before it too, unless the account opened in the bill's own month (`open_month`,
+    grid months). Cells arrive in (customer, month) order, as the bills view keeps them."""
+    n = len(open_month)
+    order = np.lexsort((mi, ci)) if len(ci) > 1 and np.any(np.diff(ci * (mi.max() + 1) + mi) < 0) else None
+    c, m = (ci, mi) if order is None else (ci[order], mi[order])
+    same = np.zeros(len(c), dtype=bool)
+    same[1:] = c[1:] == c[:-1]
+    gap = np.zeros(len(c), dtype=np.int64)
+    gap[1:] = m[1:] - m[:-1]
+    gap[~same] = 0
+    from_end = np.searchsorted(c, c, side="right") - np.arange(len(c)) - 1  # later bills of the customer
+    counted = same & (from_end < CYCLE_GAPS)
+    gaps = np.bincount(c[counted], minlength=n)
+    twos = np.bincount(c[counted & (gap == 2)], minlength=n)
+    regular = (gaps >= 2) & (twos >= CYCLE_SHARE * gaps)
+    first = ~same & (m >= 1) & (m - 1 >= open_month[c])
+    covers = regular[c] & ((gap == 2) | first)
+    index = np.arange(len(c)) if order is None else order
+    copies = index[covers]
+    every = np.arange(len(ci))
+    return (
+        np.concatenate([ci, ci[copies]]),
+        np.concatenate([mi, mi[copies] - 1]),
+        np.concatenate([every, copies]),
+        np.concatenate([np.zeros(len(ci), dtype=bool), np.ones(len(copies), dtype=bool)]),
+    )
 
 
 class _Matrices:

@@ -127,3 +127,38 @@ def test_repeated_monthly_figures_are_counted():
     assert f.loc["C0001", "bills_kwh_repeat_months_12m"] == 0
     assert f.loc["C0002", "bills_kwh_repeat_months_12m"] == 0
     assert np.isnan(f.loc["C0003", "bills_kwh_repeat_months_12m"])
+
+
+def test_a_customer_read_every_other_month_has_every_month():
+    # 双月抄表: one bill per two months holding both months' kWh. Its 3-month and year-on-year windows were
+    # NaN and its 3-month mean twice its monthly use; spread over the month each bill covers, it reads as the
+    # same use billed monthly does.
+    use = [100.0 + 10 * (i // 2) for i in range(24)]  # 2021-01..2022-12, the same in each pair of months
+    two_monthly = monthly_bills("C0001", "2021-02", [use[i] + use[i - 1] for i in range(1, 24, 2)])
+    two_monthly["period"] = pd.date_range("2021-02", periods=12, freq="2MS")
+    two_monthly["issue_date"] = two_monthly["period"] + pd.DateOffset(months=1) + pd.Timedelta(days=4)
+    two_monthly["known_at"] = two_monthly["issue_date"] + pd.Timedelta(hours=8)
+    two_monthly["due_date"] = two_monthly["issue_date"] + pd.Timedelta(days=20)
+    bills = pd.concat([monthly_bills("C0000", "2021-01", use), two_monthly], ignore_index=True)
+    tables = with_defaults(customers=customer_rows(2), bills=bills)
+    f = features_at(tables, "2023-01-31", consumption)
+    monthly, spread = f.loc["C0000"], f.loc["C0001"]
+    assert (
+        spread["bills_kwh_mean_3m"] == pytest.approx(monthly["bills_kwh_mean_3m"]) == pytest.approx(620 / 3)
+    )
+    for name in (
+        "bills_kwh_yoy_change_pct_3m",
+        "bills_kwh_change_pct_3m_vs_prev_3m",
+        "bills_kwh_yoy_change_pct_12m",
+        "bills_kwh_mean_12m",
+        "bills_kwh_drop_6m_yoy_kwh",
+        "bills_price_yuan_per_kwh_12m",
+    ):
+        assert np.isfinite(spread[name]) and spread[name] == pytest.approx(monthly[name]), name
+    # The two halves of one bill are one reading, not a repeated figure; equal months billed apart are.
+    assert spread["bills_kwh_repeat_months_12m"] == 0 and monthly["bills_kwh_repeat_months_12m"] == 6
+    # As of 2022-12-31 the Nov–Dec bill is not issued yet: its months stay unseen, the Sep–Oct bill is latest.
+    before = features_at(tables, "2022-12-31", consumption).loc["C0001"]
+    assert before["bills_months_since_last_bill"] == 2 and before["bills_kwh_last_1m"] == pytest.approx(
+        use[21]
+    )
