@@ -372,6 +372,9 @@ def _metrics_table(title: str, metrics: dict[str, dict[str, float]], primary: st
 
 
 FEW_POSITIVES = 50  # below this a test window's ROC-AUC has a standard error of about 0.04 or more
+# Above this the served probabilities are off the test window's own rate, whatever the ranking: said in the
+# summary, since the gate judges ranking only (a model 0.10 low on a seasonal suspension window was promoted).
+LOOSE_ECE = 0.05
 
 
 def _print_report(console: Any, report: Any) -> None:
@@ -396,6 +399,15 @@ def _print_report(console: Any, report: Any) -> None:
         console.print(
             f"  [yellow]only {int(model['positives'])} positives in the test window:[/yellow] "
             "differences under two standard errors are noise; train on more customers or dates"
+        )
+    ece = model.get("ece", float("nan"))
+    if ece > LOOSE_ECE:
+        console.print(
+            f"  [yellow]calibration: test ECE {ece:.3f}[/yellow] — the served probabilities average "
+            f"{model['mean_probability']:.3f} against a label rate of {model['label_rate']:.3f} on the test "
+            "window: rank by them, but do not read them as rates. The rate moved between the dates the model "
+            "learned from and the test (a season, a downturn); `gridrisk backtest` shows it window by window",
+            highlight=False,
         )
     extra = report.extra
     if "oracle_auc_ratio" in extra:

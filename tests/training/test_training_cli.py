@@ -408,3 +408,32 @@ def test_where_to_see_the_runs_is_an_address_for_a_server() -> None:
     assert (
         where_to_see_runs("sqlite:////h/mlflow.db") == "mlflow ui --backend-store-uri sqlite:////h/mlflow.db"
     )
+
+
+@pytest.mark.parametrize("ece, said", [(0.096, True), (0.019, False)])
+def test_a_model_far_off_the_test_rate_is_said_to_rank_only(ece: float, said: bool) -> None:
+    # A seasonal suspension model served 0.116 on average against a 0.212 rate (ECE 0.096) and was promoted
+    # on its ranking without a word about its levels.
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from gridrisk.commands.training import _print_report
+
+    model = {"rows": 1791.0, "positives": 380.0, "roc_auc": 0.778, "ece": ece, "mean_probability": 0.116}
+    report = SimpleNamespace(
+        task="suspension",
+        metrics={"model": {**model, "label_rate": 0.212}},
+        split=SimpleNamespace(summary=lambda: {"split_test": "2022-05-31..2022-07-31 (3)"}),
+        primary_metric="precision_at_5pct",
+        sample_customers=1.0,
+        extra={"explain_ms_single_row": 0.2, "explain_ms_per_row_batch": 0.1},
+        run_id="r",
+        seconds=1.0,
+        gate=None,
+    )
+    console = Console(record=True, width=200)
+    _print_report(console, report)
+    text = console.export_text()
+    assert ("average 0.116 against a label rate of 0.212" in text) is said
+    assert ("do not read them as rates" in text) is said
