@@ -175,7 +175,8 @@ def _inputs_or_exit(console: Any, cfg: Any, warehouse: Path) -> None:
     try:
         if not path.exists():
             raise TrainingError(
-                f"training_set {path} does not exist; build it with {build_command(cfg.task.value)}, or fix "
+                f"training_set {path}{_resolved(path)} does not exist; build it with "
+                f"{build_command(cfg.task.value)}, or fix "
                 "the path in the config"
             )
         check_training_set_file(path, cfg.task.value)
@@ -184,6 +185,13 @@ def _inputs_or_exit(console: Any, cfg: Any, warehouse: Path) -> None:
     except TrainingError as exc:
         console.print(f"[red]error ({cfg.task.value}):[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+
+
+def _resolved(path: Path) -> str:
+    """How a relative path in a config is read: from the current folder, not the config's."""
+    return (
+        "" if path.is_absolute() else f" (relative paths are read from the current folder: {path.resolve()})"
+    )
 
 
 def _configs_or_exit(

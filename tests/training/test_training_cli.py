@@ -172,6 +172,12 @@ def test_a_training_set_that_cannot_train_is_refused_before_any_task_runs(
         for verb in ("train", "backtest"):
             result = invoke(verb, str(config))
             assert result.exit_code == 2 and says in " ".join(result.output.split()), result.output
+    # A relative path is read from the current folder, not the config's; the refusal shows where it looked.
+    monkeypatch.chdir(tmp_path)
+    config.write_text('task = "arrears"\ntraining_set = "sets/arrears.parquet"\n')
+    said = " ".join(invoke("train", str(config)).output.split())
+    where = tmp_path.resolve() / "sets" / "arrears.parquet"
+    assert f"(relative paths are read from the current folder: {where})" in said.replace("\n", "")
 
 
 def test_evaluate_names_what_the_registry_holds_before_reading_any_data(
