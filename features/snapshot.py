@@ -34,12 +34,12 @@ FLOAT32_MEASURES = {
     "readings": ("kwh",),
 }
 # A customer read every other month (双月抄表) gets one bill per two months, holding both months' use. Its
-# bills are spread over the month they cover without a bill of their own, for the measures that add up over
-# a month, so monthly windows, year-on-year changes and the 台区's monthly loss see every month (they were
-# NaN, or counted two months as one). Money owed (amount_due) stays on the bill: bills are what is due.
-SPREAD_MEASURES = ("kwh", "kwh_peak", "kwh_valley", "energy_charge", "basic_charge")
-CYCLE_GAPS = 6  # a customer's latest gaps between visible bills decide its cycle
-CYCLE_SHARE = 0.8  # two-monthly when at least this share of them are two months
+# energy is spread over the month a bill covers without a bill of its own, so monthly windows, year-on-year
+# changes and the 台区's monthly loss see every month (they were NaN, or counted two months as one). Money
+# stays on the bill (amount_due, energy and basic charges): bills are what is due, and a window's shares and
+# prices compare whole bills with whole bills (12 months: six bills' money against six bills' kWh).
+SPREAD_MEASURES = ("kwh", "kwh_peak", "kwh_valley")  # energy: money stays per bill, so shares of it still add
+TWO_MONTHLY_RUN = 3  # two-month gaps in a row that make a run of two-monthly bills (a missed bill is one gap)
 BILL_MEASURES = (
     "kwh",
     "kwh_peak",
@@ -350,22 +350,13 @@ class BillCells:
     def _cells(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(customer, grid month, value) of every visible cell of `name`: a bill measure, "due_day",
         "issue_day", "versions", or "copied" (1 where a two-monthly bill was spread to the month before)."""
+        ci, mi, source, copy, halved = self._spread
         if name == "copied":
-            ci, mi, _, copy = self._spread
             return ci[copy], mi[copy], np.ones(int(copy.sum()))
         if name in SPREAD_MEASURES:
-            ci, mi, source, copy = self._spread
             value = self._rows[name][self._pos[source]]
-            return ci, mi, np.where(self._halved[source] | copy, value / 2.0, value)
+            return ci, mi, np.where(halved[source], value / 2.0, value)
         return self._ci, self._mi, self._versions if name == "versions" else self._rows[name][self._pos]
-
-    @cached_property
-    def _halved(self) -> np.ndarray:
-        """Per visible bill: spread over two months (its own and the one before)."""
-        _, _, source, copy = self._spread
-        out = np.zeros(len(self._ci), dtype=bool)
-        out[source[copy]] = True
-        return out
 
     def matrix(self, name: str) -> np.ndarray:
         """Calendar matrix of a bill measure (or "due_day", "issue_day", "versions", "copied"); NaN: none."""
@@ -408,36 +399,40 @@ def _open_months(part: Partition) -> np.ndarray:
 
 
 def _spread_cells(ci: np.ndarray, mi: np.ndarray, open_month: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Visible bill cells plus, for a two-monthly customer, a copy of each bill in the month before it when
-    that month has none: (customer, grid month, index of the bill cell it comes from, is a copy).
+    """Visible bill cells plus a copy of each two-monthly bill in the month before it: (customer, grid month,
+    index of the bill cell it comes from, is a copy) for every cell, and per bill cell whether it is halved.
 
-    Two-monthly: at least `CYCLE_SHARE` of the customer's latest `CYCLE_GAPS` gaps between visible bills are
-    two months (two gaps at least), so a monthly customer's one missing bill stays a gap. The customer's first
-    bill covers the month before it too, unless the account opened in the bill's own month (`open_month`,
-    grid months). Cells arrive in (customer, month) order, as the bills view keeps them."""
-    n = len(open_month)
+    Decided bill by bill, from what is visible at T: a bill two months after the customer's previous one is
+    two-monthly when it lies in a run of at least `TWO_MONTHLY_RUN` such gaps in a row, so a monthly
+    customer's missed bill (one gap) stays a gap, and a customer that changes cycle keeps each period as it
+    was billed. A customer's first bill is spread too when the run starts right after it, unless the account
+    opened in that bill's month (`open_month`, grid months). Cells arrive in (customer, month) order, as the
+    bills view keeps them."""
     order = np.lexsort((mi, ci)) if len(ci) > 1 and np.any(np.diff(ci * (mi.max() + 1) + mi) < 0) else None
     c, m = (ci, mi) if order is None else (ci[order], mi[order])
-    same = np.zeros(len(c), dtype=bool)
+    same = np.zeros(len(c), dtype=bool)  # the cell before is the same customer's
     same[1:] = c[1:] == c[:-1]
-    gap = np.zeros(len(c), dtype=np.int64)
-    gap[1:] = m[1:] - m[:-1]
-    gap[~same] = 0
-    from_end = np.searchsorted(c, c, side="right") - np.arange(len(c)) - 1  # later bills of the customer
-    counted = same & (from_end < CYCLE_GAPS)
-    gaps = np.bincount(c[counted], minlength=n)
-    twos = np.bincount(c[counted & (gap == 2)], minlength=n)
-    regular = (gaps >= 2) & (twos >= CYCLE_SHARE * gaps)
-    first = ~same & (m >= 1) & (m - 1 >= open_month[c])
-    covers = regular[c] & ((gap == 2) | first)
+    two = np.zeros(len(c), dtype=bool)  # two months after the customer's previous bill
+    two[1:] = same[1:] & (m[1:] - m[:-1] == 2)
+    starts = two.copy()
+    starts[1:] &= ~two[:-1]  # a run begins where the bill before was not two-monthly
+    run = np.cumsum(starts) * two  # run number of each two-monthly gap, 0 elsewhere
+    run_length = np.bincount(run)[run] * two
+    covers = two & (run_length >= TWO_MONTHLY_RUN)
+    first = np.zeros(len(c), dtype=bool)  # the bill before a run that is the customer's first
+    first[:-1] = ~same[:-1] & covers[1:]
+    first &= m - 1 >= open_month[c]
     index = np.arange(len(c)) if order is None else order
-    copies = index[covers]
+    halved = np.zeros(len(ci), dtype=bool)
+    halved[index[covers | first]] = True
+    copies = np.flatnonzero(halved & (mi >= 1))  # a month before the grid's first is not kept, only halved
     every = np.arange(len(ci))
     return (
         np.concatenate([ci, ci[copies]]),
         np.concatenate([mi, mi[copies] - 1]),
         np.concatenate([every, copies]),
         np.concatenate([np.zeros(len(ci), dtype=bool), np.ones(len(copies), dtype=bool)]),
+        halved,
     )
 
 

@@ -134,12 +134,20 @@ def test_a_customer_read_every_other_month_has_every_month():
     # NaN and its 3-month mean twice its monthly use; spread over the month each bill covers, it reads as the
     # same use billed monthly does.
     use = [100.0 + 10 * (i // 2) for i in range(24)]  # 2021-01..2022-12, the same in each pair of months
-    two_monthly = monthly_bills("C0001", "2021-02", [use[i] + use[i - 1] for i in range(1, 24, 2)])
+    two_monthly = monthly_bills(
+        "C0001",
+        "2021-02",
+        [use[i] + use[i - 1] for i in range(1, 24, 2)],
+        basic_charge=4000.0,  # a two-part customer: its basic charge is billed per bill, as amount_due is
+    )
+    two_monthly["amount_due"] += 4000.0
     two_monthly["period"] = pd.date_range("2021-02", periods=12, freq="2MS")
     two_monthly["issue_date"] = two_monthly["period"] + pd.DateOffset(months=1) + pd.Timedelta(days=4)
     two_monthly["known_at"] = two_monthly["issue_date"] + pd.Timedelta(hours=8)
     two_monthly["due_date"] = two_monthly["issue_date"] + pd.Timedelta(days=20)
-    bills = pd.concat([monthly_bills("C0000", "2021-01", use), two_monthly], ignore_index=True)
+    monthly = monthly_bills("C0000", "2021-01", use, basic_charge=2000.0)
+    monthly["amount_due"] += 2000.0
+    bills = pd.concat([monthly, two_monthly], ignore_index=True)
     tables = with_defaults(customers=customer_rows(2), bills=bills)
     f = features_at(tables, "2023-01-31", consumption)
     monthly, spread = f.loc["C0000"], f.loc["C0001"]
@@ -155,6 +163,10 @@ def test_a_customer_read_every_other_month_has_every_month():
         "bills_price_yuan_per_kwh_12m",
     ):
         assert np.isfinite(spread[name]) and spread[name] == pytest.approx(monthly[name]), name
+    # Money stays per bill, so a share compares whole bills (it read 69.5 % against 92.6 % when spread).
+    assert spread["bills_basic_charge_share_pct_3m"] == pytest.approx(
+        monthly["bills_basic_charge_share_pct_3m"], abs=0.1
+    )
     # The two halves of one bill are one reading, not a repeated figure; equal months billed apart are.
     assert spread["bills_kwh_repeat_months_12m"] == 0 and monthly["bills_kwh_repeat_months_12m"] == 6
     # As of 2022-12-31 the Nov–Dec bill is not issued yet: its months stay unseen, the Sep–Oct bill is latest.
@@ -162,3 +174,32 @@ def test_a_customer_read_every_other_month_has_every_month():
     assert before["bills_months_since_last_bill"] == 2 and before["bills_kwh_last_1m"] == pytest.approx(
         use[21]
     )
+
+
+def test_the_cycle_is_read_bill_by_bill():
+    # One cycle decided per customer from its latest gaps re-read its whole history when it changed, and a
+    # monthly customer whose alternate bills were held for review (visible 0, 2, 4) was halved.
+    def billed(customer: str, months: list[int], kwh: list[float]) -> pd.DataFrame:
+        frame = monthly_bills(customer, "2021-01", kwh)
+        frame["period"] = [pd.Timestamp("2021-01-01") + pd.DateOffset(months=k) for k in months]
+        frame["issue_date"] = frame["period"] + pd.DateOffset(months=1) + pd.Timedelta(days=4)
+        frame["known_at"] = frame["issue_date"] + pd.Timedelta(hours=8)
+        frame["due_date"] = frame["issue_date"] + pd.Timedelta(days=20)
+        return frame
+
+    later = list(range(1, 12, 2)) + list(range(12, 24))  # two-monthly in 2021 (Feb..Dec), monthly in 2022
+    held = [12, 14, 16]  # a customer opened in 2022 whose November and others are not visible yet
+    bills = pd.concat(
+        [
+            billed("C0000", later, [200.0] * 6 + [100.0] * 12),
+            billed("C0001", held, [100.0] * 3),
+        ]
+    )
+    customers = customer_rows(2).assign(open_date=pd.Timestamp("2020-01-01"))
+    customers.loc[1, "open_date"] = pd.Timestamp("2022-01-01")
+    f = features_at(with_defaults(customers=customers, bills=bills), "2023-01-31", consumption)
+    # 2021 stays spread (100 a month) after the switch to monthly bills: a year on year of 0 %, not NaN.
+    assert f.loc["C0000", "bills_kwh_yoy_change_pct_12m"] == pytest.approx(0.0)
+    assert f.loc["C0000", "bills_kwh_mean_3m"] == pytest.approx(100.0)
+    # Two two-month gaps are not a cycle yet: the held customer keeps its bills whole.
+    assert f.loc["C0001", "bills_kwh_last_1m"] == 100.0
