@@ -145,17 +145,25 @@ def application_state(at: AsOf) -> dict[str, np.ndarray]:
     last_change = np.full(n, -np.inf)
     np.maximum.at(last_change, ci[change], applied[change])
 
-    # Overlap of each suspension's [start, min(end, T)] with the last 365 days.
-    lo = np.maximum(start, today - 364)
-    hi = np.minimum(np.where(np.isnan(end), today, end), today)
-    overlap = np.where(is_susp, np.clip(hi - lo + 1, 0, None), 0.0)
-    # ... and with last year's copy of the label window, [T − 364, T − 365 + horizon].
-    season_hi = np.minimum(hi, today - 365 + LABEL_HORIZON_DAYS)
-    overlap_season = np.where(is_susp, np.clip(season_hi - lo + 1, 0, None), 0.0)
-
     # In force at T: the latest suspension-or-restore (resp. reduction-or-restore) that started by T decides.
     started = start <= today
     susp_family = (is_susp | (kind == RESTORES[0])) & started
+
+    # Days suspended: each suspension runs from its start to its planned end, T, or the next suspension or
+    # restoration of the customer, whichever comes first, so an amended application (a second one inside the
+    # first's spell) and an early restoration (暂停恢复) count each day once. Overlap with the last 365 days,
+    # and with last year's copy of the label window, [T − 364, T − 365 + horizon].
+    fam = np.flatnonzero(susp_family)
+    fam = fam[np.lexsort((applied[fam], start[fam], ci[fam]))]
+    next_start = np.full(len(fam), np.inf)
+    next_start[:-1] = np.where(ci[fam][1:] == ci[fam][:-1], start[fam][1:], np.inf)
+    lo = np.maximum(start[fam], today - 364)
+    planned = end[fam]
+    hi = np.minimum(np.minimum(np.where(np.isnan(planned), today, planned), today), next_start - 1)
+    spell = is_susp[fam]
+    overlap = np.where(spell, np.clip(hi - lo + 1, 0, None), 0.0)
+    season_hi = np.minimum(hi, today - 365 + LABEL_HORIZON_DAYS)
+    overlap_season = np.where(spell, np.clip(season_hi - lo + 1, 0, None), 0.0)
     red_family = (is_red | (kind == RESTORES[1])) & started
     idx = np.flatnonzero(susp_family)
     latest = _latest_per_customer(ci[idx], start[idx] * 1e6 + applied[idx], n)
@@ -179,10 +187,10 @@ def application_state(at: AsOf) -> dict[str, np.ndarray]:
             change & (age >= 365 - LABEL_HORIZON_DAYS) & (age < 365)
         ),
         "days_since_change": np.where(np.isinf(last_change), np.nan, today - last_change),
-        "suspended_days_365d": np.bincount(ci, weights=overlap, minlength=n).astype(float),
-        "suspended_days_same_season_last_year": np.bincount(ci, weights=overlap_season, minlength=n).astype(
-            float
-        ),
+        "suspended_days_365d": np.bincount(ci[fam], weights=overlap, minlength=n).astype(float),
+        "suspended_days_same_season_last_year": np.bincount(
+            ci[fam], weights=overlap_season, minlength=n
+        ).astype(float),
         "suspended_now": suspended,
         "reduced_kva": reduced,
         "scheduled": per_customer(change & (start > today)) > 0,

@@ -79,6 +79,8 @@ def test_suspension_in_force_at_t(f):
 
 def test_restored_and_finished_suspensions_are_not_in_force(f):
     assert f.loc["C0001", "is_suspended_at_as_of"] == 0
+    # Restored on 2022-06-05: suspended 2022-03-10 … 2022-06-04, not to its planned end (185 days before).
+    assert f.loc["C0001", "events_suspended_days_365d"] == 87
     assert f.loc["C0001", "events_restore_count_365d"] == 1
     assert f.loc["C0004", "is_suspended_at_as_of"] == 0
     # C0004's application of 2023-01-02 is after T: one suspension in 365 days, not two.
@@ -125,3 +127,18 @@ def test_archive_features(tables):
     assert a.loc["C0000", "archive_capacity_kva"] == 1000.0
     # A customer opened after T has no tenure yet.
     assert np.isnan(features_at(tables, "2022-11-30", archive).loc["C0006", "archive_tenure_days"])
+
+
+def test_an_amended_application_counts_each_suspended_day_once():
+    # A second application inside the first's spell (an amendment) was added on top of it: 259 days in a
+    # 180-day window.
+    apps = [
+        _app(1, "C0000", "2021-02-20 10:00", "2021-03-01", "2021-06-30", 500.0, "suspension"),
+        _app(2, "C0000", "2021-03-06 10:00", "2021-03-16", "2021-08-31", 500.0, "suspension"),
+    ]
+    customers = customer_rows(1, tariff="two_part", contract_capacity_kva=500.0)
+    tables = with_defaults(customers=customers, suspensions=pd.DataFrame(apps))
+    c = features_at(tables, "2022-01-31", events).loc["C0000"]
+    # Last year's copy of the label window is 2021-02-01 … 2021-07-30: suspended 2021-03-01 … 2021-07-30.
+    assert c["events_suspended_days_same_season_last_year"] == 152
+    assert c["events_suspended_days_365d"] == 184  # 2021-03-01 … 2021-08-31, once
