@@ -12,7 +12,9 @@ import json
 from dataclasses import dataclass
 
 # Bump when a feature's definition changes without its name changing, so models trained before are told apart.
-DEFINITIONS_REVISION = 2  # 2: a two-monthly customer's bills are spread over the months they cover
+# 2: a two-monthly customer's bills are spread over the months they cover; suspended days count each day
+# once; a daily reading above the contract capacity × 24 h is not consumption.
+DEFINITIONS_REVISION = 2
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ ZERO_KWH = 0.01
 FLAT_TOLERANCE_KWH = 1e-6
 
 
+# A day above this many times what the contract capacity draws in 24 hours is no reading of use. Overloads
+# (超容) are real, and a transformer carries 1.3-1.5 times its rating for a while, so the bar sits well above.
+OVERLOAD = 3.0
+
+
 def readings_days_observed_90d(daily: np.ndarray) -> np.ndarray:
     return w.count(daily[:, -90:])
 
@@ -83,7 +88,10 @@ def readings_cv_90d(daily: np.ndarray) -> np.ndarray:
 
 
 def readings_negative_days_90d(negative: np.ndarray, daily: np.ndarray) -> np.ndarray:
-    """Days with a negative value (meter resets or reversed wiring, 移相法) in the last 90 days."""
+    """Days that cannot be consumption in the last 90 days: a negative value (meter resets or reversed wiring,
+    移相法; ingest quarantines them, a warehouse another pipeline writes may keep them) or more than the
+    contract capacity could draw in 24 hours at `OVERLOAD` times its rating (a register rolling over:
+    99,987 kWh in a day on 8 kVA)."""
     return np.where(
         w.count(daily[:, -90:]) + negative[:, -90:].sum(axis=1) > 0, negative[:, -90:].sum(axis=1), np.nan
     )
@@ -151,8 +159,15 @@ def compute(at: AsOf) -> dict[str, np.ndarray]:
     ci = t.customer[pos][inside]
     col = (day[inside] - first).astype(np.int64)
     kwh = t["kwh"][pos][inside]
-    daily[ci, col] = np.where(kwh < 0, np.nan, kwh)  # a negative day is a reset or reversal, not consumption
-    negative[ci, col] = kwh < 0
+    capacity = at.part.customers.get("contract_capacity_kva")
+    most = (
+        np.full(n, np.inf)
+        if capacity is None
+        else np.nan_to_num(capacity.to_numpy(dtype=np.float64, na_value=np.nan), nan=np.inf) * 24.0 * OVERLOAD
+    )
+    impossible = (kwh < 0) | (kwh > most[ci])  # a reset or reversal, not consumption
+    daily[ci, col] = np.where(impossible, np.nan, kwh)
+    negative[ci, col] = impossible
     # 1970-01-01 was a Thursday: weekday index (Mon=0) is (day + 3) % 7.
     weekday = (np.arange(first, first + WINDOW_DAYS).astype(np.int64) + 3) % 7
     inputs: dict[str, object] = {

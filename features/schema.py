@@ -282,7 +282,7 @@ READINGS = Table(
             F64,
             min=0.0,
             ceiling=CEILING_KWH_DAY,
-            doc="day's energy; negative values come from meter resets",
+            doc="day's energy; a negative day (a meter reset, a reversed register) is quarantined by ingest",
         ),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),

@@ -30,8 +30,12 @@ def f() -> pd.DataFrame:
         _curve("C0002", np.r_[rng.uniform(5, 15, 160), np.zeros(20)]),
         # C0003: noisy, then exactly 7.0 kWh every day for the last 50 days (a flat line, attack h5) ...
         _curve("C0003", np.r_[rng.uniform(5, 15, 130), np.full(50, 7.0)]),
-        # C0005: ... and one negative day (a meter reset) among normal ones.
-        _curve("C0005", np.r_[rng.uniform(5, 15, 170), [-3.0], rng.uniform(5, 15, 9)]),
+        # C0005: ... a negative day (a meter reset) among normal ones, and a register rolling over (more
+        # than its contract capacity could draw in 24 hours).
+        _curve(
+            "C0005",
+            np.r_[rng.uniform(5, 15, 170), [-3.0], rng.uniform(5, 15, 4), [99_987.65], rng.uniform(5, 15, 4)],
+        ),
         # A reading one day after T: invisible (and would be a huge drop if it were read).
         pd.DataFrame({"customer_id": ["C0001"], "date": [AS_OF + pd.Timedelta(days=1)], "kwh": [0.0]}),
     ]
@@ -71,8 +75,9 @@ def test_flat_line_and_variance_collapse(f):
 
 def test_negative_days_are_counted_not_consumed(f):
     c = f.loc["C0005"]
-    assert c["readings_negative_days_90d"] == 1
-    assert c["readings_days_observed_90d"] == 89
+    assert c["readings_negative_days_90d"] == 2
+    assert c["readings_days_observed_90d"] == 88
+    assert c["readings_cv_90d"] < 0.5  # the 99,987.65 kWh day read 9.4 when it was consumption
 
 
 def test_no_readings_gives_nan(f):
