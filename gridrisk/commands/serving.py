@@ -227,7 +227,15 @@ def _pinned_supply_units(warehouse: Path, stations: list[str], supply_units: lis
             f"station names are not unique in warehouse {warehouse}: {named}. A key by station name alone "
             "would see each of them; add --supply-unit U with the collector's own supply unit"
         )
-    return sorted({u for s in known for u in units[s]})
+    pinned = sorted({u for s in known for u in units[s]})
+    if len(pinned) > 1:  # a key covers every station it names in every unit it names
+        named = "; ".join(f"{s!r} in {units[s][0]}" for s in known)
+        raise KeyStoreError(
+            f"the stations are in different supply units ({named}): a key covers each of its stations in "
+            "each of its supply units, so a same-named station of another of them would be inside it; make "
+            "one key per supply unit"
+        )
+    return pinned
 
 
 def _unknown_scope(warehouse: Path, stations: list[str], supply_units: list[str]) -> list[str]:

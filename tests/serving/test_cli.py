@@ -205,11 +205,16 @@ def test_a_station_name_two_supply_units_share_needs_the_unit(env, tmp_path, mon
 
     warehouse = tmp_path / "wh"
     areas = {
-        "area_id": ["A1", "A2", "A3"],
-        "station": ["城关供电所", "城关供电所", "良渚供电所"],
-        "supply_unit": ["国网余杭区供电公司", "国网萧山区供电公司", "国网余杭区供电公司"],
+        "area_id": ["A1", "A2", "A3", "A4"],
+        "station": ["城关供电所", "城关供电所", "良渚供电所", "瓜沥供电所"],
+        "supply_unit": [
+            "国网余杭区供电公司",
+            "国网萧山区供电公司",
+            "国网余杭区供电公司",
+            "国网萧山区供电公司",
+        ],
     }
-    write_table(warehouse, "areas", pd.DataFrame({**areas, "transformer_kva": [400.0, 630.0, 400.0]}))
+    write_table(warehouse, "areas", pd.DataFrame({**areas, "transformer_kva": [400.0, 630.0, 400.0, 400.0]}))
     monkeypatch.setenv("GRIDRISK_WAREHOUSE", str(warehouse))
     # By name alone the key saw both counties' 城关供电所, names and phones included.
     code, output = run("keys", "create", "--role", "collector", "--station", "城关供电所")
@@ -232,6 +237,11 @@ def test_a_station_name_two_supply_units_share_needs_the_unit(env, tmp_path, mon
     assert code == 0 and "良渚供电所, 国网余杭区供电公司" in output
     scopes = sorted((r.stations, r.supply_units) for r in read_keys(env / "keys.json").values())
     assert scopes == [(["城关供电所"], ["国网萧山区供电公司"]), (["良渚供电所"], ["国网余杭区供电公司"])]
+    # Stations of two units in one key would cover each name in both units: one key per unit instead.
+    code, output = run(
+        "keys", "create", "--role", "collector", "--station", "良渚供电所", "--station", "瓜沥供电所"
+    )
+    assert code == 2 and "make one key per supply unit" in " ".join(output.split())
 
 
 def test_mlflow_download_bars_stay_out_of_command_output(env, monkeypatch):
