@@ -855,24 +855,26 @@ def _register_and_gate(
     rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
     decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task=task)
     if champion is not None:
-        seen = fitted_into(package.info, test)
+        seen = fitted_into(package.info, test, spec.label_window_days)
         if seen is not None:
             logger.warning("%s gate: %s", task, seen)
             decision = replace(decision, reason=f"{decision.reason}; note: {seen}")
     return _record_decision(client, task, decision, {"registered_version": str(version.version)})
 
 
-def fitted_into(info: dict[str, Any], test: pd.DataFrame) -> str | None:
-    """Whether a champion learned from as-of dates this test window starts at or before (a challenger trained
-    on an earlier as_of.end): it has seen those outcomes, and the comparison favours it."""
+def fitted_into(info: dict[str, Any], test: pd.DataFrame, window_days: int) -> str | None:
+    """Whether a champion learned from outcomes this test window reads (a challenger trained on an earlier
+    as_of.end): its last fitted as-of date's label window, `window_days` long, reaches past the window's first
+    as-of date, as the split's own gap forbids. The comparison then favours the champion."""
     fitted = [info.get("as_of_train"), info.get("as_of_validation")]
     ends = [pd.Timestamp(span[-1]) for span in fitted if isinstance(span, list) and span]
     start = pd.Timestamp(test["as_of"].min())
-    if not ends or max(ends) < start:
+    if not ends or max(ends) + pd.Timedelta(days=window_days) <= start:
         return None
     return (
-        f"the champion was fitted on as-of dates up to {max(ends).date()}, and this test window starts "
-        f"{start.date()}: it has seen these outcomes, so the comparison favours it"
+        f"the champion was fitted on as-of dates up to {max(ends).date()}, whose {window_days}-day label "
+        f"windows reach past this test window's start {start.date()}: it has seen these outcomes, so the "
+        "comparison favours it"
     )
 
 

@@ -410,11 +410,17 @@ def _print_report(console: Any, report: Any) -> None:
         )
     ece = model.get("ece", float("nan"))
     if ece > LOOSE_ECE:
+        mean, rate = model["mean_probability"], model["label_rate"]
+        why = (
+            "The rate moved between the dates the model learned from and the test (a season, a downturn)"
+            if abs(mean - rate) >= ece / 2
+            else "The mean is right but the levels are too far apart or too close together (over- or "
+            "under-confidence)"
+        )
         console.print(
             f"  [yellow]calibration: test ECE {ece:.3f}[/yellow] — the served probabilities average "
-            f"{model['mean_probability']:.3f} against a label rate of {model['label_rate']:.3f} on the test "
-            "window: rank by them, but do not read them as rates. The rate moved between the dates the model "
-            "learned from and the test (a season, a downturn); `gridrisk backtest` shows it window by window",
+            f"{mean:.3f} against a label rate of {rate:.3f} on the test window: rank by them, but do not "
+            f"read them as rates. {why}; `gridrisk backtest` shows it window by window",
             highlight=False,
         )
     extra = report.extra

@@ -193,13 +193,15 @@ def test_a_champion_fitted_on_the_test_window_is_named() -> None:
 
     test = pd.DataFrame({"as_of": pd.to_datetime(["2022-06-30", "2022-07-31", "2022-08-31"])})
     holdout = {"as_of_train": ["2021-07-31", "2022-02-28"], "as_of_validation": ["2022-06-30", "2022-08-31"]}
-    said = fitted_into(holdout, test)
-    assert (
-        said is not None and "fitted on as-of dates up to 2022-08-31" in said and "starts 2022-06-30" in said
-    )
+    said = fitted_into(holdout, test, 120)
+    assert said is not None and "as-of dates up to 2022-08-31" in said and "start 2022-06-30" in said
     purged = {
         "as_of_train": ["2021-07-31", "2022-02-28"],
         "as_of_validation": "purged 3-fold over as_of_train",
     }
-    assert fitted_into(purged, test) is None  # learned only from dates before the window
-    assert fitted_into({}, test) is None  # a package from before these records
+    assert fitted_into(purged, test, 120) is None  # its labels end 2022-06-28, before the window
+    assert fitted_into({}, test, 120) is None  # a package from before these records
+    # As-of dates before the window whose labels reach into it count too: validated up to 2022-06-30, the
+    # arrears labels (120 days) read bills due until late October, inside a window starting 2022-07-31.
+    later = test.assign(as_of=test["as_of"] + pd.offsets.MonthEnd(1))
+    assert fitted_into({"as_of_validation": ["2022-04-30", "2022-06-30"]}, later, 120) is not None

@@ -443,3 +443,10 @@ def test_a_model_far_off_the_test_rate_is_said_to_rank_only(ece: float, said: bo
     text = console.export_text()
     assert ("average 0.116 against a label rate of 0.212" in text) is said
     assert ("do not read them as rates" in text) is said
+    assert ("The rate moved" in text) is said
+    # Off at the right mean: too confident, not a moved rate.
+    report.metrics["model"].update(ece=0.082, mean_probability=0.200, label_rate=0.204)
+    console = Console(record=True, width=200)
+    _print_report(console, report)
+    text = console.export_text()
+    assert "over- or under-confidence" in text and "The rate moved" not in text

@@ -66,6 +66,7 @@ def test_gate_promotes_refuses_and_is_overridden(store) -> None:
     # 3. Retraining the same config on the same data reproduces the metrics exactly and is refused.
     assert again.metrics == strong.metrics
     assert not again.gate.promote and "margin" in again.gate.reason
+    assert "note:" not in again.gate.reason  # the same split: the champion saw none of the test's outcomes
     assert str(version_by_alias(client, "arrears", CHAMPION).version) == "2"
     assert str(version_by_alias(client, "arrears", CHALLENGER).version) == "3"
     tags = client.get_model_version(model_name("arrears"), "3").tags
