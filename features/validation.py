@@ -60,6 +60,7 @@ FUTURE_TOLERANCE = pd.Timedelta(days=1)
 # zone (`2024-02-03T08:00:00+08:00`, `…Z`, a Parquet timestamp with a time zone, as Spark and Hive write them)
 # is brought to this zone's wall clock; `ingest --timezone` names another.
 LOCAL_TIMEZONE = "Asia/Shanghai"
+MACHINE_ZONES = {"localtime", "posixrules", "Factory"}  # files of the system's zone database, not places
 
 # Date-order rules as data: (later column, earlier column, message); a row breaks it when later < earlier.
 DATE_ORDER_RULES: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -344,6 +345,11 @@ def _empty_column(col: Column, n: int) -> pd.Series:
 
 def check_timezone(name: str) -> str:
     """``name`` when it is an IANA time zone (``Asia/Shanghai``, ``UTC``); otherwise ContractError."""
+    if name in MACHINE_ZONES:
+        raise ContractError(
+            f"time zone {name!r} is this machine's, not the warehouse's; name an IANA zone such as "
+            "Asia/Shanghai"
+        )
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
@@ -545,7 +551,7 @@ def _present(raw: pd.Series) -> np.ndarray:
 _YMD = re.compile(
     r"^(?P<year>\d{4})[-/.年](?P<month>\d{1,2})[-/.月](?P<day>\d{1,2})日?"
     r"(?:[ T](?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<frac>\d{1,6}))?)?"
-    r" ?(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?)?$"  # ISO 8601's offset from UTC, after a time of day only
+    r" ?(?P<offset>[Zz]|[+-]\d{2}(?::?\d{2})?)?)?$"  # ISO 8601's offset from UTC, after a time of day only
 )
 _COMPACT = re.compile(
     r"^(?P<year>\d{4})(?P<month>\d{2})(?:(?P<day>\d{2})(?:(?P<hour>\d{2})(?P<minute>\d{2})(?P<second>\d{2})?)?)?$"
@@ -665,7 +671,7 @@ def _to_zone(wall: np.ndarray, offsets: np.ndarray, zone: str) -> np.ndarray:
     """Times written with an offset from UTC (``Z``, ``+08:00``, ``-0500``, ``+08``) as ``zone``'s wall clock;
     an offset beyond ±14:00 or with 60 minutes or more makes the time unreadable (NaT)."""
     given = np.array([isinstance(o, str) for o in offsets])
-    text = pd.Series(offsets[given], dtype="str").replace("Z", "+00:00")
+    text = pd.Series(offsets[given], dtype="str").str.upper().replace("Z", "+00:00")
     digits = text.str.replace(r"[^0-9]", "", regex=True).str.ljust(4, "0")
     hours = digits.str[:2].astype("int64").to_numpy()
     minutes = digits.str[2:4].astype("int64").to_numpy()
@@ -677,7 +683,7 @@ def _to_zone(wall: np.ndarray, offsets: np.ndarray, zone: str) -> np.ndarray:
         .dt.tz_localize(None)
         .to_numpy(dtype="datetime64[us]", copy=True)
     )
-    local[(hours > 14) | (minutes >= 60)] = np.datetime64("NaT")
+    local[(hours * 60 + minutes > 14 * 60) | (minutes >= 60)] = np.datetime64("NaT")
     out = wall.copy()
     out[given] = local
     return out

@@ -339,13 +339,15 @@ def test_times_with_a_utc_offset_are_stored_as_local_wall_clock():
             "2024-02-03T00:00:00Z",
             "2024-02-03 08:00:00 +0800",
             "2024-02-02T19:00:00-05:00",
-            "2024-02-03T08:00:00+15:00",  # no zone is 15 hours from UTC
+            "2024-02-03T08:00:00+14:30",  # no zone is more than 14 hours from UTC
             "2024-02-03T08:00:00+08:60",
         ],
     )
     result = validate(frame, "bills")
     assert result.accepted["known_at"].tolist() == [pd.Timestamp("2024-02-03 08:00")] * 4
     assert rules(result) == [(5, "known_at", "unparseable"), (6, "known_at", "unparseable")]
+    lower = validate(frame.iloc[:2].assign(known_at=["2024-02-03T00:00:00z"] * 2), "bills").accepted
+    assert lower["known_at"].tolist() == [pd.Timestamp("2024-02-03 08:00")] * 2
     # Another zone's wall clock when the warehouse is kept in it.
     utc = validate(frame.iloc[:4], "bills", timezone="UTC").accepted["known_at"]
     assert utc.tolist() == [pd.Timestamp("2024-02-03 00:00")] * 4
@@ -371,6 +373,8 @@ def test_zoned_parquet_timestamps_are_converted_before_the_date_rule():
 def test_an_unknown_time_zone_is_a_contract_error():
     with pytest.raises(ContractError, match="time zone 'Beijing' is unknown; name an IANA zone"):
         validate(bills(), "bills", timezone="Beijing")
+    with pytest.raises(ContractError, match="'localtime' is this machine's, not the warehouse's"):
+        validate(bills(), "bills", timezone="localtime")
 
 
 def test_typed_parquet_frames_pass_unchanged():
