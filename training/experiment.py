@@ -71,6 +71,14 @@ class TrainingReport:
     extra: dict[str, float] = field(default_factory=dict)
     rows_train: int = 0
     sample_customers: float = 1.0  # [sample] customers: the share kept before the test dates
+    unlearned: list[str] = field(default_factory=list)  # features with no value on any training row
+
+
+def unlearned_features(train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> list[str]:
+    """Features the model cannot learn from although the test rows carry them: no value on any training row
+    (daily readings that begin inside the last label window, say). They are said, not dropped: the next
+    retrain, with more history, learns them."""
+    return [f for f in features if train[f].isna().all() and test[f].notna().any()]
 
 
 def _noop(step: str, fraction: float | None) -> None:
@@ -692,6 +700,10 @@ def train_on_frame(
         if config_text is not None:
             mlflow.log_text(config_text, "config/experiment.toml")
         _log_dataset(frame, features, source, spec, fingerprint)
+        unlearned = unlearned_features(train, test, features)
+        if unlearned:
+            logger.warning("%s: no training row has a value of %s", spec.task.value, ", ".join(unlearned))
+            mlflow.set_tag("features_without_training_values", ",".join(unlearned)[:5000])
 
         params = config.lightgbm
         if config.search.enabled:
@@ -786,6 +798,7 @@ def train_on_frame(
             extra=extra,
             rows_train=len(train),
             sample_customers=config.sample.customers,
+            unlearned=unlearned,
         )
         if config.register_model:
             progress("gate", None)

@@ -423,6 +423,13 @@ def _print_report(console: Any, report: Any) -> None:
             f"read them as rates. {why}; `gridrisk backtest` shows it window by window",
             highlight=False,
         )
+    if report.unlearned:
+        console.print(
+            f"  [yellow]{len(report.unlearned)} features have no value on any training date[/yellow] but do "
+            f"on the test dates, so the model cannot use them yet: {', '.join(report.unlearned)} (say, daily "
+            "readings that begin inside the last label window; a later retrain learns them)",
+            highlight=False,
+        )
     extra = report.extra
     if "oracle_auc_ratio" in extra:
         console.print(f"  model / oracle ROC-AUC: {extra['oracle_auc_ratio']:.3f}")

@@ -61,3 +61,15 @@ def _inspections(warehouse: Path, results: list[str]) -> None:
 
 def test_a_learnable_set_passes(frame: pd.DataFrame, tmp_path: Path) -> None:
     check_learnable(frame, "theft", tmp_path)  # positives present: no table is looked at
+
+
+def test_features_no_training_row_has_are_named() -> None:
+    # Daily readings kept for the last 6 months fall inside the last label window: every readings feature is
+    # empty on the training dates and the model learned nothing from them, without a word.
+    import numpy as np
+
+    from training.experiment import unlearned_features
+
+    train = pd.DataFrame({"a": [1.0, 2.0], "readings": [np.nan, np.nan], "never": [np.nan, np.nan]})
+    test = pd.DataFrame({"a": [1.0], "readings": [3.0], "never": [np.nan]})
+    assert unlearned_features(train, test, ["a", "readings", "never"]) == ["readings"]
