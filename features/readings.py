@@ -160,11 +160,8 @@ def compute(at: AsOf) -> dict[str, np.ndarray]:
     col = (day[inside] - first).astype(np.int64)
     kwh = t["kwh"][pos][inside]
     capacity = at.part.customers.get("contract_capacity_kva")
-    most = (
-        np.full(n, np.inf)
-        if capacity is None
-        else np.nan_to_num(capacity.to_numpy(dtype=np.float64, na_value=np.nan), nan=np.inf) * 24.0 * OVERLOAD
-    )
+    kva = np.full(n, np.nan) if capacity is None else capacity.to_numpy(dtype=np.float64, na_value=np.nan)
+    most = np.where(kva > 0, kva * 24.0 * OVERLOAD, np.inf)  # no capacity on file (or 0): no bar
     impossible = (kwh < 0) | (kwh > most[ci])  # a reset or reversal, not consumption
     daily[ci, col] = np.where(impossible, np.nan, kwh)
     negative[ci, col] = impossible

@@ -91,3 +91,13 @@ def test_a_warehouse_without_a_readings_table():
     tables = with_defaults(customers=customer_rows(2))
     out = features_at(tables, "2023-06-30", readings)
     assert out["readings_kwh_mean_30d"].isna().all()
+
+
+def test_no_capacity_on_file_sets_no_bar():
+    # A capacity of 0 (or none) must not turn every day into an impossible one.
+    customers = customer_rows(2)
+    customers.loc[0, "contract_capacity_kva"] = 0.0
+    customers.loc[1, "contract_capacity_kva"] = np.nan
+    curves = pd.concat([_curve("C0000", np.full(180, 12.0)), _curve("C0001", np.full(180, 12.0))])
+    f = features_at(with_defaults(customers=customers, readings=curves), str(AS_OF.date()), readings)
+    assert (f["readings_negative_days_90d"] == 0).all() and (f["readings_days_observed_90d"] == 90).all()
