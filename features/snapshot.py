@@ -350,12 +350,11 @@ class BillCells:
     def _cells(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(customer, grid month, value) of every visible cell of `name`: a bill measure, "due_day",
         "issue_day", "versions", or "copied" (1 where a two-monthly bill was spread to the month before)."""
-        ci, mi, source, copy, halved = self._spread
+        ci, mi, source, copy, months = self._spread
         if name == "copied":
             return ci[copy], mi[copy], np.ones(int(copy.sum()))
         if name in SPREAD_MEASURES:
-            value = self._rows[name][self._pos[source]]
-            return ci, mi, np.where(halved[source], value / 2.0, value)
+            return ci, mi, self._rows[name][self._pos[source]] / months[source]
         return self._ci, self._mi, self._versions if name == "versions" else self._rows[name][self._pos]
 
     def matrix(self, name: str) -> np.ndarray:
@@ -399,40 +398,53 @@ def _open_months(part: Partition) -> np.ndarray:
 
 
 def _spread_cells(ci: np.ndarray, mi: np.ndarray, open_month: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Visible bill cells plus a copy of each two-monthly bill in the month before it: (customer, grid month,
-    index of the bill cell it comes from, is a copy) for every cell, and per bill cell whether it is halved.
+    """Visible bill cells plus a copy of each two-monthly bill in each month it covers before its own:
+    (customer, grid month, index of the bill cell it comes from, is a copy) for every cell, and per bill cell
+    the number of months it covers (1 for a monthly bill).
 
-    Decided bill by bill, from what is visible at T: a bill two months after the customer's previous one is
-    two-monthly when it lies in a run of at least `TWO_MONTHLY_RUN` such gaps in a row, so a monthly
-    customer's missed bill (one gap) stays a gap, and a customer that changes cycle keeps each period as it
-    was billed. A customer's first bill is spread too when the run starts right after it, unless the account
-    opened in that bill's month (`open_month`, grid months). Cells arrive in (customer, month) order, as the
-    bills view keeps them."""
+    Decided bill by bill, from what is visible at T. A run is a stretch of gaps between a customer's visible
+    bills that are all whole multiples of two months; in a run holding at least `TWO_MONTHLY_RUN` two-month
+    gaps, each bill covers the months back to the previous one (two, or four after a missed reading). A
+    monthly customer's missed bill (a lone two-month gap among one-month ones) stays a gap, and a customer
+    that changes cycle keeps each period as it was billed. A customer's first bill covers two months when a
+    run starts right after it, unless the account opened in that bill's month (`open_month`, grid months).
+    Cells arrive in (customer, month) order, as the bills view keeps them."""
     order = np.lexsort((mi, ci)) if len(ci) > 1 and np.any(np.diff(ci * (mi.max() + 1) + mi) < 0) else None
     c, m = (ci, mi) if order is None else (ci[order], mi[order])
     same = np.zeros(len(c), dtype=bool)  # the cell before is the same customer's
     same[1:] = c[1:] == c[:-1]
-    two = np.zeros(len(c), dtype=bool)  # two months after the customer's previous bill
-    two[1:] = same[1:] & (m[1:] - m[:-1] == 2)
-    starts = two.copy()
-    starts[1:] &= ~two[:-1]  # a run begins where the bill before was not two-monthly
-    run = np.cumsum(starts) * two  # run number of each two-monthly gap, 0 elsewhere
-    run_length = np.bincount(run)[run] * two
-    covers = two & (run_length >= TWO_MONTHLY_RUN)
+    gap = np.zeros(len(c), dtype=np.int64)
+    gap[1:] = np.where(same[1:], m[1:] - m[:-1], 0)
+    even = (gap >= 2) & (gap % 2 == 0)
+    starts = even.copy()
+    starts[1:] &= ~even[:-1]  # a run begins where the gap before was not even
+    run = np.cumsum(starts) * even  # run number of each even gap, 0 elsewhere
+    twos = np.bincount(run, weights=(gap == 2).astype(float))[run] * even
+    covers = even & (twos >= TWO_MONTHLY_RUN)
     first = np.zeros(len(c), dtype=bool)  # the bill before a run that is the customer's first
     first[:-1] = ~same[:-1] & covers[1:]
     first &= m - 1 >= open_month[c]
+    sorted_months = np.where(covers, gap, np.where(first, 2, 1))
     index = np.arange(len(c)) if order is None else order
-    halved = np.zeros(len(ci), dtype=bool)
-    halved[index[covers | first]] = True
-    copies = np.flatnonzero(halved & (mi >= 1))  # a month before the grid's first is not kept, only halved
+    months = np.ones(len(ci), dtype=np.int64)
+    months[index] = sorted_months
+    spread = np.flatnonzero(months > 1)
+    extra = months[spread] - 1  # copies per spread bill: the months it covers before its own
+    source = np.repeat(spread, extra)
+    back = np.arange(len(source)) - np.repeat(np.cumsum(extra) - extra, extra)  # 0, 1, … within a bill
+    copy_month = mi[source] - 1 - back
+    # A copy before the grid's first month is not kept (the bill is still divided): a two-monthly customer
+    # whose first bill opens the partition's grid has one month less history than in a partition that starts
+    # earlier. Starting every grid a month earlier would read payments for periods before the first bill.
+    kept = copy_month >= 0
+    source, copy_month = source[kept], copy_month[kept]
     every = np.arange(len(ci))
     return (
-        np.concatenate([ci, ci[copies]]),
-        np.concatenate([mi, mi[copies] - 1]),
-        np.concatenate([every, copies]),
-        np.concatenate([np.zeros(len(ci), dtype=bool), np.ones(len(copies), dtype=bool)]),
-        halved,
+        np.concatenate([ci, ci[source]]),
+        np.concatenate([mi, copy_month]),
+        np.concatenate([every, source]),
+        np.concatenate([np.zeros(len(ci), dtype=bool), np.ones(len(source), dtype=bool)]),
+        months.astype(np.float64),
     )
 
 

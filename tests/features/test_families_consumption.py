@@ -203,3 +203,31 @@ def test_the_cycle_is_read_bill_by_bill():
     assert f.loc["C0000", "bills_kwh_mean_3m"] == pytest.approx(100.0)
     # Two two-month gaps are not a cycle yet: the held customer keeps its bills whole.
     assert f.loc["C0001", "bills_kwh_last_1m"] == 100.0
+
+
+def test_a_missed_two_monthly_reading_keeps_the_cycle():
+    # One missed reading (a four-month gap) broke the run, and the bills after it were read whole (200 a
+    # month) for four months.
+    def billed(customer: str, months: list[int], kwh: list[float]) -> pd.DataFrame:
+        frame = monthly_bills(customer, "2021-01", kwh)
+        frame["period"] = [pd.Timestamp("2021-01-01") + pd.DateOffset(months=k) for k in months]
+        frame["issue_date"] = frame["period"] + pd.DateOffset(months=1) + pd.Timedelta(days=4)
+        frame["known_at"] = frame["issue_date"] + pd.Timedelta(hours=8)
+        frame["due_date"] = frame["issue_date"] + pd.Timedelta(days=20)
+        return frame
+
+    months = [1, 3, 5, 7, 9, 11, 13, 15, 19, 21]  # 2021-02 … 2022-10, the 2022-06 reading missed
+    kwh = [200.0] * 8 + [400.0, 200.0]  # 100 a month throughout
+    alone = billed("C0000", months, kwh)
+    customers = customer_rows(2).assign(open_date=pd.Timestamp("2020-01-01"))
+    for as_of in ("2022-08-31", "2022-11-30"):
+        f = features_at(with_defaults(customers=customers.iloc[:1], bills=alone), as_of, consumption)
+        assert f.loc["C0000", "bills_kwh_mean_3m"] == pytest.approx(100.0), as_of
+        assert f.loc["C0000", "bills_kwh_yoy_change_pct_3m"] == pytest.approx(0.0), as_of
+    # With a customer billed from an earlier month in the same partition, the levels do not change (only the
+    # first bill's copy, before this partition's grid, adds a month of history there).
+    shared = pd.concat([alone, monthly_bills("C0001", "2020-06", [50.0] * 30)])
+    together = features_at(with_defaults(customers=customers, bills=shared), "2022-11-30", consumption)
+    f = features_at(with_defaults(customers=customers.iloc[:1], bills=alone), "2022-11-30", consumption)
+    for name in ("bills_kwh_mean_3m", "bills_kwh_mean_12m", "bills_kwh_yoy_change_pct_3m"):
+        assert together.loc["C0000", name] == pytest.approx(f.loc["C0000", name]), name
