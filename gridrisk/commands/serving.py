@@ -215,6 +215,11 @@ def _pinned_supply_units(warehouse: Path, stations: list[str], supply_units: lis
     from features.sources import has_table, read_table
     from serving.errors import KeyStoreError
 
+    if stations and len(supply_units) > 1:  # each station in each unit: a same-named one of the other too
+        raise KeyStoreError(
+            f"a key with stations covers one supply unit, not {len(supply_units)}: it would cover each of "
+            "its stations in each unit (a 城关供电所 in both counties); make one key per supply unit"
+        )
     if not stations or supply_units or not has_table(warehouse, "areas"):
         return supply_units
     areas = read_table(warehouse, "areas", columns=["station", "supply_unit"]).dropna().astype(str)

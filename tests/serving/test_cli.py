@@ -242,6 +242,11 @@ def test_a_station_name_two_supply_units_share_needs_the_unit(env, tmp_path, mon
         "keys", "create", "--role", "collector", "--station", "良渚供电所", "--station", "瓜沥供电所"
     )
     assert code == 2 and "make one key per supply unit" in " ".join(output.split())
+    code, output = run(
+        "keys", "create", "--role", "collector", "--station", "城关供电所",
+        "--supply-unit", "国网余杭区供电公司", "--supply-unit", "国网萧山区供电公司",
+    )  # fmt: skip
+    assert code == 2 and "covers one supply unit, not 2" in " ".join(output.split())
 
 
 def test_mlflow_download_bars_stay_out_of_command_output(env, monkeypatch):
