@@ -34,6 +34,7 @@ class BatchReport:
     path: Path
     served: bool  # the service's `latest` pointer names this file (False for `--out` outside the store)
     seconds: dict[str, float] = field(default_factory=dict)
+    skew: str | None = None  # the model learned features defined otherwise than this code computes them
 
     @property
     def explain_ms_per_row(self) -> float:
@@ -114,5 +115,29 @@ def score_population(
     seconds["write"] = time.perf_counter() - start
     served = latest_path(settings.snapshots_path, task) == path.resolve()
     return BatchReport(
-        task, as_of, model.name, model.version, model.source, len(scores), path, served, seconds
+        task,
+        as_of,
+        model.name,
+        model.version,
+        model.source,
+        len(scores),
+        path,
+        served,
+        seconds,
+        definitions_skew(model.package.info, task),
+    )
+
+
+def definitions_skew(info: dict, task: str) -> str | None:
+    """A model trained on another revision of the feature definitions (`feature_set_version`) than this code
+    computes: its features are scored as defined now, not as it learned them. Said, not refused: most
+    definitions change only for some customers (two-monthly bills, say); retraining ends it."""
+    from features.feature_sets import feature_set_version
+
+    learned, now = info.get("feature_set_version"), feature_set_version(task)
+    if not learned or learned == now:
+        return None
+    return (
+        f"the model was trained on feature set {learned}, this code computes {now}: retrain it "
+        f"(gridrisk train --task {task}) so that it learns the features as they are computed now"
     )

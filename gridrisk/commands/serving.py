@@ -127,6 +127,8 @@ def score(
             )
             if not report.served:
                 exports.append((name, report.path))
+            if report.skew is not None:
+                console.print(f"[yellow]{name}: {escape(report.skew)}[/yellow]", highlight=False)
     if table.row_count:
         console.print(table)
     for name, path in exports:

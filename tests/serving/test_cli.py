@@ -259,3 +259,17 @@ def test_mlflow_download_bars_stay_out_of_command_output(env, monkeypatch):
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")  # who asks for the bar keeps it
     run("keys", "list")
     assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is True
+
+
+def test_a_model_of_other_feature_definitions_is_said_at_scoring():
+    # The definitions revision was only logged: a champion trained before a definition changed was scored on
+    # features computed the new way without a word.
+    from features.feature_sets import feature_set_version
+    from serving.batch import definitions_skew
+
+    now = feature_set_version("suspension")
+    assert definitions_skew({"feature_set_version": now}, "suspension") is None
+    assert definitions_skew({}, "suspension") is None  # a package from before the version was recorded
+    said = definitions_skew({"feature_set_version": "603d0000aaaa"}, "suspension")
+    assert said is not None and f"trained on feature set 603d0000aaaa, this code computes {now}" in said
+    assert "gridrisk train --task suspension" in said
