@@ -386,7 +386,14 @@ class BillCells:
 
 
 def _open_months(part: Partition) -> np.ndarray:
-    """Grid month each customer opened in; -1 (before the grid) when the archive has no open date."""
+    """Grid month each customer opened in; -1 (before the grid) when the archive has no open date. The same
+    at every as-of date: computed once per partition."""
+    if "open_months" not in part.cache:
+        part.cache["open_months"] = _grid_months(part)
+    return part.cache["open_months"]
+
+
+def _grid_months(part: Partition) -> np.ndarray:
     if "open_day" not in part.tables["customers"].arrays:
         return np.full(part.n, -1, dtype=np.int64)
     days = part.tables["customers"]["open_day"]

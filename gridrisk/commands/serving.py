@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -196,8 +197,9 @@ def keys_create(
             f"{role!r} is not one of {', '.join(r.value for r in Role)}", param_hint="--role"
         )
     settings = _serving_settings()
+    areas = _warehouse_areas(settings.warehouse_path) if station or supply_unit else None
     try:
-        supply_unit = _pinned_supply_units(settings.warehouse_path, station, supply_unit)
+        supply_unit = _pinned_supply_units(areas, settings.warehouse_path, station, supply_unit)
         plaintext, record = create_key(settings.keys_path, role, station, supply_unit, note)
     except KeyStoreError as exc:
         typer.echo(str(exc), err=True)
@@ -205,16 +207,26 @@ def keys_create(
     scope = ", ".join(record.stations + record.supply_units) or "all stations"
     typer.echo(f"key id {record.key_id} ({record.role.value}; {scope}) — shown once, store it now:", err=True)
     typer.echo(plaintext)
-    for warning in _unknown_scope(settings.warehouse_path, record.stations, record.supply_units):
+    for warning in _unknown_scope(areas, settings.warehouse_path, record.stations, record.supply_units):
         typer.echo(f"warning: {warning}", err=True)
 
 
-def _pinned_supply_units(warehouse: Path, stations: list[str], supply_units: list[str]) -> list[str]:
+def _warehouse_areas(warehouse: Path) -> Any:
+    """The warehouse's areas (station, supply unit), or None before there is any data."""
+    from features.sources import has_table, read_table
+
+    if not has_table(warehouse, "areas"):
+        return None
+    return read_table(warehouse, "areas", columns=["station", "supply_unit"])
+
+
+def _pinned_supply_units(
+    areas: Any, warehouse: Path, stations: list[str], supply_units: list[str]
+) -> list[str]:
     """The supply units a key scoped by station name covers. A station name is not unique in a province
     (many counties have a 城关供电所), and a key by name alone would see every county's station of that name,
     names and phones included: a name the warehouse has in several supply units needs --supply-unit, and a
     name in one is pinned to that unit, so a same-named station added later stays outside the key."""
-    from features.sources import has_table, read_table
     from serving.errors import KeyStoreError
 
     if stations and len(supply_units) > 1:  # each station in each unit: a same-named one of the other too
@@ -222,10 +234,10 @@ def _pinned_supply_units(warehouse: Path, stations: list[str], supply_units: lis
             f"a key with stations covers one supply unit, not {len(supply_units)}: it would cover each of "
             "its stations in each unit (a 城关供电所 in both counties); make one key per supply unit"
         )
-    if not stations or supply_units or not has_table(warehouse, "areas"):
+    if not stations or supply_units or areas is None:
         return supply_units
-    areas = read_table(warehouse, "areas", columns=["station", "supply_unit"]).dropna().astype(str)
-    units = areas.groupby("station")["supply_unit"].agg(lambda u: sorted(set(u)))
+    named_areas = areas.dropna().astype(str)
+    units = named_areas.groupby("station")["supply_unit"].agg(lambda u: sorted(set(u)))
     known = [s for s in stations if s in units.index]
     shared = [s for s in known if len(units[s]) > 1]
     if shared:
@@ -245,14 +257,11 @@ def _pinned_supply_units(warehouse: Path, stations: list[str], supply_units: lis
     return pinned
 
 
-def _unknown_scope(warehouse: Path, stations: list[str], supply_units: list[str]) -> list[str]:
+def _unknown_scope(areas: Any, warehouse: Path, stations: list[str], supply_units: list[str]) -> list[str]:
     """A scope the warehouse's areas do not know (ST001 typed for ST0001): the key is made, since keys may
     come before the data, but its lists would be empty without a word."""
-    from features.sources import has_table, read_table
-
-    if not (stations or supply_units) or not has_table(warehouse, "areas"):
+    if not (stations or supply_units) or areas is None:
         return []
-    areas = read_table(warehouse, "areas", columns=["station", "supply_unit"])
     out = []
     for kind, asked, column in (
         ("station", stations, "station"),

@@ -176,23 +176,25 @@ def test_a_customer_read_every_other_month_has_every_month():
     )
 
 
+def _billed(customer: str, months: list[int], kwh: list[float]) -> pd.DataFrame:
+    """Bills of the given months after 2021-01 (0 = January 2021), issued the 5th of the next month."""
+    frame = monthly_bills(customer, "2021-01", kwh)
+    frame["period"] = [pd.Timestamp("2021-01-01") + pd.DateOffset(months=k) for k in months]
+    frame["issue_date"] = frame["period"] + pd.DateOffset(months=1) + pd.Timedelta(days=4)
+    frame["known_at"] = frame["issue_date"] + pd.Timedelta(hours=8)
+    frame["due_date"] = frame["issue_date"] + pd.Timedelta(days=20)
+    return frame
+
+
 def test_the_cycle_is_read_bill_by_bill():
     # One cycle decided per customer from its latest gaps re-read its whole history when it changed, and a
     # monthly customer whose alternate bills were held for review (visible 0, 2, 4) was halved.
-    def billed(customer: str, months: list[int], kwh: list[float]) -> pd.DataFrame:
-        frame = monthly_bills(customer, "2021-01", kwh)
-        frame["period"] = [pd.Timestamp("2021-01-01") + pd.DateOffset(months=k) for k in months]
-        frame["issue_date"] = frame["period"] + pd.DateOffset(months=1) + pd.Timedelta(days=4)
-        frame["known_at"] = frame["issue_date"] + pd.Timedelta(hours=8)
-        frame["due_date"] = frame["issue_date"] + pd.Timedelta(days=20)
-        return frame
-
     later = list(range(1, 12, 2)) + list(range(12, 24))  # two-monthly in 2021 (Feb..Dec), monthly in 2022
     held = [12, 14, 16]  # a customer opened in 2022 whose November and others are not visible yet
     bills = pd.concat(
         [
-            billed("C0000", later, [200.0] * 6 + [100.0] * 12),
-            billed("C0001", held, [100.0] * 3),
+            _billed("C0000", later, [200.0] * 6 + [100.0] * 12),
+            _billed("C0001", held, [100.0] * 3),
         ]
     )
     customers = customer_rows(2).assign(open_date=pd.Timestamp("2020-01-01"))
@@ -208,17 +210,9 @@ def test_the_cycle_is_read_bill_by_bill():
 def test_a_missed_two_monthly_reading_keeps_the_cycle():
     # One missed reading (a four-month gap) broke the run, and the bills after it were read whole (200 a
     # month) for four months.
-    def billed(customer: str, months: list[int], kwh: list[float]) -> pd.DataFrame:
-        frame = monthly_bills(customer, "2021-01", kwh)
-        frame["period"] = [pd.Timestamp("2021-01-01") + pd.DateOffset(months=k) for k in months]
-        frame["issue_date"] = frame["period"] + pd.DateOffset(months=1) + pd.Timedelta(days=4)
-        frame["known_at"] = frame["issue_date"] + pd.Timedelta(hours=8)
-        frame["due_date"] = frame["issue_date"] + pd.Timedelta(days=20)
-        return frame
-
     months = [1, 3, 5, 7, 9, 11, 13, 15, 19, 21]  # 2021-02 … 2022-10, the 2022-06 reading missed
     kwh = [200.0] * 8 + [400.0, 200.0]  # 100 a month throughout
-    alone = billed("C0000", months, kwh)
+    alone = _billed("C0000", months, kwh)
     customers = customer_rows(2).assign(open_date=pd.Timestamp("2020-01-01"))
     for as_of in ("2022-08-31", "2022-11-30"):
         f = features_at(with_defaults(customers=customers.iloc[:1], bills=alone), as_of, consumption)
