@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from serving.errors import AsOfOutOfRange
+from serving.model import definitions_skew
 from serving.model_store import LoadedModel, MlflowRegistry, ModelStore, Registry
 from serving.settings import ServingSettings
 from serving.snapshot import latest_path, score_frame, write_snapshot
@@ -125,19 +126,4 @@ def score_population(
         served,
         seconds,
         definitions_skew(model.package.info, task),
-    )
-
-
-def definitions_skew(info: dict, task: str) -> str | None:
-    """A model trained on another revision of the feature definitions (`feature_set_version`) than this code
-    computes: its features are scored as defined now, not as it learned them. Said, not refused: most
-    definitions change only for some customers (two-monthly bills, say); retraining ends it."""
-    from features.feature_sets import feature_set_version
-
-    learned, now = info.get("feature_set_version"), feature_set_version(task)
-    if not learned or learned == now:
-        return None
-    return (
-        f"the model was trained on feature set {learned}, this code computes {now}: retrain it "
-        f"(gridrisk train --task {task}) so that it learns the features as they are computed now"
     )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.feature_sets import RESTATED, FeatureDoc
+from features.feature_sets import RESTATED, FeatureDoc, feature_set_version
 
 PACKAGE_FILE = "package.json"
 # An isotonic calibrator's flat steps are tilted by at most this much (`training.calibrate`), so the booster's
@@ -275,6 +275,19 @@ class PackagedModel:
 _VALUE = re.compile(r"\{(?:abs_)?value(?::[^}]*)?\}")
 _DIRECTION = re.compile(r"\{dir_(?:zh|en)\}")
 NO_DATA = {"zh": "（无数据）", "en": " (no data)"}
+
+
+def definitions_skew(info: dict, task: str) -> str | None:
+    """A model trained on another revision of the feature definitions (`feature_set_version`) than this code
+    computes: its features are scored as defined now, not as it learned them. Said, not refused: most
+    definitions change only for some customers (two-monthly bills, say); retraining ends it."""
+    learned, now = info.get("feature_set_version"), feature_set_version(task)
+    if not learned or learned == now:
+        return None
+    return (
+        f"the model was trained on feature set {learned}, this code computes {now}: retrain it "
+        f"(gridrisk train --task {task}) so that it learns the features as they are computed now"
+    )
 
 
 def missing_value_text(template: str, lang: str) -> str:

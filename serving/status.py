@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from serving.errors import ModelUnavailable, SnapshotUnavailable
+from serving.model import definitions_skew
 from serving.model_store import LoadedModel, ModelStore
 from serving.schemas import ReadyResponse, TaskStatus
 from serving.snapshot import Snapshot, SnapshotStore
@@ -23,6 +24,8 @@ def _assess(task: str, models: ModelStore, snapshots: SnapshotStore) -> tuple[Ta
         details.append(str(exc))
     if model is not None and (model.source == "local-cache" or models.detail(task)):
         details.append(models.detail(task) or "serving the local copy")
+    if model is not None and (skew := definitions_skew(model.package.info, task)):
+        details.append(skew)
     snap: Snapshot | None = None
     try:
         snap = snapshots.get(task)

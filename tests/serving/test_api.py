@@ -596,6 +596,27 @@ def test_a_rollback_flags_the_snapshot_of_the_newer_version(service, settings, p
     assert "v1 is loaded" in models["models"][0]["serving"]["detail"]
 
 
+def test_a_champion_of_other_feature_definitions_is_named_by_ready_and_models(service, settings):
+    # Only `gridrisk score` said it: the service served a model trained on an older revision of the feature
+    # definitions as "ready", and the models page showed nothing.
+    import dataclasses
+
+    from tinymodel import train_package, write_population_snapshot
+
+    old = train_package(seed=1, trees=40)
+    old = dataclasses.replace(old, info={**old.info, "feature_set_version": "603d0000aaaa"})
+    service.registry.register("gridrisk-arrears", old)
+    write_population_snapshot(old, settings, version="2")
+    service.client.post("/v1/admin/reload", headers=service.headers("admin"))
+    ready = service.client.get("/ready")
+    task = ready.json()["tasks"][0]
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert "trained on feature set 603d0000aaaa" in task["detail"]
+    assert "gridrisk train --task arrears" in task["detail"]
+    models = service.client.get("/v1/models", headers=service.headers("analyst")).json()
+    assert "trained on feature set 603d0000aaaa" in models["models"][0]["serving"]["detail"]
+
+
 def test_a_keys_file_corrupted_while_serving_is_a_503_not_a_500(service, settings):
     assert service.client.get("/v1/models", headers=service.headers("admin")).status_code == 200
     settings.keys_path.write_text("{not json")

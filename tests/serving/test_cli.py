@@ -265,7 +265,7 @@ def test_a_model_of_other_feature_definitions_is_said_at_scoring():
     # The definitions revision was only logged: a champion trained before a definition changed was scored on
     # features computed the new way without a word.
     from features.feature_sets import feature_set_version
-    from serving.batch import definitions_skew
+    from serving.model import definitions_skew
 
     now = feature_set_version("suspension")
     assert definitions_skew({"feature_set_version": now}, "suspension") is None
