@@ -28,6 +28,7 @@ from features.schema import ARCHIVE_TABLES, LOAD_ORDER, TABLES, Table
 from features.sources import (
     EXPORT_SUFFIXES,
     UNREAD_TABLE_SUFFIXES,
+    WAREHOUSE_ZONE_FILE,
     Export,
     WarehouseError,
     append_quarantine,
@@ -35,6 +36,8 @@ from features.sources import (
     has_table,
     read_arrow_table,
     read_export,
+    record_timezone,
+    stored_timezone,
     table_path,
     unsupported_type,
     write_arrow_table,
@@ -120,6 +123,8 @@ class IngestReport:
     tables: dict[str, TableReport] = field(default_factory=dict)
     skipped_files: list[str] = field(default_factory=list)  # no contract table, or a type not read (.zip)
     truth_files: int = 0  # generator ground truth copied to WH/truth
+    timezone: str = LOCAL_TIMEZONE  # the zone whose wall clock the warehouse's times are in
+    timezone_recorded: bool = False  # this run recorded it (the warehouse's first ingest)
 
     @property
     def rows_read(self) -> int:
@@ -162,19 +167,21 @@ def ingest(
     column_map: Path | None = None,
     now: dt.datetime | str | None = None,
     progress: Callable[[str], None] | None = None,
-    timezone: str = LOCAL_TIMEZONE,
+    timezone: str | None = None,
 ) -> IngestReport:
     """Load every contract-table export under ``source`` (a folder, or one file) into ``warehouse``.
 
     ``now`` is the moment of the ingest (default: the wall clock, UTC); set it to re-ingest an archive as of
     the day it was exported. A time written with its zone or UTC offset is stored as ``timezone``'s wall
-    clock (the warehouse's times are local). Raises ContractError before anything is written when a file is
-    unusable as a whole (unknown table, unreadable, wrong encoding, missing required column, unknown time
-    zone). ``progress`` receives a line per step.
+    clock (the warehouse's times are local). The zone is recorded with the warehouse at its first ingest and
+    is the default of later ones (else Asia/Shanghai); naming another zone is refused, as it would mix two
+    clocks in one table. Raises ContractError before anything is written when a file is unusable as a whole
+    (unknown table, unreadable, wrong encoding, missing required column, unknown time zone, another zone
+    than the warehouse's). ``progress`` receives a line per step.
     """
-    check_timezone(timezone)
     step = progress or (lambda _: None)
     source, warehouse = Path(source), Path(warehouse)
+    timezone = _warehouse_zone(warehouse, timezone)
     moment = ingest_moment(now)  # one moment for every file of the run
     declared = declared_export_moment(source) if now is None else None
     # A generated utility may run past today's date; its rows are not in the future of its own export.
@@ -196,7 +203,12 @@ def ingest(
         pending.setdefault(name, []).append((path, read if hold else None, _stamp(path)))
         del read
 
-    report = IngestReport(source=source, warehouse=warehouse, now=moment, now_declared=use_declared)
+    report = IngestReport(
+        source=source, warehouse=warehouse, now=moment, now_declared=use_declared, timezone=timezone
+    )
+    if stored_timezone(warehouse) is None:
+        record_timezone(warehouse, timezone)  # every file was read and mapped: this run stores its tables
+        report.timezone_recorded = True
     report.skipped_files = _skipped(source, plan)
     stored_ends = event_table_ends(warehouse)  # each stored event table's newest day, before this run
     held: list[_HeldUpdates] = []
@@ -247,6 +259,20 @@ def ingest(
         if not part.balanced:
             raise AssertionError(f"ingest lost rows in {part.table}: {part}")  # a bug, never a data problem
     return report
+
+
+def _warehouse_zone(warehouse: Path, asked: str | None) -> str:
+    """The zone this run stores times in: the one asked, else the warehouse's recorded zone, else
+    Asia/Shanghai. Asking another zone than the recorded one is refused before anything is read."""
+    stored = stored_timezone(warehouse)
+    zone = check_timezone(asked or stored or LOCAL_TIMEZONE)
+    if stored is not None and zone != stored:
+        raise ContractError(
+            f"warehouse {warehouse} holds its times as {stored} wall clock (recorded at its first ingest, "
+            f"{warehouse / WAREHOUSE_ZONE_FILE}); this run asks for {zone}, and one table would mix two "
+            f"clocks. Leave out --timezone to use {stored}, or ingest into a new warehouse"
+        )
+    return zone
 
 
 def _read_mapped(path: Path, name: str, mapping: ColumnMap) -> ReadFile:

@@ -52,6 +52,28 @@ def read_table(warehouse: Path, name: str, columns: list[str] | None = None) -> 
     return read_arrow_table(warehouse, name, columns).to_pandas(date_as_object=False)
 
 
+WAREHOUSE_ZONE_FILE = "timezone.txt"
+
+
+def stored_timezone(warehouse: Path) -> str | None:
+    """The time zone whose wall clock the warehouse's times are in, as its first ingest recorded it (None: not
+    recorded, a warehouse older than the record or one generated in place)."""
+    path = Path(warehouse) / WAREHOUSE_ZONE_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def record_timezone(warehouse: Path, zone: str) -> None:
+    """Write the warehouse's time zone beside its tables, atomically."""
+    path = Path(warehouse) / WAREHOUSE_ZONE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(zone + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
 def check_contract_columns(warehouse: Path) -> None:
     """Refuse a warehouse whose stored tables lack a column the contract requires (a file written or edited
     by hand): features would otherwise stop deep inside with a KeyError. Optional columns may be absent;

@@ -31,11 +31,13 @@ def ingest_command(
         help="the moment of the ingest, YYYY-MM-DD[THH:MM:SS] UTC (default: the clock); dates of things that "
         "have happened may not be later (+1 day). Set it to re-ingest an archive as of its export day",
     ),
-    timezone: str = typer.Option(
-        "Asia/Shanghai",
+    timezone: str | None = typer.Option(
+        None,
         "--timezone",
         help="the warehouse's local time zone (IANA name): a time written with a UTC offset (…+08:00, …Z) or "
-        "a Parquet timestamp with a zone is stored as this zone's wall clock; times without one are local",
+        "a Parquet timestamp with a zone is stored as this zone's wall clock; times without one are local. "
+        "Recorded at the warehouse's first ingest (WH/timezone.txt) and the default after it; another zone "
+        "is refused [default: the warehouse's, else Asia/Shanghai]",
     ),
     contract: bool = typer.Option(
         False, "--contract", help="print the data contract with the default Chinese headers, then exit"
@@ -96,6 +98,11 @@ def _print_report(console, report) -> None:
         console.print(
             f"ingest moment {report.now:%Y-%m-%d}: the day after the generated export's own export_at "
             "(truth/manifest.json), later than the clock; --now overrides"
+        )
+    if report.timezone_recorded:
+        console.print(
+            f"times are {report.timezone} wall clock, recorded in "
+            + escape(str(report.warehouse / "timezone.txt"))
         )
     mark = "[green]✓[/green]" if report.balanced else "[red]✗[/red]"
     console.print(

@@ -536,14 +536,31 @@ def test_timezone_option_converts_offset_times_and_refuses_an_unknown_zone(tmp_p
     assert not (tmp_path / "bad").exists()  # refused before anything was read or written
 
 
-def test_the_cli_default_zone_is_the_library_default():
-    import inspect
+def test_the_warehouse_keeps_the_zone_of_its_first_ingest(tmp_path: Path):
+    # The zone was not stored: a second ingest that left out --timezone put Asia/Shanghai wall clock beside
+    # the first run's UTC wall clock in the same table, eight hours apart, without a word.
+    from features.sources import stored_timezone
 
-    from features.validation import LOCAL_TIMEZONE
-    from gridrisk.commands.ingest import ingest_command
+    zoned = BILLS.replace("2024-02-03 08:00:00", "2024-02-03T00:00:00Z")
+    wh = tmp_path / "wh"
+    result = run(export(tmp_path, bills=zoned), "--warehouse", wh, "--timezone", "UTC")
+    assert result.exit_code == 0, result.output
+    assert stored_timezone(wh) == "UTC" and "times are UTC wall clock" in result.output
+    later = zoned.replace("2024-02-03T00:00:00Z", "2024-02-03T01:00:00Z")
+    result = run(export(tmp_path / "later", bills=later), "--warehouse", wh)
+    assert result.exit_code == 0, result.output
+    assert "times are" not in result.output  # recorded once
+    stored = set(read_table(wh, "bills")["known_at"])  # re-issues beside the first run's rows, both UTC
+    assert stored == {pd.Timestamp("2024-02-03 00:00"), pd.Timestamp("2024-02-03 01:00")}
 
-    assert inspect.signature(ingest_command).parameters["timezone"].default.default == LOCAL_TIMEZONE
-    assert inspect.signature(ingest).parameters["timezone"].default == LOCAL_TIMEZONE
+    before = {p.name: p.stat().st_mtime_ns for p in wh.glob("*.parquet")}
+    result = run(export(tmp_path / "other", bills=later), "--warehouse", wh, "--timezone", "Asia/Shanghai")
+    assert result.exit_code == 2
+    assert "holds its times as UTC wall clock" in result.output and "asks for Asia/Shanghai" in result.output
+    assert {p.name: p.stat().st_mtime_ns for p in wh.glob("*.parquet")} == before  # nothing written
+
+    assert ingest(export(tmp_path / "plain"), tmp_path / "default").accepted > 0
+    assert stored_timezone(tmp_path / "default") == "Asia/Shanghai"  # no zone asked, none recorded
 
 
 def test_cli_summary_balances(tmp_path: Path):
