@@ -29,7 +29,8 @@ class PointInTimeError(Exception):
 def cutoff(as_of: date | datetime | str | pd.Timestamp) -> pd.Timestamp:
     """The last instant that counts as of the calendar date `as_of`: the end of that day, inclusive.
 
-    A time-of-day on `as_of` is ignored: as-of dates are calendar days, so 2023-06-30 14:00 means 2023-06-30.
+    A time-of-day on `as_of` is ignored: as-of dates are calendar days, so 2023-06-30 14:00 means 2023-06-30,
+    and so does 2023-06-30T20:00-05:00 (the day as written, not that instant's day in another zone).
     """
     try:
         day = pd.Timestamp(as_of)
@@ -40,7 +41,7 @@ def cutoff(as_of: date | datetime | str | pd.Timestamp) -> pd.Timestamp:
     if day is pd.NaT:
         raise PointInTimeError("as-of is missing (NaT); pass a calendar date like 2023-06-30")
     if day.tz is not None:
-        day = day.tz_convert(None)
+        day = day.tz_localize(None)
     return day.normalize().as_unit("us") + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
 
 
@@ -58,7 +59,12 @@ def time_values(frame: pd.DataFrame, column: str) -> np.ndarray:
         # Spark hands DateType columns to pandas as Python date objects.
         col = pd.to_datetime(col)
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        col = col.dt.tz_convert(None)
+        # Converting to UTC would read an instant as local wall clock, hours off its day; the warehouse holds
+        # local times (ingest converts zoned ones), and a frame built by hand must too.
+        raise PointInTimeError(
+            f"time column {column!r} carries the time zone {col.dt.tz}; as-of dates compare local wall-clock "
+            f"times: convert it first (frame[{column!r}].dt.tz_convert('Asia/Shanghai').dt.tz_localize(None))"
+        )
     return col.to_numpy(dtype=TIME_UNIT)
 
 

@@ -75,28 +75,41 @@ def record_timezone(warehouse: Path, zone: str) -> None:
 
 
 def check_contract_columns(warehouse: Path) -> None:
-    """Refuse a warehouse whose stored tables lack a column the contract requires (a file written or edited
-    by hand): features would otherwise stop deep inside with a KeyError. Optional columns may be absent;
-    every table's missing columns are named at once."""
+    """Refuse a warehouse whose stored tables lack a column the contract requires, or hold times with a zone
+    (a file written or edited by hand, or by Spark or Hive): features would otherwise stop deep inside with a
+    KeyError, or read UTC instants as local wall clock and see hours of the next day. Optional columns may
+    be absent; every table's problems are named at once."""
     from features.schema import TABLES
 
-    problems = []
+    missing_columns, zoned = [], []
     for name, spec in TABLES.items():
         path = table_path(warehouse, name)
         if not path.exists():
             continue
         try:
-            present = set(pq.read_schema(path).names)
+            schema = pq.read_schema(path)
         except (OSError, pa.ArrowInvalid) as exc:
             raise WarehouseError(f"cannot read {path}: {exc}") from exc
-        missing = [c for c in spec.required_columns if c not in present]
+        missing = [c for c in spec.required_columns if c not in schema.names]
         if missing:
-            problems.append(f"{name} ({path}) lacks {', '.join(missing)}")
-    if problems:
+            missing_columns.append(f"{name} ({path}) lacks {', '.join(missing)}")
+        zoned += [
+            f"{name}.{f.name} ({f.type.tz})"
+            for f in schema
+            if f.name in spec.column_names and pa.types.is_timestamp(f.type) and f.type.tz is not None
+        ]
+    if missing_columns:
         raise WarehouseError(
-            f"warehouse {warehouse}: missing required column(s): {'; '.join(problems)}. Tables written by "
-            "`gridrisk ingest` always have them; ingest the exports into an empty warehouse to rebuild it, "
-            "or add the columns"
+            f"warehouse {warehouse}: missing required column(s): {'; '.join(missing_columns)}. Tables "
+            "written by `gridrisk ingest` always have them; ingest the exports into an empty warehouse to "
+            "rebuild it, or add the columns"
+        )
+    if zoned:
+        raise WarehouseError(
+            f"warehouse {warehouse}: time column(s) stored with a time zone: {', '.join(zoned)}. The "
+            "warehouse holds local wall-clock times, and an instant read as one is hours off the day it "
+            "happened; `gridrisk ingest` converts them: ingest this folder into a new warehouse "
+            f"(gridrisk ingest {warehouse} --warehouse NEW [--timezone ZONE])"
         )
 
 

@@ -15,6 +15,16 @@ def test_cutoff_is_the_end_of_the_as_of_day():
     assert cutoff(pd.Timestamp("2023-06-30 14:00")) == cutoff("2023-06-30")
     with pytest.raises(PointInTimeError, match="not a date"):
         cutoff("thirtieth of June")
+    # An as-of written with an offset is the day as written; it was that instant's UTC day, a day off.
+    assert cutoff("2023-06-30T20:00:00-05:00") == cutoff("2023-06-30")
+    assert cutoff("2023-07-01T00:30:00+08:00") == cutoff("2023-07-01")
+
+
+def test_a_time_column_with_a_zone_is_refused_not_read_as_utc_wall_clock():
+    # Converted to UTC, Beijing 2023-07-01 07:00 read as 2023-06-30 23:00 and counted as of 2023-06-30.
+    frame = _payments().assign(paid_at=lambda f: f["paid_at"].dt.tz_localize("Asia/Shanghai"))
+    with pytest.raises(PointInTimeError, match="'paid_at' carries the time zone Asia/Shanghai"):
+        as_of_filter(frame, "payments", "2023-06-30")
 
 
 def _payments() -> pd.DataFrame:

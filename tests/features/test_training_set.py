@@ -197,6 +197,36 @@ def test_a_table_without_a_required_column_is_refused_by_name(generated_dir, tmp
     labels.check_inside_data(warehouse, [pd.Timestamp("2022-06-30")], scoring=True)
 
 
+def test_a_table_with_zoned_times_is_refused_and_ingest_converts_it(generated_dir, tmp_path):
+    # A payments table Spark wrote (UTC instants) was read as UTC wall clock: a Beijing 07:00 payment on
+    # 2023-07-01 counted as of 2023-06-30.
+    import pyarrow as pa
+
+    from features.ingest import ingest
+    from features.sources import read_table
+
+    warehouse = tmp_path / "spark"
+    shutil.copytree(generated_dir, warehouse, ignore=shutil.ignore_patterns("truth"))
+    path = warehouse / "payments.parquet"
+    local = pq.read_table(path)
+    at = local.schema.get_field_index("paid_at")
+    instants = pa.array(
+        local.column("paid_at").to_pandas().dt.tz_localize("Asia/Shanghai").dt.tz_convert("UTC"),
+        type=pa.timestamp("us", tz="UTC"),
+    )
+    pq.write_table(local.set_column(at, pa.field("paid_at", instants.type), instants), path)
+    result = features_cli(warehouse, "arrears", tmp_path / "x.parquet", "--as-of", "2022-06-30")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "time column(s) stored with a time zone: payments.paid_at (UTC)" in said
+    assert f"gridrisk ingest {warehouse} --warehouse NEW" in said
+
+    converted = tmp_path / "wh"
+    ingest(warehouse, converted, now="2030-01-01")
+    paid_at = read_table(converted, "payments")["paid_at"]
+    assert paid_at.equals(read_table(generated_dir, "payments")["paid_at"])
+
+
 def test_cli_says_how_to_end_a_range_past_every_labelable_date(generated_dir, tmp_path):
     result = features_cli(generated_dir, "theft", tmp_path / "x.parquet", "--as-of-range", "2025-01:2025-06")
     said = " ".join(result.output.split())
