@@ -104,7 +104,7 @@ def _month_bounds(month0: int, n_months: int) -> tuple[np.ndarray, np.ndarray]:
 
 def compute(at: AsOf) -> dict[str, np.ndarray]:
     part = at.part
-    n_areas, months = len(part.area_ids), part.n_months
+    n_areas, months = len(part.area_ids), at.months
     first_day, last_day = _month_bounds(part.month0, months)
 
     pos, t = at.rows("area_supply")

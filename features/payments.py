@@ -182,7 +182,7 @@ FEATURES = [
 def bill_payment_state(at: AsOf) -> dict[str, np.ndarray]:
     """Per customer × billing month as of T: principal paid, payment count, days late, open amount."""
     part = at.part
-    n, months = part.n, part.n_months
+    n, months = part.n, at.months
     amount_due = at.bills.values["amount_due"]
     due_day = at.bills.values["due_day"]
 

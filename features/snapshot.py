@@ -305,6 +305,10 @@ class AsOf:
         self.cutoff = cutoff(day)
         self.day_num = float((day.to_datetime64().astype("datetime64[D]")).astype(np.int64))
         self.month = int(day.to_datetime64().astype("datetime64[M]").astype(np.int64))
+        # Grid months up to T's own: no bill or payment of a later period is visible at T (its issue and
+        # payment come after its period starts). Cutting here keeps the partition's newest month, which data
+        # after T decides, out of features: row sums over wider rows round differently in their last bits.
+        self.months = max(1, min(part.n_months, self.month - part.month0 + 1))
 
     def rows(self, table_name: str) -> tuple[np.ndarray, Rows]:
         """Positions of the rows of `table_name` that count as of this date (as-of rule), and the table."""
@@ -337,15 +341,15 @@ class BillCells:
         versions = self._rows.view.version_counts(at.day)
         ci = self._rows.customer[pos]
         mi = self._rows["month"][pos] - part.month0
-        ok = (ci >= 0) & (mi >= 0) & (mi < part.n_months)
+        ok = (ci >= 0) & (mi >= 0) & (mi < at.months)
         self._ci, self._mi, self._pos, self._versions = ci[ok], mi[ok], pos[ok], versions[ok]
-        self._shape = (part.n, part.n_months)
+        self._shape = (part.n, at.months)
         self.last = np.full(part.n, -1, dtype=np.int64)  # grid column of each customer's latest visible bill
         np.maximum.at(self.last, self._ci, self._mi)
         self._spread = _spread_cells(self._ci, self._mi, _open_months(part))
         self._matrices: dict[str, np.ndarray] = {}
         self._lagged: dict[str, np.ndarray] = {}
-        self._lag_index = LagIndex(self.last, part.n_months, LAGS)
+        self._lag_index = LagIndex(self.last, at.months, LAGS)
 
     def _cells(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(customer, grid month, value) of every visible cell of `name`: a bill measure, "due_day",
