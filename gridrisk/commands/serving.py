@@ -234,11 +234,21 @@ def _pinned_supply_units(
             f"a key with stations covers one supply unit, not {len(supply_units)}: it would cover each of "
             "its stations in each unit (a 城关供电所 in both counties); make one key per supply unit"
         )
-    if not stations or supply_units or areas is None:
-        return supply_units
-    named_areas = areas.dropna().astype(str)
-    units = named_areas.groupby("station")["supply_unit"].agg(lambda u: sorted(set(u)))
+    if not stations or supply_units or not all(s.strip() for s in stations):
+        return supply_units  # no station to pin, or a blank one, which create_key refuses by name
+    units = _units_of_stations(areas)
     known = [s for s in stations if s in units.index]
+    if not known:  # nothing to pin to: unpinned, the key would see a same-named station of any unit
+        where = (
+            f"warehouse {warehouse} has no areas yet"
+            if areas is None
+            else (f"warehouse {warehouse} has no station {' or '.join(map(repr, stations))}")
+        )
+        raise KeyStoreError(
+            f"{where}, so the key cannot be tied to a supply unit; a key by station name alone would see "
+            "every station of that name in any supply unit, names and phones included. Add --supply-unit U "
+            "with the collector's own supply unit (or create the key after `gridrisk ingest`)"
+        )
     shared = [s for s in known if len(units[s]) > 1]
     if shared:
         named = "; ".join(f"{s!r} is in {', '.join(units[s])}" for s in shared)
@@ -255,6 +265,15 @@ def _pinned_supply_units(
             "one key per supply unit"
         )
     return pinned
+
+
+def _units_of_stations(areas: Any) -> Any:
+    """Each station name's supply units (sorted), from the warehouse's areas (empty before any data)."""
+    import pandas as pd
+
+    if areas is None:
+        return pd.Series(dtype=object)
+    return areas.dropna().astype(str).groupby("station")["supply_unit"].agg(lambda u: sorted(set(u)))
 
 
 def _unknown_scope(areas: Any, warehouse: Path, stations: list[str], supply_units: list[str]) -> list[str]:
@@ -275,6 +294,14 @@ def _unknown_scope(areas: Any, warehouse: Path, stations: list[str], supply_unit
                     f"{kind} {value!r} is not in warehouse {warehouse} (its {kind}s: {listed}); the key's "
                     "lists stay empty until it is (a typo? revoke the key and create one with the name)"
                 )
+    units = _units_of_stations(areas)
+    for station in stations:
+        if supply_units and station in units.index and not set(units[station]) & set(supply_units):
+            out.append(
+                f"station {station!r} is in {', '.join(units[station])}, not in "
+                f"{', '.join(supply_units)}: the key's lists stay empty (revoke it and name the station's "
+                "own supply unit)"
+            )
     return out
 
 

@@ -197,6 +197,31 @@ def test_a_key_for_a_station_the_warehouse_lacks_is_made_with_a_warning(env, tmp
     assert "(its stations: ST0001, ST0002)" in said and "supply unit" not in said
     code, output = run("keys", "create", "--role", "collector", "--station", "ST0002")
     assert code == 0 and "warning" not in output
+    # Each name known, but not as a pair: the key's lists were empty without a word.
+    code, output = run("keys", "create", "--role", "collector", "--station", "ST0002", "--supply-unit", "U2")
+    said = " ".join(output.split())
+    assert code == 0 and "warning: station 'ST0002' is in U1, not in U2" in said
+
+
+def test_a_station_key_nothing_can_pin_to_a_supply_unit_is_refused(env, tmp_path, monkeypatch):
+    # Made before the data (or for a station the warehouse lacks) the key stayed unpinned, and once two
+    # units had a station of that name it saw both, names and phones included.
+    from features.sources import write_table
+
+    monkeypatch.setenv("GRIDRISK_WAREHOUSE", str(tmp_path / "empty"))
+    code, output = run("keys", "create", "--role", "collector", "--station", "ST0001")
+    said = " ".join(output.split())
+    assert code == 2 and "has no areas yet, so the key cannot be tied to a supply unit" in said
+    assert "Add --supply-unit U" in said and not (env / "keys.json").exists()
+    code, output = run("keys", "create", "--role", "collector", "--station", "ST0001", "--supply-unit", "U1")
+    assert code == 0, output
+
+    warehouse = tmp_path / "wh"
+    areas = {"area_id": ["A1"], "station": ["ST0002"], "supply_unit": ["U1"], "transformer_kva": [400.0]}
+    write_table(warehouse, "areas", pd.DataFrame(areas))
+    monkeypatch.setenv("GRIDRISK_WAREHOUSE", str(warehouse))
+    code, output = run("keys", "create", "--role", "collector", "--station", "ST0009")
+    assert code == 2 and "has no station 'ST0009'" in " ".join(output.split())
 
 
 def test_a_station_name_two_supply_units_share_needs_the_unit(env, tmp_path, monkeypatch):
