@@ -263,6 +263,8 @@ class KeyStore:
         return self._current().get(key_id)
 
     def authenticate(self, presented: str | None) -> Principal:
+        # Spaces around a pasted key: the bearer scheme and the web form already drop them, X-API-Key did not.
+        presented = presented.strip() if presented else presented
         if not presented:
             raise NotAuthenticated(
                 "no API key: send it in the X-API-Key header (or Authorization: Bearer <key>)"

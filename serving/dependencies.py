@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.access import AuditLog, KeyStore, Principal
 from serving.directory import CustomerDirectory
+from serving.errors import NotAuthenticated
 from serving.metrics import ServiceMetrics
 from serving.model_store import ModelStore
 from serving.service import ServiceState
@@ -69,8 +70,18 @@ async def get_principal(
     keys: Annotated[KeyStore, Depends(get_key_store)],
     api_key: Annotated[str | None, Security(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    request: Request,
 ) -> Principal:
-    return keys.authenticate(api_key or (credentials.credentials if credentials else None))
+    presented = api_key or (credentials.credentials if credentials else None)
+    authorization = request.headers.get("authorization", "")
+    scheme = authorization.split(maxsplit=1)[0][:20] if authorization.strip() else ""
+    if not presented and scheme and scheme.lower() != "bearer":
+        # HTTPBearer drops any other scheme without a word: the caller sent a credential and was told none.
+        raise NotAuthenticated(
+            f"Authorization: {scheme} is not read; send the API key as X-API-Key or as "
+            "Authorization: Bearer <key>"
+        )
+    return keys.authenticate(presented)
 
 
 Settings = Annotated[ServingSettings, Depends(get_settings)]

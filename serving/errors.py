@@ -99,6 +99,18 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
+KEY_STORE_DOWN = (
+    "the service's API keys cannot be read, so no key can be checked until an operator restores them (the "
+    "server's log names the file and the fault)"
+)
+
+
+def caller_detail(exc: ServingError) -> str:
+    """What a caller is told: the message, except for a broken key store, whose message names a file on the
+    server (told to any caller, keyless ones included); that goes to the log."""
+    return KEY_STORE_DOWN if isinstance(exc, KeyStoreError) else str(exc)
+
+
 def status_of(exc: ServingError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
@@ -117,10 +129,12 @@ async def _serving_error(request: Request, exc: Exception) -> JSONResponse:
             error["msg"] = _text(error["msg"], ECHO_MSG_CHARS)
         body["detail"] += _not_listed(len(exc.errors))
     else:
-        body = ErrorBody(error=type(exc).__name__, detail=_encodable(str(exc))).model_dump()
+        body = ErrorBody(error=type(exc).__name__, detail=_encodable(caller_detail(exc))).model_dump()
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
     if status >= 500:
-        logger.warning("%s %s -> %d %s", request.method, request.url.path, status, type(exc).__name__)
+        logger.warning(
+            "%s %s -> %d %s: %s", request.method, request.url.path, status, type(exc).__name__, exc
+        )
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -86,6 +86,14 @@ def test_keys_are_required_and_checked(service, settings):
     assert r.status_code == 401 and "not recognised" in r.json()["detail"]
     bearer = {"Authorization": f"Bearer {service.keys['service']}"}
     assert c.post("/v1/arrears/score", json=body, headers=bearer).status_code == 200
+    # A pasted key with a trailing space worked as a bearer token and on the page, not in X-API-Key.
+    spaced = {"X-API-Key": f"{service.keys['service']} "}
+    assert c.post("/v1/arrears/score", json=body, headers=spaced).status_code == 200
+    # Another scheme was dropped without a word: the caller sent a credential and was told it sent none.
+    r = c.post("/v1/arrears/score", json=body, headers={"Authorization": "Basic dXNlcjpwdw=="})
+    assert r.status_code == 401 and "Authorization: Basic is not read" in r.json()["detail"]
+    r = c.post("/v1/arrears/score", json=body, headers={"Authorization": "Bearer"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("no API key")
     key_id = service.keys["service"].split("_")[1]
     revoke_key(settings.keys_path, key_id)
     r = c.post("/v1/arrears/score", json=body, headers=service.headers("service"))
@@ -622,4 +630,6 @@ def test_a_keys_file_corrupted_while_serving_is_a_503_not_a_500(service, setting
     settings.keys_path.write_text("{not json")
     response = service.client.get("/v1/models", headers=service.headers("admin"))
     assert response.status_code == 503
-    assert response.json()["error"] == "KeyStoreError" and "not valid JSON" in response.json()["detail"]
+    # The file's path and fault go to the log; any caller, keyless ones too, was told where the file lives.
+    assert response.json()["error"] == "KeyStoreError" and "cannot be read" in response.json()["detail"]
+    assert str(settings.keys_path) not in response.text and "keys.json" not in response.text
