@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serving.model import PackagedModel
@@ -170,11 +171,21 @@ def summarize(
     previous_file = previous_month(dated_snapshots(snapshot.path.parent), snapshot.as_of)
     previous = None
     previous_model = None
+    previous_detail = None
     if previous_file is not None:
         path = previous_file[1]
-        mtime_ns = path.stat().st_mtime_ns
-        previous = scoped(station_table(path, mtime_ns), stations, supply_units)
-        previous_model = snapshot_model(path, mtime_ns)
+        try:
+            mtime_ns = path.stat().st_mtime_ns
+            previous = scoped(station_table(path, mtime_ns), stations, supply_units)
+            previous_model = snapshot_model(path, mtime_ns)
+        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+            # Last month is a comparison, not the answer: a damaged file of it made the summary a 500.
+            logger.warning("cannot read last month's %s snapshot %s: %s", task, path, exc)
+            previous, previous_file = None, None
+            previous_detail = (
+                f"last month's snapshot {path.name} cannot be read ({type(exc).__name__}): shown without the "
+                f"comparison; `gridrisk score --task {task} --as-of` that date writes it again"
+            )
     present = {
         c.removeprefix("band:")
         for table in (current, previous)
@@ -223,6 +234,7 @@ def summarize(
         as_of=snapshot.as_of,
         previous_as_of=previous_file[0] if previous_file else None,
         previous_model=previous_model,
+        previous_detail=previous_detail,
         band_order=bands,
         rows=rows,
         total=total,

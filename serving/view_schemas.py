@@ -154,6 +154,10 @@ class SummaryResponse(BaseModel):
         "differs from `model`, band thresholds differ too: band changes mix the model's change with the "
         "customers'"
     )
+    previous_detail: str | None = Field(
+        default=None,
+        description="why there is no comparison though an earlier month has a snapshot (it cannot be read)",
+    )
     band_order: list[str] = Field(description="band names, riskiest first")
     rows: list[SummaryRow] = Field(
         description="one per group inside the caller's scope in this snapshot or the previous one, by "

@@ -191,6 +191,19 @@ def test_summary_without_an_earlier_month(web, settings):
     assert all(row["previous"] is None and row["expected_value_change"] is None for row in body["rows"])
 
 
+def test_a_damaged_snapshot_of_last_month_leaves_the_summary_without_the_comparison(web, settings):
+    # It was a 500 for the summary and the overview page, while /ready said ready.
+    (settings.snapshots_path / "arrears" / f"{PREVIOUS_AS_OF.isoformat()}.parquet").write_bytes(b"garbage")
+    r = web.client.get("/v1/arrears/summary", headers=web.headers("admin"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["previous_as_of"] is None and all(row["previous"] is None for row in body["rows"])
+    assert f"last month's snapshot {PREVIOUS_AS_OF.isoformat()}.parquet cannot be read" in body["previous_detail"]
+    signed = web.client.post("/login", data={"api_key": web.keys["admin"]}, follow_redirects=False)
+    assert signed.status_code == 303
+    assert web.client.get("/overview").status_code == 200
+
+
 def test_a_snapshot_earlier_in_the_same_month_is_not_last_month():
     from serving.station_summary import previous_month
 
