@@ -36,6 +36,7 @@ class UnknownCustomers(ServingError):
     """Customer ids not in the task's latest snapshot."""
 
     def __init__(self, task: str, customer_ids: list[str]) -> None:
+        customer_ids = list(dict.fromkeys(customer_ids))  # an id asked four times is one unknown id
         self.customer_ids = customer_ids
         shown = ", ".join(customer_ids[:20]) + (" …" if len(customer_ids) > 20 else "")
         super().__init__(

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -83,6 +84,30 @@ class HeadAsGet:
                 scope["route"] = inner["route"]
 
 
+class BlankQueryIsAbsent:
+    """An API query parameter left blank (`?min_probability=`, as a form or a script building URLs sends an
+    empty field) is no parameter: the page and `?station=` already read blank as "any", while a blank number
+    or sort key was a 422. Only GETs under /v1/; the query string is rebuilt only when it holds a blank."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if query and scope["method"] in ("GET", "HEAD") and scope["path"].startswith("/v1/"):
+            parts = query.split(b"&")
+            kept = [p for p in parts if not _blank_value(p)]  # the others byte for byte, as sent
+            if len(kept) < len(parts):
+                scope = {**scope, "query_string": b"&".join(kept)}
+        await self.app(scope, receive, send)
+
+
+def _blank_value(part: bytes) -> bool:
+    """`name=` or `name=%20`: a parameter whose value is empty or spaces (a bare `name` is not one)."""
+    _, sep, value = part.partition(b"=")
+    return bool(sep) and not unquote_plus(value.decode("latin-1")).strip()
+
+
 def create_app(
     settings: ServingSettings | None = None,
     state: ServiceState | None = None,
@@ -120,6 +145,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     install_handlers(app)
+    app.add_middleware(BlankQueryIsAbsent)
     app.add_middleware(HeadAsGet)  # inside the metrics: they count a HEAD as a HEAD
     app.add_middleware(MetricsMiddleware)
     return app

@@ -30,7 +30,7 @@ def get_risk_list(
     supply_unit: str | None = Query(None, max_length=100),
     station: str | None = Query(None, max_length=100),
     usage_category: str | None = Query(None, max_length=100),
-    min_probability: float | None = Query(None, ge=0.0, le=1.0),
+    min_probability: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False),
     top: int = Query(100, ge=1, le=100_000),
     per_station_top: int | None = Query(None, ge=1, le=100_000, description="visit capacity per station"),
     sort: SortKey | None = Query(None, description=SORT_DOC),

@@ -115,12 +115,25 @@ def test_roles_and_station_scope_give_403(service):
     assert c.get("/v1/models", headers=service.headers("service")).status_code == 403
 
 
+def test_a_nan_threshold_is_refused_as_not_a_number(service):
+    # It was refused as "Input should be less than or equal to 1".
+    r = service.client.get(
+        "/v1/arrears/risk-list", params={"min_probability": "nan"}, headers=service.headers("analyst")
+    )
+    assert r.status_code == 422 and "finite number" in r.text
+
+
 def test_unknown_customers_are_named_in_a_404(service):
     r = service.client.post(
         "/v1/arrears/score", json={"customer_ids": ["C0000001", "NOPE-1"]}, headers=service.headers("service")
     )
     assert r.status_code == 404
     assert r.json()["error"] == "UnknownCustomers" and "NOPE-1" in r.json()["detail"]
+    # One id asked four times was "4 customer id(s) not in …: NOPE, NOPE, NOPE, NOPE".
+    r = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["NOPE"] * 4}, headers=service.headers("service")
+    )
+    assert r.json()["detail"].startswith("1 customer id(s) not in the latest arrears snapshot: NOPE;")
 
 
 @pytest.mark.parametrize(
