@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.synthetic import domain as d
 from features.synthetic.config import GeneratorError
 
 TRUTH_DIR = "truth"
@@ -137,7 +138,12 @@ def oracle_probabilities(truth_dir: Path, task: str, as_of: Sequence[date | pd.T
         s_applied = spells["applied_at"].to_numpy().astype("datetime64[D]")
         s_start = spells["start_date"].to_numpy().astype("datetime64[D]")
         s_end = spells["actual_end"].to_numpy().astype("datetime64[D]")
-        s_end = np.where(np.isnat(s_end), np.datetime64("2200-01-01"), s_end)
+        # The generator's rule (service_changes.free_from): a customer may apply again from the day after a
+        # spell ends, and six months after a permanent reduction starts (it has no end). Blocking every later
+        # month after a permanent reduction gave 0 to customers who then applied.
+        min_days = np.timedelta64(d.REDUCTION_MIN_DAYS, "D")
+        s_free = np.where(np.isnat(s_end), s_start + min_days, s_end + np.timedelta64(1, "D"))
+        s_month = s_applied.astype("datetime64[M]").astype("datetime64[D]")
 
     open_date = customers["open_date"].to_numpy().astype("datetime64[D]")
     close_date = customers["close_date"].to_numpy().astype("datetime64[D]")
@@ -158,8 +164,9 @@ def oracle_probabilities(truth_dir: Path, task: str, as_of: Sequence[date | pd.T
             if task == "suspension":
                 blocked = np.zeros(p.shape, dtype=bool)
                 known = s_applied <= day
-                # A spell applied by T blocks new applications in months whose first day it covers.
-                cover = (periods[None, :] >= s_start[known, None]) & (periods[None, :] <= s_end[known, None])
+                # A spell applied by T blocks new applications from its application month (one a month) to
+                # the months whose first day comes before the customer is free again.
+                cover = (periods[None, :] >= s_month[known, None]) & (periods[None, :] < s_free[known, None])
                 np.logical_or.at(blocked, s_row[known], cover)
                 weight = np.where(blocked, 0.0, weight)
             total = (weight * log_stay).sum(axis=1)

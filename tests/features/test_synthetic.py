@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
@@ -594,6 +597,37 @@ def test_oracle_is_a_probability_that_ranks_the_labels(
     assert y.sum() >= 5 * len(as_of) * (0.5 if task == "suspension" else 1.0)
     assert roc_auc_score(y, p) > min_auc
     assert 0.5 * y.mean() < p.mean() < 1.6 * y.mean()  # calibrated: the mean oracle is near the label rate
+    # What happened was possible: after a permanent reduction the oracle blocked every later month, while the
+    # generator lets the customer apply again six months on, and those who did had probability 0.
+    assert (p[y == 1] > 0).all(), f"{int((p[y == 1] == 0).sum())} positives the oracle called impossible"
+
+
+def test_the_suspension_oracle_frees_a_customer_when_the_generator_does(tmp_path: Path) -> None:
+    # After a permanent reduction (no end) the oracle blocked every later month, while the generator lets the
+    # customer apply again six months after it starts: customers who did had probability 0.
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    periods = pd.date_range("2023-01-01", "2024-12-01", freq="MS")
+    monthly = pd.DataFrame({"customer_id": "C1", "period": periods.date, "p_suspension": np.float32(0.1)})
+    pq.write_table(pa.Table.from_pandas(monthly, preserve_index=False), truth / "monthly.parquet")
+    customers = pd.DataFrame({"customer_id": ["C1"], "open_date": [date(2020, 1, 1)], "close_date": [None]})
+    customers["close_date"] = pd.to_datetime(customers["close_date"]).dt.date
+    pq.write_table(pa.Table.from_pandas(customers, preserve_index=False), truth / "customers.parquet")
+    spells = pd.DataFrame(
+        {
+            "customer_id": ["C1"],
+            "applied_at": [pd.Timestamp("2023-03-10 09:00")],
+            "start_date": [date(2023, 3, 20)],
+            "actual_end": pd.Series([None], dtype="datetime64[ns]").dt.date,  # permanent
+        }
+    )
+    pq.write_table(pa.Table.from_pandas(spells, preserve_index=False), truth / "suspension_spells.parquet")
+    p = oracle_probabilities(truth, "suspension", [pd.Timestamp("2023-04-30"), pd.Timestamp("2023-09-30")])
+    early, later = p["oracle_probability"].to_numpy()
+    # Free from 2023-09-19 (start + 183 days): as of April 30 the window (to October 27) is open in October
+    # only (its first day is after that); as of September 30 every month of the window is open.
+    assert early == pytest.approx(1 - 0.9 ** (27 / 31), rel=1e-6)
+    assert later == pytest.approx(1 - 0.9 ** (5 + 28 / 31), rel=1e-6)
 
 
 def test_oracle_rejects_an_unknown_task_and_a_folder_without_truth(
