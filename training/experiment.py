@@ -440,24 +440,34 @@ def evaluate_on_test(
 TRUE_THEFT_METRICS = ("roc_auc", "pr_auc", "precision_at_5pct", "recall_at_5pct")
 
 
-def true_thieves(truth_dir: Path, frame: pd.DataFrame) -> np.ndarray:
-    """1 where the generator's truth says the customer is stealing in the as-of month (inspected or not)."""
+def true_thieves(truth_dir: Path, frame: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """1 where the generator's truth says the customer steals in a month of the label's window (T, T+H],
+    inspected or not: the labels' own window, so the gap to the labels is what inspections miss. (Stealing in
+    the as-of month alone counted a third of the found thieves, those who began after T, as honest.)"""
     from features.synthetic.truth import read_truth
 
     monthly = read_truth(truth_dir, "monthly", ["customer_id", "period", "is_stealing"])
-    monthly = monthly.assign(period=pd.to_datetime(monthly["period"]).dt.to_period("M"))
-    keys = pd.DataFrame(
-        {
-            "customer_id": frame["customer_id"].astype(str).to_numpy(),
-            "period": pd.to_datetime(frame["as_of"]).dt.to_period("M").to_numpy(),
-        }
-    )
-    merged = keys.merge(
-        monthly.assign(customer_id=monthly["customer_id"].astype(str)),
-        on=["customer_id", "period"],
-        how="left",
-    )
-    return merged["is_stealing"].fillna(False).to_numpy(dtype=bool).astype(np.int8)
+    ids = pd.Index(monthly["customer_id"].astype(str).unique())
+    month = _month_numbers(monthly["period"])
+    first, n_months = int(month.min()), int(month.max() - month.min()) + 1
+    stealing = np.zeros((len(ids), n_months + 1), dtype=np.int32)  # column 0: before the first month
+    rows = ids.get_indexer(monthly["customer_id"].astype(str))
+    stealing[rows, month - first + 1] = monthly["is_stealing"].fillna(False).to_numpy(dtype=bool)
+    months_stealing = stealing.cumsum(axis=1)  # months stealing up to and including each column
+
+    as_of = pd.to_datetime(frame["as_of"])
+    start = _month_numbers(as_of + pd.Timedelta(days=1)) - first + 1  # the window's first month's column
+    end = _month_numbers(as_of + pd.Timedelta(days=horizon_days)) - first + 1
+    lo, hi = np.clip(start, 1, n_months + 1) - 1, np.clip(end, 0, n_months)
+    row = ids.get_indexer(frame["customer_id"].astype(str).to_numpy())
+    known = row >= 0
+    found = np.zeros(len(frame), dtype=bool)
+    found[known] = months_stealing[row[known], hi[known]] > months_stealing[row[known], lo[known]]
+    return found.astype(np.int8)
+
+
+def _month_numbers(dates: pd.Series) -> np.ndarray:
+    return pd.to_datetime(dates).to_numpy().astype("datetime64[M]").astype(np.int64)
 
 
 def _add_true_theft_metrics(
@@ -470,7 +480,7 @@ def _add_true_theft_metrics(
 ) -> None:
     """Theft labels exist only where an inspection happened; judging the same lists against every true
     thief shows how much the inspection policy hides (a model can rank a thief no one inspected)."""
-    truth = true_thieves(truth_dir, test)
+    truth = true_thieves(truth_dir, test, spec.horizon_days)
     if truth.min() == truth.max():
         return
     relabelled = test.assign(label=truth)

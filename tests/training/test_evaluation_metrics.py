@@ -145,3 +145,34 @@ def test_segments_skip_small_and_single_class_groups() -> None:
     assert not any("industrial" in k for k in out)  # single class
     assert not any("agricultural" in k for k in out)  # 40 rows < 50
     assert metric_key("supply_unit_东区/35kV (A)") == "supply_unit_东区/35kV _A_"
+
+
+def test_true_thieves_are_those_stealing_in_the_label_window(tmp_path) -> None:
+    # The truth counted only the as-of month: a thief who began after T, and whom an inspection then found
+    # (label 1), was an honest customer in the "vs true thieves" metrics.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.experiment import true_thieves
+
+    periods = pd.date_range("2023-01-01", "2024-06-01", freq="MS")
+    stealing_months = {
+        "now": ["2023-06", "2023-07", "2023-08"],  # stealing at T and on
+        "later": ["2023-09"],  # begins two months after T
+        "too_late": ["2024-01"],  # begins after T + 180 days (2023-12-27)
+        "before": ["2023-03", "2023-04", "2023-05"],  # stopped before T
+        "only_t": ["2023-06"],  # stopped in T's own month: the window starts on July 1
+    }
+    monthly = pd.DataFrame(
+        [
+            {"customer_id": c, "period": p.date(), "is_stealing": p.strftime("%Y-%m") in months}
+            for c, months in stealing_months.items()
+            for p in periods
+        ]
+    )
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    pq.write_table(pa.Table.from_pandas(monthly, preserve_index=False), truth / "monthly.parquet")
+    frame = pd.DataFrame({"customer_id": [*stealing_months, "unknown"], "as_of": pd.Timestamp("2023-06-30")})
+    got = dict(zip(frame["customer_id"], true_thieves(truth, frame, horizon_days=180), strict=True))
+    assert got == {"now": 1, "later": 1, "too_late": 0, "before": 0, "only_t": 0, "unknown": 0}
