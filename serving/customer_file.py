@@ -72,8 +72,12 @@ def months_before(month: dt.date, n: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
-def month_records(bills: list[dict], payments: list[dict], last_month: dt.date) -> list[MonthRecord]:
-    """The latest version of each bill in the 24 months up to `last_month`, with what was paid against it.
+def month_records(
+    bills: list[dict], payments: list[dict], last_month: dt.date
+) -> tuple[list[MonthRecord], list[MonthRecord]]:
+    """The latest version of each bill in the 24 months up to `last_month`, with what was paid against it;
+    and the bills before them still owing (a two-year-old debt drives the amount at stake and the reasons,
+    and the file showed nowhere).
 
     One customer has a few dozen rows, so plain Python over them beats a DataFrame's fixed overheads.
     """
@@ -81,7 +85,7 @@ def month_records(bills: list[dict], payments: list[dict], last_month: dt.date) 
     standing: dict[dt.date, dict] = {}
     # A re-issued bill (退补) is a new version of its period: the newest known_at is the bill that stands.
     for bill in sorted(bills, key=lambda b: b["known_at"]):
-        if first_month <= bill["period"] <= last_month:
+        if bill["period"] <= last_month:
             standing[bill["period"]] = bill
     paid: dict[dt.date, float] = {}
     last_paid: dict[dt.date, dt.datetime] = {}
@@ -94,7 +98,8 @@ def month_records(bills: list[dict], payments: list[dict], last_month: dt.date) 
         principal = payment["amount"] - (fee if fee is not None and math.isfinite(fee) else 0.0)
         paid[period] = paid.get(period, 0.0) + principal
         last_paid[period] = max(last_paid.get(period, payment["paid_at"]), payment["paid_at"])
-    out = []
+    recent: list[MonthRecord] = []
+    older: list[MonthRecord] = []
     for period in sorted(standing):
         bill = standing[period]
         amount, settled_at = paid.get(period, 0.0), last_paid.get(period)
@@ -102,19 +107,21 @@ def month_records(bills: list[dict], payments: list[dict], last_month: dt.date) 
         days_late = None
         if settled_at is not None and amount >= due - PAID_TOLERANCE_YUAN:
             days_late = max((settled_at.date() - bill["due_date"]).days, 0)
-        out.append(
-            MonthRecord(
-                period=period,
-                kwh=bill["kwh"],
-                amount_due=due,
-                due_date=bill["due_date"],
-                paid=amount,
-                last_paid_at=settled_at,
-                days_late=days_late,
-                outstanding=max(due - amount, 0.0),
-            )
+        record = MonthRecord(
+            period=period,
+            kwh=bill["kwh"],
+            amount_due=due,
+            due_date=bill["due_date"],
+            paid=amount,
+            last_paid_at=settled_at,
+            days_late=days_late,
+            outstanding=max(due - amount, 0.0),
         )
-    return out
+        if period >= first_month:
+            recent.append(record)
+        elif (record.outstanding or 0.0) > PAID_TOLERANCE_YUAN:
+            older.append(record)
+    return recent, older
 
 
 def task_score(task: Task, snapshot: Snapshot, package: PackagedModel, pos: int, lang: Lang) -> TaskScore:
@@ -200,8 +207,8 @@ def customer_file(
         last_month: dt.date | None = dt.date(as_of.year, as_of.month, 1)
     else:
         last_month = max((b["period"] for b in bills), default=None)
-    months = month_records(bills, payments, last_month) if last_month is not None else []
-    shown = {m.period for m in months}
+    months, older_owing = month_records(bills, payments, last_month) if last_month is not None else ([], [])
+    shown = {m.period for m in months + older_owing}
     return CustomerFile(
         customer_id=customer_id,
         as_of=as_of,
@@ -209,6 +216,7 @@ def customer_file(
         scores=scores,
         unscored=unscored,
         months=months,
+        older_owing=older_owing,
         payments=[
             PaymentRecord(**p)
             for p in sorted(payments, key=lambda p: p["paid_at"], reverse=True)

@@ -106,6 +106,11 @@ class CustomerFile(BaseModel):
     scores: list[TaskScore]
     unscored: list[TaskNote]
     months: list[MonthRecord] = Field(description="the last 24 billing months, oldest first")
+    older_owing: list[MonthRecord] = Field(
+        default_factory=list,
+        description="bills before those 24 months still owing, oldest first: they count in the amount at "
+        "stake and the model's outstanding-debt reasons",
+    )
     payments: list[PaymentRecord] = Field(description="payments in those months, newest first")
     suspensions: list[SuspensionRecord] = Field(description="every suspension or reduction, newest first")
     inspections: list[InspectionRecord] = Field(description="every inspection, newest first")
