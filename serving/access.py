@@ -109,7 +109,7 @@ class Principal:
         Unlike a filter, a customer placed nowhere (None) is outside a scoped key's stations, as it is outside
         its lists. The refusal names the key's own scope, never the customer's station: a collector learns
         only that the customer is not theirs."""
-        if self.role != Role.COLLECTOR:
+        if self.covers(station, supply_unit):
             return
         if self.stations and station not in self.stations:
             raise Forbidden(
@@ -119,6 +119,14 @@ class Principal:
             raise Forbidden(
                 f"key {self.key_id} covers supply units {list(self.supply_units)}; {subject} is not in them"
             )
+
+    def covers(self, station: str | None, supply_unit: str | None) -> bool:
+        """Whether a customer placed in this station and supply unit is inside the key's scope."""
+        if self.role != Role.COLLECTOR:
+            return True
+        return (not self.stations or station in self.stations) and (
+            not self.supply_units or supply_unit in self.supply_units
+        )
 
     def _require_station(self, station: str | None) -> None:
         if self.stations and station not in self.stations:

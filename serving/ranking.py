@@ -103,10 +103,13 @@ def list_items(
 ) -> list[RiskListItem]:
     """List rows at snapshot positions already cut to the caller's scope (the web page pages with it)."""
     ids = snapshot.column("customer_id", pos)
-    names, phones = directory.lookup(ids)
-    if not principal.sees_pii:
-        names = [mask_name(n) for n in names]
-        phones = [mask_phone(p) for p in phones]
+    names, phones, places = directory.lookup_placed(ids)
+    # Unmasked only where the archive places the customer inside the key's scope now, as the customer file
+    # decides: a customer moved to another station after scoring stays on the old station's list (the
+    # snapshot's) until the next score, but its name and phone went to the old station's collector.
+    shown = [principal.sees_pii and principal.covers(*place) for place in places]
+    names = [n if show else mask_name(n) for n, show in zip(names, shown, strict=True)]
+    phones = [p if show else mask_phone(p) for p, show in zip(phones, shown, strict=True)]
     columns = {name: snapshot.column(name, pos) for name in LIST_COLUMNS}
     reasons = snapshot.reasons(package, pos, lang)
     return [

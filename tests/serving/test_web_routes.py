@@ -99,6 +99,23 @@ def test_collectors_reach_only_their_own_stations_customers(web):
     assert web.client.get("/v1/customers/C0000000").status_code == 401
 
 
+def test_a_customer_moved_since_scoring_keeps_its_pii_from_the_old_station(web, settings):
+    # The list scoped by the snapshot's station but attached the archive's current name and phone, while
+    # the file scoped by the archive: the old station's collector saw the name of a customer it got a 403 for.
+    from features.sources import read_table, write_table
+
+    customers = read_table(settings.warehouse_path, "customers")
+    customers.loc[customers["customer_id"] == "C0000000", "station"] = "S02"  # moved from S01
+    write_table(settings.warehouse_path, "customers", customers)
+    web.state.refresh()  # as the poller does
+    listed = web.client.get("/v1/arrears/risk-list", params={"top": 1000}, headers=web.headers("collector"))
+    row = next(i for i in listed.json()["items"] if i["customer_id"] == "C0000000")  # the snapshot's S01
+    assert row["name"] == "王**" and row["phone"] == "138****0000"
+    assert web.client.get("/v1/customers/C0000000", headers=web.headers("collector")).status_code == 403
+    others = [i for i in listed.json()["items"] if i["customer_id"] != "C0000000"]
+    assert others and all("*" not in i["name"] for i in others)  # the station's own still show
+
+
 def test_unknown_customer_is_a_404_naming_the_id(web):
     r = web.client.get("/v1/customers/NOPE42", headers=web.headers("admin"))
     assert r.status_code == 404 and "NOPE42" in r.json()["detail"]
