@@ -102,35 +102,45 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
 
 
 # -- work lists ----------------------------------------------------------------------------------------------
-def top_k_mask(
+def top_k_share(
     score: np.ndarray, groups: np.ndarray, fraction: float | None = None, k: int | None = None
 ) -> np.ndarray:
-    """True for the rows a list would select: the top `fraction` (at least one row) or top `k` of each group.
-
-    Ties are broken by row order after a stable sort of the score, so the result is deterministic.
+    """How much of each row a list would select: the top `fraction` (at least one row) or top `k` of each
+    group. Rows above the cut count 1, below it 0, and rows tied at the cut share the places left (3 tied
+    rows for 1 place count 1/3 each): the expected list when ties are picked at random. Breaking ties by row
+    order made a rule with many tied scores (it "never pretends to rank ties") as good or as bad as the
+    frame's order happened to be.
     """
     score = np.asarray(score, dtype=np.float64)
     frame = pd.DataFrame({"g": groups, "s": -score})
     order = frame.sort_values(["g", "s"], kind="mergesort").index.to_numpy()
     g_sorted = frame["g"].to_numpy()[order]
+    s_sorted = np.nan_to_num(frame["s"].to_numpy()[order], nan=np.inf)  # unscored rows: one tie, last
     position = pd.Series(np.ones(len(order))).groupby(g_sorted).cumsum().to_numpy()
     if k is not None:
         limit = np.full(len(order), k, dtype=np.float64)
     else:
         sizes = pd.Series(g_sorted).map(pd.Series(g_sorted).value_counts()).to_numpy()
         limit = np.maximum(1, np.round(sizes * float(fraction)))
-    mask = np.zeros(len(score), dtype=bool)
-    mask[order] = position <= limit
-    return mask
+    new_block = np.ones(len(order), dtype=bool)
+    new_block[1:] = (g_sorted[1:] != g_sorted[:-1]) | (s_sorted[1:] != s_sorted[:-1])
+    block = np.cumsum(new_block)
+    first = pd.Series(position).groupby(block).transform("min").to_numpy()
+    last = pd.Series(position).groupby(block).transform("max").to_numpy()
+    places = np.clip(limit - first + 1, 0, None)
+    share = np.zeros(len(score))
+    share[order] = np.minimum(places / (last - first + 1), 1.0)
+    return share
 
 
-def list_metrics(y: np.ndarray, amount: np.ndarray, mask: np.ndarray, suffix: str) -> dict[str, float]:
-    """Precision, recall, lift and amount-weighted recall (yuan at stake of positives captured) of a list."""
-    selected = int(mask.sum())
-    hits = int((y & mask).sum())
+def list_metrics(y: np.ndarray, amount: np.ndarray, share: np.ndarray, suffix: str) -> dict[str, float]:
+    """Precision, recall, lift and amount-weighted recall (yuan at stake of positives captured) of a list
+    that selects `share` of each row (`top_k_share`)."""
+    selected = float(share.sum())
+    hits = float(share[y].sum())
     positives = int(y.sum())
     amount_pos = float(np.nansum(np.where(y, amount, 0.0)))
-    amount_hit = float(np.nansum(np.where(y & mask, amount, 0.0)))
+    amount_hit = float(np.nansum(np.where(y, share * amount, 0.0)))
     base_rate = positives / len(y) if len(y) else float("nan")
     precision = hits / selected if selected else float("nan")
     return {
@@ -191,11 +201,10 @@ def score_metrics(
     list_score = scored.list_score if scored.list_score is not None else s
     for fraction in top_fractions:
         suffix = f"{fraction * 100:g}pct".replace(".", "_")
-        mask = top_k_mask(list_score, as_of, fraction=fraction)
-        out.update(list_metrics(y, amount, mask, suffix))
+        out.update(list_metrics(y, amount, top_k_share(list_score, as_of, fraction=fraction), suffix))
     station_groups = pd.Series(as_of).astype(str).to_numpy() + "|" + frame["station"].astype(str).to_numpy()
-    mask = top_k_mask(list_score, station_groups, k=station_capacity)
-    out.update(list_metrics(y, amount, mask, "station_capacity"))
+    capacity = top_k_share(list_score, station_groups, k=station_capacity)
+    out.update(list_metrics(y, amount, capacity, "station_capacity"))
     deciles = lift_by_decile(y, list_score, as_of)
     # The riskiest decile present (with under 10 rows per as-of date, decile 1 can be empty).
     out["lift_top_decile"] = float(deciles["lift"].iloc[0]) if len(deciles) else float("nan")

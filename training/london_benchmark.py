@@ -21,7 +21,7 @@ import pandas as pd
 
 from features import london
 from features.london import InjectionProtocol, LondonData
-from training.evaluate import pr_auc, roc_auc, top_k_mask
+from training.evaluate import pr_auc, roc_auc, top_k_share
 
 logger = logging.getLogger(__name__)
 
@@ -194,14 +194,14 @@ def map_at_k(y: np.ndarray, score: np.ndarray, as_of: np.ndarray, k: int = MAP_K
 
 def precision_at_fraction(y: np.ndarray, score: np.ndarray, as_of: np.ndarray, fraction: float) -> float:
     """Hit rate if the top `fraction` of each as-of date's list were inspected (as training.evaluate does)."""
-    mask = top_k_mask(score, as_of, fraction=fraction)
-    return float(y[mask].mean()) if mask.any() else float("nan")
+    share = top_k_share(score, as_of, fraction=fraction)
+    return float(share[y.astype(bool)].sum() / share.sum()) if share.any() else float("nan")
 
 
 def recall_at_fraction(y: np.ndarray, score: np.ndarray, as_of: np.ndarray, fraction: float) -> float:
     """Share of the positive rows that the top `fraction` of their as-of date's list catches."""
-    mask = top_k_mask(score, as_of, fraction=fraction)
-    return float(y[mask].sum() / y.sum()) if y.any() else float("nan")
+    share = top_k_share(score, as_of, fraction=fraction)
+    return float(share[y.astype(bool)].sum() / y.sum()) if y.any() else float("nan")
 
 
 def within_date_roc_auc(y: np.ndarray, score: np.ndarray, as_of: np.ndarray) -> float:

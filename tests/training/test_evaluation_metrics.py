@@ -21,7 +21,7 @@ from training.evaluate import (
     roc_auc_standard_error,
     score_metrics,
     segment_metrics,
-    top_k_mask,
+    top_k_share,
 )
 
 
@@ -54,14 +54,23 @@ def test_ranking_metrics_match_sklearn() -> None:
     assert np.isnan(roc_auc(np.zeros(4), np.arange(4)))  # no positives -> undefined, not 0.5
 
 
-def test_top_k_is_per_group_and_deterministic() -> None:
+def test_top_k_is_per_group_and_ties_at_the_cut_share_the_places() -> None:
     groups = np.array(["a", "a", "a", "a", "b", "b"])
     score = np.array([0.9, 0.1, 0.5, 0.5, 0.2, 0.3])
-    assert top_k_mask(score, groups, k=1).tolist() == [True, False, False, False, False, True]
-    # top 50 % of a (2 rows): 0.9 and the first of the tied 0.5s; top 50 % of b (1 row): 0.3
-    assert top_k_mask(score, groups, fraction=0.5).tolist() == [True, False, True, False, False, True]
+    assert top_k_share(score, groups, k=1).tolist() == [1, 0, 0, 0, 0, 1]
+    # top 50 % of a (2 rows): 0.9, and the tied 0.5s share the one place left; top 50 % of b: 0.3. By row
+    # order the first 0.5 was in and the second out, so a list's precision hung on how the frame was sorted.
+    assert top_k_share(score, groups, fraction=0.5).tolist() == [1, 0, 0.5, 0.5, 0, 1]
+    assert top_k_share(score[::-1], groups[::-1], fraction=0.5).tolist() == [1, 0, 0.5, 0.5, 0, 1]
     # a tiny fraction still selects at least one row per group
-    assert top_k_mask(score, groups, fraction=0.01).sum() == 2
+    assert top_k_share(score, groups, fraction=0.01).sum() == 2
+    # every score tied, 5 % of 100 rows with 10 positives: precision is the rate, whatever the row order
+    y = np.zeros(100, dtype=bool)
+    y[:10] = True
+    share = top_k_share(np.zeros(100), np.zeros(100), fraction=0.05)
+    assert share.sum() == pytest.approx(5) and share[y].sum() / share.sum() == pytest.approx(0.1)
+    # unscored rows (NaN) come last, as one tie
+    assert top_k_share(np.array([np.nan, 0.2, np.nan]), np.zeros(3), k=2).tolist() == [0.5, 1, 0.5]
 
 
 def test_amount_weighted_recall_counts_yuan() -> None:
