@@ -179,6 +179,19 @@ def test_session_tokens_are_signed_and_expire(tmp_path):
         SessionSigner(b"short", 3600)
 
 
+def test_a_cookie_with_non_ascii_characters_is_no_session(web):
+    # Sent as raw bytes, as a browser or proxy may; the server reads them as Latin-1 text ("a.Ã©").
+    cookie = {"Cookie": b"gridrisk_session=a.\xc3\xa9"}
+    for path in ("/list", "/overview"):
+        r = web.client.get(path, headers=cookie, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == f"/login?next=%2F{path[1:]}"
+    r = web.client.get("/login", headers=cookie, follow_redirects=False)
+    assert r.status_code == 200 and 'name="api_key"' in r.text
+    r = web.client.post("/logout", headers=cookie, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert SessionSigner(b"s" * 32, 3600).read("a.\xe9") is None
+
+
 def test_a_session_follows_the_key_record(tmp_path):
     keys_path = tmp_path / "keys.json"
     _, record = create_key(keys_path, "collector", stations=["S01"])
