@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, field_validator
 from serving.access import PERMISSIONS, Action, KeyStore, Principal, blank_is_any
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
-from serving.errors import NotAuthenticated, ServingError, status_of
+from serving.errors import KeyStoreError, NotAuthenticated, ServingError, status_of
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.ranking import ListQuery, list_items, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
@@ -246,7 +246,12 @@ def render(
 def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
     state = request.app.state.service
     web = getattr(request.app.state, "web", None) or WebContext.build(WebSettings(), state.settings.home)
-    user = session_principal(request, web, state.keys)
+    try:
+        user = session_principal(request, web, state.keys)
+    except KeyStoreError:
+        # The keys file is what this page reports (a 503): no one can be signed in until it is restored, and
+        # letting the error out again here would answer the page with the API's JSON.
+        user = None
     return render(
         request, web, page_lang(request), "error.html", user, status=status, status_code=status, detail=detail
     )

@@ -284,6 +284,18 @@ def test_unknown_customer_and_other_station_are_error_pages(web):
     assert "无权查看" in other and "王小1" not in other
 
 
+def test_a_broken_keys_file_is_an_error_page_not_json(web, settings):
+    sign_in(web, "analyst")
+    settings.keys_path.write_text(settings.keys_path.read_text()[:40])  # truncated while serving
+    for path in ("/list", "/login"):
+        r = web.client.get(path, follow_redirects=False)
+        assert r.status_code == 503 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+        assert "暂时无法提供" in r.text and "is not valid JSON" in r.text
+        assert "/logout" not in r.text  # nobody is signed in while no key can be checked
+    r = web.client.post("/login", data={"api_key": web.keys["analyst"]}, follow_redirects=False)
+    assert r.status_code == 503 and r.headers["content-type"].startswith("text/html")
+
+
 def test_customer_page_draws_the_score_and_history(web):
     sign_in(web, "admin")
     html = page(web, "/customers/C0000002")
