@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 import numpy as np
@@ -80,7 +80,7 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except NotSignedIn:
-                here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                here = page_path(request) + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
             except ServingError as exc:
                 return error_page(request, status_of(exc), str(exc))
@@ -138,6 +138,17 @@ def url(path: str, **params: Any) -> str:
     return path + (f"?{urlencode(kept)}" if kept else "")
 
 
+def customer_url(customer_id: str, **params: Any) -> str:
+    """The customer page: ingest takes any id, and one holding `/`, `#`, `?` or `%` must stay one segment."""
+    return url("/customers/" + quote(customer_id, safe=""), **params)
+
+
+def page_path(request: Request) -> str:
+    """This page's path as a link to it again: the decoded path re-encoded, so a customer id holding `#`, `?`
+    or `%` comes back as itself (its `/` may stay a `/`: the customer routes take the rest of the path)."""
+    return quote(request.scope["path"])
+
+
 @dataclass
 class WebContext:
     settings: WebSettings
@@ -165,7 +176,7 @@ class WebContext:
             minute=_minute,
             number=_number,
         )
-        env.globals["url"] = url
+        env.globals.update(url=url, customer_url=customer_url)
         return cls(settings, signer, env, SignedOut(Path(home) / SIGNED_OUT_FILE))
 
 
@@ -218,7 +229,7 @@ def render(
 ) -> HTMLResponse:
     text = TEXT[lang.value]
     other = Lang.EN if lang == Lang.ZH else Lang.ZH
-    switch = url(request.url.path, **{**dict(request.query_params), "lang": other.value})
+    switch = url(page_path(request), **{**dict(request.query_params), "lang": other.value})
     html = web.env.get_template(template).render(
         lang=lang.value,
         t=text,
@@ -502,7 +513,7 @@ def export(
 # -- customer, overview, models ------------------------------------------------------------------------------
 
 
-@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+@router.get("/customers/{customer_id:customer_id}", response_class=HTMLResponse)  # any id: routes.customers
 def customer_page(
     request: Request,
     customer_id: CustomerIdPath,
