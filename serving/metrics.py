@@ -101,7 +101,8 @@ class MetricsMiddleware:
             # The lifespan builds the metrics after middleware is installed; the app in the scope holds them.
             metrics: ServiceMetrics = scope["app"].state.service.metrics
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # path_format drops convertors (`{customer_id:customer_id}` reads `{customer_id}`): stable labels.
+            template = getattr(route, "path_format", None) or "unmatched"
             method = scope.get("method", "")
             metrics.latency.labels(method, template).observe(time.perf_counter() - start)
             metrics.requests.labels(method, template, str(status["code"])).inc()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from features.schema import CUSTOMER_ID_MAX_CHARS
 from serving.access import Action
@@ -27,8 +28,21 @@ History = Annotated[HistoryStore, Depends(get_history)]
 CustomerIdPath = Annotated[str, Path(min_length=1, max_length=CUSTOMER_ID_MAX_CHARS, description="户号")]
 
 
+class CustomerIdConvertor(PathConvertor):
+    """`{customer_id:customer_id}`: the rest of the path, since ingest takes any id and a plain parameter
+    stops at a `/`. Starlette's `path` would stop at a line break, leaving such an id no route (a bare 404
+    outside the error schema); this takes every character, and at least one."""
+
+    regex = "(?s:.+)"
+
+
+register_url_convertor("customer_id", CustomerIdConvertor())
+
+
 @router.get(
-    "/v1/customers/{customer_id}", response_model=CustomerFile, responses={**ERROR_RESPONSES, **NOT_FOUND}
+    "/v1/customers/{customer_id:customer_id}",  # nothing else lives under /v1/customers/
+    response_model=CustomerFile,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
 )
 def get_customer(
     customer_id: CustomerIdPath,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 import numpy as np
@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, field_validator
 from serving.access import PERMISSIONS, Action, KeyStore, Principal, blank_is_any
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
-from serving.errors import NotAuthenticated, ServingError, status_of
+from serving.errors import KeyStoreError, NotAuthenticated, ServingError, status_of
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.ranking import ListQuery, list_items, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
@@ -80,7 +80,7 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except NotSignedIn:
-                here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                here = page_path(request) + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
             except ServingError as exc:
                 return error_page(request, status_of(exc), str(exc))
@@ -138,6 +138,17 @@ def url(path: str, **params: Any) -> str:
     return path + (f"?{urlencode(kept)}" if kept else "")
 
 
+def customer_url(customer_id: str, **params: Any) -> str:
+    """The customer page: ingest takes any id, and one holding `/`, `#`, `?` or `%` must stay one segment."""
+    return url("/customers/" + quote(customer_id, safe=""), **params)
+
+
+def page_path(request: Request) -> str:
+    """This page's path as a link to it again: the decoded path re-encoded, so a customer id holding `#`, `?`
+    or `%` comes back as itself (its `/` may stay a `/`: the customer routes take the rest of the path)."""
+    return quote(request.scope["path"])
+
+
 @dataclass
 class WebContext:
     settings: WebSettings
@@ -165,7 +176,7 @@ class WebContext:
             minute=_minute,
             number=_number,
         )
-        env.globals["url"] = url
+        env.globals.update(url=url, customer_url=customer_url)
         return cls(settings, signer, env, SignedOut(Path(home) / SIGNED_OUT_FILE))
 
 
@@ -218,7 +229,7 @@ def render(
 ) -> HTMLResponse:
     text = TEXT[lang.value]
     other = Lang.EN if lang == Lang.ZH else Lang.ZH
-    switch = url(request.url.path, **{**dict(request.query_params), "lang": other.value})
+    switch = url(page_path(request), **{**dict(request.query_params), "lang": other.value})
     html = web.env.get_template(template).render(
         lang=lang.value,
         t=text,
@@ -246,7 +257,12 @@ def render(
 def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
     state = request.app.state.service
     web = getattr(request.app.state, "web", None) or WebContext.build(WebSettings(), state.settings.home)
-    user = session_principal(request, web, state.keys)
+    try:
+        user = session_principal(request, web, state.keys)
+    except KeyStoreError:
+        # The keys file is what this page reports (a 503): no one can be signed in until it is restored, and
+        # letting the error out again here would answer the page with the API's JSON.
+        user = None
     return render(
         request, web, page_lang(request), "error.html", user, status=status, status_code=status, detail=detail
     )
@@ -497,7 +513,7 @@ def export(
 # -- customer, overview, models ------------------------------------------------------------------------------
 
 
-@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+@router.get("/customers/{customer_id:customer_id}", response_class=HTMLResponse)  # any id: routes.customers
 def customer_page(
     request: Request,
     customer_id: CustomerIdPath,

@@ -86,7 +86,9 @@ class SessionSigner:
 
     def read(self, token: str | None, now: float | None = None) -> Session | None:
         """The session of a valid, unexpired token; None for anything else."""
-        if not token or token.count(".") != 1:
+        # Tokens we issue are ASCII, and compare_digest raises TypeError on a non-ASCII str: a cookie such as
+        # `a.é` (any browser extension or proxy can send one) is no session, not an error.
+        if not token or not token.isascii() or token.count(".") != 1:
             return None
         body, signature = token.split(".")
         if not hmac.compare_digest(signature, self._sign(body)):

@@ -219,6 +219,30 @@ def test_sign_in_overview_station_filter_and_customer(site: Site):
     page.context.close()
 
 
+def test_a_long_unbroken_name_wraps_instead_of_widening_the_page(site: Site):
+    # Archive text is shown as it is, so one unbroken 5,000-letter name must wrap, not widen the list and
+    # push its figures off the screen. It is put into the pages here: the home's data and screenshots stay.
+    long_name = "x" * 5000
+    page = site.page()
+    site.sign_in(page, "admin")
+    page.locator("table.risk tbody tr").first.locator("td:nth-child(2) span.muted").first.evaluate(
+        "(span, text) => { span.textContent = text; }", long_name
+    )
+    assert fits_the_screen(page)
+    assert page.evaluate(
+        "Array.from(document.querySelectorAll('.table-wrap')).every(w => w.scrollWidth <= w.clientWidth)"
+    )
+    row = page.locator("table.risk tbody tr").first
+    for cell in ("td:nth-child(5)", "td:nth-child(6)", "td:nth-child(9)"):  # probability, band, reasons
+        box = row.locator(cell).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= LAPTOP["width"], cell
+    page.goto(site.url + "/customers/C0000002")
+    for selector in ("h1", "section[aria-labelledby=h-archive] dd"):
+        page.locator(selector).first.evaluate("(e, text) => { e.textContent = text; }", long_name)
+    assert fits_the_screen(page)
+    page.context.close()
+
+
 def test_language_switch_is_remembered(site: Site):
     page = site.page()
     site.sign_in(page, "analyst")

@@ -3,13 +3,16 @@ exports, error pages, language, security headers, the charts, the words catalogu
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from starlette.requests import Request
 from tinymodel import FakeRegistry
 from webdata import WebService, rewrite_previous_snapshot, web_service
 
@@ -19,7 +22,7 @@ from serving.settings import ServingSettings
 from serving.view_schemas import TaskScore
 from serving.web import charts
 from serving.web.i18n import EXPORT_HEADERS, LABELS, TEXT
-from serving.web.pages import safe_next
+from serving.web.pages import customer_url, page_path, safe_next
 from serving.web.session import SESSION_COOKIE, SessionSigner, SignedOut, load_secret, principal_of
 
 CSS = Path(__file__).resolve().parents[2] / "serving" / "web" / "static" / "gridrisk.css"
@@ -179,6 +182,19 @@ def test_session_tokens_are_signed_and_expire(tmp_path):
         SessionSigner(b"short", 3600)
 
 
+def test_a_cookie_with_non_ascii_characters_is_no_session(web):
+    # Sent as raw bytes, as a browser or proxy may; the server reads them as Latin-1 text ("a.Ã©").
+    cookie = {"Cookie": b"gridrisk_session=a.\xc3\xa9"}
+    for path in ("/list", "/overview"):
+        r = web.client.get(path, headers=cookie, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == f"/login?next=%2F{path[1:]}"
+    r = web.client.get("/login", headers=cookie, follow_redirects=False)
+    assert r.status_code == 200 and 'name="api_key"' in r.text
+    r = web.client.post("/logout", headers=cookie, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert SessionSigner(b"s" * 32, 3600).read("a.\xe9") is None
+
+
 def test_a_session_follows_the_key_record(tmp_path):
     keys_path = tmp_path / "keys.json"
     _, record = create_key(keys_path, "collector", stations=["S01"])
@@ -269,6 +285,54 @@ def test_unknown_customer_and_other_station_are_error_pages(web):
     assert "没有找到" in missing and "NOPE42" in missing
     other = page(web, "/customers/C0000001", status=403)
     assert "无权查看" in other and "王小1" not in other
+
+
+def test_customer_ids_holding_url_characters_are_linked_and_opened(settings, registry):
+    # Ingest takes any id: `#` and `?` broke the list's links, and `/` was no route's parameter.
+    odd = {"C0000000": "HN/0001", "C0000003": "HN#0002", "C0000006": "HN?0003"}
+    with web_service(settings, registry, renamed=odd) as web:
+        sign_in(web, "collector")  # station S01: every third customer, these among them
+        links = {
+            text: html.unescape(href)
+            for href, text in re.findall(r'class="customer" href="([^"]*)">([^<]*)<', page(web, "/list"))
+        }
+        for customer_id in odd.values():
+            href = links[customer_id]
+            assert href.startswith(f"/customers/{quote(customer_id, safe='')}?back=%2Flist%3F")
+            r = web.client.get(href)
+            assert r.status_code == 200 and f"<h1>客户 {customer_id}" in r.text, r.text[:500]
+            assert 'href="/list?task=arrears' in r.text  # back to the list it came from
+            for heading in ("Customer", "客户"):  # the language switch links to the same customer, and back
+                switch = html.unescape(re.search(r'class="lang" href="([^"]*)"', r.text).group(1))
+                r = web.client.get(switch)
+                assert f"<h1>{heading} {customer_id}" in r.text
+            api = web.client.get(f"/v1/customers/{quote(customer_id, safe='')}", headers=web.headers("admin"))
+            assert api.status_code == 200 and api.json()["customer_id"] == customer_id
+        for unknown in ("no\nsuch", "no/such/"):  # the API's own 404, not a route missing
+            r = web.client.get(f"/v1/customers/{quote(unknown, safe='/')}", headers=web.headers("admin"))
+            assert r.status_code == 404 and r.json()["error"] == "CustomerNotFound", r.text
+        assert web.client.get("/v1/customers/", headers=web.headers("admin")).status_code == 404
+        metrics = web.client.get("/metrics").text  # the route's label is unchanged by its convertor
+        assert 'route="/v1/customers/{customer_id}",status="200"} 3.0' in metrics
+        web.client.cookies.clear()  # signed out: the sign-in form returns to the same customer
+        r = web.client.get("/customers/HN%230002?lang=en", follow_redirects=False)
+        assert r.headers["location"] == "/login?next=%2Fcustomers%2FHN%25230002%3Flang%3Den"
+    # A `%` in an id (TestClient decodes a path twice, so not through it): "HN%41" is not "HNA".
+    assert customer_url("HN%41", back="/list") == "/customers/HN%2541?back=%2Flist"
+    request = Request({"type": "http", "method": "GET", "path": "/customers/HN%41/x", "headers": []})
+    assert page_path(request) == "/customers/HN%2541/x"
+
+
+def test_a_broken_keys_file_is_an_error_page_not_json(web, settings):
+    sign_in(web, "analyst")
+    settings.keys_path.write_text(settings.keys_path.read_text()[:40])  # truncated while serving
+    for path in ("/list", "/login"):
+        r = web.client.get(path, follow_redirects=False)
+        assert r.status_code == 503 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+        assert "暂时无法提供" in r.text and "is not valid JSON" in r.text
+        assert "/logout" not in r.text  # nobody is signed in while no key can be checked
+    r = web.client.post("/login", data={"api_key": web.keys["analyst"]}, follow_redirects=False)
+    assert r.status_code == 503 and r.headers["content-type"].startswith("text/html")
 
 
 def test_customer_page_draws_the_score_and_history(web):

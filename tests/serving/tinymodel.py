@@ -147,11 +147,15 @@ class FakeRegistry:
 
 
 def write_population_snapshot(
-    package: PackagedModel, settings: ServingSettings, version: str = "1", task: str = "arrears"
+    package: PackagedModel,
+    settings: ServingSettings,
+    version: str = "1",
+    task: str = "arrears",
+    frame: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     from serving.snapshot import score_frame, write_snapshot
 
-    frame = scoring_frame()
+    frame = scoring_frame() if frame is None else frame
     scores = score_frame(package, frame, ModelRef(name=f"gridrisk-{task}", version=version))
     write_snapshot(scores, settings.snapshots_path, task, AS_OF)
     return frame

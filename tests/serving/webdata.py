@@ -159,10 +159,15 @@ class WebService:
 
 
 @contextlib.contextmanager
-def web_service(settings: ServingSettings, registry: FakeRegistry) -> Iterator[WebService]:
+def web_service(
+    settings: ServingSettings, registry: FakeRegistry, renamed: dict[str, str] | None = None
+) -> Iterator[WebService]:
+    """`renamed` gives some customers other ids (this month's snapshot, the archive and the history)."""
     package = registry.models["gridrisk-arrears"]["1"]
     write_previous_snapshot(package, settings)
-    population = write_population_snapshot(package, settings)
+    frame = scoring_frame()
+    frame["customer_id"] = frame["customer_id"].replace(renamed or {})
+    population = write_population_snapshot(package, settings, frame=frame)
     write_customers(settings, population)
     history = write_history(settings, population)
     keys = create_test_keys(settings.keys_path)
