@@ -178,7 +178,11 @@ def read_keys(path: Path) -> dict[str, KeyRecord]:
     if not path.exists():
         return {}
     try:
-        return _parse(json.loads(path.read_text()), str(path))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:  # permissions, a folder, binary bytes: no key can be checked
+        raise KeyStoreError(f"keys file {path} cannot be read ({exc}); restore it or remove it") from exc
+    try:
+        return _parse(json.loads(text), str(path))
     except json.JSONDecodeError as exc:
         raise KeyStoreError(f"keys file {path} is not valid JSON ({exc}); restore it or remove it") from exc
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, field_validator
 from serving.access import PERMISSIONS, Action, KeyStore, Principal, blank_is_any
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
-from serving.errors import KeyStoreError, NotAuthenticated, ServingError, status_of
+from serving.errors import KeyStoreError, NotAuthenticated, ServingError, caller_detail, status_of
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.ranking import ListQuery, list_items, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
@@ -83,7 +83,7 @@ class PageRoute(APIRoute):
                 here = page_path(request) + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
             except ServingError as exc:
-                return error_page(request, status_of(exc), str(exc))
+                return error_page(request, status_of(exc), caller_detail(exc))
             except RequestValidationError as exc:
                 detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
                 return error_page(request, 422, detail)

@@ -646,3 +646,9 @@ def test_a_keys_file_corrupted_while_serving_is_a_503_not_a_500(service, setting
     # The file's path and fault go to the log; any caller, keyless ones too, was told where the file lives.
     assert response.json()["error"] == "KeyStoreError" and "cannot be read" in response.json()["detail"]
     assert str(settings.keys_path) not in response.text and "keys.json" not in response.text
+    # Bytes that are not text, or a file the server may not read, were a 500: read_keys caught only bad JSON.
+    settings.keys_path.write_bytes(b"\xff\xfe\x00garbage")
+    assert service.client.get("/v1/models", headers=service.headers("admin")).status_code == 503
+    settings.keys_path.unlink()
+    settings.keys_path.mkdir()  # unreadable as a file, on any user (chmod does not stop root)
+    assert service.client.get("/v1/models", headers=service.headers("admin")).status_code == 503
