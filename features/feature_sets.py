@@ -27,11 +27,23 @@ class FeatureDoc:
     # days after it"): the sentences used for a negative value. None: the same sentence for every value.
     zh_negative: str | None = None
     en_negative: str | None = None
+    # A categorical feature holding a contract column's codes: its sentence names the value in words
+    # (schema.VALUE_LABELS[lang][labels]), not the code.
+    labels: str | None = None
 
 
-def _doc(family: str, unit: str, zh: str, en: str, negative: tuple[str, str] | None = None) -> FeatureDoc:
+def _doc(
+    family: str,
+    unit: str,
+    zh: str,
+    en: str,
+    negative: tuple[str, str] | None = None,
+    labels: str | None = None,
+) -> FeatureDoc:
     zh_neg, en_neg = negative or (None, None)
-    return FeatureDoc(family=family, unit=unit, zh=zh, en=en, zh_negative=zh_neg, en_negative=en_neg)
+    return FeatureDoc(
+        family=family, unit=unit, zh=zh, en=en, zh_negative=zh_neg, en_negative=en_neg, labels=labels
+    )
 
 
 # Features that state one fact twice: with every bill paid late, payments_days_before_due_mean_90d = −32
@@ -45,15 +57,19 @@ RESTATED: tuple[tuple[str, str], ...] = (
 
 FEATURE_DOCS: dict[str, FeatureDoc] = {
     # -- archive ---------------------------------------------------------------------------------------------
-    "archive_usage_category": _doc("archive", "category", "用电类别：{value}", "usage category: {value}"),
+    "archive_usage_category": _doc(
+        "archive", "category", "用电类别：{value}", "usage category: {value}", labels="usage_category"
+    ),
     "archive_industry_code": _doc("archive", "category", "行业分类：{value}", "industry: {value}"),
     "archive_industry_section": _doc("archive", "category", "行业门类：{value}", "industry section: {value}"),
     "archive_voltage_kv": _doc("archive", "kV", "供电电压 {value:.4g} kV", "supply voltage {value:.4g} kV"),
     "archive_capacity_kva": _doc(
         "archive", "kVA", "合同容量 {value:.0f} kVA", "contract capacity {value:.0f} kVA"
     ),
-    "archive_tariff": _doc("archive", "category", "电价类型：{value}", "tariff: {value}"),
-    "archive_payment_method": _doc("archive", "category", "缴费方式：{value}", "payment method: {value}"),
+    "archive_tariff": _doc("archive", "category", "电价类型：{value}", "tariff: {value}", labels="tariff"),
+    "archive_payment_method": _doc(
+        "archive", "category", "缴费方式：{value}", "payment method: {value}", labels="payment_method"
+    ),
     "archive_tenure_days": _doc("archive", "days", "立户 {value:.0f} 天", "customer for {value:.0f} days"),
     "is_group_member": _doc(
         "archive", "flag", "集团客户标志 = {value:.0f}", "group customer flag = {value:.0f}"

@@ -47,6 +47,56 @@ class InspectionResult(StrEnum):
     VIOLATION = "violation"  # 违约用电
 
 
+# The contract's coded values in words, per language: the web page's labels and the reasons' sentences
+# (「缴费方式：online」 read as a code in a Chinese sentence).
+VALUE_LABELS: dict[str, dict[str, dict[str, str]]] = {
+    "zh": {
+        "usage_category": {
+            "residential": "居民生活",
+            "general_commercial": "一般工商业",
+            "large_industrial": "大工业",
+            "agricultural": "农业生产",
+        },
+        "tariff": {"single": "单一制", "tou": "分时电价", "two_part": "两部制"},
+        "payment_method": {
+            "counter": "柜台缴费",
+            "bank_withholding": "银行代扣",
+            "online": "网上缴费",
+            "prepaid": "预付费",
+        },
+        "kind": {
+            "suspension": "暂停",
+            "suspension_restore": "暂停恢复",
+            "reduction": "减容",
+            "reduction_restore": "减容恢复",
+        },
+        "result": {"normal": "正常", "theft": "窃电", "violation": "违约用电"},
+    },
+    "en": {
+        "usage_category": {
+            "residential": "Residential",
+            "general_commercial": "General commercial",
+            "large_industrial": "Large industrial",
+            "agricultural": "Agricultural",
+        },
+        "tariff": {"single": "Single rate", "tou": "Time of use", "two_part": "Two-part"},
+        "payment_method": {
+            "counter": "Counter",
+            "bank_withholding": "Bank withholding",
+            "online": "Online",
+            "prepaid": "Prepaid",
+        },
+        "kind": {
+            "suspension": "Suspension",
+            "suspension_restore": "Suspension ended",
+            "reduction": "Capacity reduction",
+            "reduction_restore": "Reduction ended",
+        },
+        "result": {"normal": "Normal", "theft": "Theft", "violation": "Violation"},
+    },
+}
+
+
 class Granularity(StrEnum):
     DAY = "day"
     MONTH = "month"

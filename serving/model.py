@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.feature_sets import RESTATED, FeatureDoc, feature_set_version
+from features.feature_sets import FEATURE_DOCS, RESTATED, FeatureDoc, feature_set_version
+from features.schema import VALUE_LABELS
 
 PACKAGE_FILE = "package.json"
 # An isotonic calibrator's flat steps are tilted by at most this much (`training.calibrate`), so the booster's
@@ -189,10 +190,11 @@ class PackagedModel:
             return missing_value_text(template.template(lang, negative=False), lang)
         numeric = isinstance(value, int | float)
         text = template.template(lang, negative=numeric and value < 0)
+        shown = value if numeric else value_label(feature, value, lang)
         try:
             return text.format(
-                value=value if numeric else format_value(value),
-                abs_value=abs(value) if numeric else format_value(value),
+                value=shown,
+                abs_value=abs(value) if numeric else shown,
                 dir_zh=("上升" if numeric and value >= 0 else "下降"),
                 dir_en=("up" if numeric and value >= 0 else "down"),
             )
@@ -288,6 +290,14 @@ def definitions_skew(info: dict, task: str) -> str | None:
         f"the model was trained on feature set {learned}, this code computes {now}: retrain it "
         f"(gridrisk train --task {task}) so that it learns the features as they are computed now"
     )
+
+
+def value_label(feature: str, value: Any, lang: str) -> str:
+    """A categorical reason value in words (两部制, not two_part) where the feature holds a contract column's
+    codes; other values (an industry code, a category this release does not know) as they are."""
+    doc = FEATURE_DOCS.get(feature)
+    labels = VALUE_LABELS.get(lang, VALUE_LABELS["en"]).get(doc.labels, {}) if doc and doc.labels else {}
+    return labels.get(str(value), format_value(value))
 
 
 def missing_value_text(template: str, lang: str) -> str:

@@ -6,6 +6,7 @@ categories, tariffs, …) into words. Both languages must hold the same keys (a 
 
 from __future__ import annotations
 
+from features.schema import VALUE_LABELS
 from serving.schemas import Lang
 
 TEXT: dict[str, dict[str, str]] = {
@@ -338,52 +339,14 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
         "band": {"high": "高", "medium": "中", "low": "低"},
         "by": {"station": "供电所", "supply_unit": "供电单位"},
         "role": {"collector": "催费员", "analyst": "分析员", "admin": "管理员", "service": "系统对接"},
-        "usage_category": {
-            "residential": "居民生活",
-            "general_commercial": "一般工商业",
-            "large_industrial": "大工业",
-            "agricultural": "农业生产",
-        },
-        "tariff": {"single": "单一制", "tou": "分时电价", "two_part": "两部制"},
-        "payment_method": {
-            "counter": "柜台缴费",
-            "bank_withholding": "银行代扣",
-            "online": "网上缴费",
-            "prepaid": "预付费",
-        },
-        "kind": {
-            "suspension": "暂停",
-            "suspension_restore": "暂停恢复",
-            "reduction": "减容",
-            "reduction_restore": "减容恢复",
-        },
-        "result": {"normal": "正常", "theft": "窃电", "violation": "违约用电"},
+        **VALUE_LABELS["zh"],
     },
     "en": {
         "task": {"arrears": "Arrears", "suspension": "Suspension", "theft": "Theft"},
         "band": {"high": "High", "medium": "Medium", "low": "Low"},
         "by": {"station": "station", "supply_unit": "supply unit"},
         "role": {"collector": "collector", "analyst": "analyst", "admin": "admin", "service": "service"},
-        "usage_category": {
-            "residential": "Residential",
-            "general_commercial": "General commercial",
-            "large_industrial": "Large industrial",
-            "agricultural": "Agricultural",
-        },
-        "tariff": {"single": "Single rate", "tou": "Time of use", "two_part": "Two-part"},
-        "payment_method": {
-            "counter": "Counter",
-            "bank_withholding": "Bank withholding",
-            "online": "Online",
-            "prepaid": "Prepaid",
-        },
-        "kind": {
-            "suspension": "Suspension",
-            "suspension_restore": "Suspension ended",
-            "reduction": "Capacity reduction",
-            "reduction_restore": "Reduction ended",
-        },
-        "result": {"normal": "Normal", "theft": "Theft", "violation": "Violation"},
+        **VALUE_LABELS["en"],
     },
 }
 

@@ -135,3 +135,19 @@ def test_a_signed_measure_reads_in_words_on_either_side_of_zero(package, tmp_pat
     (tmp_path / "new" / "package.json").write_text(json.dumps(doc))
     old = PackagedModel.load(tmp_path / "new")  # still loads and speaks as it was trained to
     assert old.reason_text(name, -3.0, "en") == "paid -3 days before the due date (negative: late)"
+
+
+def test_a_coded_category_reads_in_words(package):
+    # 「缴费方式：online」: the contract's code inside a Chinese sentence.
+    from dataclasses import replace
+
+    from features.feature_sets import FEATURE_DOCS
+    from serving.model import ReasonText
+
+    names = ("archive_payment_method", "archive_tariff", "archive_usage_category", "archive_industry_code")
+    worded = replace(package, reasons={n: ReasonText.from_doc(FEATURE_DOCS[n]) for n in names})
+    assert worded.reason_text("archive_payment_method", "online", "zh") == "缴费方式：网上缴费"
+    assert worded.reason_text("archive_tariff", "two_part", "en") == "tariff: Two-part"
+    assert worded.reason_text("archive_usage_category", "large_industrial", "zh") == "用电类别：大工业"
+    assert worded.reason_text("archive_usage_category", "fishery", "zh") == "用电类别：fishery"  # a new code
+    assert worded.reason_text("archive_industry_code", "C13", "zh") == "行业分类：C13"  # codes are its words
