@@ -113,8 +113,8 @@ def main() -> None:
             }
             for key in ("true_roc_auc", "true_precision_at_5pct", "true_thieves_labelled_share"):
                 if key in m["model"]:
-                    row[f"model_{key}"] = m["model"][key]
-                    row[f"rule_{key}"] = m["rule"].get(key)
+                    for scorer in ("model", "logistic", "rule"):
+                        row[f"{scorer}_{key}"] = m[scorer].get(key)
             if args.backtest:
                 row.update(backtest_row(frame, config, args.backtest, warehouse))
             rows.append(row)
