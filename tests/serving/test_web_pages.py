@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import pandas as pd
 import pytest
 from starlette.requests import Request
 from tinymodel import FakeRegistry
@@ -343,6 +344,24 @@ def test_customer_page_draws_the_score_and_history(web):
     assert html.count('stroke="#b42318"') == 3  # three unpaid months outlined in red
     assert "姓名、电话和地址已按您的权限做脱敏处理" in html and "王小2" not in html
     assert "欠费风险" in html and "第 " in html
+
+
+def test_customer_page_lists_older_bills_still_owing(web, settings):
+    # A bill before the 24 months, never paid, counted in the amount at stake and the reasons; the page
+    # showed none of it.
+    from features.sources import read_table, write_table
+
+    bills = read_table(settings.warehouse_path, "bills")
+    old = bills[bills["customer_id"] == "C0000002"].sort_values("period").iloc[[0]].copy()
+    old["period"] = pd.Timestamp("2019-03-01")
+    old[["issue_date", "known_at"]] = pd.Timestamp("2019-04-03 08:00")
+    old["due_date"] = pd.Timestamp("2019-04-25")
+    old["amount_due"] = 364805.72
+    write_table(settings.warehouse_path, "bills", pd.concat([bills, old], ignore_index=True))
+    sign_in(web, "admin")
+    html = page(web, "/customers/C0000002")
+    assert "更早的欠费账单（1 笔，共 364,805.72 元，计入涉及金额）" in html and "2019-03" in html
+    assert "Older bills still owing (1, 364,805.72 yuan" in page(web, "/customers/C0000002", lang="en")
 
 
 def test_overview_compares_stations_with_last_month(web):
