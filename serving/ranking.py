@@ -14,6 +14,7 @@ import pandas as pd
 
 from serving.access import Principal, blank_is_any, mask_name, mask_phone
 from serving.directory import CustomerDirectory
+from serving.errors import Forbidden
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.model import PackagedModel
 from serving.schemas import Lang, RiskListItem, RiskListResponse, SortKey, Task
@@ -62,6 +63,27 @@ class ListQuery:
 def _isin(snapshot: Snapshot, column: str, values: list[str]) -> np.ndarray:
     codes = [snapshot.code_of(column, v) for v in values]
     return np.isin(snapshot.codes[column], [c for c in codes if c >= 0])
+
+
+def list_scope(
+    snapshot: Snapshot, principal: Principal, station: str | None, supply_unit: str | None
+) -> tuple[list[str] | None, list[str] | None]:
+    """The stations and supply units a list may show (`Principal.scope`), and Forbidden for a key scoped by
+    supply unit that asks for a station the snapshot has only in other units: a station key asking another
+    station got a 403 while a unit key got an empty list for the same request."""
+    stations, units = principal.scope(station, supply_unit)
+    asked = blank_is_any(station)
+    if principal.stations or not principal.supply_units or units is None or asked is None:
+        return stations, units
+    code = snapshot.code_of("station", asked)
+    if code >= 0:
+        its_units = set(snapshot.codes["supply_unit"][snapshot.codes["station"] == code].tolist())
+        if not its_units & {snapshot.code_of("supply_unit", u) for u in units}:
+            raise Forbidden(
+                f"key {principal.key_id} covers supply units {list(principal.supply_units)}, and station "
+                f"{asked!r} is not in them"
+            )
+    return stations, units
 
 
 def select(
@@ -133,7 +155,7 @@ def risk_list(
     directory: CustomerDirectory,
     lang: Lang,
 ) -> RiskListResponse:
-    stations, supply_units = principal.scope(query.station, query.supply_unit)
+    stations, supply_units = list_scope(snapshot, principal, query.station, query.supply_unit)
     pos, matched = select(snapshot, query, stations, supply_units)
     items = list_items(snapshot, package, pos, principal, directory, lang)
     return RiskListResponse(

@@ -30,7 +30,7 @@ from serving.customer_file import customer_file
 from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
 from serving.errors import KeyStoreError, NotAuthenticated, ServingError, caller_detail, status_of
 from serving.exports import csv_bytes, xlsx_bytes
-from serving.ranking import ListQuery, list_items, risk_list, select, table_rows
+from serving.ranking import ListQuery, list_items, list_scope, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
 from serving.snapshot import Snapshot
@@ -428,7 +428,7 @@ def list_page(
     task = filters.task
     snapshot = snapshots.get(task)
     package = models.get(task).package
-    stations, units = user.scope(filters.station, filters.supply_unit)
+    stations, units = list_scope(snapshot, user, filters.station, filters.supply_unit)
     pos, matched = select_all(snapshot, filters, stations, units)
     size = web.settings.page_size
     pages = max(1, math.ceil(len(pos) / size))

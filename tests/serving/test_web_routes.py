@@ -180,6 +180,20 @@ def test_summary_is_cut_to_the_collectors_scope(web):
     assert forbidden.status_code == 403
 
 
+def test_a_unit_key_asking_another_units_station_is_a_403_as_for_a_station_key(web):
+    # The U2 collector asking for S01 (a U1 station) got an empty 200, the S01 collector asking for S02 a 403.
+    headers = web.headers("unit_collector")
+    other = web.client.get("/v1/arrears/risk-list", params={"station": "S01"}, headers=headers)
+    assert other.status_code == 403 and "station 'S01' is not in them" in other.json()["detail"]
+    own = web.client.get("/v1/arrears/risk-list", params={"station": "S03"}, headers=headers)
+    assert own.status_code == 200 and own.json()["items"]
+    unknown = web.client.get("/v1/arrears/risk-list", params={"station": "S99"}, headers=headers)
+    assert unknown.status_code == 200 and unknown.json()["items"] == []  # no such station: nothing to refuse
+    signed = web.client.post("/login", data={"api_key": web.keys["unit_collector"]}, follow_redirects=False)
+    assert signed.status_code == 303
+    assert web.client.get("/list", params={"station": "S01"}).status_code == 403
+
+
 def test_a_blank_filter_is_any_within_the_scope_for_every_role(web, settings):
     # `?station=` was "any" for an admin and a unit collector but a 403 for a station collector, and
     # `?supply_unit=` a 403 for a unit collector; the web form always read blank as "any".
