@@ -80,7 +80,9 @@ def score_frame(
     out["probability"] = probability
     out["band"] = pd.Categorical(package.band(probability))
     out["percentile"] = package.percentile(probability)
-    # Rank 1 is the riskiest customer; ties keep the frame's order so ranks are unique.
+    # Rank 1 is the riskiest customer; exact ties keep the frame's order so ranks are unique. Customers the
+    # model cannot tell apart (the same features) differ at most by the rounding of their summed
+    # contributions (~1e-16), and that decides their order: as arbitrary as the frame's, and as harmless.
     order = np.argsort(-probability, kind="stable")
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(1, n + 1)
