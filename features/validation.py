@@ -94,6 +94,9 @@ _CURRENCY = re.compile(r"^([+-]?)\s*(?:¥|RMB|CNY)?\s*(.*?)\s*(?:元|RMB|CNY)?$"
 _CURRENCY_MARK = re.compile(r"[¥元]|RMB|CNY", re.IGNORECASE)
 _WIDE_SPACE = re.compile("[\u00a0\u202f\u3000]")  # no-break, narrow no-break, ideographic: Excel's groups
 _SPACED_SIGN = re.compile(r"^([+-])\s+")  # "- 12" is -12
+# An accountant's negative, as Excel's accounting and currency formats write a refund or a credit: (12.50),
+# (¥1,234.50), ¥(12.50). Money only: a bracketed kWh or count is no convention anyone writes.
+_ACCOUNTING = re.compile(r"^(¥|RMB|CNY)?\s*\(\s*([^()+\-]*?)\s*\)\s*(元)?$", re.IGNORECASE)
 # Thousands separators only where they group three digits (1,234.50, 1 234.50): 123,45 is a decimal comma and
 # 1,2,3 no number, and reading either as 12345 or 123 would alter the value.
 _GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$|^[+-]?\d{1,3}(?: \d{3})+(?:\.\d*)?$")
@@ -530,6 +533,9 @@ def _written_numbers(text: pd.Series, *, money: bool) -> np.ndarray:
         text = text.where(~wide, text.str.translate(_HALF_WIDTH).str.replace(_WIDE_SPACE, " ", regex=True))
     text = text.str.strip()
     if money:
+        bracketed = text.str.fullmatch(_ACCOUNTING).to_numpy(dtype=bool, na_value=False)
+        if bracketed.any():
+            text = text.where(~bracketed, "-" + text[bracketed].str.extract(_ACCOUNTING)[1])
         marked = text.str.contains(_CURRENCY_MARK).to_numpy(dtype=bool, na_value=False)
         if marked.any():
             sign_and_number = text[marked].str.extract(_CURRENCY)

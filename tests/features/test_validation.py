@@ -609,6 +609,29 @@ def test_money_may_carry_its_currency_and_full_width_digits():
     assert result.quarantined["kwh"].tolist() == ["12元"]
 
 
+def test_money_in_accounting_brackets_is_negative():
+    # Excel's accounting format writes a credit as (12.50): it was unparseable, and the row quarantined.
+    amounts = ["(12.50)", "(¥1,234.50)", "¥(3)", "（１２．５）", "(1,2)", "(-5)", "((5))", "5"]
+    n = len(amounts)
+    frame = bills(
+        customer_id=[f"C{i}" for i in range(n)],
+        period=["2024-01-01"] * n,
+        kwh=["10"] * (n - 1) + ["(10)"],  # not money: a bracketed kWh stays unparseable
+        amount_due=amounts,
+        issue_date=["2024-02-03"] * n,
+        due_date=["2024-02-20"] * n,
+        known_at=["2024-02-03 08:00"] * n,
+    )
+    result = validate(frame, "bills")
+    assert result.accepted["amount_due"].tolist() == [-12.5, -1234.5, -3.0, -12.5]
+    assert rules(result) == [
+        (5, "amount_due", "unparseable"),  # a decimal comma stays unreadable, brackets or not
+        (6, "amount_due", "unparseable"),  # a sign inside the brackets: which one was meant?
+        (7, "amount_due", "unparseable"),
+        (8, "kwh", "unparseable"),
+    ]
+
+
 def test_a_year_alone_is_not_an_excel_serial():
     # 2015 as an Excel serial would be 1905-07-08; a five-digit serial still reads as a day
     frame = customers(open_date=["2015", 2015, "42156"]).astype(object)
