@@ -165,7 +165,7 @@ def application_state(at: AsOf) -> dict[str, np.ndarray]:
     season_hi = np.minimum(hi, today - 365 + LABEL_HORIZON_DAYS)
     overlap_season = np.where(spell, np.clip(season_hi - lo + 1, 0, None), 0.0)
     red_family = (is_red | (kind == RESTORES[1])) & started
-    idx = np.flatnonzero(susp_family)
+    idx = fam  # the suspension family's rows, found above for the suspended days
     latest = _latest_per_customer(ci[idx], start[idx] * 1e6 + applied[idx], n)
     has = latest >= 0
     row = idx[latest[has]]
