@@ -474,7 +474,7 @@ def _ingest_table(
                 message=f"({', '.join(spec.primary_key)}) is already stored with other content; "
                 + (
                     "a correction needs a later known_at"
-                    if spec.known_at
+                    if spec.versioned
                     else "fix the export, or remove the stored row on purpose"
                 ),
                 source=sources[positions],
@@ -619,7 +619,17 @@ def _upsert(
         replaced = pos[matched[~same]]
     else:
         kinds[matched[~same]] = CONFLICT
-    if spec.known_at:
+        if spec.known_at and not spec.versioned:
+            # An event stored without its known_at, now exported with one and otherwise the same (a utility
+            # that starts exporting 销账时间): the export says when the row was entered, which fills a gap
+            # rather than rewriting history.
+            differ = matched[~same]
+            blank = stored.column(spec.known_at).is_null().to_numpy(zero_copy_only=False)[pos[differ]]
+            rest = [c for c in spec.column_names if c != spec.known_at]
+            filled = differ[blank & _same_rows(accepted, differ, stored, pos[differ], rest)]
+            kinds[filled] = UPDATED
+            replaced = pos[filled]
+    if spec.versioned:
         # A key already stored under another known_at: this row is a further version of that record.
         fresh = np.flatnonzero(kinds == NEW)
         record = list(spec.key)  # the primary key without known_at
@@ -742,7 +752,7 @@ def contract_markdown(mapping: ColumnMap) -> str:
             f"File: `{name}.{{csv,parquet,xlsx}}`"
             + (f", or named {', '.join(stems)}" if stems else "")
             + f". Key: `{', '.join(spec.key)}`"
-            + (f" + `{spec.known_at}` (versions)" if spec.known_at else "")
+            + (f" + `{spec.known_at}` (versions)" if spec.versioned else "")
             + (f". Event time: `{spec.event_time}`" if spec.event_time else "")
             + (". Optional table." if spec.optional else "."),
             "",

@@ -93,10 +93,12 @@ def event_table_ends(warehouse: Path) -> dict[str, pd.Timestamp]:
     for spec in TABLES.values():
         if spec.name in ARCHIVE_TABLES or not has_table(warehouse, spec.name):
             continue
+        path = table_path(warehouse, spec.name)
+        present = pq.read_schema(path).names
         tops = [
-            column_extreme(table_path(warehouse, spec.name), column, "max")
+            column_extreme(path, column, "max")
             for column in (spec.event_time, spec.known_at)
-            if column is not None
+            if column is not None and column in present  # an optional known_at may be absent
         ]
         dated = [top for top in tops if top is not None]
         if dated:

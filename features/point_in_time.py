@@ -5,8 +5,9 @@ once for many as-of dates); nothing else in `features/` filters by time. Labels 
 `labels.py`.
 
 The rule: as of the calendar date T, the cutoff is the END of day T (23:59:59.999999), inclusive. A row
-counts when its event time (and, for tables that carry one, its `known_at`) is at or before the cutoff. For
-versioned tables (re-issued bills) only the latest version known at the cutoff counts for each business key.
+counts when its event time and, where the row has one, its `known_at` (when it entered the system: a bill's
+version, a payment's posting) are at or before the cutoff. For versioned tables (re-issued bills) only the
+latest version known at the cutoff counts for each business key.
 """
 
 from __future__ import annotations
@@ -89,9 +90,16 @@ class AsOfView:
                 "join it through a table that has one"
             )
         self.table_name = table_name
-        self.versioned = spec.known_at is not None
+        self.versioned = spec.versioned
         event = time_values(frame, spec.event_time)
-        known = time_values(frame, spec.known_at) if self.versioned else event
+        if self.versioned:
+            known = time_values(frame, spec.known_at)
+        elif spec.known_at is not None and spec.known_at in frame.columns:
+            # An optional known_at: an empty one says nothing, so the row counts from its event time.
+            known = time_values(frame, spec.known_at)
+            known = np.where(np.isnat(known), event, known)
+        else:
+            known = event
         if self.versioned:
             if key_codes is None:
                 missing = [k for k in spec.key if k not in frame.columns]

@@ -152,9 +152,12 @@ class ForeignKey:
 class Table:
     """A warehouse table: columns, primary key, foreign keys and its times.
 
-    ``key`` identifies the business record; where ``known_at`` is set, several versions of one key
-    may exist (a re-issued bill, 退补) and the primary key is ``key + (known_at,)``.
-    ``event_time`` is the column the point-in-time rule compares with the as-of date.
+    ``key`` identifies the business record. ``event_time`` is the column the point-in-time rule compares with
+    the as-of date; ``known_at``, where the table has one, is when the row entered the system, and the rule
+    waits for it too. In a ``versioned`` table (bills) it is required and several versions of one key may
+    exist (a re-issued bill, 退补): the primary key is ``key + (known_at,)``. Elsewhere it is optional and
+    may be empty (the row then counts from its event time): a payment posted from a bank's debit file days
+    after it was made, a daily reading uploaded the next morning.
     """
 
     name: str
@@ -163,12 +166,13 @@ class Table:
     key: tuple[str, ...]
     event_time: str | None = None
     known_at: str | None = None
+    versioned: bool = False
     foreign_keys: tuple[ForeignKey, ...] = field(default_factory=tuple)
     optional: bool = False  # the warehouse may lack this table entirely
 
     @property
     def primary_key(self) -> tuple[str, ...]:
-        return self.key + ((self.known_at,) if self.known_at else ())
+        return self.key + ((self.known_at,) if self.known_at and self.versioned else ())
 
     @property
     def column_names(self) -> list[str]:
@@ -197,6 +201,12 @@ STR = pa.string()
 F64 = pa.float64()
 DATE = pa.date32()
 TS = pa.timestamp("us")
+
+
+def _known_at(doc: str) -> Column:
+    """The optional column of an unversioned event table that says when a row entered the system (`Table`)."""
+    return Column("known_at", TS, required=False, nullable=True, past=True, doc=doc)
+
 
 CUSTOMERS = Table(
     name="customers",
@@ -230,6 +240,7 @@ BILLS = Table(
     key=("customer_id", "period"),
     event_time="issue_date",
     known_at="known_at",
+    versioned=True,
     columns=(
         Column("customer_id", STR),
         Column("period", DATE, past=True, doc="billing month, first day (电费年月)"),
@@ -304,6 +315,7 @@ PAYMENTS = Table(
     doc="缴费记录: one row per payment against a billing month.",
     key=("payment_id",),
     event_time="paid_at",
+    known_at="known_at",
     columns=(
         Column("payment_id", STR),
         Column("customer_id", STR),
@@ -314,6 +326,9 @@ PAYMENTS = Table(
             "late_fee", F64, required=False, nullable=True, min=0.0, ceiling=CEILING_YUAN, doc="违约金 元"
         ),
         Column("channel", STR, allowed=_values(PaymentMethod), doc="缴费渠道"),
+        _known_at(
+            "销账时间: when the payment was posted (a bank's debit file comes days later); empty: paid_at"
+        ),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
 )
@@ -323,6 +338,7 @@ READINGS = Table(
     doc="日冻结电量: one row per customer x day (optional table).",
     key=("customer_id", "date"),
     event_time="date",
+    known_at="known_at",
     optional=True,
     columns=(
         Column("customer_id", STR),
@@ -334,6 +350,7 @@ READINGS = Table(
             ceiling=CEILING_KWH_DAY,
             doc="day's energy; a negative day (a meter reset, a reversed register) is quarantined by ingest",
         ),
+        _known_at("入库时间: when the day's reading was stored (uploaded the next morning); empty: date"),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
 )
@@ -343,6 +360,7 @@ SUSPENSIONS = Table(
     doc="暂停/减容 applications and restorations.",
     key=("application_id",),
     event_time="applied_at",
+    known_at="known_at",
     columns=(
         Column("application_id", STR),
         Column("customer_id", STR),
@@ -353,6 +371,7 @@ SUSPENSIONS = Table(
             "capacity_kva", F64, min=0.0, ceiling=CEILING_KVA, doc="capacity suspended, reduced or restored"
         ),
         Column("kind", STR, allowed=_values(SuspensionKind)),
+        _known_at("录入时间: when the application was entered; empty: applied_at"),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
 )
@@ -362,6 +381,7 @@ INSPECTIONS = Table(
     doc="用电检查: one row per on-site inspection.",
     key=("inspection_id",),
     event_time="inspected_at",
+    known_at="known_at",
     columns=(
         Column("inspection_id", STR),
         Column("customer_id", STR),
@@ -383,6 +403,7 @@ INSPECTIONS = Table(
             ceiling=CEILING_YUAN,
             doc="追补电费+违约使用电费 元",
         ),
+        _known_at("录入时间: when the result was entered (written up after the visit); empty: inspected_at"),
     ),
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
 )
@@ -405,11 +426,13 @@ AREA_SUPPLY = Table(
     # a daily row and a monthly row may share the first of a month, so granularity is part of the key
     key=("area_id", "date", "granularity"),
     event_time="date",
+    known_at="known_at",
     columns=(
         Column("area_id", STR),
         Column("date", DATE, past=True, doc="the day, or the first day of the month"),
         Column("granularity", STR, allowed=_values(Granularity)),
         Column("supplied_kwh", F64, min=0.0, ceiling=CEILING_KWH_MONTH),
+        _known_at("入库时间: when the measurement was stored; empty: date"),
     ),
     foreign_keys=(ForeignKey("area_id", "areas", "area_id"),),
 )

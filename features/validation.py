@@ -70,8 +70,17 @@ DATE_ORDER_RULES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("due_date", "issue_date", "due_date is before issue_date"),
         ("known_at", "issue_date", "known_at is before issue_date"),
     ),
-    "payments": (("paid_at", "period", "paid_at is before the billing period starts"),),
-    "suspensions": (("end_date", "start_date", "end_date is before start_date"),),
+    "payments": (
+        ("paid_at", "period", "paid_at is before the billing period starts"),
+        ("known_at", "paid_at", "known_at is before paid_at (a payment is posted after it is made)"),
+    ),
+    "readings": (("known_at", "date", "known_at is before the day the reading covers"),),
+    "suspensions": (
+        ("end_date", "start_date", "end_date is before start_date"),
+        ("known_at", "applied_at", "known_at is before applied_at"),
+    ),
+    "inspections": (("known_at", "inspected_at", "known_at is before inspected_at"),),
+    "area_supply": (("known_at", "date", "known_at is before the day or month it measures"),),
 }
 
 # Columns that hold a billing month: the contract stores its first day.

@@ -21,7 +21,8 @@ from features.snapshot import BILL_MEASURES, prepare_partition
 FAMILIES = (archive, consumption, readings, payments, events, area_loss)
 SEGMENT_COLUMNS = ("usage_category", "supply_unit", "station")
 POPULATION_COLUMN = "in_population"
-# Source columns each table needs (PII never leaves the warehouse reader).
+# Source columns each table needs (PII never leaves the warehouse reader); an optional column the warehouse
+# lacks (late_fee, an event's known_at) is left out of the read.
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": (
         "customer_id",
@@ -39,8 +40,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "close_date",
     ),
     "bills": ("customer_id", "period", *BILL_MEASURES, "issue_date", "due_date", "known_at"),
-    "payments": ("customer_id", "period", "paid_at", "amount", "late_fee", "channel"),
-    "readings": ("customer_id", "date", "kwh"),
+    "payments": ("customer_id", "period", "paid_at", "amount", "late_fee", "channel", "known_at"),
+    "readings": ("customer_id", "date", "kwh", "known_at"),
     "suspensions": (
         "customer_id",
         "applied_at",
@@ -48,10 +49,11 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "end_date",
         "capacity_kva",
         "kind",
+        "known_at",
     ),
-    "inspections": ("customer_id", "inspected_at", "result", "recovered_kwh"),
+    "inspections": ("customer_id", "inspected_at", "result", "recovered_kwh", "known_at"),
     "areas": ("area_id", "station", "supply_unit", "transformer_kva"),
-    "area_supply": ("area_id", "date", "granularity", "supplied_kwh"),
+    "area_supply": ("area_id", "date", "granularity", "supplied_kwh", "known_at"),
 }
 
 # Tables the contract requires that both engines read as empty when the warehouse lacks them (a utility

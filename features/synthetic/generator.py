@@ -75,7 +75,10 @@ class _Sink:
 
 
 def _contract_schema(name: str, relaxed: bool) -> pa.Schema:
-    schema = table(name).arrow_schema()
+    spec = table(name)
+    # The generated systems post every row the moment it happens: an event table's optional known_at is left
+    # out (only bills, versioned, carry one), and its rows count from their event time.
+    schema = spec.arrow_schema([c for c in spec.column_names if spec.versioned or c != spec.known_at])
     if relaxed:
         # A faulted export breaks the contract on purpose (nulls where none are allowed).
         schema = pa.schema([f.with_nullable(True) for f in schema])

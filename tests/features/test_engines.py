@@ -118,6 +118,32 @@ def test_spark_and_local_engines_give_the_same_table(warehouse, spark_session, t
 
 @pytest.mark.spark
 @pytest.mark.slow
+def test_spark_waits_for_known_at_like_local(tmp_path, spark_session):
+    """Event rows entered days after they happened (a payment posted from a debit file, a finding written up
+    later) count from their known_at in both engines."""
+    from features.engines import spark
+
+    tables, rng = make_tables(), np.random.default_rng(3)
+    times = {
+        "payments": "paid_at",
+        "readings": "date",
+        "suspensions": "applied_at",
+        "inspections": "inspected_at",
+    }
+    for name, column in times.items():
+        lag = pd.to_timedelta(rng.integers(0, 20 * 86_400, size=len(tables[name])), unit="s")
+        tables[name] = tables[name].assign(known_at=pd.to_datetime(tables[name][column]) + lag)
+    warehouse = write(tables, tmp_path / "posted")
+    job = PartitionJob.make("theft", AS_OF)
+    got = _finish(spark.run(warehouse, job, spark=spark_session, buckets=3), "theft", with_labels=True)
+    expected = _local(warehouse, "theft", workers=1)
+    pd.testing.assert_frame_equal(got, expected)
+    unlagged = _local(write(make_tables(), tmp_path / "at_once"), "theft", workers=1)
+    assert not expected.equals(unlagged)  # the lags are read, not dropped on the way
+
+
+@pytest.mark.spark
+@pytest.mark.slow
 def test_spark_cuts_the_same_customer_sample(warehouse, spark_session):
     from features.engines import spark
 

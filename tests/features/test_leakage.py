@@ -313,20 +313,60 @@ def test_the_warehouse_cut_at_the_cutoff_gives_the_same_features_to_the_last_bit
     # Row sums ran across the partition's whole month grid, whose width the newest bill decides: a training
     # set built later (more months) differed from the score made at T in the last bits, enough to send one
     # customer down another tree branch.
-    from features.schema import table
-
     as_of = "2023-06-30"  # six months before the data end: the grids' widths differ by six months
-    end = cutoff(as_of)
-    cut = {}
-    for name, frame in generated_tables.items():
-        spec, keep = table(name), np.ones(len(frame), dtype=bool)
-        for column in (spec.event_time, "known_at"):
-            if column and column in frame.columns:
-                keep &= ~(frame[column] > end).to_numpy()
-        cut[name] = frame[keep].reset_index(drop=True)
+    cut = _cut_at(generated_tables, cutoff(as_of))
     assert len(cut["bills"]) < len(generated_tables["bills"])  # the warehouse runs past the as-of date
     full = features_as_of(generated_tables, as_of, task)
     pd.testing.assert_frame_equal(features_as_of(cut, as_of, task), full, check_exact=True)
+
+
+def _cut_at(tables: dict[str, pd.DataFrame], end: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """The warehouse as it stood at `end`: rows whose event time or known_at is later are not there yet."""
+    from features.schema import table
+
+    cut = {}
+    for name, frame in tables.items():
+        spec, keep = table(name), np.ones(len(frame), dtype=bool)
+        for column in (spec.event_time, spec.known_at):
+            if column and column in frame.columns:
+                keep &= ~(frame[column] > end).to_numpy()
+        cut[name] = frame[keep].reset_index(drop=True)
+    return cut
+
+
+# The families a posting lag on their table moves, by task (area supply's months are read only once ended),
+# and the longest lag of each table: a debit file posts in days, a finding is written up in weeks.
+LAGGED_FAMILIES = {"arrears": ("payments",), "suspension": ("events",), "theft": ("readings", "events")}
+LAG_DAYS = {"payments": 4, "readings": 2, "suspensions": 30, "inspections": 60, "area_supply": 10}
+
+
+@pytest.mark.parametrize("task", sorted(LAGGED_FAMILIES))
+def test_rows_entered_after_the_cutoff_count_from_their_known_at_in_every_family(generated_tables, task):
+    """Payments posted, readings uploaded, applications and findings entered, supply stored days after they
+    happened: features as of T equal those of the warehouse as it stood at T, to the last bit, and the lag
+    does move them (so the rows entered late are really left out)."""
+    from features.schema import TABLES, table
+
+    assert set(LAG_DAYS) == {t.name for t in TABLES.values() if t.known_at and not t.versioned}
+    rng = np.random.default_rng(7)
+    lagged = dict(generated_tables)
+    for name, days in LAG_DAYS.items():
+        frame, spec = lagged[name], table(name)
+        lag = pd.to_timedelta(rng.integers(0, days * 86_400, size=len(frame)), unit="s")
+        lagged[name] = frame.assign(known_at=pd.to_datetime(frame[spec.event_time]) + lag)
+    as_of = GENERATED_AS_OF
+    full = features_as_of(lagged, as_of, task)
+    pd.testing.assert_frame_equal(
+        features_as_of(_cut_at(lagged, cutoff(as_of)), as_of, task), full, check_exact=True
+    )
+    unlagged = features_as_of(generated_tables, as_of, task).set_index("customer_id")
+    full = full.set_index("customer_id").loc[unlagged.index]
+    for family in LAGGED_FAMILIES[task]:
+        cols = _family_columns(full, family)
+        moved = ~np.isclose(
+            full[cols].to_numpy(dtype=float), unlagged[cols].to_numpy(dtype=float), equal_nan=True
+        )
+        assert moved.any(), f"a posting lag moved none of the {family} features"
 
 
 def test_shuffled_labels_score_at_chance_on_a_later_as_of(generated_dir):

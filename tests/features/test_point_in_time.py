@@ -53,6 +53,24 @@ def test_rows_at_the_cutoff_count_and_one_second_later_do_not():
     assert as_of_filter(_payments(), "payments", "2023-07-01")["payment_id"].tolist() == ["p1", "p2", "p3"]
 
 
+def test_an_unversioned_row_counts_from_its_known_at_when_it_has_one():
+    # A bank's debit file posts on 2 July a payment made on 30 June: a score run on 30 June did not have it.
+    posted = _payments().assign(
+        known_at=pd.to_datetime(["2023-06-29 09:00", "2023-07-02 06:00", "2023-07-01 00:00", None])
+    )
+    assert as_of_filter(posted, "payments", "2023-06-30")["payment_id"].tolist() == ["p1"]
+    assert as_of_filter(posted, "payments", "2023-07-01")["payment_id"].tolist() == ["p1", "p3"]
+    assert as_of_filter(posted, "payments", "2023-07-02")["payment_id"].tolist() == ["p1", "p2", "p3"]
+    # An empty known_at says nothing: the row counts from its event time, as without the column.
+    blank = _payments().assign(known_at=pd.NaT)
+    for day in ("2023-06-30", "2023-07-01"):
+        ids = as_of_filter(blank, "payments", day)["payment_id"].tolist()
+        assert ids == as_of_filter(_payments(), "payments", day)["payment_id"].tolist()
+    # Unversioned: two payments posted at the same moment are two payments, not versions of one.
+    same = posted.assign(known_at=pd.Timestamp("2023-07-03"))
+    assert len(as_of_filter(same, "payments", "2023-07-03")) == 3
+
+
 def _bills() -> pd.DataFrame:
     return pd.DataFrame(
         {
