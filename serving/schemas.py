@@ -109,10 +109,20 @@ class ScoreRequest(BaseModel):
         f"(a string of 1 to {CUSTOMER_ID_MAX_CHARS} characters, as in customer_ids)",
     )
 
+    skip_unknown: bool = Field(
+        default=False,
+        description="with customer_ids: score the ids the snapshot has and list the others in `unknown`, "
+        "instead of a 404 for the whole batch",
+    )
+
     @model_validator(mode="after")
     def _one_source(self) -> ScoreRequest:
         if (self.customer_ids is None) == (self.records is None):
             raise ValueError("send exactly one of customer_ids or records")
+        if self.skip_unknown and self.records is not None:
+            raise ValueError(
+                "skip_unknown applies to customer_ids; records are scored live, every one of them"
+            )
         return self
 
 
@@ -148,6 +158,10 @@ class ScoreResponse(BaseModel):
     as_of: dt.date | None = Field(description="the snapshot's as-of date; null for live scores")
     lang: Lang
     results: list[CustomerScore]
+    unknown: list[str] = Field(
+        default_factory=list,
+        description="with skip_unknown: the ids asked for that the snapshot lacks (each once), not scored",
+    )
 
 
 class RiskListItem(BaseModel):

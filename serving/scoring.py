@@ -161,7 +161,13 @@ def explanation_results(
 
 
 def score_body(
-    task: Task, source: str, model: ModelRef, as_of: dt.date | None, lang: Lang, results: list[dict[str, Any]]
+    task: Task,
+    source: str,
+    model: ModelRef,
+    as_of: dt.date | None,
+    lang: Lang,
+    results: list[dict[str, Any]],
+    unknown: list[str] | None = None,
 ) -> dict[str, Any]:
     """A `ScoreResponse` as plain JSON-ready data; the route serializes it once, without re-validation."""
     return {
@@ -171,6 +177,7 @@ def score_body(
         "as_of": as_of.isoformat() if as_of else None,
         "lang": lang.value,
         "results": results,
+        "unknown": unknown or [],
     }
 
 

@@ -271,8 +271,9 @@ class Snapshot:
             task, path, mtime, as_of, model, k, len(frame), pd.Index(ids), numbers, codes, categories, ids
         )
 
-    def positions(self, customer_ids: list[str]) -> np.ndarray:
-        """Row positions of the ids; raises UnknownCustomers naming the ids the snapshot lacks."""
+    def positions(self, customer_ids: list[str], strict: bool = True) -> np.ndarray:
+        """Row positions of the ids; raises UnknownCustomers naming the ids the snapshot lacks, or with
+        `strict=False` gives them -1."""
         if len(customer_ids) <= SMALL_LOOKUP:
             # Hash lookups one by one: building an Index of the request's ids costs more for a few ids.
             pos = np.fromiter(
@@ -280,7 +281,7 @@ class Snapshot:
             )
         else:
             pos = self.index.get_indexer(customer_ids)
-        if (pos < 0).any():
+        if strict and (pos < 0).any():
             missing = [c for c, p in zip(customer_ids, pos, strict=True) if p < 0]
             raise UnknownCustomers(self.task, missing)
         return pos
@@ -335,10 +336,21 @@ class Snapshot:
 
 
 def score_ids(
-    task: Task, snapshot: Snapshot, package: PackagedModel, ids: list[str], lang: Lang
+    task: Task,
+    snapshot: Snapshot,
+    package: PackagedModel,
+    ids: list[str],
+    lang: Lang,
+    skip_unknown: bool = False,
 ) -> dict[str, Any]:
-    """Scores of known customers from the snapshot (a `ScoreResponse` as data), naming the scoring version."""
-    pos = snapshot.positions(ids)
+    """Scores of known customers from the snapshot (a `ScoreResponse` as data), naming the scoring version.
+    An id the snapshot lacks is a 404 for the batch (UnknownCustomers), or with `skip_unknown` is left out
+    and named once in `unknown`."""
+    pos = snapshot.positions(ids, strict=not skip_unknown)
+    unknown = list(dict.fromkeys(c for c, p in zip(ids, pos, strict=True) if p < 0))
+    if unknown:
+        ids = [c for c, p in zip(ids, pos, strict=True) if p >= 0]
+        pos = pos[pos >= 0]
     probability = snapshot.numbers["probability"][pos].tolist()
     percentile = snapshot.column("percentile", pos)
     band = snapshot.column("band", pos)
@@ -357,7 +369,7 @@ def score_ids(
         }
         for r in range(len(ids))
     ]
-    return score_body(task, "snapshot", snapshot.model, snapshot.as_of, lang, results)
+    return score_body(task, "snapshot", snapshot.model, snapshot.as_of, lang, results, unknown)
 
 
 class SnapshotStore:

@@ -41,11 +41,12 @@ async def score(
 
     def compute() -> dict[str, Any]:
         if body.customer_ids is not None:
-            return score_ids(task, state.snapshots.get(task), model.package, body.customer_ids, lang)
+            snapshot = state.snapshots.get(task)
+            return score_ids(task, snapshot, model.package, body.customer_ids, lang, body.skip_unknown)
         return score_records(task, model.package, model.ref, body.records or [], state.settings.top_k, lang)
 
-    rows = len(body.customer_ids or body.records or [])
-    result = compute() if rows <= INLINE_ROWS else await run_in_threadpool(compute)
+    asked = len(body.customer_ids or body.records or [])
+    result = compute() if asked <= INLINE_ROWS else await run_in_threadpool(compute)
     state.metrics.observe_scores(task, result["source"], [r["probability"] for r in result["results"]])
     state.audit.record(
         caller,
@@ -53,7 +54,7 @@ async def score(
         task,
         {"source": result["source"], "lang": lang.value},
         result["model"]["version"],
-        rows,
+        len(result["results"]),
     )
     # Built as plain data by scoring.py/snapshot.py in the ScoreResponse shape (checked by schemathesis).
     # Reason values are already null when not finite; "null" keeps any other stray NaN out of the JSON.

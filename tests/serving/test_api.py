@@ -136,6 +136,31 @@ def test_unknown_customers_are_named_in_a_404(service):
     assert r.json()["detail"].startswith("1 customer id(s) not in the latest arrears snapshot: NOPE;")
 
 
+def test_skip_unknown_scores_the_known_ids_and_names_the_others(service):
+    """A batch from another system holds ids outside the population (178 of 5,000 for theft): with
+    skip_unknown it gets the scores it can have, in its order, and the rest named once."""
+    headers = service.headers("service")
+    known = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["C0000002", "C0000001"]}, headers=headers
+    ).json()
+    r = service.client.post(
+        "/v1/arrears/score",
+        json={"customer_ids": ["C0000002", "NOPE-1", "C0000001", "NOPE-1"], "skip_unknown": True},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["results"] == known["results"] and r.json()["unknown"] == ["NOPE-1"]
+    assert known["unknown"] == []
+    r = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["NOPE-1"], "skip_unknown": True}, headers=headers
+    )
+    assert r.status_code == 200 and r.json()["results"] == [] and r.json()["unknown"] == ["NOPE-1"]
+    r = service.client.post(
+        "/v1/arrears/score", json={"records": [{}], "skip_unknown": True}, headers=headers
+    )
+    assert r.status_code == 422 and "skip_unknown applies to customer_ids" in r.text
+
+
 @pytest.mark.parametrize(
     ("body", "loc"),
     [
