@@ -55,7 +55,9 @@ class Theft:
     found_at: np.ndarray  # datetime64[s]
     billed: np.ndarray  # (n, M) reported kWh
     p_inspect: np.ndarray  # (n, M)
-    p_found: np.ndarray  # (n, M) probability that an inspection in the month finds theft, if not found before
+    # (n, M) probability that an inspection in the month finds theft if not found before: after a find, that
+    # of the thief still unfound (bills attacked), not the p_inspect of the customer found and billing in full
+    p_found: np.ndarray
     insp_customer: np.ndarray
     insp_month: np.ndarray
     insp_at: np.ndarray  # datetime64[s]
@@ -132,6 +134,52 @@ def attack_series(
     return out
 
 
+@dataclass
+class InspectionPolicy:
+    """What the inspection policy reads besides the bills: per customer, and per area for the line loss."""
+
+    base: np.ndarray
+    zero_check: np.ndarray
+    area: np.ndarray
+    loss_normal: np.ndarray  # per area
+    supply: np.ndarray  # areas × M
+    active: np.ndarray
+    offline: np.ndarray
+
+    def probability(
+        self, m: int, billed: np.ndarray, billed_area: np.ndarray, who: np.ndarray | slice = slice(None)
+    ) -> np.ndarray:
+        """P(inspected in month m) for the customers ``who``, from their bills (``billed``, who × M) and their
+        areas' billed totals (``billed_area``, who) of the month before."""
+        n = billed.shape[0]
+        base, active, offline = self.base[who], self.active[who], self.offline[who]
+        p = base.copy()
+        if m >= 1:
+            area = self.area[who]
+            supplied = self.supply[area, m - 1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                loss = np.where(supplied > 0, 1.0 - billed_area / supplied, 0.0)
+            excess = np.clip(loss - self.loss_normal[area], 0.0, 0.5)
+            p = base * (1.0 + LOSS_WEIGHT * excess)
+            prev = billed[:, m - 1]
+            if m >= 13:
+                ref = billed[:, m - 13]
+                ref_online = offline[:, m - 13] < 0.2
+            elif m >= 3:
+                ref = np.median(billed[:, max(0, m - 7) : m - 1], axis=1)
+                ref_online = offline[:, max(0, m - 7) : m - 1].max(axis=1) < 0.2
+            else:
+                ref = np.zeros(n)
+                ref_online = np.zeros(n, dtype=bool)
+            steady = (active[:, m - 1] >= 1.0) & (offline[:, m - 1] < 0.2) & ref_online & (ref > 0)
+            drop = steady & (prev < DROP_RATIO * ref)
+            zero = steady & (prev <= ZERO_KWH)
+            p = 1.0 - (1.0 - np.minimum(p + INSPECT_RANDOM, 0.9)) * (1.0 - DROP_INSPECT * drop) * (
+                1.0 - self.zero_check[who] * zero
+            )
+        return np.where(active[:, m] > 0, p, 0.0)
+
+
 def inspect(
     plan: dict[str, np.ndarray],
     true_kwh: np.ndarray,
@@ -153,40 +201,39 @@ def inspect(
     n, months = true_kwh.shape
     n_areas = supply.shape[0]
     billed = true_kwh.copy()
+    # The bills each customer would have sent had it never been found: what the oracle needs, since a found
+    # thief's bills (and so its drop, zero-reading and area-loss triggers) go back to normal after the find.
+    unfound_billed = np.where(plan["stealing_unfound"], attacked, true_kwh)
     found = np.zeros(n, dtype=bool)
     found_month = np.full(n, -1)
     stealing = np.zeros((n, months), dtype=bool)
     p_inspect = np.zeros((n, months))
-    zero_check = np.where(voltage_kv >= 10.0, 1.0, np.where(category == d.RES, 0.2, 0.8))
-    base = INSPECT_BASE[category] * INSPECT_TARIFF[tariff]
-    loss_normal = LOSS_NORMAL[area_dedicated.astype(np.int64)]
+    p_unfound = np.zeros((n, months))
+    policy = InspectionPolicy(
+        base=INSPECT_BASE[category] * INSPECT_TARIFF[tariff],
+        zero_check=np.where(voltage_kv >= 10.0, 1.0, np.where(category == d.RES, 0.2, 0.8)),
+        area=area,
+        loss_normal=LOSS_NORMAL[area_dedicated.astype(np.int64)],
+        supply=supply,
+        active=active,
+        offline=offline,
+    )
     rows: list[tuple[np.ndarray, ...]] = []
     for m in range(months):
-        p = base.copy()
         if m >= 1:
-            billed_area = np.bincount(area, weights=billed[:, m - 1], minlength=n_areas)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                loss = np.where(supply[:, m - 1] > 0, 1.0 - billed_area / supply[:, m - 1], 0.0)
-            excess = np.clip(loss - loss_normal, 0.0, 0.5)
-            p = base * (1.0 + LOSS_WEIGHT * excess[area])
-            prev = billed[:, m - 1]
-            if m >= 13:
-                ref = billed[:, m - 13]
-                ref_online = offline[:, m - 13] < 0.2
-            elif m >= 3:
-                ref = np.median(billed[:, max(0, m - 7) : m - 1], axis=1)
-                ref_online = offline[:, max(0, m - 7) : m - 1].max(axis=1) < 0.2
-            else:
-                ref = np.zeros(n)
-                ref_online = np.zeros(n, dtype=bool)
-            steady = (active[:, m - 1] >= 1.0) & (offline[:, m - 1] < 0.2) & ref_online & (ref > 0)
-            drop = steady & (prev < DROP_RATIO * ref)
-            zero = steady & (prev <= ZERO_KWH)
-            p = 1.0 - (1.0 - np.minimum(p + INSPECT_RANDOM, 0.9)) * (1.0 - DROP_INSPECT * drop) * (
-                1.0 - zero_check * zero
-            )
-        p = np.where(active[:, m] > 0, p, 0.0)
+            billed_area = np.bincount(area, weights=billed[:, m - 1], minlength=n_areas)[area]
+        else:
+            billed_area = np.zeros(n)
+        p = policy.probability(m, billed, billed_area)
         p_inspect[:, m] = p
+        p_unfound[:, m] = p
+        # A found customer's month had it not been found: its own bills unfound, everyone else's as they were.
+        was_found = np.flatnonzero(found)
+        if m >= 1 and was_found.size:
+            own_change = unfound_billed[was_found, m - 1] - billed[was_found, m - 1]
+            p_unfound[was_found, m] = policy.probability(
+                m, unfound_billed[was_found], billed_area[was_found] + own_change, was_found
+            )
         now = plan["stealing_unfound"][:, m] & ~found
         stealing[:, m] = now
         billed[:, m] = np.where(now, attacked[:, m], true_kwh[:, m])
@@ -229,7 +276,7 @@ def inspect(
         found_at=found_at,
         billed=billed,
         p_inspect=p_inspect,
-        p_found=p_inspect * DETECT * plan["stealing_unfound"],
+        p_found=p_unfound * DETECT * plan["stealing_unfound"],
         insp_customer=customer,
         insp_month=month,
         insp_at=at,

@@ -104,7 +104,8 @@ def oracle_probabilities(truth_dir: Path, task: str, as_of: Sequence[date | pd.T
     a month partly inside the window counts by its share of days (events fall on uniform days of a month).
     - arrears: 1 − Π (1 − p_unpaid_30d) over the bills due in the window;
     - suspension: 1 − Π (1 − p_suspension)^share over months not blocked by a spell applied at or before T;
-    - theft: 1 − Π (1 − p_theft_found)^share (zero for customers who are not stealing).
+    - theft: 1 − Π (1 − p_theft_found)^share (zero for customers who are not stealing); after a find the
+      generator writes the probability the thief would have faced still unfound, as the window needs.
     Returns columns customer_id, as_of (datetime64), oracle_probability.
     """
     if task not in HORIZON_DAYS:

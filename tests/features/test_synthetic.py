@@ -32,6 +32,8 @@ from features.synthetic import (
 )
 from features.synthetic import domain as d
 from features.synthetic import generator as generator_module
+from features.synthetic import theft as theft_module
+from features.synthetic.config import build_calendar
 from features.validation import validate
 
 
@@ -628,6 +630,56 @@ def test_the_suspension_oracle_frees_a_customer_when_the_generator_does(tmp_path
     # only (its first day is after that); as of September 30 every month of the window is open.
     assert early == pytest.approx(1 - 0.9 ** (27 / 31), rel=1e-6)
     assert later == pytest.approx(1 - 0.9 ** (5 + 28 / 31), rel=1e-6)
+
+
+def test_the_theft_oracle_keeps_a_found_thiefs_probability_as_if_it_were_still_unfound() -> None:
+    # The oracle asks "found in (T, T+H] | not found by T", so each month needs the probability of a find had
+    # the thief not been found yet. p_theft_found was the realised one: once found, the thief bills in full,
+    # its zero-reading and drop triggers vanish and the months after fell to the base rate, so the oracle
+    # underrated every thief found early in its window (≈ 6 % fewer positives expected than observed).
+    calendar = build_calendar(GeneratorConfig(customers=1, start="2023-01", months=8))
+    months = calendar.months
+    stealing = np.arange(months)[None, :] >= 3  # honest for three months, then reports zero
+    plan = {
+        "thief": np.array([True]),
+        "kind": np.array([theft_module.H2]),
+        "onset": np.array(["2022-12-20"], dtype="datetime64[D]"),
+        "onset_month": np.array([3]),
+        "window_end": np.array(["2200-01-01"], dtype="datetime64[D]"),
+        "window_end_month": np.array([months + 1]),
+        "alpha": np.array([0.5]),
+        "pf_shift": np.array([0.05]),
+        "stealing_unfound": stealing,
+    }
+    true_kwh = np.full((1, months), 1000.0)
+    theft = theft_module.inspect(
+        plan,
+        true_kwh,
+        np.where(stealing, 0.0, true_kwh),
+        true_kwh * 1.03,  # one area, this customer's, with 3 % technical loss
+        area=np.array([0]),
+        area_dedicated=np.array([False]),
+        category=np.array([d.COM]),
+        tariff=np.array([d.SINGLE]),
+        voltage_kv=np.array([10.0]),  # a zero reading at ≥ 10 kV is always checked
+        active=np.ones((1, months)),
+        offline=np.zeros((1, months)),
+        open_date=np.array(["2010-01-01"], dtype="datetime64[D]"),
+        close_date=np.array(["NaT"], dtype="datetime64[D]"),
+        calendar=calendar,
+        rng=np.random.default_rng(0),
+    )
+    found = int(theft.found_month[0])
+    assert found in (4, 5)  # the first zero bill (month 3) gets it inspected in months 4 and 5
+    # Two months after the find it bills in full again, so the policy stops visiting it …
+    assert theft.p_inspect[0, found + 2] < 0.05
+    # … but had it still been stealing, its zero bills would have drawn a certain visit to the end of the span
+    # (month 7; from month 8 the median of its reference bills would be zero and the rule would see no drop).
+    np.testing.assert_allclose(theft.p_found[0, found + 2 :], theft_module.DETECT)
+    np.testing.assert_allclose(
+        theft.p_found[0, : found + 2],
+        theft.p_inspect[0, : found + 2] * stealing[0, : found + 2] * theft_module.DETECT,
+    )
 
 
 def test_oracle_rejects_an_unknown_task_and_a_folder_without_truth(
