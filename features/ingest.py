@@ -622,12 +622,15 @@ def _upsert(
         if spec.known_at and not spec.versioned:
             # An event stored without its known_at, now exported with one and otherwise the same (a utility
             # that starts exporting 销账时间): the export says when the row was entered, which fills a gap
-            # rather than rewriting history.
+            # rather than rewriting history. The other way round, an empty one says nothing: the stored stays.
             differ = matched[~same]
-            blank = stored.column(spec.known_at).is_null().to_numpy(zero_copy_only=False)[pos[differ]]
             rest = [c for c in spec.column_names if c != spec.known_at]
-            filled = differ[blank & _same_rows(accepted, differ, stored, pos[differ], rest)]
+            alike = _same_rows(accepted, differ, stored, pos[differ], rest)
+            stored_blank = stored.column(spec.known_at).is_null().to_numpy(zero_copy_only=False)[pos[differ]]
+            new_blank = accepted.column(spec.known_at).is_null().to_numpy(zero_copy_only=False)[differ]
+            filled = differ[alike & stored_blank]
             kinds[filled] = UPDATED
+            kinds[differ[alike & new_blank]] = UNCHANGED
             replaced = pos[filled]
     if spec.versioned:
         # A key already stored under another known_at: this row is a further version of that record.
@@ -786,6 +789,6 @@ def contract_markdown(mapping: ColumnMap) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         orders = [f"{later} ≥ {earlier}" for later, earlier, _ in DATE_ORDER_RULES.get(name, ())]
         if orders:
-            lines += ["", "Date order: " + "; ".join(orders) + "."]
+            lines += ["", "Date order (by day): " + "; ".join(orders) + "."]
         lines.append("")
     return "\n".join(lines)

@@ -72,15 +72,19 @@ DATE_ORDER_RULES: dict[str, tuple[tuple[str, str, str], ...]] = {
     ),
     "payments": (
         ("paid_at", "period", "paid_at is before the billing period starts"),
-        ("known_at", "paid_at", "known_at is before paid_at (a payment is posted after it is made)"),
+        (
+            "known_at",
+            "paid_at",
+            "known_at falls on a day before paid_at (a payment is posted after it is made)",
+        ),
     ),
-    "readings": (("known_at", "date", "known_at is before the day the reading covers"),),
+    "readings": (("known_at", "date", "known_at falls on a day before the day the reading covers"),),
     "suspensions": (
         ("end_date", "start_date", "end_date is before start_date"),
-        ("known_at", "applied_at", "known_at is before applied_at"),
+        ("known_at", "applied_at", "known_at falls on a day before applied_at"),
     ),
-    "inspections": (("known_at", "inspected_at", "known_at is before inspected_at"),),
-    "area_supply": (("known_at", "date", "known_at is before the day or month it measures"),),
+    "inspections": (("known_at", "inspected_at", "known_at falls on a day before inspected_at"),),
+    "area_supply": (("known_at", "date", "known_at falls on a day before the day or month it measures"),),
 }
 
 # Columns that hold a billing month: the contract stores its first day.
@@ -725,9 +729,13 @@ def _future_checks(typed: pd.DataFrame, spec: Table, now: pd.Timestamp) -> list[
 
 
 def _date_order_checks(typed: pd.DataFrame, spec: Table) -> list[_Check]:
+    # Days are compared, as the as-of rule reads them: a posting time exported as a date (销账时间 2024-02-11)
+    # is midnight, hours "before" a payment at 09:00 that day, yet neither counts before that day's end.
     checks = []
     for later, earlier, message in DATE_ORDER_RULES.get(spec.name, ()):
-        broken = (typed[later] < typed[earlier]).to_numpy(dtype=bool, na_value=False)
+        broken = (typed[later].dt.normalize() < typed[earlier].dt.normalize()).to_numpy(
+            dtype=bool, na_value=False
+        )
         checks.append(_Check(later, Rule.DATE_ORDER, message, broken))
     return checks
 

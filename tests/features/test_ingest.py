@@ -825,35 +825,50 @@ def test_a_payments_posting_time_is_stored_as_its_known_at_and_checked(tmp_path:
     write(src, "缴费记录.csv", "缴费流水号,户号,电费年月,缴费时间,实收金额,缴费渠道,销账时间\n"
           "P1,C1,202401,2024-02-10 10:00,70.5,代扣,2024-02-12 06:00\n"  # a debit file posted 2 days later
           "P2,C2,202401,2024-02-11 09:00,39000,坐收,\n"  # no posting time: counts from paid_at
-          "P3,C3,202401,2024-02-11 09:00,650.25,网上缴费,2024-02-10 09:00\n")  # fmt: skip # before paid_at
+          "P3,C3,202401,2024-02-11 09:00,650.25,网上缴费,2024-02-10 23:00\n"  # the day before paid_at
+          "P4,C3,202401,2024-02-11 09:00,1.0,网上缴费,2024-02-11\n")  # fmt: skip # a date: that day counts
     wh = tmp_path / "wh"
     result = run(src, "--warehouse", wh, "--now", "2024-03-01")
     assert result.exit_code == 0, result.output
     stored = read_table(wh, "payments").set_index("payment_id")
     assert stored.loc["P1", "known_at"] == pd.Timestamp("2024-02-12 06:00")
-    assert pd.isna(stored.loc["P2", "known_at"]) and "P3" not in stored.index
+    assert pd.isna(stored.loc["P2", "known_at"]) and "P3" not in stored.index and "P4" in stored.index
     got = read_quarantine(wh, "payments")[["_row", "_column", "_rule", "_message"]].values.tolist()
-    assert got == [
-        [3, "known_at", "date_order", "known_at is before paid_at (a payment is posted after it is made)"]
-    ]
+    message = "known_at falls on a day before paid_at (a payment is posted after it is made)"
+    assert got == [[3, "known_at", "date_order", message]]
     from features.labels import data_end
     from features.point_in_time import as_of_filter
 
     assert data_end(wh) == pd.Timestamp("2024-02-12")  # the posting, not the payment
-    assert as_of_filter(stored.reset_index(), "payments", "2024-02-11")["payment_id"].tolist() == ["P2"]
+    visible = as_of_filter(stored.reset_index(), "payments", "2024-02-11")["payment_id"].tolist()
+    assert visible == ["P2", "P4"]
 
-    # P2's posting time exported later fills the empty one (updated); another for P1 is a conflict.
+    # P2's posting time exported later fills the empty one (updated); P4's left empty says nothing (the
+    # stored one stays); another one for P1 is a conflict.
     write(src, "缴费记录.csv", "缴费流水号,户号,电费年月,缴费时间,实收金额,缴费渠道,销账时间\n"
           "P1,C1,202401,2024-02-10 10:00,70.5,代扣,2024-02-13 06:00\n"
-          "P2,C2,202401,2024-02-11 09:00,39000,坐收,2024-02-11 09:30\n")  # fmt: skip
-    report = ingest(src, wh, now="2024-03-01")
-    assert (report.tables["payments"].updated, report.tables["payments"].quarantined) == (1, 1)
+          "P2,C2,202401,2024-02-11 09:00,39000,坐收,2024-02-11 09:30\n"
+          "P4,C3,202401,2024-02-11 09:00,1.0,网上缴费,\n")  # fmt: skip
+    report = ingest(src, wh, now="2024-03-01").tables["payments"]
+    assert (report.updated, report.unchanged, report.quarantined) == (1, 1, 1)
     stored = read_table(wh, "payments").set_index("payment_id")["known_at"]
     assert stored.to_dict() == {
         "P1": pd.Timestamp("2024-02-12 06:00"),
         "P2": pd.Timestamp("2024-02-11 09:30"),
+        "P4": pd.Timestamp("2024-02-11"),
     }
     assert read_quarantine(wh, "payments")["_rule"].tolist()[-1] == "warehouse_conflict"
+
+
+def test_posting_headers_map_per_table_so_an_export_with_two_of_them_still_ingests(tmp_path: Path):
+    # 入账时间 is a bill's version time; mapped for every table, a payments export carrying it beside 销账时间
+    # was refused whole ("headers ... all map to column 'known_at'").
+    src = export(tmp_path)
+    write(src, "缴费记录.csv", "缴费流水号,户号,电费年月,缴费时间,实收金额,缴费渠道,入账时间,销账时间\n"
+          "P1,C1,202401,2024-02-10 10:00,70.5,代扣,2024-02-10 10:00,2024-02-12 06:00\n")  # fmt: skip
+    report = ingest(src, tmp_path / "wh", now="2024-03-01")
+    assert report.tables["payments"].extra_columns == ["入账时间"]
+    assert read_table(tmp_path / "wh", "payments")["known_at"].tolist() == [pd.Timestamp("2024-02-12 06:00")]
 
 
 def test_a_generated_export_is_not_in_its_own_future(tmp_path: Path):
