@@ -2,7 +2,8 @@
 
 Kept in git as plain data: a change to a task's list changes its `feature_set_version`, which training logs
 and serving checks. Reason templates take {value} {abs_value} {dir_zh} {dir_en} (see
-`serving.model.ReasonText`); a signed measure may carry a second pair of sentences for negative values.
+`serving.model.ReasonText`); a signed measure may carry a second pair of sentences for negative values, and
+a 0/1 flag its two states in words.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class FeatureDoc:
     # A categorical feature holding a contract column's codes: its sentence names the value in words
     # (schema.VALUE_LABELS[lang][labels]), not the code.
     labels: str | None = None
+    # A 0/1 flag: its state in words, when 0 and when 1 ("集团客户", not "集团客户标志 = 1").
+    zh_off: str | None = None
+    en_off: str | None = None
+    zh_on: str | None = None
+    en_on: str | None = None
 
 
 def _doc(
@@ -39,10 +45,24 @@ def _doc(
     en: str,
     negative: tuple[str, str] | None = None,
     labels: str | None = None,
+    off: tuple[str, str] | None = None,
+    on: tuple[str, str] | None = None,
 ) -> FeatureDoc:
     zh_neg, en_neg = negative or (None, None)
+    zh_off, en_off = off or (None, None)
+    zh_on, en_on = on or (None, None)
     return FeatureDoc(
-        family=family, unit=unit, zh=zh, en=en, zh_negative=zh_neg, en_negative=en_neg, labels=labels
+        family=family,
+        unit=unit,
+        zh=zh,
+        en=en,
+        zh_negative=zh_neg,
+        en_negative=en_neg,
+        labels=labels,
+        zh_off=zh_off,
+        en_off=en_off,
+        zh_on=zh_on,
+        en_on=en_on,
     )
 
 
@@ -72,7 +92,12 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     ),
     "archive_tenure_days": _doc("archive", "days", "立户 {value:.0f} 天", "customer for {value:.0f} days"),
     "is_group_member": _doc(
-        "archive", "flag", "集团客户标志 = {value:.0f}", "group customer flag = {value:.0f}"
+        "archive",
+        "flag",
+        "集团客户标志 = {value:.0f}",
+        "group customer flag = {value:.0f}",
+        off=("非集团客户", "not part of a customer group"),
+        on=("集团客户", "part of a customer group"),
     ),
     # -- consumption (monthly bills) -------------------------------------------------------------------------
     "bills_months_since_last_bill": _doc(
@@ -496,7 +521,12 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "suspended {value:.0f} days in the same half-year last year",
     ),
     "is_suspended_at_as_of": _doc(
-        "events", "flag", "当前暂停标志 = {value:.0f}", "suspended now flag = {value:.0f}"
+        "events",
+        "flag",
+        "当前暂停标志 = {value:.0f}",
+        "suspended now flag = {value:.0f}",
+        off=("当前未暂停用电", "not suspended now"),
+        on=("当前暂停用电中", "suspended now"),
     ),
     "events_reduced_capacity_pct": _doc(
         "events", "%", "当前减容 {value:.0f}% 合同容量", "{value:.0f} % of capacity reduced now"
@@ -506,6 +536,8 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "flag",
         "已申请待生效的暂停/减容 = {value:.0f}",
         "suspension or reduction scheduled = {value:.0f}",
+        off=("无待生效的暂停/减容申请", "no suspension or reduction scheduled"),
+        on=("已申请暂停/减容，尚未生效", "a suspension or reduction is scheduled"),
     ),
     "events_inspection_count_730d": _doc(
         "events", "inspections", "近两年被检查 {value:.0f} 次", "{value:.0f} inspections in 2 years"
@@ -520,7 +552,12 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "{value:.0f} contract violations found in 2 years",
     ),
     "has_theft_finding": _doc(
-        "events", "flag", "曾查实窃电 = {value:.0f}", "theft found before = {value:.0f}"
+        "events",
+        "flag",
+        "曾查实窃电 = {value:.0f}",
+        "theft found before = {value:.0f}",
+        off=("未曾查实窃电", "no theft found before"),
+        on=("曾查实窃电", "theft found before"),
     ),
     "events_recovered_kwh_730d": _doc(
         "events", "kWh", "近两年追补电量 {value:,.0f} kWh", "{value:,.0f} kWh back-billed in 2 years"

@@ -190,6 +190,8 @@ class PackagedModel:
             return missing_value_text(template.template(lang, negative=False), lang)
         numeric = isinstance(value, int | float)
         text = template.template(lang, negative=numeric and value < 0)
+        if numeric:
+            text = catalogue_sentence(feature, text, float(value), lang)
         shown = value if numeric else value_label(feature, value, lang)
         try:
             return text.format(
@@ -298,6 +300,24 @@ def value_label(feature: str, value: Any, lang: str) -> str:
     doc = FEATURE_DOCS.get(feature)
     labels = VALUE_LABELS.get(lang, VALUE_LABELS["en"]).get(doc.labels, {}) if doc and doc.labels else {}
     return labels.get(str(value), format_value(value))
+
+
+def catalogue_sentence(feature: str, sentence: str, value: float, lang: str) -> str:
+    """The model's sentence as the catalogue (`FEATURE_DOCS`) words it for this value: a flag's state
+    (集团客户, not 集团客户标志 = 1).
+
+    Read at request time from this release's catalogue, as a category's words are (`value_label`), so models
+    packed before read so too; only where the model's sentence is the catalogue's own, so a model trained
+    with other words keeps them."""
+    doc = FEATURE_DOCS.get(feature)
+    if doc is None or sentence != ReasonText.from_doc(doc).template(lang, negative=value < 0):
+        return sentence
+    zh = lang == "zh"
+    if value in (0.0, 1.0):
+        state = (doc.zh_on if zh else doc.en_on) if value else (doc.zh_off if zh else doc.en_off)
+        if state is not None:
+            return state
+    return sentence
 
 
 def missing_value_text(template: str, lang: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -151,3 +153,33 @@ def test_a_coded_category_reads_in_words(package):
     assert worded.reason_text("archive_usage_category", "large_industrial", "zh") == "用电类别：大工业"
     assert worded.reason_text("archive_usage_category", "fishery", "zh") == "用电类别：fishery"  # a new code
     assert worded.reason_text("archive_industry_code", "C13", "zh") == "行业分类：C13"  # codes are its words
+
+
+def test_a_flag_reads_as_its_state_in_words(package):
+    # 「集团客户标志 = 1」: a 0/1 flag read as a number, the one feature a collector could not read at all.
+    from dataclasses import replace
+
+    from features.feature_sets import FEATURE_DOCS
+    from serving.model import ReasonText
+
+    flags = [name for name, doc in FEATURE_DOCS.items() if doc.unit == "flag"]
+    assert {"is_group_member", "is_suspended_at_as_of", "has_scheduled_change", "has_theft_finding"} <= set(
+        flags
+    )
+    worded = replace(package, reasons={n: ReasonText.from_doc(FEATURE_DOCS[n]) for n in flags})
+    assert worded.reason_text("is_group_member", 1.0, "zh") == "集团客户"
+    assert worded.reason_text("is_group_member", 0.0, "zh") == "非集团客户"
+    assert worded.reason_text("is_group_member", 1.0, "en") == "part of a customer group"
+    assert worded.reason_text("is_group_member", 0.0, "en") == "not part of a customer group"
+    for name in flags:
+        for lang in ("zh", "en"):
+            on, off = worded.reason_text(name, 1.0, lang), worded.reason_text(name, 0.0, lang)
+            assert on != off and not re.search(r"[=\d]", on + off), (name, lang, on, off)
+    # Unknown is still said so; a value no flag takes (a posted 0.5) and a model trained with other words for
+    # the flag keep their sentence.
+    assert worded.reason_text("is_group_member", None, "zh") == "集团客户标志 = —（无数据）"
+    assert worded.reason_text("is_group_member", 0.5, "en") == "group customer flag = 0"
+    other = replace(
+        package, reasons={"is_group_member": ReasonText("集团：{value:.0f}", "group: {value:.0f}")}
+    )
+    assert other.reason_text("is_group_member", 1.0, "zh") == "集团：1"
