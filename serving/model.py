@@ -304,20 +304,29 @@ def value_label(feature: str, value: Any, lang: str) -> str:
 
 def catalogue_sentence(feature: str, sentence: str, value: float, lang: str) -> str:
     """The model's sentence as the catalogue (`FEATURE_DOCS`) words it for this value: a flag's state
-    (集团客户, not 集团客户标志 = 1).
+    (集团客户, not 集团客户标志 = 1), a count of one in the singular (1 day, not 1 days).
 
     Read at request time from this release's catalogue, as a category's words are (`value_label`), so models
     packed before read so too; only where the model's sentence is the catalogue's own, so a model trained
     with other words keeps them."""
     doc = FEATURE_DOCS.get(feature)
-    if doc is None or sentence != ReasonText.from_doc(doc).template(lang, negative=value < 0):
+    negative = value < 0
+    if doc is None or sentence != ReasonText.from_doc(doc).template(lang, negative):
         return sentence
     zh = lang == "zh"
     if value in (0.0, 1.0):
         state = (doc.zh_on if zh else doc.en_on) if value else (doc.zh_off if zh else doc.en_off)
         if state is not None:
             return state
+    if not zh and shown_number(sentence, value) == "1":  # 0.6 days shows as "1 day" too
+        return (doc.en_negative_one if negative and doc.en_negative else doc.en_one) or sentence
     return sentence
+
+
+def shown_number(sentence: str, value: float) -> str:
+    """The value as the sentence prints it (its first {value}/{abs_value} with its format), "" for none."""
+    placeholder = _VALUE.search(sentence)
+    return placeholder.group(0).format(value=value, abs_value=abs(value)) if placeholder else ""
 
 
 def missing_value_text(template: str, lang: str) -> str:

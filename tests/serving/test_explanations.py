@@ -183,3 +183,43 @@ def test_a_flag_reads_as_its_state_in_words(package):
         package, reasons={"is_group_member": ReasonText("集团：{value:.0f}", "group: {value:.0f}")}
     )
     assert other.reason_text("is_group_member", 1.0, "zh") == "集团：1"
+
+
+def test_a_count_of_one_is_singular_in_english(package):
+    # "bills of the last 90 days paid 1 days late on average". Chinese has no plural: 「逾期 1 天」.
+    from dataclasses import replace
+
+    from features.feature_sets import CATEGORICAL_FEATURES, FEATURE_DOCS
+    from serving.model import ReasonText
+
+    docs = {name: doc for name, doc in FEATURE_DOCS.items() if name not in CATEGORICAL_FEATURES}
+    worded = replace(package, reasons={name: ReasonText.from_doc(doc) for name, doc in docs.items()})
+    late = "payments_days_late_mean_90d"
+    said = "bills of the last 90 days paid {} late on average"
+    assert worded.reason_text(late, 1.0, "en") == worded.reason_text(late, 0.6, "en") == said.format("1 day")
+    assert worded.reason_text(late, 2.0, "en") == said.format("2 days")
+    assert worded.reason_text(late, 0.0, "en") == said.format("0 days")
+    assert worded.reason_text(late, 1.0, "zh") == "近90天账单平均逾期 1 天"
+    before = "payments_days_before_due_mean_365d"
+    assert (
+        worded.reason_text(before, -1.0, "en")
+        == "bills of the last year paid 1 day after the due date on average"
+    )
+    assert (
+        worded.reason_text(before, 1.0, "en")
+        == "bills of the last year paid 1 day before the due date on average"
+    )
+    assert worded.reason_text("payments_channel_changes_365d", 1.0, "en") == (
+        "payment channel changed once in the last year"
+    )
+    # Every English sentence: no count of one followed (within three words) by a plural noun. The words
+    # between hold no digit, so "1 bill over 30 days late" is not taken for "1 … days".
+    plural = re.compile(
+        r"(?<![\d.-])1 (?:(?!of )[A-Za-z-]+ ){0,3}?"
+        r"(?:days|months|bills|times|payments|applications|inspections|restorations|reductions|violations"
+        r"|customers|points)\b"
+    )
+    for name, doc in docs.items():
+        for value in (1.0, -1.0) if "abs_value" in doc.en else (1.0,):
+            text = worded.reason_text(name, value, "en")
+            assert not plural.search(text), (name, value, text)
