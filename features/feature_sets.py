@@ -3,7 +3,8 @@
 Kept in git as plain data: a change to a task's list changes its `feature_set_version`, which training logs
 and serving checks. Reason templates take {value} {abs_value} {dir_zh} {dir_en} (see
 `serving.model.ReasonText`); a signed measure may carry a second pair of sentences for negative values, a
-count its English sentence for a count of one, and a 0/1 flag its two states in words.
+count its English sentence for a count of one, a change its sentences for one that shows as 0, and a 0/1 flag
+its two states in words.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class FeatureDoc:
     # the negative sentence's. Chinese has no plural.
     en_one: str | None = None
     en_negative_one: str | None = None
+    # A change read with {dir_zh}/{dir_en}: the sentences for one that shows as 0 at the sentence's precision,
+    # which would claim a direction ("down 0 %") it does not show.
+    zh_flat: str | None = None
+    en_flat: str | None = None
     # A 0/1 flag: its state in words, when 0 and when 1 ("集团客户", not "集团客户标志 = 1").
     zh_off: str | None = None
     en_off: str | None = None
@@ -51,10 +56,12 @@ def _doc(
     labels: str | None = None,
     one: str | None = None,
     negative_one: str | None = None,
+    flat: tuple[str, str] | None = None,
     off: tuple[str, str] | None = None,
     on: tuple[str, str] | None = None,
 ) -> FeatureDoc:
     zh_neg, en_neg = negative or (None, None)
+    zh_flat, en_flat = flat or (None, None)
     zh_off, en_off = off or (None, None)
     zh_on, en_on = on or (None, None)
     return FeatureDoc(
@@ -67,6 +74,8 @@ def _doc(
         labels=labels,
         en_one=one,
         en_negative_one=negative_one,
+        zh_flat=zh_flat,
+        en_flat=en_flat,
         zh_off=zh_off,
         en_off=en_off,
         zh_on=zh_on,
@@ -148,18 +157,21 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "% per month",
         "近3个月电量每月{dir_zh}{abs_value:.1f}%",
         "kWh {dir_en} {abs_value:.1f} % a month over the last 3 months",
+        flat=("近3个月电量基本持平", "kWh about unchanged over the last 3 months"),
     ),
     "bills_kwh_slope_6m_pct": _doc(
         "consumption",
         "% per month",
         "近6个月电量每月{dir_zh}{abs_value:.1f}%",
         "kWh {dir_en} {abs_value:.1f} % a month over the last 6 months",
+        flat=("近6个月电量基本持平", "kWh about unchanged over the last 6 months"),
     ),
     "bills_kwh_slope_12m_pct": _doc(
         "consumption",
         "% per month",
         "近12个月电量每月{dir_zh}{abs_value:.1f}%",
         "kWh {dir_en} {abs_value:.1f} % a month over the last 12 months",
+        flat=("近12个月电量基本持平", "kWh about unchanged over the last 12 months"),
     ),
     "bills_kwh_cv_12m": _doc(
         "consumption",
@@ -172,24 +184,40 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "%",
         "近3个月电量较前3个月{dir_zh}{abs_value:.0f}%",
         "kWh over the last 3 months {dir_en} {abs_value:.0f} % on the 3 months before",
+        flat=(
+            "近3个月电量与前3个月基本持平",
+            "kWh over the last 3 months about the same as the 3 months before",
+        ),
     ),
     "bills_kwh_change_pct_3m_vs_prev_9m": _doc(
         "consumption",
         "%",
         "近3个月月均电量较此前9个月{dir_zh}{abs_value:.0f}%",
         "monthly kWh over the last 3 months {dir_en} {abs_value:.0f} % on the 9 months before",
+        flat=(
+            "近3个月月均电量与此前9个月基本持平",
+            "monthly kWh over the last 3 months about the same as the 9 months before",
+        ),
     ),
     "bills_kwh_yoy_change_pct_3m": _doc(
         "consumption",
         "%",
         "近3个月电量较去年同期{dir_zh}{abs_value:.0f}%",
         "kWh over the last 3 months {dir_en} {abs_value:.0f} % on the same months last year",
+        flat=(
+            "近3个月电量与去年同期基本持平",
+            "kWh over the last 3 months about the same as the same months last year",
+        ),
     ),
     "bills_kwh_yoy_change_pct_12m": _doc(
         "consumption",
         "%",
         "近12个月电量较上一年{dir_zh}{abs_value:.0f}%",
         "kWh over the last 12 months {dir_en} {abs_value:.0f} % on the year before",
+        flat=(
+            "近12个月电量与上一年基本持平",
+            "kWh over the last 12 months about the same as the year before",
+        ),
     ),
     "bills_zero_kwh_months_12m": _doc(
         "consumption",
@@ -241,6 +269,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "percentage points",
         "峰段占比较去年同期{dir_zh}{abs_value:.1f}个百分点",
         "peak-hour share {dir_en} {abs_value:.1f} points on the same months last year",
+        flat=("峰段占比与去年同期基本持平", "peak-hour share about the same as the same months last year"),
     ),
     "bills_max_demand_to_capacity_pct_3m": _doc(
         "consumption",
@@ -253,6 +282,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "%",
         "最大需量较去年同期{dir_zh}{abs_value:.0f}%",
         "max demand {dir_en} {abs_value:.0f} % on the same months last year",
+        flat=("最大需量与去年同期基本持平", "max demand about the same as the same months last year"),
     ),
     "bills_load_factor_pct_3m": _doc(
         "consumption", "%", "近3个月负荷率 {value:.0f}%", "load factor {value:.0f} % over the last 3 months"
@@ -328,6 +358,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "%",
         "近30天日均电量较此前90天{dir_zh}{abs_value:.0f}%",
         "daily kWh over the last 30 days {dir_en} {abs_value:.0f} % on the 90 days before",
+        flat=(
+            "近30天日均电量与此前90天基本持平",
+            "daily kWh over the last 30 days about the same as the 90 days before",
+        ),
     ),
     "readings_zero_days_30d": _doc(
         "readings",
@@ -693,12 +727,14 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "percentage points",
         "台区线损率较去年同期{dir_zh}{abs_value:.1f}个百分点",
         "area line loss {dir_en} {abs_value:.1f} points on the same months last year",
+        flat=("台区线损率与去年同期基本持平", "area line loss about the same as the same months last year"),
     ),
     "area_line_loss_slope_pp_6m": _doc(
         "area",
         "points per month",
         "台区线损率近6个月每月{dir_zh}{abs_value:.2f}个百分点",
         "area line loss {dir_en} {abs_value:.2f} points a month over 6 months",
+        flat=("台区线损率近6个月基本持平", "area line loss about unchanged over 6 months"),
     ),
     "area_customers_active": _doc(
         "area",
@@ -718,6 +754,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "percentage points",
         "占台区电量比例较去年同期{dir_zh}{abs_value:.1f}个百分点",
         "share of the area's kWh {dir_en} {abs_value:.1f} points on last year",
+        flat=("占台区电量比例与去年同期基本持平", "share of the area's kWh about the same as last year"),
     ),
     "area_loss_corr_own_kwh_12m": _doc(
         "area",
@@ -737,12 +774,14 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "%",
         "同行业电量中位数较去年同期{dir_zh}{abs_value:.0f}%",
         "the industry's median kWh {dir_en} {abs_value:.0f} % on last year",
+        flat=("同行业电量中位数与去年同期基本持平", "the industry's median kWh about the same as last year"),
     ),
     "peers_station_kwh_yoy_change_pct": _doc(
         "peers",
         "%",
         "同供电所电量中位数较去年同期{dir_zh}{abs_value:.0f}%",
         "the station's median kWh {dir_en} {abs_value:.0f} % on last year",
+        flat=("同供电所电量中位数与去年同期基本持平", "the station's median kWh about the same as last year"),
     ),
     "peers_kwh_yoy_change_vs_industry_pp": _doc(
         "peers",
@@ -750,6 +789,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "电量同比变化比同行业中位数{dir_zh}{abs_value:.0f}个百分点",
         "kWh change on last year {abs_value:.0f} points {dir_en} on the industry median",
         one="kWh change on last year {abs_value:.0f} point {dir_en} on the industry median",
+        flat=(
+            "电量同比变化与同行业中位数基本持平",
+            "kWh change on last year about the same as the industry median's",
+        ),
     ),
     "peers_kwh_yoy_change_vs_station_pp": _doc(
         "peers",
@@ -757,12 +800,17 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "电量同比变化比同供电所中位数{dir_zh}{abs_value:.0f}个百分点",
         "kWh change on last year {abs_value:.0f} points {dir_en} on the station median",
         one="kWh change on last year {abs_value:.0f} point {dir_en} on the station median",
+        flat=(
+            "电量同比变化与同供电所中位数基本持平",
+            "kWh change on last year about the same as the station median's",
+        ),
     ),
     "peers_kwh_slope_6m_vs_industry_pp": _doc(
         "peers",
         "percentage points per month",
         "近6个月电量趋势比同行业{dir_zh}{abs_value:.1f}个百分点/月",
         "6-month kWh trend {abs_value:.1f} points a month {dir_en} on the industry",
+        flat=("近6个月电量趋势与同行业基本持平", "6-month kWh trend about the same as the industry's"),
     ),
 }
 

@@ -304,7 +304,8 @@ def value_label(feature: str, value: Any, lang: str) -> str:
 
 def catalogue_sentence(feature: str, sentence: str, value: float, lang: str) -> str:
     """The model's sentence as the catalogue (`FEATURE_DOCS`) words it for this value: a flag's state
-    (集团客户, not 集团客户标志 = 1), a count of one in the singular (1 day, not 1 days).
+    (集团客户, not 集团客户标志 = 1), a count of one in the singular (1 day, not 1 days), a change that shows
+    as 0 without a direction it does not show (基本持平 / about the same, not 下降0% / down 0 %).
 
     Read at request time from this release's catalogue, as a category's words are (`value_label`), so models
     packed before read so too; only where the model's sentence is the catalogue's own, so a model trained
@@ -318,7 +319,10 @@ def catalogue_sentence(feature: str, sentence: str, value: float, lang: str) -> 
         state = (doc.zh_on if zh else doc.en_on) if value else (doc.zh_off if zh else doc.en_off)
         if state is not None:
             return state
-    if not zh and shown_number(sentence, value) == "1":  # 0.6 days shows as "1 day" too
+    shown = shown_number(sentence, value)
+    if doc.zh_flat and doc.en_flat and shown and not any(digit in shown for digit in "123456789"):
+        return doc.zh_flat if zh else doc.en_flat  # -0.3 % printed in whole percent
+    if not zh and shown == "1":  # 0.6 days shows as "1 day" too
         return (doc.en_negative_one if negative and doc.en_negative else doc.en_one) or sentence
     return sentence
 

@@ -223,3 +223,37 @@ def test_a_count_of_one_is_singular_in_english(package):
         for value in (1.0, -1.0) if "abs_value" in doc.en else (1.0,):
             text = worded.reason_text(name, value, "en")
             assert not plural.search(text), (name, value, text)
+
+
+def test_a_change_that_shows_as_zero_claims_no_direction(package):
+    # "kWh over the last 3 months down 0 % on the 3 months before": a fall of 0.3 % printed in whole percent.
+    from dataclasses import replace
+
+    from features.feature_sets import FEATURE_DOCS
+    from serving.model import ReasonText
+
+    changes = {name: doc for name, doc in FEATURE_DOCS.items() if "{dir_" in doc.zh + doc.en}
+    worded = replace(package, reasons={name: ReasonText.from_doc(doc) for name, doc in changes.items()})
+    name = "bills_kwh_change_pct_3m_vs_prev_3m"
+    assert (
+        worded.reason_text(name, -0.3, "en")
+        == "kWh over the last 3 months about the same as the 3 months before"
+    )
+    assert (
+        worded.reason_text(name, -0.3, "zh")
+        == worded.reason_text(name, 0.0, "zh")
+        == "近3个月电量与前3个月基本持平"
+    )
+    assert (
+        worded.reason_text(name, -0.6, "en") == "kWh over the last 3 months down 1 % on the 3 months before"
+    )
+    assert worded.reason_text(name, 0.6, "zh") == "近3个月电量较前3个月上升1%"
+    for name, doc in changes.items():
+        decimals = int(re.search(r"\{abs_value:\.(\d)f\}", doc.en).group(1))  # the precision it prints at
+        step = 10.0**-decimals
+        for lang, directions, flat in (("zh", "上升|下降", "基本持平"), ("en", r"\b(?:up|down)\b", "about")):
+            for value in (0.0, 0.4 * step, -0.4 * step):
+                text = worded.reason_text(name, value, lang)
+                assert flat in text and not re.search(directions, text), (name, value, text)
+            for value in (0.6 * step, -0.6 * step):
+                assert re.search(directions, worded.reason_text(name, value, lang)), (name, value)
