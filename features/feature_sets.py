@@ -2,7 +2,9 @@
 
 Kept in git as plain data: a change to a task's list changes its `feature_set_version`, which training logs
 and serving checks. Reason templates take {value} {abs_value} {dir_zh} {dir_en} (see
-`serving.model.ReasonText`); a signed measure may carry a second pair of sentences for negative values.
+`serving.model.ReasonText`); a signed measure may carry a second pair of sentences for negative values, a
+count its English sentence for a count of one, a change its sentences for one that shows as 0, and a 0/1 flag
+its two states in words.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ class FeatureDoc:
     # A categorical feature holding a contract column's codes: its sentence names the value in words
     # (schema.VALUE_LABELS[lang][labels]), not the code.
     labels: str | None = None
+    # A count whose English sentence would say "paid 1 days": the sentence for a count that shows as 1, and
+    # the negative sentence's. Chinese has no plural.
+    en_one: str | None = None
+    en_negative_one: str | None = None
+    # A change read with {dir_zh}/{dir_en}: the sentences for one that shows as 0 at the sentence's precision,
+    # which would claim a direction ("down 0 %") it does not show.
+    zh_flat: str | None = None
+    en_flat: str | None = None
+    # A 0/1 flag: its state in words, when 0 and when 1 ("集团客户", not "集团客户标志 = 1").
+    zh_off: str | None = None
+    en_off: str | None = None
+    zh_on: str | None = None
+    en_on: str | None = None
 
 
 def _doc(
@@ -39,10 +54,32 @@ def _doc(
     en: str,
     negative: tuple[str, str] | None = None,
     labels: str | None = None,
+    one: str | None = None,
+    negative_one: str | None = None,
+    flat: tuple[str, str] | None = None,
+    off: tuple[str, str] | None = None,
+    on: tuple[str, str] | None = None,
 ) -> FeatureDoc:
     zh_neg, en_neg = negative or (None, None)
+    zh_flat, en_flat = flat or (None, None)
+    zh_off, en_off = off or (None, None)
+    zh_on, en_on = on or (None, None)
     return FeatureDoc(
-        family=family, unit=unit, zh=zh, en=en, zh_negative=zh_neg, en_negative=en_neg, labels=labels
+        family=family,
+        unit=unit,
+        zh=zh,
+        en=en,
+        zh_negative=zh_neg,
+        en_negative=en_neg,
+        labels=labels,
+        en_one=one,
+        en_negative_one=negative_one,
+        zh_flat=zh_flat,
+        en_flat=en_flat,
+        zh_off=zh_off,
+        en_off=en_off,
+        zh_on=zh_on,
+        en_on=en_on,
     )
 
 
@@ -70,16 +107,35 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "archive_payment_method": _doc(
         "archive", "category", "缴费方式：{value}", "payment method: {value}", labels="payment_method"
     ),
-    "archive_tenure_days": _doc("archive", "days", "立户 {value:.0f} 天", "customer for {value:.0f} days"),
+    "archive_tenure_days": _doc(
+        "archive",
+        "days",
+        "立户 {value:.0f} 天",
+        "customer for {value:.0f} days",
+        one="customer for {value:.0f} day",
+    ),
     "is_group_member": _doc(
-        "archive", "flag", "集团客户标志 = {value:.0f}", "group customer flag = {value:.0f}"
+        "archive",
+        "flag",
+        "集团客户标志 = {value:.0f}",
+        "group customer flag = {value:.0f}",
+        off=("非集团客户", "not part of a customer group"),
+        on=("集团客户", "part of a customer group"),
     ),
     # -- consumption (monthly bills) -------------------------------------------------------------------------
     "bills_months_since_last_bill": _doc(
-        "consumption", "months", "距最近一期账单 {value:.0f} 个月", "{value:.0f} months since the latest bill"
+        "consumption",
+        "months",
+        "距最近一期账单 {value:.0f} 个月",
+        "{value:.0f} months since the latest bill",
+        one="{value:.0f} month since the latest bill",
     ),
     "bills_history_months": _doc(
-        "consumption", "months", "已有 {value:.0f} 个月账单", "{value:.0f} months of bills on record"
+        "consumption",
+        "months",
+        "已有 {value:.0f} 个月账单",
+        "{value:.0f} months of bills on record",
+        one="{value:.0f} month of bills on record",
     ),
     "bills_kwh_last_1m": _doc(
         "consumption", "kWh", "最近一月电量 {value:,.0f} kWh", "last month {value:,.0f} kWh"
@@ -101,18 +157,21 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "% per month",
         "近3个月电量每月{dir_zh}{abs_value:.1f}%",
         "kWh {dir_en} {abs_value:.1f} % a month over the last 3 months",
+        flat=("近3个月电量基本持平", "kWh about unchanged over the last 3 months"),
     ),
     "bills_kwh_slope_6m_pct": _doc(
         "consumption",
         "% per month",
         "近6个月电量每月{dir_zh}{abs_value:.1f}%",
         "kWh {dir_en} {abs_value:.1f} % a month over the last 6 months",
+        flat=("近6个月电量基本持平", "kWh about unchanged over the last 6 months"),
     ),
     "bills_kwh_slope_12m_pct": _doc(
         "consumption",
         "% per month",
         "近12个月电量每月{dir_zh}{abs_value:.1f}%",
         "kWh {dir_en} {abs_value:.1f} % a month over the last 12 months",
+        flat=("近12个月电量基本持平", "kWh about unchanged over the last 12 months"),
     ),
     "bills_kwh_cv_12m": _doc(
         "consumption",
@@ -125,39 +184,61 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "%",
         "近3个月电量较前3个月{dir_zh}{abs_value:.0f}%",
         "kWh over the last 3 months {dir_en} {abs_value:.0f} % on the 3 months before",
+        flat=(
+            "近3个月电量与前3个月基本持平",
+            "kWh over the last 3 months about the same as the 3 months before",
+        ),
     ),
     "bills_kwh_change_pct_3m_vs_prev_9m": _doc(
         "consumption",
         "%",
         "近3个月月均电量较此前9个月{dir_zh}{abs_value:.0f}%",
         "monthly kWh over the last 3 months {dir_en} {abs_value:.0f} % on the 9 months before",
+        flat=(
+            "近3个月月均电量与此前9个月基本持平",
+            "monthly kWh over the last 3 months about the same as the 9 months before",
+        ),
     ),
     "bills_kwh_yoy_change_pct_3m": _doc(
         "consumption",
         "%",
         "近3个月电量较去年同期{dir_zh}{abs_value:.0f}%",
         "kWh over the last 3 months {dir_en} {abs_value:.0f} % on the same months last year",
+        flat=(
+            "近3个月电量与去年同期基本持平",
+            "kWh over the last 3 months about the same as the same months last year",
+        ),
     ),
     "bills_kwh_yoy_change_pct_12m": _doc(
         "consumption",
         "%",
         "近12个月电量较上一年{dir_zh}{abs_value:.0f}%",
         "kWh over the last 12 months {dir_en} {abs_value:.0f} % on the year before",
+        flat=(
+            "近12个月电量与上一年基本持平",
+            "kWh over the last 12 months about the same as the year before",
+        ),
     ),
     "bills_zero_kwh_months_12m": _doc(
         "consumption",
         "months",
         "近12个月零电量 {value:.0f} 个月",
         "{value:.0f} zero-kWh months in the last 12",
+        one="{value:.0f} zero-kWh month in the last 12",
     ),
     "bills_near_zero_kwh_months_12m": _doc(
         "consumption",
         "months",
         "近12个月电量不足均值一成的月份 {value:.0f} 个",
         "{value:.0f} months under 10 % of the usual kWh in the last 12",
+        one="{value:.0f} month under 10 % of the usual kWh in the last 12",
     ),
     "bills_zero_kwh_run_months": _doc(
-        "consumption", "months", "连续零电量 {value:.0f} 个月", "{value:.0f} zero-kWh months in a row"
+        "consumption",
+        "months",
+        "连续零电量 {value:.0f} 个月",
+        "{value:.0f} zero-kWh months in a row",
+        one="zero kWh in the latest month",
     ),
     "bills_kwh_repeat_months_12m": _doc(
         "consumption",
@@ -188,6 +269,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "percentage points",
         "峰段占比较去年同期{dir_zh}{abs_value:.1f}个百分点",
         "peak-hour share {dir_en} {abs_value:.1f} points on the same months last year",
+        flat=("峰段占比与去年同期基本持平", "peak-hour share about the same as the same months last year"),
     ),
     "bills_max_demand_to_capacity_pct_3m": _doc(
         "consumption",
@@ -200,6 +282,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "%",
         "最大需量较去年同期{dir_zh}{abs_value:.0f}%",
         "max demand {dir_en} {abs_value:.0f} % on the same months last year",
+        flat=("最大需量与去年同期基本持平", "max demand about the same as the same months last year"),
     ),
     "bills_load_factor_pct_3m": _doc(
         "consumption", "%", "近3个月负荷率 {value:.0f}%", "load factor {value:.0f} % over the last 3 months"
@@ -242,6 +325,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "bills",
         "近12个月退补重开账单 {value:.0f} 次",
         "{value:.0f} bills re-issued in the last 12 months",
+        one="{value:.0f} bill re-issued in the last 12 months",
     ),
     "bills_price_yuan_per_kwh_12m": _doc(
         "consumption",
@@ -261,6 +345,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "days",
         "近90天有日冻结数据 {value:.0f} 天",
         "{value:.0f} days with daily readings in the last 90",
+        one="{value:.0f} day with daily readings in the last 90",
     ),
     "readings_kwh_mean_30d": _doc(
         "readings",
@@ -273,24 +358,38 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "%",
         "近30天日均电量较此前90天{dir_zh}{abs_value:.0f}%",
         "daily kWh over the last 30 days {dir_en} {abs_value:.0f} % on the 90 days before",
+        flat=(
+            "近30天日均电量与此前90天基本持平",
+            "daily kWh over the last 30 days about the same as the 90 days before",
+        ),
     ),
     "readings_zero_days_30d": _doc(
-        "readings", "days", "近30天零电量 {value:.0f} 天", "{value:.0f} zero-kWh days in the last 30"
+        "readings",
+        "days",
+        "近30天零电量 {value:.0f} 天",
+        "{value:.0f} zero-kWh days in the last 30",
+        one="{value:.0f} zero-kWh day in the last 30",
     ),
     "readings_zero_days_90d": _doc(
-        "readings", "days", "近90天零电量 {value:.0f} 天", "{value:.0f} zero-kWh days in the last 90"
+        "readings",
+        "days",
+        "近90天零电量 {value:.0f} 天",
+        "{value:.0f} zero-kWh days in the last 90",
+        one="{value:.0f} zero-kWh day in the last 90",
     ),
     "readings_zero_run_max_days_90d": _doc(
         "readings",
         "days",
         "近90天最长连续零电量 {value:.0f} 天",
         "longest zero-kWh run {value:.0f} days (last 90)",
+        one="longest zero-kWh run {value:.0f} day (last 90)",
     ),
     "readings_flat_days_90d": _doc(
         "readings",
         "days",
         "近90天电量与前一日完全相同 {value:.0f} 天",
         "{value:.0f} days identical to the day before (last 90)",
+        one="{value:.0f} day identical to the day before (last 90)",
     ),
     "readings_weekend_weekday_ratio_90d": _doc(
         "readings", "ratio", "周末/工作日电量比 {value:.2f}", "weekend / weekday kWh ratio {value:.2f}"
@@ -302,7 +401,11 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "sudden fall of {value:.0f} % in the daily level (last 90 days)",
     ),
     "readings_days_since_level_drop": _doc(
-        "readings", "days", "电量骤降发生在 {value:.0f} 天前", "the sharpest fall was {value:.0f} days ago"
+        "readings",
+        "days",
+        "电量骤降发生在 {value:.0f} 天前",
+        "the sharpest fall was {value:.0f} days ago",
+        one="the sharpest fall was {value:.0f} day ago",
     ),
     "readings_variance_ratio_30d_vs_prev_90d": _doc(
         "readings",
@@ -317,7 +420,11 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "daily kWh coefficient of variation {value:.2f} (90 days)",
     ),
     "readings_negative_days_90d": _doc(
-        "readings", "days", "近90天出现负电量 {value:.0f} 天", "{value:.0f} days with negative kWh (last 90)"
+        "readings",
+        "days",
+        "近90天出现负电量 {value:.0f} 天",
+        "{value:.0f} days with negative kWh (last 90)",
+        one="{value:.0f} day with negative kWh (last 90)",
     ),
     # -- payments --------------------------------------------------------------------------------------------
     "payments_days_late_mean_90d": _doc(
@@ -325,18 +432,28 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "days",
         "近90天账单平均逾期 {value:.0f} 天",
         "bills of the last 90 days paid {value:.0f} days late on average",
+        one="bills of the last 90 days paid {value:.0f} day late on average",
     ),
     "payments_days_late_mean_365d": _doc(
         "payments",
         "days",
         "近一年账单平均逾期 {value:.0f} 天",
         "bills of the last year paid {value:.0f} days late on average",
+        one="bills of the last year paid {value:.0f} day late on average",
     ),
     "payments_days_late_max_365d": _doc(
-        "payments", "days", "近一年最长逾期 {value:.0f} 天", "longest delay {value:.0f} days in the last year"
+        "payments",
+        "days",
+        "近一年最长逾期 {value:.0f} 天",
+        "longest delay {value:.0f} days in the last year",
+        one="longest delay {value:.0f} day in the last year",
     ),
     "payments_days_late_last": _doc(
-        "payments", "days", "最近一期账单逾期 {value:.0f} 天", "latest bill {value:.0f} days late"
+        "payments",
+        "days",
+        "最近一期账单逾期 {value:.0f} 天",
+        "latest bill {value:.0f} days late",
+        one="latest bill {value:.0f} day late",
     ),
     "payments_days_before_due_mean_90d": _doc(
         "payments",
@@ -347,6 +464,8 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近90天账单平均逾期 {abs_value:.0f} 天缴清",
             "bills of the last 90 days paid {abs_value:.0f} days after the due date on average",
         ),
+        one="bills of the last 90 days paid {abs_value:.0f} day before the due date on average",
+        negative_one="bills of the last 90 days paid {abs_value:.0f} day after the due date on average",
     ),
     "payments_days_before_due_mean_365d": _doc(
         "payments",
@@ -357,6 +476,8 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近一年账单平均逾期 {abs_value:.0f} 天缴清",
             "bills of the last year paid {abs_value:.0f} days after the due date on average",
         ),
+        one="bills of the last year paid {abs_value:.0f} day before the due date on average",
+        negative_one="bills of the last year paid {abs_value:.0f} day after the due date on average",
     ),
     "payments_days_before_due_mean_730d": _doc(
         "payments",
@@ -367,6 +488,8 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近两年账单平均逾期 {abs_value:.0f} 天缴清",
             "bills of the last two years paid {abs_value:.0f} days after the due date on average",
         ),
+        one="bills of the last two years paid {abs_value:.0f} day before the due date on average",
+        negative_one="bills of the last two years paid {abs_value:.0f} day after the due date on average",
     ),
     "payments_window_left_share_365d": _doc(
         "payments",
@@ -397,39 +520,60 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近90天缴费比近一年平均推迟 {abs_value:.0f} 天",
             "last 90 days paid {abs_value:.0f} days later than the year's average",
         ),
+        one="last 90 days paid {abs_value:.0f} day earlier than the year's average",
+        negative_one="last 90 days paid {abs_value:.0f} day later than the year's average",
     ),
     "payments_late_count_180d": _doc(
-        "payments", "bills", "近6个月逾期缴费 {value:.0f} 次", "{value:.0f} late bills in the last 6 months"
+        "payments",
+        "bills",
+        "近6个月逾期缴费 {value:.0f} 次",
+        "{value:.0f} late bills in the last 6 months",
+        one="{value:.0f} late bill in the last 6 months",
     ),
     "payments_late_count_365d": _doc(
-        "payments", "bills", "近12个月逾期缴费 {value:.0f} 次", "{value:.0f} late bills in the last 12 months"
+        "payments",
+        "bills",
+        "近12个月逾期缴费 {value:.0f} 次",
+        "{value:.0f} late bills in the last 12 months",
+        one="{value:.0f} late bill in the last 12 months",
     ),
     "payments_late_count_730d": _doc(
-        "payments", "bills", "近两年逾期缴费 {value:.0f} 次", "{value:.0f} late bills in the last two years"
+        "payments",
+        "bills",
+        "近两年逾期缴费 {value:.0f} 次",
+        "{value:.0f} late bills in the last two years",
+        one="{value:.0f} late bill in the last two years",
     ),
     "payments_late_30d_count_365d": _doc(
         "payments",
         "bills",
         "近12个月逾期超30天 {value:.0f} 次",
         "{value:.0f} bills over 30 days late in the last 12 months",
+        one="{value:.0f} bill over 30 days late in the last 12 months",
     ),
     "payments_partial_count_365d": _doc(
         "payments",
         "bills",
         "近12个月分次或部分缴费 {value:.0f} 次",
         "{value:.0f} bills paid in part in the last 12 months",
+        one="{value:.0f} bill paid in part in the last 12 months",
     ),
     "payments_unpaid_count_365d": _doc(
         "payments",
         "bills",
         "近12个月仍未结清账单 {value:.0f} 张",
         "{value:.0f} bills of the last 12 months still open",
+        one="{value:.0f} bill of the last 12 months still open",
     ),
     "payments_outstanding_yuan": _doc(
         "payments", "yuan", "当前欠费 {value:,.0f} 元", "{value:,.0f} yuan outstanding"
     ),
     "payments_outstanding_age_days": _doc(
-        "payments", "days", "最早一笔欠费已逾期 {value:.0f} 天", "oldest open bill overdue {value:.0f} days"
+        "payments",
+        "days",
+        "最早一笔欠费已逾期 {value:.0f} 天",
+        "oldest open bill overdue {value:.0f} days",
+        one="oldest open bill overdue {value:.0f} day",
     ),
     "payments_outstanding_to_bill_ratio": _doc(
         "payments", "ratio", "欠费为月均电费的 {value:.1f} 倍", "outstanding {value:.1f}× the monthly bill"
@@ -444,13 +588,18 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "{value:,.0f} yuan of late fees paid in the last year",
     ),
     "payments_count_365d": _doc(
-        "payments", "payments", "近一年缴费 {value:.0f} 笔", "{value:.0f} payments in the last year"
+        "payments",
+        "payments",
+        "近一年缴费 {value:.0f} 笔",
+        "{value:.0f} payments in the last year",
+        one="{value:.0f} payment in the last year",
     ),
     "payments_channel_changes_365d": _doc(
         "payments",
         "changes",
         "近一年更换缴费渠道 {value:.0f} 次",
         "payment channel changed {value:.0f} times in the last year",
+        one="payment channel changed once in the last year",
     ),
     # -- events ----------------------------------------------------------------------------------------------
     "events_suspension_count_365d": _doc(
@@ -458,45 +607,64 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "applications",
         "近一年申请暂停 {value:.0f} 次",
         "{value:.0f} suspension applications in the last year",
+        one="{value:.0f} suspension application in the last year",
     ),
     "events_suspension_count_730d": _doc(
         "events",
         "applications",
         "近两年申请暂停 {value:.0f} 次",
         "{value:.0f} suspension applications in 2 years",
+        one="{value:.0f} suspension application in 2 years",
     ),
     "events_reduction_count_730d": _doc(
         "events",
         "applications",
         "近两年申请减容 {value:.0f} 次",
         "{value:.0f} capacity reductions in 2 years",
+        one="{value:.0f} capacity reduction in 2 years",
     ),
     "events_restore_count_365d": _doc(
-        "events", "applications", "近一年恢复用电 {value:.0f} 次", "{value:.0f} restorations in the last year"
+        "events",
+        "applications",
+        "近一年恢复用电 {value:.0f} 次",
+        "{value:.0f} restorations in the last year",
+        one="{value:.0f} restoration in the last year",
     ),
     "events_changes_same_season_last_year": _doc(
         "events",
         "applications",
         "去年同期（此后半年）暂停/减容申请 {value:.0f} 次",
         "{value:.0f} suspension or reduction applications in the same season last year",
+        one="{value:.0f} suspension or reduction application in the same season last year",
     ),
     "events_days_since_last_change": _doc(
         "events",
         "days",
         "距上次暂停/减容申请 {value:.0f} 天",
         "{value:.0f} days since the last suspension or reduction",
+        one="{value:.0f} day since the last suspension or reduction",
     ),
     "events_suspended_days_365d": _doc(
-        "events", "days", "近一年暂停 {value:.0f} 天", "suspended {value:.0f} days in the last year"
+        "events",
+        "days",
+        "近一年暂停 {value:.0f} 天",
+        "suspended {value:.0f} days in the last year",
+        one="suspended {value:.0f} day in the last year",
     ),
     "events_suspended_days_same_season_last_year": _doc(
         "events",
         "days",
         "去年同期（未来半年对应时段）暂停 {value:.0f} 天",
         "suspended {value:.0f} days in the same half-year last year",
+        one="suspended {value:.0f} day in the same half-year last year",
     ),
     "is_suspended_at_as_of": _doc(
-        "events", "flag", "当前暂停标志 = {value:.0f}", "suspended now flag = {value:.0f}"
+        "events",
+        "flag",
+        "当前暂停标志 = {value:.0f}",
+        "suspended now flag = {value:.0f}",
+        off=("当前未暂停用电", "not suspended now"),
+        on=("当前暂停用电中", "suspended now"),
     ),
     "events_reduced_capacity_pct": _doc(
         "events", "%", "当前减容 {value:.0f}% 合同容量", "{value:.0f} % of capacity reduced now"
@@ -506,21 +674,37 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "flag",
         "已申请待生效的暂停/减容 = {value:.0f}",
         "suspension or reduction scheduled = {value:.0f}",
+        off=("无待生效的暂停/减容申请", "no suspension or reduction scheduled"),
+        on=("已申请暂停/减容，尚未生效", "a suspension or reduction is scheduled"),
     ),
     "events_inspection_count_730d": _doc(
-        "events", "inspections", "近两年被检查 {value:.0f} 次", "{value:.0f} inspections in 2 years"
+        "events",
+        "inspections",
+        "近两年被检查 {value:.0f} 次",
+        "{value:.0f} inspections in 2 years",
+        one="{value:.0f} inspection in 2 years",
     ),
     "events_days_since_last_inspection": _doc(
-        "events", "days", "距上次用电检查 {value:.0f} 天", "{value:.0f} days since the last inspection"
+        "events",
+        "days",
+        "距上次用电检查 {value:.0f} 天",
+        "{value:.0f} days since the last inspection",
+        one="{value:.0f} day since the last inspection",
     ),
     "events_violation_count_730d": _doc(
         "events",
         "inspections",
         "近两年违约用电 {value:.0f} 次",
         "{value:.0f} contract violations found in 2 years",
+        one="{value:.0f} contract violation found in 2 years",
     ),
     "has_theft_finding": _doc(
-        "events", "flag", "曾查实窃电 = {value:.0f}", "theft found before = {value:.0f}"
+        "events",
+        "flag",
+        "曾查实窃电 = {value:.0f}",
+        "theft found before = {value:.0f}",
+        off=("未曾查实窃电", "no theft found before"),
+        on=("曾查实窃电", "theft found before"),
     ),
     "events_recovered_kwh_730d": _doc(
         "events", "kWh", "近两年追补电量 {value:,.0f} kWh", "{value:,.0f} kWh back-billed in 2 years"
@@ -543,15 +727,21 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "percentage points",
         "台区线损率较去年同期{dir_zh}{abs_value:.1f}个百分点",
         "area line loss {dir_en} {abs_value:.1f} points on the same months last year",
+        flat=("台区线损率与去年同期基本持平", "area line loss about the same as the same months last year"),
     ),
     "area_line_loss_slope_pp_6m": _doc(
         "area",
         "points per month",
         "台区线损率近6个月每月{dir_zh}{abs_value:.2f}个百分点",
         "area line loss {dir_en} {abs_value:.2f} points a month over 6 months",
+        flat=("台区线损率近6个月基本持平", "area line loss about unchanged over 6 months"),
     ),
     "area_customers_active": _doc(
-        "area", "customers", "所在台区在用客户 {value:.0f} 户", "{value:.0f} active customers in the area"
+        "area",
+        "customers",
+        "所在台区在用客户 {value:.0f} 户",
+        "{value:.0f} active customers in the area",
+        one="{value:.0f} active customer in the area",
     ),
     "area_transformer_load_pct_3m": _doc(
         "area", "%", "台区变压器平均负载率 {value:.0f}%", "area transformer load {value:.0f} %"
@@ -564,6 +754,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "percentage points",
         "占台区电量比例较去年同期{dir_zh}{abs_value:.1f}个百分点",
         "share of the area's kWh {dir_en} {abs_value:.1f} points on last year",
+        flat=("占台区电量比例与去年同期基本持平", "share of the area's kWh about the same as last year"),
     ),
     "area_loss_corr_own_kwh_12m": _doc(
         "area",
@@ -583,30 +774,43 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "%",
         "同行业电量中位数较去年同期{dir_zh}{abs_value:.0f}%",
         "the industry's median kWh {dir_en} {abs_value:.0f} % on last year",
+        flat=("同行业电量中位数与去年同期基本持平", "the industry's median kWh about the same as last year"),
     ),
     "peers_station_kwh_yoy_change_pct": _doc(
         "peers",
         "%",
         "同供电所电量中位数较去年同期{dir_zh}{abs_value:.0f}%",
         "the station's median kWh {dir_en} {abs_value:.0f} % on last year",
+        flat=("同供电所电量中位数与去年同期基本持平", "the station's median kWh about the same as last year"),
     ),
     "peers_kwh_yoy_change_vs_industry_pp": _doc(
         "peers",
         "percentage points",
         "电量同比变化比同行业中位数{dir_zh}{abs_value:.0f}个百分点",
         "kWh change on last year {abs_value:.0f} points {dir_en} on the industry median",
+        one="kWh change on last year {abs_value:.0f} point {dir_en} on the industry median",
+        flat=(
+            "电量同比变化与同行业中位数基本持平",
+            "kWh change on last year about the same as the industry median's",
+        ),
     ),
     "peers_kwh_yoy_change_vs_station_pp": _doc(
         "peers",
         "percentage points",
         "电量同比变化比同供电所中位数{dir_zh}{abs_value:.0f}个百分点",
         "kWh change on last year {abs_value:.0f} points {dir_en} on the station median",
+        one="kWh change on last year {abs_value:.0f} point {dir_en} on the station median",
+        flat=(
+            "电量同比变化与同供电所中位数基本持平",
+            "kWh change on last year about the same as the station median's",
+        ),
     ),
     "peers_kwh_slope_6m_vs_industry_pp": _doc(
         "peers",
         "percentage points per month",
         "近6个月电量趋势比同行业{dir_zh}{abs_value:.1f}个百分点/月",
         "6-month kWh trend {abs_value:.1f} points a month {dir_en} on the industry",
+        flat=("近6个月电量趋势与同行业基本持平", "6-month kWh trend about the same as the industry's"),
     ),
 }
 

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic_core import to_json
 
-from serving.schemas import ErrorBody, HTTPErrorBody, ValidationErrorBody
+from serving.schemas import MAX_BATCH, ErrorBody, HTTPErrorBody, ValidationErrorBody
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,24 @@ class KeyStoreError(ServingError):
     """The keys file or GRIDRISK_API_KEYS cannot be read; raised at start-up and by `gridrisk keys`."""
 
 
+class BodyTooLarge(ServingError):
+    """A request body over GRIDRISK_MAX_BODY_BYTES: declared so (`declared`, its Content-Length), or sent
+    without a length and grown past the limit while it was read."""
+
+    def __init__(self, limit: int, declared: int | None = None) -> None:
+        self.limit = limit
+        body = (
+            f"is {declared:,} bytes (its Content-Length)"
+            if declared is not None
+            else f"(sent without a Content-Length) grew past {limit:,} bytes"
+        )
+        super().__init__(
+            f"the request body {body}; the service reads at most {limit:,} bytes a request "
+            f"(GRIDRISK_MAX_BODY_BYTES): send at most {MAX_BATCH:,} customers or records a request "
+            "(`gridrisk score` scores a whole population), or have the operator raise GRIDRISK_MAX_BODY_BYTES"
+        )
+
+
 STATUS: dict[type[ServingError], int] = {
     NotAuthenticated: 401,
     Forbidden: 403,
@@ -78,6 +96,7 @@ STATUS: dict[type[ServingError], int] = {
     ModelUnavailable: 503,
     SnapshotUnavailable: 503,
     KeyStoreError: 503,  # the keys file went bad while serving: no key can be checked until it is restored
+    BodyTooLarge: 413,
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -97,6 +116,12 @@ UNPARSEABLE: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "customer ids not in the latest snapshot, named"},
+}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {
+        "model": ErrorBody,
+        "description": "the body is over GRIDRISK_MAX_BODY_BYTES (by default a full batch at 5 KiB a record)",
+    },
 }
 
 
@@ -129,13 +154,19 @@ async def _serving_error(request: Request, exc: Exception) -> JSONResponse:
             error["loc"] = [_echo(part) for part in error["loc"]]
             error["msg"] = _text(error["msg"], ECHO_MSG_CHARS)
         body["detail"] += _not_listed(len(exc.errors))
-    else:
-        body = ErrorBody(error=type(exc).__name__, detail=_encodable(caller_detail(exc))).model_dump()
-    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+        return JSONResponse(body, status_code=status)
     if status >= 500:
         logger.warning(
             "%s %s -> %d %s: %s", request.method, request.url.path, status, type(exc).__name__, exc
         )
+    return error_response(exc)
+
+
+def error_response(exc: ServingError) -> JSONResponse:
+    """The `ErrorBody` answer to `exc`; ASGI middleware sends it itself (the app's handlers are inside it)."""
+    status = status_of(exc)
+    body = ErrorBody(error=type(exc).__name__, detail=_encodable(caller_detail(exc))).model_dump()
+    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)
 
 

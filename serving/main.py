@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from serving.errors import install_handlers
+from serving.errors import BodyTooLarge, error_response, install_handlers
 from serving.history import history_store
 from serving.metrics import MetricsMiddleware
 from serving.routes import customers, health, models, risk_lists, scores, summary
@@ -108,6 +108,63 @@ def _blank_value(part: bytes) -> bool:
     return bool(sep) and not unquote_plus(value.decode("latin-1")).strip()
 
 
+class BodyLimit:
+    """A request body over GRIDRISK_MAX_BODY_BYTES is a 413 (`BodyTooLarge`), not read whole: one whose
+    Content-Length says so before the app runs, one sent without a length (chunked) once it grows past the
+    limit. A tester's 60 MB post was read and parsed. The app's own answer to the cut-off read (FastAPI
+    calls it a 400, a form parser raises) is replaced by the 413, unless it had started answering before."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # The lifespan builds the service after middleware is installed; the app in the scope holds it.
+        limit = scope["app"].state.service.settings.max_body_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await error_response(BodyTooLarge(limit, declared))(scope, receive, send)
+            return
+        received = 0
+        over: BodyTooLarge | None = None
+        started = False  # the app's answer began before the body went over: it is the answer
+
+        async def counted() -> dict:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = BodyTooLarge(limit)
+                    raise over
+            return message
+
+        async def unless_over(message: dict) -> None:
+            nonlocal started
+            if over is not None and not started:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, unless_over)
+        except Exception:
+            if over is None or started:
+                raise
+        if over is not None and not started:
+            await error_response(over)(scope, receive, send)
+
+
+def _content_length(scope: dict) -> int | None:
+    """The declared body length; None without one (chunked) or for a malformed one (the server refuses it)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
 def create_app(
     settings: ServingSettings | None = None,
     state: ServiceState | None = None,
@@ -147,5 +204,6 @@ def create_app(
     install_handlers(app)
     app.add_middleware(BlankQueryIsAbsent)
     app.add_middleware(HeadAsGet)  # inside the metrics: they count a HEAD as a HEAD
+    app.add_middleware(BodyLimit)  # inside the metrics too: they count the 413s
     app.add_middleware(MetricsMiddleware)
     return app

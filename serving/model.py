@@ -190,6 +190,8 @@ class PackagedModel:
             return missing_value_text(template.template(lang, negative=False), lang)
         numeric = isinstance(value, int | float)
         text = template.template(lang, negative=numeric and value < 0)
+        if numeric:
+            text = catalogue_sentence(feature, text, float(value), lang)
         shown = value if numeric else value_label(feature, value, lang)
         try:
             return text.format(
@@ -298,6 +300,37 @@ def value_label(feature: str, value: Any, lang: str) -> str:
     doc = FEATURE_DOCS.get(feature)
     labels = VALUE_LABELS.get(lang, VALUE_LABELS["en"]).get(doc.labels, {}) if doc and doc.labels else {}
     return labels.get(str(value), format_value(value))
+
+
+def catalogue_sentence(feature: str, sentence: str, value: float, lang: str) -> str:
+    """The model's sentence as the catalogue (`FEATURE_DOCS`) words it for this value: a flag's state
+    (集团客户, not 集团客户标志 = 1), a count of one in the singular (1 day, not 1 days), a change that shows
+    as 0 without a direction it does not show (基本持平 / about the same, not 下降0% / down 0 %).
+
+    Read at request time from this release's catalogue, as a category's words are (`value_label`), so models
+    packed before read so too; only where the model's sentence is the catalogue's own, so a model trained
+    with other words keeps them."""
+    doc = FEATURE_DOCS.get(feature)
+    negative = value < 0
+    if doc is None or sentence != ReasonText.from_doc(doc).template(lang, negative):
+        return sentence
+    zh = lang == "zh"
+    if value in (0.0, 1.0):
+        state = (doc.zh_on if zh else doc.en_on) if value else (doc.zh_off if zh else doc.en_off)
+        if state is not None:
+            return state
+    shown = shown_number(sentence, value)
+    if doc.zh_flat and doc.en_flat and shown and not any(digit in shown for digit in "123456789"):
+        return doc.zh_flat if zh else doc.en_flat  # -0.3 % printed in whole percent
+    if not zh and shown == "1":  # 0.6 days shows as "1 day" too
+        return (doc.en_negative_one if negative and doc.en_negative else doc.en_one) or sentence
+    return sentence
+
+
+def shown_number(sentence: str, value: float) -> str:
+    """The value as the sentence prints it (its first {value}/{abs_value} with its format), "" for none."""
+    placeholder = _VALUE.search(sentence)
+    return placeholder.group(0).format(value=value, abs_value=abs(value)) if placeholder else ""
 
 
 def missing_value_text(template: str, lang: str) -> str:

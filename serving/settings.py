@@ -11,7 +11,12 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serving.schemas import MAX_BATCH
+
 TASKS: tuple[str, ...] = ("arrears", "suspension", "theft")
+# The request body read by default: the largest batch the API takes (MAX_BATCH records) at 5 KiB a record. The
+# widest task's 70 features at full float precision with a 64-character id take 4.0 KiB indented (tested).
+MAX_BODY_BYTES = MAX_BATCH * 5 * 1024
 
 
 class ServingSettings(BaseSettings):
@@ -34,6 +39,11 @@ class ServingSettings(BaseSettings):
     )
     registry_timeout_seconds: float = Field(
         default=2.0, gt=0, description="probe timeout for an HTTP registry"
+    )
+    max_body_bytes: int = Field(
+        default=MAX_BODY_BYTES,
+        gt=0,
+        description="largest request body read, in bytes; a larger one is a 413 (a declared one unread)",
     )
     warm_history: bool = Field(
         default=True,

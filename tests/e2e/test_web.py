@@ -243,6 +243,23 @@ def test_a_long_unbroken_name_wraps_instead_of_widening_the_page(site: Site):
     page.context.close()
 
 
+def test_a_long_station_name_in_the_header_wraps_instead_of_widening_the_page(site: Site):
+    # The header names the key's stations beside its role; one unbroken 5,000-letter station name stretched
+    # every page sideways, sign-out and the language switch with it. Put into the page as above.
+    page = site.page()
+    site.sign_in(page, "collector")
+    identity = page.locator(".top .identity")
+    assert site.home.collector_station in identity.inner_text()
+    controls = (page.locator(".top form button"), page.locator(".top a.lang"))  # sign out, English/中文
+    heights = [control.bounding_box()["height"] for control in controls]
+    identity.evaluate("(e, text) => { e.textContent = text; }", "x" * 5000)
+    assert fits_the_screen(page)
+    for control, height in zip(controls, heights, strict=True):  # on the screen, not squeezed to a column
+        box = control.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= LAPTOP["width"] and box["height"] == height
+    page.context.close()
+
+
 def test_language_switch_is_remembered(site: Site):
     page = site.page()
     site.sign_in(page, "analyst")

@@ -528,6 +528,109 @@ def test_a_feature_must_be_a_plain_number_of_a_feature_size(service, value):
     assert plain.status_code == 200  # a number as ASCII text is still read
 
 
+def test_a_body_over_the_limit_is_a_413_that_names_the_limit_and_the_setting(service):
+    # A tester's 60 MB post to the score route was read and parsed: the service set no limit on a body.
+    service.state.settings.max_body_bytes = 4_096  # read per request: the limit as an operator sets it
+    headers = service.headers("service")
+    small = service.client.post("/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=headers)
+    assert small.status_code == 200, small.text
+    big = json.dumps({"customer_ids": ["C0000001"] * 1_000}).encode()  # 13 KB
+    declared = post_raw(service, big)
+    assert declared.status_code == 413 and declared.json()["error"] == "BodyTooLarge"
+    detail = declared.json()["detail"]
+    assert (
+        f"is {len(big):,} bytes" in detail and "4,096 bytes" in detail and "GRIDRISK_MAX_BODY_BYTES" in detail
+    )
+    chunked = service.client.post(  # a generator: sent chunked, without a Content-Length
+        "/v1/arrears/score",
+        content=(part for part in (big,)),
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert "content-length" not in chunked.request.headers
+    assert chunked.status_code == 413 and chunked.json()["error"] == "BodyTooLarge", chunked.text
+    assert "without a Content-Length" in chunked.json()["detail"]
+    # A form the page parses (Starlette's form parser, not FastAPI's JSON body) is cut off alike, not a 500.
+    form = service.client.post(
+        "/login",
+        content=(part for part in (b"api_key=" + b"k" * 5_000,)),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 413 and form.json()["error"] == "BodyTooLarge"
+    documented = service.client.get("/openapi.json").json()["paths"]["/v1/{task}/score"]["post"]["responses"]
+    assert "GRIDRISK_MAX_BODY_BYTES" in documented["413"]["description"]
+    # Inside the metrics (the refusals are counted) and beside the other middleware: HEAD and blank queries.
+    assert service.client.head("/health").status_code == 200
+    blank = service.client.get("/v1/arrears/risk-list?min_probability=", headers=service.headers("analyst"))
+    assert blank.status_code == 200, blank.text
+    metrics = service.client.get("/metrics").text
+    assert 'gridrisk_requests_total{method="POST",route="/v1/{task}/score",status="413"} 1.0' in metrics
+    assert 'gridrisk_requests_total{method="POST",route="unmatched",status="413"} 1.0' in metrics
+
+
+def test_a_declared_body_over_the_limit_is_never_read_and_an_undeclared_one_only_up_to_it(service):
+    # Through the ASGI interface, as a server delivers a body: in chunks, as they arrive.
+    import asyncio
+
+    service.state.settings.max_body_bytes = 4_096
+    app = service.client.app
+
+    def post(declared: int | None) -> tuple[list[dict], int]:
+        chunks = iter([b"[" * 1_024] * 60_000)  # 60 MB
+        read = 0
+
+        async def receive() -> dict:
+            nonlocal read
+            chunk = next(chunks, b"")
+            read += len(chunk)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunk)}
+
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        length = [(b"content-length", str(declared).encode())] if declared is not None else []
+        headers = [(b"content-type", b"application/json"), (b"x-api-key", service.keys["service"].encode())]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/arrears/score",
+            "raw_path": b"/v1/arrears/score",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers + length,
+            "client": ("127.0.0.1", 50_000),
+            "server": ("testserver", 80),
+        }
+        asyncio.run(app(scope, receive, send))
+        return sent, read
+
+    sent, read = post(declared=60_000 * 1_024)
+    assert sent[0]["status"] == 413 and read == 0
+    assert json.loads(sent[1]["body"])["error"] == "BodyTooLarge"
+    sent, read = post(declared=None)
+    assert sent[0]["status"] == 413 and read <= 4_096 + 1_024  # the chunk that went over, and no more
+    assert json.loads(sent[1]["body"])["error"] == "BodyTooLarge"
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]  # one answer, the 413
+
+
+def test_the_default_body_limit_holds_the_largest_batch_and_is_a_setting(home, monkeypatch):
+    from features.feature_sets import TASK_FEATURES
+    from serving.schemas import MAX_BATCH
+    from serving.settings import ServingSettings
+
+    # The widest task's records at full float precision with the longest ids, indented: 4 KiB a record.
+    widest = max(TASK_FEATURES.values(), key=len)
+    record = {"customer_id": "C" * 64, **dict.fromkeys(widest, -123456.78901234567)}
+    per_record = len(json.dumps({"records": [record] * 10}, indent=2).encode()) / 10
+    assert per_record * MAX_BATCH < ServingSettings(home=home).max_body_bytes
+    monkeypatch.setenv("GRIDRISK_MAX_BODY_BYTES", "1000000")
+    assert ServingSettings(home=home).max_body_bytes == 1_000_000
+
+
 def test_reload_swaps_to_the_moved_alias(service, package_v2):
     service.registry.register("gridrisk-arrears", package_v2)
     r = service.client.post("/v1/admin/reload", headers=service.headers("admin"))
