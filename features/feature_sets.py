@@ -336,8 +336,13 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "bills_kwh_drop_6m_yoy_kwh": _doc(
         "consumption",
         "kWh",
-        "近6个月电量比去年同期少 {value:,.0f} kWh",
-        "{value:,.0f} kWh less than the same 6 months last year",
+        "近6个月电量比去年同期少 {abs_value:,.0f} kWh",
+        "{abs_value:,.0f} kWh less than the same 6 months last year",
+        negative=(
+            "近6个月电量比去年同期多 {abs_value:,.0f} kWh",
+            "{abs_value:,.0f} kWh more than the same 6 months last year",
+        ),
+        flat=("近6个月电量与去年同期基本持平", "kWh over the last 6 months about the same as last year"),
     ),
     # -- daily readings --------------------------------------------------------------------------------------
     "readings_days_observed_90d": _doc(
@@ -466,6 +471,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         ),
         one="bills of the last 90 days paid {abs_value:.0f} day before the due date on average",
         negative_one="bills of the last 90 days paid {abs_value:.0f} day after the due date on average",
+        flat=("近90天账单平均在到期日当天缴清", "bills of the last 90 days paid on the due date on average"),
     ),
     "payments_days_before_due_mean_365d": _doc(
         "payments",
@@ -478,6 +484,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         ),
         one="bills of the last year paid {abs_value:.0f} day before the due date on average",
         negative_one="bills of the last year paid {abs_value:.0f} day after the due date on average",
+        flat=("近一年账单平均在到期日当天缴清", "bills of the last year paid on the due date on average"),
     ),
     "payments_days_before_due_mean_730d": _doc(
         "payments",
@@ -490,6 +497,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         ),
         one="bills of the last two years paid {abs_value:.0f} day before the due date on average",
         negative_one="bills of the last two years paid {abs_value:.0f} day after the due date on average",
+        flat=(
+            "近两年账单平均在到期日当天缴清",
+            "bills of the last two years paid on the due date on average",
+        ),
     ),
     "payments_window_left_share_365d": _doc(
         "payments",
@@ -500,6 +511,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近一年账单平均逾期缴费期长度的 {abs_value:.0%} 才缴清",
             "bills of the last year paid late by {abs_value:.0%} of the payment window on average",
         ),
+        flat=(
+            "近一年账单平均在缴费期截止时缴清",
+            "bills of the last year paid as the payment window closed on average",
+        ),
     ),
     "payments_window_left_share_730d": _doc(
         "payments",
@@ -509,6 +524,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         negative=(
             "近两年账单平均逾期缴费期长度的 {abs_value:.0%} 才缴清",
             "bills of the last two years paid late by {abs_value:.0%} of the payment window on average",
+        ),
+        flat=(
+            "近两年账单平均在缴费期截止时缴清",
+            "bills of the last two years paid as the payment window closed on average",
         ),
     ),
     "payments_days_before_due_change_90d_vs_365d": _doc(

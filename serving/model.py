@@ -193,6 +193,8 @@ class PackagedModel:
         if numeric:
             text = catalogue_sentence(feature, text, float(value), lang)
         shown = value if numeric else value_label(feature, value, lang)
+        if numeric and value < 0 and not any(d in shown_number(text, value) for d in "123456789"):
+            shown = 0.0  # -0.3 days printed whole is 0, not "-0"
         try:
             return text.format(
                 value=shown,

@@ -257,3 +257,30 @@ def test_a_change_that_shows_as_zero_claims_no_direction(package):
                 assert flat in text and not re.search(directions, text), (name, value, text)
             for value in (0.6 * step, -0.6 * step):
                 assert re.search(directions, worded.reason_text(name, value, lang)), (name, value)
+
+
+def test_a_signed_measure_reads_on_either_side_and_never_as_minus_zero(package):
+    # "-5,000 kWh less than the same 6 months last year", "paid 0 days before the due date", "-0 days".
+    from dataclasses import replace
+
+    from features.feature_sets import FEATURE_DOCS
+    from serving.model import ReasonText
+
+    worded = replace(package, reasons={n: ReasonText.from_doc(d) for n, d in FEATURE_DOCS.items()})
+    drop = "bills_kwh_drop_6m_yoy_kwh"
+    assert worded.reason_text(drop, -5000.0, "en") == "5,000 kWh more than the same 6 months last year"
+    assert worded.reason_text(drop, 5000.0, "zh") == "近6个月电量比去年同期少 5,000 kWh"
+    assert worded.reason_text(drop, -0.2, "zh") == "近6个月电量与去年同期基本持平"
+    before = "payments_days_before_due_mean_90d"
+    assert (
+        worded.reason_text(before, 0.3, "en") == "bills of the last 90 days paid on the due date on average"
+    )
+    assert worded.reason_text(before, -0.3, "zh") == "近90天账单平均在到期日当天缴清"
+    share = "payments_window_left_share_365d"
+    assert worded.reason_text(share, -0.004, "zh") == "近一年账单平均在缴费期截止时缴清"
+    # No sentence prints a negative zero.
+    for name in FEATURE_DOCS:
+        for lang in ("zh", "en"):
+            for value in (-0.3, -0.004, -0.00004):
+                text = worded.reason_text(name, value, lang)
+                assert not re.search(r"-0(?![.,]?\d*[1-9])", text), (name, value, text)
