@@ -236,6 +236,9 @@ def test_a_long_unbroken_name_wraps_instead_of_widening_the_page(site: Site):
     for cell in ("td:nth-child(5)", "td:nth-child(6)", "td:nth-child(9)"):  # probability, band, reasons
         box = row.locator(cell).bounding_box()
         assert box is not None and box["x"] + box["width"] <= LAPTOP["width"], cell
+    # A station's name in the filter's drop-down: a select is as wide as its widest option.
+    page.locator("#f-station option").last.evaluate("(o, text) => { o.textContent = text; }", long_name)
+    assert fits_the_screen(page)
     page.goto(site.url + "/customers/C0000002")
     for selector in ("h1", "section[aria-labelledby=h-archive] dd"):
         page.locator(selector).first.evaluate("(e, text) => { e.textContent = text; }", long_name)
