@@ -247,6 +247,11 @@ class TaskModel:
 class LogisticBaseline:
     """Logistic regression on the same features: imputed, standardised numbers and one-hot categoricals.
 
+    Numbers are clipped to the range they had in training, as the booster's splits hold them: a feature that
+    grows with the calendar (months of bills on record, in a warehouse whose bills start on one day) was
+    extrapolated past every training value, and a backtest window's baseline put 91 % of the test rows above
+    0.5 at a 5.6 % label rate (ECE 0.72).
+
     Fitted on at most `max_rows` training rows (above that, a seeded sample of the same share of each class;
     `train_rows_` and `train_label_rate_` say what it saw): a linear model of ~70
     features gains nothing from more, while its fit holds several float64 copies of the matrix (+2.2 GiB on a
@@ -258,6 +263,7 @@ class LogisticBaseline:
         self.features = features
         self.seed = seed
         self.max_rows = max_rows
+        self.bounds_: dict[str, tuple[float, float]] = {}  # each number's training range, set by `fit`
 
     def fit(self, train: pd.DataFrame) -> LogisticBaseline:
         from sklearn.compose import ColumnTransformer
@@ -279,6 +285,12 @@ class LogisticBaseline:
         self.train_rows_, self.train_label_rate_ = len(train), float(train["label"].mean())
         self.spec_ = FeatureSpec.from_frame(train, self.features)
         numeric = [n for n in self.features if n not in self.spec_.categorical]
+        self.bounds_ = {}
+        seen = self._inputs(train)
+        for name in numeric:
+            values = seen[name].to_numpy()
+            if np.isfinite(values).any():
+                self.bounds_[name] = (float(np.nanmin(values)), float(np.nanmax(values)))
         categorical = list(self.spec_.categorical)
         transformer = ColumnTransformer(
             [
@@ -297,7 +309,7 @@ class LogisticBaseline:
         )
         # One BLAS thread: on ~100 columns threads only add spin-wait (10x slower on a busy 2-core box).
         with threadpool_limits(1):
-            self.pipeline_.fit(self._inputs(train), train["label"].to_numpy(dtype=int))
+            self.pipeline_.fit(seen, train["label"].to_numpy(dtype=int))  # inside its own bounds already
         return self
 
     def _inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -307,7 +319,8 @@ class LogisticBaseline:
                 out[name] = frame[name].astype("string").fillna("(missing)").astype(object)
             else:
                 values = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
-                out[name] = values.replace([np.inf, -np.inf], np.nan)
+                values = values.replace([np.inf, -np.inf], np.nan)
+                out[name] = values.clip(*self.bounds_[name]) if name in self.bounds_ else values
         return out
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:

@@ -113,6 +113,20 @@ def test_logistic_baseline_handles_unseen_levels_and_missing_values(
     assert np.all((p > 0) & (p < 1))
 
 
+def test_logistic_baseline_reads_numbers_only_inside_their_training_range(
+    frame: pd.DataFrame, features: list[str]
+) -> None:
+    # A feature growing with the calendar (months of bills on record) lay past every training value in a
+    # backtest window, and the extrapolated baseline put 91 % of the test rows above 0.5 (label rate 5.6 %).
+    train = frame.iloc[:3000]
+    logistic = LogisticBaseline(features).fit(train)
+    later = frame.iloc[3000:3010]
+    top = train["signal_a"].max()
+    beyond = logistic.predict_proba(later.assign(signal_a=top * 1000))
+    np.testing.assert_array_equal(beyond, logistic.predict_proba(later.assign(signal_a=top)))
+    assert not np.array_equal(beyond, logistic.predict_proba(later))  # the feature is read, not dropped
+
+
 def test_bands_follow_the_score_distribution() -> None:
     p = np.linspace(0, 1, 1001)
     bands = Bands.from_scores(p)
