@@ -347,8 +347,9 @@ def score_ids(
     An id the snapshot lacks is a 404 for the batch (UnknownCustomers), or with `skip_unknown` is left out
     and named once in `unknown`."""
     pos = snapshot.positions(ids, strict=not skip_unknown)
-    unknown = list(dict.fromkeys(c for c, p in zip(ids, pos, strict=True) if p < 0))
-    if unknown:
+    unknown: list[str] = []
+    if skip_unknown and (pos < 0).any():  # else every id is known: positions() raised for any other
+        unknown = list(dict.fromkeys(c for c, p in zip(ids, pos, strict=True) if p < 0))
         ids = [c for c, p in zip(ids, pos, strict=True) if p >= 0]
         pos = pos[pos >= 0]
     probability = snapshot.numbers["probability"][pos].tolist()
