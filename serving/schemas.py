@@ -111,6 +111,7 @@ class ScoreRequest(BaseModel):
 
     skip_unknown: bool = Field(
         default=False,
+        strict=True,  # JSON true or false: "yes", "off" or 1 read as a flag would be a guess
         description="with customer_ids: score the ids the snapshot has and list the others in `unknown`, "
         "instead of a 404 for the whole batch",
     )

@@ -433,7 +433,10 @@ class SnapshotStore:
                 self._set_detail(task, note, None)
                 self._snapshots = {**self._snapshots, task: snap}
                 before = current.as_of.isoformat() if current else "none"
-                changed[f"{task}-snapshot"] = f"{before} -> {snap.as_of.isoformat()}"
+                said = f"{before} -> {snap.as_of.isoformat()}"
+                if current is not None and current.as_of == snap.as_of:  # the same date scored again
+                    said += f", scored again (model version {current.model.version} -> {snap.model.version})"
+                changed[f"{task}-snapshot"] = said
             return changed
 
     def _set_detail(self, task: str, note: str | None, kept: Snapshot | None) -> None:

@@ -159,6 +159,11 @@ def test_skip_unknown_scores_the_known_ids_and_names_the_others(service):
         "/v1/arrears/score", json={"records": [{}], "skip_unknown": True}, headers=headers
     )
     assert r.status_code == 422 and "skip_unknown applies to customer_ids" in r.text
+    for loose in ("yes", "off", 1):  # pydantic's lax bool read these as true and false
+        r = service.client.post(
+            "/v1/arrears/score", json={"customer_ids": ["NOPE-1"], "skip_unknown": loose}, headers=headers
+        )
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "skip_unknown"], r.text
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,10 @@ def test_store_rereads_a_rewritten_snapshot(package, tmp_path):
     assert store.refresh() == {}
     newer = ModelRef(name=MODEL.name, version="8")
     write_snapshot(score_frame(package, scoring_frame(31), newer), tmp_path, "arrears", AS_OF)
-    store.refresh()
+    # It said "2023-06-30 -> 2023-06-30", which does not say what changed.
+    assert store.refresh() == {
+        "arrears-snapshot": f"2023-06-30 -> 2023-06-30, scored again (model version {MODEL.version} -> 8)"
+    }
     assert store.get("arrears").model == newer and store.get("arrears").size == 31
 
 
