@@ -817,6 +817,19 @@ def equal_rows(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> n
     return same
 
 
+def _entered_again(subset: pd.DataFrame, spec: Table, group: np.ndarray) -> np.ndarray | None:
+    """For an unversioned table with a known_at: per row, the position (in ``subset``) of its key's earliest
+    entry, the row with the earliest known_at (the first in the file among equals; an empty known_at counts
+    from the event time), or None for other tables. A reading uploaded twice (补采) is one reading, known from
+    its first upload."""
+    if not spec.known_at or spec.versioned or spec.event_time is None:
+        return None
+    known = pd.to_datetime(subset[spec.known_at]).fillna(pd.to_datetime(subset[spec.event_time]))
+    order = pd.DataFrame({"group": group, "known": known.to_numpy(), "pos": np.arange(len(subset))})
+    earliest = order.sort_values(["group", "known", "pos"], kind="stable").groupby("group")["pos"].first()
+    return earliest.reindex(group).to_numpy()
+
+
 def _duplicate_checks(
     candidates: pa.Table,
     positions: np.ndarray,
@@ -843,18 +856,30 @@ def _duplicate_checks(
             subset = suspects.loc[dup].reset_index(drop=True)
             frame = subset[key].assign(_pos=np.arange(len(where)))
             groups = frame.groupby(key, sort=False, dropna=False)
+            group = groups.ngroup().to_numpy()
             first = groups["_pos"].transform("min").to_numpy()  # positions follow the file's row order
-            differs = pd.Series(~equal_rows(subset, subset.iloc[first], spec.column_names))
-            distinct = differs.groupby(groups.ngroup().to_numpy()).transform("any").to_numpy()
+            entered = _entered_again(subset, spec, group)
+            if (
+                entered is not None
+            ):  # the same event entered twice: the first entry (earliest known_at) counts
+                first = entered
+            exact = equal_rows(subset, subset.iloc[first], spec.column_names)
+            compared = [c for c in spec.column_names if entered is None or c != spec.known_at]
+            alike = exact if entered is None else equal_rows(subset, subset.iloc[first], compared)
+            distinct = pd.Series(~alike).groupby(group).transform("any").to_numpy()
             kept = where[first]
             is_copy = ~distinct & (np.arange(len(where)) != first)
             conflict[where[distinct]] = True
             copy[where[is_copy]] = True
             copy_message = {
-                int(p): f"exact copy of row {rows[k]}"
+                int(p): (
+                    f"exact copy of row {rows[k]}"
+                    if same
+                    else f"the same row as row {rows[k]}, entered again later ({spec.known_at})"
+                )
                 + ("" if sources[k] == sources[p] else f" of {sources[k]}")
                 + ", which was kept"
-                for p, k in zip(where[is_copy], kept[is_copy], strict=True)
+                for same, p, k in zip(exact[is_copy], where[is_copy], kept[is_copy], strict=True)
             }
     names = ", ".join(key)
     return [

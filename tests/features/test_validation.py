@@ -178,6 +178,32 @@ def test_a_reissued_bill_is_a_new_version_not_a_duplicate():
     assert len(validate(frame, "bills").accepted) == 2
 
 
+def test_an_event_entered_twice_is_one_event_known_from_its_first_entry():
+    # A day's reading uploaded again (补采) with a later 入库时间 sent both copies to duplicate_key: the day
+    # was lost. The earliest entry is kept, wherever it stands in the file; another kWh is still ambiguous.
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C1", "C2", "C2", "C3", "C3"],
+            "date": ["2024-03-01"] * 6,
+            "kwh": ["4.2", "4.2", "7.0", "7.0", "1.0", "9.0"],
+            "known_at": ["2024-03-05 02:00", "2024-03-02 02:00", "2024-03-02 02:00", "", "", "2024-03-02"],
+        }
+    )
+    result = validate(frame, "readings")
+    assert rules(result) == [
+        (1, "customer_id", "duplicate_row"),
+        (3, "customer_id", "duplicate_row"),
+        (5, "customer_id", "duplicate_key"),
+        (6, "customer_id", "duplicate_key"),
+    ]
+    kept = result.accepted.set_index("customer_id")["known_at"]
+    assert kept["C1"] == pd.Timestamp("2024-03-02 02:00") and pd.isna(
+        kept["C2"]
+    )  # empty: from the day itself
+    message = result.quarantined["_message"].tolist()[0]
+    assert message == "the same row as row 2, entered again later (known_at), which was kept"
+
+
 def test_invalid_rows_do_not_count_as_duplicates():
     # row 1 is broken (negative kWh), so row 2 with the same key is the only candidate and is kept
     frame = bills(customer_id=["C1", "C1"], kwh=["-3", "80"])
