@@ -622,15 +622,19 @@ def _upsert(
         if spec.known_at and not spec.versioned:
             # An event stored without its known_at, now exported with one and otherwise the same (a utility
             # that starts exporting 销账时间): the export says when the row was entered, which fills a gap
-            # rather than rewriting history. The other way round, an empty one says nothing: the stored stays.
+            # rather than rewriting history. The other way round, an empty one says nothing, and a later one
+            # is the same event entered again (补采), known since its first entry: the stored row stays.
             differ = matched[~same]
             rest = [c for c in spec.column_names if c != spec.known_at]
             alike = _same_rows(accepted, differ, stored, pos[differ], rest)
-            stored_blank = stored.column(spec.known_at).is_null().to_numpy(zero_copy_only=False)[pos[differ]]
-            new_blank = accepted.column(spec.known_at).is_null().to_numpy(zero_copy_only=False)[differ]
+            stored_known = stored.column(spec.known_at).take(pa.array(pos[differ]))
+            new_known = accepted.column(spec.known_at).take(pa.array(differ))
+            stored_blank = stored_known.is_null().to_numpy(zero_copy_only=False)
+            new_blank = new_known.is_null().to_numpy(zero_copy_only=False)
+            later = pc.fill_null(pc.greater(new_known, stored_known), False).to_numpy(zero_copy_only=False)
             filled = differ[alike & stored_blank]
             kinds[filled] = UPDATED
-            kinds[differ[alike & new_blank]] = UNCHANGED
+            kinds[differ[alike & (new_blank | later)]] = UNCHANGED
             replaced = pos[filled]
     if spec.versioned:
         # A key already stored under another known_at: this row is a further version of that record.

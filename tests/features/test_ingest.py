@@ -843,14 +843,18 @@ def test_a_payments_posting_time_is_stored_as_its_known_at_and_checked(tmp_path:
     visible = as_of_filter(stored.reset_index(), "payments", "2024-02-11")["payment_id"].tolist()
     assert visible == ["P2", "P4"]
 
-    # P2's posting time exported later fills the empty one (updated); P4's left empty says nothing (the
-    # stored one stays); another one for P1 is a conflict.
+    # P2's posting time exported later fills the empty one (updated); P4's left empty says nothing and P1
+    # posted again later is the same payment known since its first posting (both unchanged); P1 posted
+    # before its stored posting would rewrite history (a conflict).
     write(src, "缴费记录.csv", "缴费流水号,户号,电费年月,缴费时间,实收金额,缴费渠道,销账时间\n"
           "P1,C1,202401,2024-02-10 10:00,70.5,代扣,2024-02-13 06:00\n"
           "P2,C2,202401,2024-02-11 09:00,39000,坐收,2024-02-11 09:30\n"
           "P4,C3,202401,2024-02-11 09:00,1.0,网上缴费,\n")  # fmt: skip
     report = ingest(src, wh, now="2024-03-01").tables["payments"]
-    assert (report.updated, report.unchanged, report.quarantined) == (1, 1, 1)
+    assert (report.updated, report.unchanged, report.quarantined) == (1, 2, 0)
+    write(src, "缴费记录.csv", "缴费流水号,户号,电费年月,缴费时间,实收金额,缴费渠道,销账时间\n"
+          "P1,C1,202401,2024-02-10 10:00,70.5,代扣,2024-02-11 06:00\n")  # fmt: skip
+    assert ingest(src, wh, now="2024-03-01").tables["payments"].quarantined == 1
     stored = read_table(wh, "payments").set_index("payment_id")["known_at"]
     assert stored.to_dict() == {
         "P1": pd.Timestamp("2024-02-12 06:00"),
