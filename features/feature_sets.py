@@ -530,17 +530,24 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "bills of the last two years paid as the payment window closed on average",
         ),
     ),
+    # An open bill counts minus its days overdue so far, so for a customer who has stopped paying the year's
+    # older open bills weigh more than the last 90 days' newer ones: "paid 87 days earlier" was said of a
+    # customer with ten unpaid bills. The sentences say what the number measures, paid or not.
     "payments_days_before_due_change_90d_vs_365d": _doc(
         "payments",
         "days",
-        "近90天缴费比近一年平均提前 {abs_value:.0f} 天",
-        "last 90 days paid {abs_value:.0f} days earlier than the year's average",
+        "近90天账单比近一年平均早缴或少逾期 {abs_value:.0f} 天",
+        "bills of the last 90 days were {abs_value:.0f} days less late than the year's average",
         negative=(
-            "近90天缴费比近一年平均推迟 {abs_value:.0f} 天",
-            "last 90 days paid {abs_value:.0f} days later than the year's average",
+            "近90天账单比近一年平均晚缴或多逾期 {abs_value:.0f} 天",
+            "bills of the last 90 days were {abs_value:.0f} days later than the year's average",
         ),
-        one="last 90 days paid {abs_value:.0f} day earlier than the year's average",
-        negative_one="last 90 days paid {abs_value:.0f} day later than the year's average",
+        one="bills of the last 90 days were {abs_value:.0f} day less late than the year's average",
+        negative_one="bills of the last 90 days were {abs_value:.0f} day later than the year's average",
+        flat=(
+            "近90天账单的缴费时点与近一年平均基本相同",
+            "bills of the last 90 days were as late as the year's average",
+        ),
     ),
     "payments_late_count_180d": _doc(
         "payments",

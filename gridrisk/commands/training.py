@@ -403,6 +403,17 @@ def _print_report(console: Any, report: Any) -> None:
     se = model.get("roc_auc_se", float("nan"))
     if se == se:
         console.print(f"  model ROC-AUC standard error: {se:.4f} (Hanley–McNeil)")
+    primary = report.primary_metric
+    logistic = report.metrics.get("logistic", {})
+    if logistic.get(primary, float("-inf")) > model.get(primary, float("-inf")):
+        # The gate holds a first model to the rule only: a booster that stopped early on a few training dates
+        # was promoted beside a logistic baseline better on 11 of 13 metrics, without a word.
+        console.print(
+            f"  [yellow]the logistic baseline beats the model on {primary}[/yellow] "
+            f"({logistic[primary]:.4f} against {model[primary]:.4f}): with few training dates the booster "
+            "may stop early on too little; `gridrisk backtest` shows whether it holds over earlier windows",
+            highlight=False,
+        )
     if model["positives"] < FEW_POSITIVES:
         console.print(
             f"  [yellow]only {int(model['positives'])} positives in the test window:[/yellow] "
@@ -427,7 +438,8 @@ def _print_report(console: Any, report: Any) -> None:
         console.print(
             f"  [yellow]{len(report.unlearned)} features have no value on any training date[/yellow] but do "
             f"on the test dates, so the model cannot use them yet: {', '.join(report.unlearned)} (say, daily "
-            "readings that begin inside the last label window; a later retrain learns them)",
+            "readings that begin inside the last label window, or a year-on-year change that needs more "
+            "months of bills than the training dates have; a later retrain learns them)",
             highlight=False,
         )
     extra = report.extra

@@ -276,6 +276,14 @@ def test_a_signed_measure_reads_on_either_side_and_never_as_minus_zero(package):
         worded.reason_text(before, 0.3, "en") == "bills of the last 90 days paid on the due date on average"
     )
     assert worded.reason_text(before, -0.3, "zh") == "近90天账单平均在到期日当天缴清"
+    # "last 90 days paid 87 days earlier than the year's average" of a customer with ten unpaid bills: the
+    # measure counts an open bill's days overdue so far, and its sentence now says so.
+    change = "payments_days_before_due_change_90d_vs_365d"
+    assert worded.reason_text(change, 87.0, "zh") == "近90天账单比近一年平均早缴或少逾期 87 天"
+    assert (
+        worded.reason_text(change, -1.0, "en")
+        == "bills of the last 90 days were 1 day later than the year's average"
+    )
     share = "payments_window_left_share_365d"
     assert worded.reason_text(share, -0.004, "zh") == "近一年账单平均在缴费期截止时缴清"
     # No sentence prints a negative zero.

@@ -452,3 +452,39 @@ def test_a_model_far_off_the_test_rate_is_said_to_rank_only(ece: float, said: bo
     _print_report(console, report)
     text = console.export_text()
     assert "over- or under-confidence" in text and "The rate moved" not in text
+    assert "logistic baseline beats" not in text  # no logistic metrics, nothing to say
+
+
+def test_a_model_the_logistic_baseline_beats_is_said_so() -> None:
+    # A tester's 30-month archive: the first arrears model stopped at 43 trees on 7 training dates, lost to
+    # the logistic baseline on 11 of 13 metrics, and was promoted (the gate holds a first model to the rule).
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from gridrisk.commands.training import _print_report
+
+    metrics = {
+        "model": {"rows": 9000.0, "positives": 449.0, "amount_recall_at_5pct": 0.9943, "ece": 0.014},
+        "logistic": {"amount_recall_at_5pct": 0.9970},
+    }
+    report = SimpleNamespace(
+        task="arrears",
+        metrics=metrics,
+        split=SimpleNamespace(summary=lambda: {"split_test": "2026-04-30..2026-06-30 (3)"}),
+        primary_metric="amount_recall_at_5pct",
+        sample_customers=1.0,
+        extra={"explain_ms_single_row": 0.2, "explain_ms_per_row_batch": 0.1},
+        run_id="r",
+        seconds=1.0,
+        gate=None,
+        unlearned=[],
+    )
+    console = Console(record=True, width=200)
+    _print_report(console, report)
+    text = console.export_text()
+    assert "the logistic baseline beats the model on amount_recall_at_5pct (0.9970 against 0.9943)" in text
+    metrics["logistic"]["amount_recall_at_5pct"] = 0.99
+    console = Console(record=True, width=200)
+    _print_report(console, report)
+    assert "logistic baseline beats" not in console.export_text()
