@@ -858,10 +858,9 @@ def _duplicate_checks(
             groups = frame.groupby(key, sort=False, dropna=False)
             group = groups.ngroup().to_numpy()
             first = groups["_pos"].transform("min").to_numpy()  # positions follow the file's row order
+            # The same event entered twice (copies differing in known_at only): its first entry counts.
             entered = _entered_again(subset, spec, group)
-            if (
-                entered is not None
-            ):  # the same event entered twice: the first entry (earliest known_at) counts
+            if entered is not None:
                 first = entered
             exact = equal_rows(subset, subset.iloc[first], spec.column_names)
             compared = [c for c in spec.column_names if entered is None or c != spec.known_at]
