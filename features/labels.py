@@ -57,8 +57,11 @@ def label_observable_until(task: str) -> pd.Timedelta:
 
 def column_extreme(path: Path, column: str, which: str) -> pd.Timestamp | None:
     """The min or max of one column of a Parquet file, from its row-group statistics when every row group has
-    them (the footer only: a 30-million-row table answers in milliseconds), else from the column itself."""
+    them (the footer only: a 30-million-row table answers in milliseconds), else from the column itself. None
+    for a table without the column (an optional one, such as a payment's known_at)."""
     meta = pq.ParquetFile(path).metadata
+    if column not in meta.schema.names:
+        return None
     index = meta.schema.names.index(column)
     values = []
     for group in range(meta.num_row_groups):
@@ -93,12 +96,10 @@ def event_table_ends(warehouse: Path) -> dict[str, pd.Timestamp]:
     for spec in TABLES.values():
         if spec.name in ARCHIVE_TABLES or not has_table(warehouse, spec.name):
             continue
-        path = table_path(warehouse, spec.name)
-        present = pq.read_schema(path).names
         tops = [
-            column_extreme(path, column, "max")
+            column_extreme(table_path(warehouse, spec.name), column, "max")
             for column in (spec.event_time, spec.known_at)
-            if column is not None and column in present  # an optional known_at may be absent
+            if column is not None
         ]
         dated = [top for top in tops if top is not None]
         if dated:

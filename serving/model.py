@@ -93,7 +93,7 @@ class Calibrator:
 
 @dataclass
 class ReasonText:
-    """Sentence templates for one feature. Placeholders: {value} {abs_value} {dir_zh} {dir_en}.
+    """Sentence templates for one feature, formatted with the fields {value} {abs_value} {dir_zh} {dir_en}.
 
     A signed measure whose sentence turns around below zero ("paid 5 days before the due date" against "5 days
     after it") carries the sentences for a negative value too; packages saved without them still load."""
@@ -193,7 +193,7 @@ class PackagedModel:
         if numeric:
             text = catalogue_sentence(feature, text, float(value), lang)
         shown = value if numeric else value_label(feature, value, lang)
-        if numeric and value < 0 and not any(d in shown_number(text, value) for d in "123456789"):
+        if numeric and value < 0 and prints_as_zero(text, value):
             shown = 0.0  # -0.3 days printed whole is 0, not "-0"
         try:
             return text.format(
@@ -321,18 +321,23 @@ def catalogue_sentence(feature: str, sentence: str, value: float, lang: str) -> 
         state = (doc.zh_on if zh else doc.en_on) if value else (doc.zh_off if zh else doc.en_off)
         if state is not None:
             return state
-    shown = shown_number(sentence, value)
-    if doc.zh_flat and doc.en_flat and shown and not any(digit in shown for digit in "123456789"):
+    if doc.zh_flat and doc.en_flat and prints_as_zero(sentence, value):
         return doc.zh_flat if zh else doc.en_flat  # -0.3 % printed in whole percent
-    if not zh and shown == "1":  # 0.6 days shows as "1 day" too
+    if not zh and shown_number(sentence, value) == "1":  # 0.6 days shows as "1 day" too
         return (doc.en_negative_one if negative and doc.en_negative else doc.en_one) or sentence
     return sentence
 
 
+def prints_as_zero(sentence: str, value: float) -> bool:
+    """Whether the sentence prints the value with no digit but 0 (-0.3 in whole percent)."""
+    shown = shown_number(sentence, value)
+    return bool(shown) and not any(digit in shown for digit in "123456789")
+
+
 def shown_number(sentence: str, value: float) -> str:
     """The value as the sentence prints it (its first {value}/{abs_value} with its format), "" for none."""
-    placeholder = _VALUE.search(sentence)
-    return placeholder.group(0).format(value=value, abs_value=abs(value)) if placeholder else ""
+    field = _VALUE.search(sentence)
+    return field.group(0).format(value=value, abs_value=abs(value)) if field else ""
 
 
 def missing_value_text(template: str, lang: str) -> str:

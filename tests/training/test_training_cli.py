@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -416,41 +417,49 @@ def test_where_to_see_the_runs_is_an_address_for_a_server() -> None:
     )
 
 
-@pytest.mark.parametrize("ece, said", [(0.096, True), (0.019, False)])
-def test_a_model_far_off_the_test_rate_is_said_to_rank_only(ece: float, said: bool) -> None:
-    # A seasonal suspension model served 0.116 on average against a 0.212 rate (ECE 0.096) and was promoted
-    # on its ranking without a word about its levels.
+def _report(task: str, metrics: dict, primary: str, unlearned: list[str]) -> Any:
+    """What `_print_report` reads of a training report, with the given test metrics."""
     from types import SimpleNamespace
 
-    from rich.console import Console
-
-    from gridrisk.commands.training import _print_report
-
-    model = {"rows": 1791.0, "positives": 380.0, "roc_auc": 0.778, "ece": ece, "mean_probability": 0.116}
-    report = SimpleNamespace(
-        task="suspension",
-        metrics={"model": {**model, "label_rate": 0.212}},
+    return SimpleNamespace(
+        task=task,
+        metrics=metrics,
         split=SimpleNamespace(summary=lambda: {"split_test": "2022-05-31..2022-07-31 (3)"}),
-        primary_metric="precision_at_5pct",
+        primary_metric=primary,
         sample_customers=1.0,
         extra={"explain_ms_single_row": 0.2, "explain_ms_per_row_batch": 0.1},
         run_id="r",
         seconds=1.0,
         gate=None,
-        unlearned=["readings_cv_90d"],
+        unlearned=unlearned,
     )
+
+
+def _printed(report: Any) -> str:
+    from rich.console import Console
+
+    from gridrisk.commands.training import _print_report
+
     console = Console(record=True, width=200)
     _print_report(console, report)
-    text = console.export_text()
+    return console.export_text()
+
+
+@pytest.mark.parametrize("ece, said", [(0.096, True), (0.019, False)])
+def test_a_model_far_off_the_test_rate_is_said_to_rank_only(ece: float, said: bool) -> None:
+    # A seasonal suspension model served 0.116 on average against a 0.212 rate (ECE 0.096) and was promoted
+    # on its ranking without a word about its levels.
+    model = {"rows": 1791.0, "positives": 380.0, "roc_auc": 0.778, "ece": ece, "mean_probability": 0.116}
+    metrics = {"model": {**model, "label_rate": 0.212}}
+    report = _report("suspension", metrics, "precision_at_5pct", ["readings_cv_90d"])
+    text = _printed(report)
     assert ("average 0.116 against a label rate of 0.212" in text) is said
     assert ("do not read them as rates" in text) is said
     assert ("The rate moved" in text) is said
     assert "1 features have no value on any training date" in text and "readings_cv_90d" in text
     # Off at the right mean: too confident, not a moved rate.
     report.metrics["model"].update(ece=0.082, mean_probability=0.200, label_rate=0.204)
-    console = Console(record=True, width=200)
-    _print_report(console, report)
-    text = console.export_text()
+    text = _printed(report)
     assert "over- or under-confidence" in text and "The rate moved" not in text
     assert "logistic baseline beats" not in text  # no logistic metrics, nothing to say
 
@@ -458,33 +467,12 @@ def test_a_model_far_off_the_test_rate_is_said_to_rank_only(ece: float, said: bo
 def test_a_model_the_logistic_baseline_beats_is_said_so() -> None:
     # A tester's 30-month archive: the first arrears model stopped at 43 trees on 7 training dates, lost to
     # the logistic baseline on 11 of 13 metrics, and was promoted (the gate holds a first model to the rule).
-    from types import SimpleNamespace
-
-    from rich.console import Console
-
-    from gridrisk.commands.training import _print_report
-
     metrics = {
         "model": {"rows": 9000.0, "positives": 449.0, "amount_recall_at_5pct": 0.9943, "ece": 0.014},
         "logistic": {"amount_recall_at_5pct": 0.9970},
     }
-    report = SimpleNamespace(
-        task="arrears",
-        metrics=metrics,
-        split=SimpleNamespace(summary=lambda: {"split_test": "2026-04-30..2026-06-30 (3)"}),
-        primary_metric="amount_recall_at_5pct",
-        sample_customers=1.0,
-        extra={"explain_ms_single_row": 0.2, "explain_ms_per_row_batch": 0.1},
-        run_id="r",
-        seconds=1.0,
-        gate=None,
-        unlearned=[],
-    )
-    console = Console(record=True, width=200)
-    _print_report(console, report)
-    text = console.export_text()
+    report = _report("arrears", metrics, "amount_recall_at_5pct", [])
+    text = _printed(report)
     assert "the logistic baseline beats the model on amount_recall_at_5pct (0.9970 against 0.9943)" in text
     metrics["logistic"]["amount_recall_at_5pct"] = 0.99
-    console = Console(record=True, width=200)
-    _print_report(console, report)
-    assert "logistic baseline beats" not in console.export_text()
+    assert "logistic baseline beats" not in _printed(report)
