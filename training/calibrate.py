@@ -13,6 +13,7 @@ from serving.model import TIE_BREAK, Calibrator
 from training.tasks import TrainingError
 
 EPS = 1e-12
+PRIOR_ROWS = 1.0  # pseudo-rows at the label rate added to each isotonic step (`shrunk_steps`)
 
 
 def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
@@ -31,7 +32,7 @@ def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
 
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_raw, y)
         x_knots = np.asarray(iso.X_thresholds_, dtype=np.float64)
-        y_knots = np.asarray(iso.y_thresholds_, dtype=np.float64)
+        y_knots = shrunk_steps(np.asarray(iso.y_thresholds_, dtype=np.float64), iso.predict(p_raw), y)
         # Isotonic steps are flat, so many customers would tie and ties would decide who is visited first.
         # Blending in a ramp of weight 1e-6 makes the map strictly increasing (keeps the booster's order)
         # while moving no probability by more than 1e-6.
@@ -45,6 +46,28 @@ def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(logit, y)
         return Calibrator(method="platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
     raise TrainingError(f"unknown calibration method {method!r}; use isotonic, platt or none")
+
+
+def shrunk_steps(knots: np.ndarray, fitted: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each isotonic step's rate as if it held PRIOR_ROWS more rows at the window's label rate, kept monotone.
+
+    A step is the rows' observed rate, so the end steps are often 0 or 1: two positives above every negative
+    made the service show a probability of exactly 1.0, and the lowest step told thousands of customers they
+    could not be positive at all. Shrinking a step of n rows with k positives to (k + PRIOR_ROWS x rate) /
+    (n + PRIOR_ROWS) moves a step of thousands by a hair and a step of two to about 2/3, and never reaches
+    0 or 1. Shrinking can reorder a tiny step against a large one, so the rates are made monotone again,
+    weighted by the rows each stands for.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    levels, step = np.unique(fitted, return_inverse=True)
+    rows = np.bincount(step).astype(np.float64) + PRIOR_ROWS
+    rate = (np.bincount(step, weights=y) + PRIOR_ROWS * float(np.mean(y))) / rows
+    rate = IsotonicRegression().fit(levels, rate, sample_weight=rows).predict(levels)
+    at = np.clip(np.searchsorted(levels, knots), 0, len(levels) - 1)
+    if not np.array_equal(levels[at], knots):  # every knot is some rows' fitted value (sklearn's PAV)
+        raise AssertionError("an isotonic knot is no step of the fitted rows")
+    return rate[at]
 
 
 @dataclass(frozen=True)

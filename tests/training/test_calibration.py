@@ -42,6 +42,33 @@ def test_isotonic_is_strictly_increasing_and_json_ready() -> None:
     assert min(calibrator.y) >= 0.0 and max(calibrator.y) <= 1.0
 
 
+def test_isotonic_never_serves_certainty() -> None:
+    # Two positives above every negative made the top step 1.0, and the service showed a probability of
+    # exactly 1; the 3,000 negatives at the bottom made the lowest step 0.
+    rng = np.random.default_rng(3)
+    raw = np.concatenate([rng.uniform(0.0, 0.1, 3000), rng.uniform(0.1, 0.9, 2000), [0.95, 0.97]])
+    y = np.concatenate([np.zeros(3000), rng.random(2000) < 0.2, [1.0, 1.0]]).astype(float)
+    out = fit_calibrator(raw, y, "isotonic").apply(np.array([0.0, 0.05, 0.96, 0.99]))
+    rate = y.mean()
+    assert 0 < out[0] <= rate / 3001 + 1e-6  # one pseudo-row at the label rate among 3,000 negatives
+    assert out[-1] == pytest.approx((2 + rate) / 3, abs=1e-6)  # two positives and the pseudo-row
+    assert out[-1] < 1
+
+
+def test_shrinking_moves_large_steps_by_little_and_keeps_order() -> None:
+    from sklearn.isotonic import IsotonicRegression
+
+    raw, y = overconfident()
+    raw = np.round(raw, 3)  # ties in the raw score share one step
+    plain = IsotonicRegression(out_of_bounds="clip").fit(raw, y).predict(raw)
+    shrunk = fit_calibrator(raw, y, "isotonic").apply(raw)
+    steps = np.unique(plain, return_counts=True)[1]
+    assert np.abs(shrunk - plain).max() <= 1 / (steps.min() + 1) + 1e-6
+    assert np.abs(shrunk - plain)[plain == plain.min()].max() < 1e-3  # the lowest step holds thousands
+    order = np.argsort(raw, kind="stable")
+    assert np.all(np.diff(shrunk[order]) >= 0)
+
+
 def test_single_class_validation_is_refused() -> None:
     with pytest.raises(TrainingError, match="one class"):
         fit_calibrator(np.array([0.1, 0.2, 0.3]), np.array([0, 0, 0]), "isotonic")
