@@ -16,7 +16,8 @@ from dataclasses import dataclass
 # Bump when a feature's definition changes without its name changing, so models trained before are told apart.
 # 2: a two-monthly customer's bills are spread over the months they cover; suspended days count each day
 # once; a daily reading above 3 × the contract capacity × 24 h is not consumption.
-DEFINITIONS_REVISION = 2
+# 3: a quarterly customer's bills are spread over the three months they cover, as two-monthly ones are.
+DEFINITIONS_REVISION = 3
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,10 @@ FLOAT32_MEASURES = {
 # stays on the bill (amount_due, energy and basic charges): bills are what is due, and a window's shares and
 # prices compare whole bills with whole bills (12 months: six bills' money against six bills' kWh).
 SPREAD_MEASURES = ("kwh", "kwh_peak", "kwh_valley")  # energy: money stays per bill, so shares of it still add
-TWO_MONTHLY_RUN = 3  # two-month gaps in a row that make a run of two-monthly bills (a missed bill is one gap)
+# Billing cycles spread, in months. Quarterly first: a six-month gap in a quarterly run is two missed quarters
+# of that run, and a two-monthly run keeps its own six-month gaps.
+CYCLES = (3, 2)
+CYCLE_RUN = 3  # gaps of exactly one cycle in a run that make it a cycle (a missed bill is one longer gap)
 BILL_MEASURES = (
     "kwh",
     "kwh_peak",
@@ -409,33 +412,40 @@ def _grid_months(part: Partition) -> np.ndarray:
 
 
 def _spread_cells(ci: np.ndarray, mi: np.ndarray, open_month: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Visible bill cells plus a copy of each two-monthly bill in each month it covers before its own:
-    (customer, grid month, index of the bill cell it comes from, is a copy) for every cell, and per bill cell
-    the number of months it covers (1 for a monthly bill).
+    """Visible bill cells plus a copy of each two-monthly or quarterly bill in each month it covers before its
+    own: (customer, grid month, index of the bill cell it comes from, is a copy) for every cell, and per bill
+    cell the number of months it covers (1 for a monthly bill).
 
-    Decided bill by bill, from what is visible at T. A run is a stretch of gaps between a customer's visible
-    bills that are all whole multiples of two months; in a run holding at least `TWO_MONTHLY_RUN` two-month
-    gaps, each bill covers the months back to the previous one (two, or four after a missed reading). A
-    monthly customer's missed bill (a lone two-month gap among one-month ones) stays a gap, and a customer
-    that changes cycle keeps each period as it was billed. A customer's first bill covers two months when a
-    run starts right after it, unless the account opened in that bill's month (`open_month`, grid months).
-    Cells arrive in (customer, month) order, as the bills view keeps them."""
+    Decided bill by bill, from what is visible at T. For a cycle of L months (`CYCLES`), a run is a stretch of
+    gaps between a customer's visible bills that are all whole multiples of L; in a run holding at least
+    `CYCLE_RUN` gaps of exactly L, each bill covers the months back to the previous one (L, or 2L after a
+    missed reading). A monthly customer's missed bill (a lone two-month gap among one-month ones) stays a gap,
+    and a customer that changes cycle keeps each period as it was billed. A customer's first bill covers the
+    run's L months when a run starts right after it, or fewer when the account opened in between
+    (`open_month`, grid months). Cells arrive in (customer, month) order, as the bills view keeps them."""
     order = np.lexsort((mi, ci)) if len(ci) > 1 and np.any(np.diff(ci * (mi.max() + 1) + mi) < 0) else None
     c, m = (ci, mi) if order is None else (ci[order], mi[order])
     same = np.zeros(len(c), dtype=bool)  # the cell before is the same customer's
     same[1:] = c[1:] == c[:-1]
     gap = np.zeros(len(c), dtype=np.int64)
     gap[1:] = np.where(same[1:], m[1:] - m[:-1], 0)
-    even = (gap >= 2) & (gap % 2 == 0)
-    starts = even.copy()
-    starts[1:] &= ~even[:-1]  # a run begins where the gap before was not even
-    run = np.cumsum(starts) * even  # run number of each even gap, 0 elsewhere
-    twos = np.bincount(run, weights=(gap == 2).astype(float))[run] * even
-    covers = even & (twos >= TWO_MONTHLY_RUN)
+    cycle = np.zeros(len(c), dtype=np.int64)  # the cycle of the run each gap lies in; 0: not spread
+    for length in CYCLES:
+        whole = (gap >= length) & (gap % length == 0) & (cycle == 0)
+        starts = whole.copy()
+        starts[1:] &= ~whole[:-1]  # a run begins where the gap before was not a whole multiple
+        run = np.cumsum(starts) * whole  # run number of each such gap, 0 elsewhere
+        exact = np.bincount(run, weights=(gap == length).astype(float))[run] * whole
+        cycle[whole & (exact >= CYCLE_RUN)] = length
+    covers = cycle > 0
     first = np.zeros(len(c), dtype=bool)  # the bill before a run that is the customer's first
     first[:-1] = ~same[:-1] & covers[1:]
-    first &= m - 1 >= open_month[c]
-    sorted_months = np.where(covers, gap, np.where(first, 2, 1))
+    first_months = np.zeros(len(c), dtype=np.int64)
+    first_months[:-1] = cycle[1:]
+    opened = open_month[c]  # -1: before the grid, or no open date
+    first_months = np.where(opened >= 0, np.minimum(first_months, m - opened + 1), first_months)
+    first &= first_months >= 2
+    sorted_months = np.where(covers, gap, np.where(first, first_months, 1))
     index = np.arange(len(c)) if order is None else order
     months = np.ones(len(ci), dtype=np.int64)
     months[index] = sorted_months

@@ -225,3 +225,59 @@ def test_a_missed_two_monthly_reading_keeps_the_cycle():
     f = features_at(with_defaults(customers=customers.iloc[:1], bills=alone), "2022-11-30", consumption)
     for name in ("bills_kwh_mean_3m", "bills_kwh_mean_12m", "bills_kwh_yoy_change_pct_3m"):
         assert together.loc["C0000", name] == pytest.approx(f.loc["C0000", name]), name
+
+
+def test_a_customer_read_every_quarter_has_every_month():
+    # 季度抄表 (rural and agricultural accounts): one bill per three months. Its bills sat whole in their own
+    # month with two empty months between, so its trend and year-on-year features were all NaN, its 3-month
+    # mean was three times its use, and its 台区's monthly loss lost two months in three.
+    use = [90.0 + 30 * (i // 3) for i in range(24)]  # 2021-01..2022-12, the same within each quarter
+    quarters = list(range(2, 24, 3))  # the bill of each quarter is in its last month
+    kwh = [sum(use[q - 2 : q + 1]) for q in quarters]
+    bills = pd.concat(
+        [monthly_bills("C0000", "2021-01", use), _billed("C0001", quarters, kwh)], ignore_index=True
+    )
+    customers = customer_rows(2).assign(open_date=pd.Timestamp("2020-06-01"))
+    f = features_at(with_defaults(customers=customers, bills=bills), "2023-01-31", consumption)
+    monthly, spread = f.loc["C0000"], f.loc["C0001"]
+    for name in (
+        "bills_kwh_mean_3m",
+        "bills_kwh_mean_12m",
+        "bills_kwh_yoy_change_pct_3m",
+        "bills_kwh_yoy_change_pct_12m",
+        "bills_kwh_drop_6m_yoy_kwh",
+        "bills_history_months",
+    ):
+        assert np.isfinite(spread[name]) and spread[name] == pytest.approx(monthly[name]), name
+    # The three thirds of one bill are one reading, not repeated figures.
+    assert spread["bills_kwh_repeat_months_12m"] == 0
+
+
+def test_a_missed_quarter_keeps_the_cycle_and_two_monthly_runs_stay_two_monthly():
+    # Quarterly with the 2022-04 reading missed.
+    quarterly = _billed("C0000", [2, 5, 8, 11, 17, 20, 23], [300.0] * 4 + [600.0, 300.0, 300.0])
+    # Two-monthly with a six-month gap (two readings missed): a multiple of three, still a two-monthly run.
+    two_monthly = _billed("C0001", [1, 3, 5, 7, 13, 15, 17, 19, 21, 23], [200.0] * 4 + [600.0] + [200.0] * 5)
+    customers = customer_rows(2).assign(open_date=pd.Timestamp("2020-06-01"))
+    tables = with_defaults(customers=customers, bills=pd.concat([quarterly, two_monthly]))
+    f = features_at(tables, "2023-01-31", consumption)
+    for customer in ("C0000", "C0001"):
+        assert f.loc[customer, "bills_kwh_mean_12m"] == pytest.approx(100.0), customer
+        assert f.loc[customer, "bills_kwh_yoy_change_pct_12m"] == pytest.approx(0.0), customer
+
+
+def test_a_first_quarterly_bill_covers_only_the_months_the_account_was_open():
+    # Opened in 2021-02, billed for Feb–Mar in 2021-03, then every quarter: the first bill is two months.
+    # A customer billed since 2020 starts the grid earlier, so a copy into 2021-01 would be kept if made.
+    bills = pd.concat(
+        [
+            _billed("C0000", [2, 5, 8, 11, 14], [200.0, 300.0, 300.0, 300.0, 300.0]),
+            monthly_bills("C0001", "2020-06", [50.0] * 22),
+        ]
+    )
+    customers = customer_rows(2).assign(open_date=pd.Timestamp("2020-06-01"))
+    customers.loc[0, "open_date"] = pd.Timestamp("2021-02-10")
+    f = features_at(with_defaults(customers=customers, bills=bills), "2022-04-30", consumption)
+    assert f.loc["C0000", "bills_history_months"] == 14  # 2021-02..2022-03, not from 2021-01
+    assert f.loc["C0000", "bills_kwh_mean_12m"] == pytest.approx(100.0)
+    assert f.loc["C0000", "bills_kwh_cv_12m"] == pytest.approx(0.0, abs=1e-9)  # every month 100
