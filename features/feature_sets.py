@@ -306,8 +306,8 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "bills_amount_due_mean_3m_yuan": _doc(
         "consumption",
         "yuan",
-        "近3个月月均电费 {value:,.0f} 元",
-        "{value:,.0f} yuan a month over the last 3 bills",
+        "近3期账单平均每期电费 {value:,.0f} 元",
+        "{value:,.0f} yuan a bill over the last 3 bills",
     ),
     "bills_amount_shock_ratio": _doc(
         "consumption",
@@ -603,7 +603,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         one="oldest open bill overdue {value:.0f} day",
     ),
     "payments_outstanding_to_bill_ratio": _doc(
-        "payments", "ratio", "欠费为月均电费的 {value:.1f} 倍", "outstanding {value:.1f}× the monthly bill"
+        "payments",
+        "ratio",
+        "欠费为近3期平均每期电费的 {value:.1f} 倍",
+        "outstanding {value:.1f}× the average of the last 3 bills",
     ),
     "payments_paid_ratio_365d": _doc(
         "payments", "ratio", "近一年应收电费回收率 {value:.0%}", "{value:.0%} of the last year's bills paid"

@@ -8,6 +8,7 @@ import pytest
 from tiny_warehouse import customer_rows, features_at, monthly_bills, with_defaults
 
 from features import consumption
+from features.feature_sets import FEATURE_DOCS
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +168,11 @@ def test_a_customer_read_every_other_month_has_every_month():
     assert spread["bills_basic_charge_share_pct_3m"] == pytest.approx(
         monthly["bills_basic_charge_share_pct_3m"], abs=0.1
     )
+    # The last 3 bills' mean is per bill, and so are its words and the outstanding ratio's (they said 月均 and
+    # "a month": twice a two-monthly customer's monthly money).
+    for name in ("bills_amount_due_mean_3m_yuan", "payments_outstanding_to_bill_ratio"):
+        doc = FEATURE_DOCS[name]
+        assert "月均" not in doc.zh and "每期" in doc.zh and "month" not in doc.en and "bills" in doc.en, name
     # The two halves of one bill are one reading, not a repeated figure; equal months billed apart are.
     assert spread["bills_kwh_repeat_months_12m"] == 0 and monthly["bills_kwh_repeat_months_12m"] == 6
     # As of 2022-12-31 the Nov–Dec bill is not issued yet: its months stay unseen, the Sep–Oct bill is latest.
