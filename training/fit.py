@@ -177,7 +177,18 @@ class TaskModel:
         p, y = np.concatenate(p_out), np.concatenate(y_out)
         method = self.calibration
         self.calibration_check_ = None
-        if method != "none" and len(p_out) >= 2:
+        if method != "none" and len(p_out) < 2:
+            # One block's map cannot be checked against another, and it is fitted on a fold booster of a few
+            # trees: applied to the refit's wider range of probabilities it clipped every customer to one value.
+            logger.warning(
+                "%s: %s calibration left out: one purged fold could be validated, so the map cannot be checked "
+                "from one period to another; the booster's own probabilities are served (more development "
+                "dates or fewer split.folds give more blocks)",
+                self.task,
+                method,
+            )
+            method = "none"
+        if method != "none":
             # Served only if a map fitted on some blocks improves the held-out block (training/calibrate.py);
             # otherwise the booster's own probabilities, learned from every development date, are served.
             self.calibration_check_ = transfer_check(list(zip(p_out, y_out, strict=True)), method)

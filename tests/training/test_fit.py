@@ -177,6 +177,23 @@ def test_purged_folds_skip_a_block_without_positives(frame: pd.DataFrame, featur
         TaskModel("arrears", features, FAST).fit_split(split, only_first, validation)
 
 
+def test_purged_folds_with_one_usable_block_serve_no_calibrator(
+    frame: pd.DataFrame, features: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A tester's suspension run validated one block: the map fitted on that fold's 2-tree booster, applied to
+    # the 17-tree refit, clipped all 455 test customers to one probability (ROC-AUC 0.5, ECE 0.169).
+    spec = task_spec("arrears")
+    config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 3})
+    split, train, validation, _ = split_frame(frame, spec, config)
+    pairs = list(split.validation_pairs(train, validation))[-1:]  # the others one class, say
+    params = FAST.model_copy(update={"scale_pos_weight": 8.0})  # a calibrator that would otherwise be served
+    with caplog.at_level("WARNING", logger="training.fit"):
+        model = TaskModel("arrears", features, params).fit_folds(train, pairs)
+    assert len(model.fold_trees_) == 1
+    assert model.calibrator_.method == "none" and model.calibration_check_ is None
+    assert "one purged fold could be validated" in caplog.text
+
+
 @pytest.mark.parametrize("weight, served", [(1.0, None), (8.0, "isotonic")])
 def test_purged_folds_serve_the_calibrator_only_where_it_carries_over(
     frame: pd.DataFrame, features: list[str], weight: float, served: str | None
