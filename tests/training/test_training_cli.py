@@ -263,6 +263,24 @@ def test_train_all_goes_on_past_a_task_that_fails(
     assert "not trained: arrears, suspension, theft" in result.output
 
 
+def test_demo_refuses_a_busy_port_before_any_work(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tester's demo generated, trained and scored for minutes, then stopped on "address already in use".
+    import socket
+
+    from gridrisk.commands import demo as command
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(command, "_run", ran.append)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["demo", "--port", str(port)], env={"COLUMNS": "160"})
+    assert result.exit_code == 2, result.output
+    assert f"port {port} on 127.0.0.1 cannot be used" in result.output and "--no-serve" in result.output
+    assert ran == []
+
+
 def test_demo_stops_cleanly_when_a_task_has_no_as_of_date(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -476,3 +494,10 @@ def test_a_model_the_logistic_baseline_beats_is_said_so() -> None:
     assert "the logistic baseline beats the model on amount_recall_at_5pct (0.9970 against 0.9943)" in text
     metrics["logistic"]["amount_recall_at_5pct"] = 0.99
     assert "logistic baseline beats" not in _printed(report)
+
+
+@pytest.mark.parametrize("command", ["train", "backtest", "evaluate"])
+def test_sample_help_names_the_config_section(command: str) -> None:
+    # Rich read "[sample]" as markup and printed "…; overrides" with the section gone.
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "300"})
+    assert "overrides [sample]" in result.output, result.output
