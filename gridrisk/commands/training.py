@@ -54,7 +54,7 @@ WAREHOUSE_OPTION = typer.Option(None, "--warehouse", help="overrides the config'
 SAMPLE_OPTION = typer.Option(
     None,
     "--sample",
-    help="learn from this share of the customers, e.g. 0.25 (the test dates keep all); overrides [sample]",
+    help="learn from this share of the customers, e.g. 0.25 (the test dates keep all); overrides \\[sample]",
 )
 
 
