@@ -176,8 +176,8 @@ def decide(
     """The promotion rule, on numbers measured on the same test window:
     primary >= champion's primary + margin, and ROC-AUC >= champion's ROC-AUC - tolerance.
 
-    With no champion yet, the first model is served unless the task's rule (what the teams rank by today)
-    beats it on both: a lower primary metric and a ROC-AUC lower by more than the tolerance."""
+    With no champion yet, the task's rule (what the teams rank by today) is the floor: the first model is
+    served when it loses to the rule on neither number, or wins on the one it does not lose on (`_first`)."""
     if champion is None:
         return _first(challenger, gate, primary_metric, rule, task)
     need_primary = champion.primary + gate.primary_margin
@@ -197,12 +197,19 @@ def decide(
     return GateDecision(False, f"{why}: {facts}", primary_metric, challenger, champion)
 
 
+CHANCE_AUC = 0.5  # a ROC-AUC below it orders the customers worse than a coin toss would
+
+
 def _first(
     challenger: GateScores, gate: GateConfig, primary_metric: str, rule: GateScores | None, task: str
 ) -> GateDecision:
-    """The first model against the task's rule. A model that loses to the rule on one number only still
-    ranks better on the other (a better top of the list, or a better list overall), so it is served; one
-    that loses on both is worse than what the teams do today. A number the rule lacks (NaN) is not lost on."""
+    """The first model against the task's rule. Each number is won, level or lost: the primary metric is won
+    only when strictly higher (a tie is level), ROC-AUC is level within `gate.auc_tolerance` of the rule's.
+    The model is served when it loses on neither, or when a loss on one is made up by a win on the other (a
+    better top of the list, or a better list overall). A tie on the primary metric is no win: on a small
+    utility both lists can hold no hit at all (0.0000 vs 0.0000), and a model ranking at ROC-AUC 0.08 against
+    the rule's 0.58 had been served on it. A model below chance (ROC-AUC < 0.5) is never served by the gate.
+    A number the rule lacks (NaN: it ranks nobody apart) counts as won: the rule has nothing there to beat."""
     if rule is None:
         return GateDecision(True, "no champion yet", primary_metric, challenger, None)
     override = (
@@ -214,24 +221,51 @@ def _first(
             f"{challenger.roc_auc:.4f} on the test window cannot be compared with the rule's; {override}"
         )
         return GateDecision(False, reason, primary_metric, challenger, None, rule)
-    loses_primary = challenger.primary < rule.primary
-    loses_auc = challenger.roc_auc < rule.roc_auc - gate.auc_tolerance
     facts = (
         f"{primary_metric} {challenger.primary:.4f} vs the rule {rule.primary:.4f}; "
         f"roc_auc {challenger.roc_auc:.4f} vs the rule {rule.roc_auc:.4f} (tolerance {gate.auc_tolerance:g})"
     )
-    if loses_primary and loses_auc:
+    if challenger.roc_auc < CHANCE_AUC:
+        reason = (
+            f"no champion yet, and it ranks the test window worse than chance (ROC-AUC below "
+            f"{CHANCE_AUC:g}), whatever its {primary_metric}: {facts}; {override}"
+        )
+        return GateDecision(False, reason, primary_metric, challenger, None, rule)
+    primary = _outcome(challenger.primary, rule.primary, 0.0)
+    auc = _outcome(challenger.roc_auc, rule.roc_auc, gate.auc_tolerance)
+    names = {"primary": primary_metric, "auc": "ROC-AUC"}
+    outcomes = {"primary": primary, "auc": auc}
+    lost = [names[k] for k, v in outcomes.items() if v == "lost"]
+    won = [names[k] for k, v in outcomes.items() if v == "won"]
+    if len(lost) == 2:
         reason = (
             f"no champion yet, and the rule baseline the teams use today beats it on both its primary metric "
             f"and ROC-AUC: {facts}; {override}"
         )
         return GateDecision(False, reason, primary_metric, challenger, None, rule)
-    if loses_primary or loses_auc:
-        won, lost = ("ROC-AUC", primary_metric) if loses_primary else (primary_metric, "ROC-AUC")
-        reason = f"no champion yet; as good as the rule baseline or better on {won}, worse on {lost}: {facts}"
+    if lost and not won:
+        level = "ties" if primary == "level" else "is level with"
+        other = primary_metric if primary == "level" else "ROC-AUC (within the tolerance)"
+        reason = (
+            f"no champion yet, and it {level} the rule baseline on {other} but is worse on {lost[0]}, "
+            f"so nothing makes up for the loss: {facts}; {override}"
+        )
+        return GateDecision(False, reason, primary_metric, challenger, None, rule)
+    if lost:
+        reason = f"no champion yet; better than the rule baseline on {won[0]}, worse on {lost[0]}: {facts}"
     else:
         reason = f"no champion yet; as good as the rule baseline or better: {facts}"
     return GateDecision(True, reason, primary_metric, challenger, None, rule)
+
+
+def _outcome(model: float, rule: float, tolerance: float) -> str:
+    """won, level or lost: the model's number against the rule's, level within `tolerance` either way (the
+    bounds as the champion gate computes them); a number the rule lacks (NaN) is won."""
+    if math.isnan(rule) or model > rule + tolerance:
+        return "won"
+    if model < rule - tolerance:
+        return "lost"
+    return "level"
 
 
 def apply_decision(client, task: str, decision: GateDecision) -> None:

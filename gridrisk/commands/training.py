@@ -385,7 +385,24 @@ FEW_POSITIVES = 50  # below this a test window's ROC-AUC has a standard error of
 LOOSE_ECE = 0.05
 
 
+def _logistic_beats(logistic: dict[str, float], model: dict[str, float], primary: str) -> str:
+    """How the logistic baseline beats the model, or "": on the primary metric, or, tied on it (on a small
+    utility both lists can hold no hit at all), on ROC-AUC."""
+    ours, theirs = model.get(primary, float("-inf")), logistic.get(primary, float("-inf"))
+    if theirs > ours:
+        return f"beats the model on {primary} ({theirs:.4f} against {ours:.4f})"
+    auc, their_auc = model.get("roc_auc", float("-inf")), logistic.get("roc_auc", float("-inf"))
+    if theirs == ours and their_auc > auc:
+        return (
+            f"ties the model on {primary} ({ours:.4f}) and ranks the whole list better (ROC-AUC "
+            f"{their_auc:.4f} against {auc:.4f})"
+        )
+    return ""
+
+
 def _print_report(console: Any, report: Any) -> None:
+    from training.registry import CHANCE_AUC
+
     model = report.metrics["model"]
     split = report.split.summary()
     title = (
@@ -403,14 +420,22 @@ def _print_report(console: Any, report: Any) -> None:
     se = model.get("roc_auc_se", float("nan"))
     if se == se:
         console.print(f"  model ROC-AUC standard error: {se:.4f} (Hanley–McNeil)")
+    auc = model.get("roc_auc", float("nan"))
+    if auc < CHANCE_AUC:
+        # Not a weak model but a reversed one: its top of the list is where the customers least at risk are.
+        console.print(
+            f"  [red]the model ranks the test window worse than chance[/red] (ROC-AUC {auc:.4f} < "
+            f"{CHANCE_AUC:g}): what it learned does not hold on the test dates (a season, too few training "
+            "dates or positives); do not serve it, and see `gridrisk backtest`",
+            highlight=False,
+        )
     primary = report.primary_metric
-    logistic = report.metrics.get("logistic", {})
-    if logistic.get(primary, float("-inf")) > model.get(primary, float("-inf")):
+    beaten = _logistic_beats(report.metrics.get("logistic", {}), model, primary)
+    if beaten:
         # The gate holds a first model to the rule only: a booster that stopped early on a few training dates
         # was promoted beside a logistic baseline better on 11 of 13 metrics, without a word.
         console.print(
-            f"  [yellow]the logistic baseline beats the model on {primary}[/yellow] "
-            f"({logistic[primary]:.4f} against {model[primary]:.4f}): with few training dates the booster "
+            f"  [yellow]the logistic baseline {beaten}[/yellow]: with few training dates the booster "
             "may stop early on too little; `gridrisk backtest` shows whether it holds over earlier windows",
             highlight=False,
         )

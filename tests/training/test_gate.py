@@ -34,14 +34,24 @@ def test_first_model_becomes_champion() -> None:
         (GateScores("1", 0.10, 0.645), True),  # level on the primary metric, AUC just within the tolerance
         (GateScores("1", 0.099, 0.644), False),  # worse on both
         (GateScores("1", 0.04, 0.38), False),  # worse than chance and than the rule
+        # A tie on the primary metric is no win: it cannot make up for a worse list overall. On a small
+        # utility both lists can hold no hit (0.0000 vs 0.0000), and a model at ROC-AUC 0.08 was served.
+        (GateScores("1", 0.10, 0.644), False),
+        (GateScores("1", 0.10, 0.5), False),
+        (GateScores("1", 0.09, 0.653), False),  # a worse top, and level (within the tolerance) overall
+        (GateScores("1", 0.30, 0.49), False),  # a better top, but the list ranks worse than chance
+        (GateScores("1", 0.10, 0.656), True),  # a tie on the top, a better list overall
     ],
 )
 def test_without_a_champion_the_rule_is_the_floor(challenger: GateScores, promote: bool) -> None:
-    # A first model is served unless the rule the teams use today beats it on both numbers (same window).
+    # A first model is served when it loses to the rule the teams use today on neither number, or wins on the
+    # other (same window); never when it ranks worse than chance.
     rule = GateScores("rule", 0.10, 0.65)
     decision = decide(challenger, None, GATE, "precision_at_5pct", rule, task="suspension")
     assert decision.promote is promote
     assert decision.reason.startswith("no champion yet") and "vs the rule 0.1000" in decision.reason
+    if challenger.primary == 0.10 and not promote:
+        assert "ties the rule baseline on precision_at_5pct" in decision.reason
     assert decision.tags()["gate.champion_version"] == "none"
     assert (
         decision.metrics()["gate_rule_primary"] == 0.10 and "gate_champion_primary" not in decision.metrics()
@@ -51,7 +61,7 @@ def test_without_a_champion_the_rule_is_the_floor(challenger: GateScores, promot
     if promote:
         both = challenger.primary >= 0.10 and challenger.roc_auc >= 0.645
         assert ("as good as the rule baseline or better:" in decision.reason) is both
-        assert ("as good as the rule baseline or better on " in decision.reason) is not both
+        assert ("better than the rule baseline on " in decision.reason) is not both
 
 
 def test_a_number_the_rule_lacks_is_not_lost_on() -> None:

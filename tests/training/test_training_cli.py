@@ -494,6 +494,22 @@ def test_a_model_the_logistic_baseline_beats_is_said_so() -> None:
     assert "the logistic baseline beats the model on amount_recall_at_5pct (0.9970 against 0.9943)" in text
     metrics["logistic"]["amount_recall_at_5pct"] = 0.99
     assert "logistic baseline beats" not in _printed(report)
+    # Tied on the primary metric (no hit in either list), the whole list decides.
+    metrics["logistic"].update(amount_recall_at_5pct=0.9943, roc_auc=0.81)
+    metrics["model"]["roc_auc"] = 0.74
+    tied = "ties the model on amount_recall_at_5pct (0.9943) and ranks the whole list better"
+    assert tied in _printed(report)
+    metrics["model"]["roc_auc"] = 0.82
+    assert "logistic baseline" not in _printed(report)
+
+
+@pytest.mark.parametrize("auc, said", [(0.3702, True), (0.5, False), (0.62, False)])
+def test_a_model_worse_than_chance_is_said_so(auc: float, said: bool) -> None:
+    # A tester's first suspension model ranked its test window at ROC-AUC 0.37 (the rule 0.65) and the summary
+    # said nothing of it.
+    model = {"rows": 9000.0, "positives": 260.0, "precision_at_5pct": 0.037, "roc_auc": auc, "ece": 0.01}
+    text = _printed(_report("suspension", {"model": model}, "precision_at_5pct", []))
+    assert ("ranks the test window worse than chance (ROC-AUC 0.3702 < 0.5)" in text) is said
 
 
 @pytest.mark.parametrize("command", ["train", "backtest", "evaluate"])
