@@ -723,7 +723,9 @@ def train_on_frame(
             params, best_auc = search_params(
                 spec.task.value,
                 features,
-                split.validation_pairs(train, validation),
+                split,
+                train,
+                validation,
                 params,
                 config.search,
                 on_trial=lambda i, auc: progress("fit", (i + 1) / (config.search.n_trials + 1)),

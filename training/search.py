@@ -1,21 +1,24 @@
 """Optional Optuna search over LightGBM parameters; each trial is a nested MLflow run under the training run.
 
-Trials are judged by validation ROC-AUC — the holdout window's, or the mean over the purged folds' blocks (the
-test window stays untouched until the chosen model is evaluated).
+Trials are judged by validation ROC-AUC measured as the training run's own `validation_roc_auc` is: each trial
+fits as the run does (`TaskModel.fit_split`), so on purged folds it is the pooled out-of-fold AUC, one-class
+blocks are skipped as in training, and the best trial's number is the one the run then logs (the test window
+stays untouched until the chosen model is evaluated).
 Depth is capped at 8 so a searched model still explains a row quickly (see bench_explain_depth.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from training.config import LightGBMConfig, SearchConfig
-from training.evaluate import roc_auc
 from training.fit import TaskModel
+from training.split import TimeSplit
+from training.tasks import TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +26,9 @@ logger = logging.getLogger(__name__)
 def search_params(
     task: str,
     features: list[str],
-    pairs: Iterable[tuple[pd.DataFrame, pd.DataFrame]],
+    split: TimeSplit,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
     base: LightGBMConfig,
     search: SearchConfig,
     *,
@@ -32,11 +37,13 @@ def search_params(
 ) -> tuple[LightGBMConfig, float]:
     """Best parameters found and their validation ROC-AUC. With `log_trials`, an MLflow run must be active.
 
-    `pairs` is iterated once per trial: a list, or `split.ValidationPairs`, which makes the folds' frames anew
-    each time rather than holding all of them."""
+    A split that cannot train (every purged fold with one class) fails the first trial with the fit's own
+    TrainingError, raised here rather than through Optuna, which would log it as a failed trial's traceback.
+    On purged folds a trial also pays the refit on every development date, as the run's fit does."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    failed: list[TrainingError] = []
 
     def objective(trial: optuna.Trial) -> float:
         candidate = base.model_copy(
@@ -49,13 +56,15 @@ def search_params(
                 "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
             }
         )
-        aucs, trees = [], []
-        for learn, judge in pairs:
-            model = TaskModel(task, features, candidate, calibration="none").fit(learn, judge)
-            aucs.append(roc_auc(judge["label"].to_numpy(), model.raw_probability(judge)))
-            trees.append(model.best_iteration_)
-            del learn, judge, model  # before the next fold's frames are made
-        auc, best_iteration = float(np.mean(aucs)), round(float(np.mean(trees)))
+        try:
+            model = TaskModel(task, features, candidate, calibration="none")
+            model.fit_split(split, train, validation)
+        except TrainingError as exc:  # the data's, not the parameters': every trial would fail alike
+            failed.append(exc)
+            trial.study.stop()
+            raise optuna.TrialPruned() from exc
+        auc, best_iteration = float(model.validation_roc_auc_), model.best_iteration_
+        del model
         trial.set_user_attr("best_iteration", best_iteration)
         if log_trials:
             import mlflow
@@ -73,6 +82,8 @@ def search_params(
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed))
     study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds)
+    if failed:
+        raise failed[0]
     best = base.model_copy(update=study.best_params)
     logger.info("search: %d trials, best validation roc_auc %.4f", len(study.trials), study.best_value)
     return best, float(study.best_value)
