@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +22,10 @@ MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")  # "2022-13" would pass \d{2} and
 
 class Strict(BaseModel):
     # inf and nan are refused: `lambda_l2 = inf` trained a constant model (ROC-AUC 0.5) and registered it.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Strict types: `num_leaves = "31"` and `enabled = "yes"` were coerced, so a quoted number or a word
+    # for a switch trained as something the file does not say; a whole number is still a number
+    # (`learning_rate = 1`).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class AsOfRange(Strict):
@@ -91,6 +95,16 @@ class LightGBMConfig(Strict):
     # LightGBM's seeds are C ints, and the logistic baseline's may not be negative.
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
 
+    @field_validator("max_depth")
+    @classmethod
+    def _depth_zero_is_not_a_depth(cls, v: int) -> int:
+        if v == 0:  # LightGBM reads any depth <= 0 as no limit, which a 0 does not say
+            raise ValueError(
+                "max_depth = 0 would grow trees without a depth limit; write -1 for unlimited, or a depth of "
+                "1 or more"
+            )
+        return v
+
 
 class SearchConfig(Strict):
     """Optional Optuna search; each trial is a nested MLflow run, scored by validation ROC-AUC."""
@@ -109,7 +123,7 @@ PRIMARY_FRACTION = 0.05  # every task's primary metric and its gate read the top
 
 class EvaluationConfig(Strict):
     station_capacity: int = Field(default=10, ge=1, description="visits per station per as-of list")
-    top_fractions: tuple[float, ...] = (0.01, 0.05)
+    top_fractions: tuple[float, ...] = Field(default=(0.01, 0.05), strict=False)  # a TOML array is a list
     min_segment_rows: int = Field(default=50, ge=1, description="smaller segments are not scored")
 
     @field_validator("top_fractions")
@@ -154,9 +168,12 @@ def gap_message(gap: int, task: str, window: int) -> str:
 
 
 class ExperimentConfig(Strict):
-    task: Task
-    warehouse: Path | None = Field(default=None, description="default: GRIDRISK_WAREHOUSE")
-    training_set: Path | None = Field(default=None, description="a prebuilt `gridrisk features` Parquet")
+    # A TOML file gives these as strings: the task's name and paths.
+    task: Task = Field(strict=False)
+    warehouse: Path | None = Field(default=None, strict=False, description="default: GRIDRISK_WAREHOUSE")
+    training_set: Path | None = Field(
+        default=None, strict=False, description="a prebuilt `gridrisk features` Parquet"
+    )
     as_of: AsOfRange = AsOfRange()
     split: SplitConfig = SplitConfig()
     lightgbm: LightGBMConfig = LightGBMConfig()
@@ -237,8 +254,42 @@ def _validate(raw: dict[str, Any], where: str) -> ExperimentConfig:
         # A check across keys has no location and names its keys itself; pydantic's "Value error, " says
         # nothing to the reader.
         problems = "; ".join(
-            (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "")
-            + e["msg"].removeprefix("Value error, ")
+            (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + _problem(e)
             for e in exc.errors()
         )
         raise TrainingError(f"experiment config {where} is invalid: {problems}") from exc
+
+
+def _problem(error: Any) -> str:
+    """What is wrong with one value, in the TOML's words rather than pydantic's ("Input should be a valid
+    tuple", "instance of LightGBMConfig")."""
+    value, kind = error.get("input"), error["type"]
+    if isinstance(value, date):  # TOML reads an unquoted 2023-01-01 as a date
+        return f'{value} is a TOML date; write the month as a quoted string, "{value:%Y-%m}"'
+    if kind in ("model_type", "dict_type"):
+        return f"must be a table of keys ([{error['loc'][-1]}] and the keys under it), got {value!r}"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be a list in square brackets, e.g. [{value!r}], got {value!r}"
+    if kind in ("int_type", "float_type", "bool_type", "string_type"):
+        what = {
+            "int_type": "a whole number",
+            "float_type": "a number",
+            "bool_type": "true or false",
+            "string_type": "a quoted string",
+        }[kind]
+        if not isinstance(value, str):
+            return f"must be {what}, got {value!r}"
+        unquoted = kind != "string_type" and _reads_as(value.strip(), kind)
+        return f'must be {what}, got "{value}"' + (" (in quotes: write it without them)" if unquoted else "")
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _reads_as(text: str, kind: str) -> bool:
+    """Whether `text`, written without its quotes, would be the value the key takes."""
+    if kind == "bool_type":
+        return text in ("true", "false")
+    try:
+        float(text) if kind == "float_type" else int(text)
+    except ValueError:
+        return False
+    return True
