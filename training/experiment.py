@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.memory import release_memory
@@ -149,9 +150,18 @@ def load_training_frame(
                 f"training_set {path} does not exist; build it with `gridrisk features --out`"
             )
         check_training_set_file(path, config.task.value)
+        keep = set_dates_in_range(config, path)
         # Arrow's buffers are freed column by column as pandas takes them, one block per column: the peak is
         # the frame once, not the file twice (4.0 rather than 6.2 GiB for a 2.8 GiB set).
         convert = {"self_destruct": True, "split_blocks": True}
+        if keep is not None and share < 1:
+            last = pd.Timestamp(pc.max(pq.read_table(path, columns=["as_of"]).column("as_of")).as_py())
+            if keep[-1] < last:  # read_sampled keeps the set's own latest dates whole, not the range's
+                raise TrainingError(
+                    f"[sample] keeps every customer on the latest {whole} as-of dates of training_set {path} "
+                    f"(to {last.date()}), but [as_of] ends at {keep[-1].date()}, so the test dates would be "
+                    'a sample; set as_of.end = "latest", or rebuild the set up to as_of.end'
+                )
         if share < 1:
             missing = sorted({"customer_id", "as_of"} - set(pq.read_schema(path).names))
             if missing:
@@ -160,9 +170,14 @@ def load_training_frame(
                     "and dates; rebuild it with `gridrisk features --out`"
                 )
             table, sample = read_sampled(path, share, seed, whole)
+            if keep is not None:
+                table = table.filter(pc.is_in(table.column("as_of"), _as_arrow(keep, table.schema)))
             frame = table.to_pandas(**convert)
             del table
             frame.attrs["sample"] = sample.describe()
+        elif keep is not None:
+            wanted = pc.field("as_of").isin(_as_arrow(keep, pq.read_schema(path)))
+            frame = pq.read_table(path, filters=wanted).to_pandas(**convert)
         else:
             frame = pd.read_parquet(path, to_pandas_kwargs=convert)
         pa.default_memory_pool().release_unused()
@@ -182,6 +197,57 @@ def load_training_frame(
     )
     check_learnable(frame, config.task.value, Path(warehouse))
     return frame
+
+
+def set_dates_in_range(config: ExperimentConfig, path: Path) -> list[pd.Timestamp] | None:
+    """The as-of dates of a prebuilt set that the config's [as_of] range picks, as building from the warehouse
+    would pick them: month ends from `start` to `end` every `step_months`, the latest `max_dates` of them.
+    A prebuilt set knows no warehouse, so `start = "auto"` is the set's first date and `end = "latest"` its
+    last (the set was built on labelled dates). None when every date of the set is kept."""
+    column = pq.read_table(path, columns=["as_of"]).column("as_of")
+    dates = sorted(pd.DatetimeIndex(pc.unique(column).to_pandas()).normalize())
+    del column
+    if not dates:
+        return None
+    first, last = pd.Period(dates[0], "M"), pd.Period(dates[-1], "M")
+    start = first if config.as_of.start == "auto" else pd.Period(config.as_of.start, "M")
+    end = last if config.as_of.end == "latest" else pd.Period(config.as_of.end, "M")
+    months = {pd.Period(d, "M") for d in month_ends(str(start), str(end), config.as_of.step_months)}
+    keep = [d for d in dates if pd.Period(d, "M") in months]
+    if config.as_of.max_dates is not None:
+        keep = keep[-config.as_of.max_dates :]
+    span = f"{dates[0].date()}..{dates[-1].date()}"
+    if not keep:
+        raise TrainingError(
+            f"training_set {path} holds as-of dates {span}, and the config's [as_of] range ({start} to {end} "
+            f"every {config.as_of.step_months} month(s)) picks none of them; move the range, or rebuild the "
+            f"set with {build_command(config.task.value)}"
+        )
+    if start < first or end > last:
+        logger.warning(
+            "training_set %s holds as-of dates %s only, less than the [as_of] range %s..%s; rebuild it to "
+            "train on the whole range",
+            path,
+            span,
+            start,
+            end,
+        )
+    if len(keep) == len(dates):
+        return None
+    logger.info(
+        "training_set %s: the [as_of] range keeps %d of its %d as-of dates (%s..%s)",
+        path,
+        len(keep),
+        len(dates),
+        keep[0].date(),
+        keep[-1].date(),
+    )
+    return keep
+
+
+def _as_arrow(dates: list[pd.Timestamp], schema: pa.Schema) -> pa.Array:
+    """`dates` as an Arrow array of the set's own as-of type (a timestamp of some unit, or a date)."""
+    return pa.array([d.to_pydatetime() for d in dates]).cast(schema.field("as_of").type)
 
 
 def build_command(task: str) -> str:

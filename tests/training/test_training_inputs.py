@@ -73,3 +73,35 @@ def test_features_no_training_row_has_are_named() -> None:
     train = pd.DataFrame({"a": [1.0, 2.0], "readings": [np.nan, np.nan], "never": [np.nan, np.nan]})
     test = pd.DataFrame({"a": [1.0], "readings": [3.0], "never": [np.nan]})
     assert unlearned_features(train, test, ["a", "readings", "never"]) == ["readings"]
+
+
+def test_an_explicit_as_of_range_picks_a_prebuilt_sets_dates(frame: pd.DataFrame, tmp_path: Path) -> None:
+    # A tester's `training_set = …` run logged as_of.end = 2024-02 beside a test window 2024-06..08: the
+    # range was ignored. It now picks among the set's dates as it would among the warehouse's.
+    from training.config import default_config
+    from training.experiment import load_training_frame
+
+    path = tmp_path / "arrears.parquet"  # 24 month ends, 2021-01..2022-12
+    frame.to_parquet(path)
+
+    def dates(**as_of) -> list[str]:
+        config = default_config("arrears", training_set=path, as_of=as_of)
+        loaded = load_training_frame(config, tmp_path / "no-warehouse")
+        return [f"{d:%Y-%m}" for d in sorted(pd.to_datetime(loaded["as_of"].unique()))]
+
+    assert len(dates()) == 24  # auto .. latest: the set's own dates
+    assert dates(start="2021-04", end="2022-02") == [
+        str(m) for m in pd.period_range("2021-04", "2022-02", freq="M")
+    ]
+    assert dates(step_months=6) == ["2021-01", "2021-07", "2022-01", "2022-07"]  # from the set's first date
+    assert dates(max_dates=3) == ["2022-10", "2022-11", "2022-12"]
+    with pytest.raises(TrainingError, match=r"2021-01-31\.\.2022-12-31, and the config's \[as_of\] range"):
+        dates(start="2023-01")
+    # [sample] keeps the set's own latest dates whole: an earlier end would test on a sample.
+    sampled = default_config(
+        "arrears", training_set=path, as_of={"end": "2022-06"}, sample={"customers": 0.5}
+    )
+    with pytest.raises(TrainingError, match="so the test dates would be a sample"):
+        load_training_frame(sampled, tmp_path)
+    late = default_config("arrears", training_set=path, as_of={"start": "2022-01"}, sample={"customers": 0.5})
+    assert pd.to_datetime(load_training_frame(late, tmp_path)["as_of"]).min() == pd.Timestamp("2022-01-31")
