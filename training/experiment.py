@@ -673,9 +673,10 @@ def train_task(
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
         truth_dir=truth if truth.exists() else None,
-        source=str(config.training_set or warehouse),
+        source=str(Path(config.training_set or warehouse).resolve()),
         progress=progress,
         config_text=config_text,
+        warehouse=Path(warehouse),
     )
     del frame
     release_memory()  # so the next task of `train --task all` starts from what is alive
@@ -739,8 +740,12 @@ def train_on_frame(
     config_text: str | None = None,
     feature_version: str | None = None,
     reasons: dict[str, ReasonText] | None = None,
+    warehouse: Path | None = None,
 ) -> TrainingReport:
-    """Fit, evaluate, log, register and gate one task on a stacked training set (customer x as-of rows)."""
+    """Fit, evaluate, log, register and gate one task on a stacked training set (customer x as-of rows).
+
+    `warehouse` is the one the command read (the config's, --warehouse or GRIDRISK_WAREHOUSE), for the
+    resolved config the run logs."""
     import mlflow
 
     started = time.perf_counter()
@@ -772,7 +777,8 @@ def train_on_frame(
                 **split.summary(),
             }
         )
-        mlflow.log_dict(config.resolved(), "config/resolved.json")
+        mlflow.log_dict(resolved_config(config, split, warehouse), "config/resolved.json")
+        mlflow.log_dict(config.resolved(), "config/as_written.json")
         if config_text is not None:
             mlflow.log_text(config_text, "config/experiment.toml")
         _log_dataset(frame, features, source, spec, fingerprint)
@@ -982,6 +988,23 @@ def _record_decision(
 
 
 # -- MLflow logging helpers ----------------------------------------------------------------------------------
+def resolved_config(config: ExperimentConfig, split: TimeSplit, warehouse: Path | None) -> dict[str, Any]:
+    """The config as the run used it: the first and last as-of months of the split (not "auto" / "latest"),
+    the gap in days, and absolute paths (the warehouse from GRIDRISK_WAREHOUSE too). `as_written.json` keeps
+    the config as given."""
+    out = config.resolved()
+    dates = [*split.train, *split.validation, *split.test, *split.dropped]
+    out["as_of"].update(start=f"{min(dates):%Y-%m}", end=f"{max(dates):%Y-%m}")
+    out["split"]["gap_days"] = split.gap_days
+    if warehouse is not None:
+        out["warehouse"] = str(Path(warehouse).resolve())
+    elif config.warehouse is not None:
+        out["warehouse"] = str(Path(config.warehouse).resolve())
+    if config.training_set is not None:
+        out["training_set"] = str(Path(config.training_set).resolve())
+    return out
+
+
 def _flat_params(
     config, params, model: TaskModel, train, validation, test, n_features: int
 ) -> dict[str, Any]:
@@ -1172,7 +1195,7 @@ def evaluate_model(
                 "task": spec.task.value,
                 "model_uri": model_uri,
                 "model_version": version,
-                "data_source": str(warehouse),
+                "data_source": str(Path(config.training_set or warehouse).resolve()),
                 "data_fingerprint": fingerprint,
                 **split.summary(),
             }

@@ -244,3 +244,29 @@ def test_a_categorical_the_export_left_empty_still_logs_a_package(frame, feature
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{report.run_id}/model", dst_path=str(tmp_path))
     out = pyfunc.predict(empty[[*features, "archive_industry_code"]].head(3))
     assert out["probability"].between(0, 1).all()
+
+
+def test_the_resolved_config_names_what_the_run_used(
+    frame, features, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # config/resolved.json kept "auto", "latest", gap_days null and a relative warehouse: nothing resolved.
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = default_config(
+        "arrears", lightgbm={"num_boost_round": 30, "num_threads": 1}, register_model=False
+    )
+    report = train_on_frame(
+        frame, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
+        feature_version="test-v1", reasons={}, source="synthetic", warehouse=Path("wh"),
+    )  # fmt: skip
+    client = client_for(uri)
+    folder = Path(client.download_artifacts(report.run_id, "config", str(tmp_path)))
+    resolved = json.loads((folder / "resolved.json").read_text())
+    assert resolved["as_of"]["start"] == "2021-01" and resolved["as_of"]["end"] == "2022-12"
+    assert resolved["split"]["gap_days"] == 120  # arrears: 90 days + 30 of grace
+    assert resolved["warehouse"] == str(tmp_path / "wh")
+    assert default_config(**resolved).as_of.start == "2021-01"  # still a config
+    written = json.loads((folder / "as_written.json").read_text())
+    assert written["as_of"]["start"] == "auto" and written["split"]["gap_days"] is None
