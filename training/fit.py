@@ -178,12 +178,13 @@ class TaskModel:
         method = self.calibration
         self.calibration_check_ = None
         if method != "none" and len(p_out) < 2:
-            # One block's map cannot be checked against another, and it is fitted on a fold booster of a few
-            # trees: applied to the refit's wider range of probabilities it clipped every customer to one value.
+            # One block's map cannot be checked against another, and it is fitted on a fold booster of a
+            # few trees: applied to the refit's wider range of probabilities it clipped every customer to one
+            # value.
             logger.warning(
-                "%s: %s calibration left out: one purged fold could be validated, so the map cannot be checked "
-                "from one period to another; the booster's own probabilities are served (more development "
-                "dates or fewer split.folds give more blocks)",
+                "%s: %s calibration left out: one purged fold could be validated, so the map cannot be "
+                "checked from one period to another; the booster's own probabilities are served (more "
+                "development dates or fewer split.folds give more blocks)",
                 self.task,
                 method,
             )
