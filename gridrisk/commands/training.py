@@ -364,9 +364,13 @@ def _run_with_progress(console: Any, task: str, work: Any) -> Any:
 
 
 def _metrics_table(title: str, metrics: dict[str, dict[str, float]], primary: str) -> Any:
+    """The title on a line of its own above the table: as the table's title it wrapped at the table's width
+    ("(★ = primary" / "metric)") on any terminal."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    table = Table()
     table.add_column("metric (test window)")
     columns = [(key, label) for key, label in SCORER_COLUMNS if key in metrics]
     for _, label in columns:
@@ -376,7 +380,7 @@ def _metrics_table(title: str, metrics: dict[str, dict[str, float]], primary: st
             continue
         marker = " ★" if key == primary else ""
         table.add_row(label + marker, *[_cell(metrics[scorer].get(key)) for scorer, _ in columns])
-    return table
+    return Group(Text(title), table)
 
 
 FEW_POSITIVES = 50  # below this a test window's ROC-AUC has a standard error of about 0.04 or more
@@ -460,9 +464,11 @@ def _print_report(console: Any, report: Any) -> None:
             highlight=False,
         )
     if report.unlearned:
+        n = len(report.unlearned)
+        has, does, them = ("1 feature has", "does", "it") if n == 1 else (f"{n} features have", "do", "them")
         console.print(
-            f"  [yellow]{len(report.unlearned)} features have no value on any training date[/yellow] but do "
-            f"on the test dates, so the model cannot use them yet: {', '.join(report.unlearned)} (say, daily "
+            f"  [yellow]{has} no value on any training date[/yellow] but {does} on the test dates, so the "
+            f"model cannot use {them} yet: {', '.join(report.unlearned)} (say, daily "
             "readings that begin inside the last label window, or a year-on-year change that needs more "
             "months of bills than the training dates have; a later retrain learns them)",
             highlight=False,

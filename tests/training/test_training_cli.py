@@ -474,7 +474,10 @@ def test_a_model_far_off_the_test_rate_is_said_to_rank_only(ece: float, said: bo
     assert ("average 0.116 against a label rate of 0.212" in text) is said
     assert ("do not read them as rates" in text) is said
     assert ("The rate moved" in text) is said
-    assert "1 features have no value on any training date" in text and "readings_cv_90d" in text
+    assert "1 feature has no value on any training date" in text and "readings_cv_90d" in text
+    assert "but does on the test dates, so the model cannot use it yet" in text
+    # The title is one line on a wide terminal (as the table's title it wrapped at the table's width).
+    assert "positives (★ = primary metric)\n" in text
     # Off at the right mean: too confident, not a moved rate.
     report.metrics["model"].update(ece=0.082, mean_probability=0.200, label_rate=0.204)
     text = _printed(report)
