@@ -303,6 +303,15 @@ def _record_replaced(client, name: str, version: str, by: str, how: str, reason:
     values = (at, by, how, reason)
     for key, value in zip(REPLACED_TAGS, values, strict=True):
         client.set_model_version_tag(name, version, key, value)
+    # Its training run said "champion since …" from an override; that time has ended (a rolled-back version's
+    # run kept saying it was champion).
+    run_id = client.get_model_version(name, version).run_id
+    if run_id:
+        since = client.get_run(run_id).data.tags.get("promotion.override", "")
+        if since.startswith("champion since "):
+            began, _, why = since.removeprefix("champion since ").partition(": ")
+            ended = f"champion from {began} until {at} ({why}); replaced by v{by} ({how})"
+            client.set_tag(run_id, "promotion.override", ended)
 
 
 def promote(tracking_uri: str, task: str, version: str, reason: str, user: str = "") -> dict[str, Any]:
@@ -324,8 +333,8 @@ def promote(tracking_uri: str, task: str, version: str, reason: str, user: str =
     target_version = str(target.version)
     if previous_version == target_version:  # retagging would overwrite the record of the real promotion
         raise TrainingError(
-            f"version {target_version} is already the champion of {name}; nothing to promote (its promotion "
-            "tags keep how it got there)"
+            f"version {target_version} is already the champion of {name}; nothing to promote (its gate.* or "
+            "promotion.* tags keep how it got there)"
         )
     client.set_registered_model_alias(name, CHAMPION, target_version)
     if previous is not None:

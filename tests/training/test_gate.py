@@ -124,10 +124,15 @@ def registry_with_versions(uri: str, root, count: int):
 
 
 def add_version(client, root) -> str:
-    """A new version (no model behind it) holding `challenger`, as `register_challenger` leaves it."""
+    """A new version (no model behind it, a training run with no data) holding `challenger`, as
+    `register_challenger` leaves it."""
     name = model_name("arrears")
     count = len(client.search_model_versions(f"name = '{name}'"))
-    version = str(client.create_model_version(name, (root / f"v{count + 1}").as_uri()).version)
+    experiment = client.get_experiment_by_name(name) or client.get_experiment(client.create_experiment(name))
+    run = client.create_run(experiment.experiment_id)
+    version = str(
+        client.create_model_version(name, (root / f"v{count + 1}").as_uri(), run.info.run_id).version
+    )
     client.set_registered_model_alias(name, CHALLENGER, version)
     return version
 
@@ -186,6 +191,18 @@ def test_promote_and_roll_back_the_challenger(tracking, tmp_path) -> None:
     assert v2["promotion.reason"] == "use November's model"  # who, when and why it was promoted stay
     v1 = client.get_model_version(model_name("arrears"), "1").tags
     assert not any(key.startswith("champion.") for key in v1)  # champion again: its old ending is gone
+    # The training runs say so too: v2's "champion since …" has ended (it kept saying so after a rollback).
+    run_tag = {
+        v: client.get_run(client.get_model_version(model_name("arrears"), v).run_id).data.tags[
+            "promotion.override"
+        ]
+        for v in ("1", "2")
+    }
+    assert run_tag["1"] == f"champion since {v1['promotion.at']}: rollback"
+    assert run_tag["2"] == (
+        f"champion from {v2['promotion.at']} until {v2['champion.until']} (use November's model); "
+        "replaced by v1 (override)"
+    )
     assert v1["promotion.previous_champion"] == "2" and v1["promotion.reason"] == "rollback"
     runs = client.search_runs(
         [client.get_experiment_by_name("gridrisk-arrears").experiment_id],
