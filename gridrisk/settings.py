@@ -26,6 +26,13 @@ def load_settings() -> Settings:
 
     try:
         return Settings()
-    except (ValidationError, SettingsError) as exc:
+    except ValidationError as exc:
+        # Each bad variable on its own line, without pydantic's error types and help links.
+        for error in exc.errors():
+            name = "GRIDRISK_" + "_".join(str(part) for part in error["loc"]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            typer.echo(f"invalid {name} in the environment: {message}", err=True)
+        raise typer.Exit(2) from exc
+    except SettingsError as exc:
         typer.echo(f"invalid GRIDRISK_* setting in the environment: {exc}", err=True)
         raise typer.Exit(2) from exc

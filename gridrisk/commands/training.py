@@ -165,9 +165,11 @@ def _inputs_or_exit(console: Any, cfg: Any, warehouse: Path) -> None:
     if cfg.training_set is None:
         if not warehouse.is_dir():
             wh = escape(str(warehouse))
+            here = escape(str(Path.cwd()))
+            where = "" if warehouse.is_absolute() else f" (a relative path, read from {here})"
             console.print(
-                f"[red]error:[/red] warehouse {wh} does not exist: run `gridrisk ingest EXPORT --warehouse "
-                f"{wh}` first, or pass --warehouse DIR (or set GRIDRISK_WAREHOUSE)"
+                f"[red]error:[/red] warehouse {wh}{where} does not exist: run `gridrisk ingest EXPORT "
+                f"--warehouse {wh}` first, or pass --warehouse DIR (or set GRIDRISK_WAREHOUSE)"
             )
             raise typer.Exit(2)
         return
