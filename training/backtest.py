@@ -30,6 +30,7 @@ from training.experiment import (
     checked_frame,
     fit_and_evaluate,
     load_training_frame,
+    resolved_config,
     split_frame,
 )
 from training.registry import ensure_experiment, experiment_name
@@ -197,7 +198,10 @@ def backtest_task(
     report = backtest_frame(
         frame, config, windows=windows, truth_dir=truth if truth.exists() else None, progress=progress
     )
-    report.run_id = log_backtest(report, config, tracking_uri, artifact_root, source=str(warehouse))
+    source = Path(config.training_set or warehouse).resolve()
+    report.run_id = log_backtest(
+        report, config, tracking_uri, artifact_root, source=str(source), warehouse=Path(warehouse)
+    )
     return report
 
 
@@ -208,9 +212,11 @@ def log_backtest(
     artifact_root: Path | None,
     *,
     source: str = "",
+    warehouse: Path | None = None,
 ) -> str:
     """One MLflow run (tag gridrisk.kind = backtest): per-window metrics as steps (step 1 = the latest
-    window), their means, the paired comparisons, the window table and a plot."""
+    window), their means, the paired comparisons, the window table and a plot. The config is logged as the
+    windows used it (`resolved.json`: window 1's split holds every date of the others) and as written."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -226,7 +232,8 @@ def log_backtest(
                 "backtest_stopped": report.stopped or "",
             }
         )
-        mlflow.log_dict(config.resolved(), "config/resolved.json")
+        mlflow.log_dict(resolved_config(config, report.windows[0].split, warehouse), "config/resolved.json")
+        mlflow.log_dict(config.resolved(), "config/as_written.json")
         mlflow.log_params({"windows_requested": report.requested, "windows": len(report.windows)})
         for _, row in table.iterrows():
             step = int(row["window"])

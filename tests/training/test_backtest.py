@@ -3,6 +3,7 @@ window 1 is training's own test window, and the paired comparison is what the wi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -130,9 +131,16 @@ def test_too_few_dates_stop_the_backtest_with_the_reason(frame, features) -> Non
 
 def test_the_backtest_run_logs_windows_as_steps_a_table_and_a_plot(report, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run_id = log_backtest(report, config(), uri, tmp_path / "art", source="synthetic")
+    run_id = log_backtest(report, config(), uri, tmp_path / "art", source="synthetic", warehouse=Path("wh"))
     client = client_for(uri)
     run = client.get_run(run_id)
+    # The config as the windows used it: it kept "auto", "latest" and no gap, as training's once did.
+    folder = Path(client.download_artifacts(run_id, "config", str(tmp_path)))
+    resolved = json.loads((folder / "resolved.json").read_text())
+    first = min(report.windows[0].split.train)
+    assert resolved["as_of"]["start"] == f"{first:%Y-%m}" and resolved["split"]["gap_days"] == 120
+    assert resolved["warehouse"] == str(Path("wh").resolve())
+    assert json.loads((folder / "as_written.json").read_text())["as_of"]["start"] == "auto"
     assert run.data.tags["gridrisk.kind"] == "backtest" and run.data.params["windows"] == "3"
     history = client.get_metric_history(run_id, "backtest_model_roc_auc")
     assert sorted(m.step for m in history) == [1, 2, 3]
