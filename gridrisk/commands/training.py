@@ -482,7 +482,12 @@ def _print_report(console: Any, report: Any) -> None:
         f"  explanation cost: {extra['explain_ms_single_row']:.3f} ms for one row, "
         f"{extra['explain_ms_per_row_batch']:.3f} ms per row in a batch (pred_contrib)"
     )
-    console.print(f"  run {report.run_id} in experiment gridrisk-{report.task}, {report.seconds:.1f} s")
+    timing = f"{report.seconds:.1f} s"
+    if report.build_seconds:
+        timing += (
+            f" (training set {report.build_seconds:.1f} s, training_seconds {report.training_seconds:.1f})"
+        )
+    console.print(f"  run {report.run_id} in experiment gridrisk-{report.task}, {timing}")
     if report.gate is not None:
         verdict = (
             "[green]promoted to champion[/green]"
