@@ -71,21 +71,31 @@ def sample_for(dates, share: float, seed: int, whole_dates: int) -> CustomerSamp
     return CustomerSample(share, whole_from(dates, whole_dates), seed) if share < 1 else None
 
 
-def read_sampled(path, sample_share: float, seed: int, whole_dates: int) -> tuple[pa.Table, CustomerSample]:
+def read_sampled(
+    path, sample_share: float, seed: int, whole_dates: int, dates: list[pd.Timestamp] | None = None
+) -> tuple[pa.Table, CustomerSample]:
     """A training set's Parquet with the earlier dates cut to the sampled customers, read a batch at a time
-    (the peak is the kept rows, not the file)."""
+    (the peak is the kept rows, not the file). `dates`: only these as-of dates are read, and the latest
+    `whole_dates` of them keep every customer (None: every date of the file)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    as_of = pq.read_table(path, columns=["as_of"]).column("as_of")
-    sample = CustomerSample(sample_share, whole_from(pc.unique(as_of).to_pandas(), whole_dates), seed)
-    del as_of
+    if dates is None:
+        as_of = pq.read_table(path, columns=["as_of"]).column("as_of")
+        dates = list(pd.DatetimeIndex(pc.unique(as_of).to_pandas()))
+        del as_of
+        wanted = None
+    else:
+        wanted = pd.DatetimeIndex(dates)
+    sample = CustomerSample(sample_share, whole_from(dates, whole_dates), seed)
     source = pq.ParquetFile(path)
     kept = []
     for batch in source.iter_batches(batch_size=1 << 17):
         keep = members(batch.column("customer_id").to_numpy(zero_copy_only=False), sample.share, sample.seed)
+        on = pd.to_datetime(batch.column("as_of").to_numpy(zero_copy_only=False))
         if sample.whole_from is not None:
-            dates = pd.to_datetime(batch.column("as_of").to_numpy(zero_copy_only=False))
-            keep |= np.asarray(dates >= sample.whole_from)
+            keep |= np.asarray(on >= sample.whole_from)
+        if wanted is not None:
+            keep &= np.asarray(on.normalize().isin(wanted))
         kept.append(batch.filter(pa.array(keep)))
     return pa.Table.from_batches(kept, schema=source.schema_arrow), sample
