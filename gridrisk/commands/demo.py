@@ -49,6 +49,9 @@ def _port_free_or_exit(port: int) -> None:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: a port whose last connections linger in TIME_WAIT (a demo stopped a minute ago,
+        # with a browser on it) is free to serve on, and only a listener holds it.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:

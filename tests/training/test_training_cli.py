@@ -292,6 +292,25 @@ def test_demo_refuses_a_busy_port_before_any_work(home: Path, monkeypatch: pytes
     assert ran == []
 
 
+def test_demo_takes_a_port_whose_last_connection_lingers(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A reviewer's probe refused a port in TIME_WAIT that uvicorn (SO_REUSEADDR) binds: a demo stopped with a
+    # browser on it could not be started again for a minute.
+    import socket
+
+    from gridrisk.commands import demo as command
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+        client.close()
+    command._port_free_or_exit(port)  # no exit
+
+
 def test_demo_stops_cleanly_when_a_task_has_no_as_of_date(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
