@@ -177,7 +177,21 @@ def decide(
     primary >= champion's primary + margin, and ROC-AUC >= champion's ROC-AUC - tolerance.
 
     With no champion yet, the task's rule (what the teams rank by today) is the floor: the first model is
-    served when it loses to the rule on neither number, or wins on the one it does not lose on (`_first`)."""
+    served when it loses to the rule on neither number, or wins on the one it does not lose on (`_first`).
+    A model that ranks the test window worse than chance (ROC-AUC < 0.5) is never served by the gate, first
+    or not: its other numbers only measure how it orders a few hits."""
+    if challenger.roc_auc < CHANCE_AUC:
+        against = (
+            f" vs champion v{champion.version} {champion.primary:.4f}"
+            if champion is not None
+            else (f" vs the rule {rule.primary:.4f}" if rule is not None else "")
+        )
+        reason = (
+            f"{'no champion yet, and it' if champion is None else 'it'} ranks the test window worse than "
+            f"chance (ROC-AUC {challenger.roc_auc:.4f} below {CHANCE_AUC:g}), whatever its {primary_metric} "
+            f"{challenger.primary:.4f}{against}; {_override(task, challenger.version)}"
+        )
+        return GateDecision(False, reason, primary_metric, challenger, champion, rule)
     if champion is None:
         return _first(challenger, gate, primary_metric, rule, task)
     need_primary = champion.primary + gate.primary_margin
@@ -200,6 +214,10 @@ def decide(
 CHANCE_AUC = 0.5  # a ROC-AUC below it orders the customers worse than a coin toss would
 
 
+def _override(task: str, version: str) -> str:
+    return f'`gridrisk promote --task {task} --version {version} --reason "…"` serves it anyway'
+
+
 def _first(
     challenger: GateScores, gate: GateConfig, primary_metric: str, rule: GateScores | None, task: str
 ) -> GateDecision:
@@ -208,13 +226,11 @@ def _first(
     The model is served when it loses on neither, or when a loss on one is made up by a win on the other (a
     better top of the list, or a better list overall). A tie on the primary metric is no win: on a small
     utility both lists can hold no hit at all (0.0000 vs 0.0000), and a model ranking at ROC-AUC 0.08 against
-    the rule's 0.58 had been served on it. A model below chance (ROC-AUC < 0.5) is never served by the gate.
-    A number the rule lacks (NaN: it ranks nobody apart) counts as won: the rule has nothing there to beat."""
+    the rule's 0.58 had been served on it. A number the rule lacks (NaN: it ranks nobody apart) counts as
+    won: the rule has nothing there to beat."""
     if rule is None:
         return GateDecision(True, "no champion yet", primary_metric, challenger, None)
-    override = (
-        f'`gridrisk promote --task {task} --version {challenger.version} --reason "…"` serves it anyway'
-    )
+    override = _override(task, challenger.version)
     if math.isnan(challenger.primary) or math.isnan(challenger.roc_auc):
         reason = (
             f"no champion yet, and its own {primary_metric} {challenger.primary:.4f} / roc_auc "
@@ -225,12 +241,6 @@ def _first(
         f"{primary_metric} {challenger.primary:.4f} vs the rule {rule.primary:.4f}; "
         f"roc_auc {challenger.roc_auc:.4f} vs the rule {rule.roc_auc:.4f} (tolerance {gate.auc_tolerance:g})"
     )
-    if challenger.roc_auc < CHANCE_AUC:
-        reason = (
-            f"no champion yet, and it ranks the test window worse than chance (ROC-AUC below "
-            f"{CHANCE_AUC:g}), whatever its {primary_metric}: {facts}; {override}"
-        )
-        return GateDecision(False, reason, primary_metric, challenger, None, rule)
     primary = _outcome(challenger.primary, rule.primary, 0.0)
     auc = _outcome(challenger.roc_auc, rule.roc_auc, gate.auc_tolerance)
     names = {"primary": primary_metric, "auc": "ROC-AUC"}

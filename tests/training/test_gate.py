@@ -105,6 +105,20 @@ def test_challenger_against_champion(challenger: GateScores, promote: bool, why:
     assert decision.metrics()["gate_champion_primary"] == 0.30
 
 
+@pytest.mark.parametrize("rule", [None, GateScores("rule", 0.10, 0.30)])
+def test_below_chance_is_never_promoted(rule: GateScores | None) -> None:
+    # A reviewer's cases: with no rule to compare, or against a champion it beats on both numbers, a model at
+    # ROC-AUC 0.08 or 0.45 was served.
+    first = decide(GateScores("1", 0.3, 0.08), None, GATE, "precision_at_5pct", rule, task="suspension")
+    assert not first.promote and first.reason.startswith(
+        "no champion yet, and it ranks the test window worse"
+    )
+    champion = GateScores("1", 0.2, 0.44)
+    later = decide(GateScores("2", 0.3, 0.45), champion, GATE, "precision_at_5pct", rule, task="suspension")
+    assert not later.promote and "worse than chance (ROC-AUC 0.4500 below 0.5)" in later.reason
+    assert "champion v1 0.2000" in later.reason and "--version 2" in later.reason
+
+
 def test_local_store_detection() -> None:
     assert is_local_store("sqlite:////tmp/x/mlflow.db")
     assert is_local_store("/tmp/mlruns")
