@@ -6,6 +6,7 @@ the MLflow run; `default_config(task)` is what `gridrisk train --task T` uses wi
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from datetime import date
@@ -263,13 +264,15 @@ def _validate(raw: dict[str, Any], where: str) -> ExperimentConfig:
 def _problem(error: Any) -> str:
     """What is wrong with one value, in the TOML's words rather than pydantic's ("Input should be a valid
     tuple", "instance of LightGBMConfig")."""
-    value, kind = error.get("input"), error["type"]
+    value, kind, where = error.get("input"), error["type"], tuple(error["loc"])
     if isinstance(value, date):  # TOML reads an unquoted 2023-01-01 as a date
-        return f'{value} is a TOML date; write the month as a quoted string, "{value:%Y-%m}"'
+        if where[:1] == ("as_of",):
+            return f'{value} is a TOML date; write the month as a quoted string, "{value:%Y-%m}"'
+        return f"{value} is a TOML date, which this key does not take"
     if kind in ("model_type", "dict_type"):
-        return f"must be a table of keys ([{error['loc'][-1]}] and the keys under it), got {value!r}"
+        return f"must be a table of keys ([{where[-1]}] and the keys under it), got {value!r}"
     if kind in ("tuple_type", "list_type"):
-        return f"must be a list in square brackets, e.g. [{value!r}], got {value!r}"
+        return f"must be a list in square brackets, e.g. [{value}], got {value!r}"
     if kind in ("int_type", "float_type", "bool_type", "string_type"):
         what = {
             "int_type": "a whole number",
@@ -289,7 +292,7 @@ def _reads_as(text: str, kind: str) -> bool:
     if kind == "bool_type":
         return text in ("true", "false")
     try:
-        float(text) if kind == "float_type" else int(text)
+        number = float(text) if kind == "float_type" else int(text)
     except ValueError:
         return False
-    return True
+    return math.isfinite(number)  # "inf" and "nan" are refused unquoted too

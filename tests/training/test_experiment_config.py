@@ -89,6 +89,12 @@ def test_warehouse_override_wins(tmp_path: Path) -> None:
             'task = "arrears"\n[as_of]\nstart = 2023-01-01\n',
             'as_of.start: 2023-01-01 is a TOML date; write the month as a quoted string, "2023-01"',
         ),
+        # A reviewer's: the month hint for a seed, a list of strings suggested.
+        ('task = "arrears"\n[sample]\nseed = 2023-01-01\n', "sample.seed: 2023-01-01 is a TOML date, which"),
+        (
+            'task = "arrears"\n[evaluation]\ntop_fractions = "0.05"\n',
+            "evaluation.top_fractions: must be a list in square brackets, e.g. [0.05], got '0.05'",
+        ),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, text: str, where: str) -> None:
@@ -97,6 +103,15 @@ def test_bad_configs_name_the_key(tmp_path: Path, text: str, where: str) -> None
     with pytest.raises(TrainingError) as refused:
         load_config(path)
     assert where in str(refused.value)
+
+
+def test_a_quoted_infinity_is_not_told_to_drop_its_quotes(tmp_path: Path) -> None:
+    # Unquoted, `inf` is refused too (allow_inf_nan=False): the hint sent the reader to another refusal.
+    path = tmp_path / "bad.toml"
+    path.write_text('task = "arrears"\n[lightgbm]\nlearning_rate = "inf"\n')
+    with pytest.raises(TrainingError) as refused:
+        load_config(path)
+    assert 'must be a number, got "inf"' in str(refused.value) and "in quotes" not in str(refused.value)
 
 
 def test_whole_numbers_are_numbers_and_paths_and_tasks_are_strings(tmp_path: Path) -> None:
