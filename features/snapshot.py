@@ -39,8 +39,8 @@ FLOAT32_MEASURES = {
 # stays on the bill (amount_due, energy and basic charges): bills are what is due, and a window's shares and
 # prices compare whole bills with whole bills (12 months: six bills' money against six bills' kWh).
 SPREAD_MEASURES = ("kwh", "kwh_peak", "kwh_valley")  # energy: money stays per bill, so shares of it still add
-# Billing cycles spread, in months. Quarterly first: a six-month gap in a quarterly run is two missed quarters
-# of that run, and a two-monthly run keeps its own six-month gaps.
+# Billing cycles spread, in months (a gap that is a multiple of both, six months, belongs to whichever run it
+# lies in: both spread it over its six months).
 CYCLES = (3, 2)
 CYCLE_RUN = 3  # gaps of exactly one cycle in a run that make it a cycle (a missed bill is one longer gap)
 BILL_MEASURES = (

@@ -184,7 +184,7 @@ class TaskModel:
             logger.warning(
                 "%s: %s calibration left out: one purged fold could be validated, so the map cannot be "
                 "checked from one period to another; the booster's own probabilities are served (more "
-                "development dates or fewer split.folds give more blocks)",
+                "development dates give more blocks with both classes)",
                 self.task,
                 method,
             )
