@@ -127,6 +127,16 @@ class TaskModel:
             return self.fit_folds(train, split.validation_pairs(train, validation))
         return self.fit(train, validation)
 
+    def validate_split(self, split: TimeSplit, train: pd.DataFrame, validation: pd.DataFrame) -> TaskModel:
+        """What the split says of these parameters, without the fit only a served model needs: on a holdout
+        the early-stopped fit itself; on purged folds the folds alone (`validation_roc_auc_`, the pooled
+        out-of-fold AUC, and `best_iteration_`, the refit's number of trees), not the refit on every
+        development date. A search trial needs no more."""
+        if split.folds:
+            self._fit_out_of_fold(train, split.validation_pairs(train, validation))
+            return self
+        return self.fit(train, validation)
+
     def fit_folds(
         self, development: pd.DataFrame, pairs: Iterable[tuple[pd.DataFrame, pd.DataFrame]]
     ) -> TaskModel:
@@ -137,37 +147,7 @@ class TaskModel:
         probabilities, and served only if it carries over from block to block (`transfer_check`)."""
         import lightgbm
 
-        check_labels(development, "development")
-        p_out, y_out, trees, rows = [], [], [], []
-        fold_capped: list[bool] = []
-        n_pairs = 0
-        for learn, judge in pairs:  # one fold's frames at a time (`split.ValidationPairs`)
-            n_pairs += 1
-            if learn["label"].nunique() < 2 or judge["label"].nunique() < 2:
-                # A rare label on a small utility can leave a block without positives: nothing to judge.
-                logger.warning(
-                    "%s: skipping a fold with one class (%d rows to learn from, %d to validate on)",
-                    self.task,
-                    len(learn),
-                    len(judge),
-                )
-                del learn, judge
-                continue
-            fold = TaskModel(self.task, self.features, self.params, calibration="none").fit(learn, judge)
-            p_out.append(fold.raw_probability(judge))
-            y_out.append(judge["label"].to_numpy(dtype=np.float64))
-            trees.append(fold.best_iteration_)
-            fold_capped.append(fold.round_cap_reached_)
-            rows.append(len(learn))
-            del learn, judge, fold  # before the next fold's frames are made
-        if not trees:
-            raise TrainingError(
-                f"every one of the {n_pairs} purged folds has a single class to learn from or validate "
-                f"on; widen the config's [as_of] range, lower split.folds or use split.scheme = 'holdout'"
-            )
-        self.fold_trees_ = trees
-        self.round_cap_reached_ = any(fold_capped)  # each such fold has warned
-        self.best_iteration_ = max(1, round(float(np.mean(trees)) * len(development) / float(np.mean(rows))))
+        p_out, y_out, n_pairs = self._fit_out_of_fold(development, pairs)
         self.spec_ = FeatureSpec.from_frame(development, self.features)
         data = self._dataset(self.spec_.matrix(development), development["label"].to_numpy(dtype=np.float64))
         self.evals_ = {}
@@ -204,16 +184,55 @@ class TaskModel:
                 )
                 method = "none"
         self.calibrator_ = fit_calibrator(p, y, method)
-        self.validation_roc_auc_ = roc_auc(y, p)  # pooled out-of-fold
         logger.info(
             "fitted %s on %d development rows, %d folds (trees %s) -> %d trees",
             self.task,
             len(development),
             n_pairs,
-            trees,
+            self.fold_trees_,
             self.best_iteration_,
         )
         return self
+
+    def _fit_out_of_fold(
+        self, development: pd.DataFrame, pairs: Iterable[tuple[pd.DataFrame, pd.DataFrame]]
+    ) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+        """The purged folds' boosters: each block's out-of-fold probabilities and labels (the folds with one
+        class skipped) and the number of pairs; sets `fold_trees_`, `best_iteration_` (the refit's trees)
+        and `validation_roc_auc_` (pooled out-of-fold)."""
+        check_labels(development, "development")
+        p_out, y_out, trees, rows = [], [], [], []
+        fold_capped: list[bool] = []
+        n_pairs = 0
+        for learn, judge in pairs:  # one fold's frames at a time (`split.ValidationPairs`)
+            n_pairs += 1
+            if learn["label"].nunique() < 2 or judge["label"].nunique() < 2:
+                # A rare label on a small utility can leave a block without positives: nothing to judge.
+                logger.warning(
+                    "%s: skipping a fold with one class (%d rows to learn from, %d to validate on)",
+                    self.task,
+                    len(learn),
+                    len(judge),
+                )
+                del learn, judge
+                continue
+            fold = TaskModel(self.task, self.features, self.params, calibration="none").fit(learn, judge)
+            p_out.append(fold.raw_probability(judge))
+            y_out.append(judge["label"].to_numpy(dtype=np.float64))
+            trees.append(fold.best_iteration_)
+            fold_capped.append(fold.round_cap_reached_)
+            rows.append(len(learn))
+            del learn, judge, fold  # before the next fold's frames are made
+        if not trees:
+            raise TrainingError(
+                f"every one of the {n_pairs} purged folds has a single class to learn from or validate "
+                f"on; widen the config's [as_of] range, lower split.folds or use split.scheme = 'holdout'"
+            )
+        self.fold_trees_ = trees
+        self.round_cap_reached_ = any(fold_capped)  # each such fold has warned
+        self.best_iteration_ = max(1, round(float(np.mean(trees)) * len(development) / float(np.mean(rows))))
+        self.validation_roc_auc_ = roc_auc(np.concatenate(y_out), np.concatenate(p_out))  # pooled out-of-fold
+        return p_out, y_out, n_pairs
 
     def _dataset(self, X: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
         import lightgbm

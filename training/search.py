@@ -1,9 +1,10 @@
 """Optional Optuna search over LightGBM parameters; each trial is a nested MLflow run under the training run.
 
 Trials are judged by validation ROC-AUC measured as the training run's own `validation_roc_auc` is: each trial
-fits as the run does (`TaskModel.fit_split`), so on purged folds it is the pooled out-of-fold AUC, one-class
-blocks are skipped as in training, and the best trial's number is the one the run then logs (the test window
-stays untouched until the chosen model is evaluated).
+validates as the run does (`TaskModel.validate_split`), so on purged folds it is the pooled out-of-fold AUC,
+one-class blocks are skipped as in training, and the best trial's number is the one the run then logs (the
+test window stays untouched until the chosen model is evaluated). A trial skips the refit on every
+development date, which only the served model needs.
 Depth is capped at 8 so a searched model still explains a row quickly (see bench_explain_depth.py).
 """
 
@@ -38,8 +39,8 @@ def search_params(
     """Best parameters found and their validation ROC-AUC. With `log_trials`, an MLflow run must be active.
 
     A split that cannot train (every purged fold with one class) fails the first trial with the fit's own
-    TrainingError, raised here rather than through Optuna, which would log it as a failed trial's traceback.
-    On purged folds a trial also pays the refit on every development date, as the run's fit does."""
+    TrainingError, raised here rather than through Optuna, which would log it as a failed trial's
+    traceback."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -58,7 +59,7 @@ def search_params(
         )
         try:
             model = TaskModel(task, features, candidate, calibration="none")
-            model.fit_split(split, train, validation)
+            model.validate_split(split, train, validation)
         except TrainingError as exc:  # the data's, not the parameters': every trial would fail alike
             failed.append(exc)
             trial.study.stop()

@@ -177,6 +177,22 @@ def test_purged_folds_skip_a_block_without_positives(frame: pd.DataFrame, featur
         TaskModel("arrears", features, FAST).fit_split(split, only_first, validation)
 
 
+def test_validating_a_split_gives_the_fits_numbers_without_its_refit(
+    frame: pd.DataFrame, features: list[str]
+) -> None:
+    # A search trial paid the refit on every development date for numbers the folds alone give (a review).
+    spec = task_spec("arrears")
+    config = default_config("arrears", split={"scheme": "purged_kfold", "folds": 3})
+    split, train, validation, _ = split_frame(frame, spec, config)
+    fitted = TaskModel("arrears", features, FAST).fit_split(split, train, validation)
+    checked = TaskModel("arrears", features, FAST, calibration="none").validate_split(
+        split, train, validation
+    )
+    assert checked.validation_roc_auc_ == fitted.validation_roc_auc_
+    assert checked.best_iteration_ == fitted.best_iteration_ and checked.fold_trees_ == fitted.fold_trees_
+    assert not hasattr(checked, "booster_")  # no refit
+
+
 def test_purged_folds_with_one_usable_block_serve_no_calibrator(
     frame: pd.DataFrame, features: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
