@@ -60,6 +60,22 @@ class Registry(Protocol):
     def versions(self, name: str) -> list[RegistryVersion]: ...
 
 
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What reading an MLflow store raises besides MlflowException: a locked or broken SQLite file surfaces
+    as SQLAlchemy's or sqlite3's own error (`database is locked`, `file is not a database`), which took a
+    worker's start-up, and with it the whole `serve --workers N`, down instead of the cached champion."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (OSError, sqlite3.Error, SQLAlchemyError)
+
+
+def _short(exc: BaseException) -> str:
+    """The error's first line: SQLAlchemy's message carries the whole SQL statement and a help link."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 class MlflowRegistry:
     """The MLflow model registry at a tracking URI (SQLite store or `mlflow server`)."""
 
@@ -93,8 +109,8 @@ class MlflowRegistry:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 return None
             raise RegistryError(f"registry {self.uri}: cannot read {name}@{alias}: {exc}") from exc
-        except OSError as exc:
-            raise RegistryError(f"registry {self.uri}: cannot read {name}@{alias}: {exc}") from exc
+        except store_errors() as exc:
+            raise RegistryError(f"registry {self.uri}: cannot read {name}@{alias}: {_short(exc)}") from exc
 
     def load(self, name: str, version: str, dst: Path) -> PackagedModel:
         return load_packaged_model(f"models:/{name}/{version}", dst=dst, tracking_uri=self.uri)
@@ -102,13 +118,15 @@ class MlflowRegistry:
     def versions(self, name: str) -> list[RegistryVersion]:
         from mlflow.exceptions import MlflowException
 
-        client = self._client()
+        errors: tuple[type[BaseException], ...] = (MlflowException, *store_errors())
         try:
+            client = self._client()
             found = client.search_model_versions(f"name = '{name}'")
             # search results leave `aliases` empty on some stores; the registered model has them all.
             aliases = client.get_registered_model(name).aliases if found else {}
-        except (MlflowException, OSError) as exc:
-            raise RegistryError(f"registry {self.uri}: cannot list versions of {name}: {exc}") from exc
+        except errors as exc:
+            why = _short(exc)
+            raise RegistryError(f"registry {self.uri}: cannot list versions of {name}: {why}") from exc
         out = [
             RegistryVersion(
                 version=str(mv.version),

@@ -46,6 +46,25 @@ def test_registry_down_at_start_serves_the_local_copy(settings, registry, packag
     assert store.get("arrears").source == "registry" and registry.loads == loads
 
 
+def test_a_broken_sqlite_registry_serves_the_local_copy(settings, registry, tmp_path):
+    # An operator's garbage mlflow.db (and a locked one) raised sqlite3's and SQLAlchemy's own errors out of
+    # the start-up: with `--workers 2`, one worker respawning while the file was locked stopped the service.
+    from serving.model_store import MlflowRegistry, RegistryError
+
+    ModelStore(settings, registry).refresh()
+    broken = tmp_path / "mlflow.db"
+    broken.write_bytes(b"not a database, " * 64)
+    sqlite = MlflowRegistry(f"sqlite:///{broken}")
+    with pytest.raises(RegistryError, match="file is not a database"):
+        sqlite.alias_version("gridrisk-arrears", "champion")
+    with pytest.raises(RegistryError, match="file is not a database"):
+        sqlite.versions("gridrisk-arrears")
+    store = ModelStore(settings, sqlite)
+    store.refresh()
+    assert store.get("arrears").source == "local-cache"
+    assert "file is not a database" in store.detail("arrears")
+
+
 def test_registry_down_without_a_local_copy_is_unavailable_with_the_reason(settings):
     store = ModelStore(settings, FakeRegistry(down="tracking server unreachable"))
     store.refresh()
