@@ -13,9 +13,11 @@ move with a retrained model's thresholds.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import functools
 import logging
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -51,13 +53,10 @@ def previous_month(files: list[tuple[dt.date, Path]], as_of: dt.date) -> tuple[d
     return earlier[-1] if earlier else None
 
 
-@functools.lru_cache(maxsize=16)
-def station_table(path: Path, mtime_ns: int) -> pd.DataFrame:
-    """One row per (supply unit, station) of a snapshot file: customers, band counts and sums.
-
-    Cached by file and modification time: a rewritten snapshot is read again, an unchanged one never.
-    """
-    frame = pq.read_table(path, columns=READ_COLUMNS).to_pandas()
+def station_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (supply unit, station) of a snapshot's rows (`READ_COLUMNS`): customers, band counts and
+    sums."""
+    frame = frame.copy()
     for key in KEYS:
         frame[key] = frame[key].astype(object).where(frame[key].notna(), None)
     band = frame["band"].astype(str).to_numpy()
@@ -73,8 +72,47 @@ def station_table(path: Path, mtime_ns: int) -> pd.DataFrame:
     parts = pd.DataFrame(columns)
     parts["supply_unit"] = frame["supply_unit"].to_numpy()
     parts["station"] = frame["station"].to_numpy()
-    table = _nulls_as_none(parts.groupby(list(KEYS), dropna=False, sort=True).sum().reset_index())
-    logger.info("summarised %s: %d customers in %d stations", path.name, len(frame), len(table))
+    return _nulls_as_none(parts.groupby(list(KEYS), dropna=False, sort=True).sum().reset_index())
+
+
+@functools.lru_cache(maxsize=16)
+def file_station_table(path: Path, mtime_ns: int) -> pd.DataFrame:
+    """`station_table` of a snapshot file (last month's), cached by file and modification time: a rewritten
+    file is read again, an unchanged one never."""
+    table = station_table(pq.read_table(path, columns=READ_COLUMNS).to_pandas())
+    logger.info("summarised %s: %d stations", path.name, len(table))
+    return table
+
+
+_SERVED: collections.OrderedDict[int, tuple[Snapshot, pd.DataFrame]] = collections.OrderedDict()
+_SERVED_LOCK = threading.Lock()
+
+
+def _served_column(snapshot: Snapshot, name: str) -> np.ndarray:
+    """One column of the snapshot in memory, categories decoded (None for a null)."""
+    if name not in snapshot.codes:
+        return snapshot.numbers[name]
+    codes, levels = snapshot.codes[name], snapshot.categories[name]
+    out = np.full(len(codes), None, dtype=object)
+    known = codes >= 0
+    out[known] = levels[codes[known]]
+    return out
+
+
+def served_station_table(snapshot: Snapshot) -> pd.DataFrame:
+    """`station_table` of the snapshot in memory, the one the lists and scores serve. It read the file at the
+    snapshot's path, which a re-score had replaced (the summary showed the new model's counts under the old
+    model's name) or damaged (a 500 while the API served the copy in memory). Kept for the latest snapshots
+    held, by identity."""
+    with _SERVED_LOCK:
+        held = _SERVED.get(id(snapshot))
+        if held is not None and held[0] is snapshot:
+            return held[1]
+    table = station_table(pd.DataFrame({name: _served_column(snapshot, name) for name in READ_COLUMNS}))
+    with _SERVED_LOCK:
+        _SERVED[id(snapshot)] = (snapshot, table)
+        while len(_SERVED) > 8:  # three tasks' snapshots and the ones just swapped out
+            _SERVED.popitem(last=False)
     return table
 
 
@@ -167,7 +205,7 @@ def summarize(
     supply_units: list[str] | None,
 ) -> SummaryResponse:
     """`snapshot` summarised inside a scope (None = every station / unit), against last month's snapshot."""
-    current = scoped(station_table(snapshot.path, snapshot.mtime_ns), stations, supply_units)
+    current = scoped(served_station_table(snapshot), stations, supply_units)
     previous_file = previous_month(dated_snapshots(snapshot.path.parent), snapshot.as_of)
     previous = None
     previous_model = None
@@ -176,7 +214,7 @@ def summarize(
         path = previous_file[1]
         try:
             mtime_ns = path.stat().st_mtime_ns
-            previous = scoped(station_table(path, mtime_ns), stations, supply_units)
+            previous = scoped(file_station_table(path, mtime_ns), stations, supply_units)
             previous_model = snapshot_model(path, mtime_ns)
         except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
             # Last month is a comparison, not the answer: a damaged file of it made the summary a 500.

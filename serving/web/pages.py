@@ -34,7 +34,7 @@ from serving.ranking import ListQuery, list_items, list_scope, risk_list, select
 from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
 from serving.snapshot import Snapshot
-from serving.station_summary import scoped, station_table, summarize
+from serving.station_summary import scoped, served_station_table, summarize
 from serving.view_schemas import SummaryBy, SummaryResponse
 from serving.web import charts
 from serving.web.i18n import EXPORT_HEADERS, TEXT, label
@@ -402,7 +402,7 @@ Filters = Annotated[ListFilters, Query()]
 def filter_options(snapshot: Snapshot, user: Principal, supply_unit: str | None) -> dict[str, list[str]]:
     """Choices for the selects: only units and stations inside the key's scope that the snapshot holds."""
     stations, units = user.scope(None, None)
-    table = scoped(station_table(snapshot.path, snapshot.mtime_ns), stations, units)
+    table = scoped(served_station_table(snapshot), stations, units)
     unit_names = sorted({u for u in table["supply_unit"] if u is not None})
     in_unit = table if supply_unit is None else table[table["supply_unit"] == supply_unit]
     return {

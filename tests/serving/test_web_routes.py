@@ -333,3 +333,23 @@ def test_the_previous_model_is_read_from_the_rows_of_a_snapshot_without_metadata
     pq.write_table(pa.table({"model_name": pa.array([], pa.string())}), tmp_path / "empty.parquet")
     empty = tmp_path / "empty.parquet"
     assert snapshot_model(empty, empty.stat().st_mtime_ns) is None
+
+
+def test_the_summary_and_pages_read_the_snapshot_in_memory(web):
+    # An operator damaged the served snapshot's file: the API kept serving the copy in memory, but the
+    # summary, /list and /overview read the file again and answered 500; and after a re-score without a
+    # reload, the summary showed the new file's counts under the served model's name.
+    snapshot = web.state.snapshots.get("arrears")
+    snapshot.path.write_bytes(b"PAR1 cut short")  # before anything summarised it
+    after = web.client.get("/v1/arrears/summary", headers=web.headers("analyst"))
+    assert after.status_code == 200, after.text
+    total = after.json()["total"]["current"]
+    assert total["customers"] == snapshot.size
+    assert total["expected_value"] == pytest.approx(np.nan_to_num(snapshot.numbers["expected_value"]).sum())
+    r = web.client.post(
+        "/login", data={"api_key": web.keys["analyst"], "next": "/list"}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    for path in ("/list", "/overview"):
+        page = web.client.get(path)
+        assert page.status_code == 200, (path, page.text[:300])
