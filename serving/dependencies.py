@@ -86,6 +86,7 @@ async def get_principal(
 
 Settings = Annotated[ServingSettings, Depends(get_settings)]
 Models = Annotated[ModelStore, Depends(get_model_store)]
+Keys = Annotated[KeyStore, Depends(get_key_store)]
 Snapshots = Annotated[SnapshotStore, Depends(get_snapshot_store)]
 Audit = Annotated[AuditLog, Depends(get_audit)]
 Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]

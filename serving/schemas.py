@@ -214,6 +214,8 @@ class ReadyResponse(BaseModel):
     status: Literal["ready", "degraded", "not_ready"]
     registry_uri: str
     registry_reachable: bool
+    keys_readable: bool = True  # false: the API keys file cannot be read, no keyed request can pass
+    keys_detail: str | None = None
     tasks: list[TaskStatus]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from serving.errors import ModelUnavailable, SnapshotUnavailable
+from serving.access import KeyStore
+from serving.errors import KEY_STORE_DOWN, KeyStoreError, ModelUnavailable, SnapshotUnavailable
 from serving.model import definitions_skew
 from serving.model_store import LoadedModel, ModelStore
 from serving.schemas import ReadyResponse, TaskStatus
@@ -59,13 +60,15 @@ def _assess(task: str, models: ModelStore, snapshots: SnapshotStore) -> tuple[Ta
     return status, model is not None and model.source == "registry" and not details
 
 
-def readiness(models: ModelStore, snapshots: SnapshotStore) -> ReadyResponse:
+def readiness(models: ModelStore, snapshots: SnapshotStore, keys: KeyStore | None = None) -> ReadyResponse:
     """ready: every task has a registry model and a readable, non-empty snapshot scored by that model;
-    degraded (still 200): some task lacks one of those, each said in its `detail`; not_ready: no model at
-    all (503)."""
+    degraded (still 200): some task lacks one of those, each said in its `detail`; not_ready (503): no model
+    at all, or an API keys file that cannot be read, so that every keyed request fails (a load balancer kept
+    sending an operator's traffic to an instance answering each call with a 503)."""
     assessed = [_assess(t, models, snapshots) for t in models.settings.tasks]
     tasks = [t for t, _ in assessed]
-    if not any(t.model is not None for t in tasks):
+    keys_detail = _keys_problem(keys) if keys is not None else None
+    if keys_detail is not None or not any(t.model is not None for t in tasks):
         status = "not_ready"
     elif all(whole for _, whole in assessed):
         status = "ready"
@@ -75,5 +78,16 @@ def readiness(models: ModelStore, snapshots: SnapshotStore) -> ReadyResponse:
         status=status,  # type: ignore[arg-type]
         registry_uri=models.registry.uri,
         registry_reachable=models.registry_error is None,
+        keys_readable=keys_detail is None,
+        keys_detail=keys_detail,
         tasks=tasks,
     )
+
+
+def _keys_problem(keys: KeyStore) -> str | None:
+    """Why no key can be checked, in the words any caller may see (the log names the file), or None."""
+    try:
+        keys.record("")  # reads the file again when it changed, as a request would
+    except KeyStoreError:
+        return KEY_STORE_DOWN
+    return None

@@ -785,3 +785,17 @@ def test_a_keys_file_corrupted_while_serving_is_a_503_not_a_500(service, setting
     settings.keys_path.unlink()
     settings.keys_path.mkdir()  # unreadable as a file, on any user (chmod does not stop root)
     assert service.client.get("/v1/models", headers=service.headers("admin")).status_code == 503
+
+
+def test_ready_is_not_ready_while_no_key_can_be_checked(service, settings):
+    # An operator's broken keys file: every keyed call was a 503 while /ready said ready, so a load balancer
+    # kept sending the traffic.
+    good = settings.keys_path.read_text()
+    assert service.client.get("/ready").json()["keys_readable"] is True
+    settings.keys_path.write_text("{not json")
+    ready = service.client.get("/ready")
+    assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+    assert ready.json()["keys_readable"] is False and "cannot be read" in ready.json()["keys_detail"]
+    assert "keys.json" not in ready.text  # /ready takes no key: the file's path goes to the log only
+    settings.keys_path.write_text(good)
+    assert service.client.get("/ready").json()["keys_readable"] is True
