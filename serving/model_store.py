@@ -82,6 +82,16 @@ class MlflowRegistry:
     def __init__(self, uri: str, timeout_seconds: float = 2.0) -> None:
         self.uri = uri
         self.timeout_seconds = timeout_seconds
+        # An SQLite store whose file is missing is made anew, empty, by MLflow's first call: an operator's
+        # moved mlflow.db read as "no champion; train one" instead of "restore the file".
+        store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+        self.missing_store = store if store is not None and not store.exists() else None
+        if self.missing_store is not None:
+            logger.warning(
+                "the registry file %s does not exist: MLflow makes a new, empty one; if it held the models, "
+                "restore it from a backup",
+                self.missing_store,
+            )
 
     def _client(self):  # type: ignore[no-untyped-def]
         from mlflow import MlflowClient
@@ -240,8 +250,13 @@ class ModelStore:
                 self._registry_error = str(exc)
             else:
                 if version is None:
+                    missing = getattr(self.registry, "missing_store", None)
                     self._details[task] = (
                         f"registry {self.registry.uri} has no {name}@{alias}; train and promote one"
+                        if missing is None
+                        else f"registry {self.registry.uri} has no {name}@{alias}: its file {missing} did "
+                        "not exist at start-up and was made anew, empty; restore it from a backup, or train "
+                        "and promote one"
                     )
                     return current if current is not None else self._from_cache(task)
                 if current is not None and current.version == version:

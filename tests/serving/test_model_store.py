@@ -65,6 +65,26 @@ def test_a_broken_sqlite_registry_serves_the_local_copy(settings, registry, tmp_
     assert "file is not a database" in store.detail("arrears")
 
 
+def test_a_missing_sqlite_registry_says_to_restore_it(settings, registry, tmp_path):
+    # An operator moved mlflow.db away: MLflow made a new empty one, and every task said "train and promote
+    # one", sending them to retrain rather than to restore the file.
+    from serving.model_store import MlflowRegistry
+
+    ModelStore(settings, registry).refresh()
+    missing = tmp_path / "moved" / "mlflow.db"
+    missing.parent.mkdir()
+    store = ModelStore(settings, MlflowRegistry(f"sqlite:///{missing}"))
+    store.refresh()
+    assert store.get("arrears").source == "local-cache"
+    assert f"its file {missing} did not exist at start-up" in store.detail("arrears")
+    assert "restore it from a backup" in store.detail("arrears")
+    again = ModelStore(
+        settings, MlflowRegistry(f"sqlite:///{missing}")
+    )  # the file MLflow made: nothing to say
+    again.refresh()
+    assert "did not exist" not in again.detail("arrears")
+
+
 def test_registry_down_without_a_local_copy_is_unavailable_with_the_reason(settings):
     store = ModelStore(settings, FakeRegistry(down="tracking server unreachable"))
     store.refresh()
