@@ -163,3 +163,23 @@ def tracking_server_or_exit(settings: Any) -> None:
         err=True,
     )
     raise typer.Exit(2)
+
+
+def port_free_or_exit(host: str, port: int, command: str, hint: str) -> None:
+    """Exit 2 when the service could not listen on host:port because another process holds it: found before
+    any work, not after loading every model (`serve`) or minutes of training (`demo`). Binds as uvicorn does
+    (SO_REUSEADDR): a port whose last connections linger in TIME_WAIT is free to serve on."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            from rich.console import Console
+
+            Console(stderr=True).print(
+                f"[red]{command}:[/red] port {port} on {host} cannot be used ({exc.strerror}); {hint}"
+            )
+            raise typer.Exit(2) from None

@@ -44,26 +44,6 @@ def _run(args: list[str]) -> None:
         raise typer.Exit(code)
 
 
-def _port_free_or_exit(port: int) -> None:
-    """Exit 2 when `gridrisk serve --port PORT` could not listen on 127.0.0.1 (another process holds it)."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # As uvicorn binds: a port whose last connections linger in TIME_WAIT (a demo stopped a minute ago,
-        # with a browser on it) is free to serve on, and only a listener holds it.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError as exc:
-            from rich.console import Console
-
-            Console(stderr=True).print(
-                f"[red]gridrisk demo:[/red] port {port} on 127.0.0.1 cannot be used ({exc.strerror}); "
-                "choose another with --port N, or run with --no-serve"
-            )
-            raise typer.Exit(2) from None
-
-
 def demo(
     customers: int = typer.Option(20_000, "--customers", help="size of the synthetic utility"),
     start: str = typer.Option("2023-11", "--start", help="first billing month"),
@@ -76,13 +56,16 @@ def demo(
     score every customer and start the service."""
     import pandas as pd
 
-    from gridrisk.commands import tracking_server_or_exit
+    from gridrisk.commands import port_free_or_exit, tracking_server_or_exit
     from gridrisk.settings import load_settings
 
     settings = load_settings()
     tracking_server_or_exit(settings)  # before minutes of generating and building
     if serve:
-        _port_free_or_exit(port)  # likewise: a busy port was found only after the whole run
+        # Likewise: a busy port was found only after the whole run.
+        port_free_or_exit(
+            "127.0.0.1", port, "gridrisk demo", "choose another with --port N, or run with --no-serve"
+        )
     home = settings.home
     warehouse = settings.warehouse_path
     export = home / "export"

@@ -297,7 +297,7 @@ def test_demo_takes_a_port_whose_last_connection_lingers(home: Path, monkeypatch
     # browser on it could not be started again for a minute.
     import socket
 
-    from gridrisk.commands import demo as command
+    from gridrisk.commands import port_free_or_exit
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -308,7 +308,7 @@ def test_demo_takes_a_port_whose_last_connection_lingers(home: Path, monkeypatch
         accepted, _ = server.accept()
         accepted.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
         client.close()
-    command._port_free_or_exit(port)  # no exit
+    port_free_or_exit("127.0.0.1", port, "gridrisk demo", "")  # no exit
 
 
 def test_demo_stops_cleanly_when_a_task_has_no_as_of_date(
