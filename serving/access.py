@@ -8,6 +8,8 @@ append-only JSON-lines audit log that never holds names, phones, addresses or fe
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
 import hashlib
 import hmac
 import json
@@ -20,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from serving.errors import Forbidden, KeyStoreError, NotAuthenticated
+from serving.errors import Forbidden, HomeUnwritable, KeyStoreError, NotAuthenticated
 
 logger = logging.getLogger(__name__)
 
@@ -334,7 +336,39 @@ class AuditLog:
             ensure_ascii=False,
             default=str,
         )
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
+        try:
+            with self._lock:
+                self._append((line + "\n").encode("utf-8"))
+        except OSError as exc:
+            # Who pulled which customers is this log's whole point: an answer it cannot record is not given.
+            raise HomeUnwritable(
+                "audit log",
+                self.path,
+                exc,
+                f"this {action.value} request was refused (every score, list and customer file is recorded "
+                "there before it is answered)",
+            ) from exc
+
+    def _append(self, data: bytes) -> None:
+        """One line in one write, or none: a full disk took half a line once, and the next record was glued
+        onto it. The file is locked (the workers of a home share it), so cutting it back to its length before
+        the write cuts no other worker's line."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a line an older release left half-written stays alone on its line
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes written (disk full?)")
+            except OSError:
+                try:
+                    os.ftruncate(fd, size)
+                except OSError as undo:
+                    logger.error("audit log %s: a partial line could not be cut off (%s)", self.path, undo)
+                raise
+        finally:
+            os.close(fd)  # releases the lock

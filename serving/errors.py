@@ -7,6 +7,7 @@ JSON responses whose shapes are declared in `ERROR_RESPONSES` so the OpenAPI doc
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -70,6 +71,26 @@ class KeyStoreError(ServingError):
     """The keys file or GRIDRISK_API_KEYS cannot be read; raised at start-up and by `gridrisk keys`."""
 
 
+class HomeUnwritable(ServingError):
+    """A file the service must write in its home cannot be written (a read-only mount, a full disk): the audit
+    log, the reload signal, the signed-out sessions, the keys file, a snapshot. The file is left as it was,
+    and what needed the write is refused rather than done without it; nothing to restart once it can be
+    written again."""
+
+    def __init__(self, what: str, path: Path, cause: OSError | str, refused: str) -> None:
+        self.path = Path(path)
+        self.cause = cause if isinstance(cause, str) else write_fault(cause)
+        super().__init__(
+            f"{what} {path} cannot be written ({self.cause}), so {refused}: make {self.path.parent} writable "
+            "or free space on its disk, then try again (the service needs no restart)"
+        )
+
+
+def write_fault(exc: OSError) -> str:
+    """An OSError as an operator reads it: "Read-only file system", "No space left on device"."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 class BodyTooLarge(ServingError):
     """A request body over GRIDRISK_MAX_BODY_BYTES: declared so (`declared`, its Content-Length), or sent
     without a length and grown past the limit while it was read."""
@@ -96,13 +117,18 @@ STATUS: dict[type[ServingError], int] = {
     ModelUnavailable: 503,
     SnapshotUnavailable: 503,
     KeyStoreError: 503,  # the keys file went bad while serving: no key can be checked until it is restored
+    HomeUnwritable: 503,  # a request that cannot be audited is not served; it can be asked again later
     BodyTooLarge: 413,
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
     403: {"model": ErrorBody, "description": "the key's role or station scope does not cover this request"},
-    503: {"model": ErrorBody, "description": "no model or snapshot for the task, or an unreadable keys file"},
+    503: {
+        "model": ErrorBody,
+        "description": "no model or snapshot for the task, an unreadable keys file, or a home that cannot be "
+        "written (the audit log, the reload signal): the request was not served",
+    },
 }
 # Malformed JSON is a 422 (`json_invalid`, see `_invalid_request`); FastAPI answers 400 when the body cannot
 # be read at all: bytes that are not UTF-8 (a gzip body among them), arrays nested past the JSON parser's

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from disk_faults import full_disk, read_only
 
 from serving.access import (
     Action,
+    AuditLog,
     KeyStore,
     Principal,
     Role,
@@ -17,7 +20,7 @@ from serving.access import (
     mask_phone,
     revoke_key,
 )
-from serving.errors import Forbidden, KeyStoreError, NotAuthenticated
+from serving.errors import Forbidden, HomeUnwritable, KeyStoreError, NotAuthenticated
 
 
 def test_the_keys_file_holds_only_hashes(tmp_path):
@@ -102,3 +105,47 @@ def test_masks():
     assert mask_phone("13812345678") == "138****5678"
     assert mask_phone("12345") == "*****"
     assert mask_name(None) is None
+
+
+# -- the audit log on a full or read-only disk ---------------------------------------------------------------
+
+ANALYST = Principal("k1", Role.ANALYST)
+
+
+def audit_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]  # raises if glued
+
+
+@pytest.mark.parametrize("short", [False, True], ids=["raises", "returns-short"])
+def test_a_full_disk_leaves_no_half_line_and_the_log_recovers(tmp_path, monkeypatch, short):
+    path = tmp_path / "audit.log"
+    log = AuditLog(path)
+    log.record(ANALYST, Action.SCORE, "arrears", {"n": 1}, "1", 1)
+    before = path.read_bytes()
+    full_disk(monkeypatch, tmp_path, short=short)
+    with pytest.raises(HomeUnwritable, match=f"audit log {path} cannot be written") as refused:
+        log.record(ANALYST, Action.RISK_LIST, "arrears", {"n": 2}, "1", 2)
+    cause = "bytes written" if short else "No space left on device"
+    assert cause in str(refused.value) and "risk_list request was refused" in str(refused.value)
+    assert path.read_bytes() == before  # cut back: no half line for the next record to be glued onto
+    monkeypatch.undo()  # space freed: the same log object writes again, no restart
+    log.record(ANALYST, Action.CUSTOMER, "all", {"n": 3}, None, 1)
+    assert [line["filters"]["n"] for line in audit_lines(path)] == [1, 3]
+
+
+def test_a_read_only_home_refuses_the_audit_line_naming_the_file_and_the_cause(tmp_path, monkeypatch):
+    path = tmp_path / "audit.log"
+    read_only(monkeypatch, tmp_path)
+    with pytest.raises(
+        HomeUnwritable, match=rf"audit log {path} cannot be written \(Read-only file system\)"
+    ):
+        AuditLog(path).record(ANALYST, Action.SCORE, "arrears", {}, "1", 1)
+    assert not path.exists()
+
+
+def test_a_line_left_half_written_by_an_older_release_does_not_swallow_the_next(tmp_path):
+    path = tmp_path / "audit.log"
+    path.write_text('{"time": "2026-01-01T00:00:00", "key_id": "k0", "ro')
+    AuditLog(path).record(ANALYST, Action.SCORE, "arrears", {}, "1", 1)
+    broken, line = path.read_text().splitlines()
+    assert broken.endswith('"ro') and json.loads(line)["key_id"] == "k1"

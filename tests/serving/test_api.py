@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from disk_faults import full_disk, read_only
 from tinymodel import FEATURES, FakeRegistry
 
 from serving.access import revoke_key
@@ -799,3 +800,48 @@ def test_ready_is_not_ready_while_no_key_can_be_checked(service, settings):
     assert "keys.json" not in ready.text  # /ready takes no key: the file's path goes to the log only
     settings.keys_path.write_text(good)
     assert service.client.get("/ready").json()["keys_readable"] is True
+
+
+# -- a home that cannot be written ---------------------------------------------------------------------------
+
+AUDITED = [  # every route that answers with customers' data, and so writes an audit line first
+    ("post", "/v1/arrears/score", {"json": {"customer_ids": ["C0000001"]}}, "service"),
+    ("post", "/v1/arrears/score", {"json": {"records": "live"}}, "service"),
+    ("get", "/v1/arrears/risk-list", {"params": {"top": 3}}, "analyst"),
+    ("get", "/v1/arrears/risk-list", {"params": {"top": 3, "format": "csv"}}, "analyst"),
+    ("get", "/v1/arrears/summary", {}, "analyst"),
+    ("get", "/v1/customers/C0000001", {}, "analyst"),
+]
+
+
+@pytest.mark.parametrize("fault", [read_only, full_disk], ids=["read-only", "full"])
+def test_a_request_that_cannot_be_audited_is_a_503_naming_the_log_and_it_recovers(
+    service, settings, monkeypatch, fault
+):
+    # The audit log is the record of who pulled which customers: an answer it cannot record is not given,
+    # and it was a 500 with a traceback in the server's log.
+    calls = [
+        (
+            method,
+            path,
+            {"json": {"records": records_of(service, ["C0000001"])}} if "live" in str(kw) else kw,
+            role,
+        )
+        for method, path, kw, role in AUDITED
+    ]
+    service.client.get("/v1/arrears/risk-list", headers=service.headers("analyst"))  # a line before the fault
+    before = settings.audit_path.read_bytes()
+    fault(monkeypatch, settings.home)
+    cause = "Read-only file system" if fault is read_only else "No space left on device"
+    for method, path, kw, role in calls:
+        r = getattr(service.client, method)(path, headers=service.headers(role), **kw)
+        assert r.status_code == 503, (path, r.status_code, r.text[:300])
+        body = r.json()
+        assert body["error"] == "HomeUnwritable"
+        assert f"audit log {settings.audit_path} cannot be written ({cause})" in body["detail"]
+    assert settings.audit_path.read_bytes() == before  # no half line left behind
+    monkeypatch.undo()  # the operator frees space or remounts read-write: no restart
+    for method, path, kw, role in calls:
+        assert getattr(service.client, method)(path, headers=service.headers(role), **kw).status_code == 200
+    lines = [json.loads(x) for x in settings.audit_path.read_text().splitlines()]
+    assert len(lines) == 1 + len(calls)
