@@ -6,6 +6,7 @@ Built once in the app's lifespan (or by a test with a fake registry); `refresh()
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from serving.access import AuditLog, KeyStore
 from serving.directory import CustomerDirectory
+from serving.errors import HomeUnwritable
 from serving.metrics import ServiceMetrics
 from serving.model_store import MlflowRegistry, ModelStore, Registry
 from serving.settings import ServingSettings
@@ -86,13 +88,27 @@ class ReloadSignal:
             logger.warning("cannot read the reload signal %s (%s); serving what is loaded", self.path, exc)
 
     def publish(self) -> str:
-        """Write a new generation for the other workers; returns it."""
+        """Write a new generation for the other workers; returns it. HomeUnwritable when the file cannot be
+        written: the reload is then not done at all, since a worker that refreshed alone would serve other
+        models and snapshots than the others, with nothing to tell them."""
         generation = f"{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{generation}.tmp")
-        tmp.write_text(generation + "\n", encoding="utf-8")
-        stat = os.stat(tmp)  # a rename keeps inode and mtime: this worker need not read its own generation
-        tmp.replace(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(generation + "\n", encoding="utf-8")
+            stat = os.stat(
+                tmp
+            )  # a rename keeps inode and mtime: this worker need not read its own generation
+            tmp.replace(self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a full disk kept part of it
+            raise HomeUnwritable(
+                "reload signal",
+                self.path,
+                exc,
+                "the reload was not done (the other workers would not follow it; no worker refreshed)",
+            ) from exc
         self._seen = stat.st_ino, stat.st_mtime_ns
         return generation
 

@@ -845,3 +845,21 @@ def test_a_request_that_cannot_be_audited_is_a_503_naming_the_log_and_it_recover
         assert getattr(service.client, method)(path, headers=service.headers(role), **kw).status_code == 200
     lines = [json.loads(x) for x in settings.audit_path.read_text().splitlines()]
     assert len(lines) == 1 + len(calls)
+
+
+@pytest.mark.parametrize("fault", [read_only, full_disk], ids=["read-only", "full"])
+def test_a_reload_that_cannot_tell_the_other_workers_is_a_503_and_changes_nothing(
+    service, settings, package_v2, monkeypatch, fault
+):
+    service.registry.register("gridrisk-arrears", package_v2)
+    fault(monkeypatch, settings.home)
+    r = service.client.post("/v1/admin/reload", headers=service.headers("admin"))
+    assert r.status_code == 503 and r.json()["error"] == "HomeUnwritable"
+    cause = "Read-only file system" if fault is read_only else "No space left on device"
+    assert f"reload signal {settings.reload_path} cannot be written ({cause})" in r.json()["detail"]
+    assert "reload was not done" in r.json()["detail"]
+    assert service.state.models.get("arrears").ref.version == "1"  # no worker serves v2 alone
+    assert not list(settings.home.glob(".reload-generation*"))  # no part-written temporary file left
+    monkeypatch.undo()
+    r = service.client.post("/v1/admin/reload", headers=service.headers("admin"))
+    assert r.status_code == 200 and r.json()["changed"] == {"arrears": "1 -> 2"}
