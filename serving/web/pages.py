@@ -28,7 +28,14 @@ from pydantic import BaseModel, Field, field_validator
 from serving.access import PERMISSIONS, Action, KeyStore, Principal, blank_is_any
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
-from serving.errors import KeyStoreError, NotAuthenticated, ServingError, caller_detail, status_of
+from serving.errors import (
+    HomeUnwritable,
+    KeyStoreError,
+    NotAuthenticated,
+    ServingError,
+    caller_detail,
+    status_of,
+)
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.ranking import ListQuery, list_items, list_scope, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
@@ -83,7 +90,10 @@ class PageRoute(APIRoute):
                 here = page_path(request) + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
             except ServingError as exc:
-                return error_page(request, status_of(exc), caller_detail(exc))
+                status = status_of(exc)
+                if status >= 500:  # as the API's handler does: an operator has something to fix
+                    logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+                return error_page(request, status, caller_detail(exc))
             except RequestValidationError as exc:
                 detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
                 return error_page(request, 422, detail)
@@ -346,10 +356,18 @@ def logout(request: Request, web: Web) -> RedirectResponse:
     if session is not None:
         try:
             web.signed_out.add(session)  # a copy of the cookie kept elsewhere is signed out too
-        except OSError as exc:  # a read-only home: this browser still signs out
-            logger.warning("web sign-out of key %s not recorded: %s", session.key_id, exc)
-        else:
-            logger.info("web sign-out: key %s", session.key_id)
+        except OSError as exc:
+            # Only the record ends the session: dropping this browser's cookie alone left every copy of it
+            # working while the page said "signed out". The cookie stays, so sign-out can be tried again.
+            until = dt.datetime.fromtimestamp(session.expires, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            raise HomeUnwritable(
+                "signed-out sessions file",
+                web.signed_out.path,
+                exc,
+                f"this session could not be ended: you are still signed in, and the cookie keeps working "
+                f"until {until} (`gridrisk keys revoke {session.key_id}` ends every session of the key now)",
+            ) from exc
+        logger.info("web sign-out: key %s", session.key_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

@@ -155,8 +155,13 @@ class SignedOut:
             if len(kept) > self.MAX_ENTRIES:
                 kept = dict(sorted(kept.items(), key=lambda item: item[1])[-self.MAX_ENTRIES :])
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(kept), encoding="utf-8")
-            os.replace(tmp, self.path)  # readers see the old file or the new one, never half of it
+            try:
+                tmp.write_text(json.dumps(kept), encoding="utf-8")
+                os.replace(tmp, self.path)  # readers see the old file or the new one, never half of it
+            except OSError:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)  # a full disk kept part of it
+                raise
 
 
 def principal_of(keys: KeyStore, key_id: str, prefix: str) -> Principal | None:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pandas as pd
 import pytest
+from disk_faults import full_disk, read_only
 from starlette.requests import Request
 from tinymodel import FakeRegistry
 from webdata import WebService, rewrite_previous_snapshot, web_service
@@ -154,15 +155,50 @@ def test_the_signed_out_file_is_read_when_it_changes_and_never_fails_a_page(tmp_
         assert a not in SignedOut(path)  # unreadable: no sign-out known, and no exception for the page
 
 
-def test_sign_out_still_clears_the_cookie_when_the_home_is_read_only(web, monkeypatch):
-    def read_only(self, session, now=None):
-        raise PermissionError(13, "Permission denied", str(self.path))
-
-    monkeypatch.setattr(SignedOut, "add", read_only)
+@pytest.mark.parametrize("fault", [read_only, full_disk], ids=["read-only", "full"])
+def test_a_sign_out_that_cannot_be_recorded_says_so_and_a_recorded_one_ends_every_copy(
+    web, settings, monkeypatch, fault
+):
+    # It said "signed out" (a 303 to /login) while a copy of the cookie kept working.
     sign_in(web, "analyst")
+    kept = web.client.cookies[SESSION_COOKIE]
+    fault(monkeypatch, settings.home)
+    r = web.client.post("/logout", follow_redirects=False)
+    assert r.status_code == 503 and "set-cookie" not in r.headers and "text/html" in r.headers["content-type"]
+    cause = "Read-only file system" if fault is read_only else "No space left on device"
+    text = html.unescape(r.text)
+    assert (
+        f"signed-out sessions file {settings.home / 'web-signed-out.json'} cannot be written ({cause})"
+        in text
+    )
+    assert "this session could not be ended: you are still signed in" in text
+    assert not list(settings.home.glob(".web-signed-out.json.*.tmp"))  # no part-written file left
+    monkeypatch.undo()  # the home is writable again
+    page(web, "/list")  # the page told the truth: still signed in
     r = web.client.post("/logout", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
-    assert SESSION_COOKIE in r.headers["set-cookie"] and "Max-Age=0" in r.headers["set-cookie"]
+    web.client.cookies.clear()
+    web.client.cookies.set(SESSION_COOKIE, kept)
+    assert page(web, "/list", status=303) == ""  # after a sign-out that answered 303, a replay is refused
+
+
+@pytest.mark.parametrize("fault", [read_only, full_disk], ids=["read-only", "full"])
+def test_pages_that_cannot_be_audited_are_503_pages_naming_the_log_until_it_can(
+    web, settings, monkeypatch, fault
+):
+    sign_in(web, "analyst")
+    audited = ["/list", "/overview", "/customers/C0000000", "/list/export?format=csv"]
+    page(web, "/customers/C0000000")  # its history copies are made, as at start-up
+    settings.audit_path.unlink()
+    fault(monkeypatch, settings.home)
+    cause = "Read-only file system" if fault is read_only else "No space left on device"
+    for path in audited:
+        text = html.unescape(page(web, path, status=503))
+        assert f"audit log {settings.audit_path} cannot be written ({cause})" in text, path
+    monkeypatch.undo()
+    for path in audited:
+        page(web, path)
+    assert len(settings.audit_path.read_text().splitlines()) == len(audited)
 
 
 def test_session_tokens_are_signed_and_expire(tmp_path):
