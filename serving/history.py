@@ -9,6 +9,7 @@ but one row group (~10 ms). Copies are rebuilt when the warehouse table's modifi
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from features.schema import table as contract_table
 from features.sources import read_table, table_path
+from serving.errors import HomeUnwritable
 from serving.locks import folder_lock
 from serving.settings import ServingSettings
 
@@ -151,10 +153,19 @@ class HistoryStore:
         path = self.cache / f"{name}-{mtime}.parquet"
         if path.exists():  # another worker process built it already
             return path
-        with folder_lock(self.cache, BUILD_LOCK, exclusive=True):  # one worker builds, the others read it
-            if path.exists():
-                return path
-            return self._write_copy(name, path)
+        try:
+            with folder_lock(self.cache, BUILD_LOCK, exclusive=True):  # one worker builds, the others read it
+                if path.exists():
+                    return path
+                return self._write_copy(name, path)
+        except OSError as exc:  # a read-only or full home: a 503 that names it, not a 500
+            raise HomeUnwritable(
+                "customer history copy",
+                path,
+                exc,
+                "this customer file cannot be shown (its history is read from that copy, made anew when the "
+                "warehouse table changes)",
+            ) from exc
 
     def _write_copy(self, name: str, path: Path) -> Path:
         start = time.perf_counter()
@@ -169,8 +180,13 @@ class HistoryStore:
         schema = contract_table(name).arrow_schema(columns)
         data = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-        pq.write_table(data, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-        tmp.replace(path)
+        try:
+            pq.write_table(data, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            tmp.replace(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a full disk kept part of it
+            raise
         for old in self.cache.glob(f"{name}-*.parquet"):
             if old != path:
                 old.unlink(missing_ok=True)

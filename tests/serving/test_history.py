@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+from disk_faults import read_only
 from webdata import web_service
 
 from serving.history import COLUMNS, HistoryStore
@@ -104,3 +107,31 @@ def _no_stray_threads():
     for thread in threading.enumerate():
         if thread.name == "history-copies":
             thread.join(30)
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_a_copy_that_cannot_be_written_is_a_503_naming_it_and_is_made_once_it_can(
+    settings, registry, monkeypatch, fault
+):
+    # It was a 500: a customer file asked for on a read-only or full home before its copy existed.
+    with web_service(settings.model_copy(update={"warm_history": False}), registry) as web:
+        if fault == "read-only":
+            read_only(monkeypatch, settings.home)
+        else:
+
+            def fill(table, where, **kwargs):
+                Path(where).write_bytes(b"PAR1" + b"\0" * 100)  # what fitted before the disk was full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            monkeypatch.setattr(pq, "write_table", fill)
+        customer = web.population["customer_id"].iloc[0]
+        r = web.client.get(f"/v1/customers/{customer}", headers=web.headers("admin"))
+        cause = "Read-only file system" if fault == "read-only" else "No space left on device"
+        assert r.status_code == 503 and r.json()["error"] == "HomeUnwritable"
+        assert (
+            "customer history copy" in r.json()["detail"]
+            and f"cannot be written ({cause})" in r.json()["detail"]
+        )
+        assert not list((settings.home / "history-cache").glob(".*.tmp"))  # no part-written copy left
+        monkeypatch.undo()
+        assert web.client.get(f"/v1/customers/{customer}", headers=web.headers("admin")).status_code == 200
