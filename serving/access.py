@@ -7,6 +7,7 @@ append-only JSON-lines audit log that never holds names, phones, addresses or fe
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -200,12 +201,19 @@ def _parse_env(text: str) -> dict[str, KeyRecord]:
     return _parse(doc, "GRIDRISK_API_KEYS")
 
 
-def _write_keys(path: Path, records: dict[str, KeyRecord]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_keys(path: Path, records: dict[str, KeyRecord], refused: str) -> None:
+    """Replace the keys file in one rename; HomeUnwritable (the file unchanged) when the home cannot be
+    written, saying what was `refused`."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"keys": [asdict(r) for r in records.values()]}, indent=1))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"keys": [asdict(r) for r in records.values()]}, indent=1))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a full disk kept part of it
+        raise HomeUnwritable("keys file", path, exc, refused) from exc
 
 
 def create_key(
@@ -237,7 +245,7 @@ def create_key(
     plaintext = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
     record = KeyRecord(key_id, hash_key(plaintext), role, stations, supply_units, note, _now())
     records[key_id] = record
-    _write_keys(path, records)
+    _write_keys(path, records, "no key was made")
     return plaintext, record
 
 
@@ -246,7 +254,7 @@ def revoke_key(path: Path, key_id: str) -> KeyRecord:
     if key_id not in records:
         raise KeyStoreError(f"no key {key_id!r} in {path}; `gridrisk keys list` shows the ids")
     records[key_id].revoked_at = records[key_id].revoked_at or _now()
-    _write_keys(path, records)
+    _write_keys(path, records, f"key {key_id} was not revoked and still works")
     return records[key_id]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.errors import AsOfOutOfRange
+from serving.errors import AsOfOutOfRange, HomeUnwritable
 from serving.model import definitions_skew
 from serving.model_store import LoadedModel, MlflowRegistry, ModelStore, Registry
 from serving.settings import ServingSettings
@@ -110,9 +110,18 @@ def score_population(
     seconds["score"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    path = write_snapshot(
-        scores, settings.snapshots_path, task, as_of, out, model=model.ref, make_latest=make_latest
-    )
+    try:
+        path = write_snapshot(
+            scores, settings.snapshots_path, task, as_of, out, model=model.ref, make_latest=make_latest
+        )
+    except OSError as exc:  # a read-only or full home: `gridrisk score` says so in a line, not a traceback
+        target = out if out is not None else settings.snapshots_path / task / f"{as_of.isoformat()}.parquet"
+        raise HomeUnwritable(
+            f"{task} snapshot",
+            Path(exc.filename) if exc.filename else target,
+            exc,
+            "the scores were not saved and the service keeps serving the snapshot it had",
+        ) from exc
     seconds["write"] = time.perf_counter() - start
     served = latest_path(settings.snapshots_path, task) == path.resolve()
     return BatchReport(

@@ -113,7 +113,7 @@ def score(
                 )
             except (ServingError, *refusals) as exc:
                 # One task without a champion (say, not trainable on this archive) does not stop the others.
-                console.print(f"[red]{name}: {escape(str(exc))}[/red]")
+                console.print(f"[red]{name}: {escape(str(exc))}[/red]", soft_wrap=True)
                 failed.append(name)
                 continue
             table.add_row(
@@ -190,7 +190,7 @@ def keys_create(
 ) -> None:
     """Create a key and print it once; only its SHA-256 is stored."""
     from serving.access import Role, create_key
-    from serving.errors import KeyStoreError
+    from serving.errors import HomeUnwritable, KeyStoreError
 
     if role not in {r.value for r in Role}:
         raise typer.BadParameter(
@@ -201,7 +201,7 @@ def keys_create(
     try:
         supply_unit = _pinned_supply_units(areas, settings.warehouse_path, station, supply_unit)
         plaintext, record = create_key(settings.keys_path, role, station, supply_unit, note)
-    except KeyStoreError as exc:
+    except (KeyStoreError, HomeUnwritable) as exc:  # a read-only or full home: no traceback
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     scope = ", ".join(record.stations + record.supply_units) or "all stations"
@@ -337,11 +337,11 @@ def keys_list() -> None:
 def keys_revoke(key_id: str = typer.Argument(..., help="the id shown by `gridrisk keys list`")) -> None:
     """Revoke a key; a running service refuses it from its next request."""
     from serving.access import revoke_key
-    from serving.errors import KeyStoreError
+    from serving.errors import HomeUnwritable, KeyStoreError
 
     try:
         record = revoke_key(_serving_settings().keys_path, key_id)
-    except KeyStoreError as exc:
+    except (KeyStoreError, HomeUnwritable) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"revoked {record.key_id} at {record.revoked_at}")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import json
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from disk_faults import full_disk, read_only
 from tinymodel import scoring_frame, write_customers
 from typer.testing import CliRunner
 
@@ -298,3 +302,54 @@ def test_a_model_of_other_feature_definitions_is_said_at_scoring():
     said = definitions_skew({"feature_set_version": "603d0000aaaa"}, "suspension")
     assert said is not None and f"trained on feature set 603d0000aaaa, this code computes {now}" in said
     assert "gridrisk train --task suspension" in said
+
+
+# -- a read-only or full home: one line naming the file and the cause, exit 2, never a traceback -------------
+
+
+@pytest.mark.parametrize("fault", [read_only, full_disk], ids=["read-only", "full"])
+def test_keys_create_and_revoke_on_an_unwritable_home_say_so_in_a_line(env, monkeypatch, fault):
+    code, output = run("keys", "create", "--role", "analyst")
+    assert code == 0, output
+    before = (env / "keys.json").read_bytes()
+    key_id = json.loads(before)["keys"][0]["key_id"]
+    cause = "Read-only file system" if fault is read_only else "No space left on device"
+    with monkeypatch.context() as patched:  # not the whole monkeypatch: it holds GRIDRISK_HOME too
+        fault(patched, env)
+        code, output = run("keys", "create", "--role", "admin")
+        assert code == 2 and "Traceback" not in output
+        assert f"keys file {env / 'keys.json'} cannot be written ({cause}), so no key was made" in output
+        code, output = run("keys", "revoke", key_id)
+        assert code == 2 and f"so key {key_id} was not revoked and still works" in output
+    assert (env / "keys.json").read_bytes() == before and not list(env.glob(".keys.json*"))
+    assert run("keys", "revoke", key_id)[0] == 0
+
+
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS])
+def test_score_on_an_unwritable_home_says_so_and_the_served_snapshot_stays(
+    env, tmp_path, monkeypatch, package, registry, error
+):
+    import pyarrow.parquet as pq
+    from tinymodel import write_population_snapshot
+
+    import features.training_set
+    import serving.batch
+
+    settings = ServingSettings(home=env, tasks=["arrears"], poll_seconds=0)
+    served = write_population_snapshot(package, settings)  # what the service serves now
+    before = (settings.snapshots_path / "arrears" / "latest").read_text()
+    monkeypatch.setenv("GRIDRISK_WAREHOUSE", str(billed_warehouse(tmp_path / "warehouse")))
+    champion = serving.batch.champion
+    monkeypatch.setattr(serving.batch, "champion", lambda s, task, reg=None: champion(s, task, registry))
+    monkeypatch.setattr(features.training_set, "build_scoring_frame", lambda *a, **k: scoring_frame())
+
+    def fill(table, where, **kwargs):  # the disk fills (or is found read-only) as the snapshot is written
+        Path(where).write_bytes(b"PAR1")
+        raise OSError(error, os.strerror(error), *([str(where)] if error == errno.EROFS else []))
+
+    monkeypatch.setattr(pq, "write_table", fill)
+    code, output = run("score", "--task", "arrears")
+    assert code == 2 and "Traceback" not in output
+    assert f"cannot be written ({os.strerror(error)}), so the scores were not saved" in output
+    assert "arrears snapshot" in output and str(settings.snapshots_path / "arrears") in output
+    assert (settings.snapshots_path / "arrears" / "latest").read_text() == before and served is not None
