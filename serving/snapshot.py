@@ -137,7 +137,7 @@ def write_snapshot(
     table = pa.Table.from_pandas(scores, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    _written_whole(tmp, lambda: pq.write_table(table, tmp, compression="zstd"))
     tmp.replace(path)
     if path.resolve().parent != task_dir.resolve():
         logger.info("scores %s: %d rows -> %s; outside %s, not served", task, len(scores), path, task_dir)
@@ -152,10 +152,21 @@ def write_snapshot(
     pointer = task_dir / f".{LATEST}.tmp"
     # The file's name, not its path: a home moved or mounted elsewhere (another volume, a container) still
     # serves what `latest` named.
-    pointer.write_text(path.name + "\n")
+    _written_whole(pointer, lambda: pointer.write_text(path.name + "\n"))
     pointer.replace(task_dir / LATEST)
     logger.info("snapshot %s: %d rows -> %s", task, len(scores), path)
     return path
+
+
+def _written_whole(tmp: Path, write: Callable[[], object]) -> None:
+    """Run `write` into the temporary file `tmp`; when it fails (a full disk), remove what it left, so a half
+    file does not sit in the home beside the snapshots (the served one is untouched: it is only replaced by
+    a rename once `tmp` is whole)."""
+    try:
+        write()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def latest_path(root: Path, task: str) -> Path | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,24 @@ def test_an_unreadable_snapshot_is_reported(package, tmp_path):
     fresh.refresh()
     with pytest.raises(SnapshotUnavailable, match="cannot read snapshot"):
         fresh.get("arrears")
+
+
+def test_a_full_disk_leaves_no_half_snapshot_and_the_served_one_whole(package, tmp_path, monkeypatch):
+    # On a full disk `gridrisk score` left a half-written `.….parquet.tmp` in the home (an operator's find).
+    import errno
+    import os
+
+    from serving import snapshot as module
+
+    served = write_snapshot(score_frame(package, scoring_frame(30), MODEL), tmp_path, "arrears", AS_OF)
+    before = served.read_bytes()
+
+    def fills_up(table, where, **kwargs):
+        Path(where).write_bytes(b"PAR1 half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+
+    monkeypatch.setattr(module.pq, "write_table", fills_up)
+    with pytest.raises(OSError, match="No space left"):
+        write_snapshot(score_frame(package, scoring_frame(30), MODEL), tmp_path, "arrears", AS_OF)
+    assert sorted(p.name for p in (tmp_path / "arrears").iterdir()) == ["2023-06-30.parquet", "latest"]
+    assert served.read_bytes() == before
