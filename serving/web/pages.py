@@ -9,6 +9,7 @@ a missing or expired session redirects to the sign-in form and back.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
 import math
 from collections.abc import Callable, Coroutine
@@ -266,7 +267,10 @@ def render(
 
 def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
     state = request.app.state.service
-    web = getattr(request.app.state, "web", None) or WebContext.build(WebSettings(), state.settings.home)
+    try:
+        web = getattr(request.app.state, "web", None) or WebContext.build(WebSettings(), state.settings.home)
+    except HomeUnwritable as exc:  # the page itself needs the session secret: say so in plain HTML
+        return HTMLResponse(f"<!doctype html><title>{status}</title><p>{html.escape(str(exc))}", status)
     try:
         user = session_principal(request, web, state.keys)
     except KeyStoreError:

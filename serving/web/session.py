@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.access import KeyRecord, KeyStore, Principal
+from serving.errors import HomeUnwritable
 from serving.locks import folder_lock
 
 logger = logging.getLogger(__name__)
@@ -38,14 +39,23 @@ def load_secret(configured: str | None, home: Path) -> bytes:
         return configured.encode()
     path = Path(home) / SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(secrets.token_hex(32))
-        os.chmod(tmp, 0o600)
-        # link() fails if the file exists: of several workers starting together, exactly one secret wins.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-        tmp.unlink()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(secrets.token_hex(32))
+            os.chmod(tmp, 0o600)
+            # link() fails if the file exists: of several workers starting together, exactly one secret wins.
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        except OSError as exc:  # a read-only or full home: every page was a 500, its error page too
+            raise HomeUnwritable(
+                "the web session secret",
+                path,
+                exc,
+                "no one can sign in to the web page (GRIDRISK_WEB_SESSION_SECRET sets one without the file)",
+            ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
     return bytes.fromhex(path.read_text().strip())
 
 

@@ -591,3 +591,18 @@ def contrast(a: str, b: str) -> float:
 def test_text_colours_meet_wcag_aa(text, background):
     colours = dict(re.findall(r"(--[\w-]+):\s*(#[0-9a-fA-F]{6})", CSS.read_text()))
     assert contrast(colours[text], colours[background]) >= 4.5
+
+
+def test_a_home_that_cannot_hold_the_session_secret_is_a_503_page_naming_it(web, settings, monkeypatch):
+    # On a read-only home with no web-session.secret yet, every page was a 500, its error page too.
+    secret = settings.home / "web-session.secret"
+    assert not secret.exists()  # no page asked for yet
+    read_only(monkeypatch, settings.home)
+    for path in ("/login", "/list"):
+        r = web.client.get(path, follow_redirects=False)
+        assert r.status_code == 503 and "text/html" in r.headers["content-type"], (path, r.text[:200])
+        text = html.unescape(r.text)
+        assert f"web session secret {secret} cannot be written (Read-only file system)" in text
+        assert "GRIDRISK_WEB_SESSION_SECRET" in text
+    monkeypatch.undo()
+    assert web.client.get("/login").status_code == 200 and secret.exists()
