@@ -216,6 +216,8 @@ class ReadyResponse(BaseModel):
     registry_reachable: bool
     keys_readable: bool = True  # false: the API keys file cannot be read, no keyed request can pass
     keys_detail: str | None = None
+    home_writable: bool = True  # false: a read-only or full home, where audited requests are refused
+    home_detail: str | None = None
     tasks: list[TaskStatus]
 
 

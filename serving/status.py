@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 from serving.access import KeyStore
 from serving.errors import KEY_STORE_DOWN, KeyStoreError, ModelUnavailable, SnapshotUnavailable
 from serving.model import definitions_skew
@@ -60,15 +64,19 @@ def _assess(task: str, models: ModelStore, snapshots: SnapshotStore) -> tuple[Ta
     return status, model is not None and model.source == "registry" and not details
 
 
-def readiness(models: ModelStore, snapshots: SnapshotStore, keys: KeyStore | None = None) -> ReadyResponse:
+def readiness(
+    models: ModelStore, snapshots: SnapshotStore, keys: KeyStore | None = None, home: Path | None = None
+) -> ReadyResponse:
     """ready: every task has a registry model and a readable, non-empty snapshot scored by that model;
     degraded (still 200): some task lacks one of those, each said in its `detail`; not_ready (503): no model
     at all, or an API keys file that cannot be read, so that every keyed request fails (a load balancer kept
-    sending an operator's traffic to an instance answering each call with a 503)."""
+    sending an operator's traffic to an instance answering each call with a 503), or a home that cannot be
+    written (a read-only mount, a full disk), where every request that must be audited is refused."""
     assessed = [_assess(t, models, snapshots) for t in models.settings.tasks]
     tasks = [t for t, _ in assessed]
     keys_detail = _keys_problem(keys) if keys is not None else None
-    if keys_detail is not None or not any(t.model is not None for t in tasks):
+    home_detail = _home_problem(home) if home is not None else None
+    if keys_detail is not None or home_detail is not None or not any(t.model is not None for t in tasks):
         status = "not_ready"
     elif all(whole for _, whole in assessed):
         status = "ready"
@@ -80,8 +88,32 @@ def readiness(models: ModelStore, snapshots: SnapshotStore, keys: KeyStore | Non
         registry_reachable=models.registry_error is None,
         keys_readable=keys_detail is None,
         keys_detail=keys_detail,
+        home_writable=home_detail is None,
+        home_detail=home_detail,
         tasks=tasks,
     )
+
+
+HOME_SPACE_BYTES = 1 << 20  # below this free, an audit line or a reload signal may no longer fit
+
+
+def _home_problem(home: Path) -> str | None:
+    """Why the home cannot be written, without its path (any caller reads /ready), or None."""
+    if not os.access(home, os.W_OK):
+        return (
+            "the service's home cannot be written (a read-only file system?): scores, lists and pages, which "
+            "are audited there, are refused until it can"
+        )
+    try:
+        free = shutil.disk_usage(home).free
+    except OSError:
+        return None
+    if free < HOME_SPACE_BYTES:
+        return (
+            f"the disk of the service's home has {free:,} bytes free: scores, lists and pages, which are "
+            "audited there, are refused until space is freed"
+        )
+    return None
 
 
 def _keys_problem(keys: KeyStore) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from serving.dependencies import Keys, Metrics, Models, Snapshots
+from serving.dependencies import Keys, Metrics, Models, Settings, Snapshots
 from serving.schemas import HealthResponse, ReadyResponse
 from serving.status import readiness
 
@@ -18,8 +18,8 @@ async def health() -> HealthResponse:
 
 
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
-async def ready(models: Models, snapshots: Snapshots, keys: Keys) -> Response:
-    body = readiness(models, snapshots, keys)
+async def ready(models: Models, snapshots: Snapshots, keys: Keys, settings: Settings) -> Response:
+    body = readiness(models, snapshots, keys, settings.home)
     return JSONResponse(body.model_dump(mode="json"), status_code=503 if body.status == "not_ready" else 200)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 
 import numpy as np
@@ -863,3 +864,26 @@ def test_a_reload_that_cannot_tell_the_other_workers_is_a_503_and_changes_nothin
     monkeypatch.undo()
     r = service.client.post("/v1/admin/reload", headers=service.headers("admin"))
     assert r.status_code == 200 and r.json()["changed"] == {"arrears": "1 -> 2"}
+
+
+def test_ready_is_not_ready_while_the_home_cannot_be_written(service, settings, monkeypatch):
+    # An operator's read-only (or full) home: audited requests were refused while /ready said ready.
+    import collections
+
+    from serving import status
+
+    assert service.client.get("/ready").json()["home_writable"] is True
+    real_access = status.os.access
+    monkeypatch.setattr(
+        status.os, "access", lambda path, mode: False if mode == os.W_OK else real_access(path, mode)
+    )
+    ready = service.client.get("/ready")
+    assert ready.status_code == 503 and ready.json()["home_writable"] is False
+    assert "read-only" in ready.json()["home_detail"] and str(settings.home) not in ready.text
+    monkeypatch.undo()
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(status.shutil, "disk_usage", lambda path: usage(100, 100, 0))
+    ready = service.client.get("/ready")
+    assert ready.status_code == 503 and "has 0 bytes free" in ready.json()["home_detail"]
+    monkeypatch.undo()
+    assert service.client.get("/ready").json()["home_writable"] is True
