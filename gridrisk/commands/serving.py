@@ -158,6 +158,7 @@ def serve(
     """Run the scoring API (uvicorn, app factory); models and snapshots load at start-up."""
     import uvicorn
 
+    from gridrisk.commands import port_free_or_exit
     from serving.access import KeyStore
     from serving.errors import KeyStoreError
 
@@ -168,6 +169,8 @@ def serve(
     except KeyStoreError as exc:
         typer.echo(f"cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
+    # Before the models load: a second instance on the port announced itself, loaded them, then failed.
+    port_free_or_exit(host, port, "gridrisk serve", "stop what holds it, or choose another with --port N")
     typer.echo(f"gridrisk API on http://{host}:{port} (docs at /docs)")
     # No per-request access log: /metrics counts requests by route and status, the audit log records callers.
     uvicorn.run(

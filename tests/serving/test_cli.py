@@ -173,6 +173,25 @@ def test_serve_refuses_unreadable_api_keys(env, monkeypatch):
     assert code == 2 and "GRIDRISK_API_KEYS is not valid JSON" in output
 
 
+def test_serve_refuses_a_port_another_process_holds_before_loading_models(env, monkeypatch):
+    # A second instance on the same port announced "gridrisk API on …", loaded every model, then failed.
+    import socket
+
+    import uvicorn
+
+    def never(*args, **kwargs):
+        raise AssertionError("the server must not start")
+
+    monkeypatch.setattr(uvicorn, "run", never)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = run("serve", "--port", str(port))
+    assert code == 2 and f"port {port} on 127.0.0.1 cannot be used" in output
+    assert "gridrisk API on" not in output
+
+
 def test_keys_list_reports_a_corrupt_file(env):
     env.mkdir(parents=True)
     (env / "keys.json").write_text("{not json")
