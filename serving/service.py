@@ -96,9 +96,8 @@ class ReloadSignal:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(generation + "\n", encoding="utf-8")
-            stat = os.stat(
-                tmp
-            )  # a rename keeps inode and mtime: this worker need not read its own generation
+            # A rename keeps inode and mtime: this worker need not read its own generation.
+            stat = os.stat(tmp)
             tmp.replace(self.path)
         except OSError as exc:
             with contextlib.suppress(OSError):

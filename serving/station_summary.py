@@ -18,6 +18,7 @@ import datetime as dt
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def file_station_table(path: Path, mtime_ns: int) -> pd.DataFrame:
     return table
 
 
-_SERVED: collections.OrderedDict[int, tuple[Snapshot, pd.DataFrame]] = collections.OrderedDict()
+_SERVED: collections.OrderedDict[int, tuple[weakref.ref[Snapshot], pd.DataFrame]] = collections.OrderedDict()
 _SERVED_LOCK = threading.Lock()
 
 
@@ -102,15 +103,16 @@ def _served_column(snapshot: Snapshot, name: str) -> np.ndarray:
 def served_station_table(snapshot: Snapshot) -> pd.DataFrame:
     """`station_table` of the snapshot in memory, the one the lists and scores serve. It read the file at the
     snapshot's path, which a re-score had replaced (the summary showed the new model's counts under the old
-    model's name) or damaged (a 500 while the API served the copy in memory). Kept for the latest snapshots
-    held, by identity."""
+    model's name) or damaged (a 500 while the API served the copy in memory). Kept per snapshot while it
+    lives (a weak reference: a swapped-out snapshot of a million customers is not kept alive by its
+    summary)."""
     with _SERVED_LOCK:
         held = _SERVED.get(id(snapshot))
-        if held is not None and held[0] is snapshot:
+        if held is not None and held[0]() is snapshot:
             return held[1]
     table = station_table(pd.DataFrame({name: _served_column(snapshot, name) for name in READ_COLUMNS}))
     with _SERVED_LOCK:
-        _SERVED[id(snapshot)] = (snapshot, table)
+        _SERVED[id(snapshot)] = (weakref.ref(snapshot), table)
         while len(_SERVED) > 8:  # three tasks' snapshots and the ones just swapped out
             _SERVED.popitem(last=False)
     return table

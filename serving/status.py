@@ -98,7 +98,10 @@ HOME_SPACE_BYTES = 1 << 20  # below this free, an audit line or a reload signal 
 
 
 def _home_problem(home: Path) -> str | None:
-    """Why the home cannot be written, without its path (any caller reads /ready), or None."""
+    """Why the home cannot be written, without its path (any caller reads /ready), or None. A home not made
+    yet is judged by the folder it would be made in."""
+    while not home.exists() and home.parent != home:
+        home = home.parent
     if not os.access(home, os.W_OK):
         return (
             "the service's home cannot be written (a read-only file system?): scores, lists and pages, which "

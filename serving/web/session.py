@@ -55,7 +55,8 @@ def load_secret(configured: str | None, home: Path) -> bytes:
                 "no one can sign in to the web page (GRIDRISK_WEB_SESSION_SECRET sets one without the file)",
             ) from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # never in place of the error above
+                tmp.unlink(missing_ok=True)
     return bytes.fromhex(path.read_text().strip())
 
 
