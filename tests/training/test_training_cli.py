@@ -478,6 +478,8 @@ def _report(task: str, metrics: dict, primary: str, unlearned: list[str]) -> Any
         extra={"explain_ms_single_row": 0.2, "explain_ms_per_row_batch": 0.1},
         run_id="r",
         seconds=1.0,
+        build_seconds=0.4,
+        training_seconds=0.6,
         gate=None,
         unlearned=unlearned,
     )
