@@ -642,6 +642,13 @@ def test_reload_swaps_to_the_moved_alias(service, package_v2):
     service.registry.register("gridrisk-arrears", package_v2)
     r = service.client.post("/v1/admin/reload", headers=service.headers("admin"))
     assert r.status_code == 200 and r.json()["changed"] == {"arrears": "1 -> 2"}
+    # Who moved what the service serves is recorded beside who pulled what (an operator found no line).
+    line = json.loads(service.state.settings.audit_path.read_text().splitlines()[-1])
+    assert (line["action"], line["role"], line["filters"]) == (
+        "reload",
+        "admin",
+        {"changed": {"arrears": "1 -> 2"}},
+    )
     live = service.client.post(
         "/v1/arrears/score",
         json={"records": records_of(service, ["C0000001"])},
