@@ -156,22 +156,37 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "bills_kwh_slope_3m_pct": _doc(
         "consumption",
         "% per month",
-        "近3个月电量每月{dir_zh}{abs_value:.1f}%",
-        "kWh {dir_en} {abs_value:.1f} % a month over the last 3 months",
+        # The straight-line slope as a share of the window's mean, not a monthly rate: "falls 136 % a month"
+        # was possible for 76,695 -> 2,349 -> 2,536 kWh.
+        "近3个月电量呈{dir_zh}趋势，每月变化约为期间月均的 {abs_value:.1f}%",
+        (
+            "kWh trend over the last 3 months: {dir_en} by {abs_value:.1f} % of the period's monthly mean a "
+            "month"
+        ),
         flat=("近3个月电量基本持平", "kWh about unchanged over the last 3 months"),
     ),
     "bills_kwh_slope_6m_pct": _doc(
         "consumption",
         "% per month",
-        "近6个月电量每月{dir_zh}{abs_value:.1f}%",
-        "kWh {dir_en} {abs_value:.1f} % a month over the last 6 months",
+        # The straight-line slope as a share of the window's mean, not a monthly rate: "falls 136 % a month"
+        # was possible for 76,695 -> 2,349 -> 2,536 kWh.
+        "近6个月电量呈{dir_zh}趋势，每月变化约为期间月均的 {abs_value:.1f}%",
+        (
+            "kWh trend over the last 6 months: {dir_en} by {abs_value:.1f} % of the period's monthly mean a "
+            "month"
+        ),
         flat=("近6个月电量基本持平", "kWh about unchanged over the last 6 months"),
     ),
     "bills_kwh_slope_12m_pct": _doc(
         "consumption",
         "% per month",
-        "近12个月电量每月{dir_zh}{abs_value:.1f}%",
-        "kWh {dir_en} {abs_value:.1f} % a month over the last 12 months",
+        # The straight-line slope as a share of the window's mean, not a monthly rate: "falls 136 % a month"
+        # was possible for 76,695 -> 2,349 -> 2,536 kWh.
+        "近12个月电量呈{dir_zh}趋势，每月变化约为期间月均的 {abs_value:.1f}%",
+        (
+            "kWh trend over the last 12 months: {dir_en} by {abs_value:.1f} % of the period's monthly mean a "
+            "month"
+        ),
         flat=("近12个月电量基本持平", "kWh about unchanged over the last 12 months"),
     ),
     "bills_kwh_cv_12m": _doc(
@@ -343,7 +358,11 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近6个月电量比去年同期多 {abs_value:,.0f} kWh",
             "{abs_value:,.0f} kWh more than the same 6 months last year",
         ),
-        flat=("近6个月电量与去年同期基本持平", "kWh over the last 6 months about the same as last year"),
+        # A rise is 0 (the function keeps drops only): "about the same" read a plant up 191 % as flat.
+        flat=(
+            "近6个月电量不低于去年同期",
+            "kWh over the last 6 months not below the same 6 months last year",
+        ),
     ),
     # -- daily readings --------------------------------------------------------------------------------------
     "readings_days_observed_90d": _doc(
@@ -428,24 +447,30 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "readings_negative_days_90d": _doc(
         "readings",
         "days",
-        "近90天出现负电量 {value:.0f} 天",
-        "{value:.0f} days with negative kWh (last 90)",
-        one="{value:.0f} day with negative kWh (last 90)",
+        # Negative, or more than the contract capacity can draw in a day (a register rollover).
+        "近90天出现不可能读数（负值或超出容量上限）{value:.0f} 天",
+        "{value:.0f} days with impossible readings (negative, or above what the capacity can draw; last 90)",
+        one=(
+            "{value:.0f} day with impossible readings (negative, or above what the capacity can draw; last "
+            "90)"
+        ),
     ),
     # -- payments --------------------------------------------------------------------------------------------
     "payments_days_late_mean_90d": _doc(
         "payments",
         "days",
-        "近90天账单平均逾期 {value:.0f} 天",
-        "bills of the last 90 days paid {value:.0f} days late on average",
-        one="bills of the last 90 days paid {value:.0f} day late on average",
+        "近90天到期账单平均逾期 {value:.0f} 天（未缴清的计至今）",
+        "bills due in the last 90 days: {value:.0f} days overdue on average (open ones counted so far)",
+        one="bills due in the last 90 days: {value:.0f} day overdue on average (open ones counted so far)",
+        flat=("近90天到期账单均未逾期", "no bill due in the last 90 days was late"),
     ),
     "payments_days_late_mean_365d": _doc(
         "payments",
         "days",
-        "近一年账单平均逾期 {value:.0f} 天",
-        "bills of the last year paid {value:.0f} days late on average",
-        one="bills of the last year paid {value:.0f} day late on average",
+        "近一年到期账单平均逾期 {value:.0f} 天（未缴清的计至今）",
+        "bills due in the last year: {value:.0f} days overdue on average (open ones counted so far)",
+        one="bills due in the last year: {value:.0f} day overdue on average (open ones counted so far)",
+        flat=("近一年到期账单均未逾期", "no bill due in the last year was late"),
     ),
     "payments_days_late_max_365d": _doc(
         "payments",
@@ -457,78 +482,148 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "payments_days_late_last": _doc(
         "payments",
         "days",
-        "最近一期账单逾期 {value:.0f} 天",
-        "latest bill {value:.0f} days late",
-        one="latest bill {value:.0f} day late",
+        "最近一期已到期账单逾期 {value:.0f} 天（未缴清的计至今）",
+        "latest bill past its due date: {value:.0f} days late (so far, if still open)",
+        one="latest bill past its due date: {value:.0f} day late (so far, if still open)",
+        flat=("最近一期已到期账单未逾期", "latest due bill not late"),
     ),
     "payments_days_before_due_mean_90d": _doc(
         "payments",
         "days",
-        "近90天账单平均在到期日前 {abs_value:.0f} 天缴清",
-        "bills of the last 90 days paid {abs_value:.0f} days before the due date on average",
-        negative=(
-            "近90天账单平均逾期 {abs_value:.0f} 天缴清",
-            "bills of the last 90 days paid {abs_value:.0f} days after the due date on average",
+        # An open bill counts its days overdue so far: 缴清 / "paid" read a customer with two unpaid bills of
+        # three as one who pays late (a reviewer's 4300000470: 1 day early, 38 and 7 days overdue and open).
+        "近90天到期账单平均早于到期日 {abs_value:.0f} 天（未缴清的按已逾期天数计）",
+        (
+            "bills due in the last 90 days: on average {abs_value:.0f} days before the due date (open ones "
+            "count their days overdue)"
         ),
-        one="bills of the last 90 days paid {abs_value:.0f} day before the due date on average",
-        negative_one="bills of the last 90 days paid {abs_value:.0f} day after the due date on average",
-        flat=("近90天账单平均在到期日当天缴清", "bills of the last 90 days paid on the due date on average"),
+        negative=(
+            "近90天到期账单平均超过到期日 {abs_value:.0f} 天（含至今未缴清的）",
+            (
+                "bills due in the last 90 days: on average {abs_value:.0f} days past the due date (open ones "
+                "count so far)"
+            ),
+        ),
+        one=(
+            "bills due in the last 90 days: on average {abs_value:.0f} day before the due date (open ones "
+            "count their days overdue)"
+        ),
+        negative_one=(
+            "bills due in the last 90 days: on average {abs_value:.0f} day past the due date (open ones "
+            "count so far)"
+        ),
+        flat=(
+            "近90天到期账单平均在到期日当天（未缴清的按已逾期天数计）",
+            "bills due in the last 90 days: on average on the due date (open ones count their days overdue)",
+        ),
     ),
     "payments_days_before_due_mean_365d": _doc(
         "payments",
         "days",
-        "近一年账单平均在到期日前 {abs_value:.0f} 天缴清",
-        "bills of the last year paid {abs_value:.0f} days before the due date on average",
-        negative=(
-            "近一年账单平均逾期 {abs_value:.0f} 天缴清",
-            "bills of the last year paid {abs_value:.0f} days after the due date on average",
+        # An open bill counts its days overdue so far: 缴清 / "paid" read a customer with two unpaid bills of
+        # three as one who pays late (a reviewer's 4300000470: 1 day early, 38 and 7 days overdue and open).
+        "近一年到期账单平均早于到期日 {abs_value:.0f} 天（未缴清的按已逾期天数计）",
+        (
+            "bills due in the last year: on average {abs_value:.0f} days before the due date (open ones "
+            "count their days overdue)"
         ),
-        one="bills of the last year paid {abs_value:.0f} day before the due date on average",
-        negative_one="bills of the last year paid {abs_value:.0f} day after the due date on average",
-        flat=("近一年账单平均在到期日当天缴清", "bills of the last year paid on the due date on average"),
+        negative=(
+            "近一年到期账单平均超过到期日 {abs_value:.0f} 天（含至今未缴清的）",
+            (
+                "bills due in the last year: on average {abs_value:.0f} days past the due date (open ones "
+                "count so far)"
+            ),
+        ),
+        one=(
+            "bills due in the last year: on average {abs_value:.0f} day before the due date (open ones count "
+            "their days overdue)"
+        ),
+        negative_one=(
+            "bills due in the last year: on average {abs_value:.0f} day past the due date (open ones count "
+            "so far)"
+        ),
+        flat=(
+            "近一年到期账单平均在到期日当天（未缴清的按已逾期天数计）",
+            "bills due in the last year: on average on the due date (open ones count their days overdue)",
+        ),
     ),
     "payments_days_before_due_mean_730d": _doc(
         "payments",
         "days",
-        "近两年账单平均在到期日前 {abs_value:.0f} 天缴清",
-        "bills of the last two years paid {abs_value:.0f} days before the due date on average",
-        negative=(
-            "近两年账单平均逾期 {abs_value:.0f} 天缴清",
-            "bills of the last two years paid {abs_value:.0f} days after the due date on average",
+        # An open bill counts its days overdue so far: 缴清 / "paid" read a customer with two unpaid bills of
+        # three as one who pays late (a reviewer's 4300000470: 1 day early, 38 and 7 days overdue and open).
+        "近两年到期账单平均早于到期日 {abs_value:.0f} 天（未缴清的按已逾期天数计）",
+        (
+            "bills due in the last two years: on average {abs_value:.0f} days before the due date (open ones "
+            "count their days overdue)"
         ),
-        one="bills of the last two years paid {abs_value:.0f} day before the due date on average",
-        negative_one="bills of the last two years paid {abs_value:.0f} day after the due date on average",
+        negative=(
+            "近两年到期账单平均超过到期日 {abs_value:.0f} 天（含至今未缴清的）",
+            (
+                "bills due in the last two years: on average {abs_value:.0f} days past the due date (open "
+                "ones count so far)"
+            ),
+        ),
+        one=(
+            "bills due in the last two years: on average {abs_value:.0f} day before the due date (open ones "
+            "count their days overdue)"
+        ),
+        negative_one=(
+            "bills due in the last two years: on average {abs_value:.0f} day past the due date (open ones "
+            "count so far)"
+        ),
         flat=(
-            "近两年账单平均在到期日当天缴清",
-            "bills of the last two years paid on the due date on average",
+            "近两年到期账单平均在到期日当天（未缴清的按已逾期天数计）",
+            (
+                "bills due in the last two years: on average on the due date (open ones count their days "
+                "overdue)"
+            ),
         ),
     ),
     "payments_window_left_share_365d": _doc(
         "payments",
         "ratio",
-        "近一年账单平均在缴费期还剩 {abs_value:.0%} 时缴清",
-        "bills of the last year paid with {abs_value:.0%} of the payment window left on average",
+        "近一年到期账单平均在缴费期还剩 {abs_value:.0%} 时缴清（未缴清的按已逾期计）",
+        (
+            "bills due in the last year: paid with {abs_value:.0%} of the payment window left on average "
+            "(open ones count as overdue)"
+        ),
         negative=(
-            "近一年账单平均逾期缴费期长度的 {abs_value:.0%} 才缴清",
-            "bills of the last year paid late by {abs_value:.0%} of the payment window on average",
+            "近一年到期账单平均超过到期日达缴费期长度的 {abs_value:.0%}（含未缴清的，每张最多计3倍）",
+            (
+                "bills due in the last year: on average {abs_value:.0%} of a payment window past the due "
+                "date (open ones included, each at most 3 windows)"
+            ),
         ),
         flat=(
-            "近一年账单平均在缴费期截止时缴清",
-            "bills of the last year paid as the payment window closed on average",
+            "近一年到期账单平均在缴费期截止时缴清（未缴清的按已逾期计）",
+            (
+                "bills due in the last year: paid as the payment window closed on average (open ones count "
+                "as overdue)"
+            ),
         ),
     ),
     "payments_window_left_share_730d": _doc(
         "payments",
         "ratio",
-        "近两年账单平均在缴费期还剩 {abs_value:.0%} 时缴清",
-        "bills of the last two years paid with {abs_value:.0%} of the payment window left on average",
+        "近两年到期账单平均在缴费期还剩 {abs_value:.0%} 时缴清（未缴清的按已逾期计）",
+        (
+            "bills due in the last two years: paid with {abs_value:.0%} of the payment window left on "
+            "average (open ones count as overdue)"
+        ),
         negative=(
-            "近两年账单平均逾期缴费期长度的 {abs_value:.0%} 才缴清",
-            "bills of the last two years paid late by {abs_value:.0%} of the payment window on average",
+            "近两年到期账单平均超过到期日达缴费期长度的 {abs_value:.0%}（含未缴清的，每张最多计3倍）",
+            (
+                "bills due in the last two years: on average {abs_value:.0%} of a payment window past the "
+                "due date (open ones included, each at most 3 windows)"
+            ),
         ),
         flat=(
-            "近两年账单平均在缴费期截止时缴清",
-            "bills of the last two years paid as the payment window closed on average",
+            "近两年到期账单平均在缴费期截止时缴清（未缴清的按已逾期计）",
+            (
+                "bills due in the last two years: paid as the payment window closed on average (open ones "
+                "count as overdue)"
+            ),
         ),
     ),
     # An open bill counts minus its days overdue so far, so for a customer who has stopped paying the year's
@@ -553,30 +648,30 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "payments_late_count_180d": _doc(
         "payments",
         "bills",
-        "近6个月逾期缴费 {value:.0f} 次",
-        "{value:.0f} late bills in the last 6 months",
-        one="{value:.0f} late bill in the last 6 months",
+        "近6个月逾期账单 {value:.0f} 张（含尚未缴清的）",
+        "{value:.0f} bills late in the last 6 months (paid late or still open)",
+        one="{value:.0f} bill late in the last 6 months (paid late or still open)",
     ),
     "payments_late_count_365d": _doc(
         "payments",
         "bills",
-        "近12个月逾期缴费 {value:.0f} 次",
-        "{value:.0f} late bills in the last 12 months",
-        one="{value:.0f} late bill in the last 12 months",
+        "近12个月逾期账单 {value:.0f} 张（含尚未缴清的）",
+        "{value:.0f} bills late in the last 12 months (paid late or still open)",
+        one="{value:.0f} bill late in the last 12 months (paid late or still open)",
     ),
     "payments_late_count_730d": _doc(
         "payments",
         "bills",
-        "近两年逾期缴费 {value:.0f} 次",
-        "{value:.0f} late bills in the last two years",
-        one="{value:.0f} late bill in the last two years",
+        "近两年逾期账单 {value:.0f} 张（含尚未缴清的）",
+        "{value:.0f} bills late in the last two years (paid late or still open)",
+        one="{value:.0f} bill late in the last two years (paid late or still open)",
     ),
     "payments_late_30d_count_365d": _doc(
         "payments",
         "bills",
-        "近12个月逾期超30天 {value:.0f} 次",
-        "{value:.0f} bills over 30 days late in the last 12 months",
-        one="{value:.0f} bill over 30 days late in the last 12 months",
+        "近12个月逾期超30天的账单 {value:.0f} 张（含尚未缴清的）",
+        "{value:.0f} bills over 30 days late in the last 12 months (paid late or still open)",
+        one="{value:.0f} bill over 30 days late in the last 12 months (paid late or still open)",
     ),
     "payments_partial_count_365d": _doc(
         "payments",
@@ -601,6 +696,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "最早一笔欠费已逾期 {value:.0f} 天",
         "oldest open bill overdue {value:.0f} days",
         one="oldest open bill overdue {value:.0f} day",
+        flat=("当前无逾期欠费", "no overdue bill open"),  # 0 when nothing is open, not "overdue 0 days"
     ),
     "payments_outstanding_to_bill_ratio": _doc(
         "payments",
@@ -797,6 +893,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "%",
         "台区损失电量的增加相当于本户电量下降的 {value:.0f}%",
         "the area's lost kWh rose by {value:.0f} % of this customer's kWh fall",
+        negative=(
+            "本户电量下降期间台区损失电量反而减少，减少量相当于本户降幅的 {abs_value:.0f}%",
+            "the area's lost kWh fell by {abs_value:.0f} % of this customer's kWh fall",
+        ),
     ),
     # -- peers -----------------------------------------------------------------------------------------------
     "peers_industry_kwh_yoy_change_pct": _doc(

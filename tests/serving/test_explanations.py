@@ -114,21 +114,29 @@ def test_a_signed_measure_reads_in_words_on_either_side_of_zero(package, tmp_pat
 
     name = "payments_days_before_due_mean_365d"
     signed = replace(package, reasons={**package.reasons, name: ReasonText.from_doc(FEATURE_DOCS[name])})
-    said = "bills of the last year paid {} the due date on average"
-    assert signed.reason_text(name, 5.2, "en") == said.format("5 days before")
-    assert signed.reason_text(name, -35.75, "en") == said.format("36 days after")
-    assert signed.reason_text(name, -35.75, "zh") == "近一年账单平均逾期 36 天缴清"
+    said = "bills due in the last year: on average {}"
+    early, late = (
+        "before the due date (open ones count their days overdue)",
+        "past the due date (open ones count so far)",
+    )
+    assert signed.reason_text(name, 5.2, "en") == said.format(f"5 days {early}")
+    assert signed.reason_text(name, -35.75, "en") == said.format(f"36 days {late}")
+    # An open bill counts its days overdue so far: 缴清 / "paid" read two unpaid bills of three as paid late.
+    assert signed.reason_text(name, -35.75, "zh") == "近一年到期账单平均超过到期日 36 天（含至今未缴清的）"
     # Unknown (a customer with no bill due yet): "nan days before", and a value of None gave the raw name
     # "payments_days_before_due_mean_365d = —" on the page; now the sentence says there is no data.
-    none = "bills of the last year paid — days before the due date on average (no data)"
+    none = f"bills due in the last year: on average — days {early} (no data)"
     assert signed.reason_text(name, float("nan"), "en") == signed.reason_text(name, None, "en") == none
-    assert signed.reason_text(name, None, "zh") == "近一年账单平均在到期日前 — 天缴清（无数据）"
+    assert (
+        signed.reason_text(name, None, "zh")
+        == "近一年到期账单平均早于到期日 — 天（未缴清的按已逾期天数计）（无数据）"
+    )
     category = "archive_industry_code"
     worded = replace(package, reasons={category: ReasonText.from_doc(FEATURE_DOCS[category])})
     assert worded.reason_text(category, None, "zh") == "行业分类：—（无数据）"
 
     loaded = PackagedModel.load(signed.save(tmp_path / "new"))  # the negative sentences travel with the model
-    assert loaded.reason_text(name, -3.0, "en").endswith("3 days after the due date on average")
+    assert loaded.reason_text(name, -3.0, "en").endswith(f"3 days {late}")
     doc = json.loads((tmp_path / "new" / "package.json").read_text())
     for reason in doc["reasons"].values():  # a package saved before negative sentences existed …
         reason.pop("zh_negative"), reason.pop("en_negative")
@@ -195,19 +203,20 @@ def test_a_count_of_one_is_singular_in_english(package):
     docs = {name: doc for name, doc in FEATURE_DOCS.items() if name not in CATEGORICAL_FEATURES}
     worded = replace(package, reasons={name: ReasonText.from_doc(doc) for name, doc in docs.items()})
     late = "payments_days_late_mean_90d"
-    said = "bills of the last 90 days paid {} late on average"
+    said = "bills due in the last 90 days: {} overdue on average (open ones counted so far)"
     assert worded.reason_text(late, 1.0, "en") == worded.reason_text(late, 0.6, "en") == said.format("1 day")
     assert worded.reason_text(late, 2.0, "en") == said.format("2 days")
-    assert worded.reason_text(late, 0.0, "en") == said.format("0 days")
-    assert worded.reason_text(late, 1.0, "zh") == "近90天账单平均逾期 1 天"
+    assert worded.reason_text(late, 0.0, "en") == "no bill due in the last 90 days was late"
+    assert worded.reason_text(late, 1.0, "zh") == "近90天到期账单平均逾期 1 天（未缴清的计至今）"
     before = "payments_days_before_due_mean_365d"
     assert (
         worded.reason_text(before, -1.0, "en")
-        == "bills of the last year paid 1 day after the due date on average"
+        == "bills due in the last year: on average 1 day past the due date (open ones count so far)"
     )
     assert (
         worded.reason_text(before, 1.0, "en")
-        == "bills of the last year paid 1 day before the due date on average"
+        == "bills due in the last year: on average 1 day before the due date (open ones count their days "
+        "overdue)"
     )
     assert worded.reason_text("payments_channel_changes_365d", 1.0, "en") == (
         "payment channel changed once in the last year"
@@ -270,12 +279,19 @@ def test_a_signed_measure_reads_on_either_side_and_never_as_minus_zero(package):
     drop = "bills_kwh_drop_6m_yoy_kwh"
     assert worded.reason_text(drop, -5000.0, "en") == "5,000 kWh more than the same 6 months last year"
     assert worded.reason_text(drop, 5000.0, "zh") == "近6个月电量比去年同期少 5,000 kWh"
-    assert worded.reason_text(drop, -0.2, "zh") == "近6个月电量与去年同期基本持平"
-    before = "payments_days_before_due_mean_90d"
+    # A rise is stored as 0 (drops only): "about the same" read a plant up 191 % as flat.
     assert (
-        worded.reason_text(before, 0.3, "en") == "bills of the last 90 days paid on the due date on average"
+        worded.reason_text(drop, 0.0, "zh")
+        == worded.reason_text(drop, -0.2, "zh")
+        == "近6个月电量不低于去年同期"
     )
-    assert worded.reason_text(before, -0.3, "zh") == "近90天账单平均在到期日当天缴清"
+    before = "payments_days_before_due_mean_90d"
+    assert worded.reason_text(before, 0.3, "en") == (
+        "bills due in the last 90 days: on average on the due date (open ones count their days overdue)"
+    )
+    assert (
+        worded.reason_text(before, -0.3, "zh") == "近90天到期账单平均在到期日当天（未缴清的按已逾期天数计）"
+    )
     # "last 90 days paid 87 days earlier than the year's average" of a customer with ten unpaid bills: the
     # measure counts an open bill's days overdue so far, and its sentence now says so.
     change = "payments_days_before_due_change_90d_vs_365d"
@@ -285,7 +301,16 @@ def test_a_signed_measure_reads_on_either_side_and_never_as_minus_zero(package):
         == "bills of the last 90 days were 1 day later than the year's average"
     )
     share = "payments_window_left_share_365d"
-    assert worded.reason_text(share, -0.004, "zh") == "近一年账单平均在缴费期截止时缴清"
+    assert (
+        worded.reason_text(share, -0.004, "zh")
+        == "近一年到期账单平均在缴费期截止时缴清（未缴清的按已逾期计）"
+    )
+    # Nothing open is "no overdue bill", not "the oldest open bill overdue 0 days".
+    assert worded.reason_text("payments_outstanding_age_days", 0.0, "en") == "no overdue bill open"
+    # The slope is a share of the window's mean: "falls 136 % a month" now says what it is.
+    assert worded.reason_text("bills_kwh_slope_3m_pct", -136.4, "zh") == (
+        "近3个月电量呈下降趋势，每月变化约为期间月均的 136.4%"
+    )
     # No sentence prints a negative zero.
     for name in FEATURE_DOCS:
         for lang in ("zh", "en"):
