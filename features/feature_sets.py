@@ -255,12 +255,13 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "连续零电量 {value:.0f} 个月",
         "{value:.0f} zero-kWh months in a row",
         one="zero kWh in the latest month",
+        flat=("最近一月电量不为零", "latest month not zero"),
     ),
     "bills_kwh_repeat_months_12m": _doc(
         "consumption",
         "months",
-        "近12个月有 {value:.0f} 个月电量与上月完全相同",
-        "{value:.0f} of the last 12 months billed exactly the previous month's kWh",
+        "近12个月有 {value:.0f} 个月电量与上月几乎相同（相差≤0.1%）",
+        "{value:.0f} of the last 12 months within 0.1 % of the previous month's kWh",
     ),
     "bills_utilization_pct_3m": _doc(
         "consumption",
@@ -290,8 +291,8 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "bills_max_demand_to_capacity_pct_3m": _doc(
         "consumption",
         "%",
-        "近3个月最大需量为合同容量的 {value:.0f}%",
-        "max demand {value:.0f} % of contract capacity over the last 3 months",
+        "近3个月月最大需量均值为合同容量的 {value:.0f}%",
+        "mean monthly max demand {value:.0f} % of contract capacity over the last 3 months",
     ),
     "bills_max_demand_yoy_change_pct_3m": _doc(
         "consumption",
@@ -339,7 +340,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "bills_reissued_count_12m": _doc(
         "consumption",
         "bills",
-        "近12个月退补重开账单 {value:.0f} 次",
+        "近12个月有退补重开的账单 {value:.0f} 张",
         "{value:.0f} bills re-issued in the last 12 months",
         one="{value:.0f} bill re-issued in the last 12 months",
     ),
@@ -417,25 +418,30 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         one="{value:.0f} day identical to the day before (last 90)",
     ),
     "readings_weekend_weekday_ratio_90d": _doc(
-        "readings", "ratio", "周末/工作日电量比 {value:.2f}", "weekend / weekday kWh ratio {value:.2f}"
+        "readings",
+        "ratio",
+        "近90天周末/工作日电量比 {value:.2f}",
+        "weekend / weekday kWh ratio {value:.2f} (last 90 days)",
     ),
     "readings_level_drop_max_pct_90d": _doc(
         "readings",
         "%",
-        "近90天电量水平骤降 {value:.0f}%",
-        "sudden fall of {value:.0f} % in the daily level (last 90 days)",
+        # The largest fall of the 14-day mean at any split day: every customer has one, often small.
+        "近90天14日均电量最大降幅 {value:.0f}%",
+        "largest fall of the 14-day mean daily kWh in the last 90 days: {value:.0f} %",
+        negative=("近90天14日均电量未出现下降", "the 14-day mean daily kWh did not fall in the last 90 days"),
     ),
     "readings_days_since_level_drop": _doc(
         "readings",
         "days",
-        "电量骤降发生在 {value:.0f} 天前",
-        "the sharpest fall was {value:.0f} days ago",
-        one="the sharpest fall was {value:.0f} day ago",
+        "近90天14日均电量降幅最大处在 {value:.0f} 天前",
+        "the largest fall of the 14-day mean was {value:.0f} days ago",
+        one="the largest fall of the 14-day mean was {value:.0f} day ago",
     ),
     "readings_variance_ratio_30d_vs_prev_90d": _doc(
         "readings",
         "ratio",
-        "近30天电量波动为此前的 {value:.2f} 倍",
+        "近30天电量波动为此前90天的 {value:.2f} 倍",
         "daily variation {value:.2f}× that of the 90 days before",
     ),
     "readings_cv_90d": _doc(
@@ -677,8 +683,8 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "payments",
         "bills",
         "近12个月分次或部分缴费 {value:.0f} 次",
-        "{value:.0f} bills paid in part in the last 12 months",
-        one="{value:.0f} bill paid in part in the last 12 months",
+        "{value:.0f} bills paid in instalments or only in part in the last 12 months",
+        one="{value:.0f} bill paid in instalments or only in part in the last 12 months",
     ),
     "payments_unpaid_count_365d": _doc(
         "payments",
@@ -705,7 +711,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "outstanding {value:.1f}× the average of the last 3 bills",
     ),
     "payments_paid_ratio_365d": _doc(
-        "payments", "ratio", "近一年应收电费回收率 {value:.0%}", "{value:.0%} of the last year's bills paid"
+        "payments",
+        "ratio",
+        "近一年应收电费回收率 {value:.0%}",
+        "{value:.0%} of the amount due in the last year paid",
     ),
     "payments_late_fee_sum_365d_yuan": _doc(
         "payments",
@@ -752,9 +761,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "events_restore_count_365d": _doc(
         "events",
         "applications",
-        "近一年恢复用电 {value:.0f} 次",
-        "{value:.0f} restorations in the last year",
-        one="{value:.0f} restoration in the last year",
+        # Restorations of a suspension or reduction: 恢复用电 reads as reconnection after a cut for arrears.
+        "近一年申请暂停/减容恢复 {value:.0f} 次",
+        "{value:.0f} suspension or reduction restorations applied for in the last year",
+        one="{value:.0f} suspension or reduction restoration applied for in the last year",
     ),
     "events_changes_same_season_last_year": _doc(
         "events",
@@ -767,8 +777,8 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "events",
         "days",
         "距上次暂停/减容申请 {value:.0f} 天",
-        "{value:.0f} days since the last suspension or reduction",
-        one="{value:.0f} day since the last suspension or reduction",
+        "{value:.0f} days since the last suspension or reduction application",
+        one="{value:.0f} day since the last suspension or reduction application",
     ),
     "events_suspended_days_365d": _doc(
         "events",
@@ -793,7 +803,11 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         on=("当前暂停用电中", "suspended now"),
     ),
     "events_reduced_capacity_pct": _doc(
-        "events", "%", "当前减容 {value:.0f}% 合同容量", "{value:.0f} % of capacity reduced now"
+        "events",
+        "%",
+        "当前减容 {value:.0f}% 合同容量",
+        "{value:.0f} % of capacity reduced now",
+        flat=("当前无减容", "no capacity reduction in force"),
     ),
     "has_scheduled_change": _doc(
         "events",
@@ -870,7 +884,10 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         one="{value:.0f} active customer in the area",
     ),
     "area_transformer_load_pct_3m": _doc(
-        "area", "%", "台区变压器平均负载率 {value:.0f}%", "area transformer load {value:.0f} %"
+        "area",
+        "%",
+        "近3个月台区变压器平均负载率 {value:.0f}%",
+        "area transformer load {value:.0f} % over the last 3 months",
     ),
     "area_kwh_share_pct_3m": _doc(
         "area", "%", "占台区售电量 {value:.1f}%", "{value:.1f} % of the area's billed kWh"
@@ -902,23 +919,41 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "peers_industry_kwh_yoy_change_pct": _doc(
         "peers",
         "%",
-        "同行业电量中位数较去年同期{dir_zh}{abs_value:.0f}%",
-        "the industry's median kWh {dir_en} {abs_value:.0f} % on last year",
-        flat=("同行业电量中位数与去年同期基本持平", "the industry's median kWh about the same as last year"),
+        # The median of the peers' 3-month year-on-year changes (households: their usage category).
+        "同行业（无行业代码时为同用电类别）客户近3个月电量同比变化中位数：{dir_zh}{abs_value:.0f}%",
+        (
+            "the industry's (or usage category's) median customer: kWh {dir_en} {abs_value:.0f} % on the "
+            "same 3 months last year"
+        ),
+        flat=(
+            "同行业（无行业代码时为同用电类别）客户近3个月电量同比变化中位数：基本持平",
+            (
+                "the industry's (or usage category's) median customer: kWh about the same as the same 3 "
+                "months last year"
+            ),
+        ),
     ),
     "peers_station_kwh_yoy_change_pct": _doc(
         "peers",
         "%",
-        "同供电所电量中位数较去年同期{dir_zh}{abs_value:.0f}%",
-        "the station's median kWh {dir_en} {abs_value:.0f} % on last year",
-        flat=("同供电所电量中位数与去年同期基本持平", "the station's median kWh about the same as last year"),
+        "同供电所客户近3个月电量同比变化中位数：{dir_zh}{abs_value:.0f}%",
+        "the station's median customer: kWh {dir_en} {abs_value:.0f} % on the same 3 months last year",
+        flat=(
+            "同供电所客户近3个月电量同比变化中位数：基本持平",
+            "the station's median customer: kWh about the same as the same 3 months last year",
+        ),
     ),
     "peers_kwh_yoy_change_vs_industry_pp": _doc(
         "peers",
         "percentage points",
-        "电量同比变化比同行业中位数{dir_zh}{abs_value:.0f}个百分点",
-        "kWh change on last year {abs_value:.0f} points {dir_en} on the industry median",
-        one="kWh change on last year {abs_value:.0f} point {dir_en} on the industry median",
+        "电量同比变化比同行业中位数高 {abs_value:.0f} 个百分点",
+        "kWh change on last year {abs_value:.0f} points above the industry median's",
+        negative=(
+            "电量同比变化比同行业中位数低 {abs_value:.0f} 个百分点",
+            "kWh change on last year {abs_value:.0f} points below the industry median's",
+        ),
+        one="kWh change on last year {abs_value:.0f} point above the industry median's",
+        negative_one="kWh change on last year {abs_value:.0f} point below the industry median's",
         flat=(
             "电量同比变化与同行业中位数基本持平",
             "kWh change on last year about the same as the industry median's",
@@ -927,9 +962,14 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "peers_kwh_yoy_change_vs_station_pp": _doc(
         "peers",
         "percentage points",
-        "电量同比变化比同供电所中位数{dir_zh}{abs_value:.0f}个百分点",
-        "kWh change on last year {abs_value:.0f} points {dir_en} on the station median",
-        one="kWh change on last year {abs_value:.0f} point {dir_en} on the station median",
+        "电量同比变化比同供电所中位数高 {abs_value:.0f} 个百分点",
+        "kWh change on last year {abs_value:.0f} points above the station median's",
+        negative=(
+            "电量同比变化比同供电所中位数低 {abs_value:.0f} 个百分点",
+            "kWh change on last year {abs_value:.0f} points below the station median's",
+        ),
+        one="kWh change on last year {abs_value:.0f} point above the station median's",
+        negative_one="kWh change on last year {abs_value:.0f} point below the station median's",
         flat=(
             "电量同比变化与同供电所中位数基本持平",
             "kWh change on last year about the same as the station median's",
@@ -938,8 +978,12 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
     "peers_kwh_slope_6m_vs_industry_pp": _doc(
         "peers",
         "percentage points per month",
-        "近6个月电量趋势比同行业{dir_zh}{abs_value:.1f}个百分点/月",
-        "6-month kWh trend {abs_value:.1f} points a month {dir_en} on the industry",
+        "近6个月电量趋势比同行业高 {abs_value:.1f} 个百分点/月",
+        "6-month kWh trend {abs_value:.1f} points a month above the industry's",
+        negative=(
+            "近6个月电量趋势比同行业低 {abs_value:.1f} 个百分点/月",
+            "6-month kWh trend {abs_value:.1f} points a month below the industry's",
+        ),
         flat=("近6个月电量趋势与同行业基本持平", "6-month kWh trend about the same as the industry's"),
     ),
 }
