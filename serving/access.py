@@ -7,7 +7,6 @@ append-only JSON-lines audit log that never holds names, phones, addresses or fe
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import Forbidden, HomeUnwritable, KeyStoreError, NotAuthenticated
+from serving.locks import replace_whole
 
 logger = logging.getLogger(__name__)
 
@@ -205,14 +205,15 @@ def _write_keys(path: Path, records: dict[str, KeyRecord], refused: str) -> None
     """Replace the keys file in one rename; HomeUnwritable (the file unchanged) when the home cannot be
     written, saying what was `refused`."""
     tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write() -> None:
         tmp.write_text(json.dumps({"keys": [asdict(r) for r in records.values()]}, indent=1))
         os.chmod(tmp, 0o600)
-        tmp.replace(path)
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_whole(path, tmp, write)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # a full disk kept part of it
         raise HomeUnwritable("keys file", path, exc, refused) from exc
 
 

@@ -9,7 +9,6 @@ but one row group (~10 ms). Copies are rebuilt when the warehouse table's modifi
 from __future__ import annotations
 
 import bisect
-import contextlib
 import logging
 import threading
 import time
@@ -24,7 +23,7 @@ import pyarrow.parquet as pq
 from features.schema import table as contract_table
 from features.sources import read_table, table_path
 from serving.errors import HomeUnwritable
-from serving.locks import folder_lock
+from serving.locks import folder_lock, replace_whole
 from serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -180,13 +179,9 @@ class HistoryStore:
         schema = contract_table(name).arrow_schema(columns)
         data = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-        try:
-            pq.write_table(data, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            tmp.replace(path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)  # a full disk kept part of it
-            raise
+        replace_whole(
+            path, tmp, lambda: pq.write_table(data, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        )
         for old in self.cache.glob(f"{name}-*.parquet"):
             if old != path:
                 old.unlink(missing_ok=True)

@@ -6,7 +6,6 @@ Built once in the app's lifespan (or by a test with a fake registry); `refresh()
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -18,6 +17,7 @@ from pathlib import Path
 from serving.access import AuditLog, KeyStore
 from serving.directory import CustomerDirectory
 from serving.errors import HomeUnwritable
+from serving.locks import replace_whole
 from serving.metrics import ServiceMetrics
 from serving.model_store import MlflowRegistry, ModelStore, Registry
 from serving.settings import ServingSettings
@@ -93,15 +93,16 @@ class ReloadSignal:
         models and snapshots than the others, with nothing to tell them."""
         generation = f"{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
         tmp = self.path.with_name(f".{self.path.name}.{generation}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def write() -> os.stat_result:
             tmp.write_text(generation + "\n", encoding="utf-8")
             # A rename keeps inode and mtime: this worker need not read its own generation.
-            stat = os.stat(tmp)
-            tmp.replace(self.path)
+            return os.stat(tmp)
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            stat = replace_whole(self.path, tmp, write)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)  # a full disk kept part of it
             raise HomeUnwritable(
                 "reload signal",
                 self.path,

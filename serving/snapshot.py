@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from features.training_set import SEGMENT_COLUMNS
 from serving.errors import SnapshotUnavailable, UnknownCustomers
+from serving.locks import replace_whole
 from serving.model import PackagedModel
 from serving.reasons import build_reasons
 from serving.schemas import Lang, ModelRef, Reason, Task
@@ -137,8 +138,7 @@ def write_snapshot(
     table = pa.Table.from_pandas(scores, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
     tmp = path.with_name(f".{path.name}.tmp")
-    _written_whole(tmp, lambda: pq.write_table(table, tmp, compression="zstd"))
-    tmp.replace(path)
+    replace_whole(path, tmp, lambda: pq.write_table(table, tmp, compression="zstd"))
     if path.resolve().parent != task_dir.resolve():
         logger.info("scores %s: %d rows -> %s; outside %s, not served", task, len(scores), path, task_dir)
         return path
@@ -152,21 +152,9 @@ def write_snapshot(
     pointer = task_dir / f".{LATEST}.tmp"
     # The file's name, not its path: a home moved or mounted elsewhere (another volume, a container) still
     # serves what `latest` named.
-    _written_whole(pointer, lambda: pointer.write_text(path.name + "\n"))
-    pointer.replace(task_dir / LATEST)
+    replace_whole(task_dir / LATEST, pointer, lambda: pointer.write_text(path.name + "\n"))
     logger.info("snapshot %s: %d rows -> %s", task, len(scores), path)
     return path
-
-
-def _written_whole(tmp: Path, write: Callable[[], object]) -> None:
-    """Run `write` into the temporary file `tmp`; when it fails (a full disk), remove what it left, so a half
-    file does not sit in the home beside the snapshots (the served one is untouched: it is only replaced by
-    a rename once `tmp` is whole)."""
-    try:
-        write()
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def latest_path(root: Path, task: str) -> Path | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from serving.access import KeyRecord, KeyStore, Principal
 from serving.errors import HomeUnwritable
-from serving.locks import folder_lock
+from serving.locks import folder_lock, replace_whole
 
 logger = logging.getLogger(__name__)
 
@@ -166,13 +166,7 @@ class SignedOut:
             if len(kept) > self.MAX_ENTRIES:
                 kept = dict(sorted(kept.items(), key=lambda item: item[1])[-self.MAX_ENTRIES :])
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            try:
-                tmp.write_text(json.dumps(kept), encoding="utf-8")
-                os.replace(tmp, self.path)  # readers see the old file or the new one, never half of it
-            except OSError:
-                with contextlib.suppress(OSError):
-                    tmp.unlink(missing_ok=True)  # a full disk kept part of it
-                raise
+            replace_whole(self.path, tmp, lambda: tmp.write_text(json.dumps(kept), encoding="utf-8"))
 
 
 def principal_of(keys: KeyStore, key_id: str, prefix: str) -> Principal | None:
