@@ -81,10 +81,14 @@ class Principal:
     stations: tuple[str, ...] = ()
     supply_units: tuple[str, ...] = ()
 
+    def refusal(self, reason: str) -> Forbidden:
+        """A 403 for this key: the message names the key, and the audit line its id and role."""
+        return Forbidden(f"key {self.key_id} {reason}", self.key_id, self.role.value)
+
     def require(self, action: Action) -> None:
         if self.role not in PERMISSIONS[action]:
             allowed = ", ".join(sorted(PERMISSIONS[action]))
-            raise Forbidden(f"key {self.key_id} has role {self.role}; {action} needs one of: {allowed}")
+            raise self.refusal(f"has role {self.role}; {action} needs one of: {allowed}")
 
     @property
     def sees_pii(self) -> bool:
@@ -115,13 +119,9 @@ class Principal:
         if self.covers(station, supply_unit):
             return
         if self.stations and station not in self.stations:
-            raise Forbidden(
-                f"key {self.key_id} covers stations {list(self.stations)}; {subject} is not in them"
-            )
+            raise self.refusal(f"covers stations {list(self.stations)}; {subject} is not in them")
         if self.supply_units and supply_unit not in self.supply_units:
-            raise Forbidden(
-                f"key {self.key_id} covers supply units {list(self.supply_units)}; {subject} is not in them"
-            )
+            raise self.refusal(f"covers supply units {list(self.supply_units)}; {subject} is not in them")
 
     def covers(self, station: str | None, supply_unit: str | None) -> bool:
         """Whether a customer placed in this station and supply unit is inside the key's scope."""
@@ -133,15 +133,12 @@ class Principal:
 
     def _require_station(self, station: str | None) -> None:
         if self.stations and station not in self.stations:
-            raise Forbidden(
-                f"key {self.key_id} covers stations {list(self.stations)}, not station {station!r}"
-            )
+            raise self.refusal(f"covers stations {list(self.stations)}, not station {station!r}")
 
     def _require_supply_unit(self, supply_unit: str | None) -> None:
         if self.supply_units and supply_unit not in self.supply_units:
-            raise Forbidden(
-                f"key {self.key_id} covers supply units {list(self.supply_units)}, "
-                f"not supply unit {supply_unit!r}"
+            raise self.refusal(
+                f"covers supply units {list(self.supply_units)}, not supply unit {supply_unit!r}"
             )
 
 
@@ -298,7 +295,8 @@ class KeyStore:
             raise NotAuthenticated("API key not recognised; ask an admin for one (`gridrisk keys create`)")
         if not record.active:
             raise NotAuthenticated(
-                f"API key {record.key_id} was revoked at {record.revoked_at}; ask for a new one"
+                f"API key {record.key_id} was revoked at {record.revoked_at}; ask for a new one",
+                record.key_id,
             )
         return Principal(record.key_id, record.role, tuple(record.stations), tuple(record.supply_units))
 
@@ -313,6 +311,10 @@ def mask_phone(phone: str | None) -> str | None:
     if not phone:
         return phone
     return phone[:3] + "*" * max(len(phone) - 7, 0) + phone[-4:] if len(phone) > 7 else "*" * len(phone)
+
+
+ROUTE_CHARS = 200  # of a refused request's method and path in its audit line
+DETAIL_CHARS = 300  # of the refusal's reason
 
 
 class AuditLog:
@@ -331,23 +333,17 @@ class AuditLog:
         model_version: str | None,
         rows: int,
     ) -> None:
-        line = json.dumps(
-            {
-                "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-                "key_id": principal.key_id,
-                "role": principal.role.value,
-                "action": action.value,
-                "task": task,
-                "filters": filters,
-                "model_version": model_version,
-                "rows": rows,
-            },
-            ensure_ascii=False,
-            default=str,
-        )
+        entry = {
+            "key_id": principal.key_id,
+            "role": principal.role.value,
+            "action": action.value,
+            "task": task,
+            "filters": filters,
+            "model_version": model_version,
+            "rows": rows,
+        }
         try:
-            with self._lock:
-                self._append((line + "\n").encode("utf-8"))
+            self._write(entry)
         except OSError as exc:
             # Who pulled which customers is this log's whole point: an answer it cannot record is not given.
             raise HomeUnwritable(
@@ -357,6 +353,48 @@ class AuditLog:
                 f"this {action.value} request was refused (every score, list and customer file is recorded "
                 "there before it is answered)",
             ) from exc
+
+    def refused(
+        self,
+        exc: NotAuthenticated | Forbidden,
+        status: int,
+        route: str,
+        client: str | None,
+    ) -> None:
+        """A 401 or 403: which key (when known), what it asked for, from where, and why it was refused. The
+        refusal stands when its line cannot be written (the server's log says so): it reveals nothing."""
+        entry = {
+            "key_id": exc.key_id,
+            "role": getattr(exc, "role", None),
+            "action": "refused",
+            "status": status,
+            "route": route[:ROUTE_CHARS],
+            "client": client,
+            "detail": str(exc)[:DETAIL_CHARS],
+        }
+        try:
+            self._write(entry)
+        except OSError as fault:
+            logger.error("audit log %s: a %d was not recorded (%s): %s", self.path, status, fault, entry)
+
+    def key_event(self, action: str, record: KeyRecord, by: str) -> None:
+        """`gridrisk keys create` / `revoke`: the key's id, role and scope, and the account that ran it."""
+        self._write(
+            {
+                "key_id": record.key_id,
+                "role": record.role.value,
+                "action": action,
+                "filters": {"stations": record.stations, "supply_units": record.supply_units},
+                "by": by,
+                "note": record.note,
+            }
+        )
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        time = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        line = json.dumps({"time": time, **entry}, ensure_ascii=False, default=str)
+        with self._lock:
+            self._append((line + "\n").encode("utf-8"))
 
     def _append(self, data: bytes) -> None:
         """One line in one write, or none: a full disk took half a line once, and the next record was glued

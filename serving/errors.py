@@ -26,11 +26,20 @@ class ServingError(Exception):
 
 
 class NotAuthenticated(ServingError):
-    """No API key, or one that matches no active key."""
+    """No API key, or one that matches no active key. `key_id` names the key when it is a known one (revoked),
+    for the audit log's line about the refusal."""
+
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class Forbidden(ServingError):
-    """The key is valid but its role or scope does not cover the request."""
+    """The key is valid but its role or scope does not cover the request; `key_id` and `role` say whose."""
+
+    def __init__(self, message: str, key_id: str | None = None, role: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id, self.role = key_id, role
 
 
 class UnknownCustomers(ServingError):
@@ -185,7 +194,19 @@ async def _serving_error(request: Request, exc: Exception) -> JSONResponse:
         logger.warning(
             "%s %s -> %d %s: %s", request.method, request.url.path, status, type(exc).__name__, exc
         )
+    audit_refusal(request, exc)
     return error_response(exc)
+
+
+def audit_refusal(request: Request, exc: ServingError) -> None:
+    """A 401 or 403 is an audit line (`AuditLog.refused`): who was turned away from what, and why. Apps built
+    without a service (some tests) have no log to write."""
+    if not isinstance(exc, NotAuthenticated | Forbidden):
+        return
+    service = getattr(request.app.state, "service", None)
+    if service is not None:
+        client = request.client.host if request.client else None
+        service.audit.refused(exc, status_of(exc), f"{request.method} {request.url.path}", client)
 
 
 def error_response(exc: ServingError) -> JSONResponse:

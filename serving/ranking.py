@@ -14,7 +14,6 @@ import pandas as pd
 
 from serving.access import Principal, blank_is_any, mask_name, mask_phone
 from serving.directory import CustomerDirectory
-from serving.errors import Forbidden
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.model import PackagedModel
 from serving.schemas import Lang, RiskListItem, RiskListResponse, SortKey, Task
@@ -79,9 +78,8 @@ def list_scope(
     if code >= 0:
         its_units = set(snapshot.codes["supply_unit"][snapshot.codes["station"] == code].tolist())
         if not its_units & {snapshot.code_of("supply_unit", u) for u in units}:
-            raise Forbidden(
-                f"key {principal.key_id} covers supply units {list(principal.supply_units)}, and station "
-                f"{asked!r} is not in them"
+            raise principal.refusal(
+                f"covers supply units {list(principal.supply_units)}, and station {asked!r} is not in them"
             )
     return stations, units
 

@@ -6,6 +6,7 @@ Heavy imports (pandas, LightGBM, MLflow, uvicorn) happen inside the commands so 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,7 @@ def keys_create(
     except (KeyStoreError, HomeUnwritable) as exc:  # a read-only or full home: no traceback
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    _audit_key(settings, "key_created", record)
     scope = ", ".join(record.stations + record.supply_units) or "all stations"
     typer.echo(f"key id {record.key_id} ({record.role.value}; {scope}) — shown once, store it now:", err=True)
     typer.echo(plaintext)
@@ -342,9 +344,29 @@ def keys_revoke(key_id: str = typer.Argument(..., help="the id shown by `gridris
     from serving.access import revoke_key
     from serving.errors import HomeUnwritable, KeyStoreError
 
+    settings = _serving_settings()
     try:
-        record = revoke_key(_serving_settings().keys_path, key_id)
+        record = revoke_key(settings.keys_path, key_id)
     except (KeyStoreError, HomeUnwritable) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    _audit_key(settings, "key_revoked", record)
     typer.echo(f"revoked {record.key_id} at {record.revoked_at}")
+
+
+def _audit_key(settings: Any, action: str, record: Any) -> None:
+    """A line in the home's audit log for a key made or revoked, naming the account that ran the command. The
+    key is made or revoked first (a revocation must not wait on the log, and a made key is shown only once),
+    so a log that cannot be written is a warning, not a refusal."""
+    import getpass
+
+    from serving.access import AuditLog
+
+    try:
+        by = getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        by = f"uid {os.getuid()}"
+    try:
+        AuditLog(settings.audit_path).key_event(action, record, by)
+    except OSError as exc:
+        typer.echo(f"warning: the audit log {settings.audit_path} did not record this ({exc})", err=True)

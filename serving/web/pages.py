@@ -34,6 +34,7 @@ from serving.errors import (
     KeyStoreError,
     NotAuthenticated,
     ServingError,
+    audit_refusal,
     caller_detail,
     status_of,
 )
@@ -94,6 +95,7 @@ class PageRoute(APIRoute):
                 status = status_of(exc)
                 if status >= 500:  # as the API's handler does: an operator has something to fix
                     logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+                audit_refusal(request, exc)
                 return error_page(request, status, caller_detail(exc))
             except RequestValidationError as exc:
                 detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
@@ -325,7 +327,8 @@ def login(
     text = TEXT[lang.value]
     try:
         principal = keys.authenticate(api_key.strip())
-    except NotAuthenticated:
+    except NotAuthenticated as exc:
+        audit_refusal(request, exc)
         return render(
             request,
             web,
@@ -337,6 +340,9 @@ def login(
             error=text["login_unknown"],
         )
     if principal.role not in PERMISSIONS[Action.RISK_LIST]:
+        audit_refusal(
+            request, principal.refusal(f"has role {principal.role}; the web page needs a list role")
+        )
         error = text["login_role"].format(role=label(lang, "role", principal.role.value))
         return render(request, web, lang, "login.html", None, status=403, next=safe_next(next), error=error)
     record = keys.record(principal.key_id)

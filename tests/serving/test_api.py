@@ -117,6 +117,35 @@ def test_roles_and_station_scope_give_403(service):
     assert c.get("/v1/models", headers=service.headers("service")).status_code == 403
 
 
+def test_refused_requests_are_audit_lines(service, settings, monkeypatch):
+    # An operator asked who had been probing with a revoked key: refusals were only in the server's log.
+    c = service.client
+    body = {"customer_ids": ["C0000001"]}
+    c.post("/v1/arrears/score", json=body)
+    c.post("/v1/arrears/score", json=body, headers={"X-API-Key": "grk_00000000_wrong"})
+    c.get("/v1/arrears/risk-list", params={"station": "S02"}, headers=service.headers("collector"))
+    c.get("/v1/customers/C0000001", headers=service.headers("service"))
+    key_id = service.keys["service"].split("_")[1]
+    revoke_key(settings.keys_path, key_id)
+    c.post("/v1/arrears/score", json=body, headers=service.headers("service"))
+    lines = [json.loads(x) for x in settings.audit_path.read_text().splitlines()]
+    assert [(x["action"], x["status"], x["key_id"], x["role"]) for x in lines] == [
+        ("refused", 401, None, None),
+        ("refused", 401, None, None),
+        ("refused", 403, service.keys["collector"].split("_")[1], "collector"),
+        ("refused", 403, key_id, "service"),
+        ("refused", 401, key_id, None),
+    ]
+    assert lines[0]["route"] == "POST /v1/arrears/score" and lines[0]["client"] == "testclient"
+    assert lines[0]["detail"].startswith("no API key") and "not recognised" in lines[1]["detail"]
+    assert "not station 'S02'" in lines[2]["detail"] and "revoked" in lines[4]["detail"]
+    assert "grk_" not in settings.audit_path.read_text()  # never a presented key, right or wrong
+    # A refusal that cannot be recorded is still a refusal, not a 503 that would tell a prober about the disk.
+    read_only(monkeypatch, settings.home)
+    assert c.post("/v1/arrears/score", json=body).status_code == 401
+    assert c.get("/v1/models", headers=service.headers("collector")).status_code == 403
+
+
 def test_a_nan_threshold_is_refused_as_not_a_number(service):
     # It was refused as "Input should be less than or equal to 1".
     r = service.client.get(

@@ -344,6 +344,30 @@ def test_keys_create_and_revoke_on_an_unwritable_home_say_so_in_a_line(env, monk
     assert run("keys", "revoke", key_id)[0] == 0
 
 
+def test_keys_made_and_revoked_are_audit_lines_naming_who_ran_the_command(env):
+    # An operator could not tell from the home when a leaked key had been made, or by whom.
+    made = run(
+        "keys", "create", "--role", "collector", "--station", "ST1", "--supply-unit", "U1", "--note", "team 1"
+    )
+    assert made[0] == 0, made[1]
+    key_id = json.loads((env / "keys.json").read_text())["keys"][0]["key_id"]
+    assert run("keys", "revoke", key_id)[0] == 0
+    lines = [json.loads(x) for x in (env / "audit.log").read_text().splitlines()]
+    assert [(x["action"], x["key_id"], x["role"]) for x in lines] == [
+        ("key_created", key_id, "collector"),
+        ("key_revoked", key_id, "collector"),
+    ]
+    assert (
+        lines[0]["filters"] == {"stations": ["ST1"], "supply_units": ["U1"]} and lines[0]["note"] == "team 1"
+    )
+    assert lines[0]["by"] and "grk_" not in (env / "audit.log").read_text()
+    # The key is made (and shown, once) or revoked even when the log cannot take the line: a warning.
+    (env / "audit.log").unlink()
+    (env / "audit.log").mkdir()
+    code, output = run("keys", "create", "--role", "admin")
+    assert code == 0 and "grk_" in output and f"warning: the audit log {env / 'audit.log'} did not" in output
+
+
 @pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS])
 def test_score_on_an_unwritable_home_says_so_and_the_served_snapshot_stays(
     env, tmp_path, monkeypatch, package, registry, error

@@ -78,6 +78,12 @@ def test_wrong_keys_and_service_keys_cannot_sign_in(web):
     assert r.status_code == 401 and "密钥无效或已被吊销" in r.text and SESSION_COOKIE not in r.cookies
     r = web.client.post("/login", data={"api_key": web.keys["service"]}, follow_redirects=False)
     assert r.status_code == 403 and "系统对接" in r.text and SESSION_COOKIE not in r.cookies
+    lines = [json.loads(x) for x in web.state.settings.audit_path.read_text().splitlines()]
+    assert [(x["action"], x["status"], x["role"], x["route"]) for x in lines] == [
+        ("refused", 401, None, "POST /login"),
+        ("refused", 403, "service", "POST /login"),
+    ]
+    assert lines[1]["key_id"] == web.keys["service"].split("_")[1] and "grk_" not in json.dumps(lines)
 
 
 def test_sign_in_never_redirects_off_site(web):
@@ -322,6 +328,9 @@ def test_unknown_customer_and_other_station_are_error_pages(web):
     assert "没有找到" in missing and "NOPE42" in missing
     other = page(web, "/customers/C0000001", status=403)
     assert "无权查看" in other and "王小1" not in other
+    refused = json.loads(web.state.settings.audit_path.read_text().splitlines()[-1])
+    assert refused["action"] == "refused" and refused["status"] == 403 and refused["role"] == "collector"
+    assert refused["route"] == "GET /customers/C0000001"
 
 
 def test_customer_ids_holding_url_characters_are_linked_and_opened(settings, registry):
