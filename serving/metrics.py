@@ -1,11 +1,17 @@
 """Prometheus metrics of one app: latency per route, requests by status, served model versions, score spread.
 
 Each app owns its registry (several apps in one test process must not collide); `/metrics` renders it.
+Under `gridrisk serve --workers N` every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode, chosen when the package is imported) and `/metrics` merges the
+workers' files, whichever worker takes the scrape: before, each answered with its own counts.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,7 +22,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# A shared file cannot forget a series, so a worker marks one it no longer serves with this value (a count
+# or an info flag is never negative), and the merged answer leaves it out, as one worker's `remove` would.
+GONE = -1.0
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 SCORE_BUCKETS = tuple(round(x, 2) for x in np.linspace(0.05, 1.0, 20))
@@ -27,37 +41,42 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.shared_dir = shared_metrics_dir()
+        own = None if self.shared_dir else self.registry  # shared: values go to files, read back on render
         self.latency = Histogram(
             "gridrisk_request_duration_seconds",
             "Request latency by route template",
             ["method", "route"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
         self.requests = Counter(
             "gridrisk_requests",
             "Requests by route and status",
             ["method", "route", "status"],
-            registry=self.registry,
+            registry=own,
         )
         self.model_info = Gauge(
             "gridrisk_model_info",
             "1 for the model version each task serves",
             ["task", "name", "version", "source"],
-            registry=self.registry,
+            registry=own,
+            multiprocess_mode="livemax",  # served by any live worker: a swap shows both until all have moved
         )
         self.snapshot_rows = Gauge(
             "gridrisk_snapshot_rows",
             "Customers in the served snapshot",
             ["task", "as_of"],
-            registry=self.registry,
+            registry=own,
+            multiprocess_mode="livemax",
         )
+        self._shown: dict[Gauge, set[tuple[str, ...]]] = {}
         self.scores = Histogram(
             "gridrisk_score_probability",
             "Calibrated probabilities returned, by task and source (snapshot or live)",
             ["task", "source"],
             buckets=SCORE_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
 
     def observe_scores(self, task: str, source: str, probabilities: list[float]) -> None:
@@ -66,15 +85,61 @@ class ServiceMetrics:
             hist.observe(p)
 
     def set_served(self, models: dict[str, Any], snapshots: dict[str, Any]) -> None:
-        self.model_info.clear()
-        for task, m in models.items():
-            self.model_info.labels(task, m.name, m.version, m.source).set(1)
-        self.snapshot_rows.clear()
-        for task, s in snapshots.items():
-            self.snapshot_rows.labels(task, s.as_of.isoformat()).set(s.size)
+        self._replace(self.model_info, {(t, m.name, m.version, m.source): 1 for t, m in models.items()})
+        self._replace(self.snapshot_rows, {(t, s.as_of.isoformat()): s.size for t, s in snapshots.items()})
+
+    def _replace(self, gauge: Gauge, series: dict[tuple[str, ...], float]) -> None:
+        """The gauge holds exactly `series`: others are removed (in shared files, marked GONE)."""
+        shown: set[tuple[str, ...]] = self._shown.setdefault(gauge, set())
+        for labels in shown - series.keys():
+            if self.shared_dir:
+                gauge.labels(*labels).set(GONE)
+            else:
+                gauge.remove(*labels)
+        for labels, value in series.items():
+            gauge.labels(*labels).set(value)
+        self._shown[gauge] = set(series)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.shared_dir:
+            return generate_latest(self.registry)
+        forget_dead_workers(self.shared_dir)
+        merged = CollectorRegistry()
+        merged.register(_WithoutGone(MultiProcessCollector(None, path=self.shared_dir)))
+        return generate_latest(merged)
+
+
+def shared_metrics_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR when this process writes its metrics there. The variable alone is not enough:
+    prometheus_client picks its mode when first imported, and set later it would merge files nobody writes."""
+    path = os.environ.get(MULTIPROC_DIR)
+    return path if path and values.ValueClass is not values.MutexValue else None
+
+
+def forget_dead_workers(path: str) -> None:
+    """Drop the live gauges (served models, snapshot rows) of workers that are gone: uvicorn replaces a worker
+    that died without a word, and its last models would be listed as served for ever. Counts stay."""
+    for file in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+        pid = int(file.rsplit("_", 1)[1].removesuffix(".db"))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, path)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+class _WithoutGone:
+    """The merged metrics without the series a worker marked GONE."""
+
+    def __init__(self, collector: MultiProcessCollector) -> None:
+        self.collector = collector
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.collector.collect():
+            if metric.type == "gauge":
+                metric.samples = [s for s in metric.samples if s.value != GONE]
+            yield metric
 
 
 class MetricsMiddleware:

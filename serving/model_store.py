@@ -40,6 +40,11 @@ LOCK_FILE = "cache.lock"
 STALE_SECONDS = 3600  # a worker's staging folder this old belongs to a process that died mid-download
 
 
+# `gridrisk serve --workers N` opens a local store before its workers do; when it found the file missing it
+# says so here, since the workers then find the empty file it made.
+MISSING_STORE = "GRIDRISK_MISSING_REGISTRY_FILE"
+
+
 class RegistryError(Exception):
     """The registry could not be asked (server down, store unreadable)."""
 
@@ -66,9 +71,11 @@ def store_errors() -> tuple[type[BaseException], ...]:
     worker's start-up, and with it the whole `serve --workers N`, down instead of the cached champion."""
     import sqlite3
 
+    from alembic.util.exc import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    return (OSError, sqlite3.Error, SQLAlchemyError)
+    # CommandError: two processes upgrading one store's schema at once (a new or older mlflow.db).
+    return (OSError, sqlite3.Error, SQLAlchemyError, CommandError)
 
 
 def _short(exc: BaseException) -> str:
@@ -85,7 +92,8 @@ class MlflowRegistry:
         # An SQLite store whose file is missing is made anew, empty, by MLflow's first call: an operator's
         # moved mlflow.db read as "no champion; train one" instead of "restore the file".
         store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-        self.missing_store = store if store is not None and not store.exists() else None
+        made_by_serve = store is not None and os.environ.get(MISSING_STORE) == str(store)
+        self.missing_store = store if store is not None and (made_by_serve or not store.exists()) else None
         if self.missing_store is not None:
             logger.warning(
                 "the registry file %s does not exist: MLflow makes a new, empty one; if it held the models, "

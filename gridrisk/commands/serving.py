@@ -5,8 +5,12 @@ Heavy imports (pandas, LightGBM, MLflow, uvicorn) happen inside the commands so 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,17 +176,55 @@ def serve(
         raise typer.Exit(2) from exc
     # Before the models load: a second instance on the port announced itself, loaded them, then failed.
     port_free_or_exit(host, port, "gridrisk serve", "stop what holds it, or choose another with --port N")
+    if workers > 1:
+        open_local_store_once(settings.tracking_uri)
     typer.echo(f"gridrisk API on http://{host}:{port} (docs at /docs)")
-    # No per-request access log: /metrics counts requests by route and status, the audit log records callers.
-    uvicorn.run(
-        "serving.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-    )
+    with shared_metrics(workers):
+        # No per-request access log: /metrics counts requests by route and status, the audit log callers.
+        uvicorn.run(
+            "serving.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
+
+
+def open_local_store_once(uri: str) -> None:
+    """Open a local SQLite tracking store here, before the workers do: MLflow makes or upgrades its schema on
+    first use, and two workers doing that at once on a new mlflow.db failed one's start-up (alembic: "Online
+    migration expected to match one row"). A store that cannot be read is left to the workers, which serve
+    their cached champions and say why."""
+    if not uri.startswith("sqlite:///"):
+        return
+    from serving.model_store import MISSING_STORE, MlflowRegistry, RegistryError
+
+    registry = MlflowRegistry(uri)
+    if registry.missing_store is not None:  # the workers find the file made here: tell them it was missing
+        os.environ[MISSING_STORE] = str(registry.missing_store)
+    with contextlib.suppress(RegistryError):
+        registry.alias_version("gridrisk-arrears", "champion")
+
+
+@contextlib.contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a folder of their own for this run's metrics (PROMETHEUS_MULTIPROC_DIR, read by
+    the workers when they import prometheus_client), so `/metrics` answers for all of them; removed at exit,
+    as counts left from an earlier run would be added to this one's. A folder the operator set is theirs."""
+    from serving.metrics import MULTIPROC_DIR
+
+    if workers <= 1 or os.environ.get(MULTIPROC_DIR):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="gridrisk-metrics-")
+    os.environ[MULTIPROC_DIR] = folder
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_DIR]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @keys_app.command("create")

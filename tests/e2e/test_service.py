@@ -1,7 +1,8 @@
 """The service for real: an `mlflow server` (SQLite, loopback), a uvicorn process, and traffic over HTTP.
 
-Covers scoring, lists, 401/403, audit lines, a champion moved mid-traffic with zero failed requests, and a
-restart while the tracking server is down (the local copy is served and /ready says so).
+Covers scoring, lists, 401/403, audit lines, a champion moved mid-traffic with zero failed requests, a
+restart while the tracking server is down (the local copy is served and /ready says so), and `/metrics`
+across two workers.
 """
 
 from __future__ import annotations
@@ -52,11 +53,11 @@ def wait_for(url: str, seconds: float, proc: subprocess.Popen) -> None:
     raise TimeoutError(f"{url} did not answer within {seconds} s")
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, seconds: float = 5) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, 15)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
@@ -76,7 +77,7 @@ def start_mlflow(root: Path, port: int) -> subprocess.Popen:
     return proc
 
 
-def start_service(home: Path, tracking_uri: str, port: int) -> subprocess.Popen:
+def start_service(home: Path, tracking_uri: str, port: int, workers: int = 1) -> subprocess.Popen:
     env = {
         **os.environ,
         "GRIDRISK_HOME": str(home),
@@ -85,7 +86,8 @@ def start_service(home: Path, tracking_uri: str, port: int) -> subprocess.Popen:
         "MLFLOW_TRACKING_URI": tracking_uri,
     }
     proc = subprocess.Popen(
-        [str(BIN / "gridrisk"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [str(BIN / "gridrisk"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers",
+         str(workers)],
         stdout=(home / "uvicorn.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )  # fmt: skip
     wait_for(f"http://127.0.0.1:{port}/health", 60, proc)
@@ -248,3 +250,82 @@ def test_restart_with_the_tracking_server_down_serves_the_local_copy(live: Live)
             assert r.status_code == 200 and r.json()["model"]["version"] == "2"
     finally:
         stop(proc)
+
+
+def metric(text: str, name: str, **labels: str) -> list[float]:
+    """Every value of `name` in Prometheus text whose labels include `labels`."""
+    found = []
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.split("{")[0] == name and all(f'{k}="{v}"' in head for k, v in labels.items()):
+            found.append(float(value))
+    return found
+
+
+def worker_pids(pid: int) -> list[int]:
+    """uvicorn's worker processes (multiprocessing's resource tracker is a child too)."""
+    children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def test_metrics_answer_for_every_worker_and_keep_a_killed_ones_counts(live: Live):
+    # With --workers 2 each scrape answered with the counts of the worker that took it (705, then 791).
+    port = free_port()
+    proc = start_service(live.home, live.tracking_uri, port, workers=2)
+    url = f"http://127.0.0.1:{port}"
+    body = {"customer_ids": ["C0000001"]}
+    try:
+        for _ in range(40):  # a new connection each: the kernel hands them to either worker
+            assert (
+                httpx.post(f"{url}/v1/arrears/score", json=body, headers=live.h("service")).status_code == 200
+            )
+        served = httpx.get(f"{url}/ready").json()["tasks"][0]["model"]["version"]
+        for _ in range(6):
+            text = httpx.get(f"{url}/metrics").text
+            assert metric(text, "gridrisk_requests_total", route="/v1/{task}/score", status="200") == [40.0]
+            info = metric(text, "gridrisk_model_info", task="arrears")
+            assert info == [1.0] and f'version="{served}"' in text
+        workers = worker_pids(proc.pid)
+        assert len(workers) == 2
+        environ = Path(f"/proc/{workers[1]}/environ").read_bytes().split(b"\0")
+        folder = Path(
+            next(v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")).split(b"=", 1)[1].decode()
+        )
+        assert list(folder.glob(f"gauge_live*_{workers[0]}.db"))
+        os.kill(workers[0], 9)  # uvicorn starts another; the dead one's counts stay, its gauges go
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (
+            len(worker_pids(proc.pid)) < 2 or workers[0] in worker_pids(proc.pid)
+        ):
+            time.sleep(0.2)
+        wait_for(f"{url}/health", 30, proc)
+        for _ in range(6):
+            text = httpx.get(f"{url}/metrics").text
+            assert metric(text, "gridrisk_requests_total", route="/v1/{task}/score", status="200") == [40.0]
+            assert metric(text, "gridrisk_model_info", task="arrears") == [1.0]
+        assert not list(folder.glob(f"gauge_live*_{workers[0]}.db"))
+    finally:
+        stop(proc, seconds=30)  # the parent waits for both workers, then removes the folder
+    assert not folder.exists()  # removed with the server: the next run starts from zero
+
+
+def test_two_workers_on_a_new_registry_file_both_start_and_say_it_was_missing(tmp_path: Path):
+    # Both made the missing mlflow.db's tables at once and one failed its start-up (alembic: "Online migration
+    # expected to match one row"); the parent now opens it first, and tells the workers it was missing.
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    proc = start_service(home, f"sqlite:///{home / 'mlflow.db'}", port, workers=2)
+    log = home / "uvicorn.log"
+    try:
+        deadline = time.monotonic() + 60  # /health answers when the first worker is up
+        while time.monotonic() < deadline and log.read_text().count("Application startup complete") < 2:
+            assert "startup failed" not in log.read_text()
+            time.sleep(0.2)
+        for _ in range(6):
+            tasks = httpx.get(f"http://127.0.0.1:{port}/ready").json()["tasks"]
+            assert "restore it from a backup" in tasks[0]["detail"]
+    finally:
+        stop(proc, seconds=30)
+    text = log.read_text()
+    assert text.count("Application startup complete") == 2 and "startup failed" not in text
