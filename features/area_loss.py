@@ -70,7 +70,7 @@ def area_loss_rise_vs_own_drop_pct(own_kwh: np.ndarray, loss_kwh: np.ndarray) ->
     drawn. An honest fall (a downturn, a move) leaves the loss where it was."""
     own_drop = w.total(own_kwh[:, 12:15], min_count=2) - w.total(own_kwh[:, :3], min_count=2)
     loss_rise = w.total(loss_kwh[:, :3], min_count=2) - w.total(loss_kwh[:, 12:15], min_count=2)
-    return np.clip(w.ratio(loss_rise, own_drop) * 100.0, -300.0, 300.0)
+    return np.clip(w.ratio(loss_rise, own_drop) * 100.0, -w.LOSS_RISE_CAP, w.LOSS_RISE_CAP)
 
 
 FEATURES_AREA = [

@@ -13,6 +13,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from features.windows import LOSS_RISE_CAP, PCT_CAP
+
 # Bump when a feature's definition changes without its name changing, so models trained before are told apart.
 # 2: a two-monthly customer's bills are spread over the months they cover; suspended days count each day
 # once; a daily reading above 3 × the contract capacity × 24 h is not consumption.
@@ -46,6 +48,8 @@ class FeatureDoc:
     en_off: str | None = None
     zh_on: str | None = None
     en_on: str | None = None
+    # A measure clipped at ±cap (features.windows.PCT_CAP and the like): a value at the cap reads "more than".
+    cap: float | None = None
 
 
 def _doc(
@@ -60,6 +64,7 @@ def _doc(
     flat: tuple[str, str] | None = None,
     off: tuple[str, str] | None = None,
     on: tuple[str, str] | None = None,
+    cap: float | None = None,
 ) -> FeatureDoc:
     zh_neg, en_neg = negative or (None, None)
     zh_flat, en_flat = flat or (None, None)
@@ -81,6 +86,7 @@ def _doc(
         en_off=en_off,
         zh_on=zh_on,
         en_on=en_on,
+        cap=cap,
     )
 
 
@@ -164,6 +170,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "month"
         ),
         flat=("近3个月电量基本持平", "kWh about unchanged over the last 3 months"),
+        cap=PCT_CAP,
     ),
     "bills_kwh_slope_6m_pct": _doc(
         "consumption",
@@ -176,6 +183,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "month"
         ),
         flat=("近6个月电量基本持平", "kWh about unchanged over the last 6 months"),
+        cap=PCT_CAP,
     ),
     "bills_kwh_slope_12m_pct": _doc(
         "consumption",
@@ -188,6 +196,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "month"
         ),
         flat=("近12个月电量基本持平", "kWh about unchanged over the last 12 months"),
+        cap=PCT_CAP,
     ),
     "bills_kwh_cv_12m": _doc(
         "consumption",
@@ -204,6 +213,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近3个月电量与前3个月基本持平",
             "kWh over the last 3 months about the same as the 3 months before",
         ),
+        cap=PCT_CAP,
     ),
     "bills_kwh_change_pct_3m_vs_prev_9m": _doc(
         "consumption",
@@ -214,6 +224,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近3个月月均电量与此前9个月基本持平",
             "monthly kWh over the last 3 months about the same as the 9 months before",
         ),
+        cap=PCT_CAP,
     ),
     "bills_kwh_yoy_change_pct_3m": _doc(
         "consumption",
@@ -224,6 +235,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近3个月电量与去年同期基本持平",
             "kWh over the last 3 months about the same as the same months last year",
         ),
+        cap=PCT_CAP,
     ),
     "bills_kwh_yoy_change_pct_12m": _doc(
         "consumption",
@@ -234,6 +246,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近12个月电量与上一年基本持平",
             "kWh over the last 12 months about the same as the year before",
         ),
+        cap=PCT_CAP,
     ),
     "bills_zero_kwh_months_12m": _doc(
         "consumption",
@@ -300,6 +313,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
         "最大需量较去年同期{dir_zh}{abs_value:.0f}%",
         "max demand {dir_en} {abs_value:.0f} % on the same months last year",
         flat=("最大需量与去年同期基本持平", "max demand about the same as the same months last year"),
+        cap=PCT_CAP,
     ),
     "bills_load_factor_pct_3m": _doc(
         "consumption", "%", "近3个月负荷率 {value:.0f}%", "load factor {value:.0f} % over the last 3 months"
@@ -388,6 +402,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "近30天日均电量与此前90天基本持平",
             "daily kWh over the last 30 days about the same as the 90 days before",
         ),
+        cap=PCT_CAP,
     ),
     "readings_zero_days_30d": _doc(
         "readings",
@@ -914,6 +929,7 @@ FEATURE_DOCS: dict[str, FeatureDoc] = {
             "本户电量下降期间台区损失电量反而减少，减少量相当于本户降幅的 {abs_value:.0f}%",
             "the area's lost kWh fell by {abs_value:.0f} % of this customer's kWh fall",
         ),
+        cap=LOSS_RISE_CAP,
     ),
     # -- peers -----------------------------------------------------------------------------------------------
     "peers_industry_kwh_yoy_change_pct": _doc(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 PCT_CAP = 1000.0  # growth above +1000 % carries no more information and makes unreadable reason texts
+LOSS_RISE_CAP = 300.0  # an area's loss rise as a share of one customer's kWh fall (area_loss)
 
 
 def count(m: np.ndarray) -> np.ndarray:

@@ -307,7 +307,8 @@ def value_label(feature: str, value: Any, lang: str) -> str:
 def catalogue_sentence(feature: str, sentence: str, value: float, lang: str) -> str:
     """The model's sentence as the catalogue (`FEATURE_DOCS`) words it for this value: a flag's state
     (集团客户, not 集团客户标志 = 1), a count of one in the singular (1 day, not 1 days), a change that shows
-    as 0 without a direction it does not show (基本持平 / about the same, not 下降0% / down 0 %).
+    as 0 without a direction it does not show (基本持平 / about the same, not 下降0% / down 0 %), a value at
+    the feature's cap as "more than" it (超过1000% / more than 1000 %).
 
     Read at request time from this release's catalogue, as a category's words are (`value_label`), so models
     packed before read so too; only where the model's sentence is the catalogue's own, so a model trained
@@ -325,6 +326,9 @@ def catalogue_sentence(feature: str, sentence: str, value: float, lang: str) -> 
         return doc.zh_flat if zh else doc.en_flat  # -0.3 % printed in whole percent
     if not zh and shown_number(sentence, value) == "1":  # 0.6 days shows as "1 day" too
         return (doc.en_negative_one if negative and doc.en_negative else doc.en_one) or sentence
+    if doc.cap is not None and abs(value) >= doc.cap and (field := _VALUE.search(sentence)):
+        # The feature stops at its cap: 76,695 kWh after 1,000 read "up 1000 %", as if measured.
+        return sentence[: field.start()] + ("超过" if zh else "more than ") + sentence[field.start() :]
     return sentence
 
 

@@ -268,6 +268,41 @@ def test_a_change_that_shows_as_zero_claims_no_direction(package):
                 assert re.search(directions, worded.reason_text(name, value, lang)), (name, value)
 
 
+def test_a_value_at_its_cap_reads_as_more_than_it(package):
+    # A plant at 76,695 kWh after 1,000 read "up 1000 %": the change stops at +1000 %, so it is at least that.
+    from dataclasses import replace
+
+    import numpy as np
+
+    from features import windows as w
+    from features.feature_sets import FEATURE_DOCS
+    from serving.model import ReasonText
+
+    worded = replace(package, reasons={n: ReasonText.from_doc(d) for n, d in FEATURE_DOCS.items()})
+    assert (
+        w.pct_change(np.array([76_695.0]), np.array([1_000.0]))[0]
+        == FEATURE_DOCS["bills_kwh_yoy_change_pct_3m"].cap
+    )
+    name = "bills_kwh_change_pct_3m_vs_prev_3m"
+    assert worded.reason_text(name, 1000.0, "zh") == "近3个月电量较前3个月上升超过1000%"
+    assert (
+        worded.reason_text(name, 1000.0, "en")
+        == "kWh over the last 3 months up more than 1000 % on the 3 months before"
+    )
+    assert worded.reason_text(name, 999.0, "en").endswith("up 999 % on the 3 months before")
+    loss = "area_loss_rise_vs_own_drop_pct"
+    assert (
+        worded.reason_text(loss, -300.0, "en")
+        == "the area's lost kWh fell by more than 300 % of this customer's kWh fall"
+    )
+    capped = {n: d for n, d in FEATURE_DOCS.items() if d.cap is not None}
+    assert len(capped) == 10
+    for name, doc in capped.items():
+        for lang, word in (("zh", "超过"), ("en", "more than")):
+            assert word in worded.reason_text(name, doc.cap, lang), (name, lang)
+            assert word not in worded.reason_text(name, doc.cap * 0.99, lang), (name, lang)
+
+
 def test_a_signed_measure_reads_on_either_side_and_never_as_minus_zero(package):
     # "-5,000 kWh less than the same 6 months last year", "paid 0 days before the due date", "-0 days".
     from dataclasses import replace
