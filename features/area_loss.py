@@ -105,10 +105,10 @@ def _month_bounds(month0: int, n_months: int) -> tuple[np.ndarray, np.ndarray]:
 def compute(at: AsOf) -> dict[str, np.ndarray]:
     part = at.part
     n_areas, months = len(part.area_ids), at.months
-    first_day, last_day = _month_bounds(part.month0, months)
+    first_day, last_day = _month_bounds(at.first, months)
 
     pos, t = at.rows("area_supply")
-    a, mi = t["area"][pos], t["month"][pos] - part.month0
+    a, mi = t["area"][pos], t["month"][pos] - at.first
     ok = (a >= 0) & (mi >= 0) & (mi < months)
     cell = (a * months + mi)[ok]
     kwh_rows, daily = np.nan_to_num(t["supplied_kwh"][pos][ok]), t["daily"][pos][ok]

@@ -222,7 +222,7 @@ FEATURES = [
 def compute(at: AsOf) -> dict[str, np.ndarray]:
     bills = at.bills
     part = at.part
-    last_month = np.where(bills.last >= 0, part.month0 + bills.last, np.nan)
+    last_month = np.where(bills.last >= 0, at.first + bills.last, np.nan)
     inputs: dict[str, object] = {name: bills.lagged(name) for name in (*BILL_MEASURES, "versions", "copied")}
     inputs["months_since_last"] = at.month - last_month
     inputs["history_months"] = w.count(bills.values["kwh"])

@@ -19,7 +19,9 @@ from features.windows import LOSS_RISE_CAP, PCT_CAP
 # 2: a two-monthly customer's bills are spread over the months they cover; suspended days count each day
 # once; a daily reading above 3 × the contract capacity × 24 h is not consumption.
 # 3: a quarterly customer's bills are spread over the three months they cover, as two-monthly ones are.
-DEFINITIONS_REVISION = 3
+# 4: a date reads the 60 months ending with its own (snapshot.HISTORY_MONTHS), not a grid from the partition's
+# first row: a cycle customer's first bill keeps the months it covers, and history stops at 60 months.
+DEFINITIONS_REVISION = 4
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def bill_payment_state(at: AsOf) -> dict[str, np.ndarray]:
 
     pos, t = at.rows("payments")
     ci = t.customer[pos]
-    mi = t["month"][pos] - part.month0
+    mi = t["month"][pos] - at.first
     ok = (ci >= 0) & (mi >= 0) & (mi < months)
     cell = (ci * months + mi)[ok]
     principal = np.nan_to_num(t["principal"][pos][ok])

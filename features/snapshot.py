@@ -18,6 +18,13 @@ from features.point_in_time import AsOfView, as_of_day, cutoff, time_values
 from features.windows import LagIndex
 
 LAGS = 24  # months of aligned history: 12-month windows and the same 12 months a year earlier
+# The month grid a date reads: the 60 calendar months ending with T's own. Its first column is T's month − 59
+# whatever the data hold, so a feature at T does not depend on rows known only later (an old month's back-bill
+# or supply row issued after T moved the grid's start), on the other areas of its partition, on the number of
+# cores or on the engine: all of them had set where a partition's grid began, and with it which spread copies
+# were kept and the last bits of every row sum. Longer than any window (730 days, 24 lags behind the latest
+# bill, which may be months before T); bills older than that are not read (a history of 60 months at most).
+HISTORY_MONTHS = 60
 # Energy-like measures carry ~7 significant digits (float32): plenty for kWh, demand and power factor, and it
 # halves what an engine keeps in memory for 36 M bills. Money (amount_due, payments) stays float64 because the
 # labels compare it to 1 元. The partition rounds these to float32 itself, so every engine computes the same.
@@ -103,7 +110,7 @@ class Partition:
     area_ids: np.ndarray  # sorted unique area ids of the partition
     area_of: np.ndarray  # area index of each customer
     transformer_kva: np.ndarray  # per area (NaN when the areas table lacks it)
-    month0: int  # month number of grid column 0
+    month0: int  # month number of the labels' grid column 0 (features read AsOf's grid of T's own)
     n_months: int
     tables: dict[str, Rows]
     has_readings: bool
@@ -308,10 +315,10 @@ class AsOf:
         self.cutoff = cutoff(day)
         self.day_num = float((day.to_datetime64().astype("datetime64[D]")).astype(np.int64))
         self.month = int(day.to_datetime64().astype("datetime64[M]").astype(np.int64))
-        # Grid months up to T's own: no bill or payment of a later period is visible at T (its issue and
-        # payment come after its period starts). Cutting here keeps the partition's newest month, which data
-        # after T decides, out of features: row sums over wider rows round differently in their last bits.
-        self.months = max(1, min(part.n_months, self.month - part.month0 + 1))
+        # The HISTORY_MONTHS calendar months up to T's own: no bill or payment of a later period is visible
+        # at T (its issue and payment come after its period starts); the grid's width and start are T's alone.
+        self.months = HISTORY_MONTHS
+        self.first = self.month - HISTORY_MONTHS + 1  # month number of grid column 0
 
     def rows(self, table_name: str) -> tuple[np.ndarray, Rows]:
         """Positions of the rows of `table_name` that count as of this date (as-of rule), and the table."""
@@ -343,13 +350,14 @@ class BillCells:
         pos = self._rows.view.positions(at.day)
         versions = self._rows.view.version_counts(at.day)
         ci = self._rows.customer[pos]
-        mi = self._rows["month"][pos] - part.month0
+        mi = self._rows["month"][pos] - at.first
         ok = (ci >= 0) & (mi >= 0) & (mi < at.months)
         self._ci, self._mi, self._pos, self._versions = ci[ok], mi[ok], pos[ok], versions[ok]
         self._shape = (part.n, at.months)
         self.last = np.full(part.n, -1, dtype=np.int64)  # grid column of each customer's latest visible bill
         np.maximum.at(self.last, self._ci, self._mi)
-        self._spread = _spread_cells(self._ci, self._mi, _open_months(part))
+        opened = _open_months(part) - at.first
+        self._spread = _spread_cells(self._ci, self._mi, np.where(opened >= 0, opened, -1))
         self._matrices: dict[str, np.ndarray] = {}
         self._lagged: dict[str, np.ndarray] = {}
         self._lag_index = LagIndex(self.last, at.months, LAGS)
@@ -393,21 +401,21 @@ class BillCells:
 
 
 def _open_months(part: Partition) -> np.ndarray:
-    """Grid month each customer opened in; -1 (before the grid) when the archive has no open date. The same
-    at every as-of date: computed once per partition."""
+    """Month number each customer opened in; a month before any grid (0, 1970-01) when the archive has no open
+    date. The same at every as-of date: computed once per partition."""
     if "open_months" not in part.cache:
-        part.cache["open_months"] = _grid_months(part)
+        part.cache["open_months"] = _month_numbers_opened(part)
     return part.cache["open_months"]
 
 
-def _grid_months(part: Partition) -> np.ndarray:
+def _month_numbers_opened(part: Partition) -> np.ndarray:
+    months = np.zeros(part.n, dtype=np.int64)
     if "open_day" not in part.tables["customers"].arrays:
-        return np.full(part.n, -1, dtype=np.int64)
+        return months
     days = part.tables["customers"]["open_day"]
     known = np.isfinite(days)
-    months = np.full(part.n, -1, dtype=np.int64)
     stamps = days[known].astype("int64").astype("datetime64[D]")
-    months[known] = stamps.astype("datetime64[M]").astype(np.int64) - part.month0
+    months[known] = stamps.astype("datetime64[M]").astype(np.int64)
     return months
 
 
@@ -454,9 +462,7 @@ def _spread_cells(ci: np.ndarray, mi: np.ndarray, open_month: np.ndarray) -> tup
     source = np.repeat(spread, extra)
     back = np.arange(len(source)) - np.repeat(np.cumsum(extra) - extra, extra)  # 0, 1, … within a bill
     copy_month = mi[source] - 1 - back
-    # A copy before the grid's first month is not kept (the bill is still divided): a two-monthly customer
-    # whose first bill opens the partition's grid has one month less history than in a partition that starts
-    # earlier. Starting every grid a month earlier would read payments for periods before the first bill.
+    # A copy before the grid's first month (HISTORY_MONTHS before T) is not kept; the bill is still divided.
     kept = copy_month >= 0
     source, copy_month = source[kept], copy_month[kept]
     every = np.arange(len(ci))

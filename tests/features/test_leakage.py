@@ -334,6 +334,58 @@ def _cut_at(tables: dict[str, pd.DataFrame], end: pd.Timestamp) -> dict[str, pd.
     return cut
 
 
+def two_monthly(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Every third customer read every other month (双月抄表): its even months' bills folded into the odd
+    months', so each bill holds two months and its energy is spread back over the month before."""
+    bills = tables["bills"]
+    folded = set(tables["customers"]["customer_id"].iloc[::3])
+    month = pd.to_datetime(bills["period"]).dt.month
+    mine = bills["customer_id"].isin(folded)
+    doubled = bills.loc[mine & (month % 2 == 1), ["kwh", "amount_due", "energy_charge"]] * 2
+    bills = bills.assign(**{c: bills[c].where(~(mine & (month % 2 == 1)), doubled[c]) for c in doubled})
+    return {**tables, "bills": bills[~(mine & (month % 2 == 0))].reset_index(drop=True)}
+
+
+def old_months_known_late(tables, when):
+    """A back-bill (追补) for a month before any bill, and an area's supply for a month before any supply row,
+    both issued and stored at `when`: they moved the partition's first month, and with it which months of a
+    two-monthly customer's first bill were kept and the last bits of every row sum."""
+    bills, supply = tables["bills"], tables["area_supply"]
+    first = pd.to_datetime(bills["period"]).min() - pd.DateOffset(months=3)
+    back = bills.iloc[:1].assign(
+        period=first, issue_date=when.normalize(), due_date=when.normalize(), known_at=when
+    )
+    month_rows = supply[supply["granularity"] == "month"]
+    early = (
+        (month_rows if len(month_rows) else supply)
+        .iloc[:1]
+        .assign(
+            date=pd.to_datetime(supply["date"]).min() - pd.DateOffset(months=3),
+            granularity="month",
+            known_at=when,
+        )
+    )
+    return {
+        **tables,
+        "bills": pd.concat([bills, back], ignore_index=True),
+        "area_supply": pd.concat([supply, early], ignore_index=True),
+    }
+
+
+@pytest.mark.parametrize("task", ["arrears", "suspension", "theft"])
+def test_rows_for_old_months_known_after_the_cutoff_change_no_feature(generated_tables, task):
+    # An outside audit: one back-bill for a month before the data, issued after T, changed 57 theft rows'
+    # history, 12-month means and slopes at T, and the last bits of 100 arrears rows' payment shares.
+    tables = two_monthly(generated_tables)
+    as_of = "2023-06-30"
+    before = features_as_of(tables, as_of, task)
+    after = features_as_of(old_months_known_late(tables, cutoff(as_of) + ONE_SECOND), as_of, task)
+    pd.testing.assert_frame_equal(after, before, check_exact=True)
+    # The same rows known at T do count: the back-bill is the first customer's oldest month.
+    known = features_as_of(old_months_known_late(tables, cutoff(as_of)), as_of, task)
+    assert not known.equals(before) or task == "suspension"
+
+
 # The families a posting lag on their table moves, by task (area supply's months are read only once ended),
 # and the longest lag of each table: a debit file posts in days, a finding is written up in weeks.
 LAGGED_FAMILIES = {"arrears": ("payments",), "suspension": ("events",), "theft": ("readings", "events")}
