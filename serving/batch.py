@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -36,6 +37,7 @@ class BatchReport:
     served: bool  # the service's `latest` pointer names this file (False for `--out` outside the store)
     seconds: dict[str, float] = field(default_factory=dict)
     skew: str | None = None  # the model learned features defined otherwise than this code computes them
+    day_skew: str | None = None  # scored on another day of the month than the model's dates (`day_skew`)
 
     @property
     def explain_ms_per_row(self) -> float:
@@ -52,20 +54,73 @@ def champion(settings: ServingSettings, task: str, registry: Registry | None = N
     return store.get(task)
 
 
-def default_as_of(warehouse: Path) -> dt.date:
-    """The warehouse's data end: the newest event it holds is "today" for its customers."""
-    from features.labels import data_end
+def default_as_of(warehouse: Path, info: dict[str, Any] | None = None) -> dt.date:
+    """The latest date on the model's day of the month (`learned_day`: month ends for the shipped configs) at
+    or before the warehouse's data end, the newest event it holds; the data end itself for a model that does
+    not say, or when no such date has a bill before it. Scored on another day, the customers would be unlike
+    those the model learned from (`day_skew`)."""
+    from features.labels import LabelError, check_inside_data, data_end
 
-    return data_end(Path(warehouse)).date()
+    end = pd.Timestamp(data_end(Path(warehouse)).date())
+    day = learned_day(info or {})
+    if day is None:
+        return end.date()
+    month = end.to_period("M")
+    on_day = _day_in(month, day)
+    if on_day > end:
+        on_day = _day_in(month - 1, day)
+    try:
+        check_inside_data(Path(warehouse), [on_day], scoring=True)
+    except LabelError:
+        return end.date()  # a warehouse shorter than a month: no such date with history behind it
+    return on_day.date()
 
 
-def scoring_as_of(warehouse: Path, as_of: dt.date | None) -> dt.date:
-    """The as-of date to score (default: the data end); AsOfOutOfRange when the warehouse cannot describe it
-    (`features.labels.check_inside_data`: before the first bill, after the data end)."""
+def _day_in(month: pd.Period, day: int | str) -> pd.Timestamp:
+    return (
+        month.to_timestamp(how="end").normalize()
+        if day == "end"
+        else month.to_timestamp() + pd.Timedelta(days=int(day) - 1)
+    )
+
+
+def learned_day(info: dict[str, Any]) -> int | str | None:
+    """The day of the month of a model's test dates: "end" for month ends, else the day; None when the package
+    does not record its dates (packed before they were)."""
+    tested = [pd.Timestamp(d) for d in info.get("as_of_test") or []]
+    if not tested:
+        return None
+    return "end" if all(d.is_month_end for d in tested) else tested[-1].day
+
+
+def day_skew(info: dict[str, Any], as_of: dt.date) -> str | None:
+    """What to say when `as_of` falls on another day of the month than the model's test dates: at a month end
+    every bill of the month is past due, on the 10th most are not, so the scored customers are unlike those
+    the model learned from and its probabilities are off (its ranking less so). None when they agree or the
+    model does not say."""
+    learned_on = learned_day(info)
+    day = pd.Timestamp(as_of)
+    if learned_on is None or learned_on == ("end" if day.is_month_end else day.day):
+        return None
+    learned = "month ends" if learned_on == "end" else f"day {learned_on} of each month"
+    when = "a month end" if day.is_month_end else f"day {day.day} of its month"
+    same_day = '[as_of] day = "end"' if day.is_month_end else f"[as_of] day = {day.day}"
+    fix = f"train with {same_day}" if day.is_month_end or day.day <= 28 else "score as of a month end"
+    return (
+        f"scoring as of {as_of}, {when}, with a model trained on {learned}: the customers' latest bills are "
+        f"at another stage (due or not yet), so its probabilities may be off; {fix}, or pass --as-of a date "
+        "on the model's own day"
+    )
+
+
+def scoring_as_of(warehouse: Path, as_of: dt.date | None, info: dict[str, Any] | None = None) -> dt.date:
+    """The as-of date to score (default: `default_as_of` for the model `info` describes); AsOfOutOfRange when
+    the warehouse cannot describe it (`features.labels.check_inside_data`: before the first bill, after the
+    data end)."""
     from features.labels import LabelError, check_inside_data
 
     if as_of is None:
-        return default_as_of(warehouse)
+        return default_as_of(warehouse, info)
     try:
         check_inside_data(Path(warehouse), [pd.Timestamp(as_of)], scoring=True)
     except LabelError as exc:
@@ -87,10 +142,13 @@ def score_population(
     from features.training_set import build_scoring_frame
 
     seconds: dict[str, float] = {}
-    as_of = scoring_as_of(settings.warehouse_path, as_of)  # before the model: a bad date fails fast
+    if as_of is not None:
+        as_of = scoring_as_of(settings.warehouse_path, as_of)  # before the model: a bad date fails fast
     start = time.perf_counter()
     model = champion(settings, task, registry)
     seconds["load model"] = time.perf_counter() - start
+    if as_of is None:  # the model's own day of the month
+        as_of = scoring_as_of(settings.warehouse_path, None, model.package.info)
 
     start = time.perf_counter()
     frame = build_scoring_frame(settings.warehouse_path, task, pd.Timestamp(as_of), engine=engine)
@@ -135,4 +193,5 @@ def score_population(
         served,
         seconds,
         definitions_skew(model.package.info, task),
+        day_skew(model.package.info, as_of),
     )

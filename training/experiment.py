@@ -90,13 +90,15 @@ def _noop(step: str, fraction: float | None) -> None:
 
 # -- data ----------------------------------------------------------------------------------------------------
 def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Timestamp]:
-    """Month-end as-of dates of the config, never later than the last date whose label window is observed."""
+    """The config's monthly as-of dates (month ends, or `as_of.day`), never later than the last date whose
+    label window is observed."""
     from features.labels import latest_labelable_as_of
 
     latest = pd.Timestamp(latest_labelable_as_of(Path(warehouse), config.task.value)).normalize()
     latest_month = latest.to_period("M")
-    if latest != latest_month.to_timestamp(how="end").normalize():
-        latest_month = latest_month - 1  # a month end after `latest` would not be fully observed
+    day = config.as_of.day_of_month
+    if (month_ends(str(latest_month), str(latest_month), day=day) or [latest])[0] > latest:
+        latest_month = latest_month - 1  # that month's date after `latest` would not be fully observed
     end = (
         latest_month if config.as_of.end == "latest" else min(pd.Period(config.as_of.end, "M"), latest_month)
     )
@@ -105,7 +107,7 @@ def resolve_as_of_dates(config: ExperimentConfig, warehouse: Path) -> list[pd.Ti
     start = config.as_of.start
     if start == "auto":
         start = str(first_billing_month(Path(warehouse)) + config.as_of.history_months)
-    dates = month_ends(start, str(end), config.as_of.step_months)
+    dates = month_ends(start, str(end), config.as_of.step_months, day)
     if config.as_of.max_dates is not None:
         dates = dates[-config.as_of.max_dates :]
     if not dates:
@@ -206,7 +208,8 @@ def set_dates_in_range(config: ExperimentConfig, path: Path) -> list[pd.Timestam
     start = first if config.as_of.start == "auto" else pd.Period(config.as_of.start, "M")
     end = last if config.as_of.end == "latest" else pd.Period(config.as_of.end, "M")
     months = {pd.Period(d, "M") for d in month_ends(str(start), str(end), config.as_of.step_months)}
-    keep = [d for d in dates if pd.Period(d, "M") in months]
+    day = config.as_of.day_of_month  # month ends take any date of their months, as before the option
+    keep = [d for d in dates if pd.Period(d, "M") in months and day in (None, d.day)]
     if config.as_of.max_dates is not None:
         keep = keep[-config.as_of.max_dates :]
     span = f"{dates[0].date()}..{dates[-1].date()}"

@@ -239,11 +239,14 @@ def fewest_monthly_dates(scheme: str, *, limit: int = 240, **settings: int) -> i
         logger.disabled = quiet
 
 
-def month_ends(start: str, end: str, step_months: int = 1) -> list[pd.Timestamp]:
-    """Month-end as-of dates from month `start` to month `end` (YYYY-MM, inclusive)."""
+def month_ends(start: str, end: str, step_months: int = 1, day: int | None = None) -> list[pd.Timestamp]:
+    """Month-end as-of dates from month `start` to month `end` (YYYY-MM, inclusive); with `day`, that day of
+    each month instead (1–28, so every month has it)."""
     first = pd.Period(start, freq="M")
     last = pd.Period(end, freq="M")
     if last < first:
         return []
     periods = pd.period_range(first, last, freq="M")[::step_months]
+    if day is not None:
+        return [p.to_timestamp() + pd.Timedelta(days=day - 1) for p in periods]
     return [p.to_timestamp(how="end").normalize() for p in periods]

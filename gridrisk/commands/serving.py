@@ -50,7 +50,12 @@ def _as_of_date(text: str | None) -> dt.date | None:
 
 def score(
     task: str = typer.Option(..., "--task", help="arrears | suspension | theft | all"),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD; default: the warehouse's data end"),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="YYYY-MM-DD; default: the latest date on the model's day of the month (month ends) up to the "
+        "warehouse's data end",
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="default: $GRIDRISK_HOME/snapshots/<task>/<as_of>.parquet"
     ),
@@ -93,8 +98,9 @@ def score(
         writable_output(out, folder=False)
         clear_of_stores(out, warehouse=settings.warehouse_path, settings=settings, task=tasks[0])
     refusals = data_errors()  # the input errors that refuse a warehouse, not bugs
-    try:
-        day = scoring_as_of(settings.warehouse_path, day)
+    try:  # the date and the warehouse's data are checked before any model loads
+        checked = scoring_as_of(settings.warehouse_path, day)
+        day = checked if day is not None else None  # none given: each task's model picks its day of month
     except AsOfOutOfRange as exc:
         raise typer.BadParameter(str(exc), param_hint="--as-of") from exc
     except refusals as exc:
@@ -133,8 +139,9 @@ def score(
             )
             if not report.served:
                 exports.append((name, report.path))
-            if report.skew is not None:
-                console.print(f"[yellow]{name}: {escape(report.skew)}[/yellow]", highlight=False)
+            for said in (report.skew, report.day_skew):
+                if said is not None:
+                    console.print(f"[yellow]{name}: {escape(said)}[/yellow]", highlight=False)
     if table.row_count:
         console.print(table)
     for name, path in exports:

@@ -102,3 +102,22 @@ def test_gridrisk_score_writes_the_snapshot_the_service_serves(generated_dir, tm
     expected = names.set_index("customer_id")["name"]
     assert [i["name"] for i in body["items"]] == [expected[i["customer_id"]] for i in body["items"]]
     assert all(len(i["reasons"]) == 5 and i["reasons"][0]["text"] for i in body["items"])
+
+
+def test_a_score_on_another_day_of_the_month_than_the_model_learned_says_so():
+    # An outside audit: the demo scores on its data end, the 10th, where 27 % of latest bills are past due,
+    # with models trained on month ends, where all are.
+    import datetime as dt
+
+    from serving.batch import day_skew
+
+    month_ends = {"as_of_test": ["2023-04-30", "2023-06-30"]}
+    assert day_skew(month_ends, dt.date(2023, 12, 31)) is None
+    said = day_skew(month_ends, dt.date(2024, 1, 10))
+    assert said is not None and "day 10 of its month, with a model trained on month ends" in said
+    assert "train with [as_of] day = 10" in said
+    tenths = {"as_of_test": ["2023-04-10", "2023-06-10"]}
+    assert day_skew(tenths, dt.date(2024, 1, 10)) is None
+    assert '[as_of] day = "end"' in (day_skew(tenths, dt.date(2023, 12, 31)) or "")
+    assert "score as of a month end" in (day_skew(month_ends, dt.date(2024, 1, 30)) or "")
+    assert day_skew({}, dt.date(2024, 1, 10)) is None  # a model packed before its dates were recorded

@@ -74,6 +74,14 @@ def test_scoring_dates_stay_inside_the_warehouse(tmp_path):
     with pytest.raises(AsOfOutOfRange, match=r"before the first bill .* 2022-02-05"):
         scoring_as_of(warehouse, FIRST_BILL - dt.timedelta(days=1))
 
+    # Without a date, the model's own day of the month: the demo's models learned month ends and were scored
+    # on its data end, the 10th, where most latest bills are not yet due (an outside audit).
+    month_ends = {"as_of_test": ["2023-01-31", "2023-03-31"]}
+    assert scoring_as_of(warehouse, None, month_ends) == dt.date(2023, 6, 30)
+    assert scoring_as_of(warehouse, None, {"as_of_test": ["2023-01-05", "2023-03-05"]}) == dt.date(2023, 7, 5)
+    assert scoring_as_of(warehouse, None, {"as_of_test": ["2023-01-10"]}) == DATA_END  # the 10th is the end
+    assert scoring_as_of(warehouse, None, {"as_of_test": ["2023-01-20"]}) == dt.date(2023, 6, 20)
+
 
 def test_an_as_of_after_the_data_end_is_refused_before_loading_a_model(env, tmp_path):
     warehouse = billed_warehouse(tmp_path / "wh")

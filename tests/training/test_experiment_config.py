@@ -76,6 +76,8 @@ def test_warehouse_override_wins(tmp_path: Path) -> None:
             'task = "arrears"\n[lightgbm]\nmax_depth = 0\n',
             "lightgbm.max_depth: max_depth = 0 would grow trees without a depth limit; write -1 for",
         ),
+        ('task = "arrears"\n[as_of]\nday = 31\n', "as_of.day: as_of.day must be 1 to 28"),
+        ('task = "arrears"\n[as_of]\nday = "10"\n', "as_of.day"),
         # Pydantic's own words ("Input should be a valid tuple", "instance of LightGBMConfig") said nothing.
         (
             'task = "arrears"\n[evaluation]\ntop_fractions = 0.05\n',
@@ -174,6 +176,13 @@ def test_auto_start_follows_the_warehouse_not_the_calendar(tmp_path: Path, gener
     assert resolve_as_of_dates(capped, generated_dir) == dates[-4:]
     fixed = default_config("arrears", as_of={"start": "2022-06"})
     assert resolve_as_of_dates(fixed, generated_dir)[0] == pd.Timestamp("2022-06-30")
+    # A utility that scores on the 10th trains on the 10th; the latest such date is still fully observed.
+    tenth = resolve_as_of_dates(default_config("arrears", as_of={"day": 10}), generated_dir)
+    assert {d.day for d in tenth} == {10} and tenth[0] == pd.Timestamp("2021-07-10")
+    from features.labels import latest_labelable_as_of
+
+    latest = pd.Timestamp(latest_labelable_as_of(generated_dir, "arrears"))
+    assert tenth[-1] <= latest < tenth[-1] + pd.DateOffset(months=1)
     # An end before the automatic start is the end's fault (the message said "move as_of.start earlier").
     early = default_config("arrears", as_of={"end": "2012-06"})
     with pytest.raises(

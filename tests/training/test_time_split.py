@@ -16,6 +16,8 @@ def test_month_ends() -> None:
     dates = month_ends("2023-11", "2024-02")
     assert [d.strftime("%Y-%m-%d") for d in dates] == ["2023-11-30", "2023-12-31", "2024-01-31", "2024-02-29"]
     assert [d.month for d in month_ends("2023-01", "2023-12", 3)] == [1, 4, 7, 10]
+    tenths = month_ends("2023-12", "2024-02", day=10)
+    assert [d.strftime("%Y-%m-%d") for d in tenths] == ["2023-12-10", "2024-01-10", "2024-02-10"]
 
 
 def test_parts_are_ordered_and_separated_by_the_gap() -> None:
