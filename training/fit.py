@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.model import Calibrator, FeatureSpec, PackagedModel, ReasonText
+from serving.model import TIE_BREAK, Calibrator, FeatureSpec, PackagedModel, ReasonText
 from training.calibrate import TransferCheck, fit_calibrator, transfer_check
 from training.config import LightGBMConfig
 from training.evaluate import roc_auc
@@ -367,12 +367,30 @@ class Bands:
 
     @classmethod
     def from_scores(cls, p: np.ndarray, high_share: float = 0.05, medium_share: float = 0.20) -> Bands:
-        high = float(np.quantile(p, 1 - high_share))
-        medium = float(min(np.quantile(p, 1 - medium_share), high))
-        return cls(high=high, medium=medium)
+        """Thresholds on the boundaries between the score's levels, where the share at or above comes closest
+        to `high_share` and `medium_share`. A quantile landed inside a level: a theft model's lowest isotonic
+        step held 95 % of the test window, its 80th percentile was that step, and everyone was medium (an
+        outside tester: 2,653 of 2,799 customers, none low, a 0.2 % risk read 中)."""
+        high = level_threshold(p, high_share)
+        return cls(high=high, medium=min(level_threshold(p, medium_share), high))
 
     def as_dict(self) -> dict[str, float]:
         return {"high": self.high, "medium": self.medium}
+
+
+def level_threshold(p: np.ndarray, share: float) -> float:
+    """The lowest probability of the levels that hold about `share` of `p` from the top (closest on a log
+    scale), so a level is never split. Probabilities within TIE_BREAK are one level, as the service reads a
+    band (`PackagedModel.band`). When one level holds everyone, none is above a threshold under one half."""
+    q = np.sort(np.asarray(p, dtype=np.float64))[::-1]
+    if len(q) == 0:
+        return 1.0
+    # customers at or above each boundary: where the next probability is more than TIE_BREAK lower, and all
+    counts = np.append(np.flatnonzero(q[:-1] - q[1:] > TIE_BREAK) + 1, len(q))
+    best = int(counts[np.argmin(np.abs(np.log(counts / len(q) / share)))])
+    if best == len(q) and len(counts) == 1 and share < 0.5:
+        return float(q[0] + 2 * TIE_BREAK)  # one level: nobody stands out
+    return float(q[best - 1])
 
 
 def check_labels(frame: pd.DataFrame, part: str) -> None:

@@ -139,7 +139,9 @@ def test_one_isotonic_step_is_one_band_and_one_percentile() -> None:
         step = test[np.round(test, 8) == shown]
         if len(step) < 2:
             continue
-        straddled += bool(step.min() < bands.high <= step.max() or step.min() < bands.medium <= step.max())
+        # A threshold is a step's lowest probability (`level_threshold`), never inside it.
+        assert not (step.min() < bands.high <= step.max() or step.min() < bands.medium <= step.max())
+        straddled += bool(bands.high == step.min() or bands.medium == step.min())
         assert len(set(package.band(step))) == 1, shown
         assert len(set(package.percentile(step))) == 1, shown
-    assert straddled  # a threshold did land inside a step, or this test would prove nothing
+    assert straddled  # a threshold is a step of several customers, or this test would prove nothing

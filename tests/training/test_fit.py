@@ -130,7 +130,26 @@ def test_logistic_baseline_reads_numbers_only_inside_their_training_range(
 def test_bands_follow_the_score_distribution() -> None:
     p = np.linspace(0, 1, 1001)
     bands = Bands.from_scores(p)
-    assert bands.high == pytest.approx(0.95) and bands.medium == pytest.approx(0.8)
+    assert (p >= bands.high).sum() == 50 and (p >= bands.medium).sum() == 200
+
+
+def test_a_band_threshold_never_splits_a_level_or_makes_the_lowest_one_medium() -> None:
+    # A theft model's lowest isotonic step (tilted by under 1e-6) held 95 % of the test window: the 80th
+    # percentile fell inside it and every customer was medium, none low.
+    rng = np.random.default_rng(0)
+    p = np.concatenate(
+        [
+            0.0021 + rng.uniform(0, 5e-7, 8_500),  # the lowest step
+            np.full(1_000, 0.03),
+            np.full(350, 0.08),
+            np.full(150, 0.20),
+        ]
+    )
+    bands = Bands.from_scores(p)
+    assert bands.high == pytest.approx(0.08) and bands.medium == pytest.approx(0.03)
+    assert (p + 1e-6 >= bands.medium).mean() == pytest.approx(0.15)  # the lowest step is low
+    one_level = Bands.from_scores(np.full(100, 0.1) + rng.uniform(0, 5e-7, 100))
+    assert one_level.high > 0.1 + 1e-6 and one_level.medium > 0.1 + 1e-6  # nobody stands out
 
 
 def test_purged_folds_fit_is_deterministic_calibrated_and_refits_on_every_development_date(
