@@ -7,13 +7,14 @@ where a worker notices a reload taken by another worker, so every route that rea
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from serving.access import AuditLog, KeyStore, Principal
+from serving.access import KEY_PREFIX, AuditLog, KeyStore, Principal
 from serving.directory import CustomerDirectory
 from serving.errors import NotAuthenticated
 from serving.metrics import ServiceMetrics
@@ -74,14 +75,26 @@ async def get_principal(
 ) -> Principal:
     presented = api_key or (credentials.credentials if credentials else None)
     authorization = request.headers.get("authorization", "")
-    scheme = authorization.split(maxsplit=1)[0][:20] if authorization.strip() else ""
+    scheme = authorization.split(maxsplit=1)[0] if authorization.strip() else ""
     if not presented and scheme and scheme.lower() != "bearer":
         # HTTPBearer drops any other scheme without a word: the caller sent a credential and was told none.
-        raise NotAuthenticated(
-            f"Authorization: {scheme} is not read; send the API key as X-API-Key or as "
-            "Authorization: Bearer <key>"
-        )
+        raise NotAuthenticated(f"{_unread_authorization(scheme)}; {SEND_KEY_AS}")
     return keys.authenticate(presented)
+
+
+SEND_KEY_AS = "send the API key as X-API-Key or as Authorization: Bearer <key>"
+# A scheme as RFC 9110 registers them (Basic, Digest, Token, Negotiate, PrivateToken): only such a word is
+# repeated back. A key pasted without "Bearer " is the first word itself; quoting it put the key's id and part
+# of its secret into the 401 and the audit log.
+_SCHEME_WORD = re.compile(r"[A-Za-z]{1,12}")
+
+
+def _unread_authorization(scheme: str) -> str:
+    if scheme.startswith(f"{KEY_PREFIX}_"):
+        return "an API key in Authorization without a scheme is not read"
+    if _SCHEME_WORD.fullmatch(scheme):
+        return f"Authorization: {scheme} is not read"
+    return "an Authorization header without the Bearer scheme is not read"
 
 
 Settings = Annotated[ServingSettings, Depends(get_settings)]

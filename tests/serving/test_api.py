@@ -102,6 +102,32 @@ def test_keys_are_required_and_checked(service, settings):
     assert r.status_code == 401 and "revoked" in r.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "{key}",  # the key pasted without "Bearer ": its id and 7 secret characters came back as the "scheme"
+        "{key} extra",
+        "Sup3r-Secret-Token-Value",  # not a scheme word: it may be some other secret
+    ],
+)
+def test_a_credential_in_authorization_without_a_scheme_is_never_repeated(service, settings, authorization):
+    key = service.keys["service"]
+    header = authorization.format(key=key)
+    r = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers={"Authorization": header}
+    )
+    assert r.status_code == 401
+    detail = r.json()["detail"]
+    assert "send the API key as X-API-Key or as Authorization: Bearer <key>" in detail
+    secret_start = header.split()[0][:8]
+    assert secret_start not in detail and key.split("_")[1] not in detail
+    audit = settings.audit_path.read_text()
+    assert '"refused"' in audit and secret_start not in audit and "grk_" not in audit
+    # A scheme word is still named, so the caller learns which header was not read.
+    r = service.client.get("/v1/models", headers={"Authorization": "Digest abc"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("Authorization: Digest is not read")
+
+
 def test_roles_and_station_scope_give_403(service):
     c = service.client
     assert c.get("/v1/arrears/risk-list", headers=service.headers("service")).status_code == 403
