@@ -424,6 +424,71 @@ def test_no_model_is_a_503_with_the_reason(service, settings, tmp_path):
     assert "gridrisk-arrears@champion" in r.json()["detail"]
 
 
+def _tracking_server(password: str, api_status: int):  # type: ignore[no-untyped-def]
+    """A tracking server behind Basic auth: /health answers 200 to alice, the REST API `api_status`."""
+    import base64
+    import http.server
+
+    expected = "Basic " + base64.b64encode(f"alice:{password}".encode()).decode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = 401 if self.headers.get("Authorization") != expected else 200
+            if status == 200 and self.path != "/health":
+                status = api_status
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_registry_behind_a_password_is_probed_with_it_and_never_shows_it(
+    service, settings, tmp_path, monkeypatch, caplog
+):
+    from serving.model_store import MlflowRegistry
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's REST client would retry for minutes
+    server = _tracking_server(
+        "s3cret", api_status=500
+    )  # up, but its API fails: MLflow quotes the URL it asked
+    port = server.server_address[1]
+    try:
+        registry = MlflowRegistry(f"http://alice:s3cret@127.0.0.1:{port}")
+        # urllib read "alice:s3cret@127.0.0.1" as a host name: such a registry always looked down.
+        assert registry.probe() is None
+        assert "401" in (MlflowRegistry(f"http://alice:wrong@127.0.0.1:{port}").probe() or "")
+        store = ModelStore(settings.model_copy(update={"home": tmp_path / "fresh"}), registry)
+        store.refresh()
+        service.client.app.dependency_overrides[get_model_store] = lambda: store
+        ready = service.client.get("/ready")
+        scored = service.client.post(
+            "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")
+        )
+    finally:
+        service.client.app.dependency_overrides.clear()
+        server.shutdown()
+    assert ready.json()["registry_uri"] == f"http://127.0.0.1:{port}"  # /ready needs no key
+    assert "cannot read gridrisk-arrears@champion" in ready.text and scored.status_code == 503
+    for shown in (ready.text, scored.text, caplog.text):
+        assert "s3cret" not in shown and "alice" not in shown
+
+
+def test_a_uri_is_shown_without_user_password_or_query():
+    from serving.settings import uri_without_credentials
+
+    assert uri_without_credentials("https://ops:p%40ss@mlflow.corp:5000/base?token=abc") == (
+        "https://mlflow.corp:5000/base"
+    )
+    assert uri_without_credentials("postgresql://ml:pw@[::1]:5432/mlflow") == "postgresql://[::1]:5432/mlflow"
+    assert uri_without_credentials("sqlite:////srv/home/mlflow.db") == "sqlite:////srv/home/mlflow.db"
+
+
 def test_collector_sees_its_station_with_names_and_phones(service):
     r = service.client.get(
         "/v1/arrears/risk-list", params={"top": 1000}, headers=service.headers("collector")
