@@ -297,6 +297,7 @@ class KeyStore:
             raise NotAuthenticated(
                 f"API key {record.key_id} was revoked at {record.revoked_at}; ask for a new one",
                 record.key_id,
+                record.role.value,
             )
         return Principal(record.key_id, record.role, tuple(record.stations), tuple(record.supply_units))
 
@@ -365,7 +366,7 @@ class AuditLog:
         refusal stands when its line cannot be written (the server's log says so): it reveals nothing."""
         entry = {
             "key_id": exc.key_id,
-            "role": getattr(exc, "role", None),
+            "role": exc.role,
             "action": "refused",
             "status": status,
             "route": route[:ROUTE_CHARS],

@@ -26,12 +26,12 @@ class ServingError(Exception):
 
 
 class NotAuthenticated(ServingError):
-    """No API key, or one that matches no active key. `key_id` names the key when it is a known one (revoked),
-    for the audit log's line about the refusal."""
+    """No API key, or one that matches no active key. `key_id` and `role` name the key when it is a known one
+    (revoked), for the audit log's line about the refusal."""
 
-    def __init__(self, message: str, key_id: str | None = None) -> None:
+    def __init__(self, message: str, key_id: str | None = None, role: str | None = None) -> None:
         super().__init__(message)
-        self.key_id = key_id
+        self.key_id, self.role = key_id, role
 
 
 class Forbidden(ServingError):

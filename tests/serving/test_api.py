@@ -160,7 +160,7 @@ def test_refused_requests_are_audit_lines(service, settings, monkeypatch):
         ("refused", 401, None, None),
         ("refused", 403, service.keys["collector"].split("_")[1], "collector"),
         ("refused", 403, key_id, "service"),
-        ("refused", 401, key_id, None),
+        ("refused", 401, key_id, "service"),  # a revoked key's role, as the README promises
     ]
     assert lines[0]["route"] == "POST /v1/arrears/score" and lines[0]["client"] == "testclient"
     assert lines[0]["detail"].startswith("no API key") and "not recognised" in lines[1]["detail"]
