@@ -108,6 +108,36 @@ def _blank_value(part: bytes) -> bool:
     return bool(sep) and not unquote_plus(value.decode("latin-1")).strip()
 
 
+class PrivateAnswers:
+    """Every API answer (`/v1/…`) is `Cache-Control: no-store` and varies by key: risk lists in JSON, CSV
+    and XLSX, customer files and scores hold names, phones and a customer's history, and what comes back
+    depends on whose key asked. The pages already said so (serving/web/pages.py); the API's same lists carried
+    no such header, so a browser or a proxy could keep a collector's list, names and phones included."""
+
+    ADDED = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+    VARY = b"X-API-Key, Authorization"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def private(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"vary"]
+                vary = [v for k, v in message.get("headers", []) if k.lower() == b"vary"]
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in self.ADDED if k not in present]
+                headers.append((b"vary", b", ".join([*vary, self.VARY])))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, private)
+
+
 class BodyLimit:
     """A request body over GRIDRISK_MAX_BODY_BYTES is a 413 (`BodyTooLarge`), not read whole: one whose
     Content-Length says so before the app runs, one sent without a length (chunked) once it grows past the
@@ -205,5 +235,6 @@ def create_app(
     app.add_middleware(BlankQueryIsAbsent)
     app.add_middleware(HeadAsGet)  # inside the metrics: they count a HEAD as a HEAD
     app.add_middleware(BodyLimit)  # inside the metrics too: they count the 413s
+    app.add_middleware(PrivateAnswers)  # outside the body limit: a 413 on /v1/ is an API answer too
     app.add_middleware(MetricsMiddleware)
     return app

@@ -583,6 +583,27 @@ def test_lists_export_as_csv_and_xlsx(service):
     assert rows[0][:2] == ("rank", "customer_id") and len(rows) == 6
 
 
+def test_answers_with_customer_data_are_never_cached(service):
+    # The page's lists were no-store; the API's same lists, names and phones included, carried no header.
+    c, collector = service.client, service.headers("collector")
+    answers = [
+        c.get("/v1/arrears/risk-list", params={"top": 2, "format": f}, headers=collector)
+        for f in ("json", "csv")
+    ]
+    answers += [
+        c.get("/v1/arrears/risk-list", params={"top": 2, "format": "xlsx"}, headers=collector),
+        c.get(f"/v1/customers/{answers[0].json()['items'][0]['customer_id']}", headers=collector),
+        c.get("/v1/arrears/summary", headers=collector),
+        c.post("/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")),
+        c.get("/v1/arrears/risk-list", params={"station": "S02"}, headers=collector),  # a 403 names a scope
+    ]
+    assert [r.status_code for r in answers] == [200] * 6 + [403]
+    for r in answers:
+        assert r.headers["cache-control"] == "no-store" and r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["vary"] == "X-API-Key, Authorization"
+    assert "cache-control" not in c.get("/health").headers  # probes hold nothing private
+
+
 def test_metrics_count_requests_and_name_the_model(service):
     service.client.post(
         "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")
