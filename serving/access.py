@@ -314,6 +314,9 @@ def mask_phone(phone: str | None) -> str | None:
     return phone[:3] + "*" * max(len(phone) - 7, 0) + phone[-4:] if len(phone) > 7 else "*" * len(phone)
 
 
+# Line breaks to str.splitlines() and many log shippers that JSON leaves raw: a caller's filter holding one
+# (`?station=%E2%80%A8`) split its audit line in two unparseable halves. Escaped, they stay in the string.
+LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 ROUTE_CHARS = 200  # of a refused request's method and path in its audit line
 DETAIL_CHARS = 300  # of the refusal's reason
 
@@ -393,7 +396,7 @@ class AuditLog:
 
     def _write(self, entry: dict[str, Any]) -> None:
         time = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        line = json.dumps({"time": time, **entry}, ensure_ascii=False, default=str)
+        line = json.dumps({"time": time, **entry}, ensure_ascii=False, default=str).translate(LINE_BREAKS)
         with self._lock:
             self._append((line + "\n").encode("utf-8"))
 

@@ -851,6 +851,21 @@ def test_audit_log_records_calls_without_pii(service, settings):
     assert "王小" not in text and "13800" not in text
 
 
+def test_an_audit_line_stays_one_line_for_every_line_reader(service, settings):
+    # JSON leaves U+0085, U+2028 and U+2029 raw: str.splitlines() and log shippers cut such a line in two.
+    odd = "S\x85a\u2028b\u2029c"
+    r = service.client.get(
+        "/v1/arrears/risk-list", params={"station": odd}, headers=service.headers("analyst")
+    )
+    assert r.status_code == 200
+    service.client.get("/v1/arrears/risk-list", params={"station": odd}, headers=service.headers("collector"))
+    text = settings.audit_path.read_text(encoding="utf-8")
+    assert not {"\x85", "\u2028", "\u2029"} & set(text)
+    lines = [json.loads(x) for x in text.splitlines()]
+    assert [x["action"] for x in lines] == ["risk_list", "refused"]
+    assert lines[0]["filters"]["station"] == odd
+
+
 def test_ready_is_degraded_when_the_snapshot_cannot_be_read(service, settings):
     broken = settings.snapshots_path / "arrears" / "2023-07-31.parquet"
     broken.write_bytes(b"PAR1 cut short")
