@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from serving.errors import BodyTooLarge, error_response, install_handlers
 from serving.history import history_store
 from serving.metrics import MetricsMiddleware
-from serving.routes import customers, health, models, risk_lists, scores, summary
+from serving.routes import customers, feature_list, health, models, risk_lists, scores, summary
 from serving.service import ServiceState
 from serving.settings import ServingSettings
 from serving.web import pages
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     scores.router,
+    feature_list.router,
     risk_lists.router,
     models.router,
     customers.router,

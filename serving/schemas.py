@@ -83,7 +83,8 @@ FeatureValue = StrictFloat | str | None
 
 
 class ScoreRecord(BaseModel):
-    """One customer's features for a live score; `customer_id` follows the rules of `customer_ids`."""
+    """One customer's features for a live score; `customer_id` follows the rules of `customer_ids`. The
+    features the served model needs, with their types and category levels: `GET /v1/{task}/features`."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -226,6 +227,28 @@ class RegistryVersion(BaseModel):
     aliases: list[str]
     run_id: str | None
     created_at: dt.datetime | None
+
+
+class FeatureField(BaseModel):
+    name: str
+    type: Literal["number", "category"] = Field(
+        description="number: a JSON number, or a decimal in ASCII digits as a string; category: one of "
+        "`categories` as a string"
+    )
+    categories: list[str] | None = Field(
+        description="the levels the model learned; any other value is read as missing, as LightGBM reads a "
+        "level it never saw, and as the batch scores read it. null for a number"
+    )
+    unit: str | None = Field(description="the feature's unit as the catalogue names it (yuan, kWh, days, …)")
+
+
+class FeaturesResponse(BaseModel):
+    task: Task
+    model: ModelRef
+    features: list[FeatureField] = Field(
+        description="every feature a record must hold (null = unknown), in the model's order; the order of a "
+        "record's fields does not matter"
+    )
 
 
 class ModelSummary(BaseModel):

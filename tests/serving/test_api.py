@@ -67,6 +67,41 @@ def test_live_records_score_like_the_snapshot(service):
         assert [x["text"] for x in a["reasons"]] == [x["text"] for x in b["reasons"]]
 
 
+def test_the_features_a_record_needs_are_published(service, package):
+    # A caller learned them only from a 422, which lists 50 errors: arrears needs 65 features.
+    r = service.client.get("/v1/arrears/features", headers=service.headers("service"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == {"name": "gridrisk-arrears", "version": "1"}
+    fields = {f["name"]: f for f in body["features"]}
+    assert list(fields) == package.spec.names
+    assert fields["usage_category"]["type"] == "category"
+    assert fields["usage_category"]["categories"] == package.spec.categorical["usage_category"]
+    numbers = [f for f in body["features"] if f["type"] == "number"]
+    assert numbers and all(f["categories"] is None for f in numbers)
+    assert fields["payments_days_late_max_365d"]["unit"] == "days"
+    assert service.client.get("/v1/arrears/features", headers=service.headers("collector")).status_code == 403
+    # A record built from the list alone is scored.
+    record = {f["name"]: (f["categories"][0] if f["categories"] else 1.0) for f in body["features"]}
+    scored = service.client.post(
+        "/v1/arrears/score", json={"records": [record]}, headers=service.headers("service")
+    )
+    assert scored.status_code == 200, scored.text
+
+
+def test_a_category_level_the_model_never_learned_scores_as_missing(service):
+    # By design, as LightGBM and the batch scores read it (FeatureSpec.matrix): documented by /features.
+    record = records_of(service, ["C0000003"])[0]
+    scores = []
+    for level in (None, "no_such_level", "General_Commercial", 5):
+        posted = {**record, "usage_category": level}
+        r = service.client.post(
+            "/v1/arrears/score", json={"records": [posted]}, headers=service.headers("service")
+        )
+        scores.append(r.json()["results"][0]["probability"])
+    assert len(set(scores)) == 1
+
+
 def test_sentences_follow_the_language(service):
     body = {"customer_ids": ["C0000002"]}
     zh = service.client.post("/v1/arrears/score", json=body, headers=service.headers("admin")).json()
