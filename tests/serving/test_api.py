@@ -901,6 +901,64 @@ def test_an_audit_line_stays_one_line_for_every_line_reader(service, settings):
     assert lines[0]["filters"]["station"] == odd
 
 
+class HandMadeHistory:
+    """A customer's history as `HistoryStore.rows` gives it: wall-clock times of the warehouse."""
+
+    def __init__(self, warehouse, tables):  # type: ignore[no-untyped-def]
+        self.warehouse, self.tables = warehouse, tables
+
+    def rows(self, name, customer_id):  # type: ignore[no-untyped-def]
+        return [dict(row) for row in self.tables.get(name, [])]
+
+
+@pytest.mark.parametrize(("zone", "offset"), [(None, "+08:00"), ("Asia/Urumqi", "+06:00"), ("UTC", "Z")])
+def test_a_customer_files_times_carry_the_warehouses_offset(service, settings, tmp_path, zone, offset):
+    # They went out as "2023-06-20T10:00:00" under "format": "date-time": a strict client refused them, a
+    # lenient one could not tell UTC from local. The warehouse holds local wall clock in the zone ingest
+    # recorded (timezone.txt), Asia/Shanghai when none is recorded.
+    import datetime as dt
+
+    from serving.routes.customers import get_history
+
+    warehouse = tmp_path / "warehouse"
+    warehouse.mkdir()
+    if zone is not None:
+        (warehouse / "timezone.txt").write_text(zone + "\n")
+    june, paid_at = dt.date(2023, 6, 1), dt.datetime(2023, 6, 20, 10, 0)
+    bill = {"period": june, "kwh": 100.0, "amount_due": 80.0, "due_date": dt.date(2023, 6, 25)}
+    history = HandMadeHistory(
+        warehouse,
+        {
+            "bills": [{**bill, "known_at": dt.datetime(2023, 6, 5, 8)}],
+            "payments": [
+                {"period": june, "paid_at": paid_at, "amount": 80.0, "late_fee": None, "channel": "bank"}
+            ],
+            "suspensions": [
+                {"applied_at": dt.datetime(2023, 3, 2, 9, 30), "kind": "suspend", "start_date": None,
+                 "end_date": None, "capacity_kva": None}
+            ],
+            "inspections": [
+                {"inspected_at": dt.datetime(2022, 11, 8, 15, 53, 31), "result": "normal",
+                 "recovered_kwh": None, "recovered_amount": None}
+            ],
+        },
+    )  # fmt: skip
+    service.client.app.dependency_overrides[get_history] = lambda: history
+    try:
+        r = service.client.get("/v1/customers/C0000001", headers=service.headers("admin"))
+    finally:
+        service.client.app.dependency_overrides.clear()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["payments"][0]["paid_at"] == f"2023-06-20T10:00:00{offset}"
+    assert body["months"][-1]["last_paid_at"] == f"2023-06-20T10:00:00{offset}"
+    assert body["months"][-1]["days_late"] == 0
+    assert body["suspensions"][0]["applied_at"] == f"2023-03-02T09:30:00{offset}"
+    assert body["inspections"][0]["inspected_at"] == f"2022-11-08T15:53:31{offset}"
+    schema = service.client.get("/openapi.json").json()["components"]["schemas"]["PaymentRecord"]
+    assert "UTC offset" in schema["properties"]["paid_at"]["description"]
+
+
 def test_ready_is_degraded_when_the_snapshot_cannot_be_read(service, settings):
     broken = settings.snapshots_path / "arrears" / "2023-07-31.parquet"
     broken.write_bytes(b"PAR1 cut short")
