@@ -284,7 +284,13 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
         if "input" in error:
             item["input"] = _echo(error["input"])
         if isinstance(error.get("ctx"), dict):
-            item["ctx"] = {_text(str(k), ECHO_CHARS): _echo(v, 1) for k, v in error["ctx"].items()}
+            # A validator's ValueError sits in ctx as the exception itself, which JSON made `{}`: its message.
+            item["ctx"] = {
+                _text(str(k), ECHO_CHARS): _text(str(v), ECHO_MSG_CHARS)
+                if isinstance(v, Exception)
+                else _echo(v, 1)
+                for k, v in error["ctx"].items()
+            }
         detail.append(item)
     body = {"detail": detail + _not_listed(len(errors))}
     return Response(to_json(body, inf_nan_mode="strings"), status_code=422, media_type="application/json")

@@ -98,7 +98,28 @@ class ScoreRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"customer_ids": ["C0000001"]}]},
+        # `_one_source` as a schema, so a client's validator refuses what the service would (`{}`, both lists,
+        # skip_unknown with records) instead of sending it for a 422. An id of the demo's form: a made-up
+        # C0000001 was a 404 in every real home.
+        json_schema_extra={
+            "examples": [{"customer_ids": ["4300000001"]}],
+            "oneOf": [
+                {
+                    "title": "by customer id",
+                    "required": ["customer_ids"],
+                    "properties": {"customer_ids": {"type": "array"}, "records": {"type": "null"}},
+                },
+                {
+                    "title": "live, from features",
+                    "required": ["records"],
+                    "properties": {
+                        "records": {"type": "array"},
+                        "customer_ids": {"type": "null"},
+                        "skip_unknown": {"const": False},
+                    },
+                },
+            ],
+        },
     )
 
     customer_ids: list[CustomerId] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
