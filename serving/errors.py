@@ -6,6 +6,7 @@ JSON responses whose shapes are declared in `ERROR_RESPONSES` so the OpenAPI doc
 
 from __future__ import annotations
 
+import email.message
 import logging
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,28 @@ def _echo(value: Any, depth: int = 0) -> Any:
     return _echo(jsonable_encoder(value), depth)  # an exception in ctx, a date: as FastAPI would write it
 
 
+NOT_JSON = (
+    "the body is read as JSON only: send it with Content-Type: application/json, as uncompressed UTF-8 "
+    "text (it came {came})"
+)
+
+
+def _not_json(request: Request) -> str | None:
+    """How an API request's body came when not as JSON (FastAPI then validates the raw text as the body,
+    and said only "Input should be a valid dictionary"); None for JSON. The page's forms are no API bodies."""
+    if not request.url.path.startswith("/v1/"):
+        return None
+    content_type = request.headers.get("content-type")
+    if not content_type:
+        return "without a Content-Type"
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    if message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json")):
+        return None
+    return f"as {_text(content_type, ECHO_CHARS)!r}"
+
+
 async def _invalid_request(request: Request, exc: Exception) -> Response:
     """FastAPI's 422 body (loc, msg, type, input, ctx), kept small and made JSON-safe.
 
@@ -274,6 +297,11 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
     """
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    came = _not_json(request)
+    if came is not None and any(tuple(e["loc"][:1]) == ("body",) for e in errors):
+        # The same rule FastAPI reads bodies by (`curl -d` sends a form's type): one error naming it.
+        rule = {"type": "content_type", "loc": ["header", "content-type"], "msg": NOT_JSON.format(came=came)}
+        return JSONResponse({"detail": [rule]}, status_code=422)
     detail: list[dict[str, Any]] = []
     for error in errors[:ECHO_ERRORS]:
         item: dict[str, Any] = {

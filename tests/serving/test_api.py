@@ -325,6 +325,39 @@ def test_unparseable_bodies_get_their_documented_status(service):
 
 
 @pytest.mark.parametrize(
+    ("content_type", "came"),
+    [
+        (
+            "application/x-www-form-urlencoded",
+            "as 'application/x-www-form-urlencoded'",
+        ),  # what `curl -d` sends
+        ("text/plain; charset=utf-8", "as 'text/plain; charset=utf-8'"),
+        (None, "without a Content-Type"),
+    ],
+)
+def test_a_body_not_sent_as_json_is_a_422_that_says_so(service, content_type, came):
+    # The 422 read "Input should be a valid dictionary", quoting the JSON text back as a string.
+    headers = {**service.headers("service"), **({"content-type": content_type} if content_type else {})}
+    r = service.client.post("/v1/arrears/score", content=b'{"customer_ids": ["C0000001"]}', headers=headers)
+    assert r.status_code == 422
+    assert r.json() == {
+        "detail": [
+            {
+                "type": "content_type",
+                "loc": ["header", "content-type"],
+                "msg": "the body is read as JSON only: send it with Content-Type: application/json, as "
+                f"uncompressed UTF-8 text (it came {came})",
+            }
+        ]
+    }
+    json_typed = {**service.headers("service"), "content-type": "application/vnd.api+json"}
+    r = service.client.post(
+        "/v1/arrears/score", content=b'{"customer_ids": ["C0000001"]}', headers=json_typed
+    )
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize(
     ("raw", "loc"),
     [
         (rb'{"customer_ids": ["\ud800"]}', ["body", "customer_ids", 0]),
