@@ -153,10 +153,19 @@ UNPARSEABLE: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "customer ids not in the latest snapshot, named"},
 }
+CUSTOMER_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": ErrorBody,
+        "description": "CustomerNotFound: the id is in neither the warehouse's customers table nor any "
+        "task's latest snapshot",
+    },
+}
+# `main.BodyLimit` answers it on every route, before the route runs; `create_app` lists it on each.
 TOO_LARGE: dict[int | str, dict[str, Any]] = {
     413: {
         "model": ErrorBody,
-        "description": "the body is over GRIDRISK_MAX_BODY_BYTES (by default a full batch at 5 KiB a record)",
+        "description": "the body is over GRIDRISK_MAX_BODY_BYTES (by default a full batch at 5 KiB a "
+        "record); any route, checked before the key",
     },
 }
 

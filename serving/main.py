@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from serving.errors import BodyTooLarge, error_response, install_handlers
+from serving.errors import TOO_LARGE, BodyTooLarge, error_response, install_handlers
 from serving.history import history_store
 from serving.metrics import MetricsMiddleware
 from serving.routes import customers, feature_list, health, models, risk_lists, scores, summary
@@ -231,7 +231,7 @@ def create_app(
     if state is not None:
         app.state.service = state
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=TOO_LARGE)  # BodyLimit answers it on any route
     install_handlers(app)
     app.add_middleware(BlankQueryIsAbsent)
     app.add_middleware(HeadAsGet)  # inside the metrics: they count a HEAD as a HEAD

@@ -51,3 +51,17 @@ def test_a_rule_of_the_request_says_its_message_in_ctx(service):
     assert r.status_code == 422
     (error,) = r.json()["detail"]
     assert error["ctx"] == {"error": "send exactly one of customer_ids or records"}
+
+
+def test_every_route_documents_the_413_and_the_customer_route_its_own_404(service):
+    # The body limit answers on any route before it runs; only the score route listed it.
+    paths = service.client.get("/openapi.json").json()["paths"]
+    operations = [op for ops in paths.values() for op in ops.values()]
+    assert len(operations) >= 10 and all("413" in op["responses"] for op in operations)
+    big = {"content-length": "60000000"}
+    assert service.client.get("/health", headers=big).status_code == 413
+    # It described the score route's 404 (ids not in the snapshot); the customer's is CustomerNotFound.
+    customer_404 = paths["/v1/customers/{customer_id}"]["get"]["responses"]["404"]["description"]
+    assert customer_404.startswith("CustomerNotFound") and "customers table" in customer_404
+    r = service.client.get("/v1/customers/NOPE", headers=service.headers("admin"))
+    assert r.status_code == 404 and r.json()["error"] == "CustomerNotFound"
