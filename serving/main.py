@@ -40,6 +40,13 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
+# What the operations' own schemas cannot say.
+API_DESCRIPTION = (
+    "A query parameter sent blank (`?top=`, `?lang=`) is read as absent: its default, or any value within "
+    "the key's scope for a filter. Every answer under /v1/ is `Cache-Control: no-store`."
+)
+
+
 async def _poll(app: FastAPI, state: ServiceState) -> None:
     while True:
         await asyncio.sleep(state.settings.poll_seconds)
@@ -88,14 +95,15 @@ class HeadAsGet:
 class BlankQueryIsAbsent:
     """An API query parameter left blank (`?min_probability=`, as a form or a script building URLs sends an
     empty field) is no parameter: the page and `?station=` already read blank as "any", while a blank number
-    or sort key was a 422. Only GETs under /v1/; the query string is rebuilt only when it holds a blank."""
+    or sort key was a 422. Every method under /v1/ (a POST's `?lang=` was still a 422, a GET's the default);
+    the query string is rebuilt only when it holds a blank."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         query = scope.get("query_string", b"") if scope["type"] == "http" else b""
-        if query and scope["method"] in ("GET", "HEAD") and scope["path"].startswith("/v1/"):
+        if query and scope["path"].startswith("/v1/"):
             parts = query.split(b"&")
             kept = [p for p in parts if not _blank_value(p)]  # the others byte for byte, as sent
             if len(kept) < len(parts):
@@ -226,6 +234,7 @@ def create_app(
         title="gridrisk",
         version="0.1.0",
         summary="Calibrated, explained arrears, suspension and theft risk; risk lists for collection teams",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
     )
     if state is not None:

@@ -207,6 +207,14 @@ def test_refused_requests_are_audit_lines(service, settings, monkeypatch):
     assert c.get("/v1/models", headers=service.headers("collector")).status_code == 403
 
 
+def test_a_blank_query_parameter_is_absent_on_every_method(service):
+    # A POST's blank `lang` was a 422 (enum) where a GET's was the default; the document said neither.
+    body = {"customer_ids": ["C0000001"]}
+    blank = service.client.post("/v1/arrears/score?lang=", json=body, headers=service.headers("service"))
+    assert blank.status_code == 200 and blank.json()["lang"] == "zh"
+    assert "blank" in service.client.get("/openapi.json").json()["info"]["description"]
+
+
 def test_a_nan_threshold_is_refused_as_not_a_number(service):
     # It was refused as "Input should be less than or equal to 1".
     r = service.client.get(
