@@ -8,9 +8,12 @@ where a worker notices a reload taken by another worker, so every route that rea
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -79,7 +82,45 @@ async def get_principal(
     if not presented and scheme and scheme.lower() != "bearer":
         # HTTPBearer drops any other scheme without a word: the caller sent a credential and was told none.
         raise NotAuthenticated(f"{_unread_authorization(scheme)}; {SEND_KEY_AS}")
-    return keys.authenticate(presented)
+    principal = keys.authenticate(presented)
+    _only_known_query(request)  # after the key: a keyless request is a 401, whatever it asks
+    return principal
+
+
+def _only_known_query(request: Request) -> None:
+    """A query parameter the route does not read, or one sent twice, is a 422: `?offset=100` returned the
+    first page again without a word, `?station=A&station=B` listed B only, and `summary?station=` summed every
+    station. No API parameter takes a list, so a repeat is always a contradiction."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route)
+    given = request.query_params.multi_items()
+    errors: list[dict[str, Any]] = []
+    for name in dict.fromkeys(name for name, _ in given):
+        values = [value for key, value in given if key == name]
+        if name not in known:
+            reads = ", ".join(sorted(known)) or "no query parameter"
+            paging = "; there is no paging, `top` sizes the list" if "top" in known else ""
+            msg = f"{name!r} is not a parameter of this route (it reads {reads}){paging}"
+            errors.append({"type": "extra_forbidden", "loc": ("query", name), "msg": msg, "input": values[0]})
+        elif len(values) > 1:
+            msg = f"{name} is sent {len(values)} times; send it once (only one value is read)"
+            errors.append({"type": "repeated", "loc": ("query", name), "msg": msg, "input": values})
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route reads, its dependencies' included (a walk over a dozen nodes)."""
+
+    def walk(dependant: Dependant) -> set[str]:
+        names = {field.alias for field in dependant.query_params}
+        for sub in dependant.dependencies:
+            names |= walk(sub)
+        return names
+
+    return frozenset(walk(route.dependant))
 
 
 SEND_KEY_AS = "send the API key as X-API-Key or as Authorization: Bearer <key>"

@@ -43,7 +43,8 @@ ROUTERS: tuple[APIRouter, ...] = (
 # What the operations' own schemas cannot say.
 API_DESCRIPTION = (
     "A query parameter sent blank (`?top=`, `?lang=`) is read as absent: its default, or any value within "
-    "the key's scope for a filter. Every answer under /v1/ is `Cache-Control: no-store`."
+    "the key's scope for a filter. A query parameter the operation does not list, or one sent twice, is a "
+    "422. Every answer under /v1/ is `Cache-Control: no-store`."
 )
 
 

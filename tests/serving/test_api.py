@@ -215,6 +215,24 @@ def test_a_blank_query_parameter_is_absent_on_every_method(service):
     assert "blank" in service.client.get("/openapi.json").json()["info"]["description"]
 
 
+def test_an_unknown_or_repeated_query_parameter_is_a_422(service):
+    c, analyst = service.client, service.headers("analyst")
+    # `offset` gave the first page again, without a word: there is no paging.
+    r = c.get("/v1/arrears/risk-list", params={"offset": 10}, headers=analyst)
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["query", "offset"] and error["type"] == "extra_forbidden"
+    assert "there is no paging, `top` sizes the list" in error["msg"] and "per_station_top" in error["msg"]
+    # The last of two stations was listed alone; the summary has no station and summed every one.
+    r = c.get("/v1/arrears/risk-list?station=S01&station=S02", headers=analyst)
+    assert r.status_code == 422 and r.json()["detail"][0]["input"] == ["S01", "S02"]
+    assert "station is sent 2 times" in r.json()["detail"][0]["msg"]
+    assert c.get("/v1/arrears/summary", params={"station": "S02"}, headers=analyst).status_code == 422
+    assert c.get("/v1/arrears/risk-list", params={"top": 5, "lang": "en"}, headers=analyst).status_code == 200
+    # The key comes first: a keyless request is a 401 whatever it asks.
+    assert c.get("/v1/arrears/risk-list", params={"offset": 10}).status_code == 401
+
+
 def test_a_nan_threshold_is_refused_as_not_a_number(service):
     # It was refused as "Input should be less than or equal to 1".
     r = service.client.get(
