@@ -160,6 +160,14 @@ CUSTOMER_NOT_FOUND: dict[int | str, dict[str, Any]] = {
         "task's latest snapshot",
     },
 }
+# Routes without parameters of their own answer it too (`dependencies._only_known_query`); FastAPI lists a 422
+# only for a route with parameters.
+UNKNOWN_QUERY: dict[int | str, dict[str, Any]] = {
+    422: {
+        "model": ValidationErrorBody,
+        "description": "a query parameter the route does not read, or one sent twice",
+    },
+}
 # `main.BodyLimit` answers it on every route, before the route runs; `create_app` lists it on each.
 TOO_LARGE: dict[int | str, dict[str, Any]] = {
     413: {

@@ -58,6 +58,9 @@ def test_every_route_documents_the_413_and_the_customer_route_its_own_404(servic
     paths = service.client.get("/openapi.json").json()["paths"]
     operations = [op for ops in paths.values() for op in ops.values()]
     assert len(operations) >= 10 and all("413" in op["responses"] for op in operations)
+    # Every keyed route refuses a query parameter it does not read, those without parameters included.
+    keyed = [op for path, ops in paths.items() if path.startswith("/v1/") for op in ops.values()]
+    assert all("422" in op["responses"] for op in keyed)
     big = {"content-length": "60000000"}
     assert service.client.get("/health", headers=big).status_code == 413
     # It described the score route's 404 (ids not in the snapshot); the customer's is CustomerNotFound.
