@@ -122,7 +122,13 @@ class ScoreRequest(BaseModel):
         },
     )
 
-    customer_ids: list[CustomerId] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
+    customer_ids: list[CustomerId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="scored from the latest snapshot, in the order sent: an id sent twice is scored twice "
+        "(an id the snapshot lacks is named once, in the 404 or in `unknown`)",
+    )
     records: list[ScoreRecord] | None = Field(
         default=None,
         min_length=1,

@@ -68,3 +68,12 @@ def test_every_route_documents_the_413_and_the_customer_route_its_own_404(servic
     assert customer_404.startswith("CustomerNotFound") and "customers table" in customer_404
     r = service.client.get("/v1/customers/NOPE", headers=service.headers("admin"))
     assert r.status_code == 404 and r.json()["error"] == "CustomerNotFound"
+
+
+def test_a_repeated_id_is_scored_each_time_and_the_schema_says_so(service):
+    body = {"customer_ids": ["C0000001", "C0000002", "C0000001", "ZZ", "ZZ"], "skip_unknown": True}
+    r = service.client.post("/v1/arrears/score", json=body, headers=service.headers("service"))
+    assert [x["customer_id"] for x in r.json()["results"]] == ["C0000001", "C0000002", "C0000001"]
+    assert r.json()["unknown"] == ["ZZ"]
+    schema = service.client.get("/openapi.json").json()["components"]["schemas"]["ScoreRequest"]
+    assert "an id sent twice is scored twice" in schema["properties"]["customer_ids"]["description"]
