@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic_core import to_json
 
 from serving.schemas import MAX_BATCH, ErrorBody, HTTPErrorBody, ValidationErrorBody
+from serving.settings import MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +113,21 @@ class BodyTooLarge(ServingError):
             if declared is not None
             else f"(sent without a Content-Length) grew past {limit:,} bytes"
         )
+        # Under the default a full batch no longer fits: "send at most 10,000" misled at 100,000 bytes, which
+        # about 7,000 ids already fill.
+        setting, batch = (
+            ("GRIDRISK_MAX_BODY_BYTES", f"send at most {MAX_BATCH:,} customers or records a request")
+            if limit >= MAX_BODY_BYTES
+            else (
+                f"GRIDRISK_MAX_BODY_BYTES, set below the {MAX_BODY_BYTES:,} a full batch of {MAX_BATCH:,} "
+                "records may need",
+                f"split the batch into bodies under {limit:,} bytes",
+            )
+        )
         super().__init__(
-            f"the request body {body}; the service reads at most {limit:,} bytes a request "
-            f"(GRIDRISK_MAX_BODY_BYTES): send at most {MAX_BATCH:,} customers or records a request "
-            "(`gridrisk score` scores a whole population), or have the operator raise GRIDRISK_MAX_BODY_BYTES"
+            f"the request body {body}; the service reads at most {limit:,} bytes a request ({setting}): "
+            f"{batch} (`gridrisk score` scores a whole population), or have the operator raise "
+            "GRIDRISK_MAX_BODY_BYTES"
         )
 
 

@@ -783,6 +783,8 @@ def test_a_body_over_the_limit_is_a_413_that_names_the_limit_and_the_setting(ser
     assert (
         f"is {len(big):,} bytes" in detail and "4,096 bytes" in detail and "GRIDRISK_MAX_BODY_BYTES" in detail
     )
+    # Below the default a full batch does not fit: "send at most 10,000 customers" was wrong advice.
+    assert "split the batch into bodies under 4,096 bytes" in detail and "at most 10,000" not in detail
     chunked = service.client.post(  # a generator: sent chunked, without a Content-Length
         "/v1/arrears/score",
         content=(part for part in (big,)),
