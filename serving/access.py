@@ -297,6 +297,7 @@ class KeyStore:
             raise NotAuthenticated(
                 f"API key {record.key_id} was revoked at {record.revoked_at}; ask for a new one",
                 record.key_id,
+                record.role.value,
             )
         return Principal(record.key_id, record.role, tuple(record.stations), tuple(record.supply_units))
 
@@ -313,6 +314,9 @@ def mask_phone(phone: str | None) -> str | None:
     return phone[:3] + "*" * max(len(phone) - 7, 0) + phone[-4:] if len(phone) > 7 else "*" * len(phone)
 
 
+# Line breaks to str.splitlines() and many log shippers that JSON leaves raw: a caller's filter holding one
+# (`?station=%E2%80%A8`) split its audit line in two unparseable halves. Escaped, they stay in the string.
+LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 ROUTE_CHARS = 200  # of a refused request's method and path in its audit line
 DETAIL_CHARS = 300  # of the refusal's reason
 
@@ -365,7 +369,7 @@ class AuditLog:
         refusal stands when its line cannot be written (the server's log says so): it reveals nothing."""
         entry = {
             "key_id": exc.key_id,
-            "role": getattr(exc, "role", None),
+            "role": exc.role,
             "action": "refused",
             "status": status,
             "route": route[:ROUTE_CHARS],
@@ -392,7 +396,7 @@ class AuditLog:
 
     def _write(self, entry: dict[str, Any]) -> None:
         time = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        line = json.dumps({"time": time, **entry}, ensure_ascii=False, default=str)
+        line = json.dumps({"time": time, **entry}, ensure_ascii=False, default=str).translate(LINE_BREAKS)
         with self._lock:
             self._append((line + "\n").encode("utf-8"))
 

@@ -8,11 +8,16 @@ Access is the risk lists' rule applied to one customer: a collector sees only cu
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+import zoneinfo
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from features.sources import stored_timezone
+from features.validation import LOCAL_TIMEZONE
 from serving.access import Principal, mask_name, mask_phone
 from serving.errors import ModelUnavailable, SnapshotUnavailable, UnknownCustomers
 from serving.history import HistoryStore
@@ -31,6 +36,8 @@ from serving.view_schemas import (
     TaskScore,
 )
 
+logger = logging.getLogger(__name__)
+
 MONTHS = 24
 PAID_TOLERANCE_YUAN = 0.01  # a bill counts as settled when payments reach its amount within a fen
 
@@ -45,6 +52,26 @@ class CustomerNotFound(UnknownCustomers):
             f"customer {customer_id!r} is in neither the warehouse's customers table nor any task's latest "
             "snapshot; check the id (户号), or ingest the archive and run `gridrisk score`",
         )
+
+
+def warehouse_zone(warehouse: Path) -> zoneinfo.ZoneInfo | None:
+    """The zone whose wall clock the warehouse's times are in: the one its first ingest recorded, else
+    ingest's default (Asia/Shanghai). None, logged, for a record naming an unknown zone (edited by hand)."""
+    name = stored_timezone(warehouse) or LOCAL_TIMEZONE
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        logger.warning(
+            "warehouse %s names an unknown time zone %r: its times are sent without offset", warehouse, name
+        )
+        return None
+
+
+def _in_zone(rows: list[dict[str, Any]], column: str, zone: zoneinfo.ZoneInfo | None) -> list[dict[str, Any]]:
+    """Rows whose `column` (a wall-clock time of the warehouse) carries `zone`, so it reads as an instant."""
+    if zone is None:
+        return rows
+    return [{**row, column: row[column].replace(tzinfo=zone) if row[column] else row[column]} for row in rows]
 
 
 def mask_address(address: str | None) -> str | None:
@@ -156,8 +183,11 @@ def customer_file(
     models: ModelStore,
     tasks: list[str],
     lang: Lang,
+    zone: zoneinfo.ZoneInfo | None = None,
 ) -> CustomerFile:
-    """Everything the caller may see about one customer; Forbidden outside a collector's stations."""
+    """Everything the caller may see about one customer; Forbidden outside a collector's stations. With `zone`
+    (the API's, `warehouse_zone`), the warehouse's times carry it, so they go out in RFC 3339 with their UTC
+    offset; without (the page, which shows them as the local times they are), they stay wall-clock times."""
     archive = history.rows("customers", customer_id)
     found: dict[str, tuple[Snapshot, int]] = {}
     unscored: list[TaskNote] = []
@@ -202,7 +232,7 @@ def customer_file(
 
     as_of = max((s.as_of for s, _ in found.values()), default=None)
     bills = history.rows("bills", customer_id)
-    payments = history.rows("payments", customer_id)
+    payments = _in_zone(history.rows("payments", customer_id), "paid_at", zone)
     if as_of is not None:
         last_month: dt.date | None = dt.date(as_of.year, as_of.month, 1)
     else:
@@ -225,13 +255,17 @@ def customer_file(
         suspensions=[
             SuspensionRecord(**s)
             for s in sorted(
-                history.rows("suspensions", customer_id), key=lambda s: s["applied_at"], reverse=True
+                _in_zone(history.rows("suspensions", customer_id), "applied_at", zone),
+                key=lambda s: s["applied_at"],
+                reverse=True,
             )
         ],
         inspections=[
             InspectionRecord(**i)
             for i in sorted(
-                history.rows("inspections", customer_id), key=lambda i: i["inspected_at"], reverse=True
+                _in_zone(history.rows("inspections", customer_id), "inspected_at", zone),
+                key=lambda i: i["inspected_at"],
+                reverse=True,
             )
         ],
     )

@@ -7,13 +7,17 @@ where a worker notices a reload taken by another worker, so every route that rea
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from serving.access import AuditLog, KeyStore, Principal
+from serving.access import KEY_PREFIX, AuditLog, KeyStore, Principal
 from serving.directory import CustomerDirectory
 from serving.errors import NotAuthenticated
 from serving.metrics import ServiceMetrics
@@ -74,14 +78,64 @@ async def get_principal(
 ) -> Principal:
     presented = api_key or (credentials.credentials if credentials else None)
     authorization = request.headers.get("authorization", "")
-    scheme = authorization.split(maxsplit=1)[0][:20] if authorization.strip() else ""
+    scheme = authorization.split(maxsplit=1)[0] if authorization.strip() else ""
     if not presented and scheme and scheme.lower() != "bearer":
         # HTTPBearer drops any other scheme without a word: the caller sent a credential and was told none.
-        raise NotAuthenticated(
-            f"Authorization: {scheme} is not read; send the API key as X-API-Key or as "
-            "Authorization: Bearer <key>"
-        )
-    return keys.authenticate(presented)
+        raise NotAuthenticated(f"{_unread_authorization(scheme)}; {SEND_KEY_AS}")
+    principal = keys.authenticate(presented)
+    _only_known_query(request)  # after the key: a keyless request is a 401, whatever it asks
+    return principal
+
+
+def _only_known_query(request: Request) -> None:
+    """A query parameter the route does not read, or one sent twice, is a 422: `?offset=100` returned the
+    first page again without a word, `?station=A&station=B` listed B only, and `summary?station=` summed every
+    station. No API parameter takes a list, so a repeat is always a contradiction."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route)
+    given = request.query_params.multi_items()
+    errors: list[dict[str, Any]] = []
+    for name in dict.fromkeys(name for name, _ in given):
+        values = [value for key, value in given if key == name]
+        if name not in known:
+            reads = ", ".join(sorted(known)) or "no query parameter"
+            paging = "; there is no paging, `top` sizes the list" if "top" in known else ""
+            msg = f"{name!r} is not a parameter of this route (it reads {reads}){paging}"
+            errors.append({"type": "extra_forbidden", "loc": ("query", name), "msg": msg, "input": values[0]})
+        elif len(values) > 1:
+            msg = f"{name} is sent {len(values)} times; send it once (only one value is read)"
+            errors.append({"type": "repeated", "loc": ("query", name), "msg": msg, "input": values})
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route reads, its dependencies' included (a walk over a dozen nodes)."""
+
+    def walk(dependant: Dependant) -> set[str]:
+        names = {field.alias for field in dependant.query_params}
+        for sub in dependant.dependencies:
+            names |= walk(sub)
+        return names
+
+    return frozenset(walk(route.dependant))
+
+
+SEND_KEY_AS = "send the API key as X-API-Key or as Authorization: Bearer <key>"
+# A scheme as RFC 9110 registers them (Basic, Digest, Token, Negotiate, PrivateToken): only such a word is
+# repeated back. A key pasted without "Bearer " is the first word itself; quoting it put the key's id and part
+# of its secret into the 401 and the audit log.
+_SCHEME_WORD = re.compile(r"[A-Za-z]{1,12}")
+
+
+def _unread_authorization(scheme: str) -> str:
+    if scheme.startswith(f"{KEY_PREFIX}_"):
+        return "an API key in Authorization without a scheme is not read"
+    if _SCHEME_WORD.fullmatch(scheme):
+        return f"Authorization: {scheme} is not read"
+    return "an Authorization header without the Bearer scheme is not read"
 
 
 Settings = Annotated[ServingSettings, Depends(get_settings)]

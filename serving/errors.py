@@ -6,6 +6,7 @@ JSON responses whose shapes are declared in `ERROR_RESPONSES` so the OpenAPI doc
 
 from __future__ import annotations
 
+import email.message
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic_core import to_json
 
 from serving.schemas import MAX_BATCH, ErrorBody, HTTPErrorBody, ValidationErrorBody
+from serving.settings import MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +28,12 @@ class ServingError(Exception):
 
 
 class NotAuthenticated(ServingError):
-    """No API key, or one that matches no active key. `key_id` names the key when it is a known one (revoked),
-    for the audit log's line about the refusal."""
+    """No API key, or one that matches no active key. `key_id` and `role` name the key when it is a known one
+    (revoked), for the audit log's line about the refusal."""
 
-    def __init__(self, message: str, key_id: str | None = None) -> None:
+    def __init__(self, message: str, key_id: str | None = None, role: str | None = None) -> None:
         super().__init__(message)
-        self.key_id = key_id
+        self.key_id, self.role = key_id, role
 
 
 class Forbidden(ServingError):
@@ -111,10 +113,21 @@ class BodyTooLarge(ServingError):
             if declared is not None
             else f"(sent without a Content-Length) grew past {limit:,} bytes"
         )
+        # Under the default a full batch no longer fits: "send at most 10,000" misled at 100,000 bytes, which
+        # about 7,000 ids already fill.
+        setting, batch = (
+            ("GRIDRISK_MAX_BODY_BYTES", f"send at most {MAX_BATCH:,} customers or records a request")
+            if limit >= MAX_BODY_BYTES
+            else (
+                f"GRIDRISK_MAX_BODY_BYTES, set below the {MAX_BODY_BYTES:,} a full batch of {MAX_BATCH:,} "
+                "records may need",
+                f"split the batch into bodies under {limit:,} bytes",
+            )
+        )
         super().__init__(
-            f"the request body {body}; the service reads at most {limit:,} bytes a request "
-            f"(GRIDRISK_MAX_BODY_BYTES): send at most {MAX_BATCH:,} customers or records a request "
-            "(`gridrisk score` scores a whole population), or have the operator raise GRIDRISK_MAX_BODY_BYTES"
+            f"the request body {body}; the service reads at most {limit:,} bytes a request ({setting}): "
+            f"{batch} (`gridrisk score` scores a whole population), or have the operator raise "
+            "GRIDRISK_MAX_BODY_BYTES"
         )
 
 
@@ -152,10 +165,27 @@ UNPARSEABLE: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "customer ids not in the latest snapshot, named"},
 }
+CUSTOMER_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": ErrorBody,
+        "description": "CustomerNotFound: the id is in neither the warehouse's customers table nor any "
+        "task's latest snapshot",
+    },
+}
+# Routes without parameters of their own answer it too (`dependencies._only_known_query`); FastAPI lists a 422
+# only for a route with parameters.
+UNKNOWN_QUERY: dict[int | str, dict[str, Any]] = {
+    422: {
+        "model": ValidationErrorBody,
+        "description": "a query parameter the route does not read, or one sent twice",
+    },
+}
+# `main.BodyLimit` answers it on every route, before the route runs; `create_app` lists it on each.
 TOO_LARGE: dict[int | str, dict[str, Any]] = {
     413: {
         "model": ErrorBody,
-        "description": "the body is over GRIDRISK_MAX_BODY_BYTES (by default a full batch at 5 KiB a record)",
+        "description": "the body is over GRIDRISK_MAX_BODY_BYTES (by default a full batch at 5 KiB a "
+        "record); any route, checked before the key",
     },
 }
 
@@ -264,6 +294,28 @@ def _echo(value: Any, depth: int = 0) -> Any:
     return _echo(jsonable_encoder(value), depth)  # an exception in ctx, a date: as FastAPI would write it
 
 
+NOT_JSON = (
+    "the body is read as JSON only: send it with Content-Type: application/json, as uncompressed UTF-8 "
+    "text (it came {came})"
+)
+
+
+def _not_json(request: Request) -> str | None:
+    """How an API request's body came when not as JSON (FastAPI then validates the raw text as the body,
+    and said only "Input should be a valid dictionary"); None for JSON. The page's forms are no API bodies."""
+    if not request.url.path.startswith("/v1/"):
+        return None
+    content_type = request.headers.get("content-type")
+    if not content_type:
+        return "without a Content-Type"
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    if message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json")):
+        return None
+    return f"as {_text(content_type, ECHO_CHARS)!r}"
+
+
 async def _invalid_request(request: Request, exc: Exception) -> Response:
     """FastAPI's 422 body (loc, msg, type, input, ctx), kept small and made JSON-safe.
 
@@ -274,6 +326,11 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
     """
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    came = _not_json(request)
+    if came is not None and any(tuple(e["loc"][:1]) == ("body",) for e in errors):
+        # The same rule FastAPI reads bodies by (`curl -d` sends a form's type): one error naming it.
+        rule = {"type": "content_type", "loc": ["header", "content-type"], "msg": NOT_JSON.format(came=came)}
+        return JSONResponse({"detail": [rule]}, status_code=422)
     detail: list[dict[str, Any]] = []
     for error in errors[:ECHO_ERRORS]:
         item: dict[str, Any] = {
@@ -284,7 +341,13 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
         if "input" in error:
             item["input"] = _echo(error["input"])
         if isinstance(error.get("ctx"), dict):
-            item["ctx"] = {_text(str(k), ECHO_CHARS): _echo(v, 1) for k, v in error["ctx"].items()}
+            # A validator's ValueError sits in ctx as the exception itself, which JSON made `{}`: its message.
+            item["ctx"] = {
+                _text(str(k), ECHO_CHARS): _text(str(v), ECHO_MSG_CHARS)
+                if isinstance(v, Exception)
+                else _echo(v, 1)
+                for k, v in error["ctx"].items()
+            }
         detail.append(item)
     body = {"detail": detail + _not_listed(len(errors))}
     return Response(to_json(body, inf_nan_mode="strings"), status_code=422, media_type="application/json")

@@ -16,10 +16,10 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from serving.errors import BodyTooLarge, error_response, install_handlers
+from serving.errors import TOO_LARGE, BodyTooLarge, error_response, install_handlers
 from serving.history import history_store
 from serving.metrics import MetricsMiddleware
-from serving.routes import customers, health, models, risk_lists, scores, summary
+from serving.routes import customers, feature_list, health, models, risk_lists, scores, summary
 from serving.service import ServiceState
 from serving.settings import ServingSettings
 from serving.web import pages
@@ -31,11 +31,20 @@ logger = logging.getLogger(__name__)
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     scores.router,
+    feature_list.router,
     risk_lists.router,
     models.router,
     customers.router,
     summary.router,
     pages.router,
+)
+
+
+# What the operations' own schemas cannot say.
+API_DESCRIPTION = (
+    "A query parameter sent blank (`?top=`, `?lang=`) is read as absent: its default, or any value within "
+    "the key's scope for a filter. A query parameter the operation does not list, or one sent twice, is a "
+    "422. Every answer under /v1/ is `Cache-Control: no-store`."
 )
 
 
@@ -87,14 +96,15 @@ class HeadAsGet:
 class BlankQueryIsAbsent:
     """An API query parameter left blank (`?min_probability=`, as a form or a script building URLs sends an
     empty field) is no parameter: the page and `?station=` already read blank as "any", while a blank number
-    or sort key was a 422. Only GETs under /v1/; the query string is rebuilt only when it holds a blank."""
+    or sort key was a 422. Every method under /v1/ (a POST's `?lang=` was still a 422, a GET's the default);
+    the query string is rebuilt only when it holds a blank."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         query = scope.get("query_string", b"") if scope["type"] == "http" else b""
-        if query and scope["method"] in ("GET", "HEAD") and scope["path"].startswith("/v1/"):
+        if query and scope["path"].startswith("/v1/"):
             parts = query.split(b"&")
             kept = [p for p in parts if not _blank_value(p)]  # the others byte for byte, as sent
             if len(kept) < len(parts):
@@ -106,6 +116,36 @@ def _blank_value(part: bytes) -> bool:
     """`name=` or `name=%20`: a parameter whose value is empty or spaces (a bare `name` is not one)."""
     _, sep, value = part.partition(b"=")
     return bool(sep) and not unquote_plus(value.decode("latin-1")).strip()
+
+
+class PrivateAnswers:
+    """Every API answer (`/v1/…`) is `Cache-Control: no-store` and varies by key: risk lists in JSON, CSV
+    and XLSX, customer files and scores hold names, phones and a customer's history, and what comes back
+    depends on whose key asked. The pages already said so (serving/web/pages.py); the API's same lists carried
+    no such header, so a browser or a proxy could keep a collector's list, names and phones included."""
+
+    ADDED = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+    VARY = b"X-API-Key, Authorization"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def private(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"vary"]
+                vary = [v for k, v in message.get("headers", []) if k.lower() == b"vary"]
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in self.ADDED if k not in present]
+                headers.append((b"vary", b", ".join([*vary, self.VARY])))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, private)
 
 
 class BodyLimit:
@@ -195,15 +235,17 @@ def create_app(
         title="gridrisk",
         version="0.1.0",
         summary="Calibrated, explained arrears, suspension and theft risk; risk lists for collection teams",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
     )
     if state is not None:
         app.state.service = state
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=TOO_LARGE)  # BodyLimit answers it on any route
     install_handlers(app)
     app.add_middleware(BlankQueryIsAbsent)
     app.add_middleware(HeadAsGet)  # inside the metrics: they count a HEAD as a HEAD
     app.add_middleware(BodyLimit)  # inside the metrics too: they count the 413s
+    app.add_middleware(PrivateAnswers)  # outside the body limit: a 413 on /v1/ is an API answer too
     app.add_middleware(MetricsMiddleware)
     return app

@@ -9,6 +9,7 @@ into a folder of its own and renames it into place in one step, so no worker see
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import errno
 import json
@@ -22,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -29,7 +31,7 @@ from serving.errors import ModelUnavailable
 from serving.locks import folder_lock
 from serving.model import BOOSTER_FILE, PACKAGE_FILE, PackagedModel, load_packaged_model
 from serving.schemas import ModelRef, RegistryVersion
-from serving.settings import ServingSettings, registered_name
+from serving.settings import ServingSettings, registered_name, uri_without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class RegistryError(Exception):
 class Registry(Protocol):
     """What the store needs from a model registry; `MlflowRegistry` in production, a dict in unit tests."""
 
-    uri: str
+    uri: str  # as it may be shown: no user or password (`uri_without_credentials`)
 
     def probe(self) -> str | None:
         """None when the registry answers, else why it does not."""
@@ -63,6 +65,18 @@ class Registry(Protocol):
     def load(self, name: str, version: str, dst: Path) -> PackagedModel: ...
 
     def versions(self, name: str) -> list[RegistryVersion]: ...
+
+
+def health_request(uri: str) -> urllib.request.Request:
+    """`GET <tracking server>/health`, with a user and password in the URI sent as Basic auth: urllib reads
+    `http://alice:pw@host` as a host named `alice:pw@host` ("Name or service not known"), so a registry
+    behind a password always looked down, while MLflow's own client (requests) reached it."""
+    parts = urlsplit(uri)
+    request = urllib.request.Request(uri_without_credentials(uri).rstrip("/") + "/health")
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+    return request
 
 
 def store_errors() -> tuple[type[BaseException], ...]:
@@ -87,7 +101,10 @@ class MlflowRegistry:
     """The MLflow model registry at a tracking URI (SQLite store or `mlflow server`)."""
 
     def __init__(self, uri: str, timeout_seconds: float = 2.0) -> None:
-        self.uri = uri
+        # `uri` is what anyone may read (`/ready`, error bodies, logs); MLflow's client gets the URI as given.
+        self.uri = uri_without_credentials(uri)
+        self._tracking_uri = uri
+        self._userinfo = urlsplit(uri).netloc.rpartition("@")[0]
         self.timeout_seconds = timeout_seconds
         # An SQLite store whose file is missing is made anew, empty, by MLflow's first call: an operator's
         # moved mlflow.db read as "no champion; train one" instead of "restore the file".
@@ -104,7 +121,12 @@ class MlflowRegistry:
     def _client(self):  # type: ignore[no-untyped-def]
         from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        return MlflowClient(tracking_uri=self._tracking_uri, registry_uri=self._tracking_uri)
+
+    def _told(self, exc: BaseException | str) -> str:
+        """An error's text without the URI's user and password: MLflow's messages quote the URL it asked."""
+        text = str(exc)
+        return text.replace(f"{self._userinfo}@", "") if self._userinfo else text
 
     def probe(self) -> str | None:
         # MLflow's REST client retries for minutes against a dead server; a short probe decides first.
@@ -112,11 +134,11 @@ class MlflowRegistry:
             return None
         try:
             with urllib.request.urlopen(
-                self.uri.rstrip("/") + "/health", timeout=self.timeout_seconds
+                health_request(self._tracking_uri), timeout=self.timeout_seconds
             ) as resp:
                 return None if resp.status == 200 else f"{self.uri}/health answered {resp.status}"
         except (urllib.error.URLError, OSError) as exc:
-            return f"tracking server {self.uri} unreachable: {exc}"
+            return f"tracking server {self.uri} unreachable: {self._told(exc)}"
 
     def alias_version(self, name: str, alias: str) -> str | None:
         from mlflow.exceptions import MlflowException
@@ -126,12 +148,21 @@ class MlflowRegistry:
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 return None
-            raise RegistryError(f"registry {self.uri}: cannot read {name}@{alias}: {exc}") from exc
+            raise RegistryError(
+                f"registry {self.uri}: cannot read {name}@{alias}: {self._told(exc)}"
+            ) from exc
         except store_errors() as exc:
-            raise RegistryError(f"registry {self.uri}: cannot read {name}@{alias}: {_short(exc)}") from exc
+            why = self._told(_short(exc))
+            raise RegistryError(f"registry {self.uri}: cannot read {name}@{alias}: {why}") from exc
 
     def load(self, name: str, version: str, dst: Path) -> PackagedModel:
-        return load_packaged_model(f"models:/{name}/{version}", dst=dst, tracking_uri=self.uri)
+        try:
+            return load_packaged_model(f"models:/{name}/{version}", dst=dst, tracking_uri=self._tracking_uri)
+        except Exception as exc:
+            if not self._userinfo:
+                raise
+            # Not chained: the store logs the traceback, which would quote the URL with its password.
+            raise RegistryError(f"{type(exc).__name__}: {self._told(exc)}") from None
 
     def versions(self, name: str) -> list[RegistryVersion]:
         from mlflow.exceptions import MlflowException
@@ -143,7 +174,7 @@ class MlflowRegistry:
             # search results leave `aliases` empty on some stores; the registered model has them all.
             aliases = client.get_registered_model(name).aliases if found else {}
         except errors as exc:
-            why = _short(exc)
+            why = self._told(_short(exc))
             raise RegistryError(f"registry {self.uri}: cannot list versions of {name}: {why}") from exc
         out = [
             RegistryVersion(

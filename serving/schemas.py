@@ -83,7 +83,8 @@ FeatureValue = StrictFloat | str | None
 
 
 class ScoreRecord(BaseModel):
-    """One customer's features for a live score; `customer_id` follows the rules of `customer_ids`."""
+    """One customer's features for a live score; `customer_id` follows the rules of `customer_ids`. The
+    features the served model needs, with their types and category levels: `GET /v1/{task}/features`."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -97,10 +98,37 @@ class ScoreRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"customer_ids": ["C0000001"]}]},
+        # `_one_source` as a schema, so a client's validator refuses what the service would (`{}`, both lists,
+        # skip_unknown with records) instead of sending it for a 422. An id of the demo's form: a made-up
+        # C0000001 was a 404 in every real home.
+        json_schema_extra={
+            "examples": [{"customer_ids": ["4300000001"]}],
+            "oneOf": [
+                {
+                    "title": "by customer id",
+                    "required": ["customer_ids"],
+                    "properties": {"customer_ids": {"type": "array"}, "records": {"type": "null"}},
+                },
+                {
+                    "title": "live, from features",
+                    "required": ["records"],
+                    "properties": {
+                        "records": {"type": "array"},
+                        "customer_ids": {"type": "null"},
+                        "skip_unknown": {"const": False},
+                    },
+                },
+            ],
+        },
     )
 
-    customer_ids: list[CustomerId] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
+    customer_ids: list[CustomerId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="scored from the latest snapshot, in the order sent: an id sent twice is scored twice "
+        "(an id the snapshot lacks is named once, in the 404 or in `unknown`)",
+    )
     records: list[ScoreRecord] | None = Field(
         default=None,
         min_length=1,
@@ -226,6 +254,28 @@ class RegistryVersion(BaseModel):
     aliases: list[str]
     run_id: str | None
     created_at: dt.datetime | None
+
+
+class FeatureField(BaseModel):
+    name: str
+    type: Literal["number", "category"] = Field(
+        description="number: a JSON number, or a decimal in ASCII digits as a string; category: one of "
+        "`categories` as a string"
+    )
+    categories: list[str] | None = Field(
+        description="the levels the model learned; any other value is read as missing, as LightGBM reads a "
+        "level it never saw, and as the batch scores read it. null for a number"
+    )
+    unit: str | None = Field(description="the feature's unit as the catalogue names it (yuan, kWh, days, …)")
+
+
+class FeaturesResponse(BaseModel):
+    task: Task
+    model: ModelRef
+    features: list[FeatureField] = Field(
+        description="every feature a record must hold (null = unknown), in the model's order; the order of a "
+        "record's fields does not matter"
+    )
 
 
 class ModelSummary(BaseModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -92,6 +93,16 @@ class ServingSettings(BaseSettings):
     def reload_path(self) -> Path:
         """The latest `POST /v1/admin/reload`'s generation; every worker follows it (serving/service.py)."""
         return self.home / "reload-generation"
+
+
+def uri_without_credentials(uri: str) -> str:
+    """A tracking or registry URI as it may be shown (`/ready`, an error body, a log line): no user,
+    password, query (a token) or fragment. `/ready` answers without a key, so `http://alice:pw@host` was
+    anyone's to read. A URI without a host (`sqlite:///…`, a path) holds none and is returned as it is."""
+    parts = urlsplit(uri)
+    if not parts.netloc:
+        return uri
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def registered_name(task: str) -> str:

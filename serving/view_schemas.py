@@ -13,6 +13,11 @@ from serving.schemas import ModelRef, Reason, Task
 
 # -- GET /v1/customers/{customer_id} -----------------------------------------------------------------------
 
+LOCAL_TIME = (
+    "the warehouse's local time with its UTC offset (RFC 3339, e.g. 2026-10-26T18:45:18+08:00): the zone its "
+    "ingest recorded (timezone.txt), Asia/Shanghai by default"
+)
+
 
 class ArchiveFacts(BaseModel):
     """The customer's row in the archive (客户档案); name, phone and address masked unless the caller is the
@@ -45,21 +50,21 @@ class MonthRecord(BaseModel):
     amount_due: float | None
     due_date: dt.date | None
     paid: float = Field(description="principal paid against the period, yuan: payments less their late fees")
-    last_paid_at: dt.datetime | None
+    last_paid_at: dt.datetime | None = Field(description=f"the last payment against the period: {LOCAL_TIME}")
     days_late: int | None = Field(description="days from the due date to the last payment; null if unpaid")
     outstanding: float | None = Field(description="amount due minus paid, yuan (never below 0)")
 
 
 class PaymentRecord(BaseModel):
     period: dt.date
-    paid_at: dt.datetime
+    paid_at: dt.datetime = Field(description=LOCAL_TIME)
     amount: float
     late_fee: float | None
     channel: str | None
 
 
 class SuspensionRecord(BaseModel):
-    applied_at: dt.datetime
+    applied_at: dt.datetime = Field(description=LOCAL_TIME)
     kind: str
     start_date: dt.date | None
     end_date: dt.date | None
@@ -67,7 +72,7 @@ class SuspensionRecord(BaseModel):
 
 
 class InspectionRecord(BaseModel):
-    inspected_at: dt.datetime
+    inspected_at: dt.datetime = Field(description=LOCAL_TIME)
     result: str
     recovered_kwh: float | None
     recovered_amount: float | None

@@ -110,38 +110,24 @@ def local_tracking_store(uri: str) -> tuple[Path, ...]:
     return ()
 
 
-def uri_without_credentials(uri: str) -> str:
-    """A server URI as it may be printed: no user, password or query (a token)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def tracking_server_or_exit(settings: Any) -> None:
     """Refuse at once a tracking server that does not answer (exit 2): MLflow's client retries for minutes
     before it gives up (4 min against a closed port, measured), and `train` would build the training set
     first. Only a refused connection, a timeout or an unknown host count: a server that answers at all (401
     from a proxy, a certificate MLflow's own TLS settings accept) is left to MLflow's client. Credentials in
     the URI are sent as Basic auth and never printed."""
-    import base64
     import socket
     import urllib.error
     import urllib.request
-    from urllib.parse import urlsplit
+
+    from serving.model_store import health_request
+    from serving.settings import uri_without_credentials
 
     uri = settings.tracking_uri
     if not uri.startswith(("http://", "https://")):
         return
-    parts = urlsplit(uri)
     shown = uri_without_credentials(uri)
-    request = urllib.request.Request(shown.rstrip("/") + "/health")
-    if parts.username is not None:
-        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+    request = health_request(uri)
     timeout = settings.registry_timeout_seconds
     try:
         with urllib.request.urlopen(request, timeout=timeout):

@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from gridrisk.commands import tracking_server_or_exit, uri_without_credentials
+from gridrisk.commands import tracking_server_or_exit
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,8 @@ def train(
 def where_to_see_runs(tracking_uri: str) -> str:
     """A tracking server is opened in a browser; a local store through `mlflow ui` (which refuses an http URI
     as its backend store)."""
+    from serving.settings import uri_without_credentials
+
     if tracking_uri.startswith(("http://", "https://")):
         return f"{uri_without_credentials(tracking_uri)} (the tracking server's own page)"
     return f"mlflow ui --backend-store-uri {tracking_uri}"

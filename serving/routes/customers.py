@@ -10,9 +10,9 @@ from starlette.convertors import PathConvertor, register_url_convertor
 
 from features.schema import CUSTOMER_ID_MAX_CHARS
 from serving.access import Action
-from serving.customer_file import customer_file
+from serving.customer_file import customer_file, warehouse_zone
 from serving.dependencies import Audit, Caller, Models, Settings, Snapshots
-from serving.errors import ERROR_RESPONSES, NOT_FOUND
+from serving.errors import CUSTOMER_NOT_FOUND, ERROR_RESPONSES
 from serving.history import HistoryStore, history_store
 from serving.schemas import Lang
 from serving.view_schemas import CustomerFile
@@ -42,7 +42,7 @@ register_url_convertor("customer_id", CustomerIdConvertor())
 @router.get(
     "/v1/customers/{customer_id:customer_id}",  # nothing else lives under /v1/customers/
     response_model=CustomerFile,
-    responses={**ERROR_RESPONSES, **NOT_FOUND},
+    responses={**ERROR_RESPONSES, **CUSTOMER_NOT_FOUND},
 )
 def get_customer(
     customer_id: CustomerIdPath,
@@ -56,6 +56,7 @@ def get_customer(
 ) -> CustomerFile:
     """Archive facts (PII only for the customer's own collector), history and scores with reasons."""
     caller.require(Action.CUSTOMER)
-    file = customer_file(customer_id, caller, history, snapshots, models, settings.tasks, lang)
+    zone = warehouse_zone(history.warehouse)
+    file = customer_file(customer_id, caller, history, snapshots, models, settings.tasks, lang, zone)
     audit.record(caller, Action.CUSTOMER, "all", {"customer_id": customer_id}, None, 1)
     return file

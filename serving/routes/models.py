@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.access import Action
 from serving.dependencies import Caller, Models, Settings, Snapshots, State
-from serving.errors import ERROR_RESPONSES
+from serving.errors import ERROR_RESPONSES, UNKNOWN_QUERY
 from serving.history import history_store
 from serving.schemas import ModelsResponse, ModelSummary, ReloadResponse
 from serving.settings import registered_name
@@ -16,7 +16,7 @@ from serving.status import task_status
 router = APIRouter(tags=["models"])
 
 
-@router.get("/v1/models", response_model=ModelsResponse, responses=ERROR_RESPONSES)
+@router.get("/v1/models", response_model=ModelsResponse, responses={**ERROR_RESPONSES, **UNKNOWN_QUERY})
 def list_models(caller: Caller, models: Models, snapshots: Snapshots, settings: Settings) -> ModelsResponse:
     caller.require(Action.MODELS)
     loaded = models.loaded()
@@ -36,7 +36,9 @@ def list_models(caller: Caller, models: Models, snapshots: Snapshots, settings: 
     )
 
 
-@router.post("/v1/admin/reload", response_model=ReloadResponse, responses=ERROR_RESPONSES)
+@router.post(
+    "/v1/admin/reload", response_model=ReloadResponse, responses={**ERROR_RESPONSES, **UNKNOWN_QUERY}
+)
 async def reload(request: Request, caller: Caller, state: State) -> ReloadResponse:
     """Check the aliases and snapshots now; moved models load beside the old ones and swap atomically.
 

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.access import Action
 from serving.dependencies import Caller, Models, State
-from serving.errors import ERROR_RESPONSES, NOT_FOUND, TOO_LARGE, UNPARSEABLE
+from serving.errors import ERROR_RESPONSES, NOT_FOUND, UNPARSEABLE
 from serving.schemas import Lang, ScoreRequest, ScoreResponse, Task
 from serving.scoring import score_records
 from serving.snapshot import score_ids
@@ -25,7 +25,7 @@ INLINE_ROWS = 64
 @router.post(
     "/v1/{task}/score",
     response_model=ScoreResponse,
-    responses={**ERROR_RESPONSES, **NOT_FOUND, **UNPARSEABLE, **TOO_LARGE},
+    responses={**ERROR_RESPONSES, **NOT_FOUND, **UNPARSEABLE},
 )
 async def score(
     task: Task,

@@ -67,6 +67,41 @@ def test_live_records_score_like_the_snapshot(service):
         assert [x["text"] for x in a["reasons"]] == [x["text"] for x in b["reasons"]]
 
 
+def test_the_features_a_record_needs_are_published(service, package):
+    # A caller learned them only from a 422, which lists 50 errors: arrears needs 65 features.
+    r = service.client.get("/v1/arrears/features", headers=service.headers("service"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == {"name": "gridrisk-arrears", "version": "1"}
+    fields = {f["name"]: f for f in body["features"]}
+    assert list(fields) == package.spec.names
+    assert fields["usage_category"]["type"] == "category"
+    assert fields["usage_category"]["categories"] == package.spec.categorical["usage_category"]
+    numbers = [f for f in body["features"] if f["type"] == "number"]
+    assert numbers and all(f["categories"] is None for f in numbers)
+    assert fields["payments_days_late_max_365d"]["unit"] == "days"
+    assert service.client.get("/v1/arrears/features", headers=service.headers("collector")).status_code == 403
+    # A record built from the list alone is scored.
+    record = {f["name"]: (f["categories"][0] if f["categories"] else 1.0) for f in body["features"]}
+    scored = service.client.post(
+        "/v1/arrears/score", json={"records": [record]}, headers=service.headers("service")
+    )
+    assert scored.status_code == 200, scored.text
+
+
+def test_a_category_level_the_model_never_learned_scores_as_missing(service):
+    # By design, as LightGBM and the batch scores read it (FeatureSpec.matrix): documented by /features.
+    record = records_of(service, ["C0000003"])[0]
+    scores = []
+    for level in (None, "no_such_level", "General_Commercial", 5):
+        posted = {**record, "usage_category": level}
+        r = service.client.post(
+            "/v1/arrears/score", json={"records": [posted]}, headers=service.headers("service")
+        )
+        scores.append(r.json()["results"][0]["probability"])
+    assert len(set(scores)) == 1
+
+
 def test_sentences_follow_the_language(service):
     body = {"customer_ids": ["C0000002"]}
     zh = service.client.post("/v1/arrears/score", json=body, headers=service.headers("admin")).json()
@@ -102,6 +137,32 @@ def test_keys_are_required_and_checked(service, settings):
     assert r.status_code == 401 and "revoked" in r.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "{key}",  # the key pasted without "Bearer ": its id and 7 secret characters came back as the "scheme"
+        "{key} extra",
+        "Sup3r-Secret-Token-Value",  # not a scheme word: it may be some other secret
+    ],
+)
+def test_a_credential_in_authorization_without_a_scheme_is_never_repeated(service, settings, authorization):
+    key = service.keys["service"]
+    header = authorization.format(key=key)
+    r = service.client.post(
+        "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers={"Authorization": header}
+    )
+    assert r.status_code == 401
+    detail = r.json()["detail"]
+    assert "send the API key as X-API-Key or as Authorization: Bearer <key>" in detail
+    secret_start = header.split()[0][:8]
+    assert secret_start not in detail and key.split("_")[1] not in detail
+    audit = settings.audit_path.read_text()
+    assert '"refused"' in audit and secret_start not in audit and "grk_" not in audit
+    # A scheme word is still named, so the caller learns which header was not read.
+    r = service.client.get("/v1/models", headers={"Authorization": "Digest abc"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("Authorization: Digest is not read")
+
+
 def test_roles_and_station_scope_give_403(service):
     c = service.client
     assert c.get("/v1/arrears/risk-list", headers=service.headers("service")).status_code == 403
@@ -134,7 +195,7 @@ def test_refused_requests_are_audit_lines(service, settings, monkeypatch):
         ("refused", 401, None, None),
         ("refused", 403, service.keys["collector"].split("_")[1], "collector"),
         ("refused", 403, key_id, "service"),
-        ("refused", 401, key_id, None),
+        ("refused", 401, key_id, "service"),  # a revoked key's role, as the README promises
     ]
     assert lines[0]["route"] == "POST /v1/arrears/score" and lines[0]["client"] == "testclient"
     assert lines[0]["detail"].startswith("no API key") and "not recognised" in lines[1]["detail"]
@@ -144,6 +205,32 @@ def test_refused_requests_are_audit_lines(service, settings, monkeypatch):
     read_only(monkeypatch, settings.home)
     assert c.post("/v1/arrears/score", json=body).status_code == 401
     assert c.get("/v1/models", headers=service.headers("collector")).status_code == 403
+
+
+def test_a_blank_query_parameter_is_absent_on_every_method(service):
+    # A POST's blank `lang` was a 422 (enum) where a GET's was the default; the document said neither.
+    body = {"customer_ids": ["C0000001"]}
+    blank = service.client.post("/v1/arrears/score?lang=", json=body, headers=service.headers("service"))
+    assert blank.status_code == 200 and blank.json()["lang"] == "zh"
+    assert "blank" in service.client.get("/openapi.json").json()["info"]["description"]
+
+
+def test_an_unknown_or_repeated_query_parameter_is_a_422(service):
+    c, analyst = service.client, service.headers("analyst")
+    # `offset` gave the first page again, without a word: there is no paging.
+    r = c.get("/v1/arrears/risk-list", params={"offset": 10}, headers=analyst)
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["query", "offset"] and error["type"] == "extra_forbidden"
+    assert "there is no paging, `top` sizes the list" in error["msg"] and "per_station_top" in error["msg"]
+    # The last of two stations was listed alone; the summary has no station and summed every one.
+    r = c.get("/v1/arrears/risk-list?station=S01&station=S02", headers=analyst)
+    assert r.status_code == 422 and r.json()["detail"][0]["input"] == ["S01", "S02"]
+    assert "station is sent 2 times" in r.json()["detail"][0]["msg"]
+    assert c.get("/v1/arrears/summary", params={"station": "S02"}, headers=analyst).status_code == 422
+    assert c.get("/v1/arrears/risk-list", params={"top": 5, "lang": "en"}, headers=analyst).status_code == 200
+    # The key comes first: a keyless request is a 401 whatever it asks.
+    assert c.get("/v1/arrears/risk-list", params={"offset": 10}).status_code == 401
 
 
 def test_a_nan_threshold_is_refused_as_not_a_number(service):
@@ -261,6 +348,39 @@ def test_unparseable_bodies_get_their_documented_status(service):
     undecodable = post(b"\xc3\x28")  # not even UTF-8: FastAPI's 400
     assert undecodable.status_code == 400 and isinstance(undecodable.json()["detail"], str)
     assert "not UTF-8" in documented["400"]["description"] and "422" in documented["400"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "came"),
+    [
+        (
+            "application/x-www-form-urlencoded",
+            "as 'application/x-www-form-urlencoded'",
+        ),  # what `curl -d` sends
+        ("text/plain; charset=utf-8", "as 'text/plain; charset=utf-8'"),
+        (None, "without a Content-Type"),
+    ],
+)
+def test_a_body_not_sent_as_json_is_a_422_that_says_so(service, content_type, came):
+    # The 422 read "Input should be a valid dictionary", quoting the JSON text back as a string.
+    headers = {**service.headers("service"), **({"content-type": content_type} if content_type else {})}
+    r = service.client.post("/v1/arrears/score", content=b'{"customer_ids": ["C0000001"]}', headers=headers)
+    assert r.status_code == 422
+    assert r.json() == {
+        "detail": [
+            {
+                "type": "content_type",
+                "loc": ["header", "content-type"],
+                "msg": "the body is read as JSON only: send it with Content-Type: application/json, as "
+                f"uncompressed UTF-8 text (it came {came})",
+            }
+        ]
+    }
+    json_typed = {**service.headers("service"), "content-type": "application/vnd.api+json"}
+    r = service.client.post(
+        "/v1/arrears/score", content=b'{"customer_ids": ["C0000001"]}', headers=json_typed
+    )
+    assert r.status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -398,6 +518,71 @@ def test_no_model_is_a_503_with_the_reason(service, settings, tmp_path):
     assert "gridrisk-arrears@champion" in r.json()["detail"]
 
 
+def _tracking_server(password: str, api_status: int):  # type: ignore[no-untyped-def]
+    """A tracking server behind Basic auth: /health answers 200 to alice, the REST API `api_status`."""
+    import base64
+    import http.server
+
+    expected = "Basic " + base64.b64encode(f"alice:{password}".encode()).decode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = 401 if self.headers.get("Authorization") != expected else 200
+            if status == 200 and self.path != "/health":
+                status = api_status
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_registry_behind_a_password_is_probed_with_it_and_never_shows_it(
+    service, settings, tmp_path, monkeypatch, caplog
+):
+    from serving.model_store import MlflowRegistry
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's REST client would retry for minutes
+    server = _tracking_server(
+        "s3cret", api_status=500
+    )  # up, but its API fails: MLflow quotes the URL it asked
+    port = server.server_address[1]
+    try:
+        registry = MlflowRegistry(f"http://alice:s3cret@127.0.0.1:{port}")
+        # urllib read "alice:s3cret@127.0.0.1" as a host name: such a registry always looked down.
+        assert registry.probe() is None
+        assert "401" in (MlflowRegistry(f"http://alice:wrong@127.0.0.1:{port}").probe() or "")
+        store = ModelStore(settings.model_copy(update={"home": tmp_path / "fresh"}), registry)
+        store.refresh()
+        service.client.app.dependency_overrides[get_model_store] = lambda: store
+        ready = service.client.get("/ready")
+        scored = service.client.post(
+            "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")
+        )
+    finally:
+        service.client.app.dependency_overrides.clear()
+        server.shutdown()
+    assert ready.json()["registry_uri"] == f"http://127.0.0.1:{port}"  # /ready needs no key
+    assert "cannot read gridrisk-arrears@champion" in ready.text and scored.status_code == 503
+    for shown in (ready.text, scored.text, caplog.text):
+        assert "s3cret" not in shown and "alice" not in shown
+
+
+def test_a_uri_is_shown_without_user_password_or_query():
+    from serving.settings import uri_without_credentials
+
+    assert uri_without_credentials("https://ops:p%40ss@mlflow.corp:5000/base?token=abc") == (
+        "https://mlflow.corp:5000/base"
+    )
+    assert uri_without_credentials("postgresql://ml:pw@[::1]:5432/mlflow") == "postgresql://[::1]:5432/mlflow"
+    assert uri_without_credentials("sqlite:////srv/home/mlflow.db") == "sqlite:////srv/home/mlflow.db"
+
+
 def test_collector_sees_its_station_with_names_and_phones(service):
     r = service.client.get(
         "/v1/arrears/risk-list", params={"top": 1000}, headers=service.headers("collector")
@@ -492,6 +677,27 @@ def test_lists_export_as_csv_and_xlsx(service):
     assert rows[0][:2] == ("rank", "customer_id") and len(rows) == 6
 
 
+def test_answers_with_customer_data_are_never_cached(service):
+    # The page's lists were no-store; the API's same lists, names and phones included, carried no header.
+    c, collector = service.client, service.headers("collector")
+    answers = [
+        c.get("/v1/arrears/risk-list", params={"top": 2, "format": f}, headers=collector)
+        for f in ("json", "csv")
+    ]
+    answers += [
+        c.get("/v1/arrears/risk-list", params={"top": 2, "format": "xlsx"}, headers=collector),
+        c.get(f"/v1/customers/{answers[0].json()['items'][0]['customer_id']}", headers=collector),
+        c.get("/v1/arrears/summary", headers=collector),
+        c.post("/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")),
+        c.get("/v1/arrears/risk-list", params={"station": "S02"}, headers=collector),  # a 403 names a scope
+    ]
+    assert [r.status_code for r in answers] == [200] * 6 + [403]
+    for r in answers:
+        assert r.headers["cache-control"] == "no-store" and r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["vary"] == "X-API-Key, Authorization"
+    assert "cache-control" not in c.get("/health").headers  # probes hold nothing private
+
+
 def test_metrics_count_requests_and_name_the_model(service):
     service.client.post(
         "/v1/arrears/score", json={"customer_ids": ["C0000001"]}, headers=service.headers("service")
@@ -577,6 +783,8 @@ def test_a_body_over_the_limit_is_a_413_that_names_the_limit_and_the_setting(ser
     assert (
         f"is {len(big):,} bytes" in detail and "4,096 bytes" in detail and "GRIDRISK_MAX_BODY_BYTES" in detail
     )
+    # Below the default a full batch does not fit: "send at most 10,000 customers" was wrong advice.
+    assert "split the batch into bodies under 4,096 bytes" in detail and "at most 10,000" not in detail
     chunked = service.client.post(  # a generator: sent chunked, without a Content-Length
         "/v1/arrears/score",
         content=(part for part in (big,)),
@@ -737,6 +945,79 @@ def test_audit_log_records_calls_without_pii(service, settings):
     assert pull["role"] == "collector" and pull["filters"]["station"] == "S01" and pull["rows"] == 7
     text = settings.audit_path.read_text()
     assert "王小" not in text and "13800" not in text
+
+
+def test_an_audit_line_stays_one_line_for_every_line_reader(service, settings):
+    # JSON leaves U+0085, U+2028 and U+2029 raw: str.splitlines() and log shippers cut such a line in two.
+    odd = "S\x85a\u2028b\u2029c"
+    r = service.client.get(
+        "/v1/arrears/risk-list", params={"station": odd}, headers=service.headers("analyst")
+    )
+    assert r.status_code == 200
+    service.client.get("/v1/arrears/risk-list", params={"station": odd}, headers=service.headers("collector"))
+    text = settings.audit_path.read_text(encoding="utf-8")
+    assert not {"\x85", "\u2028", "\u2029"} & set(text)
+    lines = [json.loads(x) for x in text.splitlines()]
+    assert [x["action"] for x in lines] == ["risk_list", "refused"]
+    assert lines[0]["filters"]["station"] == odd
+
+
+class HandMadeHistory:
+    """A customer's history as `HistoryStore.rows` gives it: wall-clock times of the warehouse."""
+
+    def __init__(self, warehouse, tables):  # type: ignore[no-untyped-def]
+        self.warehouse, self.tables = warehouse, tables
+
+    def rows(self, name, customer_id):  # type: ignore[no-untyped-def]
+        return [dict(row) for row in self.tables.get(name, [])]
+
+
+@pytest.mark.parametrize(("zone", "offset"), [(None, "+08:00"), ("Asia/Urumqi", "+06:00"), ("UTC", "Z")])
+def test_a_customer_files_times_carry_the_warehouses_offset(service, settings, tmp_path, zone, offset):
+    # They went out as "2023-06-20T10:00:00" under "format": "date-time": a strict client refused them, a
+    # lenient one could not tell UTC from local. The warehouse holds local wall clock in the zone ingest
+    # recorded (timezone.txt), Asia/Shanghai when none is recorded.
+    import datetime as dt
+
+    from serving.routes.customers import get_history
+
+    warehouse = tmp_path / "warehouse"
+    warehouse.mkdir()
+    if zone is not None:
+        (warehouse / "timezone.txt").write_text(zone + "\n")
+    june, paid_at = dt.date(2023, 6, 1), dt.datetime(2023, 6, 20, 10, 0)
+    bill = {"period": june, "kwh": 100.0, "amount_due": 80.0, "due_date": dt.date(2023, 6, 25)}
+    history = HandMadeHistory(
+        warehouse,
+        {
+            "bills": [{**bill, "known_at": dt.datetime(2023, 6, 5, 8)}],
+            "payments": [
+                {"period": june, "paid_at": paid_at, "amount": 80.0, "late_fee": None, "channel": "bank"}
+            ],
+            "suspensions": [
+                {"applied_at": dt.datetime(2023, 3, 2, 9, 30), "kind": "suspend", "start_date": None,
+                 "end_date": None, "capacity_kva": None}
+            ],
+            "inspections": [
+                {"inspected_at": dt.datetime(2022, 11, 8, 15, 53, 31), "result": "normal",
+                 "recovered_kwh": None, "recovered_amount": None}
+            ],
+        },
+    )  # fmt: skip
+    service.client.app.dependency_overrides[get_history] = lambda: history
+    try:
+        r = service.client.get("/v1/customers/C0000001", headers=service.headers("admin"))
+    finally:
+        service.client.app.dependency_overrides.clear()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["payments"][0]["paid_at"] == f"2023-06-20T10:00:00{offset}"
+    assert body["months"][-1]["last_paid_at"] == f"2023-06-20T10:00:00{offset}"
+    assert body["months"][-1]["days_late"] == 0
+    assert body["suspensions"][0]["applied_at"] == f"2023-03-02T09:30:00{offset}"
+    assert body["inspections"][0]["inspected_at"] == f"2022-11-08T15:53:31{offset}"
+    schema = service.client.get("/openapi.json").json()["components"]["schemas"]["PaymentRecord"]
+    assert "UTC offset" in schema["properties"]["paid_at"]["description"]
 
 
 def test_ready_is_degraded_when_the_snapshot_cannot_be_read(service, settings):
