@@ -416,7 +416,7 @@ def _ingest_table(
     raw, sources = _originals(files)
     if len(files) > 1 or files[0][0].sheets is not None:  # one label for all rows is validate's `source`
         frame = frame.assign(_source=sources)
-    malformed = _stack([export.malformed.assign(_source=export.path.name) for export, _ in files])
+    malformed = _stack([export.malformed for export, _ in files])  # each names its file (and sheet)
     result = validate(
         frame, spec.name, source=names[0], reference=reference, now=now, original=raw, timezone=timezone
     )

@@ -99,21 +99,26 @@ def test_chinese_headers_and_values_through_the_default_map(tmp_path: Path):
     assert bills["amount_due"].sum() == pytest.approx(70.5 + 39000 + 650.25)
 
 
-@pytest.mark.parametrize("encoding", ["gbk", "utf-8-sig", "gb18030"])
+# utf-16: Excel's "Save as Unicode text" (UTF-16 with a byte-order mark), renamed .csv
+@pytest.mark.parametrize("encoding", ["gbk", "utf-8-sig", "gb18030", "utf-16"])
 def test_csv_encodings_are_detected(tmp_path: Path, encoding: str):
     wh = tmp_path / "wh"
-    report = ingest(export(tmp_path, encoding=encoding), wh)
+    bills = BILLS.replace(",", "\t") if encoding == "utf-16" else BILLS  # Unicode text is tab-separated
+    report = ingest(export(tmp_path, bills=bills, encoding=encoding), wh)
     assert report.tables["bills"].accepted == 3
     assert report.tables["bills"].files[0].startswith("电费账单.csv")
+    if encoding == "utf-16":  # named for what it is, not refused as "not UTF-8 … 0xff"
+        assert report.tables["bills"].files == ["电费账单.csv (utf-16)"]
     assert read_table(wh, "bills")["customer_id"].tolist() == ["C1", "C2", "C3"]
 
 
 def test_undecodable_csv_exits_2_naming_the_file(tmp_path: Path):
     src = export(tmp_path)
-    write(src, "电费账单.csv", BILLS, "utf-16")  # Excel's "Unicode text": neither UTF-8 nor GB18030
+    write(src, "电费账单.csv", BILLS, "utf-16-le")  # UTF-16 without its byte-order mark: not certain
     result = run(src, "--warehouse", tmp_path / "wh")
     assert result.exit_code == 2
     assert "电费账单.csv: wrong encoding" in result.output and "re-export the file as UTF-8" in result.output
+    assert "looks like UTF-16 without a byte-order mark" in result.output
     assert not (tmp_path / "wh" / "areas.parquet").exists()  # refused before anything was written
 
 
@@ -167,18 +172,94 @@ def test_unknown_file_name_and_missing_source_exit_2(tmp_path: Path):
     ("cut", "why"),
     [
         (BILLS + "C1,202402,13", "cut after a field separator: too few fields"),
-        (BILLS[:-1], "cut before the final line end: the last value may be short"),
         (BILLS + 'C1,202402,130,"70', "cut inside a quoted value"),
+        (BILLS + 'C1,202402,130,70,2024-03-03,2024-03-20,"2024-03-03 08:0', "every field, the last one open"),
     ],
 )
 def test_truncated_csv_holds_back_the_cut_row(tmp_path: Path, cut: str, why: str):
     wh = tmp_path / "wh"
     report = ingest(export(tmp_path, bills=cut), wh).tables["bills"]
     assert report.by_rule == {"malformed_row": 1}, why
-    assert report.rows_read == report.accepted + report.quarantined
+    assert report.rows_read == report.accepted + report.quarantined == 4
     q = read_quarantine(wh, "bills")
-    assert q["_rule"].tolist() == ["malformed_row"]
-    assert q["_source"].tolist() == ["电费账单.csv"]
+    assert q[["_rule", "_row", "_source"]].values.tolist() == [["malformed_row", 5, "电费账单.csv"]]
+
+
+def test_a_complete_last_row_without_a_final_line_end_is_read(tmp_path: Path):
+    # Java and database export tools often write no line end after the last row; it is not a cut file, and
+    # quarantining that row every month left a record nobody could clear.
+    report = ingest(export(tmp_path, bills=BILLS[:-1]), tmp_path / "wh").tables["bills"]
+    assert (report.rows_read, report.accepted, report.quarantined) == (3, 3, 0)
+    assert any("no line end after the last line (line 4)" in note for note in report.notes)
+
+
+def test_a_header_without_rows_is_an_empty_export_with_or_without_its_line_end(tmp_path: Path):
+    for header in (BILL_HEADER, BILL_HEADER.rstrip("\n")):  # no bills this month
+        report = ingest(export(tmp_path, bills=header), tmp_path / "wh").tables["bills"]
+        assert (report.rows_read, report.quarantined) == (0, 0)
+    result = run(export(tmp_path, bills=""), "--warehouse", tmp_path / "wh2")  # 0 bytes: a failed export
+    assert result.exit_code == 2 and "电费账单.csv: empty file (0 bytes)" in result.output
+
+
+def test_an_unclosed_quote_holds_back_its_line_and_no_other(tmp_path: Path):
+    # A remark opening a quote it never closes made the reader take every line after it into that value:
+    # 200 bills read as 11, and in a large file the whole run was refused in the reader's words.
+    dates = "2024-02-03,2024-02-20,2024-02-03"
+    rows = [f"C{1 + i % 3},{2000 + i // 12}{1 + i % 12:02d},{100 + i},50,{dates},正常" for i in range(200)]
+    rows[10] = rows[10].replace("正常", '"客户称已缴')  # file line 12: closes only at the quote on line 52
+    rows[50] = rows[50].replace("正常", '"未缴')  # line 52, read again on its own: closes at line 61
+    rows[59] = rows[59].replace("正常", '"复核')  # line 61, read again on its own: runs to the end
+    header = BILL_HEADER.rstrip("\n") + ",备注\n"
+    src = export(tmp_path, bills=header + "\n".join(rows) + "\n")
+    report = ingest(src, tmp_path / "wh", now="2100-01-01").tables["bills"]
+    assert (report.rows_read, report.accepted, report.by_rule) == (200, 197, {"malformed_row": 3})
+    q = read_quarantine(tmp_path / "wh", "bills")
+    assert q["_row"].tolist() == [12, 52, 61]
+    assert q["_text"].tolist() == [rows[10], rows[50], rows[59]]  # the line alone, not the rest of the file
+    messages = q["_message"].tolist()
+    assert messages[0].startswith(
+        "a quote opens a value in this line and closes only on line 52, taking the 40"
+    )
+    assert "closes only on line 61" in messages[1] and "runs to the end of the file" in messages[2]
+
+
+def test_a_row_longer_than_the_readers_block_is_read(tmp_path: Path):
+    # 3 MB pasted into one remark: the reader's default block is 1 MB, and the run was refused whole
+    src = export(tmp_path)
+    header, *rows = BILLS.splitlines()
+    remarked = [header + ",备注", rows[0] + "," + "地址" * 500_000, *(row + ",正常" for row in rows[1:])]
+    write(src, "电费账单.csv", "\n".join(remarked) + "\n")
+    report = ingest(src, tmp_path / "wh").tables["bills"]
+    assert (report.rows_read, report.accepted) == (3, 3)
+
+
+def test_row_numbers_are_the_lines_an_editor_shows(tmp_path: Path):
+    header, c1, c2, c3 = BILLS.splitlines()
+    text = (
+        f"sep=,\n{header}\n\n"  # lines 1-3: Excel's delimiter line, the header, a blank line
+        + c1.replace("120,70.5", '"120\n",70.5')
+        + "\n"  # lines 4-5: a value over two lines
+        + "\r\n"  # line 6: blank
+        + c2.replace("52000", "-1")
+        + "\n"  # line 7: a negative kWh
+        + c3.replace("900", "x")
+        + "\n"  # line 8: kWh unparseable
+    )
+    wh = tmp_path / "wh"
+    report = ingest(export(tmp_path, bills=text), wh).tables["bills"]
+    assert (report.accepted, report.quarantined) == (1, 2)
+    q = read_quarantine(wh, "bills")
+    assert q[["_row", "_rule"]].values.tolist() == [[7, "out_of_range"], [8, "unparseable"]]
+
+
+def test_a_trailing_delimiter_on_data_lines_is_named(tmp_path: Path):
+    header, *rows = BILLS.splitlines()
+    report = ingest(
+        export(tmp_path, bills="\n".join([header, *(r + "," for r in rows)]) + "\n"), tmp_path / "wh"
+    )
+    q = read_quarantine(tmp_path / "wh", "bills")
+    assert report.tables["bills"].by_rule == {"malformed_row": 3}
+    assert "the line ends with a delimiter" in q["_message"].iloc[0]
 
 
 def test_csv_cut_inside_a_multibyte_character(tmp_path: Path):
@@ -279,7 +360,7 @@ def test_versions_conflicts_and_unchanged_rows_against_the_warehouse(
     assert stored.loc[stored["customer_id"] == "C3", "kwh"].tolist() == [900.0]  # history not rewritten
     q = read_quarantine(wh, "bills")
     assert q[["customer_id", "kwh", "_row", "_rule"]].values.tolist() == [
-        ["C3", "901", 3, "warehouse_conflict"]
+        ["C3", "901", 4, "warehouse_conflict"]  # line 4 of bills.csv
     ]
 
 
@@ -609,10 +690,11 @@ def test_fault_kinds_each_land_under_their_rule(tmp_path: Path):
         for name in ("bills", "customers", "readings", "suspensions")
     }
     assert got == {
-        "bills": [[4, "customer_id", "duplicate_row"], [5, "due_date", "date_order"]],
-        "customers": [[1, "station", "area_mismatch"], [2, "area_id", "unknown_reference"]],
-        "readings": [[2, "kwh", "out_of_range"], [3, "kwh", "null"], [4, "kwh", "out_of_range"]],
-        "suspensions": [[1, "end_date", "date_order"]],
+        # _row is the line of the file, header included
+        "bills": [[5, "customer_id", "duplicate_row"], [6, "due_date", "date_order"]],
+        "customers": [[2, "station", "area_mismatch"], [3, "area_id", "unknown_reference"]],
+        "readings": [[3, "kwh", "out_of_range"], [4, "kwh", "null"], [5, "kwh", "out_of_range"]],
+        "suspensions": [[2, "end_date", "date_order"]],
     }
     bills = report.tables["bills"]
     assert (bills.new, bills.updated) == (
@@ -805,9 +887,9 @@ def test_future_rows_are_quarantined_as_of_the_given_moment(tmp_path: Path):
     got = {name: read_quarantine(wh, name)[["_row", "_column", "_rule"]].values.tolist() for name in
            ("customers", "bills", "payments")}  # fmt: skip
     assert got == {
-        "customers": [[4, "open_date", "future"]],
-        "bills": [[4, "period", "future"], [5, "period", "future"], [6, "period", "future"]],
-        "payments": [[2, "paid_at", "future"]],
+        "customers": [[5, "open_date", "future"]],
+        "bills": [[5, "period", "future"], [6, "period", "future"], [7, "period", "future"]],
+        "payments": [[3, "paid_at", "future"]],
     }
     from features.labels import data_end
 
@@ -835,7 +917,7 @@ def test_a_payments_posting_time_is_stored_as_its_known_at_and_checked(tmp_path:
     assert pd.isna(stored.loc["P2", "known_at"]) and "P3" not in stored.index and "P4" in stored.index
     got = read_quarantine(wh, "payments")[["_row", "_column", "_rule", "_message"]].values.tolist()
     message = "known_at falls on a day before paid_at (a payment is posted after it is made)"
-    assert got == [[3, "known_at", "date_order", message]]
+    assert got == [[4, "known_at", "date_order", message]]
     from features.labels import data_end
     from features.point_in_time import as_of_filter
 
@@ -979,11 +1061,11 @@ def test_a_key_two_files_disagree_on_is_a_duplicate_key_whichever_comes_first(
     assert report.rows_read == 5 and report.by_rule == {"duplicate_key": 2, "duplicate_row": 1}
     q = read_quarantine(wh, "bills").sort_values(["_rule", "_source"])
     assert q[["_source", "_row", "_rule"]].values.tolist() == [
-        ["bills_1.csv", 2, "duplicate_key"],
-        ["bills_2.csv", 2, "duplicate_key"],
-        ["bills_2.csv", 1, "duplicate_row"],
+        ["bills_1.csv", 3, "duplicate_key"],
+        ["bills_2.csv", 3, "duplicate_key"],
+        ["bills_2.csv", 2, "duplicate_row"],
     ]
-    assert q["_message"].iloc[-1] == "exact copy of row 1 of bills_1.csv, which was kept"
+    assert q["_message"].iloc[-1] == "exact copy of row 2 of bills_1.csv, which was kept"
     assert sorted(read_table(wh, "bills")["customer_id"]) == ["C1", "C3"]
 
 
@@ -1054,6 +1136,16 @@ def test_a_lone_quote_inside_a_value_holds_back_no_row(tmp_path: Path):
     assert read_table(tmp_path / "wh", "customers")["name"].tolist()[-1] == '5"号楼'
 
 
+def test_a_value_starting_with_a_quoted_part_keeps_its_quotes(tmp_path: Path):
+    # "阳光"便利店 is a name with quotes in it, not a quoted value; a reader dropped them without a word
+    customers = CUSTOMERS.replace("某店", '"阳光"便利店').replace("某厂", '"钢,铁"厂')
+    src = export(tmp_path)
+    write(src, "客户档案.csv", customers)
+    ingest(src, tmp_path / "wh")
+    names = read_table(tmp_path / "wh", "customers")["name"].tolist()
+    assert names == ["张三", "钢,铁厂", '"阳光"便利店']  # a quoted delimiter is still a quoted delimiter
+
+
 def test_a_header_repeated_inside_the_file_is_quarantined_by_name(tmp_path: Path):
     # two exports joined with `copy /b` or `cat`: the second brings its header (and byte-order mark) along
     lines = BILLS.splitlines(keepends=True)
@@ -1063,7 +1155,7 @@ def test_a_header_repeated_inside_the_file_is_quarantined_by_name(tmp_path: Path
     report = ingest(src, tmp_path / "wh").tables["bills"]
     assert (report.rows_read, report.accepted, report.by_rule) == (4, 3, {"malformed_row": 1})
     q = read_quarantine(tmp_path / "wh", "bills")
-    assert q["_row"].tolist() == [3] and q["_message"].str.startswith("the header line again").all()
+    assert q["_row"].tolist() == [4] and q["_message"].str.startswith("the header line again").all()
 
 
 def test_two_columns_outside_the_contract_may_share_a_header(tmp_path: Path):
