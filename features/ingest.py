@@ -411,6 +411,10 @@ def _ingest_table(
     table puts its newest accepted event day in ``newest``."""
     names = [export.path.name for export, _ in files]
     labels = [export.path.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
+    # Where rows can come from, in file (and sheet) order: quarantine records are kept in that order.
+    labels_in_order = list(
+        dict.fromkeys([*(s for export, _ in files for s in pd.unique(export.row_sources())), *names])
+    )
     notes = [f"{export.path.name}: {note}" for export, _ in files for note in export.notes]
     frame = _stack([mapped for _, mapped in files])
     raw, sources = _originals(files)
@@ -482,7 +486,9 @@ def _ingest_table(
             )
         )
         del values, sources
-    quarantined = pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True)
+    quarantined = _in_file_order(
+        pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True), labels_in_order
+    )
     if counts[NEW] or counts[UPDATED]:
         write_arrow_table(warehouse, spec.name, written)
 
@@ -512,6 +518,16 @@ def _ingest_table(
         len(quarantined),
     )
     return _frame(merged) if parent else None
+
+
+def _in_file_order(records: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
+    """Quarantine records by file (and sheet) in the order they were read, then by row: a row that is no
+    record (malformed) stands between the rows around it, as in the file."""
+    if len(records) < 2:
+        return records
+    rank = records["_source"].map({source: i for i, source in enumerate(sources)}).fillna(len(sources))
+    order = np.lexsort((records["_row"].to_numpy(), rank.to_numpy()))
+    return records.iloc[order].reset_index(drop=True)
 
 
 def _newest_event(tbl: pa.Table, spec: Table) -> pd.Timestamp | None:

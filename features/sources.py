@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import html
 import os
 import re
 import zipfile
@@ -252,53 +253,185 @@ def _read_parquet(path: Path) -> Export:
 def _read_xlsx(path: Path) -> Export:
     """Every sheet of the workbook: exports larger than Excel's 1,048,576-row limit continue on further sheets
     under the same header, so those sheets are one table. A sheet with rows under another header refuses the
-    file, never skipped; a sheet without rows holds nothing to lose and is left out."""
+    file, never skipped; a sheet without rows holds nothing to lose and is left out. ``_row`` is the sheet's
+    own row number, as Excel shows it."""
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    unreadable = (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, InvalidFileException)
     try:
-        with pd.ExcelFile(path, engine="openpyxl") as book:
-            # dtype=object keeps what cells hold: date cells as datetimes, serials as numbers, ids as text.
-            parsed = [(name, book.parse(name, dtype=object)) for name in book.sheet_names]
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except unreadable as exc:
         raise ContractError(
             f"{path}: unreadable XLSX workbook ({exc}); the file is truncated or not .xlsx — save it again "
             "from Excel"
         ) from exc
-    sheets: list[tuple[str, pd.DataFrame]] = []
-    for name, frame in parsed:
-        frame.columns = [str(c).strip() for c in frame.columns]
-        frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
-        # A wholly empty sheet row is layout, not a record; numbers still match the sheet (row = _row + 1).
-        blank = frame.drop(columns="_row").isna().all(axis=1)
-        sheets.append((name, frame.loc[~blank].reset_index(drop=True)))
+    try:
+        sheets = [_read_sheet(book, sheet) for sheet in book.worksheets]
+    except unreadable as exc:
+        raise ContractError(
+            f"{path}: unreadable XLSX workbook ({exc}); the file is truncated or damaged — save it again "
+            "from Excel"
+        ) from exc
+    finally:
+        book.close()
     # The header is the first sheet's with data rows. A sheet without rows (blank, or a notes sheet holding a
     # title) loses nothing when it is left out; it is named in a note when its header differs.
-    with_rows = [sheet for sheet in sheets if len(sheet[1])]
+    with_rows = [sheet for sheet in sheets if len(sheet.frame) or sheet.malformed]
     if not with_rows:
-        frame = sheets[0][1] if sheets else pd.DataFrame({"_row": pd.Series([], dtype="int64")})
-        return Export(path=path, frame=frame, malformed=_malformed([], path.name))
-    header = set(with_rows[0][1].columns)
+        first = sheets[0] if sheets else None
+        frame = first.frame if first else pd.DataFrame({"_row": pd.Series([], dtype="int64")})
+        return Export(
+            path=path, frame=frame, malformed=_malformed([], path.name), head=first.head if first else []
+        )
+    header = set(with_rows[0].frame.columns)
     for sheet in with_rows[1:]:
-        if set(sheet[1].columns) != header:
+        if set(sheet.frame.columns) != header:
             _refuse_sheet(path, with_rows[0], sheet)
     left_out = [
-        repr(name) for name, frame in sheets if not len(frame) and set(frame.columns) - {"_row"} - header
+        repr(sheet.name)
+        for sheet in sheets
+        if sheet not in with_rows and set(sheet.frame.columns) - {"_row"} - header
     ]
     notes = [f"left out sheet(s) without rows: {', '.join(left_out)}"] if left_out else []
+    head = with_rows[0].head
     if len(with_rows) == 1:
-        return Export(path=path, frame=with_rows[0][1], malformed=_malformed([], path.name), notes=notes)
-    counts = ", ".join(f"{name!r} ({len(frame):,} rows)" for name, frame in with_rows)
+        sheet = with_rows[0]
+        return Export(
+            path=path,
+            frame=sheet.frame,
+            malformed=_malformed(sheet.malformed, path.name),
+            notes=notes,
+            head=head,
+        )
+    counts = ", ".join(f"{sheet.name!r} ({len(sheet.frame):,} rows)" for sheet in with_rows)
     notes.insert(0, f"read {len(with_rows)} sheets with one header: {counts}")
+    malformed = [(entry, f"{path.name} [{sheet.name}]") for sheet in with_rows for entry in sheet.malformed]
     return Export(
         path=path,
-        frame=pd.concat([frame for _, frame in with_rows], ignore_index=True),
-        malformed=_malformed([], path.name),
+        frame=pd.concat([sheet.frame for sheet in with_rows], ignore_index=True),
+        malformed=_malformed([entry for entry, _ in malformed], [source for _, source in malformed]),
         notes=notes,
-        sheets=np.concatenate([np.full(len(frame), name, dtype=object) for name, frame in with_rows]),
+        sheets=np.concatenate([np.full(len(sheet.frame), sheet.name, dtype=object) for sheet in with_rows]),
+        head=head,
     )
 
 
-def _refuse_sheet(path: Path, first: tuple[str, pd.DataFrame], other: tuple[str, pd.DataFrame]) -> None:
-    header = [c for c in first[1].columns if c != "_row"]
-    columns = [c for c in other[1].columns if c != "_row"]
+@dataclass
+class _Sheet:
+    """One worksheet as read: its rows under its header (``_row`` = sheet row), the rows that are no record
+    (the header again), and its first rows (for a header that is not on the first row)."""
+
+    name: str
+    frame: pd.DataFrame
+    malformed: list[tuple[int, str, str]]
+    head: list[tuple[int, list[str]]]
+
+
+def _cell_text(value: object) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _is_blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _read_sheet(book, sheet) -> _Sheet:  # type: ignore[no-untyped-def]
+    """The rows of one worksheet: the first row that is not empty is the header; empty rows are layout."""
+    sheet.reset_dimensions()  # a stale size record (some tools write A1) would cut the sheet short
+    uncomputed = _formulas_without_values(book, sheet)
+    header: list[str] | None = None
+    rows: list[tuple] = []
+    numbers: list[int] = []
+    head: list[tuple[int, list[str]]] = []
+    malformed: list[tuple[int, str, str]] = []
+    for number, values in enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1):
+        if number in uncomputed:
+            # A formula saved without its result reads as empty; its text stands in, so validation says so.
+            values = list(values)
+            for column, formula in uncomputed[number].items():
+                values.extend([None] * (column - len(values)))
+                values[column - 1] = formula
+        if all(_is_blank(v) for v in values):
+            continue
+        if len(head) < HEAD_ROWS:
+            head.append((number, [_cell_text(v) for v in values]))
+        if header is None:
+            header = [_cell_text(v) for v in values]
+            continue
+        if [_cell_text(v) for v in values[: len(header)]] == header and not any(
+            not _is_blank(v) for v in values[len(header) :]
+        ):
+            malformed.append(
+                (
+                    number,
+                    "\t".join(header),
+                    "the header row again, not a record (a paged export, or sheets pasted one under another)",
+                )
+            )
+            continue
+        rows.append(values)
+        numbers.append(number)
+    header = header or []
+    width = max([len(header), *(len(row) for row in rows)]) if rows else len(header)
+    names = [*header, *[""] * (width - len(header))]
+    frame = pd.DataFrame.from_records(
+        [tuple(row) + (None,) * (width - len(row)) for row in rows], columns=range(width), nrows=len(rows)
+    ).astype(object)
+    if not rows:
+        frame = pd.DataFrame({i: pd.Series([], dtype=object) for i in range(width)})
+    # A column without a header and without values is formatting, not data; one with values needs a name.
+    keep = [i for i, name in enumerate(names) if name or frame[i].notna().any()]
+    frame = frame[keep]
+    frame.columns = [names[i] or f"unnamed_{i}" for i in keep]
+    frame["_row"] = np.asarray(numbers, dtype="int64")
+    return _Sheet(sheet.title, frame.reset_index(drop=True), malformed, head)
+
+
+_CELL_REF = re.compile(rb'\br="([A-Z]+)(\d+)"')
+_CACHED_VALUE = re.compile(rb"<v>([^<]*)</v>")
+_FORMULA_TEXT = re.compile(rb"<f\b[^>]*>([^<]*)</f>")
+
+
+def _formulas_without_values(book, sheet) -> dict[int, dict[int, str]]:  # type: ignore[no-untyped-def]
+    """Sheet row -> column (from 1) -> ``=formula`` for formula cells saved without their result. Reporting
+    tools (Apache POI, openpyxl) write formulas and leave computing them to Excel; such a cell reads as empty,
+    and an optional value would be lost without a word. Only the sheet's formula cells are looked at."""
+    from openpyxl.utils import column_index_from_string
+
+    archive, member = getattr(book, "_archive", None), getattr(sheet, "_worksheet_path", None)
+    if archive is None or member is None:
+        return {}
+    out: dict[int, dict[int, str]] = {}
+    with archive.open(member) as src:
+        tail = b""
+        while chunk := src.read(_CHUNK):
+            data = tail + chunk
+            cut = data.rfind(b"</c>") + 4 if b"</c>" in data else 0
+            block, tail = data[:cut], data[cut:]
+            at = block.find(b"<f")
+            while at >= 0:
+                if block[at + 2 : at + 3] not in (b">", b" ", b"/"):  # <formula> of conditional formats
+                    at = block.find(b"<f", at + 2)
+                    continue
+                begin, close = block.rfind(b"<c ", 0, at), block.find(b"</c>", at)
+                cell = block[begin:close]
+                attrs = cell[: cell.find(b">")]
+                ref = _CELL_REF.search(attrs)
+                cached = _CACHED_VALUE.search(cell)
+                # An empty text result is a result (Excel writes t="str" and an empty value for it).
+                if ref and not (cached and (cached.group(1) or b't="str"' in attrs)):
+                    formula = _FORMULA_TEXT.search(cell)
+                    text = html.unescape(formula.group(1).decode("utf-8")) if formula else ""
+                    row, column = int(ref.group(2)), column_index_from_string(ref.group(1).decode("ascii"))
+                    out.setdefault(row, {})[column] = f"={text}" if text else "=(a shared formula)"
+                at = block.find(b"<f", close)
+    return out
+
+
+def _refuse_sheet(path: Path, first: _Sheet, other: _Sheet) -> None:
+    header = [c for c in first.frame.columns if c != "_row"]
+    columns = [c for c in other.frame.columns if c != "_row"]
     missing = [c for c in header if c not in columns]
     extra = [c for c in columns if c not in header]
     differences = "; ".join(
@@ -310,7 +443,7 @@ def _refuse_sheet(path: Path, first: tuple[str, pd.DataFrame], other: tuple[str,
         if part
     )
     raise ContractError(
-        f"{path}: sheet {other[0]!r} has another header than sheet {first[0]!r} ({differences}); a table "
+        f"{path}: sheet {other.name!r} has another header than sheet {first.name!r} ({differences}); a table "
         "split across sheets repeats the same header on each — fix that sheet's header, or move the sheet to "
         "a file of its own"
     )

@@ -438,6 +438,10 @@ def _parse_column(
 ) -> tuple[pd.Series, list[_Check]]:
     raw = raw.reset_index(drop=True)
     checks: list[_Check] = []
+    residue = _spreadsheet_residue(raw, col.name)
+    if residue is not None:
+        checks.append(residue)
+        raw = raw.mask(residue.mask)  # the cell's value is unknown, not empty: no `null` besides
     if col.dtype == pa.string():
         values = to_text(raw, timed)
         # ="000123" is how exports keep Excel from reading an id as a number and dropping its zeros.
@@ -463,6 +467,8 @@ def _parse_column(
         checks.append(_Check(col.name, Rule.UNPARSEABLE, message, unparseable))
 
     missing = values.isna().to_numpy() & ~unparseable
+    if residue is not None:
+        missing &= ~residue.mask
     if not col.nullable:
         checks.append(
             _Check(col.name, Rule.NULL, f"{col.name}: empty, but the contract requires a value", missing)
@@ -508,6 +514,50 @@ def _parse_column(
             )
         )
     return values, checks
+
+
+# What a spreadsheet leaves in a cell instead of a value: a formula saved without its result (the reader puts
+# its text there; see `features/sources.py`) or an error. ="000123" is Excel's text guard, not a formula.
+_FORMULA = re.compile(r'^=(?!").+', re.DOTALL)
+_EXCEL_ERROR = re.compile(r"^#(?:N/A|DIV/0!|VALUE!|REF!|NAME\?|NUM!|NULL!|SPILL!|CALC!|GETTING_DATA)$")
+
+
+def _spreadsheet_residue(raw: pd.Series, column: str) -> _Check | None:
+    """Cells holding a formula without its result, or a spreadsheet error, each with its own message (they
+    are `unparseable`: the value is unknown, so it is neither a number nor empty)."""
+    if isinstance(raw.dtype, pd.StringDtype):  # CSV: a vectorised look at first characters before any loop
+        first = raw.str.lstrip().str[:1]
+        if not first.isin(["=", "#"]).any():
+            return None
+    elif raw.dtype != object:
+        return None
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    if not len(uniques):
+        return None
+    text = pd.Series([v.strip() if isinstance(v, str) else "" for v in uniques], dtype=object)
+    formula = text.str.match(_FORMULA).to_numpy(dtype=bool)
+    error = text.str.match(_EXCEL_ERROR).to_numpy(dtype=bool)
+    if not (formula.any() or error.any()):
+        return None
+    said = np.where(
+        formula,
+        text.map(
+            lambda f: (
+                f"{column}: a formula ({f}) saved without its result — the file was written by a tool that "
+                "leaves computing formulas to Excel; open it in Excel, save it, and ingest again"
+            )
+        ),
+        text.map(lambda e: f"{column}: the spreadsheet error {e}, not a value — fix that cell's formula"),
+    )
+    hit = np.append(formula | error, False)[codes]
+    messages = np.append(said, "")[codes]
+    return _Check(
+        column,
+        Rule.UNPARSEABLE,
+        f"{column}: a formula without its result, or a spreadsheet error",
+        hit,
+        per_row={int(i): str(messages[i]) for i in np.flatnonzero(hit)},
+    )
 
 
 def _bound(value: float | None, open_end: str) -> str:

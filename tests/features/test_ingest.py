@@ -312,7 +312,7 @@ def test_xlsx_row_numbers_match_the_sheet(tmp_path: Path):
     ingest(export(tmp_path), wh)
     ingest(path, wh)
     q = read_quarantine(wh, "readings")
-    assert q[["_row", "_rule"]].values.tolist() == [[3, "out_of_range"]]  # data row 3 = sheet row 4
+    assert q[["_row", "_rule"]].values.tolist() == [[4, "out_of_range"]]  # the sheet row, as Excel shows it
 
 
 def test_reingest_changes_no_byte(tmp_path: Path):
@@ -1013,7 +1013,79 @@ def test_a_workbook_split_across_sheets_is_read_whole(tmp_path: Path):
     assert "read 2 sheets with one header: 'Sheet1' (3 rows), 'Sheet2' (3 rows)" in result.output
     assert len(read_table(wh, "bills").query("period < '2024-01-01'")) == 5
     q = read_quarantine(wh, "bills")
-    assert q[["_source", "_row", "_rule"]].values.tolist() == [["电费账单.xlsx [Sheet2]", 2, "out_of_range"]]
+    assert q[["_source", "_row", "_rule"]].values.tolist() == [["电费账单.xlsx [Sheet2]", 3, "out_of_range"]]
+
+
+def with_cached_value(path: Path, cell: str, value: str) -> None:
+    """Store a result for one formula cell, as Excel does on saving (openpyxl writes formulas without)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as book:
+        members = {name: book.read(name) for name in book.namelist()}
+    sheet = members["xl/worksheets/sheet1.xml"].decode()
+    start = sheet.index(f'<c r="{cell}"')
+    end = sheet.index("</c>", start)
+    members["xl/worksheets/sheet1.xml"] = (
+        sheet[:start] + sheet[start:end].replace("<v />", f"<v>{value}</v>") + sheet[end:]
+    ).encode()
+    with zipfile.ZipFile(path, "w") as book:
+        for name, data in members.items():
+            book.writestr(name, data)
+
+
+def test_formulas_saved_without_their_results_are_quarantined_by_name(tmp_path: Path):
+    # Reporting tools (Apache POI, openpyxl) write formulas and leave computing them to Excel: such a cell
+    # read as empty, so an optional 电度电费 was dropped from an accepted bill without a word.
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    march = month_bills(3, [100, 200, 300, 400])
+    march[3][:4] = ["C2", "2023-02", 400, "=C5*0.7"]  # row 5: the required 应收电费 is a formula, no result
+    charges = ["=C2*0.588", 117.6, "#N/A", 1]  # rows 2-4: a formula without its result, a value, an error
+    path = multi_sheet_bills(
+        tmp_path / "x" / "电费账单.xlsx",
+        {
+            "Sheet1": [
+                [*HEADER, "电度电费"],
+                *([*row, charge] for row, charge in zip(march, charges, strict=True)),
+                [*month_bills(4, [500])[0], "=C6*0.588"],  # row 6: a formula Excel computed and saved
+            ]
+        },
+    )
+    with_cached_value(path, "H6", "294")
+    report = ingest(path, wh, now="2024-06-01").tables["bills"]
+    assert (report.rows_read, report.accepted, report.by_rule) == (5, 2, {"unparseable": 3})
+    q = read_quarantine(wh, "bills")
+    assert q[["_row", "_column"]].values.tolist() == [
+        [2, "energy_charge"],
+        [4, "energy_charge"],
+        [5, "amount_due"],
+    ]
+    assert q["_message"].tolist() == [
+        "energy_charge: a formula (=C2*0.588) saved without its result — the file was written by a tool that "
+        "leaves computing formulas to Excel; open it in Excel, save it, and ingest again",
+        "energy_charge: the spreadsheet error #N/A, not a value — fix that cell's formula",
+        "amount_due: a formula (=C5*0.7) saved without its result — the file was written by a tool that "
+        "leaves computing formulas to Excel; open it in Excel, save it, and ingest again",
+    ]
+    assert q["energy_charge"].tolist()[0] == "=C2*0.588"  # the record shows the formula
+    stored = read_table(wh, "bills").query("period < '2024-01-01'").set_index("kwh")["energy_charge"]
+    assert stored.to_dict() == {200.0: 117.6, 500.0: 294.0}
+
+
+def test_xlsx_row_numbers_are_the_sheets_and_a_repeated_header_row_is_no_record(tmp_path: Path):
+    wh = tmp_path / "wh"
+    ingest(export(tmp_path), wh)
+    rows = month_bills(5, [100, -1])
+    path = multi_sheet_bills(
+        tmp_path / "x" / "电费账单.xlsx",
+        # sheet rows 1-2 blank, header on row 3; a paged export repeats the header on row 5
+        {"Sheet1": [[None], [None], HEADER, rows[0], HEADER, [None], rows[1]]},
+    )
+    report = ingest(path, wh, now="2024-06-01").tables["bills"]
+    assert (report.rows_read, report.accepted) == (3, 1)
+    q = read_quarantine(wh, "bills")
+    assert q[["_row", "_rule"]].values.tolist() == [[5, "malformed_row"], [7, "out_of_range"]]
+    assert q["_message"].iloc[0].startswith("the header row again, not a record")
 
 
 def test_a_sheet_with_another_header_refuses_the_workbook(tmp_path: Path):
