@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.column_maps.mapping import ColumnMap
+from features.column_maps.mapping import ColumnMap, bare_stem
 from features.labels import event_table_ends
 from features.schema import ARCHIVE_TABLES, LOAD_ORDER, TABLES, Table
 from features.sources import (
@@ -121,7 +121,7 @@ class IngestReport:
     now: pd.Timestamp  # the moment of the ingest (UTC); later dates of things that happened are `future`
     now_declared: bool = False  # the moment is the one a generated export declares, not the clock
     tables: dict[str, TableReport] = field(default_factory=dict)
-    skipped_files: list[str] = field(default_factory=list)  # no contract table, or a type not read (.zip)
+    skipped_files: list[str] = field(default_factory=list)  # not read: no table in the name, or a type (.zip)
     truth_files: int = 0  # generator ground truth copied to WH/truth
     timezone: str = LOCAL_TIMEZONE  # the zone whose wall clock the warehouse's times are in
     timezone_recorded: bool = False  # this run recorded it (the warehouse's first ingest)
@@ -210,6 +210,8 @@ def ingest(
         record_timezone(warehouse, timezone)  # every file was read and mapped: this run stores its tables
         report.timezone_recorded = True
     report.skipped_files = _skipped(source, plan)
+    for name in report.skipped_files:
+        logger.warning("%s: not read (no contract table in its name, or a type not read)", source / name)
     stored_ends = event_table_ends(warehouse)  # each stored event table's newest day, before this run
     held: list[_HeldUpdates] = []
     newest: dict[str, pd.Timestamp] = {}  # the export's newest accepted event day, table by table
@@ -316,11 +318,30 @@ def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
         return [(name, source)]
     pairs = [(mapping.table_for(p), p) for p in sorted(source.iterdir()) if p.is_file()]
     # A table file in a type gridrisk does not read (电费账单.xls, bills.txt) would leave that table out
-    # without a word; it refuses the run instead, as an unreadable file does. Other files beside the export
-    # (the downloaded bills.zip, notes in bills.md) are skipped and listed.
+    # without a word; it refuses the run instead, as an unreadable file does. So does an export file whose
+    # name holds a table's name among other words (长沙_电费账单.csv, 电费账单汇总.xlsx): it may be that
+    # table, and a scheduled run reporting success without it would lose it. Other files beside the export
+    # (the downloaded bills.zip, notes in bills.md, a lookup list.csv) are not read, and the summary says so.
     for name, path in pairs:
         if name is not None and path.suffix.lower() in UNREAD_TABLE_SUFFIXES:
             raise unsupported_type(path)
+    unclear = [
+        (path, named)
+        for name, path in pairs
+        if name is None
+        and path.suffix.lower() in EXPORT_SUFFIXES
+        and (named := mapping.table_named_in(path)) is not None
+    ]
+    if unclear:
+        listed = "; ".join(f"{path.name} (holds {word!r}: {table}?)" for path, (word, table) in unclear)
+        path, (_, table) = unclear[0]
+        raise ContractError(
+            f"{source}: {len(unclear)} file(s) named like a table but not as one: {listed}. A table's file "
+            "is its name with or without dates and part numbers (电费账单_2024年01月.csv, "
+            "202401电费账单.xlsx, 电费账单_第二部分.csv). Rename the file, map its name in a --column-map "
+            f'TOML ([files] "{bare_stem(path)}" = "{table}"), or move it out of the folder; '
+            "nothing was stored"
+        )
     plan = [(name, p) for name, p in pairs if name is not None and p.suffix.lower() in EXPORT_SUFFIXES]
     if not plan:
         raise ContractError(

@@ -20,16 +20,27 @@ from features.validation import ContractError, to_text
 SECTIONS = ("files", "headers", "values")
 # A unit after the name, as exports write it: 合同容量(kVA), 电量（千瓦时）, amount [元].
 _TRAILING_UNIT = re.compile(r"\s*[(\[][^()\[\]]*[)\]]\s*$")
-# Exports date-stamp their file names (电费账单_202403.xlsx, bills-2024-03-01.csv) and number the parts of one
-# too large for a file (bills_part2.csv, 电费账单_第2部分.csv, bills_p2.csv), in either order.
+# Exports date-stamp their file names (电费账单_202403.xlsx, bills-2024-03-01.csv, 电费账单_2024年01月.csv,
+# 202401电费账单.xlsx) and number the parts of one too large for a file (bills_part2.csv, bills_p2.csv,
+# 电费账单_第2部分.csv, 电费账单_第二部分.csv), before or after the name, in any order.
 _DATE_SUFFIX = re.compile(r"[\s_\-.]*\d[\d\s_\-.]*$")
 _PART_SUFFIX = re.compile(r"(?:[\s_\-.]*(?:part|第)|[\s_\-.]+p)[\s_\-.]*\d+(?:部分)?(?=[\d\s_\-.]*$)")
+_PART = re.compile(
+    r"(?<![a-z])(?:part|p(?=\d))[\s_\-.]*\d+|第[\d一二三四五六七八九十百两〇零]+(?:部分|部|批|份|页)?"
+)
+_DATE = re.compile(r"\d+(?:年|月|日|号)?")
+_SEPARATORS = " _-.·~—"
 
 
 def normalize_header(header: str) -> str:
     text = unicodedata.normalize("NFKC", str(header))
     text = _TRAILING_UNIT.sub("", text.strip())
     return re.sub(r"\s+", "", text).lower()
+
+
+def bare_stem(path: Path) -> str:
+    """A file's normalised stem without its dates and part numbers: what [files] maps (长沙_电费账单)."""
+    return _DATE.sub("", _PART.sub("", normalize_header(Path(path).stem))).strip(_SEPARATORS)
 
 
 @dataclass(frozen=True)
@@ -117,15 +128,26 @@ class ColumnMap:
         return cls(files=files, headers=headers, values=values, origin=origin)
 
     def table_for(self, path: Path) -> str | None:
-        """The contract table a file holds, from its stem: a table name, a mapped name, or either + a date or
-        a part number."""
+        """The contract table a file holds, from its stem: a table name or a mapped name ([files]), with or
+        without dates and part numbers around it."""
         stem = normalize_header(Path(path).stem)
-        for candidate in (stem, _DATE_SUFFIX.sub("", _PART_SUFFIX.sub("", stem, count=1))):
+        for candidate in (stem, _DATE_SUFFIX.sub("", _PART_SUFFIX.sub("", stem, count=1)), bare_stem(path)):
             if candidate in TABLES:
                 return candidate
             if candidate in self.files:
                 return self.files[candidate]
         return None
+
+    def table_named_in(self, path: Path) -> tuple[str, str] | None:
+        """For a file whose name is no table's: the longest table name or mapped name inside it, and its
+        table (长沙_电费账单_202401.csv holds 电费账单: bills?), or None."""
+        stem = normalize_header(Path(path).stem)
+        names = {**{name: name for name in TABLES}, **self.files}
+        inside = [name for name in names if name and name in stem]
+        if not inside:
+            return None
+        name = max(inside, key=len)
+        return name, names[name]
 
     def rename(self, headers: list[str], table_name: str) -> dict[str, str]:
         """Export header -> contract column for the headers this map (or the contract itself) knows."""

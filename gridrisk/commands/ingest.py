@@ -109,6 +109,15 @@ def _print_report(console, report) -> None:
         f"{mark} {report.rows_read:,} rows read = {report.accepted:,} accepted + "
         f"{report.quarantined:,} quarantined"
     )
+    if report.skipped_files:
+        # Said here, not at the end: a file left out is a table's rows missing if its name was mistyped.
+        console.print(
+            escape(
+                f"⚠ {len(report.skipped_files)} file(s) in {report.source} not read (no contract table in "
+                f"the name, or a type not read): {', '.join(report.skipped_files)}"
+            ),
+            style="yellow",
+        )
     if report.quarantined:
         rules = Table(title="quarantined rows by rule")
         for name, justify in (
@@ -142,9 +151,6 @@ def _print_report(console, report) -> None:
             )
         for note in part.notes:
             console.print(escape(f"{part.table}: {note}"), style="yellow")
-    if report.skipped_files:
-        skipped = ", ".join(report.skipped_files)
-        console.print(escape(f"skipped (no contract table, or a file type not read): {skipped}"))
     if report.truth_files:
         console.print(
             escape(f"copied {report.truth_files} ground-truth file(s) to {report.warehouse / 'truth'}")

@@ -1171,10 +1171,38 @@ def test_other_files_named_for_a_table_beside_the_export_are_skipped(tmp_path: P
     src = export(tmp_path)
     (src / "电费账单.zip").write_bytes(b"PK\x03\x04")  # the downloaded archive, left beside what it held
     (src / "bills.md").write_text("notes on this month's export\n", encoding="utf-8")
+    write(src, "供电所名单.csv", "供电所\nS1\n")  # a lookup list: no table in its name
     result = run(src, "--warehouse", tmp_path / "wh")
     assert result.exit_code == 0, result.output
-    assert "电费账单.zip" in result.output and "bills.md" in result.output  # listed as skipped
+    assert "⚠ 3 file(s) in" in result.output and "not read" in result.output  # said under the counts
+    assert "bills.md, 供电所名单.csv, 电费账单.zip" in result.output
     assert (tmp_path / "wh" / "bills.parquet").exists()
+
+
+@pytest.mark.parametrize("name", ["电费账单_2024年01月.csv", "202401电费账单.csv", "电费账单_第二部分.csv",
+                                  "bills-2024-01-31.csv", "台区_2024年1月.csv"])  # fmt: skip
+def test_dated_and_numbered_table_files_are_read_as_their_table(tmp_path: Path, name: str):
+    # 电费账单_2024年01月.csv was skipped under a green ✓: the month's bills were counted nowhere
+    src = export(tmp_path)
+    moved = "台区.csv" if name.startswith("台区") else "电费账单.csv"
+    (src / moved).rename(src / name)
+    report = ingest(src, tmp_path / "wh")
+    assert not report.skipped_files
+    assert (report.tables["areas"].accepted, report.tables["bills"].accepted) == (2, 3)
+
+
+def test_a_file_named_like_a_table_but_not_as_one_refuses_the_run(tmp_path: Path):
+    src = export(tmp_path)
+    (src / "电费账单.csv").rename(src / "长沙_电费账单_202401.csv")  # a city before the table's name
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2
+    assert "长沙_电费账单_202401.csv (holds '电费账单': bills?)" in result.output
+    assert '[files] "长沙_电费账单" = "bills"' in result.output  # without the date: next month's too
+    assert not (tmp_path / "wh").exists()  # nothing stored, bills or not
+    mapped = write(tmp_path, "map.toml", '[files]\n"长沙_电费账单" = "bills"\n')  # its date is still ignored
+    result = run(src, "--warehouse", tmp_path / "wh", "--column-map", mapped)
+    assert result.exit_code == 0, result.output
+    assert len(read_table(tmp_path / "wh", "bills")) == 3
 
 
 def test_an_xlsx_workbook_named_csv_is_refused_as_one(tmp_path: Path):
