@@ -442,8 +442,17 @@ def _ingest_table(
     if len(files) > 1 or files[0][0].sheets is not None:  # one label for all rows is validate's `source`
         frame = frame.assign(_source=sources)
     malformed = _stack([export.malformed for export, _ in files])  # each names its file (and sheet)
+    # A parent's stored ids: an incoming id that is one of them without its leading zeros is no new customer.
+    stored_keys = stored.column(spec.key[0]).to_pandas() if parent and len(spec.key) == 1 else None
     result = validate(
-        frame, spec.name, source=names[0], reference=reference, now=now, original=raw, timezone=timezone
+        frame,
+        spec.name,
+        source=names[0],
+        reference=reference,
+        now=now,
+        original=raw,
+        timezone=timezone,
+        stored_keys=stored_keys,
     )
     read = len(frame) + len(malformed)
     # Per accepted row, the contract columns its file lacks (monthly part files may differ in columns).

@@ -315,6 +315,38 @@ def test_xlsx_row_numbers_match_the_sheet(tmp_path: Path):
     assert q[["_row", "_rule"]].values.tolist() == [[4, "out_of_range"]]  # the sheet row, as Excel shows it
 
 
+def test_an_archive_saved_through_excel_adds_no_customer_under_a_mangled_id(tmp_path: Path):
+    # Last month's archive opened in Excel and saved as .xlsx: 0431000001 became the number 431000001, a long
+    # id 4.3E+09 or 15 digits of 18. Each was stored as a new customer beside the real one, and the bills
+    # that lost their zeros too then attached to the phantom instead of being stopped.
+    wh = tmp_path / "wh"
+    header, c1, c2, c3 = CUSTOMERS.splitlines()
+    first = "\n".join([header, c1.replace("C1", "0431000001"), c2.replace("C2", "0431000002"), c3]) + "\n"
+    src = export(tmp_path)
+    write(src, "客户档案.csv", first)
+    (src / "电费账单.csv").unlink()
+    ingest(src, wh)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(header.split(","))
+    for number in (431000001, "4.3E+09", 430100000012345678):
+        sheet.append([number, *c1.split(",")[1:10], dt.date(2015, 6, 1), "张三"])
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    book.save(saved / "客户档案.xlsx")
+    report = ingest(saved, wh).tables["customers"]
+    assert (report.accepted, report.by_rule) == (0, {"duplicate_key": 1, "unparseable": 2})
+    q = read_quarantine(wh, "customers")
+    assert (
+        q["_message"].str.startswith("customer_id: 431000001 is 0431000001 without its leading zeros").any()
+    )
+    assert sorted(read_table(wh, "customers")["customer_id"]) == ["0431000001", "0431000002", "C3"]
+    write(tmp_path / "bills", "电费账单.csv", BILL_HEADER + BILLS.splitlines()[1].replace("C1", "431000001"))
+    bills = ingest(tmp_path / "bills", wh).tables["bills"]
+    assert (bills.accepted, bills.by_rule) == (0, {"unknown_reference": 1})  # no phantom to attach to
+    assert "other leading zeros" in read_quarantine(wh, "bills")["_message"].iloc[0]
+
+
 def test_reingest_changes_no_byte(tmp_path: Path):
     src = export(tmp_path, bills=BILLS + "C9,202401,1,1,2024-02-03,2024-02-20,2024-02-03 08:00:00\n")
     wh = tmp_path / "wh"

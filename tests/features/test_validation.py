@@ -694,3 +694,56 @@ def test_a_customer_id_longer_than_the_api_takes_is_out_of_range():
     assert result.accepted["customer_id"].tolist() == [longest, "C3"]
     assert rules(result) == [(2, "customer_id", "out_of_range")]
     assert "longer than 64 characters" in result.quarantined["_message"].iloc[0]
+
+
+def test_ids_a_spreadsheet_mangled_are_quarantined_each_with_its_reason():
+    parents = {"customers": pd.DataFrame({"customer_id": ["0431000001", "0431000002", "0431000003", "1"]})}
+    ids = [
+        "０４３１０００００１",  # full-width digits, as an input method types them: the same id
+        "'0431000002",  # Excel's text prefix: the same id
+        "4.3E+09",  # Excel's display of 4300000001: digits lost
+        "0431000003\u200b",  # a zero-width space: an id that prints as 0431000003
+        "0431000003\x00",  # a NUL byte
+        4.301000000123457e17,  # an 18-digit id Excel stored as a number (15 digits kept)
+        1234567890123456.0,  # 16 digits as a float: the 16th is not Excel's to keep
+        1.0,  # a small whole number from a numeric cell is exact
+    ]
+    frame = pd.concat([bills()] * 4, ignore_index=True).assign(customer_id=ids).astype(object)
+    frame["period"] = [f"2023-{m:02d}-01" for m in range(1, 9)]  # one key per row
+    result = validate(frame, "bills", reference=parents)
+    assert result.accepted["customer_id"].tolist() == ["0431000001", "0431000002", "1"]
+    assert rules(result) == [(r, "customer_id", "unparseable") for r in (3, 4, 5, 6, 7)]
+    messages = result.quarantined["_message"].tolist()
+    assert messages[0] == (
+        "customer_id: 4.3E+09 is a number in scientific notation, as a spreadsheet shows a long id it stored "
+        "as a number: its digits are lost — export customer_id as text"
+    )
+    assert messages[1].startswith(
+        "customer_id: '0431000003\\u200b' holds an invisible character, U+200B (ZERO WIDTH SPACE), at "
+        "position 11: it would be another id that prints as 0431000003"
+    )
+    assert "U+0000 (a control character)" in messages[2]
+    assert messages[3] == (
+        "customer_id: 4.301000000123457e+17 was stored as a number, which keeps 15 significant digits: the "
+        "id's last digits are lost — export customer_id as text"
+    )
+    assert messages[4].startswith("customer_id: 1234567890123456 was stored as a number")
+    assert not any("not in customers" in m for m in messages)  # the id's own fault, not an unknown id
+
+
+def test_a_customer_id_without_its_leading_zeros_is_no_new_customer():
+    # A spreadsheet stored 0431000001 as 431000001: accepted, it became a second customer beside the first,
+    # and the bills that lost their zeros too attached to it.
+    ids = ["0431000001", "431000001", "431000002", "C7", "7"]
+    frame = pd.concat([customers()] * 2, ignore_index=True).iloc[:5].assign(customer_id=ids)
+    result = validate(frame, "customers", stored_keys=pd.Series(["0431000002", "007"]))
+    assert result.accepted["customer_id"].tolist() == ["0431000001", "C7"]
+    assert rules(result) == [(r, "customer_id", "duplicate_key") for r in (2, 3, 5)]
+    said = (
+        "customer_id: {0} is 0{0} without its leading zeros (0{0} is stored, or in this export): a "
+        "spreadsheet or a numeric column dropped them, and it would be a second key for one record — export "
+        "customer_id as text"
+    )
+    assert result.quarantined["_message"].tolist() == [said.format(i) for i in ("431000001", "431000002")] + [
+        said.format("7").replace("07", "007")  # the longest stored form is named
+    ]
