@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import filecmp
+import itertools
 import json
 import logging
 import shutil
@@ -281,8 +282,51 @@ def _read_mapped(path: Path, name: str, mapping: ColumnMap) -> ReadFile:
     """Read one export and map its headers; raises ContractError when the file is unusable as a whole."""
     export = read_export(path)
     frame = mapping.apply(export.frame, name, str(export.path))
-    check_columns(frame, name, str(export.path))
+    try:
+        check_columns(frame, name, str(export.path))
+    except ContractError as exc:
+        hint = _header_hint(export, mapping, name)
+        if hint is None:
+            raise
+        raise ContractError(f"{export.path} (table {name}): {hint}") from exc
     return export, frame
+
+
+def _header_hint(export: Export, mapping: ColumnMap, name: str) -> str | None:
+    """Where the header is when the first row is not it: a report title above it (长沙供电公司…明细表),
+    or a header over two rows (电量 merged over 结算电量 and 峰电量). Sending the user to the column map, as a
+    missing column does, would not help; None when no row nearby names more required columns."""
+    required = set(TABLES[name].required_columns)
+
+    def found(cells: list[str]) -> int:
+        return len(required & set(mapping.rename(cells, name).values()))
+
+    if len(export.head) < 2:
+        return None
+    first, header = export.head[0]
+    unit = "line" if export.path.suffix.lower() == ".csv" else "row"
+    best = (max(found(header), 1), "", [])
+    for (above, upper), (number, cells) in itertools.pairwise(export.head):
+        joined = [low or high for high, low in itertools.zip_longest(upper, cells, fillvalue="")]
+        for candidate, where in (
+            (cells, f"{unit} {number} names the columns"),
+            (joined, f"the header spans {unit}s {above}–{number} (cells merged over sub-headers)"),
+        ):
+            if found(candidate) > best[0]:
+                best = (found(candidate), where, candidate)
+    _, where, cells = best
+    if not where:
+        return None
+    named = ", ".join(cell for cell in cells if cell)
+    named = named if len(named) <= 60 else named[:60] + "…"
+    if where.startswith("the header spans"):
+        return f"{where}; make it one {unit} of column names ({named}), then ingest again"
+    title = " ".join(cell for cell in header if cell)
+    title = title if len(title) <= 40 else title[:40] + "…"
+    return (
+        f"{unit} {first} ({title!r}) is not the header, and {where} ({named}); delete the {unit}s above it "
+        "(a report title), then ingest again"
+    )
 
 
 def _stamp(path: Path) -> tuple[int, int]:

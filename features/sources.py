@@ -568,7 +568,7 @@ def _read_csv(path: Path) -> Export:
         malformed=_malformed(bad, path.name),
         encoding=encoding,
         notes=notes,
-        head=_csv_head(lines),
+        head=_csv_head(lines, header_line),
     )
 
 
@@ -845,10 +845,11 @@ def _literal_quotes(payload: bytes, delimiter: str) -> bytes:
 HEAD_ROWS = 12
 
 
-def _csv_head(lines: _Lines) -> list[tuple[int, list[str]]]:
-    """The first lines that are not empty, split into fields (each line by the delimiter it has most of)."""
+def _csv_head(lines: _Lines, header: int) -> list[tuple[int, list[str]]]:
+    """The first lines that are not empty from the ``header`` line on, split into fields (each line by the
+    delimiter it has most of)."""
     out = []
-    for number in lines.filled(1)[:HEAD_ROWS]:
+    for number in lines.filled(header)[:HEAD_ROWS]:
         text = lines.text(int(number))
         try:
             cells = next(csv.reader([text], delimiter=max(",\t;|", key=text.count)))

@@ -131,6 +131,35 @@ def test_missing_required_column_exits_2_naming_file_column_and_fix(tmp_path: Pa
     assert not (tmp_path / "wh").exists()  # areas and customers were fine, but nothing is written
 
 
+def test_a_title_above_the_header_or_a_header_over_two_rows_is_named(tmp_path: Path):
+    # Report layouts: "missing required column(s) <all of them> … map them in a --column-map" sent the user
+    # to a column map that cannot help.
+    src = export(tmp_path, bills="长沙供电公司2024年01月电费发行明细表\n" + BILLS)
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2
+    assert (
+        "电费账单.csv (table bills): line 1 ('长沙供电公司2024年01月电费发行明细表') is not the header, and "
+        "line 2 names the columns (户号, 电费年月, 电量, 应收电费, 发行日期, 缴费截止日期, 入账时间); delete "
+        "the lines above it (a report title), then ingest again"
+    ) in result.output
+    (src / "电费账单.csv").unlink()
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(
+        ["户号", "电费年月", "电量", None, "金额", "日期", None, "入账时间"]
+    )  # 电量 over 结算电量, 峰电量
+    sheet.append([None, None, "结算电量", "峰电量", "应收电费", "发行日期", "缴费截止日期", None])
+    sheet.merge_cells("C1:D1")
+    sheet.append(["C1", "2024-01", 120, 80, 70.5, "2024-02-03", "2024-02-20", "2024-02-03 08:00"])
+    book.save(src / "电费账单.xlsx")
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2
+    assert (
+        "电费账单.xlsx (table bills): the header spans rows 1–2 (cells merged over sub-headers); make it "
+        in (result.output)
+    )
+
+
 def test_two_headers_for_one_column_exit_2(tmp_path: Path):
     src = export(tmp_path, bills=BILLS.replace("户号,", "户号,用户编号,", 1).replace("\nC", "\nC0,C"))
     result = run(src, "--warehouse", tmp_path / "wh")
