@@ -85,6 +85,8 @@ class TableReport:
     quarantined: int = 0
     by_rule: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # rule -> the first message seen for it
+    # rule -> where its first rows are ("电费账单.csv line 5: kwh '-7'"), `EXAMPLES_PER_RULE` at most
+    where: dict[str, list[str]] = field(default_factory=dict)
     new: int = 0  # rows whose key the warehouse did not have
     updated: int = 0  # rows replacing a stored row (archive tables) or adding a version of a stored key
     unchanged: int = 0  # rows identical to a stored row
@@ -572,8 +574,7 @@ def _ingest_table(
     part.quarantined += len(quarantined)
     part.accepted += accepted
     part.by_rule.update(quarantined["_rule"].tolist())
-    for rule, message in quarantined.drop_duplicates("_rule")[["_rule", "_message"]].itertuples(index=False):
-        part.examples.setdefault(rule, message)
+    _note_examples(part, quarantined)
     part.new += int(counts[NEW])
     part.updated += int(counts[UPDATED])  # held updates count when they are settled
     part.unchanged += int(counts[UNCHANGED])
@@ -654,9 +655,28 @@ def _settle_updates(
     part.accepted -= n
     part.quarantined += n
     part.by_rule.update(records["_rule"].tolist())
-    part.examples.setdefault(str(Rule.WAREHOUSE_CONFLICT), message)
+    _note_examples(part, records)
     part.quarantine_added += append_quarantine(warehouse, spec.name, records)
     logger.warning("%s: %d rows older than the stored ones quarantined (%s)", spec.name, n, message)
+
+
+# Quarantined rows shown per rule in the summary: enough to open the file at them without pandas.
+EXAMPLES_PER_RULE = 3
+
+
+def _note_examples(part: TableReport, records: pd.DataFrame) -> None:
+    """The first message of each rule, and where its first rows are: file, row (a CSV's line), column and
+    the value as the export had it."""
+    for rule, group in records.groupby("_rule", sort=False):
+        part.examples.setdefault(str(rule), str(group["_message"].iloc[0]))
+        shown = part.where.setdefault(str(rule), [])
+        for record in group.head(max(EXAMPLES_PER_RULE - len(shown), 0)).to_dict("records"):
+            source, row, column = record["_source"], int(record["_row"]), record["_column"]
+            unit = "line" if str(source).lower().endswith(".csv") else "row"
+            value = record.get(column) if column else record.get("_text")
+            text = "(empty)" if value is None or pd.isna(value) else repr(str(value))
+            text = text if len(text) <= 40 else text[:39] + "…"
+            shown.append(f"{source} {unit} {row:,}: {column or 'the line'} {text}")
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:

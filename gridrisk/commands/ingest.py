@@ -124,12 +124,16 @@ def _print_report(console, report) -> None:
             ("table", "left"),
             ("rule", "left"),
             ("rows", "right"),
+            ("where (first rows)", "left"),
             ("first message", "left"),
         ):
             rules.add_column(name, justify=justify)
         for part in report.tables.values():
             for rule, n in sorted(part.by_rule.items()):
-                rules.add_row(part.table, rule, f"{n:,}", escape(part.examples.get(rule, "")))
+                where = "\n".join(part.where.get(rule, [])) + (
+                    "\n…" if n > len(part.where.get(rule, [])) else ""
+                )
+                rules.add_row(part.table, rule, f"{n:,}", escape(where), escape(part.examples.get(rule, "")))
         console.print(rules)
         if any(part.by_rule.get("future") for part in report.tables.values()):
             console.print(

@@ -713,6 +713,19 @@ def test_cli_summary_balances(tmp_path: Path):
     assert "negative kWh — meter reset or reversed register?" in result.output
 
 
+def test_the_summary_shows_where_quarantined_rows_are(tmp_path: Path):
+    # Finding a quarantined row took pandas; the summary now names file, line, column and value.
+    bills = (
+        BILLS.replace("C2,202401,52000", "C2,202401,-7") + "\n" + BILLS.splitlines()[3].replace("900", "-9")
+    )
+    result = run(export(tmp_path, bills=bills + "\n" + "C1,2024,1\n"), "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert (
+        "电费账单.csv line 3: kwh '-7'" in result.output and "电费账单.csv line 6: kwh '-9'" in result.output
+    )
+    assert "电费账单.csv line 7: the line 'C1,2024,1'" in result.output  # a malformed line shows its text
+
+
 def test_contract_is_printed_with_default_headers():
     result = CliRunner().invoke(app, ["ingest", "--contract"])
     assert result.exit_code == 0
