@@ -283,6 +283,7 @@ def _warehouse_zone(warehouse: Path, asked: str | None) -> str:
 def _read_mapped(path: Path, name: str, mapping: ColumnMap) -> ReadFile:
     """Read one export and map its headers; raises ContractError when the file is unusable as a whole."""
     export = read_export(path)
+    export.notes.extend(mapping.passed_over([c for c in export.frame.columns if c != "_row"], name))
     frame = mapping.apply(export.frame, name, str(export.path))
     try:
         check_columns(frame, name, str(export.path))

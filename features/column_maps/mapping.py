@@ -103,11 +103,15 @@ class ColumnMap:
                 _check_table(origin, f"[headers.{scope}]", scope)
             allowed = all_columns if scope == "common" else set(TABLES[scope].column_names)
             for header, column in entries.items():
+                if column == "":  # "缴费方式" = "": the header is read as no contract column (dropped)
+                    headers.setdefault(scope, {})[normalize_header(header)] = column
+                    continue
                 if column not in allowed:
                     where = "any table" if scope == "common" else f"table {scope}"
                     raise ContractError(
                         f"column map {origin}: [headers.{scope}] {header!r} = {column!r}, but {where} has no "
-                        f"column {column!r}; use one of {sorted(allowed)}"
+                        f'column {column!r}; use one of {sorted(allowed)}, or "" to read the header as no '
+                        "contract column"
                     )
                 headers.setdefault(scope, {})[normalize_header(header)] = column
         values: dict[str, dict[str, str]] = {}
@@ -149,35 +153,58 @@ class ColumnMap:
         name = max(inside, key=len)
         return name, names[name]
 
-    def rename(self, headers: list[str], table_name: str) -> dict[str, str]:
-        """Export header -> contract column for the headers this map (or the contract itself) knows."""
+    def _ranked(self, headers: list[str], table_name: str) -> dict[str, list[tuple[tuple[int, int], str]]]:
+        """Contract column -> the export headers that map to it, most preferred first: the table's own section
+        (in the order the map lists it), then the contract's own names, then [headers.common] (in order). A
+        header mapped to "" maps to nothing."""
         spec = TABLES[table_name]
         own = self.headers.get(table_name, {})
         common = self.headers.get("common", {})
-        mapping = {}
+        own_order = {key: i for i, key in enumerate(own)}
+        common_order = {key: i for i, key in enumerate(common)}
+        ranked: dict[str, list[tuple[tuple[int, int], str]]] = {}
         for header in headers:
             key = normalize_header(header)
             if key in own:
-                mapping[header] = own[key]
+                column, rank = own[key], (0, own_order[key])
             elif key in spec.column_names:
-                mapping[header] = key
-            elif common.get(key) in spec.column_names:
-                mapping[header] = common[key]
-        return mapping
+                column, rank = key, (1, 0)
+            elif key in common:
+                column, rank = common[key], (2, common_order[key])
+            else:
+                continue
+            if column in spec.column_names:
+                ranked.setdefault(column, []).append((rank, header))
+        return {column: sorted(found, key=lambda item: item[0]) for column, found in ranked.items()}
+
+    def rename(self, headers: list[str], table_name: str) -> dict[str, str]:
+        """Export header -> contract column for the headers this map (or the contract itself) knows. When
+        several headers map to one column (缴费方式 and 缴费渠道, 电量 and 结算电量), the preferred one is
+        read (`_ranked`) and the others are left as columns the contract does not know."""
+        return {found[0][1]: column for column, found in self._ranked(headers, table_name).items()}
+
+    def passed_over(self, headers: list[str], table_name: str) -> list[str]:
+        """A note for each column several headers map to: which one is read, and how to read another."""
+        notes = []
+        for column, found in self._ranked(headers, table_name).items():
+            if len(found) > 1:
+                chosen, others = found[0][1], [header for _, header in found[1:]]
+                notes.append(
+                    f"headers {', '.join(h for _, h in found)} all map to {column}: {chosen} is read (first "
+                    f"in the column map), {', '.join(others)} not; to read another, drop {chosen} in a "
+                    f'--column-map TOML ([headers.{table_name}] "{chosen}" = "")'
+                )
+        return notes
 
     def apply(self, frame: pd.DataFrame, table_name: str, source: str) -> pd.DataFrame:
         """Rename known headers to contract columns and translate enumerated values; other columns stay."""
         mapping = self.rename([c for c in frame.columns if c != "_row"], table_name)
-        targets: dict[str, list[str]] = {}
-        for header, column in mapping.items():
-            targets.setdefault(column, []).append(header)
-        clashes = {c: h for c, h in targets.items() if len(h) > 1}
-        if clashes:
-            column, hdrs = next(iter(clashes.items()))
-            raise ContractError(
-                f"{source}: headers {hdrs} all map to column {column!r} of table {table_name}; keep one in "
-                "the export, or map the others elsewhere with --column-map"
-            )
+        # A header not read that is a contract column's own name (kwh beside the preferred 结算电量, or one
+        # dropped with "") would otherwise be read as that column after all.
+        contract_names = set(TABLES[table_name].column_names)
+        for header in frame.columns:
+            if header not in mapping and header in contract_names:
+                mapping[header] = f"{header} (not read)"
         out = frame.rename(columns=mapping)
         # Two columns the contract does not know may share a header (two 备注): they are ignored either way,
         # but each needs a name of its own to be listed and kept in quarantine records.

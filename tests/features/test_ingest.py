@@ -160,11 +160,36 @@ def test_a_title_above_the_header_or_a_header_over_two_rows_is_named(tmp_path: P
     )
 
 
-def test_two_headers_for_one_column_exit_2(tmp_path: Path):
-    src = export(tmp_path, bills=BILLS.replace("户号,", "户号,用户编号,", 1).replace("\nC", "\nC0,C"))
+def test_two_headers_for_one_column_read_the_one_the_map_lists_first(tmp_path: Path):
+    # SG186 payment exports carry 缴费方式 (the instrument: 现金, POS) beside 缴费渠道 (the channel), and
+    # bill exports 电量 (metered) beside 结算电量 (settled, billed): both pairs map to one column, and the
+    # run was refused with a fix ("map the others elsewhere") the column map could not express.
+    src = export(
+        tmp_path, bills=BILLS.replace("电量,", "结算电量,电量,", 1).replace(",202401,", ",202401,1,")
+    )
+    write(src, "缴费记录.csv", "缴费流水号,户号,电费年月,缴费时间,实收金额,缴费方式,缴费渠道\n"
+          "P1,C1,202401,2024-02-10 10:00,70.5,现金,坐收\n")  # fmt: skip
     result = run(src, "--warehouse", tmp_path / "wh")
-    assert result.exit_code == 2
-    assert "headers ['户号', '用户编号'] all map to column 'customer_id' of table bills" in result.output
+    assert result.exit_code == 0, result.output
+    assert sorted(read_table(tmp_path / "wh", "bills")["kwh"]) == [1.0, 1.0, 1.0]  # 结算电量, not 电量
+    assert read_table(tmp_path / "wh", "payments")["channel"].tolist() == ["counter"]
+    assert (
+        "headers 缴费渠道, 缴费方式 all map to channel: 缴费渠道 is read (first in the column map), 缴费方式 "
+        'not; to read another, drop 缴费渠道 in a --column-map TOML ([headers.payments] "缴费渠道" = "")'
+    ) in " ".join(result.output.split())
+    # The other way round, as the note says: 缴费方式 read as the channel, 电量 as the kWh.
+    dropped = write(tmp_path, "map.toml", '[headers.payments]\n"缴费渠道" = ""\n'
+                    '[headers.bills]\n"结算电量" = ""\n[values.channel]\n"现金" = "counter"\n')  # fmt: skip
+    report = ingest(src, tmp_path / "wh2", column_map=dropped)
+    assert report.tables["payments"].extra_columns == ["缴费渠道"] and not report.tables["payments"].notes
+    assert sorted(read_table(tmp_path / "wh2", "bills")["kwh"]) == [120.0, 900.0, 52000.0]
+
+
+def test_a_header_dropped_in_the_column_map_is_not_read_even_as_a_contract_name(tmp_path: Path):
+    src = export(tmp_path, bills=BILLS.replace("电量,", "kwh,", 1))
+    dropped = write(tmp_path, "map.toml", '[headers.bills]\n"kwh" = ""\n')
+    result = run(src, "--warehouse", tmp_path / "wh", "--column-map", dropped)
+    assert result.exit_code == 2 and "missing required column(s) kwh" in result.output
 
 
 def test_truncated_parquet_exits_2(tmp_path: Path):
