@@ -104,6 +104,11 @@ SPREADSHEET_DIGITS = 15
 
 # Columns that hold a billing month: the contract stores its first day.
 MONTH_COLUMNS = frozenset({"period"})
+# Where a month alone (202403, 2024-03, 2024年3月) is a value: a billing month, and an area's monthly supply
+# (dated the first of its month). Elsewhere it is no day: read as the 1st, a payment made on 31 March would
+# look 30 days earlier, and a known_at a month early would let a feature see data before it existed.
+MONTH_FORMS = frozenset({*((name, c) for name in TABLES for c in MONTH_COLUMNS), ("area_supply", "date")})
+_MONTH_ALONE = r"\d{4}[-/.年]\d{1,2}月?|\d{6}"
 
 # Exports write nulls in several ways (Oracle/Hive dumps use \N or NULL); all of them mean "no value".
 NULL_TOKENS = frozenset({"", "NULL", "null", "Null", "\\N", "NaN", "nan", "NaT", "None", "-"})
@@ -484,17 +489,30 @@ def _parse_column(
     else:
         kind = "date" if col.dtype == pa.date32() else "time"
         values, unparseable = _parse_when(raw, zone, date_only=kind == "date")
+        months = (spec.name, col.name) in MONTH_FORMS
         message = (
             f"{col.name}: not a {kind} (expected YYYY-MM-DD{' HH:MM:SS' if kind == 'time' else ''}, "
-            "YYYYMMDD, YYYYMM or an Excel date)"
+            f"YYYYMMDD{', YYYYMM' if months else ''} or an Excel date)"
         )
         if kind == "date":
             message += "; a date column cannot carry a time of day"
+        if not months:
+            alone = _months_alone(raw)
+            if alone.any():
+                values = values.mask(alone)
+                unparseable = unparseable & ~alone
+                said = (
+                    f"{col.name}: a month without its day (202403, 2024年3月): which day is unknown, and the "
+                    f"first would move it up to a month earlier — export the {kind} in full (only 电费年月, "
+                    "a billing month, is read from a month)"
+                )
+                checks.append(_Check(col.name, Rule.UNPARSEABLE, said, alone))
         checks.append(_Check(col.name, Rule.UNPARSEABLE, message, unparseable))
 
     missing = values.isna().to_numpy() & ~unparseable
-    if residue is not None:
-        missing &= ~residue.mask
+    for check in checks:  # a value quarantined as not a value is not empty too
+        if check.rule == Rule.UNPARSEABLE:
+            missing &= ~check.mask
     if not col.nullable:
         checks.append(
             _Check(col.name, Rule.NULL, f"{col.name}: empty, but the contract requires a value", missing)
@@ -668,6 +686,13 @@ def _id_problem(value: str, column: str) -> str:
             "remove it from the export"
         )
     return ""
+
+
+def _months_alone(raw: pd.Series) -> np.ndarray:
+    """Which values are a month without a day: YYYYMM (as text or a number), YYYY-MM, YYYY/MM, YYYY年M月."""
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        return np.zeros(len(raw), dtype=bool)
+    return to_text(raw).str.fullmatch(_MONTH_ALONE).to_numpy(dtype=bool, na_value=False)
 
 
 def _bound(value: float | None, open_end: str) -> str:

@@ -747,3 +747,30 @@ def test_a_customer_id_without_its_leading_zeros_is_no_new_customer():
     assert result.quarantined["_message"].tolist() == [said.format(i) for i in ("431000001", "431000002")] + [
         said.format("7").replace("07", "007")  # the longest stored form is named
     ]
+
+
+def test_a_month_alone_is_a_value_only_where_a_month_is():
+    # 缴费时间 "2024年3月" was stored as 2024-03-01 00:00: a payment made on 31 March looked 30 days earlier,
+    # and a known_at a month early lets a feature see a row before it existed.
+    payments = pd.DataFrame(
+        {
+            "payment_id": ["P1", "P2", "P3", "P4"],
+            "customer_id": ["C1"] * 4,
+            "period": ["202401", "2024年1月", "2024-01", 202401],  # a billing month: read from a month
+            "paid_at": ["2024年3月", "202403", 202403, "2024-03-31 10:00"],
+            "amount": ["1"] * 4,
+            "channel": ["online"] * 4,
+        }
+    ).astype(object)
+    result = validate(payments, "payments")
+    assert result.accepted["payment_id"].tolist() == ["P4"]
+    assert rules(result) == [(r, "paid_at", "unparseable") for r in (1, 2, 3)]
+    assert result.quarantined["_message"].iloc[0] == (
+        "paid_at: a month without its day (202403, 2024年3月): which day is unknown, and the first would "
+        "move it up to a month earlier — export the time in full (only 电费年月, a billing month, is read "
+        "from a month)"
+    )
+    supply = pd.DataFrame(
+        {"area_id": ["A1"], "date": ["2024-01"], "granularity": ["month"], "supplied_kwh": ["9"]}
+    )
+    assert validate(supply, "area_supply").accepted["date"].tolist() == [pd.Timestamp("2024-01-01")]
