@@ -110,8 +110,10 @@ MONTH_COLUMNS = frozenset({"period"})
 MONTH_FORMS = frozenset({*((name, c) for name in TABLES for c in MONTH_COLUMNS), ("area_supply", "date")})
 _MONTH_ALONE = r"\d{4}[-/.年]\d{1,2}月?|\d{6}"
 
-# Exports write nulls in several ways (Oracle/Hive dumps use \N or NULL); all of them mean "no value".
-NULL_TOKENS = frozenset({"", "NULL", "null", "Null", "\\N", "NaN", "nan", "NaT", "None", "-"})
+# Exports write nulls in several ways (Oracle/Hive dumps use \N or NULL; Chinese reports write "/" or "—" for
+# 不适用, not applicable, as a resident's 功率因数, and 无 for none); all of them mean "no value".
+_EXPORT_NULLS = ("", "NULL", "null", "Null", "\\N", "NaN", "nan", "NaT", "None", "N/A", "n/a", "-")
+NULL_TOKENS = frozenset({*_EXPORT_NULLS, "/", "／", "—", "——", "－", "无"})
 
 # Excel counts days from 1899-12-30; five-digit serials reach year 2173, so a longer number is not a serial.
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
@@ -430,6 +432,18 @@ def to_text(values: pd.Series, timed: bool | None = None) -> pd.Series:
             "str"
         )
     return text.mask(text.isin(NULL_TOKENS))
+
+
+def original_text(values: pd.Series, timed: bool | None = None) -> pd.Series:
+    """Values as the export had them, for quarantine records: text verbatim (spaces, NULL and - kept), numbers
+    and date cells written as `to_text` writes them; only a cell with nothing in it is null."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return values
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return to_text(values, timed)
+    return _map_uniques(
+        values, lambda u: np.array([v if isinstance(v, str) else _scalar_text(v) for v in u], dtype=object)
+    ).astype("str")
 
 
 def has_time_of_day(values: pd.Series) -> bool:
@@ -1138,7 +1152,11 @@ def quarantine_frame(
     date-time format of a column whose other rows are not in ``original`` (see `timed_columns`)."""
     timed = timed or {}
     out = pd.DataFrame(
-        {c: to_text(original[c], timed.get(c)).to_numpy() for c in original.columns if c not in ROW_META}
+        {
+            c: original_text(original[c], timed.get(c)).to_numpy()
+            for c in original.columns
+            if c not in ROW_META
+        }
     )
     n = len(out)
     out = out.astype("str")

@@ -774,3 +774,15 @@ def test_a_month_alone_is_a_value_only_where_a_month_is():
         {"area_id": ["A1"], "date": ["2024-01"], "granularity": ["month"], "supplied_kwh": ["9"]}
     )
     assert validate(supply, "area_supply").accepted["date"].tolist() == [pd.Timestamp("2024-01-01")]
+
+
+def test_not_applicable_markers_are_empty_and_quarantine_keeps_what_the_export_wrote():
+    # "/" is how Chinese reports write 不适用 (a resident's 功率因数): it quarantined the whole bill. A record
+    # turned NULL, - and spaces into NaN, although it is said to keep the export's values as they were.
+    frame = bills(power_factor=["/", "—"], max_demand_kw=["无", "-"], kwh=["NULL", " - "])
+    result = validate(frame, "bills")
+    assert rules(result) == [(1, "kwh", "null"), (2, "kwh", "null")]
+    assert result.quarantined["kwh"].tolist() == ["NULL", " - "]
+    assert result.quarantined["power_factor"].tolist() == ["/", "—"]
+    accepted = validate(bills(power_factor=["/", "0.9"]), "bills").accepted
+    assert accepted["power_factor"].isna().tolist() == [True, False]
