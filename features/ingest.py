@@ -91,7 +91,7 @@ class TableReport:
     updated: int = 0  # rows replacing a stored row (archive tables) or adding a version of a stored key
     unchanged: int = 0  # rows identical to a stored row
     quarantine_added: int = 0  # records new to WH/quarantine (re-ingests add none)
-    extra_columns: list[str] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)  # in the order of the files' headers
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -568,6 +568,10 @@ def _ingest_table(
     )
     if counts[NEW] or counts[UPDATED]:
         write_arrow_table(warehouse, spec.name, written)
+    elif not has_table(warehouse, spec.name):
+        # Every row quarantined: the table was ingested and holds nothing yet. Without a file, readers said
+        # "… is missing; run gridrisk ingest", although it had run.
+        write_arrow_table(warehouse, spec.name, spec.arrow_schema().empty_table())
 
     accepted = result.table.num_rows - int(counts[CONFLICT])
     part.files.extend(labels)
@@ -580,7 +584,7 @@ def _ingest_table(
     part.updated += int(counts[UPDATED])  # held updates count when they are settled
     part.unchanged += int(counts[UNCHANGED])
     part.quarantine_added += append_quarantine(warehouse, spec.name, quarantined)
-    part.extra_columns = sorted(set(part.extra_columns) | set(result.extra_columns))
+    part.extra_columns = list(dict.fromkeys([*part.extra_columns, *result.extra_columns]))  # in file order
     part.notes.extend(notes)
     logger.info(
         "%s (%s): %d rows read, %d accepted (%d new, %d updated, %d unchanged), %d quarantined",

@@ -76,6 +76,10 @@ def ingest_command(
     _print_report(console, report)
 
 
+# Ignored columns named in the summary, in file order; the rest are counted.
+IGNORED_SHOWN = 20
+
+
 def _print_report(console, report) -> None:
     """Counts per table, quarantined rows per rule, and notes; file names and messages print verbatim."""
     from rich.markup import escape
@@ -150,8 +154,14 @@ def _print_report(console, report) -> None:
     console.print(escape(f"files read: {', '.join(files)}"), style="dim")
     for part in report.tables.values():
         if part.extra_columns:
+            # A wide export (5,000 indicator columns) printed 60 kB of names here.
+            shown = ", ".join(part.extra_columns[:IGNORED_SHOWN])
+            more = len(part.extra_columns) - IGNORED_SHOWN
             console.print(
-                escape(f"{part.table}: ignored columns not in the contract: {', '.join(part.extra_columns)}")
+                escape(
+                    f"{part.table}: ignored columns not in the contract: {shown}"
+                    + (f" … and {more:,} more" if more > 0 else "")
+                )
             )
         for note in part.notes:
             console.print(escape(f"{part.table}: {note}"), style="yellow")

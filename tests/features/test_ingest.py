@@ -751,6 +751,29 @@ def test_the_summary_shows_where_quarantined_rows_are(tmp_path: Path):
     assert "电费账单.csv line 7: the line 'C1,2024,1'" in result.output  # a malformed line shows its text
 
 
+def test_a_wide_export_names_its_first_ignored_columns_in_file_order(tmp_path: Path):
+    # 5,000 indicator columns printed 60 kB of names, sorted as text (指标0, 指标1, 指标10, 指标100 …)
+    header, *rows = BILLS.splitlines()
+    extra = [f"指标{i}" for i in range(30)]
+    text = "\n".join([",".join([header, *extra]), *(",".join([row, *["1"] * 30]) for row in rows)]) + "\n"
+    result = run(export(tmp_path, bills=text), "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())  # as printed, wrapped lines joined
+    assert "ignored columns not in the contract: 指标0, 指标1, 指标2," in output
+    assert "指标19 … and 10 more" in output and "指标20" not in output
+
+
+def test_a_table_whose_every_row_is_quarantined_is_stored_empty(tmp_path: Path):
+    # Without a file, readers said "bills … is missing; run gridrisk ingest", although ingest had run.
+    wh = tmp_path / "wh"
+    report = ingest(export(tmp_path, bills=BILLS.replace(",2024-02-20,", ",2024-01-20,")), wh)  # due < issue
+    assert (report.tables["bills"].accepted, report.tables["bills"].quarantined) == (0, 3)
+    assert (
+        read_table(wh, "bills").empty
+        and list(read_table(wh, "bills").columns) == TABLES["bills"].column_names
+    )
+
+
 def test_contract_is_printed_with_default_headers():
     result = CliRunner().invoke(app, ["ingest", "--contract"])
     assert result.exit_code == 0
