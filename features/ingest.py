@@ -37,6 +37,7 @@ from features.sources import (
     has_table,
     read_arrow_table,
     read_export,
+    read_quarantine,
     record_timezone,
     stored_timezone,
     table_path,
@@ -257,7 +258,7 @@ def ingest(
     export_end = max(newest[t] for t in compared) if compared else None
     stored_end = max(stored_ends[t] for t in compared) if compared else None
     for updates in held:
-        _settle_updates(updates, warehouse, stored_end, export_end, compared)
+        _settle_updates(updates, warehouse, stored_end, export_end, compared, moment)
     if source.is_dir() and (source / "truth").is_dir():
         report.truth_files = _copy_truth(source / "truth", warehouse / "truth")
     for part in report.tables.values():
@@ -583,7 +584,7 @@ def _ingest_table(
     part.new += int(counts[NEW])
     part.updated += int(counts[UPDATED])  # held updates count when they are settled
     part.unchanged += int(counts[UNCHANGED])
-    part.quarantine_added += append_quarantine(warehouse, spec.name, quarantined)
+    part.quarantine_added += _add_quarantine(warehouse, spec.name, quarantined, now)
     part.extra_columns = list(dict.fromkeys([*part.extra_columns, *result.extra_columns]))  # in file order
     part.notes.extend(notes)
     logger.info(
@@ -627,6 +628,7 @@ def _settle_updates(
     stored_end: pd.Timestamp | None,
     export_end: pd.Timestamp | None,
     tables: list[str],
+    moment: pd.Timestamp,
 ) -> None:
     """Store held archive changes, unless this export's events end before the stored events of the same
     ``tables`` did: then the export is older than the state stored (a month replayed after the next one),
@@ -661,7 +663,7 @@ def _settle_updates(
     part.quarantined += n
     part.by_rule.update(records["_rule"].tolist())
     _note_examples(part, records)
-    part.quarantine_added += append_quarantine(warehouse, spec.name, records)
+    part.quarantine_added += _add_quarantine(warehouse, spec.name, records, moment)
     logger.warning("%s: %d rows older than the stored ones quarantined (%s)", spec.name, n, message)
 
 
@@ -682,6 +684,30 @@ def _note_examples(part: TableReport, records: pd.DataFrame) -> None:
             text = "(empty)" if value is None or pd.isna(value) else repr(str(value))
             text = text if len(text) <= 40 else text[:39] + "…"
             shown.append(f"{source} {unit} {row:,}: {column or 'the line'} {text}")
+
+
+# When a quarantine record was first written: the moment of that ingest (UTC, --now or the clock). A record
+# already in quarantine keeps its stamp when a later run finds the same row again.
+INGESTED_AT = "_ingested_at"
+
+
+def _add_quarantine(warehouse: Path, name: str, records: pd.DataFrame, moment: pd.Timestamp) -> int:
+    """Append the records WH/quarantine does not hold yet, stamped with this run's moment; returns how many.
+    The same row with the same reasons from an earlier run is not new, whatever its stamp, so re-ingesting an
+    export adds nothing and the stamp says when a problem first appeared."""
+    if records.empty:
+        return 0
+    stored = read_quarantine(warehouse, name)
+    if len(stored):
+        columns = [c for c in dict.fromkeys([*stored.columns, *records.columns]) if c != INGESTED_AT]
+        text = {c: "str" for c in columns if c != "_row"}
+        incoming = records.reindex(columns=columns).astype(text).astype({"_row": "int64"})
+        known = stored.reindex(columns=columns).astype(text).astype({"_row": "int64"}).drop_duplicates()
+        seen = incoming.merge(known, on=columns, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+        records = records.loc[~seen]
+    if records.empty:
+        return 0
+    return append_quarantine(warehouse, name, records.assign(**{INGESTED_AT: f"{moment:%Y-%m-%d %H:%M:%S}"}))
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:

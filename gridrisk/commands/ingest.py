@@ -148,7 +148,7 @@ def _print_report(console, report) -> None:
         console.print(
             escape(f"quarantine: {report.warehouse / 'quarantine'}/<table>.parquet")
             + f" — {added:,} new record(s); each keeps the original values and names its file (_source), "
-            "row (_row), column and rule"
+            "row (_row), column, rule and the run that first quarantined it (_ingested_at)"
         )
     files = [f for part in report.tables.values() for f in part.files]
     console.print(escape(f"files read: {', '.join(files)}"), style="dim")
