@@ -86,7 +86,8 @@ class TableReport:
     quarantined: int = 0
     by_rule: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # rule -> the first message seen for it
-    # rule -> where its first rows are ("电费账单.csv line 5: kwh '-7'"), `EXAMPLES_PER_RULE` at most
+    # rule -> where its first rows are, `EXAMPLES_PER_RULE` at most: the first with its file, column and value
+    # ("电费账单.csv line 5: kwh '-7'"), the next by row ("line 6"), with their file when it is another
     where: dict[str, list[str]] = field(default_factory=dict)
     new: int = 0  # rows whose key the warehouse did not have
     updated: int = 0  # rows replacing a stored row (archive tables) or adding a version of a stored key
@@ -678,12 +679,17 @@ def _note_examples(part: TableReport, records: pd.DataFrame) -> None:
         part.examples.setdefault(str(rule), str(group["_message"].iloc[0]))
         shown = part.where.setdefault(str(rule), [])
         for record in group.head(max(EXAMPLES_PER_RULE - len(shown), 0)).to_dict("records"):
-            source, row, column = record["_source"], int(record["_row"]), record["_column"]
-            unit = "line" if str(source).lower().endswith(".csv") else "row"
+            source, row, column = str(record["_source"]), int(record["_row"]), record["_column"]
+            unit = "line" if source.lower().endswith(".csv") else "row"
+            if shown and shown[0].startswith(f"{source} "):
+                shown.append(f"{unit} {row:,}")
+                continue
             value = record.get(column) if column else record.get("_text")
             text = "(empty)" if value is None or pd.isna(value) else repr(str(value))
             text = text if len(text) <= 40 else text[:39] + "…"
-            shown.append(f"{source} {unit} {row:,}: {column or 'the line'} {text}")
+            shown.append(
+                f"{source} {unit} {row:,}" + (f": {column or 'the line'} {text}" if not shown else "")
+            )
 
 
 # When a quarantine record was first written: the moment of that ingest (UTC, --now or the clock). A record

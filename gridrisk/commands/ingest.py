@@ -134,9 +134,7 @@ def _print_report(console, report) -> None:
             rules.add_column(name, justify=justify)
         for part in report.tables.values():
             for rule, n in sorted(part.by_rule.items()):
-                where = "\n".join(part.where.get(rule, [])) + (
-                    "\n…" if n > len(part.where.get(rule, [])) else ""
-                )
+                where = _where(part.where.get(rule, []), n)
                 rules.add_row(part.table, rule, f"{n:,}", escape(where), escape(part.examples.get(rule, "")))
         console.print(rules)
         if any(part.by_rule.get("future") for part in report.tables.values()):
@@ -169,6 +167,15 @@ def _print_report(console, report) -> None:
         console.print(
             escape(f"copied {report.truth_files} ground-truth file(s) to {report.warehouse / 'truth'}")
         )
+
+
+def _where(shown: list[str], rows: int) -> str:
+    """A rule's first rows in one cell: 电费账单.csv line 5: kwh '-7'; lines 6, 9 …"""
+    first, *rest = shown or [""]
+    units = {entry.split(" ", 1)[0] for entry in rest}
+    if len(rest) > 1 and len(units) == 1 and units <= {"row", "line"}:
+        rest = [f"{units.pop()}s " + ", ".join(entry.split(" ", 1)[1] for entry in rest)]
+    return "; ".join([first, *rest]) + (" …" if rows > len(shown) else "")
 
 
 def register(app: typer.Typer) -> None:

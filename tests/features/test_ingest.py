@@ -764,9 +764,7 @@ def test_the_summary_shows_where_quarantined_rows_are(tmp_path: Path):
     )
     result = run(export(tmp_path, bills=bills + "\n" + "C1,2024,1\n"), "--warehouse", tmp_path / "wh")
     assert result.exit_code == 0, result.output
-    assert (
-        "电费账单.csv line 3: kwh '-7'" in result.output and "电费账单.csv line 6: kwh '-9'" in result.output
-    )
+    assert "电费账单.csv line 3: kwh '-7'; line 6" in result.output  # the next rows by their line
     assert "电费账单.csv line 7: the line 'C1,2024,1'" in result.output  # a malformed line shows its text
 
 
