@@ -583,9 +583,8 @@ _EXCEL_ERROR = re.compile(r"^#(?:N/A|DIV/0!|VALUE!|REF!|NAME\?|NUM!|NULL!|SPILL!
 def _spreadsheet_residue(raw: pd.Series, column: str) -> _Check | None:
     """Cells holding a formula without its result, or a spreadsheet error, each with its own message (they
     are `unparseable`: the value is unknown, so it is neither a number nor empty)."""
-    if isinstance(raw.dtype, pd.StringDtype):  # CSV: a vectorised look at first characters before any loop
-        first = raw.str.lstrip().str[:1]
-        if not first.isin(["=", "#"]).any():
+    if isinstance(raw.dtype, pd.StringDtype):  # CSV: one vectorised look at first characters before any loop
+        if not raw.str.lstrip().str.startswith(("=", "#")).any():
             return None
     elif raw.dtype != object:
         return None
@@ -706,7 +705,8 @@ def _months_alone(raw: pd.Series) -> np.ndarray:
     """Which values are a month without a day: YYYYMM (as text or a number), YYYY-MM, YYYY/MM, YYYY年M月."""
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         return np.zeros(len(raw), dtype=bool)
-    return to_text(raw).str.fullmatch(_MONTH_ALONE).to_numpy(dtype=bool, na_value=False)
+    text = raw.str.strip() if isinstance(raw.dtype, pd.StringDtype) else to_text(raw)
+    return text.str.fullmatch(_MONTH_ALONE).to_numpy(dtype=bool, na_value=False)
 
 
 def _bound(value: float | None, open_end: str) -> str:
