@@ -483,7 +483,16 @@ def _ingest_table(
     labels = [export.path.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
     # Where rows can come from, in file (and sheet) order: quarantine records are kept in that order.
     labels_in_order = list(
-        dict.fromkeys([*(s for export, _ in files for s in pd.unique(export.row_sources())), *names])
+        dict.fromkeys(
+            label
+            for export, _ in files
+            for label in (
+                [f"{export.path.name} [{sheet}]" for sheet in pd.unique(export.sheets)]
+                if export.sheets is not None
+                else []
+            )
+            + [export.path.name]
+        )
     )
     notes = [f"{export.path.name}: {note}" for export, _ in files for note in export.notes]
     frame = _stack([mapped for _, mapped in files])
