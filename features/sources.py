@@ -783,14 +783,14 @@ def _open_quote(
     lines: _Lines, starts: np.ndarray, spans: np.ndarray, fields: int, delimiter: str
 ) -> tuple[int, int] | None:
     """The first record with a quoted value that took in lines not its own, and the line that value ends on:
-    a value running to the end of the file (its quote never closes), or one holding lines that have a
-    record's delimiters. A value over a few lines of an address or a remark is neither."""
-    mark = delimiter.encode("utf-8")
+    a value running to the end of the file (its quote never closes), or one with a line holding a record's
+    delimiters inside the quotes. A value over a few lines of an address or a remark is neither."""
     for k in np.flatnonzero(spans > 1):
         line, end = int(starts[k]), int(starts[k] + spans[k] - 1)
         if end > len(lines):  # the value took in the file's last line end
             return int(k), len(lines)
-        if fields > 1 and any(lines.raw(n).count(mark) >= fields - 1 for n in range(line + 1, end + 1)):
+        text = lines.payload[lines.starts[line - 1] : lines.content_ends[end - 1]].decode("utf-8")
+        if fields > 1 and _quoted_lines_with(text, delimiter, fields - 1):
             return int(k), end
     if len(starts):
         rest = lines.payload[lines.starts[starts[-1] - 1] :].decode("utf-8")
@@ -799,10 +799,14 @@ def _open_quote(
     return None
 
 
-def _ends_in_open_quote(text: str, delimiter: str) -> bool:
-    """Whether ``text`` ends inside a quoted value, reading quotes as a CSV reader does: a quote opens a value
-    only at the start of a field, and "" inside a quoted value is a quote."""
+_LINE_BREAK = re.compile("\r\n|\r|\n")
+
+
+def _quoted_values(text: str, delimiter: str) -> list[str] | None:
+    """The quoted values of ``text`` read as a CSV reader reads quotes (a quote opens a value only at the
+    start of a field; "" inside one is a quote), or None when the text ends inside one."""
     breaks = re.compile(f"[{re.escape(delimiter)}\r\n]")
+    values = []
     at, field_start = 0, True
     while at < len(text):
         if field_start and text[at] == '"':
@@ -810,17 +814,33 @@ def _ends_in_open_quote(text: str, delimiter: str) -> bool:
             while True:
                 close = text.find('"', close)
                 if close < 0:
-                    return True
+                    return None
                 if not text.startswith('""', close):
                     break
                 close += 2
+            values.append(text[at + 1 : close])
             at, field_start = close + 1, False
             continue
         found = breaks.search(text, at)
         if found is None:
-            return False
+            break
         at, field_start = found.end(), True
-    return False
+    return values
+
+
+def _quoted_lines_with(text: str, delimiter: str, count: int) -> bool:
+    """Whether a quoted value of ``text`` has a line, after its first, holding ``count`` delimiters or more:
+    lines of records taken into a value whose quote closed only at a later quote."""
+    return any(
+        part.count(delimiter) >= count
+        for value in _quoted_values(text, delimiter) or []
+        for part in _LINE_BREAK.split(value)[1:]
+    )
+
+
+def _ends_in_open_quote(text: str, delimiter: str) -> bool:
+    """Whether ``text`` ends inside a quoted value."""
+    return _quoted_values(text, delimiter) is None
 
 
 def _literal_quotes(payload: bytes, delimiter: str) -> bytes:

@@ -306,6 +306,35 @@ def test_row_numbers_are_the_lines_an_editor_shows(tmp_path: Path):
     assert q[["_row", "_rule"]].values.tolist() == [[7, "out_of_range"], [8, "unparseable"]]
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_row_numbers_match_the_lines_pythons_csv_module_counts(tmp_path: Path, seed: int):
+    # Values over several lines (several in one row, blank lines inside them), blank lines between rows,
+    # quotes inside values, CRLF / LF / CR: each row's _row is the line the csv module starts it on.
+    import csv
+    import io
+    import random
+
+    r = random.Random(seed)
+    values = ['"x\n\nyz"', '"x\r\nz"', '"a,b"', '"a""b"', '5"号', "", "7"]
+    eol = r.choice(["\n", "\r\n", "\r"])
+    lines = ["a,b,c"]
+    for _ in range(r.randint(0, 30)):
+        lines += [""] * (r.random() < 0.2)
+        lines.append(",".join(r.choice(values) for _ in range(3)))
+    text = eol.join(lines) + eol * (r.random() < 0.7)
+    if seed == 0:  # two multi-line values in one row: the closing line of the first holds delimiters
+        text = 'a,b,c\r\n"x\n\nyz",940,310\r\n"x\r\nz",945,"x\nz"\r\n1,2,3\r\n'
+    path = write(tmp_path, "bills.csv", text)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    expected, line = [], 0
+    for record in reader:
+        if reader.line_num > 1 and any(v.strip() for v in record):
+            expected.append(line + 1)
+        line = reader.line_num
+    export = read_export(path)
+    assert export.frame["_row"].tolist() == expected and export.malformed.empty
+
+
 def test_a_trailing_delimiter_on_data_lines_is_named(tmp_path: Path):
     header, *rows = BILLS.splitlines()
     report = ingest(
