@@ -201,7 +201,8 @@ def validate(
 
     ``frame`` has contract column names (headers already mapped) and any dtypes: strings from CSV,
     typed columns from Parquet, date cells or Excel serial numbers from XLSX. A ``_row`` column, when
-    present, gives each row's number in the file (1 = first data row); otherwise rows count from 1. A
+    present, gives each row's number in its file as a user finds it (a CSV line, a sheet row; see
+    `features.sources.Export`); otherwise rows count from 1. A
     ``_source`` column, when present, names each row's file (rows of several files validated together);
     otherwise every row comes from ``source``.
     ``reference`` holds accepted parent tables; foreign keys are checked only against parents given there.
