@@ -493,10 +493,34 @@ def _utf8_payload(path: Path, data: bytes) -> tuple[bytes, str, list[str], bool]
             )
         name = "utf-8-sig" if bom else encoding
         payload = data[: len(data) - pending] if out is None else bytes(out)
+        if name == "utf-8" and (doubt := _gbk_read_as_utf8(data)):
+            notes.append(doubt)
         return payload, name, notes, bool(pending)
     raise ContractError(
         f"{path}: wrong encoding — not UTF-8, UTF-8 with BOM, UTF-16 with BOM or GB18030 "
         f"({'; '.join(failures)}); re-export the file as UTF-8 CSV"
+    )
+
+
+_CJK = re.compile("[\u4e00-\u9fff]")
+_LETTERS_NOT_CHINESE = re.compile("[\u00a0-\u052f]")  # Latin-1 to Cyrillic, IPA, Greek: ¬ΰ ʷǿ
+
+
+def _gbk_read_as_utf8(data: bytes) -> str | None:
+    """A note when a file that decodes as UTF-8 may be GBK: about 1,900 common hanzi (卢 伟 史 强 …) have GBK
+    bytes that are also valid UTF-8. Read as UTF-8 such a file has no Chinese but Latin or Greek letters,
+    while GB18030 reads Chinese; which is right cannot be told for certain, so it is said, not changed."""
+    sample = data[: 1 << 20]
+    text = sample.decode("utf-8", errors="ignore")
+    if _CJK.search(text) or not (odd := _LETTERS_NOT_CHINESE.findall(text)):
+        return None
+    chinese = _CJK.findall(sample.decode("gb18030", errors="ignore"))
+    if len(chinese) < len(odd) // 2:
+        return None
+    return (
+        f"read as UTF-8, but its text has no Chinese and letters such as {''.join(odd[:6])}, which as "
+        f"GB18030 would be {''.join(chinese[:6])}: if names look garbled, the file is GBK — re-export it as "
+        "UTF-8 (a GBK file whose Chinese happens to be valid UTF-8 cannot be told apart for certain)"
     )
 
 

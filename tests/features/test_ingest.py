@@ -112,6 +112,26 @@ def test_csv_encodings_are_detected(tmp_path: Path, encoding: str):
     assert read_table(wh, "bills")["customer_id"].tolist() == ["C1", "C2", "C3"]
 
 
+def test_a_gbk_file_that_decodes_as_utf8_is_named_in_a_note(tmp_path: Path):
+    # 卢伟 and 史强 in GBK are valid UTF-8 (¬ΰ, ʷǿ): with ASCII headers, the names were stored garbled
+    # without a word. Which encoding is right cannot be told for certain, so it is said, not changed.
+    src = export(tmp_path)
+    assert not any("GB18030" in n for n in ingest(src, tmp_path / "wh").tables["customers"].notes)  # UTF-8
+    header = (
+        "customer_id,usage_category,industry_code,voltage_kv,contract_capacity_kva,tariff,payment_method,"
+    )
+    rows = [
+        f"C{i},residential,,0.22,8,single,online,U1,S1,A1,2015-06-01,{name}"
+        for i, name in ((1, "卢伟"), (2, "史强"))
+    ]
+    (src / "客户档案.csv").write_bytes(
+        "\n".join([header + "supply_unit,station,area_id,open_date,name", *rows]).encode("gbk")
+    )
+    report = ingest(src, tmp_path / "wh2").tables["customers"]
+    assert report.files == ["客户档案.csv (utf-8)"]
+    assert any("letters such as ¬ΰʷǿ, which as GB18030 would be 卢伟史强" in note for note in report.notes)
+
+
 def test_undecodable_csv_exits_2_naming_the_file(tmp_path: Path):
     src = export(tmp_path)
     write(src, "电费账单.csv", BILLS, "utf-16-le")  # UTF-16 without its byte-order mark: not certain
