@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import filecmp
+import itertools
 import json
 import logging
 import shutil
@@ -22,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.column_maps.mapping import ColumnMap
+from features.column_maps.mapping import ColumnMap, bare_stem
 from features.labels import event_table_ends
 from features.schema import ARCHIVE_TABLES, LOAD_ORDER, TABLES, Table
 from features.sources import (
@@ -36,6 +37,7 @@ from features.sources import (
     has_table,
     read_arrow_table,
     read_export,
+    read_quarantine,
     record_timezone,
     stored_timezone,
     table_path,
@@ -84,11 +86,14 @@ class TableReport:
     quarantined: int = 0
     by_rule: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # rule -> the first message seen for it
+    # rule -> where its first rows are, `EXAMPLES_PER_RULE` at most: the first with its file, column and value
+    # ("电费账单.csv line 5: kwh '-7'"), the next by row ("line 6"), with their file when it is another
+    where: dict[str, list[str]] = field(default_factory=dict)
     new: int = 0  # rows whose key the warehouse did not have
     updated: int = 0  # rows replacing a stored row (archive tables) or adding a version of a stored key
     unchanged: int = 0  # rows identical to a stored row
     quarantine_added: int = 0  # records new to WH/quarantine (re-ingests add none)
-    extra_columns: list[str] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)  # in the order of the files' headers
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -121,7 +126,7 @@ class IngestReport:
     now: pd.Timestamp  # the moment of the ingest (UTC); later dates of things that happened are `future`
     now_declared: bool = False  # the moment is the one a generated export declares, not the clock
     tables: dict[str, TableReport] = field(default_factory=dict)
-    skipped_files: list[str] = field(default_factory=list)  # no contract table, or a type not read (.zip)
+    skipped_files: list[str] = field(default_factory=list)  # not read: no table in the name, or a type (.zip)
     truth_files: int = 0  # generator ground truth copied to WH/truth
     timezone: str = LOCAL_TIMEZONE  # the zone whose wall clock the warehouse's times are in
     timezone_recorded: bool = False  # this run recorded it (the warehouse's first ingest)
@@ -210,6 +215,8 @@ def ingest(
         record_timezone(warehouse, timezone)  # every file was read and mapped: this run stores its tables
         report.timezone_recorded = True
     report.skipped_files = _skipped(source, plan)
+    for name in report.skipped_files:
+        logger.warning("%s: not read (no contract table in its name, or a type not read)", source / name)
     stored_ends = event_table_ends(warehouse)  # each stored event table's newest day, before this run
     held: list[_HeldUpdates] = []
     newest: dict[str, pd.Timestamp] = {}  # the export's newest accepted event day, table by table
@@ -252,7 +259,7 @@ def ingest(
     export_end = max(newest[t] for t in compared) if compared else None
     stored_end = max(stored_ends[t] for t in compared) if compared else None
     for updates in held:
-        _settle_updates(updates, warehouse, stored_end, export_end, compared)
+        _settle_updates(updates, warehouse, stored_end, export_end, compared, moment)
     if source.is_dir() and (source / "truth").is_dir():
         report.truth_files = _copy_truth(source / "truth", warehouse / "truth")
     for part in report.tables.values():
@@ -278,9 +285,53 @@ def _warehouse_zone(warehouse: Path, asked: str | None) -> str:
 def _read_mapped(path: Path, name: str, mapping: ColumnMap) -> ReadFile:
     """Read one export and map its headers; raises ContractError when the file is unusable as a whole."""
     export = read_export(path)
+    export.notes.extend(mapping.passed_over([c for c in export.frame.columns if c != "_row"], name))
     frame = mapping.apply(export.frame, name, str(export.path))
-    check_columns(frame, name, str(export.path))
+    try:
+        check_columns(frame, name, str(export.path))
+    except ContractError as exc:
+        hint = _header_hint(export, mapping, name)
+        if hint is None:
+            raise
+        raise ContractError(f"{export.path} (table {name}): {hint}") from exc
     return export, frame
+
+
+def _header_hint(export: Export, mapping: ColumnMap, name: str) -> str | None:
+    """Where the header is when the first row is not it: a report title above it (长沙供电公司…明细表),
+    or a header over two rows (电量 merged over 结算电量 and 峰电量). Sending the user to the column map, as a
+    missing column does, would not help; None when no row nearby names more required columns."""
+    required = set(TABLES[name].required_columns)
+
+    def found(cells: list[str]) -> int:
+        return len(required & set(mapping.rename(cells, name).values()))
+
+    if len(export.head) < 2:
+        return None
+    first, header = export.head[0]
+    unit = "line" if export.path.suffix.lower() == ".csv" else "row"
+    best = (max(found(header), 1), "", [])
+    for (above, upper), (number, cells) in itertools.pairwise(export.head):
+        joined = [low or high for high, low in itertools.zip_longest(upper, cells, fillvalue="")]
+        for candidate, where in (
+            (cells, f"{unit} {number} names the columns"),
+            (joined, f"the header spans {unit}s {above}–{number} (cells merged over sub-headers)"),
+        ):
+            if found(candidate) > best[0]:
+                best = (found(candidate), where, candidate)
+    _, where, cells = best
+    if not where:
+        return None
+    named = ", ".join(cell for cell in cells if cell)
+    named = named if len(named) <= 60 else named[:60] + "…"
+    if where.startswith("the header spans"):
+        return f"{where}; make it one {unit} of column names ({named}), then ingest again"
+    title = " ".join(cell for cell in header if cell)
+    title = title if len(title) <= 40 else title[:40] + "…"
+    return (
+        f"{unit} {first} ({title!r}) is not the header, and {where} ({named}); delete the {unit}s above it "
+        "(a report title), then ingest again"
+    )
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -316,11 +367,30 @@ def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
         return [(name, source)]
     pairs = [(mapping.table_for(p), p) for p in sorted(source.iterdir()) if p.is_file()]
     # A table file in a type gridrisk does not read (电费账单.xls, bills.txt) would leave that table out
-    # without a word; it refuses the run instead, as an unreadable file does. Other files beside the export
-    # (the downloaded bills.zip, notes in bills.md) are skipped and listed.
+    # without a word; it refuses the run instead, as an unreadable file does. So does an export file whose
+    # name holds a table's name among other words (长沙_电费账单.csv, 电费账单汇总.xlsx): it may be that
+    # table, and a scheduled run reporting success without it would lose it. Other files beside the export
+    # (the downloaded bills.zip, notes in bills.md, a lookup list.csv) are not read, and the summary says so.
     for name, path in pairs:
         if name is not None and path.suffix.lower() in UNREAD_TABLE_SUFFIXES:
             raise unsupported_type(path)
+    unclear = [
+        (path, named)
+        for name, path in pairs
+        if name is None
+        and path.suffix.lower() in EXPORT_SUFFIXES
+        and (named := mapping.table_named_in(path)) is not None
+    ]
+    if unclear:
+        listed = "; ".join(f"{path.name} (holds {word!r}: {table}?)" for path, (word, table) in unclear)
+        path, (_, table) = unclear[0]
+        raise ContractError(
+            f"{source}: {len(unclear)} file(s) named like a table but not as one: {listed}. A table's file "
+            "is its name with or without dates and part numbers (电费账单_2024年01月.csv, "
+            "202401电费账单.xlsx, 电费账单_第二部分.csv). Rename the file, map its name in a --column-map "
+            f'TOML ([files] "{bare_stem(path)}" = "{table}"), or move it out of the folder; '
+            "nothing was stored"
+        )
     plan = [(name, p) for name, p in pairs if name is not None and p.suffix.lower() in EXPORT_SUFFIXES]
     if not plan:
         raise ContractError(
@@ -411,14 +481,36 @@ def _ingest_table(
     table puts its newest accepted event day in ``newest``."""
     names = [export.path.name for export, _ in files]
     labels = [export.path.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
+    # Where rows can come from, in file (and sheet) order: quarantine records are kept in that order.
+    labels_in_order = list(
+        dict.fromkeys(
+            label
+            for export, _ in files
+            for label in (
+                [f"{export.path.name} [{sheet}]" for sheet in pd.unique(export.sheets)]
+                if export.sheets is not None
+                else []
+            )
+            + [export.path.name]
+        )
+    )
     notes = [f"{export.path.name}: {note}" for export, _ in files for note in export.notes]
     frame = _stack([mapped for _, mapped in files])
     raw, sources = _originals(files)
     if len(files) > 1 or files[0][0].sheets is not None:  # one label for all rows is validate's `source`
         frame = frame.assign(_source=sources)
-    malformed = _stack([export.malformed.assign(_source=export.path.name) for export, _ in files])
+    malformed = _stack([export.malformed for export, _ in files])  # each names its file (and sheet)
+    # A parent's stored ids: an incoming id that is one of them without its leading zeros is no new customer.
+    stored_keys = stored.column(spec.key[0]).to_pandas() if parent and len(spec.key) == 1 else None
     result = validate(
-        frame, spec.name, source=names[0], reference=reference, now=now, original=raw, timezone=timezone
+        frame,
+        spec.name,
+        source=names[0],
+        reference=reference,
+        now=now,
+        original=raw,
+        timezone=timezone,
+        stored_keys=stored_keys,
     )
     read = len(frame) + len(malformed)
     # Per accepted row, the contract columns its file lacks (monthly part files may differ in columns).
@@ -482,9 +574,15 @@ def _ingest_table(
             )
         )
         del values, sources
-    quarantined = pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True)
+    quarantined = _in_file_order(
+        pd.concat([r for r in records if len(r)] or records[:1], ignore_index=True), labels_in_order
+    )
     if counts[NEW] or counts[UPDATED]:
         write_arrow_table(warehouse, spec.name, written)
+    elif not has_table(warehouse, spec.name):
+        # Every row quarantined: the table was ingested and holds nothing yet. Without a file, readers said
+        # "… is missing; run gridrisk ingest", although it had run.
+        write_arrow_table(warehouse, spec.name, spec.arrow_schema().empty_table())
 
     accepted = result.table.num_rows - int(counts[CONFLICT])
     part.files.extend(labels)
@@ -492,13 +590,12 @@ def _ingest_table(
     part.quarantined += len(quarantined)
     part.accepted += accepted
     part.by_rule.update(quarantined["_rule"].tolist())
-    for rule, message in quarantined.drop_duplicates("_rule")[["_rule", "_message"]].itertuples(index=False):
-        part.examples.setdefault(rule, message)
+    _note_examples(part, quarantined)
     part.new += int(counts[NEW])
     part.updated += int(counts[UPDATED])  # held updates count when they are settled
     part.unchanged += int(counts[UNCHANGED])
-    part.quarantine_added += append_quarantine(warehouse, spec.name, quarantined)
-    part.extra_columns = sorted(set(part.extra_columns) | set(result.extra_columns))
+    part.quarantine_added += _add_quarantine(warehouse, spec.name, quarantined, now)
+    part.extra_columns = list(dict.fromkeys([*part.extra_columns, *result.extra_columns]))  # in file order
     part.notes.extend(notes)
     logger.info(
         "%s (%s): %d rows read, %d accepted (%d new, %d updated, %d unchanged), %d quarantined",
@@ -512,6 +609,16 @@ def _ingest_table(
         len(quarantined),
     )
     return _frame(merged) if parent else None
+
+
+def _in_file_order(records: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
+    """Quarantine records by file (and sheet) in the order they were read, then by row: a row that is no
+    record (malformed) stands between the rows around it, as in the file."""
+    if len(records) < 2:
+        return records
+    rank = records["_source"].map({source: i for i, source in enumerate(sources)}).fillna(len(sources))
+    order = np.lexsort((records["_row"].to_numpy(), rank.to_numpy()))
+    return records.iloc[order].reset_index(drop=True)
 
 
 def _newest_event(tbl: pa.Table, spec: Table) -> pd.Timestamp | None:
@@ -531,6 +638,7 @@ def _settle_updates(
     stored_end: pd.Timestamp | None,
     export_end: pd.Timestamp | None,
     tables: list[str],
+    moment: pd.Timestamp,
 ) -> None:
     """Store held archive changes, unless this export's events end before the stored events of the same
     ``tables`` did: then the export is older than the state stored (a month replayed after the next one),
@@ -564,9 +672,57 @@ def _settle_updates(
     part.accepted -= n
     part.quarantined += n
     part.by_rule.update(records["_rule"].tolist())
-    part.examples.setdefault(str(Rule.WAREHOUSE_CONFLICT), message)
-    part.quarantine_added += append_quarantine(warehouse, spec.name, records)
+    _note_examples(part, records)
+    part.quarantine_added += _add_quarantine(warehouse, spec.name, records, moment)
     logger.warning("%s: %d rows older than the stored ones quarantined (%s)", spec.name, n, message)
+
+
+# Quarantined rows shown per rule in the summary: enough to open the file at them without pandas.
+EXAMPLES_PER_RULE = 3
+
+
+def _note_examples(part: TableReport, records: pd.DataFrame) -> None:
+    """The first message of each rule, and where its first rows are: file, row (a CSV's line), column and
+    the value as the export had it."""
+    for rule, group in records.groupby("_rule", sort=False):
+        part.examples.setdefault(str(rule), str(group["_message"].iloc[0]))
+        shown = part.where.setdefault(str(rule), [])
+        for record in group.head(max(EXAMPLES_PER_RULE - len(shown), 0)).to_dict("records"):
+            source, row, column = str(record["_source"]), int(record["_row"]), record["_column"]
+            unit = "line" if source.lower().endswith(".csv") else "row"
+            if shown and shown[0].startswith(f"{source} "):
+                shown.append(f"{unit} {row:,}")
+                continue
+            value = record.get(column) if column else record.get("_text")
+            text = "(empty)" if value is None or pd.isna(value) else repr(str(value))
+            text = text if len(text) <= 40 else text[:39] + "…"
+            shown.append(
+                f"{source} {unit} {row:,}" + (f": {column or 'the line'} {text}" if not shown else "")
+            )
+
+
+# When a quarantine record was first written: the moment of that ingest (UTC, --now or the clock). A record
+# already in quarantine keeps its stamp when a later run finds the same row again.
+INGESTED_AT = "_ingested_at"
+
+
+def _add_quarantine(warehouse: Path, name: str, records: pd.DataFrame, moment: pd.Timestamp) -> int:
+    """Append the records WH/quarantine does not hold yet, stamped with this run's moment; returns how many.
+    The same row with the same reasons from an earlier run is not new, whatever its stamp, so re-ingesting an
+    export adds nothing and the stamp says when a problem first appeared."""
+    if records.empty:
+        return 0
+    stored = read_quarantine(warehouse, name)
+    if len(stored):
+        columns = [c for c in dict.fromkeys([*stored.columns, *records.columns]) if c != INGESTED_AT]
+        text = {c: "str" for c in columns if c != "_row"}
+        incoming = records.reindex(columns=columns).astype(text).astype({"_row": "int64"})
+        known = stored.reindex(columns=columns).astype(text).astype({"_row": "int64"}).drop_duplicates()
+        seen = incoming.merge(known, on=columns, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+        records = records.loc[~seen]
+    if records.empty:
+        return 0
+    return append_quarantine(warehouse, name, records.assign(**{INGESTED_AT: f"{moment:%Y-%m-%d %H:%M:%S}"}))
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:

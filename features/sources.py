@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import html
 import os
 import re
 import zipfile
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -160,6 +162,7 @@ UNREAD_TABLE_SUFFIXES = (".xls", ".xlsm", ".xlsb", ".ods", ".txt", ".tsv", ".dat
 # is the superset of GBK/GB2312 that Chinese Windows tools write.
 CSV_ENCODINGS = ("utf-8", "gb18030")
 _UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _ZIP_MAGIC = b"PK\x03\x04"  # an .xlsx workbook is a zip archive
 _CHUNK = 1 << 24
 
@@ -168,10 +171,13 @@ _CHUNK = 1 << 24
 class Export:
     """One export file as read: raw headers and values (strings from CSV, typed cells from Parquet/XLSX).
 
-    ``frame`` has a ``_row`` column: the data-row number in the file (1 = the first row under the header;
-    blank lines are not counted). ``malformed`` holds rows the reader could not split into the header's fields
-    (columns ``_row``, ``_text``, ``_message``); they never reach ``frame``. ``sheets``, for a workbook whose
-    rows come from several sheets, names each row's sheet (``_row`` then counts within that sheet).
+    ``frame`` has a ``_row`` column: where a user finds the row — the line of a CSV file it starts on
+    (counting the header, blank lines and the lines of multi-line values, as an editor does), the sheet row
+    of a workbook (as Excel shows it), the row of a Parquet file counted from 1. ``malformed`` holds rows
+    that are no record (columns ``_row``, ``_text``, ``_message``, ``_source``); they never reach ``frame``.
+    ``sheets``, for a workbook whose rows come from several sheets, names each row's sheet. ``head`` holds
+    the first rows that are not empty, header included, as (row, cells): where the header really is when
+    the first row is a title.
     """
 
     path: Path
@@ -180,6 +186,7 @@ class Export:
     encoding: str | None = None
     notes: list[str] = field(default_factory=list)
     sheets: np.ndarray | None = None
+    head: list[tuple[int, list[str]]] = field(default_factory=list)
 
     def row_sources(self) -> np.ndarray:
         """Where each row of ``frame`` came from: the file name, with its sheet for a multi-sheet workbook."""
@@ -218,12 +225,14 @@ def unsupported_type(path: Path) -> ContractError:
     )
 
 
-def _malformed(entries: list[tuple[int, str, str]]) -> pd.DataFrame:
+def _malformed(entries: list[tuple[int, str, str]], source: str | list[str]) -> pd.DataFrame:
+    """Rows that are no record, as (row, text, reason), from ``source`` (a file name, or one per entry)."""
     return pd.DataFrame(
         {
             "_row": pd.Series([e[0] for e in entries], dtype="int64"),
             "_text": pd.Series([e[1] for e in entries], dtype="str"),
             "_message": pd.Series([e[2] for e in entries], dtype="str"),
+            "_source": pd.Series([source] * len(entries) if isinstance(source, str) else source, dtype="str"),
         }
     )
 
@@ -238,59 +247,191 @@ def _read_parquet(path: Path) -> Export:
         ) from exc
     frame = tbl.to_pandas(date_as_object=False)
     frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
-    return Export(path=path, frame=frame, malformed=_malformed([]))
+    return Export(path=path, frame=frame, malformed=_malformed([], path.name))
 
 
 def _read_xlsx(path: Path) -> Export:
     """Every sheet of the workbook: exports larger than Excel's 1,048,576-row limit continue on further sheets
     under the same header, so those sheets are one table. A sheet with rows under another header refuses the
-    file, never skipped; a sheet without rows holds nothing to lose and is left out."""
+    file, never skipped; a sheet without rows holds nothing to lose and is left out. ``_row`` is the sheet's
+    own row number, as Excel shows it."""
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    unreadable = (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, InvalidFileException)
     try:
-        with pd.ExcelFile(path, engine="openpyxl") as book:
-            # dtype=object keeps what cells hold: date cells as datetimes, serials as numbers, ids as text.
-            parsed = [(name, book.parse(name, dtype=object)) for name in book.sheet_names]
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except unreadable as exc:
         raise ContractError(
             f"{path}: unreadable XLSX workbook ({exc}); the file is truncated or not .xlsx — save it again "
             "from Excel"
         ) from exc
-    sheets: list[tuple[str, pd.DataFrame]] = []
-    for name, frame in parsed:
-        frame.columns = [str(c).strip() for c in frame.columns]
-        frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
-        # A wholly empty sheet row is layout, not a record; numbers still match the sheet (row = _row + 1).
-        blank = frame.drop(columns="_row").isna().all(axis=1)
-        sheets.append((name, frame.loc[~blank].reset_index(drop=True)))
+    try:
+        sheets = [_read_sheet(book, sheet) for sheet in book.worksheets]
+    except unreadable as exc:
+        raise ContractError(
+            f"{path}: unreadable XLSX workbook ({exc}); the file is truncated or damaged — save it again "
+            "from Excel"
+        ) from exc
+    finally:
+        book.close()
     # The header is the first sheet's with data rows. A sheet without rows (blank, or a notes sheet holding a
     # title) loses nothing when it is left out; it is named in a note when its header differs.
-    with_rows = [sheet for sheet in sheets if len(sheet[1])]
+    with_rows = [sheet for sheet in sheets if len(sheet.frame) or sheet.malformed]
     if not with_rows:
-        frame = sheets[0][1] if sheets else pd.DataFrame({"_row": pd.Series([], dtype="int64")})
-        return Export(path=path, frame=frame, malformed=_malformed([]))
-    header = set(with_rows[0][1].columns)
+        first = sheets[0] if sheets else None
+        frame = first.frame if first else pd.DataFrame({"_row": pd.Series([], dtype="int64")})
+        return Export(
+            path=path, frame=frame, malformed=_malformed([], path.name), head=first.head if first else []
+        )
+    header = set(with_rows[0].frame.columns)
     for sheet in with_rows[1:]:
-        if set(sheet[1].columns) != header:
+        if set(sheet.frame.columns) != header:
             _refuse_sheet(path, with_rows[0], sheet)
     left_out = [
-        repr(name) for name, frame in sheets if not len(frame) and set(frame.columns) - {"_row"} - header
+        repr(sheet.name)
+        for sheet in sheets
+        if sheet not in with_rows and set(sheet.frame.columns) - {"_row"} - header
     ]
     notes = [f"left out sheet(s) without rows: {', '.join(left_out)}"] if left_out else []
+    head = with_rows[0].head
     if len(with_rows) == 1:
-        return Export(path=path, frame=with_rows[0][1], malformed=_malformed([]), notes=notes)
-    counts = ", ".join(f"{name!r} ({len(frame):,} rows)" for name, frame in with_rows)
+        sheet = with_rows[0]
+        return Export(
+            path=path,
+            frame=sheet.frame,
+            malformed=_malformed(sheet.malformed, path.name),
+            notes=notes,
+            head=head,
+        )
+    counts = ", ".join(f"{sheet.name!r} ({len(sheet.frame):,} rows)" for sheet in with_rows)
     notes.insert(0, f"read {len(with_rows)} sheets with one header: {counts}")
+    malformed = [(entry, f"{path.name} [{sheet.name}]") for sheet in with_rows for entry in sheet.malformed]
     return Export(
         path=path,
-        frame=pd.concat([frame for _, frame in with_rows], ignore_index=True),
-        malformed=_malformed([]),
+        frame=pd.concat([sheet.frame for sheet in with_rows], ignore_index=True),
+        malformed=_malformed([entry for entry, _ in malformed], [source for _, source in malformed]),
         notes=notes,
-        sheets=np.concatenate([np.full(len(frame), name, dtype=object) for name, frame in with_rows]),
+        sheets=np.concatenate([np.full(len(sheet.frame), sheet.name, dtype=object) for sheet in with_rows]),
+        head=head,
     )
 
 
-def _refuse_sheet(path: Path, first: tuple[str, pd.DataFrame], other: tuple[str, pd.DataFrame]) -> None:
-    header = [c for c in first[1].columns if c != "_row"]
-    columns = [c for c in other[1].columns if c != "_row"]
+@dataclass
+class _Sheet:
+    """One worksheet as read: its rows under its header (``_row`` = sheet row), the rows that are no record
+    (the header again), and its first rows (for a header that is not on the first row)."""
+
+    name: str
+    frame: pd.DataFrame
+    malformed: list[tuple[int, str, str]]
+    head: list[tuple[int, list[str]]]
+
+
+def _cell_text(value: object) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _is_blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _read_sheet(book, sheet) -> _Sheet:  # type: ignore[no-untyped-def]
+    """The rows of one worksheet: the first row that is not empty is the header; empty rows are layout."""
+    sheet.reset_dimensions()  # a stale size record (some tools write A1) would cut the sheet short
+    uncomputed = _formulas_without_values(book, sheet)
+    header: list[str] | None = None
+    rows: list[tuple] = []
+    numbers: list[int] = []
+    head: list[tuple[int, list[str]]] = []
+    malformed: list[tuple[int, str, str]] = []
+    for number, values in enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1):
+        if number in uncomputed:
+            # A formula saved without its result reads as empty; its text stands in, so validation says so.
+            values = list(values)
+            for column, formula in uncomputed[number].items():
+                values.extend([None] * (column - len(values)))
+                values[column - 1] = formula
+        if all(_is_blank(v) for v in values):
+            continue
+        if len(head) < HEAD_ROWS:
+            head.append((number, [_cell_text(v) for v in values]))
+        if header is None:
+            header = [_cell_text(v) for v in values]
+            continue
+        if [_cell_text(v) for v in values[: len(header)]] == header and not any(
+            not _is_blank(v) for v in values[len(header) :]
+        ):
+            malformed.append(
+                (
+                    number,
+                    "\t".join(header),
+                    "the header row again, not a record (a paged export, or sheets pasted one under another)",
+                )
+            )
+            continue
+        rows.append(values)
+        numbers.append(number)
+    header = header or []
+    width = max([len(header), *(len(row) for row in rows)]) if rows else len(header)
+    names = [*header, *[""] * (width - len(header))]
+    frame = pd.DataFrame.from_records(
+        [tuple(row) + (None,) * (width - len(row)) for row in rows], columns=range(width), nrows=len(rows)
+    ).astype(object)
+    if not rows:
+        frame = pd.DataFrame({i: pd.Series([], dtype=object) for i in range(width)})
+    # A column without a header and without values is formatting, not data; one with values needs a name.
+    keep = [i for i, name in enumerate(names) if name or frame[i].notna().any()]
+    frame = frame[keep]
+    frame.columns = [names[i] or f"unnamed_{i}" for i in keep]
+    frame["_row"] = np.asarray(numbers, dtype="int64")
+    return _Sheet(sheet.title, frame.reset_index(drop=True), malformed, head)
+
+
+_CELL_REF = re.compile(rb'\br="([A-Z]+)(\d+)"')
+_CACHED_VALUE = re.compile(rb"<v>([^<]*)</v>")
+_FORMULA_TEXT = re.compile(rb"<f\b[^>]*>([^<]*)</f>")
+
+
+def _formulas_without_values(book, sheet) -> dict[int, dict[int, str]]:  # type: ignore[no-untyped-def]
+    """Sheet row -> column (from 1) -> ``=formula`` for formula cells saved without their result. Reporting
+    tools (Apache POI, openpyxl) write formulas and leave computing them to Excel; such a cell reads as empty,
+    and an optional value would be lost without a word. Only the sheet's formula cells are looked at."""
+    from openpyxl.utils import column_index_from_string
+
+    archive, member = getattr(book, "_archive", None), getattr(sheet, "_worksheet_path", None)
+    if archive is None or member is None:
+        return {}
+    out: dict[int, dict[int, str]] = {}
+    with archive.open(member) as src:
+        tail = b""
+        while chunk := src.read(_CHUNK):
+            data = tail + chunk
+            cut = data.rfind(b"</c>") + 4 if b"</c>" in data else 0
+            block, tail = data[:cut], data[cut:]
+            at = block.find(b"<f")
+            while at >= 0:
+                if block[at + 2 : at + 3] not in (b">", b" ", b"/"):  # <formula> of conditional formats
+                    at = block.find(b"<f", at + 2)
+                    continue
+                begin, close = block.rfind(b"<c ", 0, at), block.find(b"</c>", at)
+                cell = block[begin:close]
+                attrs = cell[: cell.find(b">")]
+                ref = _CELL_REF.search(attrs)
+                cached = _CACHED_VALUE.search(cell)
+                # An empty text result is a result (Excel writes t="str" and an empty value for it).
+                if ref and not (cached and (cached.group(1) or b't="str"' in attrs)):
+                    formula = _FORMULA_TEXT.search(cell)
+                    text = html.unescape(formula.group(1).decode("utf-8")) if formula else ""
+                    row, column = int(ref.group(2)), column_index_from_string(ref.group(1).decode("ascii"))
+                    out.setdefault(row, {})[column] = f"={text}" if text else "=(a shared formula)"
+                at = block.find(b"<f", close)
+    return out
+
+
+def _refuse_sheet(path: Path, first: _Sheet, other: _Sheet) -> None:
+    header = [c for c in first.frame.columns if c != "_row"]
+    columns = [c for c in other.frame.columns if c != "_row"]
     missing = [c for c in header if c not in columns]
     extra = [c for c in columns if c not in header]
     differences = "; ".join(
@@ -302,15 +443,31 @@ def _refuse_sheet(path: Path, first: tuple[str, pd.DataFrame], other: tuple[str,
         if part
     )
     raise ContractError(
-        f"{path}: sheet {other[0]!r} has another header than sheet {first[0]!r} ({differences}); a table "
+        f"{path}: sheet {other.name!r} has another header than sheet {first.name!r} ({differences}); a table "
         "split across sheets repeats the same header on each — fix that sheet's header, or move the sheet to "
         "a file of its own"
     )
 
 
-def _utf8_payload(path: Path, data: bytes) -> tuple[bytes, str, list[str]]:
-    """The bytes as UTF-8 and the encoding found; a file cut inside a character loses that character."""
+def _utf8_payload(path: Path, data: bytes) -> tuple[bytes, str, list[str], bool]:
+    """The bytes as UTF-8, the encoding found, notes, and whether the file ends inside a character (cut
+    short: that character is dropped)."""
     notes: list[str] = []
+    if data.startswith(_UTF16_BOMS):
+        # Excel's "Unicode text" and some Windows tools write UTF-16; its byte-order mark makes it certain.
+        try:
+            return data.decode("utf-16").encode("utf-8"), "utf-16", notes, False
+        except UnicodeDecodeError as exc:
+            raise ContractError(
+                f"{path}: starts with a UTF-16 byte-order mark but does not decode as UTF-16 (at byte "
+                f"{exc.start}): truncated or damaged? Save it again, as 'CSV UTF-8'"
+            ) from exc
+    head = data[:4096]
+    if head.count(0) > len(head) // 4:  # no text holds NUL bytes; UTF-16 of ASCII is every other byte 0
+        raise ContractError(
+            f"{path}: wrong encoding — it looks like UTF-16 without a byte-order mark (every other byte "
+            "is 0); re-export the file as UTF-8 CSV (Excel: 'CSV UTF-8')"
+        )
     if data.startswith(_UTF8_BOM):
         data, bom = data[len(_UTF8_BOM) :], True
     else:
@@ -336,10 +493,34 @@ def _utf8_payload(path: Path, data: bytes) -> tuple[bytes, str, list[str]]:
             )
         name = "utf-8-sig" if bom else encoding
         payload = data[: len(data) - pending] if out is None else bytes(out)
-        return payload, name, notes
+        if name == "utf-8" and (doubt := _gbk_read_as_utf8(data)):
+            notes.append(doubt)
+        return payload, name, notes, bool(pending)
     raise ContractError(
-        f"{path}: wrong encoding — not UTF-8, UTF-8 with BOM or GB18030 ({'; '.join(failures)}); "
-        "re-export the file as UTF-8 CSV"
+        f"{path}: wrong encoding — not UTF-8, UTF-8 with BOM, UTF-16 with BOM or GB18030 "
+        f"({'; '.join(failures)}); re-export the file as UTF-8 CSV"
+    )
+
+
+_CJK = re.compile("[\u4e00-\u9fff]")
+_LETTERS_NOT_CHINESE = re.compile("[\u00a0-\u052f]")  # Latin-1 to Cyrillic, IPA, Greek: ¬ΰ ʷǿ
+
+
+def _gbk_read_as_utf8(data: bytes) -> str | None:
+    """A note when a file that decodes as UTF-8 may be GBK: about 1,900 common hanzi (卢 伟 史 强 …) have GBK
+    bytes that are also valid UTF-8. Read as UTF-8 such a file has no Chinese but Latin or Greek letters,
+    while GB18030 reads Chinese; which is right cannot be told for certain, so it is said, not changed."""
+    sample = data[: 1 << 20]
+    text = sample.decode("utf-8", errors="ignore")
+    if _CJK.search(text) or not (odd := _LETTERS_NOT_CHINESE.findall(text)):
+        return None
+    chinese = _CJK.findall(sample.decode("gb18030", errors="ignore"))
+    if len(chinese) < len(odd) // 2:
+        return None
+    return (
+        f"read as UTF-8, but its text has no Chinese and letters such as {''.join(odd[:6])}, which as "
+        f"GB18030 would be {''.join(chinese[:6])}: if names look garbled, the file is GBK — re-export it as "
+        "UTF-8 (a GBK file whose Chinese happens to be valid UTF-8 cannot be told apart for certain)"
     )
 
 
@@ -352,16 +533,25 @@ def _read_csv(path: Path) -> Export:
         raise ContractError(
             f"{path}: a zip archive or .xlsx workbook, not CSV text; if it is a workbook, name it .xlsx"
         )
-    payload, encoding, notes = _utf8_payload(path, raw)
-    # Line ends may be CRLF, LF or a lone CR (Excel's "CSV (Macintosh)"). Only the first two lines are cut
-    # out: splitting the payload would copy a whole province's file once more.
-    lines = _first_lines(payload, 2)
-    first_line = lines[0].decode("utf-8")
-    skip_rows = 1
+    if not raw:
+        raise ContractError(
+            f"{path}: empty file (0 bytes), not even a header line — did the export fail? A table without "
+            "rows is exported as its header line alone; export it again, or take the file out of the folder"
+        )
+    payload, encoding, notes, cut_char = _utf8_payload(path, raw)
+    if not payload.strip():
+        raise ContractError(f"{path}: no header line; the first line must name the columns")
+    # Many exporters write no line end after the last line; one is added, so the last row reads as the others.
+    ended = payload.endswith((b"\n", b"\r"))
+    if not ended:
+        payload += b"\n"
+    lines = _Lines(payload)
+    header_line = 1
+    first_line = lines.text(1)
     # Excel writes a `sep=;` line above the header when the delimiter is not the locale's.
     hint = _SEP_HINT.fullmatch(first_line.strip(" "))
     if hint and len(lines) > 1:
-        first_line, skip_rows = lines[1].decode("utf-8"), 2
+        header_line, first_line = 2, lines.text(2)
     if not first_line.strip():
         raise ContractError(f"{path}: no header line; the first line must name the columns")
     delimiter = hint.group(1) if hint else max(",\t;|", key=first_line.count)
@@ -369,82 +559,348 @@ def _read_csv(path: Path) -> Export:
         header = next(csv.reader([first_line], delimiter=delimiter))
     except csv.Error as exc:
         raise ContractError(f"{path}: unreadable header line ({exc}); export the file again") from exc
-    names = [f"c{i}" for i in range(len(header))]
-
-    bad: list[tuple[int, str, str]] = []
-    layout: list[int] = []  # lines of nothing but spaces and delimiters: not records
-
-    def skip(row: pacsv.InvalidRow) -> str:
-        number = row.number - skip_rows  # pyarrow counts the lines above the data too
-        if not row.text.replace(delimiter, "").strip():
-            layout.append(number)
-            return "skip"
-        bad.append(
-            (
-                number,
-                row.text,
-                f"{row.actual_columns} fields where the header has {row.expected_columns} "
-                "(truncated row, or a delimiter inside an unquoted value)",
-            )
-        )
-        return "skip"
-
-    try:
-        tbl = pacsv.read_csv(
-            pa.BufferReader(payload),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip_rows, use_threads=False),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=skip
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False
-            ),
-        )
-    except pa.ArrowException as exc:
-        raise ContractError(f"{path}: unreadable CSV ({exc}); export it again") from exc
-    frame = tbl.to_pandas()
-    frame.columns = [h.strip() or f"unnamed_{i}" for i, h in enumerate(header)]
-    total = len(frame) + len(bad) + len(layout)
-    frame["_row"] = np.setdiff1d(
-        np.arange(1, total + 1, dtype="int64"), [b[0] for b in bad] + layout, assume_unique=True
-    )
-    before = len(frame)
+    literal = _literal_quotes(payload, delimiter)
+    if literal is not payload:
+        lines = _Lines(literal)
+    frame, bad, layout = _read_records(path, lines, header, header_line + 1, delimiter)
     frame, repeated = _drop_layout_rows(frame, header, delimiter)
     bad.extend(repeated)
-    # Counted, so read = accepted + quarantined + these: the empty lines pyarrow set aside and the empty rows.
-    if empty := len(layout) + before - len(frame) - len(repeated):
-        notes.append(f"{empty} rows of empty fields skipped (layout a spreadsheet saves, not records)")
-    # A file cut short inside its last field still splits into the right number of fields, with a wrong value:
-    # the missing line end is the only trace, so that row is held back, not trusted. A quote never closed runs
-    # to the end of the file: the last value then ends with the file's final line end, which no quote closes.
-    last = str(frame.iloc[-1, len(header) - 1]) if len(frame) else ""
-    open_quote = last.endswith(("\n", "\r")) and not payload.rstrip(b"\r\n").endswith(b'"')
-    cut = not payload.endswith((b"\n", b"\r")) or open_quote
-    if cut and len(frame) and frame["_row"].iloc[-1] == total:
-        values = frame.drop(columns="_row").iloc[-1]
+    bad.sort(key=lambda entry: entry[0])
+    # Counted, so read = accepted + quarantined + these: the lines of spaces and the rows of empty fields.
+    if layout:
+        notes.append(f"{layout} rows of empty fields skipped (layout a spreadsheet saves, not records)")
+    if not ended and len(frame) and frame["_row"].iloc[-1] == lines.last_filled():
+        if cut_char:
+            # Cut inside a character, the file is short for certain: its last row is held back, not trusted.
+            values = frame.drop(columns="_row").iloc[-1]
+            bad.append(
+                (
+                    int(frame["_row"].iloc[-1]),
+                    delimiter.join("" if pd.isna(v) else str(v) for v in values),
+                    "the file ends inside a character of this row: truncated? export it again",
+                )
+            )
+            frame = frame.iloc[:-1]
+        else:
+            notes.append(
+                f"no line end after the last line (line {len(lines):,}); that row has every field and is "
+                "read as a complete row — if the export may have been cut short, compare it with the source"
+            )
+    return Export(
+        path=path,
+        frame=frame,
+        malformed=_malformed(bad, path.name),
+        encoding=encoding,
+        notes=notes,
+        head=_csv_head(lines, header_line),
+    )
+
+
+_LINE_CHUNK = 1 << 26
+
+
+class _Lines:
+    """A CSV payload (ending with a line end) and its physical lines, numbered from 1 as an editor shows
+    them. Line ends are CRLF, LF or a lone CR."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        arr = np.frombuffer(payload, dtype=np.uint8)
+        ends, contents = [], []
+        for start in range(0, len(arr), _LINE_CHUNK):
+            part = arr[start : start + _LINE_CHUNK + 1]  # a byte more: a CR whose LF opens the next chunk
+            own = part[: min(_LINE_CHUNK, len(arr) - start)]
+            lf = np.flatnonzero(own == 10)
+            cr = np.flatnonzero(own == 13)
+            after = cr + 1
+            paired = np.zeros(len(cr), dtype=bool)
+            inside = after < len(part)
+            paired[inside] = part[after[inside]] == 10
+            end = np.sort(np.concatenate([lf, cr[~paired]]))
+            content = end - np.isin(end, cr[paired] + 1)  # a CRLF line's content ends at its CR
+            ends.append(end + start)
+            contents.append(content + start)
+        self.ends = np.concatenate(ends).astype(np.int64)
+        self.content_ends = np.concatenate(contents).astype(np.int64)
+        self.starts = np.concatenate([[0], self.ends[:-1] + 1]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def raw(self, number: int) -> bytes:
+        return self.payload[self.starts[number - 1] : self.content_ends[number - 1]]
+
+    def text(self, number: int) -> str:
+        return self.raw(number).decode("utf-8")
+
+    def filled(self, first: int) -> np.ndarray:
+        """The numbers of the lines from ``first`` on that are not empty (a CSV reader skips empty ones)."""
+        lengths = self.content_ends[first - 1 :] - self.starts[first - 1 :]
+        return np.flatnonzero(lengths > 0) + first
+
+    def last_filled(self) -> int:
+        filled = np.flatnonzero(self.content_ends > self.starts)
+        return int(filled[-1]) + 1 if len(filled) else 0
+
+
+# More lines than this opening a quote that never closes: the file's quotes do not follow CSV, and reading the
+# rest again after each such line would not end in reasonable time; the file is refused instead.
+MAX_OPEN_QUOTES = 100
+
+
+def _read_records(
+    path: Path, lines: _Lines, header: list[str], first: int, delimiter: str
+) -> tuple[pd.DataFrame, list[tuple[int, str, str]], int]:
+    """The records from line ``first`` on, each numbered by the line it starts on (``_row``); the rows that do
+    not split into the header's fields, as (line, text, reason); and how many lines of nothing but spaces and
+    delimiters (layout) were left out.
+
+    A quote that opens a value and does not close on its line makes a CSV reader take the lines after it as
+    part of that value, to the next quote or to the end of the file. When those lines look like records, or
+    the value runs to the end of the file, the line with the quote is set aside with that reason and the lines
+    after it are read again on their own: no row is lost inside another."""
+    names = [f"c{i}" for i in range(len(header))]
+    tables: list[pa.Table] = []
+    numbers: list[np.ndarray] = []
+    bad: list[tuple[int, str, str]] = []
+    layout = 0
+    opened: list[int] = []
+    while first <= len(lines):
+        tbl, invalid = _parse_lines(path, lines, first, names, delimiter)
+        starts, spans, flags = _record_lines(lines, first, tbl, invalid)
+        broken = _open_quote(lines, starts, spans, len(header), delimiter)
+        cut = len(starts) if broken is None else broken[0]
+        kept = starts[:cut][~flags[:cut]]
+        tables.append(tbl.slice(0, len(kept)))
+        numbers.append(kept)
+        for (_, actual, expected, text), index in zip(invalid, np.flatnonzero(flags), strict=True):
+            if index >= cut:
+                break
+            if not text.replace(delimiter, "").strip():
+                layout += 1
+                continue
+            bad.append((int(starts[index]), text, _field_count_message(actual, expected, text, delimiter)))
+        if broken is None:
+            break
+        index, end = broken
+        line = int(starts[index])
+        opened.append(line)
+        if len(opened) > MAX_OPEN_QUOTES:
+            raise ContractError(
+                f"{path}: more than {MAX_OPEN_QUOTES} lines open a quoted value that does not close on its "
+                f"line (lines {', '.join(f'{n:,}' for n in opened[:5])}, …): the file's quotes do not follow "
+                "CSV. "
+                'Export it again with every quote inside a value doubled (""), or without quotes'
+            )
+        reach = "runs to the end of the file" if end >= len(lines) else f"closes only on line {end:,}"
         bad.append(
             (
-                total,
-                delimiter.join("" if pd.isna(v) else str(v) for v in values),
-                "the file ends inside this row (no line end, or an open quote): truncated? export it again",
+                line,
+                lines.text(line),
+                f"a quote opens a value in this line and {reach}, taking the {max(end - line, 0):,} line(s) "
+                "after it into that value: this line is held back and the lines after it are read on their "
+                'own. Fix the quote (a quote inside a value is written "")',
             )
         )
-        frame = frame.iloc[:-1]
-    return Export(path=path, frame=frame, malformed=_malformed(bad), encoding=encoding, notes=notes)
+        first = line + 1
+    frame = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame({n: [] for n in names})
+    frame.columns = [h.strip() or f"unnamed_{i}" for i, h in enumerate(header)]
+    frame["_row"] = np.concatenate(numbers).astype("int64") if numbers else np.array([], dtype="int64")
+    return frame, bad, layout
 
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
+def _field_count_message(actual: int, expected: int, text: str, delimiter: str) -> str:
+    message = (
+        f"{actual} fields where the header has {expected} (truncated row, or a delimiter inside an unquoted "
+        "value)"
+    )
+    if actual == expected + 1 and text.rstrip().endswith(delimiter):
+        message += (
+            "; the line ends with a delimiter — if every data line does, end the header line with "
+            f"{delimiter!r} too"
+        )
+    return message
 
 
-def _first_lines(payload: bytes, n: int) -> list[bytes]:
-    """Up to `n` lines from the start of `payload`, without their line ends and without copying the rest."""
-    lines, start = [], 0
-    for end in _LINE_END.finditer(payload):
-        lines.append(payload[start : end.start()])
-        start = end.end()
-        if len(lines) == n:
-            return lines
-    return [*lines, payload[start:]][:n]
+def _parse_lines(
+    path: Path, lines: _Lines, first: int, names: list[str], delimiter: str
+) -> tuple[pa.Table, list[tuple[int, int, int, str]]]:
+    """pyarrow's parse of the lines from ``first`` on: the rows that split into the header's fields, and the
+    others as (record number from 1, fields, expected fields, text), in file order."""
+    invalid: list[tuple[int, int, int, str]] = []
+
+    def keep(row: pacsv.InvalidRow) -> str:
+        invalid.append((row.number, row.actual_columns, row.expected_columns, row.text))
+        return "skip"
+
+    data = pa.py_buffer(lines.payload)[int(lines.starts[first - 1]) :]
+    block: int | None = None
+    while True:
+        invalid.clear()
+        try:
+            tbl = pacsv.read_csv(
+                pa.BufferReader(data),
+                read_options=pacsv.ReadOptions(
+                    column_names=names, use_threads=False, **({"block_size": block} if block else {})
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delimiter, newlines_in_values=True, invalid_row_handler=keep
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names}, strings_can_be_null=False
+                ),
+            )
+            break
+        except pa.ArrowInvalid as exc:
+            # A row longer than the reader's block (megabytes pasted into one cell) needs a larger block: the
+            # rest of the file at most, so no row is too long short of memory.
+            if block is None and "block" in str(exc):
+                block = min(data.size + 1, (1 << 31) - 1)
+                continue
+            raise ContractError(
+                f"{path}: unreadable CSV from line {first:,} on ({exc}); export it again"
+            ) from exc
+    invalid.sort(key=lambda row: row[0])
+    return tbl, invalid
+
+
+def _record_lines(
+    lines: _Lines, first: int, tbl: pa.Table, invalid: list[tuple[int, int, int, str]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each record parsed from line ``first`` on, in file order: the line it starts on, how many lines
+    it spans, and whether it is one of the ``invalid`` rows. A reader skips empty lines and numbers records,
+    not lines; the line numbers come from the empty lines and the line ends inside quoted values."""
+    n = tbl.num_rows + len(invalid)
+    flags = np.zeros(n, dtype=bool)
+    filled = lines.filled(first)
+    spans = np.ones(n, dtype=np.int64)
+    if n == 0:
+        return np.array([], dtype=np.int64), spans, flags
+    flags[[number - 1 for number, *_ in invalid]] = True  # the valid rows take the places between them
+    if len(filled) == n:  # no record spans lines: the k-th record is the k-th line that is not empty
+        return filled.astype(np.int64), spans, flags
+    breaks = np.zeros(tbl.num_rows, dtype=np.int64)
+    for column in tbl.columns:
+        counts = [pc.count_substring(column, end) for end in ("\n", "\r", "\r\n")]
+        breaks += (counts[0].to_numpy() + counts[1].to_numpy() - counts[2].to_numpy()).astype(np.int64)
+    spans[~flags] += breaks
+    spans[flags] += np.array(
+        [text.count("\n") + text.count("\r") - text.count("\r\n") for *_, text in invalid], dtype=np.int64
+    )
+    starts = np.empty(n, dtype=np.int64)
+    at = 0  # position in `filled` of the next record's first line
+    done = 0
+    for k in np.flatnonzero(spans > 1):
+        count = k - done
+        starts[done:k] = filled[at : at + count]
+        at += count
+        starts[k] = filled[min(at, len(filled) - 1)]
+        at = int(np.searchsorted(filled, starts[k] + spans[k]))
+        done = k + 1
+    rest = filled[at : at + n - done]
+    starts[done : done + len(rest)] = rest
+    starts[done + len(rest) :] = filled[-1] if len(filled) else first  # a value running past the last line
+    return starts, spans, flags
+
+
+def _open_quote(
+    lines: _Lines, starts: np.ndarray, spans: np.ndarray, fields: int, delimiter: str
+) -> tuple[int, int] | None:
+    """The first record with a quoted value that took in lines not its own, and the line that value ends on:
+    a value running to the end of the file (its quote never closes), or one with a line holding a record's
+    delimiters inside the quotes. A value over a few lines of an address or a remark is neither."""
+    for k in np.flatnonzero(spans > 1):
+        line, end = int(starts[k]), int(starts[k] + spans[k] - 1)
+        if end > len(lines):  # the value took in the file's last line end
+            return int(k), len(lines)
+        text = lines.payload[lines.starts[line - 1] : lines.content_ends[end - 1]].decode("utf-8")
+        if fields > 1 and _quoted_lines_with(text, delimiter, fields - 1):
+            return int(k), end
+    if len(starts):
+        rest = lines.payload[lines.starts[starts[-1] - 1] :].decode("utf-8")
+        if _ends_in_open_quote(rest, delimiter):
+            return len(starts) - 1, len(lines)
+    return None
+
+
+_LINE_BREAK = re.compile("\r\n|\r|\n")
+
+
+def _quoted_values(text: str, delimiter: str) -> list[str] | None:
+    """The quoted values of ``text`` read as a CSV reader reads quotes (a quote opens a value only at the
+    start of a field; "" inside one is a quote), or None when the text ends inside one."""
+    breaks = re.compile(f"[{re.escape(delimiter)}\r\n]")
+    values = []
+    at, field_start = 0, True
+    while at < len(text):
+        if field_start and text[at] == '"':
+            close = at + 1
+            while True:
+                close = text.find('"', close)
+                if close < 0:
+                    return None
+                if not text.startswith('""', close):
+                    break
+                close += 2
+            values.append(text[at + 1 : close])
+            at, field_start = close + 1, False
+            continue
+        found = breaks.search(text, at)
+        if found is None:
+            break
+        at, field_start = found.end(), True
+    return values
+
+
+def _quoted_lines_with(text: str, delimiter: str, count: int) -> bool:
+    """Whether a quoted value of ``text`` has a line, after its first, holding ``count`` delimiters or more:
+    lines of records taken into a value whose quote closed only at a later quote."""
+    return any(
+        part.count(delimiter) >= count
+        for value in _quoted_values(text, delimiter) or []
+        for part in _LINE_BREAK.split(value)[1:]
+    )
+
+
+def _ends_in_open_quote(text: str, delimiter: str) -> bool:
+    """Whether ``text`` ends inside a quoted value."""
+    return _quoted_values(text, delimiter) is None
+
+
+def _literal_quotes(payload: bytes, delimiter: str) -> bytes:
+    """The payload with ``"阳光"便利店`` kept as written. A value that starts with a quoted part and goes on
+    after the closing quote is not a quoted value but one with quotes in it; a CSV reader would drop them
+    without a word, so such a value is quoted whole (``\"\"\"阳光\"\"便利店\"``) for the reader to keep them.
+    A quoted part holding the delimiter is left to the reader: its quotes guard the delimiter."""
+    if b'"' not in payload:
+        return payload
+    d = re.escape(delimiter.encode("utf-8"))
+    pattern = re.compile(
+        rb"(?:^|(?<=[" + d + rb'\r\n]))"([^"' + d + rb'\r\n]+)"([^"' + d + rb'\s][^"' + d + rb"\r\n]*)"
+        rb"(?=[" + d + rb"\r\n])",
+        re.MULTILINE,
+    )
+    if pattern.search(payload) is None:
+        return payload
+    return pattern.sub(lambda m: b'"""' + m.group(1) + b'""' + m.group(2) + b'"', payload)
+
+
+# Rows from the top of a file kept with the export, to say where its header is when the first row is not it.
+HEAD_ROWS = 12
+
+
+def _csv_head(lines: _Lines, header: int) -> list[tuple[int, list[str]]]:
+    """The first lines that are not empty from the ``header`` line on, split into fields (each line by the
+    delimiter it has most of)."""
+    out = []
+    for number in lines.filled(header)[:HEAD_ROWS]:
+        text = lines.text(int(number))
+        try:
+            cells = next(csv.reader([text], delimiter=max(",\t;|", key=text.count)))
+        except (csv.Error, StopIteration):
+            cells = [text]
+        out.append((int(number), [cell.strip() for cell in cells]))
+    return out
 
 
 _SEP_HINT = re.compile(r'"?sep=([,\t;|])"?', re.IGNORECASE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import CEILING_YUAN, CUSTOMER_ID_MAX_CHARS, Column, Table, table
+from features.schema import CEILING_YUAN, CUSTOMER_ID_MAX_CHARS, TABLES, Column, Table, table
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +88,32 @@ DATE_ORDER_RULES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "area_supply": (("known_at", "date", "known_at falls on a day before the day or month it measures"),),
 }
 
+# Columns that hold an id (户号, 台区编号, 流水号 …): keys and the foreign keys that point at them. A
+# spreadsheet mangles ids as no other value (a number in scientific notation, 15 digits kept, zeros
+# dropped), and an invisible character makes another id that prints the same: these are checked as ids.
+ID_COLUMNS = frozenset(
+    column.name
+    for spec in TABLES.values()
+    for column in spec.columns
+    if column.dtype == pa.string()
+    and column.allowed is None
+    and (column.name in spec.key or any(fk.column == column.name for fk in spec.foreign_keys))
+) | {"group_id"}
+# A spreadsheet number keeps 15 significant digits: a longer id stored as a number lost its last ones.
+SPREADSHEET_DIGITS = 15
+
 # Columns that hold a billing month: the contract stores its first day.
 MONTH_COLUMNS = frozenset({"period"})
+# Where a month alone (202403, 2024-03, 2024年3月) is a value: a billing month, and an area's monthly supply
+# (dated the first of its month). Elsewhere it is no day: read as the 1st, a payment made on 31 March would
+# look 30 days earlier, and a known_at a month early would let a feature see data before it existed.
+MONTH_FORMS = frozenset({*((name, c) for name in TABLES for c in MONTH_COLUMNS), ("area_supply", "date")})
+_MONTH_ALONE = r"\d{4}[-/.年]\d{1,2}月?|\d{6}"
 
-# Exports write nulls in several ways (Oracle/Hive dumps use \N or NULL); all of them mean "no value".
-NULL_TOKENS = frozenset({"", "NULL", "null", "Null", "\\N", "NaN", "nan", "NaT", "None", "-"})
+# Exports write nulls in several ways (Oracle/Hive dumps use \N or NULL; Chinese reports write "/" or "—" for
+# 不适用, not applicable, as a resident's 功率因数, and 无 for none); all of them mean "no value".
+_EXPORT_NULLS = ("", "NULL", "null", "Null", "\\N", "NaN", "nan", "NaT", "None", "N/A", "n/a", "-")
+NULL_TOKENS = frozenset({*_EXPORT_NULLS, "/", "／", "—", "——", "－", "无"})
 
 # Excel counts days from 1899-12-30; five-digit serials reach year 2173, so a longer number is not a serial.
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
@@ -173,12 +195,14 @@ def validate(
     original: pd.DataFrame | None = None,
     chunk_rows: int | None = None,
     timezone: str = LOCAL_TIMEZONE,
+    stored_keys: pd.Series | None = None,
 ) -> ValidationResult:
     """Split an export of one contract table into accepted and quarantined rows.
 
     ``frame`` has contract column names (headers already mapped) and any dtypes: strings from CSV,
     typed columns from Parquet, date cells or Excel serial numbers from XLSX. A ``_row`` column, when
-    present, gives each row's number in the file (1 = first data row); otherwise rows count from 1. A
+    present, gives each row's number in its file as a user finds it (a CSV line, a sheet row; see
+    `features.sources.Export`); otherwise rows count from 1. A
     ``_source`` column, when present, names each row's file (rows of several files validated together);
     otherwise every row comes from ``source``.
     ``reference`` holds accepted parent tables; foreign keys are checked only against parents given there.
@@ -187,6 +211,9 @@ def validate(
     own values before the column map translated them; quarantine records keep those.
     Rows are checked ``chunk_rows`` (default `CHUNK_ROWS`) at a time; keys are compared across all of them.
     A time that carries a zone or UTC offset becomes the wall clock of ``timezone`` (`LOCAL_TIMEZONE`).
+    ``stored_keys``, for a table other tables point at (customers, areas), holds the ids the warehouse
+    already has: an incoming all-digit id that is a stored one, or another of the export's, without its
+    leading zeros is quarantined (`duplicate_key`), since it would be a second key for one customer.
     Raises ContractError for file-level problems (missing required column, duplicated column names).
     """
     zone = check_timezone(timezone)
@@ -237,7 +264,8 @@ def validate(
     del tables, alive
 
     # Among otherwise valid rows (of every file given) a key may repeat, in one chunk or across chunks.
-    duplicates = _duplicate_checks(
+    duplicates = _lost_zero_checks(candidates, positions, spec, stored_keys, len(data))
+    duplicates += _duplicate_checks(
         candidates, positions, np.concatenate(hashes), spec, rows, sources, len(data)
     )
     dropped = np.zeros(len(data), dtype=bool)
@@ -407,6 +435,18 @@ def to_text(values: pd.Series, timed: bool | None = None) -> pd.Series:
     return text.mask(text.isin(NULL_TOKENS))
 
 
+def original_text(values: pd.Series, timed: bool | None = None) -> pd.Series:
+    """Values as the export had them, for quarantine records: text verbatim (spaces, NULL and - kept), numbers
+    and date cells written as `to_text` writes them; only a cell with nothing in it is null."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return values
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return to_text(values, timed)
+    return _map_uniques(
+        values, lambda u: np.array([v if isinstance(v, str) else _scalar_text(v) for v in u], dtype=object)
+    ).astype("str")
+
+
 def has_time_of_day(values: pd.Series) -> bool:
     """Whether a date-time column holds any value that is not a midnight."""
     present = values.dropna()
@@ -438,6 +478,10 @@ def _parse_column(
 ) -> tuple[pd.Series, list[_Check]]:
     raw = raw.reset_index(drop=True)
     checks: list[_Check] = []
+    residue = _spreadsheet_residue(raw, col.name)
+    if residue is not None:
+        checks.append(residue)
+        raw = raw.mask(residue.mask)  # the cell's value is unknown, not empty: no `null` besides
     if col.dtype == pa.string():
         values = to_text(raw, timed)
         # ="000123" is how exports keep Excel from reading an id as a number and dropping its zeros.
@@ -448,21 +492,42 @@ def _parse_column(
         if col.allowed is not None:
             values = values.str.lower()
         unparseable = np.zeros(len(raw), dtype=bool)
+        if col.name in ID_COLUMNS:
+            values, check = _id_checks(raw, values, col.name)
+            if check is not None:
+                checks.append(check)
+                unparseable = check.mask
+                values = values.mask(unparseable)  # no id to look up: "not in customers" would add nothing
     elif col.dtype == pa.float64():
         values, unparseable = _parse_number(raw, money=col.ceiling == CEILING_YUAN)
         checks.append(_Check(col.name, Rule.UNPARSEABLE, f"{col.name}: not a number", unparseable))
     else:
         kind = "date" if col.dtype == pa.date32() else "time"
         values, unparseable = _parse_when(raw, zone, date_only=kind == "date")
+        months = (spec.name, col.name) in MONTH_FORMS
         message = (
             f"{col.name}: not a {kind} (expected YYYY-MM-DD{' HH:MM:SS' if kind == 'time' else ''}, "
-            "YYYYMMDD, YYYYMM or an Excel date)"
+            f"YYYYMMDD{', YYYYMM' if months else ''} or an Excel date)"
         )
         if kind == "date":
             message += "; a date column cannot carry a time of day"
+        if not months:
+            alone = _months_alone(raw)
+            if alone.any():
+                values = values.mask(alone)
+                unparseable = unparseable & ~alone
+                said = (
+                    f"{col.name}: a month without its day (202403, 2024年3月): which day is unknown, and the "
+                    f"first would move it up to a month earlier — export the {kind} in full (only 电费年月, "
+                    "a billing month, is read from a month)"
+                )
+                checks.append(_Check(col.name, Rule.UNPARSEABLE, said, alone))
         checks.append(_Check(col.name, Rule.UNPARSEABLE, message, unparseable))
 
     missing = values.isna().to_numpy() & ~unparseable
+    for check in checks:  # a value quarantined as not a value is not empty too
+        if check.rule == Rule.UNPARSEABLE:
+            missing &= ~check.mask
     if not col.nullable:
         checks.append(
             _Check(col.name, Rule.NULL, f"{col.name}: empty, but the contract requires a value", missing)
@@ -508,6 +573,141 @@ def _parse_column(
             )
         )
     return values, checks
+
+
+# What a spreadsheet leaves in a cell instead of a value: a formula saved without its result (the reader puts
+# its text there; see `features/sources.py`) or an error. ="000123" is Excel's text guard, not a formula.
+_FORMULA = re.compile(r'^=(?!").+', re.DOTALL)
+_EXCEL_ERROR = re.compile(r"^#(?:N/A|DIV/0!|VALUE!|REF!|NAME\?|NUM!|NULL!|SPILL!|CALC!|GETTING_DATA)$")
+
+
+def _spreadsheet_residue(raw: pd.Series, column: str) -> _Check | None:
+    """Cells holding a formula without its result, or a spreadsheet error, each with its own message (they
+    are `unparseable`: the value is unknown, so it is neither a number nor empty)."""
+    if isinstance(raw.dtype, pd.StringDtype):  # CSV: one vectorised look at first characters before any loop
+        if not raw.str.lstrip().str.startswith(("=", "#")).any():
+            return None
+    elif raw.dtype != object:
+        return None
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    if not len(uniques):
+        return None
+    text = pd.Series([v.strip() if isinstance(v, str) else "" for v in uniques], dtype=object)
+    formula = text.str.match(_FORMULA).to_numpy(dtype=bool)
+    error = text.str.match(_EXCEL_ERROR).to_numpy(dtype=bool)
+    if not (formula.any() or error.any()):
+        return None
+    said = np.where(
+        formula,
+        text.map(
+            lambda f: (
+                f"{column}: a formula ({f}) saved without its result — the file was written by a tool that "
+                "leaves computing formulas to Excel; open it in Excel, save it, and ingest again"
+            )
+        ),
+        text.map(lambda e: f"{column}: the spreadsheet error {e}, not a value — fix that cell's formula"),
+    )
+    hit = np.append(formula | error, False)[codes]
+    messages = np.append(said, "")[codes]
+    return _Check(
+        column,
+        Rule.UNPARSEABLE,
+        f"{column}: a formula without its result, or a spreadsheet error",
+        hit,
+        per_row={int(i): str(messages[i]) for i in np.flatnonzero(hit)},
+    )
+
+
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:\.\d*)?[eE][+-]?\d+$")
+# Control characters, and the format characters that print as nothing (zero-width space, joiners, bidi marks,
+# soft hyphen, byte-order mark): in an id they make a key that looks like another.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+_PLAIN_ID = r"[0-9A-Za-z_\-./#]*"  # most ids: nothing in them to look at more closely
+
+
+def _id_checks(raw: pd.Series, values: pd.Series, column: str) -> tuple[pd.Series, _Check | None]:
+    """Ids as a spreadsheet leaves them, made plain where the id is certain and quarantined where it is not.
+
+    Full-width characters (０４３１…, as Chinese input methods type them) read as their ASCII twins, and
+    Excel's text prefix (a leading apostrophe, '0431…) is dropped, as ="0431…" is: the id is not in doubt.
+    An id stored as a number past 15 significant digits, or written in scientific notation (4.3E+09), lost
+    digits nobody can restore; an id holding an invisible character (NUL, a zero-width space) would be a
+    second key that prints as the first. Both are `unparseable`, each with its own message."""
+    prefixed = values.str.startswith("'").to_numpy(dtype=bool, na_value=False)
+    if prefixed.any():
+        values = values.where(~prefixed, values.str[1:].str.strip())
+    wide = ~values.str.isascii().to_numpy(dtype=bool, na_value=True)
+    if wide.any():
+        values = values.where(~wide, values.str.translate(_HALF_WIDTH).str.strip())
+    said = np.full(len(values), "", dtype=object)
+    lossy = _lossy_numbers(raw)
+    said[lossy] = [
+        f"{column}: {v} was stored as a number, which keeps {SPREADSHEET_DIGITS} significant digits: the "
+        f"id's last digits are lost — export {column} as text"
+        for v in values[lossy]
+    ]
+    odd = ~values.str.fullmatch(_PLAIN_ID).to_numpy(dtype=bool, na_value=True) & ~lossy
+    if odd.any():
+        found = _map_uniques(
+            values[odd], lambda u: np.array([_id_problem(v, column) for v in u], dtype=object)
+        )
+        said[odd] = found.fillna("").to_numpy(dtype=object)
+    hit = said != ""
+    if not hit.any():
+        return values, None
+    message = f"{column}: not an id as written (see each row)"
+    return values, _Check(
+        column, Rule.UNPARSEABLE, message, hit, per_row={int(i): str(said[i]) for i in np.flatnonzero(hit)}
+    )
+
+
+def _lossy_numbers(raw: pd.Series) -> np.ndarray:
+    """Which values are numbers that cannot be an id exactly: past 15 significant digits as a float (Excel's,
+    or a float64 column's), or with a fraction. Whole numbers stored as integers are exact."""
+    limit = 10.0**SPREADSHEET_DIGITS
+    if pd.api.types.is_float_dtype(raw.dtype):
+        x = raw.to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            return ~np.isnan(x) & ((np.abs(x) >= limit) | (x != np.floor(x)))
+    if raw.dtype != object:
+        return np.zeros(len(raw), dtype=bool)
+
+    def lossy(uniques: pd.Index) -> np.ndarray:
+        return np.array(
+            [
+                isinstance(v, float | np.floating) and (not np.isfinite(v) or abs(v) >= limit or v != int(v))
+                for v in uniques
+            ],
+            dtype=object,
+        )
+
+    return _map_uniques(raw, lossy).fillna(False).to_numpy(dtype=bool)
+
+
+def _id_problem(value: str, column: str) -> str:
+    if _SCIENTIFIC.fullmatch(value):
+        return (
+            f"{column}: {value} is a number in scientific notation, as a spreadsheet shows a long id it "
+            f"stored as a number: its digits are lost — export {column} as text"
+        )
+    found = _INVISIBLE.search(value)
+    if found:
+        char = found.group()
+        name = unicodedata.name(char, "a control character")
+        return (
+            f"{column}: {value!r} holds an invisible character, U+{ord(char):04X} ({name}), at position "
+            f"{found.start() + 1}: it would be another id that prints as {_INVISIBLE.sub('', value)} — "
+            "remove it from the export"
+        )
+    return ""
+
+
+def _months_alone(raw: pd.Series) -> np.ndarray:
+    """Which values are a month without a day: YYYYMM (as text or a number), YYYY-MM, YYYY/MM, YYYY年M月."""
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        return np.zeros(len(raw), dtype=bool)
+    text = raw.str.strip() if isinstance(raw.dtype, pd.StringDtype) else to_text(raw)
+    return text.str.fullmatch(_MONTH_ALONE).to_numpy(dtype=bool, na_value=False)
 
 
 def _bound(value: float | None, open_end: str) -> str:
@@ -817,6 +1017,51 @@ def equal_rows(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> n
     return same
 
 
+# Tables other tables point at: their ids must not come in twice, once with and once without leading zeros.
+_REFERENCED = frozenset(fk.table for spec in TABLES.values() for fk in spec.foreign_keys)
+
+
+def _lost_zero_checks(
+    candidates: pa.Table, positions: np.ndarray, spec: Table, stored: pd.Series | None, n: int
+) -> list[_Check]:
+    """A customer (or area) id that is a stored one, or another of this export's, without its leading zeros:
+    a spreadsheet stored 0431000001 as the number 431000001. Accepted, it became a second customer with the
+    same name and area, and the bills that lost their zeros too attached to it, splitting one customer's
+    history across two keys. Which id was meant is not guessed: the shorter one waits."""
+    if spec.name not in _REFERENCED or len(spec.key) != 1 or not candidates.num_rows:
+        return []
+    key = spec.key[0]
+    ids = candidates.column(key).to_pandas().astype("str")
+    digits = _without_leading_zeros(ids)
+    if not digits.notna().any():
+        return []
+    known = pd.concat(
+        [ids, pd.Series([] if stored is None else stored.dropna(), dtype="str")], ignore_index=True
+    )
+    known_digits = _without_leading_zeros(known)
+    padded = (
+        pd.DataFrame({"id": known, "digits": known_digits, "length": known.str.len()})
+        .dropna(subset=["digits"])
+        .sort_values(["length", "id"], ascending=[False, True], kind="stable")
+        .drop_duplicates("digits")
+        .set_index("digits")["id"]
+    )
+    longer = digits.map(padded)
+    hit = (longer.notna() & (longer.str.len() > ids.str.len())).to_numpy(dtype=bool)
+    mask = np.zeros(n, dtype=bool)
+    mask[positions[hit]] = True
+    said = {
+        int(p): (
+            f"{key}: {short} is {long} without its leading zeros ({long} is stored, or in this export): a "
+            f"spreadsheet or a numeric column dropped them, and it would be a second key for one record — "
+            f"export {key} as text"
+        )
+        for p, short, long in zip(positions[hit], ids[hit], longer[hit], strict=True)
+    }
+    message = f"{key}: an id that lost its leading zeros"
+    return [_Check(key, Rule.DUPLICATE_KEY, message, mask, per_row=said)]
+
+
 def _entered_again(subset: pd.DataFrame, spec: Table, group: np.ndarray) -> np.ndarray | None:
     """For an unversioned table with a known_at: per row, the position (in ``subset``) of its key's earliest
     entry, the row with the earliest known_at (the first in the file among equals; an empty known_at counts
@@ -908,7 +1153,11 @@ def quarantine_frame(
     date-time format of a column whose other rows are not in ``original`` (see `timed_columns`)."""
     timed = timed or {}
     out = pd.DataFrame(
-        {c: to_text(original[c], timed.get(c)).to_numpy() for c in original.columns if c not in ROW_META}
+        {
+            c: original_text(original[c], timed.get(c)).to_numpy()
+            for c in original.columns
+            if c not in ROW_META
+        }
     )
     n = len(out)
     out = out.astype("str")

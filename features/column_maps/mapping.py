@@ -20,16 +20,27 @@ from features.validation import ContractError, to_text
 SECTIONS = ("files", "headers", "values")
 # A unit after the name, as exports write it: 合同容量(kVA), 电量（千瓦时）, amount [元].
 _TRAILING_UNIT = re.compile(r"\s*[(\[][^()\[\]]*[)\]]\s*$")
-# Exports date-stamp their file names (电费账单_202403.xlsx, bills-2024-03-01.csv) and number the parts of one
-# too large for a file (bills_part2.csv, 电费账单_第2部分.csv, bills_p2.csv), in either order.
+# Exports date-stamp their file names (电费账单_202403.xlsx, bills-2024-03-01.csv, 电费账单_2024年01月.csv,
+# 202401电费账单.xlsx) and number the parts of one too large for a file (bills_part2.csv, bills_p2.csv,
+# 电费账单_第2部分.csv, 电费账单_第二部分.csv), before or after the name, in any order.
 _DATE_SUFFIX = re.compile(r"[\s_\-.]*\d[\d\s_\-.]*$")
 _PART_SUFFIX = re.compile(r"(?:[\s_\-.]*(?:part|第)|[\s_\-.]+p)[\s_\-.]*\d+(?:部分)?(?=[\d\s_\-.]*$)")
+_PART = re.compile(
+    r"(?<![a-z])(?:part|p(?=\d))[\s_\-.]*\d+|第[\d一二三四五六七八九十百两〇零]+(?:部分|部|批|份|页)?"
+)
+_DATE = re.compile(r"\d+(?:年|月|日|号)?")
+_SEPARATORS = " _-.·~—"
 
 
 def normalize_header(header: str) -> str:
     text = unicodedata.normalize("NFKC", str(header))
     text = _TRAILING_UNIT.sub("", text.strip())
     return re.sub(r"\s+", "", text).lower()
+
+
+def bare_stem(path: Path) -> str:
+    """A file's normalised stem without its dates and part numbers: what [files] maps (长沙_电费账单)."""
+    return _DATE.sub("", _PART.sub("", normalize_header(Path(path).stem))).strip(_SEPARATORS)
 
 
 @dataclass(frozen=True)
@@ -92,11 +103,15 @@ class ColumnMap:
                 _check_table(origin, f"[headers.{scope}]", scope)
             allowed = all_columns if scope == "common" else set(TABLES[scope].column_names)
             for header, column in entries.items():
+                if column == "":  # "缴费方式" = "": the header is read as no contract column (dropped)
+                    headers.setdefault(scope, {})[normalize_header(header)] = column
+                    continue
                 if column not in allowed:
                     where = "any table" if scope == "common" else f"table {scope}"
                     raise ContractError(
                         f"column map {origin}: [headers.{scope}] {header!r} = {column!r}, but {where} has no "
-                        f"column {column!r}; use one of {sorted(allowed)}"
+                        f'column {column!r}; use one of {sorted(allowed)}, or "" to read the header as no '
+                        "contract column"
                     )
                 headers.setdefault(scope, {})[normalize_header(header)] = column
         values: dict[str, dict[str, str]] = {}
@@ -117,45 +132,79 @@ class ColumnMap:
         return cls(files=files, headers=headers, values=values, origin=origin)
 
     def table_for(self, path: Path) -> str | None:
-        """The contract table a file holds, from its stem: a table name, a mapped name, or either + a date or
-        a part number."""
+        """The contract table a file holds, from its stem: a table name or a mapped name ([files]), with or
+        without dates and part numbers around it."""
         stem = normalize_header(Path(path).stem)
-        for candidate in (stem, _DATE_SUFFIX.sub("", _PART_SUFFIX.sub("", stem, count=1))):
+        for candidate in (stem, _DATE_SUFFIX.sub("", _PART_SUFFIX.sub("", stem, count=1)), bare_stem(path)):
             if candidate in TABLES:
                 return candidate
             if candidate in self.files:
                 return self.files[candidate]
         return None
 
-    def rename(self, headers: list[str], table_name: str) -> dict[str, str]:
-        """Export header -> contract column for the headers this map (or the contract itself) knows."""
+    def table_named_in(self, path: Path) -> tuple[str, str] | None:
+        """For a file whose name is no table's: the longest table name or mapped name inside it, and its
+        table (长沙_电费账单_202401.csv holds 电费账单: bills?), or None."""
+        stem = normalize_header(Path(path).stem)
+        names = {**{name: name for name in TABLES}, **self.files}
+        inside = [name for name in names if name and name in stem]
+        if not inside:
+            return None
+        name = max(inside, key=len)
+        return name, names[name]
+
+    def _ranked(self, headers: list[str], table_name: str) -> dict[str, list[tuple[tuple[int, int], str]]]:
+        """Contract column -> the export headers that map to it, most preferred first: the table's own section
+        (in the order the map lists it), then the contract's own names, then [headers.common] (in order). A
+        header mapped to "" maps to nothing."""
         spec = TABLES[table_name]
         own = self.headers.get(table_name, {})
         common = self.headers.get("common", {})
-        mapping = {}
+        own_order = {key: i for i, key in enumerate(own)}
+        common_order = {key: i for i, key in enumerate(common)}
+        ranked: dict[str, list[tuple[tuple[int, int], str]]] = {}
         for header in headers:
             key = normalize_header(header)
             if key in own:
-                mapping[header] = own[key]
+                column, rank = own[key], (0, own_order[key])
             elif key in spec.column_names:
-                mapping[header] = key
-            elif common.get(key) in spec.column_names:
-                mapping[header] = common[key]
-        return mapping
+                column, rank = key, (1, 0)
+            elif key in common:
+                column, rank = common[key], (2, common_order[key])
+            else:
+                continue
+            if column in spec.column_names:
+                ranked.setdefault(column, []).append((rank, header))
+        return {column: sorted(found, key=lambda item: item[0]) for column, found in ranked.items()}
+
+    def rename(self, headers: list[str], table_name: str) -> dict[str, str]:
+        """Export header -> contract column for the headers this map (or the contract itself) knows. When
+        several headers map to one column (缴费方式 and 缴费渠道, 电量 and 结算电量), the preferred one is
+        read (`_ranked`) and the others are left as columns the contract does not know."""
+        return {found[0][1]: column for column, found in self._ranked(headers, table_name).items()}
+
+    def passed_over(self, headers: list[str], table_name: str) -> list[str]:
+        """A note for each column several headers map to: which one is read, and how to read another."""
+        notes = []
+        for column, found in self._ranked(headers, table_name).items():
+            if len(found) > 1:
+                chosen, others = found[0][1], [header for _, header in found[1:]]
+                notes.append(
+                    f"headers {', '.join(h for _, h in found)} all map to {column}: {chosen} is read (first "
+                    f"in the column map), {', '.join(others)} not; to read another, drop {chosen} in a "
+                    f'--column-map TOML ([headers.{table_name}] "{chosen}" = "")'
+                )
+        return notes
 
     def apply(self, frame: pd.DataFrame, table_name: str, source: str) -> pd.DataFrame:
         """Rename known headers to contract columns and translate enumerated values; other columns stay."""
         mapping = self.rename([c for c in frame.columns if c != "_row"], table_name)
-        targets: dict[str, list[str]] = {}
-        for header, column in mapping.items():
-            targets.setdefault(column, []).append(header)
-        clashes = {c: h for c, h in targets.items() if len(h) > 1}
-        if clashes:
-            column, hdrs = next(iter(clashes.items()))
-            raise ContractError(
-                f"{source}: headers {hdrs} all map to column {column!r} of table {table_name}; keep one in "
-                "the export, or map the others elsewhere with --column-map"
-            )
+        # A header not read that is a contract column's own name (kwh beside the preferred 结算电量, or one
+        # dropped with "") would otherwise be read as that column after all.
+        contract_names = set(TABLES[table_name].column_names)
+        for header in frame.columns:
+            if header not in mapping and header in contract_names:
+                mapping[header] = f"{header} (not read)"
         out = frame.rename(columns=mapping)
         # Two columns the contract does not know may share a header (two 备注): they are ignored either way,
         # but each needs a name of its own to be listed and kept in quarantine records.

@@ -76,6 +76,10 @@ def ingest_command(
     _print_report(console, report)
 
 
+# Ignored columns named in the summary, in file order; the rest are counted.
+IGNORED_SHOWN = 20
+
+
 def _print_report(console, report) -> None:
     """Counts per table, quarantined rows per rule, and notes; file names and messages print verbatim."""
     from rich.markup import escape
@@ -109,18 +113,29 @@ def _print_report(console, report) -> None:
         f"{mark} {report.rows_read:,} rows read = {report.accepted:,} accepted + "
         f"{report.quarantined:,} quarantined"
     )
+    if report.skipped_files:
+        # Said here, not at the end: a file left out is a table's rows missing if its name was mistyped.
+        console.print(
+            escape(
+                f"⚠ {len(report.skipped_files)} file(s) in {report.source} not read (no contract table in "
+                f"the name, or a type not read): {', '.join(report.skipped_files)}"
+            ),
+            style="yellow",
+        )
     if report.quarantined:
         rules = Table(title="quarantined rows by rule")
         for name, justify in (
             ("table", "left"),
             ("rule", "left"),
             ("rows", "right"),
+            ("where (first rows)", "left"),
             ("first message", "left"),
         ):
             rules.add_column(name, justify=justify)
         for part in report.tables.values():
             for rule, n in sorted(part.by_rule.items()):
-                rules.add_row(part.table, rule, f"{n:,}", escape(part.examples.get(rule, "")))
+                where = _where(part.where.get(rule, []), n)
+                rules.add_row(part.table, rule, f"{n:,}", escape(where), escape(part.examples.get(rule, "")))
         console.print(rules)
         if any(part.by_rule.get("future") for part in report.tables.values()):
             console.print(
@@ -131,24 +146,36 @@ def _print_report(console, report) -> None:
         console.print(
             escape(f"quarantine: {report.warehouse / 'quarantine'}/<table>.parquet")
             + f" — {added:,} new record(s); each keeps the original values and names its file (_source), "
-            "row (_row), column and rule"
+            "row (_row), column, rule and the run that first quarantined it (_ingested_at)"
         )
     files = [f for part in report.tables.values() for f in part.files]
     console.print(escape(f"files read: {', '.join(files)}"), style="dim")
     for part in report.tables.values():
         if part.extra_columns:
+            # A wide export (5,000 indicator columns) printed 60 kB of names here.
+            shown = ", ".join(part.extra_columns[:IGNORED_SHOWN])
+            more = len(part.extra_columns) - IGNORED_SHOWN
             console.print(
-                escape(f"{part.table}: ignored columns not in the contract: {', '.join(part.extra_columns)}")
+                escape(
+                    f"{part.table}: ignored columns not in the contract: {shown}"
+                    + (f" … and {more:,} more" if more > 0 else "")
+                )
             )
         for note in part.notes:
             console.print(escape(f"{part.table}: {note}"), style="yellow")
-    if report.skipped_files:
-        skipped = ", ".join(report.skipped_files)
-        console.print(escape(f"skipped (no contract table, or a file type not read): {skipped}"))
     if report.truth_files:
         console.print(
             escape(f"copied {report.truth_files} ground-truth file(s) to {report.warehouse / 'truth'}")
         )
+
+
+def _where(shown: list[str], rows: int) -> str:
+    """A rule's first rows in one cell: 电费账单.csv line 5: kwh '-7'; lines 6, 9 …"""
+    first, *rest = shown or [""]
+    units = {entry.split(" ", 1)[0] for entry in rest}
+    if len(rest) > 1 and len(units) == 1 and units <= {"row", "line"}:
+        rest = [f"{units.pop()}s " + ", ".join(entry.split(" ", 1)[1] for entry in rest)]
+    return "; ".join([first, *rest]) + (" …" if rows > len(shown) else "")
 
 
 def register(app: typer.Typer) -> None:

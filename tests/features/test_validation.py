@@ -694,3 +694,95 @@ def test_a_customer_id_longer_than_the_api_takes_is_out_of_range():
     assert result.accepted["customer_id"].tolist() == [longest, "C3"]
     assert rules(result) == [(2, "customer_id", "out_of_range")]
     assert "longer than 64 characters" in result.quarantined["_message"].iloc[0]
+
+
+def test_ids_a_spreadsheet_mangled_are_quarantined_each_with_its_reason():
+    parents = {"customers": pd.DataFrame({"customer_id": ["0431000001", "0431000002", "0431000003", "1"]})}
+    ids = [
+        "０４３１０００００１",  # full-width digits, as an input method types them: the same id
+        "'0431000002",  # Excel's text prefix: the same id
+        "4.3E+09",  # Excel's display of 4300000001: digits lost
+        "0431000003\u200b",  # a zero-width space: an id that prints as 0431000003
+        "0431000003\x00",  # a NUL byte
+        4.301000000123457e17,  # an 18-digit id Excel stored as a number (15 digits kept)
+        1234567890123456.0,  # 16 digits as a float: the 16th is not Excel's to keep
+        1.0,  # a small whole number from a numeric cell is exact
+    ]
+    frame = pd.concat([bills()] * 4, ignore_index=True).assign(customer_id=ids).astype(object)
+    frame["period"] = [f"2023-{m:02d}-01" for m in range(1, 9)]  # one key per row
+    result = validate(frame, "bills", reference=parents)
+    assert result.accepted["customer_id"].tolist() == ["0431000001", "0431000002", "1"]
+    assert rules(result) == [(r, "customer_id", "unparseable") for r in (3, 4, 5, 6, 7)]
+    messages = result.quarantined["_message"].tolist()
+    assert messages[0] == (
+        "customer_id: 4.3E+09 is a number in scientific notation, as a spreadsheet shows a long id it stored "
+        "as a number: its digits are lost — export customer_id as text"
+    )
+    assert messages[1].startswith(
+        "customer_id: '0431000003\\u200b' holds an invisible character, U+200B (ZERO WIDTH SPACE), at "
+        "position 11: it would be another id that prints as 0431000003"
+    )
+    assert "U+0000 (a control character)" in messages[2]
+    assert messages[3] == (
+        "customer_id: 4.301000000123457e+17 was stored as a number, which keeps 15 significant digits: the "
+        "id's last digits are lost — export customer_id as text"
+    )
+    assert messages[4].startswith("customer_id: 1234567890123456 was stored as a number")
+    assert not any("not in customers" in m for m in messages)  # the id's own fault, not an unknown id
+
+
+def test_a_customer_id_without_its_leading_zeros_is_no_new_customer():
+    # A spreadsheet stored 0431000001 as 431000001: accepted, it became a second customer beside the first,
+    # and the bills that lost their zeros too attached to it.
+    ids = ["0431000001", "431000001", "431000002", "C7", "7"]
+    frame = pd.concat([customers()] * 2, ignore_index=True).iloc[:5].assign(customer_id=ids)
+    result = validate(frame, "customers", stored_keys=pd.Series(["0431000002", "007"]))
+    assert result.accepted["customer_id"].tolist() == ["0431000001", "C7"]
+    assert rules(result) == [(r, "customer_id", "duplicate_key") for r in (2, 3, 5)]
+    said = (
+        "customer_id: {0} is 0{0} without its leading zeros (0{0} is stored, or in this export): a "
+        "spreadsheet or a numeric column dropped them, and it would be a second key for one record — export "
+        "customer_id as text"
+    )
+    assert result.quarantined["_message"].tolist() == [said.format(i) for i in ("431000001", "431000002")] + [
+        said.format("7").replace("07", "007")  # the longest stored form is named
+    ]
+
+
+def test_a_month_alone_is_a_value_only_where_a_month_is():
+    # 缴费时间 "2024年3月" was stored as 2024-03-01 00:00: a payment made on 31 March looked 30 days earlier,
+    # and a known_at a month early lets a feature see a row before it existed.
+    payments = pd.DataFrame(
+        {
+            "payment_id": ["P1", "P2", "P3", "P4"],
+            "customer_id": ["C1"] * 4,
+            "period": ["202401", "2024年1月", "2024-01", 202401],  # a billing month: read from a month
+            "paid_at": ["2024年3月", "202403", 202403, "2024-03-31 10:00"],
+            "amount": ["1"] * 4,
+            "channel": ["online"] * 4,
+        }
+    ).astype(object)
+    result = validate(payments, "payments")
+    assert result.accepted["payment_id"].tolist() == ["P4"]
+    assert rules(result) == [(r, "paid_at", "unparseable") for r in (1, 2, 3)]
+    assert result.quarantined["_message"].iloc[0] == (
+        "paid_at: a month without its day (202403, 2024年3月): which day is unknown, and the first would "
+        "move it up to a month earlier — export the time in full (only 电费年月, a billing month, is read "
+        "from a month)"
+    )
+    supply = pd.DataFrame(
+        {"area_id": ["A1"], "date": ["2024-01"], "granularity": ["month"], "supplied_kwh": ["9"]}
+    )
+    assert validate(supply, "area_supply").accepted["date"].tolist() == [pd.Timestamp("2024-01-01")]
+
+
+def test_not_applicable_markers_are_empty_and_quarantine_keeps_what_the_export_wrote():
+    # "/" is how Chinese reports write 不适用 (a resident's 功率因数): it quarantined the whole bill. A record
+    # turned NULL, - and spaces into NaN, although it is said to keep the export's values as they were.
+    frame = bills(power_factor=["/", "—"], max_demand_kw=["无", "-"], kwh=["NULL", " - "])
+    result = validate(frame, "bills")
+    assert rules(result) == [(1, "kwh", "null"), (2, "kwh", "null")]
+    assert result.quarantined["kwh"].tolist() == ["NULL", " - "]
+    assert result.quarantined["power_factor"].tolist() == ["/", "—"]
+    accepted = validate(bills(power_factor=["/", "0.9"]), "bills").accepted
+    assert accepted["power_factor"].isna().tolist() == [True, False]
