@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 import numpy as np
@@ -30,6 +30,7 @@ from serving.access import PERMISSIONS, Action, KeyStore, Principal, blank_is_an
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
 from serving.errors import (
+    Forbidden,
     HomeUnwritable,
     KeyStoreError,
     NotAuthenticated,
@@ -77,6 +78,10 @@ LANG_COOKIE_DAYS = 365
 
 class NotSignedIn(NotAuthenticated):
     """No valid session cookie: the page redirects to the sign-in form."""
+
+
+class CrossSiteForm(Forbidden):
+    """A form posted to this site from a page of another site (a 403 page)."""
 
 
 class PageRoute(APIRoute):
@@ -294,6 +299,37 @@ def safe_next(target: str | None) -> str:
 # -- sign-in -------------------------------------------------------------------------------------------------
 
 
+def _authority(netloc: str, scheme: str) -> str:
+    """host[:port] in lower case, without the scheme's default port (browsers leave it out of Host)."""
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    netloc = netloc.lower()
+    return netloc.removesuffix(default) if default else netloc
+
+
+def same_site_form(request: Request) -> None:
+    """CrossSiteForm unless the form was posted from a page of this host.
+
+    `SameSite=Lax` does not stop another site's page from posting a sign-in form: the answer to a top-level
+    cross-site POST still sets the cookie, so a collector was switched to another key's stations unseen.
+    Browsers send `Origin` with every form POST (`Referer` where an older one does not), and a page cannot
+    forge either. A POST with neither header comes from a script or curl, which can post any key it holds
+    anyway, so it passes. Behind a reverse proxy, Host must reach the service as the browser sent it.
+    """
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if sent is None:
+        return
+    parts = urlsplit(sent)  # "null" (a sandboxed frame, a file) has no host and is another site
+    here = _authority(request.headers.get("host", ""), request.url.scheme)
+    if not parts.netloc or _authority(parts.netloc, parts.scheme) != here:
+        raise CrossSiteForm(
+            f"a form posted to {request.method} {request.url.path} from another site ({sent[:100]}) is "
+            "refused: sign in and out on this site's own page"
+        )
+
+
+SameSiteForm = Depends(same_site_form)
+
+
 @router.get("/")
 def home() -> RedirectResponse:
     return RedirectResponse("/list", status_code=303)
@@ -315,7 +351,7 @@ def login_form(request: Request, web: Web, keys: Keys, lang: PageLang, next: str
     return render(request, web, lang, "login.html", None, next=safe_next(next), error=None)
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=HTMLResponse, dependencies=[SameSiteForm])
 def login(
     request: Request,
     web: Web,
@@ -360,7 +396,7 @@ def login(
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[SameSiteForm])
 def logout(request: Request, web: Web) -> RedirectResponse:
     session = web.signer.read(request.cookies.get(SESSION_COOKIE))
     if session is not None:

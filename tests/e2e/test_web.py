@@ -348,6 +348,26 @@ def test_a_collector_cannot_open_another_stations_customer_by_url(site: Site):
     page.context.close()
 
 
+def test_a_sign_in_posted_from_another_site_does_not_switch_the_key(site: Site):
+    # A tester's page on another origin auto-submitted a sign-in with another key, and the collector's tab
+    # then worked that key's stations. The other site is served by Playwright itself.
+    page = site.page()
+    site.sign_in(page, "collector")
+    evil = "http://evil.test/"
+    form = (
+        f'<form method="post" action="{site.url}/login">'
+        f'<input name="api_key" value="{site.home.keys["admin"]}"></form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+    page.route(evil, lambda route: route.fulfill(content_type="text/html", body=form))
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.goto(evil)
+    assert posted.value.status == 403
+    page.goto(site.url + "/list")
+    assert site.home.collector_station in page.locator(".top .identity").inner_text()
+    page.context.close()
+
+
 def test_models_page_shows_champion_and_challenger(site: Site):
     page = site.page()
     site.sign_in(page, "admin")

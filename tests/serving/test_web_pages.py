@@ -96,6 +96,39 @@ def test_sign_in_never_redirects_off_site(web):
     assert r.headers["location"] == "/list"
 
 
+def test_sign_in_and_out_posted_from_another_site_are_refused(web):
+    # Another site's page auto-submitted a sign-in form with its own key: the collector's browser was
+    # switched to another key's stations unseen (SameSite=Lax lets a top-level POST set the cookie).
+    sign_in(web, "collector")
+    session = web.client.cookies[SESSION_COOKIE]
+    for headers in (
+        {"Origin": "http://localhost:18239"},
+        {"Origin": "null"},  # a sandboxed frame or a file
+        {"Referer": "http://evil.example/index.html"},  # an older browser without Origin
+        {"Origin": "http://testserver.evil.example", "Referer": "http://testserver/list"},
+    ):
+        r = web.client.post(
+            "/login", data={"api_key": web.keys["admin"]}, headers=headers, follow_redirects=False
+        )
+        assert r.status_code == 403 and "set-cookie" not in r.headers, headers
+        assert "text/html" in r.headers["content-type"] and "from another site" in html.unescape(r.text)
+        r = web.client.post("/logout", headers=headers, follow_redirects=False)
+        assert r.status_code == 403 and "set-cookie" not in r.headers, headers
+    refused = json.loads(web.state.settings.audit_path.read_text().splitlines()[-1])
+    assert (refused["action"], refused["status"], refused["route"]) == ("refused", 403, "POST /logout")
+    assert web.client.cookies[SESSION_COOKIE] == session
+    assert "催费员" in page(web, "/list")  # still the collector's own session
+    # This site's own form (Origin is the host the request went to), or a script that sends neither header.
+    ours = ({"Origin": "http://testserver"}, {"Referer": "http://TESTSERVER:80/login?next=%2Flist"}, {})
+    for headers in ours:
+        r = web.client.post(
+            "/login", data={"api_key": web.keys["admin"]}, headers=headers, follow_redirects=False
+        )
+        assert r.status_code == 303, headers
+    r = web.client.post("/logout", headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
 def test_revoking_the_key_ends_the_session(web, settings):
     sign_in(web, "collector")
     page(web, "/list")
