@@ -49,6 +49,7 @@ from serving.view_schemas import SummaryBy, SummaryResponse
 from serving.web import charts
 from serving.web.i18n import EXPORT_HEADERS, TEXT, label
 from serving.web.model_board import alias_source, model_board
+from serving.web.search import matching, openable
 from serving.web.session import (
     LANG_COOKIE,
     SESSION_COOKIE,
@@ -423,9 +424,11 @@ def logout(request: Request, web: Web) -> RedirectResponse:
 
 
 class ListFilters(BaseModel):
-    """The list form's fields; an empty form field means "any" (browsers send `station=` for it)."""
+    """The list form's fields; an empty form field means "any" (browsers send `station=` for it). `q` is the
+    search box (serving/web/search.py): it narrows the page, not the exports, which are the work list."""
 
     task: Task = Task.ARREARS
+    q: str | None = Field(None, max_length=100)
     supply_unit: str | None = Field(None, max_length=100)
     station: str | None = Field(None, max_length=100)
     usage_category: str | None = Field(None, max_length=100)
@@ -440,6 +443,11 @@ class ListFilters(BaseModel):
     @classmethod
     def _blank_is_any(cls, value: Any) -> Any:
         return blank_is_any(value) if isinstance(value, str) else value
+
+    @field_validator("q", mode="before")
+    @classmethod
+    def _trimmed(cls, value: Any) -> Any:
+        return (value.strip() or None) if isinstance(value, str) else value  # an id pasted with spaces
 
     @property
     def order(self) -> SortKey:
@@ -487,26 +495,33 @@ def list_page(
     directory: Directory,
     audit: Audit,
     filters: Filters,
-) -> HTMLResponse:
+) -> Response:
     user.require(Action.RISK_LIST)
     task = filters.task
     snapshot = snapshots.get(task)
     package = models.get(task).package
     stations, units = list_scope(snapshot, user, filters.station, filters.supply_unit)
+    if filters.q and openable(filters.q, snapshot, directory, user):
+        # Its back link drops the search, which would open the customer again.
+        back = url("/list", **filters.params(q=None, page=None))
+        return RedirectResponse(customer_url(filters.q, back=back), status_code=303)
     pos, matched = select_all(snapshot, filters, stations, units)
+    listed = len(pos)
+    if filters.q:
+        pos = pos[matching(filters.q, snapshot, pos, directory, user)]
     size = web.settings.page_size
     pages = max(1, math.ceil(len(pos) / size))
     page = min(filters.page, pages)
     items = list_items(snapshot, package, pos[(page - 1) * size : page * size], user, directory, lang)
-    audit.record(
-        user, Action.RISK_LIST, task, {**filters.query(size).filters(), "page": page, "via": "web"},
-        snapshot.model.version, len(items),
-    )  # fmt: skip
+    logged = {**filters.query(size).filters(), "page": page, "via": "web"}
+    if filters.q:
+        logged["searched"] = True  # never the text: it may be a name
+    audit.record(user, Action.RISK_LIST, task, logged, snapshot.model.version, len(items))
     here = url("/list", **filters.params(page=page))
     return render(
         request, web, lang, "list.html", user,
-        filters=filters, task=task, snapshot=snapshot, items=items, matched=matched, listed=len(pos),
-        export_max=web.settings.export_max_rows,
+        filters=filters, task=task, snapshot=snapshot, items=items, matched=matched, listed=listed,
+        found=len(pos), export_max=web.settings.export_max_rows,
         page=page, pages=pages, options=filter_options(snapshot, user, filters.supply_unit),
         here=here, tasks=list(Task), sorts=list(SortKey),
     )  # fmt: skip

@@ -331,7 +331,18 @@ def test_a_collector_cannot_open_another_stations_customer_by_url(site: Site):
     pop = site.home.population
     own = pop[pop["station"] == site.home.collector_station].iloc[0]
     other = pop[pop["station"] != site.home.collector_station].iloc[0]
-    page.goto(f"{site.url}/customers/{own['customer_id']}")
+    # The search box: part of a name finds the row in the list, a whole id opens the customer.
+    own_name = site.home.names[own["customer_id"]]
+    page.get_by_label("户号或户名").fill(own_name[1:])
+    page.get_by_role("button", name="应用").click()
+    page.wait_for_url(re.compile(r"q="))
+    assert own_name in page.locator("table.risk tbody").inner_text()
+    page.get_by_label("户号或户名").fill(other["customer_id"])  # another station's: no match
+    page.get_by_role("button", name="应用").click()
+    assert page.locator("table.risk").count() == 0 and "没有户号或户名含" in page.locator("main").inner_text()
+    page.get_by_label("户号或户名").fill(own["customer_id"])
+    page.get_by_role("button", name="应用").click()
+    page.wait_for_url(at(f"/customers/{own['customer_id']}"))
     assert "脱敏" not in page.content()  # its own customer, unmasked
     response = page.goto(f"{site.url}/customers/{other['customer_id']}")
     assert response.status == 403

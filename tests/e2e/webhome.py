@@ -46,6 +46,7 @@ class WebHome:
     keys: dict[str, str]
     collector_station: str
     versions: dict[str, list[str]]
+    names: dict[str, str]  # customer id -> name in the archive
 
 
 def population(seed: int = 3) -> pd.DataFrame:
@@ -56,7 +57,7 @@ def population(seed: int = 3) -> pd.DataFrame:
     return frame
 
 
-def write_archive(settings: ServingSettings, frame: pd.DataFrame) -> None:
+def write_archive(settings: ServingSettings, frame: pd.DataFrame) -> dict[str, str]:
     n = len(frame)
     rng = np.random.default_rng(5)
     customers = pd.DataFrame(
@@ -78,6 +79,7 @@ def write_archive(settings: ServingSettings, frame: pd.DataFrame) -> None:
         }
     )
     write_table(settings.warehouse_path, "customers", customers)
+    return dict(zip(customers["customer_id"], customers["name"], strict=True))
 
 
 def log_version(
@@ -147,7 +149,7 @@ def build(root: Path) -> WebHome:
         scores = score_frame(package, frame, ModelRef(name=name, version=champion))
         write_snapshot(scores, settings.snapshots_path, task, AS_OF)
 
-    write_archive(settings, frame)
+    names = write_archive(settings, frame)
     history = write_history(settings, frame)
     # C0000002 stopped paying three months ago; give it a capacity reduction and a violation too, so one
     # customer file shows every section filled (the README's screenshot).
@@ -180,4 +182,4 @@ def build(root: Path) -> WebHome:
         "collector": create_key(settings.keys_path, "collector", stations=[station], note="e2e")[0],
         "service": create_key(settings.keys_path, "service", note="e2e")[0],
     }
-    return WebHome(home, tracking_uri, frame, keys, station, versions)
+    return WebHome(home, tracking_uri, frame, keys, station, versions, names)

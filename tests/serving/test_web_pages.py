@@ -319,6 +319,51 @@ def test_analyst_list_is_masked_and_pages(web, settings):
     assert len({i for chunk in ids for i in chunk}) == 60  # pages neither repeat nor skip anyone
 
 
+def listed_ids(html: str) -> list[str]:
+    return re.findall(r'class="customer" href="/customers/([^"?]+)', html)
+
+
+def test_a_whole_customer_id_in_the_search_box_opens_the_customer_inside_the_keys_scope(web):
+    sign_in(web, "collector")  # station S01: C0000000, C0000003, …
+    r = web.client.get("/list", params={"q": " C0000003 ", "station": "S01"}, follow_redirects=False)
+    assert r.status_code == 303
+    # The way back keeps the filters and drops the search, which would open the customer again.
+    assert r.headers["location"] == "/customers/C0000003?back=%2Flist%3Ftask%3Darrears%26station%3DS01"
+    # Another station's customer is no match, as on the list: not its page, not a 403 that says it exists.
+    other = page(web, "/list", q="C0000001")
+    assert listed_ids(other) == [] and "当前清单中没有户号或户名含「C0000001」的客户" in other
+    assert "王小1<" not in other
+    sign_in(web, "analyst")
+    r = web.client.get("/list", params={"q": "C0000001"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/customers/C0000001?")
+
+
+def test_search_narrows_the_list_by_id_and_by_name_where_names_are_shown(web):
+    population = web.population.reset_index(drop=True)
+    names = {f"C{i:07d}": f"王小{i}" for i in range(len(population))}  # tinymodel's archive names
+    own = set(population.loc[population["station"] == "S01", "customer_id"])
+    sign_in(web, "collector")
+    found = listed_ids(page(web, "/list", q="王小1"))
+    assert found and set(found) == {c for c in own if "王小1" in names[c]}
+    assert set(listed_ids(page(web, "/list", q="c00000"))) == {c for c in own if "C00000" in c}  # any case
+    summary = page(web, "/list", q="王小1")
+    assert f"「王小1」：当前清单 20 户中找到 {len(found)} 户" in summary
+    # The search keeps the filters: within the list, in its order.
+    full = listed_ids(page(web, "/list", sort="probability"))
+    assert listed_ids(page(web, "/list", q="5", sort="probability")) == [c for c in full if "5" in c]
+    line = json.loads(web.state.settings.audit_path.read_text().splitlines()[-1])
+    assert line["filters"]["searched"] is True and "王小" not in json.dumps(line)  # never the text
+    # Exports are the work list: their links leave the search out.
+    assert "q=" not in re.search(r'class="exports".*?</div>', summary, flags=re.S).group(0)
+
+    sign_in(web, "analyst")  # names masked: a name, even a whole one, finds nobody
+    for text in ("王小1", "王小12"):
+        html = page(web, "/list", q=text)
+        assert listed_ids(html) == [] and f"当前清单中没有户号含「{text}」的客户" in html
+    assert "户号（" not in page(web, "/list") and '<label for="f-q">户号</label>' in page(web, "/list")
+    assert len(listed_ids(page(web, "/list", q="000001"))) == 11  # C0000001 and C0000010…C0000019
+
+
 def test_blank_form_fields_mean_any_and_bad_values_explain_themselves(web):
     sign_in(web, "admin")
     html = page(
