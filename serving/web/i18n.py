@@ -6,12 +6,15 @@ categories, tariffs, …) into words. Both languages must hold the same keys (a 
 
 from __future__ import annotations
 
+import re
+
 from features.schema import VALUE_LABELS
 from serving.schemas import Lang
 
 TEXT: dict[str, dict[str, str]] = {
     "zh": {
         "app": "电费风险",
+        "colon": "：",
         "skip": "跳到正文",
         "nav": "主导航",
         "nav_list": "风险清单",
@@ -160,9 +163,9 @@ TEXT: dict[str, dict[str, str]] = {
         "was_promoted": "曾于 {since} 人工晋升（{reason}），现已不是当前模型",
         "replaced_override": "（人工晋升）",
         "replaced_gate": "（门槛评审通过）",
-        "gate_verdict_promoted": "门槛评审：通过 — {reason}",
-        "gate_verdict_refused": "门槛评审：未通过，保留为候选 — {reason}",
-        "gate_verdict_unknown": "门槛评审：{reason}",
+        "gate_verdict_promoted": "门槛评审：通过",
+        "gate_verdict_refused": "门槛评审：未通过，保留为候选",
+        "gate_verdict_unknown": "门槛评审",
         "no_alias": "无",
         "same_as_champion": "即当前模型（最新版本已成为当前模型）",
         "registry_unreachable": "模型库暂不可达：{detail}。以下仅显示正在服务的模型。",
@@ -171,12 +174,22 @@ TEXT: dict[str, dict[str, str]] = {
         "error_404": "没有找到",
         "error_422": "请求参数有误",
         "error_503": "暂时无法提供",
+        # one sentence per status above the detail, which is the API's own (English) message
+        "error_says_403": "您的密钥无权查看这些内容：催费员只能查看本所（本单位）的清单和客户，"
+        "模型页面只对分析员和管理员开放。",
+        "error_says_404": "没有找到这位客户：请核对户号；新立户要等档案导入并评分后才能查到。",
+        "error_says_422": "请求中有一项取值不正确，请修改筛选条件后重试：",
+        "error_says_503": "服务暂时无法提供这个页面，请稍后重试；如果持续出现，请联系系统管理员。",
+        "error_says_csrf": "这个表单来自其他网站，已被拒绝：请在本站自己的页面上登录或退出。",
+        "error_detail": "详细信息",
+        "not_in_population": "不在本类风险的评分人群中（{as_of} 共评分 {scored} 户）",
         "back_to_list": "返回风险清单",
         "error_hint": "如果问题持续，请把以上信息告诉系统管理员。",
         "yuan": "元",
     },
     "en": {
         "app": "Grid risk",
+        "colon": ": ",
         "skip": "Skip to content",
         "nav": "Main",
         "nav_list": "Risk list",
@@ -335,9 +348,9 @@ TEXT: dict[str, dict[str, str]] = {
         "was_promoted": "Promoted by hand on {since} ({reason}); no longer the champion",
         "replaced_override": "(manual promotion)",
         "replaced_gate": "(passed the gate)",
-        "gate_verdict_promoted": "Gate: promoted — {reason}",
-        "gate_verdict_refused": "Gate: kept as challenger — {reason}",
-        "gate_verdict_unknown": "Gate: {reason}",
+        "gate_verdict_promoted": "Gate: promoted",
+        "gate_verdict_refused": "Gate: kept as challenger",
+        "gate_verdict_unknown": "Gate",
         "no_alias": "none",
         "same_as_champion": "the champion (the newest version was promoted)",
         "registry_unreachable": "The registry cannot be reached: {detail}. Only the served models are shown.",
@@ -346,6 +359,18 @@ TEXT: dict[str, dict[str, str]] = {
         "error_404": "Not found",
         "error_422": "Invalid request",
         "error_503": "Not available yet",
+        # one sentence per status above the detail, which is the API's own message
+        "error_says_403": "Your key may not see this: collectors see only their own stations' lists and "
+        "customers, and the models page is for analysts and admins.",
+        "error_says_404": "This customer was not found: check the ID; a new account is found once its "
+        "archive has been ingested and scored.",
+        "error_says_422": "A value in the request is not valid; change the filters and try again:",
+        "error_says_503": "The service cannot show this page right now; try again later, and tell your "
+        "administrator if it persists.",
+        "error_says_csrf": "This form was posted from another site and was refused: sign in and out on this "
+        "site's own page.",
+        "error_detail": "Details",
+        "not_in_population": "not in this risk type's population as of {as_of} ({scored} customers scored)",
         "back_to_list": "Back to the risk list",
         "error_hint": "If this persists, send the message above to your administrator.",
         "yuan": "yuan",
@@ -402,6 +427,103 @@ EXPORT_HEADERS: dict[str, dict[str, str]] = {
         "reason": "Reason {i}",
     },
 }
+
+
+# A 422's fields and pydantic error types in words; a type not here keeps pydantic's (English) message. The
+# English page keeps pydantic's messages as they are.
+INVALID_FIELDS: dict[str, str] = {
+    "task": "风险类型",
+    "q": "搜索",
+    "supply_unit": "供电单位",
+    "station": "供电所",
+    "usage_category": "用电类别",
+    "min_probability": "最低概率（0–1）",
+    "per_station_top": "每所走访上限",
+    "sort": "排序",
+    "page": "页码",
+    "format": "导出格式",
+    "by": "对比口径",
+}
+INVALID_TYPES: dict[str, str] = {
+    "float_parsing": "应为数字",
+    "float_type": "应为数字",
+    "int_parsing": "应为整数",
+    "int_from_float": "应为整数",
+    "int_type": "应为整数",
+    "greater_than_equal": "应不小于 {ge}",
+    "less_than_equal": "应不大于 {le}",
+    "greater_than": "应大于 {gt}",
+    "less_than": "应小于 {lt}",
+    "enum": "应为以下之一：{expected}",
+    "string_too_long": "最多 {max_length} 个字符",
+    "missing": "缺少此项",
+}
+
+# Metric names on the models page; a name not here (a new metric) is shown as it is.
+METRIC_WORDS: dict[str, dict[str, str]] = {
+    "zh": {
+        "rows": "样本数",
+        "positives": "正例数",
+        "label_rate": "正例率",
+        "roc_auc": "ROC-AUC",
+        "roc_auc_se": "ROC-AUC 标准误",
+        "pr_auc": "PR-AUC",
+        "ks": "KS 统计量",
+        "brier": "Brier 分数",
+        "log_loss": "对数损失",
+        "ece": "校准误差（ECE）",
+        "mean_probability": "平均预测概率",
+        "lift_top_decile": "前 10% 提升度",
+        "precision": "精确率",
+        "recall": "召回率",
+        "lift": "提升度",
+        "amount_recall": "金额召回率",
+        "top_pct": "前 {n}% ",
+        "station_capacity": "每所走访上限内",
+        "list_metric": "{cut}的{measure}",
+    },
+    "en": {
+        "rows": "Rows",
+        "positives": "Positives",
+        "label_rate": "Label rate",
+        "roc_auc": "ROC-AUC",
+        "roc_auc_se": "ROC-AUC standard error",
+        "pr_auc": "PR-AUC",
+        "ks": "KS statistic",
+        "brier": "Brier score",
+        "log_loss": "Log loss",
+        "ece": "Calibration error (ECE)",
+        "mean_probability": "Mean probability",
+        "lift_top_decile": "Lift in the top decile",
+        "precision": "Precision",
+        "recall": "Recall",
+        "lift": "Lift",
+        "amount_recall": "Amount recall",
+        "top_pct": "in the top {n}%",
+        "station_capacity": "within station capacity",
+        "list_metric": "{measure} {cut}",
+    },
+}
+# `<measure>_at_<cut>`: training's work-list metrics (training/evaluate.py list_metrics), cut at a share of
+# the customers (`5pct`, `0_5pct`) or at each station's visit capacity.
+LIST_METRIC = re.compile(
+    r"(?P<measure>amount_recall|precision|recall|lift)_at_(?:(?P<n>\d+(?:_\d+)?)pct|station_capacity)"
+)
+
+
+def metric_word(lang: Lang | str, name: str) -> str:
+    words = METRIC_WORDS[str(lang)]
+    if name in words:
+        return words[name]
+    match = LIST_METRIC.fullmatch(name)
+    if match is None:
+        return name
+    cut = (
+        words["top_pct"].format(n=match["n"].replace("_", "."))
+        if match["n"] is not None
+        else words["station_capacity"]
+    )
+    return words["list_metric"].format(cut=cut, measure=words[match["measure"]])
 
 
 def label(lang: Lang | str, kind: str, value: object) -> str:

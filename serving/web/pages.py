@@ -12,7 +12,7 @@ import datetime as dt
 import html
 import logging
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +35,7 @@ from serving.errors import (
     KeyStoreError,
     NotAuthenticated,
     ServingError,
+    SnapshotUnavailable,
     audit_refusal,
     caller_detail,
     status_of,
@@ -43,11 +44,11 @@ from serving.exports import csv_bytes, xlsx_bytes
 from serving.ranking import ListQuery, list_items, list_scope, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
-from serving.snapshot import Snapshot
+from serving.snapshot import Snapshot, SnapshotStore
 from serving.station_summary import scoped, served_station_table, summarize
-from serving.view_schemas import SummaryBy, SummaryResponse
+from serving.view_schemas import CustomerFile, SummaryBy, SummaryResponse
 from serving.web import charts
-from serving.web.i18n import EXPORT_HEADERS, TEXT, label
+from serving.web.i18n import EXPORT_HEADERS, INVALID_FIELDS, INVALID_TYPES, TEXT, label, metric_word
 from serving.web.model_board import alias_source, model_board
 from serving.web.search import matching, openable
 from serving.web.session import (
@@ -74,6 +75,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",  # pages can hold names and phones
 }
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+HTML_LANG = {Lang.ZH: "zh-CN", Lang.EN: "en"}  # the `lang` attribute of each
 LANG_COOKIE_DAYS = 365
 
 
@@ -102,10 +104,11 @@ class PageRoute(APIRoute):
                 if status >= 500:  # as the API's handler does: an operator has something to fix
                     logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
                 audit_refusal(request, exc)
-                return error_page(request, status, caller_detail(exc))
+                says = "error_says_csrf" if isinstance(exc, CrossSiteForm) else None
+                return error_page(request, status, caller_detail(exc), says=says)
             except RequestValidationError as exc:
-                detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
-                return error_page(request, 422, detail)
+                lang = page_lang(request)
+                return error_page(request, 422, invalid_detail(exc.errors(), lang), detail_lang=lang)
 
         return page
 
@@ -253,6 +256,7 @@ def render(
         lang=lang.value,
         t=text,
         L=lambda kind, value: label(lang, kind, value),
+        M=lambda name: metric_word(lang, name),
         fmt=lambda key, **kw: text[key].format(**kw),
         user=user,
         can_models=user is not None and user.role in PERMISSIONS[Action.MODELS],
@@ -273,7 +277,26 @@ def render(
     return response
 
 
-def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
+def invalid_detail(errors: Sequence[Any], lang: Lang) -> str:
+    """A 422's errors as the page says them: on a Chinese page the field's label and the rule in Chinese
+    where `INVALID_TYPES` has it (pydantic's English otherwise); on an English page pydantic's own words."""
+    parts = []
+    for error in errors:
+        field = str(error["loc"][-1])
+        if lang == Lang.EN:
+            parts.append(f"{field}: {error['msg']}")
+            continue
+        rule = INVALID_TYPES.get(error["type"])
+        said = rule.format(**error.get("ctx", {})) if rule else error["msg"]
+        parts.append(f"{INVALID_FIELDS.get(field, field)}：{said}")
+    return "；".join(parts) if lang == Lang.ZH else "; ".join(parts)
+
+
+def error_page(
+    request: Request, status: int, detail: str, says: str | None = None, detail_lang: Lang = Lang.EN
+) -> HTMLResponse:
+    """The error page: a sentence in the page's language for the status (`says` names another), then the
+    detail, which is the API's English message except where `detail_lang` says otherwise."""
     state = request.app.state.service
     try:
         web = getattr(request.app.state, "web", None) or WebContext.build(WebSettings(), state.settings.home)
@@ -285,9 +308,12 @@ def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
         # The keys file is what this page reports (a 503): no one can be signed in until it is restored, and
         # letting the error out again here would answer the page with the API's JSON.
         user = None
+    lang = page_lang(request)
     return render(
-        request, web, page_lang(request), "error.html", user, status=status, status_code=status, detail=detail
-    )
+        request, web, lang, "error.html", user, status=status,
+        status_code=status, detail=detail, says=says or f"error_says_{status}",
+        detail_lang=None if detail_lang == lang else HTML_LANG[detail_lang],
+    )  # fmt: skip
 
 
 def safe_next(target: str | None) -> str:
@@ -635,7 +661,36 @@ def customer_page(
     return render(
         request, web, lang, "customer.html", user,
         file=file, waterfalls=waterfalls, history_chart=chart, back_url=back_url,
+        unscored=unscored_notes(file, snapshots, lang),
     )  # fmt: skip
+
+
+@dataclass
+class UnscoredNote:
+    task: Task
+    text: str
+    lang: str | None  # the note's own `lang` when it is not the page's (an operator's English message)
+
+
+def unscored_notes(file: CustomerFile, snapshots: SnapshotStore, lang: Lang) -> list[UnscoredNote]:
+    """Why a task has no score. Being outside the task's population (most notes: the suspension and theft
+    populations are a few customers of a station) is said in the page's language, from the snapshot itself;
+    a missing snapshot or model stays the operator's English message."""
+    notes = []
+    for note in file.unscored:
+        try:
+            snapshot = snapshots.get(note.task.value)
+        except SnapshotUnavailable:
+            snapshot = None
+        if snapshot is not None and snapshot.positions([file.customer_id], strict=False)[0] < 0:
+            text = TEXT[lang.value]["not_in_population"].format(
+                as_of=snapshot.as_of.isoformat(), scored=f"{snapshot.size:,}"
+            )
+            notes.append(UnscoredNote(note.task, text, None))
+        else:
+            english = None if lang == Lang.EN else HTML_LANG[Lang.EN]
+            notes.append(UnscoredNote(note.task, note.detail, english))
+    return notes
 
 
 @router.get("/overview", response_class=HTMLResponse)

@@ -389,6 +389,11 @@ def test_models_page_shows_champion_and_challenger(site: Site):
     assert "0.4200" in table and "0.4000" in table  # pr_auc of champion and challenger
     assert "roc_auc_residential" not in table  # per-segment metrics stay in MLflow
     assert "门槛评审通过" in table and "does not beat the champion" in table
+    # Metric names in words, the raw name kept as the row's title; the gate's reason marked as English.
+    names = section.locator("table.models th[scope=row]").all_inner_texts()
+    assert "PR-AUC ★" in names and "Brier 分数" in names and not any("_" in name for name in names)
+    assert section.locator("th[title=brier]").inner_text() == "Brier 分数"
+    assert section.locator("td.decision span[lang=en]").last.inner_text().startswith("does not beat")
     shot(page, "models")
     page.context.close()
 

@@ -23,7 +23,7 @@ from serving.schemas import ModelRef, Reason, Task
 from serving.settings import ServingSettings
 from serving.view_schemas import TaskScore
 from serving.web import charts
-from serving.web.i18n import EXPORT_HEADERS, LABELS, TEXT
+from serving.web.i18n import EXPORT_HEADERS, LABELS, METRIC_WORDS, TEXT, metric_word
 from serving.web.pages import customer_url, page_path, safe_next
 from serving.web.session import SESSION_COOKIE, SessionSigner, SignedOut, load_secret, principal_of
 
@@ -411,6 +411,47 @@ def test_unknown_customer_and_other_station_are_error_pages(web):
     assert refused["route"] == "GET /customers/C0000001"
 
 
+def test_error_pages_say_what_happened_in_the_pages_language(web):
+    # Every error's message was the API's English on a Chinese page, the 403's with a Python list in it.
+    sign_in(web, "collector")
+    refused = html.unescape(page(web, "/customers/C0000001", status=403))
+    assert "您的密钥无权查看这些内容" in refused
+    assert "covers stations 'S01'; customer C0000001 is not in them" in refused and "['" not in refused
+    assert '<span lang="en">key ' in refused  # the API's message is marked as English for screen readers
+    missing = html.unescape(page(web, "/customers/NOPE42", status=404))
+    assert "没有找到这位客户：请核对户号" in missing and "NOPE42" in missing
+    for params, said in [
+        ({"min_probability": "abc"}, "最低概率（0–1）：应为数字"),
+        ({"min_probability": "2"}, "最低概率（0–1）：应不大于 1.0"),
+        ({"page": "0"}, "页码：应不小于 1"),
+        ({"per_station_top": "0"}, "每所走访上限：应不小于 1"),
+        ({"task": "xyz"}, "风险类型：应为以下之一"),
+    ]:
+        text = html.unescape(page(web, "/list", status=422, **params))
+        assert "请求中有一项取值不正确" in text and said in text, params
+        assert "Input should" not in text, params
+    assert "导出格式：应为以下之一" in html.unescape(page(web, "/list/export", status=422, format="json"))
+    english = html.unescape(page(web, "/list", status=422, min_probability="abc", lang="en"))
+    assert "min_probability: Input should be a valid number" in english
+    assert "A value in the request is not valid" in english
+    assert "Your key may not see this" in page(web, "/customers/C0000001", status=403, lang="en")
+
+
+def test_a_customer_outside_a_tasks_population_is_said_in_the_pages_language(web, settings):
+    from features.sources import read_table, write_table
+
+    customers = read_table(settings.warehouse_path, "customers")
+    extra = customers.iloc[:1].copy()
+    extra["customer_id"] = "C9999999"  # in the archive, never scored
+    write_table(settings.warehouse_path, "customers", pd.concat([customers, extra]))
+    sign_in(web, "admin")
+    zh = page(web, "/customers/C9999999")
+    assert "欠费风险 · 未评分</strong>：<span>不在本类风险的评分人群中（2023-06-30 共评分 60 户）" in zh
+    assert "population" not in zh
+    en = page(web, "/customers/C9999999", lang="en")
+    assert "not in this risk type's population as of 2023-06-30 (60 customers scored)" in html.unescape(en)
+
+
 def test_customer_ids_holding_url_characters_are_linked_and_opened(settings, registry):
     # Ingest takes any id: `#` and `?` broke the list's links, and `/` was no route's parameter.
     odd = {"C0000000": "HN/0001", "C0000003": "HN#0002", "C0000006": "HN?0003"}
@@ -641,8 +682,20 @@ def test_axis_helpers():
     assert charts.fit("short", 12) == "short"
 
 
+def test_metric_names_read_in_words_and_unknown_ones_as_they_are():
+    # The models page showed amount_recall_at_station_capacity and ~25 other raw names on a Chinese page.
+    assert [metric_word("zh", m) for m in ("pr_auc", "precision_at_5pct", "lift_at_0_5pct")] == [
+        "PR-AUC", "前 5% 的精确率", "前 0.5% 的提升度"
+    ]  # fmt: skip
+    assert metric_word("zh", "amount_recall_at_station_capacity") == "每所走访上限内的金额召回率"
+    assert metric_word("en", "amount_recall_at_station_capacity") == "Amount recall within station capacity"
+    assert metric_word("en", "positives") == "Positives" and metric_word("zh", "log_loss") == "对数损失"
+    assert metric_word("zh", "true_recall_at_5pct") == "true_recall_at_5pct"  # not a name training writes
+
+
 def test_both_languages_hold_the_same_words():
     assert TEXT["zh"].keys() == TEXT["en"].keys()
+    assert METRIC_WORDS["zh"].keys() == METRIC_WORDS["en"].keys()
     assert EXPORT_HEADERS["zh"].keys() == EXPORT_HEADERS["en"].keys()
     for kind in LABELS["zh"]:
         assert LABELS["zh"][kind].keys() == LABELS["en"][kind].keys(), kind
