@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LAPTOP = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}
 
 
 def free_port() -> int:
@@ -82,8 +83,8 @@ class Site:
     home: WebHome
     browser: object
 
-    def page(self, **options):  # type: ignore[no-untyped-def]
-        context = self.browser.new_context(viewport=LAPTOP, accept_downloads=True, **options)
+    def page(self, viewport: dict[str, int] = LAPTOP, **options):  # type: ignore[no-untyped-def]
+        context = self.browser.new_context(viewport=viewport, accept_downloads=True, **options)
         return context.new_page()
 
     def sign_in(self, page, role: str) -> None:  # type: ignore[no-untyped-def]
@@ -127,10 +128,10 @@ def at(path: str):  # type: ignore[no-untyped-def]
     return lambda address: urlsplit(address).path == path
 
 
-def shot(page, name: str, height: int | None = None) -> None:  # type: ignore[no-untyped-def]
+def shot(page, name: str, height: int | None = None, width: int = LAPTOP["width"]) -> None:  # type: ignore[no-untyped-def]
     """The whole page, or its top `height` pixels (a README picture need not show fifty rows)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    clip = {"x": 0, "y": 0, "width": LAPTOP["width"], "height": height} if height else None
+    clip = {"x": 0, "y": 0, "width": width, "height": height} if height else None
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True, clip=clip)
 
 
@@ -260,6 +261,64 @@ def test_a_long_station_name_in_the_header_wraps_instead_of_widening_the_page(si
     for control, height in zip(controls, heights, strict=True):  # on the screen, not squeezed to a column
         box = control.bounding_box()
         assert box is not None and box["x"] + box["width"] <= LAPTOP["width"] and box["height"] == height
+    page.context.close()
+
+
+def broken(page, selector: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Texts without a space, in the elements matching `selector`, that the browser broke across lines."""
+    return page.evaluate(
+        """s => Array.from(document.querySelectorAll(s))
+            .filter(e => e.getClientRects().length && !/\\s/.test(e.textContent.trim()))
+            .filter(e => { const r = document.createRange(); r.selectNodeContents(e);
+                           return new Set(Array.from(r.getClientRects()).map(x => Math.round(x.top))).size > 1; })
+            .map(e => e.textContent)""",
+        selector,
+    )
+
+
+def smallest_label_px(page) -> float:  # type: ignore[no-untyped-def]
+    """The smallest chart label as drawn: its font size times its chart's scale on the screen."""
+    return page.evaluate(
+        """() => Math.min(...Array.from(document.querySelectorAll('svg.chart text')).map(t => {
+            const svg = t.ownerSVGElement;
+            return Number(t.getAttribute('font-size')) * svg.getBoundingClientRect().width
+                / svg.viewBox.baseVal.width; }))"""
+    )
+
+
+def test_ids_and_phones_stay_whole_and_charts_stay_readable_on_a_phone(site: Site):
+    # At 1366 px every phone in the list broke (1919824727 / 0); at 390 px ids and words broke too, the
+    # customer page scrolled sideways and chart labels shrank to 4-5 px.
+    page = site.page()
+    site.sign_in(page, "collector")  # the role that sees phones
+    assert page.locator("table.risk .phone").count() == 50
+    assert broken(page, "table.risk a.customer, table.risk .phone") == []
+    phone = site.page(viewport=PHONE)
+    site.sign_in(phone, "collector")
+    assert broken(phone, "table.risk a.customer, table.risk .phone, table.risk td.words, .band") == []
+    assert fits_the_screen(phone)  # the table scrolls inside its own box
+    phone.context.close()
+    page.context.close()
+    phone = site.page(viewport=PHONE)
+    site.sign_in(phone, "analyst")
+    for path in ("/overview", "/customers/C0000002"):  # the customer with a reduction and a violation
+        phone.goto(site.url + path)
+        assert fits_the_screen(phone), path
+        assert smallest_label_px(phone) >= 10, path
+    for table in ("h-suspensions", "h-inspections"):
+        assert phone.locator(f"section[aria-labelledby={table}] .table-wrap tbody tr").count() == 1
+    assert broken(phone, ".phone, td.words, td.date") == []  # dates too ("202 / 3- / 05- / 01")
+    shot(phone, "phone-customer", width=PHONE["width"])
+    phone.context.close()
+
+
+def test_the_risk_lists_headings_stay_in_view(site: Site):
+    page = site.page()
+    site.sign_in(page, "analyst")
+    page.mouse.wheel(0, 1500)
+    page.wait_for_function("window.scrollY >= 1500")
+    top = page.evaluate("document.querySelector('table.risk thead th').getBoundingClientRect().top")
+    assert abs(top) <= 1  # it scrolled away to -1,152 px
     page.context.close()
 
 
