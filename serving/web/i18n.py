@@ -59,7 +59,10 @@ TEXT: dict[str, dict[str, str]] = {
         "list_summary": "{matched} 户符合条件，按每所上限后 {listed} 户；第 {page}/{pages} 页",
         "list_summary_nocap": "{matched} 户符合条件；第 {page}/{pages} 页",
         "snapshot_line": "评分日期 {as_of} · 模型 {model} v{version}",
-        "rank": "排名",
+        "position": "序号",
+        "position_note": "在本清单中的位置",
+        "rank": "全局排名",
+        "rank_note": "按概率在本次评分的全部客户中的名次（概率相同的客户名次相邻，先后不分高低）",
         "customer": "客户",
         "probability": "概率",
         "band": "风险等级",
@@ -91,7 +94,8 @@ TEXT: dict[str, dict[str, str]] = {
         "close_date": "销户日期",
         "not_in_archive": "档案中没有此客户，以下信息来自评分快照。",
         "scores": "风险评分",
-        "rank_of": "第 {rank} 名 / 共 {population} 户",
+        "rank_of": "概率排名第 {rank} / 共 {population} 户",
+        "rank_tied": "概率排名第 {first}–{last}（{tied} 户概率相同）/ 共 {population} 户",
         "model_line": "模型 {model} v{version} · 评分日期 {as_of}",
         "contribution_title": "各因素对风险的贡献（对数几率）",
         "contribution_desc": "从人群平均出发，每个因素推高（红）或降低（绿）风险，最后得到该客户的分数。",
@@ -239,7 +243,11 @@ TEXT: dict[str, dict[str, str]] = {
         "page {page} of {pages}",
         "list_summary_nocap": "{matched} customers match; page {page} of {pages}",
         "snapshot_line": "Scored {as_of} · model {model} v{version}",
-        "rank": "Rank",
+        "position": "#",
+        "position_note": "Place in this list",
+        "rank": "Overall rank",
+        "rank_note": "Rank by probability among every customer scored (customers with the same probability "
+        "have neighbouring ranks in no meaningful order)",
         "customer": "Customer",
         "probability": "Probability",
         "band": "Band",
@@ -271,7 +279,8 @@ TEXT: dict[str, dict[str, str]] = {
         "close_date": "Closed",
         "not_in_archive": "The archive has no row for this customer; the facts below come from the snapshot.",
         "scores": "Risk scores",
-        "rank_of": "rank {rank} of {population}",
+        "rank_of": "ranked {rank} of {population} by probability",
+        "rank_tied": "ranked {first}–{last} of {population} by probability ({tied} customers tied)",
         "model_line": "model {model} v{version} · scored {as_of}",
         "contribution_title": "What drives the score (log-odds)",
         "contribution_desc": "Starting from the population average, each factor raises (red) or lowers "
@@ -397,7 +406,7 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
 # Column headers of the web export (the API's export keeps machine names).
 EXPORT_HEADERS: dict[str, dict[str, str]] = {
     "zh": {
-        "rank": "排名",
+        "rank": "全局排名",
         "customer_id": "户号",
         "name": "户名",
         "phone": "联系电话",
@@ -412,7 +421,7 @@ EXPORT_HEADERS: dict[str, dict[str, str]] = {
         "reason": "原因{i}",
     },
     "en": {
-        "rank": "Rank",
+        "rank": "Overall rank",
         "customer_id": "Customer ID",
         "name": "Name",
         "phone": "Phone",

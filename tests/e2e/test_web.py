@@ -163,7 +163,7 @@ def test_sign_in_overview_station_filter_and_customer(site: Site):
     page.get_by_role("link", name=station, exact=True).click()
     page.wait_for_url(re.compile(r"/list\?"))
     assert page.get_by_label("供电所").input_value() == station
-    stations = page.locator("table.risk tbody tr td:nth-child(3)").all_inner_texts()
+    stations = page.locator("table.risk tbody tr td:nth-child(4)").all_inner_texts()
     assert stations and all(s.startswith(station) for s in stations)
     per_station = len(site.home.population) // len(STATIONS)
     assert page.get_by_role("status").inner_text().startswith(f"{per_station} 户符合条件")
@@ -180,7 +180,7 @@ def test_sign_in_overview_station_filter_and_customer(site: Site):
     page.get_by_role("button", name="应用").click()
     page.wait_for_url(re.compile(r"station=%E9%9D%92%E5%B1%B1"))
     probabilities = [
-        float(p.split("%")[0]) for p in page.locator("table.risk tbody td:nth-child(5)").all_inner_texts()
+        float(p.split("%")[0]) for p in page.locator("table.risk tbody td:nth-child(6)").all_inner_texts()
     ]
     assert (
         probabilities and min(probabilities) >= 30.0 and probabilities == sorted(probabilities, reverse=True)
@@ -226,7 +226,7 @@ def test_a_long_unbroken_name_wraps_instead_of_widening_the_page(site: Site):
     long_name = "x" * 5000
     page = site.page()
     site.sign_in(page, "admin")
-    page.locator("table.risk tbody tr").first.locator("td:nth-child(2) span.muted").first.evaluate(
+    page.locator("table.risk tbody tr").first.locator("td:nth-child(3) span.muted").first.evaluate(
         "(span, text) => { span.textContent = text; }", long_name
     )
     assert fits_the_screen(page)
@@ -234,7 +234,7 @@ def test_a_long_unbroken_name_wraps_instead_of_widening_the_page(site: Site):
         "Array.from(document.querySelectorAll('.table-wrap')).every(w => w.scrollWidth <= w.clientWidth)"
     )
     row = page.locator("table.risk tbody tr").first
-    for cell in ("td:nth-child(5)", "td:nth-child(6)", "td:nth-child(9)"):  # probability, band, reasons
+    for cell in ("td:nth-child(6)", "td:nth-child(7)", "td:nth-child(10)"):  # probability, band, reasons
         box = row.locator(cell).bounding_box()
         assert box is not None and box["x"] + box["width"] <= LAPTOP["width"], cell
     # A station's name in the filter's drop-down: a select is as wide as its widest option.
@@ -270,7 +270,8 @@ def broken(page, selector: str) -> list[str]:  # type: ignore[no-untyped-def]
         """s => Array.from(document.querySelectorAll(s))
             .filter(e => e.getClientRects().length && !/\\s/.test(e.textContent.trim()))
             .filter(e => { const r = document.createRange(); r.selectNodeContents(e);
-                           return new Set(Array.from(r.getClientRects()).map(x => Math.round(x.top))).size > 1; })
+                const lines = new Set(Array.from(r.getClientRects()).map(x => Math.round(x.top)));
+                return lines.size > 1; })
             .map(e => e.textContent)""",
         selector,
     )
@@ -358,7 +359,7 @@ def test_export_xlsx_of_the_filtered_list(site: Site):
     sheet = load_workbook(io.BytesIO(Path(download.path()).read_bytes()), read_only=True).active
     rows = list(sheet.iter_rows(values_only=True))
     header, body = rows[0], rows[1:]
-    assert header[:4] == ("排名", "户号", "户名", "联系电话") and header[-1] == "原因4"
+    assert header[:4] == ("全局排名", "户号", "户名", "联系电话") and header[-1] == "原因4"
     assert len(body) == 12  # the per-station cap on the collector's one station
     station = header.index("供电所")
     assert {row[station] for row in body} == {site.home.collector_station}
@@ -380,7 +381,7 @@ def test_export_xlsx_of_the_filtered_list(site: Site):
 def test_a_collector_cannot_open_another_stations_customer_by_url(site: Site):
     page = site.page()
     site.sign_in(page, "collector")
-    stations = set(page.locator("table.risk tbody tr td:nth-child(3)").all_inner_texts())
+    stations = set(page.locator("table.risk tbody tr td:nth-child(4)").all_inner_texts())
     assert stations and all(s.startswith(site.home.collector_station) for s in stations)
     assert page.get_by_label("供电所").locator("option").all_inner_texts() == [
         "全部",

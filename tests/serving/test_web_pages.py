@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 import pytest
 from disk_faults import full_disk, read_only
@@ -510,6 +511,37 @@ def test_customer_page_draws_the_score_and_history(web):
     assert "欠费风险" in html and "第 " in html
 
 
+def test_the_list_numbers_its_rows_and_names_the_overall_rank_as_such(web):
+    # 「排名 52, 99, 118, 9, 363」 atop a station's list read as this list's order; it is the probability rank
+    # among all customers scored.
+    sign_in(web, "collector")
+    html = page(web, "/list")
+    assert ">序号</th>" in html and ">全局排名</th>" in html and "按概率在本次评分的全部客户中的名次" in html
+    places = [int(re.findall(r'<td class="num">([\d,]+)</td>', row)[0]) for row in rows(html)]
+    assert places == list(range(1, 21))
+    ids = listed_ids(html)
+    searched = rows(page(web, "/list", q="5"))  # a search keeps each row's place in the list
+    assert [int(re.findall(r'<td class="num">([\d,]+)</td>', row)[0]) for row in searched] == [
+        ids.index(c) + 1 for c in ids if "5" in c
+    ]
+
+
+def test_a_customer_tied_with_others_reads_the_tied_ranks(web):
+    # One of ~300 customers at the same probability read 「第 741 名」, as if riskier than the 742nd.
+    snapshot = web.state.snapshots.get("arrears")
+    probability = snapshot.numbers["probability"]
+    values, counts = np.unique(probability, return_counts=True)
+    tied = values[counts == 2][0]  # the fixture's one pair of equal probabilities
+    first = int((probability > tied).sum()) + 1
+    sign_in(web, "admin")
+    for pos in np.flatnonzero(probability == tied):
+        html = page(web, f"/customers/{snapshot.customer_id[pos]}")
+        assert f"概率排名第 {first}–{first + 1}（2 户概率相同）/ 共 60 户" in html
+    alone = int(np.flatnonzero(probability == values[counts == 1][0])[0])
+    html = page(web, f"/customers/{snapshot.customer_id[alone]}", lang="en")
+    assert f"ranked {snapshot.numbers['rank'][alone]} of 60 by probability" in html
+
+
 def test_customer_page_lists_older_bills_still_owing(web, settings):
     # A bill before the 24 months, never paid, counted in the amount at stake and the reasons; the page
     # showed none of it.
@@ -620,12 +652,12 @@ def test_export_holds_the_filtered_list_in_the_pages_language(web):
     )
     sheet = load_workbook(io.BytesIO(r.content)).active
     table = list(sheet.iter_rows(values_only=True))
-    assert table[0][:3] == ("排名", "户号", "户名") and len(table) == 1 + 7
+    assert table[0][:3] == ("全局排名", "户号", "户名") and len(table) == 1 + 7
     assert {row[table[0].index("供电所")] for row in table[1:]} == {"S02"}
     assert {row[table[0].index("风险等级")] for row in table[1:]} <= {"高", "中", "低"}
     assert sheet.freeze_panes == "A2"
     csv = web.client.get("/list/export", params={"format": "csv", "lang": "en"})
-    assert csv.content.startswith(b"\xef\xbb\xbfRank,Customer ID,Name")
+    assert csv.content.startswith(b"\xef\xbb\xbfOverall rank,Customer ID,Name")
     assert len(csv.content.decode("utf-8-sig").strip().splitlines()) == 61
     assert (csv.headers["x-gridrisk-rows"], csv.headers["x-gridrisk-rows-listed"]) == ("60", "60")
     assert "Exports hold the first" not in page(web, "/list", lang="en")
