@@ -660,6 +660,7 @@ def customer_page(
         text["kwh"],
         text["amount_due"],
         text["paid"],
+        lang,
     )
     back_url = back if back and back.startswith("/list") and not back.startswith("//") else "/list"
     return render(
@@ -740,6 +741,7 @@ def overview_page(
         text["band_mix"],
         text["ev_vs_last"],
         "{unit} {station}" if by == SummaryBy.STATION else "{unit}",
+        lang,
     )
     return render(
         request, web, lang, "overview.html", user,

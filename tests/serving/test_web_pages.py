@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from tinymodel import FakeRegistry
 from webdata import WebService, rewrite_previous_snapshot, web_service
 
 from serving.access import KeyStore, Role, create_key, revoke_key
-from serving.schemas import ModelRef, Reason, Task
+from serving.schemas import Lang, ModelRef, Reason, Task
 from serving.settings import ServingSettings
 from serving.view_schemas import TaskScore
 from serving.web import charts
@@ -710,6 +711,29 @@ def test_axis_helpers():
     assert charts.ticks(-3.2, 0.2) == [-3.0, -2.0, -1.0, 0.0]
     assert charts.nice_max(37_704) == 50_000 and charts.nice_max(0) == 1.0
     assert charts.compact(1234) == "1.2k" and charts.compact(3_400_000) == "3.4M"
+    assert charts.compact(500_000) == "500k"  # not "500.0k"
+    # Chinese pages count money in 万 and 亿: the overview said ¥846.8k.
+    assert [charts.compact(v, Lang.ZH) for v in (846_812, 500_000, 1.23e8, 9_999)] == [
+        "84.7万", "50万", "1.2亿", "9999"
+    ]  # fmt: skip
+    assert [charts.signed(v) for v in (0.0, 1.5, -2.85)] == ["0", "+1.5", "−2.85"]  # the axis read "+0"
+
+
+def test_the_last_month_label_never_lands_beside_another():
+    # With 23 months (the snapshot's month has no bill yet) "26-09" and "26-10" printed over each other.
+    assert charts.month_ticks(23) == [0, 3, 6, 9, 12, 15, 18, 22]
+    assert charts.month_ticks(24) == [0, 3, 6, 9, 12, 15, 18, 21, 23]
+    assert charts.month_ticks(1) == [0] and charts.month_ticks(0) == []
+    for n in range(1, 30):
+        ticks = charts.month_ticks(n)
+        assert min((b - a for a, b in itertools.pairwise(ticks)), default=2) >= 2, n
+
+
+def test_waterfall_tooltips_use_the_minus_sign_of_its_labels():
+    svg = str(charts.waterfall(score([0.8, -0.3]), "w", "t", "d", "base", "other", "total"))
+    titles = re.findall(r"<title>([^<]*)</title>", svg)
+    assert any("−0.30" in t for t in titles) and not any(re.search(r"-\d", t) for t in titles)
+    assert ">+0<" not in svg
     assert charts.fit("近3个月电量较去年同期下降76%", 12) == "近3个月电量…"  # 11 units and the ellipsis
     assert charts.fit("short", 12) == "short"
 
