@@ -49,7 +49,7 @@ from serving.station_summary import scoped, served_station_table, summarize
 from serving.view_schemas import CustomerFile, SummaryBy, SummaryResponse
 from serving.web import charts
 from serving.web.i18n import EXPORT_HEADERS, INVALID_FIELDS, INVALID_TYPES, TEXT, label, metric_word
-from serving.web.model_board import alias_source, model_board
+from serving.web.model_board import alias_source, metric_text, model_board
 from serving.web.search import matching, openable
 from serving.web.session import (
     LANG_COOKIE,
@@ -198,7 +198,7 @@ class WebContext:
             minute=_minute,
             number=_number,
         )
-        env.globals.update(url=url, customer_url=customer_url)
+        env.globals.update(url=url, customer_url=customer_url, metric_text=metric_text)
         return cls(settings, signer, env, SignedOut(Path(home) / SIGNED_OUT_FILE))
 
 

@@ -454,6 +454,12 @@ def test_models_page_shows_champion_and_challenger(site: Site):
     assert "PR-AUC ★" in names and "Brier 分数" in names and not any("_" in name for name in names)
     assert section.locator("th[title=brier]").inner_text() == "Brier 分数"
     assert section.locator("td.decision span[lang=en]").last.inner_text().startswith("does not beat")
+    # Suspension's v2 was promoted by hand: the v1 it replaced keeps a column, with its metrics.
+    promoted = page.locator("section", has=page.get_by_role("heading", name=re.compile("暂停可能")))
+    table = promoted.locator("table.models").first
+    assert "（人工晋升，取代 v1）" in table.inner_text()
+    assert table.locator("thead th").all_inner_texts()[-1] == "被取代的版本"
+    assert "0.4000" in table.inner_text() and "被 v2（人工晋升）取代" in table.inner_text()
     shot(page, "models")
     page.context.close()
 

@@ -1,6 +1,7 @@
 """A small gridrisk home for the web page's browser test: five stations in two supply units with Chinese
 names, an archive with PII, two years of bills and payments, three tasks' models registered in a SQLite
-MLflow store (arrears with a champion and a refused challenger), this month's and last month's snapshots,
+MLflow store (arrears with a champion and a refused challenger, suspension's v2 promoted by hand over v1),
+this month's and last month's snapshots,
 and one key per role."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from serving.model import PackagedModel, pyfunc_class
 from serving.schemas import ModelRef
 from serving.settings import ServingSettings
 from serving.snapshot import score_frame, write_snapshot
+from training.registry import promote
 
 STATIONS = {
     "城东供电所": "市区供电公司",
@@ -146,6 +148,20 @@ def build(root: Path) -> WebHome:
             client.set_registered_model_alias(name, "challenger", versions[task][-1])
             old = score_frame(package, previous, ModelRef(name=name, version=champion))
             write_snapshot(old, settings.snapshots_path, task, PREVIOUS_AS_OF)
+        if task == "suspension":
+            # v2 promoted by hand over the gate's refusal: the models page names the v1 it replaced.
+            package = train_package(seed=8, trees=40, task=task)
+            package.metrics = {"roc_auc": 0.78, "pr_auc": 0.37, "brier": 0.12}
+            package.info["primary_metric"] = "pr_auc"
+            refused = {
+                "gate.decision": "refused",
+                "gate.reason": "does not beat the champion's primary metric by the margin: "
+                "pr_auc 0.3700 vs champion v1 0.4000",
+            }
+            versions[task].append(log_version(tracking_uri, experiment_id, name, package, refused, root))
+            client.set_registered_model_alias(name, "challenger", versions[task][-1])
+            promote(tracking_uri, task, versions[task][-1], "试点所复核：新版本的走访命中更高", user="e2e")
+            champion = versions[task][-1]
         scores = score_frame(package, frame, ModelRef(name=name, version=champion))
         write_snapshot(scores, settings.snapshots_path, task, AS_OF)
 

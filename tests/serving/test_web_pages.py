@@ -3,6 +3,7 @@ exports, error pages, language, security headers, the charts, the words catalogu
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import io
 import itertools
@@ -24,8 +25,9 @@ from serving.access import KeyStore, Role, create_key, revoke_key
 from serving.schemas import Lang, ModelRef, Reason, Task
 from serving.settings import ServingSettings
 from serving.view_schemas import TaskScore
-from serving.web import charts
+from serving.web import charts, pages
 from serving.web.i18n import EXPORT_HEADERS, LABELS, METRIC_WORDS, TEXT, metric_word
+from serving.web.model_board import AliasView, PastTerm
 from serving.web.pages import customer_url, page_path, safe_next
 from serving.web.session import SESSION_COOKIE, SessionSigner, SignedOut, load_secret, principal_of
 
@@ -610,6 +612,51 @@ def test_models_page_is_for_analysts_and_admins(web):
     sign_in(web, "admin")
     html = page(web, "/models")
     assert "gridrisk-arrears" in html and "v1" in html and "0.8000" in html
+
+
+class Versions:
+    """An alias source holding fixed versions: `champion`, `challenger`, and any other as `v<number>`."""
+
+    def __init__(self, views: dict[str, AliasView]) -> None:
+        self.views = views
+
+    def alias(self, name: str, alias: str) -> AliasView | None:
+        return self.views.get(alias)
+
+    def version(self, name: str, version: str) -> AliasView | None:
+        return self.views.get(f"v{version}")
+
+
+def test_models_page_names_the_version_a_promotion_replaced_and_prints_counts_whole(web, monkeypatch):
+    # After `gridrisk promote`, v1 (the gate's choice) was nowhere on the page, and counts read 389.0000.
+    package = web.state.models.get("arrears").package
+    metrics = {"pr_auc": 0.42, "roc_auc": 0.81, "brier": 0.11, "rows": 7356.0, "positives": 389.0}
+    monkeypatch.setattr(package, "metrics", {**metrics, "lift_at_5pct": 3.1})
+    monkeypatch.setitem(package.info, "primary_metric", "pr_auc")
+    at = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+    champion = AliasView(
+        alias="champion", version="2", promoted_at=at, promoted_by="override", decision="复核后人工晋升",
+        metrics={**metrics, "pr_auc": 0.40}, replaced="1",
+    )  # fmt: skip
+    old = AliasView(
+        alias="replaced", version="1", is_champion=False, metrics=metrics,
+        past=PastTerm(since=at - dt.timedelta(days=30), until=at, replaced_by="2", replaced_how="override",
+                      reason="复核后人工晋升"),
+    )  # fmt: skip
+    monkeypatch.setattr(pages, "alias_source", lambda models: Versions({"champion": champion, "v1": old}))
+    sign_in(web, "admin")
+    text = html.unescape(page(web, "/models"))
+    assert "（人工晋升，取代 v1）" in text and ">被取代的版本</th>" in text
+    head = text.split("<details>")[0]
+    primary_first = ["pr_auc", "brier", "roc_auc"]
+    assert re.findall(r'<th scope="row" title="(\w+)"', head) == primary_first
+    assert '<td class="num">0.4000</td><td class="num">—</td><td class="num">0.4200</td>' in head
+    folded = text.split("<details>")[1]
+    assert "其他指标（3 项）" in folded and ">7,356</td>" in folded and ">389</td>" in folded
+    assert "389.0000" not in text and ">前 5% 的提升度</th>" in folded
+    assert "曾于 2026-10-28 12:00 UTC 至 2026-11-27 12:00 UTC 为当前模型，被 v2（人工晋升）取代" in text
+    english = html.unescape(page(web, "/models", lang="en"))
+    assert "(manual promotion, replacing v1)" in english and ">Replaced</th>" in english
 
 
 def test_language_comes_from_the_query_then_the_cookie(web):
