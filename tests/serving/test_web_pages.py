@@ -659,6 +659,19 @@ def test_models_page_names_the_version_a_promotion_replaced_and_prints_counts_wh
     assert "(manual promotion, replacing v1)" in english and ">Replaced</th>" in english
 
 
+def test_every_table_has_a_caption(web):
+    # The customer page's five tables and the models page's had none, though the README said tables do.
+    sign_in(web, "admin")
+    for path in ("/list", "/customers/C0000003", "/overview", "/models"):
+        html = page(web, path)
+        tables = re.findall(r"<table[ >].*?</table>", html, flags=re.S)
+        assert tables and all(re.match(r"<table[^>]*>\s*<caption", t) for t in tables), path
+    caption = re.search(r"<caption[^>]*>([^<]*)</caption>", page(web, "/list")).group(1)
+    assert caption == "欠费风险清单，按期望损失排序"  # it read 「…按按期望损失排序」
+    caption = re.search(r"<caption[^>]*>([^<]*)</caption>", page(web, "/list", lang="en")).group(1)
+    assert caption == "Arrears list, sorted by expected loss"  # not "by Expected loss"
+
+
 def test_language_comes_from_the_query_then_the_cookie(web):
     sign_in(web, "analyst")
     r = web.client.get("/overview", params={"lang": "en"})
