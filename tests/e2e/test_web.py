@@ -203,7 +203,7 @@ def test_sign_in_overview_station_filter_and_customer(site: Site):
     assert page.locator("svg#waterfall-arrears rect").count() >= 5
     assert page.locator("svg#waterfall-suspension").count() == 1
     assert page.locator("svg#history rect").count() >= 24 * 3
-    page.get_by_text("逐月明细").click()
+    page.locator("summary", has_text="逐月明细").click()  # the table's caption says it too
     assert page.locator("details[open] tbody tr").count() == 24
     assert fits_the_screen(page)
     shot(page, "customer")
