@@ -25,6 +25,9 @@ TEXT: dict[str, dict[str, str]] = {
         "signed_in_as": "当前身份",
         "all_stations": "全部供电所",
         "login_title": "登录",
+        "login_note_signed_out": "您已退出登录。",
+        "login_note_expired": "登录已超时，请重新登录；登录后回到刚才的页面。",
+        "login_note_revoked": "这个浏览器登录所用的密钥已被吊销或更换，请用新的密钥登录。",
         "login_intro": "请输入管理员分配给您的 API 密钥。密钥只用于本次登录，页面不会显示或保存它。",
         "api_key": "API 密钥",
         "sign_in": "登录",
@@ -214,6 +217,10 @@ TEXT: dict[str, dict[str, str]] = {
         "signed_in_as": "Signed in as",
         "all_stations": "all stations",
         "login_title": "Sign in",
+        "login_note_signed_out": "You have signed out.",
+        "login_note_expired": "Your session has expired; sign in again to return to the page you were on.",
+        "login_note_revoked": "The key this browser signed in with has been revoked or replaced; sign in "
+        "with a new key.",
         "login_intro": "Enter the API key your administrator gave you. It is used to sign in only; "
         "the page never shows or stores it.",
         "api_key": "API key",

@@ -77,10 +77,16 @@ SECURITY_HEADERS = {
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HTML_LANG = {Lang.ZH: "zh-CN", Lang.EN: "en"}  # the `lang` attribute of each
 LANG_COOKIE_DAYS = 365
+EXPIRED_NOTE_SECONDS = 7 * 86400
 
 
 class NotSignedIn(NotAuthenticated):
-    """No valid session cookie: the page redirects to the sign-in form."""
+    """No valid session cookie: the page redirects to the sign-in form, which says why when it can (`why`:
+    "expired", "signed_out" or "revoked"; None for a browser that was never signed in)."""
+
+    def __init__(self, message: str, why: str | None = None) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 class CrossSiteForm(Forbidden):
@@ -96,9 +102,13 @@ class PageRoute(APIRoute):
         async def page(request: Request) -> Response:
             try:
                 return await handler(request)
-            except NotSignedIn:
+            except NotSignedIn as exc:
                 here = page_path(request) + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
+                query = {"next": here} | ({"why": exc.why} if exc.why else {})
+                redirect = RedirectResponse("/login?" + urlencode(query), status_code=303)
+                if exc.why:  # the reason travels in the URL; the cookie is dead
+                    redirect.delete_cookie(SESSION_COOKIE)
+                return redirect
             except ServingError as exc:
                 status = status_of(exc)
                 if status >= 500:  # as the API's handler does: an operator has something to fix
@@ -233,8 +243,21 @@ PageLang = Annotated[Lang, Depends(page_lang)]
 def signed_in(request: Request, web: Web, keys: Keys) -> Principal:
     principal = session_principal(request, web, keys)
     if principal is None:
-        raise NotSignedIn("sign in with your API key")
+        raise NotSignedIn("sign in with your API key", signed_out_why(request, web))
     return principal
+
+
+def signed_out_why(request: Request, web: WebContext) -> str | None:
+    """Why a browser holding a session cookie is no longer signed in, for a one-line note on the sign-in form.
+    The cookie's holder learns only what signing in again would tell them; a cookie we did not sign gets no
+    reason."""
+    token = request.cookies.get(SESSION_COOKIE)
+    session = web.signer.read(token)
+    if session is None:
+        return "expired" if web.signer.expired(token) else None
+    if session in web.signed_out:
+        return "signed_out"  # a copy of a cookie, replayed after its session signed out
+    return "revoked"  # the key's record is gone: revoked, or replaced under the same id
 
 
 User = Annotated[Principal, Depends(signed_in)]
@@ -371,11 +394,17 @@ def static(name: str) -> Response:
     )
 
 
+SIGN_IN_NOTES = ("signed_out", "expired", "revoked")  # `?why=` on the sign-in form; any other says nothing
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, web: Web, keys: Keys, lang: PageLang, next: str | None = None) -> Response:
+def login_form(
+    request: Request, web: Web, keys: Keys, lang: PageLang, next: str | None = None, why: str | None = None
+) -> Response:
     if session_principal(request, web, keys) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, web, lang, "login.html", None, next=safe_next(next), error=None)
+    note = TEXT[lang.value][f"login_note_{why}"] if why in SIGN_IN_NOTES else None
+    return render(request, web, lang, "login.html", None, next=safe_next(next), error=None, note=note)
 
 
 @router.post("/login", response_class=HTMLResponse, dependencies=[SameSiteForm])
@@ -401,20 +430,25 @@ def login(
             status=401,
             next=safe_next(next),
             error=text["login_unknown"],
+            note=None,
         )
     if principal.role not in PERMISSIONS[Action.RISK_LIST]:
         audit_refusal(
             request, principal.refusal(f"has role {principal.role}; the web page needs a list role")
         )
         error = text["login_role"].format(role=label(lang, "role", principal.role.value))
-        return render(request, web, lang, "login.html", None, status=403, next=safe_next(next), error=error)
+        return render(
+            request, web, lang, "login.html", None, status=403, next=safe_next(next), error=error, note=None
+        )
     record = keys.record(principal.key_id)
     assert record is not None  # authenticate just found it
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         web.signer.issue(record),
-        max_age=int(web.settings.session_hours * 3600),
+        # The token expires after session_hours whatever the cookie does; the browser keeps the dead cookie a
+        # week longer so the sign-in form can say the session expired (without it, it said nothing).
+        max_age=int(web.settings.session_hours * 3600) + EXPIRED_NOTE_SECONDS,
         httponly=True,
         samesite="lax",
         secure=web.settings.cookie_secure,
@@ -441,7 +475,7 @@ def logout(request: Request, web: Web) -> RedirectResponse:
                 f"until {until} (`gridrisk keys revoke {session.key_id}` ends every session of the key now)",
             ) from exc
         logger.info("web sign-out: key %s", session.key_id)
-    response = RedirectResponse("/login", status_code=303)
+    response = RedirectResponse("/login?why=signed_out", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
 

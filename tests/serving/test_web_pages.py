@@ -9,6 +9,7 @@ import io
 import itertools
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -145,7 +146,7 @@ def test_sign_out_ends_the_session_and_every_copy_of_its_cookie(web):
     sign_in(web, "analyst")
     kept = web.client.cookies[SESSION_COOKIE]  # what someone who copied the cookie would replay
     r = web.client.post("/logout", follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert r.status_code == 303 and r.headers["location"] == "/login?why=signed_out"
     web.client.cookies.clear()
     page(web, "/list", status=303)
     web.client.cookies.set(SESSION_COOKIE, kept)
@@ -154,6 +155,56 @@ def test_sign_out_ends_the_session_and_every_copy_of_its_cookie(web):
     sign_in(web, "analyst")  # the same key signs in again: a new session, not the old one
     assert web.client.cookies[SESSION_COOKIE] != kept
     page(web, "/list")
+
+
+def test_the_sign_in_form_says_why_the_session_ended(web, settings):
+    # Sign-out, a revoked key and an expired session all landed on a bare form with no message.
+    def note(location: str) -> str | None:
+        r = web.client.get(location, follow_redirects=False)  # with `params`, httpx drops the URL's own
+        assert r.status_code == 200, r.text[:300]
+        found = re.search(r'<p class="note" role="status">([^<]*)</p>', r.text)
+        return found.group(1) if found else None
+
+    sign_in(web, "collector")
+    r = web.client.post("/logout", follow_redirects=False)
+    assert note(r.headers["location"]) == "您已退出登录。"
+
+    sign_in(web, "analyst")
+    key_id = web.keys["analyst"].split("_")[1]
+    record = KeyStore(settings.keys_path).record(key_id)
+    signer = web.client.app.state.web.signer
+    stale = signer.issue(record, now=time.time() - signer.max_age_seconds - 60)
+    web.client.cookies.set(SESSION_COOKIE, stale)
+    r = web.client.get("/list", params={"page": 2}, follow_redirects=False)
+    assert r.headers["location"] == "/login?next=%2Flist%3Fpage%3D2&why=expired"
+    assert 'gridrisk_session=""' in r.headers["set-cookie"]  # the dead cookie goes
+    web.client.cookies.clear()
+    assert note(r.headers["location"]) == "登录已超时，请重新登录；登录后回到刚才的页面。"
+
+    sign_in(web, "collector")
+    revoke_key(settings.keys_path, web.keys["collector"].split("_")[1])
+    r = web.client.get("/overview", follow_redirects=False)
+    assert r.headers["location"] == "/login?next=%2Foverview&why=revoked"
+    web.client.cookies.clear()
+    assert note(r.headers["location"] + "&lang=en") == (
+        "The key this browser signed in with has been revoked or replaced; sign in with a new key."
+    )
+    # A cookie we never signed gets no reason, and a made-up reason says nothing.
+    web.client.cookies.set(SESSION_COOKIE, "forged.token")
+    assert web.client.get("/list", follow_redirects=False).headers["location"] == "/login?next=%2Flist"
+    web.client.cookies.clear()
+    assert note("/login?why=hacked") is None and note("/login") is None
+
+
+def test_the_session_cookie_outlives_its_session_by_a_week_so_expiry_can_be_told(web):
+    r = web.client.post("/login", data={"api_key": web.keys["analyst"]}, follow_redirects=False)
+    hours = web.client.app.state.web.settings.session_hours
+    assert f"Max-Age={int(hours * 3600) + 7 * 86400}" in r.headers["set-cookie"]
+    signer = web.client.app.state.web.signer
+    token = web.client.cookies[SESSION_COOKIE]
+    assert signer.read(token) is not None and not signer.expired(token)
+    later = time.time() + hours * 3600 + 1
+    assert signer.read(token, now=later) is None and signer.expired(token, now=later)
 
 
 def test_signed_out_sessions_are_shared_by_workers_and_forgotten_when_they_expire(tmp_path):
@@ -219,7 +270,7 @@ def test_a_sign_out_that_cannot_be_recorded_says_so_and_a_recorded_one_ends_ever
     monkeypatch.undo()  # the home is writable again
     page(web, "/list")  # the page told the truth: still signed in
     r = web.client.post("/logout", follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert r.status_code == 303 and r.headers["location"] == "/login?why=signed_out"
     web.client.cookies.clear()
     web.client.cookies.set(SESSION_COOKIE, kept)
     assert page(web, "/list", status=303) == ""  # after a sign-out that answered 303, a replay is refused
@@ -271,7 +322,7 @@ def test_a_cookie_with_non_ascii_characters_is_no_session(web):
     r = web.client.get("/login", headers=cookie, follow_redirects=False)
     assert r.status_code == 200 and 'name="api_key"' in r.text
     r = web.client.post("/logout", headers=cookie, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert r.status_code == 303 and r.headers["location"] == "/login?why=signed_out"
     assert SessionSigner(b"s" * 32, 3600).read("a.\xe9") is None
 
 
