@@ -12,6 +12,7 @@ import datetime as dt
 import html
 import logging
 import math
+import re
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ SECURITY_HEADERS = {
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HTML_LANG = {Lang.ZH: "zh-CN", Lang.EN: "en"}  # the `lang` attribute of each
 LANG_COOKIE_DAYS = 365
+UNSAFE_IN_NAME = re.compile(r'[\\/:*?"<>|\s\x00-\x1f]')  # in a file name on Windows, or in a header
 EXPIRED_NOTE_SECONDS = 7 * 86400
 
 
@@ -635,22 +637,37 @@ def export(
         response.model.version, response.count,
     )  # fmt: skip
     header, rows = export_table(response, lang)
-    name = f"gridrisk-{task.value}-{response.as_of.isoformat()}"
     # The page says when the list is longer than an export may be; the file's response says it too.
     stations, units = user.scope(filters.station, filters.supply_unit)
     listed = len(select_all(snapshot, filters, stations, units)[0])
+    name = export_name(task, response.as_of, units, stations)
     if format == FileFormat.CSV:
         body, media, ext = csv_bytes(header, rows), "text/csv; charset=utf-8", "csv"
     else:
         title = f"{label(lang, 'task', task.value)} {response.as_of.isoformat()}"
         body, media, ext = xlsx_bytes(title, header, rows), XLSX, "xlsx"
-    disposition = f'attachment; filename="{name}.{ext}"'
+    disposition = f"attachment; filename=\"{ascii_name(name)}.{ext}\"; filename*=UTF-8''{quote(name)}.{ext}"
     counts = {"X-Gridrisk-Rows": str(response.count), "X-Gridrisk-Rows-Listed": str(listed)}
     return Response(
         body,
         media_type=media,
         headers={"Content-Disposition": disposition, "Cache-Control": "no-store", **counts},
     )
+
+
+def export_name(task: Task, as_of: dt.date, units: list[str] | None, stations: list[str] | None) -> str:
+    """gridrisk-arrears-2026-11-10[-<supply unit>][-<station>]: the one unit or station the file holds (a
+    filter's, or a collector's own), so two stations' files are not "(1)" copies of one name."""
+    parts = ["gridrisk", task.value, as_of.isoformat()]
+    for places in (units, stations):
+        if places is not None and len(places) == 1:  # a key of several stations has no one name for them
+            parts.append(places[0])
+    return "-".join(UNSAFE_IN_NAME.sub("_", part) for part in parts)
+
+
+def ascii_name(name: str) -> str:
+    """The file name for browsers that read only `filename=`: non-ASCII letters as `_`."""
+    return name.encode("ascii", "replace").decode().replace("?", "_")
 
 
 # -- customer, overview, models ------------------------------------------------------------------------------

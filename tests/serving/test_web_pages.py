@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -733,6 +733,15 @@ def test_language_comes_from_the_query_then_the_cookie(web):
     assert '<html lang="zh-CN">' in page(web, "/list", lang="zh")
 
 
+def test_chinese_pages_use_chinese_colons(web):
+    # 「当前身份: 催费员」「推高风险: …」 used an ASCII colon in Chinese text.
+    sign_in(web, "collector")
+    zh, en = page(web, "/list"), page(web, "/list", lang="en")
+    assert "当前身份：催费员" in zh and "<h1>风险清单：欠费风险</h1>" in zh and "险: " not in zh
+    assert re.search(r'<span class="visually-hidden">(推高|降低)风险：</span>', zh)
+    assert "Signed in as: collector" in en and "<h1>Risk list: Arrears</h1>" in en
+
+
 def test_pages_carry_a_strict_policy_and_no_inline_code(web):
     sign_in(web, "admin")
     for path in ("/list", "/customers/C0000003", "/overview", "/models"):
@@ -758,9 +767,10 @@ def test_export_holds_the_filtered_list_in_the_pages_language(web):
 
     sign_in(web, "admin")
     r = web.client.get("/list/export", params={"format": "xlsx", "station": "S02", "per_station_top": "7"})
-    assert (
-        r.status_code == 200
-        and 'filename="gridrisk-arrears-2023-06-30.xlsx"' in r.headers["content-disposition"]
+    # The station in the name: two stations' files were "(1)" copies of one name.
+    assert r.status_code == 200 and r.headers["content-disposition"] == (
+        'attachment; filename="gridrisk-arrears-2023-06-30-S02.xlsx"; '
+        "filename*=UTF-8''gridrisk-arrears-2023-06-30-S02.xlsx"
     )
     sheet = load_workbook(io.BytesIO(r.content)).active
     table = list(sheet.iter_rows(values_only=True))
@@ -775,6 +785,30 @@ def test_export_holds_the_filtered_list_in_the_pages_language(web):
     assert "Exports hold the first" not in page(web, "/list", lang="en")
     # JSON is the API's list, not a file: asking the page for it is a 422, not an XLSX under another name.
     assert web.client.get("/list/export", params={"format": "json"}).status_code == 422
+
+
+def test_an_exports_name_holds_its_station_in_any_script(web):
+    sign_in(web, "admin")
+    r = web.client.get("/list/export", params={"format": "csv", "supply_unit": "U1"})
+    assert 'filename="gridrisk-arrears-2023-06-30-U1.csv"' in r.headers["content-disposition"]
+    assert pages.export_name(Task.THEFT, dt.date(2026, 11, 10), None, ["城东 供电所/二"]) == (
+        "gridrisk-theft-2026-11-10-城东_供电所_二"
+    )
+    assert pages.ascii_name("gridrisk-theft-2026-11-10-城东") == "gridrisk-theft-2026-11-10-__"
+    sign_in(web, "collector")  # its one station, without a filter
+    r = web.client.get("/list/export", params={"format": "csv"})
+    assert "filename*=UTF-8''gridrisk-arrears-2023-06-30-S01.csv" in r.headers["content-disposition"]
+
+
+def test_the_way_back_from_a_customer_lands_on_its_row(web):
+    # The back link returned to the right page and filters, but at the top of the page.
+    sign_in(web, "collector")
+    listed = page(web, "/list")
+    href = html.unescape(re.findall(r'class="customer" href="([^"]*)"', listed)[2])
+    assert 'id="r3"' in listed and parse_qs(urlsplit(href).query)["back"][0].endswith("#r3")
+    r = web.client.get(href)
+    back = html.unescape(re.search(r'<p class="crumbs"><a href="([^"]*)"', r.text).group(1))
+    assert back.startswith("/list?") and back.endswith("#r3")
 
 
 def test_a_list_longer_than_an_export_may_be_says_so_on_the_page_and_in_the_file(web):
