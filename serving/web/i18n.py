@@ -59,6 +59,8 @@ TEXT: dict[str, dict[str, str]] = {
         "export": "导出当前清单",
         "export_xlsx": "导出 Excel（XLSX）",
         "export_csv": "导出 CSV",
+        "export_csv_title": "CSV 是给程序用的数据文件：用 Excel 直接打开时，户号和电话会被当成数字（开头的 0 "
+        "丢失，长号码显示成 1.92E+10）。在 Excel 里查看请导出 XLSX，其中户号和电话是文本。",
         "export_cap": "导出仅含前 {cap} 户（共 {listed} 户）；请加筛选条件缩小名单",
         "list_summary": "{matched} 户符合条件，按每所上限后 {listed} 户；第 {page}/{pages} 页",
         "list_summary_nocap": "{matched} 户符合条件；第 {page}/{pages} 页",
@@ -257,6 +259,9 @@ TEXT: dict[str, dict[str, str]] = {
         "export": "Export this list",
         "export_xlsx": "Export Excel (XLSX)",
         "export_csv": "Export CSV",
+        "export_csv_title": "CSV is a data file for programs: opened straight in Excel, customer IDs and "
+        "phones become numbers (leading zeros dropped, long ones shown as 1.92E+10). To read the list in "
+        "Excel, export the XLSX, where they are text.",
         "export_cap": "Exports hold the first {cap} of {listed} rows; filter to narrow the list",
         "list_summary": "{matched} customers match, {listed} after the per-station cap; "
         "page {page} of {pages}",

@@ -23,6 +23,7 @@ from tinymodel import FakeRegistry
 from webdata import WebService, rewrite_previous_snapshot, web_service
 
 from serving.access import KeyStore, Role, create_key, revoke_key
+from serving.exports import csv_bytes
 from serving.schemas import Lang, ModelRef, Reason, Task
 from serving.settings import ServingSettings
 from serving.view_schemas import TaskScore
@@ -809,6 +810,17 @@ def test_the_way_back_from_a_customer_lands_on_its_row(web):
     r = web.client.get(href)
     back = html.unescape(re.search(r'<p class="crumbs"><a href="([^"]*)"', r.text).group(1))
     assert back.startswith("/list?") and back.endswith("#r3")
+
+
+def test_the_csv_keeps_ids_as_data_and_its_button_sends_excel_users_to_the_xlsx(web):
+    # Excel read the CSV's 0012345 as 12345 and phones as 1.92E+10; the CSV stays data, the page says so.
+    sign_in(web, "collector")
+    html_zh, html_en = page(web, "/list"), page(web, "/list", lang="en")
+    assert "在 Excel 里查看请导出 XLSX，其中户号和电话是文本" in html_zh
+    assert "To read the list in Excel, export the XLSX, where they are text." in html_en
+    assert csv_bytes(["户号", "联系电话"], [["0012345", "07318888888"]]).decode("utf-8-sig").splitlines() == [
+        "户号,联系电话", "0012345,07318888888"
+    ]  # fmt: skip
 
 
 def test_a_list_longer_than_an_export_may_be_says_so_on_the_page_and_in_the_file(web):
