@@ -294,6 +294,9 @@ def test_ids_and_phones_stay_whole_and_charts_stay_readable_on_a_phone(site: Sit
     site.sign_in(page, "collector")  # the role that sees phones
     assert page.locator("table.risk .phone").count() == 50
     assert broken(page, "table.risk a.customer, table.risk .phone") == []
+    cell = page.locator("table.risk tbody tr").first
+    link, phone_number = cell.locator("a.customer").bounding_box(), cell.locator(".phone").bounding_box()
+    assert link["y"] + link["height"] <= phone_number["y"]  # id, name and phone stacked, one under another
     phone = site.page(viewport=PHONE)
     site.sign_in(phone, "collector")
     assert broken(phone, "table.risk a.customer, table.risk .phone, table.risk td.words, .band") == []
