@@ -594,7 +594,7 @@ def test_a_customer_tied_with_others_reads_the_tied_ranks(web):
         assert f"概率排名第 {first}–{first + 1}（2 户概率相同）/ 共 60 户" in html
     alone = int(np.flatnonzero(probability == values[counts == 1][0])[0])
     html = page(web, f"/customers/{snapshot.customer_id[alone]}", lang="en")
-    assert f"ranked {snapshot.numbers['rank'][alone]} of 60 by probability" in html
+    assert f"ranked {snapshot.numbers['rank'][alone]} of 60 by probability · Percentile" in html
 
 
 def test_customer_page_lists_older_bills_still_owing(web, settings):
