@@ -292,7 +292,8 @@ def overview(
     for i, row in enumerate(rows):
         y = top + i * row_h
         name = group_label.format(unit=row.supply_unit or "—", station=row.station or "")
-        parts.append(_text(label_w - 8, y + row_h / 2 + 4, fit(name, 24), anchor="end"))
+        # 22 half-width units: at 12 px a full-width character is 12 px wide, and 24 cut "东湖县…" at the edge
+        parts.append(_text(label_w - 8, y + row_h / 2 + 4, fit(name, 22), anchor="end"))
         total = max(row.current.customers, 1)
         x = float(mix_x)
         for band in bands:

@@ -155,6 +155,9 @@ def test_sign_in_overview_station_filter_and_customer(site: Site):
     assert rows.count() == len(STATIONS) + 1  # one per station and the total
     assert "上月期望损失" in page.locator("table.overview thead").inner_text()
     assert page.locator("svg#overview rect").count() > len(STATIONS)
+    # Every label inside the chart: 「东湖县供电公司 湖滨供电…」 started left of its edge.
+    left = "Math.min(...Array.from(document.querySelectorAll('svg#overview text')).map(t => t.getBBox().x))"
+    assert page.evaluate(left) >= 0
     assert fits_the_screen(page)
     shot(page, "overview")
 
