@@ -314,6 +314,8 @@ def test_ids_and_phones_stay_whole_and_charts_stay_readable_on_a_phone(site: Sit
         assert smallest_label_px(phone) >= 10, path
     for table in ("h-suspensions", "h-inspections"):
         assert phone.locator(f"section[aria-labelledby={table}] .table-wrap tbody tr").count() == 1
+    facts = phone.locator("dl.facts")  # the archive stays inside its card
+    assert facts.evaluate("d => d.scrollWidth <= d.clientWidth")
     assert broken(phone, ".phone, td.words, td.date") == []  # dates too ("202 / 3- / 05- / 01")
     shot(phone, "phone-customer", width=PHONE["width"])
     phone.context.close()
