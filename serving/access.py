@@ -119,9 +119,9 @@ class Principal:
         if self.covers(station, supply_unit):
             return
         if self.stations and station not in self.stations:
-            raise self.refusal(f"covers stations {list(self.stations)}; {subject} is not in them")
+            raise self.refusal(f"covers stations {named(self.stations)}; {subject} is not in them")
         if self.supply_units and supply_unit not in self.supply_units:
-            raise self.refusal(f"covers supply units {list(self.supply_units)}; {subject} is not in them")
+            raise self.refusal(f"covers supply units {named(self.supply_units)}; {subject} is not in them")
 
     def covers(self, station: str | None, supply_unit: str | None) -> bool:
         """Whether a customer placed in this station and supply unit is inside the key's scope."""
@@ -133,13 +133,18 @@ class Principal:
 
     def _require_station(self, station: str | None) -> None:
         if self.stations and station not in self.stations:
-            raise self.refusal(f"covers stations {list(self.stations)}, not station {station!r}")
+            raise self.refusal(f"covers stations {named(self.stations)}, not station {station!r}")
 
     def _require_supply_unit(self, supply_unit: str | None) -> None:
         if self.supply_units and supply_unit not in self.supply_units:
             raise self.refusal(
-                f"covers supply units {list(self.supply_units)}, not supply unit {supply_unit!r}"
+                f"covers supply units {named(self.supply_units)}, not supply unit {supply_unit!r}"
             )
+
+
+def named(names: tuple[str, ...] | list[str]) -> str:
+    """Scope names as a refusal says them, `'S01', 'S02'` (a Python list's brackets showed on the page)."""
+    return ", ".join(repr(name) for name in names)
 
 
 def blank_is_any(value: str | None) -> str | None:

@@ -24,6 +24,9 @@ def neutralize(value: Any) -> Any:
 
 
 def csv_bytes(header: list[str], rows: list[list]) -> bytes:
+    """CSV as data: an id or phone is written as it is (`0012345`). Excel guesses a CSV's types and reads it
+    as a number (12345, 1.92E+10); writing it as `="0012345"` would suit Excel and break every program reading
+    the file, so people are pointed to the XLSX instead, where ids and phones are text cells."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([neutralize(v) for v in header])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from serving.access import Principal, blank_is_any, mask_name, mask_phone
+from serving.access import Principal, blank_is_any, mask_name, mask_phone, named
 from serving.directory import CustomerDirectory
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.model import PackagedModel
@@ -79,7 +79,7 @@ def list_scope(
         its_units = set(snapshot.codes["supply_unit"][snapshot.codes["station"] == code].tolist())
         if not its_units & {snapshot.code_of("supply_unit", u) for u in units}:
             raise principal.refusal(
-                f"covers supply units {list(principal.supply_units)}, and station {asked!r} is not in them"
+                f"covers supply units {named(principal.supply_units)}, and station {asked!r} is not in them"
             )
     return stations, units
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
+from serving.schemas import Lang
 from serving.view_schemas import MonthRecord, SummaryRow, TaskScore
 
 RAISES = "#b42318"  # red 700: 6.4:1 on white
@@ -21,9 +22,10 @@ NEUTRAL = "#475467"  # gray 600
 GRID = "#d0d5dd"
 INK = "#101828"
 MUTED = "#475467"
-BAND_COLOURS = {"high": "#b42318", "medium": "#b54708", "low": "#98a2b3"}
+# Marks stand on white at 3:1 or more (WCAG non-text contrast); the greys were #98a2b3, 2.6:1.
+BAND_COLOURS = {"high": "#b42318", "medium": "#b54708", "low": "#858fa1"}
 EXTRA_BAND = "#667085"
-DUE = "#98a2b3"
+DUE = "#858fa1"
 PAID = "#1849a9"
 FONT = 'font-family="inherit"'
 
@@ -75,14 +77,28 @@ def _rect(x: float, y: float, w: float, h: float, fill: str, title: str, extra: 
     )
 
 
-def compact(value: float) -> str:
-    """Axis numbers: 1,234 → 1.2k, 3,400,000 → 3.4M."""
+def compact(value: float, lang: Lang = Lang.EN) -> str:
+    """Axis numbers: 1,234 → 1.2k, 3,400,000 → 3.4M; in Chinese by 万 and 亿 (846,812 → 84.7万), as people
+    there count money."""
     magnitude = abs(value)
-    if magnitude >= 1e6:
-        return f"{value / 1e6:.1f}M"
-    if magnitude >= 1e3:
-        return f"{value / 1e3:.1f}k"
+    steps = ((1e8, "亿"), (1e4, "万")) if lang == Lang.ZH else ((1e6, "M"), (1e3, "k"))
+    for size, unit in steps:
+        if magnitude >= size:
+            return f"{value / size:.1f}".removesuffix(".0") + unit
     return f"{value:.0f}"
+
+
+def signed(value: float) -> str:
+    """+1.5, −2.85 (a minus sign, not a hyphen) and a bare 0 (the waterfall's axis read "+0")."""
+    text = f"{value:+g}" if value else "0"
+    return text.replace("-", "−")
+
+
+def month_ticks(n: int, every: int = 3) -> list[int]:
+    """Which of `n` months get a label: every third and the last, without a regular one right beside the
+    last (with 23 months, "26-09" and "26-10" printed over each other)."""
+    last = n - 1
+    return [i for i in range(n) if i % every == 0 and last - i >= 2] + ([last] if n else [])
 
 
 def nice_max(value: float) -> float:
@@ -145,15 +161,15 @@ def waterfall(
     for i, (name, start, end, colour) in enumerate(steps):
         y = top + i * row_h
         delta = end - start
-        # round first so a tiny negative never shows as "-0.00"
-        shown = f"{round(end if i in (0, len(steps) - 1) else delta, 2) + 0.0:+.2f}"
+        # round first so a tiny negative never shows as "-0.00"; a minus sign in the label and its tooltip
+        shown = f"{round(end if i in (0, len(steps) - 1) else delta, 2) + 0.0:+.2f}".replace("-", "−")
         parts.append(
             "<g>"
             + _text(label_w - 8, y + row_h / 2 + 4, fit(name, 44), anchor="end")
             + _rect(
                 min(x(start), x(end)), y + 5, abs(x(end) - x(start)), row_h - 10, colour, f"{name}: {shown}"
             )
-            + _text(width - 4, y + row_h / 2 + 4, shown.replace("-", "−"), anchor="end", fill=MUTED)
+            + _text(width - 4, y + row_h / 2 + 4, shown, anchor="end", fill=MUTED)
             + "</g>"
         )
         if 0 < i < len(steps) - 1:  # the connector shows where the next step starts
@@ -163,7 +179,7 @@ def waterfall(
             )
     axis_y = top + row_h * len(steps) + 16
     for v in ticks(lo, hi):
-        parts.append(_text(x(v), axis_y, f"{v:+g}".replace("-", "−"), anchor="middle", size=11, fill=MUTED))
+        parts.append(_text(x(v), axis_y, signed(v), anchor="middle", size=11, fill=MUTED))
     return _svg(chart_id, width, height, title, desc, "".join(parts))
 
 
@@ -175,6 +191,7 @@ def history(
     kwh_label: str,
     due_label: str,
     paid_label: str,
+    lang: Lang = Lang.EN,
 ) -> Markup:
     """kWh per month (top), amount due beside amount paid (bottom); months still owing get a red outline."""
     width, left, right, panel_h, gap, top = 720, 56, 12, 120, 46, 22
@@ -193,10 +210,11 @@ def history(
             out.append(
                 f'<line x1="{left}" y1="{_num(y)}" x2="{width - right}" y2="{_num(y)}" stroke="{GRID}"/>'
             )
-            out.append(_text(left - 6, y + 4, compact(vmax * frac), anchor="end", size=11, fill=MUTED))
+            out.append(_text(left - 6, y + 4, compact(vmax * frac, lang), anchor="end", size=11, fill=MUTED))
         return "".join(out)
 
     parts = [axis(kwh_top, kwh_max, kwh_label), axis(yuan_top, yuan_max, f"{due_label} / {paid_label}")]
+    labelled = set(month_ticks(len(months)))
     for i, m in enumerate(months):
         x0 = left + i * slot
         month = m.period.strftime("%Y-%m")
@@ -231,7 +249,7 @@ def history(
                 f"{month}: {paid_label} {m.paid:,.2f}",
             )
         )
-        if i % 3 == 0 or i == len(months) - 1:
+        if i in labelled:
             parts.append(
                 _text(x0 + slot / 2, yuan_top + panel_h + 16, m.period.strftime("%y-%m"), "middle", 11, MUTED)
             )
@@ -253,6 +271,7 @@ def overview(
     mix_label: str,
     ev_label: str,
     group_label: str,
+    lang: Lang = Lang.EN,
 ) -> Markup:
     """Per group: the band mix as a 100% bar, and expected yuan at risk with last month's value as a tick."""
     label_w, mix_w, gap, ev_w, value_w, row_h, top = 150, 240, 24, 230, 80, 24, 26
@@ -273,7 +292,8 @@ def overview(
     for i, row in enumerate(rows):
         y = top + i * row_h
         name = group_label.format(unit=row.supply_unit or "—", station=row.station or "")
-        parts.append(_text(label_w - 8, y + row_h / 2 + 4, fit(name, 24), anchor="end"))
+        # 22 half-width units: at 12 px a full-width character is 12 px wide, and 24 cut "东湖县…" at the edge
+        parts.append(_text(label_w - 8, y + row_h / 2 + 4, fit(name, 22), anchor="end"))
         total = max(row.current.customers, 1)
         x = float(mix_x)
         for band in bands:
@@ -293,5 +313,5 @@ def overview(
                 f'<line x1="{_num(px)}" y1="{y + 1}" x2="{_num(px)}" y2="{y + row_h - 1}" stroke="{INK}" '
                 f'stroke-width="2"><title>{escape(name)}: ¥{row.previous.expected_value:,.0f}</title></line>'
             )
-        parts.append(_text(width - 4, y + row_h / 2 + 4, f"¥{compact(ev)}", anchor="end", fill=MUTED))
+        parts.append(_text(width - 4, y + row_h / 2 + 4, f"¥{compact(ev, lang)}", anchor="end", fill=MUTED))
     return _svg(chart_id, width, height, title, desc, "".join(parts))

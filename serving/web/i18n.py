@@ -6,12 +6,15 @@ categories, tariffs, …) into words. Both languages must hold the same keys (a 
 
 from __future__ import annotations
 
+import re
+
 from features.schema import VALUE_LABELS
 from serving.schemas import Lang
 
 TEXT: dict[str, dict[str, str]] = {
     "zh": {
         "app": "电费风险",
+        "colon": "：",
         "skip": "跳到正文",
         "nav": "主导航",
         "nav_list": "风险清单",
@@ -22,6 +25,9 @@ TEXT: dict[str, dict[str, str]] = {
         "signed_in_as": "当前身份",
         "all_stations": "全部供电所",
         "login_title": "登录",
+        "login_note_signed_out": "您已退出登录。",
+        "login_note_expired": "登录已超时，请重新登录；登录后回到刚才的页面。",
+        "login_note_revoked": "这个浏览器登录所用的密钥已被吊销或更换，请用新的密钥登录。",
         "login_intro": "请输入管理员分配给您的 API 密钥。密钥只用于本次登录，页面不会显示或保存它。",
         "api_key": "API 密钥",
         "sign_in": "登录",
@@ -35,6 +41,15 @@ TEXT: dict[str, dict[str, str]] = {
         "usage_category": "用电类别",
         "any": "全部",
         "min_probability": "最低概率（0–1）",
+        "min_probability_hint": "0.3 即 30%",
+        "search_name": "户号或户名",
+        "search_id": "户号",
+        "search_hint_name": "完整户号直接打开客户页；部分户号或户名在当前清单中查找",
+        "search_hint_id": "完整户号直接打开客户页；部分户号在当前清单中查找（户名已脱敏，不能按户名查找）",
+        "search_summary": "「{q}」：当前清单 {listed} 户中找到 {found} 户；第 {page}/{pages} 页",
+        "search_none_name": "当前清单中没有户号或户名含「{q}」的客户。",
+        "search_none_id": "当前清单中没有户号含「{q}」的客户。",
+        "search_everywhere": "在不加筛选的清单中查找",
         "sort": "排序",
         "sort_expected_value": "按期望损失",
         "sort_probability": "按概率",
@@ -44,11 +59,16 @@ TEXT: dict[str, dict[str, str]] = {
         "export": "导出当前清单",
         "export_xlsx": "导出 Excel（XLSX）",
         "export_csv": "导出 CSV",
+        "export_csv_title": "CSV 是给程序用的数据文件：用 Excel 直接打开时，户号和电话会被当成数字（开头的 0 "
+        "丢失，长号码显示成 1.92E+10）。在 Excel 里查看请导出 XLSX，其中户号和电话是文本。",
         "export_cap": "导出仅含前 {cap} 户（共 {listed} 户）；请加筛选条件缩小名单",
         "list_summary": "{matched} 户符合条件，按每所上限后 {listed} 户；第 {page}/{pages} 页",
         "list_summary_nocap": "{matched} 户符合条件；第 {page}/{pages} 页",
         "snapshot_line": "评分日期 {as_of} · 模型 {model} v{version}",
-        "rank": "排名",
+        "position": "序号",
+        "position_note": "在本清单中的位置",
+        "rank": "全局排名",
+        "rank_note": "按概率在本次评分的全部客户中的名次（概率相同的客户名次相邻，先后不分高低）",
         "customer": "客户",
         "probability": "概率",
         "band": "风险等级",
@@ -63,6 +83,8 @@ TEXT: dict[str, dict[str, str]] = {
         "prev": "上一页",
         "next": "下一页",
         "list_caption": "{task}清单，按{sort}排序",
+        "sorted_expected_value": "期望损失",
+        "sorted_probability": "概率",
         "customer_title": "客户 {id}",
         "archive": "客户档案",
         "pii_masked_note": "姓名、电话和地址已按您的权限做脱敏处理。",
@@ -80,7 +102,8 @@ TEXT: dict[str, dict[str, str]] = {
         "close_date": "销户日期",
         "not_in_archive": "档案中没有此客户，以下信息来自评分快照。",
         "scores": "风险评分",
-        "rank_of": "第 {rank} 名 / 共 {population} 户",
+        "rank_of": "概率排名第 {rank} / 共 {population} 户",
+        "rank_tied": "概率排名第 {first}–{last}（{tied} 户概率相同）/ 共 {population} 户",
         "model_line": "模型 {model} v{version} · 评分日期 {as_of}",
         "contribution_title": "各因素对风险的贡献（对数几率）",
         "contribution_desc": "从人群平均出发，每个因素推高（红）或降低（绿）风险，最后得到该客户的分数。",
@@ -99,6 +122,7 @@ TEXT: dict[str, dict[str, str]] = {
         "days_late": "逾期天数",
         "outstanding": "欠费（元）",
         "month_table": "逐月明细",
+        "older_owing_caption": "更早的欠费账单",
         "older_owing": "更早的欠费账单（{n} 笔，共 {total} 元，计入涉及金额）",
         "payments": "缴费记录",
         "paid_at": "缴费时间",
@@ -144,6 +168,13 @@ TEXT: dict[str, dict[str, str]] = {
         "promoted_at": "晋升时间",
         "promoted_gate": "（门槛评审通过，训练结束时）",
         "promoted_override": "（人工晋升）",
+        "promoted_gate_replacing": "（门槛评审通过，取代 v{version}，训练结束时）",
+        "promoted_override_replacing": "（人工晋升，取代 v{version}）",
+        "replaced_column": "被取代的版本",
+        "models_caption": "{task}：当前模型与候选模型",
+        "models_row": "项目",
+        "other_metrics": "其他指标（{n} 项）",
+        "other_metrics_caption": "{task}：其他测试期指标",
         "decision": "评审结论",
         "metric": "指标",
         # models page: a version's past as champion and the gate's own verdict on it
@@ -152,9 +183,9 @@ TEXT: dict[str, dict[str, str]] = {
         "was_promoted": "曾于 {since} 人工晋升（{reason}），现已不是当前模型",
         "replaced_override": "（人工晋升）",
         "replaced_gate": "（门槛评审通过）",
-        "gate_verdict_promoted": "门槛评审：通过 — {reason}",
-        "gate_verdict_refused": "门槛评审：未通过，保留为候选 — {reason}",
-        "gate_verdict_unknown": "门槛评审：{reason}",
+        "gate_verdict_promoted": "门槛评审：通过",
+        "gate_verdict_refused": "门槛评审：未通过，保留为候选",
+        "gate_verdict_unknown": "门槛评审",
         "no_alias": "无",
         "same_as_champion": "即当前模型（最新版本已成为当前模型）",
         "registry_unreachable": "模型库暂不可达：{detail}。以下仅显示正在服务的模型。",
@@ -163,12 +194,22 @@ TEXT: dict[str, dict[str, str]] = {
         "error_404": "没有找到",
         "error_422": "请求参数有误",
         "error_503": "暂时无法提供",
+        # one sentence per status above the detail, which is the API's own (English) message
+        "error_says_403": "您的密钥无权查看这些内容：催费员只能查看本所（本单位）的清单和客户，"
+        "模型页面只对分析员和管理员开放。",
+        "error_says_404": "没有找到这位客户：请核对户号；新立户要等档案导入并评分后才能查到。",
+        "error_says_422": "请求中有一项取值不正确，请修改筛选条件后重试：",
+        "error_says_503": "服务暂时无法提供这个页面，请稍后重试；如果持续出现，请联系系统管理员。",
+        "error_says_csrf": "这个表单来自其他网站，已被拒绝：请在本站自己的页面上登录或退出。",
+        "error_detail": "详细信息",
+        "not_in_population": "不在本类风险的评分人群中（{as_of} 共评分 {scored} 户）",
         "back_to_list": "返回风险清单",
         "error_hint": "如果问题持续，请把以上信息告诉系统管理员。",
         "yuan": "元",
     },
     "en": {
         "app": "Grid risk",
+        "colon": ": ",
         "skip": "Skip to content",
         "nav": "Main",
         "nav_list": "Risk list",
@@ -179,6 +220,10 @@ TEXT: dict[str, dict[str, str]] = {
         "signed_in_as": "Signed in as",
         "all_stations": "all stations",
         "login_title": "Sign in",
+        "login_note_signed_out": "You have signed out.",
+        "login_note_expired": "Your session has expired; sign in again to return to the page you were on.",
+        "login_note_revoked": "The key this browser signed in with has been revoked or replaced; sign in "
+        "with a new key.",
         "login_intro": "Enter the API key your administrator gave you. It is used to sign in only; "
         "the page never shows or stores it.",
         "api_key": "API key",
@@ -195,6 +240,16 @@ TEXT: dict[str, dict[str, str]] = {
         "usage_category": "Usage category",
         "any": "Any",
         "min_probability": "Minimum probability (0–1)",
+        "min_probability_hint": "0.3 is 30 %",
+        "search_name": "Customer ID or name",
+        "search_id": "Customer ID",
+        "search_hint_name": "A whole ID opens the customer; part of an ID or a name searches this list",
+        "search_hint_id": "A whole ID opens the customer; part of an ID searches this list (names are "
+        "masked for your role, so they cannot be searched)",
+        "search_summary": "“{q}”: {found} of the list's {listed} customers; page {page} of {pages}",
+        "search_none_name": "No customer in this list has an ID or name containing “{q}”.",
+        "search_none_id": "No customer in this list has an ID containing “{q}”.",
+        "search_everywhere": "Search the list without filters",
         "sort": "Sort",
         "sort_expected_value": "Expected loss",
         "sort_probability": "Probability",
@@ -204,12 +259,19 @@ TEXT: dict[str, dict[str, str]] = {
         "export": "Export this list",
         "export_xlsx": "Export Excel (XLSX)",
         "export_csv": "Export CSV",
+        "export_csv_title": "CSV is a data file for programs: opened straight in Excel, customer IDs and "
+        "phones become numbers (leading zeros dropped, long ones shown as 1.92E+10). To read the list in "
+        "Excel, export the XLSX, where they are text.",
         "export_cap": "Exports hold the first {cap} of {listed} rows; filter to narrow the list",
         "list_summary": "{matched} customers match, {listed} after the per-station cap; "
         "page {page} of {pages}",
         "list_summary_nocap": "{matched} customers match; page {page} of {pages}",
         "snapshot_line": "Scored {as_of} · model {model} v{version}",
-        "rank": "Rank",
+        "position": "#",
+        "position_note": "Place in this list",
+        "rank": "Overall rank",
+        "rank_note": "Rank by probability among every customer scored (customers with the same probability "
+        "have neighbouring ranks in no meaningful order)",
         "customer": "Customer",
         "probability": "Probability",
         "band": "Band",
@@ -224,6 +286,8 @@ TEXT: dict[str, dict[str, str]] = {
         "prev": "Previous",
         "next": "Next",
         "list_caption": "{task} list, sorted by {sort}",
+        "sorted_expected_value": "expected loss",
+        "sorted_probability": "probability",
         "customer_title": "Customer {id}",
         "archive": "Archive",
         "pii_masked_note": "Name, phone and address are masked for your role.",
@@ -241,7 +305,8 @@ TEXT: dict[str, dict[str, str]] = {
         "close_date": "Closed",
         "not_in_archive": "The archive has no row for this customer; the facts below come from the snapshot.",
         "scores": "Risk scores",
-        "rank_of": "rank {rank} of {population}",
+        "rank_of": "ranked {rank} of {population} by probability",
+        "rank_tied": "ranked {first}–{last} of {population} by probability ({tied} customers tied)",
         "model_line": "model {model} v{version} · scored {as_of}",
         "contribution_title": "What drives the score (log-odds)",
         "contribution_desc": "Starting from the population average, each factor raises (red) or lowers "
@@ -262,6 +327,7 @@ TEXT: dict[str, dict[str, str]] = {
         "days_late": "Days late",
         "outstanding": "Owing (yuan)",
         "month_table": "Month by month",
+        "older_owing_caption": "Older bills still owing",
         "older_owing": "Older bills still owing ({n}, {total} yuan in all, counted in the amount at stake)",
         "payments": "Payments",
         "paid_at": "Paid at",
@@ -310,6 +376,13 @@ TEXT: dict[str, dict[str, str]] = {
         "promoted_at": "Promoted",
         "promoted_gate": "(passed the gate, at the end of its training run)",
         "promoted_override": "(manual promotion)",
+        "promoted_gate_replacing": "(passed the gate, replacing v{version}, at the end of its training run)",
+        "promoted_override_replacing": "(manual promotion, replacing v{version})",
+        "replaced_column": "Replaced",
+        "models_caption": "{task}: champion and challenger",
+        "models_row": "Item",
+        "other_metrics": "Other metrics ({n})",
+        "other_metrics_caption": "{task}: other test-window metrics",
         "decision": "Decision",
         "metric": "Metric",
         # models page: a version's past as champion and the gate's own verdict on it
@@ -318,9 +391,9 @@ TEXT: dict[str, dict[str, str]] = {
         "was_promoted": "Promoted by hand on {since} ({reason}); no longer the champion",
         "replaced_override": "(manual promotion)",
         "replaced_gate": "(passed the gate)",
-        "gate_verdict_promoted": "Gate: promoted — {reason}",
-        "gate_verdict_refused": "Gate: kept as challenger — {reason}",
-        "gate_verdict_unknown": "Gate: {reason}",
+        "gate_verdict_promoted": "Gate: promoted",
+        "gate_verdict_refused": "Gate: kept as challenger",
+        "gate_verdict_unknown": "Gate",
         "no_alias": "none",
         "same_as_champion": "the champion (the newest version was promoted)",
         "registry_unreachable": "The registry cannot be reached: {detail}. Only the served models are shown.",
@@ -329,6 +402,18 @@ TEXT: dict[str, dict[str, str]] = {
         "error_404": "Not found",
         "error_422": "Invalid request",
         "error_503": "Not available yet",
+        # one sentence per status above the detail, which is the API's own message
+        "error_says_403": "Your key may not see this: collectors see only their own stations' lists and "
+        "customers, and the models page is for analysts and admins.",
+        "error_says_404": "This customer was not found: check the ID; a new account is found once its "
+        "archive has been ingested and scored.",
+        "error_says_422": "A value in the request is not valid; change the filters and try again:",
+        "error_says_503": "The service cannot show this page right now; try again later, and tell your "
+        "administrator if it persists.",
+        "error_says_csrf": "This form was posted from another site and was refused: sign in and out on this "
+        "site's own page.",
+        "error_detail": "Details",
+        "not_in_population": "not in this risk type's population as of {as_of} ({scored} customers scored)",
         "back_to_list": "Back to the risk list",
         "error_hint": "If this persists, send the message above to your administrator.",
         "yuan": "yuan",
@@ -355,7 +440,7 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
 # Column headers of the web export (the API's export keeps machine names).
 EXPORT_HEADERS: dict[str, dict[str, str]] = {
     "zh": {
-        "rank": "排名",
+        "rank": "全局排名",
         "customer_id": "户号",
         "name": "户名",
         "phone": "联系电话",
@@ -370,7 +455,7 @@ EXPORT_HEADERS: dict[str, dict[str, str]] = {
         "reason": "原因{i}",
     },
     "en": {
-        "rank": "Rank",
+        "rank": "Overall rank",
         "customer_id": "Customer ID",
         "name": "Name",
         "phone": "Phone",
@@ -385,6 +470,103 @@ EXPORT_HEADERS: dict[str, dict[str, str]] = {
         "reason": "Reason {i}",
     },
 }
+
+
+# A 422's fields and pydantic error types in words; a type not here keeps pydantic's (English) message. The
+# English page keeps pydantic's messages as they are.
+INVALID_FIELDS: dict[str, str] = {
+    "task": "风险类型",
+    "q": "搜索",
+    "supply_unit": "供电单位",
+    "station": "供电所",
+    "usage_category": "用电类别",
+    "min_probability": "最低概率（0–1）",
+    "per_station_top": "每所走访上限",
+    "sort": "排序",
+    "page": "页码",
+    "format": "导出格式",
+    "by": "对比口径",
+}
+INVALID_TYPES: dict[str, str] = {
+    "float_parsing": "应为数字",
+    "float_type": "应为数字",
+    "int_parsing": "应为整数",
+    "int_from_float": "应为整数",
+    "int_type": "应为整数",
+    "greater_than_equal": "应不小于 {ge}",
+    "less_than_equal": "应不大于 {le}",
+    "greater_than": "应大于 {gt}",
+    "less_than": "应小于 {lt}",
+    "enum": "应为以下之一：{expected}",
+    "string_too_long": "最多 {max_length} 个字符",
+    "missing": "缺少此项",
+}
+
+# Metric names on the models page; a name not here (a new metric) is shown as it is.
+METRIC_WORDS: dict[str, dict[str, str]] = {
+    "zh": {
+        "rows": "样本数",
+        "positives": "正例数",
+        "label_rate": "正例率",
+        "roc_auc": "ROC-AUC",
+        "roc_auc_se": "ROC-AUC 标准误",
+        "pr_auc": "PR-AUC",
+        "ks": "KS 统计量",
+        "brier": "Brier 分数",
+        "log_loss": "对数损失",
+        "ece": "校准误差（ECE）",
+        "mean_probability": "平均预测概率",
+        "lift_top_decile": "前 10% 提升度",
+        "precision": "精确率",
+        "recall": "召回率",
+        "lift": "提升度",
+        "amount_recall": "金额召回率",
+        "top_pct": "前 {n}% ",
+        "station_capacity": "每所走访上限内",
+        "list_metric": "{cut}的{measure}",
+    },
+    "en": {
+        "rows": "Rows",
+        "positives": "Positives",
+        "label_rate": "Label rate",
+        "roc_auc": "ROC-AUC",
+        "roc_auc_se": "ROC-AUC standard error",
+        "pr_auc": "PR-AUC",
+        "ks": "KS statistic",
+        "brier": "Brier score",
+        "log_loss": "Log loss",
+        "ece": "Calibration error (ECE)",
+        "mean_probability": "Mean probability",
+        "lift_top_decile": "Lift in the top decile",
+        "precision": "Precision",
+        "recall": "Recall",
+        "lift": "Lift",
+        "amount_recall": "Amount recall",
+        "top_pct": "in the top {n}%",
+        "station_capacity": "within station capacity",
+        "list_metric": "{measure} {cut}",
+    },
+}
+# `<measure>_at_<cut>`: training's work-list metrics (training/evaluate.py list_metrics), cut at a share of
+# the customers (`5pct`, `0_5pct`) or at each station's visit capacity.
+LIST_METRIC = re.compile(
+    r"(?P<measure>amount_recall|precision|recall|lift)_at_(?:(?P<n>\d+(?:_\d+)?)pct|station_capacity)"
+)
+
+
+def metric_word(lang: Lang | str, name: str) -> str:
+    words = METRIC_WORDS[str(lang)]
+    if name in words:
+        return words[name]
+    match = LIST_METRIC.fullmatch(name)
+    if match is None:
+        return name
+    cut = (
+        words["top_pct"].format(n=match["n"].replace("_", "."))
+        if match["n"] is not None
+        else words["station_capacity"]
+    )
+    return words["list_metric"].format(cut=cut, measure=words[match["measure"]])
 
 
 def label(lang: Lang | str, kind: str, value: object) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from serving.model_store import MlflowRegistry, ModelStore
 from serving.schemas import TaskStatus
@@ -24,10 +24,16 @@ from serving.settings import registered_name
 from serving.snapshot import SnapshotStore
 from serving.status import task_status
 
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
 logger = logging.getLogger(__name__)
 
 ALIASES = ("champion", "challenger")
 METRIC_PREFIX = "test_"
+# Shown first, after the task's primary metric; the rest are folded away (the page listed ~25 at once).
+HEADLINE_METRICS = ("roc_auc", "pr_auc", "brier")
+COUNT_METRICS = ("rows", "positives")  # logged as floats by MLflow, read as whole numbers (389.0000)
 
 
 @dataclass
@@ -55,6 +61,7 @@ class AliasView:
     gate_verdict: str | None = None  # "promoted" | "refused" | "unknown" (a reason without a decision)
     gate_reason: str | None = None
     past: PastTerm | None = None  # not the champion, but it was once
+    replaced: str | None = None  # the champion's only: the version its promotion (by hand or gate) replaced
 
 
 @dataclass
@@ -66,12 +73,30 @@ class TaskModels:
     metric_names: list[str]
     aliases: dict[str, AliasView | None]
     challenger_is_champion: bool = False  # the newest version was promoted: shown once, as the champion
+    replaced: AliasView | None = None  # the version the champion replaced, when it is not the challenger
+
+    @property
+    def headline_metrics(self) -> list[str]:
+        return [m for m in self.metric_names if m == self.primary_metric or m in HEADLINE_METRICS]
+
+    @property
+    def other_metrics(self) -> list[str]:
+        return [m for m in self.metric_names if m not in self.headline_metrics]
+
+
+def metric_text(name: str, value: float) -> str:
+    """A metric as the page prints it: counts whole, with thousands separators; the rest to four places."""
+    if name in COUNT_METRICS or name.startswith(tuple(f"{c}_" for c in COUNT_METRICS)):
+        return f"{value:,.0f}"
+    return f"{value:.4f}"
 
 
 class AliasSource(Protocol):
     """Where alias details come from: MLflow in production, the served packages when it cannot be asked."""
 
     def alias(self, name: str, alias: str) -> AliasView | None: ...
+
+    def version(self, name: str, version: str) -> AliasView | None: ...
 
 
 def _from_ms(ms: int | None) -> dt.datetime | None:
@@ -105,13 +130,28 @@ class MlflowAliases:
             mv = self.client.get_model_version_by_alias(name, alias)
         except MlflowException:
             return None
+        return self._view(mv, alias)
+
+    def version(self, name: str, version: str) -> AliasView | None:
+        """One version by number (the one a promotion replaced), as it stands now."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version(name, version)
+        except MlflowException:
+            return None
+        return self._view(mv, "replaced")
+
+    def _view(self, mv: ModelVersion, alias: str) -> AliasView:
+        from mlflow.exceptions import MlflowException
+
         tags = dict(mv.tags or {})
         run = None
         if mv.run_id:
             try:
                 run = self.client.get_run(mv.run_id)
             except MlflowException as exc:
-                logger.warning("run %s of %s v%s unreadable: %s", mv.run_id, name, mv.version, exc)
+                logger.warning("run %s of %s v%s unreadable: %s", mv.run_id, mv.name, mv.version, exc)
         gate_reason = tags.get("gate.reason")
         gate_decision = tags.get("gate.decision")
         view = AliasView(
@@ -139,8 +179,12 @@ class MlflowAliases:
             if manual_at is not None:
                 view.promoted_at, view.promoted_by = manual_at, "override"
                 view.decision = tags.get("promotion.reason") or gate_reason
+                view.replaced = tags.get("promotion.previous_champion")
             elif gate_decision == "promoted":
                 view.promoted_at, view.promoted_by = gate_at, "gate"
+                view.replaced = tags.get("gate.champion_version")
+            if view.replaced in ("", "none"):  # the first champion replaced nothing
+                view.replaced = None
             return view
         until = _parse_time(tags.get("champion.until"))
         if until is not None and (manual_at is None or manual_at <= until):
@@ -168,6 +212,9 @@ class ServedAliases:
             return None
         model = served[name]
         return AliasView(alias=alias, version=model.version, metrics=dict(model.package.metrics))
+
+    def version(self, name: str, version: str) -> AliasView | None:
+        return None  # only the registry knows versions that are not served
 
 
 def alias_source(models: ModelStore) -> AliasSource:
@@ -200,6 +247,10 @@ def model_board(
         if primary in names:
             names.remove(primary)
             names.insert(0, primary)
+        # The version a promotion replaced, unless it is on the page already (the challenger).
+        shown = {view.version for view in aliases.values() if view}
+        gone = champion.replaced if champion is not None else None
+        replaced = source.version(name, gone) if gone is not None and gone not in shown else None
         out.append(
             TaskModels(
                 task=task,
@@ -209,6 +260,7 @@ def model_board(
                 metric_names=names,
                 aliases=aliases,
                 challenger_is_champion=same,
+                replaced=replaced,
             )
         )
     return out

@@ -12,11 +12,12 @@ import datetime as dt
 import html
 import logging
 import math
-from collections.abc import Callable, Coroutine
+import re
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 import numpy as np
@@ -30,10 +31,12 @@ from serving.access import PERMISSIONS, Action, KeyStore, Principal, blank_is_an
 from serving.customer_file import customer_file
 from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
 from serving.errors import (
+    Forbidden,
     HomeUnwritable,
     KeyStoreError,
     NotAuthenticated,
     ServingError,
+    SnapshotUnavailable,
     audit_refusal,
     caller_detail,
     status_of,
@@ -42,12 +45,13 @@ from serving.exports import csv_bytes, xlsx_bytes
 from serving.ranking import ListQuery, list_items, list_scope, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
-from serving.snapshot import Snapshot
+from serving.snapshot import Snapshot, SnapshotStore
 from serving.station_summary import scoped, served_station_table, summarize
-from serving.view_schemas import SummaryBy, SummaryResponse
+from serving.view_schemas import CustomerFile, SummaryBy, SummaryResponse
 from serving.web import charts
-from serving.web.i18n import EXPORT_HEADERS, TEXT, label
-from serving.web.model_board import alias_source, model_board
+from serving.web.i18n import EXPORT_HEADERS, INVALID_FIELDS, INVALID_TYPES, TEXT, label, metric_word
+from serving.web.model_board import alias_source, metric_text, model_board
+from serving.web.search import matching, openable
 from serving.web.session import (
     LANG_COOKIE,
     SESSION_COOKIE,
@@ -72,11 +76,23 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",  # pages can hold names and phones
 }
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+HTML_LANG = {Lang.ZH: "zh-CN", Lang.EN: "en"}  # the `lang` attribute of each
 LANG_COOKIE_DAYS = 365
+UNSAFE_IN_NAME = re.compile(r'[\\/:*?"<>|\s\x00-\x1f]')  # in a file name on Windows, or in a header
+EXPIRED_NOTE_SECONDS = 7 * 86400
 
 
 class NotSignedIn(NotAuthenticated):
-    """No valid session cookie: the page redirects to the sign-in form."""
+    """No valid session cookie: the page redirects to the sign-in form, which says why when it can (`why`:
+    "expired", "signed_out" or "revoked"; None for a browser that was never signed in)."""
+
+    def __init__(self, message: str, why: str | None = None) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+class CrossSiteForm(Forbidden):
+    """A form posted to this site from a page of another site (a 403 page)."""
 
 
 class PageRoute(APIRoute):
@@ -88,18 +104,23 @@ class PageRoute(APIRoute):
         async def page(request: Request) -> Response:
             try:
                 return await handler(request)
-            except NotSignedIn:
+            except NotSignedIn as exc:
                 here = page_path(request) + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
+                query = {"next": here} | ({"why": exc.why} if exc.why else {})
+                redirect = RedirectResponse("/login?" + urlencode(query), status_code=303)
+                if exc.why:  # the reason travels in the URL; the cookie is dead
+                    redirect.delete_cookie(SESSION_COOKIE)
+                return redirect
             except ServingError as exc:
                 status = status_of(exc)
                 if status >= 500:  # as the API's handler does: an operator has something to fix
                     logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
                 audit_refusal(request, exc)
-                return error_page(request, status, caller_detail(exc))
+                says = "error_says_csrf" if isinstance(exc, CrossSiteForm) else None
+                return error_page(request, status, caller_detail(exc), says=says)
             except RequestValidationError as exc:
-                detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
-                return error_page(request, 422, detail)
+                lang = page_lang(request)
+                return error_page(request, 422, invalid_detail(exc.errors(), lang), detail_lang=lang)
 
         return page
 
@@ -189,7 +210,7 @@ class WebContext:
             minute=_minute,
             number=_number,
         )
-        env.globals.update(url=url, customer_url=customer_url)
+        env.globals.update(url=url, customer_url=customer_url, metric_text=metric_text)
         return cls(settings, signer, env, SignedOut(Path(home) / SIGNED_OUT_FILE))
 
 
@@ -224,8 +245,21 @@ PageLang = Annotated[Lang, Depends(page_lang)]
 def signed_in(request: Request, web: Web, keys: Keys) -> Principal:
     principal = session_principal(request, web, keys)
     if principal is None:
-        raise NotSignedIn("sign in with your API key")
+        raise NotSignedIn("sign in with your API key", signed_out_why(request, web))
     return principal
+
+
+def signed_out_why(request: Request, web: WebContext) -> str | None:
+    """Why a browser holding a session cookie is no longer signed in, for a one-line note on the sign-in form.
+    The cookie's holder learns only what signing in again would tell them; a cookie we did not sign gets no
+    reason."""
+    token = request.cookies.get(SESSION_COOKIE)
+    session = web.signer.read(token)
+    if session is None:
+        return "expired" if web.signer.expired(token) else None
+    if session in web.signed_out:
+        return "signed_out"  # a copy of a cookie, replayed after its session signed out
+    return "revoked"  # the key's record is gone: revoked, or replaced under the same id
 
 
 User = Annotated[Principal, Depends(signed_in)]
@@ -247,6 +281,7 @@ def render(
         lang=lang.value,
         t=text,
         L=lambda kind, value: label(lang, kind, value),
+        M=lambda name: metric_word(lang, name),
         fmt=lambda key, **kw: text[key].format(**kw),
         user=user,
         can_models=user is not None and user.role in PERMISSIONS[Action.MODELS],
@@ -267,7 +302,26 @@ def render(
     return response
 
 
-def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
+def invalid_detail(errors: Sequence[Any], lang: Lang) -> str:
+    """A 422's errors as the page says them: on a Chinese page the field's label and the rule in Chinese
+    where `INVALID_TYPES` has it (pydantic's English otherwise); on an English page pydantic's own words."""
+    parts = []
+    for error in errors:
+        field = str(error["loc"][-1])
+        if lang == Lang.EN:
+            parts.append(f"{field}: {error['msg']}")
+            continue
+        rule = INVALID_TYPES.get(error["type"])
+        said = rule.format(**error.get("ctx", {})) if rule else error["msg"]
+        parts.append(f"{INVALID_FIELDS.get(field, field)}：{said}")
+    return "；".join(parts) if lang == Lang.ZH else "; ".join(parts)
+
+
+def error_page(
+    request: Request, status: int, detail: str, says: str | None = None, detail_lang: Lang = Lang.EN
+) -> HTMLResponse:
+    """The error page: a sentence in the page's language for the status (`says` names another), then the
+    detail, which is the API's English message except where `detail_lang` says otherwise."""
     state = request.app.state.service
     try:
         web = getattr(request.app.state, "web", None) or WebContext.build(WebSettings(), state.settings.home)
@@ -279,9 +333,12 @@ def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
         # The keys file is what this page reports (a 503): no one can be signed in until it is restored, and
         # letting the error out again here would answer the page with the API's JSON.
         user = None
+    lang = page_lang(request)
     return render(
-        request, web, page_lang(request), "error.html", user, status=status, status_code=status, detail=detail
-    )
+        request, web, lang, "error.html", user, status=status,
+        status_code=status, detail=detail, says=says or f"error_says_{status}",
+        detail_lang=None if detail_lang == lang else HTML_LANG[detail_lang],
+    )  # fmt: skip
 
 
 def safe_next(target: str | None) -> str:
@@ -292,6 +349,37 @@ def safe_next(target: str | None) -> str:
 
 
 # -- sign-in -------------------------------------------------------------------------------------------------
+
+
+def _authority(netloc: str, scheme: str) -> str:
+    """host[:port] in lower case, without the scheme's default port (browsers leave it out of Host)."""
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    netloc = netloc.lower()
+    return netloc.removesuffix(default) if default else netloc
+
+
+def same_site_form(request: Request) -> None:
+    """CrossSiteForm unless the form was posted from a page of this host.
+
+    `SameSite=Lax` does not stop another site's page from posting a sign-in form: the answer to a top-level
+    cross-site POST still sets the cookie, so a collector was switched to another key's stations unseen.
+    Browsers send `Origin` with every form POST (`Referer` where an older one does not), and a page cannot
+    forge either. A POST with neither header comes from a script or curl, which can post any key it holds
+    anyway, so it passes. Behind a reverse proxy, Host must reach the service as the browser sent it.
+    """
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if sent is None:
+        return
+    parts = urlsplit(sent)  # "null" (a sandboxed frame, a file) has no host and is another site
+    here = _authority(request.headers.get("host", ""), request.url.scheme)
+    if not parts.netloc or _authority(parts.netloc, parts.scheme) != here:
+        raise CrossSiteForm(
+            f"a form posted to {request.method} {request.url.path} from another site ({sent[:100]}) is "
+            "refused: sign in and out on this site's own page"
+        )
+
+
+SameSiteForm = Depends(same_site_form)
 
 
 @router.get("/")
@@ -308,14 +396,20 @@ def static(name: str) -> Response:
     )
 
 
+SIGN_IN_NOTES = ("signed_out", "expired", "revoked")  # `?why=` on the sign-in form; any other says nothing
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, web: Web, keys: Keys, lang: PageLang, next: str | None = None) -> Response:
+def login_form(
+    request: Request, web: Web, keys: Keys, lang: PageLang, next: str | None = None, why: str | None = None
+) -> Response:
     if session_principal(request, web, keys) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, web, lang, "login.html", None, next=safe_next(next), error=None)
+    note = TEXT[lang.value][f"login_note_{why}"] if why in SIGN_IN_NOTES else None
+    return render(request, web, lang, "login.html", None, next=safe_next(next), error=None, note=note)
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=HTMLResponse, dependencies=[SameSiteForm])
 def login(
     request: Request,
     web: Web,
@@ -338,20 +432,25 @@ def login(
             status=401,
             next=safe_next(next),
             error=text["login_unknown"],
+            note=None,
         )
     if principal.role not in PERMISSIONS[Action.RISK_LIST]:
         audit_refusal(
             request, principal.refusal(f"has role {principal.role}; the web page needs a list role")
         )
         error = text["login_role"].format(role=label(lang, "role", principal.role.value))
-        return render(request, web, lang, "login.html", None, status=403, next=safe_next(next), error=error)
+        return render(
+            request, web, lang, "login.html", None, status=403, next=safe_next(next), error=error, note=None
+        )
     record = keys.record(principal.key_id)
     assert record is not None  # authenticate just found it
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         web.signer.issue(record),
-        max_age=int(web.settings.session_hours * 3600),
+        # The token expires after session_hours whatever the cookie does; the browser keeps the dead cookie a
+        # week longer so the sign-in form can say the session expired (without it, it said nothing).
+        max_age=int(web.settings.session_hours * 3600) + EXPIRED_NOTE_SECONDS,
         httponly=True,
         samesite="lax",
         secure=web.settings.cookie_secure,
@@ -360,7 +459,7 @@ def login(
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[SameSiteForm])
 def logout(request: Request, web: Web) -> RedirectResponse:
     session = web.signer.read(request.cookies.get(SESSION_COOKIE))
     if session is not None:
@@ -378,7 +477,7 @@ def logout(request: Request, web: Web) -> RedirectResponse:
                 f"until {until} (`gridrisk keys revoke {session.key_id}` ends every session of the key now)",
             ) from exc
         logger.info("web sign-out: key %s", session.key_id)
-    response = RedirectResponse("/login", status_code=303)
+    response = RedirectResponse("/login?why=signed_out", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
 
@@ -387,9 +486,11 @@ def logout(request: Request, web: Web) -> RedirectResponse:
 
 
 class ListFilters(BaseModel):
-    """The list form's fields; an empty form field means "any" (browsers send `station=` for it)."""
+    """The list form's fields; an empty form field means "any" (browsers send `station=` for it). `q` is the
+    search box (serving/web/search.py): it narrows the page, not the exports, which are the work list."""
 
     task: Task = Task.ARREARS
+    q: str | None = Field(None, max_length=100)
     supply_unit: str | None = Field(None, max_length=100)
     station: str | None = Field(None, max_length=100)
     usage_category: str | None = Field(None, max_length=100)
@@ -404,6 +505,11 @@ class ListFilters(BaseModel):
     @classmethod
     def _blank_is_any(cls, value: Any) -> Any:
         return blank_is_any(value) if isinstance(value, str) else value
+
+    @field_validator("q", mode="before")
+    @classmethod
+    def _trimmed(cls, value: Any) -> Any:
+        return (value.strip() or None) if isinstance(value, str) else value  # an id pasted with spaces
 
     @property
     def order(self) -> SortKey:
@@ -451,26 +557,37 @@ def list_page(
     directory: Directory,
     audit: Audit,
     filters: Filters,
-) -> HTMLResponse:
+) -> Response:
     user.require(Action.RISK_LIST)
     task = filters.task
     snapshot = snapshots.get(task)
     package = models.get(task).package
     stations, units = list_scope(snapshot, user, filters.station, filters.supply_unit)
+    if filters.q and openable(filters.q, snapshot, directory, user):
+        # Its back link drops the search, which would open the customer again.
+        back = url("/list", **filters.params(q=None, page=None))
+        return RedirectResponse(customer_url(filters.q, back=back), status_code=303)
     pos, matched = select_all(snapshot, filters, stations, units)
+    listed = len(pos)
+    places = np.arange(1, listed + 1)  # each row's place in the list, kept through the search
+    if filters.q:
+        found = matching(filters.q, snapshot, pos, directory, user)
+        pos, places = pos[found], places[found]
     size = web.settings.page_size
     pages = max(1, math.ceil(len(pos) / size))
     page = min(filters.page, pages)
-    items = list_items(snapshot, package, pos[(page - 1) * size : page * size], user, directory, lang)
-    audit.record(
-        user, Action.RISK_LIST, task, {**filters.query(size).filters(), "page": page, "via": "web"},
-        snapshot.model.version, len(items),
-    )  # fmt: skip
+    shown = slice((page - 1) * size, page * size)
+    items = list_items(snapshot, package, pos[shown], user, directory, lang)
+    logged = {**filters.query(size).filters(), "page": page, "via": "web"}
+    if filters.q:
+        logged["searched"] = True  # never the text: it may be a name
+    audit.record(user, Action.RISK_LIST, task, logged, snapshot.model.version, len(items))
     here = url("/list", **filters.params(page=page))
     return render(
         request, web, lang, "list.html", user,
-        filters=filters, task=task, snapshot=snapshot, items=items, matched=matched, listed=len(pos),
-        export_max=web.settings.export_max_rows,
+        filters=filters, task=task, snapshot=snapshot, items=items, positions=places[shown].tolist(),
+        matched=matched, listed=listed,
+        found=len(pos), export_max=web.settings.export_max_rows,
         page=page, pages=pages, options=filter_options(snapshot, user, filters.supply_unit),
         here=here, tasks=list(Task), sorts=list(SortKey),
     )  # fmt: skip
@@ -520,22 +637,37 @@ def export(
         response.model.version, response.count,
     )  # fmt: skip
     header, rows = export_table(response, lang)
-    name = f"gridrisk-{task.value}-{response.as_of.isoformat()}"
     # The page says when the list is longer than an export may be; the file's response says it too.
     stations, units = user.scope(filters.station, filters.supply_unit)
     listed = len(select_all(snapshot, filters, stations, units)[0])
+    name = export_name(task, response.as_of, units, stations)
     if format == FileFormat.CSV:
         body, media, ext = csv_bytes(header, rows), "text/csv; charset=utf-8", "csv"
     else:
         title = f"{label(lang, 'task', task.value)} {response.as_of.isoformat()}"
         body, media, ext = xlsx_bytes(title, header, rows), XLSX, "xlsx"
-    disposition = f'attachment; filename="{name}.{ext}"'
+    disposition = f"attachment; filename=\"{ascii_name(name)}.{ext}\"; filename*=UTF-8''{quote(name)}.{ext}"
     counts = {"X-Gridrisk-Rows": str(response.count), "X-Gridrisk-Rows-Listed": str(listed)}
     return Response(
         body,
         media_type=media,
         headers={"Content-Disposition": disposition, "Cache-Control": "no-store", **counts},
     )
+
+
+def export_name(task: Task, as_of: dt.date, units: list[str] | None, stations: list[str] | None) -> str:
+    """gridrisk-arrears-2026-11-10[-<supply unit>][-<station>]: the one unit or station the file holds (a
+    filter's, or a collector's own), so two stations' files are not "(1)" copies of one name."""
+    parts = ["gridrisk", task.value, as_of.isoformat()]
+    for places in (units, stations):
+        if places is not None and len(places) == 1:  # a key of several stations has no one name for them
+            parts.append(places[0])
+    return "-".join(UNSAFE_IN_NAME.sub("_", part) for part in parts)
+
+
+def ascii_name(name: str) -> str:
+    """The file name for browsers that read only `filename=`: non-ASCII letters as `_`."""
+    return name.encode("ascii", "replace").decode().replace("?", "_")
 
 
 # -- customer, overview, models ------------------------------------------------------------------------------
@@ -579,12 +711,53 @@ def customer_page(
         text["kwh"],
         text["amount_due"],
         text["paid"],
+        lang,
     )
     back_url = back if back and back.startswith("/list") and not back.startswith("//") else "/list"
     return render(
         request, web, lang, "customer.html", user,
         file=file, waterfalls=waterfalls, history_chart=chart, back_url=back_url,
+        unscored=unscored_notes(file, snapshots, lang),
+        ties={score.task.value: tied_ranks(snapshots.get(score.task.value), score.probability)
+              for score in file.scores},
     )  # fmt: skip
+
+
+def tied_ranks(snapshot: Snapshot, probability: float) -> tuple[int, int]:
+    """The first and last rank of the customers scored with this probability. The calibrator's steps tie
+    hundreds of customers (~300 at 3.7 % of 2,477), whose ranks are consecutive in no meaningful order, so
+    one of them read 「第 741 名」 as if it were riskier than the 742nd."""
+    scored = snapshot.numbers["probability"]
+    above = int(np.count_nonzero(scored > probability))
+    return above + 1, above + int(np.count_nonzero(scored == probability))
+
+
+@dataclass
+class UnscoredNote:
+    task: Task
+    text: str
+    lang: str | None  # the note's own `lang` when it is not the page's (an operator's English message)
+
+
+def unscored_notes(file: CustomerFile, snapshots: SnapshotStore, lang: Lang) -> list[UnscoredNote]:
+    """Why a task has no score. Being outside the task's population (most notes: the suspension and theft
+    populations are a few customers of a station) is said in the page's language, from the snapshot itself;
+    a missing snapshot or model stays the operator's English message."""
+    notes = []
+    for note in file.unscored:
+        try:
+            snapshot = snapshots.get(note.task.value)
+        except SnapshotUnavailable:
+            snapshot = None
+        if snapshot is not None and snapshot.positions([file.customer_id], strict=False)[0] < 0:
+            text = TEXT[lang.value]["not_in_population"].format(
+                as_of=snapshot.as_of.isoformat(), scored=f"{snapshot.size:,}"
+            )
+            notes.append(UnscoredNote(note.task, text, None))
+        else:
+            english = None if lang == Lang.EN else HTML_LANG[Lang.EN]
+            notes.append(UnscoredNote(note.task, note.detail, english))
+    return notes
 
 
 @router.get("/overview", response_class=HTMLResponse)
@@ -619,6 +792,7 @@ def overview_page(
         text["band_mix"],
         text["ev_vs_last"],
         "{unit} {station}" if by == SummaryBy.STATION else "{unit}",
+        lang,
     )
     return render(
         request, web, lang, "overview.html", user,

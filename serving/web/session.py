@@ -97,6 +97,20 @@ class SessionSigner:
 
     def read(self, token: str | None, now: float | None = None) -> Session | None:
         """The session of a valid, unexpired token; None for anything else."""
+        signed = self._signed(token)
+        if signed is None:
+            return None
+        session, issued = signed
+        age = (time.time() if now is None else now) - issued
+        return session if 0 <= age <= self.max_age_seconds else None
+
+    def expired(self, token: str | None, now: float | None = None) -> bool:
+        """Whether the token is one we issued whose time is up (the sign-in form says so)."""
+        signed = self._signed(token)
+        return signed is not None and (time.time() if now is None else now) > signed[0].expires
+
+    def _signed(self, token: str | None) -> tuple[Session, float] | None:
+        """The session of a token we signed and its issue time, whatever its age; None for anything else."""
         # Tokens we issue are ASCII, and compare_digest raises TypeError on a non-ASCII str: a cookie such as
         # `a.é` (any browser extension or proxy can send one) is no session, not an error.
         if not token or not token.isascii() or token.count(".") != 1:
@@ -110,10 +124,7 @@ class SessionSigner:
             session_id = str(payload.get("s", ""))
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             return None
-        age = (time.time() if now is None else now) - issued
-        if not 0 <= age <= self.max_age_seconds:
-            return None
-        return Session(key_id, prefix, session_id, issued + self.max_age_seconds)
+        return Session(key_id, prefix, session_id, issued + self.max_age_seconds), issued
 
 
 class SignedOut:

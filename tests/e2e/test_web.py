@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LAPTOP = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}
 
 
 def free_port() -> int:
@@ -82,8 +83,8 @@ class Site:
     home: WebHome
     browser: object
 
-    def page(self, **options):  # type: ignore[no-untyped-def]
-        context = self.browser.new_context(viewport=LAPTOP, accept_downloads=True, **options)
+    def page(self, viewport: dict[str, int] = LAPTOP, **options):  # type: ignore[no-untyped-def]
+        context = self.browser.new_context(viewport=viewport, accept_downloads=True, **options)
         return context.new_page()
 
     def sign_in(self, page, role: str) -> None:  # type: ignore[no-untyped-def]
@@ -127,10 +128,10 @@ def at(path: str):  # type: ignore[no-untyped-def]
     return lambda address: urlsplit(address).path == path
 
 
-def shot(page, name: str, height: int | None = None) -> None:  # type: ignore[no-untyped-def]
+def shot(page, name: str, height: int | None = None, width: int = LAPTOP["width"]) -> None:  # type: ignore[no-untyped-def]
     """The whole page, or its top `height` pixels (a README picture need not show fifty rows)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    clip = {"x": 0, "y": 0, "width": LAPTOP["width"], "height": height} if height else None
+    clip = {"x": 0, "y": 0, "width": width, "height": height} if height else None
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True, clip=clip)
 
 
@@ -149,11 +150,14 @@ def test_sign_in_overview_station_filter_and_customer(site: Site):
     page.get_by_label("API 密钥").fill(site.home.keys["admin"])
     page.get_by_role("button", name="登录").click()
     page.wait_for_url(at("/overview"))
-    assert page.locator("h1").inner_text() == "对标总览: 欠费风险"
+    assert page.locator("h1").inner_text() == "对标总览：欠费风险"  # a Chinese colon on a Chinese page
     rows = page.locator("table.overview tbody tr")
     assert rows.count() == len(STATIONS) + 1  # one per station and the total
     assert "上月期望损失" in page.locator("table.overview thead").inner_text()
     assert page.locator("svg#overview rect").count() > len(STATIONS)
+    # Every label inside the chart: 「东湖县供电公司 湖滨供电…」 started left of its edge.
+    left = "Math.min(...Array.from(document.querySelectorAll('svg#overview text')).map(t => t.getBBox().x))"
+    assert page.evaluate(left) >= 0
     assert fits_the_screen(page)
     shot(page, "overview")
 
@@ -162,7 +166,7 @@ def test_sign_in_overview_station_filter_and_customer(site: Site):
     page.get_by_role("link", name=station, exact=True).click()
     page.wait_for_url(re.compile(r"/list\?"))
     assert page.get_by_label("供电所").input_value() == station
-    stations = page.locator("table.risk tbody tr td:nth-child(3)").all_inner_texts()
+    stations = page.locator("table.risk tbody tr td:nth-child(4)").all_inner_texts()
     assert stations and all(s.startswith(station) for s in stations)
     per_station = len(site.home.population) // len(STATIONS)
     assert page.get_by_role("status").inner_text().startswith(f"{per_station} 户符合条件")
@@ -179,7 +183,7 @@ def test_sign_in_overview_station_filter_and_customer(site: Site):
     page.get_by_role("button", name="应用").click()
     page.wait_for_url(re.compile(r"station=%E9%9D%92%E5%B1%B1"))
     probabilities = [
-        float(p.split("%")[0]) for p in page.locator("table.risk tbody td:nth-child(5)").all_inner_texts()
+        float(p.split("%")[0]) for p in page.locator("table.risk tbody td:nth-child(6)").all_inner_texts()
     ]
     assert (
         probabilities and min(probabilities) >= 30.0 and probabilities == sorted(probabilities, reverse=True)
@@ -202,7 +206,7 @@ def test_sign_in_overview_station_filter_and_customer(site: Site):
     assert page.locator("svg#waterfall-arrears rect").count() >= 5
     assert page.locator("svg#waterfall-suspension").count() == 1
     assert page.locator("svg#history rect").count() >= 24 * 3
-    page.get_by_text("逐月明细").click()
+    page.locator("summary", has_text="逐月明细").click()  # the table's caption says it too
     assert page.locator("details[open] tbody tr").count() == 24
     assert fits_the_screen(page)
     shot(page, "customer")
@@ -225,7 +229,7 @@ def test_a_long_unbroken_name_wraps_instead_of_widening_the_page(site: Site):
     long_name = "x" * 5000
     page = site.page()
     site.sign_in(page, "admin")
-    page.locator("table.risk tbody tr").first.locator("td:nth-child(2) span.muted").first.evaluate(
+    page.locator("table.risk tbody tr").first.locator("td:nth-child(3) span.muted").first.evaluate(
         "(span, text) => { span.textContent = text; }", long_name
     )
     assert fits_the_screen(page)
@@ -233,7 +237,7 @@ def test_a_long_unbroken_name_wraps_instead_of_widening_the_page(site: Site):
         "Array.from(document.querySelectorAll('.table-wrap')).every(w => w.scrollWidth <= w.clientWidth)"
     )
     row = page.locator("table.risk tbody tr").first
-    for cell in ("td:nth-child(5)", "td:nth-child(6)", "td:nth-child(9)"):  # probability, band, reasons
+    for cell in ("td:nth-child(6)", "td:nth-child(7)", "td:nth-child(10)"):  # probability, band, reasons
         box = row.locator(cell).bounding_box()
         assert box is not None and box["x"] + box["width"] <= LAPTOP["width"], cell
     # A station's name in the filter's drop-down: a select is as wide as its widest option.
@@ -263,6 +267,70 @@ def test_a_long_station_name_in_the_header_wraps_instead_of_widening_the_page(si
     page.context.close()
 
 
+def broken(page, selector: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Texts without a space, in the elements matching `selector`, that the browser broke across lines."""
+    return page.evaluate(
+        """s => Array.from(document.querySelectorAll(s))
+            .filter(e => e.getClientRects().length && !/\\s/.test(e.textContent.trim()))
+            .filter(e => { const r = document.createRange(); r.selectNodeContents(e);
+                const lines = new Set(Array.from(r.getClientRects()).map(x => Math.round(x.top)));
+                return lines.size > 1; })
+            .map(e => e.textContent)""",
+        selector,
+    )
+
+
+def smallest_label_px(page) -> float:  # type: ignore[no-untyped-def]
+    """The smallest chart label as drawn: its font size times its chart's scale on the screen."""
+    return page.evaluate(
+        """() => Math.min(...Array.from(document.querySelectorAll('svg.chart text')).map(t => {
+            const svg = t.ownerSVGElement;
+            return Number(t.getAttribute('font-size')) * svg.getBoundingClientRect().width
+                / svg.viewBox.baseVal.width; }))"""
+    )
+
+
+def test_ids_and_phones_stay_whole_and_charts_stay_readable_on_a_phone(site: Site):
+    # At 1366 px every phone in the list broke (1919824727 / 0); at 390 px ids and words broke too, the
+    # customer page scrolled sideways and chart labels shrank to 4-5 px.
+    page = site.page()
+    site.sign_in(page, "collector")  # the role that sees phones
+    assert page.locator("table.risk .phone").count() == 50
+    assert broken(page, "table.risk a.customer, table.risk .phone") == []
+    cell = page.locator("table.risk tbody tr").first
+    link, phone_number = cell.locator("a.customer").bounding_box(), cell.locator(".phone").bounding_box()
+    assert link["y"] + link["height"] <= phone_number["y"]  # id, name and phone stacked, one under another
+    phone = site.page(viewport=PHONE)
+    site.sign_in(phone, "collector")
+    assert broken(phone, "table.risk a.customer, table.risk .phone, table.risk td.words, .band") == []
+    assert fits_the_screen(phone)  # the table scrolls inside its own box
+    phone.context.close()
+    page.context.close()
+    phone = site.page(viewport=PHONE)
+    site.sign_in(phone, "analyst")
+    for path in ("/overview", "/customers/C0000002"):  # the customer with a reduction and a violation
+        phone.goto(site.url + path)
+        assert fits_the_screen(phone), path
+        assert smallest_label_px(phone) >= 10, path
+    for table in ("h-suspensions", "h-inspections"):
+        assert phone.locator(f"section[aria-labelledby={table}] .table-wrap tbody tr").count() == 1
+    facts = phone.locator("dl.facts")  # the archive stays inside its card
+    assert facts.evaluate("d => d.scrollWidth <= d.clientWidth")
+    assert broken(phone, ".phone, td.words, td.date") == []  # dates too ("202 / 3- / 05- / 01")
+    shot(phone, "phone-customer", width=PHONE["width"])
+    phone.context.close()
+
+
+def test_the_risk_lists_headings_stay_in_view(site: Site):
+    page = site.page()
+    site.sign_in(page, "analyst")
+    page.mouse.wheel(0, 1500)
+    page.wait_for_function("window.scrollY >= 1500")
+    top = page.evaluate("document.querySelector('table.risk thead th').getBoundingClientRect().top")
+    assert abs(top) <= 1  # it scrolled away to -1,152 px
+    page.context.close()
+
+
 def test_language_switch_is_remembered(site: Site):
     page = site.page()
     site.sign_in(page, "analyst")
@@ -271,7 +339,9 @@ def test_language_switch_is_remembered(site: Site):
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.locator("h1").inner_text() == "Risk list: Arrears"
     first_reason = page.locator("ul.reasons li").first.inner_text()
-    assert re.search(r"kWh|paid up to|usage_category|contract_capacity", first_reason)
+    # The catalogue's sentences (webhome.CATALOGUE_NAMES), never a raw feature name.
+    assert re.search(r"kWh|longest delay|usage category|contract capacity", first_reason)
+    assert not re.search(r"\w+_\w+ =", page.locator("table.risk").inner_text())
     page.goto(site.url + "/overview")  # no ?lang: the cookie keeps English
     assert page.locator("h1").inner_text() == "Overview: Arrears"
     shot(page, "overview-en")
@@ -295,11 +365,11 @@ def test_export_xlsx_of_the_filtered_list(site: Site):
     with page.expect_download() as info:
         page.get_by_role("link", name="导出 Excel（XLSX）").click()
     download = info.value
-    assert download.suggested_filename == "gridrisk-arrears-2023-06-30.xlsx"
+    assert download.suggested_filename == f"gridrisk-arrears-2023-06-30-{site.home.collector_station}.xlsx"
     sheet = load_workbook(io.BytesIO(Path(download.path()).read_bytes()), read_only=True).active
     rows = list(sheet.iter_rows(values_only=True))
     header, body = rows[0], rows[1:]
-    assert header[:4] == ("排名", "户号", "户名", "联系电话") and header[-1] == "原因4"
+    assert header[:4] == ("全局排名", "户号", "户名", "联系电话") and header[-1] == "原因4"
     assert len(body) == 12  # the per-station cap on the collector's one station
     station = header.index("供电所")
     assert {row[station] for row in body} == {site.home.collector_station}
@@ -321,7 +391,7 @@ def test_export_xlsx_of_the_filtered_list(site: Site):
 def test_a_collector_cannot_open_another_stations_customer_by_url(site: Site):
     page = site.page()
     site.sign_in(page, "collector")
-    stations = set(page.locator("table.risk tbody tr td:nth-child(3)").all_inner_texts())
+    stations = set(page.locator("table.risk tbody tr td:nth-child(4)").all_inner_texts())
     assert stations and all(s.startswith(site.home.collector_station) for s in stations)
     assert page.get_by_label("供电所").locator("option").all_inner_texts() == [
         "全部",
@@ -331,7 +401,18 @@ def test_a_collector_cannot_open_another_stations_customer_by_url(site: Site):
     pop = site.home.population
     own = pop[pop["station"] == site.home.collector_station].iloc[0]
     other = pop[pop["station"] != site.home.collector_station].iloc[0]
-    page.goto(f"{site.url}/customers/{own['customer_id']}")
+    # The search box: part of a name finds the row in the list, a whole id opens the customer.
+    own_name = site.home.names[own["customer_id"]]
+    page.get_by_label("户号或户名").fill(own_name[1:])
+    page.get_by_role("button", name="应用").click()
+    page.wait_for_url(re.compile(r"q="))
+    assert own_name in page.locator("table.risk tbody").inner_text()
+    page.get_by_label("户号或户名").fill(other["customer_id"])  # another station's: no match
+    page.get_by_role("button", name="应用").click()
+    assert page.locator("table.risk").count() == 0 and "没有户号或户名含" in page.locator("main").inner_text()
+    page.get_by_label("户号或户名").fill(own["customer_id"])
+    page.get_by_role("button", name="应用").click()
+    page.wait_for_url(at(f"/customers/{own['customer_id']}"))
     assert "脱敏" not in page.content()  # its own customer, unmasked
     response = page.goto(f"{site.url}/customers/{other['customer_id']}")
     assert response.status == 403
@@ -348,6 +429,26 @@ def test_a_collector_cannot_open_another_stations_customer_by_url(site: Site):
     page.context.close()
 
 
+def test_a_sign_in_posted_from_another_site_does_not_switch_the_key(site: Site):
+    # A tester's page on another origin auto-submitted a sign-in with another key, and the collector's tab
+    # then worked that key's stations. The other site is served by Playwright itself.
+    page = site.page()
+    site.sign_in(page, "collector")
+    evil = "http://evil.test/"
+    form = (
+        f'<form method="post" action="{site.url}/login">'
+        f'<input name="api_key" value="{site.home.keys["admin"]}"></form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+    page.route(evil, lambda route: route.fulfill(content_type="text/html", body=form))
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.goto(evil)
+    assert posted.value.status == 403
+    page.goto(site.url + "/list")
+    assert site.home.collector_station in page.locator(".top .identity").inner_text()
+    page.context.close()
+
+
 def test_models_page_shows_champion_and_challenger(site: Site):
     page = site.page()
     site.sign_in(page, "admin")
@@ -358,6 +459,17 @@ def test_models_page_shows_champion_and_challenger(site: Site):
     assert "0.4200" in table and "0.4000" in table  # pr_auc of champion and challenger
     assert "roc_auc_residential" not in table  # per-segment metrics stay in MLflow
     assert "门槛评审通过" in table and "does not beat the champion" in table
+    # Metric names in words, the raw name kept as the row's title; the gate's reason marked as English.
+    names = section.locator("table.models th[scope=row]").all_inner_texts()
+    assert "PR-AUC ★" in names and "Brier 分数" in names and not any("_" in name for name in names)
+    assert section.locator("th[title=brier]").inner_text() == "Brier 分数"
+    assert section.locator("td.decision span[lang=en]").last.inner_text().startswith("does not beat")
+    # Suspension's v2 was promoted by hand: the v1 it replaced keeps a column, with its metrics.
+    promoted = page.locator("section", has=page.get_by_role("heading", name=re.compile("暂停可能")))
+    table = promoted.locator("table.models").first
+    assert "（人工晋升，取代 v1）" in table.inner_text()
+    assert table.locator("thead th").all_inner_texts()[-1] == "被取代的版本"
+    assert "0.4000" in table.inner_text() and "被 v2（人工晋升）取代" in table.inner_text()
     shot(page, "models")
     page.context.close()
 

@@ -1,6 +1,7 @@
 """A small gridrisk home for the web page's browser test: five stations in two supply units with Chinese
 names, an archive with PII, two years of bills and payments, three tasks' models registered in a SQLite
-MLflow store (arrears with a champion and a refused challenger), this month's and last month's snapshots,
+MLflow store (arrears with a champion and a refused challenger, suspension's v2 promoted by hand over v1),
+this month's and last month's snapshots,
 and one key per role."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 from tinymodel import AS_OF, scoring_frame, train_package
 from webdata import write_history
 
+from features.feature_sets import FEATURE_DOCS
 from features.sources import write_table
 from serving.access import create_key
-from serving.model import PackagedModel, pyfunc_class
+from serving.model import FeatureSpec, PackagedModel, ReasonText, pyfunc_class
 from serving.schemas import ModelRef
 from serving.settings import ServingSettings
 from serving.snapshot import score_frame, write_snapshot
+from training.registry import promote
 
 STATIONS = {
     "城东供电所": "市区供电公司",
@@ -46,17 +49,47 @@ class WebHome:
     keys: dict[str, str]
     collector_station: str
     versions: dict[str, list[str]]
+    names: dict[str, str]  # customer id -> name in the archive
+
+
+# tinymodel's features under the names the feature catalogue gives them (features.feature_sets.FEATURE_DOCS),
+# so this model's reasons are the catalogue's sentences: the README's screenshots come from it, and under
+# tinymodel's own names they read `usage_category = agricultural` where served models say 用电类别：农业生产.
+CATALOGUE_NAMES = {
+    "bills_kwh_yoy_change_pct_90d": "bills_kwh_yoy_change_pct_3m",
+    "payments_days_late_max_365d": "payments_days_late_max_365d",
+    "contract_capacity_kva": "archive_capacity_kva",
+    "usage_category": "archive_usage_category",
+}
+LOWEST_CHANGE_PCT = -95.0  # tinymodel draws kWh changes from N(0, 40); a fall of 122 % is no reading
+
+
+def catalogue_package(seed: int, task: str, trees: int = 30) -> PackagedModel:
+    """tinymodel's package with its inputs renamed to the catalogue's names and the catalogue's sentences. The
+    booster reads its matrix by position, so the names are the spec's and the reasons' only."""
+    package = train_package(seed=seed, trees=trees, task=task)
+    spec = package.spec
+    names = [CATALOGUE_NAMES[n] for n in spec.names]
+    levels = {CATALOGUE_NAMES[n]: values for n, values in spec.categorical.items()}
+    reasons = {n: ReasonText.from_doc(FEATURE_DOCS[n]) for n in names}
+    return replace(package, spec=FeatureSpec(names, levels), reasons=reasons)
 
 
 def population(seed: int = 3) -> pd.DataFrame:
+    """Customers with tinymodel's features, also under their catalogue names (the archive and the snapshot's
+    segments keep reading `usage_category` and `contract_capacity_kva`)."""
     frame = scoring_frame(n=CUSTOMERS, seed=seed)
+    change = "bills_kwh_yoy_change_pct_90d"
+    frame[change] = frame[change].clip(lower=LOWEST_CHANGE_PCT)
+    for name, catalogued in CATALOGUE_NAMES.items():
+        frame[catalogued] = frame[name]
     names = list(STATIONS)
     frame["station"] = [names[i % len(names)] for i in range(len(frame))]
     frame["supply_unit"] = frame["station"].map(STATIONS)
     return frame
 
 
-def write_archive(settings: ServingSettings, frame: pd.DataFrame) -> None:
+def write_archive(settings: ServingSettings, frame: pd.DataFrame) -> dict[str, str]:
     n = len(frame)
     rng = np.random.default_rng(5)
     customers = pd.DataFrame(
@@ -78,6 +111,7 @@ def write_archive(settings: ServingSettings, frame: pd.DataFrame) -> None:
         }
     )
     write_table(settings.warehouse_path, "customers", customers)
+    return dict(zip(customers["customer_id"], customers["name"], strict=True))
 
 
 def log_version(
@@ -125,7 +159,7 @@ def build(root: Path) -> WebHome:
     for i, task in enumerate(("arrears", "suspension", "theft")):
         name = f"gridrisk-{task}"
         client.create_registered_model(name)
-        package = train_package(seed=i, task=task)
+        package = catalogue_package(seed=i, task=task)
         package.metrics = {"roc_auc": 0.81 - i / 50, "pr_auc": 0.42 - i / 50, "brier": 0.11}
         package.info["primary_metric"] = "pr_auc"
         gate = {"gate.decision": "promoted", "gate.reason": "no champion yet"}
@@ -133,7 +167,7 @@ def build(root: Path) -> WebHome:
         client.set_registered_model_alias(name, "champion", champion)
         versions[task] = [champion]
         if task == "arrears":
-            challenger = train_package(seed=7, trees=40, task=task)
+            challenger = catalogue_package(seed=7, task=task, trees=40)
             challenger.metrics = {"roc_auc": 0.80, "pr_auc": 0.40, "brier": 0.12}
             refused = {
                 "gate.decision": "refused",
@@ -144,10 +178,24 @@ def build(root: Path) -> WebHome:
             client.set_registered_model_alias(name, "challenger", versions[task][-1])
             old = score_frame(package, previous, ModelRef(name=name, version=champion))
             write_snapshot(old, settings.snapshots_path, task, PREVIOUS_AS_OF)
+        if task == "suspension":
+            # v2 promoted by hand over the gate's refusal: the models page names the v1 it replaced.
+            package = catalogue_package(seed=8, task=task, trees=40)
+            package.metrics = {"roc_auc": 0.78, "pr_auc": 0.37, "brier": 0.12}
+            package.info["primary_metric"] = "pr_auc"
+            refused = {
+                "gate.decision": "refused",
+                "gate.reason": "does not beat the champion's primary metric by the margin: "
+                "pr_auc 0.3700 vs champion v1 0.4000",
+            }
+            versions[task].append(log_version(tracking_uri, experiment_id, name, package, refused, root))
+            client.set_registered_model_alias(name, "challenger", versions[task][-1])
+            promote(tracking_uri, task, versions[task][-1], "试点所复核：新版本的走访命中更高", user="e2e")
+            champion = versions[task][-1]
         scores = score_frame(package, frame, ModelRef(name=name, version=champion))
         write_snapshot(scores, settings.snapshots_path, task, AS_OF)
 
-    write_archive(settings, frame)
+    names = write_archive(settings, frame)
     history = write_history(settings, frame)
     # C0000002 stopped paying three months ago; give it a capacity reduction and a violation too, so one
     # customer file shows every section filled (the README's screenshot).
@@ -180,4 +228,4 @@ def build(root: Path) -> WebHome:
         "collector": create_key(settings.keys_path, "collector", stations=[station], note="e2e")[0],
         "service": create_key(settings.keys_path, "service", note="e2e")[0],
     }
-    return WebHome(home, tracking_uri, frame, keys, station, versions)
+    return WebHome(home, tracking_uri, frame, keys, station, versions, names)

@@ -89,12 +89,12 @@ def test_a_blank_filter_means_any_within_the_scope():
     # A customer is not a filter: one placed in no station is outside a station collector's scope. The
     # refusal names the key's scope and the customer, never the customer's station.
     station_collector.require_covers("S01", "U1", "customer C1")
-    with pytest.raises(Forbidden, match=r"covers stations \['S01'\]; customer C1 is not in them"):
+    with pytest.raises(Forbidden, match=r"covers stations 'S01'; customer C1 is not in them"):
         station_collector.require_covers(None, "U1", "customer C1")
     with pytest.raises(Forbidden, match="customer C1 is not in them") as refused:
         station_collector.require_covers("S07", "U1", "customer C1")
     assert "S07" not in str(refused.value)
-    with pytest.raises(Forbidden, match=r"covers supply units \['U2'\]; customer C2 is not in them"):
+    with pytest.raises(Forbidden, match=r"covers supply units 'U2'; customer C2 is not in them"):
         unit_collector.require_covers("S09", "U3", "customer C2")
     unit_collector.require_covers("S09", "U2", "customer C2")
     admin.require_covers(None, None, "customer C3")

@@ -85,7 +85,8 @@ def web(
 
 
 def board(web: WebService) -> dict[str, list[str]]:
-    """The models table of the English page: row header -> [champion cell, challenger cell] as text."""
+    """The models table of the English page: row header -> [champion cell, challenger cell, and the cell of
+    the version the champion replaced when that is not the challenger] as text."""
     r = web.client.get("/models", params={"lang": "en"})
     assert r.status_code == 200, r.text[:2000]
     table = r.text.split('<table class="models">', 1)[1].split("</table>", 1)[0]
@@ -114,14 +115,17 @@ def test_promote_then_roll_back_tells_the_truth_at_every_step(web: WebService, s
 
     promote(store.uri, "arrears", "2", "use November's model", user="ops")
     promoted = board(web)
-    assert promoted["Version"] == ["v2", "the champion (the newest version was promoted)"]  # shown once
-    assert promoted["Promoted"][0].endswith("(manual promotion)")
+    # v2 shown once; v1, the gate's choice it replaced, keeps a column of its own (it vanished from the page)
+    assert promoted["Version"] == ["v2", "the champion (the newest version was promoted)", "v1"]
+    assert promoted["Promoted"][0].endswith("(manual promotion, replacing v1)")
+    assert promoted["Promoted"][2].endswith("replaced by v2 (manual promotion): use November's model")
     assert promoted["Decision"][0].startswith("use November's model")
 
     promote(store.uri, "arrears", "1", "rollback", user="ops")
     page = board(web)
-    assert page["Version"] == ["v1", "v2"]
-    assert page["Promoted"][0].endswith("(manual promotion)") and page["Decision"][0].startswith("rollback")
+    assert page["Version"] == ["v1", "v2"]  # the version it replaced is the challenger: shown once
+    assert page["Promoted"][0].endswith("(manual promotion, replacing v2)")
+    assert page["Decision"][0].startswith("rollback")
     # v2 is not promoted any more: how its time as champion ended, and the gate's verdict on it.
     v2 = store.client.get_model_version(NAME, "2").tags
     since, until = (v2[k][:16].replace("T", " ") for k in ("promotion.at", "champion.until"))
@@ -137,7 +141,9 @@ def test_promote_then_roll_back_tells_the_truth_at_every_step(web: WebService, s
 def test_a_rolled_back_version_the_gate_had_promoted_keeps_its_verdict(web: WebService, store: Store) -> None:
     store.train(0.30, 0.80)
     assert store.train(0.40, 0.80) == "2"  # beats v1: the gate makes it champion
-    assert board(web)["Version"] == ["v2", "the champion (the newest version was promoted)"]
+    gated = board(web)
+    assert gated["Version"] == ["v2", "the champion (the newest version was promoted)", "v1"]
+    assert gated["Promoted"][0].endswith("(passed the gate, replacing v1, at the end of its training run)")
     promote(store.uri, "arrears", "1", "v2 lists hit a closed station")
     page = board(web)
     assert page["Version"] == ["v1", "v2"]

@@ -3,14 +3,18 @@ exports, error pages, language, security headers, the charts, the words catalogu
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import io
+import itertools
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
+import numpy as np
 import pandas as pd
 import pytest
 from disk_faults import full_disk, read_only
@@ -19,11 +23,13 @@ from tinymodel import FakeRegistry
 from webdata import WebService, rewrite_previous_snapshot, web_service
 
 from serving.access import KeyStore, Role, create_key, revoke_key
-from serving.schemas import ModelRef, Reason, Task
+from serving.exports import csv_bytes
+from serving.schemas import Lang, ModelRef, Reason, Task
 from serving.settings import ServingSettings
 from serving.view_schemas import TaskScore
-from serving.web import charts
-from serving.web.i18n import EXPORT_HEADERS, LABELS, TEXT
+from serving.web import charts, pages
+from serving.web.i18n import EXPORT_HEADERS, LABELS, METRIC_WORDS, TEXT, metric_word
+from serving.web.model_board import AliasView, PastTerm
 from serving.web.pages import customer_url, page_path, safe_next
 from serving.web.session import SESSION_COOKIE, SessionSigner, SignedOut, load_secret, principal_of
 
@@ -96,6 +102,39 @@ def test_sign_in_never_redirects_off_site(web):
     assert r.headers["location"] == "/list"
 
 
+def test_sign_in_and_out_posted_from_another_site_are_refused(web):
+    # Another site's page auto-submitted a sign-in form with its own key: the collector's browser was
+    # switched to another key's stations unseen (SameSite=Lax lets a top-level POST set the cookie).
+    sign_in(web, "collector")
+    session = web.client.cookies[SESSION_COOKIE]
+    for headers in (
+        {"Origin": "http://localhost:18239"},
+        {"Origin": "null"},  # a sandboxed frame or a file
+        {"Referer": "http://evil.example/index.html"},  # an older browser without Origin
+        {"Origin": "http://testserver.evil.example", "Referer": "http://testserver/list"},
+    ):
+        r = web.client.post(
+            "/login", data={"api_key": web.keys["admin"]}, headers=headers, follow_redirects=False
+        )
+        assert r.status_code == 403 and "set-cookie" not in r.headers, headers
+        assert "text/html" in r.headers["content-type"] and "from another site" in html.unescape(r.text)
+        r = web.client.post("/logout", headers=headers, follow_redirects=False)
+        assert r.status_code == 403 and "set-cookie" not in r.headers, headers
+    refused = json.loads(web.state.settings.audit_path.read_text().splitlines()[-1])
+    assert (refused["action"], refused["status"], refused["route"]) == ("refused", 403, "POST /logout")
+    assert web.client.cookies[SESSION_COOKIE] == session
+    assert "催费员" in page(web, "/list")  # still the collector's own session
+    # This site's own form (Origin is the host the request went to), or a script that sends neither header.
+    ours = ({"Origin": "http://testserver"}, {"Referer": "http://TESTSERVER:80/login?next=%2Flist"}, {})
+    for headers in ours:
+        r = web.client.post(
+            "/login", data={"api_key": web.keys["admin"]}, headers=headers, follow_redirects=False
+        )
+        assert r.status_code == 303, headers
+    r = web.client.post("/logout", headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
 def test_revoking_the_key_ends_the_session(web, settings):
     sign_in(web, "collector")
     page(web, "/list")
@@ -108,7 +147,7 @@ def test_sign_out_ends_the_session_and_every_copy_of_its_cookie(web):
     sign_in(web, "analyst")
     kept = web.client.cookies[SESSION_COOKIE]  # what someone who copied the cookie would replay
     r = web.client.post("/logout", follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert r.status_code == 303 and r.headers["location"] == "/login?why=signed_out"
     web.client.cookies.clear()
     page(web, "/list", status=303)
     web.client.cookies.set(SESSION_COOKIE, kept)
@@ -117,6 +156,56 @@ def test_sign_out_ends_the_session_and_every_copy_of_its_cookie(web):
     sign_in(web, "analyst")  # the same key signs in again: a new session, not the old one
     assert web.client.cookies[SESSION_COOKIE] != kept
     page(web, "/list")
+
+
+def test_the_sign_in_form_says_why_the_session_ended(web, settings):
+    # Sign-out, a revoked key and an expired session all landed on a bare form with no message.
+    def note(location: str) -> str | None:
+        r = web.client.get(location, follow_redirects=False)  # with `params`, httpx drops the URL's own
+        assert r.status_code == 200, r.text[:300]
+        found = re.search(r'<p class="note" role="status">([^<]*)</p>', r.text)
+        return found.group(1) if found else None
+
+    sign_in(web, "collector")
+    r = web.client.post("/logout", follow_redirects=False)
+    assert note(r.headers["location"]) == "您已退出登录。"
+
+    sign_in(web, "analyst")
+    key_id = web.keys["analyst"].split("_")[1]
+    record = KeyStore(settings.keys_path).record(key_id)
+    signer = web.client.app.state.web.signer
+    stale = signer.issue(record, now=time.time() - signer.max_age_seconds - 60)
+    web.client.cookies.set(SESSION_COOKIE, stale)
+    r = web.client.get("/list", params={"page": 2}, follow_redirects=False)
+    assert r.headers["location"] == "/login?next=%2Flist%3Fpage%3D2&why=expired"
+    assert 'gridrisk_session=""' in r.headers["set-cookie"]  # the dead cookie goes
+    web.client.cookies.clear()
+    assert note(r.headers["location"]) == "登录已超时，请重新登录；登录后回到刚才的页面。"
+
+    sign_in(web, "collector")
+    revoke_key(settings.keys_path, web.keys["collector"].split("_")[1])
+    r = web.client.get("/overview", follow_redirects=False)
+    assert r.headers["location"] == "/login?next=%2Foverview&why=revoked"
+    web.client.cookies.clear()
+    assert note(r.headers["location"] + "&lang=en") == (
+        "The key this browser signed in with has been revoked or replaced; sign in with a new key."
+    )
+    # A cookie we never signed gets no reason, and a made-up reason says nothing.
+    web.client.cookies.set(SESSION_COOKIE, "forged.token")
+    assert web.client.get("/list", follow_redirects=False).headers["location"] == "/login?next=%2Flist"
+    web.client.cookies.clear()
+    assert note("/login?why=hacked") is None and note("/login") is None
+
+
+def test_the_session_cookie_outlives_its_session_by_a_week_so_expiry_can_be_told(web):
+    r = web.client.post("/login", data={"api_key": web.keys["analyst"]}, follow_redirects=False)
+    hours = web.client.app.state.web.settings.session_hours
+    assert f"Max-Age={int(hours * 3600) + 7 * 86400}" in r.headers["set-cookie"]
+    signer = web.client.app.state.web.signer
+    token = web.client.cookies[SESSION_COOKIE]
+    assert signer.read(token) is not None and not signer.expired(token)
+    later = time.time() + hours * 3600 + 1
+    assert signer.read(token, now=later) is None and signer.expired(token, now=later)
 
 
 def test_signed_out_sessions_are_shared_by_workers_and_forgotten_when_they_expire(tmp_path):
@@ -182,7 +271,7 @@ def test_a_sign_out_that_cannot_be_recorded_says_so_and_a_recorded_one_ends_ever
     monkeypatch.undo()  # the home is writable again
     page(web, "/list")  # the page told the truth: still signed in
     r = web.client.post("/logout", follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert r.status_code == 303 and r.headers["location"] == "/login?why=signed_out"
     web.client.cookies.clear()
     web.client.cookies.set(SESSION_COOKIE, kept)
     assert page(web, "/list", status=303) == ""  # after a sign-out that answered 303, a replay is refused
@@ -234,7 +323,7 @@ def test_a_cookie_with_non_ascii_characters_is_no_session(web):
     r = web.client.get("/login", headers=cookie, follow_redirects=False)
     assert r.status_code == 200 and 'name="api_key"' in r.text
     r = web.client.post("/logout", headers=cookie, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert r.status_code == 303 and r.headers["location"] == "/login?why=signed_out"
     assert SessionSigner(b"s" * 32, 3600).read("a.\xe9") is None
 
 
@@ -286,6 +375,51 @@ def test_analyst_list_is_masked_and_pages(web, settings):
     assert len({i for chunk in ids for i in chunk}) == 60  # pages neither repeat nor skip anyone
 
 
+def listed_ids(html: str) -> list[str]:
+    return re.findall(r'class="customer" href="/customers/([^"?]+)', html)
+
+
+def test_a_whole_customer_id_in_the_search_box_opens_the_customer_inside_the_keys_scope(web):
+    sign_in(web, "collector")  # station S01: C0000000, C0000003, …
+    r = web.client.get("/list", params={"q": " C0000003 ", "station": "S01"}, follow_redirects=False)
+    assert r.status_code == 303
+    # The way back keeps the filters and drops the search, which would open the customer again.
+    assert r.headers["location"] == "/customers/C0000003?back=%2Flist%3Ftask%3Darrears%26station%3DS01"
+    # Another station's customer is no match, as on the list: not its page, not a 403 that says it exists.
+    other = page(web, "/list", q="C0000001")
+    assert listed_ids(other) == [] and "当前清单中没有户号或户名含「C0000001」的客户" in other
+    assert "王小1<" not in other
+    sign_in(web, "analyst")
+    r = web.client.get("/list", params={"q": "C0000001"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/customers/C0000001?")
+
+
+def test_search_narrows_the_list_by_id_and_by_name_where_names_are_shown(web):
+    population = web.population.reset_index(drop=True)
+    names = {f"C{i:07d}": f"王小{i}" for i in range(len(population))}  # tinymodel's archive names
+    own = set(population.loc[population["station"] == "S01", "customer_id"])
+    sign_in(web, "collector")
+    found = listed_ids(page(web, "/list", q="王小1"))
+    assert found and set(found) == {c for c in own if "王小1" in names[c]}
+    assert set(listed_ids(page(web, "/list", q="c00000"))) == {c for c in own if "C00000" in c}  # any case
+    summary = page(web, "/list", q="王小1")
+    assert f"「王小1」：当前清单 20 户中找到 {len(found)} 户" in summary
+    # The search keeps the filters: within the list, in its order.
+    full = listed_ids(page(web, "/list", sort="probability"))
+    assert listed_ids(page(web, "/list", q="5", sort="probability")) == [c for c in full if "5" in c]
+    line = json.loads(web.state.settings.audit_path.read_text().splitlines()[-1])
+    assert line["filters"]["searched"] is True and "王小" not in json.dumps(line)  # never the text
+    # Exports are the work list: their links leave the search out.
+    assert "q=" not in re.search(r'class="exports".*?</div>', summary, flags=re.S).group(0)
+
+    sign_in(web, "analyst")  # names masked: a name, even a whole one, finds nobody
+    for text in ("王小1", "王小12"):
+        html = page(web, "/list", q=text)
+        assert listed_ids(html) == [] and f"当前清单中没有户号含「{text}」的客户" in html
+    assert "户号（" not in page(web, "/list") and '<label for="f-q">户号</label>' in page(web, "/list")
+    assert len(listed_ids(page(web, "/list", q="000001"))) == 11  # C0000001 and C0000010…C0000019
+
+
 def test_blank_form_fields_mean_any_and_bad_values_explain_themselves(web):
     sign_in(web, "admin")
     html = page(
@@ -331,6 +465,47 @@ def test_unknown_customer_and_other_station_are_error_pages(web):
     refused = json.loads(web.state.settings.audit_path.read_text().splitlines()[-1])
     assert refused["action"] == "refused" and refused["status"] == 403 and refused["role"] == "collector"
     assert refused["route"] == "GET /customers/C0000001"
+
+
+def test_error_pages_say_what_happened_in_the_pages_language(web):
+    # Every error's message was the API's English on a Chinese page, the 403's with a Python list in it.
+    sign_in(web, "collector")
+    refused = html.unescape(page(web, "/customers/C0000001", status=403))
+    assert "您的密钥无权查看这些内容" in refused
+    assert "covers stations 'S01'; customer C0000001 is not in them" in refused and "['" not in refused
+    assert '<span lang="en">key ' in refused  # the API's message is marked as English for screen readers
+    missing = html.unescape(page(web, "/customers/NOPE42", status=404))
+    assert "没有找到这位客户：请核对户号" in missing and "NOPE42" in missing
+    for params, said in [
+        ({"min_probability": "abc"}, "最低概率（0–1）：应为数字"),
+        ({"min_probability": "2"}, "最低概率（0–1）：应不大于 1.0"),
+        ({"page": "0"}, "页码：应不小于 1"),
+        ({"per_station_top": "0"}, "每所走访上限：应不小于 1"),
+        ({"task": "xyz"}, "风险类型：应为以下之一"),
+    ]:
+        text = html.unescape(page(web, "/list", status=422, **params))
+        assert "请求中有一项取值不正确" in text and said in text, params
+        assert "Input should" not in text, params
+    assert "导出格式：应为以下之一" in html.unescape(page(web, "/list/export", status=422, format="json"))
+    english = html.unescape(page(web, "/list", status=422, min_probability="abc", lang="en"))
+    assert "min_probability: Input should be a valid number" in english
+    assert "A value in the request is not valid" in english
+    assert "Your key may not see this" in page(web, "/customers/C0000001", status=403, lang="en")
+
+
+def test_a_customer_outside_a_tasks_population_is_said_in_the_pages_language(web, settings):
+    from features.sources import read_table, write_table
+
+    customers = read_table(settings.warehouse_path, "customers")
+    extra = customers.iloc[:1].copy()
+    extra["customer_id"] = "C9999999"  # in the archive, never scored
+    write_table(settings.warehouse_path, "customers", pd.concat([customers, extra]))
+    sign_in(web, "admin")
+    zh = page(web, "/customers/C9999999")
+    assert "欠费风险 · 未评分</strong>：<span>不在本类风险的评分人群中（2023-06-30 共评分 60 户）" in zh
+    assert "population" not in zh
+    en = page(web, "/customers/C9999999", lang="en")
+    assert "not in this risk type's population as of 2023-06-30 (60 customers scored)" in html.unescape(en)
 
 
 def test_customer_ids_holding_url_characters_are_linked_and_opened(settings, registry):
@@ -389,6 +564,37 @@ def test_customer_page_draws_the_score_and_history(web):
     assert html.count('stroke="#b42318"') == 3  # three unpaid months outlined in red
     assert "姓名、电话和地址已按您的权限做脱敏处理" in html and "王小2" not in html
     assert "欠费风险" in html and "第 " in html
+
+
+def test_the_list_numbers_its_rows_and_names_the_overall_rank_as_such(web):
+    # 「排名 52, 99, 118, 9, 363」 atop a station's list read as this list's order; it is the probability rank
+    # among all customers scored.
+    sign_in(web, "collector")
+    html = page(web, "/list")
+    assert ">序号</th>" in html and ">全局排名</th>" in html and "按概率在本次评分的全部客户中的名次" in html
+    places = [int(re.findall(r'<td class="num">([\d,]+)</td>', row)[0]) for row in rows(html)]
+    assert places == list(range(1, 21))
+    ids = listed_ids(html)
+    searched = rows(page(web, "/list", q="5"))  # a search keeps each row's place in the list
+    assert [int(re.findall(r'<td class="num">([\d,]+)</td>', row)[0]) for row in searched] == [
+        ids.index(c) + 1 for c in ids if "5" in c
+    ]
+
+
+def test_a_customer_tied_with_others_reads_the_tied_ranks(web):
+    # One of ~300 customers at the same probability read 「第 741 名」, as if riskier than the 742nd.
+    snapshot = web.state.snapshots.get("arrears")
+    probability = snapshot.numbers["probability"]
+    values, counts = np.unique(probability, return_counts=True)
+    tied = values[counts == 2][0]  # the fixture's one pair of equal probabilities
+    first = int((probability > tied).sum()) + 1
+    sign_in(web, "admin")
+    for pos in np.flatnonzero(probability == tied):
+        html = page(web, f"/customers/{snapshot.customer_id[pos]}")
+        assert f"概率排名第 {first}–{first + 1}（2 户概率相同）/ 共 60 户" in html
+    alone = int(np.flatnonzero(probability == values[counts == 1][0])[0])
+    html = page(web, f"/customers/{snapshot.customer_id[alone]}", lang="en")
+    assert f"ranked {snapshot.numbers['rank'][alone]} of 60 by probability · Percentile" in html
 
 
 def test_customer_page_lists_older_bills_still_owing(web, settings):
@@ -460,6 +666,64 @@ def test_models_page_is_for_analysts_and_admins(web):
     assert "gridrisk-arrears" in html and "v1" in html and "0.8000" in html
 
 
+class Versions:
+    """An alias source holding fixed versions: `champion`, `challenger`, and any other as `v<number>`."""
+
+    def __init__(self, views: dict[str, AliasView]) -> None:
+        self.views = views
+
+    def alias(self, name: str, alias: str) -> AliasView | None:
+        return self.views.get(alias)
+
+    def version(self, name: str, version: str) -> AliasView | None:
+        return self.views.get(f"v{version}")
+
+
+def test_models_page_names_the_version_a_promotion_replaced_and_prints_counts_whole(web, monkeypatch):
+    # After `gridrisk promote`, v1 (the gate's choice) was nowhere on the page, and counts read 389.0000.
+    package = web.state.models.get("arrears").package
+    metrics = {"pr_auc": 0.42, "roc_auc": 0.81, "brier": 0.11, "rows": 7356.0, "positives": 389.0}
+    monkeypatch.setattr(package, "metrics", {**metrics, "lift_at_5pct": 3.1})
+    monkeypatch.setitem(package.info, "primary_metric", "pr_auc")
+    at = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+    champion = AliasView(
+        alias="champion", version="2", promoted_at=at, promoted_by="override", decision="复核后人工晋升",
+        metrics={**metrics, "pr_auc": 0.40}, replaced="1",
+    )  # fmt: skip
+    old = AliasView(
+        alias="replaced", version="1", is_champion=False, metrics=metrics,
+        past=PastTerm(since=at - dt.timedelta(days=30), until=at, replaced_by="2", replaced_how="override",
+                      reason="复核后人工晋升"),
+    )  # fmt: skip
+    monkeypatch.setattr(pages, "alias_source", lambda models: Versions({"champion": champion, "v1": old}))
+    sign_in(web, "admin")
+    text = html.unescape(page(web, "/models"))
+    assert "（人工晋升，取代 v1）" in text and ">被取代的版本</th>" in text
+    head = text.split("<details>")[0]
+    primary_first = ["pr_auc", "brier", "roc_auc"]
+    assert re.findall(r'<th scope="row" title="(\w+)"', head) == primary_first
+    assert '<td class="num">0.4000</td><td class="num">—</td><td class="num">0.4200</td>' in head
+    folded = text.split("<details>")[1]
+    assert "其他指标（3 项）" in folded and ">7,356</td>" in folded and ">389</td>" in folded
+    assert "389.0000" not in text and ">前 5% 的提升度</th>" in folded
+    assert "曾于 2026-10-28 12:00 UTC 至 2026-11-27 12:00 UTC 为当前模型，被 v2（人工晋升）取代" in text
+    english = html.unescape(page(web, "/models", lang="en"))
+    assert "(manual promotion, replacing v1)" in english and ">Replaced</th>" in english
+
+
+def test_every_table_has_a_caption(web):
+    # The customer page's five tables and the models page's had none, though the README said tables do.
+    sign_in(web, "admin")
+    for path in ("/list", "/customers/C0000003", "/overview", "/models"):
+        html = page(web, path)
+        tables = re.findall(r"<table[ >].*?</table>", html, flags=re.S)
+        assert tables and all(re.match(r"<table[^>]*>\s*<caption", t) for t in tables), path
+    caption = re.search(r"<caption[^>]*>([^<]*)</caption>", page(web, "/list")).group(1)
+    assert caption == "欠费风险清单，按期望损失排序"  # it read 「…按按期望损失排序」
+    caption = re.search(r"<caption[^>]*>([^<]*)</caption>", page(web, "/list", lang="en")).group(1)
+    assert caption == "Arrears list, sorted by expected loss"  # not "by Expected loss"
+
+
 def test_language_comes_from_the_query_then_the_cookie(web):
     sign_in(web, "analyst")
     r = web.client.get("/overview", params={"lang": "en"})
@@ -468,6 +732,15 @@ def test_language_comes_from_the_query_then_the_cookie(web):
     assert '<html lang="en">' in again and "Risk list: Arrears" in again
     assert "kWh over the last 3 months" in again  # reason sentences from the model's English templates
     assert '<html lang="zh-CN">' in page(web, "/list", lang="zh")
+
+
+def test_chinese_pages_use_chinese_colons(web):
+    # 「当前身份: 催费员」「推高风险: …」 used an ASCII colon in Chinese text.
+    sign_in(web, "collector")
+    zh, en = page(web, "/list"), page(web, "/list", lang="en")
+    assert "当前身份：催费员" in zh and "<h1>风险清单：欠费风险</h1>" in zh and "险: " not in zh
+    assert re.search(r'<span class="visually-hidden">(推高|降低)风险：</span>', zh)
+    assert "Signed in as: collector" in en and "<h1>Risk list: Arrears</h1>" in en
 
 
 def test_pages_carry_a_strict_policy_and_no_inline_code(web):
@@ -495,23 +768,59 @@ def test_export_holds_the_filtered_list_in_the_pages_language(web):
 
     sign_in(web, "admin")
     r = web.client.get("/list/export", params={"format": "xlsx", "station": "S02", "per_station_top": "7"})
-    assert (
-        r.status_code == 200
-        and 'filename="gridrisk-arrears-2023-06-30.xlsx"' in r.headers["content-disposition"]
+    # The station in the name: two stations' files were "(1)" copies of one name.
+    assert r.status_code == 200 and r.headers["content-disposition"] == (
+        'attachment; filename="gridrisk-arrears-2023-06-30-S02.xlsx"; '
+        "filename*=UTF-8''gridrisk-arrears-2023-06-30-S02.xlsx"
     )
     sheet = load_workbook(io.BytesIO(r.content)).active
     table = list(sheet.iter_rows(values_only=True))
-    assert table[0][:3] == ("排名", "户号", "户名") and len(table) == 1 + 7
+    assert table[0][:3] == ("全局排名", "户号", "户名") and len(table) == 1 + 7
     assert {row[table[0].index("供电所")] for row in table[1:]} == {"S02"}
     assert {row[table[0].index("风险等级")] for row in table[1:]} <= {"高", "中", "低"}
     assert sheet.freeze_panes == "A2"
     csv = web.client.get("/list/export", params={"format": "csv", "lang": "en"})
-    assert csv.content.startswith(b"\xef\xbb\xbfRank,Customer ID,Name")
+    assert csv.content.startswith(b"\xef\xbb\xbfOverall rank,Customer ID,Name")
     assert len(csv.content.decode("utf-8-sig").strip().splitlines()) == 61
     assert (csv.headers["x-gridrisk-rows"], csv.headers["x-gridrisk-rows-listed"]) == ("60", "60")
     assert "Exports hold the first" not in page(web, "/list", lang="en")
     # JSON is the API's list, not a file: asking the page for it is a 422, not an XLSX under another name.
     assert web.client.get("/list/export", params={"format": "json"}).status_code == 422
+
+
+def test_an_exports_name_holds_its_station_in_any_script(web):
+    sign_in(web, "admin")
+    r = web.client.get("/list/export", params={"format": "csv", "supply_unit": "U1"})
+    assert 'filename="gridrisk-arrears-2023-06-30-U1.csv"' in r.headers["content-disposition"]
+    assert pages.export_name(Task.THEFT, dt.date(2026, 11, 10), None, ["城东 供电所/二"]) == (
+        "gridrisk-theft-2026-11-10-城东_供电所_二"
+    )
+    assert pages.ascii_name("gridrisk-theft-2026-11-10-城东") == "gridrisk-theft-2026-11-10-__"
+    sign_in(web, "collector")  # its one station, without a filter
+    r = web.client.get("/list/export", params={"format": "csv"})
+    assert "filename*=UTF-8''gridrisk-arrears-2023-06-30-S01.csv" in r.headers["content-disposition"]
+
+
+def test_the_way_back_from_a_customer_lands_on_its_row(web):
+    # The back link returned to the right page and filters, but at the top of the page.
+    sign_in(web, "collector")
+    listed = page(web, "/list")
+    href = html.unescape(re.findall(r'class="customer" href="([^"]*)"', listed)[2])
+    assert 'id="r3"' in listed and parse_qs(urlsplit(href).query)["back"][0].endswith("#r3")
+    r = web.client.get(href)
+    back = html.unescape(re.search(r'<p class="crumbs"><a href="([^"]*)"', r.text).group(1))
+    assert back.startswith("/list?") and back.endswith("#r3")
+
+
+def test_the_csv_keeps_ids_as_data_and_its_button_sends_excel_users_to_the_xlsx(web):
+    # Excel read the CSV's 0012345 as 12345 and phones as 1.92E+10; the CSV stays data, the page says so.
+    sign_in(web, "collector")
+    html_zh, html_en = page(web, "/list"), page(web, "/list", lang="en")
+    assert "在 Excel 里查看请导出 XLSX，其中户号和电话是文本" in html_zh
+    assert "To read the list in Excel, export the XLSX, where they are text." in html_en
+    assert csv_bytes(["户号", "联系电话"], [["0012345", "07318888888"]]).decode("utf-8-sig").splitlines() == [
+        "户号,联系电话", "0012345,07318888888"
+    ]  # fmt: skip
 
 
 def test_a_list_longer_than_an_export_may_be_says_so_on_the_page_and_in_the_file(web):
@@ -559,12 +868,47 @@ def test_axis_helpers():
     assert charts.ticks(-3.2, 0.2) == [-3.0, -2.0, -1.0, 0.0]
     assert charts.nice_max(37_704) == 50_000 and charts.nice_max(0) == 1.0
     assert charts.compact(1234) == "1.2k" and charts.compact(3_400_000) == "3.4M"
+    assert charts.compact(500_000) == "500k"  # not "500.0k"
+    # Chinese pages count money in 万 and 亿: the overview said ¥846.8k.
+    assert [charts.compact(v, Lang.ZH) for v in (846_812, 500_000, 1.23e8, 9_999)] == [
+        "84.7万", "50万", "1.2亿", "9999"
+    ]  # fmt: skip
+    assert [charts.signed(v) for v in (0.0, 1.5, -2.85)] == ["0", "+1.5", "−2.85"]  # the axis read "+0"
+
+
+def test_the_last_month_label_never_lands_beside_another():
+    # With 23 months (the snapshot's month has no bill yet) "26-09" and "26-10" printed over each other.
+    assert charts.month_ticks(23) == [0, 3, 6, 9, 12, 15, 18, 22]
+    assert charts.month_ticks(24) == [0, 3, 6, 9, 12, 15, 18, 21, 23]
+    assert charts.month_ticks(1) == [0] and charts.month_ticks(0) == []
+    for n in range(1, 30):
+        ticks = charts.month_ticks(n)
+        assert min((b - a for a, b in itertools.pairwise(ticks)), default=2) >= 2, n
+
+
+def test_waterfall_tooltips_use_the_minus_sign_of_its_labels():
+    svg = str(charts.waterfall(score([0.8, -0.3]), "w", "t", "d", "base", "other", "total"))
+    titles = re.findall(r"<title>([^<]*)</title>", svg)
+    assert any("−0.30" in t for t in titles) and not any(re.search(r"-\d", t) for t in titles)
+    assert ">+0<" not in svg
     assert charts.fit("近3个月电量较去年同期下降76%", 12) == "近3个月电量…"  # 11 units and the ellipsis
     assert charts.fit("short", 12) == "short"
 
 
+def test_metric_names_read_in_words_and_unknown_ones_as_they_are():
+    # The models page showed amount_recall_at_station_capacity and ~25 other raw names on a Chinese page.
+    assert [metric_word("zh", m) for m in ("pr_auc", "precision_at_5pct", "lift_at_0_5pct")] == [
+        "PR-AUC", "前 5% 的精确率", "前 0.5% 的提升度"
+    ]  # fmt: skip
+    assert metric_word("zh", "amount_recall_at_station_capacity") == "每所走访上限内的金额召回率"
+    assert metric_word("en", "amount_recall_at_station_capacity") == "Amount recall within station capacity"
+    assert metric_word("en", "positives") == "Positives" and metric_word("zh", "log_loss") == "对数损失"
+    assert metric_word("zh", "true_recall_at_5pct") == "true_recall_at_5pct"  # not a name training writes
+
+
 def test_both_languages_hold_the_same_words():
     assert TEXT["zh"].keys() == TEXT["en"].keys()
+    assert METRIC_WORDS["zh"].keys() == METRIC_WORDS["en"].keys()
     assert EXPORT_HEADERS["zh"].keys() == EXPORT_HEADERS["en"].keys()
     for kind in LABELS["zh"]:
         assert LABELS["zh"][kind].keys() == LABELS["en"][kind].keys(), kind

@@ -353,3 +353,12 @@ def test_the_summary_and_pages_read_the_snapshot_in_memory(web):
     for path in ("/list", "/overview"):
         page = web.client.get(path)
         assert page.status_code == 200, (path, page.text[:300])
+
+
+def test_a_station_no_snapshot_holds_is_empty_except_for_a_station_collector(web):
+    # As README "### Access" says: it claimed an empty list for every key; a station collector gets a 403.
+    for role, status in (("admin", 200), ("analyst", 200), ("unit_collector", 200), ("collector", 403)):
+        r = web.client.get("/v1/arrears/risk-list", params={"station": "S99"}, headers=web.headers(role))
+        assert r.status_code == status, role
+        assert status == 403 or r.json()["items"] == []
+    assert r.json()["detail"].endswith("covers stations 'S01', not station 'S99'")
