@@ -148,6 +148,12 @@ def test_a_band_threshold_never_splits_a_level_or_makes_the_lowest_one_medium() 
     bands = Bands.from_scores(p)
     assert bands.high == pytest.approx(0.08) and bands.medium == pytest.approx(0.03)
     assert (p + 1e-6 >= bands.medium).mean() == pytest.approx(0.15)  # the lowest step is low
+    # With the lowest level at 97 %, "everyone" was nearer 20 % than 3 % on a log scale: all medium again.
+    for lowest in (0.9, 0.96, 0.97, 0.99):
+        steps = np.concatenate(
+            [np.full(int(10_000 * lowest), 0.002), np.full(10_000 - int(10_000 * lowest), 0.1)]
+        )
+        assert (steps + 1e-6 >= Bands.from_scores(steps).medium).mean() == pytest.approx(1 - lowest), lowest
     one_level = Bands.from_scores(np.full(100, 0.1) + rng.uniform(0, 5e-7, 100))
     assert one_level.high > 0.1 + 1e-6 and one_level.medium > 0.1 + 1e-6  # nobody stands out
 
