@@ -100,7 +100,8 @@ def day_skew(info: dict[str, Any], as_of: dt.date) -> str | None:
     model does not say."""
     learned_on = learned_day(info)
     day = pd.Timestamp(as_of)
-    if learned_on is None or learned_on == ("end" if day.is_month_end else day.day):
+    # 28 February is a month end and day 28 alike: either model is on its own day there.
+    if learned_on is None or learned_on == day.day or (learned_on == "end" and day.is_month_end):
         return None
     learned = "month ends" if learned_on == "end" else f"day {learned_on} of each month"
     when = "a month end" if day.is_month_end else f"day {day.day} of its month"

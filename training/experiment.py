@@ -214,10 +214,19 @@ def set_dates_in_range(config: ExperimentConfig, path: Path) -> list[pd.Timestam
         keep = keep[-config.as_of.max_dates :]
     span = f"{dates[0].date()}..{dates[-1].date()}"
     if not keep:
+        on_day = f" on day {day}" if day is not None else ""
+        rebuild = build_command(config.task.value)
+        if day is not None:  # --as-of-range builds month ends only: name the dates of the config's day
+            wanted = month_ends(str(start), str(end), config.as_of.step_months, day)[-3:]
+            rebuild = (
+                f"`gridrisk features --task {config.task.value} "
+                + " ".join(f"--as-of {d.date()}" for d in wanted)
+                + " … --out FILE` (one --as-of per date)"
+            )
         raise TrainingError(
             f"training_set {path} holds as-of dates {span}, and the config's [as_of] range ({start} to {end} "
-            f"every {config.as_of.step_months} month(s)) picks none of them; move the range, or rebuild the "
-            f"set with {build_command(config.task.value)}"
+            f"every {config.as_of.step_months} month(s){on_day}) picks none of them; move the range, or "
+            f"rebuild the set with {rebuild}"
         )
     if start < first or end > last:
         logger.warning(

@@ -121,3 +121,6 @@ def test_a_score_on_another_day_of_the_month_than_the_model_learned_says_so():
     assert '[as_of] day = "end"' in (day_skew(tenths, dt.date(2023, 12, 31)) or "")
     assert "score as of a month end" in (day_skew(month_ends, dt.date(2024, 1, 30)) or "")
     assert day_skew({}, dt.date(2024, 1, 10)) is None  # a model packed before its dates were recorded
+    # 28 February 2023 is day 28 and a month end: `score` picks it for a day-28 model, which is on its day.
+    assert day_skew({"as_of_test": ["2023-01-28"]}, dt.date(2023, 2, 28)) is None
+    assert day_skew(month_ends, dt.date(2023, 2, 28)) is None

@@ -97,6 +97,10 @@ def test_an_explicit_as_of_range_picks_a_prebuilt_sets_dates(frame: pd.DataFrame
     assert dates(max_dates=3) == ["2022-10", "2022-11", "2022-12"]
     with pytest.raises(TrainingError, match=r"2021-01-31\.\.2022-12-31, and the config's \[as_of\] range"):
         dates(start="2023-01")
+    # A set of month ends is not a day-10 set, and --as-of-range builds month ends only: the refusal names
+    # --as-of dates on the config's day (it sent the reviewer back to --as-of-range).
+    with pytest.raises(TrainingError, match=r"on day 10\) picks none .* --as-of 2022-12-10 … --out FILE"):
+        dates(day=10)
     # [sample] keeps the range's latest dates whole, the test dates, not the set's: an earlier end, or a step
     # that skips some of the set's last months, tested on a sample (2022-08 held 351 of 800 customers).
     everyone = frame.groupby("as_of")["customer_id"].nunique().max()
