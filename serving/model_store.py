@@ -137,7 +137,7 @@ class MlflowRegistry:
                 health_request(self._tracking_uri), timeout=self.timeout_seconds
             ) as resp:
                 return None if resp.status == 200 else f"{self.uri}/health answered {resp.status}"
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: a URI urllib cannot parse
             return f"tracking server {self.uri} unreachable: {self._told(exc)}"
 
     def alias_version(self, name: str, alias: str) -> str | None:

@@ -99,10 +99,15 @@ def uri_without_credentials(uri: str) -> str:
     """A tracking or registry URI as it may be shown (`/ready`, an error body, a log line): no user,
     password, query (a token) or fragment. `/ready` answers without a key, so `http://alice:pw@host` was
     anyone's to read. A URI without a host (`sqlite:///…`, a path) holds none and is returned as it is."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and "@" in rest:
+        # Up to the last "@": a password written with a bare "/", "?" or "#" (not %-encoded) made the parser
+        # end the host there, and the rest of the password was shown as the path (a reviewer).
+        uri = f"{scheme}://{rest.rpartition('@')[2]}"
     parts = urlsplit(uri)
     if not parts.netloc:
         return uri
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def registered_name(task: str) -> str:

@@ -581,6 +581,14 @@ def test_a_uri_is_shown_without_user_password_or_query():
     )
     assert uri_without_credentials("postgresql://ml:pw@[::1]:5432/mlflow") == "postgresql://[::1]:5432/mlflow"
     assert uri_without_credentials("sqlite:////srv/home/mlflow.db") == "sqlite:////srv/home/mlflow.db"
+    # A password with a bare "/", "?" or "#": the parser ended the host there and showed the rest as a path.
+    for password in ("pa/ss", "pa?ss", "pa#ss", "p@ss"):
+        shown = uri_without_credentials(f"https://ops:{password}@mlflow.corp:5000/base")
+        assert shown == "https://mlflow.corp:5000/base", password
+    from serving.model_store import MlflowRegistry
+
+    said = MlflowRegistry("http://ops:pa/ss@127.0.0.1:1/", timeout_seconds=0.2).probe()
+    assert said is not None and "unreachable" in said and "pa/ss" not in said and "ops" not in said
 
 
 def test_collector_sees_its_station_with_names_and_phones(service):
