@@ -17,12 +17,13 @@ import logging
 import os
 import secrets
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from serving.errors import Forbidden, HomeUnwritable, KeyStoreError, NotAuthenticated
+from serving.errors import Forbidden, HomeUnwritable, KeyStoreError, NotAuthenticated, Refusal
 from serving.locks import replace_whole
 
 logger = logging.getLogger(__name__)
@@ -324,6 +325,7 @@ def mask_phone(phone: str | None) -> str | None:
 LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 ROUTE_CHARS = 200  # of a refused request's method and path in its audit line
 DETAIL_CHARS = 300  # of the refusal's reason
+REFUSALS_PER_MINUTE = 120  # refusal lines one process writes a minute (`AuditLog.refused`)
 
 
 class AuditLog:
@@ -332,6 +334,7 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._minute, self._refusals, self._not_written = -1, 0, 0  # the refusal budget (`refused`)
 
     def record(
         self,
@@ -363,15 +366,28 @@ class AuditLog:
                 "there before it is answered)",
             ) from exc
 
-    def refused(
-        self,
-        exc: NotAuthenticated | Forbidden,
-        status: int,
-        route: str,
-        client: str | None,
-    ) -> None:
+    def refused(self, exc: Refusal, status: int, route: str, client: str | None) -> None:
         """A 401 or 403: which key (when known), what it asked for, from where, and why it was refused. The
-        refusal stands when its line cannot be written (the server's log says so): it reveals nothing."""
+        refusal stands when its line cannot be written (the server's log says so): it reveals nothing.
+
+        At most REFUSALS_PER_MINUTE lines a minute per process: anyone can send keyless requests, and a line
+        each would let them fill the home's disk, after which every audited request is refused. The lines
+        not written are counted, said in the server's log, and the next line written carries their number."""
+        minute = int(time.monotonic() // 60)
+        with self._lock:
+            if minute != self._minute:
+                self._minute, self._refusals = minute, 0
+            self._refusals += 1
+            if self._refusals > REFUSALS_PER_MINUTE:
+                self._not_written += 1
+                if self._refusals == REFUSALS_PER_MINUTE + 1:
+                    logger.warning(
+                        "audit log %s: more than %d refusals this minute; the rest are counted, not written",
+                        self.path,
+                        REFUSALS_PER_MINUTE,
+                    )
+                return
+            not_written, self._not_written = self._not_written, 0
         entry = {
             "key_id": exc.key_id,
             "role": exc.role,
@@ -380,6 +396,7 @@ class AuditLog:
             "route": route[:ROUTE_CHARS],
             "client": client,
             "detail": str(exc)[:DETAIL_CHARS],
+            **({"refusals_not_written_before": not_written} if not_written else {}),
         }
         try:
             self._write(entry)

@@ -27,21 +27,21 @@ class ServingError(Exception):
     """Base of every error the service reports to a caller."""
 
 
-class NotAuthenticated(ServingError):
-    """No API key, or one that matches no active key. `key_id` and `role` name the key when it is a known one
-    (revoked), for the audit log's line about the refusal."""
+class Refusal(ServingError):
+    """A request turned away for who sent it (401, 403); `key_id` and `role` name the key when it is known,
+    for the audit log's line about the refusal."""
 
     def __init__(self, message: str, key_id: str | None = None, role: str | None = None) -> None:
         super().__init__(message)
         self.key_id, self.role = key_id, role
 
 
-class Forbidden(ServingError):
-    """The key is valid but its role or scope does not cover the request; `key_id` and `role` say whose."""
+class NotAuthenticated(Refusal):
+    """No API key, or one that matches no active key (a revoked one is named)."""
 
-    def __init__(self, message: str, key_id: str | None = None, role: str | None = None) -> None:
-        super().__init__(message)
-        self.key_id, self.role = key_id, role
+
+class Forbidden(Refusal):
+    """The key is valid but its role or scope does not cover the request."""
 
 
 class UnknownCustomers(ServingError):
@@ -231,7 +231,7 @@ async def _serving_error(request: Request, exc: Exception) -> JSONResponse:
 def audit_refusal(request: Request, exc: ServingError) -> None:
     """A 401 or 403 is an audit line (`AuditLog.refused`): who was turned away from what, and why. Apps built
     without a service (some tests) have no log to write."""
-    if not isinstance(exc, NotAuthenticated | Forbidden):
+    if not isinstance(exc, Refusal):
         return
     service = getattr(request.app.state, "service", None)
     if service is not None:

@@ -233,6 +233,23 @@ def test_an_unknown_or_repeated_query_parameter_is_a_422(service):
     assert c.get("/v1/arrears/risk-list", params={"offset": 10}).status_code == 401
 
 
+def test_refusal_lines_are_capped_per_minute_and_the_rest_counted(service, settings, monkeypatch):
+    # Anyone may send keyless requests: a line each let a prober fill the home's disk, after which every
+    # audited request is a 503 (a reviewer).
+    import serving.access as access
+
+    monkeypatch.setattr(access, "REFUSALS_PER_MINUTE", 3)
+    now = [6000.0]
+    monkeypatch.setattr(access.time, "monotonic", lambda: now[0])
+    for _ in range(5):
+        assert service.client.get("/v1/arrears/risk-list").status_code == 401
+    assert len(settings.audit_path.read_text().splitlines()) == 3
+    now[0] += 60  # the next minute: its first line says how many were not written
+    assert service.client.get("/v1/arrears/risk-list").status_code == 401
+    last = json.loads(settings.audit_path.read_text().splitlines()[-1])
+    assert last["action"] == "refused" and last["refusals_not_written_before"] == 2
+
+
 def test_a_nan_threshold_is_refused_as_not_a_number(service):
     # It was refused as "Input should be less than or equal to 1".
     r = service.client.get(
