@@ -112,21 +112,31 @@ def payments_unpaid_count_365d(
     return w.count_where(open_bill, window)
 
 
-def payments_outstanding_yuan(outstanding: np.ndarray, days_late: np.ndarray) -> np.ndarray:
-    """Unpaid principal on all bills due at or before T (0 for a customer with bills and nothing open)."""
-    has_due_bill = w.count(days_late) > 0
-    return np.where(has_due_bill, np.nansum(outstanding, axis=1), np.nan)
+def payments_outstanding_yuan(
+    outstanding: np.ndarray, days_late: np.ndarray, older_open: np.ndarray
+) -> np.ndarray:
+    """Unpaid principal on all bills due at or before T (0 for a customer with bills and nothing open), those
+    older than the month grid included (`older_open_bills`)."""
+    has_due_bill = (w.count(days_late) > 0) | (older_open > 0)
+    return np.where(has_due_bill, np.nansum(outstanding, axis=1) + older_open, np.nan)
 
 
-def payments_outstanding_age_days(outstanding: np.ndarray, due_age: np.ndarray) -> np.ndarray:
+def payments_outstanding_age_days(
+    outstanding: np.ndarray, due_age: np.ndarray, older_open: np.ndarray, older_open_age: np.ndarray
+) -> np.ndarray:
     """Age of the oldest open bill at T (days since its due date); 0 when nothing is open."""
-    has_due_bill = w.count(np.where(due_age >= 0, due_age, np.nan)) > 0
+    has_due_bill = (w.count(np.where(due_age >= 0, due_age, np.nan)) > 0) | (older_open > 0)
     oldest = w.maximum(np.where(outstanding > 0, due_age, np.nan))
+    oldest = np.where(
+        older_open > 0, older_open_age, oldest
+    )  # a bill before the grid is older than any in it
     return np.where(has_due_bill, np.nan_to_num(oldest, nan=0.0), np.nan)
 
 
-def payments_outstanding_to_bill_ratio(outstanding: np.ndarray, days_late: np.ndarray, bill_mean: np.ndarray):
-    return w.ratio(payments_outstanding_yuan(outstanding, days_late), bill_mean)
+def payments_outstanding_to_bill_ratio(
+    outstanding: np.ndarray, days_late: np.ndarray, older_open: np.ndarray, bill_mean: np.ndarray
+):
+    return w.ratio(payments_outstanding_yuan(outstanding, days_late, older_open), bill_mean)
 
 
 def payments_paid_ratio_365d(
@@ -221,6 +231,34 @@ def bill_payment_state(at: AsOf) -> dict[str, np.ndarray]:
     }
 
 
+def older_open_bills(at: AsOf) -> dict[str, np.ndarray]:
+    """Per customer, the unpaid principal of visible bills older than the month grid (before `at.first`,
+    HISTORY_MONTHS before T) and the oldest one's age in days: the grid reads five years, and a bill left
+    unpaid longer is still owed (a reviewer saw a 2019 bill drop out of the outstanding as of 2024-06-30)."""
+    n = at.part.n
+    bills = at.part.tables["bills"]
+    pos = bills.view.positions(at.day)
+    pos = pos[(bills.customer[pos] >= 0) & (bills["month"][pos] < at.first)]
+    out = {"older_open": np.zeros(n), "older_open_age": np.zeros(n)}
+    if len(pos) == 0:
+        return out
+    ci, month = bills.customer[pos], bills["month"][pos]
+    # Principal paid against each of those bills (customer, period), by payments visible at T.
+    ppos, pays = at.rows("payments")
+    ppos = ppos[(pays.customer[ppos] >= 0) & (pays["month"][ppos] < at.first)]
+    bill_key = ci * 100_000 + month  # month numbers since 1970 stay far below 100,000
+    pay_key = pays.customer[ppos] * 100_000 + pays["month"][ppos]
+    keys, bill_of = np.unique(np.concatenate([bill_key, pay_key]), return_inverse=True)
+    principal = np.nan_to_num(pays["principal"][ppos])
+    paid = np.bincount(bill_of[len(pos) :], weights=principal, minlength=len(keys))
+    due, due_day = bills["amount_due"][pos], bills["due_day"][pos]
+    left = due - paid[bill_of[: len(pos)]]
+    open_ = (due > TOLERANCE_YUAN) & (due_day <= at.day_num) & (left > TOLERANCE_YUAN)
+    out["older_open"] = np.bincount(ci[open_], weights=left[open_], minlength=n)
+    np.maximum.at(out["older_open_age"], ci[open_], at.day_num - due_day[open_])
+    return out
+
+
 def payment_rows_state(at: AsOf, window_days: int = 365) -> dict[str, np.ndarray]:
     """Per customer: payments, late fees and channel switches with paid_at in (T − window, T]."""
     n = at.part.n
@@ -240,6 +278,6 @@ def payment_rows_state(at: AsOf, window_days: int = 365) -> dict[str, np.ndarray
 
 
 def compute(at: AsOf) -> dict[str, np.ndarray]:
-    inputs: dict[str, object] = {**bill_payment_state(at), **payment_rows_state(at)}
+    inputs: dict[str, object] = {**bill_payment_state(at), **payment_rows_state(at), **older_open_bills(at)}
     inputs["bill_mean"] = w.mean(at.bills.lagged("amount_due")[:, :3])
     return evaluate(FEATURES, inputs)

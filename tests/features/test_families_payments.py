@@ -152,3 +152,23 @@ def test_two_year_windows_reach_back_two_years():
     assert c.loc["C0000", "payments_late_count_730d"] == 12
     assert c.loc["C0000", "payments_days_before_due_mean_730d"] == pytest.approx(-10 * 12 / 24)
     assert c.loc["C0000", "payments_window_left_share_730d"] == pytest.approx(-0.5 * 12 / 24)
+
+
+def test_a_bill_unpaid_for_longer_than_the_month_grid_is_still_owed():
+    # The grid reads the 60 months up to T: a 2017 bill left unpaid dropped out of the outstanding amount,
+    # its age and the amount at stake, as if it had been paid (a reviewer).
+    old = monthly_bills("C0000", "2017-01", [200.0] * 3)  # 100 元 each, due the 25th of the month after next
+    recent = monthly_bills("C0000", "2022-01", [200.0] * 12)
+    due = pd.concat([old, recent]).set_index("period")["due_date"]
+    rows = [_pay("C0000", p, str(due[p].date()) + " 09:00", 100.0) for p in recent["period"]]
+    rows += [_pay("C0000", "2017-01-01", str(due[pd.Timestamp("2017-01-01")].date()), 100.0)]
+    rows += [_pay("C0000", "2017-02-01", "2017-03-20 09:00", 30.0)]  # 70 of February's bill never paid
+    rows += [_pay("C0000", "2017-03-01", "2017-04-25 09:00", 100.0)]
+    pays = pd.DataFrame(rows)
+    pays.insert(0, "payment_id", [f"P{i}" for i in range(len(pays))])
+    tables = with_defaults(customers=customer_rows(1), bills=pd.concat([old, recent]), payments=pays)
+    c = features_at(tables, AS_OF, payments).loc["C0000"]
+    assert c["payments_outstanding_yuan"] == pytest.approx(70.0)
+    age = (pd.Timestamp(AS_OF) - due[pd.Timestamp("2017-02-01")]).days
+    assert c["payments_outstanding_age_days"] == age > 5 * 365
+    assert c["payments_outstanding_to_bill_ratio"] == pytest.approx(70.0 / 100.0)
