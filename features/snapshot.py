@@ -263,6 +263,12 @@ def prepare_partition(tables: dict[str, pd.DataFrame], months_until: int | None 
     supply = tables.get(
         "area_supply", pd.DataFrame(columns=["area_id", "date", "granularity", "supplied_kwh"])
     )
+    # In one order whatever the file's: an area's daily rows are summed per month, and float sums in another
+    # order round differently (an auditor reversed the file and 7 theft area columns moved in the last bits).
+    if len(supply):
+        area = pd.factorize(supply["area_id"].astype(str), sort=True)[0]
+        grain = pd.factorize(supply["granularity"].astype(str), sort=True)[0]
+        supply = supply.iloc[np.lexsort((grain, time_values(supply, "date"), area))]
     view = AsOfView(supply, "area_supply")
     f = view.frame
     area_idx = (

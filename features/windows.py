@@ -154,13 +154,15 @@ def align_lags(matrix: np.ndarray, last: np.ndarray, lags: int) -> np.ndarray:
 
 
 def group_sum(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    """Sum the rows of `values` (1-D or 2-D) by `group` (0..n_groups-1); NaN counts as 0."""
+    """Sum the rows of `values` (1-D or 2-D) by `group` (0..n_groups-1); NaN counts as 0.
+
+    Added one row after another (np.bincount), so rows of zeros change no bit: an area's billed kWh counts
+    accounts not yet open at T as zeros, and np.add.reduceat's blocked sums rounded differently with the
+    number of rows, so accounts opened after T moved area features in their last bits (an auditor)."""
     values = np.nan_to_num(np.asarray(values, dtype=np.float64))
-    out = np.zeros((n_groups, *values.shape[1:]))
-    if len(group) == 0:
-        return out
-    order = np.argsort(group, kind="stable")
-    sorted_group = group[order]
-    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
-    out[sorted_group[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    if values.ndim == 1:
+        return np.bincount(group, weights=values, minlength=n_groups)
+    out = np.zeros((n_groups, values.shape[1]))
+    for j in range(values.shape[1]):
+        out[:, j] = np.bincount(group, weights=values[:, j], minlength=n_groups)
     return out

@@ -232,3 +232,32 @@ def test_spark_refuses_a_warehouse_without_a_required_table_like_local(tmp_path,
         local.run(warehouse, job, workers=1)
     with pytest.raises(WarehouseError, match=f"no table '{missing}'"):
         spark.run(warehouse, job, spark=spark_session, buckets=3)
+
+
+def test_the_order_of_daily_supply_rows_changes_no_bit(tmp_path):
+    # An area's daily supply rows are summed per month; in the file's order, a reversed export moved 7 theft
+    # area columns in their last bits (an auditor).
+    tables = make_tables()
+    supply = tables["area_supply"]
+    months = supply[supply["area_id"] == "A0"]
+    rng = np.random.default_rng(1)
+    days = [
+        pd.DataFrame(
+            {
+                "area_id": "A0",
+                "date": pd.date_range(row.date, periods=pd.Timestamp(row.date).days_in_month, freq="D"),
+                "granularity": "day",
+                "supplied_kwh": row.supplied_kwh
+                / 30
+                * rng.uniform(0.9, 1.1, pd.Timestamp(row.date).days_in_month),
+            }
+        )
+        for row in months.itertuples()
+    ]
+    tables["area_supply"] = pd.concat([supply[supply["area_id"] != "A0"], *days], ignore_index=True)
+    forward = write(tables, tmp_path / "forward")
+    shuffled = tables["area_supply"].sample(frac=1.0, random_state=3).reset_index(drop=True)
+    backward = write({**tables, "area_supply": shuffled}, tmp_path / "shuffled")
+    got, expected = _local(backward, "theft", workers=1), _local(forward, "theft", workers=1)
+    assert got.filter(like="area_").notna().any().any()
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
