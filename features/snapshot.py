@@ -22,8 +22,10 @@ LAGS = 24  # months of aligned history: 12-month windows and the same 12 months 
 # whatever the data hold, so a feature at T does not depend on rows known only later (an old month's back-bill
 # or supply row issued after T moved the grid's start), on the other areas of its partition, on the number of
 # cores or on the engine: all of them had set where a partition's grid began, and with it which spread copies
-# were kept and the last bits of every row sum. Longer than any window (730 days, 24 lags behind the latest
-# bill, which may be months before T); bills older than that are not read (a history of 60 months at most).
+# were kept and the last bits of every row sum. It holds every window (730 days; 24 lags behind the latest
+# bill) while that bill is within 36 months of T; a customer billed last 37-59 months before T reads cut
+# windows, and one billed 60 or more months before, none. History stops at 60 months; bills left unpaid longer
+# are still owed (payments.older_open_bills).
 HISTORY_MONTHS = 60
 # Energy-like measures carry ~7 significant digits (float32): plenty for kWh, demand and power factor, and it
 # halves what an engine keeps in memory for 36 M bills. Money (amount_due, payments) stays float64 because the
