@@ -42,6 +42,7 @@ from serving.errors import (
     status_of,
 )
 from serving.exports import csv_bytes, xlsx_bytes
+from serving.model import TIE_BREAK
 from serving.ranking import ListQuery, list_items, list_scope, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
@@ -726,10 +727,14 @@ def customer_page(
 def tied_ranks(snapshot: Snapshot, probability: float) -> tuple[int, int]:
     """The first and last rank of the customers scored with this probability. The calibrator's steps tie
     hundreds of customers (~300 at 3.7 % of 2,477), whose ranks are consecutive in no meaningful order, so
-    one of them read 「第 741 名」 as if it were riskier than the 742nd."""
+    one of them read 「第 741 名」 as if it were riskier than the 742nd.
+
+    A tie is a probability within `TIE_BREAK` of this one, as `PackagedModel.band` and `percentile` read
+    it: the isotonic calibrator tilts each step by less than that to keep the booster's order, so counting
+    only equal values found no tie inside a step (245 customers shown at 4.6 %, each 「第 N 名」)."""
     scored = snapshot.numbers["probability"]
-    above = int(np.count_nonzero(scored > probability))
-    return above + 1, above + int(np.count_nonzero(scored == probability))
+    above = int(np.count_nonzero(scored > probability + TIE_BREAK))
+    return above + 1, int(np.count_nonzero(scored >= probability - TIE_BREAK))
 
 
 @dataclass

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
@@ -24,6 +25,7 @@ from webdata import WebService, rewrite_previous_snapshot, web_service
 
 from serving.access import KeyStore, Role, create_key, revoke_key
 from serving.exports import csv_bytes
+from serving.model import TIE_BREAK, PackagedModel
 from serving.schemas import Lang, ModelRef, Reason, Task
 from serving.settings import ServingSettings
 from serving.view_schemas import TaskScore
@@ -587,14 +589,42 @@ def test_a_customer_tied_with_others_reads_the_tied_ranks(web):
     probability = snapshot.numbers["probability"]
     values, counts = np.unique(probability, return_counts=True)
     tied = values[counts == 2][0]  # the fixture's one pair of equal probabilities
-    first = int((probability > tied).sum()) + 1
+    # ... and a third customer 4e-17 above them (the summed contributions' rounding), which only equal
+    # values missed: the page read 「第 59–60（2 户概率相同）」 and 「第 58 名」 for three customers alike.
+    level = np.flatnonzero(np.abs(probability - tied) <= TIE_BREAK)
+    assert len(level) == 3 and np.count_nonzero(probability == tied) == 2
+    first = int((probability > tied + TIE_BREAK).sum()) + 1
     sign_in(web, "admin")
-    for pos in np.flatnonzero(probability == tied):
+    for pos in level:
         html = page(web, f"/customers/{snapshot.customer_id[pos]}")
-        assert f"概率排名第 {first}–{first + 1}（2 户概率相同）/ 共 60 户" in html
-    alone = int(np.flatnonzero(probability == values[counts == 1][0])[0])
+        assert f"概率排名第 {first}–{first + 2}（3 户概率相同）/ 共 60 户" in html
+    alone = int(np.flatnonzero(probability == values[counts == 1][-1])[0])
     html = page(web, f"/customers/{snapshot.customer_id[alone]}", lang="en")
     assert f"ranked {snapshot.numbers['rank'][alone]} of 60 by probability · Percentile" in html
+    # The isotonic calibrator tilts a step by less than TIE_BREAK (training/calibrate.py), so a step's
+    # customers are never equal; they share a band, a percentile and the printed percentage.
+    tilted = probability.copy()
+    tilted[level] = tied + np.array([0.0, 0.3, 0.6]) * TIE_BREAK
+    snapshot.numbers["probability"] = tilted
+    for pos in level:
+        html = page(web, f"/customers/{snapshot.customer_id[pos]}", lang="zh")
+        assert f"概率排名第 {first}–{first + 2}（3 户概率相同）/ 共 60 户" in html
+
+
+def test_tied_ranks_count_probabilities_within_tie_break_as_one_level():
+    # A tilted step of four (3e-7 apart in all), a customer above it and one below, and one 1.5 TIE_BREAK
+    # under the step's lowest: a tie is what `band` and `percentile` call one level, no more.
+    step = 0.3 + np.array([3e-7, 2e-7, 1e-7, 0.0])
+    probability = np.concatenate([[0.5], step, [0.3 - 1.5 * TIE_BREAK, 0.1]])
+    snapshot = SimpleNamespace(numbers={"probability": probability})
+    assert pages.tied_ranks(snapshot, 0.5) == (1, 1)
+    for p in step:
+        assert pages.tied_ranks(snapshot, float(p)) == (2, 5)
+    assert pages.tied_ranks(snapshot, 0.3 - 1.5 * TIE_BREAK) == (6, 6)  # more than TIE_BREAK below: its own
+    assert pages.tied_ranks(snapshot, 0.1) == (7, 7)
+    package = SimpleNamespace(score_quantiles=sorted(probability), bands={"high": 0.4, "medium": 0.3 + 3e-7})
+    percentile, band = PackagedModel.percentile(package, step), PackagedModel.band(package, step)
+    assert len(set(percentile)) == 1 and set(band) == {"medium"}  # the same level, as the service reads it
 
 
 def test_customer_page_lists_older_bills_still_owing(web, settings):
