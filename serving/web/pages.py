@@ -371,13 +371,32 @@ def same_site_form(request: Request) -> None:
     sent = request.headers.get("origin") or request.headers.get("referer")
     if sent is None:
         return
-    parts = urlsplit(sent)  # "null" (a sandboxed frame, a file) has no host and is another site
+    try:
+        parts = urlsplit(sent)  # "null" (a sandboxed frame, a file) has no host and is another site
+    except ValueError:  # `http://[::1`: no browser sends it, and it was a 500
+        parts = urlsplit("")
     here = _authority(request.headers.get("host", ""), request.url.scheme)
     if not parts.netloc or _authority(parts.netloc, parts.scheme) != here:
         raise CrossSiteForm(
-            f"a form posted to {request.method} {request.url.path} from another site ({sent[:100]}) is "
+            f"a form posted to {request.method} {request.url.path} from another site ({_site(sent)}) is "
             "refused: sign in and out on this site's own page"
         )
+
+
+def _site(sent: str) -> str:
+    """The site an Origin or Referer names, as a refusal quotes it (the 403 page and the audit line's
+    `detail`): scheme://host[:port] only. A Referer's query holds the list's search (`/list?q=王小7`, a
+    customer's name), which the audit log never holds, and user information would be a password."""
+    if sent.strip() == "null":
+        return "null"
+    try:
+        parts = urlsplit(sent)
+    except ValueError:
+        return "an unreadable address"
+    host = parts.netloc.rpartition("@")[2]
+    if not parts.scheme or not host:
+        return "an address without a host"
+    return f"{parts.scheme}://{host}"[:100]
 
 
 SameSiteForm = Depends(same_site_form)

@@ -137,6 +137,30 @@ def test_sign_in_and_out_posted_from_another_site_are_refused(web):
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
 
 
+def test_a_cross_site_refusal_names_the_site_never_the_referers_search(web):
+    # Without Origin, the Referer is a page's whole URL: behind a proxy that rewrites Host, each sign-out from
+    # a searched list wrote the search (a customer's name) into the audit line, which never holds it.
+    sign_in(web, "collector")
+    for referer, site in (
+        (
+            "https://gridrisk.example.com/list?task=arrears&q=%E7%8E%8B%E5%B0%8F7",
+            "https://gridrisk.example.com",
+        ),
+        ("http://u:pw@evil.example:8443/list?q=%E7%8E%8B%E5%B0%8F7#top", "http://evil.example:8443"),
+        ("/list?q=%E7%8E%8B%E5%B0%8F7", "an address without a host"),
+        ("http://[::1/list?q=%E7%8E%8B%E5%B0%8F7", "an unreadable address"),  # a ValueError: it was a 500
+    ):
+        r = web.client.post("/logout", headers={"Referer": referer}, follow_redirects=False)
+        assert r.status_code == 403, referer
+        assert "%E7%8E%8B" not in r.text and "王小7" not in html.unescape(r.text)
+        (shown,) = re.findall(r'<p class="detail">(.*?)</p>', html.unescape(r.text), flags=re.S)
+        line = web.state.settings.audit_path.read_text().splitlines()[-1]
+        detail = json.loads(line)["detail"]
+        assert f"from another site ({site}) is refused" in shown and f"({site})" in detail
+        for secret in ("%E7%8E%8B", "q=", "pw", "/list", "#"):
+            assert secret not in shown and secret not in detail, (referer, secret)
+
+
 def test_revoking_the_key_ends_the_session(web, settings):
     sign_in(web, "collector")
     page(web, "/list")
