@@ -50,7 +50,15 @@ from serving.snapshot import Snapshot, SnapshotStore
 from serving.station_summary import scoped, served_station_table, summarize
 from serving.view_schemas import CustomerFile, SummaryBy, SummaryResponse
 from serving.web import charts
-from serving.web.i18n import EXPORT_HEADERS, INVALID_FIELDS, INVALID_TYPES, TEXT, label, metric_word
+from serving.web.i18n import (
+    EXPORT_HEADERS,
+    INVALID_FIELDS,
+    INVALID_TYPES,
+    TEXT,
+    choices_zh,
+    label,
+    metric_word,
+)
 from serving.web.model_board import alias_source, metric_text, model_board
 from serving.web.search import matching, openable
 from serving.web.session import (
@@ -313,9 +321,25 @@ def invalid_detail(errors: Sequence[Any], lang: Lang) -> str:
             parts.append(f"{field}: {error['msg']}")
             continue
         rule = INVALID_TYPES.get(error["type"])
-        said = rule.format(**error.get("ctx", {})) if rule else error["msg"]
+        try:
+            said = rule.format(**_invalid_context(field, error)) if rule else error["msg"]
+        except KeyError:  # a `ctx` without the rule's number or choices: pydantic's words
+            said = error["msg"]
         parts.append(f"{INVALID_FIELDS.get(field, field)}：{said}")
     return "；".join(parts) if lang == Lang.ZH else "; ".join(parts)
+
+
+def _invalid_context(field: str, error: dict[str, Any]) -> dict[str, Any]:
+    """A 422's `ctx` as the Chinese rule quotes it: `1` for pydantic's `1.0`, and the allowed choices of an
+    `enum` in the page's words (pydantic's `expected` is "'expected_value' or 'probability'")."""
+    ctx = {
+        name: int(value) if isinstance(value, float) and value.is_integer() else value
+        for name, value in error.get("ctx", {}).items()
+    }
+    values = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+    if error["type"] == "enum" and values:
+        ctx["expected"] = choices_zh(field, values)
+    return ctx
 
 
 def error_page(
@@ -514,7 +538,8 @@ class ListFilters(BaseModel):
     supply_unit: str | None = Field(None, max_length=100)
     station: str | None = Field(None, max_length=100)
     usage_category: str | None = Field(None, max_length=100)
-    min_probability: float | None = Field(None, ge=0.0, le=1.0)
+    # finite, as the API's: `nan` was refused as 「应不大于 1.0」 (should be at most 1)
+    min_probability: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     per_station_top: int | None = Field(None, ge=1, le=100_000)
     sort: SortKey | None = None  # none chosen: the task's work-list order (`order`)
     page: int = Field(1, ge=1)

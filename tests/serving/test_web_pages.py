@@ -26,11 +26,19 @@ from webdata import WebService, rewrite_previous_snapshot, web_service
 from serving.access import KeyStore, Role, create_key, revoke_key
 from serving.exports import csv_bytes
 from serving.model import TIE_BREAK, PackagedModel
-from serving.schemas import Lang, ModelRef, Reason, Task
+from serving.schemas import FileFormat, Lang, ModelRef, Reason, SortKey, Task
 from serving.settings import ServingSettings
-from serving.view_schemas import TaskScore
+from serving.view_schemas import SummaryBy, TaskScore
 from serving.web import charts, pages
-from serving.web.i18n import EXPORT_HEADERS, LABELS, METRIC_WORDS, TEXT, metric_word
+from serving.web.i18n import (
+    EXPORT_HEADERS,
+    INVALID_CHOICES,
+    LABELS,
+    METRIC_WORDS,
+    TEXT,
+    choices_zh,
+    metric_word,
+)
 from serving.web.model_board import AliasView, PastTerm
 from serving.web.pages import customer_url, page_path, safe_next
 from serving.web.session import SESSION_COOKIE, SessionSigner, SignedOut, load_secret, principal_of
@@ -502,21 +510,38 @@ def test_error_pages_say_what_happened_in_the_pages_language(web):
     assert '<span lang="en">key ' in refused  # the API's message is marked as English for screen readers
     missing = html.unescape(page(web, "/customers/NOPE42", status=404))
     assert "没有找到这位客户：请核对户号" in missing and "NOPE42" in missing
-    for params, said in [
-        ({"min_probability": "abc"}, "最低概率（0–1）：应为数字"),
-        ({"min_probability": "2"}, "最低概率（0–1）：应不大于 1.0"),
-        ({"page": "0"}, "页码：应不小于 1"),
-        ({"per_station_top": "0"}, "每所走访上限：应不小于 1"),
-        ({"task": "xyz"}, "风险类型：应为以下之一"),
+    for path, params, said in [
+        ("/list", {"min_probability": "abc"}, "最低概率（0–1）：应为数字"),
+        ("/list", {"min_probability": "2"}, "最低概率（0–1）：应不大于 1"),
+        ("/list", {"page": "0"}, "页码：应不小于 1"),
+        ("/list", {"per_station_top": "0"}, "每所走访上限：应不小于 1"),
+        # The choices were pydantic's: 「应为以下之一：'expected_value' or 'probability'」.
+        ("/list", {"task": "xyz"}, "风险类型：应为「欠费风险」、「暂停可能」或「窃电嫌疑」"),
+        ("/list", {"sort": "risk"}, "排序：应为「按期望损失」或「按概率」"),
+        ("/list/export", {"format": "json"}, "导出格式：应为「CSV」或「Excel（XLSX）」"),
+        ("/overview", {"by": "area"}, "对比口径：应为「供电所」或「供电单位」"),
+        # `nan` read 「应不大于 1.0」 (should be at most 1).
+        ("/list", {"min_probability": "nan"}, "最低概率（0–1）：应为普通数字，不能是 nan 或 inf"),
+        ("/list", {"min_probability": "inf"}, "最低概率（0–1）：应为普通数字，不能是 nan 或 inf"),
     ]:
-        text = html.unescape(page(web, "/list", status=422, **params))
+        text = html.unescape(page(web, path, status=422, **params))
         assert "请求中有一项取值不正确" in text and said in text, params
-        assert "Input should" not in text, params
-    assert "导出格式：应为以下之一" in html.unescape(page(web, "/list/export", status=422, format="json"))
+        (detail,) = re.findall(r'<p class="detail">(.*?)</p>', text, flags=re.S)
+        assert "Input should" not in detail and " or " not in detail and "'" not in detail, params
+        assert not re.search(r"expected_value|probability|supply_unit|arrears|xlsx|1\.0", detail), params
     english = html.unescape(page(web, "/list", status=422, min_probability="abc", lang="en"))
     assert "min_probability: Input should be a valid number" in english
+    english = html.unescape(page(web, "/list", status=422, min_probability="nan", lang="en"))
+    assert "min_probability: Input should be a finite number" in english
     assert "A value in the request is not valid" in english
     assert "Your key may not see this" in page(web, "/customers/C0000001", status=403, lang="en")
+
+
+def test_every_choice_a_page_refuses_is_named_in_words():
+    # An `enum` 422 names the allowed choices in the menus' words; a value without words showed as itself.
+    for field, choices in (("task", Task), ("sort", SortKey), ("format", FileFormat), ("by", SummaryBy)):
+        assert set(INVALID_CHOICES[field]) == {choice.value for choice in choices}, field
+    assert choices_zh("by", ["station"]) == "「供电所」" and choices_zh("x", ["a", "b"]) == "「a」或「b」"
 
 
 def test_a_customer_outside_a_tasks_population_is_said_in_the_pages_language(web, settings):
