@@ -15,6 +15,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from serving.access import KEY_PREFIX, AuditLog, KeyStore, Principal
@@ -22,6 +23,7 @@ from serving.directory import CustomerDirectory
 from serving.errors import NotAuthenticated
 from serving.metrics import ServiceMetrics
 from serving.model_store import ModelStore
+from serving.schemas import Lang
 from serving.service import ServiceState
 from serving.settings import ServingSettings
 from serving.snapshot import SnapshotStore
@@ -87,10 +89,20 @@ async def get_principal(
     return principal
 
 
+# Accepted on every keyed route besides its own parameters, as a client sets them once for all its calls:
+# jQuery's `cache: false` appends `_=<time>` to every GET (any value, sent any number of times, ignored),
+# and `lang` is read by the routes whose answers hold words (reasons, notes); on the others it changes
+# nothing, but its value is checked as theirs is, so `lang=cn` is the same 422 everywhere.
+CACHE_BUSTER = "_"
+LANG = "lang"
+_LANG = TypeAdapter(Lang)
+
+
 def _only_known_query(request: Request) -> None:
     """A query parameter the route does not read, or one sent twice, is a 422: `?offset=100` returned the
     first page again without a word, `?station=A&station=B` listed B only, and `summary?station=` summed every
-    station. No API parameter takes a list, so a repeat is always a contradiction."""
+    station. No API parameter takes a list, so a repeat is always a contradiction. `_` and `lang` pass on
+    every route (`CACHE_BUSTER`): `GET /v1/models?lang=en` and a jQuery call had become 422s."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -98,8 +110,12 @@ def _only_known_query(request: Request) -> None:
     given = request.query_params.multi_items()
     errors: list[dict[str, Any]] = []
     for name in dict.fromkeys(name for name, _ in given):
+        if name == CACHE_BUSTER:
+            continue
         values = [value for key, value in given if key == name]
-        if name not in known:
+        if name == LANG and name not in known and len(values) == 1:
+            errors.extend(_lang_errors(values[0]))
+        elif name not in known and name != LANG:
             reads = ", ".join(sorted(known)) or "no query parameter"
             paging = "; there is no paging, `top` sizes the list" if "top" in known else ""
             msg = f"{name!r} is not a parameter of this route (it reads {reads}){paging}"
@@ -109,6 +125,15 @@ def _only_known_query(request: Request) -> None:
             errors.append({"type": "repeated", "loc": ("query", name), "msg": msg, "input": values})
     if errors:
         raise RequestValidationError(errors)
+
+
+def _lang_errors(value: str) -> list[dict[str, Any]]:
+    """`lang` on a route that does not read it: the 422 the routes that read it give, or none."""
+    try:
+        _LANG.validate_python(value)
+    except ValidationError as exc:
+        return [{**error, "loc": ("query", LANG)} for error in exc.errors(include_url=False)]
+    return []
 
 
 def _query_names(route: APIRoute) -> frozenset[str]:

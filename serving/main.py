@@ -44,7 +44,9 @@ ROUTERS: tuple[APIRouter, ...] = (
 API_DESCRIPTION = (
     "A query parameter sent blank (`?top=`, `?lang=`) is read as absent: its default, or any value within "
     "the key's scope for a filter. A query parameter the operation does not list, or one sent twice, is a "
-    "422. Every answer under /v1/ is `Cache-Control: no-store`."
+    "422, except `_` (a cache-buster, ignored) and `lang` (`zh` or `en`; where the operation does not list "
+    "it, its answer has no words to translate, and only its value is checked). Every answer under /v1/ is "
+    "`Cache-Control: no-store`."
 )
 
 

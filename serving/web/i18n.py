@@ -497,10 +497,29 @@ INVALID_TYPES: dict[str, str] = {
     "less_than_equal": "应不大于 {le}",
     "greater_than": "应大于 {gt}",
     "less_than": "应小于 {lt}",
-    "enum": "应为以下之一：{expected}",
+    "finite_number": "应为普通数字，不能是 nan 或 inf",
+    "enum": "应为{expected}",
     "string_too_long": "最多 {max_length} 个字符",
     "missing": "缺少此项",
 }
+# A choice as an `enum` 422 names it: the words the page's menus and links show, not the URL's values (a
+# value not here is quoted as it is).
+INVALID_CHOICES: dict[str, dict[str, str]] = {
+    "task": LABELS["zh"]["task"],
+    "by": LABELS["zh"]["by"],
+    "sort": {
+        "expected_value": TEXT["zh"]["sort_expected_value"],
+        "probability": TEXT["zh"]["sort_probability"],
+    },
+    "format": {"csv": "CSV", "xlsx": "Excel（XLSX）"},
+}
+
+
+def choices_zh(field: str, values: list[str]) -> str:
+    """「欠费风险」、「暂停可能」或「窃电嫌疑」: a list of choices as Chinese says it."""
+    words = [f"「{INVALID_CHOICES.get(field, {}).get(value, value)}」" for value in values]
+    return words[0] if len(words) == 1 else f"{'、'.join(words[:-1])}或{words[-1]}"
+
 
 # Metric names on the models page; a name not here (a new metric) is shown as it is.
 METRIC_WORDS: dict[str, dict[str, str]] = {

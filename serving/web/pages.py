@@ -42,6 +42,7 @@ from serving.errors import (
     status_of,
 )
 from serving.exports import csv_bytes, xlsx_bytes
+from serving.model import TIE_BREAK
 from serving.ranking import ListQuery, list_items, list_scope, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
@@ -49,7 +50,15 @@ from serving.snapshot import Snapshot, SnapshotStore
 from serving.station_summary import scoped, served_station_table, summarize
 from serving.view_schemas import CustomerFile, SummaryBy, SummaryResponse
 from serving.web import charts
-from serving.web.i18n import EXPORT_HEADERS, INVALID_FIELDS, INVALID_TYPES, TEXT, label, metric_word
+from serving.web.i18n import (
+    EXPORT_HEADERS,
+    INVALID_FIELDS,
+    INVALID_TYPES,
+    TEXT,
+    choices_zh,
+    label,
+    metric_word,
+)
 from serving.web.model_board import alias_source, metric_text, model_board
 from serving.web.search import matching, openable
 from serving.web.session import (
@@ -312,9 +321,25 @@ def invalid_detail(errors: Sequence[Any], lang: Lang) -> str:
             parts.append(f"{field}: {error['msg']}")
             continue
         rule = INVALID_TYPES.get(error["type"])
-        said = rule.format(**error.get("ctx", {})) if rule else error["msg"]
+        try:
+            said = rule.format(**_invalid_context(field, error)) if rule else error["msg"]
+        except KeyError:  # a `ctx` without the rule's number or choices: pydantic's words
+            said = error["msg"]
         parts.append(f"{INVALID_FIELDS.get(field, field)}：{said}")
     return "；".join(parts) if lang == Lang.ZH else "; ".join(parts)
+
+
+def _invalid_context(field: str, error: dict[str, Any]) -> dict[str, Any]:
+    """A 422's `ctx` as the Chinese rule quotes it: `1` for pydantic's `1.0`, and the allowed choices of an
+    `enum` in the page's words (pydantic's `expected` is "'expected_value' or 'probability'")."""
+    ctx = {
+        name: int(value) if isinstance(value, float) and value.is_integer() else value
+        for name, value in error.get("ctx", {}).items()
+    }
+    values = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+    if error["type"] == "enum" and values:
+        ctx["expected"] = choices_zh(field, values)
+    return ctx
 
 
 def error_page(
@@ -370,13 +395,32 @@ def same_site_form(request: Request) -> None:
     sent = request.headers.get("origin") or request.headers.get("referer")
     if sent is None:
         return
-    parts = urlsplit(sent)  # "null" (a sandboxed frame, a file) has no host and is another site
+    try:
+        parts = urlsplit(sent)  # "null" (a sandboxed frame, a file) has no host and is another site
+    except ValueError:  # `http://[::1`: no browser sends it, and it was a 500
+        parts = urlsplit("")
     here = _authority(request.headers.get("host", ""), request.url.scheme)
     if not parts.netloc or _authority(parts.netloc, parts.scheme) != here:
         raise CrossSiteForm(
-            f"a form posted to {request.method} {request.url.path} from another site ({sent[:100]}) is "
+            f"a form posted to {request.method} {request.url.path} from another site ({_site(sent)}) is "
             "refused: sign in and out on this site's own page"
         )
+
+
+def _site(sent: str) -> str:
+    """The site an Origin or Referer names, as a refusal quotes it (the 403 page and the audit line's
+    `detail`): scheme://host[:port] only. A Referer's query holds the list's search (`/list?q=王小7`, a
+    customer's name), which the audit log never holds, and user information would be a password."""
+    if sent.strip() == "null":
+        return "null"
+    try:
+        parts = urlsplit(sent)
+    except ValueError:
+        return "an unreadable address"
+    host = parts.netloc.rpartition("@")[2]
+    if not parts.scheme or not host:
+        return "an address without a host"
+    return f"{parts.scheme}://{host}"[:100]
 
 
 SameSiteForm = Depends(same_site_form)
@@ -494,7 +538,8 @@ class ListFilters(BaseModel):
     supply_unit: str | None = Field(None, max_length=100)
     station: str | None = Field(None, max_length=100)
     usage_category: str | None = Field(None, max_length=100)
-    min_probability: float | None = Field(None, ge=0.0, le=1.0)
+    # finite, as the API's: `nan` was refused as 「应不大于 1.0」 (should be at most 1)
+    min_probability: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     per_station_top: int | None = Field(None, ge=1, le=100_000)
     sort: SortKey | None = None  # none chosen: the task's work-list order (`order`)
     page: int = Field(1, ge=1)
@@ -726,10 +771,14 @@ def customer_page(
 def tied_ranks(snapshot: Snapshot, probability: float) -> tuple[int, int]:
     """The first and last rank of the customers scored with this probability. The calibrator's steps tie
     hundreds of customers (~300 at 3.7 % of 2,477), whose ranks are consecutive in no meaningful order, so
-    one of them read 「第 741 名」 as if it were riskier than the 742nd."""
+    one of them read 「第 741 名」 as if it were riskier than the 742nd.
+
+    A tie is a probability within `TIE_BREAK` of this one, as `PackagedModel.band` and `percentile` read
+    it: the isotonic calibrator tilts each step by less than that to keep the booster's order, so counting
+    only equal values found no tie inside a step (245 customers shown at 4.6 %, each 「第 N 名」)."""
     scored = snapshot.numbers["probability"]
-    above = int(np.count_nonzero(scored > probability))
-    return above + 1, above + int(np.count_nonzero(scored == probability))
+    above = int(np.count_nonzero(scored > probability + TIE_BREAK))
+    return above + 1, int(np.count_nonzero(scored >= probability - TIE_BREAK))
 
 
 @dataclass

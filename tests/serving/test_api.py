@@ -250,6 +250,33 @@ def test_refusal_lines_are_capped_per_minute_and_the_rest_counted(service, setti
     assert last["action"] == "refused" and last["refusals_not_written_before"] == 2
 
 
+def test_a_cache_buster_and_lang_pass_on_every_keyed_route(service):
+    # Every unlisted parameter had become a 422: jQuery's `cache: false` (`?_=<time>`) and a client's
+    # `lang` set once for all its calls (`GET /v1/models?lang=en`), both ignored before.
+    c, admin = service.client, service.headers("admin")
+    operations = [
+        (method.upper(), path.replace("{task}", "arrears").replace("{customer_id}", "C0000001"))
+        for path, item in c.get("/openapi.json").json()["paths"].items()
+        if path.startswith("/v1/")
+        for method in item
+    ]
+    assert len(operations) >= 7
+    for method, path in operations:
+        body = {"customer_ids": ["C0000001"]} if path.endswith("/score") else None
+        for query in ("_=1700000000", "_=1&_=2", "lang=en", "lang=zh&_=1700000000"):
+            r = c.request(method, f"{path}?{query}", json=body, headers=admin)
+            assert r.status_code == 200, (method, path, query, r.text)
+        # `lang` is checked where it changes nothing as where it is read; a misspelled parameter is a 422.
+        for query, kind in (
+            ("lang=cn", "enum"),
+            ("lang=en&lang=zh", "repeated"),
+            ("_=1&lnag=en", "extra_forbidden"),
+        ):
+            r = c.request(method, f"{path}?{query}", json=body, headers=admin)
+            assert r.status_code == 422 and [e["type"] for e in r.json()["detail"]] == [kind], (path, query)
+    assert c.get("/v1/models?lang=en").status_code == 401  # the key still comes first
+
+
 def test_a_nan_threshold_is_refused_as_not_a_number(service):
     # It was refused as "Input should be less than or equal to 1".
     r = service.client.get(

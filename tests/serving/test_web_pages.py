@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
@@ -24,11 +25,20 @@ from webdata import WebService, rewrite_previous_snapshot, web_service
 
 from serving.access import KeyStore, Role, create_key, revoke_key
 from serving.exports import csv_bytes
-from serving.schemas import Lang, ModelRef, Reason, Task
+from serving.model import TIE_BREAK, PackagedModel
+from serving.schemas import FileFormat, Lang, ModelRef, Reason, SortKey, Task
 from serving.settings import ServingSettings
-from serving.view_schemas import TaskScore
+from serving.view_schemas import SummaryBy, TaskScore
 from serving.web import charts, pages
-from serving.web.i18n import EXPORT_HEADERS, LABELS, METRIC_WORDS, TEXT, metric_word
+from serving.web.i18n import (
+    EXPORT_HEADERS,
+    INVALID_CHOICES,
+    LABELS,
+    METRIC_WORDS,
+    TEXT,
+    choices_zh,
+    metric_word,
+)
 from serving.web.model_board import AliasView, PastTerm
 from serving.web.pages import customer_url, page_path, safe_next
 from serving.web.session import SESSION_COOKIE, SessionSigner, SignedOut, load_secret, principal_of
@@ -133,6 +143,30 @@ def test_sign_in_and_out_posted_from_another_site_are_refused(web):
         assert r.status_code == 303, headers
     r = web.client.post("/logout", headers={"Origin": "http://testserver"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_a_cross_site_refusal_names_the_site_never_the_referers_search(web):
+    # Without Origin, the Referer is a page's whole URL: behind a proxy that rewrites Host, each sign-out from
+    # a searched list wrote the search (a customer's name) into the audit line, which never holds it.
+    sign_in(web, "collector")
+    for referer, site in (
+        (
+            "https://gridrisk.example.com/list?task=arrears&q=%E7%8E%8B%E5%B0%8F7",
+            "https://gridrisk.example.com",
+        ),
+        ("http://u:pw@evil.example:8443/list?q=%E7%8E%8B%E5%B0%8F7#top", "http://evil.example:8443"),
+        ("/list?q=%E7%8E%8B%E5%B0%8F7", "an address without a host"),
+        ("http://[::1/list?q=%E7%8E%8B%E5%B0%8F7", "an unreadable address"),  # a ValueError: it was a 500
+    ):
+        r = web.client.post("/logout", headers={"Referer": referer}, follow_redirects=False)
+        assert r.status_code == 403, referer
+        assert "%E7%8E%8B" not in r.text and "王小7" not in html.unescape(r.text)
+        (shown,) = re.findall(r'<p class="detail">(.*?)</p>', html.unescape(r.text), flags=re.S)
+        line = web.state.settings.audit_path.read_text().splitlines()[-1]
+        detail = json.loads(line)["detail"]
+        assert f"from another site ({site}) is refused" in shown and f"({site})" in detail
+        for secret in ("%E7%8E%8B", "q=", "pw", "/list", "#"):
+            assert secret not in shown and secret not in detail, (referer, secret)
 
 
 def test_revoking_the_key_ends_the_session(web, settings):
@@ -476,21 +510,38 @@ def test_error_pages_say_what_happened_in_the_pages_language(web):
     assert '<span lang="en">key ' in refused  # the API's message is marked as English for screen readers
     missing = html.unescape(page(web, "/customers/NOPE42", status=404))
     assert "没有找到这位客户：请核对户号" in missing and "NOPE42" in missing
-    for params, said in [
-        ({"min_probability": "abc"}, "最低概率（0–1）：应为数字"),
-        ({"min_probability": "2"}, "最低概率（0–1）：应不大于 1.0"),
-        ({"page": "0"}, "页码：应不小于 1"),
-        ({"per_station_top": "0"}, "每所走访上限：应不小于 1"),
-        ({"task": "xyz"}, "风险类型：应为以下之一"),
+    for path, params, said in [
+        ("/list", {"min_probability": "abc"}, "最低概率（0–1）：应为数字"),
+        ("/list", {"min_probability": "2"}, "最低概率（0–1）：应不大于 1"),
+        ("/list", {"page": "0"}, "页码：应不小于 1"),
+        ("/list", {"per_station_top": "0"}, "每所走访上限：应不小于 1"),
+        # The choices were pydantic's: 「应为以下之一：'expected_value' or 'probability'」.
+        ("/list", {"task": "xyz"}, "风险类型：应为「欠费风险」、「暂停可能」或「窃电嫌疑」"),
+        ("/list", {"sort": "risk"}, "排序：应为「按期望损失」或「按概率」"),
+        ("/list/export", {"format": "json"}, "导出格式：应为「CSV」或「Excel（XLSX）」"),
+        ("/overview", {"by": "area"}, "对比口径：应为「供电所」或「供电单位」"),
+        # `nan` read 「应不大于 1.0」 (should be at most 1).
+        ("/list", {"min_probability": "nan"}, "最低概率（0–1）：应为普通数字，不能是 nan 或 inf"),
+        ("/list", {"min_probability": "inf"}, "最低概率（0–1）：应为普通数字，不能是 nan 或 inf"),
     ]:
-        text = html.unescape(page(web, "/list", status=422, **params))
+        text = html.unescape(page(web, path, status=422, **params))
         assert "请求中有一项取值不正确" in text and said in text, params
-        assert "Input should" not in text, params
-    assert "导出格式：应为以下之一" in html.unescape(page(web, "/list/export", status=422, format="json"))
+        (detail,) = re.findall(r'<p class="detail">(.*?)</p>', text, flags=re.S)
+        assert "Input should" not in detail and " or " not in detail and "'" not in detail, params
+        assert not re.search(r"expected_value|probability|supply_unit|arrears|xlsx|1\.0", detail), params
     english = html.unescape(page(web, "/list", status=422, min_probability="abc", lang="en"))
     assert "min_probability: Input should be a valid number" in english
+    english = html.unescape(page(web, "/list", status=422, min_probability="nan", lang="en"))
+    assert "min_probability: Input should be a finite number" in english
     assert "A value in the request is not valid" in english
     assert "Your key may not see this" in page(web, "/customers/C0000001", status=403, lang="en")
+
+
+def test_every_choice_a_page_refuses_is_named_in_words():
+    # An `enum` 422 names the allowed choices in the menus' words; a value without words showed as itself.
+    for field, choices in (("task", Task), ("sort", SortKey), ("format", FileFormat), ("by", SummaryBy)):
+        assert set(INVALID_CHOICES[field]) == {choice.value for choice in choices}, field
+    assert choices_zh("by", ["station"]) == "「供电所」" and choices_zh("x", ["a", "b"]) == "「a」或「b」"
 
 
 def test_a_customer_outside_a_tasks_population_is_said_in_the_pages_language(web, settings):
@@ -587,14 +638,42 @@ def test_a_customer_tied_with_others_reads_the_tied_ranks(web):
     probability = snapshot.numbers["probability"]
     values, counts = np.unique(probability, return_counts=True)
     tied = values[counts == 2][0]  # the fixture's one pair of equal probabilities
-    first = int((probability > tied).sum()) + 1
+    # ... and a third customer 4e-17 above them (the summed contributions' rounding), which only equal
+    # values missed: the page read 「第 59–60（2 户概率相同）」 and 「第 58 名」 for three customers alike.
+    level = np.flatnonzero(np.abs(probability - tied) <= TIE_BREAK)
+    assert len(level) == 3 and np.count_nonzero(probability == tied) == 2
+    first = int((probability > tied + TIE_BREAK).sum()) + 1
     sign_in(web, "admin")
-    for pos in np.flatnonzero(probability == tied):
+    for pos in level:
         html = page(web, f"/customers/{snapshot.customer_id[pos]}")
-        assert f"概率排名第 {first}–{first + 1}（2 户概率相同）/ 共 60 户" in html
-    alone = int(np.flatnonzero(probability == values[counts == 1][0])[0])
+        assert f"概率排名第 {first}–{first + 2}（3 户概率相同）/ 共 60 户" in html
+    alone = int(np.flatnonzero(probability == values[counts == 1][-1])[0])
     html = page(web, f"/customers/{snapshot.customer_id[alone]}", lang="en")
     assert f"ranked {snapshot.numbers['rank'][alone]} of 60 by probability · Percentile" in html
+    # The isotonic calibrator tilts a step by less than TIE_BREAK (training/calibrate.py), so a step's
+    # customers are never equal; they share a band, a percentile and the printed percentage.
+    tilted = probability.copy()
+    tilted[level] = tied + np.array([0.0, 0.3, 0.6]) * TIE_BREAK
+    snapshot.numbers["probability"] = tilted
+    for pos in level:
+        html = page(web, f"/customers/{snapshot.customer_id[pos]}", lang="zh")
+        assert f"概率排名第 {first}–{first + 2}（3 户概率相同）/ 共 60 户" in html
+
+
+def test_tied_ranks_count_probabilities_within_tie_break_as_one_level():
+    # A tilted step of four (3e-7 apart in all), a customer above it and one below, and one 1.5 TIE_BREAK
+    # under the step's lowest: a tie is what `band` and `percentile` call one level, no more.
+    step = 0.3 + np.array([3e-7, 2e-7, 1e-7, 0.0])
+    probability = np.concatenate([[0.5], step, [0.3 - 1.5 * TIE_BREAK, 0.1]])
+    snapshot = SimpleNamespace(numbers={"probability": probability})
+    assert pages.tied_ranks(snapshot, 0.5) == (1, 1)
+    for p in step:
+        assert pages.tied_ranks(snapshot, float(p)) == (2, 5)
+    assert pages.tied_ranks(snapshot, 0.3 - 1.5 * TIE_BREAK) == (6, 6)  # more than TIE_BREAK below: its own
+    assert pages.tied_ranks(snapshot, 0.1) == (7, 7)
+    package = SimpleNamespace(score_quantiles=sorted(probability), bands={"high": 0.4, "medium": 0.3 + 3e-7})
+    percentile, band = PackagedModel.percentile(package, step), PackagedModel.band(package, step)
+    assert len(set(percentile)) == 1 and set(band) == {"medium"}  # the same level, as the service reads it
 
 
 def test_customer_page_lists_older_bills_still_owing(web, settings):
