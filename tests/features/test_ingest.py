@@ -771,6 +771,29 @@ def test_timezone_option_converts_offset_times_and_refuses_an_unknown_zone(tmp_p
     assert not (tmp_path / "bad").exists()  # refused before anything was read or written
 
 
+def test_int96_parquet_timestamps_are_utc_instants_brought_to_the_warehouse_zone(tmp_path: Path):
+    # Spark and Hive write INT96 timestamps, UTC instants that pyarrow reads without a zone: a bill posted at
+    # 2024-02-03 01:00 Beijing time (2024-02-02 17:00 UTC) was stored at 17:00 the day before, 8 hours early.
+    src = export(tmp_path)
+    (src / "电费账单.csv").unlink()
+    bills = pd.read_csv(pd.io.common.StringIO(BILLS), dtype=str)
+    bills["入账时间"] = pd.to_datetime(["2024-02-02 17:00", "2024-02-03 00:00", "2024-02-03 08:00"])
+    pq.write_table(
+        pa.Table.from_pandas(bills, preserve_index=False),
+        src / "电费账单.parquet",
+        use_deprecated_int96_timestamps=True,
+    )
+    assert pq.ParquetFile(src / "电费账单.parquet").schema.column(6).physical_type == "INT96"
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    stored = read_table(tmp_path / "wh", "bills").sort_values("customer_id")["known_at"].tolist()
+    assert stored == [
+        pd.Timestamp("2024-02-03 01:00"),
+        pd.Timestamp("2024-02-03 08:00"),
+        pd.Timestamp("2024-02-03 16:00"),
+    ]
+
+
 def test_the_warehouse_keeps_the_zone_of_its_first_ingest(tmp_path: Path):
     # The zone was not stored: a second ingest that left out --timezone put Asia/Shanghai wall clock beside
     # the first run's UTC wall clock in the same table, eight hours apart, without a word.
