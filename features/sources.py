@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import html
 import os
 import re
@@ -245,9 +246,33 @@ def _read_parquet(path: Path) -> Export:
             f"{path}: unreadable Parquet ({exc}); the file is truncated or not Parquet — copy or export it "
             "again"
         ) from exc
+    tbl = _int96_as_utc(tbl, path)
     frame = tbl.to_pandas(date_as_object=False)
     frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
     return Export(path=path, frame=frame, malformed=_malformed([], path.name))
+
+
+def _int96_as_utc(tbl: pa.Table, path: Path) -> pa.Table:
+    """INT96 columns marked as the UTC instants they are. Spark and Hive write timestamps as INT96 by default,
+    in UTC, and pyarrow reads them without a zone: stored as they read, a payment posted at 01:00 Beijing time
+    would be kept 8 hours early, on the day before. Marked UTC, validation converts them to the warehouse's
+    zone like any zoned timestamp."""
+    try:
+        schema = pq.ParquetFile(path).schema
+    except (OSError, pa.ArrowException):
+        return tbl  # read above: a file read once is read again; should it not be, nothing is marked
+    int96 = {
+        schema.column(i).path
+        for i in range(len(schema))
+        if schema.column(i).physical_type == "INT96" and "." not in schema.column(i).path
+    }
+    for name in sorted(int96 & set(tbl.column_names)):
+        column = tbl[name]
+        if pa.types.is_timestamp(column.type) and column.type.tz is None:
+            at = tbl.column_names.index(name)
+            utc = column.cast(pa.timestamp(column.type.unit, tz="UTC"))  # the same instants, now marked
+            tbl = tbl.set_column(at, pa.field(name, utc.type), utc)
+    return tbl
 
 
 def _read_xlsx(path: Path) -> Export:
@@ -340,6 +365,7 @@ def _read_sheet(book, sheet) -> _Sheet:  # type: ignore[no-untyped-def]
     """The rows of one worksheet: the first row that is not empty is the header; empty rows are layout."""
     sheet.reset_dimensions()  # a stale size record (some tools write A1) would cut the sheet short
     uncomputed = _formulas_without_values(book, sheet)
+    month_cells = _month_format_cells(book, sheet)
     header: list[str] | None = None
     rows: list[tuple] = []
     numbers: list[int] = []
@@ -352,6 +378,8 @@ def _read_sheet(book, sheet) -> _Sheet:  # type: ignore[no-untyped-def]
             for column, formula in uncomputed[number].items():
                 values.extend([None] * (column - len(values)))
                 values[column - 1] = formula
+        if number in month_cells:
+            values = _as_shown_month(values, month_cells[number])
         if all(_is_blank(v) for v in values):
             continue
         if len(head) < HEAD_ROWS:
@@ -427,6 +455,70 @@ def _formulas_without_values(book, sheet) -> dict[int, dict[int, str]]:  # type:
                     out.setdefault(row, {})[column] = f"={text}" if text else "=(a shared formula)"
                 at = block.find(b"<f", close)
     return out
+
+
+_STYLED_CELL = re.compile(rb'<c\b([^>]*?)\bs="(\d+)"([^>]*)>')
+_FORMAT_LITERAL = re.compile(r'"[^"]*"|\\.|\[[^\]]*\]|_.|\*.')
+
+
+def _month_only_format(code: str) -> bool:
+    """Whether a date number format shows a year and month but no day (yyyy-mm, yyyy"年"m"月", mmm-yy)."""
+    tokens = _FORMAT_LITERAL.sub("", code.split(";")[0]).lower()
+    return ("y" in tokens or "e" in tokens) and "m" in tokens and "d" not in tokens
+
+
+def _month_format_cells(book, sheet) -> dict[int, set[int]]:  # type: ignore[no-untyped-def]
+    """Sheet row -> columns (from 1) of date cells whose number format shows only a month. openpyxl reads
+    such a cell as the 1st of its month; Excel shows 2023-06, and which day it was is unknown. Only looked
+    for when the workbook has such a format."""
+    from openpyxl.styles.numbers import BUILTIN_FORMATS_MAX_SIZE, builtin_format_code
+    from openpyxl.utils import column_index_from_string
+
+    styles, custom = getattr(book, "_cell_styles", None), getattr(book, "_number_formats", None)
+    dates = getattr(book, "_date_formats", None)
+    archive, member = getattr(book, "_archive", None), getattr(sheet, "_worksheet_path", None)
+    if styles is None or custom is None or dates is None or archive is None or member is None:
+        return {}
+    months = set()
+    for index in dates:
+        fmt = styles[index].numFmtId
+        code = (
+            custom[fmt - BUILTIN_FORMATS_MAX_SIZE]
+            if fmt >= BUILTIN_FORMATS_MAX_SIZE
+            else builtin_format_code(fmt)
+        )
+        if code and _month_only_format(code):
+            months.add(index)
+    if not months:
+        return {}
+    out: dict[int, set[int]] = {}
+    with archive.open(member) as src:
+        tail = b""
+        while chunk := src.read(_CHUNK):
+            data = tail + chunk
+            cut = data.rfind(b"<")  # no tag is cut in two: '<' stands only at a tag's start
+            block, tail = data[:cut], data[cut:]
+            for match in _STYLED_CELL.finditer(block):
+                if int(match.group(2)) in months:
+                    ref = _CELL_REF.search(match.group(1) + match.group(3))
+                    if ref:
+                        row, column = (
+                            int(ref.group(2)),
+                            column_index_from_string(ref.group(1).decode("ascii")),
+                        )
+                        out.setdefault(row, set()).add(column)
+    return out
+
+
+def _as_shown_month(values: tuple | list, columns: set[int]) -> list:
+    """A row's month-formatted date cells as the month Excel shows (``2023-06``): text that the month rule
+    reads as a billing month where a month is a value, and quarantines elsewhere, as in a CSV export."""
+    values = list(values)
+    for column in columns:
+        value = values[column - 1] if column <= len(values) else None
+        if isinstance(value, dt.datetime | dt.date):
+            values[column - 1] = f"{value.year:04d}-{value.month:02d}"
+    return values
 
 
 def _refuse_sheet(path: Path, first: _Sheet, other: _Sheet) -> None:

@@ -771,6 +771,61 @@ def test_timezone_option_converts_offset_times_and_refuses_an_unknown_zone(tmp_p
     assert not (tmp_path / "bad").exists()  # refused before anything was read or written
 
 
+def test_int96_parquet_timestamps_are_utc_instants_brought_to_the_warehouse_zone(tmp_path: Path):
+    # Spark and Hive write INT96 timestamps, UTC instants that pyarrow reads without a zone: a bill posted at
+    # 2024-02-03 01:00 Beijing time (2024-02-02 17:00 UTC) was stored at 17:00 the day before, 8 hours early.
+    src = export(tmp_path)
+    (src / "电费账单.csv").unlink()
+    bills = pd.read_csv(pd.io.common.StringIO(BILLS), dtype=str)
+    bills["入账时间"] = pd.to_datetime(["2024-02-02 17:00", "2024-02-03 00:00", "2024-02-03 08:00"])
+    pq.write_table(
+        pa.Table.from_pandas(bills, preserve_index=False),
+        src / "电费账单.parquet",
+        use_deprecated_int96_timestamps=True,
+    )
+    assert pq.ParquetFile(src / "电费账单.parquet").schema.column(6).physical_type == "INT96"
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    stored = read_table(tmp_path / "wh", "bills").sort_values("customer_id")["known_at"].tolist()
+    assert stored == [
+        pd.Timestamp("2024-02-03 01:00"),
+        pd.Timestamp("2024-02-03 08:00"),
+        pd.Timestamp("2024-02-03 16:00"),
+    ]
+
+
+def test_xlsx_date_cells_formatted_as_a_month_follow_the_month_rule(tmp_path: Path):
+    # A payment cell Excel shows as 2023-06 (format yyyy-mm, perhaps paid on the 28th) was read as 2023-06-01
+    # 00:00 and accepted, up to a month early; the same value written as text was quarantined.
+    src = export(tmp_path)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["缴费流水号", "户号", "电费年月", "缴费时间", "实收金额", "缴费渠道", "销账时间"])
+    january, posted = dt.datetime(2024, 1, 1), dt.datetime(2024, 2, 10, 10, 0)
+    formats = [
+        ("yyyy-mm", "yyyy-mm"),  # P1: paid_at and known_at show a month
+        ("yyyy-mm-dd hh:mm", 'yyyy"年"m"月"'),  # P2: known_at shows 2024年2月
+        ("yyyy-mm-dd hh:mm", "yyyy-mm"),  # P3: known_at an Excel serial shown as a month
+        ("yyyy-mm-dd hh:mm", "yyyy-mm-dd hh:mm"),  # P4: in full
+    ]
+    for number, (paid, known) in enumerate(formats, start=1):
+        at = 45332 if number == 3 else (january if number == 1 else posted)
+        sheet.append([f"P{number}", "C1", january, january if number == 1 else posted, 70.5, "坐收", at])
+        sheet.cell(number + 1, 3).number_format = "yyyy-mm"  # 电费年月: a billing month, read from a month
+        sheet.cell(number + 1, 4).number_format = paid
+        sheet.cell(number + 1, 7).number_format = known
+    book.save(src / "缴费记录.xlsx")
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    payments = read_table(tmp_path / "wh", "payments")
+    assert payments["payment_id"].tolist() == ["P4"]
+    assert payments["period"].tolist() == [pd.Timestamp("2024-01-01")]
+    assert payments["known_at"].tolist() == [pd.Timestamp("2024-02-10 10:00")]
+    quarantined = read_quarantine(tmp_path / "wh", "payments")
+    assert sorted(quarantined["payment_id"].astype(str).unique()) == ["P1", "P2", "P3"]
+    assert quarantined["_message"].str.contains("a month without its day").all()
+
+
 def test_the_warehouse_keeps_the_zone_of_its_first_ingest(tmp_path: Path):
     # The zone was not stored: a second ingest that left out --timezone put Asia/Shanghai wall clock beside
     # the first run's UTC wall clock in the same table, eight hours apart, without a word.
