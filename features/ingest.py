@@ -87,8 +87,10 @@ class TableReport:
     by_rule: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # rule -> the first message seen for it
     # rule -> where its first rows are, `EXAMPLES_PER_RULE` at most: the first with its file, column and value
-    # ("电费账单.csv line 5: kwh '-7'"), the next by row ("line 6"), with their file when it is another
+    # ("电费账单.csv line 5: kwh '-7'"), the next by row ("line 6"), with their file when it is another and
+    # their column when it is not the first row's ("line 9: amount_due")
     where: dict[str, list[str]] = field(default_factory=dict)
+    where_column: dict[str, str] = field(default_factory=dict)  # rule -> the column of its first row shown
     new: int = 0  # rows whose key the warehouse did not have
     updated: int = 0  # rows replacing a stored row (archive tables) or adding a version of a stored key
     unchanged: int = 0  # rows identical to a stored row
@@ -683,22 +685,25 @@ EXAMPLES_PER_RULE = 3
 
 def _note_examples(part: TableReport, records: pd.DataFrame) -> None:
     """The first message of each rule, and where its first rows are: file, row (a CSV's line), column and
-    the value as the export had it."""
+    the value as the export had it. A later row names its column when it is not the first row's: one rule
+    (unparseable, null) fails on several columns, and "lines 3, 8" under "paid_at '202203'" read as paid_at
+    when line 3 was an amount."""
     for rule, group in records.groupby("_rule", sort=False):
         part.examples.setdefault(str(rule), str(group["_message"].iloc[0]))
         shown = part.where.setdefault(str(rule), [])
         for record in group.head(max(EXAMPLES_PER_RULE - len(shown), 0)).to_dict("records"):
             source, row, column = str(record["_source"]), int(record["_row"]), record["_column"]
             unit = "line" if source.lower().endswith(".csv") else "row"
-            if shown and shown[0].startswith(f"{source} "):
-                shown.append(f"{unit} {row:,}")
+            if shown:
+                place = f"{unit} {row:,}" if shown[0].startswith(f"{source} ") else f"{source} {unit} {row:,}"
+                other = column != part.where_column[str(rule)]
+                shown.append(place + (f": {column or 'the line'}" if other else ""))
                 continue
+            part.where_column[str(rule)] = column
             value = record.get(column) if column else record.get("_text")
             text = "(empty)" if value is None or pd.isna(value) else repr(str(value))
             text = text if len(text) <= 40 else text[:39] + "…"
-            shown.append(
-                f"{source} {unit} {row:,}" + (f": {column or 'the line'} {text}" if not shown else "")
-            )
+            shown.append(f"{source} {unit} {row:,}: {column or 'the line'} {text}")
 
 
 # When a quarantine record was first written: the moment of that ingest (UTC, --now or the clock). A record

@@ -817,6 +817,39 @@ def test_the_summary_shows_where_quarantined_rows_are(tmp_path: Path):
     assert "电费账单.csv line 7: the line 'C1,2024,1'" in result.output  # a malformed line shows its text
 
 
+def test_the_where_column_names_a_later_rows_column_when_it_is_not_the_first_ones(tmp_path: Path):
+    # One rule fails on several columns: "line 3: kwh 'abc'; lines 4, 5" read as if 4 and 5 were kwh too.
+    rows = BILLS.splitlines()
+    bills = "\n".join(
+        [
+            rows[0],
+            rows[1],
+            rows[2].replace("52000", "abc"),  # line 3: kwh
+            rows[3].replace("650.25", "六百"),  # line 4: amount_due
+            rows[1].replace("202401", "202402").replace("70.5", "七十"),  # line 5: amount_due
+            rows[1].replace("202401", "202403").replace("120", "x"),  # line 6: kwh (not shown, 3 per rule)
+        ]
+    )
+    result = run(export(tmp_path, bills=bills + "\n"), "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert "电费账单.csv line 3: kwh 'abc'; lines 4, 5: amount_due …" in " ".join(result.output.split())
+    from gridrisk.commands.ingest import _where
+
+    where = ingest(export(tmp_path / "again", bills=bills + "\n"), tmp_path / "wh2").tables["bills"].where
+    assert where["unparseable"] == [
+        "电费账单.csv line 3: kwh 'abc'",
+        "line 4: amount_due",
+        "line 5: amount_due",
+    ]
+    # a later row on the first row's column stays a bare line; one from another file names file and column
+    assert _where(["a.csv line 2: kwh '-1'", "line 3: amount_due", "line 7"], 3) == (
+        "a.csv line 2: kwh '-1'; line 3: amount_due; line 7"
+    )
+    assert _where(["a.csv line 2: kwh '-1'", "line 4", "b.csv line 3: amount_due"], 9) == (
+        "a.csv line 2: kwh '-1'; line 4; b.csv line 3: amount_due …"
+    )
+
+
 def test_a_wide_export_names_its_first_ignored_columns_in_file_order(tmp_path: Path):
     # 5,000 indicator columns printed 60 kB of names, sorted as text (指标0, 指标1, 指标10, 指标100 …)
     header, *rows = BILLS.splitlines()
