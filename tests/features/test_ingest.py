@@ -592,6 +592,53 @@ def test_an_older_export_replayed_after_a_newer_one_does_not_undo_its_changes(tm
     assert read_table(wh, "customers").set_index("customer_id").loc["C3", "name"] == "某店（新）"
 
 
+def test_a_run_reads_each_tables_quarantine_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # Each append read the whole quarantine file twice (to drop records already stored, then again to drop
+    # duplicates while writing), and held archive changes quarantined at the end of a run read it twice more.
+    wh = tmp_path / "wh"
+    january = export(
+        tmp_path / "jan", bills=BILLS + "C1,202312,-5,1,2024-01-03,2024-01-20,2024-01-03 08:00:00\n"
+    )
+    write(january, "客户档案.csv", CUSTOMERS + "C4,居民,,0.22,8,单一制,代扣,U1,S1,A9,2015-06-01,李四\n")
+    ingest(january, wh, now="2024-02-05")  # C4's area is unknown; the -5 kWh bill is quarantined
+    february = tmp_path / "feb"
+    write(february, "客户档案.csv", CUSTOMERS.replace("某厂", "某厂（新）"))
+    write(
+        february, "电费账单.csv", BILL_HEADER + "C1,202402,110,66,2024-03-03,2024-03-20,2024-03-03 08:00:00\n"
+    )
+    ingest(february, wh, now="2024-03-12")
+    # January again with a new bad row: customers are appended to twice in one run (C5 when the table is
+    # stored, C2's older name when held archive changes are settled after the bills), bills once.
+    write(january, "客户档案.csv", CUSTOMERS + "C4,居民,,0.22,8,单一制,代扣,U1,S1,A9,2015-06-01,李四\n"
+          "C5,居民,,0.22,8,单一制,代扣,U1,S1,A9,2015-06-01,王五\n")  # fmt: skip
+    reads: list[str] = []
+    read_table = pq.read_table
+
+    def counted(source, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(source).parent.name == "quarantine":
+            reads.append(Path(source).name)
+        return read_table(source, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", counted)
+    replay = ingest(january, wh, now="2024-03-12")
+    assert sorted(reads) == ["bills.parquet", "customers.parquet"]
+    customers = replay.tables["customers"]
+    assert (customers.quarantined, customers.quarantine_added, replay.tables["bills"].quarantine_added) == (
+        3,
+        2,
+        0,
+    )
+    monkeypatch.undo()
+    stored = read_quarantine(wh, "customers")
+    assert stored[["customer_id", "_rule"]].values.tolist() == [
+        ["C4", "unknown_reference"],
+        ["C5", "unknown_reference"],
+        ["C2", "warehouse_conflict"],
+    ]
+    assert stored["_ingested_at"].tolist() == ["2024-02-05 00:00:00", *["2024-03-12 00:00:00"] * 2]
+    assert len(read_quarantine(wh, "bills")) == 1
+
+
 def test_a_current_archive_beside_a_lagging_event_table_is_not_an_old_export(tmp_path: Path):
     wh = tmp_path / "wh"
     inspections = "检查编号,户号,检查时间,检查结果,追补电量\nI1,C1,2024-01-15 10:00:00,normal,0\n"
