@@ -31,13 +31,12 @@ from features.sources import (
     UNREAD_TABLE_SUFFIXES,
     WAREHOUSE_ZONE_FILE,
     Export,
+    QuarantineFile,
     WarehouseError,
-    append_quarantine,
     check_contract_columns,
     has_table,
     read_arrow_table,
     read_export,
-    read_quarantine,
     record_timezone,
     stored_timezone,
     table_path,
@@ -87,8 +86,10 @@ class TableReport:
     by_rule: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # rule -> the first message seen for it
     # rule -> where its first rows are, `EXAMPLES_PER_RULE` at most: the first with its file, column and value
-    # ("电费账单.csv line 5: kwh '-7'"), the next by row ("line 6"), with their file when it is another
+    # ("电费账单.csv line 5: kwh '-7'"), the next by row ("line 6"), with their file when it is another and
+    # their column when it is not the first row's ("line 9: amount_due")
     where: dict[str, list[str]] = field(default_factory=dict)
+    where_column: dict[str, str] = field(default_factory=dict)  # rule -> the column of its first row shown
     new: int = 0  # rows whose key the warehouse did not have
     updated: int = 0  # rows replacing a stored row (archive tables) or adding a version of a stored key
     unchanged: int = 0  # rows identical to a stored row
@@ -117,6 +118,7 @@ class _HeldUpdates:
     read_again: Callable[[], list[ReadFile]]
     timed: dict[str, bool]
     part: TableReport
+    quarantine: QuarantineFile  # the table's quarantine file as this run has it (read once per run)
 
 
 @dataclass
@@ -524,6 +526,7 @@ def _ingest_table(
         if top is not None:
             newest[spec.name] = top
     written = merged
+    quarantine = QuarantineFile(warehouse, spec.name, ignore=[INGESTED_AT])
     if hold_updates is not None and counts[UPDATED]:
         # Stored now: the new rows only. The children of this run are checked against the whole merge.
         written = pa.concat_tables([stored, rows.filter(pa.array(kinds == NEW))])
@@ -537,6 +540,7 @@ def _ingest_table(
                 read_again,
                 result.timed,
                 part,
+                quarantine,
             )
         )
         counts[UPDATED] = 0
@@ -594,7 +598,7 @@ def _ingest_table(
     part.new += int(counts[NEW])
     part.updated += int(counts[UPDATED])  # held updates count when they are settled
     part.unchanged += int(counts[UNCHANGED])
-    part.quarantine_added += _add_quarantine(warehouse, spec.name, quarantined, now)
+    part.quarantine_added += _add_quarantine(quarantine, quarantined, now)
     part.extra_columns = list(dict.fromkeys([*part.extra_columns, *result.extra_columns]))  # in file order
     part.notes.extend(notes)
     logger.info(
@@ -673,7 +677,7 @@ def _settle_updates(
     part.quarantined += n
     part.by_rule.update(records["_rule"].tolist())
     _note_examples(part, records)
-    part.quarantine_added += _add_quarantine(warehouse, spec.name, records, moment)
+    part.quarantine_added += _add_quarantine(updates.quarantine, records, moment)
     logger.warning("%s: %d rows older than the stored ones quarantined (%s)", spec.name, n, message)
 
 
@@ -683,22 +687,25 @@ EXAMPLES_PER_RULE = 3
 
 def _note_examples(part: TableReport, records: pd.DataFrame) -> None:
     """The first message of each rule, and where its first rows are: file, row (a CSV's line), column and
-    the value as the export had it."""
+    the value as the export had it. A later row names its column when it is not the first row's: one rule
+    (unparseable, null) fails on several columns, and "lines 3, 8" under "paid_at '202203'" read as paid_at
+    when line 3 was an amount."""
     for rule, group in records.groupby("_rule", sort=False):
         part.examples.setdefault(str(rule), str(group["_message"].iloc[0]))
         shown = part.where.setdefault(str(rule), [])
         for record in group.head(max(EXAMPLES_PER_RULE - len(shown), 0)).to_dict("records"):
             source, row, column = str(record["_source"]), int(record["_row"]), record["_column"]
             unit = "line" if source.lower().endswith(".csv") else "row"
-            if shown and shown[0].startswith(f"{source} "):
-                shown.append(f"{unit} {row:,}")
+            if shown:
+                place = f"{unit} {row:,}" if shown[0].startswith(f"{source} ") else f"{source} {unit} {row:,}"
+                other = column != part.where_column[str(rule)]
+                shown.append(place + (f": {column or 'the line'}" if other else ""))
                 continue
+            part.where_column[str(rule)] = column
             value = record.get(column) if column else record.get("_text")
             text = "(empty)" if value is None or pd.isna(value) else repr(str(value))
             text = text if len(text) <= 40 else text[:39] + "…"
-            shown.append(
-                f"{source} {unit} {row:,}" + (f": {column or 'the line'} {text}" if not shown else "")
-            )
+            shown.append(f"{source} {unit} {row:,}: {column or 'the line'} {text}")
 
 
 # When a quarantine record was first written: the moment of that ingest (UTC, --now or the clock). A record
@@ -706,23 +713,14 @@ def _note_examples(part: TableReport, records: pd.DataFrame) -> None:
 INGESTED_AT = "_ingested_at"
 
 
-def _add_quarantine(warehouse: Path, name: str, records: pd.DataFrame, moment: pd.Timestamp) -> int:
+def _add_quarantine(quarantine: QuarantineFile, records: pd.DataFrame, moment: pd.Timestamp) -> int:
     """Append the records WH/quarantine does not hold yet, stamped with this run's moment; returns how many.
     The same row with the same reasons from an earlier run is not new, whatever its stamp, so re-ingesting an
-    export adds nothing and the stamp says when a problem first appeared."""
+    export adds nothing and the stamp says when a problem first appeared. ``quarantine`` is the table's file
+    for this run, read at its first append only and compared once per append."""
     if records.empty:
         return 0
-    stored = read_quarantine(warehouse, name)
-    if len(stored):
-        columns = [c for c in dict.fromkeys([*stored.columns, *records.columns]) if c != INGESTED_AT]
-        text = {c: "str" for c in columns if c != "_row"}
-        incoming = records.reindex(columns=columns).astype(text).astype({"_row": "int64"})
-        known = stored.reindex(columns=columns).astype(text).astype({"_row": "int64"}).drop_duplicates()
-        seen = incoming.merge(known, on=columns, how="left", indicator=True)["_merge"].eq("both").to_numpy()
-        records = records.loc[~seen]
-    if records.empty:
-        return 0
-    return append_quarantine(warehouse, name, records.assign(**{INGESTED_AT: f"{moment:%Y-%m-%d %H:%M:%S}"}))
+    return quarantine.append(records.assign(**{INGESTED_AT: f"{moment:%Y-%m-%d %H:%M:%S}"}))
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import html
 import os
 import re
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1045,19 +1046,55 @@ def read_quarantine(warehouse: Path, name: str) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
 
 
-def append_quarantine(warehouse: Path, name: str, records: pd.DataFrame) -> int:
-    """Add records not already present (exact duplicates are dropped); returns how many were new."""
-    if records.empty:
-        return 0
-    stored = read_quarantine(warehouse, name)
-    values = [c for c in dict.fromkeys([*stored.columns, *records.columns]) if c not in QUARANTINE_META]
-    columns = [*values, *QUARANTINE_META]
-    both = pd.concat([stored, records], ignore_index=True).reindex(columns=columns)
-    both = both.astype({c: "str" for c in columns if c != "_row"}).astype({"_row": "int64"})
-    combined = both.drop_duplicates(ignore_index=True)
-    added = len(combined) - len(stored)
-    if added:
+def append_quarantine(
+    warehouse: Path, name: str, records: pd.DataFrame, *, ignore: Collection[str] = ()
+) -> int:
+    """Add records not already present (duplicates are dropped); returns how many were new. Records that
+    differ only in the ``ignore`` columns are the same record. A run appending several times to one table
+    uses one `QuarantineFile`, which reads the file once."""
+    return QuarantineFile(warehouse, name, ignore=ignore).append(records)
+
+
+class QuarantineFile:
+    """One table's quarantine file as a run appends to it. The file only grows, so it is read (and made text)
+    once, at the run's first append, and kept as written: a later append of the same run (held archive
+    changes quarantined after the other tables) compares and writes without reading it again.
+
+    Two records are the same when they agree on every column but ``ignore`` (a stamp of the run that wrote
+    them): a record already stored is not added again, nor is one repeated within the records appended."""
+
+    def __init__(self, warehouse: Path, name: str, *, ignore: Collection[str] = ()) -> None:
+        self.warehouse, self.name = Path(warehouse), name
+        self.ignore = frozenset(ignore)
+        self._stored: pd.DataFrame | None = None  # the file as written, once read
+
+    def append(self, records: pd.DataFrame) -> int:
+        """Write the records the file does not hold yet; returns how many."""
+        if records.empty:
+            return 0
+        if self._stored is None:
+            self._stored = _as_text(read_quarantine(self.warehouse, self.name))
+        stored = self._stored
+        values = [c for c in dict.fromkeys([*stored.columns, *records.columns]) if c not in QUARANTINE_META]
+        columns = [*values, *QUARANTINE_META]
+        if list(stored.columns) != columns:  # a column this table's records did not have before
+            stored = _as_text(stored.reindex(columns=columns))
+        incoming = _as_text(records.reindex(columns=columns))
+        same = [c for c in columns if c not in self.ignore]
+        # One pass over stored + incoming: an incoming record repeating an earlier one is not new.
+        repeated = pd.concat([stored[same], incoming[same]], ignore_index=True).duplicated()
+        new = incoming.loc[~repeated.to_numpy()[len(stored) :]]
+        if new.empty:
+            return 0
+        combined = pd.concat([stored, new], ignore_index=True)
         _write_atomically(
-            pa.Table.from_pandas(combined, preserve_index=False), quarantine_path(warehouse, name)
+            pa.Table.from_pandas(combined, preserve_index=False), quarantine_path(self.warehouse, self.name)
         )
-    return added
+        self._stored = combined
+        return len(new)
+
+
+def _as_text(records: pd.DataFrame) -> pd.DataFrame:
+    """Quarantine records as stored: every column text but the row number, so values the export wrote in one
+    column as numbers and as text compare and store alike."""
+    return records.astype({c: "str" for c in records.columns if c != "_row"}).astype({"_row": "int64"})

@@ -170,11 +170,17 @@ def _print_report(console, report) -> None:
 
 
 def _where(shown: list[str], rows: int) -> str:
-    """A rule's first rows in one cell: 电费账单.csv line 5: kwh '-7'; lines 6, 9 …"""
+    """A rule's first rows in one cell: 电费账单.csv line 5: kwh '-7'; lines 6, 9 … A later row on another
+    column than the first names it (line 6: amount_due); rows on one column share it (lines 6, 9: amount_due).
+    """
     first, *rest = shown or [""]
-    units = {entry.split(" ", 1)[0] for entry in rest}
-    if len(rest) > 1 and len(units) == 1 and units <= {"row", "line"}:
-        rest = [f"{units.pop()}s " + ", ".join(entry.split(" ", 1)[1] for entry in rest)]
+    # "line 6: amount_due" -> ("line 6", ": ", "amount_due"); "line 9" -> ("line 9", "", "")
+    places = [entry.partition(": ") for entry in rest]
+    kinds = {(place.split(" ", 1)[0], column) for place, _, column in places}
+    if len(rest) > 1 and len(kinds) == 1 and next(iter(kinds))[0] in {"row", "line"}:
+        unit, column = kinds.pop()
+        rows_named = ", ".join(place.split(" ", 1)[1] for place, _, _ in places)
+        rest = [f"{unit}s {rows_named}" + (f": {column}" if column else "")]
     return "; ".join([first, *rest]) + (" …" if rows > len(shown) else "")
 
 

@@ -592,6 +592,53 @@ def test_an_older_export_replayed_after_a_newer_one_does_not_undo_its_changes(tm
     assert read_table(wh, "customers").set_index("customer_id").loc["C3", "name"] == "某店（新）"
 
 
+def test_a_run_reads_each_tables_quarantine_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # Each append read the whole quarantine file twice (to drop records already stored, then again to drop
+    # duplicates while writing), and held archive changes quarantined at the end of a run read it twice more.
+    wh = tmp_path / "wh"
+    january = export(
+        tmp_path / "jan", bills=BILLS + "C1,202312,-5,1,2024-01-03,2024-01-20,2024-01-03 08:00:00\n"
+    )
+    write(january, "客户档案.csv", CUSTOMERS + "C4,居民,,0.22,8,单一制,代扣,U1,S1,A9,2015-06-01,李四\n")
+    ingest(january, wh, now="2024-02-05")  # C4's area is unknown; the -5 kWh bill is quarantined
+    february = tmp_path / "feb"
+    write(february, "客户档案.csv", CUSTOMERS.replace("某厂", "某厂（新）"))
+    write(
+        february, "电费账单.csv", BILL_HEADER + "C1,202402,110,66,2024-03-03,2024-03-20,2024-03-03 08:00:00\n"
+    )
+    ingest(february, wh, now="2024-03-12")
+    # January again with a new bad row: customers are appended to twice in one run (C5 when the table is
+    # stored, C2's older name when held archive changes are settled after the bills), bills once.
+    write(january, "客户档案.csv", CUSTOMERS + "C4,居民,,0.22,8,单一制,代扣,U1,S1,A9,2015-06-01,李四\n"
+          "C5,居民,,0.22,8,单一制,代扣,U1,S1,A9,2015-06-01,王五\n")  # fmt: skip
+    reads: list[str] = []
+    read_table = pq.read_table
+
+    def counted(source, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(source).parent.name == "quarantine":
+            reads.append(Path(source).name)
+        return read_table(source, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", counted)
+    replay = ingest(january, wh, now="2024-03-12")
+    assert sorted(reads) == ["bills.parquet", "customers.parquet"]
+    customers = replay.tables["customers"]
+    assert (customers.quarantined, customers.quarantine_added, replay.tables["bills"].quarantine_added) == (
+        3,
+        2,
+        0,
+    )
+    monkeypatch.undo()
+    stored = read_quarantine(wh, "customers")
+    assert stored[["customer_id", "_rule"]].values.tolist() == [
+        ["C4", "unknown_reference"],
+        ["C5", "unknown_reference"],
+        ["C2", "warehouse_conflict"],
+    ]
+    assert stored["_ingested_at"].tolist() == ["2024-02-05 00:00:00", *["2024-03-12 00:00:00"] * 2]
+    assert len(read_quarantine(wh, "bills")) == 1
+
+
 def test_a_current_archive_beside_a_lagging_event_table_is_not_an_old_export(tmp_path: Path):
     wh = tmp_path / "wh"
     inspections = "检查编号,户号,检查时间,检查结果,追补电量\nI1,C1,2024-01-15 10:00:00,normal,0\n"
@@ -870,6 +917,39 @@ def test_the_summary_shows_where_quarantined_rows_are(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "电费账单.csv line 3: kwh '-7'; line 6" in result.output  # the next rows by their line
     assert "电费账单.csv line 7: the line 'C1,2024,1'" in result.output  # a malformed line shows its text
+
+
+def test_the_where_column_names_a_later_rows_column_when_it_is_not_the_first_ones(tmp_path: Path):
+    # One rule fails on several columns: "line 3: kwh 'abc'; lines 4, 5" read as if 4 and 5 were kwh too.
+    rows = BILLS.splitlines()
+    bills = "\n".join(
+        [
+            rows[0],
+            rows[1],
+            rows[2].replace("52000", "abc"),  # line 3: kwh
+            rows[3].replace("650.25", "六百"),  # line 4: amount_due
+            rows[1].replace("202401", "202402").replace("70.5", "七十"),  # line 5: amount_due
+            rows[1].replace("202401", "202403").replace("120", "x"),  # line 6: kwh (not shown, 3 per rule)
+        ]
+    )
+    result = run(export(tmp_path, bills=bills + "\n"), "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert "电费账单.csv line 3: kwh 'abc'; lines 4, 5: amount_due …" in " ".join(result.output.split())
+    from gridrisk.commands.ingest import _where
+
+    where = ingest(export(tmp_path / "again", bills=bills + "\n"), tmp_path / "wh2").tables["bills"].where
+    assert where["unparseable"] == [
+        "电费账单.csv line 3: kwh 'abc'",
+        "line 4: amount_due",
+        "line 5: amount_due",
+    ]
+    # a later row on the first row's column stays a bare line; one from another file names file and column
+    assert _where(["a.csv line 2: kwh '-1'", "line 3: amount_due", "line 7"], 3) == (
+        "a.csv line 2: kwh '-1'; line 3: amount_due; line 7"
+    )
+    assert _where(["a.csv line 2: kwh '-1'", "line 4", "b.csv line 3: amount_due"], 9) == (
+        "a.csv line 2: kwh '-1'; line 4; b.csv line 3: amount_due …"
+    )
 
 
 def test_a_wide_export_names_its_first_ignored_columns_in_file_order(tmp_path: Path):
