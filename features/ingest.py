@@ -250,6 +250,7 @@ def ingest(
             parent=name in parents,
             hold_updates=held if stored_ends and name in ARCHIVE_TABLES else None,
             newest=newest,
+            stored_end=max(stored_ends.values()) if stored_ends else None,
         )
         del stored
         if merged is not None:
@@ -473,6 +474,7 @@ def _ingest_table(
     parent: bool,
     hold_updates: list[_HeldUpdates] | None = None,
     newest: dict[str, pd.Timestamp] | None = None,
+    stored_end: pd.Timestamp | None = None,
 ) -> pd.DataFrame | None:
     """Validate the export files of one table, upsert the accepted rows, quarantine the rest; returns the
     stored table when it is a ``parent`` (for its children's foreign keys). ``files`` pairs each export with
@@ -521,6 +523,7 @@ def _ingest_table(
     del frame, raw, sources
     merged, kinds, rows = _upsert(stored, result.table, spec, absent=absent)
     counts = np.bincount(kinds, minlength=4)
+    notes += _late_entry_notes(result.table, kinds == NEW, spec, stored, stored_end, absent)
     if newest is not None and spec.name not in ARCHIVE_TABLES:
         top = _newest_event(result.table, spec)
         if top is not None:
@@ -623,6 +626,47 @@ def _in_file_order(records: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
     rank = records["_source"].map({source: i for i, source in enumerate(sources)}).fillna(len(sources))
     order = np.lexsort((records["_row"].to_numpy(), rank.to_numpy()))
     return records.iloc[order].reset_index(drop=True)
+
+
+def _late_entry_notes(
+    accepted: pa.Table,
+    new: np.ndarray,
+    spec: Table,
+    stored: pa.Table,
+    stored_end: pd.Timestamp | None,
+    absent: dict[str, np.ndarray],
+) -> list[str]:
+    """What a point-in-time reader must know about this run's new rows of an event table (an auditor's):
+    rows entered before the warehouse's data end, which a training set or snapshot built earlier for a date
+    after their entry did not have; and rows from a file without the known_at the stored rows carry, which
+    count from their event time, as if entered the moment they happened."""
+    if spec.name in ARCHIVE_TABLES or spec.event_time is None or not new.any():
+        return []
+    notes = []
+    known = spec.known_at
+    if known is not None and not spec.versioned and known in absent:
+        lacking = int((absent[known] & new).sum())
+        stored_has = known in stored.column_names and stored.num_rows > stored.column(known).null_count
+        if lacking and stored_has:
+            notes.append(
+                f"{lacking:,} new rows come from a file without {known}, while the stored rows have it: "
+                f"they count from their {spec.event_time}, as if entered the moment they happened (a "
+                f"payment posted days later would be seen early); export {known} with every file"
+            )
+    if stored_end is not None:
+        times = [spec.event_time, *([known] if known and known in accepted.column_names else [])]
+        frame = accepted.select(times).to_pandas()
+        entered = pd.to_datetime(frame[spec.event_time])
+        if len(times) > 1:  # entered when known; a null known_at counts from the event
+            entered = np.fmax(entered, pd.to_datetime(frame[known]))
+        early = int((new & (entered < stored_end).to_numpy()).sum())
+        if early:
+            notes.append(
+                f"{early:,} new rows were entered before the warehouse's data end {stored_end.date()}: "
+                "features as of dates after their entry now include them, so a training set or snapshot "
+                "built before this run for such a date differs from one built now"
+            )
+    return notes
 
 
 def _newest_event(tbl: pa.Table, spec: Table) -> pd.Timestamp | None:

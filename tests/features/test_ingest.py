@@ -1591,3 +1591,26 @@ def test_two_columns_outside_the_contract_may_share_a_header(tmp_path: Path):
     remarked = "\n".join(f"{line},{'备注,备注' if i == 0 else 'a,b'}" for i, line in enumerate(lines)) + "\n"
     report = ingest(export(tmp_path, bills=remarked), tmp_path / "wh").tables["bills"]
     assert report.accepted == 3 and report.extra_columns == ["备注", "备注.1"]
+
+
+def test_new_rows_entered_in_the_past_or_without_known_at_are_named_in_notes(tmp_path: Path):
+    # An auditor: a later export's rows entered before the warehouse's data end changed features at past
+    # dates without a word, and a payments file without 销账时间 beside stored postings counted its rows from
+    # their payment time, seen before they were posted.
+    src = export(tmp_path)
+    header = "缴费流水号,户号,电费年月,缴费时间,实收金额,缴费渠道,销账时间\n"
+    write(src, "缴费记录.csv", header + "P1,C1,202401,2024-02-10 10:00,70.5,代扣,2024-02-12 06:00\n")
+    wh = tmp_path / "wh"
+    assert ingest(src, wh, now="2024-03-01").tables["payments"].notes == []
+    later = tmp_path / "later"
+    write(later, "缴费记录.csv", header + "P2,C2,202401,2024-02-05 10:00,39000,坐收,2024-02-06 08:00\n"
+          "P3,C3,202401,2024-02-20 10:00,650.25,网上缴费,2024-02-21 08:00\n")  # fmt: skip
+    notes = ingest(later, wh, now="2024-03-01").tables["payments"].notes
+    assert any("1 new rows were entered before the warehouse's data end 2024-02-12" in n for n in notes)
+    lean = tmp_path / "lean"
+    write(lean, "缴费记录.csv", "缴费流水号,户号,电费年月,缴费时间,实收金额,缴费渠道\n"
+          "P4,C1,202402,2024-03-10 10:00,70.5,代扣\n")  # fmt: skip
+    notes = ingest(lean, wh, now="2024-04-01").tables["payments"].notes
+    assert any(
+        "1 new rows come from a file without known_at, while the stored rows have it" in n for n in notes
+    )
