@@ -236,9 +236,7 @@ def older_open_bills(at: AsOf) -> dict[str, np.ndarray]:
     HISTORY_MONTHS before T) and the oldest one's age in days: the grid reads five years, and a bill left
     unpaid longer is still owed (a reviewer saw a 2019 bill drop out of the outstanding as of 2024-06-30)."""
     n = at.part.n
-    bills = at.part.tables["bills"]
-    pos = bills.view.positions(at.day)
-    pos = pos[(bills.customer[pos] >= 0) & (bills["month"][pos] < at.first)]
+    bills, pos = at.part.tables["bills"], at.bills.older
     out = {"older_open": np.zeros(n), "older_open_age": np.zeros(n)}
     if len(pos) == 0:
         return out

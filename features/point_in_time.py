@@ -51,6 +51,13 @@ def as_of_day(as_of: date | datetime | str | pd.Timestamp) -> pd.Timestamp:
     return cutoff(as_of).normalize()
 
 
+def day_in_month(month: pd.Period, day: int | str | None) -> pd.Timestamp:
+    """The as-of date of `month` on `day` of the month (1-28), or its last day for "end" / None."""
+    if day is None or day == "end":
+        return month.to_timestamp(how="end").normalize()
+    return month.to_timestamp() + pd.Timedelta(days=int(day) - 1)
+
+
 def time_values(frame: pd.DataFrame, column: str) -> np.ndarray:
     """A date or timestamp column as datetime64[us] (NaT for nulls), whatever engine produced the frame."""
     if column not in frame.columns:

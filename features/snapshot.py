@@ -361,6 +361,7 @@ class BillCells:
         mi = self._rows["month"][pos] - at.first
         ok = (ci >= 0) & (mi >= 0) & (mi < at.months)
         self._ci, self._mi, self._pos, self._versions = ci[ok], mi[ok], pos[ok], versions[ok]
+        self.older = pos[(ci >= 0) & (mi < 0)]  # visible bills before the grid (payments.older_open_bills)
         self._shape = (part.n, at.months)
         self.last = np.full(part.n, -1, dtype=np.int64)  # grid column of each customer's latest visible bill
         np.maximum.at(self.last, self._ci, self._mi)

@@ -241,27 +241,24 @@ def _malformed(entries: list[tuple[int, str, str]], source: str | list[str]) -> 
 
 def _read_parquet(path: Path) -> Export:
     try:
-        tbl = pq.read_table(path)
+        file = pq.ParquetFile(path)
+        tbl = file.read()
     except (OSError, pa.ArrowException) as exc:
         raise ContractError(
             f"{path}: unreadable Parquet ({exc}); the file is truncated or not Parquet — copy or export it "
             "again"
         ) from exc
-    tbl = _int96_as_utc(tbl, path)
+    tbl = _int96_as_utc(tbl, file.schema)
     frame = tbl.to_pandas(date_as_object=False)
     frame["_row"] = np.arange(1, len(frame) + 1, dtype="int64")
     return Export(path=path, frame=frame, malformed=_malformed([], path.name))
 
 
-def _int96_as_utc(tbl: pa.Table, path: Path) -> pa.Table:
+def _int96_as_utc(tbl: pa.Table, schema: pq.ParquetSchema) -> pa.Table:
     """INT96 columns marked as the UTC instants they are. Spark and Hive write timestamps as INT96 by default,
     in UTC, and pyarrow reads them without a zone: stored as they read, a payment posted at 01:00 Beijing time
     would be kept 8 hours early, on the day before. Marked UTC, validation converts them to the warehouse's
     zone like any zoned timestamp."""
-    try:
-        schema = pq.ParquetFile(path).schema
-    except (OSError, pa.ArrowException):
-        return tbl  # read above: a file read once is read again; should it not be, nothing is marked
     int96 = {
         schema.column(i).path
         for i in range(len(schema))

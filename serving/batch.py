@@ -60,28 +60,21 @@ def default_as_of(warehouse: Path, info: dict[str, Any] | None = None) -> dt.dat
     not say, or when no such date has a bill before it. Scored on another day, the customers would be unlike
     those the model learned from (`day_skew`)."""
     from features.labels import LabelError, check_inside_data, data_end
+    from features.point_in_time import day_in_month
 
     end = pd.Timestamp(data_end(Path(warehouse)).date())
     day = learned_day(info or {})
     if day is None:
         return end.date()
     month = end.to_period("M")
-    on_day = _day_in(month, day)
+    on_day = day_in_month(month, day)
     if on_day > end:
-        on_day = _day_in(month - 1, day)
+        on_day = day_in_month(month - 1, day)
     try:
         check_inside_data(Path(warehouse), [on_day], scoring=True)
     except LabelError:
         return end.date()  # a warehouse shorter than a month: no such date with history behind it
     return on_day.date()
-
-
-def _day_in(month: pd.Period, day: int | str) -> pd.Timestamp:
-    return (
-        month.to_timestamp(how="end").normalize()
-        if day == "end"
-        else month.to_timestamp() + pd.Timedelta(days=int(day) - 1)
-    )
 
 
 def learned_day(info: dict[str, Any]) -> int | str | None:

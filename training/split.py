@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from features.point_in_time import day_in_month
 from training.tasks import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -246,7 +247,4 @@ def month_ends(start: str, end: str, step_months: int = 1, day: int | None = Non
     last = pd.Period(end, freq="M")
     if last < first:
         return []
-    periods = pd.period_range(first, last, freq="M")[::step_months]
-    if day is not None:
-        return [p.to_timestamp() + pd.Timedelta(days=day - 1) for p in periods]
-    return [p.to_timestamp(how="end").normalize() for p in periods]
+    return [day_in_month(p, day) for p in pd.period_range(first, last, freq="M")[::step_months]]
