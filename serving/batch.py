@@ -20,6 +20,7 @@ from serving.errors import AsOfOutOfRange, HomeUnwritable
 from serving.model import definitions_skew
 from serving.model_store import LoadedModel, MlflowRegistry, ModelStore, Registry
 from serving.settings import ServingSettings
+from serving.settlement import OWED_FEATURE, add_balances
 from serving.snapshot import latest_path, score_frame, write_snapshot
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,8 @@ def score_population(
             progress("score", done, len(frame))
 
     scores = score_frame(model.package, frame, model.ref, k=settings.top_k, progress=step)
+    if task == "arrears" and OWED_FEATURE in frame.columns:  # the lists' "paid since" (serving.settlement)
+        scores = add_balances(scores, frame, settings.warehouse_path, as_of)
     seconds["score"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -26,6 +26,7 @@ from serving.model_store import ModelStore
 from serving.schemas import Lang
 from serving.service import ServiceState
 from serving.settings import ServingSettings
+from serving.settlement import Settlement
 from serving.snapshot import SnapshotStore
 
 api_key_header = APIKeyHeader(
@@ -70,6 +71,10 @@ async def get_metrics(state: State) -> ServiceMetrics:
 
 async def get_directory(state: State) -> CustomerDirectory:
     return state.directory
+
+
+async def get_settlements(state: State) -> dict[str, Settlement]:
+    return state.settlements
 
 
 async def get_principal(
@@ -170,4 +175,5 @@ Snapshots = Annotated[SnapshotStore, Depends(get_snapshot_store)]
 Audit = Annotated[AuditLog, Depends(get_audit)]
 Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
 Directory = Annotated[CustomerDirectory, Depends(get_directory)]
+Settlements = Annotated[dict[str, Settlement], Depends(get_settlements)]
 Caller = Annotated[Principal, Depends(get_principal)]

@@ -17,6 +17,7 @@ from serving.directory import CustomerDirectory
 from serving.exports import csv_bytes, xlsx_bytes
 from serving.model import PackagedModel
 from serving.schemas import Lang, RiskListItem, RiskListResponse, SortKey, Task
+from serving.settlement import OUTSTANDING, Settlement
 from serving.snapshot import Snapshot
 
 LIST_COLUMNS = (
@@ -41,13 +42,14 @@ class ListQuery:
     top: int = 100
     per_station_top: int | None = None
     sort: SortKey = SortKey.EXPECTED_VALUE  # callers pass the task's WORK_LIST_ORDER unless one was chosen
+    hide_settled: bool = False  # arrears: leave out customers whose payments since cover their balance
 
     def __post_init__(self) -> None:
         # `?station=` filters nothing for every role, as an empty field of the web form (access.blank_is_any).
         for name in ("supply_unit", "station", "usage_category"):
             object.__setattr__(self, name, blank_is_any(getattr(self, name)))
 
-    def filters(self) -> dict[str, str | float | int | None]:
+    def filters(self) -> dict[str, str | bool | float | int | None]:
         return {
             "supply_unit": self.supply_unit,
             "station": self.station,
@@ -56,6 +58,7 @@ class ListQuery:
             "top": self.top,
             "per_station_top": self.per_station_top,
             "sort": self.sort.value,
+            "hide_settled": self.hide_settled,
         }
 
 
@@ -89,8 +92,10 @@ def select(
     query: ListQuery,
     stations: list[str] | None,
     supply_units: list[str] | None,
+    settlement: Settlement | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Positions of the list rows in order, and how many rows matched before the caps (all vectorised)."""
+    """Positions of the list rows in order, and how many rows matched before the caps (all vectorised).
+    `hide_settled` leaves out the customers `settlement` marks settled (nobody, without one)."""
     mask = np.ones(snapshot.size, dtype=bool)
     if stations is not None:
         mask &= _isin(snapshot, "station", stations)
@@ -101,6 +106,8 @@ def select(
     probability = snapshot.numbers["probability"]
     if query.min_probability is not None:
         mask &= probability >= query.min_probability
+    if query.hide_settled and settlement is not None:
+        mask &= ~settlement.settled
     pos = np.flatnonzero(mask)
     matched = len(pos)
     key = snapshot.numbers[query.sort.value][pos]
@@ -120,8 +127,10 @@ def list_items(
     principal: Principal,
     directory: CustomerDirectory,
     lang: Lang,
+    settlement: Settlement | None = None,
 ) -> list[RiskListItem]:
-    """List rows at snapshot positions already cut to the caller's scope (the web page pages with it)."""
+    """List rows at snapshot positions already cut to the caller's scope (the web page pages with it), with
+    what was paid since the snapshot where `settlement` has it."""
     ids = snapshot.column("customer_id", pos)
     names, phones, places = directory.lookup_placed(ids)
     # Unmasked only where the archive places the customer inside the key's scope now, as the customer file
@@ -132,6 +141,11 @@ def list_items(
     phones = [p if show else mask_phone(p) for p, show in zip(phones, shown, strict=True)]
     columns = {name: snapshot.column(name, pos) for name in LIST_COLUMNS}
     reasons = snapshot.reasons(package, pos, lang)
+    if settlement is not None:
+        columns["outstanding_yuan"] = snapshot.column(OUTSTANDING, pos)
+        columns["paid_since_yuan"] = settlement.paid[pos].tolist()
+        columns["last_paid_on"] = settlement.last_paid[pos].tolist()  # NaT -> None
+        columns["settled"] = settlement.settled[pos].tolist()
     return [
         RiskListItem(
             customer_id=ids[r],
@@ -152,10 +166,11 @@ def risk_list(
     principal: Principal,
     directory: CustomerDirectory,
     lang: Lang,
+    settlement: Settlement | None = None,
 ) -> RiskListResponse:
     stations, supply_units = list_scope(snapshot, principal, query.station, query.supply_unit)
-    pos, matched = select(snapshot, query, stations, supply_units)
-    items = list_items(snapshot, package, pos, principal, directory, lang)
+    pos, matched = select(snapshot, query, stations, supply_units, settlement)
+    items = list_items(snapshot, package, pos, principal, directory, lang, settlement)
     return RiskListResponse(
         task=task,
         model=snapshot.model,
@@ -163,24 +178,32 @@ def risk_list(
         filters=query.filters(),
         matched=matched,
         count=len(items),
+        payments_through=settlement.payments_through if settlement is not None else None,
         items=items,
     )
 
 
 TABLE_COLUMNS = ("rank", "customer_id", "name", "phone", *LIST_COLUMNS[1:])
+PAID_COLUMNS = ("outstanding_yuan", "paid_since_yuan", "last_paid_on", "settled")  # lists with a settlement
 # A spreadsheet is read by people: fen for yuan, a tenth of a percentile, four places of probability.
 # (The JSON list keeps full precision for programs.)
-TABLE_DECIMALS = {"probability": 4, "percentile": 1, "amount_at_stake": 2, "expected_value": 2}
+TABLE_DECIMALS = {
+    "probability": 4, "percentile": 1, "amount_at_stake": 2, "expected_value": 2, "outstanding_yuan": 2,
+    "paid_since_yuan": 2,
+}  # fmt: skip
 
 
 def table_rows(response: RiskListResponse) -> tuple[list[str], list[list]]:
-    """Header and rows for the spreadsheet exports: one column per reason sentence."""
+    """Header and rows for the spreadsheet exports: one column per reason sentence, then (arrears) what was
+    owed at the as-of date and paid since: columns added later go last, where a reader by position is safe."""
     k = max((len(item.reasons) for item in response.items), default=0)
-    header = list(TABLE_COLUMNS) + [f"reason_{i}" for i in range(1, k + 1)]
+    paid = PAID_COLUMNS if response.payments_through is not None else ()
+    header = list(TABLE_COLUMNS) + [f"reason_{i}" for i in range(1, k + 1)] + list(paid)
     rows = []
     for item in response.items:
         values = [_cell(getattr(item, c), TABLE_DECIMALS.get(c)) for c in TABLE_COLUMNS]
-        rows.append(values + [r.text for r in item.reasons] + [None] * (k - len(item.reasons)))
+        reasons = [r.text for r in item.reasons] + [None] * (k - len(item.reasons))
+        rows.append(values + reasons + [_cell(getattr(item, c), TABLE_DECIMALS.get(c)) for c in paid])
     return header, rows
 
 

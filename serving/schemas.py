@@ -207,15 +207,36 @@ class RiskListItem(BaseModel):
     name: str | None = Field(default=None, description="unmasked only for a collector inside its scope")
     phone: str | None = None
     reasons: list[Reason]
+    outstanding_yuan: float | None = Field(
+        default=None, description="arrears: the customer's open balance at the list's as-of date, yuan"
+    )
+    paid_since_yuan: float | None = Field(
+        default=None,
+        description="arrears: yuan paid toward the bills open at the as-of date that the as-of date could "
+        "not see (paid or entered after it), as the warehouse holds now",
+    )
+    last_paid_on: dt.date | None = Field(
+        default=None, description="arrears: the day of the latest such payment"
+    )
+    settled: bool | None = Field(
+        default=None,
+        description="arrears: the payments since cover the balance at the as-of date (已结清); the "
+        "probability and rank are still the model's as of that date. Null where the snapshot has no balances",
+    )
 
 
 class RiskListResponse(BaseModel):
     task: Task
     model: ModelRef
     as_of: dt.date
-    filters: dict[str, str | float | int | None]
+    filters: dict[str, str | bool | float | int | None]
     matched: int = Field(description="customers matching the filters before `top` / `per_station_top`")
     count: int
+    payments_through: dt.date | None = Field(
+        default=None,
+        description="arrears: the newest payment the warehouse holds, up to which `paid_since_yuan` reads; "
+        "null for the other tasks and for snapshots scored before balances were kept",
+    )
     items: list[RiskListItem]
 
 

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from serving.access import AuditLog, KeyStore
 from serving.directory import CustomerDirectory
 from serving.errors import HomeUnwritable
@@ -21,6 +23,7 @@ from serving.locks import replace_whole
 from serving.metrics import ServiceMetrics
 from serving.model_store import MlflowRegistry, ModelStore, Registry
 from serving.settings import ServingSettings
+from serving.settlement import Settlement, settle
 from serving.snapshot import SnapshotStore
 
 logger = logging.getLogger(__name__)
@@ -124,6 +127,7 @@ class ServiceState:
     reloads: ReloadSignal
     directory: CustomerDirectory = field(default_factory=CustomerDirectory.empty)
     _directory_mtime: int | None = None
+    settlements: dict[str, Settlement] = field(default_factory=dict)  # task -> paid since its snapshot
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -181,8 +185,25 @@ class ServiceState:
         changed = self.models.refresh()
         changed.update(self.snapshots.refresh())
         self._refresh_directory()
+        self._refresh_settlements()
         self.metrics.set_served(self.models.loaded(), self.snapshots.loaded())
         return changed
+
+    def _refresh_settlements(self) -> None:
+        """Re-read the payments since each snapshot's date when the snapshot or the payments table changed. A
+        warehouse that cannot be read leaves the lists without the mark, never without the list."""
+        settlements = {}
+        for task, snapshot in self.snapshots.loaded().items():
+            try:
+                found = settle(snapshot, self.settings.warehouse_path, self.settlements.get(task))
+            except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+                logger.warning(
+                    "%s: payments since %s not read, lists go unmarked: %s", task, snapshot.as_of, exc
+                )
+                continue
+            if found is not None:
+                settlements[task] = found
+        self.settlements = settlements
 
     def _refresh_directory(self) -> None:
         path = self.settings.warehouse_path / "customers.parquet"

@@ -225,7 +225,7 @@ class Snapshot:
     k: int
     size: int
     index: pd.Index
-    numbers: dict[str, np.ndarray]  # float64 / int64 columns
+    numbers: dict[str, np.ndarray]  # float64 / int64 columns, datetime64[D] for days
     codes: dict[str, np.ndarray]  # categorical columns: int codes (-1 = null)
     categories: dict[str, np.ndarray]  # categorical columns: levels as an object array
     customer_id: np.ndarray
@@ -242,7 +242,9 @@ class Snapshot:
             if name in ("customer_id", "as_of"):
                 continue
             col = frame[name]
-            if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
+            if pd.api.types.is_datetime64_any_dtype(col):  # a day (`billed_through`): NaT reads as None
+                numbers[name] = col.to_numpy(dtype="datetime64[D]")
+            elif isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
                 cat = pd.Categorical(
                     col.astype(object) if not isinstance(col.dtype, pd.CategoricalDtype) else col
                 )

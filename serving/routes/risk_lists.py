@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from serving.access import Action
-from serving.dependencies import Audit, Caller, Directory, Models, Snapshots
+from serving.dependencies import Audit, Caller, Directory, Models, Settlements, Snapshots
 from serving.errors import ERROR_RESPONSES
 from serving.ranking import ListQuery, risk_list, to_csv, to_xlsx
 from serving.schemas import SORT_DOC, WORK_LIST_ORDER, Lang, ListFormat, RiskListResponse, SortKey, Task
+from serving.settlement import for_snapshot
 
 router = APIRouter(tags=["risk lists"])
 
@@ -26,6 +27,7 @@ def get_risk_list(
     models: Models,
     snapshots: Snapshots,
     directory: Directory,
+    settlements: Settlements,
     audit: Audit,
     supply_unit: str | None = Query(None, max_length=100),
     station: str | None = Query(None, max_length=100),
@@ -34,6 +36,11 @@ def get_risk_list(
     top: int = Query(100, ge=1, le=100_000),
     per_station_top: int | None = Query(None, ge=1, le=100_000, description="visit capacity per station"),
     sort: SortKey | None = Query(None, description=SORT_DOC),
+    hide_settled: bool = Query(
+        False,
+        description="arrears: leave out customers whose payments since the as-of date cover their balance "
+        "then (`settled`); filters nothing on the other tasks",
+    ),
     format: ListFormat = ListFormat.JSON,
     lang: Lang = Lang.ZH,
 ) -> RiskListResponse | Response:
@@ -41,8 +48,13 @@ def get_risk_list(
     default in the task's work-list order (expected value for arrears, probability for the others)."""
     caller.require(Action.RISK_LIST)
     order = sort or WORK_LIST_ORDER[task]
-    query = ListQuery(supply_unit, station, usage_category, min_probability, top, per_station_top, order)
-    response = risk_list(task, snapshots.get(task), models.get(task).package, query, caller, directory, lang)
+    query = ListQuery(
+        supply_unit, station, usage_category, min_probability, top, per_station_top, order, hide_settled
+    )
+    snapshot = snapshots.get(task)
+    package = models.get(task).package
+    settlement = for_snapshot(settlements, snapshot)
+    response = risk_list(task, snapshot, package, query, caller, directory, lang, settlement)
     audit.record(caller, Action.RISK_LIST, task, query.filters(), response.model.version, response.count)
     if format == ListFormat.CSV:
         return Response(

@@ -29,7 +29,16 @@ from pydantic import BaseModel, Field, field_validator
 
 from serving.access import PERMISSIONS, Action, KeyStore, Principal, blank_is_any
 from serving.customer_file import customer_file
-from serving.dependencies import Audit, Directory, Models, Settings, Snapshots, State, get_key_store
+from serving.dependencies import (
+    Audit,
+    Directory,
+    Models,
+    Settings,
+    Settlements,
+    Snapshots,
+    State,
+    get_key_store,
+)
 from serving.errors import (
     Forbidden,
     HomeUnwritable,
@@ -46,6 +55,7 @@ from serving.model import TIE_BREAK
 from serving.ranking import ListQuery, list_items, list_scope, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
+from serving.settlement import Settlement, for_snapshot
 from serving.snapshot import Snapshot, SnapshotStore
 from serving.station_summary import scoped, served_station_table, summarize
 from serving.view_schemas import CustomerFile, SummaryBy, SummaryResponse
@@ -542,6 +552,7 @@ class ListFilters(BaseModel):
     min_probability: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     per_station_top: int | None = Field(None, ge=1, le=100_000)
     sort: SortKey | None = None  # none chosen: the task's work-list order (`order`)
+    hide_settled: bool | None = None  # arrears: leave out who paid their balance since the list's date
     page: int = Field(1, ge=1)
 
     @field_validator(
@@ -569,6 +580,7 @@ class ListFilters(BaseModel):
             top,
             self.per_station_top,
             self.order,
+            bool(self.hide_settled),
         )
 
     def params(self, **changes: Any) -> dict[str, Any]:
@@ -600,6 +612,7 @@ def list_page(
     models: Models,
     snapshots: Snapshots,
     directory: Directory,
+    settlements: Settlements,
     audit: Audit,
     filters: Filters,
 ) -> Response:
@@ -607,12 +620,13 @@ def list_page(
     task = filters.task
     snapshot = snapshots.get(task)
     package = models.get(task).package
+    settlement = for_snapshot(settlements, snapshot)
     stations, units = list_scope(snapshot, user, filters.station, filters.supply_unit)
     if filters.q and openable(filters.q, snapshot, directory, user):
         # Its back link drops the search, which would open the customer again.
         back = url("/list", **filters.params(q=None, page=None))
         return RedirectResponse(customer_url(filters.q, back=back), status_code=303)
-    pos, matched = select_all(snapshot, filters, stations, units)
+    pos, matched = select_all(snapshot, filters, stations, units, settlement)
     listed = len(pos)
     places = np.arange(1, listed + 1)  # each row's place in the list, kept through the search
     if filters.q:
@@ -622,7 +636,7 @@ def list_page(
     pages = max(1, math.ceil(len(pos) / size))
     page = min(filters.page, pages)
     shown = slice((page - 1) * size, page * size)
-    items = list_items(snapshot, package, pos[shown], user, directory, lang)
+    items = list_items(snapshot, package, pos[shown], user, directory, lang, settlement)
     logged = {**filters.query(size).filters(), "page": page, "via": "web"}
     if filters.q:
         logged["searched"] = True  # never the text: it may be a name
@@ -631,6 +645,7 @@ def list_page(
     return render(
         request, web, lang, "list.html", user,
         filters=filters, task=task, snapshot=snapshot, items=items, positions=places[shown].tolist(),
+        settlement=settlement,
         matched=matched, listed=listed,
         found=len(pos), export_max=web.settings.export_max_rows,
         page=page, pages=pages, options=filter_options(snapshot, user, filters.supply_unit),
@@ -639,9 +654,13 @@ def list_page(
 
 
 def select_all(
-    snapshot: Snapshot, filters: ListFilters, stations: list[str] | None, units: list[str] | None
+    snapshot: Snapshot,
+    filters: ListFilters,
+    stations: list[str] | None,
+    units: list[str] | None,
+    settlement: Settlement | None,
 ) -> tuple[np.ndarray, int]:
-    return select(snapshot, filters.query(top=max(snapshot.size, 1)), stations, units)
+    return select(snapshot, filters.query(top=max(snapshot.size, 1)), stations, units, settlement)
 
 
 def export_table(response: RiskListResponse, lang: Lang) -> tuple[list[str], list[list]]:
@@ -652,7 +671,7 @@ def export_table(response: RiskListResponse, lang: Lang) -> tuple[list[str], lis
         words["reason"].format(i=h.removeprefix("reason_")) if h.startswith("reason_") else words.get(h, h)
         for h in header
     ]
-    translate = {i: kind for i, kind in enumerate(header) if kind in ("band", "usage_category")}
+    translate = {i: kind for i, kind in enumerate(header) if kind in ("band", "usage_category", "settled")}
     for row in rows:
         for i, kind in translate.items():
             row[i] = label(lang, kind, row[i]) if row[i] is not None else None
@@ -667,6 +686,7 @@ def export(
     models: Models,
     snapshots: Snapshots,
     directory: Directory,
+    settlements: Settlements,
     audit: Audit,
     filters: Filters,
     format: FileFormat = FileFormat.XLSX,
@@ -676,7 +696,9 @@ def export(
     task = filters.task
     query = filters.query(top=web.settings.export_max_rows)
     snapshot = snapshots.get(task)  # one snapshot for the file and the counts its headers give
-    response = risk_list(task, snapshot, models.get(task).package, query, user, directory, lang)
+    settlement = for_snapshot(settlements, snapshot)
+    package = models.get(task).package
+    response = risk_list(task, snapshot, package, query, user, directory, lang, settlement)
     audit.record(
         user, Action.RISK_LIST, task, {**query.filters(), "via": f"web-{format.value}"},
         response.model.version, response.count,
@@ -684,7 +706,7 @@ def export(
     header, rows = export_table(response, lang)
     # The page says when the list is longer than an export may be; the file's response says it too.
     stations, units = user.scope(filters.station, filters.supply_unit)
-    listed = len(select_all(snapshot, filters, stations, units)[0])
+    listed = len(select_all(snapshot, filters, stations, units, settlement)[0])
     name = export_name(task, response.as_of, units, stations)
     if format == FileFormat.CSV:
         body, media, ext = csv_bytes(header, rows), "text/csv; charset=utf-8", "csv"

@@ -102,6 +102,48 @@ def test_gridrisk_score_writes_the_snapshot_the_service_serves(generated_dir, tm
     expected = names.set_index("customer_id")["name"]
     assert [i["name"] for i in body["items"]] == [expected[i["customer_id"]] for i in body["items"]]
     assert all(len(i["reasons"]) == 5 and i["reasons"][0]["text"] for i in body["items"])
+    paid_since_is_what_the_warehouse_holds_after_the_as_of_date(generated_dir, settings, population)
+
+
+def paid_since_is_what_the_warehouse_holds_after_the_as_of_date(
+    warehouse: Path, settings: ServingSettings, population: pd.DataFrame
+) -> None:
+    """The arrears list marks who paid their balance at T since (serving.settlement), computed here again
+    from the raw tables: payments after T toward the months billed by T."""
+    t = pd.Timestamp("2023-12-31 23:59:59.999999")
+    bills = pd.read_parquet(
+        warehouse / "bills.parquet", columns=["customer_id", "period", "issue_date", "known_at"]
+    )
+    for column in ("period", "issue_date"):
+        bills[column] = pd.to_datetime(bills[column])
+    known = bills[(bills["issue_date"] <= t) & (bills["known_at"] <= t) & (bills["period"] >= "2022-12-01")]
+    through = known.groupby("customer_id")["period"].max()
+    pays = pd.read_parquet(
+        warehouse / "payments.parquet", columns=["customer_id", "period", "paid_at", "amount"]
+    )
+    pays["period"] = pd.to_datetime(pays["period"])
+    after = pays[pays["paid_at"] > t].copy()
+    limit = after["customer_id"].map(through).fillna(pd.Timestamp("2022-11-30"))
+    paid = after[after["period"] <= limit].groupby("customer_id")["amount"].sum()
+    owed = population.set_index("customer_id")["payments_outstanding_yuan"].fillna(0.0)
+    expected_settled = {c for c, o in owed.items() if o > 0.005 and paid.get(c, 0.0) >= o - 0.005}
+    assert 0 < len(expected_settled) < len(owed)
+
+    key, _ = create_key(settings.keys_path, "admin")
+    params = {"top": 100_000, "sort": "probability"}
+    with TestClient(create_app(settings, ServiceState.build(settings))) as client:
+        every = client.get("/v1/arrears/risk-list", params=params, headers={"X-API-Key": key}).json()
+        params["hide_settled"] = "true"
+        unsettled = client.get("/v1/arrears/risk-list", params=params, headers={"X-API-Key": key}).json()
+    assert every["payments_through"] == pays["paid_at"].max().date().isoformat() > "2023-12-31"
+    items = {i["customer_id"]: i for i in every["items"]}
+    assert {c for c, i in items.items() if i["settled"]} == expected_settled
+    for c, i in items.items():
+        assert i["paid_since_yuan"] == pytest.approx(paid.get(c, 0.0)), c
+        assert i["outstanding_yuan"] == pytest.approx(owed[c]), c
+    assert unsettled["matched"] == every["matched"] - len(expected_settled)
+    assert unsettled["filters"]["hide_settled"] is True and every["filters"]["hide_settled"] is False
+    assert not expected_settled & {i["customer_id"] for i in unsettled["items"]}
 
 
 def test_a_score_on_another_day_of_the_month_than_the_model_learned_says_so():

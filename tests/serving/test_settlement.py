@@ -1,0 +1,231 @@
+"""Paid since the list's date (serving.settlement): which payments the as-of date could not see count toward
+the balance it held, and how the lists mark and hide the customers who paid it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from features.sources import table_path
+from serving.ranking import ListQuery, select
+from serving.schemas import SortKey
+from serving.settlement import BILLED_THROUGH, OUTSTANDING, billed_through, for_snapshot, settle
+from serving.snapshot import META_KEY, Snapshot
+
+T = dt.date(2024, 1, 31)
+TS = pa.timestamp("us")
+
+
+def _write(warehouse: Path, name: str, rows: list[dict], schema: pa.Schema) -> None:
+    path = table_path(warehouse, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def day(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+BILLS = pa.schema(
+    [("customer_id", pa.string()), ("period", pa.date32()), ("issue_date", pa.date32()), ("known_at", TS)]
+)
+PAYMENTS = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("period", pa.date32()),
+        ("paid_at", TS),
+        ("amount", pa.float64()),
+        ("known_at", TS),
+    ]
+)
+
+
+def bill(cid: str, period: str, issued: str, known: str | None = None) -> dict:
+    return {
+        "customer_id": cid,
+        "period": day(period),
+        "issue_date": day(issued),
+        "known_at": at(known or issued),
+    }
+
+
+def payment(cid: str, period: str, paid: str, amount: float, known: str | None = None) -> dict:
+    return {
+        "customer_id": cid, "period": day(period), "paid_at": at(paid), "amount": amount,
+        "known_at": at(known) if known else None,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Path:
+    wh = tmp_path / "wh"
+    bills = [
+        # A: December's bill was open at T; January's was issued after T.
+        bill("A", "2023-12-01", "2024-01-03"),
+        bill("A", "2024-01-01", "2024-02-03"),
+        bill("B", "2023-12-01", "2024-01-03"),
+        bill("C", "2023-12-01", "2024-01-03"),
+        bill("D", "2023-12-01", "2024-01-03"),
+        bill("E", "2023-12-01", "2024-01-03"),
+        # F has no bill in the 13 months before T (an old debt).
+        bill("F", "2022-05-01", "2022-06-03"),
+        # G: January's bill was issued before T but entered the system after it: not known at T.
+        bill("G", "2023-12-01", "2024-01-03"),
+        bill("G", "2024-01-01", "2024-01-25", known="2024-02-01 09:00"),
+    ]
+    payments = [
+        payment("A", "2023-12-01", "2024-02-05 10:00", 100.0),  # toward the balance at T
+        payment("A", "2024-01-01", "2024-02-06 10:00", 80.0),  # toward a bill T did not know
+        payment("B", "2023-12-01", "2024-02-05 10:00", 60.0),  # part of it
+        payment("C", "2023-12-01", "2024-01-20 10:00", 50.0, known="2024-02-02 08:00"),  # entered late
+        payment("D", "2023-12-01", "2024-02-04 10:00", 30.0),  # owed nothing at T
+        payment("E", "2023-12-01", "2024-01-31 23:00", 90.0),  # seen at T: in the balance already
+        payment("F", "2022-05-01", "2024-02-07 10:00", 40.0),  # the old debt
+        payment("F", "2023-11-01", "2024-02-07 11:00", 5.0),  # a month F was never billed for by T
+        payment("G", "2024-01-01", "2024-02-08 10:00", 70.0),  # the bill T did not know
+        payment("H", "2023-12-01", "2024-02-08 10:00", 10.0),  # not in the snapshot
+    ]
+    _write(wh, "bills", bills, BILLS)
+    _write(wh, "payments", payments, PAYMENTS)
+    return wh
+
+
+OWED = {"A": 100.0, "B": 100.0, "C": 50.0, "D": 0.0, "E": 90.0, "F": 40.0, "G": 55.0}
+
+
+def snapshot_with_balances(warehouse: Path, tmp_path: Path) -> Snapshot:
+    ids = pd.Series(list(OWED))
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "probability": np.linspace(0.9, 0.3, len(ids)),
+            "rank": np.arange(1, len(ids) + 1),
+            OUTSTANDING: list(OWED.values()),
+            BILLED_THROUGH: billed_through(warehouse, ids, T),
+        }
+    )
+    return Snapshot.read("arrears", _write_snapshot(frame, tmp_path / "arrears.parquet"))
+
+
+def _write_snapshot(frame: pd.DataFrame, path: Path) -> Path:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {"task": "arrears", "as_of": T.isoformat(), "model_name": "gridrisk-arrears", "model_version": "1"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(meta)}), path)
+    return path
+
+
+def test_billed_through_is_the_newest_bill_known_at_the_as_of_date(warehouse):
+    got = billed_through(warehouse, pd.Series(["A", "F", "G", "Z"]), T)
+    assert got.tolist() == [dt.date(2023, 12, 1), None, dt.date(2023, 12, 1), None]
+
+
+def test_payments_the_as_of_date_could_not_see_count_toward_its_balance(warehouse, tmp_path):
+    snap = snapshot_with_balances(warehouse, tmp_path)
+    found = settle(snap, warehouse)
+    assert found is not None
+    by_id = dict(zip(snap.customer_id.tolist(), range(snap.size), strict=True))
+    paid = {c: found.paid[i] for c, i in by_id.items()}
+    settled = {c: bool(found.settled[i]) for c, i in by_id.items()}
+    assert paid == {"A": 100.0, "B": 60.0, "C": 50.0, "D": 30.0, "E": 0.0, "F": 40.0, "G": 0.0}
+    assert settled == {"A": True, "B": False, "C": True, "D": False, "E": False, "F": True, "G": False}
+    assert found.last_paid[by_id["A"]] == np.datetime64("2024-02-05")
+    assert np.isnat(found.last_paid[by_id["E"]])
+    assert found.payments_through == dt.date(2024, 2, 8)
+    # Read once per snapshot and payments table: the same object until either changes.
+    assert settle(snap, warehouse, found) is found
+    assert for_snapshot({"arrears": found}, snap) is found
+
+
+def test_hide_settled_leaves_out_whoever_paid_the_balance(warehouse, tmp_path):
+    snap = snapshot_with_balances(warehouse, tmp_path)
+    found = settle(snap, warehouse)
+    _, matched_all = select(snap, ListQuery(sort=SortKey.PROBABILITY), None, None, found)
+    open_rows, matched_open = select(
+        snap, ListQuery(sort=SortKey.PROBABILITY, hide_settled=True), None, None, found
+    )
+    assert matched_all == 7 and matched_open == 4
+    assert [snap.customer_id[p] for p in open_rows] == ["B", "D", "E", "G"]
+    # Without a settlement (another task, an older snapshot) nobody is hidden.
+    assert select(snap, ListQuery(sort=SortKey.PROBABILITY, hide_settled=True), None, None, None)[1] == 7
+
+
+def test_a_snapshot_without_balances_or_a_warehouse_without_payments_has_no_settlement(warehouse, tmp_path):
+    frame = pd.DataFrame({"customer_id": ["A"], "probability": [0.5], "rank": [1]})
+    old = Snapshot.read("arrears", _write_snapshot(frame, tmp_path / "old.parquet"))
+    assert settle(old, warehouse) is None
+    snap = snapshot_with_balances(warehouse, tmp_path)
+    table_path(warehouse, "payments").unlink()
+    assert settle(snap, warehouse) is None
+
+
+def test_a_settlement_of_a_replaced_snapshot_is_not_used(warehouse, tmp_path):
+    snap = snapshot_with_balances(warehouse, tmp_path)
+    found = settle(snap, warehouse)
+    newer = snapshot_with_balances(warehouse, tmp_path / "next")
+    assert for_snapshot({"arrears": found}, newer) is None
+
+
+# -- the web page and its exports ----------------------------------------------------------------------------
+
+
+def test_the_web_list_marks_and_hides_who_paid_since_and_its_export_says_so(settings, registry):
+    from openpyxl import load_workbook
+    from webdata import UNPAID, web_service
+
+    from features.sources import read_table, write_table
+    from serving.snapshot import latest_path, write_snapshot
+
+    with web_service(settings, registry) as web:
+        wh = settings.warehouse_path
+        path = latest_path(settings.snapshots_path, "arrears")
+        snap = Snapshot.read("arrears", path)
+        scores = pd.read_parquet(path)
+        owed = {UNPAID: 300.0, "C0000007": 120.0}  # C0000007 pays it on the 3rd of the next month
+        scores[OUTSTANDING] = scores["customer_id"].map(owed).fillna(0.0)
+        scores[BILLED_THROUGH] = billed_through(wh, scores["customer_id"], snap.as_of)
+        write_snapshot(scores, settings.snapshots_path, "arrears", snap.as_of, model=snap.model)
+        payments = read_table(wh, "payments")
+        paid = payments.iloc[[0]].assign(
+            payment_id="P-late", customer_id="C0000007", period=pd.Timestamp("2023-05-01"),
+            paid_at=pd.Timestamp("2023-07-03 09:30"), amount=120.0,
+        )  # fmt: skip
+        write_table(wh, "payments", pd.concat([payments, paid], ignore_index=True))
+        web.state.refresh()
+
+        r = web.client.post("/login", data={"api_key": web.keys["admin"], "next": "/list"})
+        assert r.status_code == 200
+        page = web.client.get("/list", params={"task": "arrears", "sort": "probability"}).text
+        row = re.search(r'<tr id="r\d+" class="settled">.*?</tr>', page, flags=re.S)
+        assert row is not None and "C0000007" in row.group(0) and "已结清" in row.group(0)
+        through = read_table(wh, "payments")["paid_at"].max().date().isoformat()
+        assert through > "2023-07-03" and f"缴费记录截至 {through}" in page and "隐藏已结清" in page
+        assert page.count('class="settled"') == 1
+        hidden = web.client.get("/list", params={"task": "arrears", "hide_settled": "true"}).text
+        assert "C0000007" not in hidden and UNPAID in hidden and "checked" in hidden
+
+        book = web.client.get("/list/export", params={"task": "arrears", "format": "xlsx"}).content
+        sheet = load_workbook(io.BytesIO(book)).active
+        header = [c.value for c in sheet[1]]
+        assert header[header.index("评分日欠费（元）") :][:4] == [
+            "评分日欠费（元）", "评分日后缴费（元）", "最近缴费日", "已结清"
+        ]  # fmt: skip
+        cells = {r[1].value: r for r in sheet.iter_rows(min_row=2)}
+        at = header.index("已结清")
+        assert cells["C0000007"][at].value == "是" and cells[UNPAID][at].value == "否"
+
+        english = web.client.get("/list", params={"task": "arrears", "lang": "en"}).text
+        assert "Hide settled" in english and ">Settled<" in english
