@@ -369,7 +369,8 @@ def test_export_xlsx_of_the_filtered_list(site: Site):
     sheet = load_workbook(io.BytesIO(Path(download.path()).read_bytes()), read_only=True).active
     rows = list(sheet.iter_rows(values_only=True))
     header, body = rows[0], rows[1:]
-    assert header[:4] == ("全局排名", "户号", "户名", "联系电话") and header[-1] == "原因4"
+    assert header[:4] == ("全局排名", "户号", "户名", "联系电话") and header[-5] == "原因4"
+    assert header[-4:] == ("评分日欠费（元）", "评分日后缴费（元）", "最近缴费日", "已结清")
     assert len(body) == 12  # the per-station cap on the collector's one station
     station = header.index("供电所")
     assert {row[station] for row in body} == {site.home.collector_station}

@@ -25,6 +25,7 @@ from serving.access import create_key
 from serving.model import FeatureSpec, PackagedModel, ReasonText, pyfunc_class
 from serving.schemas import ModelRef
 from serving.settings import ServingSettings
+from serving.settlement import BILLED_THROUGH, OUTSTANDING, billed_through
 from serving.snapshot import score_frame, write_snapshot
 from training.registry import promote
 
@@ -87,6 +88,43 @@ def population(seed: int = 3) -> pd.DataFrame:
     frame["station"] = [names[i % len(names)] for i in range(len(frame))]
     frame["supply_unit"] = frame["station"].map(STATIONS)
     return frame
+
+
+def mark_paid_since(settings: ServingSettings, history: dict[str, pd.DataFrame], version: str) -> None:
+    """This month's arrears snapshot with what each customer owed at its date, from the history written
+    (`serving.settlement`). The late payer C0000004 pays May's bill after it; so do the list's second and
+    fourth customers by expected loss, and its sixth pays half of it: the first page shows 已结清 twice and a
+    part payment (the README's screenshot)."""
+    cut = pd.Timestamp(AS_OF) + pd.Timedelta(days=1)
+    path = settings.snapshots_path / "arrears" / f"{AS_OF.isoformat()}.parquet"
+    scores = pd.read_parquet(path)
+    by_loss = scores.sort_values(["expected_value", "rank"], ascending=[False, True])["customer_id"].tolist()
+    pays = history["payments"].copy()
+    may = pays["period"] == pd.Timestamp(AS_OF).replace(day=1) - pd.DateOffset(months=1)
+    for who, share in ((by_loss[1], 1.0), (by_loss[3], 1.0), (by_loss[5], 0.5)):
+        row = may & (pays["customer_id"] == who)
+        pays.loc[row, "paid_at"] = pd.Timestamp("2023-07-03 10:15")
+        pays.loc[row, "amount"] = (pays.loc[row, "amount"] * share).round(2)
+    history["payments"] = pays
+    write_table(settings.warehouse_path, "payments", pays)
+    bills = history["bills"]
+    standing = (
+        bills[bills["known_at"] < cut]
+        .sort_values("known_at")
+        .drop_duplicates(["customer_id", "period"], keep="last")
+    )
+    paid = pays[pays["paid_at"] < cut].groupby(["customer_id", "period"])["amount"].sum()
+    due = standing.set_index(["customer_id", "period"])["amount_due"]
+    owed = (due - paid.reindex(due.index).fillna(0.0)).clip(lower=0.0).groupby(level="customer_id").sum()
+    scores[OUTSTANDING] = scores["customer_id"].map(owed).fillna(0.0).to_numpy()
+    scores[BILLED_THROUGH] = billed_through(settings.warehouse_path, scores["customer_id"], AS_OF)
+    write_snapshot(
+        scores,
+        settings.snapshots_path,
+        "arrears",
+        AS_OF,
+        model=ModelRef(name="gridrisk-arrears", version=version),
+    )
 
 
 def write_archive(settings: ServingSettings, frame: pd.DataFrame) -> dict[str, str]:
@@ -221,6 +259,7 @@ def build(root: Path) -> WebHome:
     )
     write_table(settings.warehouse_path, "suspensions", pd.concat([history["suspensions"], extra_suspension]))
     write_table(settings.warehouse_path, "inspections", pd.concat([history["inspections"], extra_inspection]))
+    mark_paid_since(settings, history, versions["arrears"][0])
     station = next(iter(STATIONS))
     keys = {
         "admin": create_key(settings.keys_path, "admin", note="e2e")[0],
