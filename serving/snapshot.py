@@ -242,8 +242,9 @@ class Snapshot:
             if name in ("customer_id", "as_of"):
                 continue
             col = frame[name]
-            if pd.api.types.is_datetime64_any_dtype(col):  # a day (`billed_through`): NaT reads as None
-                numbers[name] = col.to_numpy(dtype="datetime64[D]")
+            if pd.api.types.is_datetime64_any_dtype(col) or pa.types.is_date(table.schema.field(name).type):
+                # a day (`billed_through`), stored as a timestamp or a date: NaT reads as None
+                numbers[name] = pd.to_datetime(col).to_numpy(dtype="datetime64[D]")
             elif isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
                 cat = pd.Categorical(
                     col.astype(object) if not isinstance(col.dtype, pd.CategoricalDtype) else col

@@ -25,6 +25,7 @@ CASES = {
     "bench_serving": (["--customers", "800", "--batch-rows", "3000", "--requests", "20"], "report and chart"),
     "bench_training": (["--customers", "1500", "--backtest", "1", "--json", "{tmp}/t.json"], "ECE <= 0.02"),
     "bench_explain_depth": (["--customers", "1500", "--tasks", "arrears"], "(default)"),
+    "bench_settlement": (["--customers", "800", "--tile", "2", "--data", "{tmp}"], "settled since"),
 }
 
 

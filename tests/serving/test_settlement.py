@@ -229,3 +229,24 @@ def test_the_web_list_marks_and_hides_who_paid_since_and_its_export_says_so(sett
 
         english = web.client.get("/list", params={"task": "arrears", "lang": "en"}).text
         assert "Hide settled" in english and ">Settled<" in english
+
+
+def test_a_billed_through_column_stored_as_dates_reads_as_days(warehouse, tmp_path):
+    """A snapshot written by another tool (Spark, pyarrow) may keep the month as a date, not a timestamp."""
+    ids = ["A", "F"]
+    table = pa.table(
+        {
+            "customer_id": ids,
+            "probability": [0.5, 0.4],
+            "rank": [1, 2],
+            OUTSTANDING: [100.0, 40.0],
+            BILLED_THROUGH: pa.array([dt.date(2023, 12, 1), None], pa.date32()),
+        }
+    )
+    path = _write_snapshot(table.to_pandas(), tmp_path / "dates.parquet")
+    pq.write_table(table.replace_schema_metadata(pq.read_schema(path).metadata), path)
+    snap = Snapshot.read("arrears", path)
+    assert snap.numbers[BILLED_THROUGH].dtype == np.dtype("datetime64[D]")
+    assert snap.column(BILLED_THROUGH, np.array([0, 1])) == [dt.date(2023, 12, 1), None]
+    found = settle(snap, warehouse)
+    assert found is not None and found.settled.tolist() == [True, True]
