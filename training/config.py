@@ -157,12 +157,29 @@ class EvaluationConfig(Strict):
         return v
 
 
+AUC_TOLERANCE_LIMIT = 0.5  # a ROC-AUC drop of half the scale leaves no floor above chance
+
+
 class GateConfig(Strict):
-    """Challenger -> champion only if primary >= champion's + margin and AUC >= champion's - tolerance."""
+    """Challenger -> champion only if primary >= champion's + margin (> when the margin is 0) and
+    AUC >= champion's - tolerance."""
 
     # Both metrics are shares: a margin above 1 could never be met, so no challenger would ever be promoted.
     primary_margin: float = Field(default=0.005, ge=0, le=1)
     auc_tolerance: float = Field(default=0.005, ge=0, le=1)
+
+    @field_validator("auc_tolerance")
+    @classmethod
+    def _tolerance_keeps_a_floor(cls, v: float) -> float:
+        # 1.0 was accepted and gave a floor of -0.148: no floor at all. A challenger below chance (0.5) is
+        # never promoted, so a tolerance of 0.5 or more would let any ranking through.
+        if v >= AUC_TOLERANCE_LIMIT:
+            raise ValueError(
+                f"gate.auc_tolerance = {v:g} would let the challenger's ROC-AUC fall {v:g} below the "
+                f"champion's, to a floor at or below chance; keep it under {AUC_TOLERANCE_LIMIT:g} "
+                "(default 0.005)"
+            )
+        return v
 
 
 class SampleConfig(Strict):

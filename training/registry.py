@@ -174,7 +174,8 @@ def decide(
     task: str,
 ) -> GateDecision:
     """The promotion rule, on numbers measured on the same test window:
-    primary >= champion's primary + margin, and ROC-AUC >= champion's ROC-AUC - tolerance.
+    primary >= champion's primary + margin (strictly higher when the margin is 0: a tie is refused as "ties
+    the champion"), and ROC-AUC >= champion's ROC-AUC - tolerance.
 
     With no champion yet, the task's rule (what the teams rank by today) is the floor: the first model is
     served when it loses to the rule on neither number, or wins on the one it does not lose on (`_first`).
@@ -196,18 +197,27 @@ def decide(
         return _first(challenger, gate, primary_metric, rule, task)
     need_primary = champion.primary + gate.primary_margin
     need_auc = champion.roc_auc - gate.auc_tolerance
-    beats = challenger.primary >= need_primary
+    # With no margin the primary metric must be strictly higher: a tie makes up for nothing, as for a first
+    # model against the rule (an identical retrain under `primary_margin = 0` "beat" the champion).
+    if gate.primary_margin > 0:
+        beats, need = challenger.primary >= need_primary, f">= {need_primary:.4f}"
+    else:
+        beats, need = challenger.primary > champion.primary, f"> {champion.primary:.4f}"
     keeps_auc = challenger.roc_auc >= need_auc
     facts = (
         f"{primary_metric} {challenger.primary:.4f} vs champion v{champion.version} {champion.primary:.4f} "
-        f"(needs >= {need_primary:.4f}); roc_auc {challenger.roc_auc:.4f} vs {champion.roc_auc:.4f} "
+        f"(needs {need}); roc_auc {challenger.roc_auc:.4f} vs {champion.roc_auc:.4f} "
         f"(needs >= {need_auc:.4f})"
     )
     if beats and keeps_auc:
         return GateDecision(True, f"beats the champion: {facts}", primary_metric, challenger, champion)
-    why = (
-        "does not beat the champion's primary metric by the margin" if not beats else "loses too much ROC-AUC"
-    )
+    if not beats and challenger.primary == champion.primary:
+        short = "short of the margin" if gate.primary_margin > 0 else "and a tie makes up for nothing"
+        why = f"ties the champion on its primary metric, {short}"
+    elif not beats:
+        why = "does not beat the champion's primary metric by the margin"
+    else:
+        why = "loses too much ROC-AUC"
     return GateDecision(False, f"{why}: {facts}", primary_metric, challenger, champion)
 
 

@@ -105,6 +105,25 @@ def test_challenger_against_champion(challenger: GateScores, promote: bool, why:
     assert decision.metrics()["gate_champion_primary"] == 0.30
 
 
+def test_with_no_margin_a_tie_does_not_beat_the_champion() -> None:
+    # A tester's bit-identical retrain under primary_margin = 0 "beat the champion" (0.9175 vs 0.9175, needs
+    # >= 0.9175) and replaced it; the first-model rule already says a tie makes up for nothing.
+    no_margin = GateConfig(primary_margin=0.0, auc_tolerance=0.005)
+    champion = GateScores("1", 0.9175, 0.8520)
+    metric = "amount_recall_at_5pct"
+    tie = decide(GateScores("2", 0.9175, 0.8520), champion, no_margin, metric, task="arrears")
+    assert not tie.promote
+    assert tie.reason.startswith("ties the champion on its primary metric, and a tie makes up for nothing")
+    assert "(needs > 0.9175)" in tie.reason
+    better = decide(GateScores("2", 0.9176, 0.85), champion, no_margin, metric, task="arrears")
+    assert better.promote and better.reason.startswith("beats the champion")
+    # With a margin, a tie is named as one too.
+    same = GateScores("1", 0.30, 0.80)
+    kept = decide(GateScores("2", 0.30, 0.80), same, GATE, "precision_at_5pct", task="arrears")
+    assert not kept.promote and kept.reason.startswith("ties the champion")
+    assert "short of the margin" in kept.reason and "(needs >= 0.3100)" in kept.reason
+
+
 @pytest.mark.parametrize("rule", [None, GateScores("rule", 0.10, 0.30)])
 def test_below_chance_is_never_promoted(rule: GateScores | None) -> None:
     # A reviewer's cases: with no rule to compare, or against a champion it beats on both numbers, a model at
