@@ -259,9 +259,18 @@ def log_backtest(
 
 def plot_backtest(report: BacktestReport, path: Path) -> Path:
     """The primary metric and ROC-AUC of every scorer by test window, oldest on the left."""
-    from training.plots import _pyplot, _save
+    from training.plots import _pyplot
 
     plt = _pyplot()
+    fig = backtest_figure(report, plt)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the legend sits outside the panels
+    plt.close(fig)
+    return path
+
+
+def backtest_figure(report: BacktestReport, plt):
+    """The two panels with one legend below them: inside the first panel it covered the oracle's line,
+    which runs along the top."""
     table = report.table().sort_values("test_end")
     labels = [f"{s:%Y-%m}..{e:%Y-%m}" for s, e in zip(table["test_start"], table["test_end"], strict=True)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -274,6 +283,8 @@ def plot_backtest(report: BacktestReport, path: Path) -> Path:
         ax.set_xlabel("test window")
         ax.tick_params(axis="x", rotation=30)
         ax.grid(alpha=0.3)
-    axes[0].legend()
     fig.suptitle(f"{report.task}: backtest over {len(table)} test windows")
-    return _save(fig, path, plt)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room below the panels for the legend
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), frameon=False)
+    return fig
