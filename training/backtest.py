@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,12 +163,22 @@ def backtest_frame(
         window = window_rows(frame, dates[last], dates[max(last - step + 1, 0)], kept)
         progress("fit", k / windows)
         try:
-            split, train, validation, test = split_frame(window, spec, config)
+            # Window 1 is training's own: a split it cannot make is the warehouse's length, and the refusal
+            # says how long it must be. A later window is short because the windows after it took its dates.
+            split, train, validation, test = split_frame(window, spec, config, hint=k == 0)
             fitted = fit_and_evaluate(
                 split, train, validation, test, config, config.lightgbm, features, truth_dir=truth_dir
             )
         except TrainingError as exc:
             stopped = f"window {k + 1} (test dates ending {dates[last].date()}): {exc}"
+            if k > 0:
+                stopped = f"window {k + 1} (test dates ending {dates[last].date()}): {_facts(str(exc))}"
+                stopped += (
+                    f". At most {k} window{'s' if k > 1 else ''} fit{'' if k > 1 else 's'} this warehouse "
+                    f"and split ({config.split.scheme}, {step} test dates a window): each window moves the "
+                    f"test back {step} as-of dates, and window {k + 1} leaves too few before it; ask for "
+                    f"--windows {k}, or start the [as_of] range earlier if the bills go back further"
+                )
             break
         result = BacktestWindow(k + 1, split, fitted.metrics)
         done.append(result)
@@ -178,6 +189,16 @@ def backtest_frame(
     report = BacktestReport(spec.task.value, spec.primary_metric, done, windows, stopped)
     report.comparisons = [compare(done, spec.primary_metric, b) for b in BASELINES if b in done[0].metrics]
     return report
+
+
+# Where a split's refusal turns from what it found to what to change in the config: advice for `train`.
+SPLIT_ADVICE = re.compile(r"(?:\. |; )(?=[Ss]tart the \[as_of\] range|widen the config)")
+
+
+def _facts(message: str) -> str:
+    """A split's refusal without its advice to widen the [as_of] range, which is `train`'s: a later backtest
+    window lacks dates because the windows after it took them."""
+    return SPLIT_ADVICE.split(message, maxsplit=1)[0]
 
 
 def backtest_task(

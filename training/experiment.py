@@ -391,8 +391,11 @@ def checked_frame(frame: pd.DataFrame, spec: TaskSpec, features: list[str]) -> p
 
 
 def split_frame(
-    frame: pd.DataFrame, spec: TaskSpec, config: ExperimentConfig
+    frame: pd.DataFrame, spec: TaskSpec, config: ExperimentConfig, *, hint: bool = True
 ) -> tuple[TimeSplit, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The time split of `frame` and its three parts. A refusal says how many dates the split needs and so
+    about how long a warehouse must be (`hint`); a backtest window cut short by the windows after it says
+    its own thing instead."""
     gap = config.split.gap_days if config.split.gap_days is not None else spec.label_window_days
     if gap < spec.label_window_days:
         raise TrainingError(gap_message(gap, spec.task.value, spec.label_window_days))
@@ -406,6 +409,8 @@ def split_frame(
     try:
         split = split_for(config.split.scheme, dates, **settings)
     except TrainingError as exc:
+        if not hint:
+            raise
         raise TrainingError(f"{exc}. {_span_hint(config, len(dates), settings)}") from None
     part = split.part(frame["as_of"])
     parts = [rows_where(frame, part == name) for name in ("train", "validation", "test")]
