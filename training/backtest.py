@@ -31,6 +31,7 @@ from training.experiment import (
     checked_frame,
     fit_and_evaluate,
     load_training_frame,
+    log_written,
     resolved_config,
     split_frame,
 )
@@ -254,7 +255,7 @@ def log_backtest(
             }
         )
         mlflow.log_dict(resolved_config(config, report.windows[0].split, warehouse), "config/resolved.json")
-        mlflow.log_dict(config.resolved(), "config/as_written.json")
+        log_written(config)
         mlflow.log_params({"windows_requested": report.requested, "windows": len(report.windows)})
         for _, row in table.iterrows():
             step = int(row["window"])

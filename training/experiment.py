@@ -792,8 +792,9 @@ def train_on_frame(
                 **split.summary(),
             }
         )
-        mlflow.log_dict(resolved_config(config, split, warehouse), "config/resolved.json")
-        mlflow.log_dict(config.resolved(), "config/as_written.json")
+        resolved = resolved_config(config, split, warehouse)
+        mlflow.log_dict(resolved, "config/resolved.json")
+        log_written(config)
         if config_text is not None:
             mlflow.log_text(config_text, "config/experiment.toml")
         _log_dataset(frame, features, source, spec, fingerprint)
@@ -823,7 +824,9 @@ def train_on_frame(
         )
         model, X_test, p_test = fitted.model, fitted.X_test, fitted.p_test
         scorers, metrics, segments = fitted.scorers, fitted.metrics, fitted.segments
-        mlflow.log_params(_flat_params(config, params, model, train, validation, test, len(features)))
+        mlflow.log_params(
+            _flat_params(config, resolved, params, model, train, validation, test, len(features))
+        )
         mlflow.log_metric("validation_roc_auc", model.validation_roc_auc_)
         check = model.calibration_check_
         if check is not None:
@@ -1020,22 +1023,29 @@ def resolved_config(config: ExperimentConfig, split: TimeSplit, warehouse: Path 
     return out
 
 
+def log_written(config: ExperimentConfig) -> None:
+    """The config as written (`config/as_written.json`) and, apart from it, what the command line changed
+    (`config/overrides.json` and the tag `config_overrides`); `--warehouse` had been folded into the first."""
+    import mlflow
+
+    mlflow.log_dict(config.as_written(), "config/as_written.json")
+    overrides = config.overrides()
+    if overrides:
+        mlflow.log_dict(overrides, "config/overrides.json")
+        mlflow.set_tag("config_overrides", json.dumps(overrides, sort_keys=True)[:5000])
+
+
 def _flat_params(
-    config, params, model: TaskModel, train, validation, test, n_features: int
+    config, resolved: dict[str, Any], params, model: TaskModel, train, validation, test, n_features: int
 ) -> dict[str, Any]:
+    """Every config key the run used, as params to compare runs by in the MLflow table: the resolved values
+    (`as_of.start` the first month used, not "auto"; `split.gap_days` in days, not None) and the config's
+    `search.n_trials` whether or not the search ran (`search.enabled` says whether it did)."""
     out: dict[str, Any] = {f"lightgbm.{k}": v for k, v in params.model_dump().items()}
-    out.update({f"split.{k}": v for k, v in config.split.model_dump().items()})
-    out.update({f"gate.{k}": v for k, v in config.gate.model_dump().items()})
+    for section in ("as_of", "split", "gate", "evaluation", "search", "sample", "calibration"):
+        out.update({f"{section}.{k}": _param(v) for k, v in resolved[section].items()})
     out.update(
         {
-            "calibration.method": config.calibration.method,
-            "search.enabled": config.search.enabled,
-            "search.n_trials": config.search.n_trials if config.search.enabled else 0,
-            "evaluation.station_capacity": config.evaluation.station_capacity,
-            "as_of.start": config.as_of.start,
-            "as_of.end": config.as_of.end,
-            "sample.customers": config.sample.customers,
-            "sample.seed": config.sample.seed,
             "best_iteration": model.best_iteration_,
             "n_features": n_features,
             "rows_train": len(train),
@@ -1047,6 +1057,11 @@ def _flat_params(
         out["fold_trees"] = ",".join(str(t) for t in model.fold_trees_)
     out["calibration.served"] = model.calibrator_.method
     return out
+
+
+def _param(value: Any) -> Any:
+    """A list as MLflow shows it best: "0.01,0.05"."""
+    return ",".join(str(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def _log_metrics(

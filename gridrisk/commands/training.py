@@ -203,17 +203,18 @@ def _configs_or_exit(
 ) -> list[tuple[Any, str | None]]:
     """(experiment config, its TOML text) for a config file, or for --task T|all with the task defaults; a
     bad file or bad arguments end the command with exit code 2."""
-    from training.config import default_config, load_config
+    from training.config import default_config, load_config, with_overrides
     from training.tasks import TrainingError
 
     try:
         if config is not None:
             if task is not None:
                 raise TrainingError("give either a config file or --task, not both")
-            return [(load_config(config, warehouse=warehouse), config.read_text(encoding="utf-8"))]
+            written = load_config(config)
+            return [(with_overrides(written, warehouse=warehouse), config.read_text(encoding="utf-8"))]
         if task is not None:
             names = TASK_NAMES if task == "all" else (task,)
-            return [(default_config(name, warehouse=warehouse), None) for name in names]
+            return [(with_overrides(default_config(name), warehouse=warehouse), None) for name in names]
         raise TrainingError("name a config file (experiments/configs/<task>.toml) or --task T|all")
     except TrainingError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
@@ -303,29 +304,32 @@ def _cell(value: Any) -> str:
 
 
 def _with_search(cfg: Any, search: bool | None, trials: int | None) -> Any:
+    from training.config import with_overrides
+
     enabled = bool(search) if search is not None else True
     update: dict[str, Any] = {"enabled": enabled}
     if trials is not None:
         update["n_trials"] = trials
-    # Validated, not model_copy(update=...), which would skip the config's own bounds.
-    search_config = type(cfg.search).model_validate(cfg.search.model_dump() | update)
-    return cfg.model_copy(update={"search": search_config})
+    # Validated by the config's own bounds, and recorded apart from the config as written.
+    return with_overrides(cfg, search=update)
 
 
 def _with_sample(configs: list[tuple[Any, str | None]], share: float | None) -> list[tuple[Any, str | None]]:
     """`--sample` in place of each config's `[sample] customers`, checked by the config's own bounds."""
+    from training.config import with_overrides
+
     if share is None:
         return configs
     out = []
     for cfg, text in configs:
         try:
-            sample = type(cfg.sample).model_validate(cfg.sample.model_dump() | {"customers": share})
+            type(cfg.sample).model_validate(cfg.sample.model_dump() | {"customers": share})
         except ValueError:
             raise typer.BadParameter(
                 f"{share} is not a share in (0, 1]; e.g. 0.25 learns from a quarter of the customers",
                 param_hint="--sample",
             ) from None
-        out.append((cfg.model_copy(update={"sample": sample}), text))
+        out.append((with_overrides(cfg, sample={"customers": share}), text))
     return out
 
 

@@ -254,9 +254,14 @@ def test_the_resolved_config_names_what_the_run_used(
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from training.config import with_overrides
+
     config = default_config(
         "arrears", lightgbm={"num_boost_round": 30, "num_threads": 1}, register_model=False
     )
+    # As `gridrisk train --warehouse wh --trials 3 --no-search` gives it: the command line's values are not
+    # "as written" (a tester found --warehouse in as_written.json).
+    config = with_overrides(config, warehouse=Path("wh"), search={"enabled": False, "n_trials": 3})
     report = train_on_frame(
         frame, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
         feature_version="test-v1", reasons={}, source="synthetic", warehouse=Path("wh"),
@@ -270,3 +275,24 @@ def test_the_resolved_config_names_what_the_run_used(
     assert default_config(**resolved).as_of.start == "2021-01"  # still a config
     written = json.loads((folder / "as_written.json").read_text())
     assert written["as_of"]["start"] == "auto" and written["split"]["gap_days"] is None
+    assert written["warehouse"] is None and written["search"]["n_trials"] == 20
+    overrides = json.loads((folder / "overrides.json").read_text())
+    assert overrides == {"warehouse": "wh", "search.enabled": False, "search.n_trials": 3}
+    # The params hold the resolved values and every key, so runs compare in the MLflow table: a day-10 run
+    # and a step_months = 2 run had the same as_of.* params as the default ones.
+    params = client.get_run(report.run_id).data.params
+    expected = {
+        "as_of.start": "2021-01",
+        "as_of.end": "2022-12",
+        "as_of.day": "end",
+        "as_of.history_months": "6",
+        "as_of.step_months": "1",
+        "as_of.max_dates": "36",
+        "split.gap_days": "120",
+        "evaluation.top_fractions": "0.01,0.05",
+        "evaluation.min_segment_rows": "50",
+        "search.enabled": "False",
+        "search.n_trials": "3",  # the config's value (it was 0 whenever the search was off)
+        "search.timeout_seconds": "None",
+    }
+    assert {k: params.get(k) for k in expected} == expected
