@@ -34,6 +34,7 @@ from training.experiment import (
     log_written,
     resolved_config,
     split_frame,
+    truth_dir_for,
 )
 from training.registry import ensure_experiment, experiment_name
 from training.split import TimeSplit, sorted_dates
@@ -216,9 +217,8 @@ def backtest_task(
     # Every window's test dates keep all customers when [sample] cuts the earlier ones.
     whole = windows * config.split.test_dates
     frame = load_training_frame(config, Path(warehouse), progress, whole_dates=whole)
-    truth = Path(warehouse) / "truth"
     report = backtest_frame(
-        frame, config, windows=windows, truth_dir=truth if truth.exists() else None, progress=progress
+        frame, config, windows=windows, truth_dir=truth_dir_for(config, Path(warehouse)), progress=progress
     )
     source = Path(config.training_set or warehouse).resolve()
     report.run_id = log_backtest(

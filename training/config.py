@@ -328,6 +328,11 @@ def default_config(task: str | Task, **overrides: Any) -> ExperimentConfig:
     return _validate(raw, f"defaults for {task}")
 
 
+def config_from_dict(raw: dict[str, Any], where: str) -> ExperimentConfig:
+    """A config from its logged JSON (`config/resolved.json` of a run), checked as a file is."""
+    return _validate(dict(raw), where)
+
+
 def _validate(raw: dict[str, Any], where: str) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(raw)

@@ -552,3 +552,46 @@ def test_sample_help_names_the_config_section(command: str) -> None:
     # Rich read "[sample]" as markup and printed "…; overrides" with the section gone.
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "300"})
     assert "overrides [sample]" in result.output, result.output
+
+
+def test_evaluate_uses_the_versions_own_config_and_says_what_skews_another_window(
+    generated_dir: Path, home: Path, config: Path
+) -> None:
+    # A tester's day-10 model was evaluated on the default month-end window, which also read outcomes it had
+    # been fitted on, without a word; the alias's version was not printed, nor train's warnings.
+    from mlflow import MlflowClient
+
+    day10 = config.with_name("day10.toml")
+    day10.write_text(config.read_text(encoding="utf-8").replace('# day = "end"', "day = 10"))
+    trained = invoke("train", str(day10), "--warehouse", str(generated_dir))
+    assert trained.exit_code == 0, trained.output
+    uri = f"sqlite:///{(home / 'mlflow.db').resolve()}"
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name("gridrisk-arrears")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`gridrisk.kind` = 'training'")
+
+    own = invoke("evaluate", "--task", "arrears", "--warehouse", str(generated_dir))
+    said = " ".join(own.output.split())
+    assert own.exit_code == 0, own.output
+    assert "evaluating models:/gridrisk-arrears@champion (version 1) with v1's own config" in said, said
+    assert f"on test {run.data.tags['split_test']}" in said  # its own day-10 test window
+    assert "model ROC-AUC standard error" in said  # the warnings train prints, by the same code
+    assert "note:" not in said
+    evaluation = client.search_runs([experiment.experiment_id], "tags.`gridrisk.kind` = 'evaluation'")[0]
+    assert evaluation.data.metrics["test_roc_auc"] == pytest.approx(
+        run.data.metrics["test_roc_auc"], abs=1e-12
+    )
+
+    # The month-end config: another day, and a window whose start its fitted dates' labels reach into.
+    other = invoke("evaluate", "--task", "arrears", "--version", "1", "--config", str(config),
+                   "--warehouse", str(generated_dir))  # fmt: skip
+    said = " ".join(other.output.split())
+    assert other.exit_code == 0, other.output
+    assert "it has seen these outcomes, so its numbers here are flattered" in said, said
+    assert "was trained on day 10 of each month, and this window's as-of dates are month ends" in said
+    latest = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`gridrisk.kind` = 'evaluation'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    assert "has seen these outcomes" in latest.data.tags["evaluation_notes"]

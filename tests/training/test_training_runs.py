@@ -296,3 +296,28 @@ def test_the_resolved_config_names_what_the_run_used(
         "search.timeout_seconds": "None",
     }
     assert {k: params.get(k) for k in expected} == expected
+
+
+def test_the_gate_says_when_the_champion_was_trained_on_other_data(frame, features, tmp_path: Path) -> None:
+    # A champion trained on another utility's warehouse was said to "have seen these outcomes" of the
+    # challenger's, and the decision did not say the two models came from different data.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = default_config("arrears", lightgbm={"num_boost_round": 30, "num_threads": 1})
+
+    def train(data: pd.DataFrame, source: str):
+        return train_on_frame(
+            data, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
+            feature_version="test-v1", reasons={}, source=source,
+        )  # fmt: skip
+
+    assert train(frame, "/data/utility-a").gate.promote
+    earlier = frame[frame["as_of"] <= pd.Timestamp("2022-09-30")]  # a test window the champion validated on
+    same = train(earlier, "/data/utility-a")
+    assert "was fitted on as-of dates up to" in same.gate.reason
+    assert "it has seen these outcomes, so the comparison favours it" in same.gate.reason
+    other = train(earlier, "/data/utility-b")
+    reason = other.gate.reason
+    assert "has seen these outcomes" not in reason, reason
+    assert "the champion v1 was trained on other data (/data/utility-a, data_fingerprint " in reason
+    assert "than the challenger (/data/utility-b, data_fingerprint " in reason
+    assert "the two were trained on different data" in reason
