@@ -265,3 +265,34 @@ def test_a_champion_fitted_on_the_test_window_is_named() -> None:
     # arrears labels (120 days) read bills due until late October, inside a window starting 2022-07-31.
     later = test.assign(as_of=test["as_of"] + pd.offsets.MonthEnd(1))
     assert fitted_into({"as_of_validation": ["2022-04-30", "2022-06-30"]}, later, 120) is not None
+
+
+def test_a_moved_home_writes_new_runs_under_the_current_home(tmp_path, caplog) -> None:
+    # After `mv home home_moved` a tester's new run and model version were written into the old home's
+    # folder (the experiment's artifact location, fixed at its creation), which MLflow silently recreated.
+    import mlflow
+
+    from training.registry import ensure_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    old_root, new_root = tmp_path / "old" / "mlartifacts", tmp_path / "new" / "mlartifacts"
+    first = ensure_experiment(uri, "gridrisk-theft", old_root)
+    client = client_for(uri)
+    earlier = client.create_run(first).info.run_id
+    assert ensure_experiment(uri, "gridrisk-theft", old_root) == first  # the same home: the same experiment
+    with caplog.at_level("WARNING", logger="training.registry"):
+        second = ensure_experiment(uri, "gridrisk-theft", new_root)
+    assert second != first
+    assert client.get_experiment(second).name == "gridrisk-theft"
+    assert client.get_experiment(second).artifact_location == (new_root / "gridrisk-theft").resolve().as_uri()
+    kept = client.get_experiment(first)
+    assert kept.name == f"gridrisk-theft (artifacts in {(old_root / 'gridrisk-theft').resolve()})"
+    assert client.get_run(earlier).info.experiment_id == first  # the old runs stay, under the kept name
+    assert "outside this gridrisk home's" in caplog.text and "renamed it" in caplog.text
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=second) as run:
+        mlflow.log_text("x", "note.txt")
+    assert run.info.artifact_uri.startswith(new_root.resolve().as_uri())
+    assert not old_root.exists()  # nothing written into the old home
+    assert ensure_experiment(uri, "gridrisk-theft", new_root) == second
+    assert ensure_experiment(uri, "gridrisk-theft", None) == second  # promote logs no artifacts: left alone
