@@ -72,7 +72,14 @@ def test_train_twice_reproduces_metrics_then_evaluate_and_promote(
     # found 27.4 s printed against a training_seconds of 11.28).
     said = " ".join(second.output.split())
     built, trained = metrics[1]["build_seconds"], metrics[1]["training_seconds"]
-    assert f"(training set {built:.1f} s, training_seconds {trained:.1f})" in said, said
+    assert f"(training set {built:.1f} s, training_seconds {trained:.1f}, " in said, said
+    # ... and the rest is said, so the parts add up to the total (a tester found 20.9 s against 4.7 + 14.7).
+    import re
+
+    total, *parts = re.search(
+        r"([\d.]+) s \(training set ([\d.]+) s, training_seconds ([\d.]+), ([\d.]+) s closing the run", said
+    ).groups()
+    assert sum(float(p) for p in parts) == pytest.approx(float(total), abs=0.151)
 
     evaluated = invoke(
         "evaluate", "--task", "arrears", "--config", str(config), "--warehouse", str(generated_dir)
@@ -184,7 +191,8 @@ def test_a_training_set_that_cannot_train_is_refused_before_any_task_runs(
     config.write_text('task = "arrears"\ntraining_set = "sets/arrears.parquet"\n')
     said = " ".join(invoke("train", str(config)).output.split())
     where = tmp_path.resolve() / "sets" / "arrears.parquet"
-    assert f"(relative paths are read from the current folder: {where})" in said.replace("\n", "")
+    said = said.replace("\n", "")
+    assert f"(relative paths are read from the current folder, not the config file's: {where})" in said
 
 
 def test_evaluate_names_what_the_registry_holds_before_reading_any_data(
@@ -230,7 +238,15 @@ def test_a_missing_or_empty_warehouse_is_refused_without_a_traceback(
     monkeypatch.chdir(tmp_path)
     result = invoke("train", "--task", "arrears", "--warehouse", "nowhere")
     said = " ".join(result.output.split())
-    assert f"warehouse nowhere (a relative path, read from {tmp_path}) does not exist" in said, said
+    here = f"(a relative path, read from the current folder {tmp_path}, not the config file's)"
+    assert f"warehouse nowhere {here} does not exist" in said, said
+    # A config's own relative warehouse is read from there too, and the refusal says so (a tester had to
+    # find out which folder `warehouse = "../wh36"` was read from).
+    elsewhere = tmp_path / "configs"
+    elsewhere.mkdir()
+    (elsewhere / "arrears.toml").write_text('task = "arrears"\nwarehouse = "../wh36"\n')
+    said = " ".join(invoke("train", str(elsewhere / "arrears.toml")).output.split())
+    assert f"warehouse ../wh36 {here} does not exist" in said, said
     empty = tmp_path / "empty"
     empty.mkdir()
     result = invoke("train", "--task", "theft", "--warehouse", str(empty))
@@ -515,6 +531,16 @@ def test_a_model_far_off_the_test_rate_is_said_to_rank_only(ece: float, said: bo
     text = _printed(report)
     assert "over- or under-confidence" in text and "The rate moved" not in text
     assert "logistic baseline beats" not in text  # no logistic metrics, nothing to say
+
+
+def test_the_printed_seconds_add_up_to_the_total() -> None:
+    # "20.9 s (training set 4.7 s, training_seconds 14.7)": a second and a half was in neither part.
+    report = _report("arrears", {"model": {"rows": 900.0, "positives": 90.0}}, "roc_auc", [])
+    report.seconds, report.build_seconds, report.training_seconds = 20.9, 4.7, 14.7
+    text = " ".join(_printed(report).split())
+    assert (
+        "20.9 s (training set 4.7 s, training_seconds 14.7, 1.5 s closing the run and freeing memory)" in text
+    )
 
 
 def test_a_model_the_logistic_baseline_beats_is_said_so() -> None:
