@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ from training.experiment import (
     checked_frame,
     fit_and_evaluate,
     load_training_frame,
+    log_written,
     resolved_config,
     split_frame,
+    truth_dir_for,
 )
 from training.registry import ensure_experiment, experiment_name
 from training.split import TimeSplit, sorted_dates
@@ -162,12 +165,22 @@ def backtest_frame(
         window = window_rows(frame, dates[last], dates[max(last - step + 1, 0)], kept)
         progress("fit", k / windows)
         try:
-            split, train, validation, test = split_frame(window, spec, config)
+            # Window 1 is training's own: a split it cannot make is the warehouse's length, and the refusal
+            # says how long it must be. A later window is short because the windows after it took its dates.
+            split, train, validation, test = split_frame(window, spec, config, hint=k == 0)
             fitted = fit_and_evaluate(
                 split, train, validation, test, config, config.lightgbm, features, truth_dir=truth_dir
             )
         except TrainingError as exc:
             stopped = f"window {k + 1} (test dates ending {dates[last].date()}): {exc}"
+            if k > 0:
+                stopped = f"window {k + 1} (test dates ending {dates[last].date()}): {_facts(str(exc))}"
+                stopped += (
+                    f". At most {k} window{'s' if k > 1 else ''} fit{'' if k > 1 else 's'} this warehouse "
+                    f"and split ({config.split.scheme}, {step} test dates a window): each window moves the "
+                    f"test back {step} as-of dates, and window {k + 1} leaves too few before it; ask for "
+                    f"--windows {k}, or start the [as_of] range earlier if the bills go back further"
+                )
             break
         result = BacktestWindow(k + 1, split, fitted.metrics)
         done.append(result)
@@ -178,6 +191,16 @@ def backtest_frame(
     report = BacktestReport(spec.task.value, spec.primary_metric, done, windows, stopped)
     report.comparisons = [compare(done, spec.primary_metric, b) for b in BASELINES if b in done[0].metrics]
     return report
+
+
+# Where a split's refusal turns from what it found to what to change in the config: advice for `train`.
+SPLIT_ADVICE = re.compile(r"(?:\. |; )(?=[Ss]tart the \[as_of\] range|widen the config)")
+
+
+def _facts(message: str) -> str:
+    """A split's refusal without its advice to widen the [as_of] range, which is `train`'s: a later backtest
+    window lacks dates because the windows after it took them."""
+    return SPLIT_ADVICE.split(message, maxsplit=1)[0]
 
 
 def backtest_task(
@@ -194,9 +217,8 @@ def backtest_task(
     # Every window's test dates keep all customers when [sample] cuts the earlier ones.
     whole = windows * config.split.test_dates
     frame = load_training_frame(config, Path(warehouse), progress, whole_dates=whole)
-    truth = Path(warehouse) / "truth"
     report = backtest_frame(
-        frame, config, windows=windows, truth_dir=truth if truth.exists() else None, progress=progress
+        frame, config, windows=windows, truth_dir=truth_dir_for(config, Path(warehouse)), progress=progress
     )
     source = Path(config.training_set or warehouse).resolve()
     report.run_id = log_backtest(
@@ -233,7 +255,7 @@ def log_backtest(
             }
         )
         mlflow.log_dict(resolved_config(config, report.windows[0].split, warehouse), "config/resolved.json")
-        mlflow.log_dict(config.resolved(), "config/as_written.json")
+        log_written(config)
         mlflow.log_params({"windows_requested": report.requested, "windows": len(report.windows)})
         for _, row in table.iterrows():
             step = int(row["window"])
@@ -259,9 +281,18 @@ def log_backtest(
 
 def plot_backtest(report: BacktestReport, path: Path) -> Path:
     """The primary metric and ROC-AUC of every scorer by test window, oldest on the left."""
-    from training.plots import _pyplot, _save
+    from training.plots import _pyplot
 
     plt = _pyplot()
+    fig = backtest_figure(report, plt)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the legend sits outside the panels
+    plt.close(fig)
+    return path
+
+
+def backtest_figure(report: BacktestReport, plt):
+    """The two panels with one legend below them: inside the first panel it covered the oracle's line,
+    which runs along the top."""
     table = report.table().sort_values("test_end")
     labels = [f"{s:%Y-%m}..{e:%Y-%m}" for s, e in zip(table["test_start"], table["test_end"], strict=True)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -274,6 +305,8 @@ def plot_backtest(report: BacktestReport, path: Path) -> Path:
         ax.set_xlabel("test window")
         ax.tick_params(axis="x", rotation=30)
         ax.grid(alpha=0.3)
-    axes[0].legend()
     fig.suptitle(f"{report.task}: backtest over {len(table)} test windows")
-    return _save(fig, path, plt)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room below the panels for the legend
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), frameon=False)
+    return fig

@@ -13,7 +13,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from features.sample import SEED_LIMIT
 from training.tasks import Task, TrainingError, task_spec
@@ -157,12 +165,29 @@ class EvaluationConfig(Strict):
         return v
 
 
+AUC_TOLERANCE_LIMIT = 0.5  # a ROC-AUC drop of half the scale leaves no floor above chance
+
+
 class GateConfig(Strict):
-    """Challenger -> champion only if primary >= champion's + margin and AUC >= champion's - tolerance."""
+    """Challenger -> champion only if primary >= champion's + margin (> when the margin is 0) and
+    AUC >= champion's - tolerance."""
 
     # Both metrics are shares: a margin above 1 could never be met, so no challenger would ever be promoted.
     primary_margin: float = Field(default=0.005, ge=0, le=1)
     auc_tolerance: float = Field(default=0.005, ge=0, le=1)
+
+    @field_validator("auc_tolerance")
+    @classmethod
+    def _tolerance_keeps_a_floor(cls, v: float) -> float:
+        # 1.0 was accepted and gave a floor of -0.148: no floor at all. A challenger below chance (0.5) is
+        # never promoted, so a tolerance of 0.5 or more would let any ranking through.
+        if v >= AUC_TOLERANCE_LIMIT:
+            raise ValueError(
+                f"gate.auc_tolerance = {v:g} would let the challenger's ROC-AUC fall {v:g} below the "
+                f"champion's, to a floor at or below chance; keep it under {AUC_TOLERANCE_LIMIT:g} "
+                "(default 0.005)"
+            )
+        return v
 
 
 class SampleConfig(Strict):
@@ -200,6 +225,10 @@ class ExperimentConfig(Strict):
     gate: GateConfig = GateConfig()
     sample: SampleConfig = SampleConfig()
     register_model: bool = Field(default=True, description="register the model and run the gate")
+    # The config before the command line changed it (`with_overrides`), and what it changed: a run logs the
+    # first as `config/as_written.json` and the second as `config/overrides.json`.
+    _written: dict[str, Any] | None = PrivateAttr(default=None)
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _range_ordered(self) -> ExperimentConfig:
@@ -219,6 +248,41 @@ class ExperimentConfig(Strict):
     def resolved(self) -> dict[str, Any]:
         """A plain dict (paths as strings) for logging to MLflow."""
         return self.model_dump(mode="json")
+
+    def as_written(self) -> dict[str, Any]:
+        """The config as the file (or the task's defaults) gave it, before any command-line override."""
+        return self._written if self._written is not None else self.resolved()
+
+    def overrides(self) -> dict[str, Any]:
+        """What the command line changed (`--warehouse`, `--search`, `--trials`, `--sample`), by key."""
+        return dict(self._overrides)
+
+
+def with_overrides(config: ExperimentConfig, **changes: Any) -> ExperimentConfig:
+    """`config` with command-line values in place of its own, checked by the config's rules; a section's keys
+    are merged into it (`search={"n_trials": 5}`), a None value changes nothing. The config as written and
+    every override so far are kept (`as_written`, `overrides`)."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        return config
+    raw = config.model_dump(mode="json")
+    for key, value in changes.items():
+        section = isinstance(value, dict) and isinstance(raw.get(key), dict)
+        raw[key] = {**raw[key], **value} if section else value
+    out = _validate(raw, "with the command-line options")
+    out._written = config.as_written()
+    done = {**config._overrides}
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            done.update({f"{key}.{k}": _plain(v) for k, v in value.items()})
+        else:
+            done[key] = _plain(value)
+    out._overrides = done
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
 
 
 def load_config(path: Path, **overrides: Any) -> ExperimentConfig:
@@ -262,6 +326,11 @@ def default_config(task: str | Task, **overrides: Any) -> ExperimentConfig:
     raw: dict[str, Any] = {"task": name, **TASK_DEFAULTS.get(name, {})}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return _validate(raw, f"defaults for {task}")
+
+
+def config_from_dict(raw: dict[str, Any], where: str) -> ExperimentConfig:
+    """A config from its logged JSON (`config/resolved.json` of a run), checked as a file is."""
+    return _validate(dict(raw), where)
 
 
 def _validate(raw: dict[str, Any], where: str) -> ExperimentConfig:

@@ -68,8 +68,8 @@ class TrainingReport:
     metrics: dict[str, dict[str, float]]  # scorer ("model", "logistic", "rule", "oracle") -> metrics
     version: str | None = None
     gate: GateDecision | None = None
-    seconds: float = 0.0  # the whole command: `build_seconds` + the run's `training_seconds`
-    build_seconds: float = 0.0  # building or reading the training set
+    seconds: float = 0.0  # the whole command: `build_seconds` + the run's `training_seconds` + the rest
+    build_seconds: float = 0.0  # building or reading the training set, and freeing what the build used
     training_seconds: float = 0.0  # fit, evaluation and logging: the run's metric of that name
     extra: dict[str, float] = field(default_factory=dict)
     rows_train: int = 0
@@ -197,15 +197,20 @@ def load_training_frame(
 def set_dates_in_range(config: ExperimentConfig, path: Path) -> list[pd.Timestamp] | None:
     """The as-of dates of a prebuilt set that the config's [as_of] range picks, as building from the warehouse
     would pick them: month ends from `start` to `end` every `step_months`, the latest `max_dates` of them.
-    A prebuilt set knows no warehouse, so `start = "auto"` is the set's first date and `end = "latest"` its
-    last (the set was built on labelled dates). None when every date of the set is kept."""
+    `start = "auto"` is the warehouse's rule applied to the warehouse the set was built from (`auto_start`),
+    `end = "latest"` the set's last date (it was built on labelled dates). None when every date of the set is
+    kept."""
     column = pq.read_table(path, columns=["as_of"]).column("as_of")
     dates = sorted(pd.DatetimeIndex(pc.unique(column).to_pandas()).normalize())
     del column
     if not dates:
         return None
     first, last = pd.Period(dates[0], "M"), pd.Period(dates[-1], "M")
-    start = first if config.as_of.start == "auto" else pd.Period(config.as_of.start, "M")
+    start = (
+        auto_start(config, path, first)
+        if config.as_of.start == "auto"
+        else pd.Period(config.as_of.start, "M")
+    )
     end = last if config.as_of.end == "latest" else pd.Period(config.as_of.end, "M")
     months = {pd.Period(d, "M") for d in month_ends(str(start), str(end), config.as_of.step_months)}
     day = config.as_of.day_of_month  # month ends take any date of their months, as before the option
@@ -248,6 +253,53 @@ def set_dates_in_range(config: ExperimentConfig, path: Path) -> list[pd.Timestam
         keep[-1].date(),
     )
     return keep
+
+
+def set_meta(path: Path) -> dict[str, Any]:
+    """A prebuilt set's `<file>.meta.json` (`gridrisk features --out` writes it), or {} without one."""
+    meta = Path(path).with_name(Path(path).name + ".meta.json")
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def auto_start(config: ExperimentConfig, path: Path, first: pd.Period) -> pd.Period:
+    """`as_of.start = "auto"` for a prebuilt set, by the warehouse's rule: `history_months` after the first
+    billing month of the warehouse its `.meta.json` names, so the same config on the same data trains on the
+    same dates from the set as from the warehouse (the set's first date had been used, with one month of
+    bills behind it, and `history_months` did nothing). A set whose warehouse is not at hand starts at its
+    first date, with a warning."""
+    from features.sources import has_table
+
+    built = set_meta(path).get("warehouse")
+    if built and Path(built).is_dir() and has_table(Path(built), "bills"):
+        try:
+            return max(first, first_billing_month(Path(built)) + config.as_of.history_months)
+        except TrainingError:
+            pass  # an empty bills table: no rule to apply
+    logger.warning(
+        'training_set %s: as_of.history_months = %d is not applied: as_of.start = "auto" counts it from the '
+        "first billing month of the warehouse the set was built from, and its .meta.json names none that can "
+        "be read (%s); starting at the set's first date %s, whose customers may have little bill history. "
+        "Set as_of.start, or rebuild the set with `gridrisk features --out` from a warehouse at hand",
+        path,
+        config.as_of.history_months,
+        built or "no warehouse recorded",
+        first,
+    )
+    return first
+
+
+def truth_dir_for(config: ExperimentConfig, warehouse: Path) -> Path | None:
+    """The generator's `truth/` for the oracle: for a prebuilt set, that of the warehouse its `.meta.json`
+    names (the config's warehouse is then often none at all), else the warehouse's; None on real data."""
+    places = [Path(warehouse) / "truth"]
+    if config.training_set is not None:
+        built = set_meta(Path(config.training_set)).get("warehouse")
+        if built:
+            places.insert(0, Path(built) / "truth")
+    return next((p for p in places if p.exists()), None)
 
 
 def _as_arrow(dates: list[pd.Timestamp], schema: pa.Schema) -> pa.Array:
@@ -391,8 +443,11 @@ def checked_frame(frame: pd.DataFrame, spec: TaskSpec, features: list[str]) -> p
 
 
 def split_frame(
-    frame: pd.DataFrame, spec: TaskSpec, config: ExperimentConfig
+    frame: pd.DataFrame, spec: TaskSpec, config: ExperimentConfig, *, hint: bool = True
 ) -> tuple[TimeSplit, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The time split of `frame` and its three parts. A refusal says how many dates the split needs and so
+    about how long a warehouse must be (`hint`); a backtest window cut short by the windows after it says
+    its own thing instead."""
     gap = config.split.gap_days if config.split.gap_days is not None else spec.label_window_days
     if gap < spec.label_window_days:
         raise TrainingError(gap_message(gap, spec.task.value, spec.label_window_days))
@@ -406,6 +461,8 @@ def split_frame(
     try:
         split = split_for(config.split.scheme, dates, **settings)
     except TrainingError as exc:
+        if not hint:
+            raise
         raise TrainingError(f"{exc}. {_span_hint(config, len(dates), settings)}") from None
     part = split.part(frame["as_of"])
     parts = [rows_where(frame, part == name) for name in ("train", "validation", "test")]
@@ -670,15 +727,14 @@ def train_task(
     started = time.perf_counter()
     progress("training set", 0.0)
     frame = load_training_frame(config, Path(warehouse), progress)
-    built = time.perf_counter() - started
     release_memory()  # what building the set freed, before the fit allocates its own
-    truth = Path(warehouse) / "truth"
+    built = time.perf_counter() - started  # the freeing too: it is the build's cost, seconds on a province
     report = train_on_frame(
         frame,
         config,
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
-        truth_dir=truth if truth.exists() else None,
+        truth_dir=truth_dir_for(config, Path(warehouse)),
         source=str(Path(config.training_set or warehouse).resolve()),
         progress=progress,
         config_text=config_text,
@@ -686,8 +742,9 @@ def train_task(
     )
     del frame
     release_memory()  # so the next task of `train --task all` starts from what is alive
-    # The run logged `training_seconds` (fit, evaluation, logging); the set's build is logged beside it, so
-    # the two add up to what the command took.
+    # The run logged `training_seconds` (fit, evaluation, logging); the set's build is logged beside it. What
+    # the command took besides the two (closing the run, freeing the task's memory for the next) is said
+    # apart: the two had been said to add up to the total, and were a second short of it.
     report.build_seconds = built
     client_for(tracking_uri).log_metric(report.run_id, "build_seconds", built)
     report.seconds = time.perf_counter() - started
@@ -787,8 +844,9 @@ def train_on_frame(
                 **split.summary(),
             }
         )
-        mlflow.log_dict(resolved_config(config, split, warehouse), "config/resolved.json")
-        mlflow.log_dict(config.resolved(), "config/as_written.json")
+        resolved = resolved_config(config, split, warehouse)
+        mlflow.log_dict(resolved, "config/resolved.json")
+        log_written(config)
         if config_text is not None:
             mlflow.log_text(config_text, "config/experiment.toml")
         _log_dataset(frame, features, source, spec, fingerprint)
@@ -818,7 +876,9 @@ def train_on_frame(
         )
         model, X_test, p_test = fitted.model, fitted.X_test, fitted.p_test
         scorers, metrics, segments = fitted.scorers, fitted.metrics, fitted.segments
-        mlflow.log_params(_flat_params(config, params, model, train, validation, test, len(features)))
+        mlflow.log_params(
+            _flat_params(config, resolved, params, model, train, validation, test, len(features))
+        )
         mlflow.log_metric("validation_roc_auc", model.validation_roc_auc_)
         check = model.calibration_check_
         if check is not None:
@@ -897,7 +957,7 @@ def train_on_frame(
         if config.register_model:
             progress("gate", None)
             report.version, report.gate = _register_and_gate(
-                tracking_uri, spec, config, model_uri, run_id, metrics, test
+                tracking_uri, spec, config, model_uri, run_id, metrics, test, (source, fingerprint)
             )
         report.seconds = report.training_seconds = time.perf_counter() - started
         mlflow.log_metric("training_seconds", report.training_seconds)
@@ -912,8 +972,10 @@ def _register_and_gate(
     run_id: str,
     metrics: dict[str, dict[str, float]],
     test: pd.DataFrame,
+    data: tuple[str, str] = ("", ""),
 ) -> tuple[str, GateDecision]:
-
+    """Register the run's model and gate it against the champion; `data` is the challenger's (data_source,
+    data_fingerprint), to tell whether the two were trained on the same data."""
     from serving.model import load_packaged_model
 
     client = client_for(tracking_uri)
@@ -962,26 +1024,104 @@ def _register_and_gate(
     rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
     decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task=task)
     if champion is not None:
-        seen = fitted_into(package.info, test, spec.label_window_days)
+        seen = data_note(
+            package.info,
+            trained_on(client, champion.run_id),
+            data,
+            test,
+            spec.label_window_days,
+            who=f"the champion v{champion.version}",
+            against="the challenger",
+        )
         if seen is not None:
             logger.warning("%s gate: %s", task, seen)
             decision = replace(decision, reason=f"{decision.reason}; note: {seen}")
     return _record_decision(client, task, decision, {"registered_version": str(version.version)})
 
 
-def fitted_into(info: dict[str, Any], test: pd.DataFrame, window_days: int) -> str | None:
-    """Whether a champion learned from outcomes this test window reads (a challenger trained on an earlier
-    as_of.end): its last fitted as-of date's label window, `window_days` long, reaches past the window's first
-    as-of date, as the split's own gap forbids. The comparison then favours the champion."""
+def fitted_into(
+    info: dict[str, Any],
+    test: pd.DataFrame,
+    window_days: int,
+    *,
+    who: str = "the champion",
+    so: str = "so the comparison favours it",
+) -> str | None:
+    """Whether a model learned from outcomes this test window reads (a champion, against a challenger trained
+    on an earlier as_of.end; or a version evaluated on another window than its own): its last fitted as-of
+    date's label window, `window_days` long, reaches past the window's first as-of date, as the split's own
+    gap forbids. Its numbers on the window are then flattered. Only meaningful on the data it was fitted on
+    (`data_note`)."""
     fitted = [info.get("as_of_train"), info.get("as_of_validation")]
     ends = [pd.Timestamp(span[-1]) for span in fitted if isinstance(span, list) and span]
     start = pd.Timestamp(test["as_of"].min())
     if not ends or max(ends) + pd.Timedelta(days=window_days) <= start:
         return None
     return (
-        f"the champion was fitted on as-of dates up to {max(ends).date()}, whose {window_days}-day label "
-        f"windows reach past this test window's start {start.date()}: it has seen these outcomes, so the "
-        "comparison favours it"
+        f"{who} was fitted on as-of dates up to {max(ends).date()}, whose {window_days}-day label "
+        f"windows reach past this test window's start {start.date()}: it has seen these outcomes, {so}"
+    )
+
+
+def trained_on(client, run_id: str | None) -> tuple[str, str]:
+    """(data_source, data_fingerprint) a training run was tagged with; empty strings where it says nothing."""
+    if not run_id:
+        return "", ""
+    try:
+        tags = client.get_run(run_id).data.tags
+    except Exception:  # a run deleted from the store: its model version outlives it
+        return "", ""
+    return tags.get("data_source", ""), tags.get("data_fingerprint", "")
+
+
+def data_note(
+    info: dict[str, Any],
+    theirs: tuple[str, str],
+    ours: tuple[str, str],
+    test: pd.DataFrame,
+    window_days: int,
+    *,
+    who: str,
+    against: str,
+    so: str = "so the comparison favours it",
+) -> str | None:
+    """What to say about the data a model (`who`: a champion, or an evaluated version) was trained on, against
+    the data of this window (`against`): trained on another data source, the two were trained on different
+    data and its fitted dates say nothing of these outcomes (a champion trained on another utility had been
+    said to "have seen these outcomes"); on the same source, whether its fitted dates reach into the window
+    (`fitted_into`). `theirs` and `ours` are (data_source, data_fingerprint)."""
+    (source, fingerprint), (our_source, our_fingerprint) = theirs, ours
+    if source and our_source and source != our_source:
+        return (
+            f"{who} was trained on other data ({source}, data_fingerprint {fingerprint or 'unknown'}) than "
+            f"{against} ({our_source}, data_fingerprint {our_fingerprint or 'unknown'}): the two were "
+            "trained on different data, and its numbers here are on data it never saw"
+        )
+    return fitted_into(info, test, window_days, who=who, so=so)
+
+
+def day_note(info: dict[str, Any], test: pd.DataFrame, who: str) -> str | None:
+    """When this window's as-of dates fall on another day of the month than the model's own test dates: at a
+    month end every bill of the month is past due, on the 10th most are not, so the customers are unlike
+    those it learned from (as `gridrisk score` says of a scoring date)."""
+    from serving.batch import learned_day
+
+    learned_on = learned_day(info)
+    dates = [pd.Timestamp(d) for d in sorted(test["as_of"].unique())]
+    if learned_on is None or not dates:
+        return None
+    here: int | str = "end" if all(d.is_month_end for d in dates) else dates[-1].day
+    if here == learned_on:
+        return None
+
+    def words(day: int | str) -> str:
+        return "month ends" if day == "end" else f"day {day} of each month"
+
+    fix = '[as_of] day = "end"' if learned_on == "end" else f"[as_of] day = {learned_on}"
+    return (
+        f"{who} was trained on {words(learned_on)}, and this window's as-of dates are {words(here)}: the "
+        f"customers' latest bills are at another stage (due or not yet), so its numbers here are not those "
+        f"of its own day; evaluate it with its own config (no --config), or a config with {fix}"
     )
 
 
@@ -1015,22 +1155,29 @@ def resolved_config(config: ExperimentConfig, split: TimeSplit, warehouse: Path 
     return out
 
 
+def log_written(config: ExperimentConfig) -> None:
+    """The config as written (`config/as_written.json`) and, apart from it, what the command line changed
+    (`config/overrides.json` and the tag `config_overrides`); `--warehouse` had been folded into the first."""
+    import mlflow
+
+    mlflow.log_dict(config.as_written(), "config/as_written.json")
+    overrides = config.overrides()
+    if overrides:
+        mlflow.log_dict(overrides, "config/overrides.json")
+        mlflow.set_tag("config_overrides", json.dumps(overrides, sort_keys=True)[:5000])
+
+
 def _flat_params(
-    config, params, model: TaskModel, train, validation, test, n_features: int
+    config, resolved: dict[str, Any], params, model: TaskModel, train, validation, test, n_features: int
 ) -> dict[str, Any]:
+    """Every config key the run used, as params to compare runs by in the MLflow table: the resolved values
+    (`as_of.start` the first month used, not "auto"; `split.gap_days` in days, not None) and the config's
+    `search.n_trials` whether or not the search ran (`search.enabled` says whether it did)."""
     out: dict[str, Any] = {f"lightgbm.{k}": v for k, v in params.model_dump().items()}
-    out.update({f"split.{k}": v for k, v in config.split.model_dump().items()})
-    out.update({f"gate.{k}": v for k, v in config.gate.model_dump().items()})
+    for section in ("as_of", "split", "gate", "evaluation", "search", "sample", "calibration"):
+        out.update({f"{section}.{k}": _param(v) for k, v in resolved[section].items()})
     out.update(
         {
-            "calibration.method": config.calibration.method,
-            "search.enabled": config.search.enabled,
-            "search.n_trials": config.search.n_trials if config.search.enabled else 0,
-            "evaluation.station_capacity": config.evaluation.station_capacity,
-            "as_of.start": config.as_of.start,
-            "as_of.end": config.as_of.end,
-            "sample.customers": config.sample.customers,
-            "sample.seed": config.sample.seed,
             "best_iteration": model.best_iteration_,
             "n_features": n_features,
             "rows_train": len(train),
@@ -1042,6 +1189,11 @@ def _flat_params(
         out["fold_trees"] = ",".join(str(t) for t in model.fold_trees_)
     out["calibration.served"] = model.calibrator_.method
     return out
+
+
+def _param(value: Any) -> Any:
+    """A list as MLflow shows it best: "0.01,0.05"."""
+    return ",".join(str(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def _log_metrics(
@@ -1150,6 +1302,34 @@ class EvaluationReport:
     split: TimeSplit
     metrics: dict[str, dict[str, float]]
     segments: dict[str, float]
+    version: str = ""  # the version evaluated (the one an alias held)
+    notes: list[str] = field(default_factory=list)  # what flatters or skews its numbers on this window
+
+
+def version_config(tracking_uri: str, model_uri: str, **overrides: Any) -> ExperimentConfig | None:
+    """The config a registered version was trained with (its run's `config/resolved.json`: the as-of months,
+    day and gap it used, its warehouse or training set), with `overrides` (e.g. warehouse=…) in its place;
+    None when its run logged none (a version from before these records, or a deleted run)."""
+    from mlflow.exceptions import MlflowException
+
+    from serving.model import model_reference
+    from training.config import with_overrides
+
+    client = client_for(tracking_uri)
+    name, version = model_reference(model_uri, client)
+    run_id = client.get_model_version(name, version).run_id
+    if not run_id:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "config/resolved.json", tmp)
+        except (MlflowException, OSError):
+            return None
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    from training.config import config_from_dict
+
+    config = config_from_dict(raw, f"config/resolved.json of {name} version {version} (run {run_id})")
+    return with_overrides(config, **overrides)
 
 
 def evaluate_model(
@@ -1187,16 +1367,37 @@ def evaluate_model(
     progress("baselines", None)
     logistic = LogisticBaseline(package.spec.names, seed=config.lightgbm.seed).fit(train)
     progress("evaluate", None)
-    truth = Path(warehouse) / "truth"
     _, metrics, segments = evaluate_on_test(
         test,
         package.predict_proba(package.spec.matrix(test)),
         logistic.predict_proba(test),
         spec,
         config.evaluation,
-        truth if truth.exists() else None,
+        truth_dir_for(config, Path(warehouse)),
     )
     fingerprint = data_fingerprint(frame)
+    source = str(Path(config.training_set or warehouse).resolve())
+    client = client_for(tracking_uri)
+    who = f"{name} version {version}"
+    notes = [
+        note
+        for note in (
+            data_note(
+                package.info,
+                trained_on(client, client.get_model_version(name, version).run_id),
+                (source, fingerprint),
+                test,
+                spec.label_window_days,
+                who=who,
+                against="this evaluation",
+                so="so its numbers here are flattered",
+            ),
+            day_note(package.info, test, who),
+        )
+        if note is not None
+    ]
+    for note in notes:
+        logger.warning("%s evaluation: %s", spec.task.value, note)
     experiment_id = ensure_experiment(tracking_uri, experiment_name(spec.task.value), artifact_root)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate-{spec.task.value}") as run:
         mlflow.set_tags(
@@ -1205,13 +1406,23 @@ def evaluate_model(
                 "task": spec.task.value,
                 "model_uri": model_uri,
                 "model_version": version,
-                "data_source": str(Path(config.training_set or warehouse).resolve()),
+                "data_source": source,
                 "data_fingerprint": fingerprint,
                 **split.summary(),
+                **({"evaluation_notes": " | ".join(notes)[:5000]} if notes else {}),
             }
         )
+        mlflow.log_dict(config.resolved(), "config/evaluated_with.json")
         _log_dataset(frame, package.spec.names, str(warehouse), spec, fingerprint, context="evaluation")
         _log_metrics(metrics, segments, {})
     return EvaluationReport(
-        spec.task.value, model_uri, run.info.run_id, spec.primary_metric, split, metrics, segments
+        spec.task.value,
+        model_uri,
+        run.info.run_id,
+        spec.primary_metric,
+        split,
+        metrics,
+        segments,
+        version=str(version),
+        notes=notes,
     )

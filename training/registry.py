@@ -51,17 +51,72 @@ def client_for(tracking_uri: str):
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) -> str:
-    """The experiment's id, creating it (with artifacts under `artifact_root/<name>` for embedded stores)."""
+    """The experiment's id, creating it (with artifacts under `artifact_root/<name>` for embedded stores).
+
+    An experiment's artifact location is fixed when MLflow creates it, as an absolute path. After the gridrisk
+    home was moved (or restored elsewhere) the embedded store still named the old home's folder, and new
+    runs and model versions were written there, recreating it, or failing after the whole fit where it
+    cannot be written. So an existing experiment of an embedded store whose artifacts live outside
+    `artifact_root` is renamed `<name> (artifacts in <old folder>)`, its runs kept and still listed, and a new
+    `<name>` is created under `artifact_root`, with a warning; registered models are not experiments, and
+    keep their versions."""
     client = client_for(tracking_uri)
     experiment = client.get_experiment_by_name(name)
+    root = (
+        Path(artifact_root).resolve() if artifact_root is not None and is_local_store(tracking_uri) else None
+    )
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
-    location = None
-    if artifact_root is not None and is_local_store(tracking_uri):
-        location = (Path(artifact_root) / name).resolve().as_uri()
+        if root is None or not _outside(experiment.artifact_location, root):
+            return experiment.experiment_id
+        old = _folder(experiment.artifact_location)
+        kept = _free_name(client, f"{name} (artifacts in {old})")
+        client.rename_experiment(experiment.experiment_id, kept)
+        logger.warning(
+            "experiment %s keeps its artifacts in %s, outside this gridrisk home's %s (a home moved or "
+            "restored elsewhere): renamed it %r with its runs, and new runs of %s go to a new experiment "
+            "under %s. Registered versions still load from where they were written; see the README on "
+            "moving a home",
+            name,
+            old,
+            root,
+            kept,
+            name,
+            root,
+        )
+    location = (root / name).as_uri() if root is not None else None
     return client.create_experiment(name, artifact_location=location)
+
+
+def _folder(location: str) -> str:
+    """A file: URI as a path; anything else as it is."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(location)
+    return unquote(parsed.path) if parsed.scheme == "file" else location
+
+
+def _outside(location: str | None, artifact_root: Path) -> bool:
+    """Whether an embedded store's experiment keeps its artifacts in a folder outside `artifact_root`. A
+    location that is not a local folder (an object store someone chose) is left alone."""
+    if not location:
+        return False
+    from urllib.parse import urlparse
+
+    scheme = urlparse(location).scheme
+    if scheme not in ("", "file"):
+        return False
+    return not Path(_folder(location)).resolve().is_relative_to(Path(artifact_root).resolve())
+
+
+def _free_name(client, wanted: str) -> str:
+    """`wanted`, or `wanted` with " 2", " 3", … when an experiment already has that name."""
+    name, n = wanted, 1
+    while client.get_experiment_by_name(name) is not None:
+        n += 1
+        name = f"{wanted} {n}"
+    return name
 
 
 def version_by_alias(client, task: str, alias: str):
@@ -174,7 +229,8 @@ def decide(
     task: str,
 ) -> GateDecision:
     """The promotion rule, on numbers measured on the same test window:
-    primary >= champion's primary + margin, and ROC-AUC >= champion's ROC-AUC - tolerance.
+    primary >= champion's primary + margin (strictly higher when the margin is 0: a tie is refused as "ties
+    the champion"), and ROC-AUC >= champion's ROC-AUC - tolerance.
 
     With no champion yet, the task's rule (what the teams rank by today) is the floor: the first model is
     served when it loses to the rule on neither number, or wins on the one it does not lose on (`_first`).
@@ -196,18 +252,27 @@ def decide(
         return _first(challenger, gate, primary_metric, rule, task)
     need_primary = champion.primary + gate.primary_margin
     need_auc = champion.roc_auc - gate.auc_tolerance
-    beats = challenger.primary >= need_primary
+    # With no margin the primary metric must be strictly higher: a tie makes up for nothing, as for a first
+    # model against the rule (an identical retrain under `primary_margin = 0` "beat" the champion).
+    if gate.primary_margin > 0:
+        beats, need = challenger.primary >= need_primary, f">= {need_primary:.4f}"
+    else:
+        beats, need = challenger.primary > champion.primary, f"> {champion.primary:.4f}"
     keeps_auc = challenger.roc_auc >= need_auc
     facts = (
         f"{primary_metric} {challenger.primary:.4f} vs champion v{champion.version} {champion.primary:.4f} "
-        f"(needs >= {need_primary:.4f}); roc_auc {challenger.roc_auc:.4f} vs {champion.roc_auc:.4f} "
+        f"(needs {need}); roc_auc {challenger.roc_auc:.4f} vs {champion.roc_auc:.4f} "
         f"(needs >= {need_auc:.4f})"
     )
     if beats and keeps_auc:
         return GateDecision(True, f"beats the champion: {facts}", primary_metric, challenger, champion)
-    why = (
-        "does not beat the champion's primary metric by the margin" if not beats else "loses too much ROC-AUC"
-    )
+    if not beats and challenger.primary == champion.primary:
+        short = "short of the margin" if gate.primary_margin > 0 else "and a tie makes up for nothing"
+        why = f"ties the champion on its primary metric, {short}"
+    elif not beats:
+        why = "does not beat the champion's primary metric by the margin"
+    else:
+        why = "loses too much ROC-AUC"
     return GateDecision(False, f"{why}: {facts}", primary_metric, challenger, champion)
 
 

@@ -122,6 +122,11 @@ def test_too_few_dates_stop_the_backtest_with_the_reason(frame, features) -> Non
     assert 1 <= len(report.windows) < 6
     assert report.stopped.startswith(f"window {len(report.windows) + 1} (test dates ending ")
     assert "label window" in report.stopped or "as-of dates" in report.stopped
+    # The window was cut short by the windows after it, not by the warehouse: no advice on its length (a
+    # tester's 36-month warehouse was told it needed "about 28 months of bills").
+    done = len(report.windows)
+    assert f"At most {done} window{'s' if done > 1 else ''} fit" in report.stopped, report.stopped
+    assert "the warehouse needs about" not in report.stopped and "history_months" not in report.stopped
     with pytest.raises(TrainingError, match="no backtest window could be fitted"):
         backtest_frame(frame[frame["as_of"] >= sorted(frame["as_of"].unique())[20]], config(), windows=2,
                        features=features)  # fmt: skip

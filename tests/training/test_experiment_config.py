@@ -58,6 +58,12 @@ def test_warehouse_override_wins(tmp_path: Path) -> None:
         ('task = "arrears"\n[lightgbm]\nlambda_l2 = inf\n', "lightgbm.lambda_l2"),
         ('task = "arrears"\n[lightgbm]\nscale_pos_weight = nan\n', "lightgbm.scale_pos_weight"),
         ('task = "arrears"\n[gate]\nprimary_margin = 5\n', "gate.primary_margin"),
+        # A tolerance of 1 was accepted and gave a ROC-AUC floor of -0.148: no floor at all.
+        (
+            'task = "arrears"\n[gate]\nauc_tolerance = 1.0\n',
+            "gate.auc_tolerance: gate.auc_tolerance = 1 would let the challenger's ROC-AUC fall 1 below",
+        ),
+        ('task = "arrears"\n[gate]\nauc_tolerance = 0.5\n', "keep it under 0.5"),
         # Coerced, so what trained was not what the file said: a quoted number, a word for a switch, a depth
         # of 0 that LightGBM reads as unlimited (the config's unlimited is -1).
         (

@@ -105,6 +105,25 @@ def test_challenger_against_champion(challenger: GateScores, promote: bool, why:
     assert decision.metrics()["gate_champion_primary"] == 0.30
 
 
+def test_with_no_margin_a_tie_does_not_beat_the_champion() -> None:
+    # A tester's bit-identical retrain under primary_margin = 0 "beat the champion" (0.9175 vs 0.9175, needs
+    # >= 0.9175) and replaced it; the first-model rule already says a tie makes up for nothing.
+    no_margin = GateConfig(primary_margin=0.0, auc_tolerance=0.005)
+    champion = GateScores("1", 0.9175, 0.8520)
+    metric = "amount_recall_at_5pct"
+    tie = decide(GateScores("2", 0.9175, 0.8520), champion, no_margin, metric, task="arrears")
+    assert not tie.promote
+    assert tie.reason.startswith("ties the champion on its primary metric, and a tie makes up for nothing")
+    assert "(needs > 0.9175)" in tie.reason
+    better = decide(GateScores("2", 0.9176, 0.85), champion, no_margin, metric, task="arrears")
+    assert better.promote and better.reason.startswith("beats the champion")
+    # With a margin, a tie is named as one too.
+    same = GateScores("1", 0.30, 0.80)
+    kept = decide(GateScores("2", 0.30, 0.80), same, GATE, "precision_at_5pct", task="arrears")
+    assert not kept.promote and kept.reason.startswith("ties the champion")
+    assert "short of the margin" in kept.reason and "(needs >= 0.3100)" in kept.reason
+
+
 @pytest.mark.parametrize("rule", [None, GateScores("rule", 0.10, 0.30)])
 def test_below_chance_is_never_promoted(rule: GateScores | None) -> None:
     # A reviewer's cases: with no rule to compare, or against a champion it beats on both numbers, a model at
@@ -246,3 +265,34 @@ def test_a_champion_fitted_on_the_test_window_is_named() -> None:
     # arrears labels (120 days) read bills due until late October, inside a window starting 2022-07-31.
     later = test.assign(as_of=test["as_of"] + pd.offsets.MonthEnd(1))
     assert fitted_into({"as_of_validation": ["2022-04-30", "2022-06-30"]}, later, 120) is not None
+
+
+def test_a_moved_home_writes_new_runs_under_the_current_home(tmp_path, caplog) -> None:
+    # After `mv home home_moved` a tester's new run and model version were written into the old home's
+    # folder (the experiment's artifact location, fixed at its creation), which MLflow silently recreated.
+    import mlflow
+
+    from training.registry import ensure_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    old_root, new_root = tmp_path / "old" / "mlartifacts", tmp_path / "new" / "mlartifacts"
+    first = ensure_experiment(uri, "gridrisk-theft", old_root)
+    client = client_for(uri)
+    earlier = client.create_run(first).info.run_id
+    assert ensure_experiment(uri, "gridrisk-theft", old_root) == first  # the same home: the same experiment
+    with caplog.at_level("WARNING", logger="training.registry"):
+        second = ensure_experiment(uri, "gridrisk-theft", new_root)
+    assert second != first
+    assert client.get_experiment(second).name == "gridrisk-theft"
+    assert client.get_experiment(second).artifact_location == (new_root / "gridrisk-theft").resolve().as_uri()
+    kept = client.get_experiment(first)
+    assert kept.name == f"gridrisk-theft (artifacts in {(old_root / 'gridrisk-theft').resolve()})"
+    assert client.get_run(earlier).info.experiment_id == first  # the old runs stay, under the kept name
+    assert "outside this gridrisk home's" in caplog.text and "renamed it" in caplog.text
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=second) as run:
+        mlflow.log_text("x", "note.txt")
+    assert run.info.artifact_uri.startswith(new_root.resolve().as_uri())
+    assert not old_root.exists()  # nothing written into the old home
+    assert ensure_experiment(uri, "gridrisk-theft", new_root) == second
+    assert ensure_experiment(uri, "gridrisk-theft", None) == second  # promote logs no artifacts: left alone

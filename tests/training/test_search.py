@@ -50,3 +50,32 @@ def test_the_best_trial_scores_what_the_run_logs_as_validation_roc_auc(
     best, auc = search_params("arrears", features, split, train, validation, FAST, TWO, log_trials=False)
     fitted = TaskModel("arrears", features, best).fit_split(split, train, validation)
     assert auc == fitted.validation_roc_auc_
+
+
+def test_no_trial_draws_more_leaves_than_its_depth_allows(
+    frame: pd.DataFrame, features: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tester's trial 0 drew num_leaves = 61 under max_depth = 3, which allows 8: a trial spent on nothing.
+    import training.search as search
+
+    drawn: list[LightGBMConfig] = []
+
+    class Recorded:  # stands for the fit: records what each trial asked for
+        def __init__(self, task, features, params, calibration) -> None:
+            drawn.append(params)
+            self.validation_roc_auc_ = 0.5 + params.num_leaves / 1000
+            self.best_iteration_ = 1
+
+        def validate_split(self, *args) -> None:
+            return None
+
+    monkeypatch.setattr(search, "TaskModel", Recorded)
+    split, train, validation, _ = purged(frame)
+    trials = SearchConfig(enabled=True, n_trials=40)
+    best, _ = search_params("arrears", features, split, train, validation, FAST, trials, log_trials=False)
+    assert len(drawn) == 40
+    assert all(p.num_leaves <= 2**p.max_depth for p in drawn), [(p.num_leaves, p.max_depth) for p in drawn]
+    assert {p.max_depth for p in drawn} <= {3, 4, 5, 6, 8} and best.num_leaves <= 2**best.max_depth
+    # The keys the search overrides, as the README and the configs' [search] comment list them.
+    searched = {"learning_rate", "num_leaves", "max_depth", "min_child_samples", "feature_fraction"}
+    assert set(search.SEARCH_SPACE) == searched | {"lambda_l2"}

@@ -72,7 +72,14 @@ def test_train_twice_reproduces_metrics_then_evaluate_and_promote(
     # found 27.4 s printed against a training_seconds of 11.28).
     said = " ".join(second.output.split())
     built, trained = metrics[1]["build_seconds"], metrics[1]["training_seconds"]
-    assert f"(training set {built:.1f} s, training_seconds {trained:.1f})" in said, said
+    assert f"(training set {built:.1f} s, training_seconds {trained:.1f}, " in said, said
+    # ... and the rest is said, so the parts add up to the total (a tester found 20.9 s against 4.7 + 14.7).
+    import re
+
+    total, *parts = re.search(
+        r"([\d.]+) s \(training set ([\d.]+) s, training_seconds ([\d.]+), ([\d.]+) s closing the run", said
+    ).groups()
+    assert sum(float(p) for p in parts) == pytest.approx(float(total), abs=0.151)
 
     evaluated = invoke(
         "evaluate", "--task", "arrears", "--config", str(config), "--warehouse", str(generated_dir)
@@ -184,7 +191,8 @@ def test_a_training_set_that_cannot_train_is_refused_before_any_task_runs(
     config.write_text('task = "arrears"\ntraining_set = "sets/arrears.parquet"\n')
     said = " ".join(invoke("train", str(config)).output.split())
     where = tmp_path.resolve() / "sets" / "arrears.parquet"
-    assert f"(relative paths are read from the current folder: {where})" in said.replace("\n", "")
+    said = said.replace("\n", "")
+    assert f"(relative paths are read from the current folder, not the config file's: {where})" in said
 
 
 def test_evaluate_names_what_the_registry_holds_before_reading_any_data(
@@ -230,7 +238,15 @@ def test_a_missing_or_empty_warehouse_is_refused_without_a_traceback(
     monkeypatch.chdir(tmp_path)
     result = invoke("train", "--task", "arrears", "--warehouse", "nowhere")
     said = " ".join(result.output.split())
-    assert f"warehouse nowhere (a relative path, read from {tmp_path}) does not exist" in said, said
+    here = f"(a relative path, read from the current folder {tmp_path}, not the config file's)"
+    assert f"warehouse nowhere {here} does not exist" in said, said
+    # A config's own relative warehouse is read from there too, and the refusal says so (a tester had to
+    # find out which folder `warehouse = "../wh36"` was read from).
+    elsewhere = tmp_path / "configs"
+    elsewhere.mkdir()
+    (elsewhere / "arrears.toml").write_text('task = "arrears"\nwarehouse = "../wh36"\n')
+    said = " ".join(invoke("train", str(elsewhere / "arrears.toml")).output.split())
+    assert f"warehouse ../wh36 {here} does not exist" in said, said
     empty = tmp_path / "empty"
     empty.mkdir()
     result = invoke("train", "--task", "theft", "--warehouse", str(empty))
@@ -517,6 +533,16 @@ def test_a_model_far_off_the_test_rate_is_said_to_rank_only(ece: float, said: bo
     assert "logistic baseline beats" not in text  # no logistic metrics, nothing to say
 
 
+def test_the_printed_seconds_add_up_to_the_total() -> None:
+    # "20.9 s (training set 4.7 s, training_seconds 14.7)": a second and a half was in neither part.
+    report = _report("arrears", {"model": {"rows": 900.0, "positives": 90.0}}, "roc_auc", [])
+    report.seconds, report.build_seconds, report.training_seconds = 20.9, 4.7, 14.7
+    text = " ".join(_printed(report).split())
+    assert (
+        "20.9 s (training set 4.7 s, training_seconds 14.7, 1.5 s closing the run and freeing memory)" in text
+    )
+
+
 def test_a_model_the_logistic_baseline_beats_is_said_so() -> None:
     # A tester's 30-month archive: the first arrears model stopped at 43 trees on 7 training dates, lost to
     # the logistic baseline on 11 of 13 metrics, and was promoted (the gate holds a first model to the rule).
@@ -552,3 +578,46 @@ def test_sample_help_names_the_config_section(command: str) -> None:
     # Rich read "[sample]" as markup and printed "…; overrides" with the section gone.
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "300"})
     assert "overrides [sample]" in result.output, result.output
+
+
+def test_evaluate_uses_the_versions_own_config_and_says_what_skews_another_window(
+    generated_dir: Path, home: Path, config: Path
+) -> None:
+    # A tester's day-10 model was evaluated on the default month-end window, which also read outcomes it had
+    # been fitted on, without a word; the alias's version was not printed, nor train's warnings.
+    from mlflow import MlflowClient
+
+    day10 = config.with_name("day10.toml")
+    day10.write_text(config.read_text(encoding="utf-8").replace('# day = "end"', "day = 10"))
+    trained = invoke("train", str(day10), "--warehouse", str(generated_dir))
+    assert trained.exit_code == 0, trained.output
+    uri = f"sqlite:///{(home / 'mlflow.db').resolve()}"
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name("gridrisk-arrears")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`gridrisk.kind` = 'training'")
+
+    own = invoke("evaluate", "--task", "arrears", "--warehouse", str(generated_dir))
+    said = " ".join(own.output.split())
+    assert own.exit_code == 0, own.output
+    assert "evaluating models:/gridrisk-arrears@champion (version 1) with v1's own config" in said, said
+    assert f"on test {run.data.tags['split_test']}" in said  # its own day-10 test window
+    assert "model ROC-AUC standard error" in said  # the warnings train prints, by the same code
+    assert "note:" not in said
+    evaluation = client.search_runs([experiment.experiment_id], "tags.`gridrisk.kind` = 'evaluation'")[0]
+    assert evaluation.data.metrics["test_roc_auc"] == pytest.approx(
+        run.data.metrics["test_roc_auc"], abs=1e-12
+    )
+
+    # The month-end config: another day, and a window whose start its fitted dates' labels reach into.
+    other = invoke("evaluate", "--task", "arrears", "--version", "1", "--config", str(config),
+                   "--warehouse", str(generated_dir))  # fmt: skip
+    said = " ".join(other.output.split())
+    assert other.exit_code == 0, other.output
+    assert "it has seen these outcomes, so its numbers here are flattered" in said, said
+    assert "was trained on day 10 of each month, and this window's as-of dates are month ends" in said
+    latest = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`gridrisk.kind` = 'evaluation'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    assert "has seen these outcomes" in latest.data.tags["evaluation_notes"]

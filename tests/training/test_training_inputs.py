@@ -111,3 +111,42 @@ def test_an_explicit_as_of_range_picks_a_prebuilt_sets_dates(frame: pd.DataFrame
         assert (per_date.tail(3) == everyone).all() and (per_date.iloc[:-3] < everyone).all(), as_of
     late = default_config("arrears", training_set=path, as_of={"start": "2022-01"}, sample={"customers": 0.5})
     assert pd.to_datetime(load_training_frame(late, tmp_path)["as_of"]).min() == pd.Timestamp("2022-01-31")
+
+
+def test_auto_start_on_a_prebuilt_set_counts_history_from_its_warehouse(
+    frame: pd.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A tester's prebuilt theft set trained from as-of dates with one month of bills behind them:
+    # history_months did nothing, and the same config gave another model than from the warehouse.
+    import json
+
+    from training.config import default_config
+    from training.experiment import load_training_frame, truth_dir_for
+
+    warehouse = tmp_path / "wh"
+    (warehouse / "truth").mkdir(parents=True)
+    # Bills from October 2020: "auto" with history_months = 6 starts in April 2021, as from the warehouse.
+    pd.DataFrame({"customer_id": ["C1"], "period": ["2020-10"]}).to_parquet(warehouse / "bills.parquet")
+    path = tmp_path / "arrears.parquet"  # 24 month ends, 2021-01..2022-12
+    frame.to_parquet(path)
+    meta = path.with_name(path.name + ".meta.json")
+    meta.write_text(json.dumps({"task": "arrears", "warehouse": str(warehouse)}))
+
+    def first_date(**as_of) -> str:
+        config = default_config("arrears", training_set=path, as_of=as_of)
+        loaded = load_training_frame(config, tmp_path / "no-warehouse")
+        return f"{pd.to_datetime(loaded['as_of']).min():%Y-%m}"
+
+    assert first_date() == "2021-04"
+    assert first_date(history_months=3) == "2021-01"
+    assert first_date(history_months=1) == "2021-01"  # never before the set's own first date
+    assert first_date(start="2021-02") == "2021-02"  # a fixed start is the config's
+    # The oracle's truth comes from the set's warehouse when the config's has none (it had no oracle).
+    config = default_config("arrears", training_set=path)
+    assert truth_dir_for(config, tmp_path / "no-warehouse") == warehouse / "truth"
+    # A set whose warehouse is gone starts at its first date, and says history_months was not applied.
+    meta.write_text(json.dumps({"task": "arrears", "warehouse": str(tmp_path / "gone")}))
+    with caplog.at_level("WARNING", logger="training.experiment"):
+        assert first_date() == "2021-01"
+    assert "as_of.history_months = 6 is not applied" in caplog.text
+    assert truth_dir_for(config, tmp_path / "no-warehouse") is None

@@ -254,9 +254,14 @@ def test_the_resolved_config_names_what_the_run_used(
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from training.config import with_overrides
+
     config = default_config(
         "arrears", lightgbm={"num_boost_round": 30, "num_threads": 1}, register_model=False
     )
+    # As `gridrisk train --warehouse wh --trials 3 --no-search` gives it: the command line's values are not
+    # "as written" (a tester found --warehouse in as_written.json).
+    config = with_overrides(config, warehouse=Path("wh"), search={"enabled": False, "n_trials": 3})
     report = train_on_frame(
         frame, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
         feature_version="test-v1", reasons={}, source="synthetic", warehouse=Path("wh"),
@@ -270,3 +275,49 @@ def test_the_resolved_config_names_what_the_run_used(
     assert default_config(**resolved).as_of.start == "2021-01"  # still a config
     written = json.loads((folder / "as_written.json").read_text())
     assert written["as_of"]["start"] == "auto" and written["split"]["gap_days"] is None
+    assert written["warehouse"] is None and written["search"]["n_trials"] == 20
+    overrides = json.loads((folder / "overrides.json").read_text())
+    assert overrides == {"warehouse": "wh", "search.enabled": False, "search.n_trials": 3}
+    # The params hold the resolved values and every key, so runs compare in the MLflow table: a day-10 run
+    # and a step_months = 2 run had the same as_of.* params as the default ones.
+    params = client.get_run(report.run_id).data.params
+    expected = {
+        "as_of.start": "2021-01",
+        "as_of.end": "2022-12",
+        "as_of.day": "end",
+        "as_of.history_months": "6",
+        "as_of.step_months": "1",
+        "as_of.max_dates": "36",
+        "split.gap_days": "120",
+        "evaluation.top_fractions": "0.01,0.05",
+        "evaluation.min_segment_rows": "50",
+        "search.enabled": "False",
+        "search.n_trials": "3",  # the config's value (it was 0 whenever the search was off)
+        "search.timeout_seconds": "None",
+    }
+    assert {k: params.get(k) for k in expected} == expected
+
+
+def test_the_gate_says_when_the_champion_was_trained_on_other_data(frame, features, tmp_path: Path) -> None:
+    # A champion trained on another utility's warehouse was said to "have seen these outcomes" of the
+    # challenger's, and the decision did not say the two models came from different data.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = default_config("arrears", lightgbm={"num_boost_round": 30, "num_threads": 1})
+
+    def train(data: pd.DataFrame, source: str):
+        return train_on_frame(
+            data, config, tracking_uri=uri, artifact_root=tmp_path / "art", features=features,
+            feature_version="test-v1", reasons={}, source=source,
+        )  # fmt: skip
+
+    assert train(frame, "/data/utility-a").gate.promote
+    earlier = frame[frame["as_of"] <= pd.Timestamp("2022-09-30")]  # a test window the champion validated on
+    same = train(earlier, "/data/utility-a")
+    assert "was fitted on as-of dates up to" in same.gate.reason
+    assert "it has seen these outcomes, so the comparison favours it" in same.gate.reason
+    other = train(earlier, "/data/utility-b")
+    reason = other.gate.reason
+    assert "has seen these outcomes" not in reason, reason
+    assert "the champion v1 was trained on other data (/data/utility-a, data_fingerprint " in reason
+    assert "than the challenger (/data/utility-b, data_fingerprint " in reason
+    assert "the two were trained on different data" in reason
