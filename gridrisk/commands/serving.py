@@ -88,6 +88,7 @@ def score(
         raise typer.BadParameter("--out names one file; score one task at a time with it", param_hint="--out")
     day = _as_of_date(as_of)
     settings = _serving_settings(warehouse)
+    _same_account(settings)
     if not settings.warehouse_path.is_dir():
         raise typer.BadParameter(
             f"warehouse {settings.warehouse_path} does not exist; pass --warehouse DIR or set "
@@ -250,6 +251,7 @@ def keys_create(
             f"{role!r} is not one of {', '.join(r.value for r in Role)}", param_hint="--role"
         )
     settings = _serving_settings()
+    _same_account(settings)
     areas = _warehouse_areas(settings.warehouse_path) if station or supply_unit else None
     try:
         supply_unit = _pinned_supply_units(areas, settings.warehouse_path, station, supply_unit)
@@ -263,6 +265,7 @@ def keys_create(
     typer.echo(plaintext)
     for warning in _unknown_scope(areas, settings.warehouse_path, record.stations, record.supply_units):
         typer.echo(f"warning: {warning}", err=True)
+    _keys_from_env(settings, f"key {record.key_id} is refused by a service started with it")
 
 
 def _warehouse_areas(warehouse: Path) -> Any:
@@ -365,11 +368,20 @@ def keys_list() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from serving.access import read_keys
+    from serving.access import parse_env_keys, read_keys
     from serving.errors import KeyStoreError
 
+    settings = _serving_settings()
     try:
-        records = read_keys(_serving_settings().keys_path)
+        if settings.api_keys:
+            records = parse_env_keys(settings.api_keys)
+            typer.echo(
+                f"keys from GRIDRISK_API_KEYS, which a service started with it serves instead of "
+                f"{settings.keys_path} (unset the variable to list that file):",
+                err=True,
+            )
+        else:
+            records = read_keys(settings.keys_path)
     except KeyStoreError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -394,13 +406,61 @@ def keys_revoke(key_id: str = typer.Argument(..., help="the id shown by `gridris
     from serving.errors import HomeUnwritable, KeyStoreError
 
     settings = _serving_settings()
+    _same_account(settings)
     try:
-        record = revoke_key(settings.keys_path, key_id)
+        record, revoked = revoke_key(settings.keys_path, key_id)
     except (KeyStoreError, HomeUnwritable) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    _audit_key(settings, "key_revoked", record)
-    typer.echo(f"revoked {record.key_id} at {record.revoked_at}")
+    if not revoked:  # nothing changed: no second `key_revoked` line
+        typer.echo(f"{record.key_id} was already revoked at {record.revoked_at}; nothing changed")
+    else:
+        _audit_key(settings, "key_revoked", record)
+        typer.echo(f"revoked {record.key_id} at {record.revoked_at}")
+    _keys_from_env(settings, f"key {record.key_id} is still accepted by a service started with it")
+
+
+def _keys_from_env(settings: Any, effect: str) -> None:
+    """`keys create` and `revoke` change keys.json; a service started with GRIDRISK_API_KEYS reads its keys
+    from that variable, once at start-up, and never the file. A tester revoked a key this way, was told
+    "revoked", and the key kept answering 200. The file is still changed (it may be what the variable is set
+    from), and the command says what it did not change."""
+    if settings.api_keys:
+        typer.echo(
+            f"warning: GRIDRISK_API_KEYS is set, and a service started with it reads its keys from that "
+            f"variable (at start-up only), not from {settings.keys_path}, which this command changed: "
+            f"{effect}. Set the variable from the file again and restart the service",
+            err=True,
+        )
+
+
+def _same_account(settings: Any) -> None:
+    """Warn when this command runs as another account than the one owning GRIDRISK_HOME. Run as root, `keys`
+    gave keys.json and audit.log to root, mode 600, and the service's own account could no longer read its
+    keys (now root gives them back to their owner); other files a command writes there (a snapshot) would
+    still be root's."""
+    import pwd
+
+    home = settings.home
+    try:
+        owner = home.stat().st_uid
+    except OSError:
+        return  # not made yet: this command makes it, as this account
+    if owner == os.geteuid():
+        return
+
+    def user(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:  # no passwd entry (a container's numeric user)
+            return f"#{uid}"
+
+    typer.echo(
+        f"warning: GRIDRISK_HOME {home} belongs to {user(owner)} (uid {owner}), but this command runs as "
+        f"{user(os.geteuid())} (uid {os.geteuid()}): run gridrisk commands as the service's account "
+        f"(sudo -u {user(owner)} gridrisk …), or the service may not read or replace what they write",
+        err=True,
+    )
 
 
 def _audit_key(settings: Any, action: str, record: Any) -> None:

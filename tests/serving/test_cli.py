@@ -404,3 +404,47 @@ def test_score_on_an_unwritable_home_says_so_and_the_served_snapshot_stays(
     assert f"cannot be written ({os.strerror(error)}), so the scores were not saved" in output
     assert "arrears snapshot" in output and str(settings.snapshots_path / "arrears") in output
     assert (settings.snapshots_path / "arrears" / "latest").read_text() == before and served is not None
+
+
+def test_keys_commands_say_a_service_on_gridrisk_api_keys_does_not_read_keys_json(env, monkeypatch):
+    # A tester revoked a key, was told "revoked", and a service started with GRIDRISK_API_KEYS kept taking it.
+    assert run("keys", "create", "--role", "analyst")[0] == 0
+    served = (env / "keys.json").read_text()
+    monkeypatch.setenv("GRIDRISK_API_KEYS", served)
+    key_id = json.loads(served)["keys"][0]["key_id"]
+    code, output = run("keys", "revoke", key_id)
+    assert code == 0 and f"revoked {key_id}" in output
+    assert "warning: GRIDRISK_API_KEYS is set" in output and f"key {key_id} is still accepted" in output
+    code, output = run("keys", "create", "--role", "admin")
+    assert code == 0 and "GRIDRISK_API_KEYS is set" in output and "is refused by a service started" in output
+    # `list` shows what such a service serves: the variable's keys (the one revoked in the file is active).
+    monkeypatch.setenv("GRIDRISK_API_KEYS", '{"keys": []}')
+    code, output = run("keys", "list")
+    assert code == 0 and "keys from GRIDRISK_API_KEYS" in output and key_id not in output
+    monkeypatch.delenv("GRIDRISK_API_KEYS")
+    code, output = run("keys", "list")
+    assert code == 0 and key_id in output and "GRIDRISK_API_KEYS" not in output
+
+
+def test_revoking_a_revoked_key_says_so_and_writes_no_second_audit_line(env):
+    assert run("keys", "create", "--role", "analyst")[0] == 0
+    key_id = json.loads((env / "keys.json").read_text())["keys"][0]["key_id"]
+    assert run("keys", "revoke", key_id)[0] == 0
+    code, output = run("keys", "revoke", key_id)
+    assert code == 0 and f"{key_id} was already revoked at" in output and "nothing changed" in output
+    actions = [json.loads(x)["action"] for x in (env / "audit.log").read_text().splitlines()]
+    assert actions == ["key_created", "key_revoked"]
+
+
+def test_keys_and_score_run_as_another_account_than_the_homes_say_so(env, monkeypatch):
+    # `sudo gridrisk keys create` on a home owned by the service's account locked the service out of its keys.
+    assert run("keys", "create", "--role", "analyst")[0] == 0
+    owner = env.stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 4321)
+    code, output = run("keys", "create", "--role", "admin")
+    assert code == 0 and "belongs to" in output and f"(uid {owner}), but this command runs as" in output
+    assert "run gridrisk commands as the service's account" in output
+    code, output = run("score", "--task", "arrears", "--warehouse", str(env / "nowhere"))
+    assert code == 2 and "run gridrisk commands as the service's account" in output
+    monkeypatch.setattr(os, "geteuid", lambda: owner)
+    assert "service's account" not in run("keys", "create", "--role", "admin")[1]
