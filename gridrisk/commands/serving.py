@@ -9,7 +9,9 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,14 +165,38 @@ def score(
         raise typer.Exit(2)
 
 
+WORKER_TIMEOUT = 120  # s: a worker took 5-19 s to start at load 1-7 and about 60 s at load 10
+# Set by `serve` for its workers (spawned processes inherit the environment): how many there are, so each
+# knows whether SIGHUP is its own to handle or its supervisor's.
+WORKERS_VARIABLE = "GRIDRISK_SERVE_WORKERS"
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes"),
+    workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes (1 or more)"),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        help="comma-separated addresses of proxies whose X-Forwarded-For and -Proto are trusted (the client "
+        "address in the audit log); default: uvicorn's, $FORWARDED_ALLOW_IPS or 127.0.0.1",
+    ),
+    worker_timeout: int = typer.Option(
+        WORKER_TIMEOUT,
+        "--worker-timeout",
+        min=1,
+        help="seconds a worker may take to answer uvicorn's health check before it is killed and replaced",
+    ),
 ) -> None:
-    """Run the scoring API (uvicorn, app factory); models and snapshots load at start-up."""
+    """Run the scoring API (uvicorn, app factory); models and snapshots load at start-up.
+
+    SIGTERM and SIGINT stop it gracefully (requests in flight finish; exit code 0); SIGHUP reloads models,
+    snapshots and the customer archive in every worker, as POST /v1/admin/reload does."""
+    import logging
+
     import uvicorn
 
+    from gridrisk import logs
     from gridrisk.commands import port_free_or_exit
     from serving.access import KeyStore
     from serving.errors import KeyStoreError
@@ -182,22 +208,110 @@ def serve(
     except KeyStoreError as exc:
         typer.echo(f"cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
+    _web_settings_or_exit()
     # Before the models load: a second instance on the port announced itself, loaded them, then failed.
     port_free_or_exit(host, port, "gridrisk serve", "stop what holds it, or choose another with --port N")
     if workers > 1:
         open_local_store_once(settings.tracking_uri)
     typer.echo(f"gridrisk API on http://{host}:{port} (docs at /docs)")
+    os.environ[WORKERS_VARIABLE] = str(workers)
+    # No per-request access log: /metrics counts requests by route and status, the audit log callers.
+    config = uvicorn.Config(
+        "gridrisk.commands.serving:service_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=logs.dict_config(logging.getLogger().getEffectiveLevel()),  # `-v` reaches the workers
+        access_log=False,
+        timeout_worker_healthcheck=worker_timeout,
+        **({"forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips is not None else {}),
+    )
     with shared_metrics(workers):
-        # No per-request access log: /metrics counts requests by route and status, the audit log callers.
-        uvicorn.run(
-            "serving.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="info",
-            access_log=False,
-        )
+        if workers > 1:
+            _supervise(config, [config.bind_socket()])
+            return
+        # uvicorn re-raises the SIGTERM it stopped on once it has: the process died of it (exit 143), where
+        # with several workers the parent exits 0. Raised here after a graceful stop, it is an exit 0.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            raise typer.Exit(3)  # uvicorn's STARTUP_FAILURE: the log above says why
+
+
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def service_app() -> Any:
+    """The app each worker runs (uvicorn's factory), with SIGHUP as a reload. Alone (`--workers 1`) the
+    process publishes the reload itself; under a supervisor (several workers) the supervisor does, once for
+    all, and a worker ignores SIGHUP: a terminal's hang-up reaches the whole process group, and a worker it
+    killed dropped its requests in flight."""
+    from serving.main import create_app
+
+    alone = os.environ.get(WORKERS_VARIABLE, "1") == "1"
+    if threading.current_thread() is threading.main_thread():  # signals are set in the main thread only
+        signal.signal(signal.SIGHUP, _publish_reload if alone else signal.SIG_IGN)
+    return create_app()
+
+
+def _publish_reload(signum: int = signal.SIGHUP, frame: Any = None) -> None:
+    """SIGHUP: a new reload generation in the home, as POST /v1/admin/reload writes; every worker refreshes
+    its models, snapshots and customer archive before its next request (keys.json is re-read whenever it
+    changes; GRIDRISK_API_KEYS only at start-up)."""
+    import logging
+
+    from serving.errors import HomeUnwritable
+    from serving.service import ReloadSignal
+    from serving.settings import ServingSettings
+
+    logger = logging.getLogger("serving.signals")
+    path = ServingSettings().reload_path  # the variables were checked at start
+    try:
+        generation = ReloadSignal(path).publish()
+    except HomeUnwritable as exc:
+        logger.error("SIGHUP: %s", exc)
+        return
+    logger.info("SIGHUP: reload %s published; every worker refreshes before its next request", generation)
+
+
+def _web_settings_or_exit() -> None:
+    """GRIDRISK_WEB_* are read when the first page is served: a bad one started the service, /ready said
+    ready, and every page was a 500 with a traceback. Checked here, one line and exit 2, as the others."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from serving.web.settings import WebSettings
+
+    try:
+        WebSettings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "GRIDRISK_WEB_" + "_".join(str(part) for part in error["loc"]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            typer.echo(f"invalid {name} in the environment: {message}", err=True)
+        raise typer.Exit(2) from exc
+    except SettingsError as exc:
+        typer.echo(f"invalid GRIDRISK_WEB_* setting in the environment: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _supervise(config: Any, sockets: list[Any]) -> None:
+    """Run several workers under uvicorn's supervisor, with SIGHUP as a reload. uvicorn's own SIGHUP restarts
+    each worker and gives the new one `timeout_worker_healthcheck` (5 s) to be ready; a gridrisk worker loads
+    its models and snapshots first and took 5-60 s, so the restart was always abandoned, reloading nothing."""
+    import logging
+
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:
+            logging.getLogger("uvicorn.error").info("Received SIGHUP, publishing a reload to the workers.")
+            _publish_reload()
+
+    Supervisor(config, sockets).run()
 
 
 def open_local_store_once(uri: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import typer
 from disk_faults import full_disk, read_only
 from tinymodel import scoring_frame, write_customers
 from typer.testing import CliRunner
@@ -448,3 +449,48 @@ def test_keys_and_score_run_as_another_account_than_the_homes_say_so(env, monkey
     assert code == 2 and "run gridrisk commands as the service's account" in output
     monkeypatch.setattr(os, "geteuid", lambda: owner)
     assert "service's account" not in run("keys", "create", "--role", "admin")[1]
+
+
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` stops where it would check its port (after every setting is checked): no server starts."""
+    import gridrisk.commands
+
+    def stop_here(*args: object) -> None:
+        raise typer.Exit(9)
+
+    monkeypatch.setattr(gridrisk.commands, "port_free_or_exit", stop_here)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("GRIDRISK_WEB_SESSION_SECRET", "short", "the session secret must be at least 16 bytes"),
+        ("GRIDRISK_WEB_SESSION_HOURS", "-1", "greater than 0"),
+        ("GRIDRISK_WEB_PAGE_SIZE", "abc", "valid integer"),
+        ("GRIDRISK_WEB_COOKIE_SECURE", "maybe", "valid boolean"),
+    ],
+)
+def test_serve_refuses_a_bad_web_setting_in_one_line(env, monkeypatch, no_server, variable, value, said):
+    # Each started the service, /ready said ready, and every page was a 500 with a 90-line traceback.
+    monkeypatch.setenv(variable, value)
+    code, output = run("serve")
+    assert code == 2 and f"invalid {variable} in the environment: " in output and said in output
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_serve_refuses_fewer_than_one_worker(env, no_server, workers):
+    code, output = run("serve", "--workers", workers)
+    assert code == 2 and "--workers" in output and "greater than or equal to 1" in output
+    assert run("serve", "--workers", "2")[0] == 9  # reached the port check
+
+
+def test_bad_tasks_and_poll_seconds_stop_every_command_in_one_line(env, monkeypatch):
+    monkeypatch.setenv("GRIDRISK_TASKS", '["arrears", "bogus"]')
+    code, output = run("keys", "list")
+    assert code == 2 and "invalid GRIDRISK_TASKS in the environment: unknown task 'bogus'" in output
+    monkeypatch.setenv("GRIDRISK_TASKS", '["arrears"]')
+    monkeypatch.setenv("GRIDRISK_POLL_SECONDS", "0.01")
+    code, output = run("keys", "list")
+    assert code == 2 and "invalid GRIDRISK_POLL_SECONDS in the environment: 0.01 s would poll" in output
