@@ -7,6 +7,7 @@ append-only JSON-lines audit log that never holds names, phones, addresses or fe
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import errno
 import fcntl
@@ -390,6 +391,12 @@ REFUSALS_PER_MINUTE = 120  # refusal lines one process writes a minute (`AuditLo
 AUDIT_MODE = 0o640  # of a new audit log: the service's account writes it, its group (a log shipper) reads it
 
 
+# The address of the request being served (uvicorn's: the proxy's X-Forwarded-For when the connection comes
+# from an address in --forwarded-allow-ips). Set for each request by serving/metrics.py's middleware, the
+# outermost, and read by `AuditLog.record`; None outside a request (a test calling it directly).
+CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("gridrisk_client", default=None)
+
+
 class AuditLog:
     """Append-only JSON lines: who pulled what, when, with which model; counts, never customer details."""
 
@@ -415,6 +422,7 @@ class AuditLog:
             "filters": filters,
             "model_version": model_version,
             "rows": rows,
+            "client": CLIENT.get(),  # refusals carried it, answered requests did not
         }
         try:
             self._write(entry)

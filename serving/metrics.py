@@ -30,6 +30,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from serving.access import CLIENT
+
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # A shared file cannot forget a series, so a worker marks one it no longer serves with this value (a count
 # or an info flag is never negative), and the merged answer leaves it out, as one worker's `remove` would.
@@ -223,6 +225,8 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = {"code": 500}
+        client = scope.get("client")
+        CLIENT.set(client[0] if client else None)  # for the request's audit line (serving/access.py)
 
         async def send_status(message: dict) -> None:
             if message["type"] == "http.response.start":

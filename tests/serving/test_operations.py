@@ -4,6 +4,7 @@ gauges that say when lists lose their names or the audit log cannot be written, 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 
 import pytest
@@ -121,3 +122,18 @@ def test_the_registry_poll_is_off_or_at_least_a_second(monkeypatch, tmp_path, se
     for fine in ("0", "1", "30"):
         monkeypatch.setenv("GRIDRISK_POLL_SECONDS", fine)
         assert ServingSettings(home=tmp_path).poll_seconds == float(fine)
+
+
+def test_answered_requests_name_their_client_in_the_audit_log(service):
+    # Only refusals carried `client`; a score, a list or a customer file did not say where it went.
+    body = {"customer_ids": [service.population["customer_id"].iloc[0]]}
+    assert (
+        service.client.post("/v1/arrears/score", json=body, headers=service.headers("service")).status_code
+        == 200
+    )
+    assert service.client.get("/v1/arrears/risk-list", headers=service.headers("analyst")).status_code == 200
+    lines = [json.loads(x) for x in service.state.settings.audit_path.read_text().splitlines()]
+    assert [(x["action"], x["client"]) for x in lines] == [
+        ("score", "testclient"),
+        ("risk_list", "testclient"),
+    ]
