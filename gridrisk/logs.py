@@ -21,6 +21,9 @@ NOISY = ("mlflow", "alembic", "urllib3", "py4j", "httpx", "numba", "matplotlib")
 def configure(level: int) -> None:
     """This process's logging: gridrisk's format at `level`, the noisy libraries at WARNING."""
     logging.basicConfig(level=level, format=FORMAT)
+    logging.getLogger().setLevel(
+        level
+    )  # also when a handler was there before (basicConfig then does nothing)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -494,3 +494,31 @@ def test_bad_tasks_and_poll_seconds_stop_every_command_in_one_line(env, monkeypa
     monkeypatch.setenv("GRIDRISK_POLL_SECONDS", "0.01")
     code, output = run("keys", "list")
     assert code == 2 and "invalid GRIDRISK_POLL_SECONDS in the environment: 0.01 s would poll" in output
+
+
+def test_serve_hands_its_log_level_and_options_to_every_worker(env, monkeypatch):
+    # `gridrisk -v serve --workers 2` changed nothing in the workers; uvicorn's config carries the logging
+    import logging
+    import signal
+
+    import uvicorn
+
+    import gridrisk.commands
+    from gridrisk.commands import serving as serving_commands
+
+    monkeypatch.setattr(gridrisk.commands, "port_free_or_exit", lambda *args: None)
+    monkeypatch.setattr(logging.getLogger(), "level", logging.getLogger().level)  # `-v` sets it: put back
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # serve's SIGTERM handler: not this process's
+    seen: dict[str, object] = {}
+
+    def run_server(self) -> None:  # type: ignore[no-untyped-def]
+        seen.update(vars(self.config))
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run_server)
+    code, output = run("-v", "serve", "--forwarded-allow-ips", "10.0.0.5", "--worker-timeout", "90")
+    assert code == 0, output
+    assert seen["log_config"]["root"]["level"] == "DEBUG"  # type: ignore[index]
+    assert "%(process)d" in seen["log_config"]["formatters"]["gridrisk"]["format"]  # type: ignore[index]
+    assert (seen["forwarded_allow_ips"], seen["timeout_worker_healthcheck"]) == ("10.0.0.5", 90)
+    assert seen["app"] == "gridrisk.commands.serving:service_app" and serving_commands.service_app
