@@ -280,22 +280,10 @@ def _publish_reload(signum: int = signal.SIGHUP, frame: Any = None) -> None:
 def _web_settings_or_exit() -> None:
     """GRIDRISK_WEB_* are read when the first page is served: a bad one started the service, /ready said
     ready, and every page was a 500 with a traceback. Checked here, one line and exit 2, as the others."""
-    from pydantic import ValidationError
-    from pydantic_settings import SettingsError
-
+    from gridrisk.settings import settings_or_exit
     from serving.web.settings import WebSettings
 
-    try:
-        WebSettings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            name = "GRIDRISK_WEB_" + "_".join(str(part) for part in error["loc"]).upper()
-            message = str(error["msg"]).removeprefix("Value error, ")
-            typer.echo(f"invalid {name} in the environment: {message}", err=True)
-        raise typer.Exit(2) from exc
-    except SettingsError as exc:
-        typer.echo(f"invalid GRIDRISK_WEB_* setting in the environment: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings_or_exit(WebSettings, "GRIDRISK_WEB_")
 
 
 def _supervise(config: Any, sockets: list[Any]) -> None:

@@ -35,20 +35,21 @@ def wait_until(check, seconds: float = 90) -> None:  # type: ignore[no-untyped-d
     raise TimeoutError("not within the time")
 
 
-def started(home: Path, workers: int) -> subprocess.Popen:
+def started(tmp_path: Path, workers: int) -> tuple[subprocess.Popen, Path, Path]:
+    """A service on a new home with an empty SQLite registry, once every worker has started: the process,
+    the home and its log."""
+    home = tmp_path / "home"
+    home.mkdir()
     port = free_port()
     proc = start_service(home, f"sqlite:///{home / 'mlflow.db'}", port, workers=workers)
     proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     log = home / "uvicorn.log"
     wait_until(lambda: log.read_text().count("Application startup complete") >= workers)
-    return proc
+    return proc, home, log
 
 
 def test_two_workers_log_in_gridrisk_format_and_reload_on_sighup(tmp_path: Path):
-    home = tmp_path / "home"
-    home.mkdir()
-    log = home / "uvicorn.log"
-    proc = started(home, workers=2)
+    proc, home, log = started(tmp_path, workers=2)
     try:
         # Each worker's INFO and WARNING lines, with time, level and logger.
         assert len(lines(log, "INFO", "serving.main", "serving ")) == 2, log.read_text()
@@ -75,10 +76,7 @@ def test_two_workers_log_in_gridrisk_format_and_reload_on_sighup(tmp_path: Path)
 
 def test_one_worker_reloads_on_sighup_and_exits_0_on_sigterm(tmp_path: Path):
     # SIGHUP killed it at once with its requests in flight; SIGTERM left exit code 143 (0 with several).
-    home = tmp_path / "home"
-    home.mkdir()
-    log = home / "uvicorn.log"
-    proc = started(home, workers=1)
+    proc, _, log = started(tmp_path, workers=1)
     try:
         os.kill(proc.pid, signal.SIGHUP)
         wait_until(lambda: lines(log, "INFO", "serving.signals", "SIGHUP: reload "), 30)
