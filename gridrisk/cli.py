@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from gridrisk import logs
 from gridrisk.commands import demo, features, generate, ingest, london, serving, training
 
 LOG_COLUMNS = 160  # the widest table (`gridrisk backtest`, four scorers) fits
@@ -27,12 +28,7 @@ app = typer.Typer(
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("mlflow", "alembic", "urllib3", "py4j", "httpx", "numba", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(logging.DEBUG if verbose else logging.INFO)  # `serve` hands the same to its workers
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         # Rich draws 80 columns into a pipe or CI log, which cuts the metric tables to "0.…"; a log file
         # has no width to respect.

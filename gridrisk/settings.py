@@ -7,6 +7,9 @@ snapshots, keys) plus what only the front door needs. Built in the entry points,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic_settings import BaseSettings
 
 from serving.settings import ServingSettings
 
@@ -20,19 +23,27 @@ class Settings(ServingSettings):
 
 def load_settings() -> Settings:
     """The settings, or exit code 2 naming the bad GRIDRISK_* variable (as `gridrisk score` does)."""
+    return settings_or_exit(Settings, "GRIDRISK_")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def settings_or_exit(kind: type[S], prefix: str) -> S:
+    """`kind` built from the environment, or one line per bad variable (`prefix` + its field name) and exit
+    code 2, without pydantic's error types and help links."""
     import typer
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
     try:
-        return Settings()
+        return kind()
     except ValidationError as exc:
-        # Each bad variable on its own line, without pydantic's error types and help links.
         for error in exc.errors():
-            name = "GRIDRISK_" + "_".join(str(part) for part in error["loc"]).upper()
+            name = prefix + "_".join(str(part) for part in error["loc"]).upper()
             message = str(error["msg"]).removeprefix("Value error, ")
             typer.echo(f"invalid {name} in the environment: {message}", err=True)
         raise typer.Exit(2) from exc
     except SettingsError as exc:
-        typer.echo(f"invalid GRIDRISK_* setting in the environment: {exc}", err=True)
+        typer.echo(f"invalid {prefix}* setting in the environment: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -7,6 +7,7 @@ append-only JSON-lines audit log that never holds names, phones, addresses or fe
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import errno
 import fcntl
@@ -16,17 +17,21 @@ import json
 import logging
 import os
 import secrets
+import stat
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from serving.errors import Forbidden, HomeUnwritable, KeyStoreError, NotAuthenticated, Refusal
-from serving.locks import replace_whole
+from serving.locks import folder_lock, replace_whole
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KEY_PREFIX = "grk"
 
@@ -193,7 +198,7 @@ def read_keys(path: Path) -> dict[str, KeyRecord]:
         raise KeyStoreError(f"keys file {path} is not valid JSON ({exc}); restore it or remove it") from exc
 
 
-def _parse_env(text: str) -> dict[str, KeyRecord]:
+def parse_env_keys(text: str) -> dict[str, KeyRecord]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -204,20 +209,68 @@ def _parse_env(text: str) -> dict[str, KeyRecord]:
     return _parse(doc, "GRIDRISK_API_KEYS")
 
 
-def _write_keys(path: Path, records: dict[str, KeyRecord], refused: str) -> None:
-    """Replace the keys file in one rename; HomeUnwritable (the file unchanged) when the home cannot be
-    written, saying what was `refused`."""
-    tmp = path.with_name(f".{path.name}.tmp")
+KEYS_MODE = 0o600  # the keys file's mode when it is made; a replaced one keeps its own (never world-readable)
+
+
+def _update_keys(path: Path, refused: str, change: Callable[[dict[str, KeyRecord]], tuple[T, bool]]) -> T:
+    """Read the keys file, `change` its records, and write them back when `change` says they changed, all
+    under an exclusive `flock` on `keys.json.lock` beside it. Without it, eight `gridrisk keys create` run
+    at once (one key per station from a script) stored six keys, and a revocation racing a create was reported
+    done but lost: each command wrote back the file it had read before the other's write. HomeUnwritable
+    (the file unchanged) when the home cannot be written, saying what was `refused`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        owner = _owner(path)
+        with folder_lock(path.parent, f"{path.name}.lock", exclusive=True):
+            _keep_owner(path.with_name(f"{path.name}.lock"), owner)
+            records = read_keys(path)  # under the lock: another command's write is in it
+            result, changed = change(records)
+            if changed:
+                _write_keys(path, records, owner)
+    except OSError as exc:
+        raise HomeUnwritable("keys file", path, exc, refused) from exc
+    return result
+
+
+def _write_keys(path: Path, records: dict[str, KeyRecord], owner: tuple[int, int] | None) -> None:
+    """Replace the keys file in one rename, from a staging file of this command's own in the same folder
+    (one shared name let a command rename away the file another was still writing)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode) & 0o660 or KEYS_MODE
+    except FileNotFoundError:
+        mode = KEYS_MODE
 
     def write() -> None:
         tmp.write_text(json.dumps({"keys": [asdict(r) for r in records.values()]}, indent=1))
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, mode)
+        _keep_owner(tmp, owner)
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_whole(path, tmp, write)
-    except OSError as exc:
-        raise HomeUnwritable("keys file", path, exc, refused) from exc
+    replace_whole(path, tmp, write)
+
+
+def _owner(path: Path) -> tuple[int, int] | None:
+    """Who a file of the home should belong to: the file's owner, or its folder's for a new file."""
+    for where in (path, path.parent):
+        try:
+            found = where.stat()
+        except FileNotFoundError:
+            continue
+        return found.st_uid, found.st_gid
+    return None
+
+
+def _keep_owner(path: Path, owner: tuple[int, int] | None) -> None:
+    """Run as root (`sudo gridrisk keys create`), a file written in the home went to root with mode 600, and
+    the service's own account could no longer read its keys: every keyed request was a 503. Root gives the
+    file to the owner it had (a new one to the folder's owner); another account cannot, and need not."""
+    if owner is None or os.geteuid() != 0:
+        return
+    found = path.stat()
+    if (found.st_uid, found.st_gid) != owner:
+        os.chown(path, *owner)
 
 
 def create_key(
@@ -242,24 +295,33 @@ def create_key(
         raise KeyStoreError(
             f"role {role} sees every station; --station/--supply-unit only apply to collectors"
         )
-    records = read_keys(path)
-    key_id = secrets.token_hex(4)
-    while key_id in records:
+
+    def add(records: dict[str, KeyRecord]) -> tuple[tuple[str, KeyRecord], bool]:
         key_id = secrets.token_hex(4)
-    plaintext = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-    record = KeyRecord(key_id, hash_key(plaintext), role, stations, supply_units, note, _now())
-    records[key_id] = record
-    _write_keys(path, records, "no key was made")
-    return plaintext, record
+        while key_id in records:
+            key_id = secrets.token_hex(4)
+        plaintext = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+        record = KeyRecord(key_id, hash_key(plaintext), role, stations, supply_units, note, _now())
+        records[key_id] = record
+        return (plaintext, record), True
+
+    return _update_keys(path, "no key was made", add)
 
 
-def revoke_key(path: Path, key_id: str) -> KeyRecord:
-    records = read_keys(path)
-    if key_id not in records:
-        raise KeyStoreError(f"no key {key_id!r} in {path}; `gridrisk keys list` shows the ids")
-    records[key_id].revoked_at = records[key_id].revoked_at or _now()
-    _write_keys(path, records, f"key {key_id} was not revoked and still works")
-    return records[key_id]
+def revoke_key(path: Path, key_id: str) -> tuple[KeyRecord, bool]:
+    """Revoke a key; returns its record and whether this call revoked it (False: it was revoked already, at
+    the time the record names, and the file is left as it was)."""
+
+    def revoke(records: dict[str, KeyRecord]) -> tuple[tuple[KeyRecord, bool], bool]:
+        if key_id not in records:
+            raise KeyStoreError(f"no key {key_id!r} in {path}; `gridrisk keys list` shows the ids")
+        record = records[key_id]
+        if record.revoked_at is not None:
+            return (record, False), False
+        record.revoked_at = _now()
+        return (record, True), True
+
+    return _update_keys(path, f"key {key_id} was not revoked and still works", revoke)
 
 
 class KeyStore:
@@ -267,7 +329,7 @@ class KeyStore:
 
     def __init__(self, path: Path, env_keys: str | None = None) -> None:
         self.path = Path(path)
-        self._env = _parse_env(env_keys) if env_keys else None
+        self._env = parse_env_keys(env_keys) if env_keys else None
         self._records: dict[str, KeyRecord] = {}
         self._mtime: int | None = None
         self._lock = threading.Lock()
@@ -326,6 +388,13 @@ LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "
 ROUTE_CHARS = 200  # of a refused request's method and path in its audit line
 DETAIL_CHARS = 300  # of the refusal's reason
 REFUSALS_PER_MINUTE = 120  # refusal lines one process writes a minute (`AuditLog.refused`)
+AUDIT_MODE = 0o640  # of a new audit log: the service's account writes it, its group (a log shipper) reads it
+
+
+# The address of the request being served (uvicorn's: the proxy's X-Forwarded-For when the connection comes
+# from an address in --forwarded-allow-ips). Set for each request by serving/metrics.py's middleware, the
+# outermost, and read by `AuditLog.record`; None outside a request (a test calling it directly).
+CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("gridrisk_client", default=None)
 
 
 class AuditLog:
@@ -353,6 +422,7 @@ class AuditLog:
             "filters": filters,
             "model_version": model_version,
             "rows": rows,
+            "client": CLIENT.get(),  # refusals carried it, answered requests did not
         }
         try:
             self._write(entry)
@@ -427,8 +497,12 @@ class AuditLog:
         onto it. The file is locked (the workers of a home share it), so cutting it back to its length before
         the write cuts no other worker's line."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        owner = None if self.path.exists() else _owner(self.path)  # a new file: its folder's owner
+        # Not world-readable: the lines name keys, callers' addresses and notes (it was made 644).
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, AUDIT_MODE)
         try:
+            if owner is not None:
+                _keep_owner(self.path, owner)  # made by root (`sudo gridrisk keys …`): still the service's
             fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":

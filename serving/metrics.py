@@ -8,10 +8,11 @@ workers' files, whichever worker takes the scrape: before, each answered with it
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     values,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from serving.access import CLIENT
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # A shared file cannot forget a series, so a worker marks one it no longer serves with this value (a count
@@ -79,6 +84,20 @@ class ServiceMetrics:
             registry=own,
         )
 
+        # Read when scraped, from the scraping worker (every worker serves the same home and follows reloads):
+        # what an operator alerts on. Set by `watch`; a test's bare metrics have none.
+        self._state: Callable[[], Any] | None = None
+        if not self.shared_dir:
+            # process_* (memory, CPU, open files, start time) of the one process. With several workers each
+            # is its own process and a scrape reaches one of them: the host's per-service figures (systemd's
+            # cgroup, node_exporter) are the ones to read there.
+            ProcessCollector(registry=self.registry)
+
+    def watch(self, state: Callable[[], Any]) -> None:
+        """`state()` returns (readiness, snapshots loaded): the ReadyResponse `/ready` answers, and task ->
+        snapshot. Rendered as gauges on every scrape."""
+        self._state = state
+
     def observe_scores(self, task: str, source: str, probabilities: list[float]) -> None:
         hist = self.scores.labels(task, source)
         for p in probabilities:
@@ -101,12 +120,64 @@ class ServiceMetrics:
         self._shown[gauge] = set(series)
 
     def render(self) -> bytes:
+        status = _Status(self._state) if self._state is not None else None
         if not self.shared_dir:
-            return generate_latest(self.registry)
+            if status is None:
+                return generate_latest(self.registry)
+            return generate_latest(_Joined(self.registry, status))
         forget_dead_workers(self.shared_dir)
         merged = CollectorRegistry()
         merged.register(_WithoutGone(MultiProcessCollector(None, path=self.shared_dir)))
+        if status is not None:
+            merged.register(status)
         return generate_latest(merged)
+
+
+READY_VALUES = {"not_ready": 0.0, "degraded": 1.0, "ready": 2.0}
+
+
+class _Status:
+    """Gauges of what `/ready` says, read when scraped: `gridrisk_ready` (2 ready, 1 degraded, 0 not_ready),
+    one 0/1 gauge per check, and each task's snapshot date as a Unix time, so "the snapshot is older than 40
+    days" can be an alert (the date was only a label of `gridrisk_snapshot_rows`)."""
+
+    def __init__(self, state: Callable[[], Any]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        ready, snapshots = self.state()
+        yield GaugeMetricFamily(
+            "gridrisk_ready",
+            "What /ready says: 2 ready, 1 degraded (a task lacks a registry model or a matching snapshot, "
+            "or names), 0 not_ready (503)",
+            value=READY_VALUES[ready.status],
+        )
+        for name, value, text in (
+            ("gridrisk_registry_reachable", ready.registry_reachable, "1 when the model registry answered"),
+            ("gridrisk_keys_readable", ready.keys_readable, "1 when the API keys can be read"),
+            ("gridrisk_home_writable", ready.home_writable, "1 when the home and audit log can be written"),
+        ):
+            yield GaugeMetricFamily(name, text, value=float(value))
+        as_of = GaugeMetricFamily(
+            "gridrisk_snapshot_as_of_timestamp_seconds",
+            "The served snapshot's as-of date (00:00 UTC) as a Unix time",
+            labels=["task"],
+        )
+        for task, snapshot in sorted(snapshots.items()):
+            midnight = dt.datetime.combine(snapshot.as_of, dt.time(), tzinfo=dt.UTC)
+            as_of.add_metric([task], midnight.timestamp())
+        yield as_of
+
+
+class _Joined:
+    """A registry and one more collector, rendered together."""
+
+    def __init__(self, registry: CollectorRegistry, extra: _Status) -> None:
+        self.registry, self.extra = registry, extra
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.registry.collect()
+        yield from self.extra.collect()
 
 
 def shared_metrics_dir() -> str | None:
@@ -154,6 +225,8 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = {"code": 500}
+        client = scope.get("client")
+        CLIENT.set(client[0] if client else None)  # for the request's audit line (serving/access.py)
 
         async def send_status(message: dict) -> None:
             if message["type"] == "http.response.start":

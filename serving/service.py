@@ -16,15 +16,18 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from features.sources import table_path
 from serving.access import AuditLog, KeyStore
 from serving.directory import CustomerDirectory
 from serving.errors import HomeUnwritable
 from serving.locks import replace_whole
 from serving.metrics import ServiceMetrics
 from serving.model_store import MlflowRegistry, ModelStore, Registry
+from serving.schemas import ReadyResponse
 from serving.settings import ServingSettings
 from serving.settlement import Settlement, settle
-from serving.snapshot import SnapshotStore
+from serving.snapshot import Snapshot, SnapshotStore
+from serving.status import readiness
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ class ServiceState:
     @classmethod
     def build(cls, settings: ServingSettings, registry: Registry | None = None) -> ServiceState:
         registry = registry or MlflowRegistry(settings.tracking_uri, settings.registry_timeout_seconds)
-        return cls(
+        state = cls(
             settings=settings,
             models=ModelStore(settings, registry),
             snapshots=SnapshotStore(settings.snapshots_path, settings.tasks),
@@ -143,12 +146,36 @@ class ServiceState:
             metrics=ServiceMetrics(),
             reloads=ReloadSignal(settings.reload_path),
         )
+        state.metrics.watch(state._status)
+        return state
+
+    def _status(self) -> tuple[ReadyResponse, dict[str, Snapshot]]:
+        """What `/metrics` renders as gauges: `/ready`'s answer, and the snapshots served."""
+        ready = readiness(self.models, self.snapshots, self.keys, self.settings.home)
+        return ready, self.snapshots.loaded()
 
     def start(self) -> dict[str, str]:
         """The first load at start-up; reloads published before it are already covered by it."""
         with self._reload_lock:
             self.reloads.applied = self.reloads.read()
-        return self.refresh()
+        changed = self.refresh()
+        self._warn_at_start()
+        return changed
+
+    def _warn_at_start(self) -> None:
+        """What an operator must hear at start-up, as WARNING lines: the INFO `serving … (local-cache)` was
+        the only word of a registry that could not be read, and a missing warehouse none at all."""
+        for task, model in self.models.loaded().items():
+            if model.source == "local-cache":
+                why = self.models.detail(task) or "the registry could not be read"
+                logger.warning("%s: serving the cached %s v%s: %s", task, model.name, model.version, why)
+        customers = table_path(self.settings.warehouse_path, "customers")
+        if not customers.is_file():
+            logger.warning(
+                "no customers table at %s (GRIDRISK_WAREHOUSE): risk lists and customer files carry no "
+                "names, phones or addresses; /ready says degraded until there is one",
+                customers,
+            )
 
     def reload(self) -> dict[str, str]:
         """`POST /v1/admin/reload`: refresh now, and have every other worker refresh before its next one."""

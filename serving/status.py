@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+from features.sources import table_path
 from serving.access import KeyStore
 from serving.errors import KEY_STORE_DOWN, KeyStoreError, ModelUnavailable, SnapshotUnavailable
 from serving.model import definitions_skew
@@ -39,6 +40,8 @@ def _assess(task: str, models: ModelStore, snapshots: SnapshotStore) -> tuple[Ta
     else:
         if snapshots.detail(task):
             details.append(snapshots.detail(task))  # type: ignore[arg-type]
+    if (warehouse := _warehouse_problem(models.settings.warehouse_path)) is not None:
+        details.append(warehouse)
     if snap is not None and snap.size == 0:
         details.append(
             f"the {task} snapshot as of {snap.as_of} holds no customers (the population was empty in the "
@@ -107,6 +110,8 @@ def _home_problem(home: Path) -> str | None:
             "the service's home cannot be written (a read-only file system?): scores, lists and pages, which "
             "are audited there, are refused until it can"
         )
+    if (audit := _audit_problem(home / AUDIT_LOG)) is not None:
+        return audit
     try:
         free = shutil.disk_usage(home).free
     except OSError:
@@ -117,6 +122,40 @@ def _home_problem(home: Path) -> str | None:
             "audited there, are refused until space is freed"
         )
     return None
+
+
+AUDIT_LOG = "audit.log"  # in the home (ServingSettings.audit_path)
+
+
+def _audit_problem(path: Path) -> str | None:
+    """Why the audit log cannot take a line, found by opening it for appending as a request would (nothing is
+    written), or None. The folder alone said writable while audit.log was a folder, or root's file under a
+    service run as another account, and every audited request was a 503 behind a `ready`; and to root,
+    `os.access` says yes to everything."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except FileNotFoundError:
+        return None  # made by the first line written, in a folder found writable
+    except OSError as exc:
+        cause = exc.strerror or type(exc).__name__  # never the path: any caller reads /ready
+        return (
+            f"the service's audit log cannot be written ({cause}): scores, lists and pages, which are "
+            "audited there, are refused until it can (the server's log names the file)"
+        )
+    os.close(fd)
+    return None
+
+
+def _warehouse_problem(warehouse: Path) -> str | None:
+    """Lists without names: a missing or mistyped GRIDRISK_WAREHOUSE (an NFS mount not mounted) gave every
+    collector a risk list with `name: null` and `phone: null`, and nothing said so. Without the folder's path:
+    any caller reads /ready; the server's log names it at start-up."""
+    if table_path(warehouse, "customers").is_file():
+        return None
+    return (
+        "the warehouse (GRIDRISK_WAREHOUSE, default $GRIDRISK_HOME/warehouse) holds no customers table: risk "
+        "lists and customer files carry no names, phones or addresses until it does"
+    )
 
 
 def _keys_problem(keys: KeyStore) -> str | None:

@@ -9,7 +9,9 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,7 @@ def score(
         raise typer.BadParameter("--out names one file; score one task at a time with it", param_hint="--out")
     day = _as_of_date(as_of)
     settings = _serving_settings(warehouse)
+    _same_account(settings)
     if not settings.warehouse_path.is_dir():
         raise typer.BadParameter(
             f"warehouse {settings.warehouse_path} does not exist; pass --warehouse DIR or set "
@@ -162,14 +165,38 @@ def score(
         raise typer.Exit(2)
 
 
+WORKER_TIMEOUT = 120  # s: a worker took 5-19 s to start at load 1-7 and about 60 s at load 10
+# Set by `serve` for its workers (spawned processes inherit the environment): how many there are, so each
+# knows whether SIGHUP is its own to handle or its supervisor's.
+WORKERS_VARIABLE = "GRIDRISK_SERVE_WORKERS"
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes"),
+    workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes (1 or more)"),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        help="comma-separated addresses of proxies whose X-Forwarded-For and -Proto are trusted (the client "
+        "address in the audit log); default: uvicorn's, $FORWARDED_ALLOW_IPS or 127.0.0.1",
+    ),
+    worker_timeout: int = typer.Option(
+        WORKER_TIMEOUT,
+        "--worker-timeout",
+        min=1,
+        help="seconds a worker may take to answer uvicorn's health check before it is killed and replaced",
+    ),
 ) -> None:
-    """Run the scoring API (uvicorn, app factory); models and snapshots load at start-up."""
+    """Run the scoring API (uvicorn, app factory); models and snapshots load at start-up.
+
+    SIGTERM and SIGINT stop it gracefully (requests in flight finish; exit code 0); SIGHUP reloads models,
+    snapshots and the customer archive in every worker, as POST /v1/admin/reload does."""
+    import logging
+
     import uvicorn
 
+    from gridrisk import logs
     from gridrisk.commands import port_free_or_exit
     from serving.access import KeyStore
     from serving.errors import KeyStoreError
@@ -181,22 +208,98 @@ def serve(
     except KeyStoreError as exc:
         typer.echo(f"cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
+    _web_settings_or_exit()
     # Before the models load: a second instance on the port announced itself, loaded them, then failed.
     port_free_or_exit(host, port, "gridrisk serve", "stop what holds it, or choose another with --port N")
     if workers > 1:
         open_local_store_once(settings.tracking_uri)
     typer.echo(f"gridrisk API on http://{host}:{port} (docs at /docs)")
+    os.environ[WORKERS_VARIABLE] = str(workers)
+    # No per-request access log: /metrics counts requests by route and status, the audit log callers.
+    config = uvicorn.Config(
+        "gridrisk.commands.serving:service_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=logs.dict_config(logging.getLogger().getEffectiveLevel()),  # `-v` reaches the workers
+        access_log=False,
+        timeout_worker_healthcheck=worker_timeout,
+        **({"forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips is not None else {}),
+    )
     with shared_metrics(workers):
-        # No per-request access log: /metrics counts requests by route and status, the audit log callers.
-        uvicorn.run(
-            "serving.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="info",
-            access_log=False,
-        )
+        if workers > 1:
+            _supervise(config, [config.bind_socket()])
+            return
+        # uvicorn re-raises the SIGTERM it stopped on once it has: the process died of it (exit 143), where
+        # with several workers the parent exits 0. Raised here after a graceful stop, it is an exit 0.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            raise typer.Exit(3)  # uvicorn's STARTUP_FAILURE: the log above says why
+
+
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def service_app() -> Any:
+    """The app each worker runs (uvicorn's factory), with SIGHUP as a reload. Alone (`--workers 1`) the
+    process publishes the reload itself; under a supervisor (several workers) the supervisor does, once for
+    all, and a worker ignores SIGHUP: a terminal's hang-up reaches the whole process group, and a worker it
+    killed dropped its requests in flight."""
+    from serving.main import create_app
+
+    alone = os.environ.get(WORKERS_VARIABLE, "1") == "1"
+    if threading.current_thread() is threading.main_thread():  # signals are set in the main thread only
+        signal.signal(signal.SIGHUP, _publish_reload if alone else signal.SIG_IGN)
+    return create_app()
+
+
+def _publish_reload(signum: int = signal.SIGHUP, frame: Any = None) -> None:
+    """SIGHUP: a new reload generation in the home, as POST /v1/admin/reload writes; every worker refreshes
+    its models, snapshots and customer archive before its next request (keys.json is re-read whenever it
+    changes; GRIDRISK_API_KEYS only at start-up)."""
+    import logging
+
+    from serving.errors import HomeUnwritable
+    from serving.service import ReloadSignal
+    from serving.settings import ServingSettings
+
+    logger = logging.getLogger("serving.signals")
+    path = ServingSettings().reload_path  # the variables were checked at start
+    try:
+        generation = ReloadSignal(path).publish()
+    except HomeUnwritable as exc:
+        logger.error("SIGHUP: %s", exc)
+        return
+    logger.info("SIGHUP: reload %s published; every worker refreshes before its next request", generation)
+
+
+def _web_settings_or_exit() -> None:
+    """GRIDRISK_WEB_* are read when the first page is served: a bad one started the service, /ready said
+    ready, and every page was a 500 with a traceback. Checked here, one line and exit 2, as the others."""
+    from gridrisk.settings import settings_or_exit
+    from serving.web.settings import WebSettings
+
+    settings_or_exit(WebSettings, "GRIDRISK_WEB_")
+
+
+def _supervise(config: Any, sockets: list[Any]) -> None:
+    """Run several workers under uvicorn's supervisor, with SIGHUP as a reload. uvicorn's own SIGHUP restarts
+    each worker and gives the new one `timeout_worker_healthcheck` (5 s) to be ready; a gridrisk worker loads
+    its models and snapshots first and took 5-60 s, so the restart was always abandoned, reloading nothing."""
+    import logging
+
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:
+            logging.getLogger("uvicorn.error").info("Received SIGHUP, publishing a reload to the workers.")
+            _publish_reload()
+
+    Supervisor(config, sockets).run()
 
 
 def open_local_store_once(uri: str) -> None:
@@ -250,6 +353,7 @@ def keys_create(
             f"{role!r} is not one of {', '.join(r.value for r in Role)}", param_hint="--role"
         )
     settings = _serving_settings()
+    _same_account(settings)
     areas = _warehouse_areas(settings.warehouse_path) if station or supply_unit else None
     try:
         supply_unit = _pinned_supply_units(areas, settings.warehouse_path, station, supply_unit)
@@ -263,6 +367,7 @@ def keys_create(
     typer.echo(plaintext)
     for warning in _unknown_scope(areas, settings.warehouse_path, record.stations, record.supply_units):
         typer.echo(f"warning: {warning}", err=True)
+    _keys_from_env(settings, f"key {record.key_id} is refused by a service started with it")
 
 
 def _warehouse_areas(warehouse: Path) -> Any:
@@ -365,11 +470,20 @@ def keys_list() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from serving.access import read_keys
+    from serving.access import parse_env_keys, read_keys
     from serving.errors import KeyStoreError
 
+    settings = _serving_settings()
     try:
-        records = read_keys(_serving_settings().keys_path)
+        if settings.api_keys:
+            records = parse_env_keys(settings.api_keys)
+            typer.echo(
+                f"keys from GRIDRISK_API_KEYS, which a service started with it serves instead of "
+                f"{settings.keys_path} (unset the variable to list that file):",
+                err=True,
+            )
+        else:
+            records = read_keys(settings.keys_path)
     except KeyStoreError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -394,13 +508,61 @@ def keys_revoke(key_id: str = typer.Argument(..., help="the id shown by `gridris
     from serving.errors import HomeUnwritable, KeyStoreError
 
     settings = _serving_settings()
+    _same_account(settings)
     try:
-        record = revoke_key(settings.keys_path, key_id)
+        record, revoked = revoke_key(settings.keys_path, key_id)
     except (KeyStoreError, HomeUnwritable) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    _audit_key(settings, "key_revoked", record)
-    typer.echo(f"revoked {record.key_id} at {record.revoked_at}")
+    if not revoked:  # nothing changed: no second `key_revoked` line
+        typer.echo(f"{record.key_id} was already revoked at {record.revoked_at}; nothing changed")
+    else:
+        _audit_key(settings, "key_revoked", record)
+        typer.echo(f"revoked {record.key_id} at {record.revoked_at}")
+    _keys_from_env(settings, f"key {record.key_id} is still accepted by a service started with it")
+
+
+def _keys_from_env(settings: Any, effect: str) -> None:
+    """`keys create` and `revoke` change keys.json; a service started with GRIDRISK_API_KEYS reads its keys
+    from that variable, once at start-up, and never the file. A tester revoked a key this way, was told
+    "revoked", and the key kept answering 200. The file is still changed (it may be what the variable is set
+    from), and the command says what it did not change."""
+    if settings.api_keys:
+        typer.echo(
+            f"warning: GRIDRISK_API_KEYS is set, and a service started with it reads its keys from that "
+            f"variable (at start-up only), not from {settings.keys_path}, which this command changed: "
+            f"{effect}. Set the variable from the file again and restart the service",
+            err=True,
+        )
+
+
+def _same_account(settings: Any) -> None:
+    """Warn when this command runs as another account than the one owning GRIDRISK_HOME. Run as root, `keys`
+    gave keys.json and audit.log to root, mode 600, and the service's own account could no longer read its
+    keys (now root gives them back to their owner); other files a command writes there (a snapshot) would
+    still be root's."""
+    import pwd
+
+    home = settings.home
+    try:
+        owner = home.stat().st_uid
+    except OSError:
+        return  # not made yet: this command makes it, as this account
+    if owner == os.geteuid():
+        return
+
+    def user(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:  # no passwd entry (a container's numeric user)
+            return f"#{uid}"
+
+    typer.echo(
+        f"warning: GRIDRISK_HOME {home} belongs to {user(owner)} (uid {owner}), but this command runs as "
+        f"{user(os.geteuid())} (uid {os.geteuid()}): run gridrisk commands as the service's account "
+        f"(sudo -u {user(owner)} gridrisk …), or the service may not read or replace what they write",
+        err=True,
+    )
 
 
 def _audit_key(settings: Any, action: str, record: Any) -> None:

@@ -1,9 +1,13 @@
-"""Settings of the web page (GRIDRISK_WEB_* variables), built when the app first serves a page."""
+"""Settings of the web page (GRIDRISK_WEB_* variables), built when the app first serves a page; `gridrisk
+serve` builds them once before it starts, so a bad value is refused in one line (exit 2), not a 500 on every
+page."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_BYTES = 16  # the least a session secret may hold (serving/web/session.py signs with it)
 
 
 class WebSettings(BaseSettings):
@@ -20,3 +24,14 @@ class WebSettings(BaseSettings):
     )
     page_size: int = Field(default=50, ge=5, le=500, description="customers per page of the risk list")
     export_max_rows: int = Field(default=100_000, ge=1, description="most rows in one XLSX/CSV export")
+
+    @field_validator("session_secret")
+    @classmethod
+    def _secret_long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value().encode()) < SECRET_BYTES:
+            raise ValueError(
+                f"the session secret must be at least {SECRET_BYTES} bytes; set a long random value "
+                "(python -c 'import secrets; print(secrets.token_hex(32))'), or unset it to use the one kept "
+                "in the home"
+            )
+        return v

@@ -22,11 +22,12 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
-from tinymodel import FEATURES, scoring_frame, train_package
+from tinymodel import FEATURES, scoring_frame, train_package, write_customers
 
 from serving.access import create_key
 from serving.model import PackagedModel, pyfunc_class
 from serving.schemas import ModelRef
+from serving.settings import ServingSettings
 from serving.snapshot import score_frame, write_snapshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -136,6 +137,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         register(tracking_uri, package, root)
         scores = score_frame(package, scoring_frame(), ModelRef(name="gridrisk-arrears", version="1"))
         write_snapshot(scores, home / "snapshots", "arrears", scoring_frame()["as_of"].iloc[0].date())
+        write_customers(ServingSettings(home=home), scoring_frame())  # names for lists: /ready is `ready`
         keys = {
             "service": create_key(home / "keys.json", "service")[0],
             "admin": create_key(home / "keys.json", "admin")[0],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from serving.access import (
     hash_key,
     mask_name,
     mask_phone,
+    read_keys,
     revoke_key,
 )
 from serving.errors import Forbidden, HomeUnwritable, KeyStoreError, NotAuthenticated
@@ -149,3 +151,93 @@ def test_a_line_left_half_written_by_an_older_release_does_not_swallow_the_next(
     AuditLog(path).record(ANALYST, Action.SCORE, "arrears", {}, "1", 1)
     broken, line = path.read_text().splitlines()
     assert broken.endswith('"ro') and json.loads(line)["key_id"] == "k1"
+
+
+# -- several `gridrisk keys` commands at once (a script making a key per station with `xargs -P`) -----------
+
+
+def _create_after(barrier, path: Path, out) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait()
+    try:
+        out.put(create_key(path, "service")[1].key_id)
+    except Exception as exc:  # the old code's misleading "cannot be written (No such file or directory)"
+        out.put(f"error: {exc}")
+
+
+def _revoke_after(barrier, path: Path, key_id: str, out) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait()
+    try:
+        revoke_key(path, key_id)
+        out.put(("revoked", key_id))
+    except Exception as exc:
+        out.put(f"error: {exc}")
+
+
+def _race(*targets: tuple) -> list:  # type: ignore[type-arg]
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    barrier, out = fork.Barrier(len(targets)), fork.Queue()
+    procs = [fork.Process(target=t, args=(barrier, *args, out)) for t, *args in targets]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    return results
+
+
+def test_keys_created_at_once_by_several_processes_are_all_stored(tmp_path):
+    # Eight at once: seven said "shown once, store it now", keys.json held six, the eighth blamed the disk.
+    path = tmp_path / "home" / "keys.json"
+    made = _race(*[(_create_after, path)] * 8)
+    assert not [m for m in made if m.startswith("error")], made
+    assert sorted(read_keys(path)) == sorted(made)
+    assert not list(path.parent.glob(".keys.json*"))  # no staging file left behind
+
+
+def test_a_revocation_racing_creations_is_never_lost(tmp_path):
+    # In 31 of 60 rounds the revocation was reported done and was not in keys.json; once the file was broken.
+    path = tmp_path / "keys.json"
+    for _ in range(6):
+        victim = create_key(path, "admin")[1].key_id
+        results = _race((_revoke_after, path, victim), *[(_create_after, path)] * 4)
+        assert not [r for r in results if isinstance(r, str) and r.startswith("error")], results
+        records = read_keys(path)  # valid JSON, every key made is in it
+        assert records[victim].revoked_at is not None
+        assert {r for r in results if isinstance(r, str)} <= set(records)
+
+
+def test_revoking_a_revoked_key_changes_nothing(tmp_path):
+    path = tmp_path / "keys.json"
+    record = create_key(path, "service")[1]
+    first, revoked = revoke_key(path, record.key_id)
+    before = path.read_bytes()
+    again, revoked_again = revoke_key(path, record.key_id)
+    assert (revoked, revoked_again) == (True, False)
+    assert again.revoked_at == first.revoked_at and path.read_bytes() == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another account")
+def test_root_keeps_the_keys_file_and_the_audit_log_the_service_accounts(tmp_path):
+    # `sudo gridrisk keys create` left keys.json root:root 600: the service (as nobody) got 503s for every key
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / "keys.json"
+    create_key(path, "service")
+    os.chown(home, 65534, 65534)
+    os.chown(path, 65534, 65534)
+    create_key(path, "admin")
+    revoke_key(path, next(iter(read_keys(path))))
+    assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534) and path.stat().st_mode & 0o777 == 0o600
+    lock = home / "keys.json.lock"
+    assert lock.stat().st_uid == 65534
+    log = AuditLog(home / "audit.log")
+    log.key_event("key_created", read_keys(path)[next(iter(read_keys(path)))], "root")
+    assert (home / "audit.log").stat().st_uid == 65534
+
+
+def test_a_new_audit_log_is_not_world_readable(tmp_path):
+    log = AuditLog(tmp_path / "audit.log")
+    log.key_event("key_created", create_key(tmp_path / "keys.json", "service")[1], "me")
+    assert (tmp_path / "audit.log").stat().st_mode & 0o007 == 0

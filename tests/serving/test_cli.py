@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import typer
 from disk_faults import full_disk, read_only
 from tinymodel import scoring_frame, write_customers
 from typer.testing import CliRunner
@@ -404,3 +405,120 @@ def test_score_on_an_unwritable_home_says_so_and_the_served_snapshot_stays(
     assert f"cannot be written ({os.strerror(error)}), so the scores were not saved" in output
     assert "arrears snapshot" in output and str(settings.snapshots_path / "arrears") in output
     assert (settings.snapshots_path / "arrears" / "latest").read_text() == before and served is not None
+
+
+def test_keys_commands_say_a_service_on_gridrisk_api_keys_does_not_read_keys_json(env, monkeypatch):
+    # A tester revoked a key, was told "revoked", and a service started with GRIDRISK_API_KEYS kept taking it.
+    assert run("keys", "create", "--role", "analyst")[0] == 0
+    served = (env / "keys.json").read_text()
+    monkeypatch.setenv("GRIDRISK_API_KEYS", served)
+    key_id = json.loads(served)["keys"][0]["key_id"]
+    code, output = run("keys", "revoke", key_id)
+    assert code == 0 and f"revoked {key_id}" in output
+    assert "warning: GRIDRISK_API_KEYS is set" in output and f"key {key_id} is still accepted" in output
+    code, output = run("keys", "create", "--role", "admin")
+    assert code == 0 and "GRIDRISK_API_KEYS is set" in output and "is refused by a service started" in output
+    # `list` shows what such a service serves: the variable's keys (the one revoked in the file is active).
+    monkeypatch.setenv("GRIDRISK_API_KEYS", '{"keys": []}')
+    code, output = run("keys", "list")
+    assert code == 0 and "keys from GRIDRISK_API_KEYS" in output and key_id not in output
+    monkeypatch.delenv("GRIDRISK_API_KEYS")
+    code, output = run("keys", "list")
+    assert code == 0 and key_id in output and "GRIDRISK_API_KEYS" not in output
+
+
+def test_revoking_a_revoked_key_says_so_and_writes_no_second_audit_line(env):
+    assert run("keys", "create", "--role", "analyst")[0] == 0
+    key_id = json.loads((env / "keys.json").read_text())["keys"][0]["key_id"]
+    assert run("keys", "revoke", key_id)[0] == 0
+    code, output = run("keys", "revoke", key_id)
+    assert code == 0 and f"{key_id} was already revoked at" in output and "nothing changed" in output
+    actions = [json.loads(x)["action"] for x in (env / "audit.log").read_text().splitlines()]
+    assert actions == ["key_created", "key_revoked"]
+
+
+def test_keys_and_score_run_as_another_account_than_the_homes_say_so(env, monkeypatch):
+    # `sudo gridrisk keys create` on a home owned by the service's account locked the service out of its keys.
+    assert run("keys", "create", "--role", "analyst")[0] == 0
+    owner = env.stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 4321)
+    code, output = run("keys", "create", "--role", "admin")
+    assert code == 0 and "belongs to" in output and f"(uid {owner}), but this command runs as" in output
+    assert "run gridrisk commands as the service's account" in output
+    code, output = run("score", "--task", "arrears", "--warehouse", str(env / "nowhere"))
+    assert code == 2 and "run gridrisk commands as the service's account" in output
+    monkeypatch.setattr(os, "geteuid", lambda: owner)
+    assert "service's account" not in run("keys", "create", "--role", "admin")[1]
+
+
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` stops where it would check its port (after every setting is checked): no server starts."""
+    import gridrisk.commands
+
+    def stop_here(*args: object) -> None:
+        raise typer.Exit(9)
+
+    monkeypatch.setattr(gridrisk.commands, "port_free_or_exit", stop_here)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("GRIDRISK_WEB_SESSION_SECRET", "short", "the session secret must be at least 16 bytes"),
+        ("GRIDRISK_WEB_SESSION_HOURS", "-1", "greater than 0"),
+        ("GRIDRISK_WEB_PAGE_SIZE", "abc", "valid integer"),
+        ("GRIDRISK_WEB_COOKIE_SECURE", "maybe", "valid boolean"),
+    ],
+)
+def test_serve_refuses_a_bad_web_setting_in_one_line(env, monkeypatch, no_server, variable, value, said):
+    # Each started the service, /ready said ready, and every page was a 500 with a 90-line traceback.
+    monkeypatch.setenv(variable, value)
+    code, output = run("serve")
+    assert code == 2 and f"invalid {variable} in the environment: " in output and said in output
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_serve_refuses_fewer_than_one_worker(env, no_server, workers):
+    code, output = run("serve", "--workers", workers)
+    assert code == 2 and "--workers" in output and "greater than or equal to 1" in output
+    assert run("serve", "--workers", "2")[0] == 9  # reached the port check
+
+
+def test_bad_tasks_and_poll_seconds_stop_every_command_in_one_line(env, monkeypatch):
+    monkeypatch.setenv("GRIDRISK_TASKS", '["arrears", "bogus"]')
+    code, output = run("keys", "list")
+    assert code == 2 and "invalid GRIDRISK_TASKS in the environment: unknown task 'bogus'" in output
+    monkeypatch.setenv("GRIDRISK_TASKS", '["arrears"]')
+    monkeypatch.setenv("GRIDRISK_POLL_SECONDS", "0.01")
+    code, output = run("keys", "list")
+    assert code == 2 and "invalid GRIDRISK_POLL_SECONDS in the environment: 0.01 s would poll" in output
+
+
+def test_serve_hands_its_log_level_and_options_to_every_worker(env, monkeypatch):
+    # `gridrisk -v serve --workers 2` changed nothing in the workers; uvicorn's config carries the logging
+    import logging
+    import signal
+
+    import uvicorn
+
+    import gridrisk.commands
+    from gridrisk.commands import serving as serving_commands
+
+    monkeypatch.setattr(gridrisk.commands, "port_free_or_exit", lambda *args: None)
+    monkeypatch.setattr(logging.getLogger(), "level", logging.getLogger().level)  # `-v` sets it: put back
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # serve's SIGTERM handler: not this process's
+    seen: dict[str, object] = {}
+
+    def run_server(self) -> None:  # type: ignore[no-untyped-def]
+        seen.update(vars(self.config))
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run_server)
+    code, output = run("-v", "serve", "--forwarded-allow-ips", "10.0.0.5", "--worker-timeout", "90")
+    assert code == 0, output
+    assert seen["log_config"]["root"]["level"] == "DEBUG"  # type: ignore[index]
+    assert "%(process)d" in seen["log_config"]["formatters"]["gridrisk"]["format"]  # type: ignore[index]
+    assert (seen["forwarded_allow_ips"], seen["timeout_worker_healthcheck"]) == ("10.0.0.5", 90)
+    assert seen["app"] == "gridrisk.commands.serving:service_app" and serving_commands.service_app
