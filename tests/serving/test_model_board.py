@@ -29,7 +29,7 @@ from training.registry import (
 
 NAME = model_name("arrears")
 GATE = GateConfig(primary_margin=0.01, auc_tolerance=0.005)
-REFUSED = "does not beat the champion's primary metric by the margin"
+REFUSED = "ties the champion on its primary metric, short of the margin"  # both fixture models score 0.30
 
 
 class Store:
