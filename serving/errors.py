@@ -61,8 +61,9 @@ class UnknownCustomers(ServingError):
 class InvalidPayload(ServingError):
     """A request body that passed the schema but not the model's rules (missing feature, wrong type)."""
 
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
+    def __init__(self, errors: list[dict[str, Any]], more: bool = False) -> None:
         self.errors = errors
+        self.more = more  # checking stopped with errors left to find (`scoring.RecordErrors`)
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]))
 
 
@@ -209,17 +210,23 @@ def status_of(exc: ServingError) -> int:
     return 500
 
 
-async def _serving_error(request: Request, exc: Exception) -> JSONResponse:
+async def _serving_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServingError)
     status = status_of(exc)
     if isinstance(exc, InvalidPayload):
         listed = exc.errors[:ECHO_ERRORS]
         body: dict[str, Any] = ValidationErrorBody.model_validate({"detail": listed}).model_dump()
-        for error in body["detail"]:
+        for error, raw in zip(body["detail"], listed, strict=True):
             error["loc"] = [_echo(part) for part in error["loc"]]
             error["msg"] = _text(error["msg"], ECHO_MSG_CHARS)
-        body["detail"] += _not_listed(len(exc.errors))
-        return JSONResponse(body, status_code=status)
+            if "input" in raw:  # the bad value, cut short as FastAPI's own 422s show it
+                error["input"] = _echo(raw["input"])
+        body["detail"] += _not_listed(len(exc.errors)) + (
+            [{"loc": ["body"], "msg": MORE_NOT_CHECKED, "type": "too_many_errors"}] if exc.more else []
+        )
+        # An echoed NaN or Infinity (Python's JSON parser reads them) as a string, as `_invalid_request` does.
+        content = to_json(body, inf_nan_mode="strings")
+        return Response(content, status_code=status, media_type="application/json")
     if status >= 500:
         logger.warning(
             "%s %s -> %d %s: %s", request.method, request.url.path, status, type(exc).__name__, exc
@@ -254,6 +261,11 @@ ECHO_MSG_CHARS = 1_000  # of a message (ours quote the bad value)
 ECHO_ITEMS = 10  # items of an echoed list, fields of an echoed object
 ECHO_DEPTH = 2  # nesting levels shown before an object or list is only described
 ECHO_ERRORS = 50  # errors listed in one 422
+
+
+MORE_NOT_CHECKED = (
+    f"more errors not listed: checking stops after the first {ECHO_ERRORS}; correct these and send again"
+)
 
 
 def _not_listed(errors: int) -> list[dict[str, Any]]:
