@@ -1282,3 +1282,14 @@ def test_a_body_without_a_valid_key_is_refused_before_it_is_read(service, settin
     assert not parsed
     line = json.loads(settings.audit_path.read_text().splitlines()[-1])
     assert (line["action"], line["status"], line["route"]) == ("refused", 401, "POST /v1/arrears/score")
+
+
+def test_a_filter_ending_in_nul_matches_nothing(service):
+    # numpy compared "S01\x00" equal to "S01": the list was S01's while its `filters` and audit line said
+    # another station, and the summary matched nothing (fuzz report, 5).
+    admin = service.headers("admin")
+    plain = service.client.get("/v1/arrears/risk-list", params={"station": "S01"}, headers=admin).json()
+    assert plain["matched"] > 0
+    for params in ({"station": "S01\x00"}, {"usage_category": plain["items"][0]["usage_category"] + "\x00"}):
+        r = service.client.get("/v1/arrears/risk-list", params=params, headers=admin)
+        assert r.status_code == 200 and r.json()["matched"] == 0, (params, r.json()["matched"])
