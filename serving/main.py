@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
@@ -23,7 +23,6 @@ from serving.errors import (
     BodyTooLarge,
     KeyStoreError,
     NotAuthenticated,
-    audit_refusal,
     error_response,
     install_handlers,
 )
@@ -210,12 +209,13 @@ class BodyLimit:
 
 
 class KeyBeforeBody:
-    """A request under /v1/ that carries a body is refused for its key (none, unknown, revoked, another
-    scheme) before the body is read: FastAPI reads and parses a body before a route's dependencies check the
-    key, so an anonymous 49 MB post cost 3-4 s of the event loop for its 401, and a keyless body that was no
-    JSON got a 400 or 422 instead of the 401. The key is checked again, with its role, by the route
-    (`dependencies.get_principal`); a key store that cannot be read is left to it (a 503). The refusal is an
-    audit line, as the route's would be."""
+    """A request under /v1/ that carries a body, and no key the key store knows (none, an unknown or revoked
+    one, another scheme), reaches the app with its body left unread: FastAPI reads and parses a body before a
+    route's dependencies check the key, so an anonymous 49 MB post cost 3-4 s of the event loop for its 401,
+    and a keyless body that was no JSON got a 400 or 422 instead of the 401. Given an empty body, the key
+    check of the route (`dependencies.get_principal`) answers as it always does: the 401, its audit line and
+    its metrics.
+    A key store that cannot be read is left to the route too (a 503)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -225,13 +225,15 @@ class KeyBeforeBody:
         if service is not None and scope["path"].startswith("/v1/") and _has_body(scope):
             try:
                 service.keys.authenticate(presented_key(Headers(scope=scope)))
-            except NotAuthenticated as exc:
-                audit_refusal(Request(scope), exc)
-                await error_response(exc)(scope, receive, send)
-                return
+            except NotAuthenticated:
+                receive = _no_body
             except KeyStoreError:
-                pass  # the route answers it: a 503 whose detail names no file
+                pass
         await self.app(scope, receive, send)
+
+
+async def _no_body() -> dict:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def _has_body(scope: dict) -> bool:
