@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.message
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -199,8 +200,35 @@ KEY_STORE_DOWN = (
 
 def caller_detail(exc: ServingError) -> str:
     """What a caller is told: the message, except for a broken key store, whose message names a file on the
-    server (told to any caller, keyless ones included); that goes to the log."""
-    return KEY_STORE_DOWN if isinstance(exc, KeyStoreError) else str(exc)
+    server (told to any caller, keyless ones included), and the server's paths in a 503's message (a model,
+    snapshot or home that is missing or cannot be written): the log has them whole."""
+    if isinstance(exc, KeyStoreError):
+        return KEY_STORE_DOWN
+    if isinstance(exc, ModelUnavailable | SnapshotUnavailable | HomeUnwritable):
+        return without_paths(str(exc))
+    return str(exc)
+
+
+# An absolute path (two or more parts; the API's own /v1/… routes aside), or a URI with a path.
+_PATH = re.compile(
+    r"(?P<uri>[A-Za-z][A-Za-z0-9+.-]*://[^/\s'\"]*)(?P<uri_path>/[^\s;,'\"()<>]+)"
+    r"|(?<![\w.:/~-])(?P<path>/(?!v1/)(?:[^\s/;,'\"()<>\[\]{}]+/)+[^\s/;,'\"()<>\[\]{}]*)"
+)
+
+
+def without_paths(text: str) -> str:
+    """`text` with the server's file system layout cut out, for callers who have no use for it (anyone may
+    read `/ready`; a collector reads a 503): an absolute path keeps its last part (`…/mlflow.db`), a URI its
+    scheme, host and last part (`sqlite:///…/mlflow.db`). The server's log keeps the whole text."""
+
+    def short(match: re.Match[str]) -> str:
+        path = match["uri_path"] if match["uri"] is not None else match["path"]
+        parts = [part for part in path.split("/") if part]
+        if len(parts) < (2 if match["uri"] is not None else 1):
+            return match[0]
+        return f"{match['uri'] or ''}{'/' if match['uri'] is not None else ''}…/{parts[-1]}"
+
+    return _PATH.sub(short, text)
 
 
 def status_of(exc: ServingError) -> int:
