@@ -117,10 +117,17 @@ class BlankQueryIsAbsent:
         query = scope.get("query_string", b"") if scope["type"] == "http" else b""
         if query and scope["path"].startswith("/v1/"):
             parts = query.split(b"&")
-            kept = [p for p in parts if not _blank_value(p)]  # the others byte for byte, as sent
+            # A blank copy of a parameter sent with a value too (`?station=S01&station=`) is kept, so the
+            # check for repeats names it: dropped, the request read as S01 alone.
+            named = {_name(p) for p in parts if not _blank_value(p)}
+            kept = [p for p in parts if not _blank_value(p) or _name(p) in named]  # the others as sent
             if len(kept) < len(parts):
                 scope = {**scope, "query_string": b"&".join(kept)}
         await self.app(scope, receive, send)
+
+
+def _name(part: bytes) -> str:
+    return unquote_plus(part.partition(b"=")[0].decode("latin-1"))
 
 
 def _blank_value(part: bytes) -> bool:

@@ -1325,3 +1325,13 @@ def test_the_servers_paths_reach_only_its_log_and_an_admin(settings, registry):
         assert answers[1].status_code == 503 and "no arrears snapshot" in answers[1].json()["detail"]
         admin = client.get("/v1/models", headers={"X-API-Key": keys["admin"]}).json()
         assert home in admin["models"][0]["serving"]["detail"]  # who runs the service sees where
+
+
+def test_a_parameter_sent_with_a_value_and_blank_is_a_repeat(service):
+    # Fuzz report, 8: the blank copy was dropped before the repeat check, so S01 was listed without a word.
+    r = service.client.get("/v1/arrears/risk-list?station=S01&station=", headers=service.headers("admin"))
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "repeated", r.text
+    assert (
+        service.client.get("/v1/arrears/risk-list?station=", headers=service.headers("admin")).status_code
+        == 200
+    )
