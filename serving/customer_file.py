@@ -19,7 +19,7 @@ import numpy as np
 from features.sources import stored_timezone
 from features.validation import LOCAL_TIMEZONE
 from serving.access import Principal, mask_name, mask_phone
-from serving.errors import ModelUnavailable, SnapshotUnavailable, UnknownCustomers
+from serving.errors import ModelUnavailable, SnapshotUnavailable, UnknownCustomers, caller_detail
 from serving.history import HistoryStore
 from serving.model import PackagedModel
 from serving.model_store import ModelStore
@@ -196,7 +196,7 @@ def customer_file(
         try:
             snapshot = snapshots.get(name)
         except SnapshotUnavailable as exc:
-            unscored.append(TaskNote(task=task, detail=str(exc)))
+            unscored.append(TaskNote(task=task, detail=caller_detail(exc)))
             continue
         pos = int(snapshot.index.get_indexer([customer_id])[0])
         if pos < 0:
@@ -226,7 +226,7 @@ def customer_file(
         try:
             package = models.get(name).package
         except ModelUnavailable as exc:
-            unscored.append(TaskNote(task=Task(name), detail=str(exc)))
+            unscored.append(TaskNote(task=Task(name), detail=caller_detail(exc)))
             continue
         scores.append(task_score(Task(name), snapshot, package, pos, lang))
 

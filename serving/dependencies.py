@@ -8,6 +8,7 @@ where a worker notices a reload taken by another worker, so every route that rea
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
@@ -83,15 +84,26 @@ async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     request: Request,
 ) -> Principal:
-    presented = api_key or (credentials.credentials if credentials else None)
-    authorization = request.headers.get("authorization", "")
-    scheme = authorization.split(maxsplit=1)[0] if authorization.strip() else ""
-    if not presented and scheme and scheme.lower() != "bearer":
-        # HTTPBearer drops any other scheme without a word: the caller sent a credential and was told none.
-        raise NotAuthenticated(f"{_unread_authorization(scheme)}; {SEND_KEY_AS}")
+    # `api_key` and `credentials` document the two headers in the OpenAPI document; `presented_key` reads them
+    # as they do, and is what `main.KeyBeforeBody` checks before a body is read.
+    presented = presented_key(request.headers)
     principal = keys.authenticate(presented)
     _only_known_query(request)  # after the key: a keyless request is a 401, whatever it asks
     return principal
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key in `X-API-Key`, else in `Authorization: Bearer`, as `api_key_header` and `bearer` read them;
+    None without one. NotAuthenticated for an Authorization header of another scheme: HTTPBearer drops it
+    without a word, and the caller, who sent a credential, was told it sent none."""
+    api_key = headers.get("x-api-key") or None
+    authorization = headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    presented = api_key or (credentials if scheme.lower() == "bearer" and credentials else None)
+    word = authorization.split(maxsplit=1)[0] if authorization.strip() else ""
+    if not presented and word and word.lower() != "bearer":
+        raise NotAuthenticated(f"{_unread_authorization(word)}; {SEND_KEY_AS}")
+    return presented
 
 
 # Accepted on every keyed route besides its own parameters, as a client sets them once for all its calls:

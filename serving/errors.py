@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.message
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,9 @@ class UnknownCustomers(ServingError):
 class InvalidPayload(ServingError):
     """A request body that passed the schema but not the model's rules (missing feature, wrong type)."""
 
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
+    def __init__(self, errors: list[dict[str, Any]], more: bool = False) -> None:
         self.errors = errors
+        self.more = more  # checking stopped with errors left to find (`scoring.RecordErrors`)
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]))
 
 
@@ -198,8 +200,35 @@ KEY_STORE_DOWN = (
 
 def caller_detail(exc: ServingError) -> str:
     """What a caller is told: the message, except for a broken key store, whose message names a file on the
-    server (told to any caller, keyless ones included); that goes to the log."""
-    return KEY_STORE_DOWN if isinstance(exc, KeyStoreError) else str(exc)
+    server (told to any caller, keyless ones included), and the server's paths in a 503's message (a model,
+    snapshot or home that is missing or cannot be written): the log has them whole."""
+    if isinstance(exc, KeyStoreError):
+        return KEY_STORE_DOWN
+    if isinstance(exc, ModelUnavailable | SnapshotUnavailable | HomeUnwritable):
+        return without_paths(str(exc))
+    return str(exc)
+
+
+# An absolute path (two or more parts; the API's own /v1/… routes aside), or a URI with a path.
+_PATH = re.compile(
+    r"(?P<uri>[A-Za-z][A-Za-z0-9+.-]*://[^/\s'\"]*)(?P<uri_path>/[^\s;,'\"()<>]+)"
+    r"|(?<![\w.:/~-])(?P<path>/(?!v1/)(?:[^\s/;,'\"()<>\[\]{}]+/)+[^\s/;,'\"()<>\[\]{}]*)"
+)
+
+
+def without_paths(text: str) -> str:
+    """`text` with the server's file system layout cut out, for callers who have no use for it (anyone may
+    read `/ready`; a collector reads a 503): an absolute path keeps its last part (`…/mlflow.db`), a URI its
+    scheme, host and last part (`sqlite:///…/mlflow.db`). The server's log keeps the whole text."""
+
+    def short(match: re.Match[str]) -> str:
+        path = match["uri_path"] if match["uri"] is not None else match["path"]
+        parts = [part for part in path.split("/") if part]
+        if len(parts) < (2 if match["uri"] is not None else 1):
+            return match[0]
+        return f"{match['uri'] or ''}{'/' if match['uri'] is not None else ''}…/{parts[-1]}"
+
+    return _PATH.sub(short, text)
 
 
 def status_of(exc: ServingError) -> int:
@@ -209,17 +238,23 @@ def status_of(exc: ServingError) -> int:
     return 500
 
 
-async def _serving_error(request: Request, exc: Exception) -> JSONResponse:
+async def _serving_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServingError)
     status = status_of(exc)
     if isinstance(exc, InvalidPayload):
         listed = exc.errors[:ECHO_ERRORS]
         body: dict[str, Any] = ValidationErrorBody.model_validate({"detail": listed}).model_dump()
-        for error in body["detail"]:
+        for error, raw in zip(body["detail"], listed, strict=True):
             error["loc"] = [_echo(part) for part in error["loc"]]
             error["msg"] = _text(error["msg"], ECHO_MSG_CHARS)
-        body["detail"] += _not_listed(len(exc.errors))
-        return JSONResponse(body, status_code=status)
+            if "input" in raw:  # the bad value, cut short as FastAPI's own 422s show it
+                error["input"] = _echo(raw["input"])
+        body["detail"] += _not_listed(len(exc.errors)) + (
+            [{"loc": ["body"], "msg": MORE_NOT_CHECKED, "type": "too_many_errors"}] if exc.more else []
+        )
+        # An echoed NaN or Infinity (Python's JSON parser reads them) as a string, as `_invalid_request` does.
+        content = to_json(body, inf_nan_mode="strings")
+        return Response(content, status_code=status, media_type="application/json")
     if status >= 500:
         logger.warning(
             "%s %s -> %d %s: %s", request.method, request.url.path, status, type(exc).__name__, exc
@@ -254,6 +289,11 @@ ECHO_MSG_CHARS = 1_000  # of a message (ours quote the bad value)
 ECHO_ITEMS = 10  # items of an echoed list, fields of an echoed object
 ECHO_DEPTH = 2  # nesting levels shown before an object or list is only described
 ECHO_ERRORS = 50  # errors listed in one 422
+
+
+MORE_NOT_CHECKED = (
+    f"more errors not listed: checking stops after the first {ECHO_ERRORS}; correct these and send again"
+)
 
 
 def _not_listed(errors: int) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import io
 from typing import Any
 
 # What Excel, LibreOffice and Google Sheets start a formula with (OWASP, "CSV Injection").
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")  # LF: importers that strip leading breaks
 WIDE_COLUMNS = ("reason_", "原因", "Reason")  # reason sentences get wide columns in XLSX
 
 

@@ -15,8 +15,17 @@ from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
-from serving.errors import TOO_LARGE, BodyTooLarge, error_response, install_handlers
+from serving.dependencies import presented_key
+from serving.errors import (
+    TOO_LARGE,
+    BodyTooLarge,
+    KeyStoreError,
+    NotAuthenticated,
+    error_response,
+    install_handlers,
+)
 from serving.history import history_store
 from serving.metrics import MetricsMiddleware
 from serving.routes import customers, feature_list, health, models, risk_lists, scores, summary
@@ -108,10 +117,17 @@ class BlankQueryIsAbsent:
         query = scope.get("query_string", b"") if scope["type"] == "http" else b""
         if query and scope["path"].startswith("/v1/"):
             parts = query.split(b"&")
-            kept = [p for p in parts if not _blank_value(p)]  # the others byte for byte, as sent
+            # A blank copy of a parameter sent with a value too (`?station=S01&station=`) is kept, so the
+            # check for repeats names it: dropped, the request read as S01 alone.
+            named = {_name(p) for p in parts if not _blank_value(p)}
+            kept = [p for p in parts if not _blank_value(p) or _name(p) in named]  # the others as sent
             if len(kept) < len(parts):
                 scope = {**scope, "query_string": b"&".join(kept)}
         await self.app(scope, receive, send)
+
+
+def _name(part: bytes) -> str:
+    return unquote_plus(part.partition(b"=")[0].decode("latin-1"))
 
 
 def _blank_value(part: bytes) -> bool:
@@ -199,6 +215,42 @@ class BodyLimit:
             await error_response(over)(scope, receive, send)
 
 
+class KeyBeforeBody:
+    """A request under /v1/ that carries a body, and no key the key store knows (none, an unknown or revoked
+    one, another scheme), reaches the app with its body left unread: FastAPI reads and parses a body before a
+    route's dependencies check the key, so an anonymous 49 MB post cost 3-4 s of the event loop for its 401,
+    and a keyless body that was no JSON got a 400 or 422 instead of the 401. Given an empty body, the key
+    check of the route (`dependencies.get_principal`) answers as it always does: the 401, its audit line and
+    its metrics.
+    A key store that cannot be read is left to the route too (a 503)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        service = getattr(scope["app"].state, "service", None) if scope["type"] == "http" else None
+        if service is not None and scope["path"].startswith("/v1/") and _has_body(scope):
+            try:
+                service.keys.authenticate(presented_key(Headers(scope=scope)))
+            except NotAuthenticated:
+                receive = _no_body
+            except KeyStoreError:
+                pass
+        await self.app(scope, receive, send)
+
+
+async def _no_body() -> dict:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _has_body(scope: dict) -> bool:
+    """Whether the request says it sends a body: a Content-Length above 0, or a chunked transfer."""
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b"0 ")):
+            return True
+    return False
+
+
 def _content_length(scope: dict) -> int | None:
     """The declared body length; None without one (chunked) or for a malformed one (the server refuses it)."""
     for name, value in scope["headers"]:
@@ -246,6 +298,7 @@ def create_app(
         app.include_router(router, responses=TOO_LARGE)  # BodyLimit answers it on any route
     install_handlers(app)
     app.add_middleware(BlankQueryIsAbsent)
+    app.add_middleware(KeyBeforeBody)  # inside the body limit: a 413 comes before the key, as documented
     app.add_middleware(HeadAsGet)  # inside the metrics: they count a HEAD as a HEAD
     app.add_middleware(BodyLimit)  # inside the metrics too: they count the 413s
     app.add_middleware(PrivateAnswers)  # outside the body limit: a 413 on /v1/ is an API answer too

@@ -183,6 +183,8 @@ class PackagedModel:
         return np.searchsorted(q, np.asarray(p, dtype=np.float64) + TIE_BREAK, side="right") / len(q) * 100.0
 
     def reason_text(self, feature: str, value: Any, lang: str) -> str:
+        if isinstance(value, float) and value == 0:
+            value = 0.0  # -0.0 (JSON `-0.0`, a negated zero in the feature engine) prints no "-0"
         template = self.reasons.get(feature)
         if template is None:
             return f"{feature} = {format_value(value)}"

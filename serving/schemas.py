@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from features.schema import CUSTOMER_ID_MAX_CHARS
 
@@ -78,19 +78,30 @@ class ValidationErrorBody(BaseModel):
 
 
 CustomerId = Annotated[str, Field(min_length=1, max_length=CUSTOMER_ID_MAX_CHARS)]
-# Strict: JSON true/false is not the number 1/0 (an int still is a float); text is parsed by serving.scoring.
-FeatureValue = StrictFloat | str | None
 
-
-class ScoreRecord(BaseModel):
-    """One customer's features for a live score; `customer_id` follows the rules of `customer_ids`. The
-    features the served model needs, with their types and category levels: `GET /v1/{task}/features`."""
-
-    model_config = ConfigDict(extra="allow")
-
-    customer_id: CustomerId | None = Field(default=None, description="echoed back; never a model feature")
-    # Every other field is a model feature (null = missing); scoring reads them from `model_extra`.
-    __pydantic_extra__: dict[str, FeatureValue] = Field(init=False)
+# A live record as the OpenAPI document describes it. The service reads records as plain JSON objects and
+# checks them itself (`serving.scoring.records_matrix`): feature names, types and domains depend on the served
+# model, and pydantic, checking each value against a union, built two errors per bad value, all of them, on
+# the event loop (one 3.35 MB body of `true`s held a worker for 10 s; `records_matrix` stops at the first 50).
+RECORD_SCHEMA: dict[str, Any] = {
+    "title": "ScoreRecord",
+    "type": "object",
+    "description": "One customer's features for a live score: every feature the served model reads, each a "
+    "JSON number (or a decimal in ASCII digits as a string), a category level as a string, or null "
+    "(unknown), and no other field. `GET /v1/{task}/features` lists them, with their types, category "
+    "levels and the values each may take; `customer_id` is optional and follows the rules of `customer_ids`.",
+    "properties": {
+        "customer_id": {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": CUSTOMER_ID_MAX_CHARS},
+                {"type": "null"},
+            ],
+            "description": "echoed back; never a model feature",
+        }
+    },
+    "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]},
+}
+ScoreRecord = Annotated[dict[str, Any], WithJsonSchema(RECORD_SCHEMA)]
 
 
 class ScoreRequest(BaseModel):
@@ -133,8 +144,8 @@ class ScoreRequest(BaseModel):
         default=None,
         min_length=1,
         max_length=MAX_BATCH,
-        description="one object per customer: every model feature (null = missing), optional customer_id "
-        f"(a string of 1 to {CUSTOMER_ID_MAX_CHARS} characters, as in customer_ids)",
+        description="one object per customer: every model feature (null = missing) and no other field, "
+        f"optional customer_id (a string of 1 to {CUSTOMER_ID_MAX_CHARS} characters, as in customer_ids)",
     )
 
     skip_unknown: bool = Field(
@@ -288,6 +299,18 @@ class FeatureField(BaseModel):
         "level it never saw, and as the batch scores read it. null for a number"
     )
     unit: str | None = Field(description="the feature's unit as the catalogue names it (yuan, kWh, days, …)")
+    minimum: float | None = Field(
+        default=None, description="the least value a record may hold (a count is never negative); null: none"
+    )
+    maximum: float | None = Field(
+        default=None,
+        description="the largest value a record may hold (a 0/1 flag, a count of the months or days of its "
+        "window, a change capped by the feature pipeline); null: none",
+    )
+    rule: str | None = Field(
+        default=None,
+        description="where minimum and maximum come from, as a 422 for a value outside them says it",
+    )
 
 
 class FeaturesResponse(BaseModel):

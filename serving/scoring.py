@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
-from serving.errors import InvalidPayload
+from serving.errors import ECHO_ERRORS, InvalidPayload
+from serving.feature_domain import feature_domain
 from serving.model import FeatureSpec, PackagedModel
 from serving.reasons import build_reasons, decode_values, top_k
-from serving.schemas import FeatureValue, Lang, ModelRef, ScoreRecord, Task
+from serving.schemas import CustomerId, Lang, ModelRef, Task
 
 SINGLE_THREAD_ROWS = 256
 
@@ -59,45 +61,124 @@ def explain(package: PackagedModel, X: np.ndarray, k: int) -> Explanation:
     )
 
 
-def records_matrix(spec: FeatureSpec, records: list[dict[str, FeatureValue]]) -> np.ndarray:
+_NO_INPUT: Any = object()
+
+
+class RecordErrors:
+    """A 422's errors about posted records, gathered up to one more than a 422 lists (`ECHO_ERRORS`): checking
+    stops there, so a body of a million bad values costs no more than one of 51."""
+
+    def __init__(self, limit: int = ECHO_ERRORS) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.limit = limit
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) > self.limit
+
+    def add(self, row: int, field: str, kind: str, msg: str, value: Any = _NO_INPUT) -> None:
+        if not self.full:
+            error = {"loc": ["body", "records", row, field], "msg": msg, "type": kind}
+            self.items.append(error if value is _NO_INPUT else {**error, "input": value})
+
+    def raise_any(self) -> None:
+        if self.items:
+            raise InvalidPayload(self.items[: self.limit], more=self.full)
+
+
+_CUSTOMER_ID: TypeAdapter[str | None] = TypeAdapter(CustomerId | None)
+
+
+def record_ids(records: list[dict[str, Any]], errors: RecordErrors) -> list[str | None]:
+    """Each record's `customer_id` (None when absent), checked as `customer_ids` are."""
+    ids: list[str | None] = []
+    for i, record in enumerate(records):
+        if errors.full:
+            break
+        value = record.get(CUSTOMER_ID)
+        try:
+            ids.append(_CUSTOMER_ID.validate_python(value, strict=True))
+        except ValidationError as exc:
+            ids.append(None)
+            for error in exc.errors(include_url=False):
+                errors.add(i, CUSTOMER_ID, error["type"], error["msg"], value)
+    return ids
+
+
+def records_matrix(
+    spec: FeatureSpec, records: list[dict[str, Any]], errors: RecordErrors | None = None, task: str = "{task}"
+) -> np.ndarray:
     """Encode posted records exactly as `FeatureSpec.matrix` encodes a frame, naming every bad field.
 
-    Every model feature must be present (null means unknown); numbers must be finite; unknown category
-    levels become missing, as in training. Raises InvalidPayload with `body.records.<i>.<feature>` paths.
+    A record holds every model feature (null means unknown) and no other field (`customer_id` aside);
+    numbers must be finite and inside the feature's domain (`serving.feature_domain`); unknown category
+    levels become missing, as in training. Raises InvalidPayload with `body.records.<i>.<feature>` paths,
+    listing at most `ECHO_ERRORS` of them: checking stops once there are more.
     """
-    errors: list[dict[str, Any]] = []
+    errors = errors or RecordErrors()
+    required = frozenset(spec.names)
+    known = required | {CUSTOMER_ID}
+    for i, record in enumerate(records):  # the fields first: a record of 300 unknown ones stops here
+        if errors.full:
+            break
+        keys = record.keys()
+        for name in keys - known if not keys <= known else ():
+            errors.add(i, name, "extra_forbidden", _not_a_feature(name, task), record[name])
+            if errors.full:
+                break
+        if not required <= keys:
+            for name in spec.names:
+                if name not in record:
+                    errors.add(
+                        i, name, "missing", "field required: send every model feature (null = unknown)"
+                    )
     X = np.empty((len(records), len(spec.names)), dtype=np.float64)
     for j, name in enumerate(spec.names):
+        if errors.full:
+            break
         levels = spec.categorical.get(name)
-        column = [record.get(name, _ABSENT) for record in records]
+        column = [record.get(name) for record in records]
         if levels is not None:
             codes = {level: float(i) for i, level in enumerate(levels)}
             X[:, j] = [codes.get(_category_text(v), math.nan) if v is not None else math.nan for v in column]
+            continue
+        domain = feature_domain(name)
         for i, value in enumerate(column):
-            if value is _ABSENT:
-                errors.append(
-                    _error(i, name, "missing", "field required: send every model feature (null = unknown)")
+            number = _number(value)
+            if number is None:
+                errors.add(
+                    i,
+                    name,
+                    "float_type",
+                    f"{name} must be a plain finite number (at most {FEATURE_MAGNITUDE:.0e} in size) "
+                    f"or null, got {_shown(value)}",
+                    value,
                 )
-            elif levels is None:
-                number = _number(value)
-                if number is None:
-                    errors.append(
-                        _error(
-                            i,
-                            name,
-                            "float_type",
-                            f"{name} must be a plain finite number (at most {FEATURE_MAGNITUDE:.0e} in size) "
-                            f"or null, got {value!r}",
-                        )
-                    )
-                else:
-                    X[i, j] = number
-    if errors:
-        raise InvalidPayload(errors)
+            elif domain is not None and (out := domain.refusal(number)) is not None:
+                kind, bound = out
+                errors.add(i, name, kind, f"{name} must be {bound} ({domain.rule}), got {number:g}", value)
+            else:
+                X[i, j] = number
+            if errors.full:
+                break
+    errors.raise_any()
     return X
 
 
-_ABSENT: Any = object()
+CUSTOMER_ID = "customer_id"
+
+
+def _not_a_feature(name: str, task: str) -> str:
+    return (
+        f"{_shown(name)} is not a feature of the served model; a record holds its features and customer_id "
+        f"only (`GET /v1/{task}/features` lists them)"
+    )
+
+
+def _shown(value: Any) -> str:
+    """A bad value as a message quotes it: a long text or a list cut short."""
+    text = repr(value)
+    return text if len(text) <= 100 else f"{text[:100]}… ({len(text):,} characters)"
 
 
 def _category_text(value: Any) -> str:
@@ -115,9 +196,9 @@ DECIMAL_CHARS = 64
 
 
 def _number(value: Any) -> float | None:
-    if value is None or value is _ABSENT:
+    if value is None:
         return math.nan
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     if isinstance(value, str) and (len(value) > DECIMAL_CHARS or not _DECIMAL.fullmatch(value)):
         return None
@@ -126,10 +207,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) and abs(number) <= FEATURE_MAGNITUDE else None
-
-
-def _error(row: int, field: str, kind: str, msg: str) -> dict[str, Any]:
-    return {"loc": ["body", "records", row, field], "msg": msg, "type": kind}
 
 
 def explanation_results(
@@ -185,12 +262,13 @@ def score_records(
     task: Task,
     package: PackagedModel,
     model_ref: ModelRef,
-    records: list[ScoreRecord],
+    records: list[dict[str, Any]],
     k: int,
     lang: Lang,
 ) -> dict[str, Any]:
     """Live scores of posted feature records with the served champion; each record's id is echoed back."""
-    X = records_matrix(package.spec, [record.model_extra or {} for record in records])
+    errors = RecordErrors()
+    ids = record_ids(records, errors)
+    X = records_matrix(package.spec, records, errors, task.value)
     ex = explain(package, X, k)
-    ids = [record.customer_id for record in records]
     return score_body(task, "live", model_ref, None, lang, explanation_results(package, ids, ex, lang))

@@ -296,8 +296,9 @@ class Snapshot:
 
     def code_of(self, column: str, value: str) -> int:
         """The categorical code of a value, -1 when the snapshot has no such value."""
-        hits = np.flatnonzero(self.categories[column] == value)
-        return int(hits[0]) if len(hits) else -1
+        # Compared as Python strings: numpy's `==` against a str goes through np.str_, which drops trailing
+        # NULs, so `?station=S01%00` listed S01 while the scope check and the summary saw another station.
+        return next((i for i, level in enumerate(self.categories[column].tolist()) if level == value), -1)
 
     def column(self, name: str, pos: np.ndarray) -> list:
         """Decoded values of one column at the given positions (None for nulls, NaN and infinities)."""

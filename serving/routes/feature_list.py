@@ -9,6 +9,7 @@ from features.feature_sets import FEATURE_DOCS
 from serving.access import Action
 from serving.dependencies import Caller, Models
 from serving.errors import ERROR_RESPONSES
+from serving.feature_domain import feature_domain
 from serving.schemas import FeatureField, FeaturesResponse, Task
 
 router = APIRouter(tags=["scores"])
@@ -23,13 +24,18 @@ async def get_features(task: Task, caller: Caller, models: Models) -> FeaturesRe
     return FeaturesResponse(
         task=task,
         model=model.ref,
-        features=[
-            FeatureField(
-                name=name,
-                type="category" if name in spec.categorical else "number",
-                categories=spec.categorical.get(name),
-                unit=FEATURE_DOCS[name].unit if name in FEATURE_DOCS else None,
-            )
-            for name in spec.names
-        ],
+        features=[_field(name, spec.categorical.get(name)) for name in spec.names],
+    )
+
+
+def _field(name: str, categories: list[str] | None) -> FeatureField:
+    domain = feature_domain(name) if categories is None else None
+    return FeatureField(
+        name=name,
+        type="number" if categories is None else "category",
+        categories=categories,
+        unit=FEATURE_DOCS[name].unit if name in FEATURE_DOCS else None,
+        minimum=domain.minimum if domain else None,
+        maximum=domain.maximum if domain else None,
+        rule=domain.rule if domain else None,
     )

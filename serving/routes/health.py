@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from serving.dependencies import Keys, Metrics, Models, Settings, Snapshots
+from serving.errors import without_paths
 from serving.schemas import HealthResponse, ReadyResponse
 from serving.status import readiness
 
@@ -20,6 +21,11 @@ async def health() -> HealthResponse:
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 async def ready(models: Models, snapshots: Snapshots, keys: Keys, settings: Settings) -> Response:
     body = readiness(models, snapshots, keys, settings.home)
+    # Anyone may ask: what is wrong, without the server's paths (the log, and `/v1/models` for an admin, have
+    # them).
+    body.registry_uri = without_paths(body.registry_uri)
+    for task in body.tasks:
+        task.detail = without_paths(task.detail) if task.detail else None
     return JSONResponse(body.model_dump(mode="json"), status_code=503 if body.status == "not_ready" else 200)
 
 

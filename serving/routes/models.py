@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from serving.access import Action
+from serving.access import Action, Principal, Role
 from serving.dependencies import Caller, Models, Settings, Snapshots, State
-from serving.errors import ERROR_RESPONSES, UNKNOWN_QUERY
+from serving.errors import ERROR_RESPONSES, UNKNOWN_QUERY, without_paths
 from serving.history import history_store
-from serving.schemas import ModelsResponse, ModelSummary, ReloadResponse
+from serving.schemas import ModelsResponse, ModelSummary, ReloadResponse, TaskStatus
 from serving.settings import registered_name
 from serving.status import task_status
 
@@ -24,7 +24,7 @@ def list_models(caller: Caller, models: Models, snapshots: Snapshots, settings: 
         ModelSummary(
             task=task,
             name=registered_name(task),
-            serving=task_status(task, models, snapshots),
+            serving=caller_status(caller, task_status(task, models, snapshots)),
             metrics=loaded[task].package.metrics if task in loaded else {},
             explain_ms_per_row=loaded[task].explain_ms_per_row if task in loaded else None,
             registry_versions=models.registry_versions(task),
@@ -52,5 +52,15 @@ async def reload(request: Request, caller: Caller, state: State) -> ReloadRespon
     if state.settings.warm_history:
         history_store(request.app, state.settings).start_warming()
     return ReloadResponse(
-        changed=changed, tasks=[task_status(t, state.models, state.snapshots) for t in state.settings.tasks]
+        changed=changed,
+        tasks=[
+            caller_status(caller, task_status(t, state.models, state.snapshots)) for t in state.settings.tasks
+        ],
     )
+
+
+def caller_status(caller: Principal, status: TaskStatus) -> TaskStatus:
+    """A task's status with the server's paths for an admin (who runs the service), without for the others."""
+    if caller.role == Role.ADMIN or status.detail is None:
+        return status
+    return status.model_copy(update={"detail": without_paths(status.detail)})

@@ -89,10 +89,10 @@ def test_records_errors_name_the_field_paths(package):
     not_a_number = {**good, "payments_days_late_max_365d": "late"}  # text where a number belongs
     with pytest.raises(InvalidPayload) as info:
         records_matrix(package.spec, [good, missing, not_a_number])
-    # Errors come feature by feature, in the model's feature order.
+    # A record's fields first (unknown, missing), record by record; then values feature by feature.
     assert [e["loc"] for e in info.value.errors] == [
-        ["body", "records", 2, "payments_days_late_max_365d"],
         ["body", "records", 1, "contract_capacity_kva"],
+        ["body", "records", 2, "payments_days_late_max_365d"],
     ]
 
 

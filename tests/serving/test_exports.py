@@ -131,3 +131,10 @@ def test_spreadsheet_exports_round_for_people_and_json_keeps_full_precision(serv
             assert float(row[column]) == round(item[column], decimals)
             assert len(row[column].partition(".")[2]) <= decimals, row[column]
     assert any(len(str(item["probability"]).partition(".")[2]) > 4 for item in full)  # JSON is not rounded
+
+
+def test_a_leading_line_feed_is_neutralized_like_cr_and_tab():
+    # Fuzz report, 9: "\n=1+1" went out as is; some importers strip leading line breaks.
+    from serving.exports import neutralize
+
+    assert neutralize("\n=1+1") == "'\n=1+1"

@@ -296,10 +296,7 @@ def test_a_sign_out_that_cannot_be_recorded_says_so_and_a_recorded_one_ends_ever
     assert r.status_code == 503 and "set-cookie" not in r.headers and "text/html" in r.headers["content-type"]
     cause = "Read-only file system" if fault is read_only else "No space left on device"
     text = html.unescape(r.text)
-    assert (
-        f"signed-out sessions file {settings.home / 'web-signed-out.json'} cannot be written ({cause})"
-        in text
-    )
+    assert f"signed-out sessions file …/web-signed-out.json cannot be written ({cause})" in text
     assert "this session could not be ended: you are still signed in" in text
     assert not list(settings.home.glob(".web-signed-out.json.*.tmp"))  # no part-written file left
     monkeypatch.undo()  # the home is writable again
@@ -323,7 +320,7 @@ def test_pages_that_cannot_be_audited_are_503_pages_naming_the_log_until_it_can(
     cause = "Read-only file system" if fault is read_only else "No space left on device"
     for path in audited:
         text = html.unescape(page(web, path, status=503))
-        assert f"audit log {settings.audit_path} cannot be written ({cause})" in text, path
+        assert f"audit log …/audit.log cannot be written ({cause})" in text, path  # no server path
     monkeypatch.undo()
     for path in audited:
         page(web, path)
