@@ -32,7 +32,7 @@ from features.engines.partition import (
     table_columns,
 )
 from features.schema import table as contract_table
-from features.sources import WarehouseError, has_table, table_path
+from features.sources import WarehouseError, has_table, stored_columns, table_path
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,8 @@ def tagged_union(spark: Any, warehouse: Path, buckets: int, task: str | None = N
                 f"warehouse {warehouse} has no table {name!r} ({table_path(warehouse, name)} is missing); "
                 "run `gridrisk ingest` or `gridrisk generate` first"
             )
+        # The footer, read here: Spark would read a folder of parts, and INT96 instants in the session's zone.
+        stored_columns(warehouse, name, wanted)
         df = spark.read.parquet(spark_path(table_path(warehouse, name)))
         frames[name] = df.select(*[c for c in wanted if c in df.columns])
 
