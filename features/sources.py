@@ -102,8 +102,7 @@ def check_contract_columns(warehouse: Path) -> None:
             missing_columns.append(f"{name} ({path}) lacks {', '.join(missing)}")
         int96 = set(int96_columns(footer))
         zoned += [
-            f"{name}.{f.name} "
-            + ("(INT96: UTC instants, as Spark and Hive write them)" if f.name in int96 else f"({f.type.tz})")
+            f"{name}.{f.name} ({'INT96' if f.name in int96 else f.type.tz})"
             for f in schema
             if f.name in spec.column_names
             and pa.types.is_timestamp(f.type)
@@ -126,11 +125,17 @@ def check_contract_columns(warehouse: Path) -> None:
         )
     if zoned:
         raise WarehouseError(
-            f"warehouse {warehouse}: time column(s) stored with a time zone: {', '.join(zoned)}. The "
-            "warehouse holds local wall-clock times, and an instant read as one is hours off the day it "
-            "happened; `gridrisk ingest` converts them: ingest this folder into a new warehouse "
-            f"(gridrisk ingest {warehouse} --warehouse NEW [--timezone ZONE])"
+            f"warehouse {warehouse}: time column(s) stored with a time zone: {', '.join(zoned)}. "
+            + _ZONED_FIX.format(warehouse=warehouse)
         )
+
+
+_ZONED_FIX = (
+    "The warehouse holds local wall-clock times, and an instant read as one is hours off the day it happened "
+    "(INT96, Spark's and Hive's default timestamp, holds UTC instants although it carries no zone); "
+    "`gridrisk ingest` converts them: ingest this folder into a new warehouse "
+    "(gridrisk ingest {warehouse} --warehouse NEW [--timezone ZONE])"
+)
 
 
 def _footer_schema(path: Path) -> pq.ParquetSchema:
@@ -167,10 +172,9 @@ def stored_columns(warehouse: Path, name: str, columns: Collection[str] | None =
     if instants:
         raise WarehouseError(
             f"warehouse {warehouse}: time column(s) stored with a time zone: "
-            + ", ".join(f"{name}.{c} (INT96: UTC instants, as Spark and Hive write them)" for c in instants)
-            + ". The warehouse holds local wall-clock times, and an instant read as one is hours off the day "
-            "it happened; `gridrisk ingest` converts them: ingest this folder into a new warehouse "
-            f"(gridrisk ingest {warehouse} --warehouse NEW [--timezone ZONE])"
+            + ", ".join(f"{name}.{c} (INT96)" for c in instants)
+            + ". "
+            + _ZONED_FIX.format(warehouse=warehouse)
         )
     return list(footer.names)
 
@@ -249,21 +253,29 @@ class Export:
     notes: list[str] = field(default_factory=list)
     sheets: np.ndarray | None = None
     head: list[tuple[int, list[str]]] = field(default_factory=list)
+    label: str = (
+        ""  # how rows name the file: its name, or a part's path in its table folder (bills/month=…/…)
+    )
+
+    @property
+    def name(self) -> str:
+        return self.label or self.path.name
 
     def row_sources(self) -> np.ndarray:
         """Where each row of ``frame`` came from: the file name, with its sheet for a multi-sheet workbook."""
         if self.sheets is None:
             labels = np.empty(len(self.frame), dtype=object)
-            labels.fill(self.path.name)  # one shared str object, not a copy per row
+            labels.fill(self.name)  # one shared str object, not a copy per row
             return labels
         codes, names = pd.factorize(self.sheets)
-        return np.array([f"{self.path.name} [{name}]" for name in names], dtype=object)[codes]
+        return np.array([f"{self.name} [{name}]" for name in names], dtype=object)[codes]
 
 
-def read_export(path: Path) -> Export:
-    """Read one CSV, Parquet or XLSX export; raise ContractError when the file as a whole is unusable."""
+def read_export(path: Path, *, suffix: str | None = None) -> Export:
+    """Read one CSV, Parquet or XLSX export; raise ContractError when the file as a whole is unusable.
+    ``suffix`` reads a file named without one as that type (Hive names its Parquet parts 000000_0)."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = (suffix or path.suffix).lower()
     if suffix == ".csv":
         return _read_csv(path)
     if suffix == ".parquet":

@@ -252,7 +252,7 @@ def test_a_table_with_int96_times_is_refused_by_every_reader_and_ingest_converts
     table = local_times.set_column(at, pa.field("paid_at", instants.type), instants)
     pq.write_table(table, path, use_deprecated_int96_timestamps=True)
     assert pq.ParquetFile(path).schema.column(at).physical_type == "INT96"
-    named = "payments.paid_at (INT96: UTC instants, as Spark and Hive write them)"
+    named = "payments.paid_at (INT96)"
 
     result = features_cli(warehouse, "arrears", tmp_path / "x.parquet", "--as-of", "2022-06-30")
     said = " ".join(result.output.split())
