@@ -147,7 +147,8 @@ def _footer_schema(path: Path) -> pq.ParquetSchema:
             f"{path.parent} --warehouse NEW), which reads table folders"
         )
     try:
-        return pq.read_metadata(path).schema
+        with pa.OSFile(str(path)) as handle:  # a file, never a URI: `wh:1/bills.parquet` is a path
+            return pq.read_metadata(handle).schema
     except (OSError, pa.ArrowInvalid) as exc:
         raise WarehouseError(f"cannot read {path}: {exc}") from exc
 
