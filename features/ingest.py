@@ -11,12 +11,14 @@ import filecmp
 import itertools
 import json
 import logging
+import re
 import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -196,14 +198,14 @@ def ingest(
     moment = declared if use_declared and declared is not None else moment
     check_contract_columns(warehouse)  # a stored table this run would extend must have the contract's columns
     mapping = ColumnMap.load(column_map)
-    plan = _plan(source, mapping)
+    plan, root = _plan(source, mapping)
     # All files of one table are validated together: a key two files disagree on is a duplicate_key whichever
     # file comes first, exactly as within one file. `plan` is in load order, so this dict is too.
     pending: dict[str, list[tuple[Path, ReadFile | None, tuple[int, int]]]] = {}
     held = 0
     for name, path in plan:
-        step(f"reading {path.name}")
-        read = _read_mapped(path, name, mapping)  # every file is usable before anything is written
+        step(f"reading {path.relative_to(root)}")
+        read = _read_mapped(path, name, mapping, root)  # every file is usable before anything is written
         size = sum(int(f.memory_usage(deep=True).sum()) for f in (read[0].frame, read[1]))
         hold = held + size <= KEEP_READ_BYTES
         held += size if hold else 0
@@ -216,7 +218,7 @@ def ingest(
     if stored_timezone(warehouse) is None:
         record_timezone(warehouse, timezone)  # every file was read and mapped: this run stores its tables
         report.timezone_recorded = True
-    report.skipped_files = _skipped(source, plan)
+    report.skipped_files = _skipped(source, plan, root)
     for name in report.skipped_files:
         logger.warning("%s: not read (no contract table in its name, or a type not read)", source / name)
     stored_ends = event_table_ends(warehouse)  # each stored event table's newest day, before this run
@@ -231,15 +233,15 @@ def ingest(
         reference = {fk.table: _parent(current, warehouse, fk.table) for fk in spec.foreign_keys}
         # A table's files are let go once stored: peak memory is one table, not every table.
         entries = pending.pop(name)
-        files = [read or _read_again(path, name, mapping, stamp) for path, read, stamp in entries]
+        files = [read or _read_again(path, name, mapping, root, stamp) for path, read, stamp in entries]
         stamps = [(path, stamp) for path, _, stamp in entries]
         del entries
         rows = sum(len(frame) for _, frame in files)
-        step(f"validating and storing {', '.join(e.path.name for e, _ in files)} ({rows:,} rows) as {name}")
+        step(f"validating and storing {', '.join(e.name for e, _ in files)} ({rows:,} rows) as {name}")
         stored = _stored(warehouse, spec)
         merged = _ingest_table(
             files,
-            partial(_read_all_again, stamps, name, mapping),
+            partial(_read_all_again, stamps, name, mapping, root),
             spec,
             stored,
             reference,
@@ -285,9 +287,15 @@ def _warehouse_zone(warehouse: Path, asked: str | None) -> str:
     return zone
 
 
-def _read_mapped(path: Path, name: str, mapping: ColumnMap) -> ReadFile:
-    """Read one export and map its headers; raises ContractError when the file is unusable as a whole."""
-    export = read_export(path)
+def _read_mapped(path: Path, name: str, mapping: ColumnMap, root: Path) -> ReadFile:
+    """Read one export and map its headers; raises ContractError when the file is unusable as a whole. A part
+    of a table folder (a file below ``root``'s own files: ``bills/month=2023-06/part-0.parquet``) is named by
+    that path, and its key=value partition folders become columns, as Spark and Hive read them back."""
+    part = path.parent != root
+    export = read_export(path, suffix=".parquet") if part else read_export(path)
+    if part:
+        export.label = path.relative_to(root).as_posix()
+        _add_partition_columns(export, path.relative_to(root).parts[1:-1])
     export.notes.extend(mapping.passed_over([c for c in export.frame.columns if c != "_row"], name))
     frame = mapping.apply(export.frame, name, str(export.path))
     try:
@@ -342,7 +350,7 @@ def _stamp(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _read_again(path: Path, name: str, mapping: ColumnMap, stamp: tuple[int, int]) -> ReadFile:
+def _read_again(path: Path, name: str, mapping: ColumnMap, root: Path, stamp: tuple[int, int]) -> ReadFile:
     """The second read of a file too large to hold since the first: it must still be the file that was
     checked, or this run would store what nobody checked."""
     if _stamp(path) != stamp:
@@ -351,11 +359,13 @@ def _read_again(path: Path, name: str, mapping: ColumnMap, stamp: tuple[int, int
             f"the tables before {name} are stored (but not the changes to stored customers or areas rows), "
             f"{name} and the rest are not — run the ingest again once the export is complete"
         )
-    return _read_mapped(path, name, mapping)
+    return _read_mapped(path, name, mapping, root)
 
 
-def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
-    """(table, file) pairs in foreign-key order: parents are stored before their children are checked."""
+def _plan(source: Path, mapping: ColumnMap) -> tuple[list[tuple[str, Path]], Path]:
+    """(table, file) pairs in foreign-key order (parents are stored before their children are checked), and
+    the folder files are named from. A folder named for a table (``bills/``, ``customers.parquet/``, as Spark
+    and Hive write a table) is that table's Parquet parts (`_table_folder`)."""
     if not source.exists():
         raise ContractError(f"{source}: no such file or folder; pass an export file or a folder of them")
     if source.is_file():
@@ -367,48 +377,167 @@ def _plan(source: Path, mapping: ColumnMap) -> list[tuple[str, Path]]:
             )
         if source.suffix.lower() not in EXPORT_SUFFIXES:
             raise unsupported_type(source)
-        return [(name, source)]
-    pairs = [(mapping.table_for(p), p) for p in sorted(source.iterdir()) if p.is_file()]
+        return [(name, source)], source.parent
+    entries = sorted(source.iterdir())
+    pairs = [(mapping.table_for(p), p) for p in entries if p.is_file()]
+    folders = [
+        (mapping.table_for(p), p) for p in entries if p.is_dir() and not _hidden(p) and p.name != "truth"
+    ]
     # A table file in a type gridrisk does not read (电费账单.xls, bills.txt) would leave that table out
-    # without a word; it refuses the run instead, as an unreadable file does. So does an export file whose
-    # name holds a table's name among other words (长沙_电费账单.csv, 电费账单汇总.xlsx): it may be that
-    # table, and a scheduled run reporting success without it would lose it. Other files beside the export
-    # (the downloaded bills.zip, notes in bills.md, a lookup list.csv) are not read, and the summary says so.
+    # without a word; it refuses the run instead, as an unreadable file does. So does an export file (or a
+    # table folder) whose name holds a table's name among other words (长沙_电费账单.csv, 电费账单汇总.xlsx):
+    # it may be that table, and a scheduled run reporting success without it would lose it. Other files
+    # beside the export (the downloaded bills.zip, notes in bills.md, a lookup list.csv) are not read, and the
+    # summary says so.
     for name, path in pairs:
         if name is not None and path.suffix.lower() in UNREAD_TABLE_SUFFIXES:
             raise unsupported_type(path)
     unclear = [
         (path, named)
-        for name, path in pairs
+        for name, path in pairs + folders
         if name is None
-        and path.suffix.lower() in EXPORT_SUFFIXES
+        and (path.is_dir() or path.suffix.lower() in EXPORT_SUFFIXES)
         and (named := mapping.table_named_in(path)) is not None
     ]
     if unclear:
-        listed = "; ".join(f"{path.name} (holds {word!r}: {table}?)" for path, (word, table) in unclear)
+        listed = "; ".join(
+            f"{path.name}{'/' if path.is_dir() else ''} (holds {word!r}: {table}?)"
+            for path, (word, table) in unclear
+        )
         path, (_, table) = unclear[0]
         raise ContractError(
             f"{source}: {len(unclear)} file(s) named like a table but not as one: {listed}. A table's file "
             "is its name with or without dates and part numbers (电费账单_2024年01月.csv, "
-            "202401电费账单.xlsx, 电费账单_第二部分.csv). Rename the file, map its name in a --column-map "
-            f'TOML ([files] "{bare_stem(path)}" = "{table}"), or move it out of the folder; '
-            "nothing was stored"
+            "202401电费账单.xlsx, 电费账单_第二部分.csv), a table folder its name (bills/). Rename it, map "
+            f'its name in a --column-map TOML ([files] "{bare_stem(path)}" = "{table}"), or move it out of '
+            "the folder; nothing was stored"
         )
     plan = [(name, p) for name, p in pairs if name is not None and p.suffix.lower() in EXPORT_SUFFIXES]
+    plan += [
+        (name, part) for name, folder in folders if name is not None for part in _table_folder(folder, name)
+    ]
+    root = source
+    if not plan and (name := mapping.table_for(source)) is not None and _looks_like_parts(source):
+        # `gridrisk ingest export/bills`: the folder given is itself one table's folder of parts.
+        plan, root = [(name, part) for part in _table_folder(source, name)], source.parent
     if not plan:
+        parts = (
+            " It holds Parquet parts or key=value partition folders without a table's name: pass the folder "
+            "that holds the table folders (bills/, customers/), or a table folder named for its table"
+            if _looks_like_parts(source)
+            else ""
+        )
         raise ContractError(
             f"{source}: no export file for a contract table (expected e.g. bills.csv, customers.parquet, "
-            f"电费账单.xlsx; tables: {', '.join(TABLES)})"
+            f"电费账单.xlsx, or a table folder of Parquet parts such as bills/; tables: {', '.join(TABLES)})."
+            + parts
         )
-    return sorted(plan, key=lambda pair: (LOAD_ORDER.index(pair[0]), str(pair[1])))
+    return sorted(plan, key=lambda pair: (LOAD_ORDER.index(pair[0]), str(pair[1]))), root
 
 
-def _skipped(source: Path, plan: list[tuple[str, Path]]) -> list[str]:
-    """The folder's files the plan leaves out: no contract table, or a type not read (bills.zip)."""
-    if not source.is_dir():
+# Spark and Hive write a table as a folder: part files, `key=value` folders for partitionBy columns, and
+# bookkeeping (`_SUCCESS`, `_committed_…`, `.part-….crc`, `.hive-staging…`) that their own readers skip.
+_PARTITION_FOLDER = re.compile(r"^[^=]+=.*$")
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # how Spark and Hive write a null partition value
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _hidden(path: Path) -> bool:
+    return path.name.startswith(("_", "."))
+
+
+def _is_parquet_part(path: Path) -> bool:
+    """A `.parquet` file, or one without a suffix that is Parquet (Hive names its parts 000000_0)."""
+    if path.suffix.lower() == ".parquet":
+        return True
+    if path.suffix:
+        return False
+    with path.open("rb") as handle:
+        return handle.read(4) == _PARQUET_MAGIC
+
+
+def _looks_like_parts(folder: Path) -> bool:
+    return any(
+        not _hidden(p) and (_PARTITION_FOLDER.match(p.name) if p.is_dir() else _is_parquet_part(p))
+        for p in folder.iterdir()
+    )
+
+
+def _table_folder(folder: Path, table_name: str) -> list[Path]:
+    """The Parquet parts of a table folder as Spark or Hive writes it, in path order. Files and folders
+    whose names start with `_` or `.` are bookkeeping and left out, as Spark's reader leaves them out.
+    Anything else that is not a part, a folder that is not a `key=value` partition, parts under different
+    partition keys, or a folder without any part refuses the run: a table read in part would lose rows."""
+    parts: list[Path] = []
+    problems: list[str] = []
+    where = folder.parent
+
+    def walk(at: Path) -> None:
+        for entry in sorted(at.iterdir()):
+            if _hidden(entry):
+                continue
+            shown = entry.relative_to(where).as_posix()
+            if entry.is_dir():
+                if _PARTITION_FOLDER.match(entry.name):
+                    walk(entry)
+                else:
+                    problems.append(f"{shown}/ (a folder, not a key=value partition)")
+            elif _is_parquet_part(entry):
+                parts.append(entry)
+            else:
+                problems.append(f"{shown} (not a Parquet part)")
+
+    walk(folder)
+    keys = {
+        tuple(unquote(p.split("=", 1)[0]) for p in part.relative_to(folder).parts[:-1]): part
+        for part in parts
+    }
+    if len(keys) > 1:
+        problems += [
+            f"{part.relative_to(where).as_posix()} (partition keys {', '.join(key) or 'none'})"
+            for key, part in keys.items()
+        ]
+    if problems or not parts:
+        shown = "; ".join(problems[:5]) + (f"; … and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ContractError(
+            f"{folder} (table {table_name}, a table folder): "
+            + (shown if problems else "no Parquet part file in it")
+            + ". A table folder holds the table's Parquet parts, in key=value partition folders all under "
+            "the same keys if partitioned; names starting with _ or . (_SUCCESS, .crc) are left out. Export "
+            "the table again or move the other files out; nothing was stored"
+        )
+    return parts
+
+
+def _add_partition_columns(export: Export, folders: tuple[str, ...]) -> None:
+    """A part's `key=value` folders as columns (`month=2023-06` → month '2023-06'), as text like a CSV's
+    values: Spark and Hive take a partitionBy column out of the files. One the contract has (`period`) is
+    restored and validated like any other value; another (`month`) is listed with the ignored columns."""
+    frame = export.frame
+    for folder in folders:
+        key, value = (unquote(text) for text in folder.split("=", 1))
+        if key in frame.columns:
+            raise ContractError(
+                f"{export.path} (a part of a table folder): column {key!r} is both in the file and in its "
+                f"partition folder {folder}; which one holds the value is not guessed — export the table "
+                "again without the column in the files, or without that partition folder"
+            )
+        column = np.empty(len(frame), dtype=object)
+        column.fill(None if value in ("", _HIVE_NULL) else value)
+        frame.insert(len(frame.columns) - 1 if "_row" in frame.columns else len(frame.columns), key, column)
+
+
+def _skipped(source: Path, plan: list[tuple[str, Path]], root: Path) -> list[str]:
+    """The folder's files and folders the plan leaves out: no contract table, or a type not read (bills.zip).
+    Folders starting with _ or . and a generated export's truth/ are not listed."""
+    if not source.is_dir() or root != source:
         return []
-    planned = {path for _, path in plan}
-    return sorted(p.name for p in source.iterdir() if p.is_file() and p not in planned)
+    planned = {path.relative_to(source).parts[0] for _, path in plan}
+    return sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in source.iterdir()
+        if p.name not in planned and (p.is_file() or not (_hidden(p) or p.name == "truth"))
+    )
 
 
 def _stored(warehouse: Path, spec: Table) -> pa.Table:
@@ -448,9 +577,9 @@ def _parent(current: dict[str, pd.DataFrame], warehouse: Path, name: str) -> pd.
 
 
 def _read_all_again(
-    stamps: list[tuple[Path, tuple[int, int]]], name: str, mapping: ColumnMap
+    stamps: list[tuple[Path, tuple[int, int]]], name: str, mapping: ColumnMap, root: Path
 ) -> list[ReadFile]:
-    return [_read_again(path, name, mapping, stamp) for path, stamp in stamps]
+    return [_read_again(path, name, mapping, root, stamp) for path, stamp in stamps]
 
 
 def _originals(files: list[ReadFile]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -483,22 +612,22 @@ def _ingest_table(
     stored row quotes the export's values: ``read_again`` gives the files back for that rare case. With
     ``hold_updates``, changed archive rows are not stored yet but appended there (`_settle_updates`); an event
     table puts its newest accepted event day in ``newest``."""
-    names = [export.path.name for export, _ in files]
-    labels = [export.path.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
+    names = [export.name for export, _ in files]
+    labels = [export.name + (f" ({export.encoding})" if export.encoding else "") for export, _ in files]
     # Where rows can come from, in file (and sheet) order: quarantine records are kept in that order.
     labels_in_order = list(
         dict.fromkeys(
             label
             for export, _ in files
             for label in (
-                [f"{export.path.name} [{sheet}]" for sheet in pd.unique(export.sheets)]
+                [f"{export.name} [{sheet}]" for sheet in pd.unique(export.sheets)]
                 if export.sheets is not None
                 else []
             )
-            + [export.path.name]
+            + [export.name]
         )
     )
-    notes = [f"{export.path.name}: {note}" for export, _ in files for note in export.notes]
+    notes = [f"{export.name}: {note}" for export, _ in files for note in export.notes]
     frame = _stack([mapped for _, mapped in files])
     raw, sources = _originals(files)
     if len(files) > 1 or files[0][0].sheets is not None:  # one label for all rows is validate's `source`

@@ -81,27 +81,42 @@ def record_timezone(warehouse: Path, zone: str) -> None:
 def check_contract_columns(warehouse: Path) -> None:
     """Refuse a warehouse whose stored tables lack a column the contract requires, or hold times with a zone
     (a file written or edited by hand, or by Spark or Hive): features would otherwise stop deep inside with a
-    KeyError, or read UTC instants as local wall clock and see hours of the next day. Optional columns may
-    be absent; every table's problems are named at once."""
+    KeyError, or read UTC instants as local wall clock and see hours of the next day. INT96 timestamps
+    (Spark's and Hive's default) are such instants although they carry no zone mark. A table stored as a
+    folder of part files is refused as well. Optional columns may be absent; every table's problems are
+    named at once. Only the files' footers are read."""
     from features.schema import TABLES
 
-    missing_columns, zoned = [], []
+    missing_columns, zoned, folders = [], [], []
     for name, spec in TABLES.items():
         path = table_path(warehouse, name)
         if not path.exists():
             continue
-        try:
-            schema = pq.read_schema(path)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise WarehouseError(f"cannot read {path}: {exc}") from exc
+        if path.is_dir():
+            folders.append(f"{name} ({path})")
+            continue
+        footer = _footer_schema(path)
+        schema = footer.to_arrow_schema()
         missing = [c for c in spec.required_columns if c not in schema.names]
         if missing:
             missing_columns.append(f"{name} ({path}) lacks {', '.join(missing)}")
+        int96 = set(int96_columns(footer))
         zoned += [
-            f"{name}.{f.name} ({f.type.tz})"
+            f"{name}.{f.name} ({'INT96' if f.name in int96 else f.type.tz})"
             for f in schema
-            if f.name in spec.column_names and pa.types.is_timestamp(f.type) and f.type.tz is not None
+            if f.name in spec.column_names
+            and pa.types.is_timestamp(f.type)
+            and (f.type.tz is not None or f.name in int96)
         ]
+    if folders:
+        raise WarehouseError(
+            f"warehouse {warehouse}: table(s) stored as a folder, not one Parquet file: {', '.join(folders)}"
+            ". "
+            "Spark and Hive write a table as a folder of part files; a warehouse table is the one file "
+            "`gridrisk ingest` writes, with its rows checked and its times as local wall clock. Ingest this "
+            f"folder into a new warehouse (gridrisk ingest {warehouse} --warehouse NEW [--timezone ZONE]): "
+            "ingest reads table folders"
+        )
     if missing_columns:
         raise WarehouseError(
             f"warehouse {warehouse}: missing required column(s): {'; '.join(missing_columns)}. Tables "
@@ -110,16 +125,66 @@ def check_contract_columns(warehouse: Path) -> None:
         )
     if zoned:
         raise WarehouseError(
-            f"warehouse {warehouse}: time column(s) stored with a time zone: {', '.join(zoned)}. The "
-            "warehouse holds local wall-clock times, and an instant read as one is hours off the day it "
-            "happened; `gridrisk ingest` converts them: ingest this folder into a new warehouse "
-            f"(gridrisk ingest {warehouse} --warehouse NEW [--timezone ZONE])"
+            f"warehouse {warehouse}: time column(s) stored with a time zone: {', '.join(zoned)}. "
+            + _ZONED_FIX.format(warehouse=warehouse)
         )
 
 
-def read_arrow_table(warehouse: Path, name: str, columns: list[str] | None = None) -> pa.Table:
-    """A stored contract table as Arrow, as its file holds it (`read_table` gives pandas)."""
+_ZONED_FIX = (
+    "The warehouse holds local wall-clock times, and an instant read as one is hours off the day it happened "
+    "(INT96, Spark's and Hive's default timestamp, holds UTC instants although it carries no zone); "
+    "`gridrisk ingest` converts them: ingest this folder into a new warehouse "
+    "(gridrisk ingest {warehouse} --warehouse NEW [--timezone ZONE])"
+)
+
+
+def _footer_schema(path: Path) -> pq.ParquetSchema:
+    """A stored table's Parquet schema (physical types included), from its footer only."""
+    if path.is_dir():
+        raise WarehouseError(
+            f"cannot read {path}: it is a folder (Spark and Hive write a table as a folder of part files), "
+            f"not the one Parquet file of a warehouse table; ingest it into a new warehouse (gridrisk ingest "
+            f"{path.parent} --warehouse NEW), which reads table folders"
+        )
+    try:
+        with pa.OSFile(str(path)) as handle:  # a file, never a URI: `wh:1/bills.parquet` is a path
+            return pq.read_metadata(handle).schema
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise WarehouseError(f"cannot read {path}: {exc}") from exc
+
+
+def int96_columns(schema: pq.ParquetSchema) -> list[str]:
+    """Top-level columns a Parquet file stores as INT96: timestamps Spark and Hive write as UTC instants,
+    which pyarrow reads as naive times (a Beijing 01:30 payment would read as 17:30 the day before)."""
+    return [
+        schema.column(i).path
+        for i in range(len(schema))
+        if schema.column(i).physical_type == "INT96" and "." not in schema.column(i).path
+    ]
+
+
+def stored_columns(warehouse: Path, name: str, columns: Collection[str] | None = None) -> list[str]:
+    """The columns of a stored table, from its footer; refuses a folder, and an INT96 time column among
+    ``columns`` (default: every column) as `check_contract_columns` does. Every engine asks this before it
+    reads a table, so no reader takes INT96 instants as wall clock."""
     path = table_path(warehouse, name)
+    footer = _footer_schema(path)
+    instants = [c for c in int96_columns(footer) if columns is None or c in columns]
+    if instants:
+        raise WarehouseError(
+            f"warehouse {warehouse}: time column(s) stored with a time zone: "
+            + ", ".join(f"{name}.{c} (INT96)" for c in instants)
+            + ". "
+            + _ZONED_FIX.format(warehouse=warehouse)
+        )
+    return list(footer.names)
+
+
+def read_arrow_table(warehouse: Path, name: str, columns: list[str] | None = None) -> pa.Table:
+    """A stored contract table as Arrow, as its file holds it (`read_table` gives pandas). An INT96 time
+    column is refused (`stored_columns`), never read as wall clock."""
+    path = table_path(warehouse, name)
+    stored_columns(warehouse, name, columns)
     try:
         return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -189,21 +254,29 @@ class Export:
     notes: list[str] = field(default_factory=list)
     sheets: np.ndarray | None = None
     head: list[tuple[int, list[str]]] = field(default_factory=list)
+    label: str = (
+        ""  # how rows name the file: its name, or a part's path in its table folder (bills/month=…/…)
+    )
+
+    @property
+    def name(self) -> str:
+        return self.label or self.path.name
 
     def row_sources(self) -> np.ndarray:
         """Where each row of ``frame`` came from: the file name, with its sheet for a multi-sheet workbook."""
         if self.sheets is None:
             labels = np.empty(len(self.frame), dtype=object)
-            labels.fill(self.path.name)  # one shared str object, not a copy per row
+            labels.fill(self.name)  # one shared str object, not a copy per row
             return labels
         codes, names = pd.factorize(self.sheets)
-        return np.array([f"{self.path.name} [{name}]" for name in names], dtype=object)[codes]
+        return np.array([f"{self.name} [{name}]" for name in names], dtype=object)[codes]
 
 
-def read_export(path: Path) -> Export:
-    """Read one CSV, Parquet or XLSX export; raise ContractError when the file as a whole is unusable."""
+def read_export(path: Path, *, suffix: str | None = None) -> Export:
+    """Read one CSV, Parquet or XLSX export; raise ContractError when the file as a whole is unusable.
+    ``suffix`` reads a file named without one as that type (Hive names its Parquet parts 000000_0)."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = (suffix or path.suffix).lower()
     if suffix == ".csv":
         return _read_csv(path)
     if suffix == ".parquet":
@@ -259,12 +332,7 @@ def _int96_as_utc(tbl: pa.Table, schema: pq.ParquetSchema) -> pa.Table:
     in UTC, and pyarrow reads them without a zone: stored as they read, a payment posted at 01:00 Beijing time
     would be kept 8 hours early, on the day before. Marked UTC, validation converts them to the warehouse's
     zone like any zoned timestamp."""
-    int96 = {
-        schema.column(i).path
-        for i in range(len(schema))
-        if schema.column(i).physical_type == "INT96" and "." not in schema.column(i).path
-    }
-    for name in sorted(int96 & set(tbl.column_names)):
+    for name in sorted(set(int96_columns(schema)) & set(tbl.column_names)):
         column = tbl[name]
         if pa.types.is_timestamp(column.type) and column.type.tz is None:
             at = tbl.column_names.index(name)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -31,15 +32,26 @@ class TrainingSetError(Exception):
     """A training set cannot be built as asked (unknown engine, as-of dates whose labels are not observed)."""
 
 
-def _run(warehouse: Path, job: PartitionJob, engine: str, progress: Callable | None) -> pd.DataFrame:
+def _engine(engine: str | None, spark: Any) -> str:
+    """The engine asked: a session given means Spark (the caller's own: its master, its settings)."""
+    if spark is not None and engine not in (None, "spark"):
+        raise TrainingSetError(
+            f"a Spark session was passed with engine={engine!r}; leave out engine, or pass spark"
+        )
+    return engine or ("spark" if spark is not None else "local")
+
+
+def _run(
+    warehouse: Path, job: PartitionJob, engine: str, progress: Callable | None, spark: Any = None
+) -> pd.DataFrame:
     if engine == "local":
         from features.engines import local
 
         return local.run(Path(warehouse), job, progress=progress)
     if engine == "spark":
-        from features.engines import spark
+        from features.engines import spark as spark_engine
 
-        return spark.run(Path(warehouse), job, progress=progress)
+        return spark_engine.run(Path(warehouse), job, progress=progress, spark=spark)
     raise TrainingSetError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
 
 
@@ -67,15 +79,19 @@ def build_training_set(
     task: str,
     as_of_dates: Sequence,
     *,
-    engine: str = "local",
+    engine: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     sample: CustomerSample | None = None,
+    spark: Any = None,
 ) -> pd.DataFrame:
     """The task's population at each as-of date with features, `label` (int8), `amount_at_stake` (yuan).
 
     Every as-of date must have a fully observed label window (see `labels.latest_labelable_as_of`). With a
-    `sample`, the dates before its `whole_from` keep only the sampled customers (`features.sample`).
+    `sample`, the dates before its `whole_from` keep only the sampled customers (`features.sample`). `engine`
+    is `local` (default) or `spark`; `spark=session` runs the Spark engine in that SparkSession (a cluster's,
+    with its own master and settings), which is left running.
     """
+    engine = _engine(engine, spark)
     labels.check_task(task)
     days = as_of_days(as_of_dates)
     end = labels.check_inside_data(Path(warehouse), days, scoring=False)
@@ -88,7 +104,7 @@ def build_training_set(
             "drop the later dates or load newer data"
         )
     job = PartitionJob.make(task, days, with_labels=True, sample=sample)
-    frame = _finish(_run(Path(warehouse), job, engine, progress), task, with_labels=True)
+    frame = _finish(_run(Path(warehouse), job, engine, progress, spark), task, with_labels=True)
     frame.attrs.update({"task": task, "warehouse": str(Path(warehouse).resolve()), "engine": engine})
     if sample is not None:
         frame.attrs["sample"] = sample.describe()
@@ -102,12 +118,16 @@ def build_training_set(
     return frame
 
 
-def build_scoring_frame(warehouse: Path, task: str, as_of, *, engine: str = "local") -> pd.DataFrame:
-    """The task's population at `as_of` with the training columns minus `label` (what a model scores)."""
+def build_scoring_frame(
+    warehouse: Path, task: str, as_of, *, engine: str | None = None, spark: Any = None
+) -> pd.DataFrame:
+    """The task's population at `as_of` with the training columns minus `label` (what a model scores).
+    `engine` and `spark=session` as for `build_training_set`."""
+    engine = _engine(engine, spark)
     labels.check_task(task)
     labels.check_inside_data(Path(warehouse), as_of_days([as_of]), scoring=True)
     job = PartitionJob.make(task, [as_of], with_labels=False)
-    return _finish(_run(Path(warehouse), job, engine, None), task, with_labels=False)
+    return _finish(_run(Path(warehouse), job, engine, None, spark), task, with_labels=False)
 
 
 def write_training_set(

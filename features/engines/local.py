@@ -36,7 +36,7 @@ from features.engines.partition import (
 from features.memory import release_memory
 from features.schema import table
 from features.snapshot import FLOAT32_MEASURES
-from features.sources import WarehouseError, has_table, table_path
+from features.sources import WarehouseError, has_table, stored_columns, table_path
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def read_tables(warehouse: Path, task: str | None = None) -> dict[str, pa.Table]
                 f"warehouse {warehouse} has no table {name!r} ({path} is missing); "
                 "run `gridrisk ingest` or `gridrisk generate` first"
             )
-        present = set(pq.read_schema(path).names)
+        present = set(stored_columns(warehouse, name, wanted))  # a folder or INT96 times are refused
         cols = [c for c in wanted if c in present]
         encode = [c for c in cols if c in DICTIONARY_COLUMNS] if name != "customers" else []
         single = FLOAT32_MEASURES.get(name, ())

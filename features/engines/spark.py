@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from features.engines.partition import (
     table_columns,
 )
 from features.schema import table as contract_table
-from features.sources import WarehouseError, has_table, table_path
+from features.sources import WarehouseError, has_table, stored_columns, table_path
 
 logger = logging.getLogger(__name__)
 
@@ -45,29 +47,84 @@ class SparkEngineError(Exception):
     """Spark is missing or cannot start (no pyspark, no Java)."""
 
 
-def local_session(master: str = "local[2]", shuffle_partitions: int = 8) -> Any:
-    """A loopback-only local SparkSession whose Python workers run this interpreter (with pandas, numpy)."""
+# The session `gridrisk features --engine spark` and `score --engine spark` make: local and loopback-only by
+# default (tests and benchmarks never open a port beyond 127.0.0.1); these settings point it elsewhere.
+MASTER_ENV = "GRIDRISK_SPARK_MASTER"  # e.g. yarn, spark://host:7077, local[8]
+CONF_ENV = "GRIDRISK_SPARK_CONF"  # key=value pairs, shell-quoted: "spark.executor.memory=8g spark.x='a b'"
+DEFAULT_MASTER = "local[2]"
+# pyspark 4 warns on every pandas UDF and collect that it does not fully support pandas >= 3; the engine's
+# parity with the local engine is tested bit for bit, so the line is noise in every command's output.
+PANDAS_WARNING = "PySpark does not yet fully support pandas"
+
+
+def session_settings(environ: Mapping[str, str] | None = None) -> tuple[str | None, dict[str, str]]:
+    """The master and the Spark settings a session is made with: `GRIDRISK_SPARK_MASTER` (default local[2]),
+    then `GRIDRISK_SPARK_CONF`'s key=value pairs on top of gridrisk's defaults (theirs win). The driver is
+    bound to 127.0.0.1 for a local master only: a cluster's executors must reach it. Under spark-submit
+    (the JVM already runs, PYSPARK_GATEWAY_PORT is set) and without GRIDRISK_SPARK_MASTER, the master is
+    None: the one spark-submit was given is kept, not replaced by local[2]."""
+    environ = os.environ if environ is None else environ
+    master = environ.get(MASTER_ENV, "").strip() or None
+    if master is None and not environ.get("PYSPARK_GATEWAY_PORT"):
+        master = DEFAULT_MASTER
+    conf = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    if master is not None and master.startswith("local"):
+        conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+    try:
+        pairs = shlex.split(environ.get(CONF_ENV, ""))
+    except ValueError as exc:
+        raise SparkEngineError(f"{CONF_ENV}: {exc}; give key=value pairs, shell-quoted") from exc
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SparkEngineError(
+                f"{CONF_ENV}: {pair!r} is not key=value; give Spark settings as key=value pairs, "
+                "shell-quoted "
+                '(spark.executor.memory=8g "spark.driver.extraJavaOptions=-Xss4m -Dx=1")'
+            )
+        conf[key.strip()] = value
+    return master, conf
+
+
+def local_session(master: str | None = None, shuffle_partitions: int = 8) -> Any:
+    """The engine's own SparkSession, whose Python workers run this interpreter (with pandas, numpy): local
+    and loopback-only unless `GRIDRISK_SPARK_MASTER` / `GRIDRISK_SPARK_CONF` say otherwise
+    (`session_settings`); ``master`` overrides the environment's."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    found, conf = session_settings()
+    master = master or found
+    conf.setdefault("spark.sql.shuffle.partitions", str(shuffle_partitions))
+    if master is not None and master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    quiet_pandas_warning()
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise SparkEngineError("the spark engine needs pyspark: pip install 'gridrisk[spark]'") from exc
-    session = (
-        SparkSession.builder.master(master)
-        .appName("gridrisk-features")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .getOrCreate()
-    )
+    builder = SparkSession.builder.appName("gridrisk-features")
+    if master is not None:
+        builder = builder.master(master)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def quiet_pandas_warning() -> None:
+    """Filter pyspark's pandas >= 3 FutureWarning (`PANDAS_WARNING`) in this process and in the Python
+    workers the JVM starts from its environment; every other warning is left as it was."""
+    warnings.filterwarnings("ignore", message=PANDAS_WARNING, category=FutureWarning)
+    rule = f"ignore:{PANDAS_WARNING}:FutureWarning"
+    present = os.environ.get("PYTHONWARNINGS", "")
+    if rule not in present:
+        os.environ["PYTHONWARNINGS"] = f"{present},{rule}" if present else rule
 
 
 def _spark_type(kind: str) -> Any:
@@ -116,6 +173,8 @@ def tagged_union(spark: Any, warehouse: Path, buckets: int, task: str | None = N
                 f"warehouse {warehouse} has no table {name!r} ({table_path(warehouse, name)} is missing); "
                 "run `gridrisk ingest` or `gridrisk generate` first"
             )
+        # The footer, read here: Spark would read a folder of parts, and INT96 instants in the session's zone.
+        stored_columns(warehouse, name, wanted)
         df = spark.read.parquet(spark_path(table_path(warehouse, name)))
         frames[name] = df.select(*[c for c in wanted if c in df.columns])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -1505,6 +1506,139 @@ def test_other_files_named_for_a_table_beside_the_export_are_skipped(tmp_path: P
     assert "⚠ 3 file(s) in" in result.output and "not read" in result.output  # said under the counts
     assert "bills.md, 供电所名单.csv, 电费账单.zip" in result.output
     assert (tmp_path / "wh" / "bills.parquet").exists()
+
+
+def spark_table_folder(folder: Path, frame: pd.DataFrame, by: str | None = None) -> list[Path]:
+    """``frame`` written as Spark writes a table: part files (one per row here), partitionBy ``by`` folders
+    without that column in the files, INT96 times, and the _SUCCESS and .crc files beside them."""
+    folder.mkdir(parents=True)
+    (folder / "_SUCCESS").write_bytes(b"")
+    parts = []
+    for number, (_, row) in enumerate(frame.iterrows()):
+        at = folder / f"{by}={row[by]}" if by else folder
+        at.mkdir(exist_ok=True)
+        path = at / f"part-{number:05d}-7d1f.c000.snappy.parquet"
+        rows = frame.iloc[[number]].drop(columns=[by] if by else [])
+        pq.write_table(
+            pa.Table.from_pandas(rows, preserve_index=False), path, use_deprecated_int96_timestamps=True
+        )
+        (at / f".{path.name}.crc").write_bytes(b"crc")
+        parts.append(path)
+    return parts
+
+
+def test_spark_and_hive_table_folders_are_read_as_their_tables(tmp_path: Path):
+    # A Spark export (bills/period=…/part-….parquet, _SUCCESS, .crc) beside exported files was skipped
+    # without a word: "✓ 3,091 rows read", exit 0, and the warehouse had no bills and no payments.
+    src = export(tmp_path)
+    (src / "电费账单.csv").unlink()
+    bills = pd.read_csv(pd.io.common.StringIO(BILLS), dtype=str).rename(columns={"电费年月": "period"})
+    bills["period"] = "2024-01-01"  # partitionBy(period): the contract column lives in the folder names only
+    bills.loc[2, "period"] = "2024-02-01"
+    # 01:30 Beijing time on 2024-02-03, as the UTC instant a Spark session writes as INT96
+    bills["入账时间"] = pd.Timestamp("2024-02-02 17:30")
+    spark_table_folder(src / "bills", bills, by="period")
+    payments = pd.DataFrame(
+        {
+            "payment_id": ["P1", "P2"],
+            "customer_id": ["C1", "C2"],
+            "period": [dt.date(2024, 1, 1)] * 2,  # a Spark DateType: INT32 days, no time and no zone
+            "paid_at": pd.to_datetime(["2024-02-04 02:00", "2024-02-05 03:00"]),
+            "amount": [70.5, 39000.0],
+            "channel": ["counter", "counter"],
+            "month": ["2024-02", "2024-02"],  # partitionBy(month): a column the contract does not have
+        }
+    )
+    spark_table_folder(src / "payments", payments, by="month")
+    (src / "docs").mkdir()  # a folder that is no table: listed as not read
+    (src / "_temporary").mkdir()  # Spark's own bookkeeping: left out without a word, as Spark's reader does
+    result = run(src, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "10 rows read = 10 accepted + 0 quarantined" in said
+    assert "bills/ (3 Parquet parts), payments/ (2 Parquet parts)" in said
+    assert "payments: ignored columns not in the contract: month" in said
+    assert "⚠ 1 file(s) in" in said and "not read" in said and "docs/" in said and "_temporary" not in said
+    stored = read_table(tmp_path / "wh", "bills").sort_values("customer_id")
+    assert stored["period"].tolist() == pd.to_datetime(["2024-01-01", "2024-01-01", "2024-02-01"]).tolist()
+    assert (stored["known_at"] == pd.Timestamp("2024-02-03 01:30")).all()  # INT96 instants to Beijing time
+    assert read_table(tmp_path / "wh", "payments")["paid_at"].tolist() == [
+        pd.Timestamp("2024-02-04 10:00"),
+        pd.Timestamp("2024-02-05 11:00"),
+    ]
+
+    # A bad row is quarantined under the part's path: part names repeat across partition folders.
+    again = tmp_path / "again"
+    shutil.copytree(src, again)
+    bad = next((again / "bills" / "period=2024-02-01").glob("part-*.parquet"))
+    part = pq.read_table(bad)
+    pq.write_table(part.set_column(part.schema.get_field_index("电量"), "电量", pa.array(["-7"])), bad)
+    report = ingest(again, tmp_path / "wh2")
+    quarantined = read_quarantine(tmp_path / "wh2", "bills")
+    assert report.tables["bills"].accepted == 2 and len(quarantined) == 1
+    assert quarantined["_source"].tolist() == [f"bills/period=2024-02-01/{bad.name}"]
+    assert quarantined["_row"].tolist() == [1]
+
+    # Given alone, the table folder is that table.
+    alone = ingest(src / "bills", tmp_path / "wh")
+    assert alone.tables["bills"].unchanged == 3 and list(alone.tables) == ["bills"]
+
+
+def test_a_table_folder_that_cannot_be_read_whole_refuses_the_run(tmp_path: Path):
+    bills = pd.read_csv(pd.io.common.StringIO(BILLS), dtype=str)
+    cases = {
+        "stray": lambda folder: (folder / "notes.txt").write_text(
+            "how this was exported\n", encoding="utf-8"
+        ),
+        "nested": lambda folder: (folder / "2024").mkdir(),
+        "empty": lambda folder: [p.unlink() for p in folder.glob("*.parquet")],
+    }
+    for case, spoil in cases.items():
+        src = export(tmp_path / case)
+        (src / "电费账单.csv").unlink()
+        spark_table_folder(src / "bills", bills)
+        spoil(src / "bills")
+        result = run(src, "--warehouse", tmp_path / case / "wh")
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, result.output
+        assert f"{src / 'bills'} (table bills, a table folder):" in said
+        expected = {
+            "stray": "bills/notes.txt (not a Parquet part)",
+            "nested": "bills/2024/ (a folder, not a key=value partition)",
+            "empty": "no Parquet part file in it",
+        }[case]
+        assert expected in said and "nothing was stored" in said
+        assert not (tmp_path / case / "wh").exists()
+    # Parts of no named table: the refusal says what to pass instead.
+    parts = tmp_path / "month=2024-01"
+    spark_table_folder(parts, bills)
+    result = run(parts, "--warehouse", tmp_path / "wh")
+    assert result.exit_code == 2
+    assert "Parquet parts or key=value partition folders without a table's name" in " ".join(
+        result.output.split()
+    )
+
+
+def test_a_warehouse_table_stored_as_a_folder_is_refused_and_ingest_reads_it(tmp_path: Path):
+    # Spark writing a warehouse makes WH/bills.parquet a folder of parts; it is refused by name, and the fix
+    # the message gives (ingest that folder into a new warehouse) works.
+    src = export(tmp_path)
+    assert run(src, "--warehouse", tmp_path / "wh").exit_code == 0
+    spark_wh = tmp_path / "spark_wh"
+    shutil.copytree(tmp_path / "wh", spark_wh)
+    stored = pq.read_table(spark_wh / "bills.parquet").to_pandas()
+    for column in stored.select_dtypes("datetime").columns:  # the UTC instants of a session in Beijing time
+        stored[column] = stored[column].dt.tz_localize("Asia/Shanghai").dt.tz_convert(None)
+    (spark_wh / "bills.parquet").unlink()
+    spark_table_folder(spark_wh / "bills.parquet", stored)
+    result = run(src, "--warehouse", spark_wh)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert f"table(s) stored as a folder, not one Parquet file: bills ({spark_wh / 'bills.parquet'})" in said
+    assert f"gridrisk ingest {spark_wh} --warehouse NEW" in said
+    report = ingest(spark_wh, tmp_path / "new")
+    assert report.tables["bills"].accepted == 3 and report.quarantined == 0
+    pd.testing.assert_frame_equal(read_table(tmp_path / "new", "bills"), read_table(tmp_path / "wh", "bills"))
 
 
 @pytest.mark.parametrize("name", ["电费账单_2024年01月.csv", "202401电费账单.csv", "电费账单_第二部分.csv",

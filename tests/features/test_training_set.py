@@ -5,6 +5,7 @@ catalogue.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features import labels, peers
-from features.engines.partition import FAMILIES, SEGMENT_COLUMNS
+from features.engines.partition import FAMILIES, SEGMENT_COLUMNS, PartitionJob
 from features.feature_sets import (
     CATEGORICAL_FEATURES,
     FEATURE_DOCS,
@@ -197,34 +198,70 @@ def test_a_table_without_a_required_column_is_refused_by_name(generated_dir, tmp
     labels.check_inside_data(warehouse, [pd.Timestamp("2022-06-30")], scoring=True)
 
 
-def test_a_table_with_zoned_times_is_refused_and_ingest_converts_it(generated_dir, tmp_path):
-    # A payments table Spark wrote (UTC instants) was read as UTC wall clock: a Beijing 07:00 payment on
-    # 2023-07-01 counted as of 2023-06-30.
+def spark_paid_at(generated_dir: Path, warehouse: Path, *, int96: bool) -> Path:
+    """A copy of the warehouse whose payments.paid_at holds what a Spark session in Asia/Shanghai writes: the
+    UTC instants of the Beijing wall clock, marked UTC (TIMESTAMP_MICROS) or as INT96 (no zone mark)."""
     import pyarrow as pa
 
-    from features.ingest import ingest
-    from features.sources import read_table
-
-    warehouse = tmp_path / "spark"
     shutil.copytree(generated_dir, warehouse, ignore=shutil.ignore_patterns("truth"))
     path = warehouse / "payments.parquet"
     local = pq.read_table(path)
     at = local.schema.get_field_index("paid_at")
-    instants = pa.array(
-        local.column("paid_at").to_pandas().dt.tz_localize("Asia/Shanghai").dt.tz_convert("UTC"),
-        type=pa.timestamp("us", tz="UTC"),
-    )
-    pq.write_table(local.set_column(at, pa.field("paid_at", instants.type), instants), path)
+    utc = local.column("paid_at").to_pandas().dt.tz_localize("Asia/Shanghai").dt.tz_convert("UTC")
+    instants = pa.array(utc.dt.tz_convert(None), type=pa.timestamp("us")) if int96 else pa.array(utc)
+    table = local.set_column(at, pa.field("paid_at", instants.type), instants)
+    pq.write_table(table, path, use_deprecated_int96_timestamps=int96)
+    assert (pq.ParquetFile(path).schema.column(at).physical_type == "INT96") == int96
+    return warehouse
+
+
+def refused_and_converted(generated_dir: Path, warehouse: Path, tmp_path: Path, named: str) -> None:
+    """`gridrisk features` refuses the warehouse naming the column and the fix, and the fix gives back the
+    generated wall-clock times."""
+    from features.ingest import ingest
+    from features.sources import read_table
+
     result = features_cli(warehouse, "arrears", tmp_path / "x.parquet", "--as-of", "2022-06-30")
     said = " ".join(result.output.split())
     assert result.exit_code == 2, result.output
-    assert "time column(s) stored with a time zone: payments.paid_at (UTC)" in said
+    assert f"time column(s) stored with a time zone: {named}" in said
     assert f"gridrisk ingest {warehouse} --warehouse NEW" in said
-
     converted = tmp_path / "wh"
     ingest(warehouse, converted, now="2030-01-01")
     paid_at = read_table(converted, "payments")["paid_at"]
     assert paid_at.equals(read_table(generated_dir, "payments")["paid_at"])
+
+
+def test_a_table_with_zoned_times_is_refused_and_ingest_converts_it(generated_dir, tmp_path):
+    # A payments table Spark wrote (UTC instants) was read as UTC wall clock: a Beijing 07:00 payment on
+    # 2023-07-01 counted as of 2023-06-30.
+    warehouse = spark_paid_at(generated_dir, tmp_path / "spark", int96=False)
+    refused_and_converted(generated_dir, warehouse, tmp_path, "payments.paid_at (UTC)")
+
+
+def test_a_table_with_int96_times_is_refused_by_every_reader_and_ingest_converts_it(generated_dir, tmp_path):
+    # Spark and Hive write timestamps as INT96 by default: UTC instants without a zone mark. The warehouse
+    # read them as wall clock, 8 hours early (a bank batch posted at 01:30 Beijing time counted on the day
+    # before), and every command, both engines included, built features from them without a word.
+    from unittest import mock
+
+    from features.engines import local, spark
+    from features.sources import WarehouseError, read_arrow_table, read_table
+
+    warehouse = spark_paid_at(generated_dir, tmp_path / "spark", int96=True)
+    named = "payments.paid_at (INT96)"
+    refused_and_converted(generated_dir, warehouse, tmp_path, named)
+    job = PartitionJob.make("arrears", [pd.Timestamp("2022-06-30")])
+    for read in (
+        lambda: read_arrow_table(warehouse, "payments"),
+        lambda: read_table(warehouse, "payments", ["payment_id", "paid_at"]),
+        lambda: local.read_tables(warehouse, "arrears"),
+        lambda: local.run(warehouse, job, workers=1),
+        lambda: spark.tagged_union(mock.MagicMock(), warehouse, 3, "arrears"),  # checked before Spark reads
+    ):
+        with pytest.raises(WarehouseError, match=re.escape(named)):
+            read()
+    read_table(warehouse, "payments", ["payment_id", "amount"])  # columns without INT96 times read as before
 
 
 def test_cli_says_how_to_end_a_range_past_every_labelable_date(generated_dir, tmp_path):
