@@ -996,8 +996,13 @@ def _register_and_gate(
     challenger = GateScores(
         str(version.version), model_metrics[spec.primary_metric], model_metrics["roc_auc"]
     )
-    champion_scores = None
-    if champion is not None:
+    rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
+
+    def gate_against(champion: Any) -> GateDecision:
+        """The gate's decision against `champion` (a model version, or None); called again by
+        `apply_decision` when another training moved the champion while this one was gated."""
+        if champion is None:
+            return decide(challenger, None, config.gate, spec.primary_metric, rule, task=task)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
@@ -1013,17 +1018,14 @@ def _register_and_gate(
                     ) from exc
             champion_scores = gate_scores(package, champion.version, test, spec, config.evaluation)
         except TrainingError as exc:
-            decision = GateDecision(
+            return GateDecision(
                 False,
                 str(exc),
                 spec.primary_metric,
                 challenger,
                 GateScores(str(champion.version), float("nan"), float("nan")),
             )
-            return _record_decision(client, task, decision, {"registered_version": str(version.version)})
-    rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
-    decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task=task)
-    if champion is not None:
+        decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task=task)
         seen = data_note(
             package.info,
             trained_on(client, champion.run_id),
@@ -1036,7 +1038,12 @@ def _register_and_gate(
         if seen is not None:
             logger.warning("%s gate: %s", task, seen)
             decision = replace(decision, reason=f"{decision.reason}; note: {seen}")
-    return _record_decision(client, task, decision, {"registered_version": str(version.version)})
+        return decision
+
+    decision = gate_against(champion)
+    return _record_decision(
+        client, task, decision, {"registered_version": str(version.version)}, regate=gate_against
+    )
 
 
 def fitted_into(
@@ -1126,12 +1133,17 @@ def day_note(info: dict[str, Any], test: pd.DataFrame, who: str) -> str | None:
 
 
 def _record_decision(
-    client, task: str, decision: GateDecision, tags: dict[str, str]
+    client,
+    task: str,
+    decision: GateDecision,
+    tags: dict[str, str],
+    regate: Callable[[Any], GateDecision] | None = None,
 ) -> tuple[str, GateDecision]:
-    """Apply the gate's decision to the registry and log it on the training run (finite numbers only)."""
+    """Apply the gate's decision to the registry (gated again by `regate` when the champion moved meanwhile)
+    and log the final one on the training run (finite numbers only)."""
     import mlflow
 
-    apply_decision(client, task, decision)
+    decision = apply_decision(client, task, decision, regate)
     mlflow.set_tags({**decision.tags(), **tags})
     mlflow.log_metrics({k: v for k, v in decision.metrics().items() if np.isfinite(v)})
     return decision.challenger.version, decision
