@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -32,12 +34,31 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
+MODEL_PREFIX = "GRIDRISK_MODEL_PREFIX"
+PREFIX_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+
+
 def model_name(task: str) -> str:
-    return f"gridrisk-{task}"
+    """`gridrisk-<task>`, or `gridrisk-<prefix>-<task>` with GRIDRISK_MODEL_PREFIX set (one utility's
+    models on a shared tracking server): the service reads the same variable (serving.settings)."""
+    from serving.settings import registered_name
+
+    return registered_name(task)
 
 
 def experiment_name(task: str) -> str:
-    return f"gridrisk-{task}"
+    return model_name(task)
+
+
+def model_prefix_error() -> str | None:
+    """Why GRIDRISK_MODEL_PREFIX cannot be part of a model name, or None when it can (or is not set)."""
+    prefix = os.environ.get(MODEL_PREFIX, "").strip()
+    if not prefix or PREFIX_PATTERN.fullmatch(prefix):
+        return None
+    return (
+        f"{MODEL_PREFIX}={prefix!r} cannot name models: use 1-40 lower-case letters, digits, '-', '_' or "
+        "'.', starting with a letter or digit (e.g. the utility's short name)"
+    )
 
 
 def is_local_store(tracking_uri: str) -> bool:

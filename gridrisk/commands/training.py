@@ -97,10 +97,23 @@ def _prepare_runtime(tracking_uri: str = "") -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
 
 
+def _name(task: str) -> str:
+    """The task's experiment and registered model (`gridrisk-<task>`, with GRIDRISK_MODEL_PREFIX inside)."""
+    from training.registry import model_name
+
+    return model_name(task)
+
+
 def _server_or_exit(settings: Any) -> None:
     """Before any work: the runtime (MLflow's retry budget, no URLs with passwords printed), a tracking server
     that answers at all (`tracking_server_or_exit`), and one whose API takes this client (`_api_or_exit`)."""
+    from training.registry import model_prefix_error
+
     _prepare_runtime(settings.tracking_uri)
+    wrong = model_prefix_error()
+    if wrong is not None:
+        typer.echo(f"error: {wrong}", err=True)
+        raise typer.Exit(2)
     tracking_server_or_exit(settings)
     _api_or_exit(settings.tracking_uri)
 
@@ -381,7 +394,7 @@ def _print_backtest(console: Any, report: Any) -> None:
     if report.stopped:
         done = f"{len(report.windows)} of {report.requested}"
         console.print(f"  [yellow]stopped after {done} windows:[/yellow] {escape(report.stopped)}")
-    console.print(f"  run {report.run_id} in experiment gridrisk-{report.task}")
+    console.print(f"  run {report.run_id} in experiment {_name(report.task)}")
 
 
 def _cell(value: Any) -> str:
@@ -589,14 +602,14 @@ def _print_report(console: Any, report: Any) -> None:
         )
         # The parts add up to the total only with the rest said (a tester found 20.9 s against 4.7 + 14.7).
         timing += f", {rest:.1f} s closing the run and freeing memory)"
-    console.print(f"  run {report.run_id} in experiment gridrisk-{report.task}, {timing}")
+    console.print(f"  run {report.run_id} in experiment {_name(report.task)}, {timing}")
     if report.gate is not None:
         verdict = (
             "[green]promoted to champion[/green]"
             if report.gate.promote
             else "[yellow]stays challenger[/yellow]"
         )
-        console.print(f"  gridrisk-{report.task} version {report.version}: {verdict} — {report.gate.reason}")
+        console.print(f"  {_name(report.task)} version {report.version}: {verdict} — {report.gate.reason}")
 
 
 def evaluate(
@@ -686,7 +699,7 @@ def evaluate(
     _print_warnings(console, report.metrics, report.primary_metric)  # as `train` prints them
     for note in report.notes:
         console.print(f"  [yellow]note:[/yellow] {escape(note)}", highlight=False)
-    console.print(f"  evaluation run {report.run_id} in experiment gridrisk-{task}")
+    console.print(f"  evaluation run {report.run_id} in experiment {_name(task)}")
 
 
 def promote(

@@ -384,3 +384,29 @@ def test_challenger_stays_on_the_newest_version_when_two_register_at_once(tracki
     assert str(version.version) == "1"
     assert aliases(client) == {CHALLENGER: "2"}
     assert client.get_registered_model(name).description
+
+
+def test_a_model_prefix_keeps_two_utilities_apart_on_one_server(tracking, tmp_path, monkeypatch) -> None:
+    """One server, two utilities: the second one's model was gated against the first one's champion, and its
+    service loaded both. GRIDRISK_MODEL_PREFIX names each one's models; the service reads the same name."""
+    from serving.settings import registered_name
+    from training.registry import experiment_name, model_prefix_error, version_by_alias
+
+    uri, _ = tracking
+    monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "east")
+    assert model_name("arrears") == registered_name("arrears") == "gridrisk-east-arrears"
+    assert experiment_name("arrears") == "gridrisk-east-arrears"
+    client = registry_with_versions(uri, tmp_path, 1)
+    first = decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct", task="arrears")
+    apply_decision(client, "arrears", first)
+    assert str(version_by_alias(client, "arrears", CHAMPION).version) == "1"
+    monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "west")
+    assert (
+        version_by_alias(client, "arrears", CHAMPION) is None
+    )  # west's first model meets the rule, not east's
+    monkeypatch.delenv("GRIDRISK_MODEL_PREFIX")
+    assert (
+        model_name("arrears") == "gridrisk-arrears" and version_by_alias(client, "arrears", CHAMPION) is None
+    )
+    monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "East Grid")
+    assert "cannot name models" in model_prefix_error()

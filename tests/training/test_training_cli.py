@@ -777,3 +777,11 @@ def test_no_password_in_the_output_of_a_command_that_ends_a_run(
     assert result.exit_code == 0, result.output
     assert "is now champion" in result.output
     assert "s3cretpw" not in result.output and "View run" not in result.output
+
+
+def test_a_model_prefix_that_cannot_name_models_is_refused_at_once(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "East Grid")
+    result = CliRunner().invoke(app, ["promote", "--task", "theft", "--version", "1", "--reason", "x"])
+    assert result.exit_code == 2 and "GRIDRISK_MODEL_PREFIX='East Grid' cannot name models" in result.output
