@@ -144,4 +144,8 @@ def uri_without_credentials(uri: str) -> str:
 
 
 def registered_name(task: str) -> str:
-    return f"gridrisk-{task}"
+    """`gridrisk-<task>`, or `gridrisk-<prefix>-<task>` with GRIDRISK_MODEL_PREFIX set: training registers
+    (training.registry.model_name) and the service loads under the same name, so utilities sharing one
+    tracking server keep apart."""
+    prefix = os.environ.get("GRIDRISK_MODEL_PREFIX", "").strip()
+    return f"gridrisk-{prefix}-{task}" if prefix else f"gridrisk-{task}"

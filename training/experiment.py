@@ -722,24 +722,38 @@ def train_task(
     artifact_root: Path | None,
     progress: Progress = _noop,
     config_text: str | None = None,
+    keep_dir: Path | None = None,
 ) -> TrainingReport:
-    """Build the training set from the warehouse and run `train_on_frame`."""
+    """Build the training set from the warehouse and run `train_on_frame`.
+
+    When the tracking store fails during the run (a server lost, credentials refused), a set built here is
+    written to `keep_dir` (with its `.meta.json`) and the error names the server, the cause and the file, so
+    a retry with `training_set = "<file>"` does not build it again."""
     started = time.perf_counter()
     progress("training set", 0.0)
     frame = load_training_frame(config, Path(warehouse), progress)
     release_memory()  # what building the set freed, before the fit allocates its own
     built = time.perf_counter() - started  # the freeing too: it is the build's cost, seconds on a province
-    report = train_on_frame(
-        frame,
-        config,
-        tracking_uri=tracking_uri,
-        artifact_root=artifact_root,
-        truth_dir=truth_dir_for(config, Path(warehouse)),
-        source=str(Path(config.training_set or warehouse).resolve()),
-        progress=progress,
-        config_text=config_text,
-        warehouse=Path(warehouse),
-    )
+    try:
+        report = train_on_frame(
+            frame,
+            config,
+            tracking_uri=tracking_uri,
+            artifact_root=artifact_root,
+            truth_dir=truth_dir_for(config, Path(warehouse)),
+            source=str(Path(config.training_set or warehouse).resolve()),
+            progress=progress,
+            config_text=config_text,
+            warehouse=Path(warehouse),
+        )
+    except Exception as exc:
+        cause = tracking_failure(exc)
+        if cause is None:
+            raise
+        kept = ""
+        if config.training_set is None and keep_dir is not None:
+            kept = keep_training_set(frame, config, Path(warehouse), Path(keep_dir))
+        raise TrainingError(f"{tracking_store(tracking_uri)} failed during the run ({cause}){kept}") from exc
     del frame
     release_memory()  # so the next task of `train --task all` starts from what is alive
     # The run logged `training_seconds` (fit, evaluation, logging); the set's build is logged beside it. What
@@ -749,6 +763,60 @@ def train_task(
     client_for(tracking_uri).log_metric(report.run_id, "build_seconds", built)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def tracking_store(tracking_uri: str) -> str:
+    """The tracking store as an error names it, without a user and password."""
+    from serving.settings import uri_without_credentials
+
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"the MLflow tracking server {uri_without_credentials(tracking_uri)} (MLFLOW_TRACKING_URI)"
+    return f"the MLflow store {tracking_uri}"
+
+
+def tracking_failure(exc: BaseException) -> str | None:
+    """The cause, in a few words, when `exc` (or what it was raised from) is the tracking store failing a
+    request: a server refused, lost or timed out (MLflow's `API request to … failed`), or an HTTP error
+    status. None for anything else (a defect, bad data), which keeps its traceback."""
+    import re
+
+    import requests
+
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for error in seen:
+        text = str(getattr(error, "message", None) or error)
+        rest = text.startswith("API request to") or "Max retries exceeded" in text
+        if not rest and not isinstance(error, requests.RequestException | ConnectionError | TimeoutError):
+            continue
+        errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+        if errno:
+            return errno.group(1).strip()
+        status = re.search(r"error code (\d{3})", text) or re.search(r"too many (\d{3}) error", text)
+        if status:
+            return f"HTTP {status.group(1)}"
+        if "Read timed out" in text or isinstance(error, TimeoutError | requests.Timeout):
+            return "no answer within MLFLOW_HTTP_REQUEST_TIMEOUT"
+        return f"{type(error).__name__}"
+    return None
+
+
+def keep_training_set(frame: pd.DataFrame, config: ExperimentConfig, warehouse: Path, keep_dir: Path) -> str:
+    """Write a built training set to `keep_dir` for a retry; what to tell the user about it (or why not)."""
+    from features.training_set import write_training_set
+
+    path = keep_dir / f"{config.task.value}-{datetime.now(UTC):%Y%m%d-%H%M%S}.parquet"
+    try:
+        write_training_set(frame, path, task=config.task.value, warehouse=warehouse)
+    except OSError as exc:
+        return f"; the training set could not be kept ({exc.strerror or exc}), a retry builds it again"
+    return (
+        f'; the training set built for it is kept in {path}: put training_set = "{path}" at the top of '
+        f"the config (experiments/configs/{config.task.value}.toml for the defaults) to train again without "
+        "building it"
+    )
 
 
 @dataclass
@@ -996,8 +1064,13 @@ def _register_and_gate(
     challenger = GateScores(
         str(version.version), model_metrics[spec.primary_metric], model_metrics["roc_auc"]
     )
-    champion_scores = None
-    if champion is not None:
+    rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
+
+    def gate_against(champion: Any) -> GateDecision:
+        """The gate's decision against `champion` (a model version, or None); called again by
+        `apply_decision` when another training moved the champion while this one was gated."""
+        if champion is None:
+            return decide(challenger, None, config.gate, spec.primary_metric, rule, task=task)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
@@ -1013,17 +1086,14 @@ def _register_and_gate(
                     ) from exc
             champion_scores = gate_scores(package, champion.version, test, spec, config.evaluation)
         except TrainingError as exc:
-            decision = GateDecision(
+            return GateDecision(
                 False,
                 str(exc),
                 spec.primary_metric,
                 challenger,
                 GateScores(str(champion.version), float("nan"), float("nan")),
             )
-            return _record_decision(client, task, decision, {"registered_version": str(version.version)})
-    rule = GateScores("rule", rule_metrics[spec.primary_metric], rule_metrics["roc_auc"])
-    decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task=task)
-    if champion is not None:
+        decision = decide(challenger, champion_scores, config.gate, spec.primary_metric, rule, task=task)
         seen = data_note(
             package.info,
             trained_on(client, champion.run_id),
@@ -1036,7 +1106,12 @@ def _register_and_gate(
         if seen is not None:
             logger.warning("%s gate: %s", task, seen)
             decision = replace(decision, reason=f"{decision.reason}; note: {seen}")
-    return _record_decision(client, task, decision, {"registered_version": str(version.version)})
+        return decision
+
+    decision = gate_against(champion)
+    return _record_decision(
+        client, task, decision, {"registered_version": str(version.version)}, regate=gate_against
+    )
 
 
 def fitted_into(
@@ -1126,12 +1201,17 @@ def day_note(info: dict[str, Any], test: pd.DataFrame, who: str) -> str | None:
 
 
 def _record_decision(
-    client, task: str, decision: GateDecision, tags: dict[str, str]
+    client,
+    task: str,
+    decision: GateDecision,
+    tags: dict[str, str],
+    regate: Callable[[Any], GateDecision] | None = None,
 ) -> tuple[str, GateDecision]:
-    """Apply the gate's decision to the registry and log it on the training run (finite numbers only)."""
+    """Apply the gate's decision to the registry (gated again by `regate` when the champion moved meanwhile)
+    and log the final one on the training run (finite numbers only)."""
     import mlflow
 
-    apply_decision(client, task, decision)
+    decision = apply_decision(client, task, decision, regate)
     mlflow.set_tags({**decision.tags(), **tags})
     mlflow.log_metrics({k: v for k, v in decision.metrics().items() if np.isfinite(v)})
     return decision.challenger.version, decision

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,12 +34,31 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
+MODEL_PREFIX = "GRIDRISK_MODEL_PREFIX"
+PREFIX_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+
+
 def model_name(task: str) -> str:
-    return f"gridrisk-{task}"
+    """`gridrisk-<task>`, or `gridrisk-<prefix>-<task>` with GRIDRISK_MODEL_PREFIX set (one utility's
+    models on a shared tracking server): the service reads the same variable (serving.settings)."""
+    from serving.settings import registered_name
+
+    return registered_name(task)
 
 
 def experiment_name(task: str) -> str:
-    return f"gridrisk-{task}"
+    return model_name(task)
+
+
+def model_prefix_error() -> str | None:
+    """Why GRIDRISK_MODEL_PREFIX cannot be part of a model name, or None when it can (or is not set)."""
+    prefix = os.environ.get(MODEL_PREFIX, "").strip()
+    if not prefix or PREFIX_PATTERN.fullmatch(prefix):
+        return None
+    return (
+        f"{MODEL_PREFIX}={prefix!r} cannot name models: use 1-40 lower-case letters, digits, '-', '_' or "
+        "'.', starting with a letter or digit (e.g. the utility's short name)"
+    )
 
 
 def is_local_store(tracking_uri: str) -> bool:
@@ -173,9 +195,27 @@ def register_challenger(client, task: str, model_uri: str, run_id: str, tags: di
         client.update_registered_model(
             name, description=f"gridrisk {task} risk: calibrated LightGBM with reason texts (serving.model)"
         )
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    point_challenger(client, name, str(version.version))
     logger.info("registered %s version %s as %s (run %s)", name, version.version, CHALLENGER, run_id)
     return version
+
+
+def point_challenger(client, name: str, version: str) -> None:
+    """Point `challenger` at `version`, then at the newest version if one was registered meanwhile: two
+    trainings against one server each set it to their own version, and the one that set it last (the older
+    version) kept it. Setting first and checking after converges: the run whose version is newest sets it
+    after registering it, and any run setting an older one later sees the newer version when it checks."""
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    newest = client.search_model_versions(f"name = '{name}'", max_results=1, order_by=["version_number DESC"])
+    if newest and int(newest[0].version) > int(version):
+        client.set_registered_model_alias(name, CHALLENGER, str(newest[0].version))
+        logger.info(
+            "%s version %s was registered while version %s was: %s stays on the newest",
+            name,
+            newest[0].version,
+            version,
+            CHALLENGER,
+        )
 
 
 @dataclass(frozen=True)
@@ -343,20 +383,65 @@ def _outcome(model: float, rule: float, tolerance: float) -> str:
     return "level"
 
 
-def apply_decision(client, task: str, decision: GateDecision) -> None:
-    """Move `champion` when the gate says so and record the decision on the challenger version."""
+def _before_alias_move(name: str, alias: str) -> None:
+    """Called between the gate's read of the champion and the check just before the alias moves: tests make
+    another training promote here, as a second `gridrisk train` against the same server can."""
+
+
+GATE_ATTEMPTS = 3  # gates against a champion that keeps moving before the challenger is refused
+
+
+def apply_decision(
+    client,
+    task: str,
+    decision: GateDecision,
+    regate: Callable[[Any], GateDecision] | None = None,
+) -> GateDecision:
+    """Move `champion` when the gate says so and record the (final) decision on the challenger version.
+
+    The move is a compare-and-set: the champion is read again just before the alias is set, and when it is
+    no longer the version the gate compared with (another training promoted meanwhile), the challenger is
+    gated again against the new champion (`regate`, given the new champion's version), or refused when
+    there is no `regate`; it never overwrites a champion it was not compared with. MLflow has no
+    transactions: what is left is the time between that read and the alias write (one request), so one
+    training per task per server at a time stays the safe rule."""
     name = model_name(task)
     version = decision.challenger.version
+    for attempt in range(GATE_ATTEMPTS + 1):
+        if not decision.promote:
+            break
+        _before_alias_move(name, CHAMPION)
+        current = version_by_alias(client, task, CHAMPION)
+        now = str(current.version) if current is not None else None
+        gated = decision.champion.version if decision.champion is not None else None
+        if now in (gated, version):
+            if now != version:
+                client.set_registered_model_alias(name, CHAMPION, version)
+                if current is not None:
+                    _record_replaced(client, name, now, version, "gate", decision.reason, _now())
+            logger.info("%s version %s is now %s: %s", name, version, CHAMPION, decision.reason)
+            break
+        moved = (
+            f"the champion moved from {'no champion' if gated is None else f'v{gated}'} to v{now} while this "
+            "version was gated (another training against this tracking server?)"
+        )
+        logger.warning("%s: %s", name, moved)
+        if regate is None or attempt == GATE_ATTEMPTS:
+            decision = replace(
+                decision,
+                promote=False,
+                reason=(
+                    f"{moved}; not promoted over a champion it was not compared with. Train again, or "
+                    f"{_override(task, version)}"
+                ),
+            )
+            break
+        decision = regate(current)
+    if not decision.promote:
+        logger.info("%s version %s stays %s: %s", name, version, CHALLENGER, decision.reason)
     for key, value in decision.tags().items():
         client.set_model_version_tag(name, version, key, value)
-    if decision.promote:
-        previous = version_by_alias(client, task, CHAMPION)
-        client.set_registered_model_alias(name, CHAMPION, version)
-        if previous is not None:
-            _record_replaced(client, name, str(previous.version), version, "gate", decision.reason, _now())
-        logger.info("%s version %s is now %s: %s", name, version, CHAMPION, decision.reason)
-    else:
-        logger.info("%s version %s stays %s: %s", name, version, CHALLENGER, decision.reason)
+    return decision
 
 
 REPLACED_TAGS = (

@@ -65,18 +65,113 @@ def register(app: typer.Typer) -> None:
     app.command("promote")(promote)
 
 
-def _prepare_runtime() -> None:
+# MLflow's REST client retries a lost server 7 times with a doubling back-off: 4.5 minutes before a training
+# run failed. gridrisk's commands give up after about 10 s (a user's own settings are kept).
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def _prepare_runtime(tracking_uri: str = "") -> None:
     """Environment for a training command, set before LightGBM, scikit-learn or MLflow load."""
+    from urllib.parse import urlsplit
+
     # OpenMP threads that spin while they wait make LightGBM 5-10x slower whenever the cores are shared with
     # other work (measured: 110 s vs 14 s for one fit on a busy 2-core box); passive waiting costs little.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for key, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    # MLflow prints "View run … at: <tracking URI>/#/…" as each run ends, with the URI's user and password in
+    # it; gridrisk prints the address itself ("Runs and models:"), without them.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    if tracking_uri.startswith(("http://", "https://")) and "@" in urlsplit(tracking_uri).netloc:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     # The cloudpickle notice is expected: the pyfunc is our class (serving.model); we load only our models.
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     logging.getLogger("mlflow.models.model").setLevel(logging.ERROR)
     import warnings
 
     warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def _name(task: str) -> str:
+    """The task's experiment and registered model (`gridrisk-<task>`, with GRIDRISK_MODEL_PREFIX inside)."""
+    from training.registry import model_name
+
+    return model_name(task)
+
+
+def _server_or_exit(settings: Any) -> None:
+    """Before any work: the runtime (MLflow's retry budget, no URLs with passwords printed), a tracking server
+    that answers at all (`tracking_server_or_exit`), and one whose API takes this client (`_api_or_exit`)."""
+    from training.registry import model_prefix_error
+
+    _prepare_runtime(settings.tracking_uri)
+    wrong = model_prefix_error()
+    if wrong is not None:
+        typer.echo(f"error: {wrong}", err=True)
+        raise typer.Exit(2)
+    tracking_server_or_exit(settings)
+    _api_or_exit(settings.tracking_uri)
+
+
+def _api_or_exit(tracking_uri: str) -> None:
+    """Exit 2, in one line, when the tracking server answers `/health` but refuses its API to this client:
+    MLflow 3's host check (403 "Invalid Host header": the server was started without `--allowed-hosts`
+    naming the address the analysts use), or credentials refused (401/403). `/health` is exempt from both,
+    so the training set had been built first and the run ended in a 150-line traceback. Asked through
+    MLflow's own client, so it sends what training will (user and password in the URI,
+    MLFLOW_TRACKING_USERNAME/PASSWORD, a token). Anything else is left to the command."""
+    import re
+    from urllib.parse import urlsplit
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    from mlflow.exceptions import MlflowException
+
+    from serving.settings import uri_without_credentials
+    from training.registry import client_for
+
+    try:
+        client_for(tracking_uri).search_experiments(max_results=1)
+        return
+    except MlflowException as exc:
+        message = str(exc.message)
+        found = re.search(r"error code (\d{3})", message)
+        status = int(found.group(1)) if found else exc.get_http_status_code()
+        code = exc.error_code
+        refused = code in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+    except Exception:  # a connection lost since the /health probe, TLS: the command reports it
+        return
+    shown = uri_without_credentials(tracking_uri)
+    host = urlsplit(tracking_uri).netloc.rpartition("@")[2]
+    if status == 403 and "Invalid Host header" in message:
+        typer.echo(
+            f"error: the MLflow tracking server {shown} (MLFLOW_TRACKING_URI) refuses the Host header {host} "
+            "(403 Invalid Host header: MLflow 3 answers only to localhost and private addresses unless told "
+            f"otherwise); start it with `mlflow server … --allowed-hosts {host}` (and --cors-allowed-origins "
+            f"for the UI in a browser)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if status in (401, 403) or refused:
+        given = (
+            "the user and password in MLFLOW_TRACKING_URI"
+            if "@" in urlsplit(tracking_uri).netloc
+            else "MLFLOW_TRACKING_USERNAME/PASSWORD"
+            if os.environ.get("MLFLOW_TRACKING_USERNAME")
+            else "no credentials (none in MLFLOW_TRACKING_URI or MLFLOW_TRACKING_USERNAME/PASSWORD)"
+        )
+        typer.echo(
+            f"error: the MLflow tracking server {shown} (MLFLOW_TRACKING_URI) refused the credentials "
+            f"(HTTP {status or code}) given as {given}; set a user and password it accepts, "
+            "as http://USER:PASSWORD@host:port or MLFLOW_TRACKING_USERNAME/PASSWORD",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 def train(
@@ -94,8 +189,7 @@ def train(
 
     console = Console()
     settings = load_settings()
-    tracking_server_or_exit(settings)
-    _prepare_runtime()
+    _server_or_exit(settings)
     configs = _with_sample(_configs_or_exit(console, config, task, warehouse), sample)
     if search is not None or trials is not None:
         configs = [(_with_search(c, search, trials), text) for c, text in configs]
@@ -241,8 +335,7 @@ def backtest(
 
     console = Console()
     settings = load_settings()
-    tracking_server_or_exit(settings)
-    _prepare_runtime()
+    _server_or_exit(settings)
     configs = _with_sample(_configs_or_exit(console, config, task, warehouse), sample)
     failed = _each_task(
         console,
@@ -301,7 +394,7 @@ def _print_backtest(console: Any, report: Any) -> None:
     if report.stopped:
         done = f"{len(report.windows)} of {report.requested}"
         console.print(f"  [yellow]stopped after {done} windows:[/yellow] {escape(report.stopped)}")
-    console.print(f"  run {report.run_id} in experiment gridrisk-{report.task}")
+    console.print(f"  run {report.run_id} in experiment {_name(report.task)}")
 
 
 def _cell(value: Any) -> str:
@@ -348,6 +441,7 @@ def _train_one(cfg: Any, warehouse: Path, settings: Any, progress: Any, text: st
         artifact_root=settings.artifact_root,
         progress=progress,
         config_text=text,
+        keep_dir=Path(settings.home) / "cache" / "training-sets",
     )
 
 
@@ -508,14 +602,14 @@ def _print_report(console: Any, report: Any) -> None:
         )
         # The parts add up to the total only with the rest said (a tester found 20.9 s against 4.7 + 14.7).
         timing += f", {rest:.1f} s closing the run and freeing memory)"
-    console.print(f"  run {report.run_id} in experiment gridrisk-{report.task}, {timing}")
+    console.print(f"  run {report.run_id} in experiment {_name(report.task)}, {timing}")
     if report.gate is not None:
         verdict = (
             "[green]promoted to champion[/green]"
             if report.gate.promote
             else "[yellow]stays challenger[/yellow]"
         )
-        console.print(f"  gridrisk-{report.task} version {report.version}: {verdict} — {report.gate.reason}")
+        console.print(f"  {_name(report.task)} version {report.version}: {verdict} — {report.gate.reason}")
 
 
 def evaluate(
@@ -543,8 +637,7 @@ def evaluate(
 
     console = Console()
     settings = load_settings()
-    tracking_server_or_exit(settings)
-    _prepare_runtime()
+    _server_or_exit(settings)
     try:  # the config and the model are the user's to fix (exit 2), before any data is read
         default_config(task)  # an unknown task is named with the tasks there are
         if config is not None:
@@ -606,7 +699,7 @@ def evaluate(
     _print_warnings(console, report.metrics, report.primary_metric)  # as `train` prints them
     for note in report.notes:
         console.print(f"  [yellow]note:[/yellow] {escape(note)}", highlight=False)
-    console.print(f"  evaluation run {report.run_id} in experiment gridrisk-{task}")
+    console.print(f"  evaluation run {report.run_id} in experiment {_name(task)}")
 
 
 def promote(
@@ -623,8 +716,7 @@ def promote(
 
     console = Console()
     settings = load_settings()
-    tracking_server_or_exit(settings)
-    _prepare_runtime()
+    _server_or_exit(settings)
     try:
         task_spec(task)
         result = promote_version(settings.tracking_uri, task, version, reason, user=_user())

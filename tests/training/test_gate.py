@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from training import registry
 from training.config import GateConfig
 from training.registry import (
     CHALLENGER,
     CHAMPION,
+    GateDecision,
     GateScores,
     apply_decision,
     client_for,
@@ -15,6 +17,7 @@ from training.registry import (
     is_local_store,
     model_name,
     promote,
+    register_challenger,
 )
 
 GATE = GateConfig(primary_margin=0.01, auc_tolerance=0.005)
@@ -296,3 +299,114 @@ def test_a_moved_home_writes_new_runs_under_the_current_home(tmp_path, caplog) -
     assert not old_root.exists()  # nothing written into the old home
     assert ensure_experiment(uri, "gridrisk-theft", new_root) == second
     assert ensure_experiment(uri, "gridrisk-theft", None) == second  # promote logs no artifacts: left alone
+
+
+# -- two trainings against one server: the alias moves are compare-and-set ----------------------------------
+
+
+def test_a_champion_promoted_meanwhile_is_not_overwritten(tracking, tmp_path) -> None:
+    """Two `gridrisk train` at once: both gates read "no champion"; v2 promotes first, then v1 found the
+    alias taken and had overwritten it "because there was no champion". Without a way to gate again, v1 is
+    refused and says why."""
+    uri, _ = tracking
+    client = registry_with_versions(uri, tmp_path, 2)
+    first = decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct", task="arrears")
+    assert first.promote
+    # The other training, between this one's read of the champion and its move:
+    client.set_registered_model_alias(model_name("arrears"), CHAMPION, "2")
+    final = apply_decision(client, "arrears", first)
+    assert aliases(client) == {CHAMPION: "2", CHALLENGER: "2"}
+    assert not final.promote and "champion moved from no champion to v2" in final.reason
+    v1 = client.get_model_version(model_name("arrears"), "1").tags
+    assert v1["gate.decision"] == "refused" and "v2" in v1["gate.reason"]
+    assert "champion.replaced_by" not in client.get_model_version(model_name("arrears"), "2").tags
+
+
+def test_the_gate_runs_again_against_a_champion_that_moved(tracking, tmp_path, monkeypatch) -> None:
+    """The other training promotes between the gate's read and the move (the hook): the challenger is gated
+    again against the new champion, and moves the alias only if it beats that one."""
+    uri, _ = tracking
+    client = registry_with_versions(uri, tmp_path, 3)
+    client.set_registered_model_alias(model_name("arrears"), CHAMPION, "1")
+    raced = []
+
+    def other_training(name: str, alias: str) -> None:
+        if not raced:
+            raced.append(alias)
+            client.set_registered_model_alias(name, alias, "2")
+
+    monkeypatch.setattr(registry, "_before_alias_move", other_training)
+    against = []
+
+    def regate(champion, score: float) -> GateDecision:
+        against.append(str(champion.version))
+        return decide(
+            GateScores("3", score, 0.8),
+            GateScores(str(champion.version), 0.5, 0.8),
+            GATE,
+            "precision_at_5pct",
+            task="arrears",
+        )
+
+    beats_v1 = decide(
+        GateScores("3", 0.45, 0.8), GateScores("1", 0.3, 0.8), GATE, "precision_at_5pct", task="arrears"
+    )
+    final = apply_decision(client, "arrears", beats_v1, lambda c: regate(c, 0.45))
+    assert against == ["2"] and not final.promote  # 0.45 beats v1's 0.3, not v2's 0.5
+    assert aliases(client)[CHAMPION] == "2"
+    assert client.get_model_version(model_name("arrears"), "3").tags["gate.champion_version"] == "2"
+
+    raced.clear()
+    against.clear()
+    client.set_registered_model_alias(model_name("arrears"), CHAMPION, "1")
+    final = apply_decision(client, "arrears", beats_v1, lambda c: regate(c, 0.6))
+    assert against == ["2"] and final.promote and aliases(client)[CHAMPION] == "3"
+    v2 = client.get_model_version(model_name("arrears"), "2").tags
+    assert v2["champion.replaced_by"] == "3" and "vs champion v2" in v2["champion.replaced_reason"]
+
+
+def test_challenger_stays_on_the_newest_version_when_two_register_at_once(tracking, tmp_path, monkeypatch):
+    """v2 was registered and took `challenger` while v1's registration was in flight: v1's run had then
+    pointed `challenger` back at the older version."""
+    import mlflow
+
+    uri, _ = tracking
+    client = registry_with_versions(uri, tmp_path, 0)
+    name = model_name("arrears")
+
+    def register_model(model_uri, registered_name, tags=None):
+        ours = client.create_model_version(registered_name, (tmp_path / "ours").as_uri())
+        add_version(client, tmp_path)  # the other training: v2, and its challenger alias
+        return ours
+
+    monkeypatch.setattr(mlflow, "register_model", register_model)
+    version = register_challenger(client, "arrears", "runs:/x/model", "run", tags={})
+    assert str(version.version) == "1"
+    assert aliases(client) == {CHALLENGER: "2"}
+    assert client.get_registered_model(name).description
+
+
+def test_a_model_prefix_keeps_two_utilities_apart_on_one_server(tracking, tmp_path, monkeypatch) -> None:
+    """One server, two utilities: the second one's model was gated against the first one's champion, and its
+    service loaded both. GRIDRISK_MODEL_PREFIX names each one's models; the service reads the same name."""
+    from serving.settings import registered_name
+    from training.registry import experiment_name, model_prefix_error, version_by_alias
+
+    uri, _ = tracking
+    monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "east")
+    assert model_name("arrears") == registered_name("arrears") == "gridrisk-east-arrears"
+    assert experiment_name("arrears") == "gridrisk-east-arrears"
+    client = registry_with_versions(uri, tmp_path, 1)
+    first = decide(GateScores("1", 0.3, 0.8), None, GATE, "precision_at_5pct", task="arrears")
+    apply_decision(client, "arrears", first)
+    assert str(version_by_alias(client, "arrears", CHAMPION).version) == "1"
+    monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "west")
+    assert (
+        version_by_alias(client, "arrears", CHAMPION) is None
+    )  # west's first model meets the rule, not east's
+    monkeypatch.delenv("GRIDRISK_MODEL_PREFIX")
+    assert (
+        model_name("arrears") == "gridrisk-arrears" and version_by_alias(client, "arrears", CHAMPION) is None
+    )
+    monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "East Grid")
+    assert "cannot name models" in model_prefix_error()

@@ -621,3 +621,167 @@ def test_evaluate_uses_the_versions_own_config_and_says_what_skews_another_windo
         order_by=["attributes.start_time DESC"],
     )[0]
     assert "has seen these outcomes" in latest.data.tags["evaluation_notes"]
+
+
+def _api_refusing_server(status: int, body: str, answers: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """A tracking server whose /health answers 200 (MLflow exempts it from its checks) and whose REST API
+    answers `status` with `body` (MLflow 3's host check, a proxy refusing the credentials, a server going
+    down), but for the paths in `answers`, which answer `{}`."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            code, text = (status, body)
+            if self.path == "/health":
+                code, text = 200, "OK"
+            elif self.path.startswith(answers):
+                code, text = 200, "{}"
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text.encode())
+
+        do_POST = do_GET
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+COMMANDS = (
+    ["train", "--task", "theft"],
+    ["backtest", "--task", "theft"],
+    ["evaluate", "--task", "theft"],
+    ["promote", "--task", "theft", "--version", "1", "--reason", "rollback"],
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (
+            403,
+            "Invalid Host header - possible DNS rebinding attack detected",
+            "refuses the Host header 127.0.0.1:{port} (403 Invalid Host header",
+        ),
+        (401, "Unauthorized", "refused the credentials (HTTP 401) given as the user and password in"),
+    ],
+)
+def test_a_server_refusing_its_api_is_one_line_before_any_work(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int, body: str, said: str
+) -> None:
+    """`/health` is exempt from MLflow 3's host check and from a proxy's password: the probe passed, the
+    training set was built, and the run ended in a 150-line traceback. Each training command now stops at
+    start-up with the cause and the fix; MLflow's retry budget and its URL printing are set for them too."""
+
+    def never(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("nothing is built for a server that refuses its API")
+
+    monkeypatch.setattr("training.experiment.load_training_frame", never)
+    for key in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    server = _api_refusing_server(status, body)
+    port = server.server_address[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:s3cretpw@127.0.0.1:{port}")
+    try:
+        for args in COMMANDS:
+            extra = [] if args[0] == "promote" else ["--warehouse", str(tmp_path)]
+            result = CliRunner().invoke(app, [*args, *extra], env={"COLUMNS": "300"})
+            out = " ".join(result.output.split())
+            assert result.exit_code == 2, (args, result.output)
+            assert said.format(port=port) in out and "s3cretpw" not in result.output
+            assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    finally:
+        server.shutdown()
+    import os
+
+    assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "0"  # the user's own setting is kept
+
+
+def test_a_server_lost_during_training_is_one_line_and_the_set_is_kept(
+    home: Path, config: Path, generated_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server answered at start-up and fails once the training set is built: MLflow retried for 4.5
+    minutes, then a 440-line traceback, and the built set was lost. Now: MLflow's retries are bounded, the
+    error is one line naming the server and the cause, and the set is kept for `training_set =`."""
+    import json
+    import time
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")  # the bounded retries, without the waits
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    server = _api_refusing_server(503, "Service Unavailable", answers=("/api/2.0/mlflow/experiments/search",))
+    port = server.server_address[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:s3cretpw@127.0.0.1:{port}")
+    started = time.monotonic()
+    try:
+        result = CliRunner().invoke(
+            app, ["train", str(config), "--warehouse", str(generated_dir)], env={"COLUMNS": "400"}
+        )
+    finally:
+        server.shutdown()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert time.monotonic() - started < 120
+    assert "Traceback" not in result.output and "s3cretpw" not in result.output
+    assert (
+        f"error (arrears): the MLflow tracking server http://127.0.0.1:{port} (MLFLOW_TRACKING_URI) failed "
+        "during the run (HTTP 503); the training set built for it is kept in " in said
+    )
+    kept = sorted((home / "cache" / "training-sets").glob("arrears-*.parquet"))
+    assert len(kept) == 1 and f'training_set = "{kept[0]}"' in said
+    meta = json.loads(kept[0].with_name(kept[0].name + ".meta.json").read_text())
+    assert meta["task"] == "arrears" and meta["warehouse"] == str(generated_dir.resolve())
+
+
+def _e2e_fixture(name: str) -> Any:
+    """A fixture of tests/e2e/test_mlflow_server.py (a real `mlflow server` on loopback, stopped by PID)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "e2e" / "test_mlflow_server.py"
+    spec = importlib.util.spec_from_file_location("gridrisk_e2e_mlflow_server", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return getattr(module, name)
+
+
+mlflow_server = _e2e_fixture("mlflow_server")
+
+
+@pytest.mark.e2e
+def test_no_password_in_the_output_of_a_command_that_ends_a_run(
+    home: Path, mlflow_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow prints "🏃 View run … at: <tracking URI>/#/…" when a run ends, with the URI's user and password;
+    `promote` logs its override as a run against a real server here (`train`, `backtest` and `evaluate` end
+    runs the same way and get the same setting, see the test above)."""
+    from training.registry import client_for, model_name
+
+    url, _ = mlflow_server
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+    secret = url.replace("http://", "http://alice:s3cretpw@")
+    client = client_for(url)
+    name = model_name("theft")
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, "s3://nowhere/model")  # promote moves an alias, reads no model
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", secret)
+    result = CliRunner().invoke(app, ["promote", "--task", "theft", "--version", "2", "--reason", "rollback"])
+    assert result.exit_code == 0, result.output
+    assert "is now champion" in result.output
+    assert "s3cretpw" not in result.output and "View run" not in result.output
+
+
+def test_a_model_prefix_that_cannot_name_models_is_refused_at_once(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "East Grid")
+    result = CliRunner().invoke(app, ["promote", "--task", "theft", "--version", "1", "--reason", "x"])
+    assert result.exit_code == 2 and "GRIDRISK_MODEL_PREFIX='East Grid' cannot name models" in result.output
