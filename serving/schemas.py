@@ -9,7 +9,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from features.schema import CUSTOMER_ID_MAX_CHARS
 
@@ -38,6 +38,25 @@ class FileFormat(StrEnum):
 
     CSV = "csv"
     XLSX = "xlsx"
+
+
+INTEGER_DIGITS = 12  # a count the service takes (top, a page) never needs more
+
+
+def _written_integer(value: Any) -> Any:
+    """A whole number as people and programs write one: digits, an optional minus. Python's int() also reads
+    `1_0`, `+5` and ` 5 `, so `?top=1_0` listed ten rows, where a live feature refuses the same text; and
+    a 5,000-digit page number came back as the parser's own English words on a Chinese page."""
+    if isinstance(value, str):
+        digits = value.removeprefix("-")
+        if not digits.isascii() or not digits.isdigit():
+            raise ValueError("should be a whole number written with digits only (no sign, space or '_')")
+        if len(digits) > INTEGER_DIGITS:
+            raise ValueError(f"should be a whole number of at most {INTEGER_DIGITS} digits")
+    return value
+
+
+WrittenInt = Annotated[int, BeforeValidator(_written_integer)]
 
 
 class SortKey(StrEnum):

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, Response
 
 from serving.access import Action
 from serving.dependencies import Audit, Caller, Directory, Models, Settlements, Snapshots
 from serving.errors import ERROR_RESPONSES
 from serving.ranking import ListQuery, risk_list, to_csv, to_xlsx
-from serving.schemas import SORT_DOC, WORK_LIST_ORDER, Lang, ListFormat, RiskListResponse, SortKey, Task
+from serving.schemas import (
+    SORT_DOC,
+    WORK_LIST_ORDER,
+    Lang,
+    ListFormat,
+    RiskListResponse,
+    SortKey,
+    Task,
+    WrittenInt,
+)
 from serving.settlement import for_snapshot
 
 router = APIRouter(tags=["risk lists"])
@@ -33,8 +44,10 @@ def get_risk_list(
     station: str | None = Query(None, max_length=100),
     usage_category: str | None = Query(None, max_length=100),
     min_probability: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False),
-    top: int = Query(100, ge=1, le=100_000),
-    per_station_top: int | None = Query(None, ge=1, le=100_000, description="visit capacity per station"),
+    top: Annotated[WrittenInt, Query(ge=1, le=100_000)] = 100,
+    per_station_top: Annotated[
+        WrittenInt | None, Query(ge=1, le=100_000, description="visit capacity per station")
+    ] = None,
     sort: SortKey | None = Query(None, description=SORT_DOC),
     hide_settled: bool = Query(
         False,

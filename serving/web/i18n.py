@@ -207,6 +207,7 @@ TEXT: dict[str, dict[str, str]] = {
         "error_says_404": "没有找到这位客户：请核对户号；新立户要等档案导入并评分后才能查到。",
         "error_says_422": "请求中有一项取值不正确，请修改筛选条件后重试：",
         "error_says_503": "服务暂时无法提供这个页面，请稍后重试；如果持续出现，请联系系统管理员。",
+        "error_says_form": "无法读取提交的表单：请回到本站页面重新填写后提交。",
         "error_says_csrf": "这个表单来自其他网站，已被拒绝：请在本站自己的页面上登录或退出。",
         "error_detail": "详细信息",
         "not_in_population": "不在本类风险的评分人群中（{as_of} 共评分 {scored} 户）",
@@ -424,6 +425,8 @@ TEXT: dict[str, dict[str, str]] = {
         "error_says_422": "A value in the request is not valid; change the filters and try again:",
         "error_says_503": "The service cannot show this page right now; try again later, and tell your "
         "administrator if it persists.",
+        "error_says_form": "The form sent could not be read: go back to this site's page, fill it in and "
+        "send it again.",
         "error_says_csrf": "This form was posted from another site and was refused: sign in and out on this "
         "site's own page.",
         "error_detail": "Details",

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, field_validator
+from starlette.exceptions import HTTPException
 
 from serving.access import PERMISSIONS, Action, KeyStore, Principal, blank_is_any
 from serving.customer_file import customer_file
@@ -54,7 +55,7 @@ from serving.exports import csv_bytes, xlsx_bytes
 from serving.model import TIE_BREAK
 from serving.ranking import ListQuery, list_items, list_scope, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
-from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task
+from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task, WrittenInt
 from serving.settlement import Settlement, for_snapshot
 from serving.snapshot import Snapshot, SnapshotStore
 from serving.station_summary import scoped, served_station_table, summarize
@@ -140,6 +141,9 @@ class PageRoute(APIRoute):
             except RequestValidationError as exc:
                 lang = page_lang(request)
                 return error_page(request, 422, invalid_detail(exc.errors(), lang), detail_lang=lang)
+            except HTTPException as exc:  # a form the parser cannot read (multipart without its boundary,
+                # more than 1,000 fields): FastAPI's JSON on a page, in English
+                return error_page(request, exc.status_code, str(exc.detail), says="error_says_form")
 
         return page
 
@@ -550,10 +554,10 @@ class ListFilters(BaseModel):
     usage_category: str | None = Field(None, max_length=100)
     # finite, as the API's: `nan` was refused as 「应不大于 1.0」 (should be at most 1)
     min_probability: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
-    per_station_top: int | None = Field(None, ge=1, le=100_000)
+    per_station_top: WrittenInt | None = Field(None, ge=1, le=100_000)
     sort: SortKey | None = None  # none chosen: the task's work-list order (`order`)
     hide_settled: bool | None = None  # arrears: leave out who paid their balance since the list's date
-    page: int = Field(1, ge=1)
+    page: WrittenInt = Field(1, ge=1)
 
     @field_validator(
         "supply_unit", "station", "usage_category", "min_probability", "per_station_top", mode="before"

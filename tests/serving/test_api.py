@@ -1335,3 +1335,18 @@ def test_a_parameter_sent_with_a_value_and_blank_is_a_repeat(service):
         service.client.get("/v1/arrears/risk-list?station=", headers=service.headers("admin")).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize("top", ["1_0", "+5", " 5", "5 ", "1.0", "０5", "1" * 13])
+def test_a_count_in_the_query_is_written_with_digits_only(service, top):
+    """int() reads `1_0`, `+5` and ` 5`: `?top=1_0` listed ten rows; a live feature refuses such text."""
+    r = service.client.get("/v1/arrears/risk-list", params={"top": top}, headers=service.headers("analyst"))
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["query", "top"] and "whole number" in error["msg"]
+    ok = service.client.get("/v1/arrears/risk-list", params={"top": "05"}, headers=service.headers("analyst"))
+    assert ok.status_code == 200 and ok.json()["count"] == 5
+    low = service.client.get(
+        "/v1/arrears/risk-list", params={"top": "-1"}, headers=service.headers("analyst")
+    )
+    assert low.status_code == 422 and low.json()["detail"][0]["type"] == "greater_than_equal"

@@ -1035,3 +1035,26 @@ def test_a_home_that_cannot_hold_the_session_secret_is_a_503_page_naming_it(web,
         assert "GRIDRISK_WEB_SESSION_SECRET" in text
     monkeypatch.undo()
     assert web.client.get("/login").status_code == 200 and secret.exists()
+
+
+def test_a_form_the_parser_cannot_read_is_a_page_in_the_pages_language(web):
+    """Multipart without its boundary, or more than 1,000 fields, was FastAPI's English JSON."""
+    r = web.client.post("/login", content=b"x", headers={"Content-Type": "multipart/form-data"})
+    assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
+    assert "无法读取提交的表单" in r.text
+    many = "&".join(f"f{i}=1" for i in range(1_100))
+    r = web.client.post(
+        "/login?lang=en", content=many, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status_code == 400 and "The form sent could not be read" in r.text
+
+
+def test_a_page_number_is_written_with_digits_only(web):
+    """A 5,000-digit page was the parser's English "exceeded maximum size" on a Chinese page."""
+    sign_in(web, "admin")
+    for written, says in (("1_0", "digits only"), ("9" * 5_000, "at most 12 digits")):
+        detail = (
+            page(web, "/list", status=422, page=written).split('class="detail"', 1)[1].split("</p>", 1)[0]
+        )
+        assert says in detail and "9" * 20 not in detail
+    assert page(web, "/list", page="2").count("<tr") > 1
