@@ -72,7 +72,7 @@ def features_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from features.labels import latest_labelable_as_of
+    from features.labels import first_bill_issued, latest_labelable_as_of
     from features.point_in_time import as_of_days
     from features.sample import SEED_LIMIT, sample_for
     from features.training_set import (
@@ -123,6 +123,14 @@ def features_command(
                         "label windows are not fully observed in this warehouse"
                     )
                 wanted = kept
+            first = first_bill_issued(target)  # a range is clipped at its start as at its end
+            early = [d for d in wanted if first is not None and d.normalize() < first.normalize()]
+            if early and len(early) < len(wanted):
+                console.print(
+                    f"{len(early)} month end{'s' if len(early) > 1 else ''} before {first.date()} dropped: "
+                    "the warehouse's first bill was issued then: no customer has a billing history before it"
+                )
+                wanted = [d for d in wanted if d not in early]
             dates += wanted
         if not dates:
             raise TrainingSetError(

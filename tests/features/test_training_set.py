@@ -124,6 +124,23 @@ def test_cli_builds_a_training_set_with_a_range(generated_dir, tmp_path):
     assert meta["rows"] == len(pd.read_parquet(out))
 
 
+def test_cli_clips_a_range_that_starts_before_the_first_bill(generated_dir, tmp_path):
+    """The range's end was clipped to labelable dates, its start refused whole: 2020-11:2021-03 on a warehouse
+    whose first bill is issued in 2021-02 now keeps February and March and says what it dropped."""
+    out = tmp_path / "arrears.parquet"
+    first = labels.first_bill_issued(generated_dir)
+    result = features_cli(generated_dir, "arrears", out, "--as-of-range", "2020-11:2021-03")
+    assert result.exit_code == 0, result.output
+    assert f"before {first.date()} dropped" in result.output
+    kept = json.loads(out.with_name(out.name + ".meta.json").read_text())["as_of_dates"]
+    assert kept and all(d >= first.date().isoformat() for d in kept)
+    # Every month end before it: still refused, naming the dates the warehouse can describe.
+    refused = features_cli(
+        generated_dir, "arrears", tmp_path / "x.parquet", "--as-of-range", "2020-01:2020-06"
+    )
+    assert refused.exit_code != 0 and "before the first bill" in refused.output
+
+
 def test_cli_refuses_bad_input(generated_dir, tmp_path):
     runner = CliRunner()
     bad = runner.invoke(
