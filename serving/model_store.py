@@ -310,8 +310,15 @@ class ModelStore:
                     return current if current is not None else self._from_cache(task)
                 self._details.pop(task, None)
                 return loaded
+        if current is not None:  # loaded from the registry before it went away: say so, not "kept on disk"
+            self._details[task] = f"{self._registry_error}; serving v{current.version}, loaded before that"
+            return current
         self._details[task] = f"{self._registry_error}; serving the last champion kept on disk"
-        return current if current is not None else self._from_cache(task)
+        cached = self._from_cache(task)
+        if cached is None and not (self.cache_root / task / META_FILE).exists():
+            # nothing kept: "serving the last champion kept on disk" was said of tasks that never had one
+            self._details[task] = f"{self._registry_error}; no champion is kept on disk either"
+        return cached
 
     def _from_registry(self, task: str, name: str, version: str) -> LoadedModel:
         task_dir = self.cache_root / task

@@ -90,6 +90,21 @@ def test_registry_down_without_a_local_copy_is_unavailable_with_the_reason(setti
     store.refresh()
     with pytest.raises(ModelUnavailable, match="unreachable"):
         store.get("arrears")
+    # It said "serving the last champion kept on disk" of a task that never had one.
+    assert store.detail("arrears") == "tracking server unreachable; no champion is kept on disk either"
+
+
+def test_registry_lost_while_serving_names_the_version_loaded_before(settings, registry):
+    """A model loaded from the registry before it went away is not "the last champion kept on disk"."""
+    store = ModelStore(settings, registry)
+    store.refresh()
+    registry.down = "tracking server http://127.0.0.1:1 unreachable"
+    assert store.refresh() == {}
+    assert store.get("arrears").version == "1"
+    assert (
+        store.detail("arrears")
+        == "tracking server http://127.0.0.1:1 unreachable; serving v1, loaded before that"
+    )
 
 
 def test_a_moved_alias_swaps_and_the_old_model_stays_intact(settings, registry, package_v2):
