@@ -2,7 +2,8 @@
 
 Names, phones and addresses come from customer archives, so a cell is never trusted to be plain text: text
 that a spreadsheet would run as a formula gets the OWASP treatment (a leading single quote); numbers stay
-numbers.
+numbers. The XLSX keeps the quote although its text cells are never formulas: a cell edited in Excel (F2,
+Enter) is read again as typed, and `=HYPERLINK(…)` would then run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 # What Excel, LibreOffice and Google Sheets start a formula with (OWASP, "CSV Injection").
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")  # LF: importers that strip leading breaks
 WIDE_COLUMNS = ("reason_", "原因", "Reason")  # reason sentences get wide columns in XLSX
+XLSX_CELL_CHARS = 32_767  # the most characters an Excel cell holds
 
 
 def neutralize(value: Any) -> Any:
@@ -54,6 +56,8 @@ def xlsx_bytes(title: str, header: list[str], rows: list[list]) -> bytes:
         # XML 1.0 cannot hold most control characters (openpyxl raises on them), yet archive text may: write
         # each one as a visible escape ("王\x0b小" -> "王\\x0b小"), which never starts a formula.
         safe = ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", neutralize(value))
+        if len(safe) > XLSX_CELL_CHARS:  # Excel cuts a longer cell silently: say so in the cell
+            safe = safe[: XLSX_CELL_CHARS - 1] + "…"
         text = WriteOnlyCell(sheet, value=safe)
         # openpyxl reads "=..." as a formula and "#N/A" as an error; archive text is always a string.
         text.data_type = "s"

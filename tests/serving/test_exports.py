@@ -51,6 +51,15 @@ def test_xlsx_writes_control_characters_as_visible_escapes():
     assert [r[0] for r in table[1:]] == ["王\\x0b小", "\\x00\\x1f", "'=1+1\\x07", "a\tb\nc"]
 
 
+def test_xlsx_text_longer_than_a_cell_holds_ends_with_a_mark():
+    """Excel holds 32,767 characters a cell and cut a 40,000-character name without a word."""
+    rows = [["王" * 40_000, 1.0], ["李" * 32_767, 2.0]]
+    table = list(
+        load_workbook(io.BytesIO(xlsx_bytes("t", ["name", "n"], rows))).active.iter_rows(values_only=True)
+    )
+    assert table[1][0] == "王" * 32_766 + "…" and table[2][0] == "李" * 32_767
+
+
 def test_csv_cells_are_prefixed():
     text = csv_bytes(["name", "amount"], [[v, -12.5] for v in HOSTILE]).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text, newline="")))[1:]
