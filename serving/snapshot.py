@@ -29,6 +29,7 @@ from serving.model import PackagedModel
 from serving.reasons import build_reasons
 from serving.schemas import Lang, ModelRef, Reason, Task
 from serving.scoring import explain, score_body
+from serving.settings import registered_name
 
 logger = logging.getLogger(__name__)
 
@@ -397,9 +398,9 @@ class SnapshotStore:
             raise SnapshotUnavailable(
                 self._details.get(task)
                 or f"no {task} snapshot under {self.root / task}: run `gridrisk score --task {task}` once "
-                f"gridrisk-{task} has a champion (`gridrisk train --task {task}`, or `gridrisk promote "
-                f'--task {task} --version V --reason "…"` for a version the gate kept as challenger), or '
-                "post features as `records` to score live"
+                f"{registered_name(task)} has a champion (`gridrisk train --task {task}`, or `gridrisk "
+                f'promote --task {task} --version V --reason "…"` for a version the gate kept as '
+                "challenger), or post features as `records` to score live"
             )
         return snap
 
