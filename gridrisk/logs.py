@@ -19,7 +19,13 @@ NOISY = ("mlflow", "alembic", "urllib3", "py4j", "httpx", "numba", "matplotlib")
 
 
 def configure(level: int) -> None:
-    """This process's logging: gridrisk's format at `level`, the noisy libraries at WARNING."""
+    """This process's logging: gridrisk's format at `level`, the noisy libraries at WARNING. A handler left
+    on a stream that has since closed (a caller that ran the CLI before, with its own stderr) is dropped
+    first: each record written to it was a "--- Logging error ---" traceback."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+            root.removeHandler(handler)
     logging.basicConfig(level=level, format=FORMAT)
     logging.getLogger().setLevel(
         level
