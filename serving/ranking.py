@@ -141,8 +141,9 @@ def list_items(
     phones = [p if show else mask_phone(p) for p, show in zip(phones, shown, strict=True)]
     columns = {name: snapshot.column(name, pos) for name in LIST_COLUMNS}
     reasons = snapshot.reasons(package, pos, lang)
-    if settlement is not None:
+    if OUTSTANDING in snapshot.numbers:  # owed at T, shown even when the payments since cannot be read
         columns["outstanding_yuan"] = snapshot.column(OUTSTANDING, pos)
+    if settlement is not None:
         columns["paid_since_yuan"] = settlement.paid[pos].tolist()
         columns["last_paid_on"] = settlement.last_paid[pos].tolist()  # NaT -> None
         columns["settled"] = settlement.settled[pos].tolist()
@@ -197,7 +198,8 @@ def table_rows(response: RiskListResponse) -> tuple[list[str], list[list]]:
     """Header and rows for the spreadsheet exports: one column per reason sentence, then (arrears) what was
     owed at the as-of date and paid since: columns added later go last, where a reader by position is safe."""
     k = max((len(item.reasons) for item in response.items), default=0)
-    paid = PAID_COLUMNS if response.payments_through is not None else ()
+    marked = any(item.outstanding_yuan is not None or item.settled is not None for item in response.items)
+    paid = PAID_COLUMNS if marked else ()
     header = list(TABLE_COLUMNS) + [f"reason_{i}" for i in range(1, k + 1)] + list(paid)
     rows = []
     for item in response.items:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from features.sources import table_path
+from features.sources import WarehouseError, table_path
 from serving.access import AuditLog, KeyStore
 from serving.directory import CustomerDirectory
 from serving.errors import HomeUnwritable
@@ -131,6 +131,7 @@ class ServiceState:
     directory: CustomerDirectory = field(default_factory=CustomerDirectory.empty)
     _directory_mtime: int | None = None
     settlements: dict[str, Settlement] = field(default_factory=dict)  # task -> paid since its snapshot
+    _settlement_errors: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -223,11 +224,13 @@ class ServiceState:
         for task, snapshot in self.snapshots.loaded().items():
             try:
                 found = settle(snapshot, self.settings.warehouse_path, self.settlements.get(task))
-            except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
-                logger.warning(
-                    "%s: payments since %s not read, lists go unmarked: %s", task, snapshot.as_of, exc
-                )
+            except (OSError, ValueError, KeyError, pa.ArrowException, WarehouseError) as exc:
+                said = f"{task}: payments since {snapshot.as_of} not read, lists go unmarked: {exc}"
+                if self._settlement_errors.get(task) != said:  # once, not at every poll
+                    logger.warning("%s", said)
+                self._settlement_errors[task] = said
                 continue
+            self._settlement_errors.pop(task, None)
             if found is not None:
                 settlements[task] = found
         self.settlements = settlements

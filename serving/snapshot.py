@@ -244,7 +244,7 @@ class Snapshot:
                 continue
             col = frame[name]
             if pd.api.types.is_datetime64_any_dtype(col) or pa.types.is_date(table.schema.field(name).type):
-                # a day (`billed_through`), stored as a timestamp or a date: NaT reads as None
+                # a day (`due_through`), stored as a timestamp or a date: NaT reads as None
                 numbers[name] = pd.to_datetime(col).to_numpy(dtype="datetime64[D]")
             elif isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
                 cat = pd.Categorical(

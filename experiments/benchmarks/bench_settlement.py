@@ -4,7 +4,7 @@ A generated utility (default 50,000 customers x 36 months) is scored for arrears
 before its data end; its bills, payments and that population are then tiled `--tile` times with suffixed
 customer ids (20 x 50,000 = 1,000,000 customers, ~34 M bills, ~33 M payments), and two steps are timed:
 
-- `billed_through`: the newest billing month known at T per customer, which `gridrisk score` adds to the
+- `due_through`: the newest billing month known at T per customer, which `gridrisk score` adds to the
   arrears snapshot (one filtered read of the bills);
 - `settle`: the payments T could not see, summed toward those months, which the service does once per
   snapshot and payments version when it refreshes (one filtered read of the payments).
@@ -45,7 +45,7 @@ def tiled(table: pa.Table, times: int) -> pa.Table:
 def main() -> None:
     from features.synthetic import GeneratorConfig, generate
     from features.training_set import build_scoring_frame
-    from serving.settlement import BILLED_THROUGH, OUTSTANDING, OWED_FEATURE, billed_through, settle
+    from serving.settlement import DUE_THROUGH, OUTSTANDING, OWED_FEATURE, due_through, settle
     from serving.snapshot import META_KEY, Snapshot
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,8 +89,8 @@ def main() -> None:
         return out
 
     rows: list[tuple[str, int, float, float]] = []
-    through = timed("billed_through", lambda: billed_through(warehouse, ids, as_of.date()))
-    table = snapshot_table.append_column(BILLED_THROUGH, pa.array(through, pa.date32()))
+    through = timed("due_through", lambda: due_through(warehouse, ids, as_of.date()))
+    table = snapshot_table.append_column(DUE_THROUGH, pa.array(through, pa.date32()))
     meta = {"task": "arrears", "as_of": as_of.date().isoformat(), "model_name": "bench", "model_version": "0"}
     path = warehouse / "snapshot.parquet"
     pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(meta)}), path)

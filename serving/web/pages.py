@@ -56,7 +56,7 @@ from serving.model import TIE_BREAK
 from serving.ranking import ListQuery, list_items, list_scope, risk_list, select, table_rows
 from serving.routes.customers import CustomerIdPath, History
 from serving.schemas import WORK_LIST_ORDER, FileFormat, Lang, RiskListResponse, SortKey, Task, WrittenInt
-from serving.settlement import Settlement, for_snapshot
+from serving.settlement import OUTSTANDING, Settlement, for_snapshot
 from serving.snapshot import Snapshot, SnapshotStore
 from serving.station_summary import scoped, served_station_table, summarize
 from serving.view_schemas import CustomerFile, SummaryBy, SummaryResponse
@@ -649,7 +649,7 @@ def list_page(
     return render(
         request, web, lang, "list.html", user,
         filters=filters, task=task, snapshot=snapshot, items=items, positions=places[shown].tolist(),
-        settlement=settlement,
+        settlement=settlement, paid_column=settlement is not None or OUTSTANDING in snapshot.numbers,
         matched=matched, listed=listed,
         found=len(pos), export_max=web.settings.export_max_rows,
         page=page, pages=pages, options=filter_options(snapshot, user, filters.supply_unit),

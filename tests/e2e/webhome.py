@@ -25,7 +25,7 @@ from serving.access import create_key
 from serving.model import FeatureSpec, PackagedModel, ReasonText, pyfunc_class
 from serving.schemas import ModelRef
 from serving.settings import ServingSettings
-from serving.settlement import BILLED_THROUGH, OUTSTANDING, billed_through
+from serving.settlement import DUE_THROUGH, OUTSTANDING, due_through
 from serving.snapshot import score_frame, write_snapshot
 from training.registry import promote
 
@@ -117,7 +117,7 @@ def mark_paid_since(settings: ServingSettings, history: dict[str, pd.DataFrame],
     due = standing.set_index(["customer_id", "period"])["amount_due"]
     owed = (due - paid.reindex(due.index).fillna(0.0)).clip(lower=0.0).groupby(level="customer_id").sum()
     scores[OUTSTANDING] = scores["customer_id"].map(owed).fillna(0.0).to_numpy()
-    scores[BILLED_THROUGH] = billed_through(settings.warehouse_path, scores["customer_id"], AS_OF)
+    scores[DUE_THROUGH] = due_through(settings.warehouse_path, scores["customer_id"], AS_OF)
     write_snapshot(
         scores,
         settings.snapshots_path,

@@ -109,22 +109,26 @@ def paid_since_is_what_the_warehouse_holds_after_the_as_of_date(
     warehouse: Path, settings: ServingSettings, population: pd.DataFrame
 ) -> None:
     """The arrears list marks who paid their balance at T since (serving.settlement), computed here again
-    from the raw tables: payments after T toward the months billed by T."""
+    from the raw tables: the principal paid after T toward the months known and due by T."""
     t = pd.Timestamp("2023-12-31 23:59:59.999999")
     bills = pd.read_parquet(
-        warehouse / "bills.parquet", columns=["customer_id", "period", "issue_date", "known_at"]
+        warehouse / "bills.parquet", columns=["customer_id", "period", "issue_date", "due_date", "known_at"]
     )
-    for column in ("period", "issue_date"):
+    for column in ("period", "issue_date", "due_date"):
         bills[column] = pd.to_datetime(bills[column])
-    known = bills[(bills["issue_date"] <= t) & (bills["known_at"] <= t) & (bills["period"] >= "2022-12-01")]
-    through = known.groupby("customer_id")["period"].max()
+    due = bills[
+        (bills["issue_date"] <= t) & (bills["due_date"] <= t) & (bills["known_at"] <= t)
+        & (bills["period"] >= "2022-12-01")
+    ]  # fmt: skip
+    through = due.groupby("customer_id")["period"].max()
     pays = pd.read_parquet(
-        warehouse / "payments.parquet", columns=["customer_id", "period", "paid_at", "amount"]
+        warehouse / "payments.parquet", columns=["customer_id", "period", "paid_at", "amount", "late_fee"]
     )
     pays["period"] = pd.to_datetime(pays["period"])
+    pays["principal"] = pays["amount"] - pays["late_fee"].fillna(0.0)
     after = pays[pays["paid_at"] > t].copy()
     limit = after["customer_id"].map(through).fillna(pd.Timestamp("2022-11-30"))
-    paid = after[after["period"] <= limit].groupby("customer_id")["amount"].sum()
+    paid = after[after["period"] <= limit].groupby("customer_id")["principal"].sum()
     owed = population.set_index("customer_id")["payments_outstanding_yuan"].fillna(0.0)
     expected_settled = {c for c, o in owed.items() if o > 0.005 and paid.get(c, 0.0) >= o - 0.005}
     assert 0 < len(expected_settled) < len(owed)

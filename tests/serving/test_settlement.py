@@ -18,7 +18,7 @@ import pytest
 from features.sources import table_path
 from serving.ranking import ListQuery, select
 from serving.schemas import SortKey
-from serving.settlement import BILLED_THROUGH, OUTSTANDING, billed_through, for_snapshot, settle
+from serving.settlement import DUE_THROUGH, OUTSTANDING, due_through, for_snapshot, settle
 from serving.snapshot import META_KEY, Snapshot
 
 T = dt.date(2024, 1, 31)
@@ -40,7 +40,13 @@ def at(text: str) -> dt.datetime:
 
 
 BILLS = pa.schema(
-    [("customer_id", pa.string()), ("period", pa.date32()), ("issue_date", pa.date32()), ("known_at", TS)]
+    [
+        ("customer_id", pa.string()),
+        ("period", pa.date32()),
+        ("issue_date", pa.date32()),
+        ("due_date", pa.date32()),
+        ("known_at", TS),
+    ]
 )
 PAYMENTS = pa.schema(
     [
@@ -48,24 +54,28 @@ PAYMENTS = pa.schema(
         ("period", pa.date32()),
         ("paid_at", TS),
         ("amount", pa.float64()),
+        ("late_fee", pa.float64()),
         ("known_at", TS),
     ]
 )
 
 
-def bill(cid: str, period: str, issued: str, known: str | None = None) -> dict:
+def bill(cid: str, period: str, issued: str, known: str | None = None, due: str | None = None) -> dict:
     return {
         "customer_id": cid,
         "period": day(period),
         "issue_date": day(issued),
+        "due_date": day(due) if due else day(issued) + dt.timedelta(days=15),
         "known_at": at(known or issued),
     }
 
 
-def payment(cid: str, period: str, paid: str, amount: float, known: str | None = None) -> dict:
+def payment(
+    cid: str, period: str, paid: str, amount: float, known: str | None = None, late_fee: float = 0.0
+) -> dict:
     return {
         "customer_id": cid, "period": day(period), "paid_at": at(paid), "amount": amount,
-        "known_at": at(known) if known else None,
+        "late_fee": late_fee, "known_at": at(known) if known else None,
     }  # fmt: skip
 
 
@@ -85,6 +95,10 @@ def warehouse(tmp_path: Path) -> Path:
         # G: January's bill was issued before T but entered the system after it: not known at T.
         bill("G", "2023-12-01", "2024-01-03"),
         bill("G", "2024-01-01", "2024-01-25", known="2024-02-01 09:00"),
+        # J: January's bill was issued before T but falls due after it: not part of the balance at T.
+        bill("J", "2023-12-01", "2024-01-03"),
+        bill("J", "2024-01-01", "2024-01-20", due="2024-02-05"),
+        bill("K", "2023-12-01", "2024-01-03"),
     ]
     payments = [
         payment("A", "2023-12-01", "2024-02-05 10:00", 100.0),  # toward the balance at T
@@ -97,13 +111,15 @@ def warehouse(tmp_path: Path) -> Path:
         payment("F", "2023-11-01", "2024-02-07 11:00", 5.0),  # a month F was never billed for by T
         payment("G", "2024-01-01", "2024-02-08 10:00", 70.0),  # the bill T did not know
         payment("H", "2023-12-01", "2024-02-08 10:00", 10.0),  # not in the snapshot
+        payment("J", "2024-01-01", "2024-02-04 10:00", 100.0),  # the bill not yet due at T
+        payment("K", "2023-12-01", "2024-02-04 10:00", 103.0, late_fee=5.0),  # 98 of principal: 2 still owed
     ]
     _write(wh, "bills", bills, BILLS)
     _write(wh, "payments", payments, PAYMENTS)
     return wh
 
 
-OWED = {"A": 100.0, "B": 100.0, "C": 50.0, "D": 0.0, "E": 90.0, "F": 40.0, "G": 55.0}
+OWED = {"A": 100.0, "B": 100.0, "C": 50.0, "D": 0.0, "E": 90.0, "F": 40.0, "G": 55.0, "J": 100.0, "K": 100.0}
 
 
 def snapshot_with_balances(warehouse: Path, tmp_path: Path) -> Snapshot:
@@ -114,7 +130,7 @@ def snapshot_with_balances(warehouse: Path, tmp_path: Path) -> Snapshot:
             "probability": np.linspace(0.9, 0.3, len(ids)),
             "rank": np.arange(1, len(ids) + 1),
             OUTSTANDING: list(OWED.values()),
-            BILLED_THROUGH: billed_through(warehouse, ids, T),
+            DUE_THROUGH: due_through(warehouse, ids, T),
         }
     )
     return Snapshot.read("arrears", _write_snapshot(frame, tmp_path / "arrears.parquet"))
@@ -128,9 +144,9 @@ def _write_snapshot(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def test_billed_through_is_the_newest_bill_known_at_the_as_of_date(warehouse):
-    got = billed_through(warehouse, pd.Series(["A", "F", "G", "Z"]), T)
-    assert got.tolist() == [dt.date(2023, 12, 1), None, dt.date(2023, 12, 1), None]
+def test_due_through_is_the_newest_bill_known_and_due_at_the_as_of_date(warehouse):
+    got = due_through(warehouse, pd.Series(["A", "F", "G", "J", "Z"]), T)
+    assert got.tolist() == [dt.date(2023, 12, 1), None, dt.date(2023, 12, 1), dt.date(2023, 12, 1), None]
 
 
 def test_payments_the_as_of_date_could_not_see_count_toward_its_balance(warehouse, tmp_path):
@@ -140,8 +156,10 @@ def test_payments_the_as_of_date_could_not_see_count_toward_its_balance(warehous
     by_id = dict(zip(snap.customer_id.tolist(), range(snap.size), strict=True))
     paid = {c: found.paid[i] for c, i in by_id.items()}
     settled = {c: bool(found.settled[i]) for c, i in by_id.items()}
-    assert paid == {"A": 100.0, "B": 60.0, "C": 50.0, "D": 30.0, "E": 0.0, "F": 40.0, "G": 0.0}
-    assert settled == {"A": True, "B": False, "C": True, "D": False, "E": False, "F": True, "G": False}
+    assert paid == {
+        "A": 100.0, "B": 60.0, "C": 50.0, "D": 30.0, "E": 0.0, "F": 40.0, "G": 0.0, "J": 0.0, "K": 98.0
+    }  # fmt: skip
+    assert {c for c, s in settled.items() if s} == {"A", "C", "F"}
     assert found.last_paid[by_id["A"]] == np.datetime64("2024-02-05")
     assert np.isnat(found.last_paid[by_id["E"]])
     assert found.payments_through == dt.date(2024, 2, 8)
@@ -157,10 +175,10 @@ def test_hide_settled_leaves_out_whoever_paid_the_balance(warehouse, tmp_path):
     open_rows, matched_open = select(
         snap, ListQuery(sort=SortKey.PROBABILITY, hide_settled=True), None, None, found
     )
-    assert matched_all == 7 and matched_open == 4
-    assert [snap.customer_id[p] for p in open_rows] == ["B", "D", "E", "G"]
+    assert matched_all == 9 and matched_open == 6
+    assert [snap.customer_id[p] for p in open_rows] == ["B", "D", "E", "G", "J", "K"]
     # Without a settlement (another task, an older snapshot) nobody is hidden.
-    assert select(snap, ListQuery(sort=SortKey.PROBABILITY, hide_settled=True), None, None, None)[1] == 7
+    assert select(snap, ListQuery(sort=SortKey.PROBABILITY, hide_settled=True), None, None, None)[1] == 9
 
 
 def test_a_snapshot_without_balances_or_a_warehouse_without_payments_has_no_settlement(warehouse, tmp_path):
@@ -196,7 +214,7 @@ def test_the_web_list_marks_and_hides_who_paid_since_and_its_export_says_so(sett
         scores = pd.read_parquet(path)
         owed = {UNPAID: 300.0, "C0000007": 120.0}  # C0000007 pays it on the 3rd of the next month
         scores[OUTSTANDING] = scores["customer_id"].map(owed).fillna(0.0)
-        scores[BILLED_THROUGH] = billed_through(wh, scores["customer_id"], snap.as_of)
+        scores[DUE_THROUGH] = due_through(wh, scores["customer_id"], snap.as_of)
         write_snapshot(scores, settings.snapshots_path, "arrears", snap.as_of, model=snap.model)
         payments = read_table(wh, "payments")
         paid = payments.iloc[[0]].assign(
@@ -231,7 +249,7 @@ def test_the_web_list_marks_and_hides_who_paid_since_and_its_export_says_so(sett
         assert "Hide settled" in english and ">Settled<" in english
 
 
-def test_a_billed_through_column_stored_as_dates_reads_as_days(warehouse, tmp_path):
+def test_a_due_through_column_stored_as_dates_reads_as_days(warehouse, tmp_path):
     """A snapshot written by another tool (Spark, pyarrow) may keep the month as a date, not a timestamp."""
     ids = ["A", "F"]
     table = pa.table(
@@ -240,13 +258,57 @@ def test_a_billed_through_column_stored_as_dates_reads_as_days(warehouse, tmp_pa
             "probability": [0.5, 0.4],
             "rank": [1, 2],
             OUTSTANDING: [100.0, 40.0],
-            BILLED_THROUGH: pa.array([dt.date(2023, 12, 1), None], pa.date32()),
+            DUE_THROUGH: pa.array([dt.date(2023, 12, 1), None], pa.date32()),
         }
     )
     path = _write_snapshot(table.to_pandas(), tmp_path / "dates.parquet")
     pq.write_table(table.replace_schema_metadata(pq.read_schema(path).metadata), path)
     snap = Snapshot.read("arrears", path)
-    assert snap.numbers[BILLED_THROUGH].dtype == np.dtype("datetime64[D]")
-    assert snap.column(BILLED_THROUGH, np.array([0, 1])) == [dt.date(2023, 12, 1), None]
+    assert snap.numbers[DUE_THROUGH].dtype == np.dtype("datetime64[D]")
+    assert snap.column(DUE_THROUGH, np.array([0, 1])) == [dt.date(2023, 12, 1), None]
     found = settle(snap, warehouse)
     assert found is not None and found.settled.tolist() == [True, True]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("as_of", ["2023-11-10", "2023-11-30"])
+def test_a_settled_customer_owes_nothing_today_on_the_bills_due_at_the_as_of_date(
+    generated_dir, tmp_path, as_of
+):
+    """The mark's meaning, checked against the raw tables of a generated utility, not against its own formula:
+    whoever is marked settled has no principal still open today on a bill due by T. Counting late fees and a
+    bill issued before a day-10 T but due after it had marked 23 of 56 customers settled who still owed."""
+    from features.training_set import build_scoring_frame
+    from serving.settlement import OWED_FEATURE
+
+    t = pd.Timestamp(as_of)
+    frame = build_scoring_frame(generated_dir, "arrears", t)
+    snapshot = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].astype(str),
+            "probability": 0.5,
+            "rank": np.arange(1, len(frame) + 1),
+            OUTSTANDING: frame[OWED_FEATURE].to_numpy(dtype=float),
+            DUE_THROUGH: due_through(generated_dir, frame["customer_id"], t.date()),
+        }
+    )
+    path = _write_snapshot(snapshot, tmp_path / "s.parquet")
+    meta = json.loads(pq.read_schema(path).metadata[META_KEY.encode()])
+    pq.write_table(
+        pq.read_table(path).replace_schema_metadata({META_KEY: json.dumps({**meta, "as_of": as_of})}), path
+    )
+    snap = Snapshot.read("arrears", path)
+    found = settle(snap, generated_dir)
+    assert found is not None and found.settled.sum() > 0
+
+    cut = t + pd.Timedelta(days=1)
+    bills = pd.read_parquet(generated_dir / "bills.parquet")
+    bills = bills.sort_values("known_at").drop_duplicates(["customer_id", "period"], keep="last")
+    due = bills[pd.to_datetime(bills["due_date"]) < cut].set_index(["customer_id", "period"])["amount_due"]
+    pays = pd.read_parquet(generated_dir / "payments.parquet")
+    principal = (
+        (pays["amount"] - pays["late_fee"].fillna(0.0)).groupby([pays["customer_id"], pays["period"]]).sum()
+    )
+    still_open = (due - principal.reindex(due.index).fillna(0.0)).clip(lower=0.0).groupby(level=0).sum()
+    settled = [c for c, s in zip(snap.customer_id, found.settled, strict=True) if s]
+    assert [c for c in settled if still_open.get(c, 0.0) > 0.01] == []
