@@ -22,8 +22,19 @@ class Settings(ServingSettings):
 
 
 def load_settings() -> Settings:
-    """The settings, or exit code 2 naming the bad GRIDRISK_* variable (as `gridrisk score` does)."""
-    return settings_or_exit(Settings, "GRIDRISK_")
+    """The settings, or exit code 2 naming the bad GRIDRISK_* variable (as `gridrisk score` does), the model
+    name prefix included: `serve` and `score` started with `GRIDRISK_MODEL_PREFIX="Bad Prefix!"` and looked
+    for `gridrisk-Bad Prefix!-arrears`."""
+    import typer
+
+    from training.registry import model_prefix_error
+
+    settings = settings_or_exit(Settings, "GRIDRISK_")
+    wrong = model_prefix_error()
+    if wrong is not None:
+        typer.echo(f"invalid GRIDRISK_MODEL_PREFIX in the environment: {wrong}", err=True)
+        raise typer.Exit(2)
+    return settings
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -50,7 +50,7 @@ def _written_integer(value: Any) -> Any:
     if isinstance(value, str):
         digits = value.removeprefix("-")
         if not digits.isascii() or not digits.isdigit():
-            raise ValueError("should be a whole number written with digits only (no sign, space or '_')")
+            raise ValueError("should be a whole number written with digits only (a leading '-' at most)")
         if len(digits) > INTEGER_DIGITS:
             raise ValueError(f"should be a whole number of at most {INTEGER_DIGITS} digits")
     return value

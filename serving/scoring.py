@@ -140,7 +140,16 @@ def records_matrix(
         column = [record.get(name) for record in records]
         if levels is not None:
             codes = {level: float(i) for i, level in enumerate(levels)}
-            X[:, j] = [codes.get(_category_text(v), math.nan) if v is not None else math.nan for v in column]
+            for i, value in enumerate(column):  # text, a number or null, as the schema says; never an object
+                if not (value is None or isinstance(value, str) or _is_json_number(value)):
+                    errors.add(
+                        i, name, "string_type",
+                        f"{name} must be text, a number or null, got {_shown(value)}", value,
+                    )  # fmt: skip
+            if not errors.full:
+                X[:, j] = [
+                    codes.get(_category_text(v), math.nan) if v is not None else math.nan for v in column
+                ]
             continue
         domain = feature_domain(name)
         for i, value in enumerate(column):
@@ -179,6 +188,10 @@ def _shown(value: Any) -> str:
     """A bad value as a message quotes it: a long text or a list cut short."""
     text = repr(value)
     return text if len(text) <= 100 else f"{text[:100]}… ({len(text):,} characters)"
+
+
+def _is_json_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _category_text(value: Any) -> str:

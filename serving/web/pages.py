@@ -141,9 +141,12 @@ class PageRoute(APIRoute):
             except RequestValidationError as exc:
                 lang = page_lang(request)
                 return error_page(request, 422, invalid_detail(exc.errors(), lang), detail_lang=lang)
-            except HTTPException as exc:  # a form the parser cannot read (multipart without its boundary,
-                # more than 1,000 fields): FastAPI's JSON on a page, in English
-                return error_page(request, exc.status_code, str(exc.detail), says="error_says_form")
+            except HTTPException as exc:
+                if exc.status_code != 400:
+                    raise
+                # a form the parser cannot read (multipart without its boundary, more than 1,000 fields):
+                # FastAPI's JSON on a page, in English
+                return error_page(request, 400, str(exc.detail), says="error_says_form")
 
         return page
 

@@ -175,3 +175,15 @@ def test_a_negative_zero_prints_as_zero(service):
         assert r.status_code == 200, r.text
         texts = [reason["text"] for reason in r.json()["results"][0]["reasons"]]
         assert not any("-0" in text for text in texts), texts
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, [1, 2], True])
+def test_a_category_feature_refuses_objects_lists_and_booleans(service, value):
+    """A reviewer: after records left pydantic, a category feature read `{"a": 1}` as an unknown level, so
+    missing, and answered 200, where the schema says text, a number or null."""
+    record = records_of(service, ["C0000001"])[0]
+    r = post(service, [{**record, "usage_category": value}])
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "records", 0, "usage_category"] and error["type"] == "string_type"
+    assert post(service, [{**record, "usage_category": 7}]).status_code == 200  # a number: an unknown level

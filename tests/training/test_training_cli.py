@@ -785,3 +785,16 @@ def test_a_model_prefix_that_cannot_name_models_is_refused_at_once(
     monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "East Grid")
     result = CliRunner().invoke(app, ["promote", "--task", "theft", "--version", "1", "--reason", "x"])
     assert result.exit_code == 2 and "GRIDRISK_MODEL_PREFIX='East Grid' cannot name models" in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["serve", "--port", "1"], ["score", "--task", "arrears"], ["keys", "list"]]
+)
+def test_every_command_refuses_a_model_prefix_that_cannot_name_models(
+    home: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A reviewer: `serve` started with it and looked for `gridrisk-Bad Prefix!-arrears`."""
+    monkeypatch.setenv("GRIDRISK_MODEL_PREFIX", "Bad Prefix!")
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert "invalid GRIDRISK_MODEL_PREFIX in the environment" in result.output
