@@ -1166,13 +1166,24 @@ def data_note(
     said to "have seen these outcomes"); on the same source, whether its fitted dates reach into the window
     (`fitted_into`). `theirs` and `ours` are (data_source, data_fingerprint)."""
     (source, fingerprint), (our_source, our_fingerprint) = theirs, ours
-    if source and our_source and source != our_source:
+    same_rows = bool(fingerprint) and fingerprint == our_fingerprint
+    if source and our_source and not same_rows and _origin(source) != _origin(our_source):
         return (
             f"{who} was trained on other data ({source}, data_fingerprint {fingerprint or 'unknown'}) than "
             f"{against} ({our_source}, data_fingerprint {our_fingerprint or 'unknown'}): the two were "
             "trained on different data, and its numbers here are on data it never saw"
         )
     return fitted_into(info, test, window_days, who=who, so=so)
+
+
+def _origin(source: str) -> str:
+    """The warehouse a data source came from: a prebuilt training set's `.meta.json` names it (a set built
+    from a warehouse was "other data" than that warehouse, identical fingerprints and all), else itself."""
+    try:
+        named = json.loads(Path(f"{source}.meta.json").read_text()).get("warehouse")
+    except (OSError, ValueError, AttributeError):
+        return str(Path(source).resolve()) if source else source
+    return str(Path(named).resolve()) if isinstance(named, str) and named else source
 
 
 def day_note(info: dict[str, Any], test: pd.DataFrame, who: str) -> str | None:
@@ -1408,6 +1419,10 @@ def version_config(tracking_uri: str, model_uri: str, **overrides: Any) -> Exper
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     from training.config import config_from_dict
 
+    if overrides.get("warehouse") is not None:
+        # Another warehouse asked for: the version's prebuilt set (read before the warehouse) would have been
+        # evaluated instead, without a word.
+        raw["training_set"] = None
     config = config_from_dict(raw, f"config/resolved.json of {name} version {version} (run {run_id})")
     return with_overrides(config, **overrides)
 

@@ -4,7 +4,7 @@ A generated utility (default 50,000 customers x 36 months) is scored for arrears
 before its data end; its bills, payments and that population are then tiled `--tile` times with suffixed
 customer ids (20 x 50,000 = 1,000,000 customers, ~34 M bills, ~33 M payments), and two steps are timed:
 
-- `due_through`: the newest billing month known at T per customer, which `gridrisk score` adds to the
+- `due_through`: the newest billing month known and due at T per customer, which `gridrisk score` adds to the
   arrears snapshot (one filtered read of the bills);
 - `settle`: the payments T could not see, summed toward those months, which the service does once per
   snapshot and payments version when it refreshes (one filtered read of the payments).
@@ -72,8 +72,8 @@ def main() -> None:
     warehouse = root / f"tiled-{args.tile}"
     warehouse.mkdir(parents=True, exist_ok=True)
     for name, columns in {
-        "bills": ["customer_id", "period", "issue_date", "known_at"],
-        "payments": ["customer_id", "period", "paid_at", "amount"],
+        "bills": ["customer_id", "period", "issue_date", "due_date", "known_at"],
+        "payments": ["customer_id", "period", "paid_at", "amount", "late_fee"],
     }.items():
         pq.write_table(tiled(pq.read_table(source / f"{name}.parquet", columns=columns), args.tile),
                        warehouse / f"{name}.parquet")  # fmt: skip

@@ -798,3 +798,31 @@ def test_every_command_refuses_a_model_prefix_that_cannot_name_models(
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 2, result.output
     assert "invalid GRIDRISK_MODEL_PREFIX in the environment" in result.output
+
+
+def test_evaluate_with_another_warehouse_reads_it_not_the_versions_prebuilt_set(
+    generated_dir: Path, home: Path, config: Path, tmp_path: Path
+) -> None:
+    """A reviewer: the version's own config kept its `training_set`, which is read before the warehouse, so
+    `evaluate --warehouse NEW` evaluated the old set without a word."""
+    from mlflow import MlflowClient
+
+    built = tmp_path / "set.parquet"
+    made = invoke("features", "-w", str(generated_dir), "--task", "arrears", "-o", str(built),
+                  "--as-of-range", "2022-06:2023-12")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    from_set = config.with_name("from_set.toml")
+    from_set.write_text(
+        config.read_text(encoding="utf-8").replace(
+            '# training_set = "sets/arrears.parquet"', f'training_set = "{built}"'
+        )
+    )
+    trained = invoke("train", str(from_set))
+    assert trained.exit_code == 0, trained.output
+    other = invoke("evaluate", "--task", "arrears", "--warehouse", str(generated_dir))
+    assert other.exit_code == 0, other.output
+    uri = f"sqlite:///{(home / 'mlflow.db').resolve()}"
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name("gridrisk-arrears")
+    (evaluation,) = client.search_runs([experiment.experiment_id], "tags.`gridrisk.kind` = 'evaluation'")
+    assert evaluation.data.tags["data_source"] == str(generated_dir.resolve())

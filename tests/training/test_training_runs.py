@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -321,3 +322,11 @@ def test_the_gate_says_when_the_champion_was_trained_on_other_data(frame, featur
     assert "the champion v1 was trained on other data (/data/utility-a, data_fingerprint " in reason
     assert "than the challenger (/data/utility-b, data_fingerprint " in reason
     assert "the two were trained on different data" in reason
+    # The same rows (one fingerprint) are the same data, whatever the path said; and a prebuilt set is the
+    # data of the warehouse its .meta.json names. Both had been "other data", which also hid the leak note.
+    same_rows = train(frame, "/data/utility-a-mounted-elsewhere").gate.reason
+    assert "other data" not in same_rows, same_rows
+    built = tmp_path / "set.parquet"
+    (tmp_path / "set.parquet.meta.json").write_text(json.dumps({"warehouse": "/data/utility-a"}))
+    from_set = train(earlier[earlier["as_of"] > earlier["as_of"].min()], str(built)).gate.reason
+    assert "other data" not in from_set and "it has seen these outcomes" in from_set, from_set
