@@ -12,7 +12,7 @@ left out as the balance leaves them out. A customer whose principal paid since c
 Payments toward a bill not yet due at T (issued before a day-10 T, due on the 25th), or issued after it, are
 not counted: they pay a bill the balance at T did not hold. A customer without a bill due in the 13 months
 before T counts payments for months before that window. Payments are read once per snapshot and version of
-the payments table (filtered reads: 3.1–3.5 s, 1.5–1.9 CPU-s at 818,940 customers, `bench_settlement.py`),
+the payments table (filtered reads: 1.2–1.9 s, 1.8 CPU-s at 818,940 customers, `bench_settlement.py`),
 off the request path, when the service refreshes. A table whose times are INT96 or zoned is refused
 (`features.sources.stored_columns`) and the lists go unmarked, never marked from times 8 hours off.
 """
