@@ -238,12 +238,13 @@ class RiskListItem(BaseModel):
     phone: str | None = None
     reasons: list[Reason]
     outstanding_yuan: float | None = Field(
-        default=None, description="arrears: the customer's open balance at the list's as-of date, yuan"
+        default=None,
+        description="arrears: the principal still open at the list's as-of date on bills due by then, yuan",
     )
     paid_since_yuan: float | None = Field(
         default=None,
-        description="arrears: yuan paid toward the bills open at the as-of date that the as-of date could "
-        "not see (paid or entered after it), as the warehouse holds now",
+        description="arrears: principal (late fees left out) paid toward those bills that the as-of date "
+        "could not see (paid or entered after it), as the warehouse holds now",
     )
     last_paid_on: dt.date | None = Field(
         default=None, description="arrears: the day of the latest such payment"
