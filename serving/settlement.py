@@ -2,18 +2,19 @@
 
 A snapshot is scored as of a date T (a month end for the shipped models) and read for weeks after it: a
 collector who pulls the list on the 10th would otherwise call customers who paid on the 3rd. `gridrisk score`
-keeps, for arrears, each customer's open balance at T (`outstanding_yuan`, the feature the model read: the
-principal still open on bills known and due by T) and the newest billing month among those bills
-(`due_through`). The service adds up the principal of the payments the warehouse holds now that T could not
-see (paid after T, or entered after T) toward those bills: the months up to `due_through`, late fees (违约金)
-left out as the balance leaves them out. A customer whose principal paid since covers the balance is *settled*
-(已结清); their score and rank stay what the model said at T, and a list can leave them out (`hide_settled`).
+keeps, for arrears, each customer's open balance at T (`outstanding_yuan`, the feature the model read) and the
+bills it is made of (`open_bills`: each bill known and due by T with more than `TOLERANCE_YUAN` of principal
+unpaid, and how much). The service reads the payments the warehouse holds now that T could not see (paid after
+T, or entered after T) and counts their principal (late fees, 违约金, left out as the balance leaves them out)
+bill by bill, each bill capped at what it had open. A customer is *settled* (已结清) when every bill open at T
+is paid to within `TOLERANCE_YUAN`; their score and rank stay what the model said at T, and a list can leave
+them out (`hide_settled`).
 
-Payments toward a bill not yet due at T (issued before a day-10 T, due on the 25th), or issued after it, are
-not counted: they pay a bill the balance at T did not hold. A customer without a bill due in the 13 months
-before T counts payments for months before that window. Payments are read once per snapshot and version of
-the payments table (filtered reads: 1.2–1.9 s, 1.8 CPU-s at 818,940 customers, `bench_settlement.py`),
-off the request path, when the service refreshes. A table whose times are INT96 or zoned is refused
+Money toward another month, a month already paid by T, a bill not yet due at T (issued before a day-10 T, due
+on the 25th) or issued after it covers nothing: it pays no bill the balance at T held. A bill re-issued after
+T (退补) is judged against what it had open at T; the next score reads the new amount. Payments are read once
+per snapshot and version of the payments table, off the request path, when the service refreshes
+(`bench_settlement.py` measures it at 818,940 customers). A table whose times are INT96 or zoned is refused
 (`features.sources.stored_columns`) and the lists go unmarked, never marked from times 8 hours off.
 """
 
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from features.labels import column_extreme
+from features.payments import TOLERANCE_YUAN
 from features.point_in_time import cutoff
 from features.sources import stored_columns, table_path
 from serving.snapshot import Snapshot
@@ -39,48 +41,72 @@ logger = logging.getLogger(__name__)
 
 OUTSTANDING = "outstanding_yuan"
 OWED_FEATURE = "payments_outstanding_yuan"  # the arrears feature it copies
-DUE_THROUGH = "due_through"
-BILL_MONTHS = 13  # how far back from T `due_through` looks for a customer's newest bill due
-CENT = 0.005  # yuan: a balance paid to the fen is settled, rounding and all
+OPEN_BILLS = "open_bills"  # per customer, "2026-09-01=81.90;2026-10-01=72.47": each bill open at T
+CENT = 0.005  # yuan: what counts as a balance at all
 
 
-def _window_start(as_of: dt.date) -> pd.Timestamp:
-    return pd.Timestamp(as_of).to_period("M").to_timestamp() - pd.DateOffset(months=BILL_MONTHS)
+def _visible(known: ds.Expression, cut: pa.Scalar) -> ds.Expression:
+    return known.is_null() | (known <= cut)
 
 
-def due_through(warehouse: Path, customer_ids: pd.Series, as_of: dt.date) -> np.ndarray:
-    """The newest billing month (first day, datetime64[D]) of a bill known and due at T for each customer
-    (NaT for none in the 13 months before T): issued, entered and due at or before the end of day T, the bills
-    `payments_outstanding_yuan` reads."""
-    cut = cutoff(as_of)
-    start = _window_start(as_of)
-    path = table_path(warehouse, "bills")
-    names = set(stored_columns(warehouse, "bills", ["period", "issue_date", "due_date", "known_at"]))
-    day = pa.scalar(cut.date(), pa.date32())
-    visible = (
-        (ds.field("period") >= pa.scalar(start.date(), pa.date32()))
-        & (ds.field("issue_date") <= day)
-        & (ds.field("due_date") <= day)
+def open_bills(
+    warehouse: Path, customer_ids: pd.Series, owed: np.ndarray, as_of: dt.date
+) -> list[str | None]:
+    """Each customer's bills open at T, as `payments_outstanding_yuan` reads them: the version known at T of
+    every bill issued and due by T, less the principal (amount − late fee) paid toward it by payments known at
+    T, where more than `TOLERANCE_YUAN` is left. Encoded `period=yuan;…` (None for no open bill); only the
+    customers with a balance are read, so the bills and payments of the others are never loaded."""
+    ids = customer_ids.astype(str).to_numpy()
+    owing = np.unique(ids[np.nan_to_num(owed) > CENT])
+    if not len(owing):
+        return [None] * len(ids)
+    cut = pa.scalar(cutoff(as_of), pa.timestamp("us"))
+    day = pa.scalar(cutoff(as_of).date(), pa.date32())
+    who = ds.field("customer_id").isin(pa.array(owing, pa.string()))
+    bill_cols = set(stored_columns(warehouse, "bills", ["issue_date", "due_date", "known_at"]))
+    wanted = who & (ds.field("issue_date") <= day) & (ds.field("due_date") <= day)
+    if "known_at" in bill_cols:
+        wanted &= _visible(ds.field("known_at"), cut)
+    columns = ["customer_id", "period", "amount_due"] + (["known_at"] if "known_at" in bill_cols else [])
+    bills = ds.dataset(table_path(warehouse, "bills")).to_table(columns=columns, filter=wanted).to_pandas()
+    if "known_at" in bills:  # a re-issued bill (退补): the version known at T
+        bills = bills.sort_values("known_at", kind="stable")
+    bills = bills.drop_duplicates(["customer_id", "period"], keep="last").set_index(["customer_id", "period"])
+    pay_cols = set(stored_columns(warehouse, "payments", ["paid_at", "known_at"]))
+    seen = who & (ds.field("paid_at") <= cut)
+    if "known_at" in pay_cols:
+        seen &= _visible(ds.field("known_at"), cut)
+    columns = ["customer_id", "period", "amount"] + (["late_fee"] if "late_fee" in pay_cols else [])
+    pays = ds.dataset(table_path(warehouse, "payments")).to_table(columns=columns, filter=seen).to_pandas()
+    principal = pays["amount"].fillna(0.0) - (pays["late_fee"].fillna(0.0) if "late_fee" in pays else 0.0)
+    paid = principal.groupby([pays["customer_id"], pays["period"]]).sum()
+    due = bills["amount_due"].astype(np.float64)
+    left = due - paid.reindex(due.index).fillna(0.0).to_numpy()
+    left = left[(due > TOLERANCE_YUAN) & (left > TOLERANCE_YUAN)]
+    if left.empty:
+        return [None] * len(ids)
+    frame = left.rename("left").reset_index()
+    frame["cell"] = (
+        pd.to_datetime(frame["period"]).dt.strftime("%Y-%m-%d") + "=" + frame["left"].round(2).astype(str)
     )
-    if "known_at" in names:
-        known = ds.field("known_at")
-        visible &= known.is_null() | (known <= pa.scalar(cut, pa.timestamp("us")))
-    bills = ds.dataset(path).to_table(columns=["customer_id", "period"], filter=visible)
-    newest = bills.group_by("customer_id").aggregate([("period", "max")])
-    lookup = pd.Series(
-        newest.column("period_max").to_numpy(zero_copy_only=False).astype("datetime64[D]"),
-        index=newest.column("customer_id").to_pandas().astype(str),
-    )
-    return lookup.reindex(customer_ids.astype(str).to_numpy()).to_numpy(dtype="datetime64[D]")
+    text = frame.groupby("customer_id")["cell"].agg(";".join)
+    return [text.get(c) for c in ids]
+
+
+def parse_open(text: object) -> dict[np.datetime64, float]:
+    """`open_bills`' text back into {billing month: yuan open at T}."""
+    if not isinstance(text, str) or not text:  # None, or NaN from a pandas column
+        return {}
+    return {np.datetime64(k, "D"): float(v) for k, v in (cell.split("=") for cell in text.split(";"))}
 
 
 def add_balances(scores: pd.DataFrame, frame: pd.DataFrame, warehouse: Path, as_of: dt.date) -> pd.DataFrame:
     """The arrears snapshot's two extra columns: each customer's open balance at T (the feature the model
-    read; rows in the frame's order) and the newest billing month known at T."""
+    read; rows in the frame's order) and the bills it is made of (`open_bills`)."""
     owed = pd.to_numeric(frame[OWED_FEATURE], errors="coerce").to_numpy(dtype=np.float64)
     out = scores.copy()
     out[OUTSTANDING] = owed
-    out[DUE_THROUGH] = due_through(warehouse, frame["customer_id"], as_of)
+    out[OPEN_BILLS] = open_bills(warehouse, frame["customer_id"], owed, as_of)
     return out
 
 
@@ -105,8 +131,12 @@ def _payments_mtime(warehouse: Path) -> int | None:
 
 def settle(snapshot: Snapshot, warehouse: Path, current: Settlement | None = None) -> Settlement | None:
     """The snapshot's settlement now; None for a snapshot without balances (other tasks, snapshots scored
-    before) or a warehouse without payments. `current` is returned as is when nothing it read has changed."""
-    if OUTSTANDING not in snapshot.numbers or DUE_THROUGH not in snapshot.numbers:
+    before) or a warehouse without payments. `current` is returned as is when nothing it read has changed.
+
+    Each bill open at T is settled by the principal paid toward it since, capped at what it had open: money
+    toward another month, a month already paid, or a bill T did not hold covers nothing. A customer is settled
+    when every bill open at T is paid to within `TOLERANCE_YUAN`, the rule the balance itself reads."""
+    if OUTSTANDING not in snapshot.numbers or OPEN_BILLS not in snapshot.codes:
         return None
     mtime = _payments_mtime(warehouse)
     if mtime is None:
@@ -123,30 +153,39 @@ def settle(snapshot: Snapshot, warehouse: Path, current: Settlement | None = Non
     columns = ["customer_id", "period", "paid_at", "amount"] + (["late_fee"] if "late_fee" in names else [])
     table = ds.dataset(path).to_table(columns=columns, filter=unseen)
     pos = snapshot.positions(table.column("customer_id").to_pylist(), strict=False)
-    period = table.column("period").to_numpy(zero_copy_only=False).astype("datetime64[D]")
-    through = snapshot.numbers[DUE_THROUGH].astype("datetime64[D]")
-    fallback = (_window_start(snapshot.as_of) - pd.Timedelta(days=1)).to_datetime64().astype("datetime64[D]")
-    limit = np.where(np.isnat(through), fallback, through)
-    known = pos >= 0
-    counts = np.zeros(len(pos), dtype=bool)
-    counts[known] = period[known] <= limit[pos[known]]
-    hit = pos[counts]
-    amount = pc.fill_null(table.column("amount"), 0.0).to_numpy(zero_copy_only=False)
+    owing = pos >= 0
+    owing[owing] = snapshot.codes[OPEN_BILLS][pos[owing]] >= 0  # customers with a bill open at T
+    principal = pc.fill_null(table.column("amount"), 0.0).to_numpy(zero_copy_only=False)
     if "late_fee" in columns:  # principal only: a late fee settles no part of a bill, as the balance reads it
-        amount = amount - pc.fill_null(table.column("late_fee"), 0.0).to_numpy(zero_copy_only=False)
-    amount = amount[counts]
-    paid = np.bincount(hit, weights=amount, minlength=snapshot.size)
-    day = table.column("paid_at").to_numpy(zero_copy_only=False).astype("datetime64[D]")[counts]
+        principal = principal - pc.fill_null(table.column("late_fee"), 0.0).to_numpy(zero_copy_only=False)
+    since = pd.DataFrame(
+        {
+            "pos": pos[owing],
+            "period": table.column("period").to_numpy(zero_copy_only=False).astype("datetime64[D]")[owing],
+            "principal": principal[owing],
+            "day": table.column("paid_at").to_numpy(zero_copy_only=False).astype("datetime64[D]")[owing],
+        }
+    )
+    paid = np.zeros(snapshot.size)
     last_paid = np.full(snapshot.size, np.datetime64("NaT"), dtype="datetime64[D]")
-    if len(hit):
-        newest = pd.Series(day).groupby(hit).max()
-        last_paid[newest.index.to_numpy()] = newest.to_numpy(dtype="datetime64[D]")
+    settled = np.zeros(snapshot.size, dtype=bool)
+    counted = 0
+    levels = snapshot.categories[OPEN_BILLS]
+    for p, rows in since.groupby("pos", sort=False):
+        bills = parse_open(levels[snapshot.codes[OPEN_BILLS][p]])
+        toward = rows[rows["period"].isin(list(bills))]
+        if toward.empty:
+            continue
+        counted += len(toward)
+        by_bill = toward.groupby("period")["principal"].sum()
+        paid[p] = sum(min(max(by_bill.get(m, 0.0), 0.0), left) for m, left in bills.items())
+        last_paid[p] = toward["day"].max()
+        settled[p] = all(by_bill.get(m, 0.0) >= left - TOLERANCE_YUAN for m, left in bills.items())
     owed = np.nan_to_num(snapshot.numbers[OUTSTANDING])
-    settled = (owed > CENT) & (paid >= owed - CENT)
     newest_payment = column_extreme(path, "paid_at", "max")
     logger.info(
-        "%s snapshot as of %s: %d payments since, %d of %d customers with a balance settled",
-        snapshot.task, snapshot.as_of, int(counts.sum()), int(settled.sum()), int((owed > CENT).sum()),
+        "%s snapshot as of %s: %d payments since toward bills open then, %d of %d customers with a balance "
+        "settled", snapshot.task, snapshot.as_of, counted, int(settled.sum()), int((owed > CENT).sum()),
     )  # fmt: skip
     return Settlement(
         key,

@@ -226,7 +226,7 @@ class Snapshot:
     k: int
     size: int
     index: pd.Index
-    numbers: dict[str, np.ndarray]  # float64 / int64 columns, datetime64[D] for days
+    numbers: dict[str, np.ndarray]  # float64 / int64 columns
     codes: dict[str, np.ndarray]  # categorical columns: int codes (-1 = null)
     categories: dict[str, np.ndarray]  # categorical columns: levels as an object array
     customer_id: np.ndarray
@@ -243,10 +243,7 @@ class Snapshot:
             if name in ("customer_id", "as_of"):
                 continue
             col = frame[name]
-            if pd.api.types.is_datetime64_any_dtype(col) or pa.types.is_date(table.schema.field(name).type):
-                # a day (`due_through`), stored as a timestamp or a date: NaT reads as None
-                numbers[name] = pd.to_datetime(col).to_numpy(dtype="datetime64[D]")
-            elif isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
+            if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
                 cat = pd.Categorical(
                     col.astype(object) if not isinstance(col.dtype, pd.CategoricalDtype) else col
                 )

@@ -4,10 +4,10 @@ A generated utility (default 50,000 customers x 36 months) is scored for arrears
 before its data end; its bills, payments and that population are then tiled `--tile` times with suffixed
 customer ids (20 x 50,000 = 1,000,000 customers, ~34 M bills, ~33 M payments), and two steps are timed:
 
-- `due_through`: the newest billing month known and due at T per customer, which `gridrisk score` adds to the
-  arrears snapshot (one filtered read of the bills);
-- `settle`: the payments T could not see, summed toward those months, which the service does once per
-  snapshot and payments version when it refreshes (one filtered read of the payments).
+- `open_bills`: each bill open at T of each customer with a balance, which `gridrisk score` adds to the
+  arrears snapshot (filtered reads of those customers' bills and payments);
+- `settle`: the payments T could not see, counted bill by bill toward those bills, which the service does
+  once per snapshot and payments version when it refreshes (one filtered read of the payments).
 
 Each step runs twice; wall and CPU seconds (process-wide, pyarrow's threads included) and the peak RSS are
 printed. No target: the figures go in the README beside the feature.
@@ -45,7 +45,7 @@ def tiled(table: pa.Table, times: int) -> pa.Table:
 def main() -> None:
     from features.synthetic import GeneratorConfig, generate
     from features.training_set import build_scoring_frame
-    from serving.settlement import DUE_THROUGH, OUTSTANDING, OWED_FEATURE, due_through, settle
+    from serving.settlement import OPEN_BILLS, OUTSTANDING, OWED_FEATURE, open_bills, settle
     from serving.snapshot import META_KEY, Snapshot
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,7 +72,7 @@ def main() -> None:
     warehouse = root / f"tiled-{args.tile}"
     warehouse.mkdir(parents=True, exist_ok=True)
     for name, columns in {
-        "bills": ["customer_id", "period", "issue_date", "due_date", "known_at"],
+        "bills": ["customer_id", "period", "amount_due", "issue_date", "due_date", "known_at"],
         "payments": ["customer_id", "period", "paid_at", "amount", "late_fee"],
     }.items():
         pq.write_table(tiled(pq.read_table(source / f"{name}.parquet", columns=columns), args.tile),
@@ -89,8 +89,9 @@ def main() -> None:
         return out
 
     rows: list[tuple[str, int, float, float]] = []
-    through = timed("due_through", lambda: due_through(warehouse, ids, as_of.date()))
-    table = snapshot_table.append_column(DUE_THROUGH, pa.array(through, pa.date32()))
+    owed = snapshot_table[OUTSTANDING].to_numpy(zero_copy_only=False)
+    opens = timed("open_bills", lambda: open_bills(warehouse, ids, owed, as_of.date()))
+    table = snapshot_table.append_column(OPEN_BILLS, pa.array(opens, pa.string()))
     meta = {"task": "arrears", "as_of": as_of.date().isoformat(), "model_name": "bench", "model_version": "0"}
     path = warehouse / "snapshot.parquet"
     pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(meta)}), path)
@@ -100,10 +101,10 @@ def main() -> None:
     bills = pq.ParquetFile(warehouse / "bills.parquet").metadata.num_rows
     payments = pq.ParquetFile(warehouse / "payments.parquet").metadata.num_rows
     assert found is not None
-    owed = int((np.nan_to_num(snapshot.numbers[OUTSTANDING]) > 0.005).sum())
+    owing = int((np.nan_to_num(snapshot.numbers[OUTSTANDING]) > 0.005).sum())
     print(f"{snapshot.size:,} customers ({args.customers:,} generated x {args.tile}), {bills:,} bills, "
           f"{payments:,} payments; as of {as_of.date()}, payments to {found.payments_through}")  # fmt: skip
-    print(f"{owed:,} with a balance at T, {int(found.settled.sum()):,} settled since")
+    print(f"{owing:,} with a balance at T, {int(found.settled.sum()):,} settled since")
     print("| step | run | wall s | CPU s |")
     print("| --- | --- | --- | --- |")
     for step, attempt, wall, cpu in rows:

@@ -25,7 +25,7 @@ from serving.access import create_key
 from serving.model import FeatureSpec, PackagedModel, ReasonText, pyfunc_class
 from serving.schemas import ModelRef
 from serving.settings import ServingSettings
-from serving.settlement import DUE_THROUGH, OUTSTANDING, due_through
+from serving.settlement import OPEN_BILLS, OUTSTANDING, open_bills, parse_open
 from serving.snapshot import score_frame, write_snapshot
 from training.registry import promote
 
@@ -95,7 +95,6 @@ def mark_paid_since(settings: ServingSettings, history: dict[str, pd.DataFrame],
     (`serving.settlement`). The late payer C0000004 pays May's bill after it; so do the list's second and
     fourth customers by expected loss, and its sixth pays half of it: the first page shows 已结清 twice and a
     part payment (the README's screenshot)."""
-    cut = pd.Timestamp(AS_OF) + pd.Timedelta(days=1)
     path = settings.snapshots_path / "arrears" / f"{AS_OF.isoformat()}.parquet"
     scores = pd.read_parquet(path)
     by_loss = scores.sort_values(["expected_value", "rank"], ascending=[False, True])["customer_id"].tolist()
@@ -107,17 +106,11 @@ def mark_paid_since(settings: ServingSettings, history: dict[str, pd.DataFrame],
         pays.loc[row, "amount"] = (pays.loc[row, "amount"] * share).round(2)
     history["payments"] = pays
     write_table(settings.warehouse_path, "payments", pays)
-    bills = history["bills"]
-    standing = (
-        bills[bills["known_at"] < cut]
-        .sort_values("known_at")
-        .drop_duplicates(["customer_id", "period"], keep="last")
-    )
-    paid = pays[pays["paid_at"] < cut].groupby(["customer_id", "period"])["amount"].sum()
-    due = standing.set_index(["customer_id", "period"])["amount_due"]
-    owed = (due - paid.reindex(due.index).fillna(0.0)).clip(lower=0.0).groupby(level="customer_id").sum()
-    scores[OUTSTANDING] = scores["customer_id"].map(owed).fillna(0.0).to_numpy()
-    scores[DUE_THROUGH] = due_through(settings.warehouse_path, scores["customer_id"], AS_OF)
+    # What each customer owed at T, bill by bill, read from the warehouse as `gridrisk score` reads it.
+    ids = scores["customer_id"]
+    opens = open_bills(settings.warehouse_path, ids, np.full(len(ids), 1.0), AS_OF)
+    scores[OPEN_BILLS] = opens
+    scores[OUTSTANDING] = [round(sum(parse_open(text).values()), 2) for text in opens]
     write_snapshot(
         scores,
         settings.snapshots_path,

@@ -18,7 +18,7 @@ import pytest
 from features.sources import table_path
 from serving.ranking import ListQuery, select
 from serving.schemas import SortKey
-from serving.settlement import DUE_THROUGH, OUTSTANDING, due_through, for_snapshot, settle
+from serving.settlement import OPEN_BILLS, OUTSTANDING, for_snapshot, open_bills, parse_open, settle
 from serving.snapshot import META_KEY, Snapshot
 
 T = dt.date(2024, 1, 31)
@@ -43,6 +43,7 @@ BILLS = pa.schema(
     [
         ("customer_id", pa.string()),
         ("period", pa.date32()),
+        ("amount_due", pa.float64()),
         ("issue_date", pa.date32()),
         ("due_date", pa.date32()),
         ("known_at", TS),
@@ -60,10 +61,13 @@ PAYMENTS = pa.schema(
 )
 
 
-def bill(cid: str, period: str, issued: str, known: str | None = None, due: str | None = None) -> dict:
+def bill(
+    cid: str, period: str, amount: float, issued: str, known: str | None = None, due: str | None = None
+) -> dict:
     return {
         "customer_id": cid,
         "period": day(period),
+        "amount_due": amount,
         "issue_date": day(issued),
         "due_date": day(due) if due else day(issued) + dt.timedelta(days=15),
         "known_at": at(known or issued),
@@ -81,56 +85,74 @@ def payment(
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Path:
+    """T = 2024-01-31; December's bills are issued on 2024-01-03 and due on the 18th."""
     wh = tmp_path / "wh"
+    dec = ("2023-12-01", "2024-01-03")
     bills = [
         # A: December's bill was open at T; January's was issued after T.
-        bill("A", "2023-12-01", "2024-01-03"),
-        bill("A", "2024-01-01", "2024-02-03"),
-        bill("B", "2023-12-01", "2024-01-03"),
-        bill("C", "2023-12-01", "2024-01-03"),
-        bill("D", "2023-12-01", "2024-01-03"),
-        bill("E", "2023-12-01", "2024-01-03"),
-        # F has no bill in the 13 months before T (an old debt).
-        bill("F", "2022-05-01", "2022-06-03"),
+        bill("A", *dec[:1], 100.0, dec[1]),
+        bill("A", "2024-01-01", 80.0, "2024-02-03"),
+        bill("B", *dec[:1], 100.0, dec[1]),
+        bill("C", *dec[:1], 50.0, dec[1]),
+        bill("D", *dec[:1], 30.0, dec[1]),
+        bill("E", *dec[:1], 90.0, dec[1]),
+        # F: an old debt, nothing billed since.
+        bill("F", "2022-05-01", 40.0, "2022-06-03"),
         # G: January's bill was issued before T but entered the system after it: not known at T.
-        bill("G", "2023-12-01", "2024-01-03"),
-        bill("G", "2024-01-01", "2024-01-25", known="2024-02-01 09:00"),
+        bill("G", *dec[:1], 55.0, dec[1]),
+        bill("G", "2024-01-01", 70.0, "2024-01-25", known="2024-02-01 09:00"),
         # J: January's bill was issued before T but falls due after it: not part of the balance at T.
-        bill("J", "2023-12-01", "2024-01-03"),
-        bill("J", "2024-01-01", "2024-01-20", due="2024-02-05"),
-        bill("K", "2023-12-01", "2024-01-03"),
+        bill("J", *dec[:1], 100.0, dec[1]),
+        bill("J", "2024-01-01", 100.0, "2024-01-20", due="2024-02-05"),
+        bill("K", *dec[:1], 100.0, dec[1]),
+        # L: two bills open at T; M: one, paid since to within the 1-yuan tolerance the balance reads.
+        bill("L", "2023-11-01", 60.0, "2023-12-03"),
+        bill("L", *dec[:1], 40.0, dec[1]),
+        bill("M", *dec[:1], 50.5, dec[1]),
+        # N: re-issued (退补) after T from 80 to 100: judged against what was owed at T.
+        bill("N", *dec[:1], 80.0, dec[1]),
+        bill("N", *dec[:1], 100.0, dec[1], known="2024-02-02 10:00"),
     ]
     payments = [
         payment("A", "2023-12-01", "2024-02-05 10:00", 100.0),  # toward the balance at T
         payment("A", "2024-01-01", "2024-02-06 10:00", 80.0),  # toward a bill T did not know
         payment("B", "2023-12-01", "2024-02-05 10:00", 60.0),  # part of it
         payment("C", "2023-12-01", "2024-01-20 10:00", 50.0, known="2024-02-02 08:00"),  # entered late
-        payment("D", "2023-12-01", "2024-02-04 10:00", 30.0),  # owed nothing at T
+        payment("D", "2023-12-01", "2024-01-10 10:00", 30.0),  # paid before T: owed nothing then
+        payment("D", "2023-12-01", "2024-02-04 10:00", 30.0),  # a month already paid, paid again
         payment("E", "2023-12-01", "2024-01-31 23:00", 90.0),  # seen at T: in the balance already
         payment("F", "2022-05-01", "2024-02-07 10:00", 40.0),  # the old debt
-        payment("F", "2023-11-01", "2024-02-07 11:00", 5.0),  # a month F was never billed for by T
+        payment("F", "2023-11-01", "2024-02-07 11:00", 5.0),  # a month F was never billed for
         payment("G", "2024-01-01", "2024-02-08 10:00", 70.0),  # the bill T did not know
         payment("H", "2023-12-01", "2024-02-08 10:00", 10.0),  # not in the snapshot
         payment("J", "2024-01-01", "2024-02-04 10:00", 100.0),  # the bill not yet due at T
         payment("K", "2023-12-01", "2024-02-04 10:00", 103.0, late_fee=5.0),  # 98 of principal: 2 still owed
+        payment("L", "2023-12-01", "2024-02-04 10:00", 100.0),  # all of it on December: November still open
+        payment("M", "2023-12-01", "2024-02-04 10:00", 50.0),
+        payment("N", "2023-12-01", "2024-02-04 10:00", 80.0),  # what was owed at T
     ]
     _write(wh, "bills", bills, BILLS)
     _write(wh, "payments", payments, PAYMENTS)
     return wh
 
 
-OWED = {"A": 100.0, "B": 100.0, "C": 50.0, "D": 0.0, "E": 90.0, "F": 40.0, "G": 55.0, "J": 100.0, "K": 100.0}
+# What each customer owed at T, as `payments_outstanding_yuan` reads it.
+OWED = {
+    "A": 100.0, "B": 100.0, "C": 50.0, "D": 0.0, "E": 0.0, "F": 40.0, "G": 55.0, "J": 100.0, "K": 100.0,
+    "L": 100.0, "M": 50.5, "N": 80.0,
+}  # fmt: skip
 
 
 def snapshot_with_balances(warehouse: Path, tmp_path: Path) -> Snapshot:
     ids = pd.Series(list(OWED))
+    owed = np.array(list(OWED.values()))
     frame = pd.DataFrame(
         {
             "customer_id": ids,
             "probability": np.linspace(0.9, 0.3, len(ids)),
             "rank": np.arange(1, len(ids) + 1),
-            OUTSTANDING: list(OWED.values()),
-            DUE_THROUGH: due_through(warehouse, ids, T),
+            OUTSTANDING: owed,
+            OPEN_BILLS: open_bills(warehouse, ids, owed, T),
         }
     )
     return Snapshot.read("arrears", _write_snapshot(frame, tmp_path / "arrears.parquet"))
@@ -144,24 +166,34 @@ def _write_snapshot(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def test_due_through_is_the_newest_bill_known_and_due_at_the_as_of_date(warehouse):
-    got = due_through(warehouse, pd.Series(["A", "F", "G", "J", "Z"]), T)
-    assert got.tolist() == [dt.date(2023, 12, 1), None, dt.date(2023, 12, 1), dt.date(2023, 12, 1), None]
+def test_open_bills_are_the_bills_due_and_unpaid_at_the_as_of_date(warehouse):
+    ids = pd.Series(list(OWED))
+    got = dict(zip(OWED, open_bills(warehouse, ids, np.array(list(OWED.values())), T), strict=True))
+    assert got["A"] == "2023-12-01=100.0" and got["L"] == "2023-11-01=60.0;2023-12-01=40.0"
+    assert got["C"] == "2023-12-01=50.0"  # its payment was entered after T
+    assert got["D"] is None and got["E"] is None  # paid by T
+    assert got["J"] == "2023-12-01=100.0"  # January's bill was not due yet
+    assert got["N"] == "2023-12-01=80.0"  # the version known at T
+    # The open bills add up to the balance the feature reads, customer by customer.
+    assert {c: round(sum(parse_open(t).values()), 2) for c, t in got.items()} == OWED
 
 
-def test_payments_the_as_of_date_could_not_see_count_toward_its_balance(warehouse, tmp_path):
+def test_each_bill_open_at_the_as_of_date_is_settled_by_what_was_paid_toward_it(warehouse, tmp_path):
     snap = snapshot_with_balances(warehouse, tmp_path)
     found = settle(snap, warehouse)
     assert found is not None
     by_id = dict(zip(snap.customer_id.tolist(), range(snap.size), strict=True))
-    paid = {c: found.paid[i] for c, i in by_id.items()}
-    settled = {c: bool(found.settled[i]) for c, i in by_id.items()}
+    paid = {c: round(float(found.paid[i]), 2) for c, i in by_id.items()}
+    settled = {c for c, i in by_id.items() if found.settled[i]}
     assert paid == {
-        "A": 100.0, "B": 60.0, "C": 50.0, "D": 30.0, "E": 0.0, "F": 40.0, "G": 0.0, "J": 0.0, "K": 98.0
+        "A": 100.0, "B": 60.0, "C": 50.0, "D": 0.0, "E": 0.0, "F": 40.0, "G": 0.0, "J": 0.0, "K": 98.0,
+        "L": 40.0, "M": 50.0, "N": 80.0,
     }  # fmt: skip
-    assert {c for c, s in settled.items() if s} == {"A", "C", "F"}
+    # K is 2 yuan short; L paid December twice over and November not at all; M is within the 1 yuan the
+    # balance allows a bill; N paid what was owed at T (its bill was raised after T).
+    assert settled == {"A", "C", "F", "M", "N"}
     assert found.last_paid[by_id["A"]] == np.datetime64("2024-02-05")
-    assert np.isnat(found.last_paid[by_id["E"]])
+    assert np.isnat(found.last_paid[by_id["E"]]) and np.isnat(found.last_paid[by_id["G"]])
     assert found.payments_through == dt.date(2024, 2, 8)
     # Read once per snapshot and payments table: the same object until either changes.
     assert settle(snap, warehouse, found) is found
@@ -175,10 +207,10 @@ def test_hide_settled_leaves_out_whoever_paid_the_balance(warehouse, tmp_path):
     open_rows, matched_open = select(
         snap, ListQuery(sort=SortKey.PROBABILITY, hide_settled=True), None, None, found
     )
-    assert matched_all == 9 and matched_open == 6
-    assert [snap.customer_id[p] for p in open_rows] == ["B", "D", "E", "G", "J", "K"]
+    assert matched_all == 12 and matched_open == 7
+    assert [snap.customer_id[p] for p in open_rows] == ["B", "D", "E", "G", "J", "K", "L"]
     # Without a settlement (another task, an older snapshot) nobody is hidden.
-    assert select(snap, ListQuery(sort=SortKey.PROBABILITY, hide_settled=True), None, None, None)[1] == 9
+    assert select(snap, ListQuery(sort=SortKey.PROBABILITY, hide_settled=True), None, None, None)[1] == 12
 
 
 def test_a_snapshot_without_balances_or_a_warehouse_without_payments_has_no_settlement(warehouse, tmp_path):
@@ -214,7 +246,8 @@ def test_the_web_list_marks_and_hides_who_paid_since_and_its_export_says_so(sett
         scores = pd.read_parquet(path)
         owed = {UNPAID: 300.0, "C0000007": 120.0}  # C0000007 pays it on the 3rd of the next month
         scores[OUTSTANDING] = scores["customer_id"].map(owed).fillna(0.0)
-        scores[DUE_THROUGH] = due_through(wh, scores["customer_id"], snap.as_of)
+        bills = {UNPAID: "2023-05-01=300.0", "C0000007": "2023-05-01=120.0"}
+        scores[OPEN_BILLS] = scores["customer_id"].map(bills)
         write_snapshot(scores, settings.snapshots_path, "arrears", snap.as_of, model=snap.model)
         payments = read_table(wh, "payments")
         paid = payments.iloc[[0]].assign(
@@ -249,27 +282,6 @@ def test_the_web_list_marks_and_hides_who_paid_since_and_its_export_says_so(sett
         assert "Hide settled" in english and ">Settled<" in english
 
 
-def test_a_due_through_column_stored_as_dates_reads_as_days(warehouse, tmp_path):
-    """A snapshot written by another tool (Spark, pyarrow) may keep the month as a date, not a timestamp."""
-    ids = ["A", "F"]
-    table = pa.table(
-        {
-            "customer_id": ids,
-            "probability": [0.5, 0.4],
-            "rank": [1, 2],
-            OUTSTANDING: [100.0, 40.0],
-            DUE_THROUGH: pa.array([dt.date(2023, 12, 1), None], pa.date32()),
-        }
-    )
-    path = _write_snapshot(table.to_pandas(), tmp_path / "dates.parquet")
-    pq.write_table(table.replace_schema_metadata(pq.read_schema(path).metadata), path)
-    snap = Snapshot.read("arrears", path)
-    assert snap.numbers[DUE_THROUGH].dtype == np.dtype("datetime64[D]")
-    assert snap.column(DUE_THROUGH, np.array([0, 1])) == [dt.date(2023, 12, 1), None]
-    found = settle(snap, warehouse)
-    assert found is not None and found.settled.tolist() == [True, True]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("as_of", ["2023-11-10", "2023-11-30"])
 def test_a_settled_customer_owes_nothing_today_on_the_bills_due_at_the_as_of_date(
@@ -289,9 +301,14 @@ def test_a_settled_customer_owes_nothing_today_on_the_bills_due_at_the_as_of_dat
             "probability": 0.5,
             "rank": np.arange(1, len(frame) + 1),
             OUTSTANDING: frame[OWED_FEATURE].to_numpy(dtype=float),
-            DUE_THROUGH: due_through(generated_dir, frame["customer_id"], t.date()),
+            OPEN_BILLS: open_bills(
+                generated_dir, frame["customer_id"], frame[OWED_FEATURE].to_numpy(), t.date()
+            ),
         }
     )
+    # The open bills add up to the balance the model read, customer by customer.
+    sums = [sum(parse_open(text).values()) for text in snapshot[OPEN_BILLS]]
+    assert np.allclose(sums, snapshot[OUTSTANDING].fillna(0.0), atol=0.011)
     path = _write_snapshot(snapshot, tmp_path / "s.parquet")
     meta = json.loads(pq.read_schema(path).metadata[META_KEY.encode()])
     pq.write_table(
