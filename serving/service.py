@@ -213,14 +213,15 @@ class ServiceState:
         changed = self.models.refresh()
         changed.update(self.snapshots.refresh())
         self._refresh_directory()
-        self._refresh_settlements()
+        changed.update(self._refresh_settlements())
         self.metrics.set_served(self.models.loaded(), self.snapshots.loaded())
         return changed
 
-    def _refresh_settlements(self) -> None:
-        """Re-read the payments since each snapshot's date when the snapshot or the payments table changed. A
-        warehouse that cannot be read leaves the lists without the mark, never without the list."""
-        settlements = {}
+    def _refresh_settlements(self) -> dict[str, str]:
+        """Re-read the payments since each snapshot's date when the snapshot or the payments table changed
+        (what moved is part of a reload's answer). A warehouse that cannot be read leaves the lists without
+        the mark, never without the list."""
+        settlements, changed = {}, {}
         for task, snapshot in self.snapshots.loaded().items():
             try:
                 found = settle(snapshot, self.settings.warehouse_path, self.settlements.get(task))
@@ -233,7 +234,10 @@ class ServiceState:
             self._settlement_errors.pop(task, None)
             if found is not None:
                 settlements[task] = found
+                if found is not self.settlements.get(task):
+                    changed[f"{task}-payments"] = f"{int(found.settled.sum())} settled since {snapshot.as_of}"
         self.settlements = settlements
+        return changed
 
     def _refresh_directory(self) -> None:
         path = self.settings.warehouse_path / "customers.parquet"
