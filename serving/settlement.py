@@ -85,12 +85,15 @@ def open_bills(
     left = left[(due > TOLERANCE_YUAN) & (left > TOLERANCE_YUAN)]
     if left.empty:
         return [None] * len(ids)
-    frame = left.rename("left").reset_index()
-    frame["cell"] = (
-        pd.to_datetime(frame["period"]).dt.strftime("%Y-%m-%d") + "=" + frame["left"].round(2).astype(str)
-    )
-    text = frame.groupby("customer_id")["cell"].agg(";".join)
-    return [text.get(c) for c in ids]
+    frame = left.rename("left").reset_index().sort_values(["customer_id", "period"], kind="stable")
+    month = pd.to_datetime(frame["period"]).dt.strftime("%Y-%m-%d")
+    frame["cell"] = month + "=" + frame["left"].round(2).astype(str)
+    # Most customers owe one bill: their text is its cell; only the others are joined group by group.
+    several = frame["customer_id"].duplicated(keep=False).to_numpy()
+    one = frame.loc[~several].set_index("customer_id")["cell"]
+    joined = frame.loc[several].groupby("customer_id", sort=False)["cell"].agg(";".join)
+    text = pd.concat([one, joined]).reindex(ids)
+    return text.astype(object).where(text.notna(), None).tolist()
 
 
 def parse_open(text: object) -> dict[np.datetime64, float]:
@@ -166,21 +169,23 @@ def settle(snapshot: Snapshot, warehouse: Path, current: Settlement | None = Non
             "day": table.column("paid_at").to_numpy(zero_copy_only=False).astype("datetime64[D]")[owing],
         }
     )
+    bills = _open_table(snapshot, np.unique(since["pos"].to_numpy()))
+    toward = since.merge(bills[["pos", "period"]], on=["pos", "period"])  # payments toward a bill open at T
+    per_bill = toward.groupby(["pos", "period"], as_index=False).agg(paid=("principal", "sum"))
+    bills = bills.merge(per_bill, on=["pos", "period"], how="left").fillna({"paid": 0.0})
+    bills["covered"] = bills["paid"].clip(lower=0.0, upper=bills["left"])
+    bills["done"] = bills["paid"] >= bills["left"] - TOLERANCE_YUAN
+    by_customer = bills.groupby("pos").agg(covered=("covered", "sum"), done=("done", "all"))
+    touched = by_customer.index.isin(toward["pos"].unique())  # settled only by a payment since T
     paid = np.zeros(snapshot.size)
-    last_paid = np.full(snapshot.size, np.datetime64("NaT"), dtype="datetime64[D]")
+    paid[by_customer.index.to_numpy()] = by_customer["covered"].to_numpy()
     settled = np.zeros(snapshot.size, dtype=bool)
-    counted = 0
-    levels = snapshot.categories[OPEN_BILLS]
-    for p, rows in since.groupby("pos", sort=False):
-        bills = parse_open(levels[snapshot.codes[OPEN_BILLS][p]])
-        toward = rows[rows["period"].isin(list(bills))]
-        if toward.empty:
-            continue
-        counted += len(toward)
-        by_bill = toward.groupby("period")["principal"].sum()
-        paid[p] = sum(min(max(by_bill.get(m, 0.0), 0.0), left) for m, left in bills.items())
-        last_paid[p] = toward["day"].max()
-        settled[p] = all(by_bill.get(m, 0.0) >= left - TOLERANCE_YUAN for m, left in bills.items())
+    settled[by_customer.index.to_numpy()[touched]] = by_customer["done"].to_numpy()[touched]
+    last_paid = np.full(snapshot.size, np.datetime64("NaT"), dtype="datetime64[D]")
+    if len(toward):
+        newest = toward.groupby("pos")["day"].max()
+        last_paid[newest.index.to_numpy()] = newest.to_numpy(dtype="datetime64[D]")
+    counted = len(toward)
     owed = np.nan_to_num(snapshot.numbers[OUTSTANDING])
     newest_payment = column_extreme(path, "paid_at", "max")
     logger.info(
@@ -193,6 +198,22 @@ def settle(snapshot: Snapshot, warehouse: Path, current: Settlement | None = Non
         last_paid,
         settled,
         newest_payment.date() if newest_payment is not None else None,
+    )
+
+
+def _open_table(snapshot: Snapshot, positions: np.ndarray) -> pd.DataFrame:
+    """The bills open at T of the customers at `positions`, one row each: pos, period, left (yuan)."""
+    codes = snapshot.codes[OPEN_BILLS][positions]
+    have = codes >= 0
+    texts = pd.Series(snapshot.categories[OPEN_BILLS][codes[have]], index=positions[have])
+    cells = texts.str.split(";").explode()
+    parts = cells.str.split("=", n=1, expand=True) if len(cells) else pd.DataFrame(columns=[0, 1])
+    return pd.DataFrame(
+        {
+            "pos": cells.index.to_numpy(dtype=np.int64),
+            "period": pd.to_datetime(parts[0]).to_numpy(dtype="datetime64[D]") if len(cells) else [],
+            "left": parts[1].astype(np.float64).to_numpy() if len(cells) else [],
+        }
     )
 
 
