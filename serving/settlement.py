@@ -60,8 +60,8 @@ def open_bills(
     owing = np.unique(ids[np.nan_to_num(owed) > CENT])
     if not len(owing):
         return [None] * len(ids)
-    cut = pa.scalar(cutoff(as_of), pa.timestamp("us"))
-    day = pa.scalar(cutoff(as_of).date(), pa.date32())
+    end = cutoff(as_of)
+    cut, day = pa.scalar(end, pa.timestamp("us")), pa.scalar(end.date(), pa.date32())
     who = ds.field("customer_id").isin(pa.array(owing, pa.string()))
     bill_cols = set(stored_columns(warehouse, "bills", ["issue_date", "due_date", "known_at"]))
     wanted = who & (ds.field("issue_date") <= day) & (ds.field("due_date") <= day)

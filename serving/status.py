@@ -16,12 +16,14 @@ from serving.snapshot import Snapshot, SnapshotStore
 
 
 def task_status(task: str, models: ModelStore, snapshots: SnapshotStore) -> TaskStatus:
-    return _assess(task, models, snapshots)[0]
+    return _assess(task, models, snapshots, _warehouse_problem(models.settings.warehouse_path))[0]
 
 
-def _assess(task: str, models: ModelStore, snapshots: SnapshotStore) -> tuple[TaskStatus, bool]:
+def _assess(
+    task: str, models: ModelStore, snapshots: SnapshotStore, warehouse: str | None
+) -> tuple[TaskStatus, bool]:
     """The task's status, and whether it is fully served: a registry model and a readable, non-empty
-    snapshot scored by that same model version."""
+    snapshot scored by that same model version. `warehouse` is the service's warehouse problem, if any."""
     details = []
     model: LoadedModel | None = None
     try:
@@ -40,7 +42,7 @@ def _assess(task: str, models: ModelStore, snapshots: SnapshotStore) -> tuple[Ta
     else:
         if snapshots.detail(task):
             details.append(snapshots.detail(task))  # type: ignore[arg-type]
-    if (warehouse := _warehouse_problem(models.settings.warehouse_path)) is not None:
+    if warehouse is not None:
         details.append(warehouse)
     if snap is not None and snap.size == 0:
         details.append(
@@ -75,7 +77,8 @@ def readiness(
     at all, or an API keys file that cannot be read, so that every keyed request fails (a load balancer kept
     sending an operator's traffic to an instance answering each call with a 503), or a home that cannot be
     written (a read-only mount, a full disk), where every request that must be audited is refused."""
-    assessed = [_assess(t, models, snapshots) for t in models.settings.tasks]
+    warehouse = _warehouse_problem(models.settings.warehouse_path)  # one look for every task
+    assessed = [_assess(t, models, snapshots, warehouse) for t in models.settings.tasks]
     tasks = [t for t, _ in assessed]
     keys_detail = _keys_problem(keys) if keys is not None else None
     home_detail = _home_problem(home) if home is not None else None

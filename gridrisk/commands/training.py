@@ -107,13 +107,7 @@ def _name(task: str) -> str:
 def _server_or_exit(settings: Any) -> None:
     """Before any work: the runtime (MLflow's retry budget, no URLs with passwords printed), a tracking server
     that answers at all (`tracking_server_or_exit`), and one whose API takes this client (`_api_or_exit`)."""
-    from training.registry import model_prefix_error
-
-    _prepare_runtime(settings.tracking_uri)
-    wrong = model_prefix_error()
-    if wrong is not None:
-        typer.echo(f"error: {wrong}", err=True)
-        raise typer.Exit(2)
+    _prepare_runtime(settings.tracking_uri)  # the model prefix was checked by load_settings
     tracking_server_or_exit(settings)
     _api_or_exit(settings.tracking_uri)
 

@@ -145,6 +145,28 @@ def write_archive(settings: ServingSettings, frame: pd.DataFrame) -> dict[str, s
     return dict(zip(customers["customer_id"], customers["name"], strict=True))
 
 
+def log_refused(
+    tracking_uri: str,
+    experiment_id: str,
+    name: str,
+    package: PackagedModel,
+    pr_auc: str,
+    champion: str,
+    workdir: Path,
+) -> str:
+    """A version the gate kept as challenger against champion v1 on PR-AUC, aliased `challenger`."""
+    import mlflow
+
+    refused = {
+        "gate.decision": "refused",
+        "gate.reason": "does not beat the champion's primary metric by the margin: "
+        f"pr_auc {pr_auc} vs champion v1 {champion}",
+    }
+    version = log_version(tracking_uri, experiment_id, name, package, refused, workdir)
+    mlflow.MlflowClient(tracking_uri).set_registered_model_alias(name, "challenger", version)
+    return version
+
+
 def log_version(
     tracking_uri: str,
     experiment_id: str,
@@ -200,13 +222,9 @@ def build(root: Path) -> WebHome:
         if task == "arrears":
             challenger = catalogue_package(seed=7, task=task, trees=40)
             challenger.metrics = {"roc_auc": 0.80, "pr_auc": 0.40, "brier": 0.12}
-            refused = {
-                "gate.decision": "refused",
-                "gate.reason": "does not beat the champion's primary metric by the margin: "
-                "pr_auc 0.4000 vs champion v1 0.4200",
-            }
-            versions[task].append(log_version(tracking_uri, experiment_id, name, challenger, refused, root))
-            client.set_registered_model_alias(name, "challenger", versions[task][-1])
+            versions[task].append(
+                log_refused(tracking_uri, experiment_id, name, challenger, "0.4000", "0.4200", root)
+            )
             old = score_frame(package, previous, ModelRef(name=name, version=champion))
             write_snapshot(old, settings.snapshots_path, task, PREVIOUS_AS_OF)
         if task == "suspension":
@@ -214,13 +232,9 @@ def build(root: Path) -> WebHome:
             package = catalogue_package(seed=8, task=task, trees=40)
             package.metrics = {"roc_auc": 0.78, "pr_auc": 0.37, "brier": 0.12}
             package.info["primary_metric"] = "pr_auc"
-            refused = {
-                "gate.decision": "refused",
-                "gate.reason": "does not beat the champion's primary metric by the margin: "
-                "pr_auc 0.3700 vs champion v1 0.4000",
-            }
-            versions[task].append(log_version(tracking_uri, experiment_id, name, package, refused, root))
-            client.set_registered_model_alias(name, "challenger", versions[task][-1])
+            versions[task].append(
+                log_refused(tracking_uri, experiment_id, name, package, "0.3700", "0.4000", root)
+            )
             promote(tracking_uri, task, versions[task][-1], "试点所复核：新版本的走访命中更高", user="e2e")
             champion = versions[task][-1]
         scores = score_frame(package, frame, ModelRef(name=name, version=champion))
